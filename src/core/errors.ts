@@ -1,0 +1,72 @@
+/**
+ * The error catalogue. Every failure the gateway reports has a stable `code`
+ * (documented in docs/ERRORS.md; a unit test checks every code is there),
+ * an HTTP status where it reaches a client, and keeps its `cause`.
+ *
+ * Callers branch on `code`, never on message text.
+ */
+
+export const ERROR_CODES = {
+  // --- input at the edge (HTTP) ---
+  BAD_JSON: { status: 400, text: 'the request body is not valid JSON' },
+  VALIDATION: { status: 422, text: 'a field has the wrong form' },
+  BODY_TOO_LARGE: { status: 413, text: 'the request body is larger than the limit' },
+  TOO_MANY_RECIPIENTS: { status: 413, text: 'more recipients than one request may carry' },
+  BAD_NUMBER: { status: 422, text: 'a phone number is not a valid mobile number' },
+  UNAUTHORIZED: { status: 401, text: 'missing or unknown API key' },
+  FORBIDDEN: { status: 403, text: 'the API key may not do this' },
+  NOT_FOUND: { status: 404, text: 'no such resource' },
+  METHOD_NOT_ALLOWED: { status: 405, text: 'method not allowed on this path' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'the body must be application/json' },
+  IDEMPOTENCY_CONFLICT: { status: 409, text: 'the same Idempotency-Key is in flight or was used for a different request' },
+  NOT_READY: { status: 503, text: 'the gateway is not ready (starting or shutting down)' },
+  OVERLOADED: { status: 503, text: 'the gateway is over its intake bound; retry later' },
+  INTERNAL: { status: 500, text: 'internal error' },
+  // --- configuration ---
+  CONFIG_INVALID: { status: 500, text: 'the configuration is invalid' },
+  // --- queue ---
+  QUEUE_CLOSED: { status: 503, text: 'the queue is closed' },
+  QUEUE_UNAVAILABLE: { status: 503, text: 'the queue cannot be reached' },
+  // --- SMPP ---
+  SMPP_NOT_BOUND: { status: 503, text: 'no bound SMPP session' },
+  SMPP_TIMEOUT: { status: 504, text: 'the SMSC did not answer in time' },
+  SMPP_CONNECTION_LOST: { status: 503, text: 'the SMPP connection was lost with requests outstanding' },
+  SMPP_BIND_FAILED: { status: 503, text: 'the SMSC refused the bind' },
+  SMPP_PDU_INVALID: { status: 500, text: 'a PDU could not be built (body too long or not bytes)' },
+  SMPP_POOL_CLOSED: { status: 503, text: 'the bind pool is closed' },
+  // --- receipts ---
+  STORE_CLOSED: { status: 503, text: 'the receipt store is closed' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface FieldProblem {
+  /** JSON pointer-ish path of the offending field, e.g. `/to/3`. */
+  readonly field: string;
+  readonly message: string;
+}
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: readonly FieldProblem[] | undefined;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: readonly FieldProblem[] }) {
+    super(message ?? ERROR_CODES[code].text, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.details = options?.details;
+  }
+
+  /** The JSON body a client sees: stable code, human message, offending fields. */
+  toJSON(): { error: { code: ErrorCode; message: string; details?: readonly FieldProblem[] } } {
+    return this.details && this.details.length > 0
+      ? { error: { code: this.code, message: this.message, details: this.details } }
+      : { error: { code: this.code, message: this.message } };
+  }
+}
+
+export function isGatewayError(e: unknown): e is GatewayError {
+  return e instanceof GatewayError;
+}

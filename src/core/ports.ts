@@ -1,0 +1,80 @@
+/**
+ * Ports the dispatcher and ingest depend on; adapters in src/smpp and
+ * src/receipts implement them. Types only: nothing here does I/O.
+ */
+import type { FinalState } from './message.js';
+
+// ---------------------------------------------------------------- SMS out
+
+export interface SubmitRequest {
+  /** Destination, digits with country code (8613800138000). */
+  readonly destination: string;
+  /** Source address (sender code / extension). */
+  readonly source: string;
+  /** Encoded segment: UDH (when esmClass has 0x40) followed by the user data. At most 140 octets. */
+  readonly payload: Uint8Array;
+  /** 0x00 GSM 03.38 default alphabet, 0x08 UCS-2. Always explicit. */
+  readonly dataCoding: number;
+  /** 0x40 when the payload starts with a UDH, else 0x00. */
+  readonly esmClass: number;
+  /** Ask the SMSC for a delivery receipt. */
+  readonly registeredDelivery: boolean;
+  /** Tier priority: higher values are sent first when binds are saturated. */
+  readonly priority: number;
+  /** Epoch ms. Not submitted after this; also sent as the SMPP validity period. */
+  readonly deadline: number;
+}
+
+export type SubmitOutcome =
+  /** submit_sm_resp with ESME_ROK and a message id. */
+  | { readonly kind: 'accepted'; readonly account: string; readonly messageId: string }
+  /** submit_sm_resp with a permanent error status (not throttling). */
+  | { readonly kind: 'rejected'; readonly account: string; readonly status: number; readonly reason: string }
+  /** The deadline passed before the SMSC accepted it (throttled, no bind, timeouts). */
+  | { readonly kind: 'expired'; readonly reason: string }
+  /** The transport is closing: do not finalise, give the work back to the queue. */
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+/** A delivery receipt (deliver_sm with esm_class 0x04, or data_sm), parsed. */
+export interface DeliveryReceipt {
+  readonly account: string;
+  /** Operator message id as it came (text `id:` or receipted_message_id TLV). */
+  readonly messageId: string;
+  /** Final state, or `enroute`/`accepted` for intermediate receipts (no change). */
+  readonly state: FinalState | 'enroute' | 'accepted';
+  /** DLR `err:` field or network error code, when present. */
+  readonly error?: string;
+  /** Epoch ms when the SMSC says it was done (`done date:`), else receive time. */
+  readonly doneAt: number;
+}
+
+/** A mobile-originated message (a reply from a phone). */
+export interface MobileOriginated {
+  readonly account: string;
+  /** The phone that sent it, digits. */
+  readonly source: string;
+  /** The address it was sent to (sender code + extension). */
+  readonly destination: string;
+  readonly text: string;
+  readonly receivedAt: number;
+}
+
+/**
+ * One operator account's delivery path (a BindPool), seen from the dispatcher.
+ * Retries for throttling (0x58, 0x14), timeouts and lost connections happen
+ * inside, bounded by the request's deadline.
+ */
+export interface SmsTransport {
+  readonly account: string;
+  submit(request: SubmitRequest): Promise<SubmitOutcome>;
+  /**
+   * Receipts and MO messages are handed over here; the SMSC gets its
+   * deliver_sm_resp only after the returned promise resolves (the receipt is
+   * durable), and ESME_RX_T_APPN (retry later) if it rejects.
+   */
+  onReceipt(handler: (receipt: DeliveryReceipt) => Promise<void>): void;
+  onMobileOriginated(handler: (mo: MobileOriginated) => Promise<void>): void;
+  /** Segments waiting for or holding a window slot (for back-pressure). */
+  readonly pending: number;
+  close(): Promise<void>;
+}

@@ -1,0 +1,94 @@
+/**
+ * The queue port: the shape of NATS JetStream work-queue semantics, which the
+ * embedded LMDB adapter reproduces on one node.
+ *
+ *   publish ──▶ stream (durable, de-duplicated by msgId within a window)
+ *                 │  subjects  <prefix>.work.<tier>.<tenant>.<group>
+ *                 ▼
+ *   fetch(tier, max) ──▶ Delivery ── ack()        removed for good
+ *                                  ├─ nak(delay)   redelivered after delay
+ *                                  ├─ working()    extends the ack deadline
+ *                                  ├─ (no answer)  redelivered after ackWait
+ *                                  └─ term(reason) moved to the dead-letter subject
+ *
+ * After `maxDeliver` deliveries without an ack a message is dead-lettered by
+ * the adapter itself and reported through `onDeadLetter`, so the owner can
+ * give every recipient in it a final state.
+ */
+
+export interface QueueMessage {
+  /** Full subject, `<prefix>.work.<tier>.<tenant>.<group>`. */
+  readonly subject: string;
+  /** Tier name (also the second token of the subject); selects the consumer. */
+  readonly tier: string;
+  /** De-duplication id (Nats-Msg-Id); a second publish with it is dropped within the window. */
+  readonly msgId: string;
+  readonly data: Uint8Array;
+}
+
+export interface PublishResult {
+  readonly msgId: string;
+  /** Stream sequence (adapter-specific, monotonic per stream). */
+  readonly seq: number;
+  /** True when the msgId was seen inside the duplicates window and nothing was stored. */
+  readonly duplicate: boolean;
+}
+
+export interface Delivery {
+  readonly subject: string;
+  readonly tier: string;
+  readonly msgId: string;
+  readonly seq: number;
+  readonly data: Uint8Array;
+  /** 1 on first delivery, incremented on every redelivery. */
+  readonly deliveryCount: number;
+  /** Remove for good. Resolves once the removal is durable (embedded) or acknowledged by the server (NATS). */
+  ack(): Promise<void>;
+  /** Give it back; redelivered no sooner than `delayMs` later. */
+  nak(delayMs?: number): void;
+  /** Still working on it: reset the ack deadline. */
+  working(): void;
+  /** Give up: move to the dead-letter subject with a reason; not redelivered. */
+  term(reason: string): Promise<void>;
+}
+
+export interface DeadLetter {
+  readonly subject: string;
+  readonly tier: string;
+  readonly msgId: string;
+  readonly data: Uint8Array;
+  readonly deliveryCount: number;
+  readonly reason: string;
+}
+
+export interface QueueOptions {
+  /** Subject prefix, default `smsgw`. */
+  readonly prefix: string;
+  /** Tier names, highest priority first. Consumers exist per tier. */
+  readonly tiers: readonly string[];
+  /** Redeliver when not acked within this many ms. */
+  readonly ackWaitMs: number;
+  /** After this many deliveries without ack, dead-letter. */
+  readonly maxDeliver: number;
+  /** Upper bound of un-acked deliveries per tier consumer. */
+  readonly maxAckPending: number;
+  /** Window within which a repeated msgId is a duplicate. */
+  readonly duplicateWindowMs: number;
+}
+
+export interface WorkQueue {
+  readonly kind: 'embedded' | 'nats';
+  /** Resolves when every message is durable (or recognised as a duplicate). Order of results = order of input. */
+  publish(messages: readonly QueueMessage[]): Promise<PublishResult[]>;
+  /**
+   * Up to `max` deliveries from one tier, waiting at most `waitMs` for the
+   * first one. Resolves with an empty array on timeout or close.
+   */
+  fetch(tier: string, max: number, waitMs: number): Promise<Delivery[]>;
+  /** Messages stored and not yet acked (including in flight), for one tier. */
+  depth(tier: string): Promise<number>;
+  /** Called for each message dead-lettered by maxDeliver or term(). */
+  onDeadLetter(handler: (dl: DeadLetter) => void | Promise<void>): void;
+  /** Stop handing out work; wake pending fetches with []. In-flight deliveries may still ack. */
+  close(): Promise<void>;
+}
