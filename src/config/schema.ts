@@ -72,7 +72,12 @@ export const SimulatorSchema = Type.Object({
 
 export const ConfigSchema = Type.Object({
   dataDir: Type.String({ minLength: 1 }),
-  log: Type.Object({ level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))) }, strict),
+  log: Type.Object({
+    level: Type.Union([
+      Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
+      Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent'),
+    ]),
+  }, strict),
   server: Type.Object({
     host: Type.String(),
     port: Type.Integer({ minimum: 0, maximum: 65535 }),

@@ -1,0 +1,218 @@
+/**
+ * Configuration: `config/default.json`, then the file named by SMSGW_CONFIG
+ * (deep-merged over it), then SMSGW_* environment variables, then overrides
+ * passed in code (tests, CLI flags). Validated once against the schema with
+ * unknown keys rejected, checked for conflicts, then frozen.
+ *
+ * Environment variables map onto the schema by path, `__` between levels and
+ * `_` inside a camelCase name:  SMSGW_SERVER__MAX_BODY_BYTES=4194304.
+ * Values are parsed as JSON when they parse (numbers, booleans, arrays), else
+ * taken as strings. Short aliases exist for the common ones (see ENV_ALIASES).
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Value } from '@sinclair/typebox/value';
+import type { TSchema } from '@sinclair/typebox';
+import { ConfigSchema, type Config } from './schema.js';
+import { GatewayError, type FieldProblem } from '../core/errors.js';
+import { parseIsoDuration } from '../core/duration.js';
+import type { Tier } from '../core/message.js';
+
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEFAULT_CONFIG_PATH = resolve(PACKAGE_ROOT, 'config', 'default.json');
+
+/** Short names for the settings people change most. */
+export const ENV_ALIASES: Readonly<Record<string, string>> = {
+  SMSGW_PORT: 'server.port',
+  SMSGW_HOST: 'server.host',
+  SMSGW_DATA_DIR: 'dataDir',
+  SMSGW_LOG_LEVEL: 'log.level',
+  SMSGW_QUEUE: 'queue.kind',
+};
+
+export interface ResolvedConfig extends Config {
+  /** Tiers with parsed validity, highest priority first. */
+  readonly tierList: readonly Tier[];
+  readonly tierByName: ReadonlyMap<string, Tier>;
+  readonly idempotencyTtlMs: number;
+  readonly maxValidityMs: number;
+}
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+type JsonObject = { [k: string]: Json };
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Objects merge key by key; arrays and scalars replace. */
+export function deepMerge(base: JsonObject, over: JsonObject): JsonObject {
+  const out: JsonObject = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isObject(b) && isObject(v) ? deepMerge(b, v) : v;
+  }
+  return out;
+}
+
+function readJsonFile(path: string): JsonObject {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new GatewayError('CONFIG_INVALID', `cannot read config file ${path}`, { cause, details: [{ field: path, message: (cause as Error).message }] });
+  }
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (!isObject(v)) throw new TypeError('top level must be an object');
+    return v;
+  } catch (cause) {
+    const message = `not a JSON object: ${(cause as Error).message}`;
+    throw new GatewayError('CONFIG_INVALID', `config file ${path} is ${message}`, { cause, details: [{ field: path, message }] });
+  }
+}
+
+function parseEnvValue(raw: string): Json {
+  try {
+    return JSON.parse(raw) as Json;
+  } catch {
+    return raw;
+  }
+}
+
+/** Resolve `SERVER__MAX_BODY_BYTES` to `['server','maxBodyBytes']` by walking the schema. */
+function envPath(segments: readonly string[]): string[] | undefined {
+  let schema: TSchema | undefined = ConfigSchema;
+  const path: string[] = [];
+  for (const seg of segments) {
+    const props: Record<string, TSchema> | undefined = (schema as { properties?: Record<string, TSchema> } | undefined)?.properties;
+    if (!props) return undefined;
+    const want = seg.replace(/_/g, '').toLowerCase();
+    const key: string | undefined = Object.keys(props).find((k) => k.toLowerCase() === want);
+    if (key === undefined) return undefined;
+    path.push(key);
+    schema = props[key];
+  }
+  return path;
+}
+
+function setPath(obj: JsonObject, path: readonly string[], value: Json): JsonObject {
+  const [head, ...rest] = path;
+  if (head === undefined) return obj;
+  const cur = obj[head];
+  return { ...obj, [head]: rest.length === 0 ? value : setPath(isObject(cur) ? cur : {}, rest, value) };
+}
+
+export function envOverrides(env: NodeJS.ProcessEnv): { overrides: JsonObject; unknown: string[] } {
+  let overrides: JsonObject = {};
+  const unknown: string[] = [];
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('SMSGW_') || raw === undefined || name === 'SMSGW_CONFIG') continue;
+    if (name === 'SMSGW_NATS_URL') {
+      const servers = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      overrides = setPath(overrides, ['queue', 'nats', 'servers'], servers);
+      overrides = setPath(overrides, ['queue', 'kind'], 'nats');
+      continue;
+    }
+    const alias = ENV_ALIASES[name];
+    const path = alias ? alias.split('.') : envPath(name.slice('SMSGW_'.length).split('__'));
+    if (!path) {
+      unknown.push(name);
+      continue;
+    }
+    // Strings stay strings where the schema wants one (e.g. a password of digits).
+    const value = parseEnvValue(raw);
+    overrides = setPath(overrides, path, typeof value === 'number' && /(host|password|systemId|key|sender|source|dataDir)/i.test(path.at(-1) ?? '') ? raw : value);
+  }
+  return { overrides, unknown };
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Path to a JSON file merged over the defaults (else SMSGW_CONFIG). */
+  file?: string;
+  /** Merged last (tests, CLI flags). */
+  overrides?: Record<string, unknown>;
+}
+
+export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
+  const env = options.env ?? process.env;
+  let raw = readJsonFile(DEFAULT_CONFIG_PATH);
+  const file = options.file ?? env['SMSGW_CONFIG'];
+  if (file) raw = deepMerge(raw, readJsonFile(resolve(file)));
+  const { overrides, unknown } = envOverrides(env);
+  if (unknown.length > 0) {
+    throw new GatewayError('CONFIG_INVALID', `unknown environment setting ${unknown.join(', ')} (expected SMSGW_<SECTION>__<KEY>, e.g. SMSGW_SERVER__PORT)`, {
+      details: unknown.map((u) => ({ field: u, message: 'does not name a config setting' })),
+    });
+  }
+  raw = deepMerge(raw, overrides);
+  if (options.overrides) raw = deepMerge(raw, options.overrides as JsonObject);
+  return validateConfig(raw);
+}
+
+export function validateConfig(raw: unknown): ResolvedConfig {
+  // Fill schema defaults (e.g. smpp account tls/systemType) before checking.
+  const withDefaults = Value.Default(ConfigSchema, structuredClone(raw)) as unknown;
+  const problems: FieldProblem[] = [...Value.Errors(ConfigSchema, withDefaults)].slice(0, 20).map((e) => ({
+    field: e.path || '/',
+    message: describe(e.message, e.schema),
+  }));
+  if (problems.length > 0) {
+    throw new GatewayError('CONFIG_INVALID', `invalid configuration: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`, { details: problems });
+  }
+  const config = withDefaults as Config;
+  const conflicts: FieldProblem[] = [];
+  const tierList: Tier[] = [];
+  const seen = new Set<string>();
+  config.tiers.forEach((t, i) => {
+    if (seen.has(t.name)) conflicts.push({ field: `/tiers/${i}/name`, message: `duplicate tier ${t.name}` });
+    seen.add(t.name);
+    tierList.push({ name: t.name, priority: t.priority, defaultValidityMs: parseIsoDuration(t.defaultValidity) ?? 0 });
+  });
+  tierList.sort((a, b) => b.priority - a.priority);
+  if (!seen.has(config.defaultTier)) conflicts.push({ field: '/defaultTier', message: `must name one of the tiers (${[...seen].join(', ')})` });
+  const keys = new Set<string>();
+  config.auth.apiKeys.forEach((k, i) => {
+    if (keys.has(k.key)) conflicts.push({ field: `/auth/apiKeys/${i}/key`, message: 'duplicate API key' });
+    keys.add(k.key);
+    k.tiers.forEach((t, j) => {
+      if (t !== '*' && !seen.has(t)) conflicts.push({ field: `/auth/apiKeys/${i}/tiers/${j}`, message: `unknown tier ${t}` });
+    });
+  });
+  const names = new Set<string>();
+  config.smpp.accounts.forEach((a, i) => {
+    if (names.has(a.name)) conflicts.push({ field: `/smpp/accounts/${i}/name`, message: 'duplicate account name' });
+    names.add(a.name);
+    if (a.reconnectMaxMs < a.reconnectInitialMs) conflicts.push({ field: `/smpp/accounts/${i}/reconnectMaxMs`, message: 'must be ≥ reconnectInitialMs' });
+  });
+  if (config.queue.kind === 'nats' && config.queue.nats.servers.length === 0) {
+    conflicts.push({ field: '/queue/nats/servers', message: 'queue.kind is nats: give at least one server (or SMSGW_NATS_URL)' });
+  }
+  if (conflicts.length > 0) {
+    throw new GatewayError('CONFIG_INVALID', `invalid configuration: ${conflicts.map((p) => `${p.field}: ${p.message}`).join('; ')}`, { details: conflicts });
+  }
+  const resolved: ResolvedConfig = {
+    ...config,
+    tierList,
+    tierByName: new Map(tierList.map((t) => [t.name, t])),
+    idempotencyTtlMs: parseIsoDuration(config.server.idempotencyTtl) ?? 86_400_000,
+    maxValidityMs: parseIsoDuration(config.sender.maxValidity) ?? 3 * 86_400_000,
+  };
+  return deepFreeze(resolved);
+}
+
+function describe(message: string, schema: TSchema): string {
+  const s = schema as { description?: string; pattern?: string; minimum?: number; maximum?: number };
+  const extra = s.description ? ` (${s.description})` : s.pattern ? ` (pattern ${s.pattern})` : '';
+  return `${message}${extra}`;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null && !Object.isFrozen(o) && !(o instanceof Map)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

@@ -1,0 +1,234 @@
+/**
+ * Splitting a text into SMS parts and building each part's SMPP short_message.
+ *
+ * Part sizes (3GPP TS 23.040 / 23.038):
+ *
+ *   encoding  single part      each part of a concatenated message
+ *   gsm7      160 septets      153 septets (7 septets go to the UDH)
+ *   ucs2      70 code units    67 code units (140 − 6 UDH octets = 134 octets)
+ *
+ * A GSM extension character (ESC + code, 2 septets) and a UTF-16 surrogate
+ * pair (emoji, 2 units) are never split across parts: a part that would end
+ * in the middle of one ends before it, so it carries 152 septets or 66 units.
+ * A handset that shows parts before reassembly (or an SMSC that checks each
+ * part's UCS-2) would otherwise show garbage at the seam.
+ *
+ * Payload (short_message) sizes this module produces:
+ *
+ *   GSM 7-bit goes over SMPP with data_coding 0x00 *unpacked* — one septet
+ *   per octet, an extension character as the two octets 0x1B code — and the
+ *   SMSC packs it into the 140-octet air-interface TP-UD:
+ *     single part   ≤ 160 octets (escape octets are counted in the 160 septets)
+ *     multipart     ≤ 6 + 153 = 159 octets (6-octet UDH + septets). Packed,
+ *                   the UDH takes 48 bits = 7 septets with 1 fill bit, and
+ *                   7 + 153 = 160 septets = 140 octets: the air limit holds.
+ *   UCS-2 is not packed, so the 140-octet air limit applies as is:
+ *     single part   ≤ 140 octets (70 × 2)
+ *     multipart     ≤ 6 + 134 = 140 octets
+ *
+ *   Every payload is therefore ≤ 160 octets, well under SMPP's 254-octet
+ *   short_message limit (the `smpp` package throws above 255).
+ *
+ * Concatenation uses the 6-octet UDH `05 00 03 ref count seq` (IEI 0x00,
+ * 8-bit reference) with esm_class 0x40 (UDHI); at most 255 parts.
+ */
+import type { SmsEncoding } from './message.js';
+import { GatewayError } from './errors.js';
+import { chooseEncoding, encodeGsm7, encodeUcs2, gsm7Length, gsm7Septets } from './gsm7.js';
+
+export const MAX_SEGMENTS = 255;
+
+const GSM7_SINGLE = 160;
+const GSM7_PART = 153;
+const UCS2_SINGLE = 70;
+const UCS2_PART = 67;
+const UDH_LENGTH = 6;
+const ESM_CLASS_UDHI = 0x40;
+const DATA_CODING: Record<SmsEncoding, number> = { gsm7: 0x00, ucs2: 0x08 };
+
+export interface Segment {
+  /** 1-based position of this part. */
+  index: number;
+  /** Number of parts of the message. */
+  count: number;
+  /** UDH (multipart only) followed by the user data, ready for short_message. */
+  payload: Uint8Array;
+  /** 0x40 when the payload starts with a UDH, else 0. */
+  esmClass: number;
+  /** 0x00 GSM 03.38 (unpacked), 0x08 UCS-2. */
+  dataCoding: number;
+}
+
+export interface SegmentPlan {
+  encoding: SmsEncoding;
+  count: number;
+  parts: string[];
+}
+
+export interface SegmentCount {
+  encoding: SmsEncoding;
+  count: number;
+  /** Septets (gsm7) or UTF-16 code units (ucs2) of the whole text. */
+  units: number;
+}
+
+function isSurrogatePair(text: string, i: number): boolean {
+  const hi = text.charCodeAt(i);
+  if (hi < 0xd800 || hi > 0xdbff) return false;
+  const lo = text.charCodeAt(i + 1);
+  return lo >= 0xdc00 && lo <= 0xdfff;
+}
+
+/**
+ * Greedy split of a multipart text. Returns the number of parts; when `cuts`
+ * is given, pushes for every part its end as [character index, unit offset]
+ * (unit = septet for gsm7, code unit for ucs2), so callers can slice either
+ * the string or its encoded bytes without scanning again.
+ */
+function splitMultipart(text: string, encoding: SmsEncoding, cuts: number[] | null): number {
+  const limit = encoding === 'gsm7' ? GSM7_PART : UCS2_PART;
+  let count = 1;
+  let used = 0;
+  let units = 0;
+  for (let i = 0; i < text.length; ) {
+    let chars: number;
+    let cost: number;
+    if (encoding === 'gsm7') {
+      chars = 1;
+      cost = gsm7Septets(text.charCodeAt(i));
+      if (cost === 0) throw notGsm(i);
+    } else {
+      chars = cost = isSurrogatePair(text, i) ? 2 : 1;
+    }
+    if (used + cost > limit) {
+      cuts?.push(i, units);
+      count++;
+      used = 0;
+    }
+    used += cost;
+    units += cost;
+    i += chars;
+  }
+  cuts?.push(text.length, units);
+  return count;
+}
+
+function notGsm(index: number): GatewayError {
+  return new GatewayError('VALIDATION', `character at index ${index} is not in the GSM 03.38 alphabet`);
+}
+
+/** Units of the whole text in `encoding`; throws when gsm7 is asked for non-GSM text. */
+function unitsOf(text: string, encoding: SmsEncoding): number {
+  if (encoding === 'ucs2') return text.length;
+  const septets = gsm7Length(text);
+  if (septets < 0) {
+    let i = 0;
+    while (gsm7Septets(text.charCodeAt(i)) !== 0) i++;
+    throw notGsm(i);
+  }
+  return septets;
+}
+
+function fitsSingle(units: number, encoding: SmsEncoding): boolean {
+  return units <= (encoding === 'gsm7' ? GSM7_SINGLE : UCS2_SINGLE);
+}
+
+/**
+ * Encoding, part count and total units, without building anything: what the
+ * HTTP response reports and what ingest checks against MAX_SEGMENTS. Never
+ * throws; `count` may exceed MAX_SEGMENTS. The empty text is one (empty) part.
+ */
+export function countSegments(text: string): SegmentCount {
+  const septets = gsm7Length(text);
+  const encoding: SmsEncoding = septets < 0 ? 'ucs2' : 'gsm7';
+  const units = septets < 0 ? text.length : septets;
+  const count = fitsSingle(units, encoding) ? 1 : splitMultipart(text, encoding, null);
+  return { encoding, count, units };
+}
+
+function tooManyParts(count: number): GatewayError {
+  return new GatewayError('VALIDATION', `the text needs ${count} SMS parts; at most ${MAX_SEGMENTS} are possible`);
+}
+
+/** Character and unit ends of each part, or null for a single part. */
+function cutsOf(text: string, encoding: SmsEncoding): number[] | null {
+  if (fitsSingle(unitsOf(text, encoding), encoding)) return null;
+  const cuts: number[] = [];
+  const count = splitMultipart(text, encoding, cuts);
+  if (count > MAX_SEGMENTS) throw tooManyParts(count);
+  return cuts;
+}
+
+/**
+ * The texts of the parts. `encoding` defaults to chooseEncoding(text).
+ * Throws VALIDATION when 'gsm7' is forced on non-GSM text or the text needs
+ * more than MAX_SEGMENTS parts, so every plan returned can be built.
+ */
+export function planSegments(text: string, encoding: SmsEncoding = chooseEncoding(text)): SegmentPlan {
+  const cuts = cutsOf(text, encoding);
+  if (cuts === null) return { encoding, count: 1, parts: [text] };
+  const parts: string[] = [];
+  let start = 0;
+  for (let k = 0; k < cuts.length; k += 2) {
+    const end = cuts[k] as number;
+    parts.push(text.slice(start, end));
+    start = end;
+  }
+  return { encoding, count: parts.length, parts };
+}
+
+/**
+ * The SMPP parts of `text`. A single part has no UDH (esmClass 0); parts of a
+ * longer text each start with `05 00 03 ref count seq` (esmClass 0x40).
+ * `reference` is taken modulo 256 (see segmentReference). Throws as planSegments.
+ */
+export function buildSegments(text: string, encoding: SmsEncoding, reference: number): Segment[] {
+  const dataCoding = DATA_CODING[encoding];
+  const cuts = cutsOf(text, encoding);
+  const bytes = encoding === 'gsm7' ? encodeGsm7(text) : encodeUcs2(text);
+  if (cuts === null) return [{ index: 1, count: 1, payload: bytes, esmClass: 0, dataCoding }];
+
+  // Unpacked septets are one octet each; UCS-2 code units two.
+  const octetsPerUnit = encoding === 'gsm7' ? 1 : 2;
+  const count = cuts.length / 2;
+  const ref = reference & 0xff;
+  const segments: Segment[] = [];
+  let from = 0;
+  for (let k = 0; k < count; k++) {
+    const to = (cuts[2 * k + 1] as number) * octetsPerUnit;
+    const payload = new Uint8Array(UDH_LENGTH + to - from);
+    payload[0] = 0x05; // UDH length
+    payload[1] = 0x00; // IEI: concatenated short message, 8-bit reference
+    payload[2] = 0x03; // IE length
+    payload[3] = ref;
+    payload[4] = count;
+    payload[5] = k + 1;
+    payload.set(bytes.subarray(from, to), UDH_LENGTH);
+    segments.push({ index: k + 1, count, payload, esmClass: ESM_CLASS_UDHI, dataCoding });
+    from = to;
+  }
+  return segments;
+}
+
+/**
+ * Concatenation reference for one recipient of one message: FNV-1a (32-bit)
+ * over the message id and the recipient index, folded to 8 bits. It is
+ * deterministic so a redelivered job rebuilds byte-identical parts, and the
+ * handset can still join parts of a first, partly sent attempt with the retry.
+ */
+export function segmentReference(messageId: string, recipientIndex: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < messageId.length; i++) {
+    const unit = messageId.charCodeAt(i);
+    if (unit > 0x7f) {
+      h = Math.imul(h ^ (unit >>> 8), 0x01000193);
+    }
+    h = Math.imul(h ^ (unit & 0xff), 0x01000193);
+  }
+  // A separator keeps ("ab", 1) and ("a", …) apart, then the index as 4 octets.
+  h = Math.imul(h ^ 0xff, 0x01000193);
+  for (let shift = 0; shift < 32; shift += 8) {
+    h = Math.imul(h ^ ((recipientIndex >>> shift) & 0xff), 0x01000193);
+  }
+  return (h ^ (h >>> 8) ^ (h >>> 16) ^ (h >>> 24)) & 0xff;
+}

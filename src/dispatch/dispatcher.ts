@@ -1,0 +1,333 @@
+/**
+ * Dispatcher: queue → segments → SMSC, and the record that makes it safe.
+ *
+ *   fetch (highest tier first, restart from the top after every fetch)
+ *     └▶ job ─▶ for each recipient × segment:
+ *                 already has an operator id or a final state?  → skip  (redelivery is harmless)
+ *                 past validity?                                → final `expired`
+ *                 no route for the operator?                    → final `failed`
+ *                 else submit (bounded by maxInflightSegments)  → record result
+ *        all results committed ─▶ ack      (any `unavailable` → nak with delay)
+ *
+ * Invariant 1 (DESIGN.md): work is acked to the queue only after its result
+ * is recorded. Because each segment's operator id is recorded before the ack,
+ * a job redelivered after a crash re-submits only segments that never got a
+ * submit_sm_resp: duplicates are bounded by what was in flight.
+ */
+import type { Logger } from 'pino';
+import { decodeJob, jobRecipientCount, type Job, type JobMessage } from '../core/job.js';
+import { isFinal, type FinalState, type SegmentRecord, type Tier } from '../core/message.js';
+import type { SmsTransport, SubmitOutcome } from '../core/ports.js';
+import { buildSegments, segmentReference, type Segment } from '../core/segment.js';
+import { maskNumber } from '../core/phone.js';
+import type { Delivery, WorkQueue, DeadLetter } from '../queue/port.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { Router } from './router.js';
+import { Slots } from './slots.js';
+
+export type SegmentResult =
+  | { kind: 'submitted'; messageId: string; index: number; segment: number; segments: number; account: string; opId: string; at: number }
+  | { kind: 'final'; messageId: string; index: number; segment: number; segments: number; state: FinalState; error: string; at: number };
+
+/** What dispatch needs from the receipt store. */
+export interface DispatchStore {
+  getSegment(messageId: string, index: number, segment: number): SegmentRecord | undefined;
+  markQueued(messageId: string, indices: readonly number[]): void;
+  recordSegments(results: readonly SegmentResult[]): Promise<void>;
+  finalizeRecipients(messageId: string, items: readonly { index: number; state: FinalState; error: string }[]): Promise<void>;
+}
+
+export interface DispatcherOptions {
+  readonly fetchBatch: number;
+  readonly maxInflightSegments: number;
+  /** Jobs held at once (fetched, not yet acked). */
+  readonly maxInflightJobs: number;
+  /** How long to wait when every tier is empty before polling again (a wake() cuts it short). */
+  readonly idleWaitMs: number;
+  /** Queue ack wait: long jobs send working() at a third of it. */
+  readonly ackWaitMs: number;
+  /** Back-off for naks when the transport is closing or a job cannot be processed now. */
+  readonly nakDelayMs: number;
+}
+
+export interface DispatcherDeps {
+  queue: WorkQueue;
+  store: DispatchStore;
+  router: Router;
+  /** Highest priority first. */
+  tiers: readonly Tier[];
+  options: DispatcherOptions;
+  metrics: Metrics;
+  logger: Logger;
+  now?: () => number;
+}
+
+interface ActiveJob {
+  delivery: Delivery;
+  lastProgress: number;
+}
+
+export class Dispatcher {
+  private readonly slots: Slots;
+  private readonly active = new Set<ActiveJob>();
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
+  private readonly priority: Map<string, number>;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: DispatcherDeps) {
+    this.slots = new Slots(deps.options.maxInflightSegments);
+    this.now = deps.now ?? Date.now;
+    this.priority = new Map(deps.tiers.map((t) => [t.name, t.priority]));
+    this.log = deps.logger.child({ part: 'dispatch' });
+    deps.queue.onDeadLetter((dl) => this.onDeadLetter(dl));
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.pullLoop().catch((e: unknown) => {
+      this.log.fatal({ err: e }, 'dispatch loop stopped');
+      throw e;
+    });
+    const every = Math.max(250, Math.floor(this.deps.options.ackWaitMs / 3));
+    this.progressTimer = setInterval(() => this.keepAlive(every), every);
+    this.progressTimer.unref();
+  }
+
+  /** New work may be there (ingest calls this after a 202 in the same process). */
+  wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  }
+
+  get inflightJobs(): number {
+    return this.active.size;
+  }
+
+  /**
+   * Stop fetching and let jobs in flight finish (their segments are in the
+   * bind windows); after `graceMs`, whatever is left is abandoned unacked and
+   * will be redelivered — the receipt store check prevents re-submitting what
+   * already has an operator id.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.running = false;
+    this.wake();
+    if (this.progressTimer) clearInterval(this.progressTimer);
+    await this.loop?.catch(() => undefined);
+    const deadline = this.now() + graceMs;
+    while (this.active.size > 0 && this.now() < deadline) await sleep(20);
+  }
+
+  private async pullLoop(): Promise<void> {
+    const { queue, tiers, options } = this.deps;
+    while (this.running) {
+      const room = options.maxInflightJobs - this.active.size;
+      if (room <= 0 || this.slots.free === 0) {
+        await this.idle(options.idleWaitMs);
+        continue;
+      }
+      let fetched = false;
+      for (const tier of tiers) {
+        const deliveries = await queue.fetch(tier.name, Math.min(room, options.fetchBatch), 0);
+        if (!this.running) {
+          for (const d of deliveries) d.nak(0);
+          return;
+        }
+        if (deliveries.length > 0) {
+          fetched = true;
+          for (const d of deliveries) this.process(d);
+          break; // back to the highest tier: an emergency job never waits behind routine ones
+        }
+      }
+      if (!fetched) await this.idle(options.idleWaitMs);
+      else await this.slots.whenFree();
+    }
+  }
+
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wakeUp = undefined;
+        resolve();
+      }, ms);
+      this.wakeUp = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private keepAlive(every: number): void {
+    const now = this.now();
+    for (const a of this.active) {
+      if (now - a.lastProgress >= every) {
+        a.delivery.working();
+        a.lastProgress = now;
+      }
+    }
+  }
+
+  private process(delivery: Delivery): void {
+    const active: ActiveJob = { delivery, lastProgress: this.now() };
+    this.active.add(active);
+    this.deps.metrics.dispatchJobsInflight.set(this.active.size);
+    this.runJob(delivery).then(
+      async (outcome) => {
+        if (outcome === 'done') await delivery.ack();
+        else delivery.nak(this.deps.options.nakDelayMs);
+      },
+      async (e: unknown) => {
+        // Not decodable, or the store refused a write: give it back with a delay;
+        // maxDeliver bounds the retries and dead-letters it with every recipient failed.
+        this.log.error({ err: e, job: delivery.msgId, deliveries: delivery.deliveryCount }, 'job failed; will be redelivered');
+        delivery.nak(this.deps.options.nakDelayMs);
+      },
+    ).catch((e: unknown) => {
+      this.log.error({ err: e, job: delivery.msgId }, 'ack failed; the job will be redelivered and its sent segments skipped');
+    }).finally(() => {
+      this.active.delete(active);
+      this.deps.metrics.dispatchJobsInflight.set(this.active.size);
+    });
+  }
+
+  /** Resolves 'done' when every segment's result is committed, 'retry' when some must be retried later. */
+  private async runJob(delivery: Delivery): Promise<'done' | 'retry'> {
+    let job: Job;
+    try {
+      job = decodeJob(delivery.data);
+    } catch (e) {
+      await delivery.term(`undecodable job: ${(e as Error).message}`);
+      throw e;
+    }
+    const priority = this.priority.get(job.tier) ?? 0;
+    const writes: Promise<void>[] = [];
+    let retry = false;
+    for (const m of job.messages) {
+      const r = await this.runMessage(job, m, priority, writes);
+      if (r === 'retry') retry = true;
+    }
+    await Promise.all(writes);
+    return retry ? 'retry' : 'done';
+  }
+
+  private async runMessage(job: Job, m: JobMessage, priority: number, writes: Promise<void>[]): Promise<'done' | 'retry'> {
+    const { store, router, metrics } = this.deps;
+    // Encode once per message; per recipient only the UDH reference byte changes.
+    const template = buildSegments(m.text, m.encoding, 0);
+    const count = template.length;
+    const pendingResults: Promise<void>[] = [];
+    let retry = false;
+    const batch: SegmentResult[] = [];
+    const flushBatch = (): void => {
+      if (batch.length === 0) return;
+      writes.push(store.recordSegments(batch.splice(0, batch.length)));
+    };
+    store.markQueued(m.id, m.recipients.map((r) => r.i));
+    for (const r of m.recipients) {
+      const route = router.route(r.to);
+      for (let s = 1; s <= count; s++) {
+        const existing = store.getSegment(m.id, r.i, s);
+        if (existing && (existing.opId !== undefined || isFinal(existing.state))) {
+          metrics.dispatchSegments.inc({ outcome: 'already-recorded' });
+          continue;
+        }
+        const now = this.now();
+        if (now >= m.expiresAt) {
+          batch.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'expired', error: 'validity period passed before submission', at: now });
+          metrics.dispatchSegments.inc({ outcome: 'expired' });
+          continue;
+        }
+        if (!route.transport) {
+          batch.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'failed', error: `no SMPP account serves operator ${route.operator}`, at: now });
+          metrics.dispatchSegments.inc({ outcome: 'no-route' });
+          continue;
+        }
+        const seg = template[s - 1] as Segment;
+        const payload = count === 1 ? seg.payload : withReference(seg.payload, segmentReference(m.id, r.i));
+        await this.slots.acquire();
+        const transport: SmsTransport = route.transport;
+        pendingResults.push(
+          transport
+            .submit({
+              destination: r.to,
+              source: m.sender,
+              payload,
+              dataCoding: seg.dataCoding,
+              esmClass: seg.esmClass,
+              registeredDelivery: true,
+              priority,
+              deadline: m.expiresAt,
+            })
+            .then((outcome) => {
+              const result = this.toResult(job, m, r.i, s, count, outcome);
+              if (result) {
+                batch.push(result);
+                // Record as results come, so the status API shows progress and an early DLR finds its id.
+                if (batch.length >= 256) flushBatch();
+              } else retry = true;
+            }, (e: unknown) => {
+              // A transport bug must not lose the segment: retry the job later.
+              this.log.error({ err: e, to: maskNumber(r.to) }, 'submit threw; the job will be retried');
+              retry = true;
+            })
+            .finally(() => this.slots.release()),
+        );
+      }
+      if (batch.length >= 256) flushBatch();
+    }
+    await Promise.all(pendingResults);
+    flushBatch();
+    return retry ? 'retry' : 'done';
+  }
+
+  private toResult(job: Job, m: JobMessage, index: number, segment: number, segments: number, outcome: SubmitOutcome): SegmentResult | undefined {
+    const { metrics } = this.deps;
+    const at = this.now();
+    metrics.dispatchSegments.inc({ outcome: outcome.kind });
+    switch (outcome.kind) {
+      case 'accepted':
+        metrics.acceptToSubmitSeconds.observe((at - job.createdAt) / 1000);
+        return { kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at };
+      case 'rejected':
+        return { kind: 'final', messageId: m.id, index, segment, segments, state: 'rejected', error: outcome.reason, at };
+      case 'expired':
+        return { kind: 'final', messageId: m.id, index, segment, segments, state: 'expired', error: outcome.reason, at };
+      case 'unavailable':
+        return undefined;
+    }
+  }
+
+  /** A job the queue gave up on: every recipient in it that is not final fails, with the reason. */
+  private async onDeadLetter(dl: DeadLetter): Promise<void> {
+    this.deps.metrics.queueDeadLetters.inc({ tier: dl.tier });
+    let job: Job;
+    try {
+      job = decodeJob(dl.data);
+    } catch (e) {
+      this.log.error({ err: e, job: dl.msgId }, 'dead-lettered job is not decodable; its recipients are in the receipt store and will expire');
+      return;
+    }
+    const error = `dead-lettered after ${dl.deliveryCount} deliveries: ${dl.reason}`;
+    for (const m of job.messages) {
+      await this.deps.store.finalizeRecipients(m.id, m.recipients.map((r) => ({ index: r.i, state: 'failed' as const, error })));
+    }
+    this.log.warn({ job: dl.msgId, recipients: jobRecipientCount(job), reason: dl.reason }, 'job dead-lettered; recipients failed');
+  }
+}
+
+/** Copy a multi-part payload and set its UDH reference byte (05 00 03 [ref] count seq). */
+function withReference(payload: Uint8Array, ref: number): Uint8Array {
+  const copy = payload.slice();
+  copy[3] = ref;
+  return copy;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,36 @@
+/**
+ * Bearer API keys → Principal. Keys are held as SHA-256 digests, so the
+ * lookup's timing depends on the digest, not on how much of a key matched.
+ */
+import { createHash } from 'node:crypto';
+import type { ApiKeyConfig } from '../config/schema.js';
+import type { Principal } from './intake.js';
+import { GatewayError } from '../core/errors.js';
+
+export class ApiKeyRing {
+  private readonly byDigest = new Map<string, Principal>();
+
+  constructor(keys: readonly ApiKeyConfig[], defaultSender: string) {
+    for (const k of keys) {
+      this.byDigest.set(digest(k.key), {
+        tenant: k.tenant,
+        tiers: k.tiers.includes('*') ? null : new Set(k.tiers),
+        sender: k.sender ?? defaultSender,
+      });
+    }
+  }
+
+  /** The principal for an `Authorization` header value, or a 401 error. */
+  authenticate(header: string): Principal {
+    if (header.length === 0) throw new GatewayError('UNAUTHORIZED', 'missing Authorization: Bearer <api key>');
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m || m[1] === undefined) throw new GatewayError('UNAUTHORIZED', 'Authorization must be "Bearer <api key>"');
+    const p = this.byDigest.get(digest(m[1]));
+    if (!p) throw new GatewayError('UNAUTHORIZED', 'unknown API key');
+    return p;
+  }
+}
+
+function digest(key: string): string {
+  return createHash('sha256').update(key).digest('base64');
+}

@@ -1,0 +1,43 @@
+/**
+ * Message ids: 26 characters of Crockford base32, time-ordered (48-bit ms
+ * timestamp then 80 random bits, like a ULID), so ids sort by acceptance
+ * time in LMDB ranges and logs.
+ *
+ * With an Idempotency-Key the id is derived from (tenant, key) instead, so a
+ * retried request after a crash maps onto the same message, the same receipt
+ * rows and the same queue de-duplication ids: end-to-end idempotent.
+ */
+import { createHash, randomFillSync } from 'node:crypto';
+
+const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const random = Buffer.alloc(10);
+
+function base32(bytes: Uint8Array, chars: number): string {
+  let out = '';
+  let acc = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 5 && out.length < chars) {
+      bits -= 5;
+      out += ALPHABET[(acc >>> bits) & 31];
+    }
+    acc &= (1 << bits) - 1;
+  }
+  if (out.length < chars && bits > 0) out += ALPHABET[(acc << (5 - bits)) & 31];
+  return out;
+}
+
+export function newMessageId(now: number = Date.now()): string {
+  const head = Buffer.alloc(6);
+  head.writeUIntBE(now, 0, 6);
+  randomFillSync(random);
+  return base32(Buffer.concat([head, random]), 26);
+}
+
+export function idempotentMessageId(tenant: string, key: string): string {
+  const digest = createHash('sha256').update(tenant).update('\u0000').update(key).digest();
+  // 'I' is not in the Crockford alphabet, so a derived id can never equal a time-based one.
+  return 'I' + base32(digest, 25);
+}

@@ -1,0 +1,97 @@
+/**
+ * Request bodies of the HTTP API v1, as TypeBox schemas compiled once.
+ * The same schemas feed /openapi.json, so the spec and the checks agree.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { FieldProblem } from '../core/errors.js';
+
+export const IsoDurationString = Type.String({
+  pattern: '^P(?!$)(\\d+D)?(T(?=\\d)(\\d+H)?(\\d+M)?(\\d+(\\.\\d+)?S)?)?$',
+  description: 'ISO-8601 duration, e.g. PT1H',
+  examples: ['PT1H'],
+});
+
+export const SendRequestSchema = Type.Object(
+  {
+    to: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 32 }), {
+        minItems: 1,
+        description: 'Mobile numbers: 13800138000, +8613800138000, 86 138 0013 8000 …',
+      }),
+    ),
+    group: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Recipient group (directory)' })),
+    text: Type.Optional(Type.String({ minLength: 1, maxLength: 8000, description: 'Message body' })),
+    template: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    tier: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+    channel: Type.Optional(Type.Union([Type.Literal('sms'), Type.Literal('pda'), Type.Literal('auto')])),
+    validity: Type.Optional(IsoDurationString),
+    scheduleAt: Type.Optional(Type.String({ description: 'RFC 3339 time' })),
+    reference: Type.Optional(Type.String({ maxLength: 128 })),
+    callbackUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https?://' })),
+  },
+  { additionalProperties: false },
+);
+export type SendRequest = Static<typeof SendRequestSchema>;
+
+export const BatchItemSchema = Type.Composite([
+  SendRequestSchema,
+  Type.Object({ idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) }),
+], { additionalProperties: false });
+export type BatchItem = Static<typeof BatchItemSchema>;
+
+export const BatchRequestSchema = Type.Object(
+  { messages: Type.Array(Type.Unknown(), { minItems: 1, description: 'Up to server.maxBatchItems messages, each as POST /v1/messages' }) },
+  { additionalProperties: false },
+);
+
+export const AcceptedSchema = Type.Object({
+  id: Type.String(),
+  recipients: Type.Integer({ description: 'Distinct recipients after normalisation' }),
+  segments: Type.Integer({ description: 'SMS parts per recipient' }),
+  totalSegments: Type.Integer({ description: 'recipients × segments' }),
+  encoding: Type.Union([Type.Literal('gsm7'), Type.Literal('ucs2')]),
+  tier: Type.String(),
+  status: Type.Literal('accepted'),
+});
+export type Accepted = Static<typeof AcceptedSchema>;
+
+export const ErrorSchema = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    details: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
+  }),
+});
+
+const sendCheck = TypeCompiler.Compile(SendRequestSchema);
+const batchItemCheck = TypeCompiler.Compile(BatchItemSchema);
+const batchCheck = TypeCompiler.Compile(BatchRequestSchema);
+
+export interface Checked<T> {
+  readonly value?: T;
+  readonly problems: FieldProblem[];
+}
+
+function check<T>(compiled: { Check(v: unknown): boolean; Errors(v: unknown): Iterable<{ path: string; message: string }> }, value: unknown, prefix = ''): Checked<T> {
+  if (compiled.Check(value)) return { value: value as T, problems: [] };
+  const problems: FieldProblem[] = [];
+  for (const e of compiled.Errors(value)) {
+    problems.push({ field: prefix + (e.path || '/'), message: e.message });
+    if (problems.length >= 20) break;
+  }
+  return { problems };
+}
+
+export const checkSend = (v: unknown): Checked<SendRequest> => check(sendCheck, v);
+export const checkBatchItem = (v: unknown, prefix: string): Checked<BatchItem> => check(batchItemCheck, v, prefix);
+export const checkBatch = (v: unknown): Checked<{ messages: unknown[] }> => check(batchCheck, v);
+
+export const schemasForOpenApi: Record<string, TSchema> = {
+  SendRequest: SendRequestSchema,
+  BatchItem: BatchItemSchema,
+  BatchRequest: BatchRequestSchema,
+  Accepted: AcceptedSchema,
+  Error: ErrorSchema,
+};

@@ -1,0 +1,33 @@
+/**
+ * Load uWebSockets.js. uWS is not published on npm under its own name; the
+ * project depends on `@trufflesuite/uws-js-unofficial` (aliased as
+ * `uWebSockets.js`; Node 20 binaries, glibc 2.36). A newer build,
+ * `@btc-vision/uwebsockets.js`, has Node 22/24 binaries but needs glibc 2.38:
+ * when it is installed and loads, it is preferred; otherwise we fall back.
+ */
+import { createRequire } from 'node:module';
+
+type Uws = typeof import('uWebSockets.js');
+
+const require = createRequire(import.meta.url);
+let loaded: { uws: Uws; name: string } | undefined;
+
+export const UWS_CANDIDATES = ['@btc-vision/uwebsockets.js', 'uWebSockets.js'] as const;
+
+export function loadUws(): Uws {
+  if (loaded) return loaded.uws;
+  const failures: string[] = [];
+  for (const name of UWS_CANDIDATES) {
+    try {
+      loaded = { uws: require(name) as Uws, name };
+      return loaded.uws;
+    } catch (e) {
+      failures.push(`${name}: ${(e as Error).message.split('\n')[0] ?? ''}`);
+    }
+  }
+  throw new Error(`cannot load uWebSockets.js (${failures.join('; ')})`);
+}
+
+export function uwsPackageName(): string | undefined {
+  return loaded?.name;
+}

@@ -1,0 +1,73 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, envOverrides } from '../../src/config/load.js';
+import { GatewayError } from '../../src/core/errors.js';
+
+const noEnv = {};
+
+function refused(t: Tap.Test, fn: () => unknown, field: RegExp, what: string): void {
+  try {
+    fn();
+    t.fail(`${what}: expected CONFIG_INVALID`);
+  } catch (e) {
+    t.ok(e instanceof GatewayError, `${what}: a GatewayError`);
+    const err = e as GatewayError;
+    t.equal(err.code, 'CONFIG_INVALID', `${what}: code`);
+    t.ok(err.details?.some((d) => field.test(d.field)), `${what}: names the field (${err.message})`);
+  }
+}
+
+t.test('defaults are valid, resolved and frozen', async (t) => {
+  const c = loadConfig({ env: noEnv });
+  t.equal(c.queue.kind, 'embedded');
+  t.equal(c.tierList[0]?.name, 'emergency', 'highest priority first');
+  t.equal(c.tierByName.get('routine')?.defaultValidityMs, 86_400_000);
+  t.equal(c.idempotencyTtlMs, 86_400_000);
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.server), 'frozen');
+  t.equal(c.auth.apiKeys[0]?.key, 'dev-key-change-me', 'documented development key');
+});
+
+t.test('SMSGW_* environment overrides by path and alias', async (t) => {
+  const c = loadConfig({
+    env: { SMSGW_PORT: '9099', SMSGW_SERVER__MAX_BODY_BYTES: '4096', SMSGW_LOG_LEVEL: 'warn', SMSGW_DATA_DIR: '/tmp/x', SMSGW_SIMULATOR__PASSWORD: '12345' },
+  });
+  t.equal(c.server.port, 9099);
+  t.equal(c.server.maxBodyBytes, 4096);
+  t.equal(c.log.level, 'warn');
+  t.equal(c.dataDir, '/tmp/x');
+  t.equal(c.simulator.password, '12345', 'a digit-only password stays a string');
+});
+
+t.test('SMSGW_NATS_URL selects the NATS queue', async (t) => {
+  const c = loadConfig({ env: { SMSGW_NATS_URL: 'nats://a:4222, nats://b:4222' } });
+  t.equal(c.queue.kind, 'nats');
+  t.same(c.queue.nats.servers, ['nats://a:4222', 'nats://b:4222']);
+});
+
+t.test('unknown environment settings are refused, not ignored', async (t) => {
+  t.same(envOverrides({ SMSGW_SERVER__PROT: '1' }).unknown, ['SMSGW_SERVER__PROT']);
+  refused(t, () => loadConfig({ env: { SMSGW_SERVER__PROT: '1' } }), /SMSGW_SERVER__PROT/, 'typo in env');
+});
+
+t.test('bad values name the field and the expected form', async (t) => {
+  refused(t, () => loadConfig({ env: { SMSGW_PORT: '70000' } }), /^\/server\/port$/, 'port out of range');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { server: { bogus: 1 } } }), /^\/server/, 'unknown key');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { defaultTier: 'nope' } }), /^\/defaultTier$/, 'unknown default tier');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { tiers: [{ name: 'x', priority: 1, defaultValidity: 'one hour' }], defaultTier: 'x' } }), /defaultValidity/, 'bad duration');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { auth: { apiKeys: [{ key: 'abcdefghij', tenant: 't', tiers: ['royal'] }] } } }), /apiKeys\/0\/tiers\/0/, 'unknown tier in key');
+  refused(t, () => loadConfig({ env: { SMSGW_QUEUE: 'nats' } }), /queue\/nats\/servers/, 'nats without servers');
+});
+
+t.test('a config file is merged over the defaults', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'smsgw-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ server: { port: 1234 } }));
+  const c = loadConfig({ env: noEnv, file });
+  t.equal(c.server.port, 1234);
+  t.equal(c.server.maxBodyBytes, 2097152, 'other keys keep their defaults');
+  writeFileSync(file, '{ not json');
+  refused(t, () => loadConfig({ env: noEnv, file }), /.*/, 'broken file');
+});

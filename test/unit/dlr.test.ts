@@ -1,0 +1,134 @@
+import t from 'tap';
+import {
+  canonicalOperatorId,
+  messageStateToState,
+  operatorIdCandidates,
+  parseDlrDate,
+  parseDlrText,
+  statToState,
+} from '../../src/core/dlr.js';
+
+t.test('the Appendix B text', async (t) => {
+  const r = parseDlrText('id:0123456789 sub:001 dlvrd:001 submit date:2511221830 done date:2511221831 stat:DELIVRD err:000 text:Hello world');
+  t.same(r, {
+    id: '0123456789',
+    sub: '001',
+    dlvrd: '001',
+    submitDate: Date.UTC(2025, 10, 22, 18, 30),
+    doneDate: Date.UTC(2025, 10, 22, 18, 31),
+    stat: 'DELIVRD',
+    err: '000',
+    text: 'Hello world',
+  });
+});
+
+t.test('variants seen from real SMSCs', async (t) => {
+  // Capitalised keys, 12-digit dates, hex id (Kannel-fronted SMSCs, jasmin)
+  const a = parseDlrText('ID:7B1F2C sub:001 dlvrd:001 Submit Date:251122183005 Done Date:251122183107 Stat:DELIVRD Err:000 Text:...');
+  t.equal(a?.id, '7B1F2C');
+  t.equal(a?.submitDate, Date.UTC(2025, 10, 22, 18, 30, 5));
+  t.equal(a?.doneDate, Date.UTC(2025, 10, 22, 18, 31, 7));
+  t.equal(a?.stat, 'DELIVRD');
+  t.equal(a?.text, '...');
+
+  // extra spaces, underscores in the date keys, lower-case stat, hex err
+  const b = parseDlrText('  id:42   sub:1  dlvrd:0 submit_date:2501010000  done_date:2501010005 stat:undeliv   err:0x0b ');
+  t.equal(b?.id, '42');
+  t.equal(b?.sub, '1');
+  t.equal(b?.dlvrd, '0');
+  t.equal(b?.stat, 'UNDELIV');
+  t.equal(b?.err, '0x0b');
+  t.equal(b?.doneDate, Date.UTC(2025, 0, 1, 0, 5));
+  t.equal(b?.text, undefined);
+
+  // missing fields
+  const c = parseDlrText('id:abc stat:EXPIRED');
+  t.same(c, { id: 'abc', stat: 'EXPIRED' });
+
+  // text contains things that look like keys; they must not override the real ones
+  const d = parseDlrText('id:1 sub:001 dlvrd:001 submit date:2511221830 done date:2511221831 stat:DELIVRD err:000 Text:id:999 stat:REJECTD 会议通知');
+  t.equal(d?.id, '1');
+  t.equal(d?.stat, 'DELIVRD');
+  t.equal(d?.text, 'id:999 stat:REJECTD 会议通知');
+
+  // text first would be odd, but the keys after it belong to the text
+  t.equal(parseDlrText('text:id:5 stat:DELIVRD'), undefined, 'an id only inside text: is not an id');
+
+  // invalid date values are dropped, the rest kept
+  const e = parseDlrText('id:9 submit date:2513401830 done date:25112218 stat:DELIVRD');
+  t.equal(e?.submitDate, undefined, 'month 13 rejected');
+  t.equal(e?.doneDate, undefined, '8 digits rejected');
+  t.equal(e?.stat, 'DELIVRD');
+});
+
+t.test('not a receipt', async (t) => {
+  t.equal(parseDlrText(''), undefined);
+  t.equal(parseDlrText('hello, are you coming to the meeting?'), undefined);
+  t.equal(parseDlrText('xid:12 stat:DELIVRD'), undefined, 'key must stand alone');
+  t.equal(parseDlrText('id: sub:001 stat:DELIVRD'), undefined, 'an empty id is no id');
+  t.equal(parseDlrText(`id:1 ${'x'.repeat(100_000)}`)?.id, '1', 'long input is cut, not choked on');
+});
+
+t.test('receipt dates', async (t) => {
+  t.equal(parseDlrDate('2511221830'), Date.UTC(2025, 10, 22, 18, 30));
+  t.equal(parseDlrDate('251122183059'), Date.UTC(2025, 10, 22, 18, 30, 59));
+  t.equal(parseDlrDate('2511221830', 480), Date.UTC(2025, 10, 22, 10, 30), 'SMSC local time at UTC+8');
+  t.equal(parseDlrDate('2502300000'), undefined, '30 February');
+  t.equal(parseDlrDate('2511222460'), undefined);
+  t.equal(parseDlrDate('25112218300'), undefined, '11 digits');
+  t.equal(parseDlrDate('25112218a0'), undefined);
+});
+
+t.test('stat words and message_state values', async (t) => {
+  const stats: [string, string | undefined][] = [
+    ['DELIVRD', 'delivered'], ['UNDELIV', 'undeliverable'], ['EXPIRED', 'expired'], ['REJECTD', 'rejected'],
+    ['DELETED', 'failed'], ['UNKNOWN', 'failed'], ['ACCEPTD', 'accepted'], ['ENROUTE', 'enroute'],
+    ['delivered', 'delivered'], ['Undeliverable', 'undeliverable'], ['BOGUS', undefined], ['', undefined],
+  ];
+  for (const [s, want] of stats) t.equal(statToState(s), want, s);
+  const states: [number, string | undefined][] = [
+    [1, 'enroute'], [2, 'delivered'], [3, 'expired'], [4, 'failed'], [5, 'undeliverable'],
+    [6, 'accepted'], [7, 'failed'], [8, 'rejected'], [0, 'enroute'], [9, 'failed'], [10, undefined], [255, undefined],
+  ];
+  for (const [n, want] of states) t.equal(messageStateToState(n), want, String(n));
+});
+
+t.test('operator message ids: canonical form', async (t) => {
+  t.equal(canonicalOperatorId('7B1F2C'), '7b1f2c');
+  t.equal(canonicalOperatorId(' 0008068908 '), '8068908');
+  t.equal(canonicalOperatorId('0000'), '0', 'all zeros keeps one');
+  t.equal(canonicalOperatorId('a1b2-C3'), 'a1b2-c3', 'non-numeric ids are only lower-cased');
+  t.equal(canonicalOperatorId(''), '');
+});
+
+t.test('operator message ids: a DLR in the other base finds the stored id', async (t) => {
+  const store = (ids: string[]) => new Set(ids.map(canonicalOperatorId));
+  const lookup = (s: Set<string>, id: string) => operatorIdCandidates(id).find((c) => s.has(c));
+
+  // submit_sm_resp hex (e.g. jasmin/Kannel with a hex SMSC), receipt decimal
+  const hexStored = store(['7B1F2C', '0A0B0C0D0E0F1011']);
+  t.equal(lookup(hexStored, '8068908'), '7b1f2c', 'decimal receipt → hex stored');
+  t.equal(lookup(hexStored, '0008068908'), '7b1f2c', 'zero-padded decimal receipt');
+  t.equal(lookup(hexStored, String(0x0a0b0c0d0e0f1011n)), 'a0b0c0d0e0f1011', '64-bit id');
+
+  // submit_sm_resp decimal, receipt hex
+  const decStored = store(['8068908', '18446744073709551615']);
+  t.equal(lookup(decStored, '7B1F2C'), '8068908', 'hex receipt → decimal stored');
+  t.equal(lookup(decStored, 'FFFFFFFFFFFFFFFF'), '18446744073709551615', 'max uint64');
+
+  // same base, different case / padding
+  t.equal(lookup(hexStored, '7b1f2c'), '7b1f2c');
+  t.equal(lookup(decStored, '00008068908'), '8068908');
+
+  // exact form is tried first
+  const both = store(['3039', '12345']);
+  t.same(operatorIdCandidates('12345'), ['12345', '3039', '74565']);
+  t.equal(lookup(both, '12345'), '12345', 'exact match wins over cross-base');
+
+  // no cross-base forms for ids that are not numbers, or are too long
+  t.same(operatorIdCandidates('msg-0001'), ['msg-0001']);
+  t.same(operatorIdCandidates('9'.repeat(40)), ['9'.repeat(40)]);
+  t.equal(operatorIdCandidates('f'.repeat(33)).length, 1);
+  t.same(operatorIdCandidates('0'), ['0']);
+  t.same(operatorIdCandidates('abcdef'), ['abcdef', '11259375']);
+});
