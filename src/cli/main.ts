@@ -12,6 +12,7 @@ import { createLogger } from '../telemetry/logger.js';
 import { GatewayError } from '../core/errors.js';
 import { startGateway, type GatewayRole } from '../app/gateway.js';
 import { runSimulator } from '../smpp/simulator-main.js';
+import { buildOpenApi } from '../ingest/openapi.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080';
 const DEV_KEY = 'dev-key-change-me';
@@ -136,6 +137,13 @@ export function buildProgram(): Command {
         }
         await new Promise((r) => setTimeout(r, 250));
       }
+    });
+
+  program
+    .command('openapi')
+    .description('print the OpenAPI 3.1 document (docs/openapi.json is this output)')
+    .action(() => {
+      process.stdout.write(`${JSON.stringify(buildOpenApi(), null, 2)}\n`);
     });
 
   return program;

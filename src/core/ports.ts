@@ -11,7 +11,7 @@ export interface SubmitRequest {
   readonly destination: string;
   /** Source address (sender code / extension). */
   readonly source: string;
-  /** Encoded segment: UDH (when esmClass has 0x40) followed by the user data. At most 140 octets. */
+  /** Encoded segment: UDH (when esmClass has 0x40) followed by the user data. GSM7 unpacked ≤ 160 octets single / 159 multipart; UCS-2 ≤ 140. */
   readonly payload: Uint8Array;
   /** 0x00 GSM 03.38 default alphabet, 0x08 UCS-2. Always explicit. */
   readonly dataCoding: number;

@@ -56,6 +56,25 @@ declare module 'smpp' {
     decode(bytes: Buffer, encoding?: number): string;
   }
 
+  interface ParamDef {
+    type: unknown;
+    default?: unknown;
+    filter?: unknown;
+  }
+
+  interface CommandDef {
+    id: number;
+    params?: Record<string, ParamDef>;
+    tlvMap?: Record<string, string>;
+  }
+
+  interface TlvDef {
+    id: number;
+    type: unknown;
+    filter?: unknown;
+    multiple?: boolean;
+  }
+
   interface SmppModule {
     PDU: PduConstructor;
     Session: new (options: { socket: Socket } | ConnectOptions) => RawSession;
@@ -64,9 +83,14 @@ declare module 'smpp' {
     errors: Record<string, number>;
     consts: Record<string, Record<string, number>>;
     gsmCoder: GsmCoder;
+    commands: Record<string, CommandDef | undefined>;
+    tlvs: Record<string, TlvDef | undefined>;
+    /** Define (or redefine) a command, for every session in the process. */
+    addCommand(command: string, def: CommandDef): void;
+    addTLV(tag: string, def: TlvDef): void;
   }
 
   const smpp: SmppModule;
   export default smpp;
-  export type { RawPdu, RawSession, RawServer, ConnectOptions, SmppModule };
+  export type { RawPdu, RawSession, RawServer, ConnectOptions, SmppModule, CommandDef, TlvDef };
 }

@@ -21,12 +21,39 @@
  *  - writes corked per event-loop tick, so a window's worth of submit_sm
  *    leaves in one writev instead of one syscall each.
  *
- * Decoding (framing and field parsing) stays with the package: responses
- * decode in ~1 µs, and its `short_message` decoding handles GSM and UCS-2.
+ * Decoding (framing and field parsing) stays with the package, with one
+ * change made once, below, through its public `addCommand`/`addTLV`:
+ * submit_sm and deliver_sm keep short_message (and message_payload) as raw
+ * bytes and SMPP times as the strings on the wire. The package would decode
+ * the text by data_coding on every PDU (~9 µs of its GSM table rebuilding
+ * per receipt), lossily (GSM-decoding an ASCII receipt turns `_` into `§`),
+ * and turn validity periods into Dates relative to the receive time. We
+ * decode text where it is needed (`messageText`, `receiptText`), by
+ * data_coding, with src/core/gsm7.ts. This file is the package's only
+ * importer, so the change is visible nowhere else.
  */
+import { isIP } from 'node:net';
 import smpp from 'smpp';
 import type { RawPdu, RawServer, RawSession } from 'smpp';
 import { GatewayError } from '../core/errors.js';
+import { decodeGsm7, decodeUcs2 } from '../core/gsm7.js';
+
+// Raw short_message / message_payload and string times (see the header).
+for (const command of ['submit_sm', 'deliver_sm'] as const) {
+  const def = smpp.commands[command];
+  if (def === undefined || def.params === undefined) throw new Error(`smpp package without ${command}`);
+  const params: Record<string, { type: unknown; default?: unknown }> = {};
+  for (const [name, p] of Object.entries(def.params)) {
+    // Same wire types, in the same order; only the decode/encode filters go.
+    params[name] = 'default' in p ? { type: p.type, default: p.default } : { type: p.type };
+  }
+  smpp.addCommand(command, { id: def.id, params });
+}
+{
+  const tlv = smpp.tlvs['message_payload'];
+  if (tlv === undefined) throw new Error('smpp package without message_payload');
+  smpp.addTLV('message_payload', { id: tlv.id, type: tlv.type });
+}
 
 // ------------------------------------------------------------------ constants
 
@@ -101,14 +128,6 @@ export interface PduHeader {
   readonly command_length: number;
 }
 
-/** The package's decoding of short_message / message_payload. */
-export interface DecodedShortMessage {
-  /** UDH information elements, when esm_class has the UDHI bit. */
-  readonly udh?: readonly Buffer[];
-  /** Text decoded by data_coding (GSM 03.38 for 0, UCS-2 for 8, Latin-1 for 3), or raw bytes for codings the package does not know. */
-  readonly message: string | Buffer;
-}
-
 /**
  * Body fields of a PDU as decoded. Everything is optional: the package stops
  * decoding at command_length, so a short PDU (or an error response, which has
@@ -134,19 +153,21 @@ export interface MessageBody {
   readonly esm_class?: number;
   readonly protocol_id?: number;
   readonly priority_flag?: number;
-  /** The package turns SMPP times into Dates (empty string when absent). */
-  readonly schedule_delivery_time?: string | Date;
-  readonly validity_period?: string | Date;
+  /** SMPP time as on the wire (`YYMMDDhhmmsstnnp`), or empty. */
+  readonly schedule_delivery_time?: string;
+  readonly validity_period?: string;
   readonly registered_delivery?: number;
   readonly replace_if_present_flag?: number;
   readonly data_coding?: number;
   readonly sm_default_msg_id?: number;
-  readonly short_message?: DecodedShortMessage;
+  /** Raw user data, UDH included when esm_class has 0x40. */
+  readonly short_message?: Buffer;
   // TLVs
   readonly receipted_message_id?: string;
   readonly message_state?: number;
   readonly network_error_code?: Buffer;
-  readonly message_payload?: DecodedShortMessage;
+  /** Raw; used instead of short_message for long content. */
+  readonly message_payload?: Buffer;
   readonly sar_msg_ref_num?: number;
   readonly sar_total_segments?: number;
   readonly sar_segment_seqnum?: number;
@@ -165,7 +186,9 @@ type OtherCommand =
 export type IncomingPdu =
   | (PduHeader & BindBody & { readonly command: BindCommand })
   | (PduHeader & { readonly command: BindRespCommand; readonly system_id?: string })
-  | (PduHeader & MessageBody & { readonly command: 'submit_sm' | 'deliver_sm' | 'data_sm' })
+  | (PduHeader & MessageBody & { readonly command: 'submit_sm' })
+  | (PduHeader & MessageBody & { readonly command: 'deliver_sm' })
+  | (PduHeader & MessageBody & { readonly command: 'data_sm' })
   | (PduHeader & { readonly command: 'submit_sm_resp' | 'deliver_sm_resp' | 'data_sm_resp'; readonly message_id?: string })
   | (PduHeader & { readonly command: EmptyCommand })
   | (PduHeader & { readonly command: OtherCommand });
@@ -411,26 +434,63 @@ export function gsmDecode(bytes: Buffer): string {
   return smpp.gsmCoder.decode(bytes, 0);
 }
 
-/** Text of a decoded short_message/message_payload, by data_coding when the package left bytes. */
-export function shortMessageText(sm: DecodedShortMessage | undefined, dataCoding: number): string {
-  if (sm === undefined) return '';
-  const m = sm.message;
-  if (typeof m === 'string') return m;
-  if ((dataCoding & 0x0f) === 0x08) return utf16beDecode(m);
-  return m.toString('latin1');
-}
-
+/** UTF-16BE for the simulator's MO text (UCS-2, data_coding 8). */
 export function utf16beEncode(text: string): Buffer {
   const b = Buffer.from(text, 'utf16le');
   b.swap16();
   return b;
 }
 
-export function utf16beDecode(bytes: Uint8Array): string {
-  const even = bytes.length & ~1;
-  const b = Buffer.from(bytes.subarray(0, even));
-  b.swap16();
-  return b.toString('utf16le');
+/** The user data of a deliver_sm: message_payload when present (it replaces short_message), else short_message. */
+export function userData(pdu: MessageBody): Buffer {
+  const payload = pdu.message_payload;
+  if (payload !== undefined && payload.length > 0) return payload;
+  return pdu.short_message ?? EMPTY;
+}
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Text of an MO (or any user data) by data_coding, UDH skipped when
+ * esm_class has 0x40. 0x00 GSM 03.38; 0x08 UCS-2; 0x01 IA5, 0x03 Latin-1 and
+ * 8-bit codings as Latin-1; GSM DCS groups 0x10–0x3F and 0xF0–0xFF by their
+ * alphabet bits.
+ */
+export function messageText(bytes: Uint8Array, dataCoding: number, esmClass: number): string {
+  let data = bytes;
+  if ((esmClass & ESM_UDHI) !== 0 && data.length > 0) {
+    const udhl = data[0] as number;
+    data = data.subarray(Math.min(data.length, 1 + udhl));
+  }
+  switch (textAlphabet(dataCoding)) {
+    case 'gsm':
+      return decodeGsm7(data);
+    case 'ucs2':
+      return decodeUcs2(data);
+    default:
+      return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('latin1');
+  }
+}
+
+function textAlphabet(dc: number): 'gsm' | 'ucs2' | 'octets' {
+  if (dc === 0x00) return 'gsm';
+  if (dc === 0x08) return 'ucs2';
+  if (dc >= 0x10 && dc <= 0x3f) {
+    const a = (dc >> 2) & 0x03;
+    return a === 0 ? 'gsm' : a === 2 ? 'ucs2' : 'octets';
+  }
+  if ((dc & 0xf0) === 0xf0) return (dc & 0x04) !== 0 ? 'octets' : 'gsm';
+  return 'octets';
+}
+
+/**
+ * Text of a delivery receipt. Appendix B text is ASCII in practice whatever
+ * data_coding says (SMSCs label it 0, "SMSC default"), and GSM-decoding it
+ * would corrupt `_` and `@` in ids, so it is read as Latin-1 — unless it is
+ * UCS-2.
+ */
+export function receiptText(bytes: Uint8Array, dataCoding: number): string {
+  if (textAlphabet(dataCoding) === 'ucs2') return decodeUcs2(bytes);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }
 
 // ------------------------------------------------------------------ sessions
@@ -494,7 +554,8 @@ export class SmppSession {
       // The package passes its options to tls.connect and defaults to not
       // verifying the SMSC's certificate; a government gateway always does.
       rejectUnauthorized: true,
-      ...(options.tls ? { servername: options.host } : {}),
+      // SNI carries host names only (RFC 6066); an IP host is still checked against the certificate's IP SANs.
+      ...(options.tls && isIP(options.host) === 0 ? { servername: options.host } : {}),
       ...(options.ca !== undefined ? { ca: options.ca } : {}),
     });
     return new SmppSession(raw, options.tls);
@@ -583,10 +644,13 @@ export interface SmppServer {
   readonly sessionCount: number;
 }
 
-/** An SMPP server (the simulator's): one SmppSession per accepted connection. */
-export function createSmppServer(onSession: (session: SmppSession) => void): SmppServer {
+/** An SMPP server (the simulator's): one SmppSession per accepted connection; TLS when given a key and certificate. */
+export function createSmppServer(
+  onSession: (session: SmppSession) => void,
+  tls?: { readonly key: string | Buffer; readonly cert: string | Buffer },
+): SmppServer {
   const sessions = new Set<SmppSession>();
-  const server: RawServer = smpp.createServer({}, (raw: RawSession) => {
+  const server: RawServer = smpp.createServer(tls !== undefined ? { key: tls.key, cert: tls.cert } : {}, (raw: RawSession) => {
     const s = SmppSession.accept(raw);
     sessions.add(s);
     s.onClose(() => sessions.delete(s));

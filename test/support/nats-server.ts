@@ -97,7 +97,7 @@ export function findNatsServer(): string | undefined {
  * Guard for test files: returns true when a server can be started. Without a
  * binary it fails the test under CI (CI=true) and skips it elsewhere.
  */
-export function requireNatsServer(t: { fail(msg: string): unknown; skip?: (msg: string) => unknown; plan?: unknown; comment(...a: unknown[]): unknown }): boolean {
+export function requireNatsServer(t: { fail(msg: string): unknown; comment(msg: string): unknown }): boolean {
   if (findNatsServer() !== undefined) return true;
   const msg = 'nats-server binary not found (apt-get install nats-server, or set NATS_SERVER_BIN)';
   if (process.env['CI']) {

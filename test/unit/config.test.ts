@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { GatewayError } from '../../src/core/errors.js';
 
 const noEnv = {};
 
-function refused(t: Tap.Test, fn: () => unknown, field: RegExp, what: string): void {
+function refused(t: Test, fn: () => unknown, field: RegExp, what: string): void {
   try {
     fn();
     t.fail(`${what}: expected CONFIG_INVALID`);

@@ -19,6 +19,17 @@
  * highest seq ever handed out by this process), the entries at or below it
  * that are not yet acked (at most `maxAckPending`), a heap of those ready for
  * redelivery, and one heap of ack/nak deadlines. Opening reads O(tiers) rows.
+ *
+ * Why this layout:
+ * - one database per tier, keyed by the stream-wide seq, so a tier's depth is
+ *   LMDB's O(1) entry count at open and a counter afterwards;
+ * - delivery counts live apart from the entries, so counting a delivery
+ *   writes a few bytes instead of rewriting the job body; they are written for
+ *   every delivery (one batched write per fetch, awaited to commit, not to
+ *   flush) so that a job which crashes its process every time still reaches
+ *   maxDeliver and is dead-lettered instead of crash-looping the gateway;
+ * - fetch hands out only entries whose publish has been flushed, so nothing is
+ *   sent for a publish that could still be lost.
  */
 import type { Database, RootDatabase } from 'lmdb';
 import { GatewayError } from '../../core/errors.js';
@@ -114,7 +125,7 @@ class TierState {
 
 const noop = (): void => undefined;
 
-function entryCount(db: Database<unknown, never> | Database<any, any>): number {
+function entryCount(db: { getStats(): object }): number {
   const stats = db.getStats() as { entryCount?: unknown };
   return typeof stats.entryCount === 'number' ? stats.entryCount : 0;
 }
@@ -186,6 +197,7 @@ export class EmbeddedQueue implements WorkQueue {
   private readonly outstanding = new Set<Promise<unknown>>();
 
   private seq: number;
+  private readonly seqAtOpen: number;
   /** Highest seq known flushed to disk; fetch never hands out anything above it. */
   private durableSeq: number;
   private closed = false;
@@ -216,6 +228,7 @@ export class EmbeddedQueue implements WorkQueue {
       this.metrics?.queueDepth.set({ tier: ts.name }, ts.depth);
     }
     this.seq = seq;
+    this.seqAtOpen = seq;
     this.durableSeq = seq;
     const sweepEvery = Math.min(Math.max(Math.floor(options.duplicateWindowMs / 10), 1_000), 60_000);
     this.sweepTimer = setInterval(() => this.sweep(), sweepEvery);
@@ -265,6 +278,7 @@ export class EmbeddedQueue implements WorkQueue {
   async publish(messages: readonly QueueMessage[]): Promise<PublishResult[]> {
     if (this.closed) throw new GatewayError('QUEUE_CLOSED');
     if (messages.length === 0) return [];
+    this.assertWritable('publish');
     // Validate the whole call first, so a bad message fails it before anything is written.
     for (const m of messages) {
       this.tierOf(m.tier);
@@ -277,8 +291,10 @@ export class EmbeddedQueue implements WorkQueue {
     const results: PublishResult[] = [];
     const writes: Promise<boolean>[] = [];
     const mine: Array<[string, Publishing]> = [];
+    const mineSet = new Set<Publishing>();
     const waitFor: Promise<void>[] = [];
-    const touched = new Set<TierState>();
+    /** New entries per tier, to undo the depth counts if the write fails. */
+    const touched = new Map<TierState, number>();
     try {
       // Everything below is issued synchronously, so it lands in one LMDB
       // transaction together with whatever else the caller writes this turn.
@@ -287,7 +303,7 @@ export class EmbeddedQueue implements WorkQueue {
         const inFlight = this.publishing.get(m.msgId);
         if (inFlight !== undefined) {
           results.push({ msgId: m.msgId, seq: inFlight.seq, duplicate: true });
-          if (!mine.some(([, p]) => p === inFlight)) waitFor.push(inFlight.durable);
+          if (!mineSet.has(inFlight)) waitFor.push(inFlight.durable);
           continue;
         }
         const row = this.dedupe.get(m.msgId);
@@ -302,8 +318,9 @@ export class EmbeddedQueue implements WorkQueue {
         const p: Publishing = { seq, durable: Promise.resolve() };
         this.publishing.set(m.msgId, p);
         mine.push([m.msgId, p]);
+        mineSet.add(p);
         ts.depth++;
-        touched.add(ts);
+        touched.set(ts, (touched.get(ts) ?? 0) + 1);
         results.push({ msgId: m.msgId, seq, duplicate: false });
       }
       if (mine.length > 0) writes.push(this.meta.put('seq', this.seq));
@@ -315,11 +332,12 @@ export class EmbeddedQueue implements WorkQueue {
     // Commit promises resolve when the transaction is visible; with overlappingSync
     // the fsync comes later, and `flushed` (taken now, for this transaction) covers
     // it. One flush serves every publish that shares the transaction.
-    const durable = Promise.all([...writes, this.env.flushed]).then(noop);
+    // (Unconditional puts of one transaction share one promise: wait for each once.)
+    const durable = Promise.all([...new Set(writes), this.flushed()]).then(noop);
     for (const [, p] of mine) p.durable = durable;
     this.track(durable);
     const lastSeq = this.seq;
-    for (const ts of touched) this.metrics?.queueDepth.set({ tier: ts.name }, ts.depth);
+    for (const ts of touched.keys()) this.metrics?.queueDepth.set({ tier: ts.name }, ts.depth);
     try {
       await durable;
     } catch (e) {
@@ -330,7 +348,7 @@ export class EmbeddedQueue implements WorkQueue {
     }
     // Transactions commit and flush in order, so everything up to lastSeq is durable now.
     if (lastSeq > this.durableSeq) this.durableSeq = lastSeq;
-    for (const ts of touched) this.wake(ts);
+    for (const ts of touched.keys()) this.wake(ts);
     if (waitFor.length > 0) {
       try {
         await Promise.all(waitFor);
@@ -341,16 +359,12 @@ export class EmbeddedQueue implements WorkQueue {
     return results;
   }
 
-  private abandonPublish(mine: ReadonlyArray<[string, Publishing]>, touched: ReadonlySet<TierState>): void {
+  /** A failed transaction commits none of its writes: forget the msgIds and the depth counted for them. */
+  private abandonPublish(mine: ReadonlyArray<[string, Publishing]>, touched: ReadonlyMap<TierState, number>): void {
     for (const [msgId, p] of mine) if (this.publishing.get(msgId) === p) this.publishing.delete(msgId);
-    // Depth was counted per new entry; recount the affected tiers from LMDB, which is O(1).
-    for (const ts of touched) {
-      try {
-        ts.depth = entryCount(ts.entries);
-        this.metrics?.queueDepth.set({ tier: ts.name }, ts.depth);
-      } catch (e) {
-        this.logger.error({ err: e, tier: ts.name }, 'queue depth could not be recounted');
-      }
+    for (const [ts, n] of touched) {
+      ts.depth -= n;
+      this.metrics?.queueDepth.set({ tier: ts.name }, ts.depth);
     }
   }
 
@@ -389,6 +403,11 @@ export class EmbeddedQueue implements WorkQueue {
       if (seq === undefined) break;
       const p = ts.pending.get(seq);
       if (p === undefined || p.state !== 'ready') continue;
+      if (p.deliveryCount >= this.options.maxDeliver) {
+        // Only after a failed ack put it back; there is no delivery left for it.
+        this.deadLetter(ts, p, undefined, MAX_DELIVER_REASON).catch(noop);
+        continue;
+      }
       const value = ts.entries.get(seq);
       if (value === undefined) {
         // Cannot happen while this process is the only writer; do not hold a slot for it.
@@ -404,7 +423,8 @@ export class EmbeddedQueue implements WorkQueue {
     if (room > 0 && ts.cursor < this.durableSeq) {
       for (const { key, value } of ts.entries.getRange({ start: ts.cursor + 1, end: this.durableSeq + 1, limit: room })) {
         ts.cursor = key;
-        const prior = this.delivered.get(key) ?? 0;
+        // Only entries older than this process can have been delivered before.
+        const prior = key <= this.seqAtOpen ? (this.delivered.get(key) ?? 0) : 0;
         const p: Pending = { seq: key, deliveryCount: prior, state: 'ready', gen: 0 };
         ts.pending.set(key, p);
         this.pendingTotal++;
@@ -421,6 +441,7 @@ export class EmbeddedQueue implements WorkQueue {
     if (out.length === 0) return undefined;
     let committed: Promise<boolean> = Promise.resolve(true);
     try {
+      this.assertWritable('delivery count');
       for (const d of out) committed = this.delivered.put(d.seq, d.deliveryCount);
     } catch (e) {
       committed = Promise.reject(e);
@@ -459,9 +480,10 @@ export class EmbeddedQueue implements WorkQueue {
     if (p === undefined) return Promise.resolve();
     let written: Promise<unknown>;
     try {
-      written = Promise.all([ts.entries.remove(seq), this.delivered.remove(seq), this.env.flushed]);
+      this.assertWritable('ack');
+      written = Promise.all([ts.entries.remove(seq), this.delivered.remove(seq), this.flushed()]);
     } catch (e) {
-      return Promise.reject(new GatewayError(this.closed ? 'QUEUE_CLOSED' : 'QUEUE_UNAVAILABLE', 'queue ack could not be written', { cause: e }));
+      return Promise.reject(e instanceof GatewayError ? e : new GatewayError(this.closed ? 'QUEUE_CLOSED' : 'QUEUE_UNAVAILABLE', 'queue ack could not be written', { cause: e }));
     }
     this.dropPending(ts, seq);
     ts.depth--;
@@ -545,10 +567,17 @@ export class EmbeddedQueue implements WorkQueue {
    */
   private deadLetter(ts: TierState, p: Pending, stored: StoredEntry | undefined, reason: string): Promise<void> {
     const seq = p.seq;
+    try {
+      this.assertWritable('dead letter');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     p.state = 'dead';
     p.gen++;
+    const value = stored ?? ts.entries.get(seq);
     const work = (async () => {
-      const value = stored ?? ts.entries.get(seq);
+      // Handlers never run inside the caller's stack (a fetch, a nak, a timer sweep).
+      await Promise.resolve();
       if (value === undefined) throw new Error(`entry ${seq} missing from queue.entries.${ts.name}`);
       const dl: DeadLetter = { subject: value.s, tier: ts.name, msgId: value.m, data: value.d, deliveryCount: p.deliveryCount, reason };
       for (const handler of this.handlers) {
@@ -562,7 +591,7 @@ export class EmbeddedQueue implements WorkQueue {
         ts.entries.remove(seq),
         this.delivered.remove(seq),
         this.dead.put(seq, { ...dl, seq, at: this.now() }),
-        this.env.flushed,
+        this.flushed(),
       ]);
       return dl;
     })();
@@ -662,6 +691,7 @@ export class EmbeddedQueue implements WorkQueue {
     let full = false;
     let run: Promise<unknown>;
     try {
+      this.assertWritable('sweep');
       const writes: Promise<boolean>[] = [];
       const cutoff = this.now() - this.options.duplicateWindowMs;
       let n = 0;
@@ -725,6 +755,26 @@ export class EmbeddedQueue implements WorkQueue {
     // Let issued writes (publishes, acks, dead letters) finish before the owner closes the environment.
     this.closing = Promise.allSettled([...this.outstanding]).then(noop);
     return this.closing;
+  }
+
+  /**
+   * Resolves when everything written so far is on disk. Taken right after the
+   * writes are issued: lmdb's `flushed` thenable follows the latest
+   * transaction, so taking it later could only wait for a later flush.
+   */
+  private flushed(): Promise<void> {
+    return this.env.flushed.then(noop);
+  }
+
+  /**
+   * lmdb fails a write to a named database of a closed environment only later,
+   * as an uncaught exception on its write thread callback; refuse it here instead.
+   */
+  private assertWritable(what: string): void {
+    const status = (this.env as { status?: unknown }).status;
+    if (status === 'closing' || status === 'closed') {
+      throw new GatewayError(this.closed ? 'QUEUE_CLOSED' : 'QUEUE_UNAVAILABLE', `queue ${what}: the LMDB environment is closed`);
+    }
   }
 
   private tierOf(tier: string): TierState {

@@ -1,0 +1,711 @@
+/**
+ * NATS JetStream adapter of the queue port (src/queue/port.ts).
+ *
+ * Layout (stream-setup.ts): one workqueue stream `<stream>` on
+ * `<prefix>.work.>`, one durable pull consumer `work-<tier>` per tier on
+ * `<prefix>.work.<tier>.>`, and a limits stream `<stream>_DEAD` on
+ * `<prefix>.dead.>` for dead letters. All created or updated at connect and
+ * checked again after every reconnect.
+ *
+ * publish   js.publish(subject, data, { msgID }) for every message at once
+ *           (bounded by a window), each retried on transient failures
+ *           (timeout, no responders, JetStream temporarily unavailable) within
+ *           a time budget. A publish that resolves is stored on the server; one
+ *           that rejects with QUEUE_UNAVAILABLE may or may not be, and a retry
+ *           with the same msgId is safe (the stream de-duplicates it inside
+ *           duplicateWindowMs). A full stream rejects with OVERLOADED.
+ * fetch     a no-wait pull request (pull-request.ts): waitMs 0 answers at once.
+ * maxDeliver  the consumers have no server-side limit (see stream-setup.ts);
+ *           the adapter enforces it. A delivery with deliveryCount =
+ *           maxDeliver is the last one: if it is naked, or not answered
+ *           within ackWait (working() moves the deadline), the adapter
+ *           dead-letters it: publish to `<prefix>.dead.<tier>...` (msgId
+ *           `<stream>:<seq>`, so repeating it is harmless), `+TERM` it, call
+ *           the handlers. As a backup (process restarted, timer lost, a
+ *           step failed), a fetch that receives deliveryCount > maxDeliver
+ *           does not hand it out but dead-letters it the same way; a failure
+ *           leaves it un-acked, so the server delivers it again and the next
+ *           fetch retries: nothing can be stranded. Should a consumer carry a
+ *           finite max_deliver anyway (changed by an operator), the server's
+ *           MAX_DELIVERIES advisory is handled as a third path: load the
+ *           message by sequence, dead-letter it, delete it from the stream.
+ * depth     consumer info: num_pending + num_ack_pending.
+ * close     stops fetches (pending ones resolve []), lets deliveries in hand
+ *           still ack, and drains the connection once they are settled or
+ *           after `closeGraceMs`.
+ *
+ * onDeadLetter handlers are at-least-once: a crash between the dead-letter
+ * publish and the term means the message is dead-lettered (and reported)
+ * again on its next delivery. The dead stream keeps one copy per work
+ * sequence inside the duplicate window.
+ */
+import { connect, errors as natsErrors, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import {
+  jetstream,
+  jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type PubAck,
+} from '@nats-io/jetstream';
+import { GatewayError } from '../../core/errors.js';
+import type { DeadLetter, Delivery, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
+import type { Metrics } from '../../telemetry/metrics.js';
+import { createLogger, type Logger } from '../../telemetry/logger.js';
+import { NatsDelivery, parseAckSubject, nakPayload, TERM, type DeliveryHost } from './delivery.js';
+import { startPull, type PullRequest } from './pull-request.js';
+import {
+  consumerName,
+  deadStreamConfig,
+  deadStreamName,
+  deadSubject,
+  DEFAULT_STREAM_LIMITS,
+  ensureConsumer,
+  ensureStream,
+  tierConsumerConfig,
+  validateLayoutNames,
+  workStreamConfig,
+  type NatsStreamLimits,
+} from './stream-setup.js';
+
+/** Timings and bounds of the client side. Defaults in DEFAULT_TUNING. */
+export interface NatsQueueTuning {
+  /** Initial connection, and each JetStream API request (info, create, get, delete). */
+  readonly connectTimeoutMs: number;
+  readonly apiTimeoutMs: number;
+  /** One publish attempt waits this long for its PubAck. */
+  readonly publishAttemptTimeoutMs: number;
+  /** A message's publish retries stop after this long: QUEUE_UNAVAILABLE. */
+  readonly publishBudgetMs: number;
+  /** Publishes awaiting a PubAck at once, across all callers. */
+  readonly maxPublishInflight: number;
+  /** Attempts to get an ack / term confirmed before the ack() rejects. */
+  readonly confirmAttempts: number;
+  /** Wait between reconnect attempts. */
+  readonly reconnectTimeWaitMs: number;
+  /** After close(), deliveries in hand may still ack this long before the connection is drained. */
+  readonly closeGraceMs: number;
+  /** Advisories waiting to be handled; past it they are logged and dropped (the message stays in the stream). */
+  readonly maxAdvisoryBacklog: number;
+  /** Work sequences remembered as dead-lettered, so two paths racing on one message report it once. */
+  readonly recentDeadMemory: number;
+}
+
+export const DEFAULT_TUNING: NatsQueueTuning = {
+  connectTimeoutMs: 10_000,
+  apiTimeoutMs: 5_000,
+  publishAttemptTimeoutMs: 5_000,
+  publishBudgetMs: 20_000,
+  maxPublishInflight: 1024,
+  confirmAttempts: 3,
+  reconnectTimeWaitMs: 250,
+  closeGraceMs: 5_000,
+  maxAdvisoryBacklog: 10_000,
+  recentDeadMemory: 10_000,
+};
+
+export interface NatsQueueConfig {
+  readonly servers: readonly string[];
+  readonly stream: string;
+  readonly replicas: number;
+  readonly options: QueueOptions;
+  readonly metrics?: Metrics;
+  readonly logger?: Logger;
+  readonly limits?: Partial<NatsStreamLimits>;
+  readonly tuning?: Partial<NatsQueueTuning>;
+  /** Client name shown by the server's monitoring. */
+  readonly name?: string;
+}
+
+/** Dead-letter headers (the work message's own headers are not carried over). */
+export const DEAD_HEADERS = {
+  reason: 'Smsgw-Dead-Reason',
+  tier: 'Smsgw-Tier',
+  subject: 'Smsgw-Work-Subject',
+  msgId: 'Smsgw-Msg-Id',
+  seq: 'Smsgw-Work-Seq',
+  deliveries: 'Smsgw-Deliveries',
+} as const;
+
+type PublishFailure = 'retry' | 'overloaded' | 'closed' | 'fatal';
+
+/** Which publish failures are worth another attempt with the same msgId. */
+function classifyPublishError(e: unknown): PublishFailure {
+  if (e instanceof natsErrors.ClosedConnectionError || e instanceof natsErrors.DrainingConnectionError) return 'closed';
+  if (e instanceof natsErrors.TimeoutError || e instanceof natsErrors.ConnectionError) return 'retry';
+  if (e instanceof natsErrors.RequestError) return 'retry';
+  // the client turns "no responders" into JetStreamNotEnabled (not exported from the package root):
+  // no stream listening right now, e.g. the server is restarting
+  if (e instanceof Error && e.name === 'JetStreamNotEnabled') return 'retry';
+  if (e instanceof JetStreamApiError) {
+    const text = e.message.toLowerCase();
+    // 10077 "maximum messages/bytes exceeded", 10023 insufficient resources: the stream is full
+    if (e.code === 10077 && (text.includes('maximum') || text.includes('exceed'))) return 'overloaded';
+    if (e.code === 10023) return 'overloaded';
+    // 503 family (10008 "JetStream system temporarily unavailable", leader elections)
+    if (e.status === 503) return 'retry';
+    return 'fatal';
+  }
+  return 'fatal';
+}
+
+/** Header values must be one line; reasons come from callers and errors. */
+function headerValue(s: string): string {
+  const one = s.replace(/[\r\n]+/g, ' ').trim();
+  return one.length > 500 ? `${one.slice(0, 497)}...` : one;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Counting semaphore over in-flight publishes. */
+class PublishWindow {
+  private used = 0;
+  private readonly waiters: Array<() => void> = [];
+  constructor(private readonly size: number) {}
+  acquire(): Promise<void> {
+    if (this.used < this.size) {
+      this.used++;
+      return Promise.resolve();
+    }
+    // waiters are bounded by the callers: each holds one publish() call's messages
+    return new Promise((r) => this.waiters.push(r));
+  }
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.used--;
+  }
+}
+
+interface DeadSource {
+  readonly subject: string;
+  readonly tier: string;
+  readonly msgId: string;
+  readonly seq: number;
+  readonly data: Uint8Array;
+  readonly deliveryCount: number;
+}
+
+interface MaxDeliveriesAdvisory {
+  readonly stream?: string;
+  readonly consumer?: string;
+  readonly stream_seq?: number;
+  readonly deliveries?: number;
+}
+
+export class NatsQueue implements WorkQueue, DeliveryHost {
+  readonly kind = 'nats' as const;
+  private readonly handlers: Array<(dl: DeadLetter) => void | Promise<void>> = [];
+  private readonly pulls = new Set<PullRequest>();
+  /** Deliveries handed out and not settled; bounded by maxAckPending per tier on the server. */
+  private readonly outstanding = new Set<NatsDelivery>();
+  /** Dead-letterings started in the background, awaited by close(). Bounded like `outstanding`. */
+  private readonly deadLettering = new Set<Promise<void>>();
+  /** In progress, by work sequence: a second path waits for the first instead of reporting again. */
+  private readonly deadBySeq = new Map<number, Promise<void>>();
+  /** Recently dead-lettered work sequences, oldest first (Set keeps insertion order). */
+  private readonly recentDead = new Set<number>();
+  /** Deadlines of last allowed deliveries (deliveryCount = maxDeliver). */
+  private readonly lastDeadlines = new Map<NatsDelivery, NodeJS.Timeout>();
+  private readonly window: PublishWindow;
+  private readonly deadStream: string;
+  private readonly consumers: ReadonlyMap<string, string>;
+  private readonly tierByConsumer: ReadonlyMap<string, string>;
+  private closing = false;
+  private drained: Promise<void> | undefined;
+  private advisorySub: Subscription | undefined;
+  private advisoryBacklog = 0;
+  private advisoryChain: Promise<void> = Promise.resolve();
+  private lastPrune = 0;
+  private layoutCheck: Promise<void> | undefined;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
+    private readonly js: JetStreamClient,
+    private readonly stream: string,
+    private readonly replicas: number,
+    private readonly options: QueueOptions,
+    private readonly limits: NatsStreamLimits,
+    private readonly tuning: NatsQueueTuning,
+    private readonly log: Logger,
+    private readonly metrics: Metrics | undefined,
+  ) {
+    this.window = new PublishWindow(tuning.maxPublishInflight);
+    this.deadStream = deadStreamName(stream);
+    this.consumers = new Map(options.tiers.map((t) => [t, consumerName(t)]));
+    this.tierByConsumer = new Map(options.tiers.map((t) => [consumerName(t), t]));
+  }
+
+  /**
+   * Connect, create or update the streams and the tier consumers, and start
+   * listening for MAX_DELIVERIES advisories. Rejects with QUEUE_UNAVAILABLE
+   * when no server answers in time, CONFIG_INVALID when the existing stream
+   * or consumers cannot take this configuration.
+   */
+  static async connect(config: NatsQueueConfig): Promise<NatsQueue> {
+    validateLayoutNames(config.stream, config.options);
+    if (config.servers.length === 0) throw new GatewayError('CONFIG_INVALID', 'NATS queue: no servers configured');
+    const tuning = { ...DEFAULT_TUNING, ...config.tuning };
+    const limits = { ...DEFAULT_STREAM_LIMITS, ...config.limits };
+    const log = (config.logger ?? createLogger({ level: 'silent' })).child({ part: 'queue-nats' });
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        servers: [...config.servers],
+        name: config.name ?? 'smsgw-queue',
+        timeout: tuning.connectTimeoutMs,
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: tuning.reconnectTimeWaitMs,
+        reconnectJitter: 100,
+        // notice a dead server that did not close the socket within ~30 s
+        pingInterval: 10_000,
+        maxPingOut: 3,
+      });
+    } catch (e) {
+      throw new GatewayError('QUEUE_UNAVAILABLE', `NATS queue: cannot connect to ${config.servers.join(', ')}: ${String(e)}`, { cause: e });
+    }
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: tuning.apiTimeoutMs });
+      const js = jetstream(nc, { timeout: tuning.publishAttemptTimeoutMs });
+      const q = new NatsQueue(nc, jsm, js, config.stream, config.replicas, config.options, limits, tuning, log, config.metrics);
+      await q.ensureLayout();
+      q.listenForAdvisories();
+      q.watchConnection();
+      log.info({ stream: config.stream, tiers: config.options.tiers, replicas: config.replicas }, 'NATS queue ready');
+      return q;
+    } catch (e) {
+      await nc.close().catch(() => undefined);
+      if (e instanceof GatewayError) throw e;
+      throw new GatewayError('QUEUE_UNAVAILABLE', `NATS queue: JetStream not available: ${String(e)}`, { cause: e });
+    }
+  }
+
+  /** Resolves when the connection is closed (after close() and the drain). */
+  closed(): Promise<void> {
+    return this.nc.closed().then(() => undefined);
+  }
+
+  private async ensureLayout(): Promise<void> {
+    await ensureStream(this.jsm, workStreamConfig(this.stream, this.replicas, this.options, this.limits));
+    await ensureStream(this.jsm, deadStreamConfig(this.stream, this.replicas, this.options, this.limits));
+    for (const tier of this.options.tiers) {
+      await ensureConsumer(this.jsm, this.stream, tierConsumerConfig(tier, this.options));
+    }
+  }
+
+  /** After a reconnect the server may be a fresh one (or lost its store): check the layout again. */
+  private recheckLayout(why: string): void {
+    if (this.layoutCheck || this.closing) return;
+    this.layoutCheck = this.ensureLayout()
+      .catch((e: unknown) => this.log.error({ err: e, why }, 'NATS queue layout check failed; will retry on next reconnect or fetch error'))
+      .finally(() => {
+        this.layoutCheck = undefined;
+      });
+  }
+
+  private watchConnection(): void {
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === 'disconnect') this.log.warn({ server: s.server }, 'NATS disconnected');
+        else if (s.type === 'reconnect') {
+          this.log.info({ server: s.server }, 'NATS reconnected');
+          this.recheckLayout('reconnect');
+        } else if (s.type === 'error') this.log.error({ err: s.error }, 'NATS connection error');
+        else if (s.type === 'slowConsumer') this.log.warn({ pending: s.pending }, 'NATS slow consumer');
+      }
+    })().catch((e: unknown) => this.log.error({ err: e }, 'NATS status watch ended'));
+  }
+
+  // ---------------------------------------------------------------- publish
+
+  async publish(messages: readonly QueueMessage[]): Promise<PublishResult[]> {
+    if (this.closing) throw new GatewayError('QUEUE_CLOSED');
+    for (const m of messages) this.checkMessage(m);
+    // All at once: the window, not this loop, bounds what is in flight.
+    return Promise.all(
+      messages.map(async (m): Promise<PublishResult> => {
+        const ack = await this.publishOne(m.subject, m.data, m.msgId, this.stream);
+        return { msgId: m.msgId, seq: ack.seq, duplicate: ack.duplicate };
+      }),
+    );
+  }
+
+  private checkMessage(m: QueueMessage): void {
+    const prefix = `${this.options.prefix}.work.${m.tier}.`;
+    if (!this.consumers.has(m.tier) || !m.subject.startsWith(prefix) || m.subject.length === prefix.length) {
+      // a subject outside every tier consumer would sit in the workqueue stream for ever
+      throw new GatewayError('INTERNAL', `queue message for unknown tier or subject outside it: tier ${m.tier}, subject ${m.subject}`);
+    }
+    if (m.msgId.length === 0) throw new GatewayError('INTERNAL', 'queue message without msgId');
+  }
+
+  /**
+   * One message, retried on transient failures until `publishBudgetMs`.
+   * A retry after a timeout may find the first attempt stored: the server
+   * then answers `duplicate: true` with the original sequence.
+   */
+  private async publishOne(subject: string, data: Uint8Array, msgId: string, stream: string, hdrs?: MsgHdrs): Promise<PubAck> {
+    await this.window.acquire();
+    try {
+      const deadline = Date.now() + this.tuning.publishBudgetMs;
+      for (let attempt = 1; ; attempt++) {
+        const left = deadline - Date.now();
+        try {
+          return await this.js.publish(subject, data, {
+            msgID: msgId,
+            expect: { streamName: stream },
+            timeout: Math.max(100, Math.min(this.tuning.publishAttemptTimeoutMs, left)),
+            ...(hdrs ? { headers: hdrs } : {}),
+          });
+        } catch (e) {
+          const kind = classifyPublishError(e);
+          if (kind === 'overloaded') throw new GatewayError('OVERLOADED', `queue stream ${stream} is full: ${(e as Error).message}`, { cause: e });
+          if (kind === 'closed') throw new GatewayError('QUEUE_CLOSED', undefined, { cause: e });
+          if (kind === 'fatal') throw new GatewayError('QUEUE_UNAVAILABLE', `publish to ${stream} refused: ${String(e)}`, { cause: e });
+          const pause = Math.min(1_000, 50 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
+          if (Date.now() + pause >= deadline) {
+            throw new GatewayError('QUEUE_UNAVAILABLE', `publish to ${stream} not acknowledged after ${attempt} attempts: ${String(e)}`, { cause: e });
+          }
+          await sleep(pause);
+        }
+      }
+    } finally {
+      this.window.release();
+    }
+  }
+
+  // ---------------------------------------------------------------- fetch
+
+  async fetch(tier: string, max: number, waitMs: number): Promise<Delivery[]> {
+    const durable = this.consumers.get(tier);
+    if (durable === undefined) throw new GatewayError('INTERNAL', `fetch from unknown tier ${tier}`);
+    if (this.closing || max < 1) return [];
+    const batch = Math.floor(max);
+    const wait = Math.max(0, Math.floor(waitMs));
+    const deadline = Date.now() + wait;
+    const nextSubject = `$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`;
+    this.pruneAbandoned();
+    // Repeats only when everything received was dead-lettered instead of handed out.
+    for (let round = 0; round < 8; round++) {
+      const left = wait === 0 ? 0 : Math.max(1, deadline - Date.now());
+      const pull = startPull(this.nc, nextSubject, batch, left, (m) => this.giveBack(m));
+      this.pulls.add(pull);
+      const out = await pull.done;
+      this.pulls.delete(pull);
+      if (this.closing) {
+        for (const m of out.messages) this.giveBack(m);
+        return [];
+      }
+      if (out.status === 503 || (out.status === 409 && (out.description ?? '').toLowerCase().includes('deleted'))) {
+        // no responders / consumer deleted: JetStream restarting, or the consumer is gone
+        this.recheckLayout(`pull status ${out.status} ${out.description ?? ''}`);
+      }
+      const deliveries: NatsDelivery[] = [];
+      const now = Date.now();
+      for (const m of out.messages) {
+        const info = parseAckSubject(m.reply ?? '');
+        if (!info) {
+          this.log.error({ subject: m.subject }, 'pull returned a message without a JetStream ack subject; ignored');
+          continue;
+        }
+        const d = new NatsDelivery(this, tier, m, info, now);
+        if (d.deliveryCount > this.options.maxDeliver) {
+          // the caller had maxDeliver deliveries; this extra one only came to the adapter
+          this.inBackground(this.deadLetter(d, this.maxDeliverReason(), this.options.maxDeliver), d);
+          continue;
+        }
+        this.outstanding.add(d);
+        if (d.deliveryCount === this.options.maxDeliver) this.armLastDeadline(d);
+        deliveries.push(d);
+      }
+      if (deliveries.length > 0 || out.messages.length === 0 || Date.now() >= deadline) return deliveries;
+    }
+    return [];
+  }
+
+  /** A message that arrived for a pull nobody waits for any more: back to the stream now. */
+  private giveBack(m: Msg): void {
+    if (m.reply) this.send(m.reply, nakPayload(0));
+  }
+
+  /**
+   * Forget deliveries nobody settled within ackWait: the server has taken
+   * them back already. Keeps `outstanding` bounded when a caller drops one.
+   */
+  private pruneAbandoned(): void {
+    const now = Date.now();
+    if (now - this.lastPrune < 1_000) return;
+    this.lastPrune = now;
+    const horizon = now - this.options.ackWaitMs;
+    for (const d of this.outstanding) if (d.lastTouch < horizon) this.outstanding.delete(d);
+  }
+
+  // ---------------------------------------------------------------- DeliveryHost
+
+  async confirm(reply: string, payload: string): Promise<void> {
+    let last: unknown;
+    for (let attempt = 1; attempt <= this.tuning.confirmAttempts; attempt++) {
+      try {
+        await this.nc.request(reply, payload, { timeout: this.tuning.apiTimeoutMs });
+        return;
+      } catch (e) {
+        if (e instanceof natsErrors.ClosedConnectionError || e instanceof natsErrors.DrainingConnectionError) {
+          throw new GatewayError('QUEUE_CLOSED', `cannot send ${payload.split(' ')[0] ?? payload}: connection closed`, { cause: e });
+        }
+        last = e;
+        if (attempt < this.tuning.confirmAttempts) await sleep(100 * attempt);
+      }
+    }
+    throw new GatewayError('QUEUE_UNAVAILABLE', `${payload.split(' ')[0] ?? payload} not confirmed by the server after ${this.tuning.confirmAttempts} attempts: ${String(last)}`, { cause: last });
+  }
+
+  send(reply: string, payload: string): void {
+    try {
+      this.nc.publish(reply, payload);
+    } catch (e) {
+      // closed connection: the server redelivers after ackWait, which is what a lost nak means anyway
+      this.log.warn({ err: e }, 'ack-protocol message not sent; the server will redeliver after ackWait');
+    }
+  }
+
+  nak(d: NatsDelivery, delayMs: number | undefined): void {
+    if (d.deliveryCount >= this.options.maxDeliver) {
+      // a redelivery would exceed maxDeliver: dead-letter now rather than after one more round trip
+      this.inBackground(this.deadLetter(d, this.maxDeliverReason(), d.deliveryCount), d);
+      return;
+    }
+    this.send(d.reply, nakPayload(delayMs));
+  }
+
+  settled(d: NatsDelivery): void {
+    this.outstanding.delete(d);
+    const t = this.lastDeadlines.get(d);
+    if (t) {
+      clearTimeout(t);
+      this.lastDeadlines.delete(d);
+    }
+    if (this.closing && this.outstanding.size === 0) void this.drain();
+  }
+
+  touched(d: NatsDelivery): void {
+    d.lastTouch = Date.now();
+    if (this.lastDeadlines.has(d)) this.armLastDeadline(d);
+  }
+
+  terminate(d: NatsDelivery, reason: string): Promise<void> {
+    return this.deadLetter(d, reason, d.deliveryCount);
+  }
+
+  /**
+   * The last allowed delivery: when ackWait passes without an answer (the
+   * server would redeliver it now), dead-letter it without waiting for a
+   * fetch to see the redelivery.
+   */
+  private armLastDeadline(d: NatsDelivery): void {
+    const old = this.lastDeadlines.get(d);
+    if (old) clearTimeout(old);
+    const t = setTimeout(() => {
+      this.lastDeadlines.delete(d);
+      if (this.nc.isClosed() || !d.expire()) return;
+      this.inBackground(this.deadLetter(d, this.maxDeliverReason(), d.deliveryCount), d);
+    }, this.options.ackWaitMs);
+    this.lastDeadlines.set(d, t);
+  }
+
+  /** Track a background dead-lettering for close(); on failure the message stays and comes back. */
+  private inBackground(p: Promise<void>, d: NatsDelivery): void {
+    const tracked = p
+      .catch((e: unknown) => {
+        // left un-acked: the server delivers it again after ackWait and the next fetch retries
+        this.log.error({ err: e, seq: d.seq, job: d.msgId, tier: d.tier }, 'dead-lettering failed; will retry on redelivery');
+      })
+      .finally(() => this.deadLettering.delete(tracked));
+    this.deadLettering.add(tracked);
+  }
+
+  // ---------------------------------------------------------------- dead letters
+
+  onDeadLetter(handler: (dl: DeadLetter) => void | Promise<void>): void {
+    this.handlers.push(handler);
+  }
+
+  /** Publish to the dead stream (durable when this resolves). Deduplicated per work sequence. */
+  private async moveToDead(src: DeadSource, reason: string, deliveryCount: number): Promise<DeadLetter> {
+    const h = natsHeaders();
+    h.set(DEAD_HEADERS.reason, headerValue(reason));
+    h.set(DEAD_HEADERS.tier, src.tier);
+    h.set(DEAD_HEADERS.subject, src.subject);
+    if (src.msgId) h.set(DEAD_HEADERS.msgId, headerValue(src.msgId));
+    h.set(DEAD_HEADERS.seq, String(src.seq));
+    h.set(DEAD_HEADERS.deliveries, String(deliveryCount));
+    await this.publishOne(deadSubject(this.options.prefix, src.subject), src.data, `${this.stream}:${src.seq}`, this.deadStream, h);
+    return { subject: src.subject, tier: src.tier, msgId: src.msgId, data: src.data, deliveryCount, reason };
+  }
+
+  private maxDeliverReason(): string {
+    return `maxDeliver ${this.options.maxDeliver} reached without an ack`;
+  }
+
+  /**
+   * Dead-letter the message behind `d`: dead stream (durable), `+TERM` on
+   * d's ack subject, count, handlers. Once per work sequence in this
+   * process: a second path (the deadline and a fetch of the redelivery, say)
+   * waits for the first and then only terminates its own delivery.
+   */
+  private deadLetter(d: NatsDelivery, reason: string, deliveryCount: number): Promise<void> {
+    const seq = d.seq;
+    const running = this.deadBySeq.get(seq);
+    if (running) return running.then(() => this.confirm(d.reply, TERM));
+    if (this.recentDead.has(seq)) return this.confirm(d.reply, TERM);
+    const p = (async () => {
+      const dl = await this.moveToDead(d, reason, deliveryCount);
+      await this.confirm(d.reply, TERM);
+      this.metrics?.queueDeadLetters.inc({ tier: d.tier });
+      this.rememberDead(seq);
+      await this.notifyDeadLetter(dl);
+    })().finally(() => this.deadBySeq.delete(seq));
+    this.deadBySeq.set(seq, p);
+    return p;
+  }
+
+  private rememberDead(seq: number): void {
+    this.recentDead.add(seq);
+    if (this.recentDead.size > this.tuning.recentDeadMemory) {
+      const oldest = this.recentDead.values().next();
+      if (!oldest.done) this.recentDead.delete(oldest.value);
+    }
+  }
+
+  /**
+   * Handlers run after the dead letter is durable and gone from the work
+   * stream. A handler's failure is logged, not retried: the dead stream
+   * keeps the record for reconciliation.
+   */
+  private async notifyDeadLetter(dl: DeadLetter): Promise<void> {
+    for (const h of this.handlers) {
+      try {
+        await h(dl);
+      } catch (e) {
+        this.log.error({ err: e, job: dl.msgId, tier: dl.tier, reason: dl.reason }, 'dead-letter handler failed; the record stays in the dead-letter stream');
+      }
+    }
+  }
+
+  /** Backup path for consumers with a finite server-side max_deliver (see file comment). */
+  private listenForAdvisories(): void {
+    this.advisorySub = this.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${this.stream}.*`, {
+      // one gateway instance per advisory, not all of them
+      queue: `${this.stream}-dead-letter`,
+      callback: (err, m) => {
+        if (err) {
+          this.log.error({ err }, 'MAX_DELIVERIES advisory subscription failed');
+          return;
+        }
+        if (this.advisoryBacklog >= this.tuning.maxAdvisoryBacklog) {
+          this.log.error({ subject: m.subject }, 'MAX_DELIVERIES advisory backlog full; advisory dropped, its message stays in the work stream');
+          return;
+        }
+        this.advisoryBacklog++;
+        this.advisoryChain = this.advisoryChain
+          .then(() => this.onMaxDeliveries(m))
+          .catch((e: unknown) => this.log.error({ err: e }, 'MAX_DELIVERIES advisory not handled; its message stays in the work stream'))
+          .finally(() => {
+            this.advisoryBacklog--;
+          });
+      },
+    });
+  }
+
+  private async onMaxDeliveries(m: Msg): Promise<void> {
+    const adv = JSON.parse(new TextDecoder().decode(m.data)) as MaxDeliveriesAdvisory;
+    const tier = adv.consumer === undefined ? undefined : this.tierByConsumer.get(adv.consumer);
+    const seq = adv.stream_seq;
+    if (adv.stream !== this.stream || tier === undefined || seq === undefined) return;
+    if (this.recentDead.has(seq) || this.deadBySeq.has(seq)) return;
+    let stored;
+    try {
+      stored = await this.jsm.streams.getMessage(this.stream, { seq });
+    } catch (e) {
+      if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.NoMessageFound) return;
+      throw e;
+    }
+    if (!stored) return; // acked or dead-lettered meanwhile
+    const src: DeadSource = {
+      subject: stored.subject,
+      tier,
+      msgId: stored.header?.get('Nats-Msg-Id') ?? '',
+      seq,
+      data: stored.data,
+      deliveryCount: adv.deliveries ?? this.options.maxDeliver,
+    };
+    const dl = await this.moveToDead(src, this.maxDeliverReason(), src.deliveryCount);
+    await this.jsm.streams.deleteMessage(this.stream, seq, false);
+    this.metrics?.queueDeadLetters.inc({ tier });
+    this.rememberDead(seq);
+    await this.notifyDeadLetter(dl);
+  }
+
+  // ---------------------------------------------------------------- depth, close
+
+  async depth(tier: string): Promise<number> {
+    const durable = this.consumers.get(tier);
+    if (durable === undefined) throw new GatewayError('INTERNAL', `depth of unknown tier ${tier}`);
+    if (this.nc.isClosed()) throw new GatewayError('QUEUE_CLOSED');
+    try {
+      const ci = await this.jsm.consumers.info(this.stream, durable);
+      const n = ci.num_pending + ci.num_ack_pending;
+      this.metrics?.queueDepth.set({ tier }, n);
+      return n;
+    } catch (e) {
+      throw new GatewayError('QUEUE_UNAVAILABLE', `depth of ${tier}: ${String(e)}`, { cause: e });
+    }
+  }
+
+  /**
+   * Stop handing out work; pending fetches resolve []. Deliveries in hand may
+   * still ack: the connection is drained when the last is settled, or after
+   * `graceMs` (default tuning.closeGraceMs; 0 = now, as a process exit would).
+   * Resolves at once when deliveries are still out, else after the drain.
+   */
+  async close(options: { graceMs?: number } = {}): Promise<void> {
+    const grace = options.graceMs ?? this.tuning.closeGraceMs;
+    if (!this.closing) {
+      this.closing = true;
+      for (const p of this.pulls) for (const m of p.cancel()) this.giveBack(m);
+      this.pulls.clear();
+      this.advisorySub?.unsubscribe();
+      if (grace > 0) await Promise.allSettled([...this.deadLettering]);
+    }
+    if (this.outstanding.size === 0 || grace <= 0) {
+      await this.drain();
+      return;
+    }
+    const t = setTimeout(() => void this.drain(), grace);
+    t.unref();
+  }
+
+  private drain(): Promise<void> {
+    if (!this.drained) {
+      this.drained = (async () => {
+        // deliveries still out after this are redelivered by the server; a restart's fetch dead-letters the exhausted ones
+        for (const t of this.lastDeadlines.values()) clearTimeout(t);
+        this.lastDeadlines.clear();
+        await this.advisoryChain.catch(() => undefined);
+        if (this.nc.isClosed()) return;
+        try {
+          await this.nc.drain();
+        } catch (e) {
+          // drain on a connection that is down: close it instead
+          this.log.warn({ err: e }, 'NATS drain failed; closing');
+          await this.nc.close().catch(() => undefined);
+        }
+      })();
+    }
+    return this.drained;
+  }
+}

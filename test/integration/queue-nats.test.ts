@@ -1,0 +1,210 @@
+/**
+ * The NATS JetStream adapter against a real nats-server (own process, free
+ * port, temp store): the shared WorkQueue conformance suite, then what only
+ * this adapter has (the dead-letter stream, the advisory backup path, the
+ * layout checks at connect, a full stream).
+ */
+import t, { type Test } from 'tap';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
+import { queueConformance, conformanceOptions } from '../support/queue-conformance.js';
+import { NatsQueue, DEAD_HEADERS } from '../../src/queue/nats/queue.js';
+import type { NatsStreamLimits } from '../../src/queue/nats/stream-setup.js';
+import { consumerName } from '../../src/queue/nats/stream-setup.js';
+import { isGatewayError } from '../../src/core/errors.js';
+import type { DeadLetter, QueueMessage, QueueOptions } from '../../src/queue/port.js';
+
+/** Small limits: the server reserves max_bytes against its store. */
+const TEST_LIMITS: Partial<NatsStreamLimits> = { maxBytes: 64 * 1024 * 1024, deadMaxBytes: 16 * 1024 * 1024 };
+const enc = new TextEncoder();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+if (requireNatsServer(t)) {
+  const server = await startNatsServer({ jetstream: true });
+  t.teardown(() => server.destroy());
+  const admin = await connect({ servers: [server.url], maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  t.teardown(() => admin.close());
+  const jsm = await jetstreamManager(admin);
+
+  const dropStreams = async (m: JetStreamManager, stream: string): Promise<void> => {
+    for (const name of [stream, `${stream}_DEAD`]) await m.streams.delete(name).catch(() => false);
+  };
+
+  let streams = 0;
+  queueConformance(t, 'nats', async (options) => {
+    const stream = `CONF_${++streams}`;
+    const open = (): Promise<NatsQueue> => NatsQueue.connect({ servers: [server.url], stream, replicas: 1, options, limits: TEST_LIMITS });
+    let current = await open();
+    return {
+      queue: current,
+      // a gateway process exit (the connection goes, nothing is acked) and a nats-server
+      // restart on the same store, together
+      restart: async () => {
+        await current.close({ graceMs: 0 });
+        await server.stop();
+        await server.restart();
+        current = await open();
+        return current;
+      },
+      cleanup: async () => {
+        await current.close({ graceMs: 0 });
+        await dropStreams(jsm, stream);
+      },
+    };
+  });
+
+  const openOwn = async (tt: Test, overrides: Partial<QueueOptions> = {}, limits: Partial<NatsStreamLimits> = TEST_LIMITS): Promise<{ queue: NatsQueue; stream: string; options: QueueOptions }> => {
+    const stream = `OWN_${++streams}`;
+    const options = conformanceOptions(overrides);
+    const queue = await NatsQueue.connect({ servers: [server.url], stream, replicas: 1, options, limits });
+    tt.teardown(async () => {
+      await queue.close({ graceMs: 0 });
+      await dropStreams(jsm, stream);
+    });
+    return { queue, stream, options };
+  };
+  const msg = (tier: string, id: string): QueueMessage => ({ subject: `conf.work.${tier}.t1.g1`, tier, msgId: id, data: enc.encode(id) });
+
+  t.test('nats: the stream layout', async (t) => {
+    const { stream, options } = await openOwn(t);
+    const work = await jsm.streams.info(stream);
+    t.equal(work.config.retention, 'workqueue');
+    t.equal(work.config.storage, 'file');
+    t.equal(work.config.discard, 'new', 'a full work stream refuses, never drops accepted work');
+    t.same(work.config.subjects, ['conf.work.>']);
+    t.equal(work.config.duplicate_window, options.duplicateWindowMs * 1_000_000);
+    const dead = await jsm.streams.info(`${stream}_DEAD`);
+    t.equal(dead.config.retention, 'limits');
+    t.same(dead.config.subjects, ['conf.dead.>']);
+    for (const tier of options.tiers) {
+      const ci = await jsm.consumers.info(stream, consumerName(tier));
+      t.equal(ci.config.filter_subject, `conf.work.${tier}.>`, `${tier} consumer filter`);
+      t.equal(ci.config.ack_policy, 'explicit');
+      t.equal(ci.config.max_deliver, -1, 'maxDeliver is enforced by the adapter');
+      t.equal(ci.config.max_ack_pending, options.maxAckPending);
+      t.equal(ci.config.ack_wait, options.ackWaitMs * 1_000_000);
+    }
+  });
+
+  t.test('nats: connect is idempotent and updates what may change', async (t) => {
+    const { stream, options } = await openOwn(t);
+    const again = await NatsQueue.connect({ servers: [server.url], stream, replicas: 1, options: { ...options, ackWaitMs: 4000, maxAckPending: 77 }, limits: TEST_LIMITS });
+    await again.close({ graceMs: 0 });
+    const ci = await jsm.consumers.info(stream, consumerName('urgent'));
+    t.equal(ci.config.ack_wait, 4000 * 1_000_000, 'ack_wait updated');
+    t.equal(ci.config.max_ack_pending, 77, 'max_ack_pending updated');
+    // a stream that cannot take the layout (retention cannot change) is a config error, not a crash
+    await jsm.streams.add({ name: 'LIMITS_ONLY', subjects: ['clash.work.>'] });
+    t.teardown(() => jsm.streams.delete('LIMITS_ONLY').catch(() => false));
+    const err = await NatsQueue.connect({ servers: [server.url], stream: 'LIMITS_ONLY', replicas: 1, options: { ...options, prefix: 'clash' }, limits: TEST_LIMITS }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.ok(isGatewayError(err) && err.code === 'CONFIG_INVALID', 'CONFIG_INVALID for an incompatible existing stream');
+  });
+
+  t.test('nats: unknown tiers and subjects are refused', async (t) => {
+    const { queue } = await openOwn(t);
+    await t.rejects(queue.publish([{ subject: 'conf.work.nope.t.g', tier: 'nope', msgId: 'x', data: enc.encode('x') }]), { code: 'INTERNAL' });
+    await t.rejects(queue.publish([{ subject: 'conf.work.bulk.t.g', tier: 'urgent', msgId: 'x', data: enc.encode('x') }]), { code: 'INTERNAL' });
+    await t.rejects(queue.fetch('nope', 1, 0), { code: 'INTERNAL' });
+  });
+
+  t.test('nats: fetch with waitMs 0 answers at once, also when empty', async (t) => {
+    const { queue } = await openOwn(t);
+    t.same(await queue.fetch('urgent', 10, 0), [], 'empty');
+    await queue.publish([msg('urgent', 'w0-a'), msg('urgent', 'w0-b')]);
+    const got = await queue.fetch('urgent', 10, 0);
+    t.same(got.map((d) => d.msgId), ['w0-a', 'w0-b'], 'what is stored, fewer than max');
+    await Promise.all(got.map((d) => d.ack()));
+  });
+
+  t.test('nats: dead letters land in the dead stream with their reason', async (t) => {
+    const { queue, stream } = await openOwn(t, { maxDeliver: 1, ackWaitMs: 1000 });
+    const dead: DeadLetter[] = [];
+    queue.onDeadLetter((dl) => {
+      dead.push(dl);
+    });
+    await queue.publish([msg('bulk', 'dl-term'), msg('bulk', 'dl-nak')]);
+    const got = await queue.fetch('bulk', 2, 5_000);
+    t.same(got.map((d) => d.msgId), ['dl-term', 'dl-nak']);
+    await got[0]?.term('bad template\r\nsecond line');
+    got[1]?.nak(); // the last allowed delivery (maxDeliver 1): dead-lettered instead of redelivered
+    for (let i = 0; i < 100 && dead.length < 2; i++) await sleep(50);
+    t.same(dead.map((d) => [d.msgId, d.deliveryCount]).sort(), [['dl-nak', 1], ['dl-term', 1]]);
+    const info = await jsm.streams.info(`${stream}_DEAD`);
+    t.equal(info.state.messages, 2, 'two dead letters stored');
+    const first = await jsm.streams.getMessage(`${stream}_DEAD`, { seq: 1 });
+    t.equal(first?.subject, 'conf.dead.bulk.t1.g1', 'dead subject keeps tier, tenant and group');
+    t.equal(first?.header.get(DEAD_HEADERS.reason), 'bad template second line', 'reason on one header line');
+    t.equal(first?.header.get(DEAD_HEADERS.msgId), 'dl-term');
+    t.equal(first?.header.get(DEAD_HEADERS.subject), 'conf.work.bulk.t1.g1');
+    t.equal(new TextDecoder().decode(first?.data), 'dl-term', 'data kept');
+    t.equal((await jsm.streams.info(stream)).state.messages, 0, 'gone from the work stream');
+  });
+
+  t.test('nats: a delivery past maxDeliver seen by fetch is dead-lettered, not handed out', async (t) => {
+    // Another process had it maxDeliver times and died: this instance never armed a deadline for it.
+    const { queue, stream, options } = await openOwn(t, { maxDeliver: 2, ackWaitMs: 1000 });
+    const other = await NatsQueue.connect({ servers: [server.url], stream, replicas: 1, options, limits: TEST_LIMITS });
+    await other.publish([msg('normal', 'orphan')]);
+    const a = await other.fetch('normal', 1, 5_000);
+    t.equal(a[0]?.deliveryCount, 1);
+    a[0]?.nak(0);
+    const b = await other.fetch('normal', 1, 5_000);
+    t.equal(b[0]?.deliveryCount, 2);
+    await other.close({ graceMs: 0 }); // dies holding the last delivery: its deadline goes with it
+    const dead: DeadLetter[] = [];
+    queue.onDeadLetter((dl) => {
+      dead.push(dl);
+    });
+    const got: string[] = [];
+    for (let i = 0; i < 10 && dead.length === 0; i++) got.push(...(await queue.fetch('normal', 5, 1_000)).map((d) => d.msgId));
+    t.same(got, [], 'never handed out a third time');
+    t.equal(dead.length, 1, 'dead-lettered');
+    t.equal(dead[0]?.deliveryCount, 2, 'reported with the deliveries the callers saw');
+    t.equal((await jsm.streams.info(stream)).state.messages, 0, 'gone from the work stream');
+  });
+
+  t.test('nats: MAX_DELIVERIES advisory is a backup for a consumer with a server-side max_deliver', async (t) => {
+    const { queue, stream } = await openOwn(t, { maxDeliver: 5, ackWaitMs: 1000 });
+    // an operator set a finite max_deliver: the server gives up on its own after 1 delivery
+    await jsm.consumers.update(stream, consumerName('urgent'), { max_deliver: 1 });
+    const dead: DeadLetter[] = [];
+    queue.onDeadLetter((dl) => {
+      dead.push(dl);
+    });
+    await queue.publish([msg('urgent', 'adv-1')]);
+    const [d] = await queue.fetch('urgent', 1, 5_000);
+    t.equal(d?.deliveryCount, 1);
+    // unanswered: the server would redeliver, finds max_deliver reached, sends the advisory when a pull comes
+    for (let i = 0; i < 40 && dead.length === 0; i++) await queue.fetch('urgent', 1, 250);
+    t.equal(dead.length, 1, 'dead-lettered from the advisory');
+    t.equal(dead[0]?.msgId, 'adv-1');
+    t.equal((await jsm.streams.info(stream)).state.messages, 0, 'deleted from the work stream');
+    t.equal((await jsm.streams.info(`${stream}_DEAD`)).state.messages, 1, 'stored in the dead stream');
+  });
+
+  t.test('nats: a full work stream refuses publishes with OVERLOADED', async (t) => {
+    const { queue } = await openOwn(t, {}, { ...TEST_LIMITS, maxMsgs: 3 });
+    await queue.publish([msg('bulk', 'f1'), msg('bulk', 'f2'), msg('bulk', 'f3')]);
+    const err = await queue.publish([msg('bulk', 'f4')]).then(() => undefined, (e: unknown) => e);
+    t.ok(isGatewayError(err) && err.code === 'OVERLOADED', `OVERLOADED (${String(err)})`);
+    const got = await queue.fetch('bulk', 10, 1_000);
+    t.same(got.map((d) => d.msgId), ['f1', 'f2', 'f3'], 'stored work untouched');
+    await Promise.all(got.map((d) => d.ack()));
+    const after = await queue.publish([msg('bulk', 'f4')]);
+    t.equal(after[0]?.duplicate, false, 'room again after acks');
+  });
+
+  t.test('nats: publish after close is QUEUE_CLOSED; connect to nothing is QUEUE_UNAVAILABLE', async (t) => {
+    const { queue } = await openOwn(t);
+    await queue.close();
+    await t.rejects(queue.publish([msg('bulk', 'late')]), { code: 'QUEUE_CLOSED' });
+    await t.rejects(
+      NatsQueue.connect({ servers: ['nats://127.0.0.1:1'], stream: 'X', replicas: 1, options: conformanceOptions(), tuning: { connectTimeoutMs: 1000 } }),
+      { code: 'QUEUE_UNAVAILABLE' },
+    );
+  });
+}
