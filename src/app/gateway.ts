@@ -126,7 +126,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   let dispatcher: Dispatcher | undefined;
   if (runDispatch) {
     for (const account of accounts) {
-      const pool = new BindPool(account, { metrics, logger });
+      // The pool's pending queue must hold everything the dispatcher may have in flight.
+      const pool = new BindPool(account, { metrics, logger, maxPending: Math.max(10_000, 2 * config.dispatch.maxInflightSegments) });
       pool.onReceipt(async (r) => {
         await store.applyReceipt(r);
       });

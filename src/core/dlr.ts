@@ -92,18 +92,28 @@ export function parseDlrText(input: string, utcOffsetMinutes = 0): DlrText | und
  * Returns undefined for anything that is not a valid calendar time.
  */
 export function parseDlrDate(s: string, utcOffsetMinutes = 0): number | undefined {
-  if ((s.length !== 10 && s.length !== 12) || !/^\d+$/.test(s)) return undefined;
-  const yy = Number(s.slice(0, 2));
-  const mo = Number(s.slice(2, 4));
-  const dd = Number(s.slice(4, 6));
-  const hh = Number(s.slice(6, 8));
-  const mi = Number(s.slice(8, 10));
-  const ss = s.length === 12 ? Number(s.slice(10, 12)) : 0;
-  if (mo < 1 || mo > 12 || dd < 1 || hh > 23 || mi > 59 || ss > 59) return undefined;
-  const ms = Date.UTC(2000 + yy, mo - 1, dd, hh, mi, ss);
-  // Date.UTC rolls 31 February into March; a receipt date that does so is garbage.
-  if (new Date(ms).getUTCDate() !== dd) return undefined;
-  return ms - utcOffsetMinutes * 60_000;
+  if (s.length !== 10 && s.length !== 12) return undefined;
+  // Receipts arrive at submit rates: digits by char code, no slices or regexes.
+  const d = (i: number): number => {
+    const c = s.charCodeAt(i) - 48;
+    return c >= 0 && c <= 9 ? c : NaN;
+  };
+  const yy = d(0) * 10 + d(1);
+  const mo = d(2) * 10 + d(3);
+  const dd = d(4) * 10 + d(5);
+  const hh = d(6) * 10 + d(7);
+  const mi = d(8) * 10 + d(9);
+  const ss = s.length === 12 ? d(10) * 10 + d(11) : 0;
+  // NaN fails every comparison below, so a non-digit anywhere is caught here.
+  if (!(mo >= 1 && mo <= 12 && dd >= 1 && hh <= 23 && mi <= 59 && ss <= 59 && yy >= 0)) return undefined;
+  const year = 2000 + yy;
+  if (dd > daysInMonth(year, mo)) return undefined; // 30 February is garbage, not 2 March
+  return Date.UTC(year, mo - 1, dd, hh, mi, ss) - utcOffsetMinutes * 60_000;
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 /**

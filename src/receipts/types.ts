@@ -32,7 +32,7 @@ export interface RecipientRecord {
   readonly acceptedAt: number;
   readonly updatedAt: number;
   /** One entry per SMS part once the first result is recorded; empty before. */
-  readonly segs: readonly SegmentRecord[];
+  readonly segs: SegmentRecord[];
   /** Why the recipient ended in a non-delivered final state (its worst segment's error). */
   readonly error?: string;
 }

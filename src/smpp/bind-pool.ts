@@ -31,10 +31,11 @@
  * `window` duplicates, and per timeout one.
  *
  * Back-pressure. At most `maxPending` requests wait for a window slot
- * (default max(1024, 8 × binds × window)); `pending` and
+ * (default max(10,000, 8 × binds × window)); `pending`, `capacity` and
  * `waitForCapacity()` let the caller (the dispatcher, which also bounds its
  * in-flight segments) stay below it. A submit beyond the bound is not queued:
- * it resolves `unavailable` at once, so no hidden queue grows.
+ * it resolves `unavailable` (reason OVERLOADED) at once, so no hidden queue
+ * grows and the work stays in the durable queue.
  *
  * Receipts and MO: a deliver_sm/data_sm with esm_class 0x04 or a
  * receipted_message_id TLV is a receipt (TLVs preferred, Appendix B text as
@@ -67,7 +68,10 @@ export const LOCAL_REJECT_STATUS = -1;
 export interface BindPoolOptions {
   readonly metrics: Metrics;
   readonly logger: Logger;
-  /** Requests waiting for a window slot; default max(1024, 8 × binds × window). */
+  /**
+   * Requests waiting for a window slot; default max(10,000, 8 × binds × window). Keep it at or
+   * above the caller's own in-flight bound (dispatch.maxInflightSegments) so OVERLOADED never fires.
+   */
   readonly maxPending?: number;
   /** Submits of one request that may time out before it ends `expired`; default 3. */
   readonly maxTimeouts?: number;
@@ -183,7 +187,7 @@ export class BindPool implements SmsTransport {
     this.metrics = options.metrics;
     this.log = options.logger.child({ account: account.name });
     this.now = options.now ?? Date.now;
-    this.maxPending = options.maxPending ?? Math.max(1024, 8 * account.binds * account.window);
+    this.maxPending = options.maxPending ?? Math.max(10_000, 8 * account.binds * account.window);
     // Retries go back to the front even when new submits are refused, so lanes hold the window too.
     this.laneCapacity = this.maxPending + account.binds * account.window;
     this.maxTimeouts = options.maxTimeouts ?? 3;
@@ -652,8 +656,8 @@ export class BindPool implements SmsTransport {
     this.flushCounters();
     this.metrics.bindPendingQueue.set(this.accountLabel, this.queued);
     if (this.queued > 0 && now >= this.minDeadline) this.expireQueued(now);
-    // Safety net: whatever wake-up was missed, nothing waits longer than one sweep.
-    if (this.queued > 0) this.pump();
+    // Safety net: whatever wake-up was missed (work, or a waitForCapacity caller), nothing waits longer than one sweep.
+    this.pump();
   };
 
   private expireQueued(now: number): void {

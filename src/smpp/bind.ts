@@ -140,6 +140,8 @@ export class Bind<T> {
   private drainWaiter: (() => void) | undefined;
   private unbindWaiter: (() => void) | undefined;
   private _lastError: string | undefined;
+  private strayNacks = 0;
+  private deliverFailures = 0;
 
   constructor(options: BindOptions<T>) {
     this.cfg = options.account;
@@ -332,7 +334,10 @@ export class Bind<T> {
     const e = this.outstanding.get(seq);
     if (e === undefined) {
       // A response after its timeout, or a generic_nack for a PDU the SMSC could not even parse (seq 0).
-      if (pdu.command === 'generic_nack') this.log.warn({ seq, status: statusName(pdu.command_status) }, 'generic_nack for no outstanding request');
+      if (pdu.command === 'generic_nack') {
+        // The SMSC could not parse something we sent: worth a warning, sampled so a storm cannot flood the log.
+        if (this.strayNacks++ % 100 === 0) this.log.warn({ seq, status: statusName(pdu.command_status), total: this.strayNacks }, 'generic_nack for no outstanding request (sampled)');
+      }
       else this.log.debug({ seq, command: pdu.command }, 'response for no outstanding request (late after timeout?)');
       return;
     }
@@ -377,9 +382,12 @@ export class Bind<T> {
       this.events.ready(this);
       return;
     }
-    this._lastError = statusName(pdu.command_status);
-    // A refused bind is an operator problem (credentials, account disabled): error, but it keeps retrying with back-off.
-    this.log.error({ status: this._lastError, command: pdu.command }, 'SMSC refused the bind');
+    const error = statusName(pdu.command_status);
+    // A refused bind is an operator problem (credentials, account disabled): an error, logged when it
+    // starts or changes rather than on every back-off retry; the bind keeps retrying.
+    if (error !== this._lastError) this.log.error({ status: error, command: pdu.command }, 'SMSC refused the bind');
+    else this.log.debug({ status: error }, 'SMSC refused the bind again');
+    this._lastError = error;
     session.destroy();
   }
 
@@ -397,7 +405,9 @@ export class Bind<T> {
         session.write(encodeMessageIdResp(respId, seq, status));
       },
       (err: unknown) => {
-        this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'deliver_sm handler failed; answered ESME_RX_T_APPN');
+        if (this.deliverFailures++ % 100 === 0) {
+          this.log.warn({ err: err instanceof Error ? err.message : String(err), total: this.deliverFailures }, 'deliver_sm handler failed; answered ESME_RX_T_APPN (sampled)');
+        }
         session.write(encodeMessageIdResp(respId, seq, STATUS.ESME_RX_T_APPN));
       },
     );

@@ -14,7 +14,8 @@
  * message_state TLVs (unless `dlrTlvs: false`), final state drawn from
  * `dlrMix` with a seeded PRNG (deterministic for a given order of submits).
  * Receipts and MOs go to the submitting session when it can receive, else to
- * any bound transceiver/receiver; one without a deliver_sm_resp within
+ * any bound transceiver/receiver, at most `deliverWindow` unanswered per
+ * session (the rest wait, in order); one without a deliver_sm_resp within
  * dlrRetryMs, or with an error status, is re-sent, up to dlrMaxAttempts sends.
  *
  * Limits: `tps` > 0 answers ESME_RTHROTTLED above that rate;
@@ -35,6 +36,7 @@
  *   | 0011   | ESME_RINVDSTADR (permanent reject)                                |
  *   | 0014   | ESME_RMSGQFUL on the first attempt of a given segment             |
  *   | 0058   | ESME_RTHROTTLED for the first `throttleAttempts` (3) attempts     |
+ *   | 0099   | generic_nack ESME_RSYSERR in place of the submit_sm_resp          |
  *
  * Counters (`stats()`): a segment is identified by destination + data_coding
  * + payload bytes (UDH included), hashed to 53 bits; a second accepted
@@ -89,6 +91,8 @@ export interface SimulatorKnobs {
   readonly dlrRetryMs?: number;
   /** Sends of one receipt/MO before it is dropped. Default 4. */
   readonly dlrMaxAttempts?: number;
+  /** deliver_sm outstanding (sent, no resp yet) per session, like an SMSC's own window. Default 100. */
+  readonly deliverWindow?: number;
   /** Bound of per-destination counts, the segment set and per-segment attempt counts. Default 2,000,000. */
   readonly maxTracked?: number;
   /** Receipts/MOs waiting to be sent. Default 1,000,000. */
@@ -99,6 +103,8 @@ export interface SimulatorKnobs {
   readonly tickMs?: number;
   /** Serve SMPP over TLS with this key and certificate (PEM). */
   readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer } | undefined;
+  /** Called for every submit_sm received on a bound session, before it is answered (benchmarks time the first one). */
+  readonly observeSubmit?: ((destination: string) => void) | undefined;
 }
 
 export type SmscSimulatorOptions = Partial<SimulatorConfig> & SimulatorKnobs;
@@ -232,8 +238,9 @@ function fnvBytes(h: number, b: Uint8Array): number {
 
 export class SmscSimulator {
   private readonly cfg: SimulatorConfig;
-  private readonly knobs: Required<Omit<SimulatorKnobs, 'tls'>>;
+  private readonly knobs: Required<Omit<SimulatorKnobs, 'tls' | 'observeSubmit'>>;
   private readonly tls: SimulatorKnobs['tls'];
+  private readonly observeSubmit: SimulatorKnobs['observeSubmit'];
   private readonly log: Logger | undefined;
   private readonly random: () => number;
   private readonly bucket: TokenBucket | undefined;
@@ -249,8 +256,10 @@ export class SmscSimulator {
   private stopped = false;
   /** Receipts in dlrDelayMs order (constant delay ⇒ FIFO is time order). */
   private readonly dueDlrs: RingBuffer<Delivery>;
-  /** Re-sends and deliveries waiting for a receiver, in dlrRetryMs order. */
+  /** Re-sends waiting out dlrRetryMs (constant ⇒ FIFO is time order). */
   private readonly retries: RingBuffer<Delivery>;
+  /** Deliveries ready to go, waiting for a receiving session with room in its window. */
+  private readonly backlog: RingBuffer<Delivery>;
   private readonly byDestination = new Map<string, number>();
   private readonly seen = new Set<number>();
   private readonly attemptsBySegment = new Map<number, number>();
@@ -287,18 +296,21 @@ export class SmscSimulator {
       seed: config.seed ?? 1,
       dlrRetryMs: config.dlrRetryMs ?? 1000,
       dlrMaxAttempts: config.dlrMaxAttempts ?? 4,
+      deliverWindow: config.deliverWindow ?? 100,
       maxTracked: config.maxTracked ?? 2_000_000,
       maxPendingDeliveries: config.maxPendingDeliveries ?? 1_000_000,
       recentCapacity: config.recentCapacity ?? 1000,
       tickMs: config.tickMs ?? 20,
     };
     this.tls = config.tls;
+    this.observeSubmit = config.observeSubmit;
     this.log = logger;
     this.random = prng(this.knobs.seed);
     this.nextMessageId = this.knobs.firstMessageId;
     this.bucket = this.cfg.tps > 0 ? new TokenBucket(this.cfg.tps, Math.max(1, Math.ceil(this.cfg.tps / 10)), Date.now) : undefined;
     this.dueDlrs = new RingBuffer<Delivery>(this.knobs.maxPendingDeliveries, 1024);
     this.retries = new RingBuffer<Delivery>(this.knobs.maxPendingDeliveries, 64);
+    this.backlog = new RingBuffer<Delivery>(this.knobs.maxPendingDeliveries, 64);
     this.recent = new RingBuffer<Omit<SubmitRecord, 'text'>>(Math.max(1, this.knobs.recentCapacity), 64);
     const mix = this.cfg.dlrMix;
     this.mixTotal = mix.DELIVRD + mix.UNDELIV + mix.EXPIRED + mix.REJECTD;
@@ -334,6 +346,7 @@ export class SmscSimulator {
     };
     dropAll(this.dueDlrs);
     dropAll(this.retries);
+    dropAll(this.backlog);
     for (const ss of this.sessions) for (const d of ss.waiting.values()) d.done?.(false);
     const server = this.server;
     this.server = undefined;
@@ -400,7 +413,7 @@ export class SmscSimulator {
         sentAt: 0,
         done: resolve,
       };
-      this.send(d, Date.now());
+      this.offer(d, Date.now());
     });
   }
 
@@ -471,8 +484,10 @@ export class SmscSimulator {
     ss.mode = pdu.command === 'bind_transceiver' ? 'trx' : pdu.command === 'bind_transmitter' ? 'tx' : 'rx';
     if (ss.mode !== 'tx') {
       this.receivers.push(ss);
-      // Deliveries that waited for a receiver need not wait for their retry time.
-      this.flushRetries(Date.now(), true);
+      // A new receiver: deliveries waiting for one go now, re-sends need not wait out their delay.
+      const now = Date.now();
+      this.moveRetries(now, true);
+      this.drainBacklog(now);
     }
   }
 
@@ -486,6 +501,7 @@ export class SmscSimulator {
     }
     ss.submits++;
     const dest = pdu.destination_addr ?? '';
+    this.observeSubmit?.(dest);
     const prev = this.byDestination.get(dest);
     if (prev !== undefined) this.byDestination.set(dest, prev + 1);
     else if (this.byDestination.size < this.knobs.maxTracked) this.byDestination.set(dest, 1);
@@ -498,6 +514,12 @@ export class SmscSimulator {
     if (suffix === '0001') {
       c.unanswered++;
       this.record(ss, pdu, STATUS.ESME_ROK, '');
+      return;
+    }
+    if (suffix === '0099') {
+      c.rejected++;
+      this.record(ss, pdu, STATUS.ESME_RSYSERR, '');
+      ss.s.write(encodeEmptyPdu(COMMAND_ID.generic_nack, seq, STATUS.ESME_RSYSERR));
       return;
     }
     if (this.bucket !== undefined && this.bucket.tryTake() > 0) status = STATUS.ESME_RTHROTTLED;
@@ -533,8 +555,8 @@ export class SmscSimulator {
     if (wantsDlr) {
       const stat: FinalStat = suffix === '0005' ? 'UNDELIV' : suffix === '0003' ? 'EXPIRED' : this.drawStat();
       const dlr = this.receipt(ss, pdu, n, messageId, stat, now);
-      if (suffix === '0007') this.send(dlr, now); // before the resp below
-      else if (this.cfg.dlrDelayMs <= 0) this.send(dlr, now);
+      if (suffix === '0007') this.offer(dlr, now); // before the resp below
+      else if (this.cfg.dlrDelayMs <= 0) this.offer(dlr, now);
       else if (!this.dueDlrs.push(dlr)) c.deliveriesDropped++;
     }
     if (this.cfg.disconnectEvery > 0 && ss.submits % this.cfg.disconnectEvery === 0) {
@@ -565,14 +587,17 @@ export class SmscSimulator {
     if (d === undefined) return; // late, after a re-send
     ss.waiting.delete(pdu.sequence_number);
     const ok = (pdu.command === 'deliver_sm_resp' || pdu.command === 'data_sm_resp') && pdu.command_status === STATUS.ESME_ROK;
+    const now = Date.now();
     if (ok) {
       if (d.kind === 'dlr') this.counters.dlrsAcked++;
       else this.counters.moAcked++;
       d.done?.(true);
-      return;
+    } else {
+      // ESME_RX_T_APPN and friends: the ESME could not take it now; offer it again later.
+      this.retryLater(d, now);
     }
-    // ESME_RX_T_APPN and friends: the ESME could not take it now; offer it again later.
-    this.retryLater(d, Date.now());
+    // A window slot came free.
+    if (this.backlog.length > 0) this.drainBacklog(now);
   }
 
   // ---------------------------------------------------------------- receipts and MOs
@@ -615,17 +640,27 @@ export class SmscSimulator {
     return 'DELIVRD';
   }
 
-  /** Send now on a receiving session, or park it until one binds. */
-  private send(d: Delivery, now: number): void {
-    if (this.silent || this.stopped) {
-      this.park(d, now);
-      return;
+  /** Send now if a receiving session has room, else queue behind what already waits (order kept). */
+  private offer(d: Delivery, now: number): void {
+    if (this.backlog.length === 0 && this.trySend(d, now)) return;
+    if (!this.backlog.push(d)) {
+      this.counters.deliveriesDropped++;
+      d.done?.(false);
     }
+  }
+
+  private drainBacklog(now: number): void {
+    for (let d = this.backlog.peek(); d !== undefined; d = this.backlog.peek()) {
+      if (!this.trySend(d, now)) return;
+      this.backlog.shift();
+    }
+  }
+
+  /** False when nothing can take it now (no receiver with room, silent, stopped); true when sent or dropped. */
+  private trySend(d: Delivery, now: number): boolean {
+    if (this.silent || this.stopped) return false;
     const ss = this.pickReceiver(d.origin);
-    if (ss === undefined) {
-      this.park(d, now);
-      return;
-    }
+    if (ss === undefined) return false;
     ss.seq = ss.seq >= 0x7fffffff ? 1 : ss.seq + 1;
     const seq = ss.seq;
     let pdu: Buffer;
@@ -635,12 +670,9 @@ export class SmscSimulator {
       this.log?.error({ err: err instanceof Error ? err.message : String(err) }, 'simulator could not encode a deliver_sm; dropped');
       this.counters.deliveriesDropped++;
       d.done?.(false);
-      return;
+      return true;
     }
-    if (!ss.s.write(pdu)) {
-      this.park(d, now);
-      return;
-    }
+    if (!ss.s.write(pdu)) return false;
     if (d.attempts === 0) {
       if (d.kind === 'dlr') this.counters.dlrsSent++;
       else this.counters.moSent++;
@@ -650,10 +682,16 @@ export class SmscSimulator {
     d.attempts++;
     d.sentAt = now;
     ss.waiting.set(seq, d);
+    return true;
   }
 
-  /** No receiver (or silent): wait in the retry queue without spending an attempt. */
-  private park(d: Delivery, now: number): void {
+  /** Sent without success (no resp in time, error resp, session lost): again after dlrRetryMs, up to dlrMaxAttempts sends. */
+  private retryLater(d: Delivery, now: number): void {
+    if (d.attempts >= this.knobs.dlrMaxAttempts) {
+      this.counters.deliveriesDropped++;
+      d.done?.(false);
+      return;
+    }
     d.dueAt = now + this.knobs.dlrRetryMs;
     if (!this.retries.push(d)) {
       this.counters.deliveriesDropped++;
@@ -661,21 +699,14 @@ export class SmscSimulator {
     }
   }
 
-  private retryLater(d: Delivery, now: number): void {
-    if (d.attempts >= this.knobs.dlrMaxAttempts) {
-      this.counters.deliveriesDropped++;
-      d.done?.(false);
-      return;
-    }
-    this.park(d, now);
-  }
-
+  /** A receiving session with room in its window: the submitter's own if it can receive, else round-robin. */
   private pickReceiver(origin: SimSession | undefined): SimSession | undefined {
-    if (origin !== undefined && origin.mode !== 'tx' && origin.mode !== 'none' && origin.s.writable) return origin;
+    const room = this.knobs.deliverWindow;
+    if (origin !== undefined && origin.mode !== 'tx' && origin.mode !== 'none' && origin.s.writable && origin.waiting.size < room) return origin;
     const n = this.receivers.length;
     for (let i = 0; i < n; i++) {
       const ss = this.receivers[(this.rr + i) % n] as SimSession;
-      if (ss.s.writable) {
+      if (ss.s.writable && ss.waiting.size < room) {
         this.rr = (this.rr + i + 1) % n;
         return ss;
       }
@@ -683,24 +714,22 @@ export class SmscSimulator {
     return undefined;
   }
 
-  private flushRetries(now: number, all: boolean): void {
-    const n = this.retries.length;
-    for (let i = 0; i < n; i++) {
-      const d = this.retries.peek() as Delivery;
-      if (!all && d.dueAt > now) break;
+  private moveRetries(now: number, all: boolean): void {
+    for (let d = this.retries.peek(); d !== undefined && (all || d.dueAt <= now); d = this.retries.peek()) {
       this.retries.shift();
-      this.send(d, now);
+      this.offer(d, now);
     }
   }
 
   private readonly onTick = (): void => {
     if (this.silent) return;
     const now = Date.now();
+    this.drainBacklog(now);
     for (let d = this.dueDlrs.peek(); d !== undefined && d.dueAt <= now; d = this.dueDlrs.peek()) {
       this.dueDlrs.shift();
-      this.send(d, now);
+      this.offer(d, now);
     }
-    this.flushRetries(now, false);
+    this.moveRetries(now, false);
     // Deliveries without a response in time: insertion order = send order, one timeout for all.
     for (const ss of this.sessions) {
       for (const [seq, d] of ss.waiting) {

@@ -9,7 +9,7 @@ import { canonicalOperatorId, operatorIdCandidates } from '../../src/core/dlr.js
 import type { DeliveryReceipt, MobileOriginated, SubmitOutcome, SubmitRequest } from '../../src/core/ports.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
-import { BindPool, LOCAL_REJECT_STATUS, type BindPoolOptions } from '../../src/smpp/bind-pool.js';
+import { BindPool, LOCAL_REJECT_STATUS, relativeValidity, type BindPoolOptions } from '../../src/smpp/bind-pool.js';
 import { SmscSimulator, type SmscSimulatorOptions } from '../../src/smpp/simulator.js';
 
 const logger = createLogger({ level: 'silent' });
@@ -205,6 +205,23 @@ t.test('a permanent error is a rejected outcome with the status name', async (t)
   t.equal(sim.stats().submitsByDestination.get('8613800000011'), 1, 'not retried');
 });
 
+t.test('a generic_nack in place of the submit_sm_resp is a rejection', async (t) => {
+  const { sim, pool } = await setup(t);
+  pool.start();
+  const o = await pool.submit(request('8613800000099'));
+  t.same(o, { kind: 'rejected', account: 'test', status: 0x08, reason: 'generic_nack ESME_RSYSERR' });
+  t.equal(sim.stats().submitsByDestination.get('8613800000099'), 1);
+  accepted(t, await pool.submit(request('8613800138000')));
+  t.equal(pool.pending, 0, 'the window slot was released');
+});
+
+t.test('validity period as SMPP relative time', async (t) => {
+  t.equal(relativeValidity(2 * 3600_000), '000000020000000R');
+  t.equal(relativeValidity(3 * 86_400_000 + 61_000), '000003000101000R');
+  t.equal(relativeValidity(30_000), '000000000100000R', 'at least a minute');
+  t.equal(relativeValidity(200 * 86_400_000), '000099235959000R', 'capped at 99 days');
+});
+
 t.test('no response: timeouts, retried on another bind, bounded', async (t) => {
   const { sim, pool, metrics } = await setup(t, {}, { binds: 2, responseTimeoutMs: 200 }, { maxTimeouts: 3 });
   pool.start();
@@ -300,6 +317,36 @@ t.test('a receipt left without deliver_sm_resp is sent again', async (t) => {
   await until(t, 'the re-sent receipt acknowledged', () => sim.stats().dlrsAcked === 1);
   t.equal(calls, 2);
   t.equal(sim.stats().deliveryRetries, 1);
+});
+
+t.test('the SMSC keeps at most deliverWindow receipts unanswered per session', async (t) => {
+  const { sim, pool } = await setup(t, { deliverWindow: 3, dlrRetryMs: 5000 }, { binds: 1 });
+  const held: (() => void)[] = [];
+  let maxHeld = 0;
+  const got: string[] = [];
+  pool.onReceipt((r) => {
+    got.push(r.messageId);
+    return new Promise<void>((resolve) => {
+      held.push(resolve);
+      maxHeld = Math.max(maxHeld, held.length);
+    });
+  });
+  t.teardown(() => {
+    for (const r of held.splice(0)) r();
+  });
+  pool.start();
+  const outcomes = await Promise.all(Array.from({ length: 10 }, (_, i) => pool.submit(request(plain(i)))));
+  await until(t, 'three receipts held', () => held.length === 3);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(held.length, 3, 'no fourth deliver_sm while three are unanswered');
+  // release them as they come until every receipt is in
+  await until(t, 'all receipts', () => {
+    for (const r of held.splice(0)) r();
+    return got.length === 10 && sim.stats().dlrsAcked === 10;
+  });
+  t.equal(maxHeld, 3);
+  t.same(new Set(got), new Set(outcomes.map((o) => (o.kind === 'accepted' ? o.messageId : ''))), 'one receipt per message, in order of arrival');
+  t.equal(sim.stats().deliveryRetries, 0, 'waiting is not re-sending');
 });
 
 t.test('receipts wait for a handler: ESME_RX_T_APPN until one is set', async (t) => {

@@ -166,6 +166,8 @@ class NatsServerProcess implements NatsServerHandle {
   private readonly ownsStore: boolean;
   private currentPort: number;
   private readonly portFixed: boolean;
+  /** After the first start the port is part of the server's identity (clients reconnect to it). */
+  private startedOnce = false;
 
   constructor(
     private readonly bin: string,
@@ -247,12 +249,13 @@ class NatsServerProcess implements NatsServerHandle {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.spawnOnce(deadline);
+        this.startedOnce = true;
         break;
       } catch (e) {
         const inUse = this.logTail().includes('address already in use');
         if (!inUse || attempt >= PORT_PICK_ATTEMPTS || Date.now() >= deadline) throw e;
         // a fixed port (restart) may still be held briefly; a picked one is re-picked
-        if (!this.portFixed && !this.opts.cluster) this.currentPort = await freePort();
+        if (!this.portFixed && !this.startedOnce && !this.opts.cluster) this.currentPort = await freePort();
         await sleep(200);
       }
     }

@@ -74,6 +74,11 @@ t.test('receipt dates', async (t) => {
   t.equal(parseDlrDate('251122183059'), Date.UTC(2025, 10, 22, 18, 30, 59));
   t.equal(parseDlrDate('2511221830', 480), Date.UTC(2025, 10, 22, 10, 30), 'SMSC local time at UTC+8');
   t.equal(parseDlrDate('2502300000'), undefined, '30 February');
+  t.equal(parseDlrDate('2402291200'), Date.UTC(2024, 1, 29, 12, 0), '29 February in a leap year');
+  t.equal(parseDlrDate('2502291200'), undefined, '29 February otherwise');
+  t.equal(parseDlrDate('2504310000'), undefined, '31 April');
+  t.equal(parseDlrDate('2512310000'), Date.UTC(2025, 11, 31), '31 December');
+  t.equal(parseDlrDate('25-1221830'), undefined);
   t.equal(parseDlrDate('2511222460'), undefined);
   t.equal(parseDlrDate('25112218300'), undefined, '11 digits');
   t.equal(parseDlrDate('25112218a0'), undefined);
@@ -127,6 +132,8 @@ t.test('operator message ids: a DLR in the other base finds the stored id', asyn
 
   // no cross-base forms for ids that are not numbers, or are too long
   t.same(operatorIdCandidates('msg-0001'), ['msg-0001']);
+  // jasmin hands out UUIDs: only case is normalised
+  t.same(operatorIdCandidates('4B1DC9C5-8B7A-4A9C-9F3E-0F5C2D1A7E11'), ['4b1dc9c5-8b7a-4a9c-9f3e-0f5c2d1a7e11']);
   t.same(operatorIdCandidates('9'.repeat(40)), ['9'.repeat(40)]);
   t.equal(operatorIdCandidates('f'.repeat(33)).length, 1);
   t.same(operatorIdCandidates('0'), ['0']);

@@ -22,8 +22,7 @@
  * settled is handed to `onLate` (the queue naks it so it is redelivered at
  * once instead of after ackWait).
  */
-import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { nanos } from '@nats-io/transport-node';
+import { createInbox, nanos, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 
 /** Extra wait for the server's closing status after `waitMs`, before giving up locally. */
 export const PULL_GRACE_MS = 1_000;

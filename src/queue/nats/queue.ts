@@ -221,6 +221,10 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   private advisoryChain: Promise<void> = Promise.resolve();
   private lastPrune = 0;
   private layoutCheck: Promise<void> | undefined;
+  /** False between a disconnect and the reconnect: pulls are not sent (the client would buffer them). */
+  private connected = true;
+  /** Fetches waiting out a disconnect; woken by reconnect or close. Bounded by the callers' fetches. */
+  private readonly reconnectWaiters = new Set<() => void>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -311,8 +315,12 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   private watchConnection(): void {
     void (async () => {
       for await (const s of this.nc.status()) {
-        if (s.type === 'disconnect') this.log.warn({ server: s.server }, 'NATS disconnected');
-        else if (s.type === 'reconnect') {
+        if (s.type === 'disconnect') {
+          this.connected = false;
+          this.log.warn({ server: s.server }, 'NATS disconnected');
+        } else if (s.type === 'reconnect') {
+          this.connected = true;
+          this.wakeReconnectWaiters();
           this.log.info({ server: s.server }, 'NATS reconnected');
           this.recheckLayout('reconnect');
         } else if (s.type === 'error') this.log.error({ err: s.error }, 'NATS connection error');
@@ -392,6 +400,12 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     this.pruneAbandoned();
     // Repeats only when everything received was dead-lettered instead of handed out.
     for (let round = 0; round < 8; round++) {
+      if (!this.connected) {
+        // A pull sent now would be buffered and reach the server after the reconnect, when
+        // nobody listens for its answer any more: the messages would wait out ackWait.
+        await this.untilReconnected(deadline - Date.now());
+        if (this.closing || !this.connected) return [];
+      }
       const left = wait === 0 ? 0 : Math.max(1, deadline - Date.now());
       const pull = startPull(this.nc, nextSubject, batch, left, (m) => this.giveBack(m));
       this.pulls.add(pull);
@@ -426,6 +440,23 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
       if (deliveries.length > 0 || out.messages.length === 0 || Date.now() >= deadline) return deliveries;
     }
     return [];
+  }
+
+  private untilReconnected(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.reconnectWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.reconnectWaiters.add(done);
+    });
+  }
+
+  private wakeReconnectWaiters(): void {
+    for (const wake of [...this.reconnectWaiters]) wake();
   }
 
   /** A message that arrived for a pull nobody waits for any more: back to the stream now. */
@@ -678,6 +709,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
       this.closing = true;
       for (const p of this.pulls) for (const m of p.cancel()) this.giveBack(m);
       this.pulls.clear();
+      this.wakeReconnectWaiters();
       this.advisorySub?.unsubscribe();
       if (grace > 0) await Promise.allSettled([...this.deadLettering]);
     }

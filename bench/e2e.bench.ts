@@ -1,0 +1,303 @@
+/**
+ * bench:e2e — HTTP → embedded queue → dispatch → SMPP (4 binds) → simulator → DLR → receipts.
+ *
+ * Measured in one run, per variant (single-segment GSM; 3-part Chinese UCS-2):
+ *   - bare uWS:  a uWebSockets.js handler that answers 202 without work (baseline for accepted/s)
+ *   - raw smpp:  the `smpp` client pushing the same PDUs straight to the simulator
+ *                with the same binds × window (baseline for submit_sm/s)
+ *   - gateway:   accepted/s over HTTP; submit_sm/s at the simulator (first 202 → last submit);
+ *                DLRs recorded/s (first 202 → last receipt applied); p50/p99 202 → first submit_sm;
+ *                peak RSS of the gateway process
+ * Each phase runs in its own processes (gateway, simulator, load generator),
+ * as in production. Medians over BENCH_REPEATS runs; the ratios are what to quote.
+ *
+ *   BENCH_N=100000 BENCH_REPEATS=3 npm run bench:e2e
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import * as hdr from 'hdr-histogram-js';
+import { buildSegments, countSegments } from '../src/core/segment.js';
+import { envInt, freePort, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { rawSmppCeiling } from './lib/raw-smpp.js';
+
+const N = envInt('BENCH_N', 100_000);
+const REPEATS = envInt('BENCH_REPEATS', 3);
+const BINDS = 4;
+const WINDOW = 64;
+const CONNECTIONS = envInt('BENCH_CONNECTIONS', 64);
+const KEY = 'bench-key-0123456789';
+
+const VARIANTS = [
+  { name: 'single-segment GSM', text: 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.' },
+  {
+    name: '3-part Chinese UCS-2',
+    text:
+      '关于召开全市防汛工作紧急会议的通知：各区、各部门：为切实做好今年汛期防汛抗洪工作，经市政府研究，定于明日上午九时在市政府三号会议室召开全市防汛工作紧急会议。' +
+      '请各单位主要负责同志准时参加，并提前十分钟签到。会议期间请将手机调至静音状态。如有特殊情况不能参会，请于今日下午五时前向市政府办公厅书面请假。',
+  },
+] as const;
+
+/** Distinct valid numbers whose last digit (6) avoids the simulator's steered suffixes. */
+function numberAt(i: number): string {
+  return `13${String(i * 10 + 6).padStart(9, '0')}`;
+}
+
+// ------------------------------------------------------------------ processes
+
+interface SimChild {
+  port: number;
+  child: ChildProcess;
+  ask<T>(cmd: string): Promise<T>;
+  stop(): Promise<void>;
+}
+
+async function startSim(): Promise<SimChild> {
+  const child = fork(join(import.meta.dirname, 'sim-process.ts'), [JSON.stringify({ host: '127.0.0.1', port: 0, systemId: 'smsgw', password: 'secret', dlrDelayMs: 0, maxTracked: 4 * N })], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m: { port: number }) => resolve(m.port));
+    child.once('exit', (code) => reject(new Error(`simulator exited ${code}`)));
+  });
+  let id = 0;
+  return {
+    port,
+    child,
+    ask<T>(cmd: string): Promise<T> {
+      const want = ++id;
+      return new Promise((resolve) => {
+        const on = (m: { id?: number } & Record<string, unknown>): void => {
+          if (m.id !== want) return;
+          child.off('message', on);
+          resolve(m as T);
+        };
+        child.on('message', on);
+        child.send({ cmd, id: want });
+      });
+    },
+    async stop() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send({ cmd: 'stop', id: 0 });
+      await exited;
+    },
+  };
+}
+
+async function waitHttp(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} not ready after ${timeoutMs} ms`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(t);
+}
+
+// ------------------------------------------------------------------ load
+
+interface Load {
+  readonly perSecond: number;
+  readonly non202: number;
+  readonly accepted: Map<string, number>;
+  readonly startedAt: number;
+}
+
+async function httpLoad(url: string, text: string, offset: number): Promise<Load> {
+  const accepted = new Map<string, number>();
+  let counter = 0;
+  const startedAt = wallNow();
+  const result = await autocannon({
+    url,
+    connections: CONNECTIONS,
+    amount: N,
+    timeout: 60,
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/messages',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        setupRequest: (req: any, context: any) => {
+          const to = numberAt(offset + counter++);
+          context.to = to;
+          return { ...req, body: `{"to":["${to}"],"text":${JSON.stringify(text)}}` };
+        },
+        onResponse: (status: number, _body: string, context: any) => {
+          if (status === 202) accepted.set(`86${context.to as string}`, wallNow());
+        },
+      } as any,
+    ],
+  });
+  const elapsed = (wallNow() - startedAt) / 1000;
+  return { perSecond: result.requests.total / elapsed, non202: result.non2xx + result.errors + result.timeouts, accepted, startedAt };
+}
+
+async function bareUws(text: string): Promise<number> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bare-uws.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
+    child.once('exit', (c) => reject(new Error(`bare uws exited ${c}`)));
+  });
+  try {
+    return (await httpLoad(`http://127.0.0.1:${port}`, text, 0)).perSecond;
+  } finally {
+    await stopChild(child);
+  }
+}
+
+function metricSum(metrics: string, name: string): number {
+  let sum = 0;
+  for (const line of metrics.split('\n')) {
+    if (line.startsWith(name) && (line[name.length] === '{' || line[name.length] === ' ')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+interface GatewayRun {
+  acceptedPerSecond: number;
+  submitsPerSecond: number;
+  dlrsPerSecond: number;
+  p50ms: number;
+  p99ms: number;
+  peakRssMiB: number;
+  non202: number;
+  duplicates: number;
+}
+
+async function gatewayRun(text: string, segments: number, round: number): Promise<GatewayRun> {
+  const sim = await startSim();
+  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-bench-'));
+  const port = await freePort();
+  const configFile = join(dataDir, 'bench.json');
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      dataDir: join(dataDir, 'data'),
+      log: { level: 'warn' },
+      server: { host: '127.0.0.1', port },
+      auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
+      simulator: { enabled: false },
+      smpp: {
+        accounts: [
+          { name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: BINDS, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
+        ],
+      },
+    }),
+  );
+  const gw = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'src', 'cli', 'main.ts'), 'start', '--config', configFile], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitHttp(`${url}/readyz`, 30_000);
+    const load = await httpLoad(url, text, round * N);
+    const expected = load.accepted.size * segments;
+    const deadline = Date.now() + 600_000;
+    let dlrsDoneAt = 0;
+    let submitsDoneAt = 0;
+    while (Date.now() < deadline && (dlrsDoneAt === 0 || submitsDoneAt === 0)) {
+      const m = await (await fetch(`${url}/metrics`)).text();
+      const now = wallNow();
+      if (submitsDoneAt === 0 && metricSum(m, 'smsgw_dispatch_segments_total{outcome="accepted"}') >= expected) submitsDoneAt = now;
+      if (dlrsDoneAt === 0 && metricSum(m, 'smsgw_dlr_received_total') >= expected) dlrsDoneAt = now;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (dlrsDoneAt === 0 || submitsDoneAt === 0) throw new Error('gateway did not finish in 600 s');
+    const { first } = await sim.ask<{ first: [string, number][] }>('first');
+    const { stats } = await sim.ask<{ stats: { duplicates: number } }>('stats');
+    const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+    let lastSubmit = 0;
+    for (const [dest, at] of first) {
+      const acceptedAt = load.accepted.get(dest);
+      if (acceptedAt !== undefined) h.recordValue(Math.max(1, Math.round((at - acceptedAt) * 1000)));
+      if (at > lastSubmit) lastSubmit = at;
+    }
+    const rss = peakRssMiB(gw.pid ?? 0);
+    return {
+      acceptedPerSecond: load.perSecond,
+      submitsPerSecond: (expected * 1000) / (Math.max(lastSubmit, submitsDoneAt) - load.startedAt),
+      dlrsPerSecond: (expected * 1000) / (dlrsDoneAt - load.startedAt),
+      p50ms: h.getValueAtPercentile(50) / 1000,
+      p99ms: h.getValueAtPercentile(99) / 1000,
+      peakRssMiB: rss,
+      non202: load.non202,
+      duplicates: stats.duplicates,
+    };
+  } finally {
+    await stopChild(gw);
+    await sim.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function rawRun(text: string): Promise<number> {
+  const sim = await startSim();
+  try {
+    const enc = countSegments(text).encoding;
+    const pdus = [];
+    for (let i = 0; i < N; i++) {
+      const destination = `86${numberAt(i)}`;
+      for (const s of buildSegments(text, enc, i & 0xff)) pdus.push({ destination, payload: Buffer.from(s.payload), dataCoding: s.dataCoding, esmClass: s.esmClass });
+    }
+    const r = await rawSmppCeiling({ host: '127.0.0.1', port: sim.port, binds: BINDS, window: WINDOW, pdus, timeoutMs: 600_000 });
+    return r.perSecond;
+  } finally {
+    await sim.stop();
+  }
+}
+
+// ------------------------------------------------------------------ main
+
+const summary: Record<string, unknown> = { bench: 'e2e', n: N, repeats: REPEATS, binds: BINDS, window: WINDOW, connections: CONNECTIONS, node: process.version, at: new Date().toISOString(), variants: {} };
+const tables: string[] = [];
+for (const variant of VARIANTS) {
+  const segments = countSegments(variant.text).count;
+  const bare: number[] = [];
+  const raw: number[] = [];
+  const runs: GatewayRun[] = [];
+  for (let r = 0; r < REPEATS; r++) {
+    process.stderr.write(`[${variant.name}] round ${r + 1}/${REPEATS}: bare uWS… `);
+    bare.push(await bareUws(variant.text));
+    process.stderr.write('raw smpp… ');
+    raw.push(await rawRun(variant.text));
+    process.stderr.write('gateway… ');
+    runs.push(await gatewayRun(variant.text, segments, r));
+    process.stderr.write('done\n');
+  }
+  const med = (f: (g: GatewayRun) => number): number => median(runs.map(f));
+  const bareM = median(bare);
+  const rawM = median(raw);
+  const rows: Row[] = [
+    { metric: 'HTTP accepted/s', value: med((g) => g.acceptedPerSecond), unit: 'msg/s', baseline: bareM, baselineName: 'bare uWS 202', target: 0.5 },
+    { metric: 'submit_sm/s end to end', value: med((g) => g.submitsPerSecond), unit: 'PDU/s', baseline: rawM, baselineName: 'raw smpp client', target: 0.6 },
+    { metric: 'DLRs recorded/s', value: med((g) => g.dlrsPerSecond), unit: 'DLR/s', baseline: rawM, baselineName: 'raw smpp client' },
+    { metric: 'p50 202 → submit_sm', value: med((g) => g.p50ms), unit: 'ms' },
+    { metric: 'p99 202 → submit_sm', value: med((g) => g.p99ms), unit: 'ms' },
+    { metric: 'gateway peak RSS', value: med((g) => g.peakRssMiB), unit: 'MiB' },
+    { metric: 'non-202 answers', value: med((g) => g.non202), unit: 'count' },
+    { metric: 'duplicates at SMSC', value: med((g) => g.duplicates), unit: 'count' },
+  ];
+  tables.push(table(`${variant.name}: N = ${N.toLocaleString('en-US')} messages × ${segments} segment(s), ${BINDS} binds × window ${WINDOW}, median of ${REPEATS}`, rows));
+  (summary['variants'] as Record<string, unknown>)[variant.name] = { segments, bareUwsPerSecond: bare, rawSmppPerSecond: raw, gateway: runs, medians: Object.fromEntries(rows.map((r) => [r.metric, { value: r.value, baseline: r.baseline, ratio: r.baseline ? r.value / r.baseline : undefined }])) };
+}
+const out = tables.join('\n\n');
+process.stdout.write(`\n${out}\n\n`);
+const file = writeSummary('e2e', summary);
+process.stdout.write(`JSON summary: ${file}\n${JSON.stringify(summary.variants && Object.fromEntries(Object.entries(summary.variants as Record<string, { medians: unknown }>).map(([k, v]) => [k, v.medians])))}\n`);

@@ -1,0 +1,776 @@
+/**
+ * The receipt store: every message's and recipient's state, in named
+ * databases of the gateway's LMDB environment (shared with the embedded
+ * queue). It is the source of truth for the status API, for dispatch
+ * idempotency (a segment that has an operator message id is never submitted
+ * again) and for matching delivery receipts.
+ *
+ * Writes come in two kinds:
+ * - ingest (`putMessage`, `putIdempotency`): plain lmdb puts, so they land in
+ *   the same LMDB transaction as the queue publish of the same event turn;
+ *   the caller awaits `flushed()` (or the publish) before answering 202.
+ * - everything that reads before it writes (results, receipts, expiry) goes
+ *   through a group-commit queue (`commit-queue.ts`): one transaction per
+ *   batch, operations applied in order, each seeing the writes of those
+ *   before it. That is what lets a receipt and the submit it belongs to be
+ *   applied in the same batch in either order.
+ *
+ * Rules kept here (each is tested in test/integration/receipts-*.test.ts):
+ * - a segment's state only moves forward (pending → submitted → final) and a
+ *   final state never changes; a recipient's state is derived from its
+ *   segments (`deriveRecipientState`) and never moves backwards either;
+ * - a receipt whose operator id is not (yet) indexed is kept as an "early"
+ *   receipt and applied in the transaction that records the submit; after
+ *   `earlyReceiptTtlMs` it is dropped and counted as unknown;
+ * - a `final` result from the dispatcher never overrides a segment that the
+ *   SMSC accepted (it has an operator id): the SMSC's receipt, or else the
+ *   expiry sweep, decides that segment. The SMSC has the message; a late
+ *   local failure (say a timeout racing the submit_sm_resp) must not report
+ *   "failed" for a text the phone may already show;
+ * - a recipient entering a final state is counted once (metrics
+ *   recipientsFinal) and announced to `onFinal` listeners after commit.
+ */
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { canonicalOperatorId, operatorIdCandidates } from '../core/dlr.js';
+import { GatewayError } from '../core/errors.js';
+import {
+  deriveRecipientState,
+  isFinal,
+  RECIPIENT_STATES,
+  type FinalState,
+  type RecipientState,
+} from '../core/message.js';
+import type { DeliveryReceipt } from '../core/ports.js';
+import { MAX_SEGMENTS } from '../core/segment.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { CommitQueue, type TxnEffects, type WriteSet } from './commit-queue.js';
+import {
+  decodeMessage,
+  decodeRecipient,
+  decodeSegment,
+  encodeMessage,
+  segmentStates,
+  type EarlyAgeKey,
+  type ExpiryKey,
+  type IdempotencyExpiryKey,
+  type IdempotencyKey,
+  type OpKey,
+  type RecipientKey,
+  type StoredEarly,
+  type StoredIdempotency,
+  type StoredMessage,
+  type StoredOpRef,
+  type StoredRecipient,
+  type StoredSegment,
+} from './records.js';
+import type {
+  FinalListener,
+  MessageRecord,
+  ReceiptOutcome,
+  ReceiptStoreStats,
+  RecipientPage,
+  RecipientRecord,
+  SegmentRecord,
+  SegmentResult,
+} from './types.js';
+
+/** Named databases the store opens in the environment (size `maxDbs` accordingly). */
+export const RECEIPT_STORE_DBS = 8;
+
+/** The error recorded on segments the expiry sweep finalises. */
+export const EXPIRED_REASON = 'validity period passed';
+
+/** Longest operator id accepted; SMPP allows 65 octets, and LMDB keys are limited to ~2 KB. */
+export const MAX_OPERATOR_ID_LENGTH = 128;
+/** Longest tenant + Idempotency-Key accepted as a key. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 512;
+/** Most recipients one `listRecipients` page returns. */
+export const MAX_PAGE = 1000;
+/** Most listeners `onFinal` takes (callbacks, WS push, tests). */
+export const MAX_FINAL_LISTENERS = 8;
+
+export interface ReceiptStoreOptions {
+  /** The gateway's LMDB environment (not opened with useWritemap); the store never closes it. */
+  readonly env: RootDatabase;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Clock (epoch ms); tests pass a fake one. */
+  readonly now?: () => number;
+  /** How long a receipt that matched no submit is kept waiting for it. */
+  readonly earlyReceiptTtlMs: number;
+  /** Grace after a message's validity for final receipts before open segments expire. */
+  readonly receiptGraceMs: number;
+  /** Group-commit: hand a batch to LMDB at once at this many items. Default 2,000. */
+  readonly flushAt?: number;
+  /** Items queued or uncommitted beyond which writers wait. Default 50,000. */
+  readonly maxPendingWrites?: number;
+  /** Writers allowed to wait for room before OVERLOADED. Default 100,000. */
+  readonly maxWaitingWrites?: number;
+  /** Recipient rows one `expireDue` call examines at most. Default 20,000. */
+  readonly expiryRowsPerCall?: number;
+  /** Entries one `sweepEarlyReceipts` / `sweepIdempotency` call removes at most. Default 10,000. */
+  readonly sweepRowsPerCall?: number;
+}
+
+const RANK: Record<RecipientState, number> = {
+  accepted: 0,
+  queued: 1,
+  submitted: 2,
+  delivered: 3,
+  undeliverable: 3,
+  expired: 3,
+  rejected: 3,
+  failed: 3,
+};
+
+/** A recipient row being changed by one operation. */
+interface Work {
+  readonly messageId: string;
+  readonly index: number;
+  readonly row: StoredRecipient;
+  dirty: boolean;
+}
+
+/** What a batch publishes after commit. `begin`/`discard` drop a failed operation's share. */
+class BatchEffects implements TxnEffects {
+  readonly finals: Array<[string, number, FinalState]> = [];
+  readonly latencies: Array<[string, number]> = [];
+  readonly early: string[] = [];
+  /** [messageId, index, segment] of submits that met another operator id already on the segment. */
+  readonly conflicts: Array<[string, number, number]> = [];
+  duplicateReceipts = 0;
+  orphanReceipts = 0;
+  ignoredFinalResults = 0;
+  private mark = [0, 0, 0, 0, 0, 0, 0];
+
+  begin(): void {
+    this.mark = [
+      this.finals.length, this.latencies.length, this.early.length, this.conflicts.length,
+      this.duplicateReceipts, this.orphanReceipts, this.ignoredFinalResults,
+    ];
+  }
+
+  discard(): void {
+    const m = this.mark;
+    this.finals.length = m[0]!;
+    this.latencies.length = m[1]!;
+    this.early.length = m[2]!;
+    this.conflicts.length = m[3]!;
+    this.duplicateReceipts = m[4]!;
+    this.orphanReceipts = m[5]!;
+    this.ignoredFinalResults = m[6]!;
+  }
+}
+
+interface SweptEarly {
+  readonly count: number;
+  readonly byAccount: Map<string, number>;
+  readonly sample: string[];
+}
+
+export class ReceiptStore {
+  private readonly env: RootDatabase;
+  private readonly metrics: Metrics;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly earlyTtlMs: number;
+  private readonly graceMs: number;
+  private readonly expiryRows: number;
+  private readonly sweepRows: number;
+
+  private readonly messages: Database<StoredMessage, string>;
+  private readonly recipients: Database<StoredRecipient, RecipientKey>;
+  private readonly expiry: Database<number, ExpiryKey>;
+  private readonly opids: Database<StoredOpRef, OpKey>;
+  private readonly early: Database<StoredEarly, OpKey>;
+  private readonly earlyAge: Database<1, EarlyAgeKey>;
+  private readonly idempotency: Database<StoredIdempotency, IdempotencyKey>;
+  private readonly idempotencyExpiry: Database<1, IdempotencyExpiryKey>;
+
+  private readonly queue: CommitQueue<BatchEffects>;
+  private readonly listeners: FinalListener[] = [];
+  private readonly counters: ReceiptStoreStats = {
+    duplicateReceipts: 0, orphanReceipts: 0, conflictingSubmits: 0, ignoredFinalResults: 0,
+  };
+  /** Plain puts issued (ingest); with the queue's handovers, tells `flushed()` whether anything is new. */
+  private plainWrites = 0;
+  private flushGeneration = -1;
+  private flushPromise: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(opts: ReceiptStoreOptions) {
+    this.env = opts.env;
+    this.metrics = opts.metrics;
+    this.logger = opts.logger.child({ component: 'receipts' });
+    this.now = opts.now ?? Date.now;
+    this.earlyTtlMs = opts.earlyReceiptTtlMs;
+    this.graceMs = opts.receiptGraceMs;
+    this.expiryRows = positive(opts.expiryRowsPerCall ?? 20_000, 'expiryRowsPerCall');
+    this.sweepRows = positive(opts.sweepRowsPerCall ?? 10_000, 'sweepRowsPerCall');
+    const db = <V, K extends Key>(name: string): Database<V, K> =>
+      this.env.openDB<V, K>({ name, encoding: 'msgpack' });
+    this.messages = db('receipts.messages');
+    this.recipients = db('receipts.recipients');
+    this.expiry = db('receipts.expiry');
+    this.opids = db('receipts.opids');
+    this.early = db('receipts.early');
+    this.earlyAge = db('receipts.early.age');
+    this.idempotency = db('receipts.idempotency');
+    this.idempotencyExpiry = db('receipts.idempotency.expiry');
+    this.queue = new CommitQueue<BatchEffects>({
+      env: this.env,
+      flushAt: positive(opts.flushAt ?? 2_000, 'flushAt'),
+      maxPending: positive(opts.maxPendingWrites ?? 50_000, 'maxPendingWrites'),
+      maxWaiting: positive(opts.maxWaitingWrites ?? 100_000, 'maxWaitingWrites'),
+      newEffects: () => new BatchEffects(),
+      afterCommit: (fx) => this.publish(fx),
+      onBatch: (weight) => this.metrics.storeWriteBatch.observe(weight),
+    });
+  }
+
+  /** Opens (creating when absent) the store's named databases in `env`. Synchronous: LMDB opens them in place. */
+  static open(opts: ReceiptStoreOptions): ReceiptStore {
+    return new ReceiptStore(opts);
+  }
+
+  // ------------------------------------------------------------------ ingest
+
+  /**
+   * The message row, one `accepted` recipient row per number (index = position
+   * in `numbers`) and its expiry entry, as plain puts: they commit with
+   * whatever else is written in this event turn (the queue publish). Not
+   * durable until `flushed()` resolves. Writing an id twice overwrites it:
+   * ids are unique per accepted request (repeats are caught by idempotency).
+   */
+  putMessage(msg: MessageRecord, numbers: readonly string[]): void {
+    this.assertOpen();
+    if (numbers.length !== msg.recipients) {
+      throw new GatewayError('INTERNAL', `message ${msg.id}: ${numbers.length} numbers for ${msg.recipients} recipients`);
+    }
+    if (!Number.isInteger(msg.segments) || msg.segments < 1 || msg.segments > MAX_SEGMENTS) {
+      throw new GatewayError('INTERNAL', `message ${msg.id}: ${msg.segments} segments`);
+    }
+    this.messages.put(msg.id, encodeMessage(msg));
+    const id = msg.id;
+    const at = msg.createdAt;
+    for (let i = 0; i < numbers.length; i++) {
+      this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] });
+    }
+    this.expiry.put([msg.expiresAt, id], 0);
+    this.plainWrites++;
+  }
+
+  /** Remember an idempotent request's result until `expiresAt` (plain puts, like `putMessage`). */
+  putIdempotency(tenant: string, key: string, value: unknown, expiresAt: number): void {
+    this.assertOpen();
+    checkIdempotencyKey(tenant, key);
+    this.idempotency.put([tenant, key], { v: value, x: expiresAt });
+    this.idempotencyExpiry.put([expiresAt, tenant, key], 1);
+    this.plainWrites++;
+  }
+
+  /** The stored result, or undefined when absent or expired (committed state). */
+  getIdempotency(tenant: string, key: string): unknown {
+    checkIdempotencyKey(tenant, key);
+    const e = this.idempotency.get([tenant, key]);
+    if (e === undefined || e.x <= this.now()) return undefined;
+    return e.v;
+  }
+
+  /**
+   * Resolves when everything written so far — plain puts and queued
+   * operations alike — is committed and flushed to disk. Operations still
+   * queued are handed to LMDB now rather than at the end of the turn. Callers
+   * with nothing new written in between share one promise (and lmdb shares
+   * one fsync per transaction anyway).
+   */
+  flushed(): Promise<void> {
+    this.queue.flush();
+    const generation = this.plainWrites + this.queue.handovers;
+    if (this.flushPromise !== undefined && generation === this.flushGeneration) return this.flushPromise;
+    this.flushGeneration = generation;
+    // Commits first: lmdb's `flushed` follows the latest transaction handed
+    // over, which after these commits is ours or a later one.
+    const p = this.queue.settled().then(() => this.env.flushed).then(() => undefined);
+    this.flushPromise = p;
+    return p;
+  }
+
+  // ---------------------------------------------------------------- dispatch
+
+  getMessage(id: string): MessageRecord | undefined {
+    const s = this.messages.get(id);
+    return s === undefined ? undefined : decodeMessage(id, s);
+  }
+
+  getRecipient(messageId: string, index: number): RecipientRecord | undefined {
+    const s = this.recipients.get([messageId, index]);
+    return s === undefined ? undefined : decodeRecipient(s);
+  }
+
+  /**
+   * A segment's committed state (1-based), or undefined when nothing has
+   * been recorded for it yet (treat as pending). The dispatcher submits a
+   * segment only when this has no `opId` and is not final.
+   */
+  getSegment(messageId: string, index: number, segment: number): SegmentRecord | undefined {
+    const s = this.recipients.get([messageId, index])?.g[segment - 1];
+    return s === undefined ? undefined : decodeSegment(s);
+  }
+
+  /**
+   * accepted → queued for these recipients (a dispatcher holds their job).
+   * Fire and forget: the state is informative only, so a failure is logged
+   * rather than returned; it never moves a state backwards.
+   */
+  markQueued(messageId: string, indices: readonly number[]): void {
+    this.assertOpen();
+    this.queue
+      .enqueue(indices.length, (_fx, w) => {
+        const now = this.now();
+        for (const index of indices) {
+          const row = this.recipients.get([messageId, index]);
+          if (row === undefined || row.s !== 'accepted') continue;
+          row.s = 'queued';
+          row.u = now;
+          w.put(this.recipients, [messageId, index], row);
+        }
+      })
+      .catch((err: unknown) => {
+        this.logger.error({ err, messageId, recipients: indices.length }, 'could not mark recipients queued');
+      });
+  }
+
+  /**
+   * Record submit results and the dispatcher's own final verdicts. Resolves
+   * when committed. A `submitted` result also indexes the operator id and
+   * applies an early receipt waiting for it. Rejects (and records nothing of
+   * this call) when a result names a recipient or segment that does not exist.
+   */
+  recordSegments(results: readonly SegmentResult[]): Promise<void> {
+    if (results.length === 0) return Promise.resolve();
+    return this.queue.enqueue(results.length, (fx, w) => {
+      const now = this.now();
+      const work = new Map<string, Work>();
+      const consumedEarly = new Set<string>();
+      for (const r of results) {
+        const wk = this.work(work, r.messageId, r.index);
+        const seg = segmentOf(wk, r.segment, r.segments);
+        if (r.kind === 'submitted') this.recordSubmitted(wk, seg, r, consumedEarly, fx, w);
+        else if (seg.s === 'pending') {
+          finish(seg, r.state, r.error, r.at);
+          wk.dirty = true;
+        } else {
+          fx.ignoredFinalResults++;
+        }
+      }
+      for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
+    });
+  }
+
+  // ---------------------------------------------------------------- receipts
+
+  /**
+   * Apply a delivery receipt. Resolves when committed (the SMSC may then get
+   * its deliver_sm_resp). Intermediate receipts change nothing.
+   */
+  applyReceipt(r: DeliveryReceipt): Promise<ReceiptOutcome> {
+    this.metrics.dlrReceived.inc({ account: r.account, state: r.state });
+    const state = r.state;
+    if (state === 'enroute' || state === 'accepted') return Promise.resolve('ignored');
+    const opId = r.messageId;
+    if (opId.trim().length === 0 || opId.length > MAX_OPERATOR_ID_LENGTH) {
+      // Can never match a submit: counting it as unknown now beats parking it.
+      this.metrics.dlrUnknown.inc({ account: r.account });
+      return Promise.resolve('ignored');
+    }
+    return this.queue.enqueue(1, (fx, w): ReceiptOutcome => {
+      const now = this.now();
+      let ref: StoredOpRef | undefined;
+      for (const c of operatorIdCandidates(opId)) {
+        ref = this.opids.get([r.account, c]);
+        if (ref !== undefined) break;
+      }
+      if (ref === undefined) {
+        const canonical = canonicalOperatorId(opId);
+        if (this.early.get([r.account, canonical]) !== undefined) {
+          fx.duplicateReceipts++;
+          return 'duplicate';
+        }
+        const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId };
+        if (r.error !== undefined && state !== 'delivered') e.e = r.error;
+        w.put(this.early, [r.account, canonical], e);
+        w.put(this.earlyAge, [now, r.account, canonical], 1);
+        fx.early.push(r.account);
+        return 'early';
+      }
+      const [messageId, index, segment] = ref;
+      const row = this.recipients.get([messageId, index]);
+      const seg = row?.g[segment - 1];
+      if (row === undefined || seg === undefined) {
+        fx.orphanReceipts++;
+        return 'ignored';
+      }
+      if (isFinal(seg.s)) {
+        fx.duplicateReceipts++;
+        return 'duplicate';
+      }
+      finish(seg, state, state === 'delivered' ? undefined : r.error, r.doneAt);
+      if (seg.t !== undefined) fx.latencies.push([r.account, latencySeconds(seg.t, r.doneAt, now)]);
+      this.settle({ messageId, index, row, dirty: true }, now, fx, w);
+      return 'applied';
+    });
+  }
+
+  // -------------------------------------------------------------- finalising
+
+  /**
+   * Give recipients a final state the gateway decided (dead-lettered job →
+   * failed; police message offered to SMS → rejected). Segments still pending
+   * take it; segments the SMSC accepted keep waiting for their receipt (or the
+   * expiry sweep); a recipient already final is left alone.
+   */
+  finalizeRecipients(messageId: string, items: readonly { index: number; state: FinalState; error: string }[]): Promise<void> {
+    if (items.length === 0) return Promise.resolve();
+    return this.queue.enqueue(items.length, (fx, w) => {
+      const now = this.now();
+      const msg = this.messages.get(messageId);
+      if (msg === undefined) throw new GatewayError('INTERNAL', `finalizeRecipients: no message ${messageId}`);
+      const work = new Map<string, Work>();
+      for (const item of items) {
+        const wk = this.work(work, messageId, item.index);
+        if (isFinal(wk.row.s)) continue;
+        if (wk.row.g.length === 0) wk.row.g = pendingSegments(msg.s);
+        for (const seg of wk.row.g) {
+          if (seg.s === 'pending') {
+            finish(seg, item.state, item.error, now);
+            wk.dirty = true;
+          }
+        }
+      }
+      for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
+    });
+  }
+
+  /**
+   * Expire what is past its validity plus the receipt grace: every segment
+   * not final becomes `expired` (never-submitted ones included), so every
+   * recipient of such a message ends final. Examines at most
+   * `expiryRowsPerCall` recipient rows (a half-done message resumes where it
+   * stopped on the next call); call it periodically. Returns the number of
+   * recipients finalised.
+   */
+  expireDue(): Promise<number> {
+    return this.queue.enqueue(1, (fx, w) => {
+      const now = this.now();
+      const cutoff = now - this.graceMs;
+      let budget = this.expiryRows;
+      let finalised = 0;
+      // Collected before writing: never write under a live cursor.
+      const due = [...this.expiry.getRange({ end: [cutoff], limit: budget })];
+      for (const { key, value: from } of due) {
+        if (budget <= 0) break;
+        const id = key[1];
+        const msg = this.messages.get(id);
+        if (msg === undefined) {
+          w.remove(this.expiry, key);
+          continue;
+        }
+        const rows = [...this.recipients.getRange({ start: [id, from], end: [id, msg.k], limit: budget })];
+        budget -= Math.max(1, rows.length);
+        for (const { key: rk, value: row } of rows) {
+          if (isFinal(row.s)) continue;
+          if (row.g.length === 0) row.g = pendingSegments(msg.s);
+          for (const seg of row.g) if (!isFinal(seg.s)) finish(seg, 'expired', EXPIRED_REASON, now);
+          this.settle({ messageId: id, index: rk[1], row, dirty: true }, now, fx, w);
+          finalised++;
+        }
+        const last = rows[rows.length - 1];
+        const next = last === undefined ? msg.k : last.key[1] + 1;
+        if (next >= msg.k) w.remove(this.expiry, key);
+        else w.put(this.expiry, key, next);
+      }
+      return finalised;
+    });
+  }
+
+  /**
+   * Drop early receipts older than `earlyReceiptTtlMs` (their submit never
+   * came, or came with an id that does not match): counted in dlrUnknown and
+   * logged once per sweep. Returns how many were dropped.
+   */
+  async sweepEarlyReceipts(): Promise<number> {
+    const swept = await this.queue.enqueue(1, (_fx, w): SweptEarly => {
+      const cutoff = this.now() - this.earlyTtlMs;
+      const byAccount = new Map<string, number>();
+      const sample: string[] = [];
+      let count = 0;
+      for (const { key } of [...this.earlyAge.getRange({ end: [cutoff], limit: this.sweepRows })]) {
+        const [receivedAt, account, canonical] = key;
+        const e = this.early.get([account, canonical]);
+        // The age entry of an early receipt that was replaced or applied is stale: only it goes.
+        if (e !== undefined && e.r === receivedAt) {
+          w.remove(this.early, [account, canonical]);
+          byAccount.set(account, (byAccount.get(account) ?? 0) + 1);
+          if (sample.length < 3) sample.push(e.o);
+          count++;
+        }
+        w.remove(this.earlyAge, key);
+      }
+      return { count, byAccount, sample };
+    });
+    if (swept.count > 0) {
+      for (const [account, n] of swept.byAccount) this.metrics.dlrUnknown.inc({ account }, n);
+      this.logger.warn(
+        { count: swept.count, accounts: Object.fromEntries(swept.byAccount), sampleIds: swept.sample },
+        'receipts matched no submitted segment within the early-receipt TTL; dropped',
+      );
+    }
+    return swept.count;
+  }
+
+  /** Remove expired idempotency entries (at most `sweepRowsPerCall`). Returns how many. */
+  sweepIdempotency(): Promise<number> {
+    return this.queue.enqueue(1, (_fx, w) => {
+      const now = this.now();
+      let removed = 0;
+      for (const { key } of [...this.idempotencyExpiry.getRange({ end: [now], limit: this.sweepRows })]) {
+        const [, tenant, k] = key;
+        const e = this.idempotency.get([tenant, k]);
+        // A key re-put later has a later expiry entry of its own; this one is stale.
+        if (e !== undefined && e.x <= now) {
+          w.remove(this.idempotency, [tenant, k]);
+          removed++;
+        }
+        w.remove(this.idempotencyExpiry, key);
+      }
+      return removed;
+    });
+  }
+
+  // ------------------------------------------------------------------ status
+
+  /** Recipients by state (scans the message's rows: O(recipients)). All zero for an unknown id. */
+  summary(id: string): Record<RecipientState, number> {
+    const out = Object.fromEntries(RECIPIENT_STATES.map((s) => [s, 0])) as Record<RecipientState, number>;
+    const msg = this.messages.get(id);
+    if (msg === undefined) return out;
+    for (const { value } of this.recipients.getRange({ start: [id, 0], end: [id, msg.k] })) out[value.s]++;
+    return out;
+  }
+
+  /** A page of recipients in index order; `cursor` is the `next` of the previous page. */
+  listRecipients(id: string, page: { cursor?: number; limit: number }): RecipientPage {
+    const msg = this.messages.get(id);
+    if (msg === undefined) return { items: [] };
+    const limit = Math.max(1, Math.min(MAX_PAGE, Math.floor(page.limit)));
+    const start = Math.max(0, Math.floor(page.cursor ?? 0));
+    const items: Array<RecipientRecord & { index: number }> = [];
+    for (const { key, value } of this.recipients.getRange({ start: [id, start], end: [id, msg.k], limit })) {
+      items.push({ index: key[1], ...decodeRecipient(value) });
+    }
+    const last = items[items.length - 1];
+    return last !== undefined && items.length === limit && last.index + 1 < msg.k ? { items, next: last.index + 1 } : { items };
+  }
+
+  /** Anomaly counters since open (duplicates, orphans, conflicting submits, ignored final results). */
+  stats(): Readonly<ReceiptStoreStats> {
+    return { ...this.counters };
+  }
+
+  /** Items queued or in uncommitted transactions (back-pressure signal). */
+  get pendingWrites(): number {
+    return this.queue.pending;
+  }
+
+  /**
+   * Called after commit for each recipient that reached a final state, once.
+   * Listeners must be quick and must not throw (a throw is logged).
+   */
+  onFinal(listener: FinalListener): void {
+    if (this.listeners.length >= MAX_FINAL_LISTENERS) {
+      throw new GatewayError('INTERNAL', `at most ${MAX_FINAL_LISTENERS} final-state listeners`);
+    }
+    this.listeners.push(listener);
+  }
+
+  /** Refuse new writes, commit and flush everything accepted so far. The environment stays open. */
+  close(): Promise<void> {
+    this.closing ??= this.queue.drain().then(() => this.env.flushed).then(() => undefined);
+    return this.closing;
+  }
+
+  // ---------------------------------------------------------------- internal
+
+  private assertOpen(): void {
+    if (this.closing !== undefined) throw new GatewayError('STORE_CLOSED');
+  }
+
+  /** The working copy of a recipient row for this operation (loaded once). */
+  private work(work: Map<string, Work>, messageId: string, index: number): Work {
+    const k = `${index}\u0000${messageId}`;
+    let wk = work.get(k);
+    if (wk === undefined) {
+      const row = Number.isInteger(index) && index >= 0 ? this.recipients.get([messageId, index]) : undefined;
+      if (row === undefined) throw new GatewayError('INTERNAL', `no recipient ${index} of message ${messageId}`);
+      wk = { messageId, index, row, dirty: false };
+      work.set(k, wk);
+    }
+    return wk;
+  }
+
+  private recordSubmitted(
+    wk: Work,
+    seg: StoredSegment,
+    r: Extract<SegmentResult, { kind: 'submitted' }>,
+    /** Early receipts this operation already took (its removals are not visible to its own reads). */
+    consumedEarly: Set<string>,
+    fx: BatchEffects,
+    w: WriteSet,
+  ): void {
+    if (r.opId.trim().length === 0 || r.opId.length > MAX_OPERATOR_ID_LENGTH) {
+      throw new GatewayError('INTERNAL', `operator id of ${r.opId.length} characters for message ${r.messageId}`);
+    }
+    if (seg.o !== undefined) {
+      if (seg.o === r.opId && seg.c === r.account) return; // replayed result
+      // Submitted twice (e.g. a crash between submit and record): the first
+      // id stays on the segment, the second is indexed too so that whichever
+      // receipt comes first decides the segment.
+      fx.conflicts.push([r.messageId, r.index, r.segment]);
+    } else {
+      seg.c = r.account;
+      seg.o = r.opId;
+      seg.t = r.at;
+      // Already final (expired, or failed by a dead letter) stays final; the id is kept for the status API.
+      if (seg.s === 'pending') seg.s = 'submitted';
+      wk.dirty = true;
+    }
+    w.put(this.opids, [r.account, canonicalOperatorId(r.opId)], [r.messageId, r.index, r.segment]);
+    for (const c of operatorIdCandidates(r.opId)) {
+      const taken = `${r.account}\u0000${c}`;
+      if (consumedEarly.has(taken)) continue;
+      const e = this.early.get([r.account, c]);
+      if (e === undefined) continue;
+      consumedEarly.add(taken);
+      w.remove(this.early, [r.account, c]);
+      w.remove(this.earlyAge, [e.r, r.account, c]);
+      if (isFinal(seg.s)) {
+        fx.duplicateReceipts++;
+      } else {
+        finish(seg, e.s, e.e, e.d);
+        fx.latencies.push([r.account, latencySeconds(r.at, e.d, this.now())]);
+        wk.dirty = true;
+      }
+      break;
+    }
+  }
+
+  /** Derive the recipient's state from its segments, queue the row, note a new final state. */
+  private settle(wk: Work, now: number, fx: BatchEffects, w: WriteSet): void {
+    const row = wk.row;
+    const before = row.s;
+    if (!isFinal(before)) {
+      const derived = deriveRecipientState(segmentStates(row.g), before);
+      if (RANK[derived] > RANK[before]) row.s = derived;
+      if (isFinal(row.s)) {
+        const state = row.s;
+        if (state !== 'delivered') {
+          const e = row.g.find((s) => s.s === state)?.e;
+          if (e !== undefined) row.e = e;
+        }
+        fx.finals.push([wk.messageId, wk.index, state]);
+      }
+    }
+    row.u = now;
+    w.put(this.recipients, [wk.messageId, wk.index], row);
+  }
+
+  /** After commit: metrics, anomaly counters, listeners. Never throws. */
+  private publish(fx: BatchEffects): void {
+    try {
+      if (fx.finals.length > 0) {
+        const byState = new Map<FinalState, number>();
+        for (const f of fx.finals) byState.set(f[2], (byState.get(f[2]) ?? 0) + 1);
+        for (const [state, n] of byState) this.metrics.recipientsFinal.inc({ state }, n);
+      }
+      for (const [account, seconds] of fx.latencies) this.metrics.dlrLatencySeconds.observe({ account }, seconds);
+      if (fx.early.length > 0) {
+        const byAccount = new Map<string, number>();
+        for (const a of fx.early) byAccount.set(a, (byAccount.get(a) ?? 0) + 1);
+        for (const [account, n] of byAccount) this.metrics.dlrEarly.inc({ account }, n);
+      }
+      this.counters.duplicateReceipts += fx.duplicateReceipts;
+      this.counters.orphanReceipts += fx.orphanReceipts;
+      this.counters.ignoredFinalResults += fx.ignoredFinalResults;
+      this.counters.conflictingSubmits += fx.conflicts.length;
+      const first = fx.conflicts[0];
+      if (first !== undefined) {
+        this.logger.warn(
+          { count: fx.conflicts.length, messageId: first[0], index: first[1], segment: first[2] },
+          'segments submitted again with a different operator id; both ids are indexed',
+        );
+      }
+    } catch (err) {
+      this.logger.error({ err }, 'publishing receipt-store metrics failed');
+    }
+    if (this.listeners.length === 0) return;
+    let failures = 0;
+    let firstError: unknown;
+    for (const [messageId, index, state] of fx.finals) {
+      for (const listener of this.listeners) {
+        try {
+          listener(messageId, index, state);
+        } catch (err) {
+          if (failures++ === 0) firstError = err;
+        }
+      }
+    }
+    if (failures > 0) this.logger.error({ err: firstError, failures }, 'final-state listeners threw');
+  }
+}
+
+/** The stored segment a result refers to, creating the segment list on the first result. */
+function segmentOf(wk: Work, segment: number, segments: number): StoredSegment {
+  if (!Number.isInteger(segments) || segments < 1 || segments > MAX_SEGMENTS) {
+    throw new GatewayError('INTERNAL', `message ${wk.messageId}: ${segments} segments`);
+  }
+  if (wk.row.g.length === 0) wk.row.g = pendingSegments(segments);
+  else if (wk.row.g.length !== segments) {
+    throw new GatewayError('INTERNAL', `message ${wk.messageId} recipient ${wk.index}: ${segments} segments, ${wk.row.g.length} recorded`);
+  }
+  const seg = Number.isInteger(segment) ? wk.row.g[segment - 1] : undefined;
+  if (seg === undefined) throw new GatewayError('INTERNAL', `message ${wk.messageId}: no segment ${segment} of ${segments}`);
+  return seg;
+}
+
+function pendingSegments(n: number): StoredSegment[] {
+  const out: StoredSegment[] = [];
+  for (let i = 0; i < n; i++) out.push({ s: 'pending' });
+  return out;
+}
+
+function finish(seg: StoredSegment, state: FinalState, error: string | undefined, at: number): void {
+  seg.s = state;
+  seg.d = at;
+  if (error !== undefined) seg.e = error;
+}
+
+/** submit_sm_resp → receipt. `done date:` has minute resolution and the SMSC's clock: before the submit, use now. */
+function latencySeconds(submittedAt: number, doneAt: number, now: number): number {
+  const end = doneAt >= submittedAt ? doneAt : now;
+  return Math.max(0, end - submittedAt) / 1000;
+}
+
+function checkIdempotencyKey(tenant: string, key: string): void {
+  if (tenant.length + key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+    throw new GatewayError('VALIDATION', 'Idempotency-Key is too long', {
+      details: [{ field: '/headers/idempotency-key', message: `at most ${MAX_IDEMPOTENCY_KEY_LENGTH - tenant.length} characters` }],
+    });
+  }
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new GatewayError('CONFIG_INVALID', `receipt store: ${name} must be a positive integer, got ${n}`);
+  return n;
+}
