@@ -221,13 +221,9 @@ export class Dispatcher {
     // Encode once per message; per recipient only the UDH reference byte changes.
     const template = buildSegments(m.text, m.encoding, 0);
     const count = template.length;
-    const pendingResults: Promise<void>[] = [];
+    const submits: Promise<void>[] = [];
     let retry = false;
-    const batch: SegmentResult[] = [];
-    const flushBatch = (): void => {
-      if (batch.length === 0) return;
-      writes.push(store.recordSegments(batch.splice(0, batch.length)));
-    };
+    const finals: SegmentResult[] = [];
     store.markQueued(m.id, m.recipients.map((r) => r.i));
     for (const r of m.recipients) {
       const route = router.route(r.to);
@@ -239,21 +235,23 @@ export class Dispatcher {
         }
         const now = this.now();
         if (now >= m.expiresAt) {
-          batch.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'expired', error: 'validity period passed before submission', at: now });
+          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'expired', error: 'validity period passed before submission', at: now });
           metrics.dispatchSegments.inc({ outcome: 'expired' });
           continue;
         }
         if (!route.transport) {
-          batch.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'failed', error: `no SMPP account serves operator ${route.operator}`, at: now });
+          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'failed', error: `no SMPP account serves operator ${route.operator}`, at: now });
           metrics.dispatchSegments.inc({ outcome: 'no-route' });
           continue;
         }
         const seg = template[s - 1] as Segment;
         const payload = count === 1 ? seg.payload : withReference(seg.payload, segmentReference(m.id, r.i));
+        // The slot is held from submit until the result is committed: at any
+        // moment at most maxInflightSegments segments are "sent but not
+        // durably recorded", which bounds the duplicates a crash can cause.
         await this.slots.acquire();
-        const transport: SmsTransport = route.transport;
-        pendingResults.push(
-          transport
+        submits.push(
+          route.transport
             .submit({
               destination: r.to,
               source: m.sender,
@@ -264,25 +262,30 @@ export class Dispatcher {
               priority,
               deadline: m.expiresAt,
             })
-            .then((outcome) => {
-              const result = this.toResult(job, m, r.i, s, count, outcome);
-              if (result) {
-                batch.push(result);
-                // Record as results come, so the status API shows progress and an early DLR finds its id.
-                if (batch.length >= 256) flushBatch();
-              } else retry = true;
-            }, (e: unknown) => {
-              // A transport bug must not lose the segment: retry the job later.
-              this.log.error({ err: e, to: maskNumber(r.to) }, 'submit threw; the job will be retried');
-              retry = true;
-            })
+            .then(
+              (outcome) => {
+                const result = this.toResult(job, m, r.i, s, count, outcome);
+                if (!result) {
+                  retry = true;
+                  return;
+                }
+                // One result per call: the store group-commits everything queued in this turn.
+                const w = store.recordSegments([result]);
+                writes.push(w);
+                return w;
+              },
+              (e: unknown) => {
+                // A transport bug must not lose the segment: retry the job later.
+                this.log.error({ err: e, to: maskNumber(r.to) }, 'submit threw; the job will be retried');
+                retry = true;
+              },
+            )
             .finally(() => this.slots.release()),
         );
       }
-      if (batch.length >= 256) flushBatch();
     }
-    await Promise.all(pendingResults);
-    flushBatch();
+    if (finals.length > 0) writes.push(store.recordSegments(finals));
+    await Promise.all(submits);
     return retry ? 'retry' : 'done';
   }
 

@@ -53,12 +53,29 @@ export class Exchange {
     });
   }
 
+  /**
+   * Answer and close the connection: for a body we refuse to read to the
+   * end (over the limit), so the rest of it is not parsed as a next request.
+   */
+  sendAndClose(status: number, value: unknown): void {
+    if (this.aborted || this.done) return;
+    this.done = true;
+    this.status = status;
+    this.res.cork(() => {
+      this.res.writeStatus(STATUS_TEXT[status] ?? `${status}`);
+      this.res.writeHeader('content-type', 'application/json');
+      this.res.writeHeader('connection', 'close');
+      this.res.end(JSON.stringify(value), true);
+    });
+  }
+
   json(status: number, value: unknown, headers?: Readonly<Record<string, string>>): void {
     this.send(status, JSON.stringify(value), 'application/json', headers);
   }
 
   error(e: GatewayError, headers?: Readonly<Record<string, string>>): void {
-    this.json(e.status, e.toJSON(), headers);
+    if (e.code === 'BODY_TOO_LARGE') this.sendAndClose(e.status, e.toJSON());
+    else this.json(e.status, e.toJSON(), headers);
   }
 }
 

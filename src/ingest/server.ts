@@ -146,8 +146,12 @@ export class FrontDoor {
     });
   }
 
-  /** Headers and auth are read synchronously: `req` dies when the handler returns. */
-  private begin(res: HttpResponse, req: HttpRequest, route: string): { ex: Exchange; principal?: Principal; idempotencyKey: string; contentType: string } {
+  /**
+   * Headers and auth are read synchronously: `req` dies when the handler
+   * returns. A request refused at auth still has its body drained before the
+   * answer, so the keep-alive connection stays usable.
+   */
+  private begin(res: HttpResponse, req: HttpRequest, route: string, hasBody: boolean): { ex: Exchange; principal?: Principal; idempotencyKey: string; contentType: string } {
     const ex = new Exchange(res);
     const authorization = req.getHeader('authorization');
     const idempotencyKey = req.getHeader('idempotency-key');
@@ -156,17 +160,19 @@ export class FrontDoor {
       const principal = this.keys.authenticate(authorization);
       return { ex, principal, idempotencyKey, contentType };
     } catch (e) {
-      ex.error(asGatewayError(e), { 'www-authenticate': 'Bearer' });
-      this.count(route, ex);
-      // Drain the body so uWS can reuse the connection.
-      res.onData(() => undefined);
+      const answer = (): void => {
+        ex.error(asGatewayError(e), { 'www-authenticate': 'Bearer' });
+        this.count(route, ex);
+      };
+      if (hasBody) readBody(ex, req, this.deps.config.server.maxBodyBytes).then(answer, answer);
+      else answer();
       return { ex, idempotencyKey, contentType };
     }
   }
 
   private postMessage(res: HttpResponse, req: HttpRequest): void {
     const route = 'POST /v1/messages';
-    const { ex, principal, idempotencyKey, contentType } = this.begin(res, req, route);
+    const { ex, principal, idempotencyKey, contentType } = this.begin(res, req, route, true);
     if (!principal) return;
     const body = readBody(ex, req, this.deps.config.server.maxBodyBytes);
     body.catch(() => undefined); // observed below; never an unhandled rejection if an earlier check throws
@@ -190,7 +196,7 @@ export class FrontDoor {
 
   private postBatch(res: HttpResponse, req: HttpRequest): void {
     const route = 'POST /v1/messages/batch';
-    const { ex, principal, contentType } = this.begin(res, req, route);
+    const { ex, principal, contentType } = this.begin(res, req, route, true);
     if (!principal) return;
     const body = readBody(ex, req, this.deps.config.server.maxBodyBytes);
     body.catch(() => undefined); // observed below; never an unhandled rejection if an earlier check throws
@@ -237,7 +243,7 @@ export class FrontDoor {
 
   private getMessage(res: HttpResponse, req: HttpRequest): void {
     const route = 'GET /v1/messages/{id}';
-    const { ex, principal } = this.begin(res, req, route);
+    const { ex, principal } = this.begin(res, req, route, false);
     if (!principal) return;
     const id = req.getParameter(0) ?? '';
     const query = new URLSearchParams(req.getQuery() ?? '');

@@ -634,9 +634,9 @@ export class ReceiptStore {
     }
     if (seg.o !== undefined) {
       if (seg.o === r.opId && seg.c === r.account) return; // replayed result
-      // Submitted twice (e.g. a crash between submit and record): the first
-      // id stays on the segment, the second is indexed too so that whichever
-      // receipt comes first decides the segment.
+      // Submitted twice (a job redelivered while its first delivery was still
+      // submitting): the first id stays on the segment, the second is indexed
+      // too so that whichever receipt comes first decides the segment.
       fx.conflicts.push([r.messageId, r.index, r.segment]);
     } else {
       seg.c = r.account;

@@ -1,7 +1,7 @@
 /**
  * The receipt store on a real LMDB environment: ingest rows, status queries,
  * idempotency, recipient finalising, final-state listeners, and the
- * group-commit write queue (ordering, batching, bounds, close).
+ * group-commit write queue (ordering, batching, bounds, abort, close).
  * Receipt matching and expiry: receipts-dlr.test.ts.
  */
 import fs from 'node:fs';
@@ -12,6 +12,7 @@ import t, { type Test } from 'tap';
 import { open, type RootDatabase } from 'lmdb';
 import { GatewayError } from '../../src/core/errors.js';
 import type { FinalState } from '../../src/core/message.js';
+import { CommitQueue, type TxnEffects } from '../../src/receipts/commit-queue.js';
 import { ReceiptStore, type ReceiptStoreOptions } from '../../src/receipts/store.js';
 import type { MessageRecord, SegmentResult } from '../../src/receipts/types.js';
 import { createLogger } from '../../src/telemetry/logger.js';
@@ -296,4 +297,43 @@ t.test('close commits what was accepted, then refuses writes', async (t) => {
   await t.rejects(store.applyReceipt({ account: 'cmcc-1', messageId: 'c0', state: 'delivered', doneAt: T0 }), { code: 'STORE_CLOSED' });
   t.throws(() => store.putMessage(message('m2', 1), numbers(1)), { code: 'STORE_CLOSED' });
   await store.close(); // idempotent
+});
+
+t.test('a message and its results may be written in the same turn', async (t) => {
+  const { store } = setup(t, { flushAt: 1 }); // hand over at once, into the batch of the plain puts
+  store.putMessage(message('m1', 1), numbers(1));
+  await store.recordSegments([submitted('m1', 0, 'same-turn')]);
+  t.equal(store.getRecipient('m1', 0)?.state, 'submitted', 'the transaction ran after the puts of its turn and saw them');
+});
+
+t.test('a failure while writing aborts the whole batch: nothing half applied', async (t) => {
+  const { env } = setup(t);
+  const db = env.openDB<string, string>({ name: 'test.commit-queue', encoding: 'msgpack' });
+  const batches: number[] = [];
+  const queue = new CommitQueue<TxnEffects>({
+    env, flushAt: 100, maxPending: 100, maxWaiting: 10,
+    newEffects: () => ({ begin: () => undefined, discard: () => undefined }),
+    afterCommit: () => undefined,
+    onBatch: (n) => batches.push(n),
+  });
+  const first = queue.enqueue(1, (_fx, w) => w.put(db, 'a', 'written by the first operation'));
+  const bad = queue.enqueue(1, (_fx, w) => w.put(db, 'k'.repeat(4_000), 'a key LMDB refuses'));
+  const invalid = queue.enqueue(1, () => {
+    throw new GatewayError('INTERNAL', 'validation');
+  });
+  await t.rejects(first, { code: 'INTERNAL', message: /nothing in it was written/ });
+  await t.rejects(bad, { code: 'INTERNAL' });
+  await t.rejects(invalid, { code: 'INTERNAL' });
+  t.equal(db.get('a'), undefined, 'the first operation was rolled back with the batch');
+  t.same(batches, [3]);
+  // The environment keeps working, and a validation error alone rejects only its operation.
+  const ok = queue.enqueue(1, (_fx, w) => w.put(db, 'b', 'later'));
+  const alone = queue.enqueue(1, () => {
+    throw new GatewayError('INTERNAL', 'validation');
+  });
+  await ok;
+  await t.rejects(alone, { message: 'validation' });
+  t.equal(db.get('b'), 'later');
+  await queue.drain();
+  await t.rejects(queue.enqueue(1, () => 1), { code: 'STORE_CLOSED' });
 });
