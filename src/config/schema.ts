@@ -106,6 +106,11 @@ export const ConfigSchema = Type.Object({
     prefix: Type.String({ pattern: '^[A-Za-z0-9_-]+$' }),
     /** Recipients per job. */
     batchSize: Type.Integer({ minimum: 1, maximum: 10000 }),
+    /**
+     * Coalesce small messages of one (tier, tenant, group) into one job
+     * (group commit). false: one publish per message (the benchmark baseline).
+     */
+    coalesce: Type.Boolean(),
     ackWaitMs: Type.Integer({ minimum: 1000 }),
     maxDeliver: Type.Integer({ minimum: 1 }),
     maxAckPending: Type.Integer({ minimum: 1 }),

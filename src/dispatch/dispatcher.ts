@@ -62,6 +62,15 @@ export interface DispatcherDeps {
   now?: () => number;
 }
 
+interface JobRun {
+  readonly job: Job;
+  readonly priority: number;
+  /** One per segment handed to a transport; each resolves once its result is committed. */
+  readonly submits: Promise<void>[];
+  readonly writes: Promise<void>[];
+  retry: boolean;
+}
+
 interface ActiveJob {
   delivery: Delivery;
   lastProgress: number;
@@ -206,23 +215,21 @@ export class Dispatcher {
       throw e;
     }
     const priority = this.priority.get(job.tier) ?? 0;
-    const writes: Promise<void>[] = [];
-    let retry = false;
-    for (const m of job.messages) {
-      const r = await this.runMessage(job, m, priority, writes);
-      if (r === 'retry') retry = true;
-    }
-    await Promise.all(writes);
-    return retry ? 'retry' : 'done';
+    const run: JobRun = { job, priority, submits: [], writes: [], retry: false };
+    // Messages of a coalesced job go out back to back: only slot waits pace them.
+    for (const m of job.messages) await this.runMessage(run, m);
+    await Promise.all(run.submits);
+    await Promise.all(run.writes);
+    return run.retry ? 'retry' : 'done';
   }
 
-  private async runMessage(job: Job, m: JobMessage, priority: number, writes: Promise<void>[]): Promise<'done' | 'retry'> {
+  /** Queue every segment of one message for submission; resolves once all are handed over (not done). */
+  private async runMessage(run: JobRun, m: JobMessage): Promise<void> {
     const { store, router, metrics } = this.deps;
+    const { job, priority, submits, writes } = run;
     // Encode once per message; per recipient only the UDH reference byte changes.
     const template = buildSegments(m.text, m.encoding, 0);
     const count = template.length;
-    const submits: Promise<void>[] = [];
-    let retry = false;
     const finals: SegmentResult[] = [];
     store.markQueued(m.id, m.recipients.map((r) => r.i));
     for (const r of m.recipients) {
@@ -249,7 +256,7 @@ export class Dispatcher {
         // The slot is held from submit until the result is committed: at any
         // moment at most maxInflightSegments segments are "sent but not
         // durably recorded", which bounds the duplicates a crash can cause.
-        await this.slots.acquire();
+        await this.slots.acquire(job.tenant);
         submits.push(
           route.transport
             .submit({
@@ -266,7 +273,7 @@ export class Dispatcher {
               (outcome) => {
                 const result = this.toResult(job, m, r.i, s, count, outcome);
                 if (!result) {
-                  retry = true;
+                  run.retry = true;
                   return;
                 }
                 // One result per call: the store group-commits everything queued in this turn.
@@ -277,7 +284,7 @@ export class Dispatcher {
               (e: unknown) => {
                 // A transport bug must not lose the segment: retry the job later.
                 this.log.error({ err: e, to: maskNumber(r.to) }, 'submit threw; the job will be retried');
-                retry = true;
+                run.retry = true;
               },
             )
             .finally(() => this.slots.release()),
@@ -285,8 +292,6 @@ export class Dispatcher {
       }
     }
     if (finals.length > 0) writes.push(store.recordSegments(finals));
-    await Promise.all(submits);
-    return retry ? 'retry' : 'done';
   }
 
   private toResult(job: Job, m: JobMessage, index: number, segment: number, segments: number, outcome: SubmitOutcome): SegmentResult | undefined {

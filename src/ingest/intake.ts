@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import type { Channel, SmsEncoding, Tier } from '../core/message.js';
-import { encodeJob, workSubject, type Job, type JobRecipient } from '../core/job.js';
+import { encodeJob, workSubject, type Job, type JobMessage, type JobRecipient } from '../core/job.js';
 import { normalizeNumber } from '../core/phone.js';
 import { countSegments, MAX_SEGMENTS } from '../core/segment.js';
 import { parseIsoDuration } from '../core/duration.js';
@@ -27,6 +27,7 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { Accepted, SendRequest } from './schemas.js';
 import { idempotentMessageId, newMessageId } from './ids.js';
+import { JobBatcher } from './job-batcher.js';
 import { createHash } from 'node:crypto';
 
 /** Who is calling: resolved from the API key. */
@@ -71,7 +72,8 @@ interface StoredIdempotency {
 interface Prepared {
   record: IntakeMessageRecord;
   numbers: string[];
-  jobs: QueueMessage[];
+  /** The message split into chunks of ≤ queue.batchSize recipients, body once per chunk. */
+  chunks: JobMessage[];
   response: Accepted;
   idempotencyKey?: string;
   fingerprint: string;
@@ -97,6 +99,8 @@ export class Intake {
   private readonly metrics: Metrics;
   private readonly now: () => number;
   private readonly onAccepted: (() => void) | undefined;
+  /** Coalesces small messages into shared jobs; undefined when queue.coalesce is off. */
+  private readonly batcher: JobBatcher | undefined;
   /** Idempotency keys whose first request is still being written. Bounded by maxInflightRequests. */
   private readonly inflightKeys = new Map<string, { fingerprint: string; result: Promise<ItemResult> }>();
   private inflight = 0;
@@ -108,6 +112,19 @@ export class Intake {
     this.metrics = deps.metrics;
     this.now = deps.now ?? Date.now;
     this.onAccepted = deps.onAccepted;
+    const q = deps.config.queue;
+    this.batcher = q.coalesce
+      ? new JobBatcher({
+          queue: deps.queue,
+          prefix: q.prefix,
+          // Embedded: coalesce what arrives in one event turn (LMDB group-commits anyway).
+          flushMs: q.kind === 'nats' ? q.nats.flushMs : 0,
+          maxRecipients: Math.min(q.batchSize, q.nats.flushRecipients),
+          maxPendingRecipients: Math.max(10 * q.batchSize, 50_000),
+          newJobId: () => `c.${newMessageId()}`,
+          metrics: deps.metrics,
+        })
+      : undefined;
   }
 
   get inflightRequests(): number {
@@ -271,23 +288,13 @@ export class Intake {
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
       ...(req.callbackUrl !== undefined ? { callbackUrl: req.callbackUrl } : {}),
     };
-    const jobs: QueueMessage[] = [];
+    const chunks: JobMessage[] = [];
     const batchSize = this.config.queue.batchSize;
-    const subject = workSubject(this.config.queue.prefix, tier.name, principal.tenant, group);
-    for (let start = 0, part = 0; start < numbers.length; start += batchSize, part++) {
+    for (let start = 0; start < numbers.length; start += batchSize) {
       const recipients: JobRecipient[] = [];
       const end = Math.min(numbers.length, start + batchSize);
       for (let i = start; i < end; i++) recipients.push({ i, to: numbers[i] as string });
-      const job: Job = {
-        v: 1,
-        id: `${id}.${part}`,
-        tier: tier.name,
-        tenant: principal.tenant,
-        group,
-        createdAt: now,
-        messages: [{ id, text, encoding: seg.encoding, sender: principal.sender, expiresAt, recipients }],
-      };
-      jobs.push({ subject, tier: tier.name, msgId: job.id, data: encodeJob(job) });
+      chunks.push({ id, text, encoding: seg.encoding, sender: principal.sender, expiresAt, recipients });
     }
     const response: Accepted = {
       id,
@@ -301,7 +308,7 @@ export class Intake {
     const prepared: Prepared = {
       record,
       numbers,
-      jobs,
+      chunks,
       response,
       fingerprint: '',
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
@@ -310,25 +317,57 @@ export class Intake {
     return prepared;
   }
 
-  /** Write receipts and jobs; resolves when both are durable. */
+  /**
+   * Write receipts and jobs; resolves when both are durable.
+   *
+   * Requests with an Idempotency-Key get jobs with ids derived from the
+   * message id (`<id>.<part>`), published directly: a retry after a crash
+   * republishes the same ids and the queue de-duplicates them. Other
+   * messages go through the JobBatcher (coalesced).
+   */
   private async write(batch: readonly Prepared[]): Promise<void> {
     const now = this.now();
     const ttl = this.config.idempotencyTtlMs;
-    const jobs: QueueMessage[] = [];
+    const direct: QueueMessage[] = [];
+    const coalesced: Prepared[] = [];
+    const keyed: Prepared[] = [];
     for (const p of batch) {
-      this.store.putMessage(p.record, p.numbers);
-      if (p.idempotencyKey !== undefined) {
-        const stored: StoredIdempotency = { fingerprint: p.fingerprint, response: p.response };
-        this.store.putIdempotency(p.record.tenant, p.idempotencyKey, stored, now + ttl);
-      }
-      for (const j of p.jobs) jobs.push(j);
+      const isKeyed = p.idempotencyKey !== undefined;
+      // A keyed retry after a crash may find its rows written (and progressed): keep them.
+      if (!(isKeyed && this.store.getMessage(p.record.id))) this.store.putMessage(p.record, p.numbers);
+      if (isKeyed) keyed.push(p);
+      if (isKeyed || !this.batcher) {
+        p.chunks.forEach((m, part) => {
+          const job: Job = { v: 1, id: `${p.record.id}.${part}`, tier: p.record.tier, tenant: p.record.tenant, group: p.record.group ?? 'direct', createdAt: p.record.createdAt, messages: [m] };
+          direct.push({ subject: workSubject(this.config.queue.prefix, job.tier, job.tenant, job.group), tier: job.tier, msgId: job.id, data: encodeJob(job) });
+        });
+      } else coalesced.push(p);
     }
+    const putKeys = (): void => {
+      for (const p of keyed) {
+        const stored: StoredIdempotency = { fingerprint: p.fingerprint, response: p.response };
+        this.store.putIdempotency(p.record.tenant, p.idempotencyKey as string, stored, now + ttl);
+      }
+    };
+    const enqueue = (waits: Promise<void>[]): void => {
+      if (direct.length > 0) waits.push(this.queue.publish(direct).then(() => undefined));
+      for (const p of coalesced) {
+        for (const m of p.chunks) waits.push((this.batcher as JobBatcher).add(p.record.tier, p.record.tenant, p.record.group ?? 'direct', p.record.createdAt, m));
+      }
+    };
     if (this.queue.kind === 'embedded') {
-      // Same event turn, same LMDB environment: one transaction, one flush.
-      await Promise.all([this.queue.publish(jobs), this.store.flushed()]);
+      // Rows, key records and direct jobs: same event turn, same LMDB environment → one transaction.
+      putKeys();
+      const waits: Promise<void>[] = [this.store.flushed()];
+      enqueue(waits);
+      await Promise.all(waits);
     } else {
+      // Rows durable before any job can refer to them; key records after the jobs are durable.
       await this.store.flushed();
-      await this.queue.publish(jobs);
+      const waits: Promise<void>[] = [];
+      enqueue(waits);
+      await Promise.all(waits);
+      putKeys();
     }
     this.onAccepted?.();
     for (const p of batch) {

@@ -13,6 +13,8 @@ export interface Metrics {
   readonly acceptedRecipients: Counter<'tier'>;
   readonly ingestInflight: Gauge;
   readonly idempotencyCacheSize: Gauge;
+  readonly ingestCoalescePending: Gauge;
+  readonly coalescedJobSize: Histogram;
   // queue
   readonly queueDepth: Gauge<'tier'>;
   readonly queueDeadLetters: Counter<'tier'>;
@@ -48,6 +50,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     acceptedMessages: new Counter({ name: 'smsgw_accepted_messages_total', help: 'Messages accepted (202)', labelNames: ['tier'], registers: r }),
     acceptedRecipients: new Counter({ name: 'smsgw_accepted_recipients_total', help: 'Recipients accepted', labelNames: ['tier'], registers: r }),
     ingestInflight: new Gauge({ name: 'smsgw_ingest_inflight_requests', help: 'Requests waiting for durability before their 202', registers: r }),
+    ingestCoalescePending: new Gauge({ name: 'smsgw_ingest_coalesce_pending_recipients', help: 'Recipients waiting in open coalesced jobs', registers: r }),
+    coalescedJobSize: new Histogram({ name: 'smsgw_ingest_job_recipients', help: 'Recipients per coalesced job at publish', buckets: [1, 2, 5, 10, 50, 100, 250, 500, 1000], registers: r }),
     idempotencyCacheSize: new Gauge({ name: 'smsgw_idempotency_inflight_keys', help: 'Idempotency keys with a request in flight', registers: r }),
     queueDepth: new Gauge({ name: 'smsgw_queue_depth', help: 'Queue entries stored and not acked, by tier', labelNames: ['tier'], registers: r }),
     queueDeadLetters: new Counter({ name: 'smsgw_queue_dead_letters_total', help: 'Queue entries dead-lettered', labelNames: ['tier'], registers: r }),

@@ -1,0 +1,103 @@
+/**
+ * JobBatcher: group commit for queue publishes.
+ *
+ * Accepted messages with few recipients are coalesced into one job per
+ * subject (tier, tenant, group) — one queue entry, one JetStream publish,
+ * one ack — flushed when it holds `maxRecipients` recipients or `flushMs`
+ * after its first message, whichever comes first. With flushMs = 0 it
+ * coalesces what arrives in the same event turn (setImmediate).
+ *
+ *   add(m1) ─┐
+ *   add(m2) ─┼─▶ open job for smsgw.work.routine.oa.direct ──(size | timer)──▶ publish ──▶ every add() resolves
+ *   add(m3) ─┘
+ *
+ * Bounded: at most `maxPendingRecipients` recipients wait across all open
+ * jobs; past that everything is flushed at once.
+ */
+import { encodeJob, workSubject, type Job, type JobMessage } from '../core/job.js';
+import type { QueueMessage, WorkQueue } from '../queue/port.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+interface OpenJob {
+  readonly subject: string;
+  readonly tier: string;
+  readonly tenant: string;
+  readonly group: string;
+  readonly createdAt: number;
+  readonly messages: JobMessage[];
+  recipients: number;
+  readonly waiters: { resolve: () => void; reject: (e: unknown) => void }[];
+  timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+}
+
+export interface JobBatcherOptions {
+  readonly queue: WorkQueue;
+  readonly prefix: string;
+  readonly flushMs: number;
+  readonly maxRecipients: number;
+  readonly maxPendingRecipients: number;
+  readonly newJobId: () => string;
+  readonly metrics: Metrics;
+}
+
+export class JobBatcher {
+  private readonly open = new Map<string, OpenJob>();
+  private pending = 0;
+
+  constructor(private readonly o: JobBatcherOptions) {}
+
+  get pendingRecipients(): number {
+    return this.pending;
+  }
+
+  /** Resolves once the job carrying `message` is durable in the queue. */
+  add(tier: string, tenant: string, group: string, createdAt: number, message: JobMessage): Promise<void> {
+    const subject = workSubject(this.o.prefix, tier, tenant, group);
+    const n = message.recipients.length;
+    let job = this.open.get(subject);
+    if (job && job.recipients + n > this.o.maxRecipients) {
+      this.flush(job);
+      job = undefined;
+    }
+    if (!job) {
+      job = { subject, tier, tenant, group, createdAt, messages: [], recipients: 0, waiters: [], timer: undefined };
+      this.open.set(subject, job);
+      const j = job;
+      job.timer = this.o.flushMs > 0 ? setTimeout(() => this.flush(j), this.o.flushMs) : setImmediate(() => this.flush(j));
+    }
+    job.messages.push(message);
+    job.recipients += n;
+    this.pending += n;
+    this.o.metrics.ingestCoalescePending.set(this.pending);
+    const done = new Promise<void>((resolve, reject) => (job as OpenJob).waiters.push({ resolve, reject }));
+    if (job.recipients >= this.o.maxRecipients) this.flush(job);
+    else if (this.pending > this.o.maxPendingRecipients) this.flushAll();
+    return done;
+  }
+
+  flushAll(): void {
+    for (const job of [...this.open.values()]) this.flush(job);
+  }
+
+  private flush(job: OpenJob): void {
+    if (this.open.get(job.subject) !== job) return; // already flushed
+    this.open.delete(job.subject);
+    if (job.timer) {
+      clearTimeout(job.timer as NodeJS.Timeout);
+      clearImmediate(job.timer as NodeJS.Immediate);
+    }
+    this.pending -= job.recipients;
+    this.o.metrics.ingestCoalescePending.set(this.pending);
+    const body: Job = { v: 1, id: this.o.newJobId(), tier: job.tier, tenant: job.tenant, group: job.group, createdAt: job.createdAt, messages: job.messages };
+    const message: QueueMessage = { subject: job.subject, tier: job.tier, msgId: body.id, data: encodeJob(body) };
+    this.o.metrics.coalescedJobSize.observe(job.recipients);
+    this.o.queue.publish([message]).then(
+      () => {
+        for (const w of job.waiters) w.resolve();
+      },
+      (e: unknown) => {
+        for (const w of job.waiters) w.reject(e);
+      },
+    );
+  }
+}
