@@ -10,7 +10,13 @@
 import { createHash, randomFillSync } from 'node:crypto';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-const random = Buffer.alloc(10);
+/**
+ * Random bytes are drawn 4 KiB at a time: one getrandom() per ~400 ids
+ * instead of one per id (it was 10% of ingest CPU under load).
+ */
+const POOL = Buffer.alloc(4096);
+let poolOffset = POOL.length;
+const head = Buffer.alloc(16);
 
 function base32(bytes: Uint8Array, chars: number): string {
   let out = '';
@@ -30,10 +36,14 @@ function base32(bytes: Uint8Array, chars: number): string {
 }
 
 export function newMessageId(now: number = Date.now()): string {
-  const head = Buffer.alloc(6);
+  if (poolOffset + 10 > POOL.length) {
+    randomFillSync(POOL);
+    poolOffset = 0;
+  }
   head.writeUIntBE(now, 0, 6);
-  randomFillSync(random);
-  return base32(Buffer.concat([head, random]), 26);
+  POOL.copy(head, 6, poolOffset, poolOffset + 10);
+  poolOffset += 10;
+  return base32(head, 26);
 }
 
 export function idempotentMessageId(tenant: string, key: string): string {
