@@ -1,0 +1,139 @@
+/**
+ * kill -9 of a dispatcher process in the middle of its batch: the jobs it
+ * held are redelivered after queue.ackWaitMs and finished by another
+ * dispatcher process sharing the data dir. The other process skips every
+ * segment whose submit the dead one had recorded (receipt-store check), so
+ * the only recipients sent twice are those whose submit_sm was on the wire
+ * and not yet recorded: at most the dead process's maxInflightSegments.
+ *
+ * Both dispatchers bind to one SMSC simulator (as two processes of one
+ * account would), the second only after the first is dead, so the
+ * simulator's counts before and after tell who submitted what. Receipts for
+ * the dead process's submits reach the live process's binds (the simulator
+ * re-offers them to any bound receiver), which records them in the shared
+ * receipt store.
+ */
+import t from 'tap';
+import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
+import {
+  api,
+  deploymentConfig,
+  sharedDataDir,
+  simulatorAccountConfig,
+  startGatewayProcess,
+  waitComplete,
+  type GatewayProcess,
+} from '../support/gateway-process.js';
+import { SmscSimulator } from '../../src/smpp/simulator.js';
+
+const MESSAGES = 10;
+const PER = 1_000;
+const BATCH = 500;
+/** The first dispatcher dies on this submit: fewer than BATCH, so none of its jobs can have been finished (and acked). */
+const KILL_AT = 300;
+const FIRST_INFLIGHT = 16;
+
+function numberAt(n: number): string {
+  return `138${String(10_000_000 + n * 10 + 6).slice(-8)}`;
+}
+
+async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 100_000; i++) {
+    if (check()) return;
+    if (Date.now() >= deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+if (requireNatsServer(t)) {
+  t.test('kill -9 of a dispatcher mid-batch: its jobs are redelivered and finished by the other', async (t) => {
+    const nats = await startNatsServer({ jetstream: true });
+    t.teardown(() => nats.destroy());
+
+    let first: GatewayProcess | undefined;
+    let submits = 0;
+    let killedAt = 0;
+    const sim = new SmscSimulator({
+      port: 0,
+      host: '127.0.0.1',
+      dlrDelayMs: 5,
+      // slow answers keep the first dispatcher's small window full: it is always mid-batch
+      responseDelayMs: 20,
+      // receipts for the dead process's submits wait for the next process's binds
+      dlrRetryMs: 300,
+      dlrMaxAttempts: 50,
+      observeSubmit: () => {
+        submits++;
+        if (submits === KILL_AT && first !== undefined) {
+          const pid = first.pid();
+          if (pid !== undefined) process.kill(pid, 'SIGKILL');
+          killedAt = submits;
+        }
+      },
+    });
+    await sim.start();
+    t.teardown(() => sim.stop());
+
+    const dataDir = sharedDataDir(t);
+    const overrides = (dispatch: Record<string, unknown>): Record<string, unknown> => ({ queue: { batchSize: BATCH, ackWaitMs: 2_000 }, dispatch: { fetchBatch: 4, ...dispatch } });
+    const ingest = await startGatewayProcess(t, { role: 'ingest', config: deploymentConfig({ dataDir, natsUrls: [nats.url], overrides: overrides({}) }) });
+    const url = ingest.url as string;
+    const ids: string[] = [];
+    for (let m = 0; m < MESSAGES; m++) {
+      const to = Array.from({ length: PER }, (_, j) => numberAt(m * PER + j));
+      const r = await api(url, 'POST', '/v1/messages', { to, text: `Duty roster ${m} published; check your shift.` });
+      t.equal(r.status, 202, `message ${m} accepted`);
+      ids.push(r.json.id as string);
+    }
+
+    first = await startGatewayProcess(t, {
+      role: 'dispatch',
+      name: 'dispatch-1',
+      config: deploymentConfig({
+        dataDir,
+        natsUrls: [nats.url],
+        account: simulatorAccountConfig(sim.port, { binds: 1, window: 10 }),
+        overrides: overrides({ maxInflightSegments: FIRST_INFLIGHT }),
+      }),
+      ready: () => sim.stats().binds >= 1,
+    });
+    await until('first dispatcher killed mid-batch', () => killedAt > 0, 60_000);
+    await first.kill('SIGKILL'); // waits for the exit
+    t.equal(first.lastExit()?.signal, 'SIGKILL', 'first dispatcher died by SIGKILL');
+    // Everything the dead process wrote to its socket has arrived once its binds are gone.
+    await until('first dispatcher\'s sessions closed', () => sim.stats().sessions === 0, 10_000);
+    const byFirst = new Map(sim.stats().submitsByDestination);
+    const firstSubmits = sim.stats().submits;
+    t.ok(firstSubmits >= KILL_AT && firstSubmits < BATCH, `first dispatcher submitted ${firstSubmits} (< one job of ${BATCH}: none of its jobs was acked)`);
+
+    const bindsBefore = sim.stats().binds;
+    await startGatewayProcess(t, {
+      role: 'dispatch',
+      name: 'dispatch-2',
+      config: deploymentConfig({ dataDir, natsUrls: [nats.url], account: simulatorAccountConfig(sim.port), overrides: overrides({}) }),
+      ready: () => sim.stats().binds >= bindsBefore + 2,
+    });
+
+    for (const id of ids) {
+      const s = await waitComplete(url, id, 60_000, 200);
+      t.equal(s.summary.delivered, PER, `message ${id}: every recipient delivered`);
+    }
+    const all = sim.stats().submitsByDestination;
+    let missing = 0;
+    let twice = 0;
+    let resentOfFirst = 0;
+    for (let i = 0; i < MESSAGES * PER; i++) {
+      const dest = `86${numberAt(i)}`;
+      const n = all.get(dest) ?? 0;
+      if (n === 0) missing++;
+      if (n > 1) twice++;
+      if ((byFirst.get(dest) ?? 0) > 0 && n > 1) resentOfFirst++;
+    }
+    t.equal(missing, 0, 'every recipient submitted');
+    t.equal(twice, resentOfFirst, 'only recipients the dead process had submitted were sent again');
+    t.ok(twice <= FIRST_INFLIGHT, `sent twice: ${twice} ≤ ${FIRST_INFLIGHT} (the dead process's segments in flight, submitted but not recorded)`);
+    t.ok(byFirst.size - resentOfFirst >= KILL_AT - FIRST_INFLIGHT, `${byFirst.size - resentOfFirst} of ${byFirst.size} recorded submits of the dead process were skipped on redelivery`);
+    t.equal(sim.stats().submits, MESSAGES * PER + twice, 'submits = recipients + the resent ones');
+  });
+}
