@@ -26,6 +26,11 @@ import { Router } from '../dispatch/router.js';
 import { Dispatcher } from '../dispatch/dispatcher.js';
 import { Intake } from '../ingest/intake.js';
 import { FrontDoor } from '../ingest/server.js';
+import { attachAdminRoutes } from '../ingest/admin.js';
+import { Directory } from '../directory/directory.js';
+import { MonitorDoor } from '../ingest/monitor.js';
+import { PdaChannel, attachPdaAdminRoutes, attachPdaRoutes } from '../pda/index.js';
+import type { StatusEventPublisher } from '../queue/nats/status-events.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
 
@@ -42,6 +47,8 @@ export interface Gateway {
   readonly store: ReceiptStore;
   readonly queue: WorkQueue;
   readonly simulator: SmscSimulator | undefined;
+  /** The police PDA channel, when `pda.enabled`. */
+  readonly pda: PdaChannel | undefined;
   stop(): Promise<void>;
 }
 
@@ -99,7 +106,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const metrics = options.metrics ?? createMetrics();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 32, compression: false });
+  // Named databases: receipts, queue (+1 per tier), directory, PDA channel — with room to spare.
+  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 96, compression: false });
   const store = ReceiptStore.open({
     env,
     metrics,
@@ -108,6 +116,23 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     receiptGraceMs: config.dispatch.receiptGraceMs,
   });
   const queue = await openQueue(config, env, metrics, logger);
+  // Police PDA channel: outboxes in the same environment; states go to the receipt store.
+  const pda = config.pda.enabled ? PdaChannel.open({ env, config: config.pda, sink: store, metrics, logger }) : undefined;
+  const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pda ? { pda } : {}) });
+  // Final states as events on <prefix>.status.<tenant> for other services (NATS only; every role,
+  // since expiry sweeps finalise recipients in ingest processes too).
+  let statusEvents: StatusEventPublisher | undefined;
+  if (config.queue.kind === 'nats') {
+    const { StatusEventPublisher } = await import('../queue/nats/status-events.js');
+    statusEvents = await StatusEventPublisher.start({
+      servers: config.queue.nats.servers,
+      source: store,
+      tenantOf: (id) => store.getMessage(id)?.tenant,
+      options: { prefix: config.queue.prefix, stream: `${config.queue.nats.stream}_STATUS`, replicas: config.queue.nats.replicas },
+      metrics,
+      logger,
+    });
+  }
 
   const runDispatch = role === 'all' || role === 'dispatch';
   const runIngest = role === 'all' || role === 'ingest';
@@ -155,6 +180,9 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       },
       metrics,
       logger,
+      fanout: directory.fanout,
+      optOut: (tenant) => directory.policy.optOut(tenant),
+      quiet: directory.quietCheck(config),
     });
     dispatcher.start();
   }
@@ -164,13 +192,21 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   if (runIngest) {
     const d = dispatcher;
     // Same process: poke the dispatcher so new work does not wait for its idle poll.
-    intake = new Intake({ config, store, queue, metrics, logger, ...(d ? { onAccepted: () => d.wake() } : {}) });
+    intake = new Intake({ config, store, queue, metrics, logger, rules: directory.policy, held: directory.held, ...(d ? { onAccepted: () => d.wake() } : {}) });
     frontDoor = new FrontDoor({
       config,
       intake,
       status: store,
       metrics,
       logger,
+      directoryKeys: directory.policy,
+      extraRoutes: (app) => {
+        if (pda) {
+          attachPdaRoutes(app, { channel: pda });
+          attachPdaAdminRoutes(app, { channel: pda, adminKey: config.pda.adminKey, metrics, logger });
+        }
+        attachAdminRoutes(app, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, metrics, logger });
+      },
       readiness: {
         ready: () => ({
           ready: true,
@@ -181,6 +217,17 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     await frontDoor.listen(config.server.host, config.server.port);
     logger.info({ port: frontDoor.port, role, queue: queue.kind }, 'gateway listening');
   }
+
+  // A process without the API still answers /healthz, /readyz and /metrics on server.port.
+  let monitor: MonitorDoor | undefined;
+  if (!runIngest) {
+    monitor = new MonitorDoor({
+      metrics,
+      readiness: { ready: () => ({ ready: pools.every((p) => p.boundCount > 0), detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })) } }) },
+    });
+    await monitor.listen(config.server.host, config.server.port);
+  }
+  logger.info({ role, queue: queue.kind, port: frontDoor?.port ?? monitor?.port, pda: pda !== undefined }, 'gateway started');
 
   // Housekeeping: expire open recipients past validity, drop stale early receipts, export queue depth.
   const sweeps = setInterval(() => {
@@ -194,27 +241,40 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     }
   }, config.dispatch.expirySweepMs);
   sweeps.unref();
+  // Old quota days and fan-out markers: a slow housekeeping, each run bounded.
+  const directorySweeps = setInterval(() => {
+    directory.sweep(config).catch((e: unknown) => logger.error({ err: e }, 'directory sweep failed'));
+  }, 10 * 60_000);
+  directorySweeps.unref();
 
   let stopped: Promise<void> | undefined;
   return {
-    port: frontDoor?.port ?? 0,
+    port: frontDoor?.port ?? monitor?.port ?? 0,
     config,
     metrics,
     store,
     queue,
     simulator,
+    pda,
     stop(): Promise<void> {
       stopped ??= (async () => {
         clearInterval(sweeps);
+        clearInterval(directorySweeps);
         frontDoor?.drain();
+        monitor?.drain();
         const deadline = Date.now() + 10_000;
         while (intake && intake.inflightRequests > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
         frontDoor?.close();
         await dispatcher?.stop(15_000);
+        // Sessions closed with SERVER_SHUTDOWN; pending acks committed and states relayed to the store.
+        await pda?.close();
         await Promise.all(pools.map((p) => p.close()));
         await queue.close();
         await store.flushed();
         await store.close();
+        // tenantOf() reads LMDB: the publisher stops before the environment closes.
+        await statusEvents?.stop();
+        monitor?.close();
         await env.close();
         await simulator?.stop();
         logger.info('gateway stopped');

@@ -13,6 +13,7 @@ import { GatewayError } from '../core/errors.js';
 import { startGateway, type GatewayRole } from '../app/gateway.js';
 import { runSimulator } from '../smpp/simulator-main.js';
 import { buildOpenApi } from '../ingest/openapi.js';
+import { registerPdaCommands } from '../pda/cli.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080';
 const DEV_KEY = 'dev-key-change-me';
@@ -138,6 +139,8 @@ export function buildProgram(): Command {
         await new Promise((r) => setTimeout(r, 250));
       }
     });
+
+  registerPdaCommands(program);
 
   program
     .command('openapi')

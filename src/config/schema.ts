@@ -17,12 +17,57 @@ export const ApiKeySchema = Type.Object({
   tiers: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
   /** Source address used for this tenant's messages (sender code + extension). */
   sender: Type.Optional(Type.String({ pattern: '^[0-9]{1,20}$' })),
+  /** Recipient groups (directory) this bootstrap key may address; `*` for all. Default: none. */
+  groups: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
 }, strict);
 
 export const TierSchema = Type.Object({
   name: Type.String({ pattern: '^[a-z][a-z0-9_-]*$' }),
   priority: Type.Integer({ minimum: 0, maximum: 1000 }),
   defaultValidity: IsoDuration,
+  /**
+   * Local time (directory.utcOffsetMinutes) during which this tier is not
+   * sent: its queue waits, and messages accepted then get their validity
+   * counted from the end of the quiet hours. Absent: sent at any hour.
+   */
+  quietHours: Type.Optional(Type.Object({
+    start: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'HH:MM' }),
+    end: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'HH:MM' }),
+  }, strict)),
+}, strict);
+
+/** Keys of the admin API (/v1/admin/...), separate from sending keys. */
+export const AdminKeySchema = Type.Object({
+  key: Type.String({ minLength: 16, description: 'bearer token, at least 16 characters' }),
+  /** Recorded as the actor in the audit log. */
+  name: Type.String({ pattern: '^[A-Za-z0-9_.@-]{1,64}$' }),
+  /** A delegated admin: may manage only this unit's subtree. Absent: the whole directory. */
+  unit: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' })),
+}, strict);
+
+/** Content rules applied at ingest. */
+export const ContentSchema = Type.Object({
+  /** Sensitive words (in addition to wordListFile). */
+  words: Type.Array(Type.String()),
+  /** UTF-8 file, one word per line (# starts a comment); '' for none. */
+  wordListFile: Type.String(),
+  /** reject: 422 CONTENT_REJECTED; hold: accepted but held until an admin releases or rejects it. */
+  onMatch: Type.Union([Type.Literal('reject'), Type.Literal('hold')]),
+  /** Characters skipped when matching (so "法 轮" matches 法轮), e.g. " *.·-_". */
+  ignoreChars: Type.String({ maxLength: 64 }),
+}, strict);
+
+export const DirectorySchema = Type.Object({
+  /** Distinct members one group may expand to; more: 413 TOO_MANY_RECIPIENTS. */
+  maxGroupMembers: Type.Integer({ minimum: 1 }),
+  /** Rows read between yields to the event loop while expanding a group. */
+  expansionChunk: Type.Integer({ minimum: 100, maximum: 100000 }),
+  /** Local time for daily quotas and quiet hours (China: 480). */
+  utcOffsetMinutes: Type.Integer({ minimum: -720, maximum: 840 }),
+  /** Group member counts cached for the 202 (any directory change invalidates them); 0 disables. */
+  countCacheEntries: Type.Integer({ minimum: 0 }),
+  /** Largest CSV import body. */
+  maxImportBytes: Type.Integer({ minimum: 1024 }),
 }, strict);
 
 export const SmppAccountSchema = Type.Object({
@@ -68,6 +113,45 @@ export const SimulatorSchema = Type.Object({
   tps: Type.Number({ minimum: 0 }),
   /** Drop a session after this many submit_sm (0 = never). */
   disconnectEvery: Type.Integer({ minimum: 0 }),
+}, strict);
+
+/** The police PDA channel (docs/pda-protocol.md). */
+export const PdaSchema = Type.Object({
+  /** Serve `/v1/pda` and `/v1/admin/pda/devices` on the gateway's port. */
+  enabled: Type.Boolean(),
+  /**
+   * Secret the per-device keys are encrypted with at rest (AES-256-GCM, key
+   * derived by HKDF-SHA-256). At least 32 characters when enabled; set it
+   * through SMSGW_PDA__KEY_SECRET, never in a committed file. Changing it makes
+   * every stored device key unreadable (re-provision the devices).
+   */
+  keySecret: Type.String(),
+  /** Bearer key of the PDA admin API (`/v1/admin/pda/devices`); empty disables the admin API. */
+  adminKey: Type.String(),
+  /** Lifetime of a newly issued device key. */
+  keyTtl: IsoDuration,
+  /** Largest frame a device may send, header included (bigger: session closed, FRAME_TOO_LARGE). */
+  maxInboundFrameBytes: Type.Integer({ minimum: 256, maximum: 32768 }),
+  /** Largest message body, UTF-8 bytes (protocol ceiling 16384). */
+  maxBodyBytes: Type.Integer({ minimum: 64, maximum: 16384 }),
+  /** hello → response must complete within this; it is also the nonce's lifetime. */
+  helloTimeoutMs: Type.Integer({ minimum: 100, maximum: 120000 }),
+  /** WebSocket idle timeout (uWS, 4 s granularity); the server pings at about half of it. */
+  idleTimeoutSec: Type.Integer({ minimum: 8, maximum: 960 }),
+  /** MESSAGE frames sent and not yet acknowledged, per session. */
+  window: Type.Integer({ minimum: 1, maximum: 4096 }),
+  /** Bytes uWS may buffer for one slow device before we stop writing (and wait for drain). */
+  maxBackpressureBytes: Type.Integer({ minimum: 65536 }),
+  /** Entries one device's outbox may hold; a copy past it is refused (undeliverable, counted). */
+  outboxMaxPerDevice: Type.Integer({ minimum: 1 }),
+  /** Devices one officer may have registered (not revoked). */
+  maxDevicesPerPerson: Type.Integer({ minimum: 1, maximum: 64 }),
+  /** Live sessions (authenticated or not); more upgrades are answered 503. */
+  maxSessions: Type.Integer({ minimum: 1 }),
+  /** How often expired outbox entries are removed and reported expired. */
+  expirySweepMs: Type.Integer({ minimum: 100 }),
+  /** Status updates waiting for the receipt store beyond which `deliver` answers OVERLOADED. */
+  maxStatusBacklog: Type.Integer({ minimum: 1000 }),
 }, strict);
 
 export const ConfigSchema = Type.Object({
@@ -137,6 +221,10 @@ export const ConfigSchema = Type.Object({
   }, strict),
   smpp: Type.Object({ accounts: Type.Array(SmppAccountSchema) }, strict),
   simulator: SimulatorSchema,
+  pda: PdaSchema,
+  admin: Type.Object({ keys: Type.Array(AdminKeySchema) }, strict),
+  content: ContentSchema,
+  directory: DirectorySchema,
 }, strict);
 
 export type Config = Static<typeof ConfigSchema>;
@@ -144,3 +232,7 @@ export type ApiKeyConfig = Static<typeof ApiKeySchema>;
 export type TierConfig = Static<typeof TierSchema>;
 export type SmppAccountConfig = Static<typeof SmppAccountSchema>;
 export type SimulatorConfig = Static<typeof SimulatorSchema>;
+export type PdaConfig = Static<typeof PdaSchema>;
+export type AdminKeyConfig = Static<typeof AdminKeySchema>;
+export type ContentConfig = Static<typeof ContentSchema>;
+export type DirectoryConfig = Static<typeof DirectorySchema>;

@@ -36,6 +36,22 @@ export const ERROR_CODES = {
   SMPP_POOL_CLOSED: { status: 503, text: 'the bind pool is closed' },
   // --- receipts ---
   STORE_CLOSED: { status: 503, text: 'the receipt store is closed' },
+  // --- directory: units, grants, content rules, admin API ---
+  KEY_REVOKED: { status: 401, text: 'the API key was revoked' },
+  KEY_EXPIRED: { status: 401, text: 'the API key has expired' },
+  QUOTA_EXCEEDED: { status: 403, text: 'a daily or per-minute recipient quota would be exceeded' },
+  CONTENT_REJECTED: { status: 422, text: 'the text contains a word on the sensitive-word list' },
+  CHANNEL_REFUSED: { status: 422, text: 'the message may not go to a recipient over the channels it allows' },
+  ALREADY_EXISTS: { status: 409, text: 'a resource with that id or number already exists' },
+  IN_USE: { status: 409, text: 'the resource is still referenced and cannot be removed' },
+  GROUP_CYCLE: { status: 422, text: 'the group would contain itself' },
+  IMPORT_INVALID: { status: 422, text: 'the import file has errors; nothing was imported' },
+  // --- PDA channel ---
+  PDA_FRAME_INVALID: { status: 500, text: 'a PDA protocol frame could not be built (a field over its bound)' },
+  PDA_DEVICE_EXISTS: { status: 409, text: 'a PDA device with this id is already registered' },
+  PDA_DEVICE_STATE: { status: 409, text: 'the PDA device is not in a state that allows this' },
+  PDA_NO_DEVICE: { status: 422, text: 'the recipient has no active PDA device' },
+  PDA_CLOSED: { status: 503, text: 'the PDA channel is closed' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

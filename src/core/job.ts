@@ -27,6 +27,25 @@ export interface JobMessage {
   /** Epoch ms after which no segment may be submitted and open ones expire. */
   readonly expiresAt: number;
   readonly recipients: readonly JobRecipient[];
+  /** `police`: never submitted over SMPP (DESIGN invariant 3); the dispatcher refuses it. */
+  readonly classification?: string;
+}
+
+/**
+ * A group send: the job carries the message with no recipients and this
+ * instruction; the dispatcher expands the group when it takes the job,
+ * writes the recipient rows and publishes recipient jobs
+ * (`<message id>.<part>`), then acks this one (src/directory/fanout.ts).
+ */
+export interface JobExpansion {
+  /** Group id to expand. */
+  readonly group: string;
+  /** Sending directory unit (block-list scopes); absent for a bootstrap (config) key. */
+  readonly unit?: string;
+  /** The request's channel: auto (each person's preference), sms or pda. */
+  readonly channel: 'sms' | 'pda' | 'auto';
+  /** Set when a held message is rejected on review: every member is recorded `rejected` with this reason; nothing is sent. */
+  readonly reject?: string;
 }
 
 export interface Job {
@@ -38,6 +57,8 @@ export interface Job {
   readonly group: string;
   readonly createdAt: number;
   readonly messages: readonly JobMessage[];
+  /** Present on a group send's expansion job (exactly one message, no recipients). */
+  readonly expand?: JobExpansion;
 }
 
 const encoder = new TextEncoder();

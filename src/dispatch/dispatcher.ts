@@ -9,6 +9,14 @@
  *                 else submit (bounded by maxInflightSegments)  → record result
  *        all results committed ─▶ ack      (any `unavailable` → nak with delay)
  *
+ * A group send arrives as one expansion job (`job.expand`): the fan-out
+ * (src/directory/fanout.ts) expands it into recipient rows and recipient
+ * jobs, which come back through here. A message classified `police` never
+ * reaches a transport (invariant 3): the fan-out hands it to the PDA
+ * channel, or its recipients end `rejected`. A recipient on the block list
+ * ends `rejected` (opted out), checked right before sending. A tier inside
+ * its quiet hours is not fetched.
+ *
  * Invariant 1 (DESIGN.md): work is acked to the queue only after its result
  * is recorded. Because each segment's operator id is recorded before the ack,
  * a job redelivered after a crash re-submits only segments that never got a
@@ -20,6 +28,7 @@ import { isFinal, type FinalState, type SegmentRecord, type Tier } from '../core
 import type { SmsTransport, SubmitOutcome } from '../core/ports.js';
 import { buildSegments, segmentReference, type Segment } from '../core/segment.js';
 import { maskNumber } from '../core/phone.js';
+import { GatewayError } from '../core/errors.js';
 import type { Delivery, WorkQueue, DeadLetter } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Router } from './router.js';
@@ -50,6 +59,16 @@ export interface DispatcherOptions {
   readonly nakDelayMs: number;
 }
 
+/** Group fan-out and police routing (src/directory/fanout.ts). */
+export interface DispatchFanout {
+  run(job: Job): Promise<'done'>;
+  routePolice(job: Job, m: JobMessage): Promise<void>;
+  deadLettered(job: Job, reason: string): Promise<void>;
+}
+
+/** The reason recorded for a recipient on the block list. */
+export const OPTED_OUT_REASON = 'opted out (block list)';
+
 export interface DispatcherDeps {
   queue: WorkQueue;
   store: DispatchStore;
@@ -60,11 +79,18 @@ export interface DispatcherDeps {
   metrics: Metrics;
   logger: Logger;
   now?: () => number;
+  /** Expands group sends, routes police messages; absent: both are refused. */
+  fanout?: DispatchFanout;
+  /** Per job: is a number on the block list for this tenant? */
+  optOut?: (tenant: string) => (to: string) => boolean;
+  /** Is the tier inside its quiet hours now (not fetched)? */
+  quiet?: (tier: string, now: number) => boolean;
 }
 
 interface JobRun {
   readonly job: Job;
   readonly priority: number;
+  readonly blocked: ((to: string) => boolean) | undefined;
   /** One per segment handed to a transport; each resolves once its result is committed. */
   readonly submits: Promise<void>[];
   readonly writes: Promise<void>[];
@@ -143,6 +169,7 @@ export class Dispatcher {
       }
       let fetched = false;
       for (const tier of tiers) {
+        if (this.deps.quiet?.(tier.name, this.now())) continue;
         const deliveries = await queue.fetch(tier.name, Math.min(room, options.fetchBatch), 0);
         if (!this.running) {
           for (const d of deliveries) d.nak(0);
@@ -214,8 +241,12 @@ export class Dispatcher {
       await delivery.term(`undecodable job: ${(e as Error).message}`);
       throw e;
     }
+    if (job.expand !== undefined) {
+      if (!this.deps.fanout) throw new GatewayError('INTERNAL', `job ${job.id} is a group expansion but no directory fan-out is wired`);
+      return this.deps.fanout.run(job);
+    }
     const priority = this.priority.get(job.tier) ?? 0;
-    const run: JobRun = { job, priority, submits: [], writes: [], retry: false };
+    const run: JobRun = { job, priority, blocked: this.deps.optOut?.(job.tenant), submits: [], writes: [], retry: false };
     // Messages of a coalesced job go out back to back: only slot waits pace them.
     for (const m of job.messages) await this.runMessage(run, m);
     await Promise.all(run.submits);
@@ -227,6 +258,15 @@ export class Dispatcher {
   private async runMessage(run: JobRun, m: JobMessage): Promise<void> {
     const { store, router, metrics } = this.deps;
     const { job, priority, submits, writes } = run;
+    if (m.classification === 'police') {
+      // Invariant 3: never SMPP. The PDA channel takes it, or every recipient is refused.
+      metrics.dispatchSegments.inc({ outcome: 'police-not-sms' }, m.recipients.length);
+      const fanout = this.deps.fanout;
+      writes.push(fanout
+        ? fanout.routePolice(job, m)
+        : store.finalizeRecipients(m.id, m.recipients.map((r) => ({ index: r.i, state: 'rejected' as const, error: 'police messages never go by SMS, and the PDA channel is not enabled' }))));
+      return;
+    }
     // Encode once per message; per recipient only the UDH reference byte changes.
     const template = buildSegments(m.text, m.encoding, 0);
     const count = template.length;
@@ -234,6 +274,7 @@ export class Dispatcher {
     store.markQueued(m.id, m.recipients.map((r) => r.i));
     for (const r of m.recipients) {
       const route = router.route(r.to);
+      const optedOut = run.blocked?.(r.to) ?? false;
       for (let s = 1; s <= count; s++) {
         const existing = store.getSegment(m.id, r.i, s);
         if (existing && (existing.opId !== undefined || isFinal(existing.state))) {
@@ -241,6 +282,11 @@ export class Dispatcher {
           continue;
         }
         const now = this.now();
+        if (optedOut) {
+          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'rejected', error: OPTED_OUT_REASON, at: now });
+          metrics.dispatchSegments.inc({ outcome: 'opted-out' });
+          continue;
+        }
         if (now >= m.expiresAt) {
           finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'expired', error: 'validity period passed before submission', at: now });
           metrics.dispatchSegments.inc({ outcome: 'expired' });
@@ -322,6 +368,10 @@ export class Dispatcher {
       return;
     }
     const error = `dead-lettered after ${dl.deliveryCount} deliveries: ${dl.reason}`;
+    if (job.expand !== undefined) {
+      await this.deps.fanout?.deadLettered(job, error);
+      return;
+    }
     for (const m of job.messages) {
       await this.deps.store.finalizeRecipients(m.id, m.recipients.map((r) => ({ index: r.i, state: 'failed' as const, error })));
     }

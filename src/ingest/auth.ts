@@ -7,15 +7,22 @@ import type { ApiKeyConfig } from '../config/schema.js';
 import type { Principal } from './intake.js';
 import { GatewayError } from '../core/errors.js';
 
+/** Keys issued by the directory (hashed in LMDB); undefined when the key is not one of them. */
+export interface DirectoryKeys {
+  principalFor(key: string): Principal | undefined;
+}
+
 export class ApiKeyRing {
   private readonly byDigest = new Map<string, Principal>();
 
-  constructor(keys: readonly ApiKeyConfig[], defaultSender: string) {
+  constructor(keys: readonly ApiKeyConfig[], defaultSender: string, private readonly directory?: DirectoryKeys) {
     for (const k of keys) {
+      const groups = k.groups === undefined ? undefined : k.groups.includes('*') ? null : new Set(k.groups);
       this.byDigest.set(digest(k.key), {
         tenant: k.tenant,
         tiers: k.tiers.includes('*') ? null : new Set(k.tiers),
         sender: k.sender ?? defaultSender,
+        ...(groups !== undefined ? { groups } : {}),
       });
     }
   }
@@ -25,7 +32,8 @@ export class ApiKeyRing {
     if (header.length === 0) throw new GatewayError('UNAUTHORIZED', 'missing Authorization: Bearer <api key>');
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!m || m[1] === undefined) throw new GatewayError('UNAUTHORIZED', 'Authorization must be "Bearer <api key>"');
-    const p = this.byDigest.get(digest(m[1]));
+    // Bootstrap keys from config first, then the directory's (revoked / expired ones are refused there, by name).
+    const p = this.byDigest.get(digest(m[1])) ?? this.directory?.principalFor(m[1]);
     if (!p) throw new GatewayError('UNAUTHORIZED', 'unknown API key');
     return p;
   }

@@ -28,19 +28,64 @@ import type { ResolvedConfig } from '../config/load.js';
 import type { Accepted, SendRequest } from './schemas.js';
 import { idempotentMessageId, newMessageId } from './ids.js';
 import { JobBatcher } from './job-batcher.js';
+import { quietUntil } from '../directory/quiet-hours.js';
 import { createHash } from 'node:crypto';
 
 /** Who is calling: resolved from the API key. */
 export interface Principal {
   readonly tenant: string;
-  /** Allowed tier names, or null for all. */
+  /** Allowed tier names, or null for all (directory units: checked by the door rules). */
   readonly tiers: ReadonlySet<string> | null;
   readonly sender: string;
+  /** The directory unit of a unit's key (then `tenant` is the unit id); absent for a bootstrap key from config. */
+  readonly unit?: string;
+  /** Groups a bootstrap key may address: null = all; absent = none. */
+  readonly groups?: ReadonlySet<string> | null;
+}
+
+/** The shape of a send, as the door rules see it. */
+export interface SendShape {
+  readonly tier: string;
+  readonly group?: string;
+  /** The request names numbers (`to`). */
+  readonly direct: boolean;
+  readonly classification?: string;
+  readonly channel: Channel;
+}
+
+/** What the door rules decided for one request (opaque to intake beyond these). */
+export interface DoorAdmission {
+  readonly sender: string;
+  readonly unit?: string;
+}
+
+/**
+ * The directory's rules at the door (src/directory/policy.ts): grants,
+ * content, police routing, group counts, quotas. Without them, groups and
+ * police messages are refused (422) and only tier grants apply.
+ */
+export interface DoorRules {
+  readonly pdaEnabled: boolean;
+  admit(principal: Principal, shape: SendShape, prefix: string): DoorAdmission;
+  /** The text as sent (signature appended); `held` names the sensitive word when the message must be reviewed. */
+  render(admission: DoorAdmission, text: string, prefix: string): { text: string; held?: string };
+  checkDirectPolice(numbers: readonly string[], prefix: string, indexOf: (k: number) => number): void;
+  countGroup(group: string, shape: SendShape, prefix: string): Promise<number>;
+  reserve(admission: DoorAdmission, recipients: number): Promise<{ release(): Promise<void> }>;
+}
+
+/** Where held messages' jobs are parked instead of published (src/directory/held.ts). */
+export interface HeldSink {
+  hold(record: {
+    id: string; tenant: string; tier: string; heldAt: number; expiresAt: number; word: string; recipients: number; group?: string; jobs: readonly QueueMessage[];
+  }): void;
 }
 
 /** What intake needs from the receipt store. */
 export interface IntakeStore {
   putMessage(msg: IntakeMessageRecord, numbers: readonly string[]): void;
+  /** A group send: the message row only; the dispatcher writes recipient rows when it expands the group. */
+  putPendingMessage(msg: IntakeMessageRecord): void;
   putIdempotency(tenant: string, key: string, value: unknown, expiresAt: number): void;
   getIdempotency(tenant: string, key: string): unknown;
   getMessage(id: string): { tenant: string } | undefined;
@@ -74,6 +119,11 @@ interface Prepared {
   numbers: string[];
   /** The message split into chunks of ≤ queue.batchSize recipients, body once per chunk. */
   chunks: JobMessage[];
+  /** A group send: the one expansion job (chunks is empty). */
+  expansion?: Job;
+  /** Sensitive word that holds the message for review. */
+  held?: string;
+  admission?: DoorAdmission;
   response: Accepted;
   idempotencyKey?: string;
   fingerprint: string;
@@ -90,6 +140,10 @@ export interface IntakeDeps {
   now?: () => number;
   /** Called after a write became durable (e.g. to wake a dispatcher in the same process). */
   onAccepted?: () => void;
+  /** Directory rules (grants, groups, content, quotas); absent: tier grants only. */
+  rules?: DoorRules;
+  /** Held-for-review messages go here (with rules whose content.onMatch is hold). */
+  held?: HeldSink;
 }
 
 export class Intake {
@@ -99,6 +153,9 @@ export class Intake {
   private readonly metrics: Metrics;
   private readonly now: () => number;
   private readonly onAccepted: (() => void) | undefined;
+  private readonly rules: DoorRules | undefined;
+  private readonly log: Logger;
+  private readonly held: HeldSink | undefined;
   /** Coalesces small messages into shared jobs; undefined when queue.coalesce is off. */
   private readonly batcher: JobBatcher | undefined;
   /** Idempotency keys whose first request is still being written. Bounded by maxInflightRequests. */
@@ -112,6 +169,9 @@ export class Intake {
     this.metrics = deps.metrics;
     this.now = deps.now ?? Date.now;
     this.onAccepted = deps.onAccepted;
+    this.rules = deps.rules;
+    this.log = deps.logger;
+    this.held = deps.held;
     const q = deps.config.queue;
     this.batcher = q.coalesce
       ? new JobBatcher({
@@ -146,27 +206,54 @@ export class Intake {
     if (this.inflight >= this.config.server.maxInflightRequests) throw new GatewayError('OVERLOADED');
     const results: (ItemResult | undefined)[] = new Array(items.length);
     const waits: Promise<void>[] = [];
-    const toWrite: { index: number; prepared: Prepared }[] = [];
+    let toWrite: { index: number; prepared: Prepared }[] = [];
     const now = this.now();
-    items.forEach((item, index) => {
-      try {
-        const prepared = this.prepare(principal, item.request, item.idempotencyKey, item.prefix ?? '', now);
-        if (prepared.idempotencyKey !== undefined) {
-          const replay = this.replay(principal.tenant, prepared);
-          if (replay) {
-            waits.push(replay.then((r) => void (results[index] = r)));
-            return;
-          }
-        }
-        toWrite.push({ index, prepared });
-      } catch (e) {
-        results[index] = { ok: false, error: asGatewayError(e) };
+    // Group sends count their members (asynchronously, in chunks); everything else prepares at once.
+    const prepared = await Promise.all(items.map((item) =>
+      this.prepare(principal, item.request, item.idempotencyKey, item.prefix ?? '', now).then(
+        (p): { ok: true; p: Prepared } => ({ ok: true, p }),
+        (e: unknown): { ok: false; e: unknown } => ({ ok: false, e }),
+      )));
+    prepared.forEach((r, index) => {
+      if (!r.ok) {
+        results[index] = { ok: false, error: asGatewayError(r.e) };
+        return;
       }
+      if (r.p.idempotencyKey !== undefined) {
+        const replay = this.replay(principal.tenant, r.p);
+        if (replay) {
+          waits.push(replay.then((x) => void (results[index] = x)));
+          return;
+        }
+      }
+      toWrite.push({ index, prepared: r.p });
     });
+    // Quotas are charged last, for what will really be written, and given back if the write fails.
+    const reservations: { release(): Promise<void> }[] = [];
+    if (this.rules && toWrite.length > 0) {
+      const rules = this.rules;
+      const reserved = await Promise.all(toWrite.map((w) =>
+        w.prepared.admission === undefined
+          ? Promise.resolve(undefined)
+          : rules.reserve(w.prepared.admission, w.prepared.record.recipients).then(
+            (res) => res,
+            (e: unknown) => {
+              results[w.index] = { ok: false, error: asGatewayError(e) };
+              return null;
+            },
+          )));
+      toWrite = toWrite.filter((_, k) => reserved[k] !== null);
+      for (const res of reserved) if (res) reservations.push(res);
+    }
     if (toWrite.length > 0) {
       this.inflight++;
       this.metrics.ingestInflight.inc();
       const written = this.write(toWrite.map((w) => w.prepared));
+      if (reservations.length > 0) {
+        written.catch(() => Promise.all(reservations.map((r) => r.release()))).catch((e: unknown) => {
+          this.log.error({ err: e }, 'could not give back quota after a failed write');
+        });
+      }
       for (const w of toWrite) {
         const key = w.prepared.idempotencyKey;
         const p = written.then(
@@ -205,7 +292,7 @@ export class Intake {
     return stored ? Promise.resolve(check(stored)) : undefined;
   }
 
-  private prepare(principal: Principal, req: SendRequest, idempotencyKey: string | undefined, prefix: string, now: number): Prepared {
+  private async prepare(principal: Principal, req: SendRequest, idempotencyKey: string | undefined, prefix: string, now: number): Promise<Prepared> {
     const problems: FieldProblem[] = [];
     const tierName = req.tier ?? this.config.defaultTier;
     const tier: Tier | undefined = this.config.tierByName.get(tierName);
@@ -219,45 +306,67 @@ export class Intake {
         details: [{ field: `${prefix}/tier`, message: `not granted; granted: ${[...principal.tiers].join(', ')}` }],
       });
     }
+    const rules = this.rules;
     const channel: Channel = req.channel ?? 'auto';
-    if (channel === 'pda') {
+    const classification = req.classification;
+    if (channel === 'pda' && !rules?.pdaEnabled) {
       problems.push({ field: `${prefix}/channel`, message: 'the PDA channel is not enabled on this gateway' });
+    } else if (channel === 'pda' && req.to !== undefined && classification !== 'police') {
+      problems.push({ field: `${prefix}/channel`, message: 'channel pda goes to a group (each member\'s PDA) or with classification police; for numbers use sms or auto' });
     }
-    if (req.group !== undefined) problems.push({ field: `${prefix}/group`, message: 'recipient groups need the directory, which is not enabled on this gateway; send `to`' });
+    if (req.group !== undefined && !rules) problems.push({ field: `${prefix}/group`, message: 'recipient groups need the directory, which is not enabled on this gateway; send `to`' });
+    if (req.group !== undefined && req.to !== undefined) problems.push({ field: `${prefix}/group`, message: 'give either `to` or `group`, not both' });
+    if (classification !== undefined && !rules) problems.push({ field: `${prefix}/classification`, message: 'classified messages need the directory, which is not enabled on this gateway' });
     if (req.template !== undefined) problems.push({ field: `${prefix}/template`, message: 'templates are not enabled on this gateway; send `text`' });
     if (req.scheduleAt !== undefined) problems.push({ field: `${prefix}/scheduleAt`, message: 'scheduled sending is not enabled on this gateway' });
     if (req.text === undefined && req.template === undefined) problems.push({ field: `${prefix}/text`, message: 'text is required' });
-    if (req.to === undefined && req.group === undefined) problems.push({ field: `${prefix}/to`, message: 'give `to` (a list of numbers)' });
+    if (req.to === undefined && req.group === undefined) problems.push({ field: `${prefix}/to`, message: rules ? 'give `to` (a list of numbers) or `group`' : 'give `to` (a list of numbers)' });
     if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
 
-    const to = req.to as string[];
-    const text = req.text as string;
-    if (to.length > this.config.server.maxRecipientsPerRequest) {
-      throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${this.config.server.maxRecipientsPerRequest} recipients in one request`, {
-        details: [{ field: `${prefix}/to`, message: `has ${to.length} items` }],
-      });
-    }
-    const numbers: string[] = [];
-    const seen = new Set<string>();
-    const bad: FieldProblem[] = [];
-    const allowInternational = this.config.numbers.allowInternational;
-    for (let i = 0; i < to.length; i++) {
-      const n = normalizeNumber(to[i] as string, { allowInternational });
-      if (!n.ok) {
-        if (bad.length < 20) bad.push({ field: `${prefix}/to/${i}`, message: n.reason });
-        else if (bad.length === 20) bad.push({ field: `${prefix}/to`, message: 'more invalid numbers not listed' });
-        continue;
-      }
-      if (!seen.has(n.number)) {
-        seen.add(n.number);
-        numbers.push(n.number);
-      }
-    }
-    if (bad.length > 0) throw new GatewayError('BAD_NUMBER', `${bad.length > 20 ? 'more than 20' : bad.length} invalid number(s)`, { details: bad });
+    const shape: SendShape = {
+      tier: tier.name,
+      direct: req.to !== undefined,
+      channel,
+      ...(req.group !== undefined ? { group: req.group } : {}),
+      ...(classification !== undefined ? { classification } : {}),
+    };
+    const admission = rules?.admit(principal, shape, prefix);
+    const sender = admission?.sender ?? principal.sender;
 
+    const numbers: string[] = [];
+    let positions: number[] | undefined;
+    if (req.to !== undefined) {
+      const to = req.to;
+      if (to.length > this.config.server.maxRecipientsPerRequest) {
+        throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${this.config.server.maxRecipientsPerRequest} recipients in one request`, {
+          details: [{ field: `${prefix}/to`, message: `has ${to.length} items` }],
+        });
+      }
+      const seen = new Set<string>();
+      const bad: FieldProblem[] = [];
+      const allowInternational = this.config.numbers.allowInternational;
+      if (classification !== undefined) positions = [];
+      for (let i = 0; i < to.length; i++) {
+        const n = normalizeNumber(to[i] as string, { allowInternational });
+        if (!n.ok) {
+          if (bad.length < 20) bad.push({ field: `${prefix}/to/${i}`, message: n.reason });
+          else if (bad.length === 20) bad.push({ field: `${prefix}/to`, message: 'more invalid numbers not listed' });
+          continue;
+        }
+        if (!seen.has(n.number)) {
+          seen.add(n.number);
+          numbers.push(n.number);
+          positions?.push(i);
+        }
+      }
+      if (bad.length > 0) throw new GatewayError('BAD_NUMBER', `${bad.length > 20 ? 'more than 20' : bad.length} invalid number(s)`, { details: bad });
+    }
+
+    const rendered = rules && admission ? rules.render(admission, req.text as string, prefix) : { text: req.text as string };
+    const text = rendered.text;
     const seg = countSegments(text);
     if (seg.count > MAX_SEGMENTS) {
-      throw new GatewayError('VALIDATION', 'text is too long', { details: [{ field: `${prefix}/text`, message: `needs ${seg.count} parts; at most ${MAX_SEGMENTS}` }] });
+      throw new GatewayError('VALIDATION', 'text is too long', { details: [{ field: `${prefix}/text`, message: `needs ${seg.count} parts; at most ${MAX_SEGMENTS}${text !== req.text ? ' (with the unit\'s signature)' : ''}` }] });
     }
     let validityMs = tier.defaultValidityMs;
     if (req.validity !== undefined) {
@@ -269,10 +378,19 @@ export class Intake {
       }
       validityMs = v;
     }
+    if (classification === 'police' && rules && numbers.length > 0) rules.checkDirectPolice(numbers, prefix, (k) => positions?.[k] ?? k);
+    // The count is async (a big group is read in chunks); it is the last check before ids are taken.
+    const recipients = req.group !== undefined && rules ? await rules.countGroup(req.group, shape, prefix) : numbers.length;
+    if (req.group !== undefined && recipients === 0) {
+      throw new GatewayError('VALIDATION', `group ${req.group} has no members`, { details: [{ field: `${prefix}/group`, message: 'has no members' }] });
+    }
 
     const id = idempotencyKey !== undefined ? idempotentMessageId(principal.tenant, idempotencyKey) : newMessageId(now);
-    const expiresAt = now + validityMs;
-    const group = 'direct';
+    // Quiet hours: a tier that must not be sent now waits; its validity starts when it may be sent.
+    const tierConfig = this.config.tiers.find((t) => t.name === tier.name);
+    const sendableAt = quietUntil(tierConfig?.quietHours, now, this.config.directory.utcOffsetMinutes) ?? now;
+    const expiresAt = sendableAt + validityMs;
+    const group = req.group ?? 'direct';
     const record: IntakeMessageRecord = {
       id,
       tenant: principal.tenant,
@@ -280,7 +398,7 @@ export class Intake {
       channel,
       encoding: seg.encoding,
       segments: seg.count,
-      recipients: numbers.length,
+      recipients,
       createdAt: now,
       expiresAt,
       group,
@@ -289,21 +407,31 @@ export class Intake {
       ...(req.callbackUrl !== undefined ? { callbackUrl: req.callbackUrl } : {}),
     };
     const chunks: JobMessage[] = [];
-    const batchSize = this.config.queue.batchSize;
-    for (let start = 0; start < numbers.length; start += batchSize) {
-      const recipients: JobRecipient[] = [];
-      const end = Math.min(numbers.length, start + batchSize);
-      for (let i = start; i < end; i++) recipients.push({ i, to: numbers[i] as string });
-      chunks.push({ id, text, encoding: seg.encoding, sender: principal.sender, expiresAt, recipients });
+    let expansion: Job | undefined;
+    const cls = classification !== undefined ? { classification } : {};
+    if (req.group !== undefined) {
+      expansion = {
+        v: 1, id: `${id}.x`, tier: tier.name, tenant: principal.tenant, group, createdAt: now,
+        messages: [{ id, text, encoding: seg.encoding, sender, expiresAt, recipients: [], ...cls }],
+        expand: { group, channel, ...(admission?.unit !== undefined ? { unit: admission.unit } : {}) },
+      };
+    } else {
+      const batchSize = this.config.queue.batchSize;
+      for (let start = 0; start < numbers.length; start += batchSize) {
+        const rs: JobRecipient[] = [];
+        const end = Math.min(numbers.length, start + batchSize);
+        for (let i = start; i < end; i++) rs.push({ i, to: numbers[i] as string });
+        chunks.push({ id, text, encoding: seg.encoding, sender, expiresAt, recipients: rs, ...cls });
+      }
     }
     const response: Accepted = {
       id,
-      recipients: numbers.length,
+      recipients,
       segments: seg.count,
-      totalSegments: numbers.length * seg.count,
+      totalSegments: recipients * seg.count,
       encoding: seg.encoding,
       tier: tier.name,
-      status: 'accepted',
+      status: rendered.held !== undefined ? 'held' : 'accepted',
     };
     const prepared: Prepared = {
       record,
@@ -311,9 +439,13 @@ export class Intake {
       chunks,
       response,
       fingerprint: '',
+      ...(expansion !== undefined ? { expansion } : {}),
+      ...(rendered.held !== undefined ? { held: rendered.held } : {}),
+      ...(admission !== undefined ? { admission } : {}),
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
     };
-    prepared.fingerprint = requestFingerprint(req);
+    // Only a keyed request is ever compared with an earlier one.
+    if (idempotencyKey !== undefined) prepared.fingerprint = requestFingerprint(req);
     return prepared;
   }
 
@@ -331,16 +463,35 @@ export class Intake {
     const direct: QueueMessage[] = [];
     const coalesced: Prepared[] = [];
     const keyed: Prepared[] = [];
+    const prefix = this.config.queue.prefix;
     for (const p of batch) {
       const isKeyed = p.idempotencyKey !== undefined;
       // A keyed retry after a crash may find its rows written (and progressed): keep them.
-      if (!(isKeyed && this.store.getMessage(p.record.id))) this.store.putMessage(p.record, p.numbers);
+      if (!(isKeyed && this.store.getMessage(p.record.id))) {
+        if (p.expansion) this.store.putPendingMessage(p.record);
+        else this.store.putMessage(p.record, p.numbers);
+      }
       if (isKeyed) keyed.push(p);
-      if (isKeyed || !this.batcher) {
+      // Held messages and group sends never coalesce: a held message's jobs are parked whole,
+      // and an expansion job must keep its own deterministic id.
+      if (isKeyed || !this.batcher || p.expansion || p.held !== undefined) {
+        const jobs: QueueMessage[] = [];
+        if (p.expansion) {
+          const job = p.expansion;
+          jobs.push({ subject: workSubject(prefix, job.tier, job.tenant, job.group), tier: job.tier, msgId: job.id, data: encodeJob(job) });
+        }
         p.chunks.forEach((m, part) => {
           const job: Job = { v: 1, id: `${p.record.id}.${part}`, tier: p.record.tier, tenant: p.record.tenant, group: p.record.group ?? 'direct', createdAt: p.record.createdAt, messages: [m] };
-          direct.push({ subject: workSubject(this.config.queue.prefix, job.tier, job.tenant, job.group), tier: job.tier, msgId: job.id, data: encodeJob(job) });
+          jobs.push({ subject: workSubject(prefix, job.tier, job.tenant, job.group), tier: job.tier, msgId: job.id, data: encodeJob(job) });
         });
+        if (p.held !== undefined) {
+          if (!this.held) throw new GatewayError('INTERNAL', 'a message is held for review but no held store is wired');
+          const r = p.record;
+          this.held.hold({
+            id: r.id, tenant: r.tenant, tier: r.tier, heldAt: now, expiresAt: r.expiresAt, word: p.held, recipients: r.recipients, jobs,
+            ...(p.expansion ? { group: r.group as string } : {}),
+          });
+        } else direct.push(...jobs);
       } else coalesced.push(p);
     }
     const putKeys = (): void => {

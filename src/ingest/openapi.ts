@@ -4,6 +4,7 @@
  * the same TypeBox objects the server validates with.
  */
 import { schemasForOpenApi } from './schemas.js';
+import { adminOpenApiPaths, adminSchemasForOpenApi } from './admin.js';
 import { ERROR_CODES } from '../core/errors.js';
 import { RECIPIENT_STATES } from '../core/message.js';
 
@@ -18,6 +19,7 @@ function strip(schema: unknown): unknown {
 export function buildOpenApi(): Record<string, unknown> {
   const schemas: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(schemasForOpenApi)) schemas[name] = strip(s);
+  for (const [name, s] of Object.entries(adminSchemasForOpenApi)) schemas[name] = strip(s);
   schemas['MessageStatus'] = {
     type: 'object',
     required: ['id', 'tier', 'recipients', 'segments', 'status', 'summary', 'items'],
@@ -75,10 +77,10 @@ export function buildOpenApi(): Record<string, unknown> {
   const common4xx = {
     '400': errorResponse('BAD_JSON'),
     '401': errorResponse('UNAUTHORIZED'),
-    '403': errorResponse('FORBIDDEN: tier not granted'),
+    '403': errorResponse('FORBIDDEN (tier, group, numbers or police not granted to the unit or narrowed by a parent; details name the field) or QUOTA_EXCEEDED'),
     '413': errorResponse('BODY_TOO_LARGE or TOO_MANY_RECIPIENTS'),
     '415': errorResponse('UNSUPPORTED_MEDIA_TYPE'),
-    '422': errorResponse('VALIDATION or BAD_NUMBER; details name the fields'),
+    '422': errorResponse('VALIDATION, BAD_NUMBER, CONTENT_REJECTED (sensitive word) or CHANNEL_REFUSED (police message to an SMS-only person); details name the fields'),
     '503': errorResponse('NOT_READY or OVERLOADED'),
   };
   return {
@@ -89,7 +91,10 @@ export function buildOpenApi(): Record<string, unknown> {
       description: `Error codes: ${Object.keys(ERROR_CODES).join(', ')}`,
     },
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API key from config auth.apiKeys' } },
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'API key: a unit\'s key issued by the admin API, or a bootstrap key from config auth.apiKeys' },
+        admin: { type: 'http', scheme: 'bearer', description: 'Admin key from config admin.keys (/v1/admin/...)' },
+      },
       schemas,
     },
     paths: {
@@ -130,6 +135,7 @@ export function buildOpenApi(): Record<string, unknown> {
       '/readyz': { get: { summary: 'Readiness: store and queue open, accepting', responses: { '200': { description: 'ready' }, '503': { description: 'not ready' } } } },
       '/metrics': { get: { summary: 'Prometheus metrics', responses: { '200': { description: 'text exposition format' } } } },
       '/openapi.json': { get: { summary: 'This document', responses: { '200': { description: 'OpenAPI 3.1' } } } },
+      ...adminOpenApiPaths(),
     },
   };
 }

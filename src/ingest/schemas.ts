@@ -20,12 +20,13 @@ export const SendRequestSchema = Type.Object(
         description: 'Mobile numbers: 13800138000, +8613800138000, 86 138 0013 8000 …',
       }),
     ),
-    group: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Recipient group (directory)' })),
+    group: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Recipient group id (directory); expanded to its members when sent. Give `to` or `group`.' })),
     text: Type.Optional(Type.String({ minLength: 1, maxLength: 8000, description: 'Message body' })),
     template: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     tier: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
     channel: Type.Optional(Type.Union([Type.Literal('sms'), Type.Literal('pda'), Type.Literal('auto')])),
+    classification: Type.Optional(Type.Literal('police', { description: 'police: only over the PDA channel, never SMS; every recipient must have a PDA preference' })),
     validity: Type.Optional(IsoDurationString),
     scheduleAt: Type.Optional(Type.String({ description: 'RFC 3339 time' })),
     reference: Type.Optional(Type.String({ maxLength: 128 })),
@@ -53,7 +54,7 @@ export const AcceptedSchema = Type.Object({
   totalSegments: Type.Integer({ description: 'recipients × segments' }),
   encoding: Type.Union([Type.Literal('gsm7'), Type.Literal('ucs2')]),
   tier: Type.String(),
-  status: Type.Literal('accepted'),
+  status: Type.Union([Type.Literal('accepted'), Type.Literal('held')], { description: 'held: a sensitive word matched and content.onMatch is hold; an admin releases or rejects it' }),
 });
 export type Accepted = Static<typeof AcceptedSchema>;
 

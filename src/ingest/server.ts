@@ -13,7 +13,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from '
 import type { Logger } from 'pino';
 import { loadUws } from './uws.js';
 import { Exchange, parseJson, readBody } from './http.js';
-import { ApiKeyRing } from './auth.js';
+import { ApiKeyRing, type DirectoryKeys } from './auth.js';
 import { asGatewayError, type Intake, type Principal } from './intake.js';
 import { checkBatch, checkBatchItem, checkSend, type SendRequest } from './schemas.js';
 import { GatewayError } from '../core/errors.js';
@@ -62,6 +62,10 @@ export interface FrontDoorDeps {
   metrics: Metrics;
   logger: Logger;
   readiness: Readiness;
+  /** API keys issued by the directory, looked up after the bootstrap keys of config. */
+  directoryKeys?: DirectoryKeys;
+  /** More routes on the same app (the admin API), registered before the catch-all. */
+  extraRoutes?: (app: TemplatedApp) => void;
 }
 
 const MAX_PAGE = 1000;
@@ -77,7 +81,7 @@ export class FrontDoor {
   constructor(private readonly deps: FrontDoorDeps) {
     const uws = loadUws();
     this.app = uws.App();
-    this.keys = new ApiKeyRing(deps.config.auth.apiKeys, deps.config.sender.defaultSource);
+    this.keys = new ApiKeyRing(deps.config.auth.apiKeys, deps.config.sender.defaultSource, deps.directoryKeys);
     this.openapi = JSON.stringify(buildOpenApi());
     this.routes();
   }
@@ -136,6 +140,7 @@ export class FrontDoor {
       );
     });
     app.get('/openapi.json', (res) => new Exchange(res).send(200, this.openapi));
+    this.deps.extraRoutes?.(app);
     app.any('/*', (res, req) => {
       const ex = new Exchange(res);
       const url = req.getUrl();

@@ -261,6 +261,68 @@ export class ReceiptStore {
     this.plainWrites++;
   }
 
+  // ---------------------------------------------------------- group fan-out
+
+  /**
+   * A group send accepted at the door: the message row, with `recipients`
+   * = the members counted then, and its expiry entry — no recipient rows
+   * yet: the dispatcher writes them when it expands the group
+   * (`putExpandedRecipients`, then `completeExpansion` sets the real count).
+   * Plain puts, like `putMessage`.
+   */
+  putPendingMessage(msg: MessageRecord): void {
+    this.assertOpen();
+    if (!Number.isInteger(msg.segments) || msg.segments < 1 || msg.segments > MAX_SEGMENTS) {
+      throw new GatewayError('INTERNAL', `message ${msg.id}: ${msg.segments} segments`);
+    }
+    this.messages.put(msg.id, encodeMessage(msg));
+    this.expiry.put([msg.expiresAt, msg.id], 0);
+    this.plainWrites++;
+  }
+
+  /**
+   * Fan-out: recipient rows `from … from + rows.length - 1` of an expanded
+   * message. A row with `final` (a member refused at expansion: blocked, no
+   * usable channel, rejected on review) is written final, every segment
+   * with that state and error; the others `accepted`. Plain puts: not
+   * durable until `flushed()`. Rewriting the rows of an expansion that was
+   * not completed (a redelivered expansion job) is allowed: nothing was sent
+   * for them yet.
+   */
+  putExpandedRecipients(messageId: string, from: number, rows: readonly { to: string; final?: { state: FinalState; error: string } }[]): void {
+    this.assertOpen();
+    const msg = this.messages.get(messageId);
+    if (msg === undefined) throw new GatewayError('INTERNAL', `putExpandedRecipients: no message ${messageId}`);
+    const at = this.now();
+    for (let k = 0; k < rows.length; k++) {
+      const r = rows[k]!;
+      if (r.final === undefined) {
+        this.recipients.put([messageId, from + k], { n: r.to, s: 'accepted', a: at, u: at, g: [] });
+      } else {
+        const g = pendingSegments(msg.s);
+        for (const seg of g) finish(seg, r.final.state, r.final.error, at);
+        this.recipients.put([messageId, from + k], { n: r.to, s: r.final.state, a: at, u: at, g, e: r.final.error });
+      }
+    }
+    this.plainWrites++;
+  }
+
+  /**
+   * Fan-out finished: the message has `count` recipients (rows 0 … count-1
+   * written); the rows written final are counted and announced to `onFinal`
+   * listeners; the expiry entry is re-armed so every recipient still ends
+   * final. Resolves when committed.
+   */
+  completeExpansion(messageId: string, count: number, finals: readonly { index: number; state: FinalState }[]): Promise<void> {
+    return this.queue.enqueue(1 + finals.length, (fx, w) => {
+      const msg = this.messages.get(messageId);
+      if (msg === undefined) throw new GatewayError('INTERNAL', `completeExpansion: no message ${messageId}`);
+      w.put(this.messages, messageId, { ...msg, k: count });
+      w.put(this.expiry, [msg.x, messageId], 0);
+      for (const f of finals) fx.finals.push([messageId, f.index, f.state]);
+    });
+  }
+
   /** Remember an idempotent request's result until `expiresAt` (plain puts, like `putMessage`). */
   putIdempotency(tenant: string, key: string, value: unknown, expiresAt: number): void {
     this.assertOpen();
@@ -449,6 +511,55 @@ export class ReceiptStore {
           }
         }
       }
+      for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
+    });
+  }
+
+  /**
+   * PDA channel states (src/pda, docs/pda-protocol.md) onto the recipient
+   * rows, so police recipients show in the same status API as SMS ones:
+   *
+   *   queued               → recipient `queued` (not final)
+   *   delivered-to-device  → final `delivered`; one segment {account 'pda', operator id '<device>:<seq>'}
+   *   read                 → stays `delivered`; the segment's note says `read`
+   *   expired              → final `expired` with the reason
+   *   undeliverable        → final `undeliverable` with the reason
+   *
+   * Updates may repeat after a crash: a state a recipient already has, or a
+   * final state, is left alone.
+   */
+  recordPdaStates(updates: readonly { messageId: string; index: number; state: string; at: number; deviceId?: string; seq?: number; error?: string }[]): Promise<void> {
+    if (updates.length === 0) return Promise.resolve();
+    return this.queue.enqueue(updates.length, (fx, w) => {
+      const work = new Map<string, Work>();
+      for (const u of updates) {
+        const wk = this.work(work, u.messageId, u.index);
+        const row = wk.row;
+        if (u.state === 'queued') {
+          if (row.s === 'accepted') {
+            row.s = 'queued';
+            wk.dirty = true;
+          }
+          continue;
+        }
+        if (u.state === 'read') {
+          const seg = row.g[0];
+          if (seg && seg.c === 'pda' && seg.e === undefined) {
+            seg.e = `read at ${new Date(u.at).toISOString()}`;
+            wk.dirty = true;
+          }
+          continue;
+        }
+        if (isFinal(row.s)) continue;
+        const state: FinalState | undefined = u.state === 'delivered-to-device' ? 'delivered' : u.state === 'expired' ? 'expired' : u.state === 'undeliverable' ? 'undeliverable' : undefined;
+        if (state === undefined) continue;
+        const seg: StoredSegment = { s: state, c: 'pda', d: u.at, t: u.at };
+        if (u.deviceId !== undefined) seg.o = `${u.deviceId}:${u.seq ?? 0}`;
+        if (u.error !== undefined) seg.e = u.error;
+        row.g = [seg];
+        wk.dirty = true;
+      }
+      const now = this.now();
       for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
     });
   }

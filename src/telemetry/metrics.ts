@@ -38,6 +38,28 @@ export interface Metrics {
   readonly dlrEarly: Counter<'account'>;
   readonly recipientsFinal: Counter<'state'>;
   readonly storeWriteBatch: Histogram;
+  // directory: grants, quotas, content rules, fan-out
+  readonly directoryRefusals: Counter<'reason'>;
+  readonly heldMessages: Gauge;
+  readonly fanoutExpansions: Counter<'outcome'>;
+  readonly fanoutRecipients: Counter<'route'>;
+  readonly fanoutSeconds: Histogram;
+  readonly quotaMinuteWindows: Gauge;
+  readonly groupCountCache: Gauge;
+  // pda channel
+  readonly pdaSessions: Gauge<'state'>;
+  readonly pdaHandshakes: Counter<'outcome'>;
+  readonly pdaSessionsClosed: Counter<'reason'>;
+  readonly pdaFramesIn: Counter<'type'>;
+  readonly pdaMessagesSent: Counter<'kind'>;
+  readonly pdaInflight: Gauge;
+  readonly pdaOutboxEntries: Gauge;
+  readonly pdaOutboxRefused: Counter<'reason'>;
+  readonly pdaCopies: Counter<'outcome'>;
+  readonly pdaAppendToAckSeconds: Histogram;
+  readonly pdaStatusBacklog: Gauge;
+  readonly pdaStatusRelayFailures: Counter;
+  readonly pdaWriteBatch: Histogram<'op'>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -72,5 +94,25 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     dlrEarly: new Counter({ name: 'smsgw_dlr_early_total', help: 'Receipts that arrived before their submit_sm_resp was recorded', labelNames: ['account'], registers: r }),
     recipientsFinal: new Counter({ name: 'smsgw_recipients_final_total', help: 'Recipients reaching a final state', labelNames: ['state'], registers: r }),
     storeWriteBatch: new Histogram({ name: 'smsgw_receipts_write_batch_size', help: 'Operations per receipt-store transaction', buckets: [1, 10, 100, 500, 1000, 5000, 20000], registers: r }),
+    directoryRefusals: new Counter({ name: 'smsgw_directory_refusals_total', help: 'Sends refused by directory rules (tier, group, direct, police, disabled, quota-daily, quota-minute, content, channel)', labelNames: ['reason'], registers: r }),
+    heldMessages: new Gauge({ name: 'smsgw_held_messages', help: 'Messages held for review (sensitive-word filter, onMatch hold)', registers: r }),
+    fanoutExpansions: new Counter({ name: 'smsgw_fanout_expansions_total', help: 'Group expansions by outcome (expanded, replayed, rejected-on-review, dead-lettered)', labelNames: ['outcome'], registers: r }),
+    fanoutRecipients: new Counter({ name: 'smsgw_fanout_recipients_total', help: 'Expanded group members by route (sms, pda, blocked, refused, no-pda)', labelNames: ['route'], registers: r }),
+    fanoutSeconds: new Histogram({ name: 'smsgw_fanout_expansion_seconds', help: 'Expanding one group message and publishing its recipient jobs', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: r }),
+    quotaMinuteWindows: new Gauge({ name: 'smsgw_quota_minute_windows', help: 'Units with a per-minute quota window in this process', registers: r }),
+    groupCountCache: new Gauge({ name: 'smsgw_directory_count_cache_entries', help: 'Group member counts cached for the 202 (invalidated by any directory change)', registers: r }),
+    pdaSessions: new Gauge({ name: 'smsgw_pda_sessions', help: 'PDA WebSocket sessions by state (handshake, ready)', labelNames: ['state'], registers: r }),
+    pdaHandshakes: new Counter({ name: 'smsgw_pda_handshakes_total', help: 'PDA handshakes by outcome (ok, auth-failed, device-revoked, ...)', labelNames: ['outcome'], registers: r }),
+    pdaSessionsClosed: new Counter({ name: 'smsgw_pda_sessions_closed_total', help: 'PDA sessions closed, by reason', labelNames: ['reason'], registers: r }),
+    pdaFramesIn: new Counter({ name: 'smsgw_pda_frames_in_total', help: 'Frames received from PDAs by type (invalid: failed to decode)', labelNames: ['type'], registers: r }),
+    pdaMessagesSent: new Counter({ name: 'smsgw_pda_messages_sent_total', help: 'MESSAGE frames sent (first: first send in a session; redelivery: sent in an earlier session)', labelNames: ['kind'], registers: r }),
+    pdaInflight: new Gauge({ name: 'smsgw_pda_inflight_messages', help: 'MESSAGE frames sent and not yet acknowledged, all sessions', registers: r }),
+    pdaOutboxEntries: new Gauge({ name: 'smsgw_pda_outbox_entries', help: 'Entries in all PDA outboxes (waiting for a device ack)', registers: r }),
+    pdaOutboxRefused: new Counter({ name: 'smsgw_pda_outbox_refused_total', help: 'Device copies refused at append (outbox-full, no-device)', labelNames: ['reason'], registers: r }),
+    pdaCopies: new Counter({ name: 'smsgw_pda_copies_total', help: 'Device copies leaving the outbox by outcome (acked, expired, withdrawn)', labelNames: ['outcome'], registers: r }),
+    pdaAppendToAckSeconds: new Histogram({ name: 'smsgw_pda_append_to_ack_seconds', help: 'From outbox append to the device ack being committed', buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400], registers: r }),
+    pdaStatusBacklog: new Gauge({ name: 'smsgw_pda_status_backlog', help: 'PDA status updates committed and not yet recorded in the receipt store', registers: r }),
+    pdaStatusRelayFailures: new Counter({ name: 'smsgw_pda_status_relay_failures_total', help: 'Failed attempts to hand PDA status updates to the receipt store (retried)', registers: r }),
+    pdaWriteBatch: new Histogram({ name: 'smsgw_pda_write_batch_size', help: 'Operations per PDA LMDB transaction by kind', labelNames: ['op'], buckets: [1, 10, 100, 500, 1000, 5000, 20000], registers: r }),
   };
 }

@@ -1,0 +1,342 @@
+/**
+ * bench:pda — a broadcast to N simulated PDAs over loopback.
+ *
+ * Measured in one run, each variant in its own processes (server | devices):
+ *   - bare uWS:  uWebSockets.js WebSockets, no auth, no outbox, no acks: the
+ *                server sends the same frame bytes to every socket (ws.send
+ *                per socket); done when every device has received it.
+ *   - pda:       the PDA channel (LMDB outbox, HMAC handshake, per-device
+ *                sequences, acks group-committed, status relay); the
+ *                broadcast is one `deliver` of N recipients; done when every
+ *                device's ack is committed and its delivered-to-device
+ *                status reached the status sink.
+ * Figures: completion time and rate (devices / s), p50 / p99 per device
+ * (broadcast → message received; for pda also → ack recorded), peak RSS of
+ * the server process, and the time to connect (and authenticate) all
+ * devices. Each run sends one warm-up broadcast first (not measured: JIT,
+ * LMDB map pages, socket buffers), in both variants alike. Medians over
+ * BENCH_REPEATS runs; the ratio is what to quote.
+ *
+ *   BENCH_DEVICES=5000 BENCH_REPEATS=3 npm run bench:pda
+ *   BENCH_CPU_PROF=1 …   also writes CPU profiles of the child processes to bench/out/prof-<role>-<variant>
+ *
+ * File descriptors: each process holds N sockets; the bench refuses to start
+ * when the soft limit (ulimit -n) is below N + 512 and says so.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { envInt, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
+
+const N = envInt('BENCH_DEVICES', 5000);
+const REPEATS = envInt('BENCH_REPEATS', 3);
+const CONNECT_CONCURRENCY = envInt('BENCH_CONNECT_CONCURRENCY', 200);
+const SELF = fileURLToPath(import.meta.url);
+const BODY = '【市公安局指挥中心】全体值班警员：今晚22:00起全市开展夜间巡逻，请各单位按预案到岗，收到请确认。';
+
+type Variant = 'bare' | 'pda';
+
+function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+}
+
+function openFileLimit(): number {
+  try {
+    const m = /Max open files\s+(\d+|unlimited)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m?.[1] === 'unlimited' ? Infinity : Number(m?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
+// ====================================================================== server process
+
+async function serverMain(variant: Variant): Promise<void> {
+  const { encodeFrame } = await import('../src/pda/codec.js');
+  const frame = encodeFrame({
+    type: 'message', seq: 1, redelivery: false, floor: 1, priority: 2, createdAt: Date.now(), expiresAt: Date.now() + 3_600_000,
+    messageId: 'BCAST-0000000000000000000000', classification: 'police', senderUnit: '市公安局指挥中心', body: BODY,
+  });
+  if (variant === 'bare') {
+    const { loadUws } = await import('../src/ingest/uws.js');
+    const uws = loadUws();
+    const sockets = new Set<import('uWebSockets.js').WebSocket<unknown>>();
+    const app = uws.App().ws('/bare', {
+      compression: uws.DISABLED,
+      maxPayloadLength: 64 * 1024,
+      idleTimeout: 120,
+      open: (ws) => void sockets.add(ws),
+      close: (ws) => void sockets.delete(ws),
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      app.listen('127.0.0.1', 0, (s) => (s ? resolve(uws.us_socket_local_port(s)) : reject(new Error('listen')))),
+    );
+    process.send?.({ ready: true, port, url: `ws://127.0.0.1:${port}/bare` });
+    process.on('message', (m: { cmd: string }) => {
+      if (m.cmd === 'broadcast') {
+        for (const ws of sockets) ws.send(frame, true);
+        process.send?.({ sent: true, sockets: sockets.size });
+      } else if (m.cmd === 'stop') process.exit(0);
+    });
+    return;
+  }
+  const { pino } = await import('pino');
+  const { loadConfig } = await import('../src/config/load.js');
+  const { startPdaServer } = await import('../src/pda/server.js');
+  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-bench-pda-'));
+  const config = loadConfig({
+    env: {},
+    overrides: { pda: { enabled: true, keySecret: 'b'.repeat(40), maxSessions: N + 1000, helloTimeoutMs: 60_000, idleTimeoutSec: 120 } },
+  }).pda;
+  // The status sink stands in for the receipt store: it notes when each recipient's ack was recorded.
+  const ackedAt = new Array<number>(N).fill(0);
+  let acked = 0;
+  let broadcastAt = 0;
+  const sink = {
+    async recordPdaStates(updates: readonly { state: string; index: number }[]): Promise<void> {
+      const now = wallNow();
+      for (const u of updates) {
+        if (u.state !== 'delivered-to-device' || ackedAt[u.index] !== 0) continue;
+        ackedAt[u.index] = now;
+        if (++acked === N) process.send?.({ done: true, ackedAt: ackedAt.map((t) => t - broadcastAt) });
+      }
+    },
+  };
+  const s = await startPdaServer({ dataDir, config, sink, logger: pino({ level: 'warn' }) });
+  const keys: string[] = new Array<string>(N);
+  for (let i = 0; i < N; i += 500) {
+    const chunk = await Promise.all(Array.from({ length: Math.min(500, N - i) }, (_, k) =>
+      s.channel.registry.register({ deviceId: `pda-${i + k}`, personId: `officer-${i + k}`, unit: '巡警支队' })));
+    chunk.forEach((c, k) => {
+      keys[i + k] = c.key;
+    });
+  }
+  process.send?.({ ready: true, port: s.port, url: s.url, keys });
+  process.on('message', (m: { cmd: string; at?: number; id?: string }) => {
+    if (m.cmd === 'broadcast') {
+      broadcastAt = m.at ?? wallNow();
+      ackedAt.fill(0);
+      acked = 0;
+      const createdAt = Date.now();
+      void s.channel.deliver(Array.from({ length: N }, (_, i) => ({
+        messageId: m.id ?? 'BCAST', index: i, personId: `officer-${i}`, priority: 2 as const,
+        createdAt, expiresAt: createdAt + 3_600_000, classification: 'police', senderUnit: '市公安局指挥中心', body: BODY,
+      }))).then(() => process.send?.({ sent: true, sockets: s.channel.readyCount }));
+    } else if (m.cmd === 'stop') {
+      void s.stop().then(() => {
+        rmSync(dataDir, { recursive: true, force: true });
+        process.exit(0);
+      });
+    }
+  });
+}
+
+// ====================================================================== devices process
+
+async function clientsMain(variant: Variant, url: string): Promise<void> {
+  const keys = await new Promise<string[]>((resolve) => process.once('message', (m: { keys: string[] }) => resolve(m.keys)));
+  const receivedAt = new Array<number>(N).fill(0);
+  let received = 0;
+  let broadcastAt = 0;
+  const onReceive = (i: number): void => {
+    if (receivedAt[i] !== 0) return;
+    receivedAt[i] = wallNow();
+    if (++received === N) process.send?.({ received: true, receivedAt: receivedAt.map((t) => t - broadcastAt) });
+  };
+  const connectStart = wallNow();
+  let next = 0;
+  if (variant === 'bare') {
+    const { default: WebSocket } = await import('ws');
+    const worker = async (): Promise<void> => {
+      while (next < N) {
+        const i = next++;
+        const ws = new WebSocket(url, { perMessageDeflate: false });
+        ws.on('message', () => onReceive(i));
+        ws.on('error', () => undefined);
+        await new Promise<void>((resolve, reject) => {
+          ws.once('open', () => resolve());
+          ws.once('error', reject);
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: CONNECT_CONCURRENCY }, worker));
+  } else {
+    const { PdaClient } = await import('../src/pda/client.js');
+    const worker = async (): Promise<void> => {
+      while (next < N) {
+        const i = next++;
+        const c = new PdaClient({ url, deviceId: `pda-${i}`, key: keys[i] as string, heartbeat: false, onMessage: () => onReceive(i) });
+        await c.connect();
+      }
+    };
+    await Promise.all(Array.from({ length: CONNECT_CONCURRENCY }, worker));
+  }
+  process.send?.({ connected: true, connectMs: wallNow() - connectStart });
+  process.on('message', (m: { cmd: string; at?: number }) => {
+    if (m.cmd === 'armed') {
+      broadcastAt = m.at ?? 0;
+      receivedAt.fill(0);
+      received = 0;
+      process.send?.({ armed: true });
+    } else if (m.cmd === 'stop') process.exit(0);
+  });
+}
+
+// ====================================================================== parent
+
+interface Child {
+  readonly proc: ChildProcess;
+  next<T>(pred: (m: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<T>;
+  stop(): Promise<void>;
+}
+
+function child(args: string[]): Child {
+  // BENCH_CPU_PROF=1: V8 CPU profiles of the child processes, to see where the time goes.
+  const prof = process.env['BENCH_CPU_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', join(process.cwd(), 'bench', 'out', `prof-${args[0]}-${args[1]}`)] : [];
+  const proc = fork(SELF, args, { execArgv: ['--import', 'tsx', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const inbox: Array<Record<string, unknown>> = [];
+  const waiters: Array<() => void> = [];
+  proc.on('message', (m: Record<string, unknown>) => {
+    inbox.push(m);
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    proc,
+    async next<T>(pred: (m: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<T> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const i = inbox.findIndex(pred);
+        if (i >= 0) return inbox.splice(i, 1)[0] as T;
+        if (proc.exitCode !== null) throw new Error(`${args.join(' ')} exited (${proc.exitCode}) before ${what}`);
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          setTimeout(r, 200).unref();
+        });
+      }
+    },
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.send({ cmd: 'stop' });
+      const kill = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(kill);
+    },
+  };
+}
+
+interface RunResult {
+  readonly completionMs: number;
+  readonly ratePerSec: number;
+  readonly receiveP50: number;
+  readonly receiveP99: number;
+  readonly ackP50?: number;
+  readonly ackP99?: number;
+  readonly connectMs: number;
+  readonly serverRssMiB: number;
+}
+
+async function runOnce(variant: Variant): Promise<RunResult> {
+  const server = child(['server', variant]);
+  try {
+    const ready = await server.next<{ url: string; keys?: string[] }>((m) => m['ready'] === true, 300_000, 'server ready');
+    const clients = child(['clients', variant, ready.url]);
+    try {
+      clients.proc.send({ keys: ready.keys ?? [] });
+      const { connectMs } = await clients.next<{ connectMs: number }>((m) => m['connected'] === true, 600_000, `${N} devices connected`);
+      // One warm-up broadcast, not measured (JIT, LMDB map pages, socket buffers), then the measured one.
+      let rec: { receivedAt: number[] } | undefined;
+      for (const round of ['WARMUP', 'MEASURED']) {
+        await sleep(1000); // let both processes settle (after the connection storm, after the warm-up)
+        const at = wallNow();
+        clients.proc.send({ cmd: 'armed', at });
+        await clients.next((m) => m['armed'] === true, 30_000, 'devices armed');
+        server.proc.send({ cmd: 'broadcast', at, id: `BCAST-${round}` });
+        const sent = await server.next<{ sockets: number }>((m) => m['sent'] === true, 120_000, 'broadcast sent');
+        if (sent.sockets !== N) throw new Error(`${sent.sockets} sessions at broadcast, expected ${N}`);
+        rec = await clients.next<{ receivedAt: number[] }>((m) => m['received'] === true, 300_000, 'every device received');
+        if (round === 'WARMUP' && variant === 'pda') await server.next((m) => m['done'] === true, 300_000, 'warm-up acked');
+        if (round === 'MEASURED') break;
+      }
+      if (!rec) throw new Error('no measured round');
+      const receive = [...rec.receivedAt].sort((a, b) => a - b);
+      let completionMs = receive[receive.length - 1] as number;
+      let ack: number[] | undefined;
+      if (variant === 'pda') {
+        const done = await server.next<{ ackedAt: number[] }>((m) => m['done'] === true, 300_000, 'every ack recorded');
+        ack = [...done.ackedAt].sort((a, b) => a - b);
+        completionMs = ack[ack.length - 1] as number;
+      }
+      const serverRssMiB = peakRssMiB(server.proc.pid as number);
+      return {
+        completionMs,
+        ratePerSec: N / (completionMs / 1000),
+        receiveP50: quantile(receive, 0.5),
+        receiveP99: quantile(receive, 0.99),
+        ...(ack ? { ackP50: quantile(ack, 0.5), ackP99: quantile(ack, 0.99) } : {}),
+        connectMs,
+        serverRssMiB,
+      };
+    } finally {
+      await clients.stop();
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+async function parentMain(): Promise<void> {
+  const limit = openFileLimit();
+  if (limit < N + 512) {
+    process.stderr.write(`bench:pda needs at least ${N + 512} open files per process (ulimit -n is ${limit}); raise it (ulimit -n ${N + 1024}) or lower BENCH_DEVICES\n`);
+    process.exit(2);
+  }
+  const runs: Record<Variant, RunResult[]> = { bare: [], pda: [] };
+  for (let r = 0; r < REPEATS; r++) {
+    for (const v of ['bare', 'pda'] as const) {
+      const res = await runOnce(v);
+      runs[v].push(res);
+      process.stdout.write(`run ${r + 1}/${REPEATS} ${v}: ${JSON.stringify(res)}\n`);
+    }
+  }
+  const med = (v: Variant, k: keyof RunResult): number => median(runs[v].map((x) => x[k] as number));
+  const bareRate = med('bare', 'ratePerSec');
+  const rows: Row[] = [
+    { metric: 'broadcast completion rate (devices/s)', value: med('pda', 'ratePerSec'), unit: 'devices/s', baseline: bareRate, baselineName: 'bare uWS', target: 0.5 },
+    { metric: 'completion time (all acked / all received)', value: med('pda', 'completionMs'), unit: 'ms', baseline: med('bare', 'completionMs'), baselineName: 'bare uWS' },
+    { metric: 'per device p50: broadcast → received', value: med('pda', 'receiveP50'), unit: 'ms', baseline: med('bare', 'receiveP50'), baselineName: 'bare uWS' },
+    { metric: 'per device p99: broadcast → received', value: med('pda', 'receiveP99'), unit: 'ms', baseline: med('bare', 'receiveP99'), baselineName: 'bare uWS' },
+    { metric: 'per device p50: broadcast → ack recorded', value: med('pda', 'ackP50'), unit: 'ms' },
+    { metric: 'per device p99: broadcast → ack recorded', value: med('pda', 'ackP99'), unit: 'ms' },
+    { metric: 'server peak RSS', value: med('pda', 'serverRssMiB'), unit: 'MiB', baseline: med('bare', 'serverRssMiB'), baselineName: 'bare uWS' },
+    { metric: `connect${' + authenticate'} all devices`, value: med('pda', 'connectMs'), unit: 'ms', baseline: med('bare', 'connectMs'), baselineName: 'bare uWS (no auth)' },
+  ];
+  const out = table(`PDA broadcast: ${N.toLocaleString('en-US')} devices over loopback, median of ${REPEATS}`, rows);
+  process.stdout.write(`\n${out}\n\n`);
+  const ratio = med('pda', 'ratePerSec') / bareRate;
+  const summary = {
+    bench: 'pda',
+    devices: N,
+    repeats: REPEATS,
+    node: process.version,
+    target: { ratio: 0.5, met: ratio >= 0.5 },
+    ratio,
+    medians: {
+      pda: Object.fromEntries((Object.keys(runs.pda[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('pda', k)])),
+      bare: Object.fromEntries((Object.keys(runs.bare[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('bare', k)])),
+    },
+    runs,
+  };
+  const file = writeSummary('pda', summary);
+  process.stdout.write(`JSON summary: ${file}\n${JSON.stringify({ ratio: summary.ratio, target: summary.target, medians: summary.medians })}\n`);
+}
+
+const [role, variant, url] = process.argv.slice(2);
+if (role === 'server') await serverMain(variant as Variant);
+else if (role === 'clients') await clientsMain(variant as Variant, url as string);
+else await parentMain();

@@ -1,0 +1,154 @@
+/**
+ * Recipient quotas of units: daily in LMDB, per minute in memory.
+ *
+ * A send by a unit is charged to the unit and to every ancestor that has a
+ * quota (a parent's quota caps its whole subtree), and refused when any of
+ * them would go over.
+ *
+ * - Daily (calendar day at `utcOffsetMinutes`, China: +480): counters
+ *   `dir.quota [unit, day] → recipients`, checked and incremented inside one
+ *   LMDB write transaction, so two gateway processes sharing the data
+ *   directory cannot both take the last of a quota. Old days are swept.
+ * - Per minute: a fixed one-minute window per unit in this process's memory.
+ *   With N ingest processes a unit can send up to N × its per-minute quota;
+ *   the daily quota is the hard, shared limit. (Documented in DIRECTORY.md.)
+ *
+ * A reservation is taken after every other check passed and given back
+ * (`release`) when the accepted write then fails, so a refused or failed
+ * request costs nothing.
+ */
+import type { Database, RootDatabase } from 'lmdb';
+import { GatewayError } from '../core/errors.js';
+import type { QuotaLimit } from './grants.js';
+
+/** Per-minute windows kept at most (units active in the current minute). */
+export const MAX_MINUTE_WINDOWS = 100_000;
+
+export interface Reservation {
+  /** Give the recipients back (the write failed). Idempotent. */
+  release(): Promise<void>;
+}
+
+export interface QuotaUsage {
+  readonly unit: string;
+  readonly day: string;
+  readonly daily: number;
+  readonly perMinute: number;
+}
+
+const NOTHING: Reservation = { release: () => Promise.resolve() };
+
+export class QuotaLedger {
+  private readonly env: RootDatabase;
+  private readonly daily: Database<number, [string, string]>;
+  private readonly offsetMs: number;
+  private readonly now: () => number;
+  /** unit → [minute number, recipients in it]. */
+  private readonly minutes = new Map<string, [number, number]>();
+
+  constructor(opts: { env: RootDatabase; utcOffsetMinutes: number; now?: () => number }) {
+    this.env = opts.env;
+    this.daily = opts.env.openDB<number, [string, string]>({ name: 'dir.quota', encoding: 'msgpack' });
+    this.offsetMs = opts.utcOffsetMinutes * 60_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Calendar day (YYYY-MM-DD) at the configured offset. */
+  dayOf(at: number): string {
+    return new Date(at + this.offsetMs).toISOString().slice(0, 10);
+  }
+
+  get minuteWindows(): number {
+    return this.minutes.size;
+  }
+
+  usage(unit: string): QuotaUsage {
+    const now = this.now();
+    const day = this.dayOf(now);
+    const m = this.minutes.get(unit);
+    return { unit, day, daily: this.daily.get([unit, day]) ?? 0, perMinute: m !== undefined && m[0] === Math.floor(now / 60_000) ? m[1] : 0 };
+  }
+
+  /** Charge `n` recipients to every limit, or throw QUOTA_EXCEEDED naming the first limit that would be passed. */
+  async reserve(limits: readonly QuotaLimit[], n: number): Promise<Reservation> {
+    if (limits.length === 0 || n <= 0) return NOTHING;
+    const now = this.now();
+    const minute = Math.floor(now / 60_000);
+    const perMinute = limits.filter((l) => l.perMinute !== null);
+    for (const l of perMinute) {
+      const used = this.minuteUsed(l.unit, minute);
+      if (used + n > (l.perMinute as number)) {
+        const retryAfter = Math.max(1, Math.ceil(((minute + 1) * 60_000 - now) / 1000));
+        throw new GatewayError('QUOTA_EXCEEDED', `unit ${l.unit}: per-minute quota of ${l.perMinute} recipients would be exceeded`, {
+          details: [{ field: '/quota/perMinute', message: `unit ${l.unit}: ${used} of ${l.perMinute} used this minute; this message needs ${n}; retry after ${retryAfter} s` }],
+        });
+      }
+    }
+    if (this.minutes.size + perMinute.length > MAX_MINUTE_WINDOWS) this.sweepMinutes(minute);
+    for (const l of perMinute) this.minutes.set(l.unit, [minute, this.minuteUsed(l.unit, minute) + n]);
+    const giveBackMinute = (): void => {
+      for (const l of perMinute) {
+        const m = this.minutes.get(l.unit);
+        if (m !== undefined && m[0] === minute) m[1] = Math.max(0, m[1] - n);
+      }
+    };
+
+    const dailyLimits = limits.filter((l) => l.daily !== null);
+    if (dailyLimits.length === 0) return once(async () => giveBackMinute());
+    const day = this.dayOf(now);
+    try {
+      await this.env.childTransaction(() => {
+        for (const l of dailyLimits) {
+          const used = this.daily.get([l.unit, day]) ?? 0;
+          if (used + n > (l.daily as number)) {
+            throw new GatewayError('QUOTA_EXCEEDED', `unit ${l.unit}: daily quota of ${l.daily} recipients would be exceeded`, {
+              details: [{ field: '/quota/daily', message: `unit ${l.unit}: ${used} of ${l.daily} used on ${day}; this message needs ${n}` }],
+            });
+          }
+        }
+        for (const l of dailyLimits) this.daily.putSync([l.unit, day], (this.daily.get([l.unit, day]) ?? 0) + n);
+      });
+    } catch (e) {
+      giveBackMinute();
+      throw e;
+    }
+    return once(async () => {
+      giveBackMinute();
+      await this.env.childTransaction(() => {
+        for (const l of dailyLimits) {
+          const used = this.daily.get([l.unit, day]) ?? 0;
+          this.daily.putSync([l.unit, day], Math.max(0, used - n));
+        }
+      });
+    });
+  }
+
+  /** Remove daily counters of days before `keepDays` ago (at most `limit` rows). */
+  sweepDays(keepDays: number, limit = 10_000): Promise<number> {
+    const oldest = this.dayOf(this.now() - keepDays * 86_400_000);
+    return this.env.childTransaction(() => {
+      let removed = 0;
+      for (const key of [...this.daily.getKeys({ limit: limit * 4 })]) {
+        if (key[1] < oldest) {
+          this.daily.removeSync(key);
+          if (++removed >= limit) break;
+        }
+      }
+      return removed;
+    });
+  }
+
+  private minuteUsed(unit: string, minute: number): number {
+    const m = this.minutes.get(unit);
+    return m !== undefined && m[0] === minute ? m[1] : 0;
+  }
+
+  private sweepMinutes(minute: number): void {
+    for (const [unit, m] of this.minutes) if (m[0] !== minute) this.minutes.delete(unit);
+  }
+}
+
+function once(fn: () => Promise<void>): Reservation {
+  let done: Promise<void> | undefined;
+  return { release: () => (done ??= fn()) };
+}

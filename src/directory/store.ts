@@ -1,0 +1,1237 @@
+/**
+ * The directory in LMDB: units, API keys, people, groups, the block list and
+ * the audit log, in named databases of the gateway's one environment.
+ *
+ *   dir.units          id                    → Unit (without id)
+ *   dir.unitChildren   [parent, child]       → 1
+ *   dir.keys           keyId                 → StoredKey
+ *   dir.keyDigest      sha256(key)           → keyId
+ *   dir.people         personId              → Person (without id)
+ *   dir.peopleMobile   mobile                → personId        (a number belongs to one person)
+ *   dir.peopleUnit     [unit, personId]      → 1
+ *   dir.roles          [role, unit, personId]→ packed member   (dynamic groups)
+ *   dir.groups         groupId               → StoredGroup
+ *   dir.groupParents   [child, parent]       → 1
+ *   dir.members        [groupId, personId]   → packed member   (static members)
+ *   dir.memberOf       [personId, groupId]   → 1
+ *   dir.blocks         [scope, number]       → StoredBlock
+ *   dir.audit          seq                   → AuditEntry (without seq)
+ *   dir.auditTarget    [type, id, seq]       → 1
+ *   dir.meta           'version'             → number
+ *
+ * Why members are stored "packed" (channel letter + mobile, e.g.
+ * `s8613800138000`) in the membership rows instead of only the person id:
+ * expanding a 100,000-member group is then one range read, with no lookup
+ * per member. The price is paid on the rare write: changing a person's
+ * number or channel rewrites their membership and role rows (found through
+ * dir.memberOf), in the same transaction.
+ *
+ * Every change is one `childTransaction`: its reads and checks run inside
+ * LMDB's write transaction (so they see every committed write, from any
+ * process), its audit entry is written in the same transaction, and a
+ * refusal (a thrown GatewayError) rolls the whole change back. Reads outside
+ * a change see the latest committed state.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { GatewayError, type FieldProblem } from '../core/errors.js';
+import { normalizeNumber } from '../core/phone.js';
+import {
+  CHANNEL_PREFERENCES, ID_RE, MAX_GROUP_REFS, MAX_ROLES, MAX_UNIT_DEPTH, NO_GRANTS, PERSON_ID_RE, ROLE_RE,
+  type Actor, type ApiKeyInfo, type AuditEntry, type BlockEntry, type ChannelPreference, type Grants, type Group,
+  type Person, type RoleRule, type Unit,
+} from './types.js';
+import { effectiveSender } from './grants.js';
+
+export const DIRECTORY_DBS = 16;
+
+/** Most items one list call returns. */
+export const MAX_LIST = 1000;
+/** Most units one subtree walk visits (bounds delegated-admin checks and role scopes). */
+export const MAX_SUBTREE = 10_000;
+/** Most audit rows one query examines (filters may skip many); the page then ends early with `next`. */
+export const MAX_AUDIT_SCAN = 20_000;
+/** Members one JSON request may add or remove (bulk goes through CSV import). */
+export const MAX_MEMBER_CHANGE = 10_000;
+/** Ids listed in an audit entry's detail for a membership change. */
+const AUDIT_ID_SAMPLE = 100;
+
+const SENDER_RE = /^[0-9]{1,20}$/;
+const EXTENSION_RE = /^[0-9]{1,6}$/;
+
+interface StoredKey {
+  u: string;
+  d: string;
+  p: string;
+  l?: string;
+  c: number;
+  x?: number;
+  r?: number;
+}
+
+interface StoredGroup {
+  name: string;
+  unit: string;
+  groups: string[];
+  roles: RoleRule[];
+  /** Static member count. */
+  k: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+interface StoredBlock {
+  r?: string;
+  a: number;
+  b: string;
+}
+
+type StoredUnit = Omit<Unit, 'id'>;
+type StoredPerson = Omit<Person, 'id'>;
+type StoredAudit = Omit<AuditEntry, 'seq'>;
+
+export interface Page<T> {
+  readonly items: T[];
+  /** Pass as `cursor` for the next page; absent on the last page. */
+  readonly next?: string;
+}
+
+export interface UnitInput {
+  readonly id: string;
+  readonly name: string;
+  readonly parent?: string;
+  readonly sender?: string;
+  readonly extension?: string;
+  readonly signature?: string;
+  readonly grants?: Partial<Grants>;
+  readonly disabled?: boolean;
+}
+
+/** `null` clears an optional field. */
+export interface UnitPatch {
+  readonly name?: string;
+  readonly parent?: string | null;
+  readonly sender?: string | null;
+  readonly extension?: string | null;
+  readonly signature?: string | null;
+  readonly disabled?: boolean;
+  readonly grants?: Partial<Grants>;
+}
+
+export interface PersonInput {
+  readonly id?: string;
+  readonly name: string;
+  readonly mobile: string;
+  readonly unit: string;
+  readonly roles?: readonly string[];
+  readonly channel?: ChannelPreference;
+}
+
+export interface GroupInput {
+  readonly id: string;
+  readonly name: string;
+  readonly unit: string;
+  readonly groups?: readonly string[];
+  readonly roles?: readonly RoleRule[];
+  /** Static members (person ids or mobile numbers); replaces the current list when given. */
+  readonly members?: readonly string[];
+}
+
+export type KeyStatus =
+  | { readonly ok: true; readonly key: ApiKeyInfo }
+  | { readonly ok: false; readonly reason: 'unknown' | 'revoked' | 'expired'; readonly key?: ApiKeyInfo };
+
+export interface AuditQuery {
+  readonly actor?: string;
+  readonly action?: string;
+  readonly targetType?: string;
+  readonly targetId?: string;
+  /** Epoch ms, inclusive. */
+  readonly from?: number;
+  /** Epoch ms, exclusive. */
+  readonly to?: number;
+  /** Newest first: the `next` of the previous page (an audit seq). */
+  readonly cursor?: number;
+  readonly limit: number;
+}
+
+export interface DirectoryStoreOptions {
+  readonly env: RootDatabase;
+  /** Tier names from config (grants may name only these, or `*`). */
+  readonly tiers: readonly string[];
+  readonly allowInternational: boolean;
+  /** Fallback sender for units with none in their chain (config sender.defaultSource). */
+  readonly defaultSender: string;
+  /** Most static members of one group. */
+  readonly maxGroupMembers: number;
+  /** Tenant names of bootstrap keys (config): a unit may not take one (they would share messages and quotas). */
+  readonly reservedUnitIds?: readonly string[];
+  readonly now?: () => number;
+}
+
+/** A member as stored in membership and role rows: channel letter + mobile. */
+export function packMember(channel: ChannelPreference, mobile: string): string {
+  return (channel === 'sms' ? 's' : channel === 'pda' ? 'p' : 'b') + mobile;
+}
+
+export function unpackChannel(packed: string): ChannelPreference {
+  const c = packed.charCodeAt(0);
+  return c === 0x73 ? 'sms' : c === 0x70 ? 'pda' : 'both';
+}
+
+export function keyDigest(key: string): string {
+  return createHash('sha256').update(key).digest('base64');
+}
+
+const invalid = (field: string, message: string): GatewayError =>
+  new GatewayError('VALIDATION', `${field}: ${message}`, { details: [{ field, message }] });
+const notFound = (what: string, id: string): GatewayError => new GatewayError('NOT_FOUND', `no ${what} ${id}`);
+
+export class DirectoryStore {
+  readonly env: RootDatabase;
+  private readonly tiers: ReadonlySet<string>;
+  private readonly allowInternational: boolean;
+  private readonly defaultSender: string;
+  private readonly maxGroupMembers: number;
+  private readonly reserved: ReadonlySet<string>;
+  private readonly now: () => number;
+
+  private readonly units: Database<StoredUnit, string>;
+  private readonly unitChildren: Database<1, [string, string]>;
+  private readonly keys: Database<StoredKey, string>;
+  private readonly keyDigests: Database<string, string>;
+  private readonly people: Database<StoredPerson, string>;
+  private readonly peopleMobile: Database<string, string>;
+  private readonly peopleUnit: Database<1, [string, string]>;
+  private readonly roles: Database<string, [string, string, string]>;
+  private readonly groups: Database<StoredGroup, string>;
+  private readonly groupParents: Database<1, [string, string]>;
+  private readonly members: Database<string, [string, string]>;
+  private readonly memberOf: Database<1, [string, string]>;
+  private readonly blocks: Database<StoredBlock, [string, string]>;
+  private readonly audit: Database<StoredAudit, number>;
+  private readonly auditTarget: Database<1, [string, string, number]>;
+  private readonly meta: Database<number, string>;
+
+  private constructor(opts: DirectoryStoreOptions) {
+    this.env = opts.env;
+    this.tiers = new Set(opts.tiers);
+    this.allowInternational = opts.allowInternational;
+    this.defaultSender = opts.defaultSender;
+    this.maxGroupMembers = opts.maxGroupMembers;
+    this.reserved = new Set(opts.reservedUnitIds ?? []);
+    this.now = opts.now ?? Date.now;
+    const db = <V, K extends Key>(name: string): Database<V, K> => this.env.openDB<V, K>({ name, encoding: 'msgpack' });
+    this.units = db('dir.units');
+    this.unitChildren = db('dir.unitChildren');
+    this.keys = db('dir.keys');
+    this.keyDigests = db('dir.keyDigest');
+    this.people = db('dir.people');
+    this.peopleMobile = db('dir.peopleMobile');
+    this.peopleUnit = db('dir.peopleUnit');
+    this.roles = db('dir.roles');
+    this.groups = db('dir.groups');
+    this.groupParents = db('dir.groupParents');
+    this.members = db('dir.members');
+    this.memberOf = db('dir.memberOf');
+    this.blocks = db('dir.blocks');
+    this.audit = db('dir.audit');
+    this.auditTarget = db('dir.auditTarget');
+    this.meta = db('dir.meta');
+  }
+
+  static open(opts: DirectoryStoreOptions): DirectoryStore {
+    return new DirectoryStore(opts);
+  }
+
+  // =================================================================== reads
+
+  /** Bumped by every change that can alter a group's expansion (people, groups, blocks, units). */
+  version(): number {
+    return this.meta.get('version') ?? 0;
+  }
+
+  getUnit(id: string): Unit | undefined {
+    const u = this.units.get(id);
+    return u === undefined ? undefined : { id, ...u };
+  }
+
+  /** The unit, its parent, … the root. Undefined when the unit does not exist. */
+  unitChain(id: string): Unit[] | undefined {
+    const chain: Unit[] = [];
+    let cur: string | undefined = id;
+    while (cur !== undefined) {
+      const u = this.getUnit(cur);
+      if (u === undefined) return chain.length === 0 ? undefined : chain;
+      chain.push(u);
+      if (chain.length > MAX_UNIT_DEPTH) throw new GatewayError('INTERNAL', `unit ${id}: chain deeper than ${MAX_UNIT_DEPTH}`);
+      cur = u.parent;
+    }
+    return chain;
+  }
+
+  /** The unit and every unit below it (breadth first, at most MAX_SUBTREE). */
+  subtree(id: string): string[] {
+    const out = [id];
+    for (let i = 0; i < out.length && out.length < MAX_SUBTREE; i++) {
+      const parent = out[i] as string;
+      for (const key of this.unitChildren.getKeys({ start: [parent], end: [parent, '\uffff'] })) {
+        out.push(key[1]);
+        if (out.length >= MAX_SUBTREE) break;
+      }
+    }
+    return out;
+  }
+
+  /** True when `id` is `ancestor` or below it. */
+  isWithin(id: string, ancestor: string): boolean {
+    const chain = this.unitChain(id);
+    return chain !== undefined && chain.some((u) => u.id === ancestor);
+  }
+
+  listUnits(q: { parent?: string; cursor?: string; limit: number }): Page<Unit> {
+    const limit = clampLimit(q.limit);
+    const items: Unit[] = [];
+    if (q.parent !== undefined) {
+      const start: [string, string] = [q.parent, q.cursor === undefined ? '' : `${q.cursor}\u0000`];
+      for (const key of this.unitChildren.getKeys({ start, end: [q.parent, '\uffff'], limit })) {
+        const u = this.getUnit(key[1]);
+        if (u) items.push(u);
+      }
+    } else {
+      const start = q.cursor === undefined ? '' : `${q.cursor}\u0000`;
+      for (const { key, value } of this.units.getRange({ start, limit })) items.push({ id: key, ...value });
+    }
+    return page(items, limit, (u) => u.id);
+  }
+
+  getKey(id: string): ApiKeyInfo | undefined {
+    const k = this.keys.get(id);
+    return k === undefined ? undefined : keyInfo(id, k);
+  }
+
+  listKeys(unit: string): ApiKeyInfo[] {
+    const out: ApiKeyInfo[] = [];
+    for (const { key, value } of this.keys.getRange({})) {
+      if (value.u === unit) out.push(keyInfo(key, value));
+      if (out.length >= MAX_LIST) break;
+    }
+    return out;
+  }
+
+  /** Look an API key up by its digest; revoked and expired keys are reported as such. */
+  checkKey(key: string): KeyStatus {
+    const id = this.keyDigests.get(keyDigest(key));
+    const stored = id === undefined ? undefined : this.keys.get(id);
+    if (id === undefined || stored === undefined) return { ok: false, reason: 'unknown' };
+    const info = keyInfo(id, stored);
+    if (stored.r !== undefined) return { ok: false, reason: 'revoked', key: info };
+    if (stored.x !== undefined && stored.x <= this.now()) return { ok: false, reason: 'expired', key: info };
+    return { ok: true, key: info };
+  }
+
+  getPerson(id: string): Person | undefined {
+    const p = this.people.get(id);
+    return p === undefined ? undefined : { id, ...p };
+  }
+
+  personByMobile(mobile: string): Person | undefined {
+    const id = this.peopleMobile.get(mobile);
+    return id === undefined ? undefined : this.getPerson(id);
+  }
+
+  listPeople(q: { unit?: string; role?: string; cursor?: string; limit: number }): Page<Person> {
+    const limit = clampLimit(q.limit);
+    const after = q.cursor === undefined ? '' : `${q.cursor}\u0000`;
+    const items: Person[] = [];
+    if (q.role !== undefined) {
+      // Role rows are keyed by unit first; a page walks them in (unit, id) order.
+      const [cu, cid] = q.cursor === undefined ? ['', ''] : splitCursor(q.cursor);
+      const start: [string, string, string] = q.unit !== undefined ? [q.role, q.unit, q.cursor === undefined ? '' : `${cid}\u0000`] : [q.role, cu, q.cursor === undefined ? '' : `${cid}\u0000`];
+      const end: [string, string] | [string, string, string] = q.unit !== undefined ? [q.role, q.unit, '\uffff'] : [q.role, '\uffff'];
+      for (const key of this.roles.getKeys({ start, end, limit })) {
+        const p = this.getPerson(key[2]);
+        if (p) items.push(p);
+      }
+      return page(items, limit, (p) => (q.unit !== undefined ? p.id : `${p.unit}\u0000${p.id}`));
+    }
+    if (q.unit !== undefined) {
+      for (const key of this.peopleUnit.getKeys({ start: [q.unit, after], end: [q.unit, '\uffff'], limit })) {
+        const p = this.getPerson(key[1]);
+        if (p) items.push(p);
+      }
+    } else {
+      for (const { key, value } of this.people.getRange({ start: after, limit })) items.push({ id: key, ...value });
+    }
+    return page(items, limit, (p) => p.id);
+  }
+
+  getGroup(id: string): Group | undefined {
+    const g = this.groups.get(id);
+    return g === undefined ? undefined : groupOf(id, g);
+  }
+
+  listGroups(q: { unit?: string; cursor?: string; limit: number }): Page<Group> {
+    const limit = clampLimit(q.limit);
+    const items: Group[] = [];
+    const start = q.cursor === undefined ? '' : `${q.cursor}\u0000`;
+    for (const { key, value } of this.groups.getRange({ start })) {
+      if (q.unit === undefined || value.unit === q.unit) items.push(groupOf(key, value));
+      if (items.length >= limit) break;
+    }
+    return page(items, limit, (g) => g.id);
+  }
+
+  /** Static members of a group, by person id. */
+  listMembers(groupId: string, q: { cursor?: string; limit: number }): Page<{ id: string; mobile: string; channel: ChannelPreference }> {
+    const limit = clampLimit(q.limit);
+    const items: { id: string; mobile: string; channel: ChannelPreference }[] = [];
+    const start: [string, string] = [groupId, q.cursor === undefined ? '' : `${q.cursor}\u0000`];
+    for (const { key, value } of this.members.getRange({ start, end: [groupId, '\uffff'], limit })) {
+      items.push({ id: key[1], mobile: value.slice(1), channel: unpackChannel(value) });
+    }
+    return page(items, limit, (m) => m.id);
+  }
+
+  /** Groups whose static members include the person. */
+  groupsOf(personId: string): string[] {
+    const out: string[] = [];
+    for (const key of this.memberOf.getKeys({ start: [personId], end: [personId, '\uffff'] })) out.push(key[1]);
+    return out;
+  }
+
+  // ------------------------------------------ raw rows for the group expander
+
+  /**
+   * Static member rows of a group after person id `after` (exclusive), at
+   * most `limit`, handed to `visit(personId, packed)` without building a
+   * list (this is the broadcast path). Returns the rows read and the last id.
+   */
+  eachMemberRow(groupId: string, after: string | undefined, limit: number, visit: (personId: string, packed: string) => void): { rows: number; last?: string } {
+    const start: [string, string] = [groupId, after === undefined ? '' : `${after}\u0000`];
+    let rows = 0;
+    let last: string | undefined;
+    for (const { key, value } of this.members.getRange({ start, end: [groupId, '\uffff'], limit })) {
+      last = key[1];
+      rows++;
+      visit(last, value);
+    }
+    return last === undefined ? { rows } : { rows, last };
+  }
+
+  /** Role rows of (role, unit), like `eachMemberRow`. */
+  eachRoleRow(role: string, unit: string, after: string | undefined, limit: number, visit: (personId: string, packed: string) => void): { rows: number; last?: string } {
+    const start: [string, string, string] = [role, unit, after === undefined ? '' : `${after}\u0000`];
+    let rows = 0;
+    let last: string | undefined;
+    for (const { key, value } of this.roles.getRange({ start, end: [role, unit, '\uffff'], limit })) {
+      last = key[2];
+      rows++;
+      visit(last, value);
+    }
+    return last === undefined ? { rows } : { rows, last };
+  }
+
+  /** Units that have people with `role` (for an unscoped role rule). */
+  unitsWithRole(role: string): string[] {
+    const out: string[] = [];
+    let unit = '';
+    for (let i = 0; i < MAX_SUBTREE; i++) {
+      // Skip from one unit's rows to the next unit's: one seek per unit, not one step per person.
+      const next = [...this.roles.getKeys({ start: [role, unit], end: [role, '\uffff'], limit: 1 })][0];
+      if (next === undefined) break;
+      out.push(next[1]);
+      unit = `${next[1]}\u0000`;
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ block list
+
+  isBlocked(number: string, scopes: readonly string[]): boolean {
+    for (const s of scopes) if (this.blocks.get([s, number]) !== undefined) return true;
+    return false;
+  }
+
+  /**
+   * Every blocked number of these scopes as a set, or undefined when there
+   * are more than `max` (the caller then checks members one by one).
+   */
+  blockedSet(scopes: readonly string[], max: number): Set<string> | undefined {
+    const out = new Set<string>();
+    for (const s of scopes) {
+      for (const key of this.blocks.getKeys({ start: [s, ''], end: [s, '\uffff'], limit: max + 1 })) {
+        out.add(key[1]);
+        if (out.size > max) return undefined;
+      }
+    }
+    return out;
+  }
+
+  listBlocks(q: { scope?: string; cursor?: string; limit: number }): Page<BlockEntry> {
+    const limit = clampLimit(q.limit);
+    const items: BlockEntry[] = [];
+    const [cs, cn] = q.cursor === undefined ? [q.scope ?? '', ''] : splitCursor(q.cursor);
+    const start: [string, string] = [cs, q.cursor === undefined ? '' : `${cn}\u0000`];
+    const end: [string, string] | [string] = q.scope !== undefined ? [q.scope, '\uffff'] : ['\uffff'];
+    for (const { key, value } of this.blocks.getRange({ start, end, limit })) items.push(blockOf(key, value));
+    return page(items, limit, (b) => `${b.scope}\u0000${b.number}`);
+  }
+
+  // ----------------------------------------------------------------- audit
+
+  /** Newest first. Examines at most MAX_AUDIT_SCAN rows per call; `next` continues. */
+  queryAudit(q: AuditQuery): Page<AuditEntry> {
+    const limit = clampLimit(q.limit);
+    const items: AuditEntry[] = [];
+    let scanned = 0;
+    let last: number | undefined;
+    const matches = (e: StoredAudit): boolean =>
+      (q.actor === undefined || e.actor === q.actor) &&
+      (q.action === undefined || e.action === q.action || e.action.startsWith(`${q.action}.`)) &&
+      (q.targetType === undefined || e.targetType === q.targetType) &&
+      (q.targetId === undefined || e.targetId === q.targetId) &&
+      (q.from === undefined || e.at >= q.from) &&
+      (q.to === undefined || e.at < q.to);
+    const upper = q.cursor ?? Number.MAX_SAFE_INTEGER;
+    if (q.targetType !== undefined && q.targetId !== undefined) {
+      // The per-target index: a resource's history without scanning the log.
+      for (const key of this.auditTarget.getKeys({ start: [q.targetType, q.targetId, upper], end: [q.targetType, q.targetId, -1], reverse: true })) {
+        const seq = key[2];
+        if (seq >= upper) continue;
+        last = seq;
+        const e = this.audit.get(seq);
+        if (e !== undefined && matches(e)) items.push({ seq, ...e });
+        if (items.length >= limit || ++scanned >= MAX_AUDIT_SCAN) break;
+      }
+    } else {
+      for (const { key, value } of this.audit.getRange({ start: upper, end: -1, reverse: true })) {
+        if (key >= upper) continue;
+        last = key;
+        // Sequence order is time order: past `from` nothing older can match.
+        if (q.from !== undefined && value.at < q.from) {
+          last = undefined;
+          break;
+        }
+        if (matches(value)) items.push({ seq: key, ...value });
+        if (items.length >= limit || ++scanned >= MAX_AUDIT_SCAN) break;
+      }
+    }
+    const more = last !== undefined && (items.length >= limit || scanned >= MAX_AUDIT_SCAN) && last > 0;
+    return more ? { items, next: String(last) } : { items };
+  }
+
+  // ================================================================= writes
+
+  /** Record an admin action that is not itself a directory change (held messages released, …). */
+  recordAudit(actor: Actor, action: string, targetType: string, targetId: string, fields: { before?: unknown; after?: unknown; detail?: unknown }): Promise<void> {
+    return this.change(actor, (tx) => {
+      tx.audit(action, targetType, targetId, fields.before, fields.after, fields.detail);
+    });
+  }
+
+  createUnit(actor: Actor, input: UnitInput): Promise<Unit> {
+    return this.change(actor, (tx) => {
+      checkId(input.id, '/id', ID_RE);
+      if (this.units.get(input.id) !== undefined) throw new GatewayError('ALREADY_EXISTS', `unit ${input.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
+      if (this.reserved.has(input.id)) throw new GatewayError('ALREADY_EXISTS', `${input.id} is the tenant of a bootstrap API key (auth.apiKeys)`, { details: [{ field: '/id', message: 'reserved by auth.apiKeys' }] });
+      if (input.parent !== undefined) {
+        const chain = this.unitChain(input.parent);
+        if (chain === undefined) throw invalid('/parent', `no unit ${input.parent}`);
+        if (chain.length >= MAX_UNIT_DEPTH) throw invalid('/parent', `units nest at most ${MAX_UNIT_DEPTH} deep`);
+        this.assertScope(actor, input.parent, false);
+      } else if (actor.unit !== undefined) {
+        throw new GatewayError('FORBIDDEN', `an admin key for unit ${actor.unit} may only create units below it`, { details: [{ field: '/parent', message: 'required' }] });
+      }
+      const now = this.now();
+      const unit: Unit = {
+        id: input.id,
+        name: input.name,
+        ...(input.parent !== undefined ? { parent: input.parent } : {}),
+        ...(input.sender !== undefined ? { sender: input.sender } : {}),
+        ...(input.extension !== undefined ? { extension: input.extension } : {}),
+        ...(input.signature !== undefined && input.signature !== '' ? { signature: input.signature } : {}),
+        grants: this.checkGrants({ ...NO_GRANTS, ...input.grants }),
+        disabled: input.disabled ?? false,
+        createdAt: now,
+        updatedAt: now,
+      };
+      this.checkSender(unit);
+      this.units.putSync(unit.id, strip(unit));
+      if (unit.parent !== undefined) this.unitChildren.putSync([unit.parent, unit.id], 1);
+      tx.audit('unit.create', 'unit', unit.id, undefined, unit);
+      tx.bump();
+      return unit;
+    });
+  }
+
+  updateUnit(actor: Actor, id: string, patch: UnitPatch): Promise<Unit> {
+    return this.change(actor, (tx) => {
+      const before = this.getUnit(id);
+      if (before === undefined) throw notFound('unit', id);
+      // A delegated admin changes units below its own, never its own (it cannot widen what its parent gave it).
+      this.assertScope(actor, id, true);
+      const next: { -readonly [K in keyof Unit]: Unit[K] } = { ...before, updatedAt: this.now() };
+      if (patch.name !== undefined) next.name = patch.name;
+      if (patch.disabled !== undefined) next.disabled = patch.disabled;
+      if (patch.grants !== undefined) next.grants = this.checkGrants({ ...before.grants, ...patch.grants });
+      setOptional(next, 'sender', patch.sender);
+      setOptional(next, 'extension', patch.extension);
+      setOptional(next, 'signature', patch.signature === '' ? null : patch.signature);
+      if (patch.parent !== undefined && patch.parent !== (before.parent ?? null)) {
+        if (patch.parent === null) {
+          if (actor.unit !== undefined) throw new GatewayError('FORBIDDEN', 'a delegated admin may not make a root unit', { details: [{ field: '/parent', message: 'required' }] });
+          delete next.parent;
+        } else {
+          const chain = this.unitChain(patch.parent);
+          if (chain === undefined) throw invalid('/parent', `no unit ${patch.parent}`);
+          if (chain.some((u) => u.id === id)) throw invalid('/parent', `unit ${patch.parent} is below ${id}; a unit cannot move under itself`);
+          const depthBelow = this.depthBelow(id);
+          if (chain.length + depthBelow > MAX_UNIT_DEPTH) throw invalid('/parent', `units nest at most ${MAX_UNIT_DEPTH} deep`);
+          this.assertScope(actor, patch.parent, false);
+          next.parent = patch.parent;
+        }
+        if (before.parent !== undefined) this.unitChildren.removeSync([before.parent, id]);
+        if (next.parent !== undefined) this.unitChildren.putSync([next.parent, id], 1);
+      }
+      this.checkSender(next);
+      this.units.putSync(id, strip(next));
+      tx.audit(patch.grants !== undefined && Object.keys(patch).length === 1 ? 'unit.grants' : 'unit.update', 'unit', id, before, next);
+      tx.bump();
+      return next;
+    });
+  }
+
+  /** Replace a unit's grants (PUT …/grants): fields left out take the "nothing granted" default. */
+  setGrants(actor: Actor, id: string, grants: Partial<Grants>): Promise<Unit> {
+    return this.updateUnit(actor, id, { grants: { ...NO_GRANTS, ...grants } });
+  }
+
+  deleteUnit(actor: Actor, id: string): Promise<void> {
+    return this.change(actor, (tx) => {
+      const before = this.getUnit(id);
+      if (before === undefined) throw notFound('unit', id);
+      this.assertScope(actor, id, true);
+      const refs: FieldProblem[] = [];
+      const child = [...this.unitChildren.getKeys({ start: [id], end: [id, '\uffff'], limit: 1 })][0];
+      if (child !== undefined) refs.push({ field: '/units', message: `has sub-unit ${child[1]}` });
+      const person = [...this.peopleUnit.getKeys({ start: [id], end: [id, '\uffff'], limit: 1 })][0];
+      if (person !== undefined) refs.push({ field: '/people', message: `has person ${person[1]}` });
+      for (const { key, value } of this.groups.getRange({})) {
+        if (value.unit === id) {
+          refs.push({ field: '/groups', message: `owns group ${key}` });
+          break;
+        }
+      }
+      const now = this.now();
+      const deadKeys: string[] = [];
+      for (const { key, value } of this.keys.getRange({})) {
+        if (value.u !== id) continue;
+        if (value.r === undefined && (value.x === undefined || value.x > now)) {
+          refs.push({ field: '/keys', message: `has live API key ${key} (revoke it first)` });
+          break;
+        }
+        deadKeys.push(key);
+      }
+      if (refs.length > 0) throw new GatewayError('IN_USE', `unit ${id} is in use`, { details: refs });
+      for (const k of deadKeys) {
+        const stored = this.keys.get(k);
+        if (stored) this.keyDigests.removeSync(stored.d);
+        this.keys.removeSync(k);
+      }
+      if (before.parent !== undefined) this.unitChildren.removeSync([before.parent, id]);
+      this.units.removeSync(id);
+      tx.audit('unit.delete', 'unit', id, before, undefined, deadKeys.length > 0 ? { removedKeys: deadKeys } : undefined);
+      tx.bump();
+    });
+  }
+
+  /** A new API key for a unit. The key itself is returned here once and never stored. */
+  createKey(actor: Actor, unit: string, input: { label?: string; expiresAt?: number }): Promise<{ key: string; info: ApiKeyInfo }> {
+    const secret = `sgw_${randomBytes(32).toString('base64url')}`;
+    const id = `k${randomBytes(8).toString('hex')}`;
+    return this.change(actor, (tx) => {
+      if (this.units.get(unit) === undefined) throw notFound('unit', unit);
+      this.assertScope(actor, unit, false);
+      const now = this.now();
+      if (input.expiresAt !== undefined && input.expiresAt <= now) throw invalid('/expiresAt', 'must be in the future');
+      const stored: StoredKey = { u: unit, d: keyDigest(secret), p: secret.slice(0, 12), c: now };
+      if (input.label !== undefined) stored.l = input.label;
+      if (input.expiresAt !== undefined) stored.x = input.expiresAt;
+      this.keys.putSync(id, stored);
+      this.keyDigests.putSync(stored.d, id);
+      const info = keyInfo(id, stored);
+      tx.audit('key.create', 'key', id, undefined, info, { unit });
+      return { key: secret, info };
+    });
+  }
+
+  revokeKey(actor: Actor, id: string): Promise<ApiKeyInfo> {
+    return this.change(actor, (tx) => {
+      const stored = this.keys.get(id);
+      if (stored === undefined) throw notFound('API key', id);
+      this.assertScope(actor, stored.u, false);
+      const before = keyInfo(id, stored);
+      if (stored.r !== undefined) return before;
+      const next: StoredKey = { ...stored, r: this.now() };
+      this.keys.putSync(id, next);
+      const info = keyInfo(id, next);
+      tx.audit('key.revoke', 'key', id, before, info, { unit: stored.u });
+      return info;
+    });
+  }
+
+  /** Create (`create`), change (`update`) or either (`upsert`) a person. */
+  putPerson(actor: Actor, input: PersonInput, mode: 'create' | 'update' | 'upsert'): Promise<Person> {
+    return this.change(actor, (tx) => {
+      const person = this.preparePerson(input, '');
+      const before = this.getPerson(person.id);
+      if (mode === 'create' && before) throw new GatewayError('ALREADY_EXISTS', `person ${person.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
+      if (mode === 'update' && !before) throw notFound('person', person.id);
+      if (before) this.assertScope(actor, before.unit, false);
+      this.assertScope(actor, person.unit, false);
+      const taken = this.peopleMobile.get(person.mobile);
+      if (taken !== undefined && taken !== person.id) {
+        throw new GatewayError('ALREADY_EXISTS', 'the mobile number belongs to another person', { details: [{ field: '/mobile', message: `already used by person ${taken}` }] });
+      }
+      const now = this.now();
+      const next: Person = { ...person, createdAt: before?.createdAt ?? now, updatedAt: now };
+      this.writePerson(before, next);
+      tx.audit(before ? 'person.update' : 'person.create', 'person', next.id, before, next);
+      tx.bump();
+      return next;
+    });
+  }
+
+  deletePerson(actor: Actor, id: string): Promise<void> {
+    return this.change(actor, (tx) => {
+      const before = this.getPerson(id);
+      if (before === undefined) throw notFound('person', id);
+      this.assertScope(actor, before.unit, false);
+      this.writePerson(before, undefined);
+      tx.audit('person.delete', 'person', id, before, undefined);
+      tx.bump();
+    });
+  }
+
+  /** Create or replace a group's definition (and its static members when `members` is given). */
+  putGroup(actor: Actor, input: GroupInput, mode: 'create' | 'update' | 'upsert'): Promise<Group> {
+    return this.change(actor, (tx) => {
+      const before = this.getGroup(input.id);
+      if (mode === 'create' && before) throw new GatewayError('ALREADY_EXISTS', `group ${input.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
+      if (mode === 'update' && !before) throw notFound('group', input.id);
+      const after = this.writeGroup(actor, before, input, '', tx);
+      tx.audit(before ? 'group.update' : 'group.create', 'group', input.id, before, after.group, after.detail);
+      tx.bump();
+      return after.group;
+    });
+  }
+
+  /** Add and remove static members (person ids or mobile numbers). */
+  changeMembers(actor: Actor, groupId: string, change: { add?: readonly string[]; remove?: readonly string[] }): Promise<Group> {
+    return this.change(actor, (tx) => {
+      const before = this.getGroup(groupId);
+      if (before === undefined) throw notFound('group', groupId);
+      this.assertScope(actor, before.unit, false);
+      const add = change.add ?? [];
+      const remove = change.remove ?? [];
+      if (add.length + remove.length > MAX_MEMBER_CHANGE) {
+        throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${MAX_MEMBER_CHANGE} member changes per request; import a CSV for more`, { details: [{ field: '/add', message: `${add.length} + ${remove.length} items` }] });
+      }
+      const problems: FieldProblem[] = [];
+      const addIds = this.resolveMembers(add, '/add', problems);
+      const removeIds = this.resolveMembers(remove, '/remove', problems);
+      if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems.slice(0, 20) });
+      let k = before.memberCount ?? 0;
+      const added: string[] = [];
+      const removed: string[] = [];
+      for (const pid of removeIds) {
+        if (this.members.get([groupId, pid]) === undefined) continue;
+        this.members.removeSync([groupId, pid]);
+        this.memberOf.removeSync([pid, groupId]);
+        removed.push(pid);
+        k--;
+      }
+      for (const pid of addIds) {
+        if (this.members.get([groupId, pid]) !== undefined) continue;
+        const p = this.people.get(pid) as StoredPerson;
+        this.members.putSync([groupId, pid], packMember(p.channel, p.mobile));
+        this.memberOf.putSync([pid, groupId], 1);
+        added.push(pid);
+        k++;
+      }
+      if (k > this.maxGroupMembers) throw new GatewayError('TOO_MANY_RECIPIENTS', `a group has at most ${this.maxGroupMembers} static members`, { details: [{ field: '/add', message: `would have ${k}` }] });
+      const stored = this.groups.get(groupId) as StoredGroup;
+      const next: StoredGroup = { ...stored, k, updatedAt: this.now() };
+      this.groups.putSync(groupId, next);
+      const after = groupOf(groupId, next);
+      tx.audit('group.members', 'group', groupId, before, after, membershipDetail(added, removed));
+      tx.bump();
+      return after;
+    });
+  }
+
+  deleteGroup(actor: Actor, id: string): Promise<void> {
+    return this.change(actor, (tx) => {
+      const before = this.getGroup(id);
+      if (before === undefined) throw notFound('group', id);
+      this.assertScope(actor, before.unit, false);
+      const parent = [...this.groupParents.getKeys({ start: [id], end: [id, '\uffff'], limit: 1 })][0];
+      if (parent !== undefined) throw new GatewayError('IN_USE', `group ${id} is nested in group ${parent[1]}`, { details: [{ field: '/groups', message: `nested in ${parent[1]}` }] });
+      const removed: string[] = [];
+      for (const key of [...this.members.getKeys({ start: [id], end: [id, '\uffff'] })]) {
+        this.members.removeSync(key);
+        this.memberOf.removeSync([key[1], id]);
+        if (removed.length < AUDIT_ID_SAMPLE) removed.push(key[1]);
+      }
+      for (const child of before.groups) this.groupParents.removeSync([child, id]);
+      this.groups.removeSync(id);
+      tx.audit('group.delete', 'group', id, before, undefined, { removedMembers: before.memberCount ?? 0, sample: removed });
+      tx.bump();
+    });
+  }
+
+  block(actor: Actor, input: { scope: string; number: string; reason?: string }): Promise<BlockEntry> {
+    return this.change(actor, (tx) => {
+      const number = this.normalize(input.number, '/number');
+      this.checkBlockScope(actor, input.scope);
+      const stored: StoredBlock = { a: this.now(), b: actor.name };
+      if (input.reason !== undefined) stored.r = input.reason;
+      const prior = this.blocks.get([input.scope, number]);
+      this.blocks.putSync([input.scope, number], stored);
+      const entry = blockOf([input.scope, number], stored);
+      tx.audit('block.add', 'block', `${input.scope}:${number}`, prior ? blockOf([input.scope, number], prior) : undefined, entry);
+      tx.bump();
+      return entry;
+    });
+  }
+
+  unblock(actor: Actor, input: { scope: string; number: string }): Promise<void> {
+    return this.change(actor, (tx) => {
+      const number = this.normalize(input.number, '/number');
+      this.checkBlockScope(actor, input.scope);
+      const prior = this.blocks.get([input.scope, number]);
+      if (prior === undefined) throw notFound('block-list entry', `${input.scope}:${number}`);
+      this.blocks.removeSync([input.scope, number]);
+      tx.audit('block.remove', 'block', `${input.scope}:${number}`, blockOf([input.scope, number], prior), undefined);
+      tx.bump();
+    });
+  }
+
+  /**
+   * Apply a whole people import in one transaction: either every row is
+   * written or (on any refusal, including one found only now because the
+   * directory changed since the file was checked) none is.
+   */
+  importPeople(actor: Actor, rows: readonly { line: number; input: PersonInput }[], detail: Record<string, unknown>): Promise<{ created: number; updated: number; unchanged: number }> {
+    return this.change(actor, (tx) => {
+      const problems: FieldProblem[] = [];
+      let created = 0;
+      let updated = 0;
+      let unchanged = 0;
+      const byMobile = new Map<string, string>();
+      for (const { line, input } of rows) {
+        const at = `/rows/${line}`;
+        let person: Omit<Person, 'createdAt' | 'updatedAt'>;
+        try {
+          person = this.preparePerson(input, at);
+          const before = this.getPerson(person.id) ?? (input.id === undefined ? this.personByMobile(person.mobile) : undefined);
+          const id = before?.id ?? person.id;
+          person = { ...person, id };
+          if (before) this.assertScope(actor, before.unit, false, at);
+          this.assertScope(actor, person.unit, false, at);
+          const taken = byMobile.get(person.mobile) ?? this.peopleMobile.get(person.mobile);
+          if (taken !== undefined && taken !== id) throw new GatewayError('ALREADY_EXISTS', 'number taken', { details: [{ field: `${at}/mobile`, message: `number already belongs to person ${taken}` }] });
+          byMobile.set(person.mobile, id);
+          if (before && samePerson(before, person)) {
+            unchanged++;
+            continue;
+          }
+          const now = this.now();
+          const next: Person = { ...person, createdAt: before?.createdAt ?? now, updatedAt: now };
+          this.writePerson(before, next);
+          tx.audit(before ? 'person.update' : 'person.create', 'person', id, before, next, detail);
+          if (before) updated++;
+          else created++;
+        } catch (e) {
+          if (!(e instanceof GatewayError)) throw e;
+          problems.push(...rowProblems(e, at));
+          if (problems.length >= 100) break;
+        }
+      }
+      if (problems.length > 0) {
+        throw new GatewayError('IMPORT_INVALID', `${problems.length} row problem(s); nothing was imported`, { details: problems.slice(0, 100) });
+      }
+      tx.audit('people.import', 'import', String(detail['sha256'] ?? ''), undefined, undefined, { ...detail, created, updated, unchanged });
+      tx.bump();
+      return { created, updated, unchanged };
+    });
+  }
+
+  /** Apply a groups import (each listed group's definition replaced) in one transaction. */
+  importGroups(actor: Actor, groups: readonly { line: number; input: GroupInput }[], detail: Record<string, unknown>): Promise<{ created: number; updated: number }> {
+    return this.change(actor, (tx) => {
+      const problems: FieldProblem[] = [];
+      let created = 0;
+      let updated = 0;
+      // Groups may nest groups defined further down the same file: every new group exists (empty) first.
+      const now = this.now();
+      const fresh = new Set<string>();
+      for (const { input } of groups) {
+        if (this.groups.get(input.id) === undefined && ID_RE.test(input.id) && this.units.get(input.unit) !== undefined) {
+          this.groups.putSync(input.id, { name: input.name, unit: input.unit, groups: [], roles: [], k: 0, createdAt: now, updatedAt: now });
+          fresh.add(input.id);
+        }
+      }
+      for (const { line, input } of groups) {
+        const at = `/rows/${line}`;
+        try {
+          const before = fresh.has(input.id) ? undefined : this.getGroup(input.id);
+          const after = this.writeGroup(actor, before, input, at, tx);
+          tx.audit(before ? 'group.update' : 'group.create', 'group', input.id, before, after.group, { ...detail, ...(after.detail as object | undefined) });
+          if (before) updated++;
+          else created++;
+        } catch (e) {
+          if (!(e instanceof GatewayError)) throw e;
+          problems.push(...rowProblems(e, at));
+          if (problems.length >= 100) break;
+        }
+      }
+      if (problems.length > 0) {
+        throw new GatewayError('IMPORT_INVALID', `${problems.length} row problem(s); nothing was imported`, { details: problems.slice(0, 100) });
+      }
+      tx.audit('groups.import', 'import', String(detail['sha256'] ?? ''), undefined, undefined, { ...detail, created, updated });
+      tx.bump();
+      return { created, updated };
+    });
+  }
+
+  // ============================================================== internals
+
+  /** Run one change in a child transaction with its audit entries. */
+  private change<T>(actor: Actor, fn: (tx: ChangeContext) => T): Promise<T> {
+    return this.env.childTransaction(() => {
+      const ctx = new ChangeContext(actor, this.now(), this.audit, this.auditTarget, this.meta);
+      return fn(ctx);
+    });
+  }
+
+  /** A delegated admin may act only inside its unit's subtree (`strict`: strictly below it). */
+  private assertScope(actor: Actor, unit: string, strict: boolean, at = ''): void {
+    if (actor.unit === undefined) return;
+    const inside = this.isWithin(unit, actor.unit) && (!strict || unit !== actor.unit);
+    if (!inside) {
+      throw new GatewayError('FORBIDDEN', `admin key ${actor.name} may only manage ${strict ? 'units below' : 'the subtree of'} unit ${actor.unit}`, {
+        details: [{ field: `${at}/unit`, message: `${unit} is outside ${actor.unit}${strict ? "'s sub-units" : "'s subtree"}` }],
+      });
+    }
+  }
+
+  private checkBlockScope(actor: Actor, scope: string): void {
+    if (scope === '*') {
+      if (actor.unit !== undefined) throw new GatewayError('FORBIDDEN', 'only a global admin may change the global block list', { details: [{ field: '/scope', message: 'use your unit id' }] });
+      return;
+    }
+    if (this.units.get(scope) === undefined) throw invalid('/scope', `no unit ${scope} (use * for every unit)`);
+    this.assertScope(actor, scope, false);
+  }
+
+  private checkGrants(g: Grants): Grants {
+    const problems: FieldProblem[] = [];
+    g.tiers.forEach((t, i) => {
+      if (t !== '*' && !this.tiers.has(t)) problems.push({ field: `/grants/tiers/${i}`, message: `unknown tier ${t}` });
+    });
+    g.groups.forEach((x, i) => {
+      if (x !== '*' && this.groups.get(x) === undefined) problems.push({ field: `/grants/groups/${i}`, message: `no group ${x}` });
+    });
+    for (const [field, v] of [['dailyQuota', g.dailyQuota], ['perMinuteQuota', g.perMinuteQuota]] as const) {
+      if (v !== null && (!Number.isInteger(v) || v < 0)) problems.push({ field: `/grants/${field}`, message: 'a non-negative integer or null' });
+    }
+    if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
+    return {
+      tiers: [...new Set(g.tiers)], groups: [...new Set(g.groups)], direct: g.direct, police: g.police, dailyQuota: g.dailyQuota, perMinuteQuota: g.perMinuteQuota,
+    };
+  }
+
+  private checkSender(unit: Unit): void {
+    if (unit.sender !== undefined && !SENDER_RE.test(unit.sender)) throw invalid('/sender', 'digits only, at most 20');
+    if (unit.extension !== undefined && !EXTENSION_RE.test(unit.extension)) throw invalid('/extension', 'digits only, at most 6');
+    const parentChain = unit.parent !== undefined ? (this.unitChain(unit.parent) ?? []) : [];
+    const effective = effectiveSender([unit, ...parentChain], this.defaultSender);
+    if (effective.length > 20) throw invalid(unit.sender !== undefined ? '/sender' : '/extension', `the sender address would be ${effective} (${effective.length} digits); SMPP allows 20`);
+  }
+
+  /** Levels below `id` (0 for a leaf), bounded by MAX_UNIT_DEPTH. */
+  private depthBelow(id: string): number {
+    let level = [id];
+    for (let depth = 0; depth <= MAX_UNIT_DEPTH; depth++) {
+      const next: string[] = [];
+      for (const u of level) for (const key of this.unitChildren.getKeys({ start: [u], end: [u, '\uffff'] })) next.push(key[1]);
+      if (next.length === 0) return depth;
+      level = next;
+    }
+    return MAX_UNIT_DEPTH + 1;
+  }
+
+  private normalize(raw: string, field: string): string {
+    const n = normalizeNumber(raw, { allowInternational: this.allowInternational });
+    if (!n.ok) throw new GatewayError('BAD_NUMBER', `${field}: ${n.reason}`, { details: [{ field, message: n.reason }] });
+    return n.number;
+  }
+
+  private preparePerson(input: PersonInput, at: string): Omit<Person, 'createdAt' | 'updatedAt'> {
+    const problems: FieldProblem[] = [];
+    const mobile = normalizeNumber(input.mobile, { allowInternational: this.allowInternational });
+    if (!mobile.ok) problems.push({ field: `${at}/mobile`, message: mobile.reason });
+    if (input.id !== undefined && !PERSON_ID_RE.test(input.id)) problems.push({ field: `${at}/id`, message: 'letters, digits, _ . - (at most 64), starting with a letter or digit' });
+    const name = input.name.trim();
+    if (name.length === 0 || name.length > 128) problems.push({ field: `${at}/name`, message: 'required, at most 128 characters' });
+    if (this.units.get(input.unit) === undefined) problems.push({ field: `${at}/unit`, message: `no unit ${input.unit}` });
+    const roles = [...new Set((input.roles ?? []).map((r) => r.trim()).filter((r) => r.length > 0))];
+    if (roles.length > MAX_ROLES) problems.push({ field: `${at}/roles`, message: `at most ${MAX_ROLES}` });
+    roles.forEach((r) => {
+      if (!ROLE_RE.test(r)) problems.push({ field: `${at}/roles`, message: `role ${r}: letters, digits, _ -` });
+    });
+    const channel = input.channel ?? 'sms';
+    if (!CHANNEL_PREFERENCES.includes(channel)) problems.push({ field: `${at}/channel`, message: 'sms, pda or both' });
+    if (problems.length > 0 || !mobile.ok) throw new GatewayError(problems.some((p) => p.field.endsWith('/mobile')) ? 'BAD_NUMBER' : 'VALIDATION', problems[0]?.message, { details: problems });
+    // Without an id, a person is known by their number: `p` + the number keeps re-imports stable.
+    const id = input.id ?? this.peopleMobile.get(mobile.number) ?? `p${mobile.number}`;
+    return { id, name, mobile: mobile.number, unit: input.unit, roles, channel };
+  }
+
+  /** Write (or, with `next` undefined, remove) a person and every index and membership row that carries them. */
+  private writePerson(before: Person | undefined, next: Person | undefined): void {
+    const id = (next ?? before)?.id as string;
+    if (before) {
+      if (!next || next.mobile !== before.mobile) this.peopleMobile.removeSync(before.mobile);
+      if (!next || next.unit !== before.unit) this.peopleUnit.removeSync([before.unit, id]);
+      for (const r of before.roles) this.roles.removeSync([r, before.unit, id]);
+    }
+    if (next) {
+      this.people.putSync(id, strip(next));
+      this.peopleMobile.putSync(next.mobile, id);
+      this.peopleUnit.putSync([next.unit, id], 1);
+      const packed = packMember(next.channel, next.mobile);
+      for (const r of next.roles) this.roles.putSync([r, next.unit, id], packed);
+      if (before && packMember(before.channel, before.mobile) !== packed) {
+        for (const key of [...this.memberOf.getKeys({ start: [id], end: [id, '\uffff'] })]) this.members.putSync([key[1], id], packed);
+      }
+    } else {
+      this.people.removeSync(id);
+      for (const key of [...this.memberOf.getKeys({ start: [id], end: [id, '\uffff'] })]) {
+        this.memberOf.removeSync(key);
+        this.members.removeSync([key[1], id]);
+        const g = this.groups.get(key[1]);
+        if (g) this.groups.putSync(key[1], { ...g, k: Math.max(0, g.k - 1) });
+      }
+    }
+  }
+
+  /** Person ids for member references (a person id, or a mobile number of a known person). */
+  private resolveMembers(refs: readonly string[], field: string, problems: FieldProblem[]): string[] {
+    const out: string[] = [];
+    refs.forEach((ref, i) => {
+      const r = ref.trim();
+      if (this.people.get(r) !== undefined) {
+        out.push(r);
+        return;
+      }
+      const n = normalizeNumber(r, { allowInternational: this.allowInternational });
+      const id = n.ok ? this.peopleMobile.get(n.number) : undefined;
+      if (id !== undefined) out.push(id);
+      else if (problems.length < 100) problems.push({ field: `${field}/${i}`, message: `no person with id or mobile ${r}` });
+    });
+    return out;
+  }
+
+  private writeGroup(actor: Actor, before: Group | undefined, input: GroupInput, at: string, _tx: ChangeContext): { group: Group; detail?: unknown } {
+    const problems: FieldProblem[] = [];
+    if (!ID_RE.test(input.id)) problems.push({ field: `${at}/id`, message: 'letters, digits, _ - (at most 64), starting with a letter or digit' });
+    const name = input.name.trim();
+    if (name.length === 0 || name.length > 128) problems.push({ field: `${at}/name`, message: 'required, at most 128 characters' });
+    if (this.units.get(input.unit) === undefined) problems.push({ field: `${at}/unit`, message: `no unit ${input.unit}` });
+    const children = [...new Set(input.groups ?? [])];
+    const rules = dedupeRules(input.roles ?? []);
+    if (children.length + rules.length > MAX_GROUP_REFS) problems.push({ field: `${at}/groups`, message: `at most ${MAX_GROUP_REFS} nested groups and role rules` });
+    children.forEach((c, i) => {
+      if (c === input.id) problems.push({ field: `${at}/groups/${i}`, message: 'a group cannot contain itself' });
+      else if (this.groups.get(c) === undefined) problems.push({ field: `${at}/groups/${i}`, message: `no group ${c}` });
+    });
+    rules.forEach((r, i) => {
+      if (!ROLE_RE.test(r.role)) problems.push({ field: `${at}/roles/${i}/role`, message: 'letters, digits, _ -' });
+      if (r.unit !== undefined && this.units.get(r.unit) === undefined) problems.push({ field: `${at}/roles/${i}/unit`, message: `no unit ${r.unit}` });
+    });
+    if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
+    if (before) this.assertScope(actor, before.unit, false, at);
+    this.assertScope(actor, input.unit, false, at);
+    // Cycle guard: no nested group may (transitively) contain this one.
+    for (const c of children) {
+      const path = this.pathTo(c, input.id);
+      if (path !== undefined) {
+        throw new GatewayError('GROUP_CYCLE', `group ${input.id} would contain itself: ${[input.id, ...path].join(' → ')}`, { details: [{ field: `${at}/groups`, message: `${[input.id, ...path].join(' → ')}` }] });
+      }
+    }
+    const now = this.now();
+    const stored = this.groups.get(input.id);
+    let k = stored?.k ?? 0;
+    let detail: unknown;
+    if (input.members !== undefined) {
+      const memberProblems: FieldProblem[] = [];
+      const ids = new Set(this.resolveMembers(input.members, `${at}/members`, memberProblems));
+      if (memberProblems.length > 0) throw new GatewayError('VALIDATION', memberProblems[0]?.message, { details: memberProblems.slice(0, 100) });
+      if (ids.size > this.maxGroupMembers) throw new GatewayError('TOO_MANY_RECIPIENTS', `a group has at most ${this.maxGroupMembers} static members`, { details: [{ field: `${at}/members`, message: `${ids.size} members` }] });
+      const added: string[] = [];
+      const removed: string[] = [];
+      for (const key of [...this.members.getKeys({ start: [input.id], end: [input.id, '\uffff'] })]) {
+        if (ids.has(key[1])) {
+          ids.delete(key[1]);
+          continue;
+        }
+        this.members.removeSync(key);
+        this.memberOf.removeSync([key[1], input.id]);
+        removed.push(key[1]);
+        k--;
+      }
+      for (const pid of ids) {
+        const p = this.people.get(pid) as StoredPerson;
+        this.members.putSync([input.id, pid], packMember(p.channel, p.mobile));
+        this.memberOf.putSync([pid, input.id], 1);
+        added.push(pid);
+        k++;
+      }
+      detail = membershipDetail(added, removed);
+    }
+    for (const old of stored?.groups ?? []) if (!children.includes(old)) this.groupParents.removeSync([old, input.id]);
+    for (const c of children) this.groupParents.putSync([c, input.id], 1);
+    const next: StoredGroup = { name, unit: input.unit, groups: children, roles: rules, k, createdAt: stored?.createdAt ?? now, updatedAt: now };
+    this.groups.putSync(input.id, next);
+    return { group: groupOf(input.id, next), ...(detail !== undefined ? { detail } : {}) };
+  }
+
+  /** A path of nested groups from `from` down to `target`, or undefined (bounded DFS). */
+  private pathTo(from: string, target: string): string[] | undefined {
+    const seen = new Set<string>();
+    const stack: Array<{ id: string; path: string[] }> = [{ id: from, path: [from] }];
+    while (stack.length > 0 && seen.size < 100_000) {
+      const { id, path } = stack.pop() as { id: string; path: string[] };
+      if (id === target) return path;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      for (const c of this.groups.get(id)?.groups ?? []) stack.push({ id: c, path: [...path, c] });
+    }
+    return undefined;
+  }
+}
+
+/** One change's audit writer; sequence numbers are allocated inside the write transaction, so they are unique across processes. */
+class ChangeContext {
+  private seq: number | undefined;
+  private bumped = false;
+  constructor(
+    private readonly actor: Actor,
+    private readonly at: number,
+    private readonly log: Database<StoredAudit, number>,
+    private readonly byTarget: Database<1, [string, string, number]>,
+    private readonly meta: Database<number, string>,
+  ) {}
+
+  audit(action: string, targetType: string, targetId: string, before: unknown, after: unknown, detail?: unknown): void {
+    if (this.seq === undefined) {
+      const last = [...this.log.getKeys({ reverse: true, limit: 1 })][0];
+      this.seq = typeof last === 'number' ? last : 0;
+    }
+    this.seq++;
+    const e: { -readonly [K in keyof StoredAudit]: StoredAudit[K] } = { at: this.at, actor: this.actor.name, action, targetType, targetId };
+    if (before !== undefined) e.before = before;
+    if (after !== undefined) e.after = after;
+    if (detail !== undefined) e.detail = detail;
+    this.log.putSync(this.seq, e);
+    this.byTarget.putSync([targetType, targetId, this.seq], 1);
+  }
+
+  bump(): void {
+    if (this.bumped) return;
+    this.bumped = true;
+    this.meta.putSync('version', (this.meta.get('version') ?? 0) + 1);
+  }
+}
+
+function clampLimit(limit: number): number {
+  return Math.max(1, Math.min(MAX_LIST, Math.floor(limit)));
+}
+
+function page<T>(items: T[], limit: number, cursorOf: (t: T) => string): Page<T> {
+  const last = items[items.length - 1];
+  return items.length >= limit && last !== undefined ? { items, next: cursorOf(last) } : { items };
+}
+
+function splitCursor(cursor: string): [string, string] {
+  const i = cursor.indexOf('\u0000');
+  return i < 0 ? [cursor, ''] : [cursor.slice(0, i), cursor.slice(i + 1)];
+}
+
+function keyInfo(id: string, k: StoredKey): ApiKeyInfo {
+  return {
+    id, unit: k.u, prefix: k.p, createdAt: k.c,
+    ...(k.l !== undefined ? { label: k.l } : {}),
+    ...(k.x !== undefined ? { expiresAt: k.x } : {}),
+    ...(k.r !== undefined ? { revokedAt: k.r } : {}),
+  };
+}
+
+function groupOf(id: string, g: StoredGroup): Group {
+  return { id, name: g.name, unit: g.unit, groups: g.groups, roles: g.roles, memberCount: g.k, createdAt: g.createdAt, updatedAt: g.updatedAt };
+}
+
+function blockOf(key: [string, string], b: StoredBlock): BlockEntry {
+  return { scope: key[0], number: key[1], at: b.a, by: b.b, ...(b.r !== undefined ? { reason: b.r } : {}) };
+}
+
+function strip<T extends { id: string }>(o: T): Omit<T, 'id'> {
+  const { id: _id, ...rest } = o;
+  return rest;
+}
+
+function setOptional<K extends 'sender' | 'extension' | 'signature'>(o: { [P in K]?: string }, k: K, v: string | null | undefined): void {
+  if (v === undefined) return;
+  if (v === null) delete o[k];
+  else o[k] = v;
+}
+
+function checkId(id: string, field: string, re: RegExp): void {
+  if (!re.test(id)) throw invalid(field, 'letters, digits, _ - (at most 64), starting with a letter or digit');
+}
+
+function dedupeRules(rules: readonly RoleRule[]): RoleRule[] {
+  const seen = new Set<string>();
+  const out: RoleRule[] = [];
+  for (const r of rules) {
+    const k = `${r.role}\u0000${r.unit ?? ''}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(r.unit !== undefined ? { role: r.role, unit: r.unit } : { role: r.role });
+  }
+  return out;
+}
+
+function samePerson(a: Person, b: Omit<Person, 'createdAt' | 'updatedAt'>): boolean {
+  return a.name === b.name && a.mobile === b.mobile && a.unit === b.unit && a.channel === b.channel &&
+    a.roles.length === b.roles.length && a.roles.every((r, i) => b.roles[i] === r);
+}
+
+function membershipDetail(added: readonly string[], removed: readonly string[]): Record<string, unknown> {
+  return {
+    added: added.length,
+    removed: removed.length,
+    addedIds: added.slice(0, AUDIT_ID_SAMPLE),
+    removedIds: removed.slice(0, AUDIT_ID_SAMPLE),
+    ...(added.length > AUDIT_ID_SAMPLE || removed.length > AUDIT_ID_SAMPLE ? { truncated: true } : {}),
+  };
+}
+
+/** A row's refusal as field problems under that row. */
+function rowProblems(e: GatewayError, at: string): FieldProblem[] {
+  if (e.details && e.details.length > 0) return e.details.map((d) => (d.field.startsWith(at) ? d : { field: `${at}${d.field}`, message: d.message }));
+  return [{ field: at, message: e.message }];
+}

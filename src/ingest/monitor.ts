@@ -1,0 +1,62 @@
+/**
+ * The monitoring listener of a process without the API (`--role dispatch`):
+ * /healthz, /readyz and /metrics on server.port, nothing else, so a dispatch
+ * process can be health-checked and scraped like any other.
+ */
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { loadUws } from './uws.js';
+import { Exchange } from './http.js';
+import { GatewayError } from '../core/errors.js';
+import { asGatewayError } from './intake.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { Readiness } from './server.js';
+
+export class MonitorDoor {
+  private readonly app: TemplatedApp;
+  private socket: us_listen_socket | null = null;
+  private draining = false;
+  port = 0;
+
+  constructor(private readonly deps: { metrics: Metrics; readiness: Readiness }) {
+    const app = loadUws().App();
+    app.get('/healthz', (res) => new Exchange(res).json(200, { status: 'ok' }));
+    app.get('/readyz', (res) => {
+      const r = this.deps.readiness.ready();
+      const ready = r.ready && !this.draining;
+      new Exchange(res).json(ready ? 200 : 503, { ready, ...r.detail });
+    });
+    app.get('/metrics', (res) => {
+      const ex = new Exchange(res);
+      this.deps.metrics.registry.metrics().then(
+        (text) => ex.send(200, text, this.deps.metrics.registry.contentType),
+        (e: unknown) => ex.error(asGatewayError(e)),
+      );
+    });
+    app.any('/*', (res, req) => new Exchange(res).error(new GatewayError('NOT_FOUND', `no route ${req.getUrl()} (monitoring listener of a dispatch process)`)));
+    this.app = app;
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    const uws = loadUws();
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (socket) => {
+        if (!socket) {
+          reject(new Error(`cannot listen on ${host}:${port}`));
+          return;
+        }
+        this.socket = socket;
+        this.port = uws.us_socket_local_port(socket);
+        resolve(this.port);
+      });
+    });
+  }
+
+  drain(): void {
+    this.draining = true;
+  }
+
+  close(): void {
+    if (this.socket) loadUws().us_listen_socket_close(this.socket);
+    this.socket = null;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Helpers for directory tests: an admin client for the test gateway, and
+ * building units, keys, people and groups through the admin API.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
+import type { Test } from 'tap';
+import { DirectoryStore } from '../../src/directory/store.js';
+import { NO_GRANTS, type Actor, type Grants } from '../../src/directory/types.js';
+import type { TestGateway } from './gateway.js';
+
+export const ADMIN_KEY = 'test-admin-key-0123456789';
+export const ADMIN_CONFIG = { admin: { keys: [{ key: ADMIN_KEY, name: 'root-admin' }] } };
+
+export type Reply = { status: number; json: any; headers: Headers };
+
+export interface AdminClient {
+  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
+  /** Like call, but throws unless the status is 2xx (setup steps). */
+  must(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<any>;
+  /** POST /v1/messages with a unit's key. */
+  sendAs(key: string, body: unknown): Promise<Reply>;
+  /** GET /v1/messages/{id} with a unit's key. */
+  statusAs(key: string, id: string, query?: string): Promise<Reply>;
+  /** Poll the status with a unit's key until every recipient is final (bounded). */
+  waitCompleteAs(key: string, id: string, timeoutMs?: number): Promise<any>;
+}
+
+export function adminClient(gw: TestGateway, key = ADMIN_KEY): AdminClient {
+  const call: AdminClient['call'] = async (method, path, body, headers = {}) => {
+    const isText = typeof body === 'string' || body instanceof Uint8Array;
+    const res = await fetch(gw.url + path, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': isText ? 'text/csv' : 'application/json' } : {}), ...headers },
+      ...(body !== undefined ? { body: isText ? (body as string) : JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = text;
+    }
+    return { status: res.status, json, headers: res.headers };
+  };
+  return {
+    call,
+    async must(method, path, body, headers) {
+      const r = await call(method, path, body, headers);
+      if (r.status < 200 || r.status > 299) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
+      return r.json;
+    },
+    async statusAs(apiKey, id, query = 'limit=1000') {
+      const res = await fetch(`${gw.url}/v1/messages/${id}?${query}`, { headers: { authorization: `Bearer ${apiKey}` } });
+      return { status: res.status, json: await res.json(), headers: res.headers };
+    },
+    async waitCompleteAs(apiKey, id, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      let last: any;
+      while (Date.now() < deadline) {
+        const res = await fetch(`${gw.url}/v1/messages/${id}?limit=1000`, { headers: { authorization: `Bearer ${apiKey}` } });
+        last = await res.json();
+        if (res.status === 200 && last.status === 'complete') return last;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`message ${id} not complete after ${timeoutMs} ms: ${JSON.stringify(last)}`);
+    },
+    async sendAs(apiKey, body) {
+      const res = await fetch(`${gw.url}/v1/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = text;
+      }
+      return { status: res.status, json, headers: res.headers };
+    },
+  };
+}
+
+// ------------------------------------------------------- LMDB-level set-up
+
+
+export const ROOT: Actor = { name: 'root-admin' };
+export const TIERS = ['emergency', 'leadership', 'business', 'routine', 'bulk'];
+
+/** A fresh LMDB environment in a temp dir, closed and removed after the test. */
+export function tempEnv(t: Test): RootDatabase {
+  const dir = mkdtempSync(join(tmpdir(), 'smsgw-dir-'));
+  const env = open({ path: join(dir, 'gateway.lmdb'), maxDbs: 96, compression: false });
+  t.teardown(async () => {
+    await env.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return env;
+}
+
+export function tempDirectory(t: Test, opts: { now?: () => number; maxGroupMembers?: number } = {}): { env: RootDatabase; store: DirectoryStore } {
+  const env = tempEnv(t);
+  const store = DirectoryStore.open({
+    env,
+    tiers: TIERS,
+    allowInternational: false,
+    defaultSender: '10690000',
+    maxGroupMembers: opts.maxGroupMembers ?? 1_000_000,
+    reservedUnitIds: ['dev'],
+    ...(opts.now ? { now: opts.now } : {}),
+  });
+  return { env, store };
+}
+
+export function grants(g: Partial<Grants>): Grants {
+  return { ...NO_GRANTS, ...g };
+}
+
+/** Distinct valid mobiles 139xxxxxxx6, different from numberAt's 138 range. */
+export function mobileAt(n: number): string {
+  return `139${String(10_000_000 + n * 10 + 6).slice(-8)}`;
+}

@@ -1,0 +1,86 @@
+import t from 'tap';
+import { effectiveGrants, effectiveSender, effectiveSignature, flagOffAt, narrowedBy, signText } from '../../src/directory/grants.js';
+import { NO_GRANTS, type Grants, type Unit } from '../../src/directory/types.js';
+import { quietUntil } from '../../src/directory/quiet-hours.js';
+
+function unit(id: string, grants: Partial<Grants>, extra: Partial<Unit> = {}): Unit {
+  return { id, name: id, grants: { ...NO_GRANTS, ...grants }, disabled: false, createdAt: 0, updatedAt: 0, ...extra };
+}
+
+/** Deterministic pseudo-random numbers (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+t.test('effective grants are the intersection along the chain; * defers to the parent', async (t) => {
+  const root = unit('city', { tiers: ['emergency', 'routine', 'bulk'], groups: ['*'], direct: true, police: true, dailyQuota: 1000 });
+  const bureau = unit('police-bureau', { tiers: ['*'], groups: ['duty', 'chiefs'], direct: true, police: true, perMinuteQuota: 50 }, { parent: 'city' });
+  const section = unit('section', { tiers: ['routine', 'leadership'], groups: ['*'], direct: false, police: true }, { parent: 'police-bureau' });
+  const g = effectiveGrants([section, bureau, root]);
+  t.same([...(g.tiers ?? [])], ['routine'], 'leadership is not granted above, so it is not effective');
+  t.same([...(g.groups ?? [])].sort(), ['chiefs', 'duty']);
+  t.equal(g.direct, false);
+  t.equal(g.police, true);
+  t.same(g.quotas, [{ unit: 'police-bureau', daily: null, perMinute: 50 }, { unit: 'city', daily: 1000, perMinute: null }], 'every level with a quota, self first');
+  t.equal(effectiveGrants([unit('root', { tiers: ['*'], groups: ['*'] })]).tiers, null, '* at the root: everything');
+  t.equal(narrowedBy([section, bureau, root], (x) => x.tiers, 'leadership'), 'city', 'names the unit nearest the root that left it out');
+  t.equal(flagOffAt([section, bureau, root], (x) => x.direct), 'section');
+  t.equal(effectiveGrants([section, unit('b', {}, { disabled: true }), root]).disabledBy, 'b');
+});
+
+t.test('a sub-unit never exceeds its parent, whatever its own grants say (2,000 random trees)', async (t) => {
+  const r = rng(7);
+  const tiers = ['emergency', 'leadership', 'business', 'routine', 'bulk'];
+  const groups = ['g1', 'g2', 'g3', 'g4'];
+  const pick = (xs: string[]): string[] => (r() < 0.2 ? ['*'] : xs.filter(() => r() < 0.5));
+  const grants = (): Partial<Grants> => ({ tiers: pick(tiers), groups: pick(groups), direct: r() < 0.6, police: r() < 0.4 });
+  let violations = 0;
+  for (let k = 0; k < 2000; k++) {
+    const depth = 1 + Math.floor(r() * 4);
+    const chain: Unit[] = [];
+    for (let d = 0; d < depth; d++) chain.unshift(unit(`u${d}`, grants()));
+    for (let i = 0; i + 1 < chain.length; i++) {
+      const child = effectiveGrants(chain.slice(i));
+      const parent = effectiveGrants(chain.slice(i + 1));
+      const within = (c: ReadonlySet<string> | null, p: ReadonlySet<string> | null): boolean => p === null || (c !== null && [...c].every((x) => p.has(x)));
+      if (!within(child.tiers, parent.tiers) || !within(child.groups, parent.groups) || (child.direct && !parent.direct) || (child.police && !parent.police)) violations++;
+      if (parent.quotas.some((q) => !child.quotas.includes(q))) violations++;
+    }
+  }
+  t.equal(violations, 0, 'no effective grant of a sub-unit lies outside its parent\'s; every parent quota also binds the child');
+});
+
+t.test('sender: nearest explicit sender plus the extensions below it; signature: nearest set', async (t) => {
+  const root = unit('city', {}, { sender: '10690001', signature: '【市政府】' });
+  const bureau = unit('b', {}, { parent: 'city', extension: '12' });
+  const section = unit('s', {}, { parent: 'b', extension: '3', signature: '【三科】' });
+  t.equal(effectiveSender([section, bureau, root], '106900'), '10690001123');
+  t.equal(effectiveSender([bureau, root], '106900'), '1069000112');
+  t.equal(effectiveSender([unit('x', {}, { extension: '9' })], '106900'), '1069009', 'falls back to the default source');
+  t.equal(effectiveSignature([section, bureau, root]), '【三科】');
+  t.equal(effectiveSignature([bureau, root]), '【市政府】');
+  t.equal(signText('开会', '【市政府】'), '开会【市政府】');
+  t.equal(signText('【市政府】开会', '【市政府】'), '【市政府】开会', 'not added twice');
+  t.equal(signText('开会', undefined), '开会');
+});
+
+t.test('quiet hours: inside, outside, across midnight, empty window', async (t) => {
+  const offset = 480; // UTC+8
+  const at = (hhmm: string): number => Date.parse(`2026-03-10T${hhmm}:00+08:00`);
+  const night = { start: '22:00', end: '07:00' };
+  t.equal(quietUntil(night, at('23:30'), offset), Date.parse('2026-03-11T07:00:00+08:00'), 'before midnight: ends tomorrow');
+  t.equal(quietUntil(night, at('03:00'), offset), at('07:00'), 'after midnight: ends today');
+  t.equal(quietUntil(night, at('12:00'), offset), undefined);
+  t.equal(quietUntil(night, at('07:00'), offset), undefined, 'the end minute is not quiet');
+  t.equal(quietUntil(night, at('22:00'), offset), Date.parse('2026-03-11T07:00:00+08:00'), 'the start minute is');
+  t.equal(quietUntil({ start: '12:00', end: '13:30' }, at('12:45'), offset), at('13:30'));
+  t.equal(quietUntil({ start: '08:00', end: '08:00' }, at('08:00'), offset), undefined, 'start = end: never quiet');
+  t.equal(quietUntil(undefined, at('03:00'), offset), undefined);
+});
