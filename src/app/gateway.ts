@@ -223,6 +223,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   if (!runIngest) {
     monitor = new MonitorDoor({
       metrics,
+      tls: config.server.tls,
       readiness: { ready: () => ({ ready: pools.every((p) => p.boundCount > 0), detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })) } }) },
     });
     await monitor.listen(config.server.host, config.server.port);

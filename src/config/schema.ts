@@ -172,6 +172,12 @@ export const ConfigSchema = Type.Object({
     maxInflightRequests: Type.Integer({ minimum: 1 }),
     /** Idempotency keys remembered this long. */
     idempotencyTtl: IsoDuration,
+    /** Serve HTTPS (and wss:// for the PDA channel) with this PEM key and certificate. */
+    tls: Type.Optional(Type.Object({
+      keyFile: Type.String({ minLength: 1 }),
+      certFile: Type.String({ minLength: 1 }),
+      passphrase: Type.Optional(Type.String()),
+    }, strict)),
   }, strict),
   auth: Type.Object({ apiKeys: Type.Array(ApiKeySchema) }, strict),
   tiers: Type.Array(TierSchema, { minItems: 1 }),

@@ -4,7 +4,7 @@
  * process can be health-checked and scraped like any other.
  */
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { loadUws } from './uws.js';
+import { createUwsApp, loadUws } from './uws.js';
 import { Exchange } from './http.js';
 import { GatewayError } from '../core/errors.js';
 import { asGatewayError } from './intake.js';
@@ -17,8 +17,8 @@ export class MonitorDoor {
   private draining = false;
   port = 0;
 
-  constructor(private readonly deps: { metrics: Metrics; readiness: Readiness }) {
-    const app = loadUws().App();
+  constructor(private readonly deps: { metrics: Metrics; readiness: Readiness; tls?: { keyFile: string; certFile: string; passphrase?: string | undefined } | undefined }) {
+    const app = createUwsApp(deps.tls);
     app.get('/healthz', (res) => new Exchange(res).json(200, { status: 'ok' }));
     app.get('/readyz', (res) => {
       const r = this.deps.readiness.ready();

@@ -11,7 +11,7 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import { loadUws } from './uws.js';
+import { createUwsApp, loadUws } from './uws.js';
 import { Exchange, parseJson, readBody } from './http.js';
 import { ApiKeyRing, type DirectoryKeys } from './auth.js';
 import { asGatewayError, type Intake, type Principal } from './intake.js';
@@ -79,8 +79,7 @@ export class FrontDoor {
   port = 0;
 
   constructor(private readonly deps: FrontDoorDeps) {
-    const uws = loadUws();
-    this.app = uws.App();
+    this.app = createUwsApp(deps.config.server.tls);
     this.keys = new ApiKeyRing(deps.config.auth.apiKeys, deps.config.sender.defaultSource, deps.directoryKeys);
     this.openapi = JSON.stringify(buildOpenApi());
     this.routes();

@@ -31,3 +31,10 @@ export function loadUws(): Uws {
 export function uwsPackageName(): string | undefined {
   return loaded?.name;
 }
+
+/** A uWS app: TLS (SSLApp) when key and certificate files are configured, else plain. */
+export function createUwsApp(tls?: { keyFile: string; certFile: string; passphrase?: string | undefined }): import('uWebSockets.js').TemplatedApp {
+  const uws = loadUws();
+  if (!tls) return uws.App();
+  return uws.SSLApp({ key_file_name: tls.keyFile, cert_file_name: tls.certFile, ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}) });
+}
