@@ -157,6 +157,36 @@ export async function jetStreamReady(url: string, deadline: number): Promise<voi
   throw new Error(`JetStream at ${url} not ready: ${String(lastErr)}`);
 }
 
+/** Wait until a throw-away stream with `replicas` replicas can be placed, then delete it. */
+async function replicatedPlacementReady(urls: string[], replicas: number, deadline: number): Promise<void> {
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
+  let lastErr: unknown = new Error('no attempt made');
+  while (Date.now() < deadline) {
+    let nc: NatsConnection | undefined;
+    try {
+      nc = await connect({ servers: urls, reconnect: false, timeout: 1000 });
+      const created = await nc.request(
+        '$JS.API.STREAM.CREATE.__placement_probe',
+        enc.encode(JSON.stringify({ name: '__placement_probe', subjects: ['__placement_probe.>'], num_replicas: replicas, storage: 'memory' })),
+        { timeout: 2000 },
+      );
+      const body = JSON.parse(dec.decode(created.data)) as { error?: { description?: string } };
+      if (!body.error) {
+        await nc.request('$JS.API.STREAM.DELETE.__placement_probe', '', { timeout: 2000 });
+        return;
+      }
+      lastErr = new Error(body.error.description ?? 'stream create failed');
+    } catch (e) {
+      lastErr = e;
+    } finally {
+      await nc?.close().catch(() => undefined);
+    }
+    await sleep(200);
+  }
+  throw new Error(`JetStream cluster cannot place R${replicas} streams: ${String(lastErr)}`);
+}
+
 class NatsServerProcess implements NatsServerHandle {
   readonly storeDir: string;
   readonly name: string;
@@ -351,6 +381,9 @@ export async function startNatsCluster(size = 3, opts: { startTimeoutMs?: number
     await Promise.all(servers.map((s) => s.start()));
     const deadline = Date.now() + timeout;
     for (const s of servers) await jetStreamReady(s.url, deadline);
+    // A meta leader is not enough: under load the peers join a moment later,
+    // and an R<n> stream then fails with "no suitable peers for placement".
+    await replicatedPlacementReady(servers.map((s) => s.url), size, deadline);
   } catch (e) {
     await Promise.all(servers.map((s) => s.destroy()));
     throw e;
