@@ -13,6 +13,7 @@ import { GatewayError } from '../core/errors.js';
 
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: '200 OK',
+  201: '201 Created',
   202: '202 Accepted',
   204: '204 No Content',
   207: '207 Multi-Status',

@@ -228,6 +228,27 @@ export class Intake {
       }
       toWrite.push({ index, prepared: r.p });
     });
+    // Claim every idempotency key now, in the same synchronous step as its replay check and
+    // before any await, so a concurrent repeat (or a repeat in this batch) waits for this answer.
+    const claims = new Map<number, (r: ItemResult | Promise<ItemResult>) => void>();
+    toWrite = toWrite.filter((w) => {
+      const key = w.prepared.idempotencyKey;
+      if (key === undefined) return true;
+      const k = inflightKey(principal.tenant, key);
+      const pending = this.inflightKeys.get(k);
+      if (pending) {
+        const replay = this.replay(principal.tenant, w.prepared) as Promise<ItemResult>;
+        waits.push(replay.then((x) => void (results[w.index] = x)));
+        return false;
+      }
+      let settle!: (r: ItemResult | Promise<ItemResult>) => void;
+      const result = new Promise<ItemResult>((resolve) => (settle = resolve));
+      this.inflightKeys.set(k, { fingerprint: w.prepared.fingerprint, result });
+      void result.finally(() => this.inflightKeys.delete(k));
+      claims.set(w.index, settle);
+      return true;
+    });
+    this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
     // Quotas are charged last, for what will really be written, and given back if the write fails.
     const reservations: { release(): Promise<void> }[] = [];
     if (this.rules && toWrite.length > 0) {
@@ -238,7 +259,9 @@ export class Intake {
           : rules.reserve(w.prepared.admission, w.prepared.record.recipients).then(
             (res) => res,
             (e: unknown) => {
-              results[w.index] = { ok: false, error: asGatewayError(e) };
+              const refused: ItemResult = { ok: false, error: asGatewayError(e) };
+              results[w.index] = refused;
+              claims.get(w.index)?.(refused);
               return null;
             },
           )));
@@ -255,19 +278,13 @@ export class Intake {
         });
       }
       for (const w of toWrite) {
-        const key = w.prepared.idempotencyKey;
         const p = written.then(
           (): ItemResult => ({ ok: true, replayed: false, body: w.prepared.response }),
           (e: unknown): ItemResult => ({ ok: false, error: asGatewayError(e) }),
         );
-        if (key !== undefined) {
-          const k = inflightKey(principal.tenant, key);
-          this.inflightKeys.set(k, { fingerprint: w.prepared.fingerprint, result: p });
-          void p.finally(() => this.inflightKeys.delete(k));
-        }
+        claims.get(w.index)?.(p);
         waits.push(p.then((r) => void (results[w.index] = r)));
       }
-      this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
       void written.finally(() => {
         this.inflight--;
         this.metrics.ingestInflight.dec();

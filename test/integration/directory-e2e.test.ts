@@ -101,7 +101,7 @@ t.test('police messages never reach SMPP', async (t) => {
 });
 
 t.test('grants and quotas at the door: 403 naming what is missing', async (t) => {
-  const { admin, key } = await cityWithPeople(t, 3);
+  const { gw, admin, key } = await cityWithPeople(t, 3);
   await admin.must('POST', '/v1/admin/groups', { id: 'g1', name: 'G1', unit: 'city', members: ['p0'] });
   await admin.must('POST', '/v1/admin/groups', { id: 'g2', name: 'G2', unit: 'city', members: ['p1'] });
   await admin.must('POST', '/v1/admin/units', { id: 'section', name: '科室', parent: 'city', grants: { tiers: ['routine'], groups: ['g1'], direct: true, dailyQuota: 3 } });
@@ -111,7 +111,17 @@ t.test('grants and quotas at the door: 403 naming what is missing', async (t) =>
   const group = await admin.sendAs(sectionKey, { group: 'g2', text: 'x' });
   t.match(group, { status: 403, json: { error: { code: 'FORBIDDEN', details: [{ field: '/group' }] } } });
   t.equal((await admin.sendAs(sectionKey, { group: 'g1', text: 'one' })).status, 202);
-  t.equal((await admin.sendAs(sectionKey, { to: [mobileAt(1), mobileAt(2)], text: 'two' })).status, 202);
+  // The same keyed request twice at once: one write, one quota charge, the same answer.
+  const keyed = (): Promise<Response> => fetch(`${gw.url}/v1/messages`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${sectionKey}`, 'content-type': 'application/json', 'idempotency-key': 'twice' },
+    body: JSON.stringify({ to: [mobileAt(1), mobileAt(2)], text: 'two' }),
+  });
+  const [k1, k2] = await Promise.all([keyed(), keyed()]);
+  t.same([k1.status, k2.status], [202, 202]);
+  const [b1, b2] = [await k1.json() as { id: string }, await k2.json() as { id: string }];
+  t.equal(b1.id, b2.id);
+  t.equal([k1, k2].filter((r) => r.headers.get('idempotent-replayed') === 'true').length, 1, 'one of them is the replay');
   const over = await admin.sendAs(sectionKey, { to: [mobileAt(1)], text: 'three' });
   t.match(over, { status: 403, json: { error: { code: 'QUOTA_EXCEEDED', details: [{ field: '/quota/daily', message: /unit section: 3 of 3/ }] } } });
   t.equal((await admin.sendAs(key, { to: [mobileAt(1)], text: 'the parent has no quota' })).status, 202);
