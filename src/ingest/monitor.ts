@@ -4,7 +4,7 @@
  * process can be health-checked and scraped like any other.
  */
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { createUwsApp, loadUws } from './uws.js';
+import { createUwsApp, listenUws, loadUws } from './uws.js';
 import { Exchange } from './http.js';
 import { GatewayError } from '../core/errors.js';
 import { asGatewayError } from './intake.js';
@@ -36,19 +36,11 @@ export class MonitorDoor {
     this.app = app;
   }
 
-  listen(host: string, port: number): Promise<number> {
-    const uws = loadUws();
-    return new Promise((resolve, reject) => {
-      this.app.listen(host, port, (socket) => {
-        if (!socket) {
-          reject(new Error(`cannot listen on ${host}:${port}`));
-          return;
-        }
-        this.socket = socket;
-        this.port = uws.us_socket_local_port(socket);
-        resolve(this.port);
-      });
-    });
+  async listen(host: string, port: number): Promise<number> {
+    const bound = await listenUws(this.app, host, port);
+    this.socket = bound.socket;
+    this.port = bound.port;
+    return this.port;
   }
 
   drain(): void {

@@ -11,7 +11,7 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import { createUwsApp, loadUws } from './uws.js';
+import { createUwsApp, listenUws, loadUws } from './uws.js';
 import { Exchange, parseJson, readBody } from './http.js';
 import { ApiKeyRing, type DirectoryKeys } from './auth.js';
 import { asGatewayError, type Intake, type Principal } from './intake.js';
@@ -86,18 +86,10 @@ export class FrontDoor {
   }
 
   async listen(host: string, port: number): Promise<number> {
-    const uws = loadUws();
-    return new Promise((resolve, reject) => {
-      this.app.listen(host, port, (socket) => {
-        if (!socket) {
-          reject(new Error(`cannot listen on ${host}:${port}`));
-          return;
-        }
-        this.listenSocket = socket;
-        this.port = uws.us_socket_local_port(socket);
-        resolve(this.port);
-      });
-    });
+    const bound = await listenUws(this.app, host, port);
+    this.listenSocket = bound.socket;
+    this.port = bound.port;
+    return this.port;
   }
 
   /** Stop accepting new sends (503) while in-flight ones finish. */

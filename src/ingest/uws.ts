@@ -38,3 +38,14 @@ export function createUwsApp(tls?: { keyFile: string; certFile: string; passphra
   if (!tls) return uws.App();
   return uws.SSLApp({ key_file_name: tls.keyFile, cert_file_name: tls.certFile, ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}) });
 }
+
+/** Listen and resolve with the socket and the port actually bound (port 0 picks a free one). */
+export function listenUws(app: import('uWebSockets.js').TemplatedApp, host: string, port: number): Promise<{ socket: import('uWebSockets.js').us_listen_socket; port: number }> {
+  const uws = loadUws();
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (socket) => {
+      if (!socket) reject(new Error(`cannot listen on ${host}:${port}`));
+      else resolve({ socket, port: uws.us_socket_local_port(socket) });
+    });
+  });
+}
