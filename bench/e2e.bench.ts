@@ -13,7 +13,7 @@
  *
  *   BENCH_N=100000 BENCH_REPEATS=3 npm run bench:e2e
  */
-import { execSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import * as hdr from 'hdr-histogram-js';
 import { buildSegments, countSegments } from '../src/core/segment.js';
 import { envInt, freePort, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { rawSmppCeiling } from './lib/raw-smpp.js';
+import { startSimChild } from './lib/sim-child.js';
 
 const N = envInt('BENCH_N', 100_000);
 const REPEATS = envInt('BENCH_REPEATS', 3);
@@ -49,46 +50,6 @@ function numberAt(i: number): string {
 }
 
 // ------------------------------------------------------------------ processes
-
-interface SimChild {
-  port: number;
-  child: ChildProcess;
-  ask<T>(cmd: string): Promise<T>;
-  stop(): Promise<void>;
-}
-
-async function startSim(): Promise<SimChild> {
-  const child = fork(join(import.meta.dirname, 'sim-process.ts'), [JSON.stringify({ host: '127.0.0.1', port: 0, systemId: 'smsgw', password: 'secret', dlrDelayMs: 0, maxTracked: 4 * N })], {
-    execArgv: ['--import', 'tsx'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port));
-    child.once('exit', (code) => reject(new Error(`simulator exited ${code}`)));
-  });
-  let id = 0;
-  return {
-    port,
-    child,
-    ask<T>(cmd: string): Promise<T> {
-      const want = ++id;
-      return new Promise((resolve) => {
-        const on = (m: { id?: number } & Record<string, unknown>): void => {
-          if (m.id !== want) return;
-          child.off('message', on);
-          resolve(m as T);
-        };
-        child.on('message', on);
-        child.send({ cmd, id: want });
-      });
-    },
-    async stop() {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.send({ cmd: 'stop', id: 0 });
-      await exited;
-    },
-  };
-}
 
 async function waitHttp(url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -204,7 +165,7 @@ interface GatewayRun {
 }
 
 async function gatewayRun(text: string, segments: number): Promise<GatewayRun> {
-  const sim = await startSim();
+  const sim = await startSimChild(4 * N);
   const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-bench-'));
   const port = await freePort();
   const configFile = join(dataDir, 'bench.json');
@@ -276,7 +237,7 @@ async function gatewayRun(text: string, segments: number): Promise<GatewayRun> {
 }
 
 async function rawRun(text: string): Promise<number> {
-  const sim = await startSim();
+  const sim = await startSimChild(4 * N);
   try {
     const enc = countSegments(text).encoding;
     const pdus = [];

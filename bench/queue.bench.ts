@@ -28,12 +28,12 @@
  *
  *   BENCH_PARTS=publish,ingest,drain BENCH_REPEATS=3 BENCH_DURATION_S=5 BENCH_DRAIN_N=100000 npm run bench:queue
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { envInt, median, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { startSimChild } from './lib/sim-child.js';
 import { startNatsServer, type NatsServerHandle } from '../test/support/nats-server.js';
 import { deploymentConfig, simulatorAccountConfig, startGatewayProcess, type GatewayProcess } from '../test/support/gateway-process.js';
 import { NatsQueue } from '../src/queue/nats/queue.js';
@@ -88,45 +88,6 @@ function config(d: Deployment, overrides: Record<string, unknown>, account?: Rec
     // info: start-up lines only (dispatch readiness is read from them); nothing per message
     overrides: { log: { level: 'info' }, server: { maxInflightRequests: 50_000 }, ...overrides },
   });
-}
-
-interface SimChild {
-  readonly port: number;
-  ask<T>(cmd: string): Promise<T>;
-  stop(): Promise<void>;
-}
-
-async function startSim(maxTracked: number): Promise<SimChild> {
-  const child: ChildProcess = fork(join(import.meta.dirname, 'sim-process.ts'), [JSON.stringify({ host: '127.0.0.1', port: 0, systemId: 'smsgw', password: 'secret', dlrDelayMs: 0, maxTracked })], {
-    execArgv: ['--import', 'tsx'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port));
-    child.once('exit', (code) => reject(new Error(`simulator exited ${String(code)}`)));
-  });
-  let id = 0;
-  return {
-    port,
-    ask<T>(cmd: string): Promise<T> {
-      const want = ++id;
-      return new Promise((resolve) => {
-        const on = (m: { id?: number } & Record<string, unknown>): void => {
-          if (m.id !== want) return;
-          child.off('message', on);
-          resolve(m as T);
-        };
-        child.on('message', on);
-        child.send({ cmd, id: want });
-      });
-    },
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.send({ cmd: 'stop', id: 0 });
-      await exited;
-    },
-  };
 }
 
 // ------------------------------------------------------------------ part 1: publish (queue path)
@@ -262,7 +223,7 @@ interface DrainRun {
 
 async function drainRun(dispatchers: number): Promise<DrainRun> {
   const d = await deployment();
-  const sim = await startSim(4 * DRAIN_N);
+  const sim = await startSimChild(4 * DRAIN_N);
   try {
     const ingest = await startGatewayProcess(undefined, { role: 'ingest', config: config(d, {}) });
     d.procs.push(ingest);

@@ -1,0 +1,47 @@
+/**
+ * The SMSC simulator as a child process (bench/sim-process.ts) and a small
+ * IPC client for it: `ask('stats')`, `ask('first')`, `stop()`. Benchmarks
+ * run the SMSC in its own process, as a real one would be.
+ */
+import { fork } from 'node:child_process';
+import { join } from 'node:path';
+
+export interface SimChild {
+  readonly port: number;
+  ask<T>(cmd: string): Promise<T>;
+  stop(): Promise<void>;
+}
+
+/** `maxTracked` bounds the simulator's per-destination and per-segment counters. */
+export async function startSimChild(maxTracked: number): Promise<SimChild> {
+  const child = fork(join(import.meta.dirname, '..', 'sim-process.ts'), [JSON.stringify({ host: '127.0.0.1', port: 0, systemId: 'smsgw', password: 'secret', dlrDelayMs: 0, maxTracked })], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m: { port: number }) => resolve(m.port));
+    child.once('exit', (code) => reject(new Error(`simulator exited ${String(code)}`)));
+  });
+  let id = 0;
+  return {
+    port,
+    ask<T>(cmd: string): Promise<T> {
+      const want = ++id;
+      return new Promise((resolve) => {
+        const on = (m: { id?: number } & Record<string, unknown>): void => {
+          if (m.id !== want) return;
+          child.off('message', on);
+          resolve(m as T);
+        };
+        child.on('message', on);
+        child.send({ cmd, id: want });
+      });
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send({ cmd: 'stop', id: 0 });
+      await exited;
+    },
+  };
+}
