@@ -17,9 +17,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { SmscSimulator } from '../../src/smpp/simulator.js';
 import { numberAt, DEV_KEY } from '../support/gateway.js';
+import { freePort } from '../support/nats-server.js';
 
 const ROUNDS = 20;
 const PER_ROUND = 500;
@@ -38,17 +38,6 @@ function prng(seed: number): () => number {
     x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
     return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 t.test('kill -9 at random points, 20 rounds: every accepted recipient ends in one final state; duplicates bounded', async (t) => {
