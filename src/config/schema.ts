@@ -154,6 +154,104 @@ export const PdaSchema = Type.Object({
   maxStatusBacklog: Type.Integer({ minimum: 1000 }),
 }, strict);
 
+const HhMm = Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'HH:MM' });
+
+/**
+ * Mobile-office services (src/office): templates, meeting notices with
+ * replies, business-registration progress, two-way SMS, scheduled sending
+ * and new-mail alerts over SMTP.
+ */
+export const OfficeSchema = Type.Object({
+  templates: Type.Object({
+    /** Templates one unit (tenant) may keep. */
+    maxPerUnit: Type.Integer({ minimum: 1, maximum: 100000 }),
+    /** Longest template body, characters. */
+    maxBodyChars: Type.Integer({ minimum: 16, maximum: 8000 }),
+  }, strict),
+  meetings: Type.Object({
+    /** Tier of notices, reminders, changes and cancellations. */
+    tier: Type.String({ minLength: 1 }),
+    /** Replies counted this long after the notice when the request gives no replyBy. */
+    defaultReplyWindow: IsoDuration,
+    /** Most people one meeting may invite (after expanding groups). */
+    maxAttendees: Type.Integer({ minimum: 1 }),
+    /** Texts (templates: {{title}}, {{time|date:"M月d日 HH:mm"}}, {{place}}, {{code}}, {{note}}). */
+    noticeText: Type.String({ minLength: 1 }),
+    reminderText: Type.String({ minLength: 1 }),
+    changeText: Type.String({ minLength: 1 }),
+    cancelText: Type.String({ minLength: 1 }),
+  }, strict),
+  workflow: Type.Object({
+    tier: Type.String({ minLength: 1 }),
+    /**
+     * Events that arrive ahead of a missing sequence number (or every event
+     * ordered by timestamp) wait this long for the ones before them, so
+     * shuffled deliveries are still sent in order.
+     */
+    reorderMs: Type.Integer({ minimum: 0, maximum: 3600000 }),
+    /** Timeline entries kept per case (oldest dropped). */
+    maxTimeline: Type.Integer({ minimum: 1, maximum: 10000 }),
+    /** Stage → SMS template ({{caseId}}, {{stage}}, {{stageName}}, {{missing|join:"、"}}, {{readyAt|date:"M月d日"}}, {{system}} and the event's params). A stage without one is recorded, not sent. */
+    stages: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }), Type.String({ minLength: 1 })),
+    /** Answer to a case query by SMS ({{caseId}}, {{stage}}, {{stageName}}, {{updatedAt|date:"M月d日 HH:mm"}}). */
+    queryReplyText: Type.String({ minLength: 1 }),
+    /** Answer when no case of that id belongs to the asking number ({{caseId}}). */
+    queryUnknownText: Type.String({ minLength: 1 }),
+  }, strict),
+  mo: Type.Object({
+    /** Keywords (case-insensitive, first word of the MO text). */
+    caseQueryKeyword: Type.String({ pattern: '^[A-Za-z0-9]{1,16}$' }),
+    optOutKeyword: Type.String({ pattern: '^[A-Za-z0-9]{1,16}$' }),
+    /** Parts of a long MO message waiting for the rest are dropped (kept as unmatched fragments) after this. */
+    partTimeoutMs: Type.Integer({ minimum: 1000 }),
+    /** Incomplete multipart MO messages held at once. */
+    maxOpenParts: Type.Integer({ minimum: 1 }),
+    /** Forwarding to a unit's callback URL: attempts, and timeout of each. */
+    callbackAttempts: Type.Integer({ minimum: 1, maximum: 20 }),
+    callbackTimeoutMs: Type.Integer({ minimum: 100, maximum: 60000 }),
+    /** Forwards waiting (in LMDB) at once; past it new MO is stored as unmatched-forward-failed. */
+    maxPendingForwards: Type.Integer({ minimum: 1 }),
+  }, strict),
+  schedule: Type.Object({
+    /** How far ahead scheduleAt may be. */
+    maxAhead: IsoDuration,
+    /** How often due entries are looked for. */
+    pollMs: Type.Integer({ minimum: 10, maximum: 60000 }),
+  }, strict),
+  mail: Type.Object({
+    /** Run the SMTP listener for new-mail alerts. */
+    enabled: Type.Boolean(),
+    host: Type.String(),
+    port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    /** Tenant (bootstrap key tenant or directory unit id) the alerts are sent as. */
+    tenant: Type.String(),
+    tier: Type.String({ minLength: 1 }),
+    /** SMTP AUTH users of the forwarding mail server; empty: no AUTH (then allowedClients must be set). */
+    users: Type.Array(Type.Object({ username: Type.String({ minLength: 1 }), password: Type.String({ minLength: 8 }) }, strict)),
+    /** Client IP addresses accepted without AUTH (e.g. the mail server's); empty: AUTH required. */
+    allowedClients: Type.Array(Type.String()),
+    /** PEM key and certificate for STARTTLS; absent: AUTH over plain text only when allowInsecureAuth. */
+    tls: Type.Optional(Type.Object({ keyFile: Type.String({ minLength: 1 }), certFile: Type.String({ minLength: 1 }) }, strict)),
+    allowInsecureAuth: Type.Boolean(),
+    /** Largest message accepted (SIZE). */
+    maxMessageBytes: Type.Integer({ minimum: 1024 }),
+    /** Sender domains accepted (MAIL FROM); a message from any other domain is refused. */
+    domains: Type.Array(Type.String({ minLength: 1 })),
+    /** Who gets an alert: the envelope recipients (forwarding) or the To/Cc headers (journaling). */
+    recipientsFrom: Type.Union([Type.Literal('envelope'), Type.Literal('headers')]),
+    /** Alert text: {{sender}}, {{subject}}. */
+    alertText: Type.String({ minLength: 1 }),
+    /** Digest text when several mails fall in one rate window: {{count}}, {{sender}}, {{subject}} (the latest). */
+    digestText: Type.String({ minLength: 1 }),
+    /** At most one SMS per person per this many seconds; more mail in the window is folded into one digest sent when it ends. */
+    digestSeconds: Type.Integer({ minimum: 1, maximum: 86400 }),
+    /** No alerts in these local hours; what arrives is sent as one digest when they end. */
+    quietHours: Type.Optional(Type.Object({ start: HhMm, end: HhMm }, strict)),
+    /** Message-IDs remembered for de-duplication this long. */
+    dedupeTtl: IsoDuration,
+  }, strict),
+}, strict);
+
 export const ConfigSchema = Type.Object({
   dataDir: Type.String({ minLength: 1 }),
   log: Type.Object({
@@ -231,6 +329,7 @@ export const ConfigSchema = Type.Object({
   admin: Type.Object({ keys: Type.Array(AdminKeySchema) }, strict),
   content: ContentSchema,
   directory: DirectorySchema,
+  office: OfficeSchema,
 }, strict);
 
 export type Config = Static<typeof ConfigSchema>;
@@ -242,3 +341,5 @@ export type PdaConfig = Static<typeof PdaSchema>;
 export type AdminKeyConfig = Static<typeof AdminKeySchema>;
 export type ContentConfig = Static<typeof ContentSchema>;
 export type DirectoryConfig = Static<typeof DirectorySchema>;
+export type OfficeConfig = Static<typeof OfficeSchema>;
+export type MailConfig = OfficeConfig['mail'];

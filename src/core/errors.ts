@@ -52,6 +52,14 @@ export const ERROR_CODES = {
   PDA_DEVICE_STATE: { status: 409, text: 'the PDA device is not in a state that allows this' },
   PDA_NO_DEVICE: { status: 422, text: 'the recipient has no active PDA device' },
   PDA_CLOSED: { status: 503, text: 'the PDA channel is closed' },
+  // --- mobile-office services ---
+  TEMPLATE_INVALID: { status: 422, text: 'the template does not parse or uses a parameter it does not declare' },
+  TEMPLATE_PARAMS: { status: 422, text: 'the parameters do not fit the template' },
+  NOT_CANCELLABLE: { status: 409, text: 'it was already sent, cancelled or closed' },
+  MAIL_AUTH_FAILED: { status: 401, text: 'SMTP: authentication failed (535)' },
+  MAIL_SENDER_REFUSED: { status: 422, text: 'SMTP: the sender domain is not one this gateway serves (550)' },
+  MAIL_RECIPIENT_UNKNOWN: { status: 422, text: 'SMTP: the recipient is not a known person (550)' },
+  MAIL_TOO_LARGE: { status: 413, text: 'SMTP: the message is larger than the limit (552)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

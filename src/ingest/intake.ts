@@ -129,6 +129,20 @@ interface Prepared {
   fingerprint: string;
 }
 
+/** One send of acceptMany. */
+export interface AcceptItem {
+  readonly request: SendRequest;
+  readonly idempotencyKey?: string | undefined;
+  /** JSON-pointer prefix of the item's fields in error details (`/messages/3`). */
+  readonly prefix?: string;
+  /**
+   * Internal sends only (src/office): `to` holds numbers the service
+   * resolved from the directory after checking the tenant's grants (a
+   * meeting's invited groups and people), so the `direct` grant is not needed.
+   */
+  readonly resolved?: boolean;
+}
+
 export type ItemResult = { ok: true; replayed: boolean; body: Accepted } | { ok: false; error: GatewayError };
 
 export interface IntakeDeps {
@@ -202,7 +216,7 @@ export class Intake {
    * Several messages (POST /v1/messages/batch): each item is checked on its
    * own; all that pass are written together and share one flush.
    */
-  async acceptMany(principal: Principal, items: readonly { request: SendRequest; idempotencyKey?: string | undefined; prefix?: string }[]): Promise<ItemResult[]> {
+  async acceptMany(principal: Principal, items: readonly AcceptItem[]): Promise<ItemResult[]> {
     if (this.inflight >= this.config.server.maxInflightRequests) throw new GatewayError('OVERLOADED');
     const results: (ItemResult | undefined)[] = new Array(items.length);
     const waits: Promise<void>[] = [];
@@ -210,7 +224,7 @@ export class Intake {
     const now = this.now();
     // Group sends count their members (asynchronously, in chunks); everything else prepares at once.
     const prepared = await Promise.all(items.map((item) =>
-      this.prepare(principal, item.request, item.idempotencyKey, item.prefix ?? '', now).then(
+      this.prepare(principal, item.request, item.idempotencyKey, item.prefix ?? '', now, item.resolved === true).then(
         (p): { ok: true; p: Prepared } => ({ ok: true, p }),
         (e: unknown): { ok: false; e: unknown } => ({ ok: false, e }),
       )));
@@ -309,7 +323,7 @@ export class Intake {
     return stored ? Promise.resolve(check(stored)) : undefined;
   }
 
-  private async prepare(principal: Principal, req: SendRequest, idempotencyKey: string | undefined, prefix: string, now: number): Promise<Prepared> {
+  private async prepare(principal: Principal, req: SendRequest, idempotencyKey: string | undefined, prefix: string, now: number, resolved: boolean): Promise<Prepared> {
     const problems: FieldProblem[] = [];
     const tierName = req.tier ?? this.config.defaultTier;
     const tier: Tier | undefined = this.config.tierByName.get(tierName);
@@ -342,7 +356,8 @@ export class Intake {
 
     const shape: SendShape = {
       tier: tier.name,
-      direct: req.to !== undefined,
+      // Numbers a service resolved from the directory (checked there) are not a direct send.
+      direct: req.to !== undefined && !resolved,
       channel,
       ...(req.group !== undefined ? { group: req.group } : {}),
       ...(classification !== undefined ? { classification } : {}),
