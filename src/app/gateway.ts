@@ -31,6 +31,8 @@ import { Directory } from '../directory/directory.js';
 import { MonitorDoor } from '../ingest/monitor.js';
 import { PdaChannel, attachPdaAdminRoutes, attachPdaRoutes } from '../pda/index.js';
 import type { StatusEventPublisher } from '../queue/nats/status-events.js';
+import { OfficeBase, type Office } from '../office/index.js';
+import { startMailAlerts, type MailAlerts } from '../office/mail/index.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
 
@@ -49,6 +51,10 @@ export interface Gateway {
   readonly simulator: SmscSimulator | undefined;
   /** The police PDA channel, when `pda.enabled`. */
   readonly pda: PdaChannel | undefined;
+  /** The SMTP listener of new-mail alerts, when `office.mail.enabled` (ingest roles). */
+  readonly mail: MailAlerts | undefined;
+  /** Mobile-office services: templates, meetings, workflow progress, MO inbox, scheduled sending. */
+  readonly office: Office;
   stop(): Promise<void>;
 }
 
@@ -106,8 +112,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const metrics = options.metrics ?? createMetrics();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  // Named databases: receipts, queue (+1 per tier), directory, PDA channel — with room to spare.
-  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 96, compression: false });
+  // Named databases: receipts, queue (+1 per tier), directory, PDA channel, office services — with room to spare.
+  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false });
   const store = ReceiptStore.open({
     env,
     metrics,
@@ -134,6 +140,17 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     });
   }
 
+  const officeBase = new OfficeBase({ env, config, queue, receipts: store, directory, metrics, logger: logger.child({ part: 'office' }) });
+  // Every role has an Intake: the HTTP API (ingest) and the office services' own sends (case-query
+  // answers to MO in a dispatch process) go through the same checks and the same durability.
+  let dispatchWake: (() => void) | undefined;
+  const intake = new Intake({
+    config, store, queue, metrics, logger, rules: directory.policy, held: directory.held,
+    scheduled: officeBase.scheduleSink, templates: officeBase.templateRenderer,
+    onAccepted: () => dispatchWake?.(),
+  });
+  const office = officeBase.withIntake(intake);
+
   const runDispatch = role === 'all' || role === 'dispatch';
   const runIngest = role === 'all' || role === 'ingest';
 
@@ -156,11 +173,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       pool.onReceipt(async (r) => {
         await store.applyReceipt(r);
       });
-      pool.onMobileOriginated(async () => {
-        // Two-way SMS routing arrives with the mobile-office services; until
-        // then an MO is acknowledged and counted, not stored.
-        metrics.dispatchSegments.inc({ outcome: 'mo-received' });
-      });
+      // Stored, re-assembled and routed (src/office/mo-inbox.ts) before the deliver_sm_resp.
+      pool.onMobileOriginated((mo) => office.receive(mo));
       pool.start();
       pools.push(pool);
     }
@@ -185,14 +199,14 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       quiet: directory.quietCheck(config),
     });
     dispatcher.start();
-  }
-
-  let frontDoor: FrontDoor | undefined;
-  let intake: Intake | undefined;
-  if (runIngest) {
     const d = dispatcher;
     // Same process: poke the dispatcher so new work does not wait for its idle poll.
-    intake = new Intake({ config, store, queue, metrics, logger, rules: directory.policy, held: directory.held, ...(d ? { onAccepted: () => d.wake() } : {}) });
+    dispatchWake = () => d.wake();
+  }
+  office.start();
+
+  let frontDoor: FrontDoor | undefined;
+  if (runIngest) {
     frontDoor = new FrontDoor({
       config,
       intake,
@@ -200,7 +214,9 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       metrics,
       logger,
       directoryKeys: directory.policy,
-      extraRoutes: (app) => {
+      scheduled: office.scheduled,
+      extraRoutes: (app, door) => {
+        office.attachRoutes(app, door);
         if (pda) {
           attachPdaRoutes(app, { channel: pda });
           attachPdaAdminRoutes(app, { channel: pda, adminKey: config.pda.adminKey, metrics, logger });
@@ -216,6 +232,13 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     });
     await frontDoor.listen(config.server.host, config.server.port);
     logger.info({ port: frontDoor.port, role, queue: queue.kind }, 'gateway listening');
+  }
+
+  // New-mail alerts: an SMTP listener in processes that take work in (ingest roles).
+  let mail: MailAlerts | undefined;
+  if (runIngest && config.office.mail.enabled) {
+    mail = await startMailAlerts({ config, env, directory: directory.store, sender: office.sender, metrics, logger: logger.child({ part: 'mail' }) });
+    logger.info({ port: mail.port }, 'SMTP listener for new-mail alerts');
   }
 
   // A process without the API still answers /healthz, /readyz and /metrics on server.port.
@@ -257,15 +280,19 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     queue,
     simulator,
     pda,
+    mail,
+    office,
     stop(): Promise<void> {
       stopped ??= (async () => {
         clearInterval(sweeps);
         clearInterval(directorySweeps);
         frontDoor?.drain();
         monitor?.drain();
+        await mail?.stop();
         const deadline = Date.now() + 10_000;
-        while (intake && intake.inflightRequests > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        while (intake.inflightRequests > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
         frontDoor?.close();
+        await office.close();
         await dispatcher?.stop(15_000);
         // Sessions closed with SERVER_SHUTDOWN; pending acks committed and states relayed to the store.
         await pda?.close();

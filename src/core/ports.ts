@@ -3,6 +3,7 @@
  * src/receipts implement them. Types only: nothing here does I/O.
  */
 import type { FinalState } from './message.js';
+import type { MoPart } from './mo.js';
 
 // ---------------------------------------------------------------- SMS out
 
@@ -55,8 +56,11 @@ export interface MobileOriginated {
   readonly source: string;
   /** The address it was sent to (sender code + extension). */
   readonly destination: string;
+  /** This part's text (UDH removed) when `part` is set. */
   readonly text: string;
   readonly receivedAt: number;
+  /** Set when this is one part of a long (concatenated) message; the receiver re-assembles. */
+  readonly part?: MoPart;
 }
 
 /**

@@ -123,6 +123,8 @@ interface Prepared {
   expansion?: Job;
   /** Sensitive word that holds the message for review. */
   held?: string;
+  /** Epoch ms: the jobs are parked until then. */
+  scheduleAt?: number;
   admission?: DoorAdmission;
   response: Accepted;
   idempotencyKey?: string;
@@ -158,6 +160,21 @@ export interface IntakeDeps {
   rules?: DoorRules;
   /** Held-for-review messages go here (with rules whose content.onMatch is hold). */
   held?: HeldSink;
+  /** Messages with scheduleAt park their jobs here until their time; absent: scheduleAt is refused. */
+  scheduled?: ScheduleSink;
+  /** Named templates (`template` + `params`); absent: `template` is refused. */
+  templates?: TemplateRenderer;
+}
+
+/** Where scheduled messages' jobs wait (src/office/schedule.ts). */
+export interface ScheduleSink {
+  readonly maxAheadMs: number;
+  park(entry: { id: string; tenant: string; dueAt: number; recipients: number; group?: string; jobs: readonly QueueMessage[] }): void;
+}
+
+/** Renders a tenant's named template (src/office/templates.ts); throws NOT_FOUND / TEMPLATE_PARAMS naming the field. */
+export interface TemplateRenderer {
+  render(tenant: string, name: string, params: Readonly<Record<string, unknown>>, prefix: string): string;
 }
 
 export class Intake {
@@ -170,6 +187,8 @@ export class Intake {
   private readonly rules: DoorRules | undefined;
   private readonly log: Logger;
   private readonly held: HeldSink | undefined;
+  private readonly scheduled: ScheduleSink | undefined;
+  private readonly templates: TemplateRenderer | undefined;
   /** Coalesces small messages into shared jobs; undefined when queue.coalesce is off. */
   private readonly batcher: JobBatcher | undefined;
   /** Idempotency keys whose first request is still being written. Bounded by maxInflightRequests. */
@@ -186,6 +205,8 @@ export class Intake {
     this.rules = deps.rules;
     this.log = deps.logger;
     this.held = deps.held;
+    this.scheduled = deps.scheduled;
+    this.templates = deps.templates;
     const q = deps.config.queue;
     this.batcher = q.coalesce
       ? new JobBatcher({
@@ -348,9 +369,19 @@ export class Intake {
     if (req.group !== undefined && !rules) problems.push({ field: `${prefix}/group`, message: 'recipient groups need the directory, which is not enabled on this gateway; send `to`' });
     if (req.group !== undefined && req.to !== undefined) problems.push({ field: `${prefix}/group`, message: 'give either `to` or `group`, not both' });
     if (classification !== undefined && !rules) problems.push({ field: `${prefix}/classification`, message: 'classified messages need the directory, which is not enabled on this gateway' });
-    if (req.template !== undefined) problems.push({ field: `${prefix}/template`, message: 'templates are not enabled on this gateway; send `text`' });
-    if (req.scheduleAt !== undefined) problems.push({ field: `${prefix}/scheduleAt`, message: 'scheduled sending is not enabled on this gateway' });
-    if (req.text === undefined && req.template === undefined) problems.push({ field: `${prefix}/text`, message: 'text is required' });
+    if (req.template !== undefined && !this.templates) problems.push({ field: `${prefix}/template`, message: 'templates are not enabled on this gateway; send `text`' });
+    if (req.template !== undefined && req.text !== undefined) problems.push({ field: `${prefix}/template`, message: 'give either `text` or `template` (with `params`), not both' });
+    if (req.params !== undefined && req.template === undefined) problems.push({ field: `${prefix}/params`, message: '`params` go with `template`' });
+    let scheduleAt: number | undefined;
+    if (req.scheduleAt !== undefined) {
+      const at = parseRfc3339(req.scheduleAt);
+      if (!this.scheduled) problems.push({ field: `${prefix}/scheduleAt`, message: 'scheduled sending is not enabled on this gateway' });
+      else if (at === undefined) problems.push({ field: `${prefix}/scheduleAt`, message: 'must be an RFC 3339 time with an offset, e.g. 2026-11-23T09:00:00+08:00' });
+      else if (at > now + this.scheduled.maxAheadMs) problems.push({ field: `${prefix}/scheduleAt`, message: `at most ${Math.round(this.scheduled.maxAheadMs / 86_400_000)} days ahead (office.schedule.maxAhead)` });
+      // A time in the past (or now) is sent at once, like a message without scheduleAt.
+      else if (at > now) scheduleAt = at;
+    }
+    if (req.text === undefined && req.template === undefined) problems.push({ field: `${prefix}/text`, message: 'text (or template) is required' });
     if (req.to === undefined && req.group === undefined) problems.push({ field: `${prefix}/to`, message: rules ? 'give `to` (a list of numbers) or `group`' : 'give `to` (a list of numbers)' });
     if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
 
@@ -394,11 +425,14 @@ export class Intake {
       if (bad.length > 0) throw new GatewayError('BAD_NUMBER', `${bad.length > 20 ? 'more than 20' : bad.length} invalid number(s)`, { details: bad });
     }
 
-    const rendered = rules && admission ? rules.render(admission, req.text as string, prefix) : { text: req.text as string };
+    const body = req.template !== undefined
+      ? (this.templates as TemplateRenderer).render(principal.tenant, req.template, req.params ?? {}, prefix)
+      : (req.text as string);
+    const rendered = rules && admission ? rules.render(admission, body, prefix) : { text: body };
     const text = rendered.text;
     const seg = countSegments(text);
     if (seg.count > MAX_SEGMENTS) {
-      throw new GatewayError('VALIDATION', 'text is too long', { details: [{ field: `${prefix}/text`, message: `needs ${seg.count} parts; at most ${MAX_SEGMENTS}${text !== req.text ? ' (with the unit\'s signature)' : ''}` }] });
+      throw new GatewayError('VALIDATION', 'text is too long', { details: [{ field: `${prefix}/${req.template !== undefined ? 'template' : 'text'}`, message: `needs ${seg.count} parts; at most ${MAX_SEGMENTS}${text !== body ? ' (with the unit\'s signature)' : ''}` }] });
     }
     let validityMs = tier.defaultValidityMs;
     if (req.validity !== undefined) {
@@ -420,7 +454,8 @@ export class Intake {
     const id = idempotencyKey !== undefined ? idempotentMessageId(principal.tenant, idempotencyKey) : newMessageId(now);
     // Quiet hours: a tier that must not be sent now waits; its validity starts when it may be sent.
     const tierConfig = this.config.tiers.find((t) => t.name === tier.name);
-    const sendableAt = quietUntil(tierConfig?.quietHours, now, this.config.directory.utcOffsetMinutes) ?? now;
+    const startAt = scheduleAt ?? now;
+    const sendableAt = quietUntil(tierConfig?.quietHours, startAt, this.config.directory.utcOffsetMinutes) ?? startAt;
     const expiresAt = sendableAt + validityMs;
     const group = req.group ?? 'direct';
     const record: IntakeMessageRecord = {
@@ -463,7 +498,8 @@ export class Intake {
       totalSegments: recipients * seg.count,
       encoding: seg.encoding,
       tier: tier.name,
-      status: rendered.held !== undefined ? 'held' : 'accepted',
+      status: rendered.held !== undefined ? 'held' : scheduleAt !== undefined ? 'scheduled' : 'accepted',
+      ...(scheduleAt !== undefined ? { scheduledAt: new Date(scheduleAt).toISOString() } : {}),
     };
     const prepared: Prepared = {
       record,
@@ -473,6 +509,7 @@ export class Intake {
       fingerprint: '',
       ...(expansion !== undefined ? { expansion } : {}),
       ...(rendered.held !== undefined ? { held: rendered.held } : {}),
+      ...(scheduleAt !== undefined ? { scheduleAt } : {}),
       ...(admission !== undefined ? { admission } : {}),
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
     };
@@ -506,7 +543,7 @@ export class Intake {
       if (isKeyed) keyed.push(p);
       // Held messages and group sends never coalesce: a held message's jobs are parked whole,
       // and an expansion job must keep its own deterministic id.
-      if (isKeyed || !this.batcher || p.expansion || p.held !== undefined) {
+      if (isKeyed || !this.batcher || p.expansion || p.held !== undefined || p.scheduleAt !== undefined) {
         const jobs: QueueMessage[] = [];
         if (p.expansion) {
           const job = p.expansion;
@@ -516,7 +553,13 @@ export class Intake {
           const job: Job = { v: 1, id: `${p.record.id}.${part}`, tier: p.record.tier, tenant: p.record.tenant, group: p.record.group ?? 'direct', createdAt: p.record.createdAt, messages: [m] };
           jobs.push({ subject: workSubject(prefix, job.tier, job.tenant, job.group), tier: job.tier, msgId: job.id, data: encodeJob(job) });
         });
-        if (p.held !== undefined) {
+        if (p.scheduleAt !== undefined && p.held === undefined) {
+          // Parked until its time (a keyed retry of a message already released parks nothing new:
+          // the queue de-duplicates its deterministic job ids).
+          const r = p.record;
+          if (!this.scheduled) throw new GatewayError('INTERNAL', 'a scheduled message but no schedule is wired');
+          this.scheduled.park({ id: r.id, tenant: r.tenant, dueAt: p.scheduleAt, recipients: r.recipients, jobs, ...(p.expansion ? { group: r.group as string } : {}) });
+        } else if (p.held !== undefined) {
           if (!this.held) throw new GatewayError('INTERNAL', 'a message is held for review but no held store is wired');
           const r = p.record;
           this.held.hold({
@@ -558,6 +601,13 @@ export class Intake {
       this.metrics.acceptedRecipients.inc({ tier: p.record.tier }, p.record.recipients);
     }
   }
+}
+
+/** Epoch ms of an RFC 3339 time with an explicit offset, or undefined. */
+export function parseRfc3339(v: string): number | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i.test(v)) return undefined;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? undefined : t;
 }
 
 function inflightKey(tenant: string, key: string): string {

@@ -22,13 +22,13 @@ export const SendRequestSchema = Type.Object(
     ),
     group: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Recipient group id (directory); expanded to its members when sent. Give `to` or `group`.' })),
     text: Type.Optional(Type.String({ minLength: 1, maxLength: 8000, description: 'Message body' })),
-    template: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    template: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Name of one of the tenant\'s templates (PUT /v1/templates/{name}); give `template` + `params` instead of `text`' })),
+    params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Values of the template\'s parameters; nested objects for dotted names (meeting.title)' })),
     tier: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
     channel: Type.Optional(Type.Union([Type.Literal('sms'), Type.Literal('pda'), Type.Literal('auto')])),
     classification: Type.Optional(Type.Literal('police', { description: 'police: only over the PDA channel, never SMS; every recipient must have a PDA preference' })),
     validity: Type.Optional(IsoDurationString),
-    scheduleAt: Type.Optional(Type.String({ description: 'RFC 3339 time' })),
+    scheduleAt: Type.Optional(Type.String({ maxLength: 40, description: 'RFC 3339 time with offset: accepted now (202, status scheduled), held durably, sent then; DELETE /v1/messages/{id} cancels it until then' })),
     reference: Type.Optional(Type.String({ maxLength: 128 })),
     callbackUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https?://' })),
   },
@@ -54,7 +54,8 @@ export const AcceptedSchema = Type.Object({
   totalSegments: Type.Integer({ description: 'recipients × segments' }),
   encoding: Type.Union([Type.Literal('gsm7'), Type.Literal('ucs2')]),
   tier: Type.String(),
-  status: Type.Union([Type.Literal('accepted'), Type.Literal('held')], { description: 'held: a sensitive word matched and content.onMatch is hold; an admin releases or rejects it' }),
+  status: Type.Union([Type.Literal('accepted'), Type.Literal('held'), Type.Literal('scheduled')], { description: 'held: a sensitive word matched and content.onMatch is hold; an admin releases or rejects it. scheduled: sent at scheduledAt, cancellable until then (DELETE /v1/messages/{id})' }),
+  scheduledAt: Type.Optional(Type.String({ description: 'RFC 3339; present when status is scheduled' })),
 });
 export type Accepted = Static<typeof AcceptedSchema>;
 

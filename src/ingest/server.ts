@@ -64,8 +64,26 @@ export interface FrontDoorDeps {
   readiness: Readiness;
   /** API keys issued by the directory, looked up after the bootstrap keys of config. */
   directoryKeys?: DirectoryKeys;
-  /** More routes on the same app (the admin API), registered before the catch-all. */
-  extraRoutes?: (app: TemplatedApp) => void;
+  /** More routes on the same app (admin, office, PDA), registered before the catch-all. */
+  extraRoutes?: (app: TemplatedApp, door: DoorContext) => void;
+  /** Scheduled messages (scheduleAt): shown as `scheduled` and cancellable with DELETE /v1/messages/{id}. */
+  scheduled?: ScheduledMessages;
+}
+
+export interface ScheduledMessages {
+  dueAt(id: string): number | undefined;
+  /** NOT_FOUND / NOT_CANCELLABLE as GatewayError. */
+  cancel(id: string, tenant: string): Promise<{ recipients: number }>;
+}
+
+/** What routes added through `extraRoutes` share with the front door. */
+export interface DoorContext {
+  /** The principal of an Authorization header value (API keys of config and of the directory), or a 401/403 GatewayError. */
+  authenticate(header: string): Principal;
+  /** False while draining (answer 503 NOT_READY to new writes). */
+  accepting(): boolean;
+  /** Count a finished request in smsgw_http_requests_total. */
+  count(route: string, ex: Exchange): void;
 }
 
 const MAX_PAGE = 1000;
@@ -131,7 +149,12 @@ export class FrontDoor {
       );
     });
     app.get('/openapi.json', (res) => new Exchange(res).send(200, this.openapi));
-    this.deps.extraRoutes?.(app);
+    app.del('/v1/messages/:id', (res, req) => this.cancelMessage(res, req));
+    this.deps.extraRoutes?.(app, {
+      authenticate: (header) => this.keys.authenticate(header),
+      accepting: () => this.accepting,
+      count: (route, ex) => this.count(route, ex),
+    });
     app.any('/*', (res, req) => {
       const ex = new Exchange(res);
       const url = req.getUrl();
@@ -256,6 +279,7 @@ export class FrontDoor {
       // Another tenant's message is "not found": do not reveal that it exists.
       if (!msg || msg.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no message ${id}`);
       const summary = this.deps.status.summary(id);
+      const scheduledAt = this.deps.scheduled?.dueAt(id);
       const page = this.deps.status.listRecipients(id, { cursor, limit });
       const final = summary.delivered + summary.undeliverable + summary.expired + summary.rejected + summary.failed;
       ex.json(200, {
@@ -268,7 +292,8 @@ export class FrontDoor {
         createdAt: new Date(msg.createdAt).toISOString(),
         expiresAt: new Date(msg.expiresAt).toISOString(),
         ...(msg.reference !== undefined ? { reference: msg.reference } : {}),
-        status: final === msg.recipients ? 'complete' : 'in-progress',
+        status: final === msg.recipients ? 'complete' : scheduledAt !== undefined ? 'scheduled' : 'in-progress',
+        ...(scheduledAt !== undefined ? { scheduledAt: new Date(scheduledAt).toISOString() } : {}),
         summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s] ?? 0])),
         items: page.items.map((r) => ({
           index: r.index,
@@ -291,6 +316,24 @@ export class FrontDoor {
       this.fail(ex, e);
     }
     this.count(route, ex);
+  }
+
+  /** DELETE /v1/messages/{id}: cancel a scheduled message that has not been released yet. */
+  private cancelMessage(res: HttpResponse, req: HttpRequest): void {
+    const route = 'DELETE /v1/messages/{id}';
+    const { ex, principal } = this.begin(res, req, route, false);
+    if (!principal) return;
+    const id = req.getParameter(0) ?? '';
+    void (async () => {
+      try {
+        if (!this.deps.scheduled) throw new GatewayError('NOT_CANCELLABLE', 'only scheduled messages can be cancelled, and scheduling is not enabled');
+        const r = await this.deps.scheduled.cancel(id, principal.tenant);
+        ex.json(200, { id, status: 'cancelled', recipients: r.recipients });
+      } catch (e) {
+        this.fail(ex, e);
+      }
+      this.count(route, ex);
+    })();
   }
 
   private fail(ex: Exchange, e: unknown): void {

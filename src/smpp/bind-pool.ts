@@ -54,13 +54,14 @@ import type { SmppAccountConfig } from '../config/schema.js';
 import { canonicalOperatorId, messageStateToState, parseDlrText, statToState, type ReceiptState } from '../core/dlr.js';
 import { isGatewayError } from '../core/errors.js';
 import { maskNumber } from '../core/phone.js';
+import { partFromUdh, type MoPart } from '../core/mo.js';
 import type { DeliveryReceipt, MobileOriginated, SmsTransport, SubmitOutcome, SubmitRequest } from '../core/ports.js';
 import { RingBuffer } from '../core/ring.js';
 import { TokenBucket } from '../core/token-bucket.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Bind, type BindEvents, type BindState, type InboundMessagePdu, type SubmitResultKind } from './bind.js';
-import { ESM_DELIVERY_RECEIPT, STATUS, encodeMessagePdu, isThrottleStatus, messageText, receiptText, statusName, userData } from './wire.js';
+import { ESM_DELIVERY_RECEIPT, ESM_UDHI, STATUS, encodeMessagePdu, isThrottleStatus, messageText, receiptText, statusName, userData } from './wire.js';
 
 /** `status` of a `rejected` outcome for a request refused before sending (it could not be encoded). */
 export const LOCAL_REJECT_STATUS = -1;
@@ -582,12 +583,20 @@ export class BindPool implements SmsTransport {
       if (h === undefined) return RETRY_LATER;
       return this.settle(() => h(receipt));
     }
+    const ud = userData(pdu);
+    // A long MO arrives in parts: UDH (esm_class 0x40, IEI 0x00/0x08) or sar_* TLVs.
+    const part: MoPart | undefined = (esm & ESM_UDHI) !== 0
+      ? partFromUdh(ud)?.part
+      : pdu.sar_msg_ref_num !== undefined && pdu.sar_total_segments !== undefined && pdu.sar_segment_seqnum !== undefined && pdu.sar_total_segments > 1
+        ? { ref: pdu.sar_msg_ref_num, total: pdu.sar_total_segments, seq: pdu.sar_segment_seqnum }
+        : undefined;
     const mo: MobileOriginated = {
       account: this.account,
       source: pdu.source_addr ?? '',
       destination: pdu.destination_addr ?? '',
-      text: messageText(userData(pdu), pdu.data_coding ?? 0, esm),
+      text: messageText(ud, pdu.data_coding ?? 0, esm),
       receivedAt: now,
+      ...(part !== undefined && part.total > 1 ? { part } : {}),
     };
     this.counters.mobileOriginated++;
     this.log.debug({ from: maskNumber(mo.source), dataCoding: pdu.data_coding ?? 0 }, 'MO received');

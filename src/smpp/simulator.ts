@@ -417,6 +417,51 @@ export class SmscSimulator {
     });
   }
 
+  /**
+   * A long MO as a phone sends it: `text` split into `parts` pieces, each a
+   * deliver_sm with esm_class 0x40 and a UDH (05 00 03 ref total seq), sent
+   * in `order` (1-based part numbers; default 1..parts, and a part may be
+   * repeated to imitate a redelivery). Resolves true when every part was
+   * acknowledged with ESME_ROK.
+   */
+  injectMoParts(mo: { source: string; destination: string; text: string; parts: number; ref: number; order?: readonly number[] }): Promise<boolean> {
+    if (this.stopped || this.server === undefined) return Promise.resolve(false);
+    const chars = Array.from(mo.text);
+    const total = Math.max(1, Math.min(255, mo.parts));
+    const per = Math.ceil(chars.length / total);
+    const isGsm = gsmDecode(gsmEncode(mo.text)) === mo.text;
+    const order = mo.order ?? Array.from({ length: total }, (_, k) => k + 1);
+    const sends = order.map((seq) => {
+      const piece = chars.slice((seq - 1) * per, seq * per).join('');
+      const body = isGsm ? gsmEncode(piece) : utf16beEncode(piece);
+      const udh = Buffer.from([0x05, 0x00, 0x03, mo.ref & 0xff, total, seq]);
+      return new Promise<boolean>((resolve) => {
+        const d: Delivery = {
+          kind: 'mo',
+          fields: {
+            source_addr_ton: 1,
+            source_addr_npi: 1,
+            source_addr: mo.source,
+            dest_addr_ton: 0,
+            dest_addr_npi: 1,
+            destination_addr: mo.destination,
+            esm_class: 0x40,
+            registered_delivery: 0,
+            data_coding: isGsm ? 0 : 8,
+            short_message: Buffer.concat([udh, Buffer.from(body)]),
+          },
+          origin: undefined,
+          attempts: 0,
+          dueAt: Date.now(),
+          sentAt: 0,
+          done: resolve,
+        };
+        this.offer(d, Date.now());
+      });
+    });
+    return Promise.all(sends).then((r) => r.every(Boolean));
+  }
+
   // ---------------------------------------------------------------- sessions
 
   private onSession(s: SmppSession): void {

@@ -1,0 +1,155 @@
+/**
+ * The mobile-office services, assembled for the gateway (src/app/gateway.ts):
+ * scheduled sending and templates (used by Intake), then — once the Intake
+ * exists — meetings, workflow progress, the MO inbox with its handlers, and
+ * their HTTP routes. All state lives in the gateway's LMDB environment.
+ */
+import type { RootDatabase } from 'lmdb';
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { Logger } from 'pino';
+import { parseIsoDuration } from '../core/duration.js';
+import type { MobileOriginated } from '../core/ports.js';
+import type { ResolvedConfig } from '../config/load.js';
+import type { Directory } from '../directory/directory.js';
+import { effectiveSender } from '../directory/grants.js';
+import type { Intake, ScheduleSink, TemplateRenderer } from '../ingest/intake.js';
+import type { DoorContext, ScheduledMessages } from '../ingest/server.js';
+import type { WorkQueue } from '../queue/port.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { Meetings } from './meetings.js';
+import { MoInbox } from './mo-inbox.js';
+import { OptOutByText } from './opt-out.js';
+import { LiveMoSubscribers, attachOfficeRoutes } from './routes.js';
+import { Schedule, type ScheduleReceipts } from './schedule.js';
+import { IntakeOfficeSender, type OfficeSender } from './sender.js';
+import { TemplateStore } from './templates.js';
+import { Workflow } from './workflow.js';
+
+/** Named databases the office opens (size the environment's maxDbs with it). */
+export const OFFICE_NAMED_DBS = 16;
+
+export interface OfficeDeps {
+  readonly env: RootDatabase;
+  readonly config: ResolvedConfig;
+  readonly queue: WorkQueue;
+  readonly receipts: ScheduleReceipts;
+  readonly directory: Directory;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+/** Stage 1: what Intake needs (scheduled sending, templates). */
+export class OfficeBase {
+  readonly schedule: Schedule;
+  readonly templates: TemplateStore;
+  readonly scheduleSink: ScheduleSink;
+  readonly templateRenderer: TemplateRenderer;
+
+  constructor(readonly deps: OfficeDeps) {
+    const { env, config, metrics, logger } = deps;
+    this.schedule = new Schedule({ env, queue: deps.queue, receipts: deps.receipts, metrics, logger: logger.child({ part: 'schedule' }), pollMs: config.office.schedule.pollMs });
+    this.templates = new TemplateStore({
+      env,
+      maxPerTenant: config.office.templates.maxPerUnit,
+      maxBodyChars: config.office.templates.maxBodyChars,
+      utcOffsetMinutes: config.directory.utcOffsetMinutes,
+      ancestorsOf: (tenant) => (deps.directory.store.unitChain(tenant) ?? []).slice(1).map((u) => u.id),
+    });
+    const schedule = this.schedule;
+    this.scheduleSink = {
+      maxAheadMs: parseIsoDuration(config.office.schedule.maxAhead) ?? 30 * 86_400_000,
+      park: (e) => schedule.park(e),
+    };
+    const templates = this.templates;
+    this.templateRenderer = { render: (tenant, name, params, prefix) => templates.render(tenant, name, params, prefix) };
+  }
+
+  /** Stage 2: the services that send through the Intake. */
+  withIntake(intake: Intake): Office {
+    return new Office(this, intake);
+  }
+}
+
+export class Office {
+  readonly sender: OfficeSender;
+  readonly meetings: Meetings;
+  readonly workflow: Workflow;
+  readonly inbox: MoInbox;
+  readonly live = new LiveMoSubscribers();
+  readonly scheduled: ScheduledMessages;
+  private senderCache: { version: number; map: Map<string, string> } | undefined;
+
+  constructor(private readonly base: OfficeBase, intake: Intake) {
+    const { env, config, directory, metrics, logger } = base.deps;
+    this.sender = new IntakeOfficeSender({ config, intake, directory: directory.store });
+    this.meetings = new Meetings({
+      env, config, directory: directory.store, expander: directory.expander, rules: directory.policy, sender: this.sender,
+      schedule: base.schedule, metrics, logger: logger.child({ part: 'meetings' }),
+    });
+    this.workflow = new Workflow({ env, config, sender: this.sender, schedule: base.schedule, templates: base.templates, metrics, logger: logger.child({ part: 'workflow' }) });
+    const mo = config.office.mo;
+    this.inbox = new MoInbox({
+      env,
+      senders: () => this.senders(),
+      handlers: [new OptOutByText({ directory: directory.store, keyword: mo.optOutKeyword }), this.workflow, this.meetings],
+      live: this.live,
+      partTimeoutMs: mo.partTimeoutMs,
+      maxOpenParts: mo.maxOpenParts,
+      callbackAttempts: mo.callbackAttempts,
+      callbackTimeoutMs: mo.callbackTimeoutMs,
+      maxPendingForwards: mo.maxPendingForwards,
+      metrics,
+      logger: logger.child({ part: 'mo' }),
+    });
+    const schedule = base.schedule;
+    this.scheduled = { dueAt: (id) => schedule.dueAt(id), cancel: (id, tenant) => schedule.cancel(id, tenant) };
+  }
+
+  start(): void {
+    this.base.schedule.start();
+    this.inbox.start();
+  }
+
+  /** The BindPool's MO handler. */
+  receive(mo: MobileOriginated): Promise<void> {
+    return this.inbox.receive(mo);
+  }
+
+  attachRoutes(app: TemplatedApp, door: DoorContext): void {
+    const { config, directory, logger } = this.base.deps;
+    attachOfficeRoutes(app, door, {
+      config, templates: this.base.templates, meetings: this.meetings, workflow: this.workflow, inbox: this.inbox,
+      directory: directory.store, live: this.live, logger: logger.child({ part: 'office-api' }),
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.base.schedule.close();
+    await this.inbox.close();
+  }
+
+  /** sender code → tenant: bootstrap keys' senders, then every unit's effective sender (rebuilt when the directory changes). */
+  private senders(): ReadonlyMap<string, string> {
+    const store = this.base.deps.directory.store;
+    const version = store.version();
+    if (this.senderCache?.version === version) return this.senderCache.map;
+    const { config } = this.base.deps;
+    const map = new Map<string, string>();
+    for (const k of config.auth.apiKeys) if (k.sender !== undefined && !map.has(k.sender)) map.set(k.sender, k.tenant);
+    let cursor: string | undefined;
+    for (let pages = 0; pages < 1000; pages++) {
+      const page = store.listUnits({ limit: 1000, ...(cursor !== undefined ? { cursor } : {}) });
+      for (const u of page.items) {
+        const chain = store.unitChain(u.id);
+        if (chain) map.set(effectiveSender(chain, config.sender.defaultSource), u.id);
+      }
+      if (page.next === undefined) break;
+      cursor = page.next;
+    }
+    // The default sender code belongs to the first bootstrap tenant when nobody else claims it.
+    const first = config.auth.apiKeys[0];
+    if (first && !map.has(config.sender.defaultSource)) map.set(config.sender.defaultSource, first.tenant);
+    this.senderCache = { version, map };
+    return map;
+  }
+}

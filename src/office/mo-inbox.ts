@@ -1,0 +1,399 @@
+/**
+ * Two-way SMS: every mobile-originated message (deliver_sm that is not a
+ * receipt) is stored, re-assembled when it came in parts, and routed.
+ *
+ *   deliver_sm ─▶ part? ─▶ office.mo.parts until all parts are in (timeout → kept as a fragment)
+ *              ─▶ office.mo (record, durable before deliver_sm_resp)
+ *              ─▶ owner: the tenant whose sender code is the longest prefix of the destination
+ *              ─▶ handlers, in order: opt-out (TD) · case query (CX <id>) · meeting reply (1 / 2 reason)
+ *              ─▶ otherwise forwarded: the owner's callback URL (durable outbox, bounded retries)
+ *                 and/or its live WebSocket subscribers
+ *              ─▶ otherwise `unmatched`: kept and listed (GET /v1/mo?state=unmatched)
+ *
+ *   office.mo        seq → MoRecord
+ *   office.mo.idx    [tenant | '', state, seq] → null     (lists by state)
+ *   office.mo.parts  [source, destination, ref, total, seq] → { text, at }
+ *   office.mo.subs   tenant → { callbackUrl }
+ *   office.mo.fwd    [nextAt, seq] → attempts             (forwards waiting)
+ *
+ * The SMSC gets its deliver_sm_resp only after the record (and the
+ * handler's effect) is durable; a redelivered part is recognised by its key.
+ */
+import type { Database, RootDatabase } from 'lmdb';
+import type { Logger } from 'pino';
+import { Counter, Gauge } from 'prom-client';
+import { assembleParts, ownerOfDestination } from '../core/mo.js';
+import type { MobileOriginated } from '../core/ports.js';
+import { maskNumber } from '../core/phone.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+export type MoState = 'handled' | 'late' | 'forward-pending' | 'forwarded' | 'forward-failed' | 'unmatched';
+export const MO_STATES: readonly MoState[] = ['handled', 'late', 'forward-pending', 'forwarded', 'forward-failed', 'unmatched'];
+
+export interface MoRecord {
+  readonly id: string;
+  readonly account: string;
+  readonly source: string;
+  readonly destination: string;
+  readonly text: string;
+  readonly receivedAt: number;
+  /** Owning tenant (by destination); absent when no sender code matches. */
+  readonly tenant?: string;
+  readonly state: MoState;
+  /** Which handler took it: opt-out, case-query, meeting-reply, callback, websocket. */
+  readonly route?: string;
+  /** What it refers to (meeting id, case key). */
+  readonly ref?: string;
+  readonly detail?: string;
+  /** Number of parts it was re-assembled from (long messages). */
+  readonly parts?: number;
+  readonly forwardAttempts?: number;
+}
+
+/** What an MO handler gets. */
+export interface MoContext {
+  readonly id: string;
+  readonly tenant: string;
+  readonly source: string;
+  readonly destination: string;
+  /** Digits the phone sent after the tenant's sender code. */
+  readonly suffix: string;
+  readonly text: string;
+  readonly receivedAt: number;
+}
+
+export interface MoRouted {
+  readonly route: string;
+  readonly state: 'handled' | 'late';
+  readonly ref?: string;
+  readonly detail?: string;
+}
+
+/** A handler returns undefined when the message is not for it. */
+export interface MoHandler {
+  readonly name: string;
+  handle(mo: MoContext): Promise<MoRouted | undefined>;
+}
+
+export interface LiveSubscribers {
+  /** Push to the tenant's live subscribers; how many got it. */
+  push(tenant: string, record: MoRecord): number;
+}
+
+export interface MoInboxDeps {
+  readonly env: RootDatabase;
+  /** sender code → tenant (bootstrap keys' senders and every unit's effective sender). */
+  readonly senders: () => ReadonlyMap<string, string>;
+  readonly handlers: readonly MoHandler[];
+  readonly live?: LiveSubscribers;
+  readonly partTimeoutMs: number;
+  readonly maxOpenParts: number;
+  readonly callbackAttempts: number;
+  readonly callbackTimeoutMs: number;
+  readonly maxPendingForwards: number;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly now?: () => number;
+  /** HTTP client (tests may replace it). */
+  readonly fetch?: typeof fetch;
+}
+
+/** MO records are kept this long, then swept. */
+export const MO_RETENTION_MS = 90 * 86_400_000;
+/** Forwards attempted at once. */
+const FORWARD_CONCURRENCY = 16;
+
+export class MoInbox {
+  private readonly records: Database<MoRecord, number>;
+  private readonly index: Database<null, [string, string, number]>;
+  private readonly parts: Database<{ text: string; at: number }, [string, string, number, number, number]>;
+  private readonly subs: Database<{ callbackUrl: string; updatedAt: number }, string>;
+  private readonly forwards: Database<number, [number, number]>;
+  private readonly now: () => number;
+  private readonly log: Logger;
+  private readonly fetch: typeof fetch;
+  private lastSeq = 0;
+  private openParts: number;
+  private pendingForwards: number;
+  private forwarding = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly received: Counter<'route'>;
+  private readonly openPartsGauge: Gauge;
+  private readonly forwardGauge: Gauge;
+
+  constructor(private readonly deps: MoInboxDeps) {
+    const { env } = deps;
+    this.records = env.openDB<MoRecord, number>({ name: 'office.mo', encoding: 'msgpack' });
+    this.index = env.openDB<null, [string, string, number]>({ name: 'office.mo.idx', encoding: 'msgpack' });
+    this.parts = env.openDB<{ text: string; at: number }, [string, string, number, number, number]>({ name: 'office.mo.parts', encoding: 'msgpack' });
+    this.subs = env.openDB<{ callbackUrl: string; updatedAt: number }, string>({ name: 'office.mo.subs', encoding: 'msgpack' });
+    this.forwards = env.openDB<number, [number, number]>({ name: 'office.mo.fwd', encoding: 'msgpack' });
+    this.now = deps.now ?? Date.now;
+    this.log = deps.logger;
+    this.fetch = deps.fetch ?? fetch;
+    for (const key of this.records.getKeys({ reverse: true, limit: 1 })) this.lastSeq = key;
+    this.openParts = this.parts.getCount();
+    this.pendingForwards = this.forwards.getCount();
+    const r = deps.metrics.registry;
+    this.received = new Counter({ name: 'smsgw_mo_messages_total', help: 'MO messages stored, by route (opt-out, case-query, meeting-reply, callback, websocket, unmatched, part)', labelNames: ['route'], registers: [r] });
+    this.openPartsGauge = new Gauge({ name: 'smsgw_mo_open_parts', help: 'Parts of long MO messages waiting for the rest', registers: [r] });
+    this.forwardGauge = new Gauge({ name: 'smsgw_mo_pending_forwards', help: 'MO messages waiting to be forwarded to a callback URL', registers: [r] });
+    this.openPartsGauge.set(this.openParts);
+    this.forwardGauge.set(this.pendingForwards);
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      void this.forwardDue();
+      void this.sweepParts();
+    }, 200);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (let i = 0; i < 500 && this.forwarding > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  /** The BindPool's MO handler: resolves once the MO is durable and routed (then deliver_sm_resp OK). */
+  async receive(mo: MobileOriginated): Promise<void> {
+    if (mo.part === undefined) {
+      await this.accept(mo, mo.text, undefined);
+      return;
+    }
+    const { ref, total, seq } = mo.part;
+    if (this.openParts >= this.deps.maxOpenParts) {
+      // No room to wait for the rest: keep the part on its own, visibly.
+      await this.accept(mo, mo.text, undefined, `part ${seq} of ${total} kept alone: ${this.openParts} parts already waiting (office.mo.maxOpenParts)`);
+      return;
+    }
+    const base: [string, string, number, number] = [mo.source, mo.destination, ref, total];
+    const had = this.parts.get([...base, seq]) !== undefined;
+    await this.parts.put([...base, seq], { text: mo.text, at: mo.receivedAt });
+    if (!had) this.setOpenParts(this.openParts + 1);
+    this.received.inc({ route: 'part' });
+    // Serialised by LMDB: exactly one caller sees the set complete and takes it.
+    const whole = await this.deps.env.transaction(() => {
+      const got: { seq: number; text: string }[] = [];
+      for (const { key, value } of this.parts.getRange({ start: [...base, 0], end: [...base, 256] })) got.push({ seq: key[4], text: value.text });
+      const text = assembleParts(total, got);
+      if (text === undefined) return undefined;
+      for (const g of got) this.parts.removeSync([...base, g.seq]);
+      return { text, removed: got.length };
+    });
+    if (whole === undefined) return;
+    this.setOpenParts(this.openParts - whole.removed);
+    await this.accept(mo, whole.text, total);
+  }
+
+  get(id: string): MoRecord | undefined {
+    const seq = Number(id);
+    return Number.isSafeInteger(seq) ? this.records.get(seq) : undefined;
+  }
+
+  /** A tenant's MO messages in a state, newest first. `tenant` '' lists those with no owner. */
+  list(tenant: string, state: MoState, q: { cursor?: number; limit: number }): { items: MoRecord[]; next?: number } {
+    const items: MoRecord[] = [];
+    let next: number | undefined;
+    const end: [string, string, number] = [tenant, state, q.cursor ?? Number.MAX_SAFE_INTEGER];
+    for (const key of this.index.getKeys({ start: end, end: [tenant, state, 0], reverse: true, limit: q.limit + 1 })) {
+      if (key[2] === q.cursor) continue;
+      if (items.length === q.limit) {
+        next = items[items.length - 1] === undefined ? undefined : Number(items[items.length - 1]?.id);
+        break;
+      }
+      const r = this.records.get(key[2]);
+      if (r) items.push(r);
+    }
+    return next !== undefined ? { items, next } : { items };
+  }
+
+  subscription(tenant: string): { callbackUrl: string; updatedAt: number } | undefined {
+    return this.subs.get(tenant);
+  }
+
+  async subscribe(tenant: string, callbackUrl: string): Promise<void> {
+    await this.subs.put(tenant, { callbackUrl, updatedAt: this.now() });
+  }
+
+  async unsubscribe(tenant: string): Promise<boolean> {
+    return this.subs.remove(tenant);
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  private async accept(mo: MobileOriginated, text: string, parts: number | undefined, note?: string): Promise<void> {
+    const seq = this.nextSeq();
+    const id = String(seq);
+    const owner = ownerOfDestination(mo.destination, this.deps.senders());
+    const base = {
+      id, account: mo.account, source: mo.source, destination: mo.destination, text, receivedAt: mo.receivedAt,
+      ...(owner ? { tenant: owner.tenant } : {}),
+      ...(parts !== undefined ? { parts } : {}),
+    };
+    let record: MoRecord = { ...base, state: 'unmatched', ...(note !== undefined ? { detail: note } : {}) };
+    // Stored first: whatever happens next, the MO is kept.
+    await this.write(undefined, record);
+    if (owner && note === undefined) {
+      const ctx: MoContext = { id, tenant: owner.tenant, source: mo.source, destination: mo.destination, suffix: owner.suffix, text, receivedAt: mo.receivedAt };
+      let routed: MoRouted | undefined;
+      for (const h of this.deps.handlers) {
+        routed = await h.handle(ctx);
+        if (routed) break;
+      }
+      if (routed) {
+        record = { ...base, state: routed.state, route: routed.route, ...(routed.ref !== undefined ? { ref: routed.ref } : {}), ...(routed.detail !== undefined ? { detail: routed.detail } : {}) };
+      } else {
+        record = this.forward(base, owner.tenant);
+      }
+      await this.write('unmatched', record);
+    } else if (!owner) {
+      record = { ...record, detail: note ?? `no tenant's sender code matches ${mo.destination}` };
+      await this.write('unmatched', record);
+    }
+    this.received.inc({ route: record.route ?? 'unmatched' });
+    this.deps.metrics.dispatchSegments.inc({ outcome: 'mo-received' });
+  }
+
+  /** Live push and/or the callback outbox; unmatched when the tenant has neither. */
+  private forward(base: Omit<MoRecord, 'state'>, tenant: string): MoRecord {
+    const live = this.deps.live?.push(tenant, { ...base, state: 'forwarded', route: 'websocket' }) ?? 0;
+    const sub = this.subs.get(tenant);
+    if (sub) {
+      if (this.pendingForwards >= this.deps.maxPendingForwards) {
+        return { ...base, state: 'forward-failed', route: 'callback', detail: `forward backlog full (${this.pendingForwards}, office.mo.maxPendingForwards)${live > 0 ? `; pushed to ${live} live subscriber(s)` : ''}` };
+      }
+      void this.forwards.put([this.now(), Number(base.id)], 0);
+      this.setPendingForwards(this.pendingForwards + 1);
+      return { ...base, state: 'forward-pending', route: 'callback', forwardAttempts: 0 };
+    }
+    if (live > 0) return { ...base, state: 'forwarded', route: 'websocket', detail: `pushed to ${live} live subscriber(s)` };
+    return { ...base, state: 'unmatched', detail: 'no handler matched and the tenant has no callback URL or live subscriber' };
+  }
+
+  private write(previous: MoState | undefined, record: MoRecord): Promise<boolean> {
+    const seq = Number(record.id);
+    const tenant = record.tenant ?? '';
+    if (previous !== undefined && previous !== record.state) void this.index.remove([tenant, previous, seq]);
+    void this.index.put([tenant, record.state, seq], null);
+    return this.records.put(seq, record);
+  }
+
+  private nextSeq(): number {
+    const seq = Math.max(this.lastSeq + 1, this.now() * 1000);
+    this.lastSeq = seq;
+    return seq;
+  }
+
+  // ---------------------------------------------------------------- forwarding
+
+  /** POST due forwards to their callback URLs (bounded concurrency, bounded attempts). */
+  async forwardDue(): Promise<void> {
+    if (this.closed || this.pendingForwards === 0) return;
+    const now = this.now();
+    const due: [number, number][] = [];
+    for (const key of this.forwards.getKeys({ start: [0, 0], end: [now + 1, 0], limit: FORWARD_CONCURRENCY - this.forwarding })) due.push(key);
+    await Promise.all(due.map((key) => this.forwardOne(key)));
+  }
+
+  private async forwardOne(key: [number, number]): Promise<void> {
+    this.forwarding++;
+    try {
+      const [, seq] = key;
+      const record = this.records.get(seq);
+      const attempts = (this.forwards.get(key) ?? 0) + 1;
+      const sub = record?.tenant !== undefined ? this.subs.get(record.tenant) : undefined;
+      if (!record || !sub) {
+        // Unsubscribed meanwhile: the MO stays visible as unmatched.
+        await this.forwards.remove(key);
+        this.setPendingForwards(this.pendingForwards - 1);
+        if (record) await this.write(record.state, { ...record, state: 'unmatched', detail: 'callback removed before it could be forwarded' });
+        return;
+      }
+      let error: string | undefined;
+      try {
+        const res = await this.fetch(sub.callbackUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ id: record.id, from: record.source, to: record.destination, text: record.text, receivedAt: new Date(record.receivedAt).toISOString(), ...(record.parts !== undefined ? { parts: record.parts } : {}) }),
+          signal: AbortSignal.timeout(this.deps.callbackTimeoutMs),
+        });
+        await res.arrayBuffer().catch(() => undefined);
+        if (res.status < 200 || res.status >= 300) error = `callback answered HTTP ${res.status}`;
+      } catch (e) {
+        error = `callback failed: ${e instanceof Error ? e.message : String(e)}`;
+      }
+      if (error === undefined) {
+        await this.forwards.remove(key);
+        this.setPendingForwards(this.pendingForwards - 1);
+        await this.write(record.state, { ...record, state: 'forwarded', forwardAttempts: attempts });
+      } else if (attempts >= this.deps.callbackAttempts) {
+        await this.forwards.remove(key);
+        this.setPendingForwards(this.pendingForwards - 1);
+        await this.write(record.state, { ...record, state: 'forward-failed', forwardAttempts: attempts, detail: `${error} (after ${attempts} attempts)` });
+      } else {
+        const next = this.now() + Math.min(60_000, 250 * 2 ** attempts);
+        await this.deps.env.transaction(() => {
+          this.forwards.removeSync(key);
+          this.forwards.putSync([next, seq], attempts);
+        });
+        await this.write(record.state, { ...record, forwardAttempts: attempts, detail: error });
+      }
+    } catch (e) {
+      this.log.error({ err: e }, 'MO forward step failed; retried on the next tick');
+    } finally {
+      this.forwarding--;
+    }
+  }
+
+  // ---------------------------------------------------------------- parts
+
+  /** Parts older than partTimeoutMs: their sets are kept as fragments (unmatched), not lost. */
+  async sweepParts(): Promise<void> {
+    if (this.closed || this.openParts === 0) return;
+    const cutoff = this.now() - this.deps.partTimeoutMs;
+    const stale = new Map<string, { base: [string, string, number, number]; got: { seq: number; text: string; at: number }[] }>();
+    let scanned = 0;
+    for (const { key, value } of this.parts.getRange({})) {
+      if (++scanned > 10_000) break;
+      const base: [string, string, number, number] = [key[0], key[1], key[2], key[3]];
+      const k = base.join('\u0000');
+      const e = stale.get(k) ?? { base, got: [] };
+      e.got.push({ seq: key[4], text: value.text, at: value.at });
+      stale.set(k, e);
+    }
+    for (const { base, got } of stale.values()) {
+      if (got.every((g) => g.at > cutoff)) continue;
+      const taken = await this.deps.env.transaction(() => {
+        let n = 0;
+        for (const g of got) if (this.parts.removeSync([...base, g.seq])) n++;
+        return n;
+      });
+      if (taken === 0) continue;
+      this.setOpenParts(this.openParts - taken);
+      got.sort((a, b) => a.seq - b.seq);
+      const [source, destination, , total] = base;
+      await this.accept(
+        { account: '', source, destination, text: '', receivedAt: got[0]?.at ?? this.now() },
+        got.map((g) => g.text).join(''),
+        got.length,
+        `incomplete long message: parts ${got.map((g) => g.seq).join(',')} of ${total} arrived; the rest did not within ${this.deps.partTimeoutMs} ms`,
+      );
+      this.log.warn({ from: maskNumber(source), parts: got.length, total }, 'incomplete long MO kept as a fragment');
+    }
+  }
+
+  private setOpenParts(n: number): void {
+    this.openParts = Math.max(0, n);
+    this.openPartsGauge.set(this.openParts);
+  }
+
+  private setPendingForwards(n: number): void {
+    this.pendingForwards = Math.max(0, n);
+    this.forwardGauge.set(this.pendingForwards);
+  }
+}

@@ -1,0 +1,476 @@
+/**
+ * HTTP (and WebSocket) routes of the mobile-office services, on the front
+ * door's app and with its API keys (a key's tenant owns what it creates).
+ *
+ *   PUT    /v1/templates/{name}            save (validated)            200 | 201
+ *   GET    /v1/templates[/{name}]          list / one
+ *   DELETE /v1/templates/{name}
+ *   POST   /v1/templates/{name}/preview    { params } → text, encoding, segments
+ *   POST   /v1/meetings                    notice sent                 201
+ *   GET    /v1/meetings[/{id}]             list / tally + per-person answers
+ *   PATCH  /v1/meetings/{id}               change notice to everyone invited
+ *   POST   /v1/meetings/{id}/cancel        cancel notice (or nothing, if the notice was still scheduled)
+ *   POST   /v1/workflow-events             202 { status: applied | buffered | duplicate | stale }
+ *   GET    /v1/cases/{system}/{caseId}     current stage and timeline
+ *   GET    /v1/mo[?state=]  /v1/mo/{id}    MO messages (unmatched ones included)
+ *   PUT|GET|DELETE /v1/mo/subscription     the tenant's callback URL for MO
+ *   WS     /v1/mo/stream                   live MO of the tenant (JSON text frames)
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { Logger } from 'pino';
+import { GatewayError, type FieldProblem } from '../core/errors.js';
+import { countSegments } from '../core/segment.js';
+import { PARAM_TYPES } from '../core/template.js';
+import type { ResolvedConfig } from '../config/load.js';
+import { Exchange, parseJson, readBody } from '../ingest/http.js';
+import { asGatewayError, parseRfc3339, type Principal } from '../ingest/intake.js';
+import type { DoorContext } from '../ingest/server.js';
+import { loadUws } from '../ingest/uws.js';
+import type { DirectoryStore } from '../directory/store.js';
+import { effectiveSignature, signText } from '../directory/grants.js';
+import type { Meetings, Meeting } from './meetings.js';
+import { MO_STATES, type LiveSubscribers, type MoInbox, type MoRecord, type MoState } from './mo-inbox.js';
+import type { TemplateStore } from './templates.js';
+import { contactNumbers, type Workflow } from './workflow.js';
+
+const NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+const Time = Type.String({ maxLength: 40, description: 'RFC 3339 with offset, e.g. 2026-11-23T09:30:00+08:00' });
+
+export const TemplateBodySchema = Type.Object({
+  body: Type.String({ minLength: 1, maxLength: 8000 }),
+  params: Type.Optional(Type.Record(Type.String({ maxLength: 128 }), Type.Object({
+    type: Type.Union(PARAM_TYPES.map((t) => Type.Literal(t))),
+    required: Type.Optional(Type.Boolean()),
+    maxLength: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
+  }, { additionalProperties: false }), { maxProperties: 64 })),
+  description: Type.Optional(Type.String({ maxLength: 500 })),
+}, { additionalProperties: false });
+
+export const PreviewSchema = Type.Object({
+  params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+}, { additionalProperties: false });
+
+export const MeetingSchema = Type.Object({
+  title: Type.String({ minLength: 1, maxLength: 100 }),
+  time: Time,
+  place: Type.String({ minLength: 1, maxLength: 100 }),
+  note: Type.Optional(Type.String({ maxLength: 200 })),
+  attendees: Type.Object({
+    people: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 10000 })),
+    groups: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100 })),
+    numbers: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 32 }), { maxItems: 10000 })),
+  }, { additionalProperties: false }),
+  replyBy: Type.Optional(Time),
+  remindAt: Type.Optional(Time),
+  scheduleAt: Type.Optional(Time),
+  tier: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+}, { additionalProperties: false });
+
+export const MeetingPatchSchema = Type.Object({
+  title: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  time: Type.Optional(Time),
+  place: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+  note: Type.Optional(Type.String({ maxLength: 200 })),
+}, { additionalProperties: false, minProperties: 1 });
+
+export const CancelSchema = Type.Object({ note: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false });
+
+export const WorkflowEventSchema = Type.Object({
+  system: Type.String({ pattern: NAME, description: 'The sending system, e.g. scjg-djxt' }),
+  caseId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }),
+  stage: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Stage code; its SMS text is office.workflow.stages[stage] or the tenant template workflow.<stage>' }),
+  stageName: Type.Optional(Type.String({ maxLength: 64, description: 'Human name of the stage (shown in case queries)' })),
+  seq: Type.Optional(Type.Integer({ minimum: 1, description: 'Order of this event within the case (1, 2, 3 …); preferred' })),
+  occurredAt: Type.Optional(Time),
+  applicant: Type.Object({
+    name: Type.Optional(Type.String({ maxLength: 100 })),
+    mobile: Type.Optional(Type.String({ maxLength: 32 })),
+    mobiles: Type.Optional(Type.Array(Type.String({ maxLength: 32 }), { maxItems: 10 })),
+  }, { additionalProperties: false }),
+  missing: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 50 })),
+  readyAt: Type.Optional(Time),
+  params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+}, { additionalProperties: false });
+
+export const SubscriptionSchema = Type.Object({
+  callbackUrl: Type.String({ maxLength: 2048, pattern: '^https?://' }),
+}, { additionalProperties: false });
+
+/** For /openapi.json. */
+export const officeSchemasForOpenApi: Record<string, TSchema> = {
+  TemplateBody: TemplateBodySchema,
+  TemplatePreview: PreviewSchema,
+  Meeting: MeetingSchema,
+  MeetingPatch: MeetingPatchSchema,
+  MeetingCancel: CancelSchema,
+  WorkflowEvent: WorkflowEventSchema,
+  MoSubscription: SubscriptionSchema,
+};
+
+export interface OfficeRouteDeps {
+  readonly config: ResolvedConfig;
+  readonly templates: TemplateStore;
+  readonly meetings: Meetings;
+  readonly workflow: Workflow;
+  readonly inbox: MoInbox;
+  readonly directory: DirectoryStore;
+  readonly live: LiveMoSubscribers;
+  readonly logger: Logger;
+}
+
+type Ctx = { ex: Exchange; principal: Principal; params: string[]; query: URLSearchParams; idempotencyKey: string; body: () => Promise<unknown> };
+type Answer = { status: number; body: unknown };
+
+const compiled = new Map<TSchema, ReturnType<typeof TypeCompiler.Compile>>();
+function checked<T extends TSchema>(schema: T, value: unknown): Static<T> {
+  let c = compiled.get(schema);
+  if (!c) compiled.set(schema, (c = TypeCompiler.Compile(schema)));
+  if (c.Check(value)) return value as Static<T>;
+  const problems: FieldProblem[] = [];
+  for (const e of c.Errors(value)) {
+    problems.push({ field: e.path || '/', message: e.message });
+    if (problems.length >= 20) break;
+  }
+  throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
+}
+
+function time(v: string | undefined, field: string): number | undefined {
+  if (v === undefined) return undefined;
+  const t = parseRfc3339(v);
+  if (t === undefined) throw new GatewayError('VALIDATION', `${field.slice(1)} must be an RFC 3339 time with an offset`, { details: [{ field, message: 'e.g. 2026-11-23T09:30:00+08:00' }] });
+  return t;
+}
+
+function pageLimit(query: URLSearchParams): number {
+  const raw = query.get('limit');
+  const n = raw === null ? 100 : Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new GatewayError('VALIDATION', 'limit must be an integer from 1 to 1000', { details: [{ field: 'limit', message: 'an integer from 1 to 1000' }] });
+  return n;
+}
+
+export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: OfficeRouteDeps): void {
+  const maxBody = deps.config.server.maxBodyBytes;
+  const route = (method: 'get' | 'put' | 'post' | 'del' | 'patch', path: string, name: string, handler: (c: Ctx) => Promise<Answer>, write = false): void => {
+    app[method](path, (res: HttpResponse, req: HttpRequest) => {
+      const ex = new Exchange(res);
+      const authorization = req.getHeader('authorization');
+      const idempotencyKey = req.getHeader('idempotency-key');
+      const contentType = req.getHeader('content-type');
+      const params: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const p = req.getParameter(i);
+        if (p === undefined || p === '') break;
+        params.push(decodeURIComponent(p));
+      }
+      const query = new URLSearchParams(req.getQuery() ?? '');
+      const hasBody = method === 'put' || method === 'post' || method === 'patch';
+      const raw = hasBody ? readBody(ex, req, maxBody) : undefined;
+      raw?.catch(() => undefined);
+      void (async () => {
+        try {
+          const principal = door.authenticate(authorization);
+          if (write && !door.accepting()) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
+          if (hasBody && contentType !== '' && !/^application\/json\b/i.test(contentType)) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `content-type ${contentType} is not application/json`);
+          if (idempotencyKey.length > 200) throw new GatewayError('VALIDATION', 'Idempotency-Key is too long', { details: [{ field: 'Idempotency-Key', message: 'at most 200 characters' }] });
+          const a = await handler({ ex, principal, params, query, idempotencyKey, body: async () => parseJson(await (raw as Promise<Buffer>)) });
+          ex.json(a.status, a.body);
+        } catch (e) {
+          const err = asGatewayError(e);
+          if (err.code === 'INTERNAL') deps.logger.error({ err: err.cause ?? err, route: name }, 'office request failed');
+          if (raw && err.code === 'UNAUTHORIZED') await raw.catch(() => undefined);
+          ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
+        }
+        door.count(name, ex);
+      })();
+    });
+  };
+
+  // ---------------------------------------------------------------- templates
+  route('put', '/v1/templates/:name', 'PUT /v1/templates/{name}', async ({ principal, params, body }) => {
+    const name = templateName(params[0]);
+    const input = checked(TemplateBodySchema, await body());
+    const r = await deps.templates.put(principal.tenant, name, input);
+    return { status: r.created ? 201 : 200, body: templateView(r.template) };
+  }, true);
+  route('get', '/v1/templates', 'GET /v1/templates', async ({ principal, query }) => {
+    const cursor = query.get('cursor') ?? undefined;
+    const page = deps.templates.list(principal.tenant, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}) });
+    return { status: 200, body: { items: page.items.map(templateView), ...(page.next !== undefined ? { next: page.next } : {}) } };
+  });
+  route('get', '/v1/templates/:name', 'GET /v1/templates/{name}', async ({ principal, params }) => {
+    const t = deps.templates.get(principal.tenant, templateName(params[0]));
+    if (!t) throw new GatewayError('NOT_FOUND', `no template ${params[0] ?? ''}`);
+    return { status: 200, body: templateView(t) };
+  });
+  route('del', '/v1/templates/:name', 'DELETE /v1/templates/{name}', async ({ principal, params }) => {
+    await deps.templates.remove(principal.tenant, templateName(params[0]));
+    return { status: 200, body: { name: params[0], deleted: true } };
+  }, true);
+  route('post', '/v1/templates/:name/preview', 'POST /v1/templates/{name}/preview', async ({ principal, params, body }) => {
+    const input = checked(PreviewSchema, await body());
+    const text = deps.templates.render(principal.tenant, templateName(params[0]), input.params ?? {});
+    const chain = principal.unit !== undefined ? deps.directory.unitChain(principal.unit) : undefined;
+    const sent = signText(text, chain ? effectiveSignature(chain) : undefined);
+    const seg = countSegments(sent);
+    return { status: 200, body: { text: sent, encoding: seg.encoding, segments: seg.count, characters: Array.from(sent).length, ...(sent !== text ? { signature: sent.slice(text.length) } : {}) } };
+  });
+
+  // ---------------------------------------------------------------- meetings
+  route('post', '/v1/meetings', 'POST /v1/meetings', async ({ principal, body, idempotencyKey }) => {
+    const m = checked(MeetingSchema, await body());
+    const at = time(m.time, '/time') as number;
+    const replyBy = time(m.replyBy, '/replyBy');
+    const remindAt = time(m.remindAt, '/remindAt');
+    const scheduleAt = time(m.scheduleAt, '/scheduleAt');
+    const r = await deps.meetings.create(principal, {
+      title: m.title, time: at, place: m.place,
+      ...(m.note !== undefined ? { note: m.note } : {}),
+      ...(m.attendees.people !== undefined ? { people: m.attendees.people } : {}),
+      ...(m.attendees.groups !== undefined ? { groups: m.attendees.groups } : {}),
+      ...(m.attendees.numbers !== undefined ? { numbers: m.attendees.numbers } : {}),
+      ...(replyBy !== undefined ? { replyBy } : {}),
+      ...(remindAt !== undefined ? { remindAt } : {}),
+      ...(scheduleAt !== undefined ? { scheduleAt } : {}),
+      ...(m.tier !== undefined ? { tier: m.tier } : {}),
+    }, idempotencyKey === '' ? undefined : idempotencyKey);
+    return { status: r.replayed ? 200 : 201, body: meetingView(r.meeting) };
+  }, true);
+  route('get', '/v1/meetings', 'GET /v1/meetings', async ({ principal, query }) => {
+    const cursor = query.get('cursor') ?? undefined;
+    const page = deps.meetings.list(principal.tenant, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}) });
+    return { status: 200, body: { items: page.items.map(meetingView), ...(page.next !== undefined ? { next: page.next } : {}) } };
+  });
+  route('get', '/v1/meetings/:id', 'GET /v1/meetings/{id}', async ({ principal, params, query }) => {
+    const m = deps.meetings.get(params[0] ?? '');
+    if (!m || m.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no meeting ${params[0] ?? ''}`);
+    const answer = query.get('answer');
+    if (answer !== null && !['attend', 'absent', 'none'].includes(answer)) throw new GatewayError('VALIDATION', 'answer must be attend, absent or none', { details: [{ field: 'answer', message: 'attend, absent or none' }] });
+    const cursor = query.get('cursor') ?? undefined;
+    const page = deps.meetings.people(m.id, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}), ...(answer !== null ? { answer: answer as 'attend' } : {}) });
+    return {
+      status: 200,
+      body: {
+        ...meetingView(m),
+        tally: deps.meetings.tally(m.id),
+        people: page.items.map((p) => ({
+          mobile: p.mobile,
+          ...(p.personId !== undefined ? { personId: p.personId } : {}),
+          ...(p.name !== undefined ? { name: p.name } : {}),
+          answer: p.answer ?? 'none',
+          ...(p.reason !== undefined ? { reason: p.reason } : {}),
+          ...(p.answeredAt !== undefined ? { answeredAt: iso(p.answeredAt) } : {}),
+          ...(p.late ? { lateReply: { answer: p.late.answer, at: iso(p.late.at), ...(p.late.reason !== undefined ? { reason: p.late.reason } : {}) } } : {}),
+        })),
+        ...(page.next !== undefined ? { next: page.next } : {}),
+      },
+    };
+  });
+  route('patch', '/v1/meetings/:id', 'PATCH /v1/meetings/{id}', async ({ principal, params, body }) => {
+    const p = checked(MeetingPatchSchema, await body());
+    const t = time(p.time, '/time');
+    const m = await deps.meetings.change(principal.tenant, params[0] ?? '', {
+      ...(p.title !== undefined ? { title: p.title } : {}),
+      ...(t !== undefined ? { time: t } : {}),
+      ...(p.place !== undefined ? { place: p.place } : {}),
+      ...(p.note !== undefined ? { note: p.note } : {}),
+    });
+    return { status: 200, body: meetingView(m) };
+  }, true);
+  route('post', '/v1/meetings/:id/cancel', 'POST /v1/meetings/{id}/cancel', async ({ principal, params, body }) => {
+    const raw = await body().catch((e: unknown) => {
+      if (e instanceof GatewayError && e.code === 'BAD_JSON' && /empty/.test(e.message)) return {};
+      throw e;
+    });
+    const c = checked(CancelSchema, raw);
+    const m = await deps.meetings.cancel(principal.tenant, params[0] ?? '', c.note);
+    return { status: 200, body: meetingView(m) };
+  }, true);
+
+  // ---------------------------------------------------------------- workflow
+  route('post', '/v1/workflow-events', 'POST /v1/workflow-events', async ({ principal, body }) => {
+    const e = checked(WorkflowEventSchema, await body());
+    const problems: FieldProblem[] = [];
+    const occurredAt = time(e.occurredAt, '/occurredAt');
+    const readyAt = time(e.readyAt, '/readyAt');
+    if (e.seq === undefined && occurredAt === undefined) problems.push({ field: '/seq', message: 'give seq (preferred) or occurredAt, so events can be put in order' });
+    const raw = [...(e.applicant.mobile !== undefined ? [e.applicant.mobile] : []), ...(e.applicant.mobiles ?? [])];
+    const contacts = contactNumbers(raw, deps.config.numbers.allowInternational, problems);
+    if (raw.length === 0) problems.push({ field: '/applicant/mobile', message: 'the applicant\'s mobile number is required' });
+    if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
+    const r = await deps.workflow.accept(principal.tenant, {
+      system: e.system, caseId: e.caseId, stage: e.stage, contacts, receivedAt: Date.now(),
+      ...(e.stageName !== undefined ? { stageName: e.stageName } : {}),
+      ...(e.seq !== undefined ? { seq: e.seq } : {}),
+      ...(occurredAt !== undefined ? { occurredAt } : {}),
+      ...(e.applicant.name !== undefined ? { applicantName: e.applicant.name } : {}),
+      ...(e.missing !== undefined ? { missing: e.missing } : {}),
+      ...(readyAt !== undefined ? { readyAt } : {}),
+      ...(e.params !== undefined ? { params: e.params } : {}),
+    });
+    const last = r.case.timeline[r.case.timeline.length - 1];
+    return { status: 202, body: { system: e.system, caseId: e.caseId, status: r.status, stage: r.case.stage ?? null, ...(r.status === 'applied' && last?.messageId !== undefined ? { messageId: last.messageId } : {}) } };
+  }, true);
+  route('get', '/v1/cases/:system/:caseId', 'GET /v1/cases/{system}/{caseId}', async ({ principal, params }) => {
+    const c = deps.workflow.get(principal.tenant, params[0] ?? '', params[1] ?? '');
+    if (!c) throw new GatewayError('NOT_FOUND', `no case ${params[0] ?? ''}/${params[1] ?? ''}`);
+    return {
+      status: 200,
+      body: {
+        system: c.system, caseId: c.caseId, stage: c.stage ?? null, stageName: c.stageName ?? c.stage ?? null, ordering: c.ordering,
+        ...(c.applicantName !== undefined ? { applicant: c.applicantName } : {}),
+        contacts: c.contacts, createdAt: iso(c.createdAt), updatedAt: iso(c.updatedAt),
+        timeline: c.timeline.map((t) => ({
+          order: t.order, stage: t.stage, outcome: t.outcome, receivedAt: iso(t.receivedAt), appliedAt: iso(t.appliedAt),
+          ...(t.stageName !== undefined ? { stageName: t.stageName } : {}),
+          ...(t.occurredAt !== undefined ? { occurredAt: iso(t.occurredAt) } : {}),
+          ...(t.messageId !== undefined ? { messageId: t.messageId } : {}),
+          ...(t.missing !== undefined ? { missing: t.missing } : {}),
+          ...(t.readyAt !== undefined ? { readyAt: iso(t.readyAt) } : {}),
+          ...(t.error !== undefined ? { error: t.error } : {}),
+        })),
+      },
+    };
+  });
+
+  // ---------------------------------------------------------------- MO
+  route('get', '/v1/mo', 'GET /v1/mo', async ({ principal, query }) => {
+    const state = (query.get('state') ?? 'unmatched') as MoState;
+    if (!MO_STATES.includes(state)) throw new GatewayError('VALIDATION', `state must be one of ${MO_STATES.join(', ')}`, { details: [{ field: 'state', message: MO_STATES.join(', ') }] });
+    const cursorRaw = query.get('cursor');
+    const cursor = cursorRaw === null ? undefined : Number(cursorRaw);
+    if (cursor !== undefined && !Number.isSafeInteger(cursor)) throw new GatewayError('VALIDATION', 'cursor is the `next` of the previous page', { details: [{ field: 'cursor', message: 'an integer' }] });
+    const page = deps.inbox.list(principal.tenant, state, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}) });
+    return { status: 200, body: { items: page.items.map(moView), ...(page.next !== undefined ? { next: String(page.next) } : {}) } };
+  });
+  route('put', '/v1/mo/subscription', 'PUT /v1/mo/subscription', async ({ principal, body }) => {
+    const s = checked(SubscriptionSchema, await body());
+    await deps.inbox.subscribe(principal.tenant, s.callbackUrl);
+    return { status: 200, body: { callbackUrl: s.callbackUrl } };
+  }, true);
+  route('get', '/v1/mo/subscription', 'GET /v1/mo/subscription', async ({ principal }) => {
+    const s = deps.inbox.subscription(principal.tenant);
+    if (!s) throw new GatewayError('NOT_FOUND', 'no MO callback URL is set');
+    return { status: 200, body: { callbackUrl: s.callbackUrl, updatedAt: iso(s.updatedAt) } };
+  });
+  route('del', '/v1/mo/subscription', 'DELETE /v1/mo/subscription', async ({ principal }) => {
+    if (!(await deps.inbox.unsubscribe(principal.tenant))) throw new GatewayError('NOT_FOUND', 'no MO callback URL is set');
+    return { status: 200, body: { deleted: true } };
+  }, true);
+  route('get', '/v1/mo/:id', 'GET /v1/mo/{id}', async ({ principal, params }) => {
+    const r = deps.inbox.get(params[0] ?? '');
+    if (!r || r.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no MO message ${params[0] ?? ''}`);
+    return { status: 200, body: moView(r) };
+  });
+  attachMoStream(app, door, deps.live);
+}
+
+function templateName(raw: string | undefined): string {
+  const name = raw ?? '';
+  if (!new RegExp(NAME).test(name)) throw new GatewayError('VALIDATION', 'a template name is letters, digits, _ . - (1–64)', { details: [{ field: 'name', message: NAME }] });
+  return name;
+}
+
+const iso = (t: number): string => new Date(t).toISOString();
+
+function templateView(t: { name: string; body: string; params: unknown; description?: string; createdAt: number; updatedAt: number }): unknown {
+  return { name: t.name, body: t.body, params: t.params, ...(t.description !== undefined ? { description: t.description } : {}), createdAt: iso(t.createdAt), updatedAt: iso(t.updatedAt) };
+}
+
+function meetingView(m: Meeting): Record<string, unknown> {
+  return {
+    id: m.id, title: m.title, time: iso(m.time), place: m.place, state: m.state, tier: m.tier, invited: m.invited,
+    replyBy: iso(m.replyBy),
+    ...(m.note !== undefined ? { note: m.note } : {}),
+    ...(m.remindAt !== undefined ? { remindAt: iso(m.remindAt) } : {}),
+    ...(m.scheduleAt !== undefined ? { scheduleAt: iso(m.scheduleAt) } : {}),
+    notices: m.notices, followUps: m.followUps, createdAt: iso(m.createdAt), updatedAt: iso(m.updatedAt),
+  };
+}
+
+function moView(r: MoRecord): unknown {
+  return {
+    id: r.id, from: r.source, to: r.destination, text: r.text, receivedAt: iso(r.receivedAt), state: r.state,
+    ...(r.route !== undefined ? { route: r.route } : {}),
+    ...(r.ref !== undefined ? { ref: r.ref } : {}),
+    ...(r.detail !== undefined ? { detail: r.detail } : {}),
+    ...(r.parts !== undefined ? { parts: r.parts } : {}),
+    ...(r.forwardAttempts !== undefined ? { forwardAttempts: r.forwardAttempts } : {}),
+  };
+}
+
+// ---------------------------------------------------------------- live MO over WebSocket
+
+type StreamData = { tenant: string };
+
+/** Live MO subscribers per tenant (bounded); a slow subscriber is dropped, never waited for. */
+export class LiveMoSubscribers implements LiveSubscribers {
+  private readonly byTenant = new Map<string, Set<WebSocket<StreamData>>>();
+  private total = 0;
+
+  constructor(private readonly maxPerTenant = 16, private readonly maxTotal = 1000) {}
+
+  add(ws: WebSocket<StreamData>): boolean {
+    const tenant = ws.getUserData().tenant;
+    const set = this.byTenant.get(tenant) ?? new Set();
+    if (set.size >= this.maxPerTenant || this.total >= this.maxTotal) return false;
+    set.add(ws);
+    this.byTenant.set(tenant, set);
+    this.total++;
+    return true;
+  }
+
+  remove(ws: WebSocket<StreamData>): void {
+    const tenant = ws.getUserData().tenant;
+    const set = this.byTenant.get(tenant);
+    if (set?.delete(ws)) this.total--;
+    if (set && set.size === 0) this.byTenant.delete(tenant);
+  }
+
+  push(tenant: string, record: MoRecord): number {
+    const set = this.byTenant.get(tenant);
+    if (!set) return 0;
+    const frame = JSON.stringify(moView(record));
+    let n = 0;
+    for (const ws of set) {
+      // 1: sent; 0: buffered (backpressure); 2: dropped. Only a send counts as delivered.
+      if (ws.send(frame, false) === 1) n++;
+    }
+    return n;
+  }
+
+  get size(): number {
+    return this.total;
+  }
+}
+
+function attachMoStream(app: TemplatedApp, door: DoorContext, live: LiveMoSubscribers): void {
+  const uws = loadUws();
+  app.ws<StreamData>('/v1/mo/stream', {
+    compression: uws.DISABLED,
+    maxPayloadLength: 1024,
+    maxBackpressure: 1024 * 1024,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
+      let principal: Principal;
+      try {
+        principal = door.authenticate(req.getHeader('authorization'));
+      } catch (e) {
+        const err = asGatewayError(e);
+        res.cork(() => {
+          res.writeStatus(`${err.status} Unauthorized`).writeHeader('content-type', 'application/json').end(JSON.stringify(err.toJSON()), true);
+        });
+        return;
+      }
+      res.upgrade<StreamData>({ tenant: principal.tenant }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+    },
+    open: (ws) => {
+      if (!live.add(ws)) ws.end(1013, 'too many MO subscribers');
+    },
+    message: () => undefined,
+    close: (ws) => live.remove(ws),
+  });
+}
