@@ -86,7 +86,14 @@ export class Office {
       env, config, directory: directory.store, expander: directory.expander, rules: directory.policy, sender: this.sender,
       schedule: base.schedule, metrics, logger: logger.child({ part: 'meetings' }),
     });
-    this.workflow = new Workflow({ env, config, sender: this.sender, schedule: base.schedule, templates: base.templates, metrics, logger: logger.child({ part: 'workflow' }) });
+    const receipts = base.deps.receipts;
+    this.workflow = new Workflow({
+      env, config, sender: this.sender, schedule: base.schedule, templates: base.templates, metrics, logger: logger.child({ part: 'workflow' }),
+      left: (id) => {
+        const s = receipts.summary(id);
+        return s.accepted === 0 && s.queued === 0;
+      },
+    });
     const mo = config.office.mo;
     this.inbox = new MoInbox({
       env,

@@ -78,7 +78,7 @@ export const MeetingPatchSchema = Type.Object({
 export const CancelSchema = Type.Object({ note: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false });
 
 export const WorkflowEventSchema = Type.Object({
-  system: Type.String({ pattern: NAME, description: 'The sending system, e.g. scjg-djxt' }),
+  system: Type.String({ pattern: '^[^/\\s]{1,64}$', description: 'The sending system, e.g. 市场监管 or scjg-djxt (no / or spaces); appears in stage texts as {{system}}' }),
   caseId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }),
   stage: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'Stage code; its SMS text is office.workflow.stages[stage] or the tenant template workflow.<stage>' }),
   stageName: Type.Optional(Type.String({ maxLength: 64, description: 'Human name of the stage (shown in case queries)' })),

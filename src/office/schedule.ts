@@ -51,6 +51,8 @@ export type ScheduledEntry =
 
 export interface ScheduleReceipts {
   getMessage(id: string): { readonly tenant: string; readonly recipients: number } | undefined;
+  /** Recipients by state (used to order a case's stages). */
+  summary(id: string): Readonly<Record<'accepted' | 'queued', number>>;
   finalizeRecipients(messageId: string, items: readonly { index: number; state: FinalState; error: string }[]): Promise<void>;
 }
 

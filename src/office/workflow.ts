@@ -96,12 +96,20 @@ export interface WorkflowDeps {
   readonly sender: OfficeSender;
   readonly schedule: Schedule;
   readonly templates: TemplateStore;
+  /**
+   * True once a message has left the gateway (no recipient still accepted or
+   * queued). A case's next stage is submitted only after its previous one
+   * has, so the phone receives the stages in order.
+   */
+  readonly left: (messageId: string) => boolean;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly now?: () => number;
 }
 
 const FLUSH_TASK = 'workflow.flush';
+/** Longest wait for a case's previous stage to leave before the next is sent anyway. */
+const ORDER_WAIT_MS = 10_000;
 /** Cases being changed at once (a per-case lock each). */
 const MAX_LOCKS = 10_000;
 
@@ -159,7 +167,7 @@ export class Workflow implements MoHandler {
       throw new GatewayError('VALIDATION', `case ${event.caseId} is ordered by ${c.ordering === 'seq' ? 'seq' : 'occurredAt'}`, { details: [{ field: c.ordering === 'seq' ? '/seq' : '/occurredAt', message: `this case's events carry ${c.ordering === 'seq' ? 'seq' : 'occurredAt (and no seq)'}` }] });
     }
     if (order <= c.lastOrder || this.pending.get([...key, order]) !== undefined) {
-      const status: EventStatus = order < c.lastOrder ? 'stale' : 'duplicate';
+      const status: EventStatus = this.seen(c, order) || this.pending.get([...key, order]) !== undefined ? 'duplicate' : 'stale';
       c = this.withEntry(c, { order, stage: event.stage, receivedAt: event.receivedAt, appliedAt: this.now(), outcome: status, ...optional(event) });
       await this.cases.put(key, c);
       return { status, case: c };
@@ -199,7 +207,7 @@ export class Workflow implements MoHandler {
       if (!first) break;
       if (first.order <= c.lastOrder) {
         // Superseded while it waited (an event after it was applied): stale, not sent.
-        c = this.withEntry(c, { order: first.order, stage: first.event.stage, receivedAt: first.event.receivedAt, appliedAt: this.now(), outcome: 'stale', ...optional(first.event) });
+        c = this.withEntry(c, { order: first.order, stage: first.event.stage, receivedAt: first.event.receivedAt, appliedAt: this.now(), outcome: this.seen(c, first.order) ? 'duplicate' : 'stale', ...optional(first.event) });
         await this.deps.env.transaction(() => {
           this.pending.removeSync([...key, first.order]);
           this.cases.putSync(key, c);
@@ -221,6 +229,7 @@ export class Workflow implements MoHandler {
     let error: string | undefined;
     const text = this.stageText(c.tenant, event);
     if (text !== undefined && contacts.length > 0) {
+      await this.previousLeft(c);
       try {
         const sent = await this.deps.sender.send({
           tenant: c.tenant, to: contacts, text, tier: this.deps.config.office.workflow.tier, resolved: true,
@@ -254,6 +263,20 @@ export class Workflow implements MoHandler {
       if (pendingKey) this.pending.removeSync(pendingKey);
     });
     return next;
+  }
+
+  /** An event of this order was applied before (a repeat, not an older one). */
+  private seen(c: CaseRecord, order: number): boolean {
+    return c.timeline.some((e) => e.order === order && (e.outcome === 'sent' || e.outcome === 'recorded' || e.outcome === 'failed'));
+  }
+
+  /** Wait (bounded) until the case's last stage message has been submitted, so stages arrive in order. */
+  private async previousLeft(c: CaseRecord): Promise<void> {
+    let last: string | undefined;
+    for (let i = c.timeline.length - 1; i >= 0 && last === undefined; i--) if (c.timeline[i]?.outcome === 'sent') last = c.timeline[i]?.messageId;
+    if (last === undefined) return;
+    const deadline = Date.now() + ORDER_WAIT_MS;
+    while (!this.deps.left(last) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   }
 
   private stageText(tenant: string, event: WorkflowEvent): string | undefined {
