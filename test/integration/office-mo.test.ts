@@ -1,0 +1,122 @@
+/**
+ * Two-way SMS through the simulator: long MO re-assembled, TD opt-out,
+ * forwarding to the owning unit's callback URL and live WebSocket, and
+ * unmatched MO kept.
+ */
+import t from 'tap';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import WebSocket from 'ws';
+import { officeFixture, phone, eventually, OFFICE_SENDER } from '../support/office.js';
+
+const LONG = '关于明天上午的防汛会议，我单位由分管副局长带队参加，另有两名科室负责同志随行，请安排座位并告知停车位置。谢谢！'.repeat(2);
+
+t.test('a long MO in parts is re-assembled once, whatever the order and repeats', async (t) => {
+  const { gw, call } = await officeFixture(t, 1);
+  // Parts out of order, part 2 delivered twice (a redelivery).
+  t.ok(await gw.simulator.injectMoParts({ source: phone(0), destination: OFFICE_SENDER, text: LONG, parts: 3, ref: 42, order: [3, 1, 2, 2] }));
+  // A second long message from the same phone with another reference, in order.
+  t.ok(await gw.simulator.injectMoParts({ source: phone(0), destination: OFFICE_SENDER, text: `第二条：${LONG}`, parts: 4, ref: 43 }));
+  const list = await eventually(async () => {
+    const r = await call('GET', '/v1/mo?state=unmatched');
+    return r.json.items.length === 2 ? r.json.items as { text: string; parts: number; from: string }[] : undefined;
+  }, 'two re-assembled MO');
+  t.same(list.map((m) => m.text).sort(), [LONG, `第二条：${LONG}`].sort(), 'texts whole and exact');
+  t.same(list.map((m) => m.parts).sort(), [3, 4]);
+  t.ok(list.every((m) => m.from === phone(0)));
+});
+
+t.test('parts whose rest never comes are kept as a fragment after the timeout', async (t) => {
+  const { gw, call } = await officeFixture(t, 1, { config: { office: { mo: { partTimeoutMs: 1000 } } } });
+  t.ok(await gw.simulator.injectMoParts({ source: phone(0), destination: OFFICE_SENDER, text: LONG, parts: 3, ref: 7, order: [1, 3] }));
+  const frag = await eventually(async () => {
+    const r = await call('GET', '/v1/mo?state=unmatched');
+    return r.json.items[0] as { text: string; detail: string; parts: number } | undefined;
+  }, 'the fragment', 10_000);
+  t.equal(frag.parts, 2);
+  t.match(frag.detail, /incomplete long message: parts 1,3 of 3/);
+});
+
+t.test('TD by SMS blocks the number for the unit; later sends to it are not delivered', async (t) => {
+  const { gw, admin, key, call } = await officeFixture(t, 2);
+  t.ok(await gw.simulator.injectMo({ source: phone(1), destination: OFFICE_SENDER, text: 'TD' }));
+  const blocks = await admin.must('GET', '/v1/admin/blocks?scope=office');
+  t.match(blocks.items, [{ scope: 'office', number: phone(1) }]);
+  const handled = await call('GET', '/v1/mo?state=handled');
+  t.match(handled.json.items, [{ route: 'opt-out', ref: 'office' }]);
+  const r = await admin.sendAs(key, { to: [phone(0), phone(1)], text: '通知：明日停水。' });
+  t.equal(r.status, 202, JSON.stringify(r.json));
+  const done = await admin.waitCompleteAs(key, r.json.id);
+  t.equal(done.summary.delivered, 1);
+  t.equal(gw.simulator.stats().submitsByDestination.get(phone(1)) ?? 0, 0, 'nothing reached the opted-out phone');
+  // "TD123" is not an opt-out (and not a reply): kept as unmatched.
+  t.ok(await gw.simulator.injectMo({ source: phone(0), destination: OFFICE_SENDER, text: 'TD123' }));
+  const un = await call('GET', '/v1/mo?state=unmatched');
+  t.match(un.json.items, [{ text: 'TD123' }]);
+});
+
+t.test('unmatched MO is forwarded to the unit\'s callback URL, retried, and pushed to live subscribers', async (t) => {
+  const { gw, key, call } = await officeFixture(t, 1, { config: { office: { mo: { callbackAttempts: 3 } } } });
+  const received: unknown[] = [];
+  let failNext = 1;
+  const server = createServer((req: IncomingMessage, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      if (failNext > 0) {
+        failNext--;
+        res.writeHead(503).end();
+        return;
+      }
+      received.push(JSON.parse(body));
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mo`;
+  t.equal((await call('PUT', '/v1/mo/subscription', { callbackUrl: url })).status, 200);
+  t.match((await call('GET', '/v1/mo/subscription')).json, { callbackUrl: url });
+
+  const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/mo/stream`, { headers: { authorization: `Bearer ${key}` } });
+  const frames: { text: string }[] = [];
+  ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as { text: string }));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  t.teardown(() => ws.close());
+  t.ok(await gw.simulator.injectMo({ source: phone(0), destination: OFFICE_SENDER, text: '请问停车场在哪里？' }));
+  await eventually(() => (received.length === 1 ? true : undefined), 'the callback');
+  t.match(received[0], { from: phone(0), to: OFFICE_SENDER, text: '请问停车场在哪里？' });
+  const fwd = await eventually(async () => {
+    const r = await call('GET', '/v1/mo?state=forwarded');
+    return r.json.items[0] as { forwardAttempts: number } | undefined;
+  }, 'forwarded state');
+  t.equal(fwd.forwardAttempts, 2, 'the first attempt failed (503), the second was taken');
+  await eventually(() => (frames.length === 1 ? true : undefined), 'the live frame');
+  t.match(frames[0], { text: '请问停车场在哪里？', from: phone(0) });
+
+  // A callback that keeps failing: bounded attempts, then a final, visible state.
+  failNext = 100;
+  t.ok(await gw.simulator.injectMo({ source: phone(0), destination: OFFICE_SENDER, text: '第二个问题' }));
+  const failed = await eventually(async () => {
+    const r = await call('GET', '/v1/mo?state=forward-failed');
+    return r.json.items[0] as { forwardAttempts: number; detail: string } | undefined;
+  }, 'forward-failed', 20_000);
+  t.equal(failed.forwardAttempts, 3);
+  t.match(failed.detail, /HTTP 503/);
+  t.equal((await call('DELETE', '/v1/mo/subscription')).status, 200);
+  t.equal((await call('GET', '/v1/mo/subscription')).status, 404);
+});
+
+t.test('the MO stream refuses a request without a valid key', async (t) => {
+  const { gw } = await officeFixture(t, 0);
+  const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/mo/stream`, { headers: { authorization: 'Bearer nope-nope-nope' } });
+  const status = await new Promise<number>((resolve) => {
+    ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.once('open', () => resolve(101));
+    ws.once('error', () => resolve(-1));
+  });
+  t.equal(status, 401);
+});
