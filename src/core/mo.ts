@@ -34,12 +34,12 @@ export function parseKeyword(text: string, keywords: readonly string[]): { keywo
   const t = normalizeMoText(text);
   const upper = t.toUpperCase();
   for (const k of keywords) {
-    const K = k.toUpperCase();
+    const K = k.normalize('NFKC').toUpperCase();
     if (!upper.startsWith(K)) continue;
     const rest = t.slice(K.length);
     // "TDX" is not TD: after the keyword comes the end, a separator, or (for an argument) a digit.
-    if (rest.length > 0 && !/^[\s:：,，#＃.-]/.test(rest) && !/^\d/.test(rest)) continue;
-    return { keyword: K, argument: rest.replace(/^[\s:：,，#＃.-]+/, '').trim() };
+    if (rest.length > 0 && !/^[\s:：,，、。!！#＃.-]/.test(rest) && !/^\d/.test(rest)) continue;
+    return { keyword: K, argument: rest.replace(/^[\s:：,，、。!！#＃.-]+/, '').trim() };
   }
   return undefined;
 }
@@ -56,12 +56,15 @@ export function parseMeetingReply(text: string): { answer: MeetingAnswer; reason
     answer = m[1] === '1' ? 'attend' : 'absent';
     rest = (m[2] ?? m[3] ?? '').trim();
   } else {
-    const w = /^(不参加|不能参加|无法参加|请假|参加|出席)(?:$|[\s,，.。:：、;；!！-]*(.*)$)/s.exec(t);
+    const w = /^(不参加|不能参加|无法参加|参加不了|参加不成|出席不了|请假|参加|出席)(?:$|[\s,，.。:：、;；!！-]*(.*)$)/s.exec(t);
     if (!w) return undefined;
     answer = w[1] === '参加' || w[1] === '出席' ? 'attend' : 'absent';
     rest = (w[2] ?? '').trim();
   }
-  if (answer === 'absent' && rest !== undefined && rest.length > 0) return { answer, reason: rest.slice(0, 200) };
+  if (answer === 'absent' && rest !== undefined && rest.length > 0) {
+    const cut = rest.slice(0, 200);
+    return { answer, reason: /[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut };
+  }
   return { answer };
 }
 
@@ -85,11 +88,11 @@ export function ownerOfDestination(destination: string, senders: ReadonlyMap<str
  * undefined. Duplicated parts (a redelivered deliver_sm) count once.
  */
 export function assembleParts(total: number, parts: readonly { seq: number; text: string }[]): string | undefined {
-  if (total < 1) return undefined;
+  if (!Number.isInteger(total) || total < 1) return undefined;
   const bySeq = new Array<string | undefined>(total);
   let have = 0;
   for (const p of parts) {
-    if (p.seq < 1 || p.seq > total) continue;
+    if (!Number.isInteger(p.seq) || p.seq < 1 || p.seq > total) continue;
     if (bySeq[p.seq - 1] === undefined) have++;
     bySeq[p.seq - 1] = p.text;
   }

@@ -62,7 +62,7 @@ export const MAX_VALUE_CHARS = 2000;
 export function compileTemplate(source: string, params?: Readonly<Record<string, ParamSpec>>, field = '/body'): Compiled {
   const problems: FieldProblem[] = [];
   const parts: TemplatePart[] = [];
-  const inferred: Record<string, ParamSpec> = {};
+  const inferred = new Map<string, ParamSpec>();
   let pos = 0;
   let placeholders = 0;
   while (pos < source.length) {
@@ -86,7 +86,7 @@ export function compileTemplate(source: string, params?: Readonly<Record<string,
         problems.push({ field, message: `more than ${MAX_PLACEHOLDERS} placeholders` });
         break;
       }
-      const spec = params ? params[parsed.path] : undefined;
+      const spec = params && Object.hasOwn(params, parsed.path) ? params[parsed.path] : undefined;
       if (params && !spec) {
         problems.push({ field, message: `{{${inner}}} uses parameter ${parsed.path}, which is not declared (declared: ${Object.keys(params).join(', ') || 'none'})` });
       } else {
@@ -94,9 +94,9 @@ export function compileTemplate(source: string, params?: Readonly<Record<string,
         const misfit = parsed.filters.find((f) => (f.name === 'date' && type !== 'time') || (f.name === 'join' && type !== 'list'));
         if (misfit) problems.push({ field, message: `{{${inner}}}: filter ${misfit.name} does not fit parameter ${parsed.path} of type ${type}` });
         if (!params) {
-          const before = inferred[parsed.path];
+          const before = inferred.get(parsed.path);
           if (before && before.type !== type) problems.push({ field, message: `parameter ${parsed.path} is used both as ${before.type} and as ${type}` });
-          inferred[parsed.path] = { type, required: false };
+          inferred.set(parsed.path, { type, required: false });
         }
       }
       parts.push(parsed);
@@ -110,7 +110,7 @@ export function compileTemplate(source: string, params?: Readonly<Record<string,
     }
   }
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, template: { source, parts, params: params ?? inferred } };
+  return { ok: true, template: { source, parts, params: params ?? Object.fromEntries(inferred) } };
 }
 
 /** Render with `values` (the request's `params`). Local times use `utcOffsetMinutes`. */
@@ -135,7 +135,7 @@ export function renderTemplate(t: CompiledTemplate, values: Readonly<Record<stri
       continue;
     }
     const v = lookup(values, part.path);
-    const type = declared[part.path]?.type ?? 'string';
+    const type = (Object.hasOwn(declared, part.path) ? declared[part.path]?.type : undefined) ?? 'string';
     out += show(v, type, part.filters, opts.utcOffsetMinutes);
   }
   return { ok: true, text: out };
@@ -154,7 +154,8 @@ function findClose(s: string, from: number): number {
   let inQuote = false;
   for (let i = from; i < s.length; i++) {
     const c = s[i];
-    if (c === '"' && s[i - 1] !== '\\') inQuote = !inQuote;
+    if (inQuote && c === '\\') i++;
+    else if (c === '"') inQuote = !inQuote;
     else if (!inQuote && c === '}' && s[i + 1] === '}') return i;
     else if (!inQuote && c === '{' && s[i + 1] === '{') return -1;
   }
@@ -192,7 +193,12 @@ function splitPipes(s: string): string[] {
   let inQuote = false;
   for (let i = 0; i < s.length; i++) {
     const c = s[i] as string;
-    if (c === '"' && s[i - 1] !== '\\') inQuote = !inQuote;
+    if (inQuote && c === '\\') {
+      cur += c + (s[i + 1] ?? '');
+      i++;
+      continue;
+    }
+    if (c === '"') inQuote = !inQuote;
     if (c === '|' && !inQuote) {
       out.push(cur);
       cur = '';
@@ -249,7 +255,10 @@ function lookup(values: Readonly<Record<string, unknown>>, path: string): unknow
 /** Epoch ms of a time value, or undefined. */
 export function timeValue(v: unknown): number | undefined {
   if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v)) {
+  const m = typeof v === 'string' ? /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.exec(v) : null;
+  if (typeof v === 'string' && m) {
+    const [y, mo, d, h] = [m[1], m[2], m[3], m[4]].map(Number) as [number, number, number, number];
+    if (mo < 1 || mo > 12 || d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate() || h > 23) return undefined;
     const t = Date.parse(v);
     return Number.isNaN(t) ? undefined : t;
   }
@@ -286,7 +295,8 @@ function show(v: unknown, type: ParamType, filters: readonly Filter[], utcOffset
   }
   if (Array.isArray(v)) {
     const j = filters.find((f) => f.name === 'join');
-    return v.map(String).join(j && j.name === 'join' ? j.separator : '、');
+    const joined = v.map(String).join(j && j.name === 'join' ? j.separator : '、');
+    return joined.length > MAX_VALUE_CHARS ? joined.slice(0, MAX_VALUE_CHARS) : joined;
   }
   if (type === 'time') {
     const t = timeValue(v);
