@@ -5,6 +5,7 @@
  */
 import { schemasForOpenApi } from './schemas.js';
 import { adminOpenApiPaths, adminSchemasForOpenApi } from './admin.js';
+import { officeOpenApiPaths, officeSchemasForOpenApi } from '../office/routes.js';
 import { ERROR_CODES } from '../core/errors.js';
 import { RECIPIENT_STATES } from '../core/message.js';
 
@@ -20,6 +21,7 @@ export function buildOpenApi(): Record<string, unknown> {
   const schemas: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(schemasForOpenApi)) schemas[name] = strip(s);
   for (const [name, s] of Object.entries(adminSchemasForOpenApi)) schemas[name] = strip(s);
+  for (const [name, s] of Object.entries(officeSchemasForOpenApi)) schemas[name] = strip(s);
   schemas['MessageStatus'] = {
     type: 'object',
     required: ['id', 'tier', 'recipients', 'segments', 'status', 'summary', 'items'],
@@ -33,7 +35,8 @@ export function buildOpenApi(): Record<string, unknown> {
       createdAt: { type: 'string', format: 'date-time' },
       expiresAt: { type: 'string', format: 'date-time' },
       reference: { type: 'string' },
-      status: { type: 'string', enum: ['in-progress', 'complete'] },
+      status: { type: 'string', enum: ['scheduled', 'in-progress', 'complete'] },
+      scheduledAt: { type: 'string', format: 'date-time', description: 'present while scheduled' },
       summary: { type: 'object', properties: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, { type: 'integer' }])) },
       items: {
         type: 'array',
@@ -130,12 +133,19 @@ export function buildOpenApi(): Record<string, unknown> {
           ],
           responses: { '200': { description: 'Status', content: json('MessageStatus') }, '404': errorResponse('NOT_FOUND'), '401': errorResponse('UNAUTHORIZED'), '422': errorResponse('VALIDATION') },
         },
+        delete: {
+          summary: 'Cancel a scheduled message before its time: every recipient ends rejected ("cancelled"), nothing is sent',
+          security: auth,
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': { description: '{ id, status: cancelled, recipients }' }, '404': errorResponse('NOT_FOUND'), '409': errorResponse('NOT_CANCELLABLE: already released to sending, or cancelled'), '401': errorResponse('UNAUTHORIZED') },
+        },
       },
       '/healthz': { get: { summary: 'Liveness', responses: { '200': { description: 'alive' } } } },
       '/readyz': { get: { summary: 'Readiness: store and queue open, accepting', responses: { '200': { description: 'ready' }, '503': { description: 'not ready' } } } },
       '/metrics': { get: { summary: 'Prometheus metrics', responses: { '200': { description: 'text exposition format' } } } },
       '/openapi.json': { get: { summary: 'This document', responses: { '200': { description: 'OpenAPI 3.1' } } } },
       ...adminOpenApiPaths(),
+      ...officeOpenApiPaths(),
     },
   };
 }

@@ -474,3 +474,52 @@ function attachMoStream(app: TemplatedApp, door: DoorContext, live: LiveMoSubscr
     close: (ws) => live.remove(ws),
   });
 }
+
+/** OpenAPI paths of the office routes (src/ingest/openapi.ts merges them). */
+export function officeOpenApiPaths(): Record<string, unknown> {
+  const ref = (name: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } });
+  const err = (description: string) => ({ description, content: ref('Error') });
+  const auth = [{ bearer: [] }];
+  const obj = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
+  const p = (name: string, where: 'path' | 'query' = 'path', schema: Record<string, unknown> = { type: 'string' }) => ({ name, in: where, required: where === 'path', schema });
+  const page = [p('cursor', 'query'), p('limit', 'query', { type: 'integer', minimum: 1, maximum: 1000, default: 100 })];
+  const common = { '401': err('UNAUTHORIZED'), '422': err('VALIDATION (details name the fields)') };
+  return {
+    '/v1/templates': { get: { summary: 'The tenant\'s templates', security: auth, parameters: page, responses: { '200': obj('{ items, next? }'), ...common } } },
+    '/v1/templates/{name}': {
+      put: { summary: 'Save a template (validated: every placeholder a declared parameter, filters fit their types)', security: auth, parameters: [p('name')], requestBody: { required: true, content: ref('TemplateBody') }, responses: { '200': obj('updated'), '201': obj('created'), '422': err('TEMPLATE_INVALID or VALIDATION'), '401': err('UNAUTHORIZED') } },
+      get: { summary: 'One template', security: auth, parameters: [p('name')], responses: { '200': obj('the template'), '404': err('NOT_FOUND'), ...common } },
+      delete: { summary: 'Delete a template', security: auth, parameters: [p('name')], responses: { '200': obj('{ name, deleted }'), '404': err('NOT_FOUND'), ...common } },
+    },
+    '/v1/templates/{name}/preview': {
+      post: { summary: 'Render with params: the text as sent (signature included), its encoding and SMS parts', security: auth, parameters: [p('name')], requestBody: { required: true, content: ref('TemplatePreview') }, responses: { '200': obj('{ text, encoding, segments, characters, signature? }'), '404': err('NOT_FOUND'), '422': err('TEMPLATE_PARAMS (details name each parameter)'), '401': err('UNAUTHORIZED') } },
+    },
+    '/v1/meetings': {
+      post: { summary: 'Create a meeting and send its notice (or schedule it); replies 1 / 2 [reason] are matched back', security: auth, parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 200 } }], requestBody: { required: true, content: ref('Meeting') }, responses: { '201': obj('the meeting with its notice message ids'), '200': obj('a repeat of the Idempotency-Key: the first meeting'), '403': err('FORBIDDEN: a group or numbers not granted'), '404': err('NOT_FOUND: a group'), '413': err('TOO_MANY_RECIPIENTS'), ...common } },
+      get: { summary: 'The tenant\'s meetings', security: auth, parameters: page, responses: { '200': obj('{ items, next? }'), ...common } },
+    },
+    '/v1/meetings/{id}': {
+      get: { summary: 'The meeting, its tally { invited, attend, absent, noReply, late } and a page of per-person answers', security: auth, parameters: [p('id'), p('answer', 'query', { type: 'string', enum: ['attend', 'absent', 'none'] }), ...page], responses: { '200': obj('meeting + tally + people'), '404': err('NOT_FOUND'), ...common } },
+      patch: { summary: 'Change title, time, place or note: the change notice goes to everyone invited', security: auth, parameters: [p('id')], requestBody: { required: true, content: ref('MeetingPatch') }, responses: { '200': obj('the meeting'), '404': err('NOT_FOUND'), '409': err('NOT_CANCELLABLE: the meeting was cancelled'), ...common } },
+    },
+    '/v1/meetings/{id}/cancel': {
+      post: { summary: 'Cancel: the cancel notice to everyone invited, or nothing at all if the notice was still scheduled', security: auth, parameters: [p('id')], requestBody: { required: false, content: ref('MeetingCancel') }, responses: { '200': obj('the meeting'), '404': err('NOT_FOUND'), '409': err('NOT_CANCELLABLE: already cancelled'), ...common } },
+    },
+    '/v1/workflow-events': {
+      post: { summary: 'A stage change of a case (business registration, approvals): one SMS per stage, in order, exactly once', security: auth, requestBody: { required: true, content: ref('WorkflowEvent') }, responses: { '202': obj('{ system, caseId, status: applied | buffered | duplicate | stale, stage, messageId? }'), ...common } },
+    },
+    '/v1/cases/{system}/{caseId}': {
+      get: { summary: 'Current stage and timeline of a case', security: auth, parameters: [p('system'), p('caseId')], responses: { '200': obj('case'), '404': err('NOT_FOUND'), ...common } },
+    },
+    '/v1/mo': {
+      get: { summary: 'MO messages of the tenant in one state (default unmatched), newest first', security: auth, parameters: [p('state', 'query', { type: 'string', enum: [...MO_STATES] }), ...page], responses: { '200': obj('{ items, next? }'), ...common } },
+    },
+    '/v1/mo/{id}': { get: { summary: 'One MO message', security: auth, parameters: [p('id')], responses: { '200': obj('MO'), '404': err('NOT_FOUND'), ...common } } },
+    '/v1/mo/subscription': {
+      put: { summary: 'Set the callback URL MO messages no handler took are POSTed to (retried, bounded)', security: auth, requestBody: { required: true, content: ref('MoSubscription') }, responses: { '200': obj('{ callbackUrl }'), ...common } },
+      get: { summary: 'The callback URL', security: auth, responses: { '200': obj('{ callbackUrl, updatedAt }'), '404': err('NOT_FOUND'), ...common } },
+      delete: { summary: 'Remove the callback URL', security: auth, responses: { '200': obj('{ deleted }'), '404': err('NOT_FOUND'), ...common } },
+    },
+    '/v1/mo/stream': { get: { summary: 'WebSocket upgrade (Authorization: Bearer): live MO of the tenant as JSON text frames', security: auth, responses: { '101': { description: 'switching protocols' }, '401': err('UNAUTHORIZED') } } },
+  };
+}
