@@ -190,8 +190,29 @@ export class Meetings implements MoHandler {
       });
     }
     await this.meetings.put(id, meeting);
+    let sent: Meeting;
+    try {
+      sent = await this.sendNotices(meeting);
+    } catch (e) {
+      // Refused (quota, content, grants): nothing was sent, so the meeting is not kept.
+      await this.forget(meeting, invited.map((i) => i.mobile));
+      throw e;
+    }
     if (input.remindAt !== undefined) await this.deps.schedule.addTask(`${id}.remind`, REMIND_TASK, input.remindAt, { id });
-    return { meeting: await this.sendNotices(meeting), replayed: false };
+    return { meeting: sent, replayed: false };
+  }
+
+  private async forget(m: Meeting, mobiles: readonly string[]): Promise<void> {
+    for (let from = 0; from < mobiles.length; from += WRITE_CHUNK) {
+      const chunk = mobiles.slice(from, from + WRITE_CHUNK);
+      await this.deps.env.transaction(() => {
+        for (const mobile of chunk) {
+          this.invitees.removeSync([m.id, mobile]);
+          this.byNumber.removeSync([m.tenant, mobile, m.createdAt, m.id]);
+        }
+      });
+    }
+    await this.meetings.remove(m.id);
   }
 
   /** Per-person answers, a page at a time (cursor: the last mobile). */

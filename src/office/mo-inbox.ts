@@ -227,17 +227,23 @@ export class MoInbox {
   // ---------------------------------------------------------------- routing
 
   private async accept(mo: MobileOriginated, text: string, parts: number | undefined, note?: string): Promise<void> {
-    const seq = this.nextSeq();
-    const id = String(seq);
     const owner = ownerOfDestination(mo.destination, this.deps.senders());
     const base = {
-      id, account: mo.account, source: mo.source, destination: mo.destination, text, receivedAt: mo.receivedAt,
+      id: '', account: mo.account, source: mo.source, destination: mo.destination, text, receivedAt: mo.receivedAt,
       ...(owner ? { tenant: owner.tenant } : {}),
       ...(parts !== undefined ? { parts } : {}),
     };
-    let record: MoRecord = { ...base, state: 'unmatched', ...(note !== undefined ? { detail: note } : {}) };
-    // Stored first: whatever happens next, the MO is kept.
-    await this.write(undefined, record);
+    // Stored first: whatever happens next, the MO is kept. The id is taken inside the write
+    // transaction, so processes sharing this LMDB environment never take the same one.
+    let record = await this.deps.env.transaction(() => {
+      const seq = this.nextSeq();
+      const r: MoRecord = { ...base, id: String(seq), state: 'unmatched', ...(note !== undefined ? { detail: note } : {}) };
+      this.index.putSync([r.tenant ?? '', r.state, seq], null);
+      this.records.putSync(seq, r);
+      return r;
+    });
+    const id = record.id;
+    base.id = id;
     if (owner && note === undefined) {
       const ctx: MoContext = { id, tenant: owner.tenant, source: mo.source, destination: mo.destination, suffix: owner.suffix, text, receivedAt: mo.receivedAt };
       let routed: MoRouted | undefined;
@@ -283,7 +289,9 @@ export class MoInbox {
     return this.records.put(seq, record);
   }
 
+  /** Inside a write transaction: one past the highest stored id (another process may have written since). */
   private nextSeq(): number {
+    for (const key of this.records.getKeys({ reverse: true, limit: 1 })) if (key > this.lastSeq) this.lastSeq = key;
     const seq = Math.max(this.lastSeq + 1, this.now() * 1000);
     this.lastSeq = seq;
     return seq;

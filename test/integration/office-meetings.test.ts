@@ -160,3 +160,12 @@ t.test('meeting input is checked at the door', async (t) => {
   t.equal(replay2.json.id, replay1.json.id, 'the same meeting');
   t.same(replay2.json.notices, replay1.json.notices, 'and the same notice: nothing sent twice');
 });
+
+t.test('a meeting whose notice is refused (quota) is not kept', async (t) => {
+  const { admin, call } = await officeFixture(t, 3);
+  await admin.must('PUT', '/v1/admin/units/office/grants', { tiers: ['*'], groups: ['*'], direct: true, dailyQuota: 2 });
+  const r = await call('POST', '/v1/meetings', { title: 'x', time: MEETING_AT, place: 'x', attendees: { people: ['p0', 'p1', 'p2'] } });
+  t.equal(r.status, 403, JSON.stringify(r.json));
+  t.equal(r.json.error.code, 'QUOTA_EXCEEDED');
+  t.same((await call('GET', '/v1/meetings')).json.items, [], 'no meeting left behind');
+});
