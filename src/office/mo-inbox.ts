@@ -145,9 +145,12 @@ export class MoInbox {
 
   start(): void {
     if (this.timer) return;
+    let ticks = 0;
     this.timer = setInterval(() => {
       void this.forwardDue();
       void this.sweepParts();
+      // Once a minute: drop records past retention (bounded per run).
+      if (++ticks % 300 === 0) void this.sweepOld().catch((e: unknown) => this.log.error({ err: e }, 'MO retention sweep failed'));
     }, 200);
     this.timer.unref();
   }
@@ -356,6 +359,25 @@ export class MoInbox {
     } finally {
       this.forwarding--;
     }
+  }
+
+  /** Remove MO records older than MO_RETENTION_MS (at most 10,000 a run; forwards still pending are kept). */
+  async sweepOld(): Promise<number> {
+    const cutoff = (this.now() - MO_RETENTION_MS) * 1000;
+    const old: MoRecord[] = [];
+    for (const { key, value } of this.records.getRange({ end: cutoff, limit: 10_000 })) {
+      if (value.state !== 'forward-pending') old.push(value);
+      if (key >= cutoff) break;
+    }
+    if (old.length === 0) return 0;
+    await this.deps.env.transaction(() => {
+      for (const r of old) {
+        const seq = Number(r.id);
+        this.records.removeSync(seq);
+        this.index.removeSync([r.tenant ?? '', r.state, seq]);
+      }
+    });
+    return old.length;
   }
 
   // ---------------------------------------------------------------- parts

@@ -364,6 +364,28 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
     return { status: 200, body: moView(r) };
   });
   attachMoStream(app, door, deps.live);
+
+  // Global admins (config admin.keys without a unit) see MO that no tenant owns (`tenant` omitted) or any tenant's.
+  app.get('/v1/admin/mo', (res: HttpResponse, req: HttpRequest) => {
+    const ex = new Exchange(res);
+    const authorization = req.getHeader('authorization');
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    try {
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+      const admin = m ? deps.config.admin.keys.find((k) => k.key === m[1]) : undefined;
+      if (!admin) throw new GatewayError('UNAUTHORIZED', 'an admin key (admin.keys) is required');
+      if (admin.unit !== undefined) throw new GatewayError('FORBIDDEN', 'only a global admin may list MO across tenants');
+      const state = (query.get('state') ?? 'unmatched') as MoState;
+      if (!MO_STATES.includes(state)) throw new GatewayError('VALIDATION', `state must be one of ${MO_STATES.join(', ')}`, { details: [{ field: 'state', message: MO_STATES.join(', ') }] });
+      const cursorRaw = query.get('cursor');
+      const cursor = cursorRaw === null ? undefined : Number(cursorRaw);
+      const page = deps.inbox.list(query.get('tenant') ?? '', state, { limit: pageLimit(query), ...(cursor !== undefined && Number.isSafeInteger(cursor) ? { cursor } : {}) });
+      ex.json(200, { items: page.items.map(moView), ...(page.next !== undefined ? { next: String(page.next) } : {}) });
+    } catch (e) {
+      ex.error(asGatewayError(e));
+    }
+    door.count('GET /v1/admin/mo', ex);
+  });
 }
 
 function templateName(raw: string | undefined): string {
@@ -515,6 +537,7 @@ export function officeOpenApiPaths(): Record<string, unknown> {
       get: { summary: 'MO messages of the tenant in one state (default unmatched), newest first', security: auth, parameters: [p('state', 'query', { type: 'string', enum: [...MO_STATES] }), ...page], responses: { '200': obj('{ items, next? }'), ...common } },
     },
     '/v1/mo/{id}': { get: { summary: 'One MO message', security: auth, parameters: [p('id')], responses: { '200': obj('MO'), '404': err('NOT_FOUND'), ...common } } },
+    '/v1/admin/mo': { get: { summary: 'Global admins: MO of no tenant (tenant omitted: sent to a code nobody owns) or of one tenant, by state', security: [{ admin: [] }], parameters: [p('tenant', 'query'), p('state', 'query', { type: 'string', enum: [...MO_STATES] }), ...page], responses: { '200': obj('{ items, next? }'), '401': err('UNAUTHORIZED'), '403': err('FORBIDDEN: a delegated (unit) admin') } } },
     '/v1/mo/subscription': {
       put: { summary: 'Set the callback URL MO messages no handler took are POSTed to (retried, bounded)', security: auth, requestBody: { required: true, content: ref('MoSubscription') }, responses: { '200': obj('{ callbackUrl }'), ...common } },
       get: { summary: 'The callback URL', security: auth, responses: { '200': obj('{ callbackUrl, updatedAt }'), '404': err('NOT_FOUND'), ...common } },

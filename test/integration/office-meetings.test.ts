@@ -65,7 +65,7 @@ t.test('a meeting to a 2,000-person group: every notice sent once, scripted repl
 });
 
 t.test('replies after the window, ambiguous replies and noise', async (t) => {
-  const { gw, call } = await officeFixture(t, 3);
+  const { gw, admin, call } = await officeFixture(t, 3);
   const a = await call('POST', '/v1/meetings', { title: '会议A', time: MEETING_AT, place: '1号楼', attendees: { people: ['p0', 'p1'] }, replyBy: new Date(Date.now() + 1500).toISOString() });
   t.equal(a.status, 201, JSON.stringify(a.json));
   const b = await call('POST', '/v1/meetings', { title: '会议B', time: MEETING_AT, place: '2号楼', attendees: { people: ['p0', 'p2'] }, replyBy: inHours(5) });
@@ -91,8 +91,10 @@ t.test('replies after the window, ambiguous replies and noise', async (t) => {
   const late = await call('GET', '/v1/mo?state=late');
   t.equal(late.json.items.length, 1);
   t.match(late.json.items[0], { route: 'meeting-reply', ref: a.json.id, text: '2 路上堵车' });
-  // The MO to a code nobody owns is not shown to this tenant.
+  // The MO to a code nobody owns is not shown to this tenant, but is to a global admin.
   t.notOk((unmatched.json.items as { to: string }[]).some((m) => m.to === '10691234'));
+  const orphan = await admin.must('GET', '/v1/admin/mo?state=unmatched');
+  t.match(orphan.items, [{ to: '10691234', text: '1', detail: /no tenant's sender code/ }]);
 });
 
 t.test('reminders go to non-responders; changes and cancellations to everyone invited', async (t) => {
