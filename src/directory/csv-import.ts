@@ -16,7 +16,9 @@
  * dependency).
  *
  * People file, header required, columns in any order:
- *   id (optional), name, mobile, unit, roles (separated by ; or |), channel (sms | pda | both, default sms)
+ *   id (optional), name, mobile, unit, roles (separated by ; or |), channel (sms | pda | both, default sms),
+ *   email (optional; an empty cell clears it), mailAlerts (optional: true/false, yes/no, 1/0, 是/否; empty = false).
+ *   A file without the email or mailAlerts column leaves those of people already in the directory as they are.
  * Groups file: one row per member, plus optionally a row with no member to define an empty group:
  *   group, name, unit, kind (person | group | role), member
  *     person: a person id or mobile number;  group: a group id (nested);
@@ -28,7 +30,7 @@ import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { formatCsv, parseCsv, unguardCell } from '../core/csv.js';
 import type { Actor, ChannelPreference, RoleRule } from './types.js';
 import { CHANNEL_PREFERENCES } from './types.js';
-import type { DirectoryStore, GroupInput, PersonInput } from './store.js';
+import { normalizeEmail, type DirectoryStore, type GroupInput, type PersonInput } from './store.js';
 import { normalizeNumber } from '../core/phone.js';
 
 /** Most problems listed in one report. */
@@ -36,7 +38,7 @@ export const MAX_REPORTED = 100;
 /** Most data rows in one import file. */
 export const MAX_IMPORT_ROWS = 1_000_000;
 
-const PEOPLE_COLUMNS = ['id', 'name', 'mobile', 'unit', 'roles', 'channel'] as const;
+const PEOPLE_COLUMNS = ['id', 'name', 'mobile', 'unit', 'roles', 'channel', 'email', 'mailAlerts'] as const;
 const PEOPLE_REQUIRED = ['name', 'mobile', 'unit'] as const;
 const GROUP_COLUMNS = ['group', 'name', 'unit', 'kind', 'member'] as const;
 const GROUP_REQUIRED = ['group'] as const;
@@ -93,6 +95,9 @@ export function parsePeople(text: string, allowInternational: boolean): Omit<Peo
   const rows: { line: number; input: PersonInput }[] = [];
   const lineOfMobile = new Map<string, number>();
   const lineOfId = new Map<string, number>();
+  const lineOfEmail = new Map<string, number>();
+  const hasEmail = header.has('email');
+  const hasMailAlerts = header.has('mailalerts');
   for (const rec of records) {
     const at = `/rows/${rec.line}`;
     const cell = (c: string): string => {
@@ -123,8 +128,32 @@ export function parsePeople(text: string, allowInternational: boolean): Omit<Peo
       if (first !== undefined) problems.push({ field: `${at}/id`, message: `duplicate id: already on line ${first}` });
       else lineOfId.set(id, rec.line);
     }
+    const emailRaw = cell('email');
+    let email: string | null | undefined;
+    if (hasEmail) {
+      email = emailRaw === '' ? null : normalizeEmail(emailRaw);
+      if (email === undefined) problems.push({ field: `${at}/email`, message: `${emailRaw.slice(0, 80)}: not a mail address (local@domain)` });
+      else if (email !== null) {
+        const first = lineOfEmail.get(email);
+        if (first !== undefined) problems.push({ field: `${at}/email`, message: `duplicate mail address: already on line ${first}` });
+        else lineOfEmail.set(email, rec.line);
+      }
+    }
+    let mailAlerts: boolean | undefined;
+    if (hasMailAlerts) {
+      const raw = cell('mailalerts');
+      mailAlerts = parseYesNo(raw);
+      if (mailAlerts === undefined) problems.push({ field: `${at}/mailAlerts`, message: `${raw}: true or false (yes/no, 1/0, 是/否)` });
+    }
     if (problems.length >= MAX_REPORTED * 10) break;
-    rows.push({ line: rec.line, input: { ...(id !== '' ? { id } : {}), name, mobile: mobileRaw, unit, roles, channel: channel as ChannelPreference } });
+    rows.push({
+      line: rec.line,
+      input: {
+        ...(id !== '' ? { id } : {}), name, mobile: mobileRaw, unit, roles, channel: channel as ChannelPreference,
+        ...(email !== undefined ? { email } : {}),
+        ...(mailAlerts !== undefined ? { mailAlerts } : {}),
+      },
+    });
   }
   if (problems.length > 0) throw invalidImport(problems);
   if (rows.length === 0) throw invalidImport([{ field: '/rows', message: 'the file has a header but no rows' }]);
@@ -213,7 +242,7 @@ export function exportPeople(store: DirectoryStore, actor: Actor, maxRows = MAX_
     const page = store.listPeople({ limit: 1000, ...(cursor !== undefined ? { cursor } : {}) });
     for (const p of page.items) {
       if (scope && !scope.has(p.unit)) continue;
-      rows.push([p.id, p.name, p.mobile, p.unit, p.roles.join(';'), p.channel]);
+      rows.push([p.id, p.name, p.mobile, p.unit, p.roles.join(';'), p.channel, p.email ?? '', p.mailAlerts ? 'true' : 'false']);
       if (rows.length > maxRows) break;
     }
     cursor = page.next;
@@ -259,14 +288,23 @@ function readTable(text: string, known: readonly string[], required: readonly st
     problems.push({ field: '/rows/1', message: `the file is empty; the first line must be a header: ${known.join(',')}` });
     return { records: [], header, problems };
   }
+  const knownLower = known.map((k) => k.toLowerCase());
   head.fields.forEach((raw, i) => {
     const name = raw.trim().toLowerCase();
-    if (!known.includes(name)) problems.push({ field: `/rows/${head.line}/${i + 1}`, message: `unknown column "${raw.trim()}"; columns: ${known.join(', ')}` });
+    if (!knownLower.includes(name)) problems.push({ field: `/rows/${head.line}/${i + 1}`, message: `unknown column "${raw.trim()}"; columns: ${known.join(', ')}` });
     else if (header.has(name)) problems.push({ field: `/rows/${head.line}/${i + 1}`, message: `column ${name} appears twice` });
     else header.set(name, i);
   });
   for (const r of required) if (!header.has(r)) problems.push({ field: `/rows/${head.line}`, message: `missing column ${r}` });
   return { records, header, problems };
+}
+
+/** A yes/no cell; empty is no. Undefined when it is neither. */
+function parseYesNo(raw: string): boolean | undefined {
+  const v = raw.trim().toLowerCase();
+  if (v === '' || v === 'false' || v === 'no' || v === 'n' || v === '0' || v === '否') return false;
+  if (v === 'true' || v === 'yes' || v === 'y' || v === '1' || v === '是') return true;
+  return undefined;
 }
 
 /** Offset of the first byte that breaks UTF-8 (the decoder said there is one). */

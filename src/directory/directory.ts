@@ -22,7 +22,7 @@ import { GroupFanout, type FanoutReceipts, type PdaHandoff } from './fanout.js';
 import { quietUntil } from './quiet-hours.js';
 
 /** Named databases the directory opens (size the environment's maxDbs with it). */
-export const DIRECTORY_NAMED_DBS = 20;
+export const DIRECTORY_NAMED_DBS = 21;
 
 export interface DirectoryDeps {
   readonly env: RootDatabase;

@@ -8,6 +8,7 @@
  *   dir.keyDigest      sha256(key)           → keyId
  *   dir.people         personId              → Person (without id)
  *   dir.peopleMobile   mobile                → personId        (a number belongs to one person)
+ *   dir.peopleEmail    email (lower-case)    → personId        (an address belongs to one person)
  *   dir.peopleUnit     [unit, personId]      → 1
  *   dir.roles          [role, unit, personId]→ packed member   (dynamic groups)
  *   dir.groups         groupId               → StoredGroup
@@ -37,13 +38,13 @@ import type { Database, Key, RootDatabase } from 'lmdb';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { normalizeNumber } from '../core/phone.js';
 import {
-  CHANNEL_PREFERENCES, ID_RE, MAX_GROUP_REFS, MAX_ROLES, MAX_UNIT_DEPTH, NO_GRANTS, PERSON_ID_RE, ROLE_RE,
+  CHANNEL_PREFERENCES, EMAIL_RE, ID_RE, MAX_EMAIL_CHARS, MAX_GROUP_REFS, MAX_ROLES, MAX_UNIT_DEPTH, NO_GRANTS, PERSON_ID_RE, ROLE_RE,
   type Actor, type ApiKeyInfo, type AuditEntry, type BlockEntry, type ChannelPreference, type Grants, type Group,
   type Person, type RoleRule, type Unit,
 } from './types.js';
 import { effectiveSender } from './grants.js';
 
-export const DIRECTORY_DBS = 16;
+export const DIRECTORY_DBS = 17;
 
 /** Most items one list call returns. */
 export const MAX_LIST = 1000;
@@ -125,6 +126,14 @@ export interface PersonInput {
   readonly unit: string;
   readonly roles?: readonly string[];
   readonly channel?: ChannelPreference;
+  /**
+   * Mail address (stored lower-case, unique). Create / replace: absent or
+   * null means none. CSV import: absent (no `email` column) keeps the
+   * person's current address; null or '' clears it.
+   */
+  readonly email?: string | null;
+  /** New-mail alerts by SMS; needs an email. Create / replace: absent = false. CSV import: absent keeps the current value. */
+  readonly mailAlerts?: boolean;
 }
 
 export interface GroupInput {
@@ -179,6 +188,12 @@ export function unpackChannel(packed: string): ChannelPreference {
   return c === 0x73 ? 'sms' : c === 0x70 ? 'pda' : 'both';
 }
 
+/** A mail address as the directory keys it (trimmed, lower-case), or undefined when it is not one. */
+export function normalizeEmail(raw: string): string | undefined {
+  const e = raw.trim().toLowerCase();
+  return e.length <= MAX_EMAIL_CHARS && EMAIL_RE.test(e) ? e : undefined;
+}
+
 export function keyDigest(key: string): string {
   return createHash('sha256').update(key).digest('base64');
 }
@@ -202,6 +217,7 @@ export class DirectoryStore {
   private readonly keyDigests: Database<string, string>;
   private readonly people: Database<StoredPerson, string>;
   private readonly peopleMobile: Database<string, string>;
+  private readonly peopleEmail: Database<string, string>;
   private readonly peopleUnit: Database<1, [string, string]>;
   private readonly roles: Database<string, [string, string, string]>;
   private readonly groups: Database<StoredGroup, string>;
@@ -228,6 +244,7 @@ export class DirectoryStore {
     this.keyDigests = db('dir.keyDigest');
     this.people = db('dir.people');
     this.peopleMobile = db('dir.peopleMobile');
+    this.peopleEmail = db('dir.peopleEmail');
     this.peopleUnit = db('dir.peopleUnit');
     this.roles = db('dir.roles');
     this.groups = db('dir.groups');
@@ -332,11 +349,19 @@ export class DirectoryStore {
 
   getPerson(id: string): Person | undefined {
     const p = this.people.get(id);
-    return p === undefined ? undefined : { id, ...p };
+    return p === undefined ? undefined : personOf(id, p);
   }
 
   personByMobile(mobile: string): Person | undefined {
     const id = this.peopleMobile.get(mobile);
+    return id === undefined ? undefined : this.getPerson(id);
+  }
+
+  /** The person with this mail address (any case, surrounding spaces ignored), or undefined. */
+  personByEmail(email: string): Person | undefined {
+    const key = email.trim().toLowerCase();
+    if (key.length === 0 || key.length > MAX_EMAIL_CHARS) return undefined;
+    const id = this.peopleEmail.get(key);
     return id === undefined ? undefined : this.getPerson(id);
   }
 
@@ -361,7 +386,7 @@ export class DirectoryStore {
         if (p) items.push(p);
       }
     } else {
-      for (const { key, value } of this.people.getRange({ start: after, limit })) items.push({ id: key, ...value });
+      for (const { key, value } of this.people.getRange({ start: after, limit })) items.push(personOf(key, value));
     }
     return page(items, limit, (p) => p.id);
   }
@@ -694,6 +719,11 @@ export class DirectoryStore {
       if (taken !== undefined && taken !== person.id) {
         throw new GatewayError('ALREADY_EXISTS', 'the mobile number belongs to another person', { details: [{ field: '/mobile', message: `already used by person ${taken}` }] });
       }
+      const emailOwner = person.email !== undefined ? this.peopleEmail.get(person.email) : undefined;
+      if (emailOwner !== undefined && emailOwner !== person.id) {
+        throw new GatewayError('ALREADY_EXISTS', 'the mail address belongs to another person', { details: [{ field: '/email', message: `already used by person ${emailOwner}` }] });
+      }
+      checkMailAlerts(person, '');
       const now = this.now();
       const next: Person = { ...person, createdAt: before?.createdAt ?? now, updatedAt: now };
       this.writePerson(before, next);
@@ -830,6 +860,7 @@ export class DirectoryStore {
       let updated = 0;
       let unchanged = 0;
       const byMobile = new Map<string, string>();
+      const byEmail = new Map<string, string>();
       for (const { line, input } of rows) {
         const at = `/rows/${line}`;
         let person: Omit<Person, 'createdAt' | 'updatedAt'>;
@@ -838,11 +869,23 @@ export class DirectoryStore {
           const before = this.getPerson(person.id) ?? (input.id === undefined ? this.personByMobile(person.mobile) : undefined);
           const id = before?.id ?? person.id;
           person = { ...person, id };
+          // A file without the email / mailAlerts column leaves those of existing people as they are.
+          if (before && input.email === undefined) {
+            const { email: _none, ...rest } = person;
+            person = before.email !== undefined ? { ...rest, email: before.email } : rest;
+          }
+          if (before && input.mailAlerts === undefined) person = { ...person, mailAlerts: before.mailAlerts };
           if (before) this.assertScope(actor, before.unit, false, at);
           this.assertScope(actor, person.unit, false, at);
           const taken = byMobile.get(person.mobile) ?? this.peopleMobile.get(person.mobile);
           if (taken !== undefined && taken !== id) throw new GatewayError('ALREADY_EXISTS', 'number taken', { details: [{ field: `${at}/mobile`, message: `number already belongs to person ${taken}` }] });
           byMobile.set(person.mobile, id);
+          if (person.email !== undefined) {
+            const owner = byEmail.get(person.email) ?? this.peopleEmail.get(person.email);
+            if (owner !== undefined && owner !== id) throw new GatewayError('ALREADY_EXISTS', 'mail address taken', { details: [{ field: `${at}/email`, message: `mail address already belongs to person ${owner}` }] });
+            byEmail.set(person.email, id);
+          }
+          checkMailAlerts(person, at);
           if (before && samePerson(before, person)) {
             unchanged++;
             continue;
@@ -994,10 +1037,15 @@ export class DirectoryStore {
     });
     const channel = input.channel ?? 'sms';
     if (!CHANNEL_PREFERENCES.includes(channel)) problems.push({ field: `${at}/channel`, message: 'sms, pda or both' });
+    let email: string | undefined;
+    if (input.email !== undefined && input.email !== null && input.email.trim() !== '') {
+      email = normalizeEmail(input.email);
+      if (email === undefined) problems.push({ field: `${at}/email`, message: `${input.email.slice(0, 80)}: not a mail address (local@domain, at most ${MAX_EMAIL_CHARS} characters)` });
+    }
     if (problems.length > 0 || !mobile.ok) throw new GatewayError(problems.some((p) => p.field.endsWith('/mobile')) ? 'BAD_NUMBER' : 'VALIDATION', problems[0]?.message, { details: problems });
     // Without an id, a person is known by their number: `p` + the number keeps re-imports stable.
     const id = input.id ?? this.peopleMobile.get(mobile.number) ?? `p${mobile.number}`;
-    return { id, name, mobile: mobile.number, unit: input.unit, roles, channel };
+    return { id, name, mobile: mobile.number, unit: input.unit, roles, channel, ...(email !== undefined ? { email } : {}), mailAlerts: input.mailAlerts === true };
   }
 
   /** Write (or, with `next` undefined, remove) a person and every index and membership row that carries them. */
@@ -1005,12 +1053,14 @@ export class DirectoryStore {
     const id = (next ?? before)?.id as string;
     if (before) {
       if (!next || next.mobile !== before.mobile) this.peopleMobile.removeSync(before.mobile);
+      if (before.email !== undefined && (!next || next.email !== before.email)) this.peopleEmail.removeSync(before.email);
       if (!next || next.unit !== before.unit) this.peopleUnit.removeSync([before.unit, id]);
       for (const r of before.roles) this.roles.removeSync([r, before.unit, id]);
     }
     if (next) {
       this.people.putSync(id, strip(next));
       this.peopleMobile.putSync(next.mobile, id);
+      if (next.email !== undefined) this.peopleEmail.putSync(next.email, id);
       this.peopleUnit.putSync([next.unit, id], 1);
       const packed = packMember(next.channel, next.mobile);
       for (const r of next.roles) this.roles.putSync([r, next.unit, id], packed);
@@ -1217,7 +1267,20 @@ function dedupeRules(rules: readonly RoleRule[]): RoleRule[] {
 
 function samePerson(a: Person, b: Omit<Person, 'createdAt' | 'updatedAt'>): boolean {
   return a.name === b.name && a.mobile === b.mobile && a.unit === b.unit && a.channel === b.channel &&
+    a.email === b.email && a.mailAlerts === b.mailAlerts &&
     a.roles.length === b.roles.length && a.roles.every((r, i) => b.roles[i] === r);
+}
+
+/** A stored person as the directory shows it (rows written before mail alerts existed have no mailAlerts: false). */
+function personOf(id: string, p: StoredPerson): Person {
+  return p.mailAlerts === undefined ? { id, ...p, mailAlerts: false } : { id, ...p };
+}
+
+/** Mail alerts go to a mail address: opting in without one is refused rather than silently doing nothing. */
+function checkMailAlerts(p: Pick<Person, 'email' | 'mailAlerts'>, at: string): void {
+  if (p.mailAlerts && p.email === undefined) {
+    throw new GatewayError('VALIDATION', `${at}/mailAlerts: new-mail alerts need an email`, { details: [{ field: `${at}/mailAlerts`, message: 'needs an email (the address mail arrives for)' }] });
+  }
 }
 
 function membershipDetail(added: readonly string[], removed: readonly string[]): Record<string, unknown> {

@@ -4,7 +4,7 @@
  * shapes are in `store.ts`.
  *
  *   Unit ──parent──▶ Unit ──▶ … (a tree; a sub-unit's grants are always within its parent's)
- *    ├── ApiKey* (hashed at rest)      ├── Person* (mobile, roles, channel preference)
+ *    ├── ApiKey* (hashed at rest)      ├── Person* (mobile, roles, channel preference, email + mail-alert opt-in)
  *    └── Group* (owner)  ── members: people, other groups, people by role (dynamic)
  */
 
@@ -12,6 +12,14 @@
 export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$';
 /** Person ids may also contain dots (employee numbers like 2023.0042). */
 export const PERSON_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+/**
+ * Mail addresses of people: local@domain, no spaces, angle brackets,
+ * quotes or commas, an ASCII (or punycode) domain with a dot; at most 254
+ * characters (RFC 5321). Stored lower-case.
+ */
+export const EMAIL_PATTERN = '^[^\\s@<>(),;:"\\[\\]\\\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$';
+export const EMAIL_RE = new RegExp(EMAIL_PATTERN);
+export const MAX_EMAIL_CHARS = 254;
 /** Role names (dynamic group membership). */
 export const ROLE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$';
 export const ID_RE = new RegExp(ID_PATTERN);
@@ -91,6 +99,10 @@ export interface Person {
   readonly unit: string;
   readonly roles: readonly string[];
   readonly channel: ChannelPreference;
+  /** Mail address, lower-case, unique (a mail address belongs to one person): new-mail alerts find the person by it. */
+  readonly email?: string;
+  /** Opted in to new-mail alerts by SMS (src/office/mail). Default false; needs `email`. */
+  readonly mailAlerts: boolean;
   readonly createdAt: number;
   readonly updatedAt: number;
 }

@@ -86,6 +86,8 @@ export const PersonSchema = Type.Object({
   unit: Id,
   roles: Type.Optional(Type.Array(Type.String({ pattern: ROLE_PATTERN }), { maxItems: 32 })),
   channel: Type.Optional(Type.Union([Type.Literal('sms'), Type.Literal('pda'), Type.Literal('both')])),
+  email: Type.Optional(Nullable(Type.String({ maxLength: 254, description: 'mail address (stored lower-case, unique): new-mail alerts find the person by it; absent or null: none' }))),
+  mailAlerts: Type.Optional(Type.Boolean({ description: 'SMS alerts for new mail (opt-in, default false; needs email)' })),
 }, { additionalProperties: false });
 
 export const GroupSchema = Type.Object({

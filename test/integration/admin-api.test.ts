@@ -130,6 +130,30 @@ t.test('admin API', async (t) => {
     t.equal((await admin.call('GET', '/v1/admin/people/p2')).status, 404);
   });
 
+  await t.test('people: email and new-mail alert opt-in over the API and in CSV', async (t) => {
+    const created = await admin.call('POST', '/v1/admin/people', { id: 'mail1', name: '邮件一', mobile: mobileAt(300), unit: 'police', email: 'Mail.One@Police.Gov.CN', mailAlerts: true });
+    t.equal(created.status, 201);
+    t.match(created.json, { email: 'mail.one@police.gov.cn', mailAlerts: true });
+    const taken = await admin.call('POST', '/v1/admin/people', { id: 'mail2', name: '邮件二', mobile: mobileAt(301), unit: 'police', email: 'mail.one@police.gov.cn' });
+    t.equal(taken.status, 409);
+    t.match(taken.json.error.details[0], { field: '/email', message: /mail1/ });
+    const optInWithout = await admin.call('POST', '/v1/admin/people', { id: 'mail2', name: '邮件二', mobile: mobileAt(301), unit: 'police', mailAlerts: true });
+    t.equal(optInWithout.status, 422);
+    t.equal(optInWithout.json.error.details[0].field, '/mailAlerts');
+    t.equal((await admin.call('POST', '/v1/admin/people', { id: 'mail2', name: '邮件二', mobile: mobileAt(301), unit: 'police', email: 'no at sign' })).status, 422);
+    t.match(await admin.must('POST', '/v1/admin/people', { id: 'mail2', name: '邮件二', mobile: mobileAt(301), unit: 'police' }), { mailAlerts: false });
+    t.match(await admin.must('PUT', '/v1/admin/people/mail2', { name: '邮件二', mobile: mobileAt(301), unit: 'police', email: 'mail.two@police.gov.cn', mailAlerts: true }), { email: 'mail.two@police.gov.cn', mailAlerts: true });
+    const csv = `id,name,mobile,unit,email,mailAlerts\r\nmail3,邮件三,${mobileAt(302)},police,mail.three@police.gov.cn,yes\r\nmail2,邮件二,${mobileAt(301)},police,mail.two@police.gov.cn,no\r\n`;
+    t.match(await admin.must('POST', '/v1/admin/people/import', csv), { created: 1, updated: 1 });
+    t.match(await admin.must('GET', '/v1/admin/people/mail3'), { email: 'mail.three@police.gov.cn', mailAlerts: true });
+    t.match(await admin.must('GET', '/v1/admin/people/mail2'), { mailAlerts: false });
+    const text = await (await fetch(`${gw.url}/v1/admin/people/export`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).text();
+    t.match(text, /^\uFEFF?id,name,mobile,unit,roles,channel,email,mailAlerts\r\n/, 'export has the columns');
+    t.match(text, new RegExp(`mail3,邮件三,86${mobileAt(302)},police,,sms,mail.three@police.gov.cn,true`));
+    t.match(await admin.must('POST', '/v1/admin/people/import', text), { created: 0, updated: 0 }, 'export → import round-trips with the new columns');
+    for (const id of ['mail1', 'mail2', 'mail3']) await admin.must('DELETE', `/v1/admin/people/${id}`);
+  });
+
   await t.test('block list', async (t) => {
     const b = await admin.call('POST', '/v1/admin/blocks', { number: `+86${mobileAt(5)}`, reason: '退订' });
     t.equal(b.status, 201);

@@ -166,3 +166,47 @@ t.test('delegated admins act only inside their subtree', async (t) => {
   await store.block(police, { scope: 'traffic', number: mobileAt(1) });
   t.equal(store.queryAudit({ actor: 'police-admin', limit: 100 }).items.length, 3, 'what it did is audited under its name');
 });
+
+t.test('people: email unique and lower-case, found by personByEmail; mailAlerts opt-in needs an email; an import without the columns keeps them', async (t) => {
+  const { store } = tempDirectory(t);
+  await store.createUnit(ROOT, { id: 'city', name: 'City' });
+  const a = await store.putPerson(ROOT, { id: 'a', name: 'A', mobile: mobileAt(1), unit: 'city', email: '  Zhang.San@Mail.Gov.CN ', mailAlerts: true }, 'create');
+  t.equal(a.email, 'zhang.san@mail.gov.cn', 'stored lower-case, trimmed');
+  t.equal(a.mailAlerts, true);
+  const b = await store.putPerson(ROOT, { id: 'b', name: 'B', mobile: mobileAt(2), unit: 'city' }, 'create');
+  t.equal(b.mailAlerts, false, 'opt-in defaults to false');
+  t.notOk('email' in b, 'no email: no field');
+  t.equal(store.personByEmail('ZHANG.SAN@mail.gov.cn')?.id, 'a', 'looked up in any case');
+  t.equal(store.personByEmail('nobody@mail.gov.cn'), undefined);
+  await t.rejects(store.putPerson(ROOT, { id: 'b', name: 'B', mobile: mobileAt(2), unit: 'city', email: 'zhang.san@MAIL.gov.cn' }, 'update'), { code: 'ALREADY_EXISTS', details: [{ field: '/email', message: /person a/ }] });
+  await t.rejects(store.putPerson(ROOT, { id: 'b', name: 'B', mobile: mobileAt(2), unit: 'city', email: 'not an address' }, 'update'), { code: 'VALIDATION', details: [{ field: '/email' }] });
+  await t.rejects(store.putPerson(ROOT, { id: 'b', name: 'B', mobile: mobileAt(2), unit: 'city', mailAlerts: true }, 'update'), { code: 'VALIDATION', details: [{ field: '/mailAlerts' }] });
+
+  // Replacing a person's address frees the old one; replacing without one clears it.
+  await store.putPerson(ROOT, { id: 'a', name: 'A', mobile: mobileAt(1), unit: 'city', email: 'a@mail.gov.cn', mailAlerts: true }, 'update');
+  t.equal(store.personByEmail('zhang.san@mail.gov.cn'), undefined, 'the old address is free again');
+  t.equal(store.personByEmail('a@mail.gov.cn')?.id, 'a');
+  await store.putPerson(ROOT, { id: 'b', name: 'B', mobile: mobileAt(2), unit: 'city', email: 'zhang.san@mail.gov.cn' }, 'update');
+  t.equal(store.personByEmail('zhang.san@mail.gov.cn')?.id, 'b', 'and can be given to someone else');
+
+  // An import file without email / mailAlerts columns changes neither.
+  const r1 = await store.importPeople(ROOT, [{ line: 2, input: { id: 'a', name: 'A', mobile: mobileAt(1), unit: 'city' } }], { sha256: 'x' });
+  t.match(r1, { unchanged: 1 });
+  t.match(store.getPerson('a'), { email: 'a@mail.gov.cn', mailAlerts: true });
+  // With the columns: an empty email clears it (and opting in without one is refused, nothing written).
+  const e = await store.importPeople(ROOT, [
+    { line: 2, input: { id: 'a', name: 'A', mobile: mobileAt(1), unit: 'city', email: null, mailAlerts: true } },
+    { line: 3, input: { id: 'c', name: 'C', mobile: mobileAt(3), unit: 'city', email: 'a@mail.gov.cn' } },
+  ], { sha256: 'y' }).then(() => undefined, (err: unknown) => err as { code: string; details: { field: string }[] });
+  t.equal(e?.code, 'IMPORT_INVALID');
+  t.same(e?.details.map((d) => d.field), ['/rows/2/mailAlerts', '/rows/3/email']);
+  t.match(store.getPerson('a'), { email: 'a@mail.gov.cn', mailAlerts: true }, 'nothing was written');
+  await store.importPeople(ROOT, [
+    { line: 2, input: { id: 'a', name: 'A', mobile: mobileAt(1), unit: 'city', email: null, mailAlerts: false } },
+    { line: 3, input: { id: 'c', name: 'C', mobile: mobileAt(3), unit: 'city', email: 'a@mail.gov.cn', mailAlerts: true } },
+  ], { sha256: 'z' });
+  t.notOk('email' in (store.getPerson('a') ?? {}), 'cleared');
+  t.equal(store.personByEmail('a@mail.gov.cn')?.id, 'c', 'an address moved from one person to another inside one import');
+  await store.deletePerson(ROOT, 'c');
+  t.equal(store.personByEmail('a@mail.gov.cn'), undefined, 'a deleted person frees the address');
+});

@@ -73,3 +73,16 @@ t.test('encodings: GBK bytes are refused as UTF-8 with a clear report, and read 
   t.equal(parseEncoding(undefined), 'utf-8');
   t.equal(refusal(() => parseEncoding('latin1')).code, 'VALIDATION');
 });
+
+t.test('people: email and mailAlerts columns (checked, lower-cased, duplicates named); absent columns are left out of the input', async (t) => {
+  const { rows } = parsePeople('name,mobile,unit,Email,MailAlerts\n王五,13800138000,city,Wang.Wu@Mail.gov.cn,是\n李四,13900139000,city,,\n赵六,13700137000,city,zl@mail.gov.cn,false\n', false);
+  t.same(rows.map((r) => [r.input.email, r.input.mailAlerts]), [['wang.wu@mail.gov.cn', true], [null, false], ['zl@mail.gov.cn', false]]);
+  const without = parsePeople('name,mobile,unit\n王五,13800138000,city\n', false);
+  t.notOk('email' in (without.rows[0]?.input ?? {}), 'no email column: nothing said about email');
+  t.notOk('mailAlerts' in (without.rows[0]?.input ?? {}));
+  const e = refusal(() => parsePeople('name,mobile,unit,email,mailAlerts\na,13800138000,city,a@x.cn,yes\nb,13900139000,city,A@X.CN,no\nc,13700137000,city,not-mail,1\nd,13600136000,city,d@x.cn,maybe\n', false));
+  t.equal(e.code, 'IMPORT_INVALID');
+  t.match(e.details?.find((d) => d.field === '/rows/3/email')?.message, /duplicate mail address: already on line 2/);
+  t.ok(e.details?.some((d) => d.field === '/rows/4/email'), 'not an address');
+  t.ok(e.details?.some((d) => d.field === '/rows/5/mailAlerts'), 'not yes or no');
+});
