@@ -203,7 +203,7 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
     },
     onMailFrom(address, session, callback) {
       if (stopping) return callback(smtpError('NOT_READY', 421, 'shutting down; try again later'));
-      if (session.user === undefined && !allowed.has(plainIp(session.remoteAddress))) {
+      if (!session.user && !allowed.has(plainIp(session.remoteAddress))) {
         count('auth_failed');
         return callback(smtpError('MAIL_AUTH_FAILED', 530, 'authentication required'));
       }
