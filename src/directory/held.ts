@@ -53,8 +53,35 @@ export interface HeldReceipts {
   finalizeRecipients(messageId: string, items: readonly { index: number; state: FinalState; error: string }[]): Promise<void>;
 }
 
-/** Recipients finalised per store call when a held message is rejected. */
+/** Recipients finalised per store call when a parked message is rejected. */
 const REJECT_CHUNK = 5_000;
+
+/**
+ * A message whose jobs were parked (held for review, or scheduled) ends
+ * without being sent: every recipient `rejected` with `error`. A group
+ * message's expansion job is published with `reject` set, so its members are
+ * still listed (each rejected) and nothing is sent.
+ */
+export async function rejectUnsent(
+  deps: { queue: WorkQueue; receipts: Pick<HeldReceipts, 'finalizeRecipients'> },
+  parked: { id: string; jobs: readonly QueueMessage[]; recipients: number; group?: string },
+  error: string,
+): Promise<void> {
+  if (parked.group !== undefined) {
+    const jobs = parked.jobs.map((j): QueueMessage => {
+      const job = decodeJob(j.data);
+      const rejected: Job = job.expand ? { ...job, expand: { ...job.expand, reject: error } } : job;
+      return { ...j, data: encodeJob(rejected) };
+    });
+    await deps.queue.publish(jobs);
+    return;
+  }
+  for (let from = 0; from < parked.recipients; from += REJECT_CHUNK) {
+    const items: { index: number; state: FinalState; error: string }[] = [];
+    for (let i = from; i < Math.min(parked.recipients, from + REJECT_CHUNK); i++) items.push({ index: i, state: 'rejected', error });
+    await deps.receipts.finalizeRecipients(parked.id, items);
+  }
+}
 
 export class HeldMessages {
   private readonly db: Database<HeldRecord, string>;
@@ -106,22 +133,7 @@ export class HeldMessages {
     if (rec === undefined) throw new GatewayError('NOT_FOUND', `no held message ${id}`);
     this.assertScope(actor, rec);
     const error = `rejected on review by ${actor.name}: ${reason}`;
-    if (rec.group !== undefined) {
-      const jobs = rec.jobs.map((j): QueueMessage => {
-        const job = decodeJob(j.data);
-        const rejected: Job = job.expand ? { ...job, expand: { ...job.expand, reject: error } } : job;
-        return { ...j, data: encodeJob(rejected) };
-      });
-      await this.deps.queue.publish(jobs);
-    } else {
-      const msg = this.deps.receipts.getMessage(id);
-      const n = msg?.recipients ?? 0;
-      for (let from = 0; from < n; from += REJECT_CHUNK) {
-        const items: { index: number; state: FinalState; error: string }[] = [];
-        for (let i = from; i < Math.min(n, from + REJECT_CHUNK); i++) items.push({ index: i, state: 'rejected', error });
-        await this.deps.receipts.finalizeRecipients(id, items);
-      }
-    }
+    await rejectUnsent(this.deps, { id, jobs: rec.jobs, recipients: this.deps.receipts.getMessage(id)?.recipients ?? 0, ...(rec.group !== undefined ? { group: rec.group } : {}) }, error);
     await this.forget(actor, rec, 'held.reject', { reason });
     return summarize(rec);
   }

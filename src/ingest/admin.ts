@@ -12,7 +12,6 @@
 import { createHash } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Logger } from 'pino';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import type { ResolvedConfig } from '../config/load.js';
@@ -20,6 +19,7 @@ import type { AdminKeyConfig } from '../config/schema.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Exchange, STATUS_TEXT, parseJson, readBody } from './http.js';
 import { asGatewayError } from './intake.js';
+import { validated } from './schemas.js';
 import type { DirectoryStore } from '../directory/store.js';
 import type { GroupExpander } from '../directory/expansion.js';
 import type { QuotaLedger } from '../directory/quota.js';
@@ -124,20 +124,8 @@ export const adminSchemasForOpenApi: Record<string, TSchema> = {
   Reject: RejectSchema,
 };
 
-const compiled = new Map<TSchema, ReturnType<typeof TypeCompiler.Compile>>();
 function check<T extends TSchema>(schema: T, value: unknown): Static<T> {
-  let c = compiled.get(schema);
-  if (c === undefined) {
-    c = TypeCompiler.Compile(schema);
-    compiled.set(schema, c);
-  }
-  if (c.Check(value)) return value as Static<T>;
-  const problems: FieldProblem[] = [];
-  for (const e of c.Errors(value)) {
-    problems.push({ field: e.path || '/', message: e.message });
-    if (problems.length >= 20) break;
-  }
-  throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
+  return validated(schema, value);
 }
 
 // -------------------------------------------------------------------- auth

@@ -4,7 +4,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { FieldProblem } from '../core/errors.js';
+import { GatewayError, type FieldProblem } from '../core/errors.js';
 
 export const IsoDurationString = Type.String({
   pattern: '^P(?!$)(\\d+D)?(T(?=\\d)(\\d+H)?(\\d+M)?(\\d+(\\.\\d+)?S)?)?$',
@@ -84,6 +84,20 @@ function check<T>(compiled: { Check(v: unknown): boolean; Errors(v: unknown): It
     if (problems.length >= 20) break;
   }
   return { problems };
+}
+
+const compiledSchemas = new Map<TSchema, ReturnType<typeof TypeCompiler.Compile>>();
+
+/** The value when it fits `schema` (compiled once, cached); else VALIDATION naming up to 20 fields. */
+export function validated<T extends TSchema>(schema: T, value: unknown): Static<T> {
+  let c = compiledSchemas.get(schema);
+  if (c === undefined) {
+    c = TypeCompiler.Compile(schema);
+    compiledSchemas.set(schema, c);
+  }
+  const r = check<Static<T>>(c, value);
+  if (r.value === undefined) throw new GatewayError('VALIDATION', r.problems[0]?.message, { details: r.problems });
+  return r.value;
 }
 
 export const checkSend = (v: unknown): Checked<SendRequest> => check(sendCheck, v);

@@ -17,8 +17,7 @@
  *   WS     /v1/mo/stream                   live MO of the tenant (JSON text frames)
  */
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Type, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { countSegments } from '../core/segment.js';
@@ -26,6 +25,7 @@ import { PARAM_TYPES } from '../core/template.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { Exchange, parseJson, readBody } from '../ingest/http.js';
 import { asGatewayError, parseRfc3339, type Principal } from '../ingest/intake.js';
+import { validated } from '../ingest/schemas.js';
 import type { DoorContext } from '../ingest/server.js';
 import { loadUws } from '../ingest/uws.js';
 import type { DirectoryStore } from '../directory/store.js';
@@ -123,18 +123,7 @@ export interface OfficeRouteDeps {
 type Ctx = { ex: Exchange; principal: Principal; params: string[]; query: URLSearchParams; idempotencyKey: string; body: () => Promise<unknown> };
 type Answer = { status: number; body: unknown };
 
-const compiled = new Map<TSchema, ReturnType<typeof TypeCompiler.Compile>>();
-function checked<T extends TSchema>(schema: T, value: unknown): Static<T> {
-  let c = compiled.get(schema);
-  if (!c) compiled.set(schema, (c = TypeCompiler.Compile(schema)));
-  if (c.Check(value)) return value as Static<T>;
-  const problems: FieldProblem[] = [];
-  for (const e of c.Errors(value)) {
-    problems.push({ field: e.path || '/', message: e.message });
-    if (problems.length >= 20) break;
-  }
-  throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
-}
+const checked = validated;
 
 function time(v: string | undefined, field: string): number | undefined {
   if (v === undefined) return undefined;

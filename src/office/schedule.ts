@@ -23,9 +23,9 @@ import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import { GatewayError } from '../core/errors.js';
-import { decodeJob, encodeJob, type Job } from '../core/job.js';
 import type { FinalState } from '../core/message.js';
 import type { QueueMessage, WorkQueue } from '../queue/port.js';
+import { rejectUnsent } from '../directory/held.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 export type ScheduledEntry =
@@ -69,7 +69,6 @@ export interface ScheduleDeps {
 /** Entries taken per poll. */
 const BATCH = 200;
 const MAX_ATTEMPTS = 10;
-const FINALIZE_CHUNK = 5_000;
 
 export class Schedule {
   private readonly due: Database<ScheduledEntry, [number, string]>;
@@ -162,23 +161,7 @@ export class Schedule {
     }
     this.pending.dec();
     this.fired.inc({ kind: 'message', outcome: 'cancelled' });
-    const error = reason;
-    if (taken.group !== undefined) {
-      // The members are listed by the expansion, each rejected; nothing is sent.
-      const jobs = taken.jobs.map((j): QueueMessage => {
-        const job = decodeJob(j.data);
-        const rejected: Job = job.expand ? { ...job, expand: { ...job.expand, reject: error } } : job;
-        return { ...j, data: encodeJob(rejected) };
-      });
-      await this.deps.queue.publish(jobs);
-    } else {
-      const n = taken.recipients;
-      for (let from = 0; from < n; from += FINALIZE_CHUNK) {
-        const items: { index: number; state: FinalState; error: string }[] = [];
-        for (let i = from; i < Math.min(n, from + FINALIZE_CHUNK); i++) items.push({ index: i, state: 'rejected', error });
-        await this.deps.receipts.finalizeRecipients(id, items);
-      }
-    }
+    await rejectUnsent(this.deps, taken, reason);
     return { recipients: taken.recipients };
   }
 

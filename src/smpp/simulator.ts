@@ -391,7 +391,11 @@ export class SmscSimulator {
     if (this.stopped || this.server === undefined) return Promise.resolve(false);
     const gsm = gsmEncode(mo.text);
     const isGsm = gsmDecode(gsm) === mo.text;
-    const payload = isGsm ? gsm : utf16beEncode(mo.text);
+    return this.offerMo(mo, 0, isGsm ? 0 : 8, isGsm ? gsm : utf16beEncode(mo.text));
+  }
+
+  /** Queue one MO deliver_sm; resolves true once acknowledged with ESME_ROK. */
+  private offerMo(mo: { source: string; destination: string }, esmClass: number, dataCoding: number, shortMessage: Uint8Array): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
       const d: Delivery = {
         kind: 'mo',
@@ -402,10 +406,10 @@ export class SmscSimulator {
           dest_addr_ton: 0,
           dest_addr_npi: 1,
           destination_addr: mo.destination,
-          esm_class: 0,
+          esm_class: esmClass,
           registered_delivery: 0,
-          data_coding: isGsm ? 0 : 8,
-          short_message: payload,
+          data_coding: dataCoding,
+          short_message: shortMessage,
         },
         origin: undefined,
         attempts: 0,
@@ -435,29 +439,7 @@ export class SmscSimulator {
       const piece = chars.slice((seq - 1) * per, seq * per).join('');
       const body = isGsm ? gsmEncode(piece) : utf16beEncode(piece);
       const udh = Buffer.from([0x05, 0x00, 0x03, mo.ref & 0xff, total, seq]);
-      return new Promise<boolean>((resolve) => {
-        const d: Delivery = {
-          kind: 'mo',
-          fields: {
-            source_addr_ton: 1,
-            source_addr_npi: 1,
-            source_addr: mo.source,
-            dest_addr_ton: 0,
-            dest_addr_npi: 1,
-            destination_addr: mo.destination,
-            esm_class: 0x40,
-            registered_delivery: 0,
-            data_coding: isGsm ? 0 : 8,
-            short_message: Buffer.concat([udh, Buffer.from(body)]),
-          },
-          origin: undefined,
-          attempts: 0,
-          dueAt: Date.now(),
-          sentAt: 0,
-          done: resolve,
-        };
-        this.offer(d, Date.now());
-      });
+      return this.offerMo(mo, 0x40, isGsm ? 0 : 8, Buffer.concat([udh, Buffer.from(body)]));
     });
     return Promise.all(sends).then((r) => r.every(Boolean));
   }
