@@ -124,6 +124,7 @@ export class Meetings implements MoHandler {
   private readonly meetings: Database<Meeting, string>;
   private readonly invitees: Database<Invitee, [string, string]>;
   private readonly byNumber: Database<number, [string, string, number, string]>;
+  private readonly byTenant: Database<null, [string, number, string]>;
   private readonly now: () => number;
   private readonly texts: { notice: CompiledTemplate; reminder: CompiledTemplate; change: CompiledTemplate; cancel: CompiledTemplate };
   private readonly replies: Counter<'outcome'>;
@@ -133,6 +134,7 @@ export class Meetings implements MoHandler {
     this.meetings = env.openDB<Meeting, string>({ name: 'office.meetings', encoding: 'msgpack' });
     this.invitees = env.openDB<Invitee, [string, string]>({ name: 'office.invitees', encoding: 'msgpack' });
     this.byNumber = env.openDB<number, [string, string, number, string]>({ name: 'office.meet.bynum', encoding: 'msgpack' });
+    this.byTenant = env.openDB<null, [string, number, string]>({ name: 'office.meet.bytenant', encoding: 'msgpack' });
     this.now = deps.now ?? Date.now;
     const m = config.office.meetings;
     this.texts = {
@@ -189,7 +191,10 @@ export class Meetings implements MoHandler {
         }
       });
     }
-    await this.meetings.put(id, meeting);
+    await this.deps.env.transaction(() => {
+      this.meetings.putSync(id, meeting);
+      this.byTenant.putSync([tenant, now, id], null);
+    });
     let sent: Meeting;
     try {
       sent = await this.sendNotices(meeting);
@@ -212,7 +217,10 @@ export class Meetings implements MoHandler {
         }
       });
     }
-    await this.meetings.remove(m.id);
+    await this.deps.env.transaction(() => {
+      this.meetings.removeSync(m.id);
+      this.byTenant.removeSync([m.tenant, m.createdAt, m.id]);
+    });
   }
 
   /** Per-person answers, a page at a time (cursor: the last mobile). */
@@ -244,16 +252,20 @@ export class Meetings implements MoHandler {
     return { invited, attend, absent, noReply: invited - attend - absent, late };
   }
 
+  /** The tenant's meetings, newest first (cursor: the last id of the previous page). */
   list(tenant: string, q: { cursor?: string; limit: number }): { items: Meeting[]; next?: string } {
     const items: Meeting[] = [];
     let next: string | undefined;
-    for (const { key, value } of this.meetings.getRange({ start: q.cursor === undefined ? undefined : `${q.cursor}\u0000` })) {
-      if (value.tenant !== tenant) continue;
+    const after = q.cursor !== undefined ? this.meetings.get(q.cursor) : undefined;
+    const start: [string, number, string] = after && after.tenant === tenant ? [tenant, after.createdAt, after.id] : [tenant, Number.MAX_SAFE_INTEGER, ''];
+    for (const key of this.byTenant.getKeys({ start, end: [tenant, 0, ''], reverse: true, limit: q.limit + 2 })) {
+      if (after && key[2] === after.id) continue;
       if (items.length === q.limit) {
         next = items[items.length - 1]?.id;
         break;
       }
-      items.push({ ...value, id: key });
+      const m = this.meetings.get(key[2]);
+      if (m) items.push(m);
     }
     return next !== undefined ? { items, next } : { items };
   }

@@ -171,3 +171,18 @@ t.test('a meeting whose notice is refused (quota) is not kept', async (t) => {
   t.equal(r.json.error.code, 'QUOTA_EXCEEDED');
   t.same((await call('GET', '/v1/meetings')).json.items, [], 'no meeting left behind');
 });
+
+t.test('GET /v1/meetings lists the tenant\'s meetings, newest first, paged', async (t) => {
+  const { call } = await officeFixture(t, 1);
+  const ids: string[] = [];
+  for (const title of ['一', '二', '三']) {
+    const r = await call('POST', '/v1/meetings', { title, time: MEETING_AT, place: 'x', attendees: { people: ['p0'] } });
+    ids.push(r.json.id);
+  }
+  const p1 = await call('GET', '/v1/meetings?limit=2');
+  t.same(p1.json.items.map((m: { title: string }) => m.title), ['三', '二']);
+  t.equal(p1.json.next, ids[1]);
+  const p2 = await call('GET', `/v1/meetings?limit=2&cursor=${p1.json.next}`);
+  t.same(p2.json.items.map((m: { title: string }) => m.title), ['一']);
+  t.notOk('next' in p2.json);
+});
