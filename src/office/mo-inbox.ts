@@ -116,6 +116,7 @@ export class MoInbox {
   private openParts: number;
   private pendingForwards: number;
   private forwarding = 0;
+  private sweeping = false;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly received: Counter<'route'>;
@@ -147,8 +148,9 @@ export class MoInbox {
     if (this.timer) return;
     let ticks = 0;
     this.timer = setInterval(() => {
-      void this.forwardDue();
-      void this.sweepParts();
+      void this.forwardDue().catch((e: unknown) => this.log.error({ err: e }, 'MO forwarding failed'));
+      // Every ~2 s: parts whose set never completed (a scan of at most 10,000 rows).
+      if (ticks % 10 === 0) void this.sweepParts().catch((e: unknown) => this.log.error({ err: e }, 'MO parts sweep failed'));
       // Once a minute: drop records past retention (bounded per run).
       if (++ticks % 300 === 0) void this.sweepOld().catch((e: unknown) => this.log.error({ err: e }, 'MO retention sweep failed'));
     }, 200);
@@ -384,7 +386,16 @@ export class MoInbox {
 
   /** Parts older than partTimeoutMs: their sets are kept as fragments (unmatched), not lost. */
   async sweepParts(): Promise<void> {
-    if (this.closed || this.openParts === 0) return;
+    if (this.closed || this.openParts === 0 || this.sweeping) return;
+    this.sweeping = true;
+    try {
+      await this.sweepStaleParts();
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  private async sweepStaleParts(): Promise<void> {
     const cutoff = this.now() - this.deps.partTimeoutMs;
     const stale = new Map<string, { base: [string, string, number, number]; got: { seq: number; text: string; at: number }[] }>();
     let scanned = 0;
