@@ -342,15 +342,17 @@ export class Meetings implements MoHandler {
     const key: [string, string] = [target.id, mobile];
     const inv = this.invitees.get(key);
     if (!inv) return undefined;
+    // Not awaited: the MO record written after this commits with or after it, and the SMSC's
+    // deliver_sm_resp waits for that (one commit per reply instead of two).
     if (open) {
-      await this.invitees.put(key, {
+      void this.invitees.put(key, {
         ...withoutAnswer(inv), answer: reply.answer, answeredAt: at, replies: (inv.replies ?? 0) + 1,
         ...(reply.reason !== undefined ? { reason: reply.reason } : {}),
       });
       this.replies.inc({ outcome: 'counted' });
       return { route: this.name, state: 'handled', ref: target.id, detail: reply.answer };
     }
-    await this.invitees.put(key, { ...inv, late: { answer: reply.answer, at, ...(reply.reason !== undefined ? { reason: reply.reason } : {}) }, replies: (inv.replies ?? 0) + 1 });
+    void this.invitees.put(key, { ...inv, late: { answer: reply.answer, at, ...(reply.reason !== undefined ? { reason: reply.reason } : {}) }, replies: (inv.replies ?? 0) + 1 });
     this.replies.inc({ outcome: 'late' });
     return { route: this.name, state: 'late', ref: target.id, detail: `${reply.answer}, after the reply window closed` };
   }

@@ -234,40 +234,57 @@ export class MoInbox {
   private async accept(mo: MobileOriginated, text: string, parts: number | undefined, note?: string): Promise<void> {
     const owner = ownerOfDestination(mo.destination, this.deps.senders());
     const base = {
-      id: '', account: mo.account, source: mo.source, destination: mo.destination, text, receivedAt: mo.receivedAt,
+      id: String(this.nextSeq()), account: mo.account, source: mo.source, destination: mo.destination, text, receivedAt: mo.receivedAt,
       ...(owner ? { tenant: owner.tenant } : {}),
       ...(parts !== undefined ? { parts } : {}),
     };
-    // Stored first: whatever happens next, the MO is kept. The id is taken inside the write
-    // transaction, so processes sharing this LMDB environment never take the same one.
-    let record = await this.deps.env.transaction(() => {
-      const seq = this.nextSeq();
-      const r: MoRecord = { ...base, id: String(seq), state: 'unmatched', ...(note !== undefined ? { detail: note } : {}) };
-      this.index.putSync([r.tenant ?? '', r.state, seq], null);
-      this.records.putSync(seq, r);
-      return r;
-    });
-    const id = record.id;
-    base.id = id;
-    if (owner && note === undefined) {
-      const ctx: MoContext = { id, tenant: owner.tenant, source: mo.source, destination: mo.destination, suffix: owner.suffix, text, receivedAt: mo.receivedAt };
+    let record: MoRecord;
+    if (!owner) {
+      record = { ...base, state: 'unmatched', detail: note ?? `no tenant's sender code matches ${mo.destination}` };
+    } else if (note !== undefined) {
+      record = { ...base, state: 'unmatched', detail: note };
+    } else {
+      const ctx: MoContext = { id: base.id, tenant: owner.tenant, source: mo.source, destination: mo.destination, suffix: owner.suffix, text, receivedAt: mo.receivedAt };
       let routed: MoRouted | undefined;
-      for (const h of this.deps.handlers) {
-        routed = await h.handle(ctx);
-        if (routed) break;
+      try {
+        for (const h of this.deps.handlers) {
+          routed = await h.handle(ctx);
+          if (routed) break;
+        }
+        record = routed
+          ? { ...base, state: routed.state, route: routed.route, ...(routed.ref !== undefined ? { ref: routed.ref } : {}), ...(routed.detail !== undefined ? { detail: routed.detail } : {}) }
+          : this.forward(base, owner.tenant);
+      } catch (e) {
+        // A handler failed (e.g. its answer was refused): the MO is still kept, visibly.
+        record = { ...base, state: 'unmatched', detail: `handler failed: ${e instanceof Error ? e.message : String(e)}` };
       }
-      if (routed) {
-        record = { ...base, state: routed.state, route: routed.route, ...(routed.ref !== undefined ? { ref: routed.ref } : {}), ...(routed.detail !== undefined ? { detail: routed.detail } : {}) };
-      } else {
-        record = this.forward(base, owner.tenant);
-      }
-      await this.write('unmatched', record);
-    } else if (!owner) {
-      record = { ...record, detail: note ?? `no tenant's sender code matches ${mo.destination}` };
-      await this.write('unmatched', record);
     }
+    // One write, after routing: it commits with (or after) the handler's own writes, and the
+    // deliver_sm_resp waits for it. A crash before it means no resp: the SMSC delivers again.
+    await this.insert(record);
     this.received.inc({ route: record.route ?? 'unmatched' });
     this.deps.metrics.dispatchSegments.inc({ outcome: 'mo-received' });
+  }
+
+  /**
+   * Store a new record under its id; when another process sharing this LMDB
+   * environment took that id meanwhile, under the next free one (bounded).
+   */
+  private async insert(record: MoRecord): Promise<void> {
+    let r = record;
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const seq = Number(r.id);
+      const row = r;
+      const done = await this.records.ifNoExists(seq, () => {
+        void this.index.put([row.tenant ?? '', row.state, seq], null);
+        void this.records.put(seq, row);
+        if (row.state === 'forward-pending') void this.forwards.put([this.now(), seq], 0);
+      });
+      if (done) return;
+      for (const key of this.records.getKeys({ reverse: true, limit: 1 })) if (key > this.lastSeq) this.lastSeq = key;
+      r = { ...r, id: String(this.nextSeq()) };
+    }
+    throw new Error('could not find a free MO id in 100 attempts');
   }
 
   /** Live push and/or the callback outbox; unmatched when the tenant has neither. */
@@ -278,7 +295,7 @@ export class MoInbox {
       if (this.pendingForwards >= this.deps.maxPendingForwards) {
         return { ...base, state: 'forward-failed', route: 'callback', detail: `forward backlog full (${this.pendingForwards}, office.mo.maxPendingForwards)${live > 0 ? `; pushed to ${live} live subscriber(s)` : ''}` };
       }
-      void this.forwards.put([this.now(), Number(base.id)], 0);
+      // The outbox entry is written with the record (insert), under its final id.
       this.setPendingForwards(this.pendingForwards + 1);
       return { ...base, state: 'forward-pending', route: 'callback', forwardAttempts: 0 };
     }
@@ -294,9 +311,8 @@ export class MoInbox {
     return this.records.put(seq, record);
   }
 
-  /** Inside a write transaction: one past the highest stored id (another process may have written since). */
+  /** A fresh id: time-ordered (ms × 1000 + a counter); insert() moves on if another process took it. */
   private nextSeq(): number {
-    for (const key of this.records.getKeys({ reverse: true, limit: 1 })) if (key > this.lastSeq) this.lastSeq = key;
     const seq = Math.max(this.lastSeq + 1, this.now() * 1000);
     this.lastSeq = seq;
     return seq;

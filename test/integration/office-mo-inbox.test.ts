@@ -64,3 +64,24 @@ t.test('MO to a code nobody owns is kept under no tenant', async (t) => {
   await box.receive({ account: 'sim', source: '8613900000016', destination: '10699999', text: 'hi', receivedAt: Date.now() });
   t.match(box.list('', 'unmatched', { limit: 10 }).items, [{ text: 'hi', detail: /no tenant's sender code matches 10699999/ }]);
 });
+
+t.test('two processes sharing one environment never overwrite each other\'s MO (same clock, same ids)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'smsgw-mo2-'));
+  const env = open({ path: join(dir, 'db'), maxDbs: 16, compression: false });
+  t.teardown(async () => {
+    await env.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const fixed = Date.parse('2026-11-22T08:00:00Z');
+  const make = (): MoInbox => new MoInbox({
+    env, senders: () => new Map([['10690002', 'city']]), handlers: [],
+    partTimeoutMs: 60_000, maxOpenParts: 100, callbackAttempts: 2, callbackTimeoutMs: 1000, maxPendingForwards: 10,
+    metrics: createMetrics(), logger: pino({ level: 'silent' }), now: () => fixed,
+  });
+  const a = make();
+  const b = make();
+  const mo = (text: string): MobileOriginated => ({ account: 'sim', source: '8613900000016', destination: '10690002', text, receivedAt: fixed });
+  await Promise.all([a.receive(mo('a1')), b.receive(mo('b1')), a.receive(mo('a2')), b.receive(mo('b2'))]);
+  const texts = a.list('city', 'unmatched', { limit: 10 }).items.map((m) => m.text).sort();
+  t.same(texts, ['a1', 'a2', 'b1', 'b2'], 'all four kept');
+});
