@@ -11,20 +11,29 @@
  *                device's ack is committed and its delivered-to-device
  *                status reached the status sink.
  * Figures: completion time and rate (devices / s), p50 / p99 per device
- * (broadcast → message received; for pda also → ack recorded), peak RSS of
- * the server process, and the time to connect (and authenticate) all
- * devices. Each run sends one warm-up broadcast first (not measured: JIT,
- * LMDB map pages, socket buffers), in both variants alike. Medians over
- * BENCH_REPEATS runs; the ratio is what to quote.
+ * (broadcast → message received; for pda also → ack recorded, and →
+ * everything appended and flushed), peak RSS of the server process, CPU per
+ * device of the server (user + system, all threads; for pda from the
+ * broadcast command to the last ack recorded, for bare the send loop) and
+ * of the devices process (to the last message received), and the time to
+ * connect (and authenticate) all devices. Each run sends one warm-up
+ * broadcast first (not measured: JIT, LMDB map pages, socket buffers), in
+ * both variants alike. Medians over BENCH_REPEATS runs; the ratio is what to
+ * quote, with the same-run ratios (bare and pda of one repeat run back to
+ * back) beside it. On a shared machine completion times swing with the
+ * load; CPU per device moves much less.
  *
  *   BENCH_DEVICES=5000 BENCH_REPEATS=3 npm run bench:pda
+ *   BENCH_WARMUPS=3 …   three warm-up broadcasts instead of one (steadier JIT state; default 1)
  *   BENCH_CPU_PROF=1 …   also writes CPU profiles of the child processes to bench/out/prof-<role>-<variant>
+ *   BENCH_CPU_PROF=broadcast …   profiles the server and the devices process over the measured broadcast
+ *                                only (bench/out/prof-pda-broadcast-<role>-<pid>.cpuprofile)
  *
  * File descriptors: each process holds N sockets; the bench refuses to start
  * when the soft limit (ulimit -n) is below N + 512 and says so.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +43,8 @@ import { envInt, median, peakRssMiB, table, wallNow, writeSummary, type Row } fr
 const N = envInt('BENCH_DEVICES', 5000);
 const REPEATS = envInt('BENCH_REPEATS', 3);
 const CONNECT_CONCURRENCY = envInt('BENCH_CONNECT_CONCURRENCY', 200);
+/** Broadcasts before the measured one (JIT, LMDB map pages, socket buffers); more than 1 measures a warmer steady state. */
+const WARMUPS = envInt('BENCH_WARMUPS', 1);
 const SELF = fileURLToPath(import.meta.url);
 const BODY = '【市公安局指挥中心】全体值班警员：今晚22:00起全市开展夜间巡逻，请各单位按预案到岗，收到请确认。';
 
@@ -51,6 +62,32 @@ function openFileLimit(): number {
   } catch {
     return NaN;
   }
+}
+
+/** BENCH_CPU_PROF=broadcast: a V8 CPU profile of this process over the measured broadcast only. */
+async function broadcastProfiler(role: string): Promise<{ start(): void; stop(): void }> {
+  if (process.env['BENCH_CPU_PROF'] !== 'broadcast') return { start: () => undefined, stop: () => undefined };
+  const session = new (await import('node:inspector')).Session();
+  session.connect();
+  let on = false;
+  return {
+    start() {
+      on = true;
+      session.post('Profiler.enable');
+      session.post('Profiler.setSamplingInterval', { interval: 100 });
+      session.post('Profiler.start');
+    },
+    stop() {
+      if (!on) return;
+      on = false;
+      session.post('Profiler.stop', (err, res) => {
+        if (err) return;
+        const dir = join(process.cwd(), 'bench', 'out');
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, `prof-pda-broadcast-${role}-${process.pid}.cpuprofile`), JSON.stringify(res.profile));
+      });
+    },
+  };
 }
 
 // ====================================================================== server process
@@ -78,8 +115,10 @@ async function serverMain(variant: Variant): Promise<void> {
     process.send?.({ ready: true, port, url: `ws://127.0.0.1:${port}/bare` });
     process.on('message', (m: { cmd: string }) => {
       if (m.cmd === 'broadcast') {
+        const cpu0 = process.cpuUsage();
         for (const ws of sockets) ws.send(frame, true);
-        process.send?.({ sent: true, sockets: sockets.size });
+        const cpu = process.cpuUsage(cpu0);
+        process.send?.({ sent: true, sockets: sockets.size, cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
       } else if (m.cmd === 'stop') process.exit(0);
     });
     return;
@@ -96,13 +135,21 @@ async function serverMain(variant: Variant): Promise<void> {
   const ackedAt = new Array<number>(N).fill(0);
   let acked = 0;
   let broadcastAt = 0;
+  let cpu0 = process.cpuUsage();
+  // Server profile: broadcast → last ack recorded.
+  const profiler = await broadcastProfiler('server-pda');
   const sink = {
     async recordPdaStates(updates: readonly { state: string; index: number }[]): Promise<void> {
       const now = wallNow();
       for (const u of updates) {
         if (u.state !== 'delivered-to-device' || ackedAt[u.index] !== 0) continue;
         ackedAt[u.index] = now;
-        if (++acked === N) process.send?.({ done: true, ackedAt: ackedAt.map((t) => t - broadcastAt) });
+        if (++acked === N) {
+          // Server CPU from the broadcast command to the last ack recorded (user + system, this process's threads).
+          const cpu = process.cpuUsage(cpu0);
+          process.send?.({ done: true, ackedAt: ackedAt.map((t) => t - broadcastAt), cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
+          profiler.stop();
+        }
       }
     },
   };
@@ -119,13 +166,15 @@ async function serverMain(variant: Variant): Promise<void> {
   process.on('message', (m: { cmd: string; at?: number; id?: string }) => {
     if (m.cmd === 'broadcast') {
       broadcastAt = m.at ?? wallNow();
+      if (m.id === 'BCAST-MEASURED') profiler.start();
+      cpu0 = process.cpuUsage();
       ackedAt.fill(0);
       acked = 0;
       const createdAt = Date.now();
       void s.channel.deliver(Array.from({ length: N }, (_, i) => ({
         messageId: m.id ?? 'BCAST', index: i, personId: `officer-${i}`, priority: 2 as const,
         createdAt, expiresAt: createdAt + 3_600_000, classification: 'police', senderUnit: '市公安局指挥中心', body: BODY,
-      }))).then(() => process.send?.({ sent: true, sockets: s.channel.readyCount }));
+      }))).then(() => process.send?.({ sent: true, sockets: s.channel.readyCount, appendedMs: wallNow() - broadcastAt }));
     } else if (m.cmd === 'stop') {
       void s.stop().then(() => {
         rmSync(dataDir, { recursive: true, force: true });
@@ -142,10 +191,18 @@ async function clientsMain(variant: Variant, url: string): Promise<void> {
   const receivedAt = new Array<number>(N).fill(0);
   let received = 0;
   let broadcastAt = 0;
+  let cpu0 = process.cpuUsage();
+  // Devices profile: broadcast → last message received.
+  const profiler = await broadcastProfiler(`devices-${variant}`);
   const onReceive = (i: number): void => {
     if (receivedAt[i] !== 0) return;
     receivedAt[i] = wallNow();
-    if (++received === N) process.send?.({ received: true, receivedAt: receivedAt.map((t) => t - broadcastAt) });
+    if (++received === N) {
+      // For pda this stops before the last acks are written (they go out in the next turn): a slight undercount.
+      const cpu = process.cpuUsage(cpu0);
+      process.send?.({ received: true, receivedAt: receivedAt.map((t) => t - broadcastAt), cpuUs: cpu.user + cpu.system });
+      profiler.stop();
+    }
   };
   const connectStart = wallNow();
   let next = 0;
@@ -176,9 +233,11 @@ async function clientsMain(variant: Variant, url: string): Promise<void> {
     await Promise.all(Array.from({ length: CONNECT_CONCURRENCY }, worker));
   }
   process.send?.({ connected: true, connectMs: wallNow() - connectStart });
-  process.on('message', (m: { cmd: string; at?: number }) => {
+  process.on('message', (m: { cmd: string; at?: number; round?: string }) => {
     if (m.cmd === 'armed') {
+      if (m.round === 'MEASURED') profiler.start();
       broadcastAt = m.at ?? 0;
+      cpu0 = process.cpuUsage();
       receivedAt.fill(0);
       received = 0;
       process.send?.({ armed: true });
@@ -196,7 +255,7 @@ interface Child {
 
 function child(args: string[]): Child {
   // BENCH_CPU_PROF=1: V8 CPU profiles of the child processes, to see where the time goes.
-  const prof = process.env['BENCH_CPU_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', join(process.cwd(), 'bench', 'out', `prof-${args[0]}-${args[1]}`)] : [];
+  const prof = process.env['BENCH_CPU_PROF'] === '1' ? ['--cpu-prof', '--cpu-prof-dir', join(process.cwd(), 'bench', 'out', `prof-${args[0]}-${args[1]}`)] : [];
   const proc = fork(SELF, args, { execArgv: ['--import', 'tsx', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const inbox: Array<Record<string, unknown>> = [];
   const waiters: Array<() => void> = [];
@@ -237,8 +296,16 @@ interface RunResult {
   readonly receiveP99: number;
   readonly ackP50?: number;
   readonly ackP99?: number;
+  /** pda: broadcast → every copy appended and flushed (`deliver` resolved). */
+  readonly appendedMs?: number;
   readonly connectMs: number;
   readonly serverRssMiB: number;
+  /** Server process CPU (user + system) per device for the measured broadcast: bare = the send loop; pda = broadcast → last ack recorded. */
+  readonly serverCpuUsPerDevice: number;
+  /** …of which in the kernel (socket writes and reads, loopback TCP). */
+  readonly serverSysUsPerDevice: number;
+  /** Devices process CPU per device, broadcast → last message received. */
+  readonly clientCpuUsPerDevice: number;
 }
 
 async function runOnce(variant: Variant): Promise<RunResult> {
@@ -250,25 +317,36 @@ async function runOnce(variant: Variant): Promise<RunResult> {
       clients.proc.send({ keys: ready.keys ?? [] });
       const { connectMs } = await clients.next<{ connectMs: number }>((m) => m['connected'] === true, 600_000, `${N} devices connected`);
       // One warm-up broadcast, not measured (JIT, LMDB map pages, socket buffers), then the measured one.
-      let rec: { receivedAt: number[] } | undefined;
-      for (const round of ['WARMUP', 'MEASURED']) {
+      let rec: { receivedAt: number[]; cpuUs: number } | undefined;
+      let sentCpuUs = NaN;
+      let sentSysUs = NaN;
+      let appendedMs = NaN;
+      const rounds = [...Array.from({ length: WARMUPS }, (_, k) => (k === 0 ? 'WARMUP' : `WARMUP${k + 1}`)), 'MEASURED'];
+      for (const round of rounds) {
         await sleep(1000); // let both processes settle (after the connection storm, after the warm-up)
         const at = wallNow();
-        clients.proc.send({ cmd: 'armed', at });
+        clients.proc.send({ cmd: 'armed', at, round });
         await clients.next((m) => m['armed'] === true, 30_000, 'devices armed');
         server.proc.send({ cmd: 'broadcast', at, id: `BCAST-${round}` });
-        const sent = await server.next<{ sockets: number }>((m) => m['sent'] === true, 120_000, 'broadcast sent');
+        const sent = await server.next<{ sockets: number; cpuUs?: number; sysUs?: number; appendedMs?: number }>((m) => m['sent'] === true, 120_000, 'broadcast sent');
         if (sent.sockets !== N) throw new Error(`${sent.sockets} sessions at broadcast, expected ${N}`);
-        rec = await clients.next<{ receivedAt: number[] }>((m) => m['received'] === true, 300_000, 'every device received');
-        if (round === 'WARMUP' && variant === 'pda') await server.next((m) => m['done'] === true, 300_000, 'warm-up acked');
+        sentCpuUs = sent.cpuUs ?? NaN;
+        sentSysUs = sent.sysUs ?? NaN;
+        appendedMs = sent.appendedMs ?? NaN;
+        rec = await clients.next<{ receivedAt: number[]; cpuUs: number }>((m) => m['received'] === true, 300_000, 'every device received');
+        if (round !== 'MEASURED' && variant === 'pda') await server.next((m) => m['done'] === true, 300_000, 'warm-up acked');
         if (round === 'MEASURED') break;
       }
       if (!rec) throw new Error('no measured round');
       const receive = [...rec.receivedAt].sort((a, b) => a - b);
       let completionMs = receive[receive.length - 1] as number;
       let ack: number[] | undefined;
+      let serverCpuUs = sentCpuUs;
+      let serverSysUs = sentSysUs;
       if (variant === 'pda') {
-        const done = await server.next<{ ackedAt: number[] }>((m) => m['done'] === true, 300_000, 'every ack recorded');
+        const done = await server.next<{ ackedAt: number[]; cpuUs: number; sysUs: number }>((m) => m['done'] === true, 300_000, 'every ack recorded');
+        serverCpuUs = done.cpuUs;
+        serverSysUs = done.sysUs;
         ack = [...done.ackedAt].sort((a, b) => a - b);
         completionMs = ack[ack.length - 1] as number;
       }
@@ -281,6 +359,10 @@ async function runOnce(variant: Variant): Promise<RunResult> {
         ...(ack ? { ackP50: quantile(ack, 0.5), ackP99: quantile(ack, 0.99) } : {}),
         connectMs,
         serverRssMiB,
+        ...(variant === 'pda' ? { appendedMs } : {}),
+        serverCpuUsPerDevice: serverCpuUs / N,
+        serverSysUsPerDevice: serverSysUs / N,
+        clientCpuUsPerDevice: rec.cpuUs / N,
       };
     } finally {
       await clients.stop();
@@ -311,21 +393,29 @@ async function parentMain(): Promise<void> {
     { metric: 'completion time (all acked / all received)', value: med('pda', 'completionMs'), unit: 'ms', baseline: med('bare', 'completionMs'), baselineName: 'bare uWS' },
     { metric: 'per device p50: broadcast → received', value: med('pda', 'receiveP50'), unit: 'ms', baseline: med('bare', 'receiveP50'), baselineName: 'bare uWS' },
     { metric: 'per device p99: broadcast → received', value: med('pda', 'receiveP99'), unit: 'ms', baseline: med('bare', 'receiveP99'), baselineName: 'bare uWS' },
+    { metric: 'broadcast → all copies appended and flushed', value: med('pda', 'appendedMs'), unit: 'ms' },
     { metric: 'per device p50: broadcast → ack recorded', value: med('pda', 'ackP50'), unit: 'ms' },
     { metric: 'per device p99: broadcast → ack recorded', value: med('pda', 'ackP99'), unit: 'ms' },
     { metric: 'server peak RSS', value: med('pda', 'serverRssMiB'), unit: 'MiB', baseline: med('bare', 'serverRssMiB'), baselineName: 'bare uWS' },
+    { metric: 'server CPU per device (user + system)', value: med('pda', 'serverCpuUsPerDevice'), unit: 'µs', baseline: med('bare', 'serverCpuUsPerDevice'), baselineName: 'bare uWS send loop' },
+    { metric: '…of which system (kernel: sockets)', value: med('pda', 'serverSysUsPerDevice'), unit: 'µs', baseline: med('bare', 'serverSysUsPerDevice'), baselineName: 'bare uWS send loop' },
+    { metric: 'devices-process CPU per device', value: med('pda', 'clientCpuUsPerDevice'), unit: 'µs', baseline: med('bare', 'clientCpuUsPerDevice'), baselineName: 'bare uWS' },
     { metric: `connect${' + authenticate'} all devices`, value: med('pda', 'connectMs'), unit: 'ms', baseline: med('bare', 'connectMs'), baselineName: 'bare uWS (no auth)' },
   ];
-  const out = table(`PDA broadcast: ${N.toLocaleString('en-US')} devices over loopback, median of ${REPEATS}`, rows);
-  process.stdout.write(`\n${out}\n\n`);
+  const out = table(`PDA broadcast: ${N.toLocaleString('en-US')} devices over loopback, median of ${REPEATS}, ${WARMUPS} warm-up broadcast(s)`, rows);
+  // Each repeat runs bare then pda back to back: their ratio shares the machine's load at that moment.
+  const sameRun = runs.pda.map((p, i) => p.ratePerSec / (runs.bare[i] as RunResult).ratePerSec);
+  process.stdout.write(`\n${out}\n\nsame-run ratios (pda / bare, per repeat): ${sameRun.map((r) => `${r.toFixed(2)}×`).join(' ')}; median ${median(sameRun).toFixed(2)}×\n\n`);
   const ratio = med('pda', 'ratePerSec') / bareRate;
   const summary = {
     bench: 'pda',
     devices: N,
     repeats: REPEATS,
+    warmups: WARMUPS,
     node: process.version,
     target: { ratio: 0.5, met: ratio >= 0.5 },
     ratio,
+    sameRunRatios: sameRun,
     medians: {
       pda: Object.fromEntries((Object.keys(runs.pda[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('pda', k)])),
       bare: Object.fromEntries((Object.keys(runs.bare[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('bare', k)])),
@@ -333,7 +423,7 @@ async function parentMain(): Promise<void> {
     runs,
   };
   const file = writeSummary('pda', summary);
-  process.stdout.write(`JSON summary: ${file}\n${JSON.stringify({ ratio: summary.ratio, target: summary.target, medians: summary.medians })}\n`);
+  process.stdout.write(`JSON summary: ${file}\n${JSON.stringify({ ratio: summary.ratio, sameRunRatios: sameRun, target: summary.target, medians: summary.medians })}\n`);
 }
 
 const [role, variant, url] = process.argv.slice(2);

@@ -26,6 +26,7 @@ import {
   MAX_PRIORITY,
   MAX_SENDER_UNIT_BYTES,
   MESSAGE_ID_PATTERN,
+  MessageTemplate,
   reasonName,
   type CloseReason,
 } from './codec.js';
@@ -33,7 +34,7 @@ import { DeviceRegistry } from './device-registry.js';
 import { KeyVault } from './keys.js';
 import { PdaSession, type SessionLimits, type SessionSocket } from './session.js';
 import { StatusRelay } from './status-relay.js';
-import { PdaStore, type PdaTx, type TxEffects } from './store.js';
+import { PdaStore, type PdaTx, type StoredBody, type TxEffects, type UnsentEntry } from './store.js';
 import type { PdaMessage, PdaStatusSink } from './types.js';
 
 /** Recipients in one `deliver` call. */
@@ -51,6 +52,8 @@ export const DELIVER_TXN_RECIPIENTS = 1000;
 export const MAX_DEVICES_PER_RECIPIENT = 64;
 /** Acknowledgement work items waiting for the next commit, all sessions. */
 export const MAX_QUEUED_WORK = 200_000;
+/** Encoded MESSAGE frames kept per body (one per createdAt × priority seen; a broadcast needs one). */
+const TEMPLATES_PER_BODY = 4;
 /** Expiry rows handled per transaction, and transactions per sweep. */
 const EXPIRY_ROWS_PER_TXN = 5_000;
 const EXPIRY_TXNS_PER_SWEEP = 20;
@@ -102,13 +105,23 @@ export class PdaChannel {
   private readonly sweepTimer: NodeJS.Timeout;
   private sweeping: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
-  private readonly frameCounters = new Map<string, { inc(): void }>();
+  /** Counts not yet published to the metrics (see countsChanged). Keys: frame types, at most a dozen. */
+  private readonly frameCounts = new Map<string, { readonly counter: { inc(n: number): void }; n: number }>();
+  private readonly sentFirst: { inc(n: number): void };
+  private readonly sentRedelivery: { inc(n: number): void };
+  private sentFirstN = 0;
+  private sentRedeliveryN = 0;
+  private countsPending = false;
+  /** Encoded MESSAGE frames by body object (WeakMap: they go when the store's body cache lets the body go). */
+  private readonly templates = new WeakMap<StoredBody, Array<{ createdAt: number; lane: number; messageId: string; expiresAt: number; template: MessageTemplate }>>();
   /** Devices with appends committed and not yet flushed (at most one entry per device being appended to). */
   private readonly unflushed = new Map<string, { through: number; pending: number }>();
 
   private constructor(private readonly opts: PdaChannelOptions) {
     const c = opts.config;
     this.metrics = opts.metrics;
+    this.sentFirst = opts.metrics.pdaMessagesSent.labels({ kind: 'first' });
+    this.sentRedelivery = opts.metrics.pdaMessagesSent.labels({ kind: 'redelivery' });
     this.logger = opts.logger.child({ component: 'pda' });
     this.now = opts.now ?? Date.now;
     const keyTtlMs = parseIsoDuration(c.keyTtl);
@@ -191,7 +204,8 @@ export class PdaChannel {
       throw new GatewayError('VALIDATION', `at most ${MAX_DELIVER_BATCH} recipients per deliver call`, { details: [{ field: '/', message: `has ${messages.length}` }] });
     }
     const problems: FieldProblem[] = [];
-    messages.forEach((m, i) => checkMessage(m, i, this.opts.config.maxBodyBytes, problems));
+    const checked: CheckedText = { messageId: undefined, classification: undefined, body: undefined, senderUnit: undefined };
+    messages.forEach((m, i) => checkMessage(m, i, this.opts.config.maxBodyBytes, problems, checked));
     if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems.slice(0, 20) });
     if (this.store.statusBacklog > this.opts.config.maxStatusBacklog) {
       throw new GatewayError('OVERLOADED', `${this.store.statusBacklog} PDA status updates wait for the receipt store`);
@@ -224,7 +238,7 @@ export class PdaChannel {
           append(chunks[k] as PdaMessage[], tx);
           // Not to be sent before the flush (store.write explains why); released in afterCommit.
           held = [...tx.fx.appended.keys()];
-          for (const [dev, first] of tx.fx.appended) this.hold(dev, first - 1);
+          for (const [dev, fresh] of tx.fx.appended) this.hold(dev, (fresh[0] as UnsentEntry).seq - 1);
           if (k + 1 < chunks.length) setImmediate(() => start(k + 1));
         }, now, true).then(({ fx }) => {
           total.copies += fx.outboxDelta;
@@ -294,12 +308,13 @@ export class PdaChannel {
   }
 
   countFrame(type: string): void {
-    let c = this.frameCounters.get(type);
+    let c = this.frameCounts.get(type);
     if (!c) {
-      c = this.metrics.pdaFramesIn.labels({ type });
-      this.frameCounters.set(type, c);
+      c = { counter: this.metrics.pdaFramesIn.labels({ type }), n: 0 };
+      this.frameCounts.set(type, c);
     }
-    c.inc();
+    c.n++;
+    this.countsChanged();
   }
 
   countHandshake(outcome: string): void {
@@ -307,14 +322,62 @@ export class PdaChannel {
   }
 
   countSent(redelivery: boolean): void {
-    this.metrics.pdaMessagesSent.inc({ kind: redelivery ? 'redelivery' : 'first' });
+    if (redelivery) this.sentRedeliveryN++;
+    else this.sentFirstN++;
+    this.countsChanged();
+  }
+
+  /**
+   * The MESSAGE frame of an entry, encoded once per (body, createdAt, lane)
+   * and re-stamped per device (codec.ts MessageTemplate). Kept with the body
+   * object (the store caches those, bounded), at most TEMPLATES_PER_BODY.
+   */
+  messageTemplate(u: UnsentEntry, body: StoredBody): MessageTemplate {
+    const e = u.entry;
+    let list = this.templates.get(body);
+    if (!list) {
+      list = [];
+      this.templates.set(body, list);
+    }
+    for (const t of list) if (t.createdAt === e.t && t.lane === u.lane && t.messageId === e.m && t.expiresAt === e.x) return t.template;
+    const template = new MessageTemplate({
+      type: 'message', priority: u.lane, createdAt: e.t, expiresAt: e.x, messageId: e.m, classification: body.c, senderUnit: body.u, body: body.b,
+    });
+    if (list.length >= TEMPLATES_PER_BODY) list.shift();
+    list.push({ createdAt: e.t, lane: u.lane, messageId: e.m, expiresAt: e.x, template });
+    return template;
   }
 
   inflightChanged(delta: number): void {
     if (delta === 0) return;
     this.inflightTotal += delta;
-    this.metrics.pdaInflight.set(this.inflightTotal);
+    this.countsChanged();
   }
+
+  /**
+   * Per-frame counts go to the metrics once per event-loop turn (setImmediate),
+   * not once per frame: a prom-client inc hashes its labels every call
+   * (~1 µs), and a broadcast counts 10,000 frames, each ACK arriving in its
+   * own uWS callback. A scrape sees them at most one loop turn late.
+   */
+  private countsChanged(): void {
+    if (this.countsPending) return;
+    this.countsPending = true;
+    setImmediate(this.publishCounts);
+  }
+
+  private readonly publishCounts = (): void => {
+    this.countsPending = false;
+    for (const c of this.frameCounts.values()) {
+      if (c.n > 0) c.counter.inc(c.n);
+      c.n = 0;
+    }
+    if (this.sentFirstN > 0) this.sentFirst.inc(this.sentFirstN);
+    if (this.sentRedeliveryN > 0) this.sentRedelivery.inc(this.sentRedeliveryN);
+    this.sentFirstN = 0;
+    this.sentRedeliveryN = 0;
+    this.metrics.pdaInflight.set(this.inflightTotal);
+  };
 
   // ---------------------------------------------------------------- shutdown
 
@@ -390,7 +453,7 @@ export class PdaChannel {
         for (const w of items) {
           if (w.kind === 'ack') {
             const s = w.session;
-            this.store.ack(tx, { deviceId: w.deviceId, cumulative: w.cumulative, selective: w.selective, settledThrough: w.from, laneOf: (seq) => s.laneOf(seq) });
+            this.store.ack(tx, { deviceId: w.deviceId, cumulative: w.cumulative, selective: w.selective, settledThrough: w.from, sent: s });
           } else if (w.kind === 'read') this.store.read(tx, w.deviceId, w.seqs);
           else this.store.noteSent(tx, w.deviceId, w.high);
         }
@@ -454,8 +517,9 @@ export class PdaChannel {
     if (fx.refusedNoDevice > 0) this.metrics.pdaOutboxRefused.inc({ reason: 'no-device' }, fx.refusedNoDevice);
     for (const s of fx.latencies) this.metrics.pdaAppendToAckSeconds.observe(s);
     if (fx.statuses > 0) this.relay.kick();
+    for (const [dev, cur] of fx.cursors) this.ready.get(dev)?.outboxChanged(cur.c);
     for (const [dev, seqs] of fx.expiredSeqs) this.ready.get(dev)?.expired(seqs);
-    for (const dev of fx.appended.keys()) this.ready.get(dev)?.pump();
+    for (const [dev, fresh] of fx.appended) this.ready.get(dev)?.appended(fresh);
   }
 
   private tick(): void {
@@ -469,27 +533,45 @@ export class PdaChannel {
   }
 }
 
-function checkMessage(m: PdaMessage, i: number, maxBodyBytes: number, out: FieldProblem[]): void {
-  const at = (f: string): string => `/${i}/${f}`;
-  const bad = (f: string, message: string): void => {
-    out.push({ field: at(f), message });
-  };
-  if (typeof m.messageId !== 'string' || !MESSAGE_ID_PATTERN.test(m.messageId)) bad('messageId', '1-64 printable ASCII characters');
-  if (!Number.isInteger(m.index) || m.index < 0 || m.index > 0x7fff_ffff) bad('index', 'a non-negative integer');
-  if ((m.personId === undefined) === (m.deviceIds === undefined)) bad('personId', 'give exactly one of personId and deviceIds');
-  if (m.personId !== undefined && (typeof m.personId !== 'string' || m.personId.length === 0 || m.personId.length > 128)) bad('personId', '1-128 characters');
+function problem(out: FieldProblem[], i: number, field: string, message: string): void {
+  out.push({ field: `/${i}/${field}`, message });
+}
+
+/** The last texts found valid in a `deliver` call: the recipients of a message share them (not checked 5,000 times). */
+interface CheckedText {
+  messageId: string | undefined;
+  classification: string | undefined;
+  body: string | undefined;
+  senderUnit: string | undefined;
+}
+
+function checkMessage(m: PdaMessage, i: number, maxBodyBytes: number, out: FieldProblem[], checked: CheckedText): void {
+  if (m.messageId !== checked.messageId) {
+    if (typeof m.messageId !== 'string' || !MESSAGE_ID_PATTERN.test(m.messageId)) problem(out, i, 'messageId', '1-64 printable ASCII characters');
+    else checked.messageId = m.messageId;
+  }
+  if (!Number.isInteger(m.index) || m.index < 0 || m.index > 0x7fff_ffff) problem(out, i, 'index', 'a non-negative integer');
+  if ((m.personId === undefined) === (m.deviceIds === undefined)) problem(out, i, 'personId', 'give exactly one of personId and deviceIds');
+  if (m.personId !== undefined && (typeof m.personId !== 'string' || m.personId.length === 0 || m.personId.length > 128)) problem(out, i, 'personId', '1-128 characters');
   if (m.deviceIds !== undefined) {
-    if (!Array.isArray(m.deviceIds) || m.deviceIds.length === 0 || m.deviceIds.length > MAX_DEVICES_PER_RECIPIENT) bad('deviceIds', `1-${MAX_DEVICES_PER_RECIPIENT} device ids`);
-    else if (!m.deviceIds.every((d) => typeof d === 'string' && DEVICE_ID_PATTERN.test(d))) bad('deviceIds', 'device ids are 1-64 of A-Z a-z 0-9 . _ : -');
+    if (!Array.isArray(m.deviceIds) || m.deviceIds.length === 0 || m.deviceIds.length > MAX_DEVICES_PER_RECIPIENT) problem(out, i, 'deviceIds', `1-${MAX_DEVICES_PER_RECIPIENT} device ids`);
+    else if (!m.deviceIds.every((d) => typeof d === 'string' && DEVICE_ID_PATTERN.test(d))) problem(out, i, 'deviceIds', 'device ids are 1-64 of A-Z a-z 0-9 . _ : -');
   }
-  if (!Number.isInteger(m.priority) || m.priority < 0 || m.priority > MAX_PRIORITY) bad('priority', '0 (routine), 1 (urgent) or 2 (flash)');
-  if (!Number.isSafeInteger(m.expiresAt) || m.expiresAt < 0) bad('expiresAt', 'epoch milliseconds');
-  if (m.createdAt !== undefined && (!Number.isSafeInteger(m.createdAt) || m.createdAt < 0)) bad('createdAt', 'epoch milliseconds');
-  if (typeof m.classification !== 'string' || !CLASSIFICATION_PATTERN.test(m.classification)) bad('classification', '0-32 of a-z 0-9 -');
-  if (typeof m.senderUnit !== 'string' || Buffer.byteLength(m.senderUnit, 'utf8') > MAX_SENDER_UNIT_BYTES || LONE_SURROGATE.test(m.senderUnit)) {
-    bad('senderUnit', `well-formed text of at most ${MAX_SENDER_UNIT_BYTES} UTF-8 bytes`);
+  if (!Number.isInteger(m.priority) || m.priority < 0 || m.priority > MAX_PRIORITY) problem(out, i, 'priority', '0 (routine), 1 (urgent) or 2 (flash)');
+  if (!Number.isSafeInteger(m.expiresAt) || m.expiresAt < 0) problem(out, i, 'expiresAt', 'epoch milliseconds');
+  if (m.createdAt !== undefined && (!Number.isSafeInteger(m.createdAt) || m.createdAt < 0)) problem(out, i, 'createdAt', 'epoch milliseconds');
+  if (m.classification !== checked.classification) {
+    if (typeof m.classification !== 'string' || !CLASSIFICATION_PATTERN.test(m.classification)) problem(out, i, 'classification', '0-32 of a-z 0-9 -');
+    else checked.classification = m.classification;
   }
-  if (typeof m.body !== 'string' || Buffer.byteLength(m.body, 'utf8') > maxBodyBytes || LONE_SURROGATE.test(m.body)) {
-    bad('body', `well-formed text of at most ${maxBodyBytes} UTF-8 bytes (pda.maxBodyBytes)`);
+  if (m.senderUnit !== checked.senderUnit) {
+    if (typeof m.senderUnit !== 'string' || Buffer.byteLength(m.senderUnit, 'utf8') > MAX_SENDER_UNIT_BYTES || LONE_SURROGATE.test(m.senderUnit)) {
+      problem(out, i, 'senderUnit', `well-formed text of at most ${MAX_SENDER_UNIT_BYTES} UTF-8 bytes`);
+    } else checked.senderUnit = m.senderUnit;
+  }
+  if (m.body !== checked.body) {
+    if (typeof m.body !== 'string' || Buffer.byteLength(m.body, 'utf8') > maxBodyBytes || LONE_SURROGATE.test(m.body)) {
+      problem(out, i, 'body', `well-formed text of at most ${maxBodyBytes} UTF-8 bytes (pda.maxBodyBytes)`);
+    } else checked.body = m.body;
   }
 }

@@ -41,6 +41,21 @@ export interface PdaClientState {
   readonly seenIds: Set<string>;
 }
 
+/**
+ * Clients with an ACK due, flushed by one setImmediate for all of them: a
+ * simulator holding 5,000 devices schedules one callback per event-loop
+ * turn, not one per device.
+ */
+const ackDue = new Set<PdaClient>();
+let ackFlushScheduled = false;
+
+function flushDueAcks(): void {
+  ackFlushScheduled = false;
+  const due = [...ackDue];
+  ackDue.clear();
+  for (const c of due) c.ack();
+}
+
 export function newClientState(): PdaClientState {
   return { lastAck: 0, above: new Set(), seenIds: new Set() };
 }
@@ -64,6 +79,8 @@ export interface PdaClientOptions {
   readonly heartbeat?: boolean;
   readonly handshakeTimeoutMs?: number;
   readonly protocolVersion?: number;
+  /** wss://: certificates to trust instead of the system's (PEM), e.g. a private CA or a self-signed server certificate. */
+  readonly ca?: string | Buffer | ReadonlyArray<string | Buffer>;
   /** For TLS test setups with a self-signed certificate. */
   readonly rejectUnauthorized?: boolean;
 }
@@ -116,6 +133,7 @@ export class PdaClient {
       perMessageDeflate: false,
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
+      ...(opts.ca !== undefined ? { ca: opts.ca as string | Buffer | Array<string | Buffer> } : {}),
       ...(opts.rejectUnauthorized !== undefined ? { rejectUnauthorized: opts.rejectUnauthorized } : {}),
     });
     this.ws.binaryType = 'nodebuffer';
@@ -143,9 +161,17 @@ export class PdaClient {
 
   /** Send an ACK now for everything received and not yet acknowledged. */
   ack(): void {
-    this.ackScheduled = false;
+    if (this.ackScheduled) {
+      this.ackScheduled = false;
+      ackDue.delete(this);
+    }
     if (!this.needAck || this.ws.readyState !== WebSocket.OPEN) return;
-    const above = [...this.pendingAck].filter((s) => s > this.state.lastAck).sort((a, b) => a - b);
+    let above: number[];
+    if (this.pendingAck.size === 1) {
+      // The common case (one message this turn): no sort.
+      const only = this.pendingAck.values().next().value as number;
+      above = only > this.state.lastAck ? [only] : [];
+    } else above = [...this.pendingAck].filter((s) => s > this.state.lastAck).sort((a, b) => a - b);
     const selective = above.slice(0, MAX_ACK_LIST);
     this.pendingAck.clear();
     for (const s of above.slice(MAX_ACK_LIST)) this.pendingAck.add(s);
@@ -214,7 +240,11 @@ export class PdaClient {
   private scheduleAck(): void {
     if (this.ackScheduled || this.opts.autoAck === false) return;
     this.ackScheduled = true;
-    setImmediate(() => this.ack());
+    ackDue.add(this);
+    if (!ackFlushScheduled) {
+      ackFlushScheduled = true;
+      setImmediate(flushDueAcks);
+    }
   }
 
   private onData(data: Buffer, isBinary: boolean): void {

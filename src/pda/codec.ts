@@ -255,6 +255,8 @@ class Reader {
 
 const fail = (reason: CloseReason, detail: string): DecodeResult => ({ ok: false, reason, detail });
 const bad = (detail: string): DecodeResult => fail(CLOSE_REASON.PROTOCOL_ERROR, detail);
+/** Frames whose header seq is unused must carry 0. */
+const noSeq = (type: FrameKind, seq: number): DecodeResult | undefined => (seq !== 0 ? bad(`${type}: seq must be 0`) : undefined);
 
 /** Checked text field: `lenBytes` length prefix (1 or 2), at most `max` bytes of valid UTF-8. */
 function text(r: Reader, lenBytes: 1 | 2, max: number, name: string): string | DecodeResult {
@@ -303,7 +305,6 @@ export function decodeFrame(input: Uint8Array, maxBytes: number = MAX_FRAME_BYTE
   if (type === undefined) return fail(CLOSE_REASON.UNKNOWN_FRAME, `unknown frame type 0x${typeByte.toString(16).padStart(2, '0')}`);
   if (type === 'message' ? (flags & ~FLAG_REDELIVERY) !== 0 : flags !== 0) return bad(`${type}: reserved flag bits set (0x${flags.toString(16)})`);
   const r = new Reader(buf);
-  const noSeq = (): DecodeResult | undefined => (seq !== 0 ? bad(`${type}: seq must be 0`) : undefined);
   let frame: Frame;
   switch (type) {
     case 'hello': {
@@ -317,7 +318,7 @@ export function decodeFrame(input: Uint8Array, maxBytes: number = MAX_FRAME_BYTE
       break;
     }
     case 'challenge': {
-      const e = noSeq();
+      const e = noSeq(type, seq);
       if (e) return e;
       if (r.left !== 2 + 4 + NONCE_BYTES) return bad('challenge: wrong size');
       const version = r.u16();
@@ -327,7 +328,7 @@ export function decodeFrame(input: Uint8Array, maxBytes: number = MAX_FRAME_BYTE
       break;
     }
     case 'response': {
-      const e = noSeq();
+      const e = noSeq(type, seq);
       if (e) return e;
       if (r.left !== MAC_BYTES) return bad('response: wrong size');
       frame = { type, mac: Uint8Array.from(r.bytes(MAC_BYTES)) };
@@ -377,7 +378,7 @@ export function decodeFrame(input: Uint8Array, maxBytes: number = MAX_FRAME_BYTE
       break;
     }
     case 'read': {
-      const e = noSeq();
+      const e = noSeq(type, seq);
       if (e) return e;
       const list = seqList(r, 0, 'read');
       if (!Array.isArray(list)) return list;
@@ -392,7 +393,7 @@ export function decodeFrame(input: Uint8Array, maxBytes: number = MAX_FRAME_BYTE
       break;
     }
     case 'close': {
-      const e = noSeq();
+      const e = noSeq(type, seq);
       if (e) return e;
       if (r.left < 3) return bad('close: truncated');
       const reason = r.u16();
@@ -564,6 +565,39 @@ export function encodeFrame(frame: Frame): Buffer {
       b.write(frame.text, 13, 'utf8');
       return b;
     }
+  }
+}
+
+/** Offsets of the per-device fields of a MESSAGE frame (everything else is the same for every copy). */
+const MESSAGE_FLAGS_AT = 1;
+const MESSAGE_SEQ_AT = 2;
+const MESSAGE_FLOOR_AT = HEADER_BYTES;
+
+/**
+ * A MESSAGE frame encoded once and re-stamped per device: a broadcast to
+ * 5,000 devices encodes (and validates) its text once, then writes only
+ * flags, seq and floor into the same bytes before each send. `stamp`
+ * returns the shared buffer: the caller must hand it to a transport that
+ * copies it (uWS `send` does) before stamping it again.
+ */
+export class MessageTemplate {
+  private readonly bytes: Buffer;
+
+  /** `seq`, `floor` and `redelivery` of `frame` are placeholders (stamped per send). */
+  constructor(frame: Omit<MessageFrame, 'seq' | 'floor' | 'redelivery'>) {
+    this.bytes = encodeFrame({ ...frame, seq: 1, floor: 1, redelivery: false });
+  }
+
+  /** The frame for one device; byte for byte what `encodeFrame` gives for the whole frame. */
+  stamp(seq: number, floor: number, redelivery: boolean): Buffer {
+    checkU32(seq, 'message seq', 1);
+    checkU32(floor, 'message floor', 1);
+    if (floor > seq) invalid('message floor above seq');
+    const b = this.bytes;
+    b[MESSAGE_FLAGS_AT] = redelivery ? FLAG_REDELIVERY : 0;
+    b.writeUInt32BE(seq, MESSAGE_SEQ_AT);
+    b.writeUInt32BE(floor, MESSAGE_FLOOR_AT);
+    return b;
   }
 }
 

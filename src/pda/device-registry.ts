@@ -121,7 +121,7 @@ export class DeviceRegistry {
   }
 
   /** Active devices of a person (committed state; inside a write, what that transaction sees). */
-  activeDevicesOf(personId: string): string[] {
+  activeDevicesOf(personId: string): readonly string[] {
     return this.store.activeDevicesOf(personId);
   }
 

@@ -35,13 +35,13 @@ import {
 } from './codec.js';
 import { newNonce } from './keys.js';
 import type { PdaChannel } from './channel.js';
-import { LANES } from './store.js';
+import { LANES, type UnsentEntry } from './store.js';
 
 export type SendOutcome = 'ok' | 'backpressure' | 'dropped';
 
 /** What a session needs from its transport. */
 export interface SessionSocket {
-  /** Send one binary frame. */
+  /** Send one binary frame. Must copy it (or write it out) before returning: the caller reuses the bytes. */
   send(frame: Uint8Array): SendOutcome;
   /** Bytes buffered for this socket and not yet written. */
   bufferedAmount(): number;
@@ -79,8 +79,8 @@ export class PdaSession {
   private nonceSentAt = 0;
   /** The client already has everything ≤ this (HELLO lastAck): not sent again. */
   private skipThrough = 0;
-  /** seq → lane of MESSAGE frames sent and not yet acknowledged. */
-  readonly inflight = new Map<number, number>();
+  /** seq → what was sent under it (lane, entry), for MESSAGE frames not yet acknowledged. */
+  readonly inflight = new Map<number, UnsentEntry>();
   /** Highest sequence sent per lane in this session. */
   private readonly laneSent: number[] = new Array<number>(LANES).fill(0);
   /** Highest sequence sent in this session / in earlier sessions (from the cursor). */
@@ -88,6 +88,25 @@ export class PdaSession {
   private earlierSentHigh = 0;
   private lastProgressAt = 0;
   private pumping = false;
+  /**
+   * Entries in the device's outbox as of the latest commit that changed it
+   * (read at WELCOME, then told by the channel after every commit): when
+   * every one is in flight, a pump has nothing to read.
+   */
+  private outboxCount = 0;
+  /**
+   * Every committed entry of every lane has been read (sent or skipped) by
+   * this session, as far as the commits it was told about go: the last pass
+   * read each lane to its end, and every append since was sent whole from
+   * `appended`. Only then may fresh appends be sent without a read — they
+   * are the only unsent entries. Any pass or hand-off that stops early
+   * clears it; the next full pass sets it again.
+   */
+  private drained = false;
+  /** A hand-off arrived while a pass was running: pump again after it. */
+  private repump = false;
+  /** The hand-off being sent (`sendFresh`). */
+  private fresh: readonly UnsentEntry[] = [];
   /**
    * Every sequence below this is settled. Exact at WELCOME; afterwards a
    * valid lower bound (sequences only grow), refreshed when expiry opens a
@@ -242,10 +261,13 @@ export class PdaSession {
     }
     this.channel.countHandshake('ok');
     this.phase = 'ready';
-    this.earlierSentHigh = this.channel.store.cursorOf(deviceId)?.s ?? 0;
     this.channel.sessionReady(this);
     if (this.phase !== 'ready') return; // refused while attaching (shutting down)
     const cursor = this.channel.store.cursorOf(deviceId);
+    this.earlierSentHigh = cursor?.s ?? 0;
+    this.outboxCount = cursor?.c ?? 0;
+    // Nothing committed for this device yet: whatever comes next comes through `appended`, in commit order.
+    this.drained = this.outboxCount === 0;
     this.floor = this.channel.store.floor(deviceId);
     this.settledThrough = this.floor - 1;
     this.socket.send(encodeFrame({
@@ -270,9 +292,14 @@ export class PdaSession {
     if (f.cumulative > this.settledThrough) this.settledThrough = f.cumulative;
   }
 
-  /** Lane of a sequence in flight (a hint for the ack transaction). */
-  laneOf(seq: number): number | undefined {
+  /** What this session sent under a sequence still in flight (lets the ack transaction skip the lookups). */
+  sentAs(seq: number): UnsentEntry | undefined {
     return this.inflight.get(seq);
+  }
+
+  /** A commit changed the device's outbox: it now holds `entries`. */
+  outboxChanged(entries: number): void {
+    this.outboxCount = entries;
   }
 
   /** An ack of this session was committed. */
@@ -297,56 +324,144 @@ export class PdaSession {
 
   /** Send what the window and the socket allow: highest lane first, each lane in sequence order. */
   pump(): void {
-    if (this.phase !== 'ready' || this.pumping) return;
-    const dev = this.deviceId as string;
-    let room = this.limits.window - this.inflight.size;
-    if (room <= 0 || this.socket.bufferedAmount() >= this.limits.highWaterBytes) return;
+    if (this.phase !== 'ready') return;
+    if (this.pumping) {
+      this.repump = true;
+      return;
+    }
+    const p = this.pass;
+    p.room = this.limits.window - this.inflight.size;
+    // Entries not yet accounted for (committed count minus those in flight): none, no pass (the common case
+    // after an ack). Stale by acks committed but not yet applied here, it can only skip a pass too early,
+    // and applying those acks pumps again.
+    if (p.room <= 0 || this.outboxCount - this.inflight.size <= 0) return;
+    this.run(this.sendPass);
+  }
+
+  /**
+   * A commit appended `fresh` to this device's outbox (sequence order). When
+   * everything before was sent (`drained`), these are the only unsent
+   * entries: sent as they are, highest lane first — the broadcast path, no
+   * read. Otherwise a normal pass.
+   */
+  appended(fresh: readonly UnsentEntry[]): void {
+    if (this.phase !== 'ready') return;
+    if (this.pumping) {
+      this.drained = false;
+      this.repump = true;
+      return;
+    }
+    if (!this.drained) {
+      this.pump();
+      return;
+    }
+    this.fresh = fresh.length > 1 ? [...fresh].sort((a, b) => b.lane - a.lane || a.seq - b.seq) : fresh;
+    this.pass.room = this.limits.window - this.inflight.size;
+    this.run(this.sendFresh);
+    this.fresh = [];
+  }
+
+  /** Run a send pass corked, with the socket's buffered amount and the sendable limit. */
+  private run(pass: () => void): void {
+    const p = this.pass;
+    // What uWS holds for this socket, plus what this pass wrote since it last asked: asked again only once
+    // that could reach the high-water mark (a broadcast's one small frame never asks twice).
+    p.buffered = this.socket.bufferedAmount();
+    if (p.buffered >= this.limits.highWaterBytes) {
+      // Full: `drain` pumps again (with a read: what was handed over now is not sent).
+      this.drained = false;
+      return;
+    }
+    // Appended but not yet flushed: not sent (store.write says why); the flush pumps again.
+    p.sendable = this.channel.sendableThrough(this.deviceId as string);
     this.pumping = true;
     const before = this.inflight.size;
-    // Entries not yet accounted for (committed count minus those in flight): once every one has been seen,
-    // the lower lanes need no read. Stale by acks committed but not yet applied here, it can only stop a
-    // pump early, and applying those acks pumps again.
-    let unaccounted = (this.channel.store.cursorOf(dev)?.c ?? 0) - this.inflight.size;
-    // Appended but not yet flushed: not sent (store.write says why); the flush pumps again.
-    const sendable = this.channel.sendableThrough(dev);
     try {
-      this.socket.cork(() => {
-        const now = this.now();
-        for (let lane = LANES - 1; lane >= 0 && room > 0 && unaccounted > 0; lane--) {
-          lanes: for (let rounds = 0; room > 0 && unaccounted > 0 && rounds < 64; rounds++) {
-            const batch = this.channel.store.unsent(dev, lane, this.laneSent[lane] as number, room);
-            if (batch.length === 0) break;
-            for (const u of batch) {
-              if (u.seq > sendable) break lanes;
-              const previous = this.laneSent[lane] as number;
-              this.laneSent[lane] = u.seq;
-              unaccounted--;
-              // Already with the client, or past its expiry (the sweep reports it): not sent.
-              if (u.seq <= this.skipThrough || u.entry.x <= now) continue;
-              const e = u.entry;
-              const frame = encodeFrame({
-                type: 'message', seq: u.seq, redelivery: u.seq <= this.earlierSentHigh, floor: Math.min(this.floor, u.seq),
-                priority: lane, createdAt: e.t, expiresAt: e.x, messageId: e.m, classification: e.c, senderUnit: e.u, body: e.b,
-              });
-              const outcome = this.socket.send(frame);
-              if (outcome === 'dropped') {
-                this.laneSent[lane] = previous;
-                return;
-              }
-              if (this.inflight.size === 0) this.lastProgressAt = now;
-              this.inflight.set(u.seq, lane);
-              if (u.seq > this.sentHigh) this.sentHigh = u.seq;
-              this.channel.countSent(u.seq <= this.earlierSentHigh);
-              room--;
-              if (outcome === 'backpressure' || this.socket.bufferedAmount() >= this.limits.highWaterBytes) return;
-            }
-          }
-        }
-      });
+      this.socket.cork(pass);
     } finally {
       this.pumping = false;
       this.channel.inflightChanged(this.inflight.size - before);
     }
+    if (this.repump) {
+      this.repump = false;
+      this.pump();
+    }
   }
+
+  /**
+   * Send one entry read from the outbox or handed over: false when the pass
+   * must stop (window, socket, not yet flushed). `laneSent` has moved past it.
+   */
+  private sendEntry(u: UnsentEntry, now: number): boolean {
+    const p = this.pass;
+    if (p.room <= 0 || p.buffered >= this.limits.highWaterBytes || u.seq > p.sendable) return false;
+    const previous = this.laneSent[u.lane] as number;
+    this.laneSent[u.lane] = u.seq;
+    // Already with the client, or past its expiry (the sweep reports it): not sent.
+    if (u.seq <= this.skipThrough || u.entry.x <= now) return true;
+    // The text is stored (and encoded) once per message; only seq, floor and flags differ per device.
+    const body = u.body ?? this.channel.store.bodyOf(u.entry);
+    if (body === undefined) return true; // expired and swept since the read
+    const redelivery = u.seq <= this.earlierSentHigh;
+    const frame = this.channel.messageTemplate(u, body).stamp(u.seq, Math.min(this.floor, u.seq), redelivery);
+    const outcome = this.socket.send(frame);
+    if (outcome === 'dropped') {
+      this.laneSent[u.lane] = previous;
+      return false;
+    }
+    if (this.inflight.size === 0) this.lastProgressAt = now;
+    this.inflight.set(u.seq, u);
+    if (u.seq > this.sentHigh) this.sentHigh = u.seq;
+    this.channel.countSent(redelivery);
+    p.room--;
+    if (outcome === 'backpressure') {
+      p.buffered = this.limits.highWaterBytes;
+      return true;
+    }
+    p.buffered += frame.length;
+    if (p.buffered >= this.limits.highWaterBytes) p.buffered = this.socket.bufferedAmount();
+    return true;
+  }
+
+  /** State of the pump pass in progress (one object per session, not one per pass). */
+  private readonly pass = { room: 0, buffered: 0, sendable: 0 };
+
+  /** The corked part of `pump` (bound once: no closure per pass). */
+  private readonly sendPass = (): void => {
+    const p = this.pass;
+    const dev = this.deviceId as string;
+    const now = this.now();
+    this.drained = false;
+    let exhausted = 0;
+    // Every lane is read to its end (an empty lane costs one small range read): that is what proves
+    // `drained`. The committed count only decides whether a pass happens at all (pump).
+    for (let lane = LANES - 1; lane >= 0 && p.room > 0; lane--) {
+      for (let rounds = 0; p.room > 0 && rounds < 64; rounds++) {
+        const asked = p.room;
+        const batch = this.channel.store.unsent(dev, lane, this.laneSent[lane] as number, asked);
+        for (const u of batch) if (!this.sendEntry(u, now)) return;
+        if (batch.length < asked) {
+          // The lane had no more (a later append comes through `appended`).
+          exhausted++;
+          break;
+        }
+      }
+    }
+    if (exhausted === LANES) this.drained = true;
+  };
+
+  /** The corked part of `appended`. */
+  private readonly sendFresh = (): void => {
+    const now = this.now();
+    const list = this.fresh;
+    for (let i = 0; i < list.length; i++) {
+      const u = list[i] as UnsentEntry;
+      if (u.seq <= (this.laneSent[u.lane] as number)) continue; // a pass read it already
+      if (!this.sendEntry(u, now)) {
+        this.drained = false;
+        return;
+      }
+    }
+  };
 }
 

@@ -1,13 +1,13 @@
 /**
- * Hands committed PDA status updates (the `pda.status` rows) to the receipt
- * store, in order, at least once: rows are removed only after the sink
- * resolved. A failing sink is retried with doubling back-off; the rows wait
+ * Hands committed PDA status updates (the `pda.status` rows, one per
+ * transaction) to the receipt store, in order, at least once: rows are
+ * removed only after the sink resolved. A failing sink is retried with doubling back-off; the rows wait
  * durably meanwhile (their number is the `smsgw_pda_status_backlog` gauge,
  * and past `pda.maxStatusBacklog` the channel refuses new deliveries).
  */
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { PdaStore } from './store.js';
+import type { PdaStore, StatusBatch } from './store.js';
 import type { PdaStatusSink } from './types.js';
 
 export interface StatusRelayOptions {
@@ -23,8 +23,6 @@ export class StatusRelay {
   private retryMs: number;
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** Highest status key the sink has recorded (in this process). */
-  private relayedThrough = 0;
   /** Removals of relayed rows not yet committed. */
   private readonly removals = new Set<Promise<void>>();
 
@@ -69,7 +67,10 @@ export class StatusRelay {
     this.retryTimer = undefined;
     await this.idle();
     if (!this.closed && this.store.statusBacklog > 0) {
-      this.running = this.run();
+      // Cleared when done: idle() waits while `running` is set.
+      this.running = this.run().finally(() => {
+        this.running = undefined;
+      });
       await this.idle();
     }
     this.closed = true;
@@ -80,27 +81,31 @@ export class StatusRelay {
   private async run(): Promise<void> {
     // Bounded per run: a long backlog is relayed in several runs, each kicked by the last.
     for (let round = 0; round < 100; round++) {
-      const rows = this.store.readStatus(this.opts.batch, this.relayedThrough);
-      if (rows.length === 0) return;
+      // Whole transactions' batches (from memory while the relay keeps up), at least `batch` updates when there are.
+      const batches = this.store.readStatus(this.opts.batch);
+      if (batches.length === 0) return;
+      const updates = batches.length === 1 ? (batches[0] as StatusBatch).updates : batches.flatMap((b) => b.updates);
       try {
-        await this.sink.recordPdaStates(rows.map((r) => r.update));
+        // Sink calls of at most `batch` updates; a failure retries the whole set (the sink ignores repeats).
+        for (let from = 0; from < updates.length; from += this.opts.batch) {
+          await this.sink.recordPdaStates(from === 0 && updates.length <= this.opts.batch ? updates : updates.slice(from, from + this.opts.batch));
+        }
       } catch (e) {
         this.metrics.pdaStatusRelayFailures.inc();
-        this.logger.warn({ err: e, rows: rows.length, retryMs: this.retryMs }, 'PDA status relay: the receipt store refused a batch; retrying');
+        this.logger.warn({ err: e, updates: updates.length, retryMs: this.retryMs }, 'PDA status relay: the receipt store refused a batch; retrying');
         this.scheduleRetry();
         return;
       }
       this.retryMs = this.opts.retryInitialMs;
-      this.relayedThrough = (rows[rows.length - 1] as { key: number }).key;
       // Not awaited: the next batch goes to the sink while these rows are deleted. A removal that fails
       // leaves rows that the next start relays again (the sink ignores states it already has).
-      const removal = this.store.removeStatus(rows.map((r) => r.key)).catch((e: unknown) => {
+      const removal = this.store.removeStatus(batches).catch((e: unknown) => {
         this.metrics.pdaStatusRelayFailures.inc();
         this.logger.error({ err: e }, 'PDA status relay: cannot remove relayed rows; they will be relayed again after a restart');
       });
       this.removals.add(removal);
       void removal.finally(() => this.removals.delete(removal));
-      if (rows.length < this.opts.batch) return;
+      if (updates.length < this.opts.batch) return;
     }
     this.again = true;
   }

@@ -9,29 +9,53 @@
  * Databases (keys are lmdb ordered-binary arrays):
  *
  *   pda.devices         deviceId → device (person, unit, state, sealed key)
- *   pda.person-devices  [personId, deviceId] → state      who carries which device (state: no device read to route)
- *   pda.cursors         deviceId → { n: next seq, c: entries, s: highest seq ever sent }
- *   pda.outbox          [deviceId, lane, seq] → entry     lane = priority (0..2)
- *   pda.expiry          [expiresAt, kind, a, b] → lane    kind 0 outbox [dev, seq],
- *                                                        kind 1 unread [dev, seq],
- *                                                        kind 2 recipients of a message [messageId, 0]
- *                                                        (one row per message and expiry, not per recipient)
- *   pda.recipients      [messageId, index] → { n: open copies, d: delivered, x }
+ *   pda.person-devices  [personId, deviceId] → state      who carries which device
+ *   pda.person-active   personId → [deviceId, …]         the active ones: routing a recipient is one get
+ *   pda.cursors         deviceId → n: next seq, c: entries, s: highest seq ever sent (3 × u32, binary)
+ *   pda.outbox          [deviceId, lane, seq] → entry     lane = priority (0..2); the entry names its body
+ *   pda.bodies          [messageId, expiresAt, k] → { classification, sender unit, body }
+ *                                                        one per message text, shared by every device copy:
+ *                                                        a broadcast to 5,000 devices stores its body once
+ *   pda.expiry          [expiresAt, messageId] → next recipient index to examine
+ *                                                        one row per message and expiry (not per copy)
+ *   pda.recipients      [messageId, index] → { n: open copies, d: delivered, x, c: [dev, lane, seq, …] }
  *   pda.unread          [deviceId, seq] → { m, i, x }     acked, waiting for a read report
- *   pda.status          n → status update                 waiting for the receipt store
+ *   pda.status          n → { t, u: [...] }               the status updates of one transaction, waiting
+ *                                                        for the receipt store (one row per transaction)
+ *
+ *   outbox entry ──k──▶ body          (written once per message, not per copy)
+ *   expiry [x, m] ──▶ recipients [m, *] ──c──▶ outbox / unread copies   (what expires with the message)
  *
  * Sequence numbers are assigned per device at append (`cursor.n`), so they
  * follow append order whatever the priority; the outbox key puts the lane
  * before the sequence so a session can read "the next unsent entry of the
  * highest lane" with one range read. A recipient row lives until the
  * message's expiry: it counts the device copies still open (the first ack
- * reports delivered-to-device, the last copy expiring without any ack
- * reports expired) and it makes `deliver` idempotent (a job redelivered by
- * the queue after a crash appends nothing twice).
+ * reports delivered-to-device; at expiry a recipient with copies open and
+ * no ack is reported expired), it lists where its copies are (so expiry
+ * needs one index row per message instead of one per copy), and it makes
+ * `deliver` idempotent (a job redelivered by the queue after a crash
+ * appends nothing twice).
+ *
+ * Writes per device copy of a broadcast: append = outbox put + recipient
+ * put + cursor put; ack = outbox remove + unread put + cursor put (+ the
+ * recipient row when the recipient has several devices: the entry says
+ * whether it is the only copy). Bodies, expiry rows and status rows are per
+ * message or per transaction. The first version wrote the body with every
+ * copy, an expiry row per copy and per unread marker, and a status row per
+ * update — about twice the writes; bench:pda measured ~100 µs of server CPU
+ * per device then, ~40 µs now (bench/RESULTS.md).
  *
  * Status updates are written to `pda.status` in the same transaction as the
  * change they describe and relayed to the receipt store afterwards
- * (status-relay.ts): a crash between the two loses nothing.
+ * (status-relay.ts): a crash between the two loses nothing. The relay takes
+ * committed batches from memory (`readStatus`), and reads the database only
+ * for what memory does not hold (rows from before a restart, or the oldest
+ * ones when the receipt store fell far behind).
+ *
+ * Layout change: this layout replaced the first one (body per copy, msgpack
+ * cursors, per-copy expiry rows) before any release; PDA data written by
+ * the first version is not read.
  */
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { GatewayError } from '../core/errors.js';
@@ -39,13 +63,13 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { DeviceState, PdaMessage, PdaStatusState, PdaStatusUpdate } from './types.js';
 
 /** Named databases the channel opens in the environment (size `maxDbs` accordingly). */
-export const PDA_DBS = 8;
+export const PDA_DBS = 10;
 export const LANES = 3;
 const MAX_KEY_SEQ = 0xffff_ffff;
-
-const KIND_OUTBOX = 0;
-const KIND_UNREAD = 1;
-const KIND_RECIPIENT = 2;
+/** Bodies kept decoded in memory for the sessions' pumps (a broadcast reads one body 5,000 times). */
+const BODY_CACHE = 512;
+/** Committed status updates kept in memory for the relay; beyond this it reads them back from the database. */
+const STATUS_MEMORY = 100_000;
 
 export interface StoredDevice {
   /** person (officer) id */
@@ -77,6 +101,7 @@ export interface StoredCursor {
   s: number;
 }
 
+/** One device copy: who it is for and which body; the text is in `pda.bodies`. */
 export interface StoredEntry {
   readonly m: string;
   readonly i: number;
@@ -86,6 +111,18 @@ export interface StoredEntry {
   readonly x: number;
   /** appendedAt */
   readonly a: number;
+  /** body variant: key [m, x, k] in pda.bodies */
+  readonly k: number;
+  /**
+   * 1: the recipient's only copy. Its ack then needs no recipient row
+   * update: nothing else can deliver, withdraw or expire this recipient
+   * once the copy has left the outbox (2 of the ~6 writes of an ack).
+   */
+  readonly o: 0 | 1;
+}
+
+/** The text of a message, stored once for all its copies. Immutable; removed when the message expires. */
+export interface StoredBody {
   /** classification, sender unit, body */
   readonly c: string;
   readonly u: string;
@@ -96,6 +133,8 @@ interface StoredRecipient {
   n: number;
   d: 0 | 1;
   readonly x: number;
+  /** Copies: [deviceId, lane, seq] flattened. */
+  readonly c: Array<string | number>;
 }
 
 interface StoredUnread {
@@ -104,29 +143,36 @@ interface StoredUnread {
   readonly x: number;
 }
 
-interface StoredStatus {
-  readonly m: string;
-  readonly i: number;
-  readonly s: PdaStatusState;
+/** The status updates of one transaction: `u` holds STATUS_FIELDS values per update. */
+interface StoredStatusBatch {
   readonly t: number;
-  readonly d?: string;
-  readonly q?: number;
-  readonly e?: string;
+  readonly u: Array<string | number | null>;
 }
 
+const STATUS_FIELDS = 6;
+const STATE_CODES: readonly PdaStatusState[] = ['queued', 'delivered-to-device', 'read', 'expired', 'undeliverable'];
+const STATE_CODE: Readonly<Record<PdaStatusState, number>> = { queued: 0, 'delivered-to-device': 1, read: 2, expired: 3, undeliverable: 4 };
+
 type OutboxKey = [string, number, number];
-type ExpiryKey = [number, number, string, number];
+type ExpiryKey = [number, string];
+type BodyKey = [string, number, number];
 type PairKey = [string, number];
 
 /** What a committed transaction did, for the side effects that follow it (pumps, metrics, relay). */
 export class TxEffects {
   statuses = 0;
-  /** Devices whose outbox gained entries → the first sequence appended in this transaction. */
-  readonly appended = new Map<string, number>();
+  /**
+   * Devices whose outbox gained entries → those entries, in sequence order
+   * (with their body): a session that has sent everything else sends them
+   * from here, without reading them back.
+   */
+  readonly appended = new Map<string, UnsentEntry[]>();
   /** Device → sequences that left the outbox without an ack from the live session (expired): frees window slots. */
   readonly expiredSeqs = new Map<string, number[]>();
   /** Append → ack, seconds. */
   readonly latencies: number[] = [];
+  /** Cursors this transaction wrote (committed values once it resolves): the sessions' outbox counts. */
+  cursors: ReadonlyMap<string, StoredCursor> = new Map();
   acked = 0;
   expired = 0;
   withdrawn = 0;
@@ -140,8 +186,12 @@ export class PdaTx {
   readonly fx = new TxEffects();
   /** Cursors read and changed in this transaction; written once at the end. */
   readonly cursors = new Map<string, StoredCursor>();
-  /** `messageId expiresAt` whose recipients' expiry row this transaction wrote already. */
-  readonly recipientExpiry = new Set<string>();
+  /** `messageId expiresAt` whose expiry row this transaction wrote already. */
+  readonly expiryRows = new Set<string>();
+  /** Bodies of (messageId, expiresAt) known in this transaction, by `messageId expiresAt`. */
+  readonly bodies = new Map<string, Array<{ readonly k: number; readonly body: StoredBody }>>();
+  /** Status updates of this transaction, in order: written as one row at its end. */
+  readonly statuses: PdaStatusUpdate[] = [];
   constructor(readonly now: number) {}
 }
 
@@ -149,6 +199,8 @@ export interface UnsentEntry {
   readonly seq: number;
   readonly lane: number;
   readonly entry: StoredEntry;
+  /** Its text, when known without a read (fresh appends). */
+  readonly body?: StoredBody;
 }
 
 export interface AckWork {
@@ -157,8 +209,18 @@ export interface AckWork {
   readonly selective: readonly number[];
   /** Every sequence ≤ this is known to be gone from the outbox already (saves scanning below it). */
   readonly settledThrough?: number;
-  /** Lane of sequences the session has in flight (saves probing the lanes). */
-  readonly laneOf?: (seq: number) => number | undefined;
+  /**
+   * What the session sent under a sequence (lane and entry): the ack then
+   * costs one removal instead of a read per lane. Only what this server
+   * sent, never what a device claims.
+   */
+  readonly sent?: { sentAs(seq: number): UnsentEntry | undefined };
+}
+
+/** Committed status updates, as the relay takes them. */
+export interface StatusBatch {
+  readonly key: number;
+  readonly updates: readonly PdaStatusUpdate[];
 }
 
 /** A cumulative ack over at most this many new sequences is applied by point lookups, not range scans. */
@@ -167,17 +229,36 @@ const POINT_ACK_SPAN = 64;
 export class PdaStore {
   readonly devices: Database<StoredDevice, string>;
   private readonly personDevices: Database<DeviceState, [string, string]>;
-  private readonly cursors: Database<StoredCursor, string>;
+  private readonly personActive: Database<string[], string>;
+  /** Binary values (CURSOR_BYTES): read and written for every device of every broadcast, twice. */
+  private readonly cursors: Database<Buffer, string>;
   private readonly outbox: Database<StoredEntry, OutboxKey>;
+  private readonly bodies: Database<StoredBody, BodyKey>;
   private readonly expiry: Database<number, ExpiryKey>;
   private readonly recipients: Database<StoredRecipient, PairKey>;
   private readonly unread: Database<StoredUnread, [string, number]>;
-  private readonly status: Database<StoredStatus, number>;
+  private readonly status: Database<StoredStatusBatch, number>;
   private nextStatus: number;
   private statusRows: number;
   private outboxRows: number;
   private closed = false;
   private committed: ((fx: TxEffects) => void) | undefined;
+  /** Decoded bodies by `messageId expiresAt k` (insertion order = age; bounded by BODY_CACHE). */
+  private readonly bodyCache = new Map<string, StoredBody>();
+  /**
+   * Status batches for the relay, by key:
+   *
+   *   ≤ relayedThrough                  handed to the receipt store
+   *   relayedThrough < key < memoryFrom read back from the database (rows from before this process,
+   *                                     and batches dropped from memory while the receipt store lagged)
+   *   ≥ memoryFrom                      in `recentStatus`, in key order (the newest STATUS_MEMORY
+   *                                     updates at most: when over, the oldest batches are dropped
+   *                                     and `memoryFrom` moves up)
+   */
+  private readonly recentStatus: StatusBatch[] = [];
+  private recentStatusUpdates = 0;
+  private memoryFrom: number;
+  private relayedThrough = 0;
 
   constructor(private readonly env: RootDatabase, private readonly metrics: Metrics) {
     const db = <V, K extends Key>(name: string): Database<V, K> => env.openDB<V, K>({ name, encoding: 'msgpack' });
@@ -187,8 +268,10 @@ export class PdaStore {
       env.openDB<V, K>({ name, encoding: 'msgpack', sharedStructuresKey: Symbol.for('structures') });
     this.devices = db('pda.devices');
     this.personDevices = db('pda.person-devices');
-    this.cursors = db('pda.cursors');
+    this.personActive = db('pda.person-active');
+    this.cursors = env.openDB<Buffer, string>({ name: 'pda.cursors', encoding: 'binary' });
     this.outbox = records('pda.outbox');
+    this.bodies = db('pda.bodies');
     this.expiry = db('pda.expiry');
     this.recipients = records('pda.recipients');
     this.unread = records('pda.unread');
@@ -196,9 +279,12 @@ export class PdaStore {
     let last = 0;
     for (const key of this.status.getKeys({ reverse: true, limit: 1 })) last = key;
     this.nextStatus = last + 1;
-    this.statusRows = this.status.getCount();
+    this.memoryFrom = this.nextStatus;
+    let updates = 0;
+    for (const { value } of this.status.getRange({})) updates += value.u.length / STATUS_FIELDS;
+    this.statusRows = updates;
     let rows = 0;
-    for (const { value } of this.cursors.getRange({})) rows += value.c;
+    for (const { value } of this.cursors.getRange({})) rows += decodeCursor(value).c;
     this.outboxRows = rows;
     metrics.pdaOutboxEntries.set(rows);
     metrics.pdaStatusBacklog.set(this.statusRows);
@@ -231,17 +317,28 @@ export class PdaStore {
   async write<T>(op: string, fn: (tx: PdaTx) => T, now: number = Date.now(), durable = false): Promise<{ value: T; fx: TxEffects }> {
     if (this.closed) throw new GatewayError('PDA_CLOSED');
     let tx: PdaTx | undefined;
+    let statusKey = 0;
     const value = (await this.env.childTransaction(() => {
       // A fresh context per attempt: the callback's view is what was committed before it.
       tx = new PdaTx(now);
       const v = fn(tx);
-      for (const [dev, cur] of tx.cursors) this.cursors.putSync(dev, cur);
+      for (const [dev, cur] of tx.cursors) this.cursors.putSync(dev, encodeCursor(cur));
+      statusKey = 0;
+      if (tx.statuses.length > 0) {
+        statusKey = this.nextStatus++;
+        this.status.putSync(statusKey, { t: now, u: flattenStatuses(tx.statuses) });
+        tx.fx.ops++;
+      }
       return v;
     })) as T;
-    if (durable) await this.env.flushed;
     const done = tx as PdaTx;
-    this.outboxRows += done.fx.outboxDelta;
+    // Here in commit order (lmdb resolves transactions in the order they were written), before the flush
+    // wait below: a later non-durable transaction must not overtake this one in the relay's queue.
+    if (statusKey !== 0) this.keepStatus({ key: statusKey, updates: done.statuses });
     this.statusRows += done.fx.statuses;
+    if (durable) await this.env.flushed;
+    done.fx.cursors = done.cursors;
+    this.outboxRows += done.fx.outboxDelta;
     this.metrics.pdaOutboxEntries.set(this.outboxRows);
     this.metrics.pdaStatusBacklog.set(this.statusRows);
     this.metrics.pdaWriteBatch.observe({ op }, done.fx.ops);
@@ -265,10 +362,23 @@ export class PdaStore {
   }
 
   putDevice(tx: PdaTx, id: string, rec: StoredDevice, previousPerson?: string): void {
-    if (previousPerson !== undefined && previousPerson !== rec.p) this.personDevices.removeSync([previousPerson, id]);
+    if (previousPerson !== undefined && previousPerson !== rec.p) {
+      this.personDevices.removeSync([previousPerson, id]);
+      this.indexActive(tx, previousPerson);
+    }
     this.devices.putSync(id, rec);
     this.personDevices.putSync([rec.p, id], rec.s);
+    this.indexActive(tx, rec.p);
     tx.fx.ops += 2;
+  }
+
+  /** Rewrite a person's active-device list from the person → devices index (registry changes only: rare). */
+  private indexActive(tx: PdaTx, personId: string): void {
+    const active: string[] = [];
+    for (const { key, value } of this.personDevices.getRange({ start: [personId], end: [personId, '\uffff'] })) if (value === 'active') active.push(key[1]);
+    if (active.length > 0) this.personActive.putSync(personId, active);
+    else this.personActive.removeSync(personId);
+    tx.fx.ops++;
   }
 
   /** Device ids registered to a person, any state. */
@@ -278,11 +388,9 @@ export class PdaStore {
     return out;
   }
 
-  /** Active device ids of a person: one range read of the index, no device record decoded (the routing hot path). */
-  activeDevicesOf(personId: string): string[] {
-    const out: string[] = [];
-    for (const { key, value } of this.personDevices.getRange({ start: [personId], end: [personId, '\uffff'] })) if (value === 'active') out.push(key[1]);
-    return out;
+  /** Active device ids of a person: one point read (the routing hot path; a range read cost twice as much). */
+  activeDevicesOf(personId: string): readonly string[] {
+    return this.personActive.get(personId) ?? [];
   }
 
   /** Devices by id from `after` (exclusive), at most `limit`. */
@@ -297,7 +405,8 @@ export class PdaStore {
   }
 
   cursorOf(deviceId: string): StoredCursor | undefined {
-    return this.cursors.get(deviceId);
+    const b = this.cursors.get(deviceId);
+    return b === undefined ? undefined : decodeCursor(b);
   }
 
   // ---------------------------------------------------------------- outbox (inside a transaction)
@@ -305,23 +414,40 @@ export class PdaStore {
   private cursor(tx: PdaTx, dev: string): StoredCursor {
     let cur = tx.cursors.get(dev);
     if (!cur) {
-      const stored = this.cursors.get(dev);
-      cur = stored ? { n: stored.n, c: stored.c, s: stored.s } : { n: 1, c: 0, s: 0 };
+      cur = this.cursorOf(dev) ?? { n: 1, c: 0, s: 0 };
       tx.cursors.set(dev, cur);
     }
     return cur;
   }
 
-  private statusRow(tx: PdaTx, u: Omit<PdaStatusUpdate, 'at'>): void {
-    const row: StoredStatus = {
-      m: u.messageId, i: u.index, s: u.state, t: tx.now,
-      ...(u.deviceId !== undefined ? { d: u.deviceId } : {}),
-      ...(u.seq !== undefined ? { q: u.seq } : {}),
-      ...(u.error !== undefined ? { e: u.error } : {}),
-    };
-    this.status.putSync(this.nextStatus++, row);
+  private statusRow(tx: PdaTx, messageId: string, index: number, state: PdaStatusState, error?: string): void {
+    tx.statuses.push(error === undefined ? { messageId, index, state, at: tx.now } : { messageId, index, state, at: tx.now, error });
     tx.fx.statuses++;
+  }
+
+  private deviceStatusRow(tx: PdaTx, messageId: string, index: number, state: PdaStatusState, deviceId: string, seq: number): void {
+    tx.statuses.push({ messageId, index, state, at: tx.now, deviceId, seq });
+    tx.fx.statuses++;
+  }
+
+  /** The body variant of this message text: an existing one (same message, expiry and text) or a new one, written now. */
+  private bodyFor(tx: PdaTx, m: PdaMessage): { readonly k: number; readonly body: StoredBody } {
+    const tk = `${m.messageId} ${m.expiresAt}`;
+    let known = tx.bodies.get(tk);
+    if (!known) {
+      known = [];
+      for (const { key, value } of this.bodies.getRange({ start: [m.messageId, m.expiresAt, 0], end: [m.messageId, m.expiresAt, MAX_KEY_SEQ] })) {
+        known.push({ k: key[2], body: value });
+      }
+      tx.bodies.set(tk, known);
+    }
+    for (const v of known) if (v.body.b === m.body && v.body.u === m.senderUnit && v.body.c === m.classification) return v;
+    const k = known.length === 0 ? 0 : (known[known.length - 1] as { k: number }).k + 1;
+    const v = { k, body: { c: m.classification, u: m.senderUnit, b: m.body } };
+    known.push(v);
+    this.bodies.putSync([m.messageId, m.expiresAt, k], v.body);
     tx.fx.ops++;
+    return v;
   }
 
   /**
@@ -333,82 +459,94 @@ export class PdaStore {
     const rkey: PairKey = [m.messageId, m.index];
     if (this.recipients.get(rkey) !== undefined) return false;
     let open = 0;
+    const copies: Array<string | number> = [];
     if (m.expiresAt <= tx.now) {
-      this.statusRow(tx, { messageId: m.messageId, index: m.index, state: 'expired', error: 'validity passed before it reached a PDA outbox' });
+      this.statusRow(tx, m.messageId, m.index, 'expired', 'validity passed before it reached a PDA outbox');
     } else {
-      const entry: StoredEntry = {
-        m: m.messageId, i: m.index, t: m.createdAt ?? tx.now, x: m.expiresAt, a: tx.now, c: m.classification, u: m.senderUnit, b: m.body,
-      };
+      let takers = devices.length;
+      for (const dev of devices) if (this.cursor(tx, dev).c >= outboxMax) takers--;
+      // The body is written with the first copy (never for a recipient nobody can take).
+      const variant = takers === 0 ? undefined : this.bodyFor(tx, m);
+      const body = variant?.body;
+      const entry: StoredEntry | undefined = variant === undefined ? undefined
+        : { m: m.messageId, i: m.index, t: m.createdAt ?? tx.now, x: m.expiresAt, a: tx.now, k: variant.k, o: takers === 1 ? 1 : 0 };
       let full = 0;
       for (const dev of devices) {
         const cur = this.cursor(tx, dev);
-        if (cur.c >= outboxMax) {
+        if (entry === undefined || cur.c >= outboxMax) {
           full++;
           continue;
         }
         const seq = cur.n++;
         cur.c++;
         this.outbox.putSync([dev, m.priority, seq], entry);
-        this.expiry.putSync([m.expiresAt, KIND_OUTBOX, dev, seq], m.priority);
-        if (!tx.fx.appended.has(dev)) tx.fx.appended.set(dev, seq);
+        copies.push(dev, m.priority, seq);
+        const fresh: UnsentEntry = { seq, lane: m.priority, entry, body };
+        const list = tx.fx.appended.get(dev);
+        if (list) list.push(fresh);
+        else tx.fx.appended.set(dev, [fresh]);
         tx.fx.outboxDelta++;
-        tx.fx.ops += 2;
+        tx.fx.ops++;
         open++;
       }
       tx.fx.refusedFull += full;
       if (devices.length === 0) tx.fx.refusedNoDevice++;
-      if (open > 0) this.statusRow(tx, { messageId: m.messageId, index: m.index, state: 'queued' });
+      if (open > 0) this.statusRow(tx, m.messageId, m.index, 'queued');
       else {
         const error = devices.length === 0 ? noDeviceReason : `every PDA outbox of the recipient is full (${outboxMax} entries)`;
-        this.statusRow(tx, { messageId: m.messageId, index: m.index, state: 'undeliverable', error });
+        this.statusRow(tx, m.messageId, m.index, 'undeliverable', error);
       }
     }
-    this.recipients.putSync(rkey, { n: open, d: 0, x: m.expiresAt });
+    this.recipients.putSync(rkey, { n: open, d: 0, x: m.expiresAt, c: copies });
     tx.fx.ops++;
     const ek = `${m.messageId} ${m.expiresAt}`;
-    if (!tx.recipientExpiry.has(ek)) {
+    if (!tx.expiryRows.has(ek)) {
       // One row for all the recipients of a message with this expiry: a broadcast writes one, not thousands.
-      tx.recipientExpiry.add(ek);
-      this.expiry.putSync([m.expiresAt, KIND_RECIPIENT, m.messageId, 0], 0);
+      // Written again by a later chunk of the same message: it restarts the (idempotent) examination at 0.
+      tx.expiryRows.add(ek);
+      this.expiry.putSync([m.expiresAt, m.messageId], 0);
       tx.fx.ops++;
     }
     return true;
   }
 
-  /** A copy left a device's outbox without being delivered: maybe the recipient's final state. */
-  private copyClosed(tx: PdaTx, e: StoredEntry, state: 'expired' | 'undeliverable', error: string): void {
+  /** A copy left a device's outbox without being delivered (withdrawn): maybe the recipient's final state. */
+  private copyClosed(tx: PdaTx, e: StoredEntry, state: 'undeliverable', error: string): void {
     const rkey: PairKey = [e.m, e.i];
     const r = this.recipients.get(rkey);
     if (!r) return;
-    const next: StoredRecipient = { n: Math.max(0, r.n - 1), d: r.d, x: r.x };
+    const next: StoredRecipient = { n: Math.max(0, r.n - 1), d: r.d, x: r.x, c: r.c };
     this.recipients.putSync(rkey, next);
     tx.fx.ops++;
-    if (next.n === 0 && next.d === 0) this.statusRow(tx, { messageId: e.m, index: e.i, state, error });
+    if (next.n === 0 && next.d === 0) this.statusRow(tx, e.m, e.i, state, error);
   }
 
-  private removeEntry(tx: PdaTx, dev: string, lane: number, seq: number, e: StoredEntry): void {
-    this.outbox.removeSync([dev, lane, seq]);
-    this.expiry.removeSync([e.x, KIND_OUTBOX, dev, seq]);
+  private entryGone(tx: PdaTx, dev: string): void {
     const cur = this.cursor(tx, dev);
     cur.c = Math.max(0, cur.c - 1);
     tx.fx.outboxDelta--;
-    tx.fx.ops += 2;
+    tx.fx.ops++;
   }
 
-  private acked(tx: PdaTx, dev: string, lane: number, seq: number, e: StoredEntry): void {
-    this.removeEntry(tx, dev, lane, seq, e);
+  /** The entry [dev, lane, seq] was just removed from the outbox because the device acknowledged it. */
+  private acked(tx: PdaTx, dev: string, seq: number, e: StoredEntry): void {
+    this.entryGone(tx, dev);
     this.unread.putSync([dev, seq], { m: e.m, i: e.i, x: e.x });
-    this.expiry.putSync([e.x, KIND_UNREAD, dev, seq], 0);
-    tx.fx.ops += 2;
+    tx.fx.ops++;
     tx.fx.acked++;
     tx.fx.latencies.push(Math.max(0, tx.now - e.a) / 1000);
+    if (e.o === 1) {
+      // The only copy, acknowledged once (its removal was the check): delivered, and nothing more can happen to it.
+      this.deviceStatusRow(tx, e.m, e.i, 'delivered-to-device', dev, seq);
+      return;
+    }
     const rkey: PairKey = [e.m, e.i];
     const r = this.recipients.get(rkey);
     if (!r) return;
     const first = r.d === 0;
-    this.recipients.putSync(rkey, { n: Math.max(0, r.n - 1), d: 1, x: r.x });
+    this.recipients.putSync(rkey, { n: Math.max(0, r.n - 1), d: 1, x: r.x, c: r.c });
     tx.fx.ops++;
-    if (first) this.statusRow(tx, { messageId: e.m, index: e.i, state: 'delivered-to-device', deviceId: dev, seq });
+    if (first) this.deviceStatusRow(tx, e.m, e.i, 'delivered-to-device', dev, seq);
   }
 
   /** Apply one ACK: cumulative (every seq ≤ it) and selective. Sequences not in the outbox are ignored. */
@@ -417,31 +555,35 @@ export class PdaStore {
     const from = Math.max(0, w.settledThrough ?? 0);
     if (w.cumulative > from) {
       if (w.cumulative - from <= POINT_ACK_SPAN) {
-        // The common case (a session acking what it was just sent): a few point lookups beat three range scans.
-        for (let seq = from + 1; seq <= w.cumulative; seq++) this.ackOne(tx, dev, seq, w.laneOf?.(seq));
+        // The common case (a session acking what it was just sent): a few point operations beat three range scans.
+        for (let seq = from + 1; seq <= w.cumulative; seq++) this.ackOne(tx, dev, seq, w.sent?.sentAs(seq));
       } else {
         for (let lane = 0; lane < LANES; lane++) {
           const hits: Array<{ seq: number; e: StoredEntry }> = [];
           for (const { key, value } of this.outbox.getRange({ start: [dev, lane, from + 1], end: [dev, lane, w.cumulative + 1] })) {
             hits.push({ seq: key[2], e: value });
           }
-          for (const h of hits) this.acked(tx, dev, lane, h.seq, h.e);
+          for (const h of hits) {
+            this.outbox.removeSync([dev, lane, h.seq]);
+            this.acked(tx, dev, h.seq, h.e);
+          }
         }
       }
     }
-    for (const seq of w.selective) this.ackOne(tx, dev, seq, w.laneOf?.(seq));
+    for (const seq of w.selective) this.ackOne(tx, dev, seq, w.sent?.sentAs(seq));
   }
 
-  private ackOne(tx: PdaTx, dev: string, seq: number, hint: number | undefined): void {
-    if (hint !== undefined) {
-      const e = this.outbox.get([dev, hint, seq]);
-      if (e) this.acked(tx, dev, hint, seq, e);
+  private ackOne(tx: PdaTx, dev: string, seq: number, sent: UnsentEntry | undefined): void {
+    if (sent !== undefined) {
+      // Sent by this server under [dev, lane, seq]: entries never change, so removing the key is the whole check.
+      if (this.outbox.removeSync([dev, sent.lane, seq])) this.acked(tx, dev, seq, sent.entry);
       return;
     }
     for (let lane = LANES - 1; lane >= 0; lane--) {
       const e = this.outbox.get([dev, lane, seq]);
       if (e) {
-        this.acked(tx, dev, lane, seq, e);
+        this.outbox.removeSync([dev, lane, seq]);
+        this.acked(tx, dev, seq, e);
         return;
       }
     }
@@ -453,9 +595,8 @@ export class PdaStore {
       const u = this.unread.get([dev, seq]);
       if (!u) continue;
       this.unread.removeSync([dev, seq]);
-      this.expiry.removeSync([u.x, KIND_UNREAD, dev, seq]);
-      tx.fx.ops += 2;
-      this.statusRow(tx, { messageId: u.m, index: u.i, state: 'read', deviceId: dev, seq });
+      tx.fx.ops++;
+      this.deviceStatusRow(tx, u.m, u.i, 'read', dev, seq);
     }
   }
 
@@ -475,55 +616,80 @@ export class PdaStore {
       const hits: Array<{ seq: number; e: StoredEntry }> = [];
       for (const { key, value } of this.outbox.getRange({ start: [dev, lane, 0], end: [dev, lane, MAX_KEY_SEQ + 1] })) hits.push({ seq: key[2], e: value });
       for (const h of hits) {
-        this.removeEntry(tx, dev, lane, h.seq, h.e);
+        this.outbox.removeSync([dev, lane, h.seq]);
+        this.entryGone(tx, dev);
         this.copyClosed(tx, h.e, 'undeliverable', why);
         tx.fx.withdrawn++;
         n++;
       }
     }
-    const unread: Array<{ seq: number; x: number }> = [];
-    for (const { key, value } of this.unread.getRange({ start: [dev, 0], end: [dev, MAX_KEY_SEQ + 1] })) unread.push({ seq: key[1], x: value.x });
-    for (const u of unread) {
-      this.unread.removeSync([dev, u.seq]);
-      this.expiry.removeSync([u.x, KIND_UNREAD, dev, u.seq]);
-      tx.fx.ops += 2;
-    }
+    const unread: number[] = [];
+    for (const key of this.unread.getKeys({ start: [dev, 0], end: [dev, MAX_KEY_SEQ + 1] })) unread.push(key[1]);
+    for (const seq of unread) this.unread.removeSync([dev, seq]);
+    tx.fx.ops += unread.length;
     return n;
   }
 
-  /** Process up to `limit` expiry rows due at `tx.now`. Returns how many were processed. */
+  /**
+   * Expire what is due at `tx.now`, examining at most `limit` recipient rows
+   * (a message with more recipients resumes where it stopped, in the next
+   * transaction). For each recipient past its expiry: its copies still in an
+   * outbox leave it (sessions are told, to free window slots), its unread
+   * rows go, and if no device acknowledged it while a copy was open it is
+   * reported expired. Returns the rows examined (≥ `limit`: maybe more due).
+   */
   expireDue(tx: PdaTx, limit: number): number {
-    const rows: Array<{ key: ExpiryKey; lane: number }> = [];
-    for (const { key, value } of this.expiry.getRange({ start: [0], end: [tx.now + 1], limit })) rows.push({ key, lane: value });
-    for (const { key, lane } of rows) {
-      const [, kind, a, b] = key;
+    const due: Array<{ key: ExpiryKey; from: number }> = [];
+    for (const { key, value } of this.expiry.getRange({ start: [0], end: [tx.now + 1], limit })) due.push({ key, from: value });
+    let budget = limit;
+    let examined = 0;
+    for (const { key, from } of due) {
+      if (budget <= 0) break;
+      const [x, m] = key;
+      const rows: Array<{ key: PairKey; r: StoredRecipient }> = [];
+      for (const { key: rk, value } of this.recipients.getRange({ start: [m, from], end: [m, MAX_KEY_SEQ], limit: budget })) rows.push({ key: rk, r: value });
+      budget -= Math.max(1, rows.length);
+      examined += Math.max(1, rows.length);
+      for (const { key: rk, r } of rows) {
+        if (r.x > tx.now) continue; // a later expiry of the same message: its own row handles it
+        this.expireRecipient(tx, rk, r);
+      }
+      const last = rows[rows.length - 1];
+      if (last !== undefined && budget <= 0) {
+        this.expiry.putSync(key, last.key[1] + 1);
+        tx.fx.ops++;
+        break;
+      }
+      // Done with this message and expiry: its row and its bodies go.
       this.expiry.removeSync(key);
-      tx.fx.ops++;
-      if (kind === KIND_OUTBOX) {
-        const e = this.outbox.get([a, lane, b]);
-        if (!e) continue;
-        this.outbox.removeSync([a, lane, b]);
-        const cur = this.cursor(tx, a);
-        cur.c = Math.max(0, cur.c - 1);
-        tx.fx.outboxDelta--;
+      const bodies: BodyKey[] = [];
+      for (const bk of this.bodies.getKeys({ start: [m, x, 0], end: [m, x, MAX_KEY_SEQ] })) bodies.push(bk);
+      for (const bk of bodies) this.bodies.removeSync(bk);
+      tx.fx.ops += 1 + bodies.length;
+    }
+    return examined;
+  }
+
+  private expireRecipient(tx: PdaTx, rk: PairKey, r: StoredRecipient): void {
+    let closed = 0;
+    for (let j = 0; j + 2 < r.c.length; j += 3) {
+      const dev = r.c[j] as string;
+      const lane = r.c[j + 1] as number;
+      const seq = r.c[j + 2] as number;
+      if (this.outbox.removeSync([dev, lane, seq])) {
+        this.entryGone(tx, dev);
         tx.fx.expired++;
+        closed++;
+        const list = tx.fx.expiredSeqs.get(dev);
+        if (list) list.push(seq);
+        else tx.fx.expiredSeqs.set(dev, [seq]);
+      } else if (this.unread.removeSync([dev, seq])) {
         tx.fx.ops++;
-        const list = tx.fx.expiredSeqs.get(a);
-        if (list) list.push(b);
-        else tx.fx.expiredSeqs.set(a, [b]);
-        this.copyClosed(tx, e, 'expired', 'no PDA acknowledged it before its expiry');
-      } else if (kind === KIND_UNREAD) {
-        this.unread.removeSync([a, b]);
-        tx.fx.ops++;
-      } else {
-        // Every recipient row of message `a` that expired by now (rows with a later expiry have their own row).
-        const gone: PairKey[] = [];
-        for (const { key, value } of this.recipients.getRange({ start: [a, 0], end: [a, MAX_KEY_SEQ] })) if (value.x <= tx.now) gone.push(key);
-        for (const k of gone) this.recipients.removeSync(k);
-        tx.fx.ops += gone.length;
       }
     }
-    return rows.length;
+    this.recipients.removeSync(rk);
+    tx.fx.ops++;
+    if (closed > 0 && r.d === 0) this.statusRow(tx, rk[0], rk[1], 'expired', 'no PDA acknowledged it before its expiry');
   }
 
   // ---------------------------------------------------------------- outbox (reads, committed state)
@@ -537,7 +703,7 @@ export class PdaStore {
       }
     }
     if (min !== Infinity) return min;
-    return this.cursors.get(dev)?.n ?? 1;
+    return this.cursorOf(dev)?.n ?? 1;
   }
 
   /** Up to `limit` entries of one lane with a sequence above `after`, in sequence order. */
@@ -558,31 +724,123 @@ export class PdaStore {
     return undefined;
   }
 
+  /** The text of an entry (cached: the copies of a broadcast share one object); undefined once the message expired. */
+  bodyOf(e: StoredEntry): StoredBody | undefined {
+    const ck = `${e.m} ${e.x} ${e.k}`;
+    let b = this.bodyCache.get(ck);
+    if (b === undefined) {
+      b = this.bodies.get([e.m, e.x, e.k]);
+      if (b === undefined) return undefined;
+      if (this.bodyCache.size >= BODY_CACHE) this.bodyCache.delete(this.bodyCache.keys().next().value as string);
+      this.bodyCache.set(ck, b);
+    }
+    return b;
+  }
+
   // ---------------------------------------------------------------- status relay
 
-  /** Up to `limit` status rows with a key above `after`, in order. */
-  readStatus(limit: number, after = 0): Array<{ key: number; update: PdaStatusUpdate }> {
-    const out: Array<{ key: number; update: PdaStatusUpdate }> = [];
-    for (const { key, value: v } of this.status.getRange({ start: after + 1, limit })) {
-      out.push({
-        key,
-        update: {
-          messageId: v.m, index: v.i, state: v.s, at: v.t,
-          ...(v.d !== undefined ? { deviceId: v.d } : {}),
-          ...(v.q !== undefined ? { seq: v.q } : {}),
-          ...(v.e !== undefined ? { error: v.e } : {}),
-        },
-      });
+  /** A transaction with status updates committed (called in commit order: keys only grow). */
+  private keepStatus(batch: StatusBatch): void {
+    this.recentStatus.push(batch);
+    this.recentStatusUpdates += batch.updates.length;
+    while (this.recentStatusUpdates > STATUS_MEMORY && this.recentStatus.length > 1) {
+      this.recentStatusUpdates -= (this.recentStatus.shift() as StatusBatch).updates.length;
+      this.memoryFrom = (this.recentStatus[0] as StatusBatch).key;
+    }
+  }
+
+  /**
+   * The next committed status batches not yet relayed, whole, in key order,
+   * until at least `minUpdates` updates (or none left). The same ones again
+   * until `removeStatus` says they were relayed.
+   */
+  readStatus(minUpdates: number): StatusBatch[] {
+    const out: StatusBatch[] = [];
+    let n = 0;
+    if (this.relayedThrough + 1 < this.memoryFrom) {
+      // Only below memoryFrom: what is above is in memory (or not yet resolved), never read twice.
+      for (const { key, value } of this.status.getRange({ start: this.relayedThrough + 1, end: this.memoryFrom })) {
+        const updates = unflattenStatuses(value);
+        out.push({ key, updates });
+        n += updates.length;
+        if (n >= minUpdates) return out;
+      }
+      // Nothing (more) below memoryFrom; keys never written there were transactions rolled back.
+      if (out.length === 0) this.relayedThrough = this.memoryFrom - 1;
+    }
+    for (const b of this.recentStatus) {
+      out.push(b);
+      n += b.updates.length;
+      if (n >= minUpdates) break;
     }
     return out;
   }
 
-  async removeStatus(keys: readonly number[]): Promise<void> {
-    if (keys.length === 0) return;
+  /** The relay has handed these batches (from `readStatus`) to the receipt store: remove them. */
+  async removeStatus(batches: readonly StatusBatch[]): Promise<void> {
+    if (batches.length === 0) return;
+    let updates = 0;
+    const done = new Set<StatusBatch>(batches);
+    for (const b of batches) {
+      if (b.key > this.relayedThrough) this.relayedThrough = b.key;
+      updates += b.updates.length;
+    }
+    while (this.recentStatus.length > 0 && done.has(this.recentStatus[0] as StatusBatch)) {
+      this.recentStatusUpdates -= (this.recentStatus.shift() as StatusBatch).updates.length;
+    }
     await this.env.childTransaction(() => {
-      for (const k of keys) this.status.removeSync(k);
+      for (const b of batches) this.status.removeSync(b.key);
     });
-    this.statusRows -= keys.length;
+    this.statusRows -= updates;
     this.metrics.pdaStatusBacklog.set(this.statusRows);
   }
+}
+
+/** Cursor value: n, c, s as u32 big-endian. */
+const CURSOR_BYTES = 12;
+
+function encodeCursor(c: StoredCursor): Buffer {
+  const b = Buffer.allocUnsafe(CURSOR_BYTES);
+  b.writeUInt32BE(c.n, 0);
+  b.writeUInt32BE(c.c, 4);
+  b.writeUInt32BE(c.s, 8);
+  return b;
+}
+
+function decodeCursor(b: Buffer): StoredCursor {
+  return { n: b.readUInt32BE(0), c: b.readUInt32BE(4), s: b.readUInt32BE(8) };
+}
+
+function flattenStatuses(updates: readonly PdaStatusUpdate[]): Array<string | number | null> {
+  const out = new Array<string | number | null>(updates.length * STATUS_FIELDS);
+  let j = 0;
+  for (const u of updates) {
+    out[j++] = STATE_CODE[u.state];
+    out[j++] = u.messageId;
+    out[j++] = u.index;
+    out[j++] = u.deviceId ?? null;
+    out[j++] = u.seq ?? null;
+    out[j++] = u.error ?? null;
+  }
+  return out;
+}
+
+function unflattenStatuses(row: StoredStatusBatch): PdaStatusUpdate[] {
+  const out: PdaStatusUpdate[] = [];
+  const u = row.u;
+  for (let j = 0; j + STATUS_FIELDS <= u.length; j += STATUS_FIELDS) {
+    const d = u[j + 3];
+    const q = u[j + 4];
+    const e = u[j + 5];
+    out.push({
+      messageId: u[j + 1] as string,
+      index: u[j + 2] as number,
+      state: STATE_CODES[u[j] as number] as PdaStatusState,
+      at: row.t,
+      ...(typeof d === 'string' ? { deviceId: d } : {}),
+      ...(typeof q === 'number' ? { seq: q } : {}),
+      ...(typeof e === 'string' ? { error: e } : {}),
+    });
+  }
+  return out;
 }
