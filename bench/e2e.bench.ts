@@ -1,17 +1,29 @@
 /**
- * bench:e2e — HTTP → embedded queue → dispatch → SMPP (4 binds) → simulator → DLR → receipts.
+ * bench:e2e — HTTP → queue → dispatch → SMPP (4 binds) → simulator → DLR → receipts.
  *
  * Measured in one run, per variant (single-segment GSM; 3-part Chinese UCS-2):
  *   - bare uWS:  a uWebSockets.js handler that answers 202 without work (baseline for accepted/s)
  *   - raw smpp:  the `smpp` client pushing the same PDUs straight to the simulator
  *                with the same binds × window (baseline for submit_sm/s)
- *   - gateway:   accepted/s over HTTP; submit_sm/s at the simulator (first 202 → last submit);
- *                DLRs recorded/s (first 202 → last receipt applied); p50/p99 202 → first submit_sm;
- *                peak RSS of the gateway process
- * Each phase runs in its own processes (gateway, simulator, load generator),
- * as in production. Medians over BENCH_REPEATS runs; the ratios are what to quote.
+ *   - gateway:   accepted/s over HTTP (start of the load → its last 202); submit_sm/s
+ *                (start → the simulator's last submit_sm); DLRs recorded/s (start → the last
+ *                deliver_sm_resp the simulator got, sent once the receipt is durable);
+ *                p50/p99 202 → first submit_sm; peak RSS of the gateway process
+ * The gateway runs on the queue(s) named by BENCH_QUEUE:
+ *   - embedded:  the LMDB queue in the gateway's data dir (the default deployment)
+ *   - nats:      NATS JetStream — a nats-server -js of the benchmark's own
+ *                (free loopback port, temp store, killed after the run; never
+ *                the system NATS on 4222), queue.kind nats, default flushMs /
+ *                flushRecipients / fetchBatch, and final states published as
+ *                status events on <prefix>.status.<tenant>, as in production
+ *   - both (default): both in every round, and a comparison table with the
+ *                NATS/embedded ratio of every metric (target: throughput
+ *                ≥ 0.8× — "no regression by more than 20%").
+ * Each phase runs in its own processes (gateway, simulator, load generator,
+ * nats-server), as in production. Medians over BENCH_REPEATS runs; the ratios
+ * are what to quote.
  *
- *   BENCH_N=100000 BENCH_REPEATS=3 npm run bench:e2e
+ *   BENCH_N=100000 BENCH_REPEATS=3 BENCH_QUEUE=both npm run bench:e2e
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +35,7 @@ import { buildSegments, countSegments } from '../src/core/segment.js';
 import { envInt, freePort, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { rawSmppCeiling } from './lib/raw-smpp.js';
 import { startSimChild } from './lib/sim-child.js';
+import { startNatsServer, type NatsServerHandle } from '../test/support/nats-server.js';
 
 const N = envInt('BENCH_N', 100_000);
 const REPEATS = envInt('BENCH_REPEATS', 3);
@@ -33,6 +46,14 @@ const CONNECTIONS = envInt('BENCH_CONNECTIONS', 64);
 const PROBES = envInt('BENCH_PROBES', 2000);
 let samples = 0;
 const KEY = 'bench-key-0123456789';
+
+type QueueKind = 'embedded' | 'nats';
+const QUEUES: readonly QueueKind[] = ((): QueueKind[] => {
+  const v = process.env['BENCH_QUEUE'] ?? 'both';
+  if (v === 'both') return ['embedded', 'nats'];
+  if (v === 'embedded' || v === 'nats') return [v];
+  throw new Error('BENCH_QUEUE must be embedded, nats or both');
+})();
 
 const VARIANTS = [
   { name: 'single-segment GSM', text: 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.' },
@@ -88,7 +109,8 @@ interface Load {
 /**
  * The load: autocannon with one static request whose text carries a unique
  * id per request (`[<id>]`, replaced natively by autocannon — no JS per
- * request, so the client is not the bottleneck), plus a probe that sends
+ * request but a timestamp per response, so the client is not the
+ * bottleneck), plus a probe that sends
  * one tracked message at a time to a distinct number during the load, to
  * sample 202 → submit_sm latency under full load.
  */
@@ -97,6 +119,7 @@ async function httpLoad(url: string, text: string, probe: boolean): Promise<Load
   const startedAt = wallNow();
   let running = true;
   const body = JSON.stringify({ to: ['13800138006'], text: `${text} #[<id>]` });
+  // Without a callback autocannon returns its Instance (an EventEmitter) made thenable; the types only say Promise.
   const load = autocannon({
     url: `${url}/v1/messages`,
     connections: CONNECTIONS,
@@ -106,6 +129,16 @@ async function httpLoad(url: string, text: string, probe: boolean): Promise<Load
     method: 'POST',
     headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
     body,
+  }) as unknown as autocannon.Instance & Promise<autocannon.Result>;
+  // autocannon resolves on its next 1-second tick after the last response, so its own end
+  // overstates the elapsed time by up to a second (10% at 10 s): the last 2xx is timed here,
+  // and the probe stops with the last response, not with that tick (its messages count in the
+  // submit and DLR windows, which would otherwise end on the tick too).
+  let lastAccepted = startedAt;
+  let responses = 0;
+  load.on('response', (_client, statusCode) => {
+    if (statusCode >= 200 && statusCode < 300) lastAccepted = wallNow();
+    if (++responses >= N) running = false;
   });
   const prober = (async () => {
     for (let i = 0; probe && running && i < PROBES; i++) {
@@ -127,7 +160,7 @@ async function httpLoad(url: string, text: string, probe: boolean): Promise<Load
   const result = await load;
   running = false;
   await prober;
-  const elapsed = (wallNow() - startedAt) / 1000;
+  const elapsed = (lastAccepted - startedAt) / 1000;
   return { perSecond: result['2xx'] / elapsed, accepted: result['2xx'] + probes.size, non202: result.non2xx + result.errors + result.timeouts, probes, startedAt };
 }
 
@@ -162,13 +195,17 @@ interface GatewayRun {
   latencySamples: number;
   non202: number;
   duplicates: number;
+  /** Peak RSS of the nats-server process (NATS runs only). */
+  natsPeakRssMiB?: number;
 }
 
-async function gatewayRun(text: string, segments: number): Promise<GatewayRun> {
+async function gatewayRun(text: string, segments: number, queue: QueueKind): Promise<GatewayRun> {
   const sim = await startSimChild(4 * N);
+  let nats: NatsServerHandle | undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-bench-'));
   const port = await freePort();
   const configFile = join(dataDir, 'bench.json');
+  if (queue === 'nats') nats = await startNatsServer({ jetstream: true, storeDir: join(dataDir, 'nats') });
   writeFileSync(
     configFile,
     JSON.stringify({
@@ -177,6 +214,8 @@ async function gatewayRun(text: string, segments: number): Promise<GatewayRun> {
       server: { host: '127.0.0.1', port },
       auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
       simulator: { enabled: false },
+      // Only the queue differs between the two runs; NATS keeps config/default.json's flushMs, flushRecipients, stream and replicas.
+      ...(nats ? { queue: { kind: 'nats', nats: { servers: [nats.url] } } } : {}),
       smpp: {
         accounts: [
           { name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: BINDS, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
@@ -205,21 +244,29 @@ async function gatewayRun(text: string, segments: number): Promise<GatewayRun> {
       await new Promise((r) => setTimeout(r, 50));
     }
     if (dlrsDoneAt === 0 || submitsDoneAt === 0) throw new Error('gateway did not finish in 600 s');
+    // The gateway counts a receipt before its deliver_sm_resp reaches the simulator: wait for the simulator too.
+    let stats = { submits: 0, dlrsAcked: 0 };
+    for (let i = 0; i < 3_000; i++) {
+      stats = (await sim.ask<{ stats: { submits: number; dlrsAcked: number } }>('stats')).stats;
+      if (stats.submits >= expected && stats.dlrsAcked >= expected) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const { first } = await sim.ask<{ first: [string, number][] }>('first');
-    const { stats } = await sim.ask<{ stats: { submits: number } }>('stats');
+    // Window ends as the simulator saw them (last submit_sm, last receipt acknowledged by the
+    // gateway once durable); the metrics polls above only say that everything is done.
+    const { last } = await sim.ask<{ last: { submitAt: number; dlrAckAt: number } }>('last');
     const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
-    let lastSubmit = 0;
     for (const [dest, at] of first) {
       const acceptedAt = load.probes.get(dest);
       if (acceptedAt !== undefined) h.recordValue(Math.max(1, Math.round((at - acceptedAt) * 1000)));
-      if (at > lastSubmit) lastSubmit = at;
     }
     samples = h.totalCount;
     const rss = peakRssMiB(gw.pid ?? 0);
+    const natsPid = nats?.pid();
     return {
       acceptedPerSecond: load.perSecond,
-      submitsPerSecond: (expected * 1000) / (Math.max(lastSubmit, submitsDoneAt) - load.startedAt),
-      dlrsPerSecond: (expected * 1000) / (dlrsDoneAt - load.startedAt),
+      submitsPerSecond: (expected * 1000) / (last.submitAt - load.startedAt),
+      dlrsPerSecond: (expected * 1000) / (last.dlrAckAt - load.startedAt),
       p50ms: h.getValueAtPercentile(50) / 1000,
       p99ms: h.getValueAtPercentile(99) / 1000,
       peakRssMiB: rss,
@@ -228,10 +275,12 @@ async function gatewayRun(text: string, segments: number): Promise<GatewayRun> {
       // Every submit beyond the segments needed was a resubmission (the load reuses one number, so the
       // simulator's content-hash duplicate counter would also count look-alike parts of different messages).
       duplicates: Math.max(0, stats.submits - expected),
+      ...(natsPid !== undefined ? { natsPeakRssMiB: peakRssMiB(natsPid) } : {}),
     };
   } finally {
     await stopChild(gw);
     await sim.stop();
+    await nats?.destroy();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
@@ -256,40 +305,88 @@ async function rawRun(text: string): Promise<number> {
 
 process.stderr.write('building dist/ (npm run build)…\n');
 execSync('npm run --silent build', { stdio: 'inherit', cwd: join(import.meta.dirname, '..') });
-const summary: Record<string, unknown> = { bench: 'e2e', n: N, repeats: REPEATS, binds: BINDS, window: WINDOW, connections: CONNECTIONS, node: process.version, at: new Date().toISOString(), variants: {} };
+const summary: Record<string, unknown> = { bench: 'e2e', n: N, repeats: REPEATS, binds: BINDS, window: WINDOW, connections: CONNECTIONS, queues: QUEUES, node: process.version, at: new Date().toISOString(), variants: {} };
 const tables: string[] = [];
+const ratioSummary: Record<string, unknown> = {};
 for (const variant of VARIANTS) {
   const segments = countSegments(variant.text).count;
   const bare: number[] = [];
   const raw: number[] = [];
-  const runs: GatewayRun[] = [];
+  const runs: Record<QueueKind, GatewayRun[]> = { embedded: [], nats: [] };
   for (let r = 0; r < REPEATS; r++) {
     process.stderr.write(`[${variant.name}] round ${r + 1}/${REPEATS}: bare uWS… `);
     bare.push(await bareUws(variant.text));
     process.stderr.write('raw smpp… ');
     raw.push(await rawRun(variant.text));
-    process.stderr.write('gateway… ');
-    runs.push(await gatewayRun(variant.text, segments));
+    // Alternate which queue goes first, so a slow drift of the machine does not favour one of them.
+    const order = r % 2 === 0 ? QUEUES : [...QUEUES].reverse();
+    for (const q of order) {
+      process.stderr.write(`gateway (${q})… `);
+      runs[q].push(await gatewayRun(variant.text, segments, q));
+    }
     process.stderr.write('done\n');
   }
-  const med = (f: (g: GatewayRun) => number): number => median(runs.map(f));
   const bareM = median(bare);
   const rawM = median(raw);
-  const rows: Row[] = [
-    { metric: 'HTTP accepted/s', value: med((g) => g.acceptedPerSecond), unit: 'msg/s', baseline: bareM, baselineName: 'bare uWS 202', target: 0.5 },
-    { metric: 'submit_sm/s end to end', value: med((g) => g.submitsPerSecond), unit: 'PDU/s', baseline: rawM, baselineName: 'raw smpp client', target: 0.6 },
-    { metric: 'DLRs recorded/s', value: med((g) => g.dlrsPerSecond), unit: 'DLR/s', baseline: rawM, baselineName: 'raw smpp client' },
-    { metric: 'p50 202 → submit_sm', value: med((g) => g.p50ms), unit: 'ms' },
-    { metric: 'p99 202 → submit_sm', value: med((g) => g.p99ms), unit: 'ms' },
-    { metric: 'latency samples (probes)', value: med((g) => g.latencySamples), unit: 'count' },
-    { metric: 'gateway peak RSS', value: med((g) => g.peakRssMiB), unit: 'MiB' },
-    { metric: 'non-202 answers', value: med((g) => g.non202), unit: 'count' },
-    { metric: 'resubmissions at SMSC', value: med((g) => g.duplicates), unit: 'count' },
-  ];
-  tables.push(table(`${variant.name}: N = ${N.toLocaleString('en-US')} messages × ${segments} segment(s), ${BINDS} binds × window ${WINDOW}, median of ${REPEATS}`, rows));
-  (summary['variants'] as Record<string, unknown>)[variant.name] = { segments, bareUwsPerSecond: bare, rawSmppPerSecond: raw, gateway: runs, medians: Object.fromEntries(rows.map((r) => [r.metric, { value: r.value, baseline: r.baseline, ratio: r.baseline ? r.value / r.baseline : undefined }])) };
+  const medianOf = (q: QueueKind, f: (g: GatewayRun) => number): number => median(runs[q].map(f));
+  const rowsFor = (q: QueueKind): Row[] => {
+    const med = (f: (g: GatewayRun) => number): number => medianOf(q, f);
+    const rows: Row[] = [
+      { metric: 'HTTP accepted/s', value: med((g) => g.acceptedPerSecond), unit: 'msg/s', baseline: bareM, baselineName: 'bare uWS 202', target: 0.5 },
+      { metric: 'submit_sm/s end to end', value: med((g) => g.submitsPerSecond), unit: 'PDU/s', baseline: rawM, baselineName: 'raw smpp client', target: 0.6 },
+      { metric: 'DLRs recorded/s', value: med((g) => g.dlrsPerSecond), unit: 'DLR/s', baseline: rawM, baselineName: 'raw smpp client' },
+      { metric: 'p50 202 → submit_sm', value: med((g) => g.p50ms), unit: 'ms' },
+      { metric: 'p99 202 → submit_sm', value: med((g) => g.p99ms), unit: 'ms' },
+      { metric: 'latency samples (probes)', value: med((g) => g.latencySamples), unit: 'count' },
+      { metric: 'gateway peak RSS', value: med((g) => g.peakRssMiB), unit: 'MiB' },
+    ];
+    if (q === 'nats') rows.push({ metric: 'nats-server peak RSS', value: med((g) => g.natsPeakRssMiB ?? NaN), unit: 'MiB' });
+    rows.push(
+      { metric: 'non-202 answers', value: med((g) => g.non202), unit: 'count' },
+      { metric: 'resubmissions at SMSC', value: med((g) => g.duplicates), unit: 'count' },
+    );
+    return rows;
+  };
+  const entry: Record<string, unknown> = { segments, bareUwsPerSecond: bare, rawSmppPerSecond: raw };
+  for (const q of QUEUES) {
+    const rows = rowsFor(q);
+    tables.push(table(`${variant.name}, ${q} queue: N = ${N.toLocaleString('en-US')} messages × ${segments} segment(s), ${BINDS} binds × window ${WINDOW}, median of ${REPEATS}`, rows));
+    entry[q] = { runs: runs[q], medians: Object.fromEntries(rows.map((r) => [r.metric, { value: r.value, baseline: r.baseline, ratio: r.baseline ? r.value / r.baseline : undefined }])) };
+  }
+  if (QUEUES.length === 2) {
+    // NATS against embedded, same rounds: throughput ratios ≥ 0.8 mean "no regression by more than 20%";
+    // for latencies and memory the ratio is NATS ÷ embedded (lower is better, no target).
+    const vs = (metric: string, unit: string, f: (g: GatewayRun) => number, target?: number): Row => ({
+      metric,
+      value: medianOf('nats', f),
+      unit,
+      baseline: medianOf('embedded', f),
+      baselineName: 'embedded queue',
+      ...(target !== undefined ? { target } : {}),
+    });
+    const cmp: Row[] = [
+      vs('HTTP accepted/s', 'msg/s', (g) => g.acceptedPerSecond, 0.8),
+      vs('submit_sm/s end to end', 'PDU/s', (g) => g.submitsPerSecond, 0.8),
+      vs('DLRs recorded/s', 'DLR/s', (g) => g.dlrsPerSecond, 0.8),
+      vs('p50 202 → submit_sm', 'ms', (g) => g.p50ms),
+      vs('p99 202 → submit_sm', 'ms', (g) => g.p99ms),
+      vs('gateway peak RSS', 'MiB', (g) => g.peakRssMiB),
+    ];
+    tables.push(table(`${variant.name}: NATS JetStream vs embedded queue (same rounds), median of ${REPEATS}`, cmp));
+    const ratios = Object.fromEntries(cmp.map((r) => [r.metric, { nats: r.value, embedded: r.baseline, ratio: r.baseline ? r.value / r.baseline : undefined, ...(r.target !== undefined ? { target: r.target } : {}) }]));
+    entry['natsVsEmbedded'] = ratios;
+    ratioSummary[variant.name] = ratios;
+  }
+  (summary['variants'] as Record<string, unknown>)[variant.name] = entry;
 }
+if (QUEUES.length === 2) summary['natsVsEmbedded'] = ratioSummary;
 const out = tables.join('\n\n');
 process.stdout.write(`\n${out}\n\n`);
 const file = writeSummary('e2e', summary);
-process.stdout.write(`JSON summary: ${file}\n${JSON.stringify(summary.variants && Object.fromEntries(Object.entries(summary.variants as Record<string, { medians: unknown }>).map(([k, v]) => [k, v.medians])))}\n`);
+const mediansOnly = Object.fromEntries(
+  Object.entries(summary['variants'] as Record<string, Record<string, unknown>>).map(([k, v]) => [
+    k,
+    { ...Object.fromEntries(QUEUES.map((q) => [q, (v[q] as { medians: unknown }).medians])), ...(v['natsVsEmbedded'] ? { natsVsEmbedded: v['natsVsEmbedded'] } : {}) },
+  ]),
+);
+process.stdout.write(`JSON summary: ${file}\n${JSON.stringify(mediansOnly)}\n`);

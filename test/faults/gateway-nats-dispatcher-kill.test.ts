@@ -14,17 +14,9 @@
  * receipt store.
  */
 import t from 'tap';
-import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
-import {
-  api,
-  deploymentConfig,
-  sharedDataDir,
-  simulatorAccountConfig,
-  startGatewayProcess,
-  waitComplete,
-  type GatewayProcess,
-} from '../support/gateway-process.js';
-import { SmscSimulator } from '../../src/smpp/simulator.js';
+import { requireNatsServer } from '../support/nats-server.js';
+import { api, waitComplete, type GatewayProcess } from '../support/gateway-process.js';
+import { numberAt, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
 
 const MESSAGES = 10;
 const PER = 1_000;
@@ -33,31 +25,14 @@ const BATCH = 500;
 const KILL_AT = 300;
 const FIRST_INFLIGHT = 16;
 
-function numberAt(n: number): string {
-  return `138${String(10_000_000 + n * 10 + 6).slice(-8)}`;
-}
-
-async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 100_000; i++) {
-    if (check()) return;
-    if (Date.now() >= deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 if (requireNatsServer(t)) {
   t.test('kill -9 of a dispatcher mid-batch: its jobs are redelivered and finished by the other', async (t) => {
-    const nats = await startNatsServer({ jetstream: true });
-    t.teardown(() => nats.destroy());
+    const deployment = await startNatsDeployment(t, { overrides: { queue: { batchSize: BATCH, ackWaitMs: 2_000 }, dispatch: { fetchBatch: 4 } } });
 
     let first: GatewayProcess | undefined;
     let submits = 0;
     let killedAt = 0;
-    const sim = new SmscSimulator({
-      port: 0,
-      host: '127.0.0.1',
-      dlrDelayMs: 5,
+    const sim = await startSimulator(t, {
       // slow answers keep the first dispatcher's small window full: it is always mid-batch
       responseDelayMs: 20,
       // receipts for the dead process's submits wait for the next process's binds
@@ -72,13 +47,9 @@ if (requireNatsServer(t)) {
         }
       },
     });
-    await sim.start();
-    t.teardown(() => sim.stop());
 
-    const dataDir = sharedDataDir(t);
-    const overrides = (dispatch: Record<string, unknown>): Record<string, unknown> => ({ queue: { batchSize: BATCH, ackWaitMs: 2_000 }, dispatch: { fetchBatch: 4, ...dispatch } });
-    const ingest = await startGatewayProcess(t, { role: 'ingest', config: deploymentConfig({ dataDir, natsUrls: [nats.url], overrides: overrides({}) }) });
-    const url = ingest.url as string;
+    const ingest = await deployment.startIngest();
+    const url = ingest.url;
     const ids: string[] = [];
     for (let m = 0; m < MESSAGES; m++) {
       const to = Array.from({ length: PER }, (_, j) => numberAt(m * PER + j));
@@ -87,16 +58,10 @@ if (requireNatsServer(t)) {
       ids.push(r.json.id as string);
     }
 
-    first = await startGatewayProcess(t, {
-      role: 'dispatch',
+    first = await deployment.startDispatcher(sim, {
       name: 'dispatch-1',
-      config: deploymentConfig({
-        dataDir,
-        natsUrls: [nats.url],
-        account: simulatorAccountConfig(sim.port, { binds: 1, window: 10 }),
-        overrides: overrides({ maxInflightSegments: FIRST_INFLIGHT }),
-      }),
-      ready: () => sim.stats().binds >= 1,
+      account: { binds: 1, window: 10 },
+      overrides: { dispatch: { maxInflightSegments: FIRST_INFLIGHT } },
     });
     await until('first dispatcher killed mid-batch', () => killedAt > 0, 60_000);
     await first.kill('SIGKILL'); // waits for the exit
@@ -107,13 +72,8 @@ if (requireNatsServer(t)) {
     const firstSubmits = sim.stats().submits;
     t.ok(firstSubmits >= KILL_AT && firstSubmits < BATCH, `first dispatcher submitted ${firstSubmits} (< one job of ${BATCH}: none of its jobs was acked)`);
 
-    const bindsBefore = sim.stats().binds;
-    await startGatewayProcess(t, {
-      role: 'dispatch',
-      name: 'dispatch-2',
-      config: deploymentConfig({ dataDir, natsUrls: [nats.url], account: simulatorAccountConfig(sim.port), overrides: overrides({}) }),
-      ready: () => sim.stats().binds >= bindsBefore + 2,
-    });
+    // ready once the simulator has counted its 2 binds on top of the dead process's
+    await deployment.startDispatcher(sim, { name: 'dispatch-2' });
 
     for (const id of ids) {
       const s = await waitComplete(url, id, 60_000, 200);

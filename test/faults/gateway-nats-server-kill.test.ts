@@ -15,32 +15,12 @@
 import t from 'tap';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
-import {
-  api,
-  deploymentConfig,
-  sharedDataDir,
-  simulatorAccountConfig,
-  startGatewayProcess,
-  waitComplete,
-} from '../support/gateway-process.js';
-import { SmscSimulator } from '../../src/smpp/simulator.js';
+import { requireNatsServer } from '../support/nats-server.js';
+import { api, waitComplete } from '../support/gateway-process.js';
+import { burstWithFault, coverage, numberAt, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
 
 const STREAM = 'SMSGW_WORK';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function numberAt(n: number): string {
-  return `138${String(10_000_000 + n * 10 + 6).slice(-8)}`;
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 100_000; i++) {
-    if (await check()) return;
-    if (Date.now() >= deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms`);
-    await sleep(everyMs);
-  }
-}
 
 /** Jobs of one tier not yet acked (pending + in flight), asked of the server directly. */
 async function tierBacklog(url: string, tier: string): Promise<{ pending: number; ackPending: number }> {
@@ -74,71 +54,31 @@ class ConsumerWatch {
   }
 }
 
-/** Counts over a set of destinations: how many were never submitted, how many more than once. */
-function coverage(sim: SmscSimulator, numbers: Iterable<string>): { missing: number; twice: number; total: number } {
-  const by = sim.stats().submitsByDestination;
-  let missing = 0;
-  let twice = 0;
-  let total = 0;
-  for (const n of numbers) {
-    total++;
-    const c = by.get(`86${n}`) ?? 0;
-    if (c === 0) missing++;
-    else if (c > 1) twice++;
-  }
-  return { missing, twice, total };
-}
-
 if (requireNatsServer(t)) {
   t.test('kill -9 of nats-server mid-burst and restart: every accepted message is delivered', async (t) => {
-    const nats = await startNatsServer({ jetstream: true });
-    t.teardown(() => nats.destroy());
-    const sim = new SmscSimulator({ port: 0, host: '127.0.0.1', dlrDelayMs: 5 });
-    await sim.start();
-    t.teardown(() => sim.stop());
-    const dataDir = sharedDataDir(t);
-    const config = (account?: Record<string, unknown>): Record<string, unknown> =>
-      deploymentConfig({ dataDir, natsUrls: [nats.url], ...(account ? { account } : {}), overrides: { queue: { batchSize: 50 } } });
-    const ingest = await startGatewayProcess(t, { role: 'ingest', config: config() });
-    await startGatewayProcess(t, { role: 'dispatch', config: config(simulatorAccountConfig(sim.port)), ready: () => sim.stats().binds >= 2 });
-    const url = ingest.url as string;
+    const deployment = await startNatsDeployment(t, { overrides: { queue: { batchSize: 50 } } });
+    const nats = deployment.server;
+    const sim = await startSimulator(t);
+    const ingest = await deployment.startIngest();
+    await deployment.startDispatcher(sim);
+    const url = ingest.url;
 
     const REQUESTS = 300;
     const PER = 20;
     const CONCURRENCY = 16;
-    const accepted = new Map<string, string[]>();
-    const refused = new Map<string, number>();
-    let started = 0;
-    let done = 0;
-    let inFlightAtKill = 0;
-    let outage: Promise<void> | undefined;
-    const sendOne = async (k: number): Promise<void> => {
-      started++;
-      const to = Array.from({ length: PER }, (_, j) => numberAt(k * PER + j));
-      try {
-        const r = await api(url, 'POST', '/v1/messages', { to, text: `Burst ${k}: road closure on route 9.` });
-        if (r.status === 202) accepted.set(r.json.id as string, to);
-        else refused.set(String(r.json?.code ?? r.status), (refused.get(String(r.json?.code ?? r.status)) ?? 0) + 1);
-      } catch (e) {
-        refused.set(`transport: ${String(e)}`, (refused.get(`transport: ${String(e)}`) ?? 0) + 1);
-      }
-      done++;
-      if (done === 100 && !outage) {
-        // a third of the way in: the server dies with publishes on the wire, and comes back 1.5 s later
-        inFlightAtKill = started - done;
-        outage = nats.kill('SIGKILL').then(() => sleep(1_500)).then(() => nats.restart());
-      }
-    };
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        for (let k = next++; k < REQUESTS; k = next++) await sendOne(k);
-      }),
-    );
-    await outage;
-    t.ok(outage !== undefined && inFlightAtKill > 0, `nats-server was killed mid-burst (${inFlightAtKill} requests in flight)`);
+    const burst = await burstWithFault(url, {
+      requests: REQUESTS,
+      perRequest: PER,
+      concurrency: CONCURRENCY,
+      text: (k) => `Burst ${k}: road closure on route 9.`,
+      // a third of the way in: the server dies with publishes on the wire, and comes back 1.5 s later
+      faultAfter: 100,
+      fault: () => nats.kill('SIGKILL').then(() => sleep(1_500)).then(() => nats.restart()),
+    });
+    const { accepted } = burst;
+    t.ok(burst.faulted && burst.inFlightAtFault > 0, `nats-server was killed mid-burst (${burst.inFlightAtFault} requests in flight)`);
     t.ok(accepted.size > 0, `${accepted.size} of ${REQUESTS} requests accepted (202)`);
-    t.comment(`refused: ${JSON.stringify(Object.fromEntries(refused))}`);
+    t.comment(`refused: ${JSON.stringify(Object.fromEntries(burst.refused))}`);
 
     const expected = accepted.size * PER;
     await until('every accepted recipient submitted', () => coverage(sim, [...accepted.values()].flat()).missing === 0, 90_000, 200);
@@ -154,16 +94,11 @@ if (requireNatsServer(t)) {
   });
 
   t.test('kill -9 of nats-server within a second of the acks, then a fresh dispatcher: nothing is sent twice', async (t) => {
-    const nats = await startNatsServer({ jetstream: true });
-    t.teardown(() => nats.destroy());
-    const sim = new SmscSimulator({ port: 0, host: '127.0.0.1', dlrDelayMs: 5 });
-    await sim.start();
-    t.teardown(() => sim.stop());
-    const dataDir = sharedDataDir(t);
-    const config = (account?: Record<string, unknown>): Record<string, unknown> =>
-      deploymentConfig({ dataDir, natsUrls: [nats.url], ...(account ? { account } : {}), overrides: { queue: { batchSize: 50 } } });
-    const ingest = await startGatewayProcess(t, { role: 'ingest', config: config() });
-    const url = ingest.url as string;
+    const deployment = await startNatsDeployment(t, { overrides: { queue: { batchSize: 50 } } });
+    const nats = deployment.server;
+    const sim = await startSimulator(t);
+    const ingest = await deployment.startIngest();
+    const url = ingest.url;
 
     const MESSAGES = 40;
     const PER = 50;
@@ -177,8 +112,7 @@ if (requireNatsServer(t)) {
       all.push(...to);
     }
     // The dispatcher starts on the queued backlog, so its acks come in one short burst...
-    const ready = (n: number) => () => sim.stats().binds >= n;
-    const first = await startGatewayProcess(t, { role: 'dispatch', name: 'dispatch-1', config: config(simulatorAccountConfig(sim.port)), ready: ready(2) });
+    const first = await deployment.startDispatcher(sim, { name: 'dispatch-1' });
     await until('every recipient submitted', () => coverage(sim, all).missing === 0, 60_000, 5);
     const watch = await ConsumerWatch.open(nats.url);
     try {
@@ -196,7 +130,8 @@ if (requireNatsServer(t)) {
     t.comment(`after the restart the server offers ${back.pending + back.ackPending} of ${all.length / PER} acked jobs again (lost acked deletions)`);
     const submitsBefore = sim.stats().submits;
 
-    await startGatewayProcess(t, { role: 'dispatch', name: 'dispatch-2', config: config(simulatorAccountConfig(sim.port)), ready: ready(4) });
+    // ready once it has bound too: the simulator counts 2 binds more than the dead one's
+    await deployment.startDispatcher(sim, { name: 'dispatch-2' });
     await until('whatever came back is acked again', async () => {
       const b = await tierBacklog(nats.url, 'routine');
       return b.pending === 0 && b.ackPending === 0;

@@ -22,60 +22,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { open, type RootDatabase } from 'lmdb';
+import { open } from 'lmdb';
 import { EmbeddedQueue } from '../../src/queue/embedded/queue.js';
 import { KILL_TEST_OPTIONS } from '../support/queue-embedded-child.js';
+import { countLmdbReads } from '../support/lmdb-reads.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CHILD = path.join(ROOT, 'test/support/queue-embedded-child.ts');
 const ROUNDS = 5;
 const SEED = Number(process.env['SMSGW_KILL_SEED'] ?? 20_240_611);
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Counts rows read through the environment (get, and each item a range yields). */
-function countReads(env: RootDatabase): { env: RootDatabase; reads: () => number } {
-  let reads = 0;
-  const wrap = <T extends object>(db: T): T =>
-    new Proxy(db, {
-      get(target, prop) {
-        const value: unknown = Reflect.get(target, prop, target);
-        if (typeof value !== 'function') return value;
-        const fn = value as (...args: unknown[]) => unknown;
-        if (prop === 'get' || prop === 'getEntry' || prop === 'getBinary') {
-          return (...args: unknown[]) => {
-            reads++;
-            return fn.apply(target, args);
-          };
-        }
-        if (prop === 'getRange' || prop === 'getKeys' || prop === 'getValues') {
-          return (...args: unknown[]) => {
-            const it = fn.apply(target, args) as Iterable<unknown>;
-            return {
-              *[Symbol.iterator]() {
-                for (const item of it) {
-                  reads++;
-                  yield item;
-                }
-              },
-            };
-          };
-        }
-        if (prop === 'openDB') return (...args: unknown[]) => wrap(fn.apply(target, args) as object);
-        return fn.bind(target);
-      },
-    });
-  return { env: wrap(env), reads: () => reads };
-}
 
 interface ChildRun {
   readonly lines: string[];
@@ -133,7 +89,7 @@ interface Inspection {
 async function inspect(dir: string): Promise<Inspection> {
   const raw = open({ path: dir, maxDbs: 16 });
   try {
-    const { env, reads } = countReads(raw);
+    const { env, reads } = countLmdbReads(raw);
     const queue = await EmbeddedQueue.open({ env, options: KILL_TEST_OPTIONS });
     const openReads = reads();
     const present = new Map<string, number>();
@@ -161,7 +117,7 @@ t.test('embedded queue survives SIGKILL at random points', async (t) => {
   t.comment(`seed ${SEED}`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-queue-kill-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const rand = mulberry32(SEED);
+  const rand = seededRandom(SEED);
 
   // What the children reported, over all rounds.
   const publishStarted = new Set<string>();

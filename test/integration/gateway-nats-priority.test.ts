@@ -12,9 +12,9 @@
  * be on its way when the emergency job lands, hence twice the cap.
  */
 import t from 'tap';
-import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
-import { api, deploymentConfig, sharedDataDir, simulatorAccountConfig, startGatewayProcess } from '../support/gateway-process.js';
-import { SmscSimulator } from '../../src/smpp/simulator.js';
+import { requireNatsServer } from '../support/nats-server.js';
+import { api } from '../support/gateway-process.js';
+import { numberAt, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
 
 const ROUTINE = 200_000;
 const PER_REQUEST = 50_000;
@@ -23,46 +23,24 @@ const MAX_ACK_PENDING = 8;
 const EMERGENCY_TO = '13912345676';
 const EMERGENCY_DEST = `86${EMERGENCY_TO}`;
 
-function numberAt(n: number): string {
-  return `138${String(10_000_000 + n * 10 + 6).slice(-8)}`;
-}
-
-async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 100_000; i++) {
-    if (check()) return;
-    if (Date.now() >= deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 if (requireNatsServer(t)) {
   t.test('an emergency message overtakes a 200,000-recipient routine backlog', async (t) => {
-    const nats = await startNatsServer({ jetstream: true });
-    t.teardown(() => nats.destroy());
+    const deployment = await startNatsDeployment(t, {
+      overrides: { queue: { batchSize: BATCH, maxAckPending: MAX_ACK_PENDING }, dispatch: { fetchBatch: 4, maxInflightSegments: 256 } },
+    });
 
     let routineSubmits = 0;
     let routineBeforeEmergency: number | undefined;
-    const sim = new SmscSimulator({
-      port: 0,
-      host: '127.0.0.1',
-      dlrDelayMs: 5,
+    const sim = await startSimulator(t, {
       maxTracked: 2 * ROUTINE,
       observeSubmit: (destination) => {
         if (destination === EMERGENCY_DEST) routineBeforeEmergency ??= routineSubmits;
         else routineSubmits++;
       },
     });
-    await sim.start();
-    t.teardown(() => sim.stop());
 
-    const dataDir = sharedDataDir(t);
-    const overrides = {
-      queue: { batchSize: BATCH, maxAckPending: MAX_ACK_PENDING },
-      dispatch: { fetchBatch: 4, maxInflightSegments: 256 },
-    };
-    const ingest = await startGatewayProcess(t, { role: 'ingest', config: deploymentConfig({ dataDir, natsUrls: [nats.url], overrides }) });
-    const url = ingest.url as string;
+    const ingest = await deployment.startIngest();
+    const url = ingest.url;
 
     for (let r = 0; r < ROUTINE / PER_REQUEST; r++) {
       const to = Array.from({ length: PER_REQUEST }, (_, i) => numberAt(r * PER_REQUEST + i));
@@ -70,21 +48,17 @@ if (requireNatsServer(t)) {
       t.equal(res.status, 202, `routine request ${r} accepted (${PER_REQUEST} recipients)`);
     }
 
-    const dispatcher = await startGatewayProcess(t, {
-      role: 'dispatch',
-      config: deploymentConfig({ dataDir, natsUrls: [nats.url], account: simulatorAccountConfig(sim.port), overrides }),
-      ready: () => sim.stats().binds >= 2,
-    });
+    const dispatcher = await deployment.startDispatcher(sim);
     t.ok(dispatcher.alive(), 'dispatcher running and bound');
 
     // The routine drain is under way...
-    await until('routine submits under way', () => routineSubmits >= 2_000, 60_000);
+    await until('routine submits under way', () => routineSubmits >= 2_000, 60_000, 20);
     // ...when the emergency message arrives.
     const res = await api(url, 'POST', '/v1/messages', { to: [EMERGENCY_TO], text: 'Typhoon warning: stay indoors from 18:00.', tier: 'emergency' });
     t.equal(res.status, 202, 'emergency message accepted');
     const routineAtAccept = routineSubmits;
 
-    await until('emergency message submitted', () => routineBeforeEmergency !== undefined, 60_000);
+    await until('emergency message submitted', () => routineBeforeEmergency !== undefined, 60_000, 20);
     const before = routineBeforeEmergency as number;
     const overtaken = before - routineAtAccept;
     t.ok(before < ROUTINE, `submitted before the routine backlog finished (${before} of ${ROUTINE} routine submits before it)`);

@@ -10,54 +10,22 @@
  * message ids are kept apart, as one SMSC's would be.
  */
 import t from 'tap';
-import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
-import {
-  api,
-  deploymentConfig,
-  sharedDataDir,
-  simulatorAccountConfig,
-  startGatewayProcess,
-  waitComplete,
-} from '../support/gateway-process.js';
-import { SmscSimulator } from '../../src/smpp/simulator.js';
+import { requireNatsServer } from '../support/nats-server.js';
+import { api, waitComplete } from '../support/gateway-process.js';
+import { numberAt, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
 
 const MESSAGES = 5;
 const PER_MESSAGE = 10_000;
 const TOTAL = MESSAGES * PER_MESSAGE;
 
-/** Distinct valid China Mobile numbers ending in 6 (no simulator-steered suffix). */
-function numberAt(n: number): string {
-  return `138${String(10_000_000 + n * 10 + 6).slice(-8)}`;
-}
-
-async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 100_000; i++) {
-    if (check()) return;
-    if (Date.now() >= deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 if (requireNatsServer(t)) {
   t.test('two dispatcher processes share a 50,000-recipient backlog: every recipient delivered, none submitted twice', async (t) => {
-    const nats = await startNatsServer({ jetstream: true });
-    t.teardown(() => nats.destroy());
-    // Both stand for the same operator account: their message ids must not overlap, as one SMSC's would not.
-    const sims = [0, 1].map((i) => new SmscSimulator({ port: 0, host: '127.0.0.1', dlrDelayMs: 5, maxTracked: 4 * TOTAL, firstMessageId: 1_000_000 + i * 100_000_000 }));
-    for (const s of sims) await s.start();
-    t.teardown(async () => {
-      for (const s of sims) await s.stop();
-    });
-    const dataDir = sharedDataDir(t);
     // Small fetches and jobs, so a dispatcher holds little at a time and both get a share.
-    const overrides = { queue: { batchSize: 250 }, dispatch: { fetchBatch: 4, maxInflightSegments: 512 } };
-
-    const ingest = await startGatewayProcess(t, {
-      role: 'ingest',
-      config: deploymentConfig({ dataDir, natsUrls: [nats.url], overrides }),
-    });
-    const url = ingest.url as string;
+    const deployment = await startNatsDeployment(t, { overrides: { queue: { batchSize: 250 }, dispatch: { fetchBatch: 4, maxInflightSegments: 512 } } });
+    // Both stand for the same operator account: their message ids must not overlap, as one SMSC's would not.
+    const sims = await Promise.all([0, 1].map((i) => startSimulator(t, { maxTracked: 4 * TOTAL, firstMessageId: 1_000_000 + i * 100_000_000 })));
+    const ingest = await deployment.startIngest();
+    const url = ingest.url;
 
     // The backlog is queued before any dispatcher runs.
     const ids: string[] = [];
@@ -68,16 +36,7 @@ if (requireNatsServer(t)) {
       ids.push(r.json.id as string);
     }
 
-    const dispatchers = await Promise.all(
-      sims.map((sim, i) =>
-        startGatewayProcess(t, {
-          role: 'dispatch',
-          name: `dispatch-${i}`,
-          config: deploymentConfig({ dataDir, natsUrls: [nats.url], account: simulatorAccountConfig(sim.port), overrides }),
-          ready: () => sim.stats().binds >= 2,
-        }),
-      ),
-    );
+    const dispatchers = await Promise.all(sims.map((sim, i) => deployment.startDispatcher(sim, { name: `dispatch-${i}` })));
     t.equal(dispatchers.length, 2);
 
     const acked = (): number => sims.reduce((n, s) => n + s.stats().dlrsAcked, 0);

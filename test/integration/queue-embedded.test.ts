@@ -13,6 +13,7 @@ import { GatewayError } from '../../src/core/errors.js';
 import { EmbeddedQueue } from '../../src/queue/embedded/queue.js';
 import type { DeadLetter, QueueMessage } from '../../src/queue/port.js';
 import { conformanceOptions, queueConformance } from '../support/queue-conformance.js';
+import { countLmdbReads } from '../support/lmdb-reads.js';
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-queue-'));
@@ -20,46 +21,6 @@ function tempDir(): string {
 
 function openEnv(dir: string): RootDatabase {
   return open({ path: dir, maxDbs: 32 });
-}
-
-/**
- * Wraps an LMDB environment so every row the adapter reads (get, and each
- * item a range yields) is counted, and optionally replaces `flushed`. The
- * counts prove costs without timing anything.
- */
-function instrument(env: RootDatabase, flushed?: () => PromiseLike<boolean>): { env: RootDatabase; reads: () => number } {
-  let reads = 0;
-  const wrap = <T extends object>(db: T): T =>
-    new Proxy(db, {
-      get(target, prop) {
-        if (prop === 'flushed' && flushed !== undefined) return flushed();
-        const value: unknown = Reflect.get(target, prop, target);
-        if (typeof value !== 'function') return value;
-        const fn = value as (...args: unknown[]) => unknown;
-        if (prop === 'get' || prop === 'getEntry' || prop === 'getBinary') {
-          return (...args: unknown[]) => {
-            reads++;
-            return fn.apply(target, args);
-          };
-        }
-        if (prop === 'getRange' || prop === 'getKeys' || prop === 'getValues') {
-          return (...args: unknown[]) => {
-            const it = fn.apply(target, args) as Iterable<unknown>;
-            return {
-              *[Symbol.iterator]() {
-                for (const item of it) {
-                  reads++;
-                  yield item;
-                }
-              },
-            };
-          };
-        }
-        if (prop === 'openDB') return (...args: unknown[]) => wrap(fn.apply(target, args) as object);
-        return fn.bind(target);
-      },
-    });
-  return { env: wrap(env), reads: () => reads };
 }
 
 function msg(tier: string, msgId: string): QueueMessage {
@@ -108,7 +69,7 @@ t.test('embedded: opening reads O(1) rows whatever the backlog, and fetch reads 
     }
     const raw = openEnv(dir);
     try {
-      const { env, reads } = instrument(raw);
+      const { env, reads } = countLmdbReads(raw);
       const queue = await EmbeddedQueue.open({ env, options });
       const openReads = reads();
       const got = await queue.fetch('normal', 64, 0);
@@ -136,7 +97,7 @@ t.test('embedded: publish and ack resolve only after the flush to disk', async (
   const dir = tempDir();
   const raw = openEnv(dir);
   let gate: { promise: Promise<boolean>; release: () => void } | undefined;
-  const { env } = instrument(raw, () => gate?.promise ?? raw.flushed);
+  const { env } = countLmdbReads(raw, () => gate?.promise ?? raw.flushed);
   const queue = await EmbeddedQueue.open({ env, options: conformanceOptions() });
   t.teardown(async () => {
     gate?.release();

@@ -2,11 +2,12 @@
  * The NATS JetStream adapter against a real nats-server (own process, free
  * port, temp store): the shared WorkQueue conformance suite, then what only
  * this adapter has (the dead-letter stream, the advisory backup path, the
- * layout checks at connect, a full stream).
+ * layout checks at connect, a full stream, no-wait fetches of drained tiers
+ * answered without a pull).
  */
 import t, { type Test } from 'tap';
 import { connect } from '@nats-io/transport-node';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
 import { queueConformance, conformanceOptions } from '../support/queue-conformance.js';
 import { NatsQueue, DEAD_HEADERS } from '../../src/queue/nats/queue.js';
@@ -118,6 +119,56 @@ if (requireNatsServer(t)) {
     const got = await queue.fetch('urgent', 10, 0);
     t.same(got.map((d) => d.msgId), ['w0-a', 'w0-b'], 'what is stored, fewer than max');
     await Promise.all(got.map((d) => d.ack()));
+  });
+
+  t.test('nats: a drained tier is pulled again only once work is announced, settled, or emptyTierRecheckMs passed', async (t) => {
+    const { queue: publisher, stream, options } = await openOwn(t);
+    // a long recheck: only announcements and settlements can bring a pull before the test ends
+    const fetcher = await NatsQueue.connect({ servers: [server.url], stream, replicas: 1, options, limits: TEST_LIMITS, tuning: { emptyTierRecheckMs: 600_000 } });
+    t.teardown(() => fetcher.close({ graceMs: 0 }));
+    // every pull request of the urgent tier, as the server receives it
+    let pulls = 0;
+    const watch = admin.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumerName('urgent')}`, { callback: () => void pulls++ });
+    t.teardown(() => watch.unsubscribe());
+    await admin.flush();
+
+    t.same(await fetcher.fetch('urgent', 10, 0), [], 'empty');
+    for (let i = 0; i < 20; i++) t.same(await fetcher.fetch('urgent', 10, 0), [], `still empty (${i})`);
+    await admin.flush();
+    t.equal(pulls, 1, 'one pull: the tier was known drained for the next 20 no-wait fetches');
+    t.same(await fetcher.fetch('urgent', 10, 200), [], 'a fetch that may wait always asks the server');
+    await admin.flush();
+    t.equal(pulls, 2);
+
+    // another process publishes: its announcement brings the next no-wait fetch to the server
+    await publisher.publish([msg('urgent', 'announced')]);
+    let got: Awaited<ReturnType<NatsQueue['fetch']>> = [];
+    for (let i = 0; i < 200 && got.length === 0; i++) {
+      got = await fetcher.fetch('urgent', 10, 0);
+      if (got.length === 0) await sleep(10);
+    }
+    t.same(got.map((d) => d.msgId), ['announced'], 'delivered on the announcement, long before the recheck');
+    // settling a delivery makes the tier worth a pull again (an ack frees a max_ack_pending slot)
+    t.same(await fetcher.fetch('urgent', 10, 0), [], 'drained again');
+    await admin.flush();
+    const beforeAck = pulls;
+    await got[0]?.ack();
+    t.same(await fetcher.fetch('urgent', 10, 0), []);
+    await admin.flush();
+    t.equal(pulls, beforeAck + 1, 'pulled after the ack');
+
+    // work nobody announced (stored by another client) is found once emptyTierRecheckMs pass
+    const rechecking = await NatsQueue.connect({ servers: [server.url], stream, replicas: 1, options, limits: TEST_LIMITS, tuning: { emptyTierRecheckMs: 200 } });
+    t.teardown(() => rechecking.close({ graceMs: 0 }));
+    t.same(await rechecking.fetch('urgent', 10, 0), [], 'empty');
+    await jetstream(admin).publish('conf.work.urgent.t1.g1', enc.encode('silent'), { msgID: 'silent' });
+    let silent: Awaited<ReturnType<NatsQueue['fetch']>> = [];
+    for (let i = 0; i < 500 && silent.length === 0; i++) {
+      silent = await rechecking.fetch('urgent', 10, 0);
+      if (silent.length === 0) await sleep(10);
+    }
+    t.same(silent.map((d) => d.msgId), ['silent'], 'found by the recheck');
+    await Promise.all(silent.map((d) => d.ack()));
   });
 
   t.test('nats: dead letters land in the dead stream with their reason', async (t) => {

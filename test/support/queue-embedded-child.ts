@@ -21,6 +21,7 @@ import { pathToFileURL } from 'node:url';
 import { open } from 'lmdb';
 import { EmbeddedQueue } from '../../src/queue/embedded/queue.js';
 import type { QueueOptions } from '../../src/queue/port.js';
+import { seededRandom } from './seeded-random.js';
 
 export const KILL_TEST_OPTIONS: QueueOptions = {
   prefix: 'kill',
@@ -35,22 +36,11 @@ export const KILL_TEST_OPTIONS: QueueOptions = {
 const BATCHES = 120;
 const BATCH_SIZE = 20;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function main(): Promise<void> {
   const [dir, roundArg, seedArg] = process.argv.slice(2);
   if (dir === undefined || roundArg === undefined || seedArg === undefined) throw new Error('usage: <dir> <round> <seed>');
   const round = Number(roundArg);
-  const rand = mulberry32(Number(seedArg));
+  const rand = seededRandom(Number(seedArg));
   const out = (line: string): void => {
     process.stdout.write(`${line}\n`);
   };

@@ -1,5 +1,5 @@
 /**
- * One JetStream pull request, spoken directly (JetStream ADR-13) instead of
+ * JetStream pull requests, spoken directly (JetStream ADR-13) instead of
  * through `consumer.fetch()` of @nats-io/jetstream, because the port needs
  * what that call cannot give:
  *
@@ -17,17 +17,41 @@
  *   expires      waits up to `expires` for the first message, then sends what
  *                is stored and 408; 408 with nothing when time is up
  *
+ * Every pull of one connection answers to one inbox subscription
+ * (`<inbox>.*`, made once), each pull to its own token under it:
+ *
+ *   PullChannel ── SUB _INBOX.abc.* (once)
+ *     pull 17 ── PUB $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>  reply _INBOX.abc.17
+ *     pull 18 ── …                                                  reply _INBOX.abc.18
+ *     status (404/408/409…)  subject _INBOX.abc.<token>  ─▶ that pull
+ *     message                subject = the work subject, reply $JS.ACK.<stream>.<consumer>…
+ *                            ─▶ the oldest open pull of that consumer
+ *
+ * A delivered message carries its own (work) subject, not the inbox's
+ * token, so messages are routed by consumer: the server answers one
+ * consumer's pull requests in order (its messages, then its status, then
+ * the next request's), so the oldest open pull of that consumer is the one
+ * being served. Should a message land in a later pull than the one it was
+ * sent for (the earlier one gave up locally), it is still a valid delivery
+ * of that consumer; past a pull's batch it goes to the next, or back.
+ *
+ * A subscription per pull (SUB, PUB, UNSUB, a Subscription object and
+ * timers each time) cost the gateway ~110 µs of CPU and nats-server ~57 µs
+ * per empty pull on the development machine (`bench:e2e` makes one to
+ * several per job, most of them empty, since the dispatcher polls every
+ * tier from the top); the shared inbox leaves one PUB per pull.
+ *
  * The local timer (waitMs + grace) covers a server that never answers
- * (killed, disconnected). A message that arrives after the request was
- * settled is handed to `onLate` (the queue naks it so it is redelivered at
- * once instead of after ackWait).
+ * (killed, disconnected). A message that arrives for a pull already settled
+ * (timed out, cancelled, or past its batch) is handed to `onLate` (the queue
+ * naks it so it is redelivered at once instead of after ackWait) — for as
+ * long as the channel lives, not just for a linger period.
  */
-import { createInbox, nanos, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { createInbox, nanos, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { parseAckSubject } from './delivery.js';
 
 /** Extra wait for the server's closing status after `waitMs`, before giving up locally. */
 export const PULL_GRACE_MS = 1_000;
-/** After settling, keep listening this long so late messages are naked, not left to ackWait. */
-export const PULL_LINGER_MS = 5_000;
 
 export interface PullOutcome {
   readonly messages: Msg[];
@@ -47,90 +71,93 @@ function isStatus(m: Msg): boolean {
   return !m.reply && (m.headers?.code ?? 0) > 0;
 }
 
-export function startPull(
-  nc: NatsConnection,
-  nextSubject: string,
-  batch: number,
-  waitMs: number,
-  onLate: (m: Msg) => void,
-): PullRequest {
-  const inbox = createInbox();
-  const collected: Msg[] = [];
-  let settled = false;
-  let resolveDone!: (o: PullOutcome) => void;
-  const done = new Promise<PullOutcome>((r) => (resolveDone = r));
-  let softTimer: NodeJS.Timeout | undefined;
-  let lingerTimer: NodeJS.Timeout | undefined;
-  let sub: Subscription | undefined;
+interface OpenPull {
+  readonly consumer: string;
+  readonly batch: number;
+  readonly collected: Msg[];
+  readonly resolve: (o: PullOutcome) => void;
+  timer: NodeJS.Timeout | undefined;
+}
 
-  const stopListening = (): void => {
-    if (softTimer) clearTimeout(softTimer);
-    if (lingerTimer) clearTimeout(lingerTimer);
-    sub?.unsubscribe();
-  };
-  const settle = (status: number | undefined, description: string | undefined): void => {
-    if (settled) return;
-    settled = true;
-    if (softTimer) clearTimeout(softTimer);
-    resolveDone({ messages: collected.splice(0), status, description });
-  };
+/**
+ * The pulls of one connection. Open pulls are bounded by the callers (one
+ * per fetch in progress); nothing is kept for a settled pull. The
+ * subscription ends with the connection (the queue drains it on close).
+ */
+export class PullChannel {
+  private readonly prefix: string;
+  private readonly open = new Map<string, OpenPull>();
+  private next = 0;
 
-  sub = nc.subscribe(inbox, {
-    callback: (err, m) => {
-      if (err) {
-        // permission error or connection closed: nothing more will come
-        settle(undefined, String(err));
-        stopListening();
-        return;
-      }
-      if (isStatus(m)) {
-        const code = m.headers?.code ?? 0;
-        if (code === 100) return; // idle heartbeat (not requested, but harmless)
-        settle(code, m.headers?.description);
-        stopListening();
-        return;
-      }
-      if (settled) {
-        onLate(m);
-        return;
-      }
-      collected.push(m);
-      if (collected.length >= batch) {
-        // the server considers the request complete and sends no status
-        settle(undefined, undefined);
-        stopListening();
-      }
-    },
-  });
-
-  const body: { batch: number; no_wait: true; expires?: number } = { batch, no_wait: true };
-  if (waitMs > 0) body.expires = nanos(waitMs);
-  try {
-    nc.publish(nextSubject, JSON.stringify(body), { reply: inbox });
-  } catch (e) {
-    // closed or draining connection
-    settle(undefined, String(e));
-    stopListening();
-    return { done, cancel: () => [] };
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly onLate: (m: Msg) => void,
+  ) {
+    this.prefix = `${createInbox()}.`;
+    nc.subscribe(`${this.prefix}*`, {
+      callback: (err, m) => {
+        if (err) {
+          // permission error or connection closed: nothing more will come for any pull
+          for (const token of [...this.open.keys()]) this.settle(token, undefined, String(err));
+          return;
+        }
+        this.route(m);
+      },
+    });
   }
 
-  softTimer = setTimeout(() => {
-    settle(undefined, 'local timeout');
-    lingerTimer = setTimeout(stopListening, PULL_LINGER_MS);
-    lingerTimer.unref();
-  }, waitMs + PULL_GRACE_MS);
+  /** A pull of `batch` messages from durable `consumer` of `stream`. */
+  start(stream: string, consumer: string, batch: number, waitMs: number): PullRequest {
+    const token = String(++this.next);
+    let resolveDone!: (o: PullOutcome) => void;
+    const done = new Promise<PullOutcome>((r) => (resolveDone = r));
+    const pull: OpenPull = { consumer, batch, collected: [], resolve: resolveDone, timer: undefined };
+    this.open.set(token, pull);
+    const body: { batch: number; no_wait: true; expires?: number } = { batch, no_wait: true };
+    if (waitMs > 0) body.expires = nanos(waitMs);
+    try {
+      this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`, JSON.stringify(body), { reply: this.prefix + token });
+    } catch (e) {
+      // closed or draining connection
+      this.settle(token, undefined, String(e));
+      return { done, cancel: () => [] };
+    }
+    pull.timer = setTimeout(() => this.settle(token, undefined, 'local timeout'), waitMs + PULL_GRACE_MS);
+    return {
+      done,
+      cancel: () => {
+        const given = pull.collected.splice(0);
+        this.settle(token, undefined, 'cancelled');
+        return given;
+      },
+    };
+  }
 
-  return {
-    done,
-    cancel: () => {
-      const given = collected.splice(0);
-      settle(undefined, 'cancelled');
-      // the server may still answer the request until it expires; the queue drains the connection on close anyway
-      if (!lingerTimer) {
-        lingerTimer = setTimeout(stopListening, waitMs + PULL_GRACE_MS + PULL_LINGER_MS);
-        lingerTimer.unref();
-      }
-      return given;
-    },
-  };
+  private route(m: Msg): void {
+    if (isStatus(m)) {
+      const token = m.subject.startsWith(this.prefix) ? m.subject.slice(this.prefix.length) : '';
+      const code = m.headers?.code ?? 0;
+      // 100: idle heartbeat (not requested, but harmless); a status for a settled pull: nothing to do
+      if (code !== 100) this.settle(token, code, m.headers?.description);
+      return;
+    }
+    const consumer = parseAckSubject(m.reply ?? '')?.consumer;
+    // Map order is start order: the first open pull of this consumer is the oldest
+    for (const [token, pull] of this.open) {
+      if (pull.consumer !== consumer) continue;
+      pull.collected.push(m);
+      // the server considers the request complete and sends no status
+      if (pull.collected.length >= pull.batch) this.settle(token, undefined, undefined);
+      return;
+    }
+    this.onLate(m);
+  }
+
+  private settle(token: string, status: number | undefined, description: string | undefined): void {
+    const pull = this.open.get(token);
+    if (!pull) return;
+    this.open.delete(token);
+    if (pull.timer) clearTimeout(pull.timer);
+    pull.resolve({ messages: pull.collected.splice(0), status, description });
+  }
 }

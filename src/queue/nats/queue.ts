@@ -15,6 +15,11 @@
  *           with the same msgId is safe (the stream de-duplicates it inside
  *           duplicateWindowMs). A full stream rejects with OVERLOADED.
  * fetch     a no-wait pull request (pull-request.ts): waitMs 0 answers at once.
+ *           A tier whose last pull found it drained answers a no-wait fetch
+ *           with [] and no round trip until work is announced on it
+ *           (`<prefix>.ready.<tier>`, sent by every publish once stored), this
+ *           process settles one of its deliveries, or `emptyTierRecheckMs`
+ *           pass (empty-tiers.ts).
  * maxDeliver  the consumers have no server-side limit (see stream-setup.ts);
  *           the adapter enforces it. A delivery with deliveryCount =
  *           maxDeliver is the last one: if it is naked, or not answered
@@ -54,7 +59,8 @@ import type { DeadLetter, Delivery, PublishResult, QueueMessage, QueueOptions, W
 import type { Metrics } from '../../telemetry/metrics.js';
 import { createLogger, type Logger } from '../../telemetry/logger.js';
 import { NatsDelivery, parseAckSubject, nakPayload, TERM, type DeliveryHost } from './delivery.js';
-import { startPull, type PullRequest } from './pull-request.js';
+import { PullChannel, type PullRequest } from './pull-request.js';
+import { EmptyTiers } from './empty-tiers.js';
 import {
   consumerName,
   deadStreamConfig,
@@ -90,6 +96,12 @@ export interface NatsQueueTuning {
   readonly maxAdvisoryBacklog: number;
   /** Work sequences remembered as dead-lettered, so two paths racing on one message report it once. */
   readonly recentDeadMemory: number;
+  /**
+   * A tier found drained is pulled again by a no-wait fetch after this long even without an
+   * announcement: the bound on the extra wait for work nobody announces (delayed naks,
+   * redeliveries after ackWait, announcements lost in a reconnect).
+   */
+  readonly emptyTierRecheckMs: number;
 }
 
 export const DEFAULT_TUNING: NatsQueueTuning = {
@@ -103,6 +115,7 @@ export const DEFAULT_TUNING: NatsQueueTuning = {
   closeGraceMs: 5_000,
   maxAdvisoryBacklog: 10_000,
   recentDeadMemory: 10_000,
+  emptyTierRecheckMs: 100,
 };
 
 export interface NatsQueueConfig {
@@ -211,6 +224,11 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   /** Deadlines of last allowed deliveries (deliveryCount = maxDeliver). */
   private readonly lastDeadlines = new Map<NatsDelivery, NodeJS.Timeout>();
   private readonly window: PublishWindow;
+  /** Every pull of this connection answers to one inbox subscription. */
+  private readonly pullChannel: PullChannel;
+  private readonly emptyTiers: EmptyTiers;
+  /** Follows `<prefix>.ready.*` once this instance fetches (ingest-only processes never do). */
+  private readySub: Subscription | undefined;
   private readonly deadStream: string;
   private readonly consumers: ReadonlyMap<string, string>;
   private readonly tierByConsumer: ReadonlyMap<string, string>;
@@ -239,6 +257,8 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     private readonly metrics: Metrics | undefined,
   ) {
     this.window = new PublishWindow(tuning.maxPublishInflight);
+    this.pullChannel = new PullChannel(nc, (m) => this.giveBack(m));
+    this.emptyTiers = new EmptyTiers(new Set(options.tiers), tuning.emptyTierRecheckMs);
     this.deadStream = deadStreamName(stream);
     this.consumers = new Map(options.tiers.map((t) => [t, consumerName(t)]));
     this.tierByConsumer = new Map(options.tiers.map((t) => [consumerName(t), t]));
@@ -269,6 +289,9 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
         // notice a dead server that did not close the socket within ~30 s
         pingInterval: 10_000,
         maxPingOut: 3,
+        // no Error (with its stack) captured up front for every request: each publish and each
+        // confirmed ack is one; a failure still says what failed
+        noAsyncTraces: true,
       });
     } catch (e) {
       throw new GatewayError('QUEUE_UNAVAILABLE', `NATS queue: cannot connect to ${config.servers.join(', ')}: ${String(e)}`, { cause: e });
@@ -317,9 +340,12 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
       for await (const s of this.nc.status()) {
         if (s.type === 'disconnect') {
           this.connected = false;
+          this.emptyTiers.forget();
           this.log.warn({ server: s.server }, 'NATS disconnected');
         } else if (s.type === 'reconnect') {
           this.connected = true;
+          // announcements made while we were away were not seen
+          this.emptyTiers.forget();
           this.wakeReconnectWaiters();
           this.log.info({ server: s.server }, 'NATS reconnected');
           this.recheckLayout('reconnect');
@@ -335,12 +361,38 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     if (this.closing) throw new GatewayError('QUEUE_CLOSED');
     for (const m of messages) this.checkMessage(m);
     // All at once: the window, not this loop, bounds what is in flight.
-    return Promise.all(
+    const results = await Promise.all(
       messages.map(async (m): Promise<PublishResult> => {
         const ack = await this.publishOne(m.subject, m.data, m.msgId, this.stream);
         return { msgId: m.msgId, seq: ack.seq, duplicate: ack.duplicate };
       }),
     );
+    // Stored: tell the fetching queues of every process (this one included) that these tiers have work.
+    for (const tier of new Set(messages.map((m) => m.tier))) this.announce(tier);
+    return results;
+  }
+
+  private readySubject(tier: string): string {
+    return `${this.options.prefix}.ready.${tier}`;
+  }
+
+  private announce(tier: string): void {
+    this.emptyTiers.maybeWork(tier);
+    try {
+      this.nc.publish(this.readySubject(tier));
+    } catch {
+      // closed or draining: other processes find the work within emptyTierRecheckMs anyway
+    }
+  }
+
+  private followAnnouncements(): void {
+    if (this.readySub) return;
+    const head = `${this.options.prefix}.ready.`;
+    this.readySub = this.nc.subscribe(`${head}*`, {
+      callback: (err, m) => {
+        if (!err) this.emptyTiers.maybeWork(m.subject.slice(head.length));
+      },
+    });
   }
 
   private checkMessage(m: QueueMessage): void {
@@ -395,8 +447,9 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     if (this.closing || max < 1) return [];
     const batch = Math.floor(max);
     const wait = Math.max(0, Math.floor(waitMs));
+    this.followAnnouncements();
+    if (wait === 0 && this.emptyTiers.knownEmpty(tier)) return [];
     const deadline = Date.now() + wait;
-    const nextSubject = `$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`;
     this.pruneAbandoned();
     // Repeats only when everything received was dead-lettered instead of handed out.
     for (let round = 0; round < 8; round++) {
@@ -407,10 +460,13 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
         if (this.closing || !this.connected) return [];
       }
       const left = wait === 0 ? 0 : Math.max(1, deadline - Date.now());
-      const pull = startPull(this.nc, nextSubject, batch, left, (m) => this.giveBack(m));
+      const mark = this.emptyTiers.mark(tier);
+      const pull = this.pullChannel.start(this.stream, durable, batch, left);
       this.pulls.add(pull);
       const out = await pull.done;
       this.pulls.delete(pull);
+      // 404: nothing to deliver; 408: fewer than asked (no-wait) or time up: either way drained just now
+      if (out.status === 404 || out.status === 408) this.emptyTiers.drained(tier, mark);
       if (this.closing) {
         for (const m of out.messages) this.giveBack(m);
         return [];
@@ -461,7 +517,11 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
 
   /** A message that arrived for a pull nobody waits for any more: back to the stream now. */
   private giveBack(m: Msg): void {
-    if (m.reply) this.send(m.reply, nakPayload(0));
+    if (!m.reply) return;
+    this.send(m.reply, nakPayload(0));
+    const consumer = parseAckSubject(m.reply)?.consumer;
+    const tier = consumer === undefined ? undefined : this.tierByConsumer.get(consumer);
+    if (tier !== undefined) this.emptyTiers.maybeWork(tier);
   }
 
   /**
@@ -515,6 +575,8 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
 
   settled(d: NatsDelivery): void {
     this.outstanding.delete(d);
+    // an ack frees a max_ack_pending slot, a nak puts work back: the tier may have work again
+    this.emptyTiers.maybeWork(d.tier);
     const t = this.lastDeadlines.get(d);
     if (t) {
       clearTimeout(t);
@@ -711,6 +773,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
       this.pulls.clear();
       this.wakeReconnectWaiters();
       this.advisorySub?.unsubscribe();
+      this.readySub?.unsubscribe();
       if (grace > 0) await Promise.allSettled([...this.deadLettering]);
     }
     if (this.outstanding.size === 0 || grace <= 0) {

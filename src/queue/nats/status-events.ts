@@ -257,6 +257,8 @@ export class StatusEventPublisher {
           reconnectTimeWait: 250,
           pingInterval: 10_000,
           maxPingOut: 3,
+          // every publish is a request: no Error with a stack captured for each
+          noAsyncTraces: true,
         });
       } catch (e) {
         throw new GatewayError('QUEUE_UNAVAILABLE', `status events: cannot connect to ${servers.join(', ')}: ${String(e)}`, { cause: e });
