@@ -29,6 +29,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
 import { envInt, median, peakRssMiB, table, writeSummary, type Row } from './lib/report.js';
+import { ipcChild } from './lib/sim-child.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const DOMAIN = 'office.gov.cn';
@@ -76,33 +77,7 @@ interface ChildHandle {
 async function startChild(role: 'sink' | 'gateway', people: number): Promise<ChildHandle> {
   const prof = process.env['BENCH_CPU_PROF'] === '1' ? ['--cpu-prof', `--cpu-prof-dir=${join(process.cwd(), 'bench', 'out', `prof-mail-${role}`)}`] : [];
   const proc = fork(SELF, ['--child', role, String(people)], { execArgv: ['--import', 'tsx', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.once('message', (m: { port: number }) => resolve(m.port));
-    proc.once('exit', (code) => reject(new Error(`${role} exited ${String(code)}`)));
-  });
-  let id = 0;
-  return {
-    proc,
-    port,
-    ask<T>(cmd: string): Promise<T> {
-      const want = ++id;
-      return new Promise((resolve) => {
-        const on = (m: { id?: number } & Record<string, unknown>): void => {
-          if (m.id !== want) return;
-          proc.off('message', on);
-          resolve(m as T);
-        };
-        proc.on('message', on);
-        proc.send({ cmd, id: want });
-      });
-    },
-    async stop() {
-      if (proc.exitCode !== null) return;
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.send({ cmd: 'stop', id: 0 });
-      await exited;
-    },
-  };
+  return { proc, ...(await ipcChild(proc, role)) };
 }
 
 async function sinkMain(): Promise<void> {

@@ -54,8 +54,9 @@ const KEY = 'dev-key-change-me';
 const TEXT = 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.';
 
 /** Distinct valid numbers whose last digit (6) avoids the simulator's steered suffixes. */
+/** A valid 11-digit mobile for any i (wraps after 10^8, so long runs never make 12-digit numbers). */
 function numberAt(i: number): string {
-  return `13${String(i * 10 + 6).padStart(9, '0')}`;
+  return `13${String((i % 100_000_000) * 10 + 6).padStart(9, '0')}`;
 }
 
 function log(s: string): void {

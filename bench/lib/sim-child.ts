@@ -3,7 +3,7 @@
  * IPC client for it: `ask('stats')`, `ask('first')`, `stop()`. Benchmarks
  * run the SMSC in its own process, as a real one would be.
  */
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
 export interface SimChild {
@@ -18,9 +18,19 @@ export async function startSimChild(maxTracked: number): Promise<SimChild> {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
+  const { port, ask, stop } = await ipcChild(child, 'simulator');
+  return { port, ask, stop };
+}
+
+/**
+ * The IPC protocol of the benchmark children: the child sends `{ port }`
+ * once it listens, answers `{ cmd, id }` with a message carrying that `id`,
+ * and exits on `{ cmd: 'stop' }`.
+ */
+export async function ipcChild(child: ChildProcess, name: string): Promise<SimChild> {
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve(m.port));
-    child.once('exit', (code) => reject(new Error(`simulator exited ${String(code)}`)));
+    child.once('exit', (code) => reject(new Error(`${name} exited ${String(code)}`)));
   });
   let id = 0;
   return {

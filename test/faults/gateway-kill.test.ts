@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { SmscSimulator } from '../../src/smpp/simulator.js';
 import { numberAt, DEV_KEY } from '../support/gateway.js';
 import { freePort } from '../support/nats-server.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const ROUNDS = 20;
 const PER_ROUND = 500;
@@ -29,16 +30,7 @@ const WINDOW = 8;
 const MAX_INFLIGHT_SEGMENTS = 32;
 const ROOT = join(import.meta.dirname, '..', '..');
 
-/** Seeded PRNG (mulberry32): the kill points are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 t.test('kill -9 at random points, 20 rounds: every accepted recipient ends in one final state; duplicates bounded', async (t) => {
   const random = prng(Number(process.env['SMSGW_FAULT_SEED'] ?? 20261122));

@@ -2,22 +2,13 @@ import t from 'tap';
 import { effectiveGrants, effectiveSender, effectiveSignature, flagOffAt, narrowedBy, signText } from '../../src/directory/grants.js';
 import { NO_GRANTS, type Grants, type Unit } from '../../src/directory/types.js';
 import { quietUntil } from '../../src/directory/quiet-hours.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 function unit(id: string, grants: Partial<Grants>, extra: Partial<Unit> = {}): Unit {
   return { id, name: id, grants: { ...NO_GRANTS, ...grants }, disabled: false, createdAt: 0, updatedAt: 0, ...extra };
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 t.test('effective grants are the intersection along the chain; * defers to the parent', async (t) => {
   const root = unit('city', { tiers: ['emergency', 'routine', 'bulk'], groups: ['*'], direct: true, police: true, dailyQuota: 1000 });

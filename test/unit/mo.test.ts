@@ -1,18 +1,14 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { assembleParts, normalizeMoText, ownerOfDestination, parseKeyword, parseMeetingReply, partFromUdh } from '../../src/core/mo.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const SEED = 20261123;
 
-/** mulberry32: a small deterministic PRNG (the suite never uses Math.random). */
+/** An integer in [0, n) from the shared seeded generator. */
 function prng(seed: number): (n: number) => number {
-  let s = seed | 0;
-  return (n) => {
-    s = (s + 0x6d2b79f5) | 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) % n;
-  };
+  const r = seededRandom(seed);
+  return (n) => Math.floor(r() * n);
 }
 
 /** True when `s` has an unpaired UTF-16 surrogate. */

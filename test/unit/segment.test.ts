@@ -10,16 +10,12 @@ import {
 import { chooseEncoding, decodeGsm7, decodeUcs2, encodeUcs2, gsm7Length } from '../../src/core/gsm7.js';
 import { GatewayError } from '../../src/core/errors.js';
 import type { SmsEncoding } from '../../src/core/message.js';
+import { seededRandom } from '../support/seeded-random.js';
 
-/** mulberry32: a small deterministic PRNG (the suite never uses Math.random). */
+/** An integer in [0, n) from the shared seeded generator. */
 function prng(seed: number): (n: number) => number {
-  let s = seed | 0;
-  return (n) => {
-    s = (s + 0x6d2b79f5) | 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) % n;
-  };
+  const r = seededRandom(seed);
+  return (n) => Math.floor(r() * n);
 }
 
 const CHINESE = '关于召开全市防汛工作紧急会议的通知请各区县防汛指挥部各成员单位主要负责同志于今日下午三时到市政府第一会议室参加会议';
