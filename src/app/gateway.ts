@@ -18,6 +18,7 @@ import type { ResolvedConfig } from '../config/load.js';
 import type { SmppAccountConfig } from '../config/schema.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { ReceiptStore } from '../receipts/store.js';
+import { StatusCallbacks } from '../receipts/status-callbacks.js';
 import { EmbeddedQueue } from '../queue/embedded/queue.js';
 import type { QueueOptions, WorkQueue } from '../queue/port.js';
 import { BindPool } from '../smpp/bind-pool.js';
@@ -122,6 +123,9 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     receiptGraceMs: config.dispatch.receiptGraceMs,
   });
   const queue = await openQueue(config, env, metrics, logger);
+  // Completion callbacks (callbackUrl) from every role: final states are recorded in all of them.
+  const callbacks = new StatusCallbacks({ store, metrics, logger: logger.child({ part: 'callbacks' }), attempts: config.callbacks.attempts, timeoutMs: config.callbacks.timeoutMs });
+  callbacks.start();
   // Police PDA channel: outboxes in the same environment; states go to the receipt store.
   const pda = config.pda.enabled ? PdaChannel.open({ env, config: config.pda, sink: store, metrics, logger }) : undefined;
   const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pda ? { pda } : {}) });
@@ -298,6 +302,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         await pda?.close();
         await Promise.all(pools.map((p) => p.close()));
         await queue.close();
+        await callbacks.close();
         await store.flushed();
         await store.close();
         // tenantOf() reads LMDB: the publisher stops before the environment closes.

@@ -330,6 +330,11 @@ export const ConfigSchema = Type.Object({
   content: ContentSchema,
   directory: DirectorySchema,
   office: OfficeSchema,
+  /** Completion callbacks (a message's callbackUrl is POSTed once every recipient is final). */
+  callbacks: Type.Object({
+    attempts: Type.Integer({ minimum: 1, maximum: 50 }),
+    timeoutMs: Type.Integer({ minimum: 100, maximum: 60000 }),
+  }, strict),
 }, strict);
 
 export type Config = Static<typeof ConfigSchema>;

@@ -37,6 +37,11 @@ export function buildOpenApi(): Record<string, unknown> {
       reference: { type: 'string' },
       status: { type: 'string', enum: ['scheduled', 'in-progress', 'complete'] },
       scheduledAt: { type: 'string', format: 'date-time', description: 'present while scheduled' },
+      callback: {
+        type: 'object',
+        description: 'present when the message was sent with callbackUrl: the completion callback (one POST once every recipient is final)',
+        properties: { state: { type: 'string', enum: ['waiting', 'failed', 'done'] }, attempts: { type: 'integer' }, lastError: { type: 'string' } },
+      },
       summary: { type: 'object', properties: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, { type: 'integer' }])) },
       items: {
         type: 'array',

@@ -30,7 +30,7 @@ export const SendRequestSchema = Type.Object(
     validity: Type.Optional(IsoDurationString),
     scheduleAt: Type.Optional(Type.String({ maxLength: 40, description: 'RFC 3339 time with offset: accepted now (202, status scheduled), held durably, sent then; DELETE /v1/messages/{id} cancels it until then' })),
     reference: Type.Optional(Type.String({ maxLength: 128 })),
-    callbackUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https?://' })),
+    callbackUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https?://', description: 'POSTed once with the summary when every recipient is final (retried with back-off, callbacks.attempts)' })),
   },
   { additionalProperties: false },
 );

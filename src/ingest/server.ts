@@ -24,6 +24,8 @@ import { buildOpenApi } from './openapi.js';
 
 export interface StatusStore {
   getMessage(id: string): StatusMessage | undefined;
+  /** The completion callback's state, for a message sent with callbackUrl. */
+  callbackState?(id: string): { state: string; attempts?: number; lastError?: string } | undefined;
   summary(id: string): Record<RecipientState, number>;
   listRecipients(id: string, page: { cursor?: number; limit: number }): { items: StatusRecipient[]; next?: number };
 }
@@ -294,6 +296,7 @@ export class FrontDoor {
         ...(msg.reference !== undefined ? { reference: msg.reference } : {}),
         status: final === msg.recipients ? 'complete' : scheduledAt !== undefined ? 'scheduled' : 'in-progress',
         ...(scheduledAt !== undefined ? { scheduledAt: new Date(scheduledAt).toISOString() } : {}),
+        ...callbackView(this.deps.status.callbackState?.(id)),
         summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s] ?? 0])),
         items: page.items.map((r) => ({
           index: r.index,
@@ -341,6 +344,11 @@ export class FrontDoor {
     if (err.code === 'INTERNAL') this.deps.logger.error({ err: err.cause ?? err }, 'request failed');
     ex.error(err);
   }
+}
+
+function callbackView(c: { state: string; attempts?: number; lastError?: string } | undefined): { callback?: Record<string, unknown> } {
+  if (c === undefined) return {};
+  return { callback: { state: c.state, ...(c.attempts !== undefined && c.attempts > 0 ? { attempts: c.attempts } : {}), ...(c.lastError !== undefined ? { lastError: c.lastError } : {}) } };
 }
 
 function checkContentType(contentType: string): void {

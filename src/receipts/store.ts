@@ -87,6 +87,18 @@ export const MAX_OPERATOR_ID_LENGTH = 128;
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 512;
 /** Most recipients one `listRecipients` page returns. */
 export const MAX_PAGE = 1000;
+/**
+ * A message's completion callback (POST to its callbackUrl once every
+ * recipient is final): written with the message row, in the same transaction.
+ */
+export interface CallbackState {
+  readonly state: 'waiting' | 'failed';
+  readonly attempts: number;
+  /** Epoch ms of the next attempt (0: as soon as the message is complete). */
+  readonly nextAt: number;
+  readonly lastError?: string;
+}
+
 /** Most listeners `onFinal` takes (callbacks, WS push, tests). */
 export const MAX_FINAL_LISTENERS = 8;
 
@@ -187,6 +199,8 @@ export class ReceiptStore {
   private readonly earlyAge: Database<1, EarlyAgeKey>;
   private readonly idempotency: Database<StoredIdempotency, IdempotencyKey>;
   private readonly idempotencyExpiry: Database<1, IdempotencyExpiryKey>;
+  /** Messages with a callbackUrl whose completion callback is not done yet (status-callbacks.ts). */
+  readonly callbacks: Database<CallbackState, string>;
 
   private readonly queue: CommitQueue<BatchEffects>;
   private readonly listeners: FinalListener[] = [];
@@ -218,6 +232,7 @@ export class ReceiptStore {
     this.earlyAge = db('receipts.early.age');
     this.idempotency = db('receipts.idempotency');
     this.idempotencyExpiry = db('receipts.idempotency.expiry');
+    this.callbacks = db('receipts.callbacks');
     this.queue = new CommitQueue<BatchEffects>({
       env: this.env,
       flushAt: positive(opts.flushAt ?? 2_000, 'flushAt'),
@@ -258,6 +273,7 @@ export class ReceiptStore {
       this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] });
     }
     this.expiry.put([msg.expiresAt, id], 0);
+    if (msg.callbackUrl !== undefined) void this.callbacks.put(id, { attempts: 0, nextAt: 0, state: 'waiting' });
     this.plainWrites++;
   }
 
@@ -277,6 +293,7 @@ export class ReceiptStore {
     }
     this.messages.put(msg.id, encodeMessage(msg));
     this.expiry.put([msg.expiresAt, msg.id], 0);
+    if (msg.callbackUrl !== undefined) void this.callbacks.put(msg.id, { attempts: 0, nextAt: 0, state: 'waiting' });
     this.plainWrites++;
   }
 
@@ -669,6 +686,13 @@ export class ReceiptStore {
     if (msg === undefined) return out;
     for (const { value } of this.recipients.getRange({ start: [id, 0], end: [id, msg.k] })) out[value.s]++;
     return out;
+  }
+
+  /** The completion callback of a message with a callbackUrl: waiting, failed, or done (no row left). */
+  callbackState(id: string): (CallbackState | { readonly state: 'done' }) | undefined {
+    const msg = this.messages.get(id);
+    if (msg === undefined || msg.u === undefined) return undefined;
+    return this.callbacks.get(id) ?? { state: 'done' };
   }
 
   /** A page of recipients in index order; `cursor` is the `next` of the previous page. */

@@ -1,0 +1,55 @@
+/**
+ * Completion callbacks: a message with callbackUrl is POSTed there once,
+ * when every recipient is final; a failing endpoint is retried a bounded
+ * number of times and the failure stays visible in the status API.
+ */
+import t, { type Test } from 'tap';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startTestGateway, numberAt } from '../support/gateway.js';
+import { eventually } from '../support/office.js';
+
+async function endpoint(t: Test, status: () => number): Promise<{ url: string; bodies: any[] }> {
+  const bodies: any[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      bodies.push(JSON.parse(body));
+      res.writeHead(status()).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/done`, bodies };
+}
+
+t.test('one POST when every recipient is final, with the summary', async (t) => {
+  const gw = await startTestGateway(t);
+  const ep = await endpoint(t, () => 204);
+  // 0005 suffix: the simulator answers with an undeliverable receipt.
+  const r = await gw.send({ to: [numberAt(1), numberAt(2), '13800000005'], text: 'with callback', reference: 'oa-123', callbackUrl: ep.url });
+  t.equal(r.status, 202, JSON.stringify(r.json));
+  await gw.waitComplete(r.json.id);
+  await eventually(() => (ep.bodies.length === 1 ? true : undefined), 'the callback');
+  t.match(ep.bodies[0], { id: r.json.id, reference: 'oa-123', status: 'complete', recipients: 3, summary: { delivered: 2, undeliverable: 1 } });
+  await new Promise((res) => setTimeout(res, 600));
+  t.equal(ep.bodies.length, 1, 'called once');
+  const st = await gw.request('GET', `/v1/messages/${r.json.id}`);
+  t.same(st.json.callback, { state: 'done' });
+  const plain = await gw.send({ to: [numberAt(3)], text: 'no callback' });
+  t.notOk('callback' in (await gw.request('GET', `/v1/messages/${plain.json.id}`)).json);
+});
+
+t.test('a failing endpoint: bounded retries, then failed and visible', async (t) => {
+  const gw = await startTestGateway(t, { config: { callbacks: { attempts: 3, timeoutMs: 1000 } } });
+  const ep = await endpoint(t, () => 500);
+  const r = await gw.send({ to: [numberAt(4)], text: 'x', callbackUrl: ep.url });
+  await gw.waitComplete(r.json.id);
+  const st = await eventually(async () => {
+    const s = await gw.request('GET', `/v1/messages/${r.json.id}`);
+    return s.json.callback?.state === 'failed' ? s.json : undefined;
+  }, 'the failed state', 20_000);
+  t.match(st.callback, { state: 'failed', attempts: 3, lastError: /HTTP 500/ });
+  t.equal(ep.bodies.length, 3, 'three attempts, no more');
+});
