@@ -5,9 +5,10 @@
  *   { "id", "reference"?, "status": "complete", "recipients", "summary": { delivered, undeliverable, expired, rejected, failed, … }, "completedAt" }
  *
  * The waiting row (`receipts.callbacks`) is written with the message row, in
- * the same transaction, so a callback survives any crash: rows are checked
- * when a recipient of theirs turns final (a bounded "dirty" set fed by the
- * store's onFinal) and by a slow round-robin scan (restarts, expiry sweeps).
+ * the same transaction, so a callback survives any crash: a message is
+ * checked when the recipients seen turning final (counted from the store's
+ * onFinal, bounded) reach its recipient count, and by a slow round-robin
+ * scan of the waiting rows (after a restart, when the counts are gone).
  * A POST that fails (non-2xx, timeout) is retried with back-off, at most
  * `attempts` times; then the row stays as `failed` with the last error
  * (shown by GET /v1/messages/{id}) — a final state, not a silent drop.
@@ -31,15 +32,19 @@ export interface StatusCallbackOptions {
   readonly fetch?: typeof fetch;
 }
 
-/** Messages remembered as "a recipient turned final" between ticks. */
-const MAX_DIRTY = 10_000;
-/** Rows the round-robin scan looks at per tick. */
-const SCAN_PER_TICK = 200;
+/** Messages whose final recipients are counted in memory. */
+const MAX_COUNTED = 10_000;
+/** Rows the slow round-robin scan checks (a full summary each) per pass. */
+const SCAN_PER_PASS = 200;
+/** Ticks between passes of the slow scan. */
+const SCAN_EVERY_TICKS = 40;
 /** POSTs at once. */
 const CONCURRENCY = 16;
 
 export class StatusCallbacks {
-  private readonly dirty = new Set<string>();
+  /** messageId → recipients seen turning final since start (cheap completion check; bounded). */
+  private readonly finals = new Map<string, number>();
+  private ticks = 0;
   private readonly inflight = new Set<string>();
   private scanAfter = '';
   private timer: NodeJS.Timeout | undefined;
@@ -57,7 +62,9 @@ export class StatusCallbacks {
     this.sent = new Counter({ name: 'smsgw_status_callbacks_total', help: 'Completion callbacks by outcome (delivered, retry, failed)', labelNames: ['outcome'], registers: [r] });
     this.waiting = new Gauge({ name: 'smsgw_status_callbacks_waiting', help: 'Messages with a callbackUrl not yet called back', registers: [r] });
     o.store.onFinal((messageId) => {
-      if (this.dirty.size < MAX_DIRTY) this.dirty.add(messageId);
+      const n = this.finals.get(messageId);
+      if (n !== undefined) this.finals.set(messageId, n + 1);
+      else if (this.finals.size < MAX_COUNTED && o.store.callbacks.get(messageId) !== undefined) this.finals.set(messageId, 1);
     });
   }
 
@@ -74,7 +81,7 @@ export class StatusCallbacks {
     await this.running;
   }
 
-  /** One round: dirty messages first, then a slice of the waiting rows. */
+  /** One round (also run by the timer); never two at once. */
   tick(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.running ??= this.round().catch((e: unknown) => this.o.logger.error({ err: e }, 'status callback round failed')).finally(() => {
@@ -83,30 +90,42 @@ export class StatusCallbacks {
     return this.running;
   }
 
+  /**
+   * Candidates: messages whose counted finals reached their recipient count
+   * (cheap), and — every SCAN_EVERY_TICKS ticks — a slice of the waiting rows
+   * (after a restart the counts are gone; a full summary each, bounded).
+   * A candidate is called back only when its summary says every recipient is final.
+   */
   private async round(): Promise<void> {
     const db = this.o.store.callbacks;
     const candidates = new Set<string>();
-    for (const id of this.dirty) {
-      candidates.add(id);
-      if (candidates.size >= CONCURRENCY * 4) break;
+    for (const [id, n] of this.finals) {
+      const msg = this.o.store.getMessage(id);
+      if (!msg) this.finals.delete(id);
+      else if (n >= msg.recipients) candidates.add(id);
     }
-    for (const id of candidates) this.dirty.delete(id);
-    let scanned = 0;
-    for (const key of db.getKeys({ start: this.scanAfter === '' ? undefined : `${this.scanAfter}\u0000`, limit: SCAN_PER_TICK })) {
-      candidates.add(key);
-      this.scanAfter = key;
-      scanned++;
+    if (this.ticks++ % SCAN_EVERY_TICKS === 0) {
+      let scanned = 0;
+      for (const key of db.getKeys({ ...(this.scanAfter === '' ? {} : { start: `${this.scanAfter}\u0000` }), limit: SCAN_PER_PASS })) {
+        if (!this.finals.has(key)) candidates.add(key);
+        this.scanAfter = key;
+        scanned++;
+      }
+      if (scanned < SCAN_PER_PASS) this.scanAfter = '';
+      this.waiting.set(db.getCount());
     }
-    if (scanned < SCAN_PER_TICK) this.scanAfter = '';
-    this.waiting.set(db.getCount());
     const now = this.now();
-    const due: string[] = [];
+    const ready: string[] = [];
     for (const id of candidates) {
+      if (ready.length >= CONCURRENCY) break;
       const row = db.get(id);
-      if (!row || row.state !== 'waiting' || row.nextAt > now || this.inflight.has(id)) continue;
-      due.push(id);
+      if (!row || row.state !== 'waiting') {
+        this.finals.delete(id);
+        continue;
+      }
+      if (row.nextAt > now || this.inflight.has(id)) continue;
+      if (this.complete(id) !== undefined) ready.push(id);
     }
-    const ready = due.filter((id) => this.complete(id) !== undefined).slice(0, CONCURRENCY);
     await Promise.all(ready.map((id) => this.call(id)));
   }
 
@@ -149,12 +168,14 @@ export class StatusCallbacks {
       }
       if (error === undefined) {
         await db.remove(id);
+        this.finals.delete(id);
         this.sent.inc({ outcome: 'delivered' });
         return;
       }
       const attempts = row.attempts + 1;
       if (attempts >= this.o.attempts) {
         await db.put(id, { state: 'failed', attempts, nextAt: 0, lastError: error });
+        this.finals.delete(id);
         this.sent.inc({ outcome: 'failed' });
         this.o.logger.warn({ messageId: id, attempts, error: error.replace(/\d{11,}/g, (n) => maskNumber(n)) }, 'completion callback failed for good');
         return;
