@@ -53,3 +53,36 @@ t.test('a failing endpoint: bounded retries, then failed and visible', async (t)
   t.match(st.callback, { state: 'failed', attempts: 3, lastError: /HTTP 500/ });
   t.equal(ep.bodies.length, 3, 'three attempts, no more');
 });
+
+t.test('a callback still waiting when the gateway stops is made after the restart', async (t) => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { pino } = await import('pino');
+  const { loadConfig } = await import('../../src/config/load.js');
+  const { startGateway, simulatorAccount } = await import('../../src/app/gateway.js');
+  const { SmscSimulator } = await import('../../src/smpp/simulator.js');
+  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-cb-'));
+  const sim = new SmscSimulator({ host: '127.0.0.1', port: 0, systemId: 'smsgw', password: 'secret', dlrDelayMs: 10 });
+  const { port: simPort } = await sim.start();
+  t.teardown(async () => {
+    await sim.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  let up = false;
+  const ep = await endpoint(t, () => (up ? 204 : 503));
+  const base = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' } } });
+  const config = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, simulator: { enabled: false }, smpp: { accounts: [{ ...simulatorAccount(base, simPort), reconnectInitialMs: 20 }] as never }, dispatch: { expirySweepMs: 200 } } });
+  const first = await startGateway(config, { logger: pino({ level: 'silent' }) });
+  const res = await fetch(`http://127.0.0.1:${first.port}/v1/messages`, { method: 'POST', headers: { authorization: 'Bearer dev-key-change-me', 'content-type': 'application/json' }, body: JSON.stringify({ to: [numberAt(7)], text: 'x', callbackUrl: ep.url }) });
+  const id = ((await res.json()) as { id: string }).id;
+  await eventually(() => (ep.bodies.length >= 1 ? true : undefined), 'the first (refused) attempt');
+  await first.stop();
+  up = true;
+  const second = await startGateway(config, { logger: pino({ level: 'silent' }) });
+  t.teardown(() => second.stop());
+  await eventually(() => (ep.bodies.some((b) => b.id === id) && ep.bodies.length >= 2 ? true : undefined), 'the callback after the restart', 30_000);
+  const st = (await (await fetch(`http://127.0.0.1:${second.port}/v1/messages/${id}`, { headers: { authorization: 'Bearer dev-key-change-me' } })).json()) as { callback: { state: string } };
+  t.equal(st.callback.state, 'done');
+  t.match(ep.bodies[ep.bodies.length - 1], { id, status: 'complete', summary: { delivered: 1 } });
+});
