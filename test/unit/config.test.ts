@@ -71,3 +71,12 @@ t.test('a config file is merged over the defaults', async (t) => {
   writeFileSync(file, '{ not json');
   refused(t, () => loadConfig({ env: noEnv, file }), /.*/, 'broken file');
 });
+
+t.test('config/production.example.json is a valid configuration', async (t) => {
+  const file = join(import.meta.dirname, '..', '..', 'config', 'production.example.json');
+  const c = loadConfig({ env: { SMSGW_CONFIG: file } });
+  t.equal(c.queue.kind, 'nats');
+  t.equal(c.simulator.enabled, false);
+  t.equal(c.office.mail.enabled, true);
+  t.ok(c.office.mail.domains.length > 0, 'mail alerts name their sender domains');
+});
