@@ -36,6 +36,7 @@ import { GroupFanout } from '../src/directory/fanout.js';
 import { NO_GRANTS } from '../src/directory/types.js';
 import type { WorkQueue } from '../src/queue/port.js';
 import { envInt, median, peakRssMiB, table, writeSummary, type Row } from './lib/report.js';
+import { seededRandom } from '../src/core/random.js';
 
 const REPEATS = envInt('BENCH_REPEATS', 7);
 const PEOPLE = envInt('BENCH_PEOPLE', 100_000);
@@ -48,17 +49,7 @@ const TEXTS = envInt('BENCH_TEXTS', 20);
 const TIERS = ['emergency', 'leadership', 'business', 'routine', 'bulk'];
 const ACTOR = { name: 'bench' };
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 const mobile = (i: number): string => `13${String(i * 10 + 6).padStart(9, '0')}`;
 const log = (s: string): void => void process.stdout.write(`${s}\n`);

@@ -12,6 +12,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLOSE_REASON, type MessageFrame } from './codec.js';
 import { PdaClient, PdaClosedError, newClientState, type PdaClientState } from './client.js';
+import { seededRandom } from '../core/random.js';
 
 export interface PdaSimDevice {
   readonly deviceId: string;
@@ -61,17 +62,7 @@ export interface PdaSimStats {
   closeReasons: Record<string, number>;
 }
 
-/** mulberry32: small, fast, good enough for jitter and coin flips. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 /** Reasons after which reconnecting is pointless. */
 const FATAL = new Set<number>([CLOSE_REASON.AUTH_FAILED, CLOSE_REASON.DEVICE_REVOKED, CLOSE_REASON.DEVICE_LOST, CLOSE_REASON.KEY_EXPIRED, CLOSE_REASON.DEVICE_REASSIGNED, CLOSE_REASON.UNSUPPORTED_VERSION]);

@@ -69,6 +69,7 @@ import {
   type SmppServer,
   type SmppSession,
 } from './wire.js';
+import { seededRandom } from '../core/random.js';
 
 export interface SimulatorKnobs {
   /** message_id format in submit_sm_resp (and the receipted_message_id TLV). Default decimal. */
@@ -200,17 +201,8 @@ const DEFAULTS = {
   disconnectEvery: 0,
 } as const;
 
-/** mulberry32: small, fast, seedable; the receipt mix must be reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The receipt mix must be reproducible. */
+const prng = seededRandom;
 
 function two(n: number): string {
   return n < 10 ? `0${n}` : String(n);
