@@ -9,7 +9,6 @@
  * with an injected clock, on the mail part alone — quiet hours.
  */
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import { createMetrics } from '../../src/telemetry/metrics.js';
 import { startMailAlerts } from '../../src/office/mail/index.js';
 import { GatewayError } from '../../src/core/errors.js';
 import type { OfficeMessage, OfficeSender } from '../../src/office/sender.js';
+import { selfSignedCertificate } from '../support/tls.js';
 
 const DOMAIN = 'office.gov.cn';
 const RELAY = { user: 'relay', pass: 'relay-secret-1' };
@@ -173,11 +173,7 @@ t.test('new-mail alerts through the gateway', async (t) => {
 });
 
 t.test('journaling: recipients from To/Cc; STARTTLS and AUTH', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-mail-tls-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const keyFile = join(dir, 'key.pem');
-  const certFile = join(dir, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  const { keyFile, certFile } = selfSignedCertificate(t, 'smsgw-mail-tls-');
   const gw = await startTestGateway(t, { config: mailConfig({ recipientsFrom: 'headers', allowedClients: [], allowInsecureAuth: false, tls: { keyFile, certFile } }) });
   const port = gw.gateway.mail?.port as number;
   await makePeople(gw, [

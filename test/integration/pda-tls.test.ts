@@ -7,16 +7,14 @@
  * plain ws:// to the TLS port, never gets a session.
  */
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PdaClient, PdaClosedError } from '../../src/pda/client.js';
 import type { MessageFrame } from '../../src/pda/codec.js';
 import { ADMIN_CONFIG, ADMIN_KEY } from '../support/directory.js';
 import { numberAt, startTestGateway } from '../support/gateway.js';
+import { selfSignedCertificate } from '../support/tls.js';
 
 const PDA_ADMIN = 'pda-admin-key-0123456789';
 
@@ -54,11 +52,7 @@ function https(port: number, ca: Buffer, key: string, method: string, path: stri
 }
 
 t.test('hello, authentication, message, ack and ping over wss://; the ack is delivered in the status API', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-pda-tls-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const keyFile = join(dir, 'key.pem');
-  const certFile = join(dir, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  const { keyFile, certFile } = selfSignedCertificate(t, 'smsgw-pda-tls-');
   const ca = readFileSync(certFile);
   const gw = await startTestGateway(t, {
     config: { ...ADMIN_CONFIG, server: { tls: { keyFile, certFile } }, pda: { enabled: true, keySecret: 't'.repeat(40), adminKey: PDA_ADMIN } },

@@ -4,12 +4,10 @@
  * certificate is refused.
  */
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startTestGateway, DEV_KEY } from '../support/gateway.js';
+import { selfSignedCertificate } from '../support/tls.js';
 
 function httpsJson(port: number, method: string, path: string, ca: Buffer | undefined, body?: unknown): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
@@ -27,11 +25,7 @@ function httpsJson(port: number, method: string, path: string, ca: Buffer | unde
 }
 
 t.test('HTTPS with the configured certificate; untrusted clients refused', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-tls-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const keyFile = join(dir, 'key.pem');
-  const certFile = join(dir, 'cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  const { keyFile, certFile } = selfSignedCertificate(t, 'smsgw-tls-');
   const gw = await startTestGateway(t, { config: { server: { tls: { keyFile, certFile } } } });
   const ca = readFileSync(certFile);
   const sent = await httpsJson(gw.gateway.port, 'POST', '/v1/messages', ca, { to: ['13800138000'], text: 'over TLS' });
