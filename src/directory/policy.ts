@@ -20,7 +20,7 @@ import { GatewayError, type FieldProblem } from '../core/errors.js';
 import type { Channel } from '../core/message.js';
 import type { WordFilter } from '../core/word-filter.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { Principal } from '../ingest/intake.js';
+import type { Principal, SendShape } from '../ingest/intake.js';
 import type { DirectoryStore } from './store.js';
 import type { GroupExpander } from './expansion.js';
 import type { QuotaLedger, Reservation } from './quota.js';
@@ -50,14 +50,6 @@ export interface Admission {
   readonly quotas: readonly QuotaLimit[];
 }
 
-export interface SendShape {
-  readonly tier: string;
-  readonly group?: string;
-  /** The request names numbers (`to`). */
-  readonly direct: boolean;
-  readonly classification?: string;
-  readonly channel: Channel;
-}
 
 interface GroupSummary {
   readonly version: number;
