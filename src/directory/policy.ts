@@ -17,7 +17,6 @@
  * `police`, and have no quotas or signature.
  */
 import { GatewayError, type FieldProblem } from '../core/errors.js';
-import type { Channel } from '../core/message.js';
 import type { WordFilter } from '../core/word-filter.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Principal, SendShape } from '../ingest/intake.js';

@@ -25,6 +25,7 @@ import { Counter, Gauge } from 'prom-client';
 import { assembleParts, ownerOfDestination } from '../core/mo.js';
 import type { MobileOriginated } from '../core/ports.js';
 import { maskNumber } from '../core/phone.js';
+import { postCallback } from '../receipts/callback-post.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 export type MoState = 'handled' | 'late' | 'forward-pending' | 'forwarded' | 'forward-failed' | 'unmatched';
@@ -343,19 +344,10 @@ export class MoInbox {
         if (record) await this.write(record.state, { ...record, state: 'unmatched', detail: 'callback removed before it could be forwarded' });
         return;
       }
-      let error: string | undefined;
-      try {
-        const res = await this.fetch(sub.callbackUrl, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ id: record.id, from: record.source, to: record.destination, text: record.text, receivedAt: new Date(record.receivedAt).toISOString(), ...(record.parts !== undefined ? { parts: record.parts } : {}) }),
-          signal: AbortSignal.timeout(this.deps.callbackTimeoutMs),
-        });
-        await res.arrayBuffer().catch(() => undefined);
-        if (res.status < 200 || res.status >= 300) error = `callback answered HTTP ${res.status}`;
-      } catch (e) {
-        error = `callback failed: ${e instanceof Error ? e.message : String(e)}`;
-      }
+      const error = await postCallback(this.fetch, sub.callbackUrl, {
+        id: record.id, from: record.source, to: record.destination, text: record.text, receivedAt: new Date(record.receivedAt).toISOString(),
+        ...(record.parts !== undefined ? { parts: record.parts } : {}),
+      }, this.deps.callbackTimeoutMs);
       if (error === undefined) {
         await this.forwards.remove(key);
         this.setPendingForwards(this.pendingForwards - 1);

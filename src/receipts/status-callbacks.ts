@@ -19,6 +19,7 @@ import { FINAL_STATES, RECIPIENT_STATES, type RecipientState } from '../core/mes
 import { maskNumber } from '../core/phone.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ReceiptStore } from './store.js';
+import { postCallback } from './callback-post.js';
 
 export interface StatusCallbackOptions {
   readonly store: ReceiptStore;
@@ -150,22 +151,10 @@ export class StatusCallbacks {
     }
     this.inflight.add(id);
     try {
-      let error: string | undefined;
-      try {
-        const res = await this.fetch(msg.callbackUrl, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({
-            id, ...(msg.reference !== undefined ? { reference: msg.reference } : {}), status: 'complete', recipients: msg.recipients,
-            summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s]])), completedAt: new Date(this.now()).toISOString(),
-          }),
-          signal: AbortSignal.timeout(this.o.timeoutMs),
-        });
-        await res.arrayBuffer().catch(() => undefined);
-        if (res.status < 200 || res.status >= 300) error = `callback answered HTTP ${res.status}`;
-      } catch (e) {
-        error = `callback failed: ${e instanceof Error ? e.message : String(e)}`;
-      }
+      const error = await postCallback(this.fetch, msg.callbackUrl, {
+        id, ...(msg.reference !== undefined ? { reference: msg.reference } : {}), status: 'complete', recipients: msg.recipients,
+        summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s]])), completedAt: new Date(this.now()).toISOString(),
+      }, this.o.timeoutMs);
       if (error === undefined) {
         await db.remove(id);
         this.finals.delete(id);
