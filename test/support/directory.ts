@@ -10,6 +10,7 @@ import type { Test } from 'tap';
 import { DirectoryStore } from '../../src/directory/store.js';
 import { NO_GRANTS, type Actor, type Grants } from '../../src/directory/types.js';
 import type { TestGateway } from './gateway.js';
+import { responseBody } from './http.js';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789';
 export const ADMIN_CONFIG = { admin: { keys: [{ key: ADMIN_KEY, name: 'root-admin' }] } };
@@ -36,13 +37,7 @@ export function adminClient(gw: TestGateway, key = ADMIN_KEY): AdminClient {
       headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': isText ? 'text/csv' : 'application/json' } : {}), ...headers },
       ...(body !== undefined ? { body: isText ? (body as string) : JSON.stringify(body) } : {}),
     });
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = text;
-    }
+    const json = await responseBody(res);
     return { status: res.status, json, headers: res.headers };
   };
   return {
@@ -73,13 +68,7 @@ export function adminClient(gw: TestGateway, key = ADMIN_KEY): AdminClient {
         headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
       });
-      const text = await res.text();
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = text;
-      }
+      const json = await responseBody(res);
       return { status: res.status, json, headers: res.headers };
     },
   };

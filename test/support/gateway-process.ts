@@ -22,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './nats-server.js';
+import { responseBody } from './http.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
 
@@ -401,13 +402,7 @@ export async function api(url: string, method: string, path: string, body?: unkn
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     signal: AbortSignal.timeout(60_000),
   });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
+  const json = await responseBody(res);
   return { status: res.status, json };
 }
 

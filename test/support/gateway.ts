@@ -13,6 +13,7 @@ import { deepMerge, loadConfig } from '../../src/config/load.js';
 import { startGateway, simulatorAccount, type Gateway } from '../../src/app/gateway.js';
 import { SmscSimulator, type SmscSimulatorOptions } from '../../src/smpp/simulator.js';
 import type { SmppAccountConfig } from '../../src/config/schema.js';
+import { responseBody } from './http.js';
 
 export const DEV_KEY = 'dev-key-change-me';
 
@@ -69,13 +70,7 @@ export async function startTestGateway(t: Test, options: TestGatewayOptions = {}
       headers: { authorization: `Bearer ${DEV_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
       ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     });
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = text;
-    }
+    const json = await responseBody(res);
     return { status: res.status, json, headers: res.headers };
   };
 
