@@ -23,6 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './nats-server.js';
 import { responseBody } from './http.js';
+import { killOnExit } from './children.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
 
@@ -76,23 +77,6 @@ export interface GatewayProcess {
   logTail(): string;
   /** Exit code / signal of the last run, once it ended. */
   lastExit(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
-}
-
-/** Every child still running, SIGKILLed if the test process exits (even on a failed assertion or a crash). */
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const child of running) {
-      try {
-        child.kill('SIGKILL');
-      } catch {
-        // already gone: nothing left to clean
-      }
-    }
-  });
 }
 
 /** The environment of a child: the test's own, minus every SMSGW_* (they would override the config file). */
@@ -174,16 +158,14 @@ class GatewayChild implements GatewayProcess {
   }
 
   private spawnOnce(): void {
-    installExitHook();
     const args = ['--import', 'tsx', MAIN, 'start', '--role', this.role, '--config', this.configFile];
     const child = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(this.opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.exit = undefined;
     this.parsed.length = 0;
-    running.add(child);
+    killOnExit(child);
     this.exited = new Promise<void>((done) => {
       child.once('exit', (code, signal) => {
-        running.delete(child);
         this.exit = { code, signal };
         for (const w of [...this.waiters]) {
           this.waiters.delete(w);

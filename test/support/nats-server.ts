@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { killOnExit } from './children.js';
 
 export interface NatsClusterSpec {
   /** Cluster name shared by every member. */
@@ -62,23 +63,6 @@ const LOG_LINES_KEPT = 200;
 const DEFAULT_START_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 5_000;
 const PORT_PICK_ATTEMPTS = 5;
-
-/** Every child still running, killed synchronously if the test process exits. */
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const child of running) {
-      try {
-        child.kill('SIGKILL');
-      } catch {
-        // already gone: nothing left to clean
-      }
-    }
-  });
-}
 
 /** Path of the nats-server binary, or undefined when none is installed. */
 export function findNatsServer(): string | undefined {
@@ -247,15 +231,13 @@ class NatsServerProcess implements NatsServerHandle {
 
   /** Spawn once; resolves when the client port accepts, rejects if the process exits first. */
   private async spawnOnce(deadline: number): Promise<void> {
-    installExitHook();
     const child = spawn(this.bin, this.args(), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    running.add(child);
+    killOnExit(child);
     let exitCode: number | null | undefined;
     this.exited = new Promise<void>((resolve) => {
       child.once('exit', (code) => {
         exitCode = code;
-        running.delete(child);
         if (this.child === child) this.child = undefined;
         resolve();
       });
