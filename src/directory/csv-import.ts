@@ -98,14 +98,7 @@ export function parsePeople(text: string, allowInternational: boolean): Omit<Peo
   const lineOfEmail = new Map<string, number>();
   const hasEmail = header.has('email');
   const hasMailAlerts = header.has('mailalerts');
-  for (const rec of records) {
-    const at = `/rows/${rec.line}`;
-    const cell = (c: string): string => {
-      const i = header.get(c);
-      return i === undefined ? '' : unguardCell((rec.fields[i] ?? '').trim());
-    };
-    if (rec.fields.every((f) => f.trim() === '')) continue;
-    if (rec.fields.length !== header.size) problems.push({ field: at, message: `${rec.fields.length} fields; the header has ${header.size}` });
+  for (const { rec, at, cell } of tableRows(records, header, problems)) {
     const id = cell('id');
     const name = cell('name');
     const mobileRaw = cell('mobile');
@@ -165,14 +158,7 @@ export function parseGroups(text: string): { groups: { line: number; input: Grou
   const { records, header, problems } = readTable(text, GROUP_COLUMNS, GROUP_REQUIRED);
   interface Building { line: number; id: string; name: string; unit: string; members: string[]; groups: string[]; roles: RoleRule[] }
   const byId = new Map<string, Building>();
-  for (const rec of records) {
-    const at = `/rows/${rec.line}`;
-    const cell = (c: string): string => {
-      const i = header.get(c);
-      return i === undefined ? '' : unguardCell((rec.fields[i] ?? '').trim());
-    };
-    if (rec.fields.every((f) => f.trim() === '')) continue;
-    if (rec.fields.length !== header.size) problems.push({ field: at, message: `${rec.fields.length} fields; the header has ${header.size}` });
+  for (const { rec, at, cell } of tableRows(records, header, problems)) {
     const id = cell('group');
     if (id === '') {
       problems.push({ field: `${at}/group`, message: 'required' });
@@ -279,6 +265,24 @@ export function exportGroups(store: DirectoryStore, actor: Actor, maxRows = MAX_
 }
 
 /** Parse, map the header (case-insensitive), report unknown and missing columns and malformed records. */
+/**
+ * The non-blank rows of a table, each with its error path (`/rows/<line>`)
+ * and a cell reader by column name (trimmed, spreadsheet guard removed); a
+ * row whose field count differs from the header's is reported, still yielded.
+ */
+function* tableRows(records: readonly { line: number; fields: string[] }[], header: ReadonlyMap<string, number>, problems: FieldProblem[]): Generator<{ rec: { line: number; fields: string[] }; at: string; cell: (column: string) => string }> {
+  for (const rec of records) {
+    if (rec.fields.every((f) => f.trim() === '')) continue;
+    const at = `/rows/${rec.line}`;
+    if (rec.fields.length !== header.size) problems.push({ field: at, message: `${rec.fields.length} fields; the header has ${header.size}` });
+    const cell = (c: string): string => {
+      const i = header.get(c);
+      return i === undefined ? '' : unguardCell((rec.fields[i] ?? '').trim());
+    };
+    yield { rec, at, cell };
+  }
+}
+
 function readTable(text: string, known: readonly string[], required: readonly string[]): { records: { line: number; fields: string[] }[]; header: Map<string, number>; problems: FieldProblem[] } {
   const parsed = parseCsv(text, { maxRecords: MAX_IMPORT_ROWS + 1 });
   const problems: FieldProblem[] = parsed.problems.map((p) => ({ field: `/rows/${p.line}`, message: p.message }));
