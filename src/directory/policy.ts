@@ -58,6 +58,16 @@ interface GroupSummary {
   readonly sample: readonly string[];
 }
 
+/**
+ * The principal of a directory unit (chain: the unit first, then its
+ * parents). Tiers are checked in `admit` against the effective grants
+ * (naming the unit that narrowed them), so none are listed here.
+ */
+export function unitPrincipal(chain: readonly Unit[], defaultSender: string): Principal {
+  const unit = (chain[0] as Unit).id;
+  return { tenant: unit, unit, tiers: null, sender: effectiveSender(chain, defaultSender) };
+}
+
 const forbidden = (field: string, message: string): GatewayError => new GatewayError('FORBIDDEN', message, { details: [{ field, message }] });
 
 export class SendPolicy {
@@ -84,8 +94,7 @@ export class SendPolicy {
     const unit = status.key.unit;
     const chain = this.deps.store.unitChain(unit);
     if (chain === undefined) throw new GatewayError('UNAUTHORIZED', `the unit of this API key (${unit}) no longer exists`);
-    // Tiers are checked in `admit` against the effective grants (naming the unit that narrowed them).
-    return { tenant: unit, unit, tiers: null, sender: effectiveSender(chain, this.deps.defaultSender) };
+    return unitPrincipal(chain, this.deps.defaultSender);
   }
 
   /** Grant checks. Throws FORBIDDEN (or CHANNEL_REFUSED) naming the field and, for a unit, who narrowed it. */

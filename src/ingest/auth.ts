@@ -16,15 +16,7 @@ export class ApiKeyRing {
   private readonly byDigest = new Map<string, Principal>();
 
   constructor(keys: readonly ApiKeyConfig[], defaultSender: string, private readonly directory?: DirectoryKeys) {
-    for (const k of keys) {
-      const groups = k.groups === undefined ? undefined : k.groups.includes('*') ? null : new Set(k.groups);
-      this.byDigest.set(digest(k.key), {
-        tenant: k.tenant,
-        tiers: k.tiers.includes('*') ? null : new Set(k.tiers),
-        sender: k.sender ?? defaultSender,
-        ...(groups !== undefined ? { groups } : {}),
-      });
-    }
+    for (const k of keys) this.byDigest.set(digest(k.key), principalOfKey(k, defaultSender));
   }
 
   /** The principal for an `Authorization` header value, or a 401 error. */
@@ -37,6 +29,17 @@ export class ApiKeyRing {
     if (!p) throw new GatewayError('UNAUTHORIZED', 'unknown API key');
     return p;
   }
+}
+
+/** The principal of a bootstrap key from config (auth.apiKeys). */
+export function principalOfKey(k: ApiKeyConfig, defaultSender: string): Principal {
+  const groups = k.groups === undefined ? undefined : k.groups.includes('*') ? null : new Set(k.groups);
+  return {
+    tenant: k.tenant,
+    tiers: k.tiers.includes('*') ? null : new Set(k.tiers),
+    sender: k.sender ?? defaultSender,
+    ...(groups !== undefined ? { groups } : {}),
+  };
 }
 
 function digest(key: string): string {

@@ -14,7 +14,8 @@ import { GatewayError } from '../core/errors.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { Intake, Principal } from '../ingest/intake.js';
 import type { DirectoryStore } from '../directory/store.js';
-import { effectiveSender } from '../directory/grants.js';
+import { unitPrincipal } from '../directory/policy.js';
+import { principalOfKey } from '../ingest/auth.js';
 
 export interface OfficeMessage {
   /** Sending tenant: a bootstrap key's tenant or a directory unit id. */
@@ -67,18 +68,9 @@ export class IntakeOfficeSender implements OfficeSender {
   principalOf(tenant: string): Principal | undefined {
     const { config, directory } = this.deps;
     const key = config.auth.apiKeys.find((k) => k.tenant === tenant);
-    if (key) {
-      const groups = key.groups === undefined ? undefined : key.groups.includes('*') ? null : new Set(key.groups);
-      return {
-        tenant,
-        tiers: key.tiers.includes('*') ? null : new Set(key.tiers),
-        sender: key.sender ?? config.sender.defaultSource,
-        ...(groups !== undefined ? { groups } : {}),
-      };
-    }
+    if (key) return principalOfKey(key, config.sender.defaultSource);
     const chain = directory.unitChain(tenant);
-    if (chain === undefined) return undefined;
-    return { tenant, unit: tenant, tiers: null, sender: effectiveSender(chain, config.sender.defaultSource) };
+    return chain === undefined ? undefined : unitPrincipal(chain, config.sender.defaultSource);
   }
 
   async send(message: OfficeMessage): Promise<OfficeSent> {
