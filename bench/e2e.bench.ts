@@ -19,11 +19,21 @@
  *   - both (default): both in every round, and a comparison table with the
  *                NATS/embedded ratio of every metric (target: throughput
  *                ≥ 0.8× — "no regression by more than 20%").
+ *   - replicated: NATS, and NATS with receipt replication on (host A:
+ *                every receipt-store change also written to the outbox and
+ *                published to <stream>_RECEIPTS), with their ratio: what
+ *                replication costs the host doing the work. After each
+ *                replicated run a second host (a gateway process with its
+ *                own data dir) starts and applies the whole stream: its
+ *                catch-up rate (messages' changes applied per second) is
+ *                how fast another host keeps up.
+ *   - all:       embedded, nats and replicated.
  * Each phase runs in its own processes (gateway, simulator, load generator,
  * nats-server), as in production. Medians over BENCH_REPEATS runs; the ratios
  * are what to quote.
  *
  *   BENCH_N=100000 BENCH_REPEATS=3 BENCH_QUEUE=both npm run bench:e2e
+ *   BENCH_N=50000 BENCH_REPEATS=3 BENCH_QUEUE=replicated npm run bench:e2e
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +45,9 @@ import { buildSegments, countSegments } from '../src/core/segment.js';
 import { envInt, freePort, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { rawSmppCeiling } from './lib/raw-smpp.js';
 import { startSimChild } from './lib/sim-child.js';
+import { open as openLmdb } from 'lmdb';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { startNatsServer, type NatsServerHandle } from '../test/support/nats-server.js';
 
 const N = envInt('BENCH_N', 100_000);
@@ -47,12 +60,14 @@ const PROBES = envInt('BENCH_PROBES', 2000);
 let samples = 0;
 const KEY = 'bench-key-0123456789';
 
-type QueueKind = 'embedded' | 'nats';
+type QueueKind = 'embedded' | 'nats' | 'replicated';
 const QUEUES: readonly QueueKind[] = ((): QueueKind[] => {
   const v = process.env['BENCH_QUEUE'] ?? 'both';
   if (v === 'both') return ['embedded', 'nats'];
+  if (v === 'replicated') return ['nats', 'replicated'];
+  if (v === 'all') return ['embedded', 'nats', 'replicated'];
   if (v === 'embedded' || v === 'nats') return [v];
-  throw new Error('BENCH_QUEUE must be embedded, nats or both');
+  throw new Error('BENCH_QUEUE must be embedded, nats, both, replicated or all');
 })();
 
 const VARIANTS = [
@@ -197,6 +212,10 @@ interface GatewayRun {
   duplicates: number;
   /** Peak RSS of the nats-server process (NATS runs only). */
   natsPeakRssMiB?: number;
+  /** Replicated runs: a second host applying the whole replication stream, messages' changes per second. */
+  replicaCatchUpPerSecond?: number;
+  /** Replicated runs: replication stream messages (outbox entries) the run produced. */
+  replicationEntries?: number;
 }
 
 async function gatewayRun(text: string, segments: number, queue: QueueKind): Promise<GatewayRun> {
@@ -205,7 +224,8 @@ async function gatewayRun(text: string, segments: number, queue: QueueKind): Pro
   const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-bench-'));
   const port = await freePort();
   const configFile = join(dataDir, 'bench.json');
-  if (queue === 'nats') nats = await startNatsServer({ jetstream: true, storeDir: join(dataDir, 'nats') });
+  if (queue !== 'embedded') nats = await startNatsServer({ jetstream: true, storeDir: join(dataDir, 'nats') });
+  const replication = queue === 'replicated' ? { replication: { enabled: true, host: 'bench-a' } } : {};
   writeFileSync(
     configFile,
     JSON.stringify({
@@ -215,7 +235,7 @@ async function gatewayRun(text: string, segments: number, queue: QueueKind): Pro
       auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
       simulator: { enabled: false },
       // Only the queue differs between the two runs; NATS keeps config/default.json's flushMs, flushRecipients, stream and replicas.
-      ...(nats ? { queue: { kind: 'nats', nats: { servers: [nats.url] } } } : {}),
+      ...(nats ? { queue: { kind: 'nats', nats: { servers: [nats.url], ...replication } } } : {}),
       smpp: {
         accounts: [
           { name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: BINDS, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
@@ -263,6 +283,7 @@ async function gatewayRun(text: string, segments: number, queue: QueueKind): Pro
     samples = h.totalCount;
     const rss = peakRssMiB(gw.pid ?? 0);
     const natsPid = nats?.pid();
+    const replica = queue === 'replicated' && nats ? await replicaCatchUp(nats, dataDir, load.accepted) : undefined;
     return {
       acceptedPerSecond: load.perSecond,
       submitsPerSecond: (expected * 1000) / (last.submitAt - load.startedAt),
@@ -276,12 +297,74 @@ async function gatewayRun(text: string, segments: number, queue: QueueKind): Pro
       // simulator's content-hash duplicate counter would also count look-alike parts of different messages).
       duplicates: Math.max(0, stats.submits - expected),
       ...(natsPid !== undefined ? { natsPeakRssMiB: peakRssMiB(natsPid) } : {}),
+      ...(replica ? { replicaCatchUpPerSecond: replica.perSecond, replicationEntries: replica.entries } : {}),
     };
   } finally {
     await stopChild(gw);
     await sim.stop();
     await nats?.destroy();
     rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A second host catching up: a gateway process (role ingest, its own data
+ * dir, replication host bench-b) started once host A has published
+ * everything; timed from its start to its stored position reaching the
+ * stream's last sequence (read from its LMDB, read-only).
+ */
+async function replicaCatchUp(nats: NatsServerHandle, dataDir: string, messages: number): Promise<{ perSecond: number; entries: number }> {
+  const nc = await natsConnect({ servers: [nats.url] });
+  let entries = 0;
+  try {
+    const jsm = await jetstreamManager(nc);
+    // Host A's relay may still be publishing the last receipts' changes: wait until the stream stops growing.
+    let last = -1;
+    for (let i = 0; i < 600; i++) {
+      const seq = (await jsm.streams.info('SMSGW_WORK_RECEIPTS')).state.last_seq;
+      if (seq === last) break;
+      last = seq;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    entries = last;
+  } finally {
+    await nc.close();
+  }
+  const dir = join(dataDir, 'replica');
+  const port = await freePort();
+  const configFile = join(dataDir, 'replica.json');
+  writeFileSync(configFile, JSON.stringify({
+    dataDir: dir,
+    log: { level: 'warn' },
+    server: { host: '127.0.0.1', port },
+    auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
+    simulator: { enabled: false },
+    queue: { kind: 'nats', nats: { servers: [nats.url], replication: { enabled: true, host: 'bench-b' } } },
+  }));
+  const startedAt = wallNow();
+  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'dist', 'cli', 'main.js'), 'start', '--role', 'ingest', '--config', configFile], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env },
+  });
+  try {
+    await waitHttp(`http://127.0.0.1:${port}/readyz`, 30_000);
+    const env = openLmdb({ path: join(dir, 'gateway.lmdb'), maxDbs: 128, compression: false, readOnly: true });
+    try {
+      const positions = env.openDB<[number, number], string>({ name: 'receipts.replica.position', encoding: 'msgpack' });
+      const deadline = Date.now() + 600_000;
+      while (Date.now() < deadline) {
+        const at = positions.get('stream');
+        if (at !== undefined && at[0] >= entries) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const at = positions.get('stream');
+      if (at === undefined || at[0] < entries) throw new Error(`replica applied through ${at?.[0] ?? 0} of ${entries} in 600 s`);
+    } finally {
+      await env.close();
+    }
+    return { perSecond: (messages * 1000) / (wallNow() - startedAt), entries };
+  } finally {
+    await stopChild(child);
   }
 }
 
@@ -312,7 +395,7 @@ for (const variant of VARIANTS) {
   const segments = countSegments(variant.text).count;
   const bare: number[] = [];
   const raw: number[] = [];
-  const runs: Record<QueueKind, GatewayRun[]> = { embedded: [], nats: [] };
+  const runs: Record<QueueKind, GatewayRun[]> = { embedded: [], nats: [], replicated: [] };
   for (let r = 0; r < REPEATS; r++) {
     process.stderr.write(`[${variant.name}] round ${r + 1}/${REPEATS}: bare uWS… `);
     bare.push(await bareUws(variant.text));
@@ -340,7 +423,13 @@ for (const variant of VARIANTS) {
       { metric: 'latency samples (probes)', value: med((g) => g.latencySamples), unit: 'count' },
       { metric: 'gateway peak RSS', value: med((g) => g.peakRssMiB), unit: 'MiB' },
     ];
-    if (q === 'nats') rows.push({ metric: 'nats-server peak RSS', value: med((g) => g.natsPeakRssMiB ?? NaN), unit: 'MiB' });
+    if (q !== 'embedded') rows.push({ metric: 'nats-server peak RSS', value: med((g) => g.natsPeakRssMiB ?? NaN), unit: 'MiB' });
+    if (q === 'replicated') {
+      rows.push(
+        { metric: 'replication stream messages', value: med((g) => g.replicationEntries ?? NaN), unit: 'count' },
+        { metric: 'second host catch-up (from its process start)', value: med((g) => g.replicaCatchUpPerSecond ?? NaN), unit: 'msg/s', baseline: med((g) => g.submitsPerSecond / segments), baselineName: 'messages/s end to end (this run)' },
+      );
+    }
     rows.push(
       { metric: 'non-202 answers', value: med((g) => g.non202), unit: 'count' },
       { metric: 'resubmissions at SMSC', value: med((g) => g.duplicates), unit: 'count' },
@@ -353,7 +442,7 @@ for (const variant of VARIANTS) {
     tables.push(table(`${variant.name}, ${q} queue: N = ${N.toLocaleString('en-US')} messages × ${segments} segment(s), ${BINDS} binds × window ${WINDOW}, median of ${REPEATS}`, rows));
     entry[q] = { runs: runs[q], medians: Object.fromEntries(rows.map((r) => [r.metric, { value: r.value, baseline: r.baseline, ratio: r.baseline ? r.value / r.baseline : undefined }])) };
   }
-  if (QUEUES.length === 2) {
+  if (QUEUES.includes('embedded') && QUEUES.includes('nats')) {
     // NATS against embedded, same rounds: throughput ratios ≥ 0.8 mean "no regression by more than 20%";
     // for latencies and memory the ratio is NATS ÷ embedded (lower is better, no target).
     const vs = (metric: string, unit: string, f: (g: GatewayRun) => number, target?: number): Row => ({
@@ -377,16 +466,35 @@ for (const variant of VARIANTS) {
     entry['natsVsEmbedded'] = ratios;
     ratioSummary[variant.name] = ratios;
   }
+  if (QUEUES.includes('replicated') && QUEUES.includes('nats')) {
+    // Replication on against off, same rounds: what the outbox and its relay cost the working host.
+    const vs = (metric: string, unit: string, f: (g: GatewayRun) => number): Row => ({
+      metric, value: medianOf('replicated', f), unit, baseline: medianOf('nats', f), baselineName: 'NATS, no replication',
+    });
+    const cmp: Row[] = [
+      vs('HTTP accepted/s', 'msg/s', (g) => g.acceptedPerSecond),
+      vs('submit_sm/s end to end', 'PDU/s', (g) => g.submitsPerSecond),
+      vs('DLRs recorded/s', 'DLR/s', (g) => g.dlrsPerSecond),
+      vs('p99 202 → submit_sm', 'ms', (g) => g.p99ms),
+      vs('gateway peak RSS', 'MiB', (g) => g.peakRssMiB),
+    ];
+    tables.push(table(`${variant.name}: NATS with receipt replication vs without (same rounds), median of ${REPEATS}`, cmp));
+    entry['replicatedVsNats'] = Object.fromEntries(cmp.map((r) => [r.metric, { replicated: r.value, nats: r.baseline, ratio: r.baseline ? r.value / r.baseline : undefined }]));
+  }
   (summary['variants'] as Record<string, unknown>)[variant.name] = entry;
 }
-if (QUEUES.length === 2) summary['natsVsEmbedded'] = ratioSummary;
+if (QUEUES.includes('embedded') && QUEUES.includes('nats')) summary['natsVsEmbedded'] = ratioSummary;
 const out = tables.join('\n\n');
 process.stdout.write(`\n${out}\n\n`);
 const file = writeSummary('e2e', summary);
 const mediansOnly = Object.fromEntries(
   Object.entries(summary['variants'] as Record<string, Record<string, unknown>>).map(([k, v]) => [
     k,
-    { ...Object.fromEntries(QUEUES.map((q) => [q, (v[q] as { medians: unknown }).medians])), ...(v['natsVsEmbedded'] ? { natsVsEmbedded: v['natsVsEmbedded'] } : {}) },
+    {
+      ...Object.fromEntries(QUEUES.map((q) => [q, (v[q] as { medians: unknown }).medians])),
+      ...(v['natsVsEmbedded'] ? { natsVsEmbedded: v['natsVsEmbedded'] } : {}),
+      ...(v['replicatedVsNats'] ? { replicatedVsNats: v['replicatedVsNats'] } : {}),
+    },
   ]),
 );
 process.stdout.write(`JSON summary: ${file}\n${JSON.stringify(mediansOnly)}\n`);

@@ -11,6 +11,7 @@
  * queue → flush and close LMDB → stop the simulator.
  */
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
@@ -18,13 +19,14 @@ import type { ResolvedConfig } from '../config/load.js';
 import type { SmppAccountConfig } from '../config/schema.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { ReceiptStore } from '../receipts/store.js';
+import { ChangeLog, checkReplicaHost } from '../receipts/change-log.js';
 import { StatusCallbacks } from '../receipts/status-callbacks.js';
 import { EmbeddedQueue } from '../queue/embedded/queue.js';
 import type { QueueOptions, WorkQueue } from '../queue/port.js';
 import { BindPool } from '../smpp/bind-pool.js';
 import { SmscSimulator } from '../smpp/simulator.js';
 import { Router } from '../dispatch/router.js';
-import { Dispatcher } from '../dispatch/dispatcher.js';
+import { Dispatcher, type DispatchReplica } from '../dispatch/dispatcher.js';
 import { Intake } from '../ingest/intake.js';
 import { FrontDoor } from '../ingest/server.js';
 import { attachAdminRoutes } from '../ingest/admin.js';
@@ -32,6 +34,7 @@ import { Directory } from '../directory/directory.js';
 import { MonitorDoor } from '../ingest/monitor.js';
 import { PdaChannel, attachPdaAdminRoutes, attachPdaRoutes } from '../pda/index.js';
 import type { StatusEventPublisher } from '../queue/nats/status-events.js';
+import type { ReceiptReplication } from '../queue/nats/receipt-replication.js';
 import { OfficeBase, type Office } from '../office/index.js';
 import { startMailAlerts, type MailAlerts } from '../office/mail/index.js';
 
@@ -107,6 +110,14 @@ async function openQueue(config: ResolvedConfig, env: RootDatabase, metrics: Met
   });
 }
 
+/** What the dispatcher asks of replication (DispatchReplica). */
+function replicaGate(store: ReceiptStore, replication: ReceiptReplication, catchUpMs: number): DispatchReplica {
+  return {
+    has: (id) => store.getMessage(id) !== undefined,
+    caughtUp: () => replication.caughtUp(catchUpMs),
+  };
+}
+
 export async function startGateway(config: ResolvedConfig, options: GatewayOptions): Promise<Gateway> {
   const role = options.role ?? 'all';
   const logger = options.logger;
@@ -115,14 +126,32 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   mkdirSync(dataDir, { recursive: true });
   // Named databases: receipts, queue (+1 per tier), directory, PDA channel, office services — with room to spare.
   const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false });
+  const replicationConfig = config.queue.nats.replication;
+  const hostId = replicationConfig.enabled ? replicationConfig.host || hostname().split('.')[0]!.replace(/[^A-Za-z0-9_-]/g, '-') : undefined;
+  checkReplicaHost(env, hostId);
+  const changeLog = hostId !== undefined ? new ChangeLog(env, hostId) : undefined;
   const store = ReceiptStore.open({
     env,
     metrics,
     logger,
     earlyReceiptTtlMs: 10 * 60_000,
     receiptGraceMs: config.dispatch.receiptGraceMs,
+    ...(changeLog ? { changeLog } : {}),
   });
   const queue = await openQueue(config, env, metrics, logger);
+  // Several hosts: this host's receipt changes out to the others, theirs applied here (docs/DEPLOY.md).
+  let replication: ReceiptReplication | undefined;
+  if (changeLog) {
+    const { ReceiptReplication } = await import('../queue/nats/receipt-replication.js');
+    replication = await ReceiptReplication.start({
+      servers: config.queue.nats.servers,
+      store,
+      log: changeLog,
+      options: { prefix: config.queue.prefix, stream: `${config.queue.nats.stream}_RECEIPTS`, replicas: config.queue.nats.replicas, maxAgeMs: replicationConfig.maxAgeMs },
+      metrics,
+      logger,
+    });
+  }
   // Completion callbacks (callbackUrl) from every role: final states are recorded in all of them.
   const callbacks = new StatusCallbacks({ store, metrics, logger: logger.child({ part: 'callbacks' }), attempts: config.callbacks.attempts, timeoutMs: config.callbacks.timeoutMs });
   callbacks.start();
@@ -201,6 +230,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       fanout: directory.fanout,
       optOut: (tenant) => directory.policy.optOut(tenant),
       quiet: directory.quietCheck(config),
+      ...(replication ? { replica: replicaGate(store, replication, replicationConfig.catchUpMs) } : {}),
     });
     dispatcher.start();
     const d = dispatcher;
@@ -303,6 +333,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         await Promise.all(pools.map((p) => p.close()));
         await queue.close();
         await callbacks.close();
+        await replication?.stop();
         await store.flushed();
         await store.close();
         // tenantOf() reads LMDB: the publisher stops before the environment closes.

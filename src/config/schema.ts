@@ -311,6 +311,19 @@ export const ConfigSchema = Type.Object({
       flushMs: Type.Integer({ minimum: 0 }),
       /** ...or when it holds this many recipients, whichever first. */
       flushRecipients: Type.Integer({ minimum: 1 }),
+      /**
+       * Receipt-store replication between hosts (docs/DEPLOY.md): on when
+       * gateway processes run on more than one host. Each host needs a
+       * distinct id (empty: the machine's host name).
+       */
+      replication: Type.Object({
+        enabled: Type.Boolean(),
+        host: Type.String({ pattern: '^[A-Za-z0-9_-]{0,64}$' }),
+        /** Changes kept in the stream: a host away longer must be re-seeded. */
+        maxAgeMs: Type.Integer({ minimum: 60_000 }),
+        /** A dispatcher waits at most this long for other hosts' changes before a redelivered job (then retries it later). */
+        catchUpMs: Type.Integer({ minimum: 100 }),
+      }, strict),
     }, strict),
   }, strict),
   dispatch: Type.Object({

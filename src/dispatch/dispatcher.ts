@@ -46,6 +46,17 @@ export interface DispatchStore {
   finalizeRecipients(messageId: string, items: readonly { index: number; state: FinalState; error: string }[]): Promise<void>;
 }
 
+/**
+ * Several hosts (receipt replication, docs/DEPLOY.md): what this host must
+ * have seen of the others' changes before it works on a job.
+ */
+export interface DispatchReplica {
+  /** Does this host have the message's row (accepted on another host: replicated yet)? */
+  has(messageId: string): boolean;
+  /** Resolves true once every change published so far is applied here; false after the configured wait. */
+  caughtUp(): Promise<boolean>;
+}
+
 export interface DispatcherOptions {
   readonly fetchBatch: number;
   readonly maxInflightSegments: number;
@@ -85,6 +96,8 @@ export interface DispatcherDeps {
   optOut?: (tenant: string) => (to: string) => boolean;
   /** Is the tier inside its quiet hours now (not fetched)? */
   quiet?: (tier: string, now: number) => boolean;
+  /** Replication between hosts: absent on one host. */
+  replica?: DispatchReplica;
 }
 
 interface JobRun {
@@ -108,6 +121,7 @@ export class Dispatcher {
   private running = false;
   private loop: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
+  private lastReplicaWarning = -Infinity;
   private progressTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly priority: Map<string, number>;
@@ -240,6 +254,14 @@ export class Dispatcher {
     } catch (e) {
       await delivery.term(`undecodable job: ${(e as Error).message}`);
       throw e;
+    }
+    if (this.deps.replica !== undefined && !(await replicaReady(this.deps.replica, job, delivery.deliveryCount))) {
+      const now = this.now();
+      if (now - this.lastReplicaWarning >= 10_000) {
+        this.lastReplicaWarning = now;
+        this.log.warn({ job: job.id, deliveries: delivery.deliveryCount }, 'other hosts\' receipt changes not applied here yet; job given back for later');
+      }
+      return 'retry';
     }
     if (job.expand !== undefined) {
       if (!this.deps.fanout) throw new GatewayError('INTERNAL', `job ${job.id} is a group expansion but no directory fan-out is wired`);
@@ -377,6 +399,19 @@ export class Dispatcher {
     }
     this.log.warn({ job: dl.msgId, recipients: jobRecipientCount(job), reason: dl.reason }, 'job dead-lettered; recipients failed');
   }
+}
+
+/**
+ * Several hosts: a job is safe to work on here when this host has its
+ * messages' rows and, for a redelivered job, every change other hosts
+ * published before now (a segment another host's dispatcher submitted is
+ * then seen as submitted and skipped). A first delivery whose rows are here
+ * goes at once.
+ */
+export async function replicaReady(replica: DispatchReplica, job: Pick<Job, 'messages'>, deliveries: number): Promise<boolean> {
+  const present = (): boolean => job.messages.every((m) => replica.has(m.id));
+  if (deliveries <= 1 && present()) return true;
+  return (await replica.caughtUp()) && present();
 }
 
 /** Copy a multi-part payload and set its UDH reference byte (05 00 03 [ref] count seq). */

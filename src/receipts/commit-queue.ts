@@ -108,6 +108,8 @@ export interface CommitQueueOptions<E extends TxnEffects> {
   /** Operations allowed to wait for room; more are refused with OVERLOADED. */
   readonly maxWaiting: number;
   readonly newEffects: () => E;
+  /** Inside the transaction, after the last operation: writes that describe the batch (the change log). */
+  readonly beforeCommit?: (fx: E) => void;
   /** After commit, before the operations' promises resolve. Must not throw. */
   readonly afterCommit: (fx: E) => void;
   /** Inside the transaction: the total weight it applies. */
@@ -178,6 +180,7 @@ export class CommitQueue<E extends TxnEffects> {
           // A throw here is a storage failure mid-write: it aborts the batch.
           w.apply();
         }
+        this.opts.beforeCommit?.(fx);
       });
     } catch (e) {
       txn = Promise.reject(e);

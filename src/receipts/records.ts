@@ -15,6 +15,7 @@
  *   receipts.early.age          [receivedAt, account, canonical]  → 1
  *   receipts.idempotency        [tenant, key]                     → StoredIdempotency
  *   receipts.idempotency.expiry [expiresAt, tenant, key]          → 1
+ *   receipts.outbox, receipts.replica.position: see change-log.ts
  */
 import type { FinalState, RecipientState, SegmentState } from '../core/message.js';
 import type { MessageRecord, RecipientRecord, SegmentRecord } from './types.js';
@@ -32,6 +33,7 @@ export interface StoredMessage {
   f?: string; // reference
   i?: string; // idempotencyKey
   u?: string; // callbackUrl
+  h?: string; // origin host of a replicated message (absent: accepted on this host)
 }
 
 export interface StoredSegment {

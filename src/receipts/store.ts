@@ -44,6 +44,7 @@ import type { DeliveryReceipt } from '../core/ports.js';
 import { MAX_SEGMENTS } from '../core/segment.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { ChangeLog, ExpandedRow, OutboxEntry, PdaStateUpdate, ReplicaOp } from './change-log.js';
 import { CommitQueue, type TxnEffects, type WriteSet } from './commit-queue.js';
 import {
   decodeMessage,
@@ -123,6 +124,18 @@ export interface ReceiptStoreOptions {
   readonly expiryRowsPerCall?: number;
   /** Entries one `sweepEarlyReceipts` / `sweepIdempotency` call removes at most. Default 10,000. */
   readonly sweepRowsPerCall?: number;
+  /** Replication between hosts: every committed change is also written to this change log (change-log.ts). */
+  readonly changeLog?: ChangeLog;
+}
+
+/** What applying one replicated entry did, operation by operation. */
+export interface ReplicaApplied {
+  /** Operations applied. */
+  applied: number;
+  /** Operations already applied here (a repeat, or another process of this host was first). */
+  skipped: number;
+  /** Operations naming a row this host does not have: recorded as not applied (should not happen; see change-log.ts). */
+  missing: number;
 }
 
 const RANK: Record<RecipientState, number> = {
@@ -151,15 +164,17 @@ class BatchEffects implements TxnEffects {
   readonly early: string[] = [];
   /** [messageId, index, segment] of submits that met another operator id already on the segment. */
   readonly conflicts: Array<[string, number, number]> = [];
+  /** Changes for the change log (replication on, local operations only). */
+  readonly ops: ReplicaOp[] = [];
   duplicateReceipts = 0;
   orphanReceipts = 0;
   ignoredFinalResults = 0;
-  private mark = [0, 0, 0, 0, 0, 0, 0];
+  private mark = [0, 0, 0, 0, 0, 0, 0, 0];
 
   begin(): void {
     this.mark = [
       this.finals.length, this.latencies.length, this.early.length, this.conflicts.length,
-      this.duplicateReceipts, this.orphanReceipts, this.ignoredFinalResults,
+      this.duplicateReceipts, this.orphanReceipts, this.ignoredFinalResults, this.ops.length,
     ];
   }
 
@@ -172,6 +187,7 @@ class BatchEffects implements TxnEffects {
     this.duplicateReceipts = m[4]!;
     this.orphanReceipts = m[5]!;
     this.ignoredFinalResults = m[6]!;
+    this.ops.length = m[7]!;
   }
 }
 
@@ -203,6 +219,8 @@ export class ReceiptStore {
   readonly callbacks: Database<CallbackState, string>;
 
   private readonly queue: CommitQueue<BatchEffects>;
+  private readonly log: ChangeLog | undefined;
+  private logNotifyArmed = false;
   private readonly listeners: FinalListener[] = [];
   private readonly counters: ReceiptStoreStats = {
     duplicateReceipts: 0, orphanReceipts: 0, conflictingSubmits: 0, ignoredFinalResults: 0,
@@ -233,13 +251,19 @@ export class ReceiptStore {
     this.idempotency = db('receipts.idempotency');
     this.idempotencyExpiry = db('receipts.idempotency.expiry');
     this.callbacks = db('receipts.callbacks');
+    this.log = opts.changeLog;
+    const log = this.log;
     this.queue = new CommitQueue<BatchEffects>({
       env: this.env,
       flushAt: positive(opts.flushAt ?? 2_000, 'flushAt'),
       maxPending: positive(opts.maxPendingWrites ?? 50_000, 'maxPendingWrites'),
       maxWaiting: positive(opts.maxWaitingWrites ?? 100_000, 'maxWaitingWrites'),
       newEffects: () => new BatchEffects(),
-      afterCommit: (fx) => this.publish(fx),
+      ...(log ? { beforeCommit: (fx: BatchEffects) => log.appendSync(fx.ops) } : {}),
+      afterCommit: (fx) => {
+        this.publish(fx);
+        if (log && fx.ops.length > 0) log.notify();
+      },
       onBatch: (weight) => this.metrics.storeWriteBatch.observe(weight),
     });
   }
@@ -266,7 +290,8 @@ export class ReceiptStore {
     if (!Number.isInteger(msg.segments) || msg.segments < 1 || msg.segments > MAX_SEGMENTS) {
       throw new GatewayError('INTERNAL', `message ${msg.id}: ${msg.segments} segments`);
     }
-    this.messages.put(msg.id, encodeMessage(msg));
+    const stored = encodeMessage(msg);
+    this.messages.put(msg.id, stored);
     const id = msg.id;
     const at = msg.createdAt;
     for (let i = 0; i < numbers.length; i++) {
@@ -275,6 +300,7 @@ export class ReceiptStore {
     this.expiry.put([msg.expiresAt, id], 0);
     if (msg.callbackUrl !== undefined) void this.callbacks.put(id, { attempts: 0, nextAt: 0, state: 'waiting' });
     this.plainWrites++;
+    this.logPlain({ k: 'm', id, msg: stored, nums: numbers });
   }
 
   // ---------------------------------------------------------- group fan-out
@@ -291,10 +317,12 @@ export class ReceiptStore {
     if (!Number.isInteger(msg.segments) || msg.segments < 1 || msg.segments > MAX_SEGMENTS) {
       throw new GatewayError('INTERNAL', `message ${msg.id}: ${msg.segments} segments`);
     }
-    this.messages.put(msg.id, encodeMessage(msg));
+    const stored = encodeMessage(msg);
+    this.messages.put(msg.id, stored);
     this.expiry.put([msg.expiresAt, msg.id], 0);
     if (msg.callbackUrl !== undefined) void this.callbacks.put(msg.id, { attempts: 0, nextAt: 0, state: 'waiting' });
     this.plainWrites++;
+    this.logPlain({ k: 'pm', id: msg.id, msg: stored });
   }
 
   /**
@@ -306,22 +334,17 @@ export class ReceiptStore {
    * not completed (a redelivered expansion job) is allowed: nothing was sent
    * for them yet.
    */
-  putExpandedRecipients(messageId: string, from: number, rows: readonly { to: string; final?: { state: FinalState; error: string } }[]): void {
+  putExpandedRecipients(messageId: string, from: number, rows: readonly ExpandedRow[]): void {
     this.assertOpen();
     const msg = this.messages.get(messageId);
     if (msg === undefined) throw new GatewayError('INTERNAL', `putExpandedRecipients: no message ${messageId}`);
     const at = this.now();
     for (let k = 0; k < rows.length; k++) {
-      const r = rows[k]!;
-      if (r.final === undefined) {
-        this.recipients.put([messageId, from + k], { n: r.to, s: 'accepted', a: at, u: at, g: [] });
-      } else {
-        const g = pendingSegments(msg.s);
-        for (const seg of g) finish(seg, r.final.state, r.final.error, at);
-        this.recipients.put([messageId, from + k], { n: r.to, s: r.final.state, a: at, u: at, g, e: r.final.error });
-      }
+      const row = expandedRow(rows[k]!, msg.s, at);
+      this.recipients.put([messageId, from + k], row);
     }
     this.plainWrites++;
+    this.logPlain({ k: 'x', id: messageId, from, at, rows });
   }
 
   /**
@@ -332,11 +355,8 @@ export class ReceiptStore {
    */
   completeExpansion(messageId: string, count: number, finals: readonly { index: number; state: FinalState }[]): Promise<void> {
     return this.queue.enqueue(1 + finals.length, (fx, w) => {
-      const msg = this.messages.get(messageId);
-      if (msg === undefined) throw new GatewayError('INTERNAL', `completeExpansion: no message ${messageId}`);
-      w.put(this.messages, messageId, { ...msg, k: count });
-      w.put(this.expiry, [msg.x, messageId], 0);
-      for (const f of finals) fx.finals.push([messageId, f.index, f.state]);
+      this.runCompleteExpansion(messageId, count, finals, fx, w);
+      if (this.log) fx.ops.push({ k: 'c', id: messageId, count, finals });
     });
   }
 
@@ -347,6 +367,7 @@ export class ReceiptStore {
     this.idempotency.put([tenant, key], { v: value, x: expiresAt });
     this.idempotencyExpiry.put([expiresAt, tenant, key], 1);
     this.plainWrites++;
+    this.logPlain({ k: 'i', t: tenant, key, v: value, x: expiresAt });
   }
 
   /** The stored result, or undefined when absent or expired (committed state). */
@@ -406,15 +427,10 @@ export class ReceiptStore {
   markQueued(messageId: string, indices: readonly number[]): void {
     this.assertOpen();
     this.queue
-      .enqueue(indices.length, (_fx, w) => {
+      .enqueue(indices.length, (fx, w) => {
         const now = this.now();
-        for (const index of indices) {
-          const row = this.recipients.get([messageId, index]);
-          if (row === undefined || row.s !== 'accepted') continue;
-          row.s = 'queued';
-          row.u = now;
-          w.put(this.recipients, [messageId, index], row);
-        }
+        this.runMarkQueued(messageId, indices, now, w);
+        if (this.log) fx.ops.push({ k: 'q', id: messageId, idx: indices, at: now });
       })
       .catch((err: unknown) => {
         this.logger.error({ err, messageId, recipients: indices.length }, 'could not mark recipients queued');
@@ -430,22 +446,27 @@ export class ReceiptStore {
   recordSegments(results: readonly SegmentResult[]): Promise<void> {
     if (results.length === 0) return Promise.resolve();
     return this.queue.enqueue(results.length, (fx, w) => {
-      const now = this.now();
-      const work = new Map<string, Work>();
-      const consumedEarly = new Set<string>();
-      for (const r of results) {
-        const wk = this.work(work, r.messageId, r.index);
-        const seg = segmentOf(wk, r.segment, r.segments);
-        if (r.kind === 'submitted') this.recordSubmitted(wk, seg, r, consumedEarly, fx, w);
-        else if (seg.s === 'pending') {
-          finish(seg, r.state, r.error, r.at);
-          wk.dirty = true;
-        } else {
-          fx.ignoredFinalResults++;
-        }
-      }
-      for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
+      this.runSegments(results, fx, w);
+      if (this.log) fx.ops.push({ k: 's', results });
     });
+  }
+
+  private runSegments(results: readonly SegmentResult[], fx: BatchEffects, w: WriteSet): void {
+    const now = this.now();
+    const work = new Map<string, Work>();
+    const consumedEarly = new Set<string>();
+    for (const r of results) {
+      const wk = this.work(work, r.messageId, r.index);
+      const seg = segmentOf(wk, r.segment, r.segments);
+      if (r.kind === 'submitted') this.recordSubmitted(wk, seg, r, consumedEarly, fx, w);
+      else if (seg.s === 'pending') {
+        finish(seg, r.state, r.error, r.at);
+        wk.dirty = true;
+      } else {
+        fx.ignoredFinalResults++;
+      }
+    }
+    for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
   }
 
   // ---------------------------------------------------------------- receipts
@@ -465,6 +486,16 @@ export class ReceiptStore {
       return Promise.resolve('ignored');
     }
     return this.queue.enqueue(1, (fx, w): ReceiptOutcome => {
+      const outcome = this.runReceipt(r, fx, w);
+      if (this.log && (outcome === 'applied' || outcome === 'early')) fx.ops.push({ k: 'd', r });
+      return outcome;
+    });
+  }
+
+  private runReceipt(r: DeliveryReceipt, fx: BatchEffects, w: WriteSet): ReceiptOutcome {
+      const state = r.state;
+      if (state === 'enroute' || state === 'accepted') return 'ignored';
+      const opId = r.messageId;
       const now = this.now();
       let ref: StoredOpRef | undefined;
       for (const c of operatorIdCandidates(opId)) {
@@ -499,7 +530,6 @@ export class ReceiptStore {
       if (seg.t !== undefined) fx.latencies.push([r.account, latencySeconds(seg.t, r.doneAt, now)]);
       this.settle({ messageId, index, row, dirty: true }, now, fx, w);
       return 'applied';
-    });
   }
 
   // -------------------------------------------------------------- finalising
@@ -514,22 +544,28 @@ export class ReceiptStore {
     if (items.length === 0) return Promise.resolve();
     return this.queue.enqueue(items.length, (fx, w) => {
       const now = this.now();
-      const msg = this.messages.get(messageId);
-      if (msg === undefined) throw new GatewayError('INTERNAL', `finalizeRecipients: no message ${messageId}`);
-      const work = new Map<string, Work>();
-      for (const item of items) {
-        const wk = this.work(work, messageId, item.index);
-        if (isFinal(wk.row.s)) continue;
-        if (wk.row.g.length === 0) wk.row.g = pendingSegments(msg.s);
-        for (const seg of wk.row.g) {
-          if (seg.s === 'pending') {
-            finish(seg, item.state, item.error, now);
-            wk.dirty = true;
-          }
+      this.runFinalize(messageId, items, now, fx, w);
+      if (this.log) fx.ops.push({ k: 'f', id: messageId, at: now, items });
+    });
+  }
+
+  private runFinalize(messageId: string, items: readonly { index: number; state: FinalState; error: string }[], at: number, fx: BatchEffects, w: WriteSet): void {
+    const now = this.now();
+    const msg = this.messages.get(messageId);
+    if (msg === undefined) throw new GatewayError('INTERNAL', `finalizeRecipients: no message ${messageId}`);
+    const work = new Map<string, Work>();
+    for (const item of items) {
+      const wk = this.work(work, messageId, item.index);
+      if (isFinal(wk.row.s)) continue;
+      if (wk.row.g.length === 0) wk.row.g = pendingSegments(msg.s);
+      for (const seg of wk.row.g) {
+        if (seg.s === 'pending') {
+          finish(seg, item.state, item.error, at);
+          wk.dirty = true;
         }
       }
-      for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
-    });
+    }
+    for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
   }
 
   /**
@@ -545,9 +581,15 @@ export class ReceiptStore {
    * Updates may repeat after a crash: a state a recipient already has, or a
    * final state, is left alone.
    */
-  recordPdaStates(updates: readonly { messageId: string; index: number; state: string; at: number; deviceId?: string; seq?: number; error?: string }[]): Promise<void> {
+  recordPdaStates(updates: readonly PdaStateUpdate[]): Promise<void> {
     if (updates.length === 0) return Promise.resolve();
     return this.queue.enqueue(updates.length, (fx, w) => {
+      this.runPdaStates(updates, fx, w);
+      if (this.log) fx.ops.push({ k: 'p', updates });
+    });
+  }
+
+  private runPdaStates(updates: readonly PdaStateUpdate[], fx: BatchEffects, w: WriteSet): void {
       const work = new Map<string, Work>();
       for (const u of updates) {
         const wk = this.work(work, u.messageId, u.index);
@@ -578,7 +620,6 @@ export class ReceiptStore {
       }
       const now = this.now();
       for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
-    });
   }
 
   /**
@@ -607,13 +648,15 @@ export class ReceiptStore {
         }
         const rows = [...this.recipients.getRange({ start: [id, from], end: [id, msg.k], limit: budget })];
         budget -= Math.max(1, rows.length);
+        const expired: number[] = [];
         for (const { key: rk, value: row } of rows) {
           if (isFinal(row.s)) continue;
-          if (row.g.length === 0) row.g = pendingSegments(msg.s);
-          for (const seg of row.g) if (!isFinal(seg.s)) finish(seg, 'expired', EXPIRED_REASON, now);
+          expireRow(row, msg.s, now);
           this.settle({ messageId: id, index: rk[1], row, dirty: true }, now, fx, w);
           finalised++;
+          if (this.log) expired.push(rk[1]);
         }
+        if (expired.length > 0) fx.ops.push({ k: 'e', id, at: now, idx: expired });
         const last = rows[rows.length - 1];
         const next = last === undefined ? msg.k : last.key[1] + 1;
         if (next >= msg.k) w.remove(this.expiry, key);
@@ -736,6 +779,158 @@ export class ReceiptStore {
     return this.closing;
   }
 
+  // ------------------------------------------------------------- replication
+
+  /**
+   * Apply one replicated outbox entry (another host's changes, stream
+   * sequence `seq`) with the same rules as local writes; resolves when
+   * committed. Each operation is its own step of the group commit (so it
+   * sees the rows the previous one wrote) and moves this host's position
+   * (`receipts.replica.position`) in the same transaction: an operation at
+   * or before the position was applied already (a restart, or another
+   * process of this host) and is skipped. Replicated changes are not logged
+   * again. A message accepted elsewhere gets no expiry entry and no callback
+   * row here: its own host expires it (and replicates that) and calls back.
+   */
+  async applyReplicated(seq: number, entry: OutboxEntry): Promise<ReplicaApplied> {
+    const log = this.log;
+    if (log === undefined) throw new GatewayError('INTERNAL', 'applyReplicated: replication is not configured');
+    const done: ReplicaApplied = { applied: 0, skipped: 0, missing: 0 };
+    if (entry.h === log.host) return done;
+    const steps: Array<Promise<'applied' | 'skipped' | 'missing'>> = [];
+    for (let i = 0; i < entry.ops.length; i++) {
+      const op = entry.ops[i]!;
+      steps.push(this.queue.enqueue(opWeight(op), (fx, w) => {
+        const at = log.positions.get('stream');
+        if (at !== undefined && (at[0] > seq || (at[0] === seq && at[1] >= i))) return 'skipped';
+        let outcome: 'applied' | 'missing' = 'applied';
+        try {
+          this.runReplica(op, entry.h, fx, w);
+        } catch (e) {
+          if (!(e instanceof GatewayError) || e.code !== 'INTERNAL') throw e;
+          // A row this host lacks: nothing of the operation is written; it is counted, and the position moves on.
+          fx.discard();
+          w.clear();
+          outcome = 'missing';
+        }
+        w.put(log.positions, 'stream', [seq, i]);
+        return outcome;
+      }));
+    }
+    for (const outcome of await Promise.all(steps)) done[outcome]++;
+    return done;
+  }
+
+  /** The last replicated operation applied here: [stream sequence, index in its entry], or undefined. */
+  replicaPosition(): readonly [number, number] | undefined {
+    return this.log?.positions.get('stream');
+  }
+
+  private runReplica(op: ReplicaOp, origin: string, fx: BatchEffects, w: WriteSet): void {
+    switch (op.k) {
+      case 'm': {
+        if (this.messages.get(op.id) !== undefined) return;
+        w.put(this.messages, op.id, { ...op.msg, h: op.msg.h ?? origin });
+        const at = op.msg.a;
+        for (let i = 0; i < op.nums.length; i++) {
+          if (this.recipients.get([op.id, i]) === undefined) w.put(this.recipients, [op.id, i], { n: op.nums[i]!, s: 'accepted', a: at, u: at, g: [] });
+        }
+        return;
+      }
+      case 'pm':
+        if (this.messages.get(op.id) === undefined) w.put(this.messages, op.id, { ...op.msg, h: op.msg.h ?? origin });
+        return;
+      case 'x': {
+        const msg = this.messages.get(op.id);
+        if (msg === undefined) throw new GatewayError('INTERNAL', `replicated expansion: no message ${op.id}`);
+        for (let k = 0; k < op.rows.length; k++) {
+          const have = this.recipients.get([op.id, op.from + k]);
+          // Only rows nothing happened to yet: a redelivered expansion rewrote them the same way.
+          if (have === undefined || (have.s === 'accepted' && have.g.length === 0)) {
+            w.put(this.recipients, [op.id, op.from + k], expandedRow(op.rows[k]!, msg.s, op.at));
+          }
+        }
+        return;
+      }
+      case 'c':
+        this.runCompleteExpansion(op.id, op.count, op.finals, fx, w);
+        return;
+      case 'i': {
+        const have = this.idempotency.get([op.t, op.key]);
+        if (have !== undefined && have.x >= op.x) return;
+        w.put(this.idempotency, [op.t, op.key], { v: op.v, x: op.x });
+        w.put(this.idempotencyExpiry, [op.x, op.t, op.key], 1);
+        return;
+      }
+      case 'q':
+        this.runMarkQueued(op.id, op.idx, op.at, w);
+        return;
+      case 's':
+        this.runSegments(op.results, fx, w);
+        return;
+      case 'd':
+        this.runReceipt(op.r, fx, w);
+        return;
+      case 'f':
+        this.runFinalize(op.id, op.items, op.at, fx, w);
+        return;
+      case 'p':
+        this.runPdaStates(op.updates, fx, w);
+        return;
+      case 'e': {
+        const msg = this.messages.get(op.id);
+        if (msg === undefined) throw new GatewayError('INTERNAL', `replicated expiry: no message ${op.id}`);
+        const now = this.now();
+        const work = new Map<string, Work>();
+        for (const index of op.idx) {
+          const wk = this.work(work, op.id, index);
+          if (isFinal(wk.row.s)) continue;
+          expireRow(wk.row, msg.s, op.at);
+          wk.dirty = true;
+        }
+        for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
+        return;
+      }
+    }
+  }
+
+  private runCompleteExpansion(messageId: string, count: number, finals: readonly { index: number; state: FinalState }[], fx: BatchEffects, w: WriteSet): void {
+    const msg = this.messages.get(messageId);
+    if (msg === undefined) throw new GatewayError('INTERNAL', `completeExpansion: no message ${messageId}`);
+    w.put(this.messages, messageId, { ...msg, k: count });
+    // Expiry is decided by the message's own host (a replica row has `h`).
+    if (msg.h === undefined) w.put(this.expiry, [msg.x, messageId], 0);
+    for (const f of finals) fx.finals.push([messageId, f.index, f.state]);
+  }
+
+  private runMarkQueued(messageId: string, indices: readonly number[], now: number, w: WriteSet): void {
+    for (const index of indices) {
+      const row = this.recipients.get([messageId, index]);
+      if (row === undefined || row.s !== 'accepted') continue;
+      row.s = 'queued';
+      row.u = now;
+      w.put(this.recipients, [messageId, index], row);
+    }
+  }
+
+  /** A plain put's change-log entry: committed with the puts of this turn; relays are told after that commit. */
+  private logPlain(op: ReplicaOp): void {
+    const log = this.log;
+    if (log === undefined) return;
+    log.append(op);
+    if (this.logNotifyArmed) return;
+    this.logNotifyArmed = true;
+    void this.env.committed.then(
+      () => {
+        this.logNotifyArmed = false;
+        log.notify();
+      },
+      () => {
+        this.logNotifyArmed = false;
+      },
+    );
+  }
+
   // ---------------------------------------------------------------- internal
 
   private assertOpen(): void {
@@ -852,10 +1047,21 @@ export class ReceiptStore {
     if (this.listeners.length === 0) return;
     let failures = 0;
     let firstError: unknown;
+    // Replication on: a message accepted on another host carries its origin (`h`).
+    const own = this.log === undefined ? undefined : new Map<string, boolean>();
     for (const [messageId, index, state] of fx.finals) {
+      let isOwn = true;
+      if (own !== undefined) {
+        const known = own.get(messageId);
+        if (known !== undefined) isOwn = known;
+        else {
+          isOwn = this.messages.get(messageId)?.h === undefined;
+          own.set(messageId, isOwn);
+        }
+      }
       for (const listener of this.listeners) {
         try {
-          listener(messageId, index, state);
+          listener(messageId, index, state, isOwn);
         } catch (err) {
           if (failures++ === 0) firstError = err;
         }
@@ -877,6 +1083,34 @@ function segmentOf(wk: Work, segment: number, segments: number): StoredSegment {
   const seg = Number.isInteger(segment) ? wk.row.g[segment - 1] : undefined;
   if (seg === undefined) throw new GatewayError('INTERNAL', `message ${wk.messageId}: no segment ${segment} of ${segments}`);
   return seg;
+}
+
+/** Every segment not final becomes `expired` (a recipient never submitted gets its segments first). */
+function expireRow(row: StoredRecipient, segments: number, at: number): void {
+  if (row.g.length === 0) row.g = pendingSegments(segments);
+  for (const seg of row.g) if (!isFinal(seg.s)) finish(seg, 'expired', EXPIRED_REASON, at);
+}
+
+/** Group-commit weight of a replicated operation: about the rows it touches. */
+function opWeight(op: ReplicaOp): number {
+  switch (op.k) {
+    case 'm': return 1 + op.nums.length;
+    case 'x': return 1 + op.rows.length;
+    case 'c': return 1 + op.finals.length;
+    case 'q': case 'e': return Math.max(1, op.idx.length);
+    case 's': return Math.max(1, op.results.length);
+    case 'f': return Math.max(1, op.items.length);
+    case 'p': return Math.max(1, op.updates.length);
+    default: return 1;
+  }
+}
+
+/** A fan-out row: accepted, or final already (refused at expansion) with every segment so. */
+function expandedRow(r: ExpandedRow, segments: number, at: number): StoredRecipient {
+  if (r.final === undefined) return { n: r.to, s: 'accepted', a: at, u: at, g: [] };
+  const g = pendingSegments(segments);
+  for (const seg of g) finish(seg, r.final.state, r.final.error, at);
+  return { n: r.to, s: r.final.state, a: at, u: at, g, e: r.final.error };
 }
 
 function pendingSegments(n: number): StoredSegment[] {

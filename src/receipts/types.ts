@@ -75,7 +75,13 @@ export type SegmentResult =
  */
 export type ReceiptOutcome = 'applied' | 'early' | 'duplicate' | 'ignored';
 
-export type FinalListener = (messageId: string, index: number, state: FinalState) => void;
+/**
+ * A recipient reached a final state (after commit, once per host). `own` is
+ * false when the message was accepted on another host and its row here is a
+ * replica: things done once per message (completion callback, status event)
+ * are left to the message's own host.
+ */
+export type FinalListener = (messageId: string, index: number, state: FinalState, own: boolean) => void;
 
 export interface RecipientPage {
   readonly items: Array<RecipientRecord & { readonly index: number }>;

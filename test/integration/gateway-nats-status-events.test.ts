@@ -22,12 +22,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** A stand-in for the receipt store's onFinal. */
 class FakeSource implements FinalStateSource {
-  private listener: ((messageId: string, index: number, state: FinalState) => void) | undefined;
-  onFinal(listener: (messageId: string, index: number, state: FinalState) => void): void {
+  private listener: ((messageId: string, index: number, state: FinalState, own: boolean) => void) | undefined;
+  onFinal(listener: (messageId: string, index: number, state: FinalState, own: boolean) => void): void {
     this.listener = listener;
   }
-  emit(messageId: string, index: number, state: FinalState): void {
-    this.listener?.(messageId, index, state);
+  emit(messageId: string, index: number, state: FinalState, own = true): void {
+    this.listener?.(messageId, index, state, own);
   }
 }
 

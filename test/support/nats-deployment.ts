@@ -81,6 +81,12 @@ export interface NatsDeploymentOptions {
 export interface ProcessOptions {
   /** For diagnostics (default: the role). */
   readonly name?: string;
+  /**
+   * A separate host: the process gets that host's own data dir (one LMDB
+   * environment per host, made on first use) and receipt replication with
+   * this host id. Absent: the deployment's shared data dir, no replication.
+   */
+  readonly host?: string;
   /** Merged over the deployment's overrides for this process only. */
   readonly overrides?: ConfigObject;
 }
@@ -100,8 +106,10 @@ export interface NatsDeployment {
   readonly server: NatsServerHandle;
   /** Client URLs of every node. */
   readonly urls: string[];
-  /** The data dir every process shares. */
+  /** The data dir every process shares (processes without a `host`). */
   readonly dataDir: string;
+  /** The data dir of a host (processes started with `host`). */
+  hostDataDir(host: string): string;
   /** The config file content of one process: the deployment's, then `overrides`, with `account` as its SMPP account. */
   config(p?: { account?: ConfigObject; overrides?: ConfigObject }): ConfigObject;
   /** An ingest process, ready when /readyz answers. */
@@ -130,23 +138,40 @@ export async function startNatsDeployment(t: Teardown, opts: NatsDeploymentOptio
     urls = cluster.urls;
   }
   const dataDir = sharedDataDir(t);
+  const hostDirs = new Map<string, string>();
+  const hostDataDir = (host: string): string => {
+    let dir = hostDirs.get(host);
+    if (dir === undefined) {
+      dir = sharedDataDir(t);
+      hostDirs.set(host, dir);
+    }
+    return dir;
+  };
   const base = opts.overrides ?? {};
-  const config = (p: { account?: ConfigObject; overrides?: ConfigObject } = {}): ConfigObject =>
+  const config = (p: { account?: ConfigObject; overrides?: ConfigObject; host?: string } = {}): ConfigObject =>
     deploymentConfig({
-      dataDir,
+      dataDir: p.host === undefined ? dataDir : hostDataDir(p.host),
       natsUrls: urls,
       replicas: nodes,
       ...(p.account ? { account: p.account } : {}),
-      overrides: mergeOverrides(base, p.overrides ?? {}),
+      overrides: mergeOverrides(
+        p.host === undefined ? base : mergeOverrides(base, { queue: { nats: { replication: { enabled: true, host: p.host, catchUpMs: 5_000 } } } }),
+        p.overrides ?? {},
+      ),
     });
   return {
     servers,
     server: servers[0] as NatsServerHandle,
     urls,
     dataDir,
+    hostDataDir,
     config,
     async startIngest(p = {}) {
-      const proc = await startGatewayProcess(t, { role: 'ingest', ...(p.name ? { name: p.name } : {}), config: config(p.overrides ? { overrides: p.overrides } : {}) });
+      const proc = await startGatewayProcess(t, {
+        role: 'ingest',
+        ...(p.name ? { name: p.name } : {}),
+        config: config({ ...(p.overrides ? { overrides: p.overrides } : {}), ...(p.host !== undefined ? { host: p.host } : {}) }),
+      });
       const url = proc.url;
       if (url === undefined) throw new Error('an ingest process has a URL');
       return Object.assign(proc, { url });
@@ -157,7 +182,7 @@ export async function startNatsDeployment(t: Teardown, opts: NatsDeploymentOptio
       return startGatewayProcess(t, {
         role: 'dispatch',
         ...(p.name ? { name: p.name } : {}),
-        config: config({ account, ...(p.overrides ? { overrides: p.overrides } : {}) }),
+        config: config({ account, ...(p.overrides ? { overrides: p.overrides } : {}), ...(p.host !== undefined ? { host: p.host } : {}) }),
         ready: () => sim.stats().binds >= want,
       });
     },

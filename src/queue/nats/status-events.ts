@@ -74,7 +74,8 @@ export interface StatusBatch {
 
 /** Where final states come from: the receipt store. */
 export interface FinalStateSource {
-  onFinal(listener: (messageId: string, index: number, state: FinalState) => void): void;
+  /** `own` false: the message belongs to another host (replicated here), which publishes its events. */
+  onFinal(listener: (messageId: string, index: number, state: FinalState, own: boolean) => void): void;
 }
 
 export interface StatusEventOptions {
@@ -269,7 +270,9 @@ export class StatusEventPublisher {
       await ensureStream(jsm, statusStreamConfig(opts));
       const js = jetstream(nc, { timeout: opts.publishTimeoutMs });
       const p = new StatusEventPublisher(nc, js, owns, config.tenantOf, opts, config.metrics, config.logger, config.now);
-      config.source.onFinal((messageId, index, state) => p.offer(messageId, index, state));
+      config.source.onFinal((messageId, index, state, own) => {
+        if (own) p.offer(messageId, index, state);
+      });
       p.log.info({ stream: opts.stream, subjects: `${opts.prefix}.status.>`, replicas: opts.replicas }, 'status events ready');
       return p;
     } catch (e) {

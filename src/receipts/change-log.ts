@@ -1,0 +1,192 @@
+/**
+ * The receipt store's change log, for replication between hosts
+ * (docs/DEPLOY.md, "Several hosts").
+ *
+ * With replication on, every change the store commits is also described as
+ * an operation (`ReplicaOp`) and written, in the same LMDB transaction, to
+ * an outbox (`receipts.outbox`). A relay (src/queue/nats/receipt-replication.ts)
+ * publishes the outbox to a JetStream stream and removes what the server
+ * acknowledged; every other host applies the stream, in stream order, to its
+ * own store (`ReceiptStore.applyReplicated`).
+ *
+ * Operations, not rows: the same forward-only rules the store enforces for
+ * its own writers (a segment never goes back, a final state never changes,
+ * a receipt before its submit waits as an early receipt) make applying them
+ * idempotent and tolerant of arriving late.
+ *
+ *   receipts.outbox           [µs, pid, n]   → OutboxEntry
+ *   receipts.replica.position 'stream'       → [stream seq, op index] applied last
+ *                             'host'         → the host id this data dir replicates as
+ *
+ * Keys are [microseconds, pid, counter]; every process of a host writes the
+ * one outbox, and a relay publishes it in key order, so an operation must sort
+ * after every operation it depends on. Plain puts (a message row and its
+ * entry, written at ingest) take the wall clock in microseconds; entries
+ * written inside a transaction (submits, receipts, finals: everything that
+ * reads before it writes) take at least the newest committed key + 1, so
+ * they sort after whatever they read. Dependents of a plain put come a
+ * commit and a queue round trip (milliseconds) after it. Assumed: the host's
+ * clock is not stepped back by more than that while entries wait.
+ * The relay deletes entries after the PubAck; an entry published twice (a
+ * crash between publish and delete, two relays on one host) carries the same
+ * Nats-Msg-Id and the server drops the repeat within its duplicate window.
+ */
+import type { Database, RootDatabase } from 'lmdb';
+import { GatewayError } from '../core/errors.js';
+import type { FinalState } from '../core/message.js';
+import type { DeliveryReceipt } from '../core/ports.js';
+import type { StoredMessage } from './records.js';
+import type { SegmentResult } from './types.js';
+
+/** One expanded recipient row (fan-out), as `putExpandedRecipients` takes it. */
+export interface ExpandedRow {
+  readonly to: string;
+  readonly final?: { readonly state: FinalState; readonly error: string };
+}
+
+/** A PDA state update, as `recordPdaStates` takes it. */
+export interface PdaStateUpdate {
+  readonly messageId: string;
+  readonly index: number;
+  readonly state: string;
+  readonly at: number;
+  readonly deviceId?: string;
+  readonly seq?: number;
+  readonly error?: string;
+}
+
+/** One change, as the replicas apply it. Short tags: an outbox entry can hold thousands. */
+export type ReplicaOp =
+  /** putMessage: the message row and one accepted row per number. */
+  | { readonly k: 'm'; readonly id: string; readonly msg: StoredMessage; readonly nums: readonly string[] }
+  /** putPendingMessage: a group send's message row (rows come with the expansion). */
+  | { readonly k: 'pm'; readonly id: string; readonly msg: StoredMessage }
+  /** putExpandedRecipients */
+  | { readonly k: 'x'; readonly id: string; readonly from: number; readonly at: number; readonly rows: readonly ExpandedRow[] }
+  /** completeExpansion */
+  | { readonly k: 'c'; readonly id: string; readonly count: number; readonly finals: readonly { readonly index: number; readonly state: FinalState }[] }
+  /** putIdempotency */
+  | { readonly k: 'i'; readonly t: string; readonly key: string; readonly v: unknown; readonly x: number }
+  /** markQueued */
+  | { readonly k: 'q'; readonly id: string; readonly idx: readonly number[]; readonly at: number }
+  /** recordSegments */
+  | { readonly k: 's'; readonly results: readonly SegmentResult[] }
+  /** applyReceipt (a receipt that changed something or was kept early) */
+  | { readonly k: 'd'; readonly r: DeliveryReceipt }
+  /** finalizeRecipients */
+  | { readonly k: 'f'; readonly id: string; readonly at: number; readonly items: readonly { readonly index: number; readonly state: FinalState; readonly error: string }[] }
+  /** recordPdaStates */
+  | { readonly k: 'p'; readonly updates: readonly PdaStateUpdate[] }
+  /** expireDue: these recipients of the message expired (decided by the message's own host). */
+  | { readonly k: 'e'; readonly id: string; readonly at: number; readonly idx: readonly number[] };
+
+/** What one outbox row (and one replication message) holds. */
+export interface OutboxEntry {
+  readonly v: 1;
+  /** The host that made the changes. */
+  readonly h: string;
+  readonly ops: readonly ReplicaOp[];
+}
+
+export type OutboxKey = [number, number, number];
+
+/** Most operations one outbox entry holds; a transaction with more writes several entries. */
+export const MAX_OPS_PER_ENTRY = 512;
+
+/** Host ids name NATS subjects and message rows: letters, digits, `_` and `-`. */
+export const HOST_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Microseconds since the epoch, never repeating nor going back within this process. */
+function clock(): () => number {
+  let last = 0;
+  return () => {
+    const now = Date.now() * 1000;
+    last = now > last ? now : last + 1;
+    return last;
+  };
+}
+
+export class ChangeLog {
+  readonly outbox: Database<OutboxEntry, OutboxKey>;
+  /** `stream` → [stream seq, op index] applied last; `host` → this data dir's host id (checkReplicaHost). */
+  readonly positions: Database<[number, number], string>;
+  private readonly tick = clock();
+  private n = 0;
+  private readonly listeners: Array<() => void> = [];
+
+  constructor(env: RootDatabase, readonly host: string) {
+    if (!HOST_ID_PATTERN.test(host)) throw new GatewayError('CONFIG_INVALID', `replication host id ${JSON.stringify(host)} must match ${HOST_ID_PATTERN}`);
+    this.outbox = env.openDB<OutboxEntry, OutboxKey>({ name: 'receipts.outbox', encoding: 'msgpack' });
+    this.positions = env.openDB<[number, number], string>({ name: 'receipts.replica.position', encoding: 'msgpack' });
+  }
+
+  /** A plain put (joins the caller's batch of puts: committed with the rows it describes). */
+  append(op: ReplicaOp): void {
+    void this.outbox.put([this.tick(), process.pid, this.n++], { v: 1, h: this.host, ops: [op] });
+  }
+
+  /** Inside a write transaction: after every entry committed so far (split at MAX_OPS_PER_ENTRY). */
+  appendSync(ops: readonly ReplicaOp[]): void {
+    if (ops.length === 0) return;
+    let floor = 0;
+    for (const { key } of this.outbox.getRange({ reverse: true, limit: 1 })) floor = key[0] + 1;
+    for (let i = 0; i < ops.length; i += MAX_OPS_PER_ENTRY) {
+      const at = Math.max(this.tick(), floor);
+      floor = at + 1;
+      this.outbox.putSync([at, process.pid, this.n++], { v: 1, h: this.host, ops: ops.slice(i, i + MAX_OPS_PER_ENTRY) });
+    }
+  }
+
+  /** Something was appended (after the write was handed to LMDB): relays wake up. */
+  onAppend(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  notify(): void {
+    for (const l of this.listeners) l();
+  }
+
+  /** The oldest `limit` entries (committed). */
+  oldest(limit: number): Array<{ key: OutboxKey; value: OutboxEntry }> {
+    return [...this.outbox.getRange({ limit })];
+  }
+
+  /** Remove published entries (one transaction). */
+  remove(keys: readonly OutboxKey[]): Promise<boolean> {
+    return this.outbox.transaction(() => {
+      for (const k of keys) this.outbox.removeSync(k);
+      return true;
+    });
+  }
+
+  /** Entries waiting to be published (counts the outbox: O(entries), for metrics and tests). */
+  get waiting(): number {
+    return this.outbox.getCount();
+  }
+}
+
+/**
+ * Every process of a host must log its changes, or the other hosts miss
+ * them: the data dir remembers the host id it was first replicated as
+ * (`receipts.replica.position` key `host`), and a process that opens it
+ * without replication, or as another host, is refused.
+ */
+export function checkReplicaHost(env: RootDatabase, host: string | undefined): void {
+  const db = env.openDB<string, string>({ name: 'receipts.replica.position', encoding: 'msgpack' });
+  const marked = db.get('host');
+  if (host === undefined) {
+    if (marked !== undefined) {
+      throw new GatewayError('CONFIG_INVALID', `this data dir is replicated as host ${JSON.stringify(marked)}: every process using it needs queue.nats.replication.enabled with host ${JSON.stringify(marked)}`);
+    }
+    return;
+  }
+  if (marked === undefined) db.putSync('host', host);
+  else if (marked !== host) {
+    throw new GatewayError('CONFIG_INVALID', `this data dir is replicated as host ${JSON.stringify(marked)}, not ${JSON.stringify(host)}: one host id per data dir`);
+  }
+}
+
+/** Stable text form of an outbox key: the Nats-Msg-Id is `<host>.<this>`. */
+export function outboxKeyId(key: OutboxKey): string {
+  return `${key[0]}-${key[1]}-${key[2]}`;
+}

@@ -1,0 +1,180 @@
+/**
+ * Gateway processes on several hosts (each its own data dir, so its own
+ * LMDB receipt store), sharing one NATS: receipt replication
+ * (docs/DEPLOY.md, "Several hosts") makes every host's store complete.
+ *
+ * 1. Ingest on host A, dispatchers on hosts B and C: every recipient is
+ *    submitted once, and A's status API shows every final state although
+ *    all submits and receipts happened on B and C.
+ * 2. kill -9 of host B's dispatcher mid-batch: its jobs are redelivered to
+ *    host C's dispatcher, which first applies every change published so far
+ *    (B's submits) and skips what B had recorded. Sent twice: at most the
+ *    segments B had on the wire and not recorded (its maxInflightSegments)
+ *    plus the submits B had recorded but its relay had not published yet
+ *    when it died (counted from B's outbox after the kill). B restarted
+ *    later publishes that rest, and nothing is lost on A.
+ */
+import t from 'tap';
+import { join } from 'node:path';
+import { open } from 'lmdb';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { OutboxEntry, OutboxKey } from '../../src/receipts/change-log.js';
+import { requireNatsServer } from '../support/nats-server.js';
+import { api, waitComplete, type GatewayProcess } from '../support/gateway-process.js';
+import { coverage, numberAt, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
+
+/** Submits recorded on host B (by its dispatcher) that its relay had not published: read from B's outbox, B being dead. */
+async function unpublishedSubmits(dataDir: string): Promise<number> {
+  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false, readOnly: true });
+  try {
+    const outbox = env.openDB<OutboxEntry, OutboxKey>({ name: 'receipts.outbox', encoding: 'msgpack' });
+    let n = 0;
+    for (const { value } of outbox.getRange({})) {
+      for (const op of value.ops) if (op.k === 's') n += op.results.filter((r) => r.kind === 'submitted').length;
+    }
+    return n;
+  } finally {
+    await env.close();
+  }
+}
+
+if (requireNatsServer(t)) {
+  t.test('three hosts: ingest on A, dispatch on B and C; A sees every final state', async (t) => {
+    const deployment = await startNatsDeployment(t, { overrides: { queue: { batchSize: 200 } } });
+    const sim = await startSimulator(t);
+    const ingest = await deployment.startIngest({ host: 'host-a' });
+    await deployment.startDispatcher(sim, { name: 'dispatch-b', host: 'host-b' });
+    await deployment.startDispatcher(sim, { name: 'dispatch-c', host: 'host-c' });
+
+    const MESSAGES = 6;
+    const PER = 300;
+    const ids: string[] = [];
+    for (let m = 0; m < MESSAGES; m++) {
+      const to = Array.from({ length: PER }, (_, j) => numberAt(m * PER + j));
+      const r = await api(ingest.url, 'POST', '/v1/messages', { to, text: `Flood warning ${m}: move vehicles off the riverside road.` });
+      t.equal(r.status, 202, `message ${m} accepted on A`);
+      ids.push(r.json.id as string);
+    }
+    for (const id of ids) {
+      const s = await waitComplete(ingest.url, id, 60_000, 200);
+      t.equal(s.summary.delivered, PER, `A: every recipient of ${id} delivered (submitted and receipted on B and C)`);
+    }
+    const cov = coverage(sim, Array.from({ length: MESSAGES * PER }, (_, i) => numberAt(i)));
+    t.same(cov, { missing: 0, twice: 0, total: MESSAGES * PER }, 'every recipient submitted exactly once across the two dispatch hosts');
+    const page = await api(ingest.url, 'GET', `/v1/messages/${ids[0]}?limit=2`);
+    const seg = page.json.items[0].segments[0];
+    t.equal(seg.state, 'delivered', 'A lists the segment\'s state recorded on another host');
+    t.ok(typeof seg.operatorMessageId === 'string' && seg.operatorMessageId.length > 0, 'with its operator id');
+    t.ok(typeof seg.submittedAt === 'string', 'and its submit time');
+
+    // Status events: each final state published once, by A (the messages' host), not again by B or C.
+    const nc = await connect({ servers: deployment.urls });
+    t.teardown(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const events = async (): Promise<Map<string, number>> => {
+      const info = await jsm.streams.info('SMSGW_WORK_STATUS');
+      const seen = new Map<string, number>();
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq < info.state.first_seq + 10_000; seq++) {
+        const m = await jsm.streams.getMessage('SMSGW_WORK_STATUS', { seq });
+        for (const e of m?.json<{ events: Array<{ messageId: string; index: number }> }>().events ?? []) {
+          const k = `${e.messageId}/${e.index}`;
+          seen.set(k, (seen.get(k) ?? 0) + 1);
+        }
+      }
+      return seen;
+    };
+    await until('every final state published as an event', async () => (await events()).size === MESSAGES * PER, 20_000, 250);
+    const seen = await events();
+    t.equal([...seen.values()].filter((n) => n > 1).length, 0, 'no final state published twice (three hosts saw each)');
+  });
+
+  t.test('kill -9 of host B\'s dispatcher mid-batch: host C finishes its jobs, skipping what B recorded', async (t) => {
+    const MESSAGES = 8;
+    const PER = 1_000;
+    const BATCH = 500;
+    const KILL_AT = 300;
+    const FIRST_INFLIGHT = 16;
+    const deployment = await startNatsDeployment(t, { overrides: { queue: { batchSize: BATCH, ackWaitMs: 2_000 }, dispatch: { fetchBatch: 4 } } });
+
+    let first: GatewayProcess | undefined;
+    let submits = 0;
+    let killedAt = 0;
+    const sim = await startSimulator(t, {
+      responseDelayMs: 20,
+      dlrRetryMs: 300,
+      dlrMaxAttempts: 50,
+      observeSubmit: () => {
+        submits++;
+        if (submits === KILL_AT && first !== undefined) {
+          const pid = first.pid();
+          if (pid !== undefined) process.kill(pid, 'SIGKILL');
+          killedAt = submits;
+        }
+      },
+    });
+    const ingest = await deployment.startIngest({ host: 'host-a' });
+    const ids: string[] = [];
+    for (let m = 0; m < MESSAGES; m++) {
+      const to = Array.from({ length: PER }, (_, j) => numberAt(m * PER + j));
+      const r = await api(ingest.url, 'POST', '/v1/messages', { to, text: `Road closure ${m}: use the east bridge.` });
+      t.equal(r.status, 202);
+      ids.push(r.json.id as string);
+    }
+
+    first = await deployment.startDispatcher(sim, {
+      name: 'dispatch-b',
+      host: 'host-b',
+      account: { binds: 1, window: 10 },
+      overrides: { dispatch: { maxInflightSegments: FIRST_INFLIGHT } },
+    });
+    await until('host B\'s dispatcher killed mid-batch', () => killedAt > 0, 60_000);
+    await first.kill('SIGKILL');
+    t.equal(first.lastExit()?.signal, 'SIGKILL');
+    await until('host B\'s sessions closed', () => sim.stats().sessions === 0, 10_000);
+    const byFirst = new Map(sim.stats().submitsByDestination);
+    const unpublished = await unpublishedSubmits(deployment.hostDataDir('host-b'));
+    t.comment(`host B submitted ${byFirst.size}; ${unpublished} recorded submits were still in its outbox when it died`);
+
+    await deployment.startDispatcher(sim, { name: 'dispatch-c', host: 'host-c' });
+    for (const id of ids) {
+      const s = await waitComplete(ingest.url, id, 90_000, 250);
+      t.equal(s.summary.delivered, PER, `A: message ${id} delivered to every recipient`);
+    }
+    const all = sim.stats().submitsByDestination;
+    let missing = 0;
+    let twice = 0;
+    let resentOfFirst = 0;
+    for (let i = 0; i < MESSAGES * PER; i++) {
+      const dest = `86${numberAt(i)}`;
+      const n = all.get(dest) ?? 0;
+      if (n === 0) missing++;
+      if (n > 1) twice++;
+      if ((byFirst.get(dest) ?? 0) > 0 && n > 1) resentOfFirst++;
+    }
+    t.equal(missing, 0, 'every recipient submitted');
+    t.equal(twice, resentOfFirst, 'only recipients host B had submitted were sent again');
+    t.ok(twice <= FIRST_INFLIGHT + unpublished,
+      `sent twice: ${twice} ≤ ${FIRST_INFLIGHT} in flight on B + ${unpublished} recorded on B but not yet published`);
+    t.ok(byFirst.size - resentOfFirst >= KILL_AT - FIRST_INFLIGHT - unpublished,
+      `${byFirst.size - resentOfFirst} of host B's ${byFirst.size} submits were seen on host C (replicated) and skipped`);
+
+    // Host B comes back: its outbox is published; A stays complete and consistent.
+    await first.restart();
+    await until('host B\'s outbox published', async () => (await unpublishedSubmitsWhileRunning(deployment.hostDataDir('host-b'))) === 0, 20_000);
+    for (const id of ids) {
+      const s = await api(ingest.url, 'GET', `/v1/messages/${id}?limit=1`);
+      t.equal(s.json.summary.delivered, PER, `A: message ${id} still delivered to every recipient`);
+    }
+  });
+}
+
+/** Outbox entries of a running host (read-only alongside it: LMDB allows readers beside the writer). */
+async function unpublishedSubmitsWhileRunning(dataDir: string): Promise<number> {
+  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false, readOnly: true });
+  try {
+    return env.openDB<OutboxEntry, OutboxKey>({ name: 'receipts.outbox', encoding: 'msgpack' }).getCount();
+  } finally {
+    await env.close();
+  }
+}
