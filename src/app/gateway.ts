@@ -19,7 +19,7 @@ import type { ResolvedConfig } from '../config/load.js';
 import type { SmppAccountConfig } from '../config/schema.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { ReceiptStore } from '../receipts/store.js';
-import { ChangeLog, checkReplicaHost } from '../receipts/change-log.js';
+import { ChangeLog, checkReplicaHost } from '../replication/change-log.js';
 import { StatusCallbacks } from '../receipts/status-callbacks.js';
 import { EmbeddedQueue } from '../queue/embedded/queue.js';
 import type { QueueOptions, WorkQueue } from '../queue/port.js';
@@ -157,7 +157,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   callbacks.start();
   // Police PDA channel: outboxes in the same environment; states go to the receipt store.
   const pda = config.pda.enabled ? PdaChannel.open({ env, config: config.pda, sink: store, metrics, logger }) : undefined;
-  const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pda ? { pda } : {}) });
+  const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pda ? { pda } : {}), ...(changeLog ? { changeLog } : {}) });
   // Final states as events on <prefix>.status.<tenant> for other services (NATS only; every role,
   // since expiry sweeps finalise recipients in ingest processes too).
   let statusEvents: StatusEventPublisher | undefined;
@@ -173,7 +173,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     });
   }
 
-  const officeBase = new OfficeBase({ env, config, queue, receipts: store, directory, metrics, logger: logger.child({ part: 'office' }) });
+  const officeBase = new OfficeBase({ env, config, queue, receipts: store, directory, metrics, logger: logger.child({ part: 'office' }), ...(changeLog ? { changeLog } : {}) });
   // Every role has an Intake: the HTTP API (ingest) and the office services' own sends (case-query
   // answers to MO in a dispatch process) go through the same checks and the same durability.
   let dispatchWake: (() => void) | undefined;

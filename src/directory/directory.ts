@@ -5,6 +5,7 @@
  * one LMDB environment. Loads the sensitive-word list (config
  * content.words + content.wordListFile) once, at start-up.
  */
+import type { ChangeLog } from '../replication/change-log.js';
 import { readFileSync } from 'node:fs';
 import type { RootDatabase } from 'lmdb';
 import { GatewayError } from '../core/errors.js';
@@ -33,6 +34,8 @@ export interface DirectoryDeps {
   readonly logger: Logger;
   /** The PDA channel, when wired; police messages are refused without it. */
   readonly pda?: PdaHandoff;
+  /** Several hosts: directory changes are replicated to the other hosts. */
+  readonly changeLog?: ChangeLog;
 }
 
 export class Directory {
@@ -53,6 +56,7 @@ export class Directory {
       defaultSender: config.sender.defaultSource,
       maxGroupMembers: config.directory.maxGroupMembers,
       reservedUnitIds: config.auth.apiKeys.map((k) => k.tenant),
+      ...(deps.changeLog ? { changeLog: deps.changeLog } : {}),
     });
     this.expander = new GroupExpander(this.store, { chunk: config.directory.expansionChunk, maxMembers: config.directory.maxGroupMembers, pause: yieldToEventLoop });
     this.quotas = new QuotaLedger({ env, utcOffsetMinutes: config.directory.utcOffsetMinutes });

@@ -43,6 +43,7 @@ import {
   type Person, type RoleRule, type Unit,
 } from './types.js';
 import { effectiveSender } from './grants.js';
+import { RowLog, type ChangeLog } from '../replication/change-log.js';
 
 export const DIRECTORY_DBS = 17;
 
@@ -176,6 +177,12 @@ export interface DirectoryStoreOptions {
   /** Tenant names of bootstrap keys (config): a unit may not take one (they would share messages and quotas). */
   readonly reservedUnitIds?: readonly string[];
   readonly now?: () => number;
+  /**
+   * Several hosts: every change's rows (not its audit entries, which stay
+   * with the host the admin used, nor dir.meta) are replicated
+   * (src/replication/change-log.ts, RowLog).
+   */
+  readonly changeLog?: ChangeLog;
 }
 
 /** A member as stored in membership and role rows: channel letter + mobile. */
@@ -228,6 +235,7 @@ export class DirectoryStore {
   private readonly audit: Database<StoredAudit, number>;
   private readonly auditTarget: Database<1, [string, string, number]>;
   private readonly meta: Database<number, string>;
+  private readonly rows: RowLog | undefined;
 
   private constructor(opts: DirectoryStoreOptions) {
     this.env = opts.env;
@@ -255,6 +263,11 @@ export class DirectoryStore {
     this.audit = db('dir.audit');
     this.auditTarget = db('dir.auditTarget');
     this.meta = db('dir.meta');
+    const replicated = [
+      this.units, this.unitChildren, this.keys, this.keyDigests, this.people, this.peopleMobile, this.peopleEmail, this.peopleUnit,
+      this.roles, this.groups, this.groupParents, this.members, this.memberOf, this.blocks,
+    ] as unknown as Array<Database<unknown, Key>>;
+    this.rows = opts.changeLog ? new RowLog(opts.changeLog, replicated) : undefined;
   }
 
   static open(opts: DirectoryStoreOptions): DirectoryStore {
@@ -955,7 +968,7 @@ export class DirectoryStore {
   private change<T>(actor: Actor, fn: (tx: ChangeContext) => T): Promise<T> {
     return this.env.childTransaction(() => {
       const ctx = new ChangeContext(actor, this.now(), this.audit, this.auditTarget, this.meta);
-      return fn(ctx);
+      return this.rows ? this.rows.capture(() => fn(ctx)) : fn(ctx);
     });
   }
 

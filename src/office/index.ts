@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { parseIsoDuration } from '../core/duration.js';
 import type { MobileOriginated } from '../core/ports.js';
 import type { ResolvedConfig } from '../config/load.js';
+import type { ChangeLog } from '../replication/change-log.js';
 import type { Directory } from '../directory/directory.js';
 import { effectiveSender } from '../directory/grants.js';
 import type { Intake, ScheduleSink, TemplateRenderer } from '../ingest/intake.js';
@@ -36,6 +37,8 @@ export interface OfficeDeps {
   readonly directory: Directory;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Several hosts: templates are replicated (the rest of the office state is per host). */
+  readonly changeLog?: ChangeLog;
 }
 
 /** Stage 1: what Intake needs (scheduled sending, templates). */
@@ -54,6 +57,7 @@ export class OfficeBase {
       maxBodyChars: config.office.templates.maxBodyChars,
       utcOffsetMinutes: config.directory.utcOffsetMinutes,
       ancestorsOf: (tenant) => (deps.directory.store.unitChain(tenant) ?? []).slice(1).map((u) => u.id),
+      ...(deps.changeLog ? { changeLog: deps.changeLog } : {}),
     });
     const schedule = this.schedule;
     this.scheduleSink = {

@@ -8,7 +8,8 @@
  * sub-units share the bureau's templates). Compiled templates are cached
  * (bounded, keyed by tenant, name and update time).
  */
-import type { Database, RootDatabase } from 'lmdb';
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { RowLog, type ChangeLog } from '../replication/change-log.js';
 import { GatewayError } from '../core/errors.js';
 import { compileTemplate, renderTemplate, type CompiledTemplate, type ParamSpec } from '../core/template.js';
 
@@ -29,6 +30,8 @@ export interface TemplateStoreDeps {
   /** The tenant's ancestors, nearest first (directory units); empty for a bootstrap tenant. */
   readonly ancestorsOf: (tenant: string) => readonly string[];
   readonly now?: () => number;
+  /** Several hosts: template changes are replicated row by row (src/replication/change-log.ts). */
+  readonly changeLog?: ChangeLog;
 }
 
 /** Compiled templates kept in memory. */
@@ -38,10 +41,12 @@ export class TemplateStore {
   private readonly db: Database<StoredTemplate, [string, string]>;
   private readonly cache = new Map<string, CompiledTemplate>();
   private readonly now: () => number;
+  private readonly rows: RowLog | undefined;
 
   constructor(private readonly deps: TemplateStoreDeps) {
     this.db = deps.env.openDB<StoredTemplate, [string, string]>({ name: 'office.templates', encoding: 'msgpack' });
     this.now = deps.now ?? Date.now;
+    this.rows = deps.changeLog ? new RowLog(deps.changeLog, [this.db as unknown as Database<unknown, Key>]) : undefined;
   }
 
   /** Validate and save; `created` is false for an update. TEMPLATE_INVALID names the problem. */
@@ -52,7 +57,7 @@ export class TemplateStore {
     const params = input.params ?? {};
     const compiled = compileTemplate(input.body, params);
     if (!compiled.ok) throw new GatewayError('TEMPLATE_INVALID', compiled.problems[0]?.message, { details: compiled.problems });
-    return this.deps.env.transaction(() => {
+    return this.deps.env.transaction(() => this.captured(() => {
       const before = this.db.get([tenant, name]);
       if (!before && this.count(tenant) >= this.deps.maxPerTenant) {
         throw new GatewayError('VALIDATION', `at most ${this.deps.maxPerTenant} templates per tenant`, { details: [{ field: '/name', message: 'delete unused templates first (office.templates.maxPerUnit)' }] });
@@ -68,7 +73,11 @@ export class TemplateStore {
       };
       this.db.putSync([tenant, name], template);
       return { template, created: before === undefined };
-    });
+    }));
+  }
+
+  private captured<T>(fn: () => T): T {
+    return this.rows ? this.rows.capture(fn) : fn();
   }
 
   get(tenant: string, name: string): StoredTemplate | undefined {
@@ -90,7 +99,7 @@ export class TemplateStore {
   }
 
   async remove(tenant: string, name: string): Promise<void> {
-    const removed = await this.db.remove([tenant, name]);
+    const removed = await this.deps.env.transaction(() => this.captured(() => this.db.removeSync([tenant, name])));
     if (!removed) throw new GatewayError('NOT_FOUND', `no template ${name}`);
   }
 

@@ -44,7 +44,17 @@ import type { DeliveryReceipt } from '../core/ports.js';
 import { MAX_SEGMENTS } from '../core/segment.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { ChangeLog, ExpandedRow, OutboxEntry, PdaStateUpdate, ReplicaOp } from './change-log.js';
+import {
+  newerVersion,
+  versionKey,
+  type ChangeLog,
+  type ExpandedRow,
+  type OutboxEntry,
+  type PdaStateUpdate,
+  type ReplicaOp,
+  type RowVersion,
+  type RowWrite,
+} from '../replication/change-log.js';
 import { CommitQueue, type TxnEffects, type WriteSet } from './commit-queue.js';
 import {
   decodeMessage,
@@ -221,6 +231,8 @@ export class ReceiptStore {
   private readonly queue: CommitQueue<BatchEffects>;
   private readonly log: ChangeLog | undefined;
   private logNotifyArmed = false;
+  /** Directory and template databases opened to apply replicated rows (a fixed set of names). */
+  private readonly replicaDbs = new Map<string, Database<unknown, Key>>();
   private readonly listeners: FinalListener[] = [];
   private readonly counters: ReceiptStoreStats = {
     duplicateReceipts: 0, orphanReceipts: 0, conflictingSubmits: 0, ignoredFinalResults: 0,
@@ -877,6 +889,9 @@ export class ReceiptStore {
       case 'p':
         this.runPdaStates(op.updates, fx, w);
         return;
+      case 'w':
+        this.applyRows(op.at, op.rows, origin, w);
+        return;
       case 'e': {
         const msg = this.messages.get(op.id);
         if (msg === undefined) throw new GatewayError('INTERNAL', `replicated expiry: no message ${op.id}`);
@@ -892,6 +907,45 @@ export class ReceiptStore {
         return;
       }
     }
+  }
+
+  /**
+   * Rows of another host's directory or template change (RowLog): each row
+   * whose version is newer than the one this host has; a directory change
+   * bumps the directory's version here, so its caches (policy, senders) reload.
+   */
+  private applyRows(at: number, rows: readonly RowWrite[], origin: string, w: WriteSet): void {
+    const log = this.log!;
+    const version: RowVersion = [at, origin];
+    let directoryChanged = false;
+    for (const row of rows) {
+      const [name, key] = row;
+      const db = this.replicaDb(name);
+      const vk = versionKey(name, key);
+      if (!newerVersion(version, log.rowVersions.get(vk))) continue;
+      if (row.length === 3) w.put(db, key, row[2]);
+      else w.remove(db, key);
+      w.put(log.rowVersions, vk, version);
+      if (name.startsWith('dir.')) directoryChanged = true;
+    }
+    if (directoryChanged) {
+      // The directory's on-disk version counter (src/directory/store.ts, dir.meta 'version').
+      const meta = this.replicaDb('dir.meta') as Database<number, string>;
+      w.put(meta, 'version', (meta.get('version') ?? 0) + 1);
+    }
+  }
+
+  /** Databases replicated row by row: the directory's and the templates (never the receipt store's own). */
+  private replicaDb(name: string): Database<unknown, Key> {
+    if (!/^dir\.[A-Za-z]+$/.test(name) && name !== 'office.templates') {
+      throw new GatewayError('INTERNAL', `replicated rows for database ${name}, which is not replicated`);
+    }
+    let db = this.replicaDbs.get(name);
+    if (db === undefined) {
+      db = this.env.openDB<unknown, Key>({ name, encoding: 'msgpack' });
+      this.replicaDbs.set(name, db);
+    }
+    return db;
   }
 
   private runCompleteExpansion(messageId: string, count: number, finals: readonly { index: number; state: FinalState }[], fx: BatchEffects, w: WriteSet): void {

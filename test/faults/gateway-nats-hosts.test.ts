@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import type { OutboxEntry, OutboxKey } from '../../src/receipts/change-log.js';
+import type { OutboxEntry, OutboxKey } from '../../src/replication/change-log.js';
 import { requireNatsServer } from '../support/nats-server.js';
 import { api, waitComplete, type GatewayProcess } from '../support/gateway-process.js';
 import { coverage, numberAt, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
@@ -87,6 +87,42 @@ if (requireNatsServer(t)) {
     await until('every final state published as an event', async () => (await events()).size === MESSAGES * PER, 20_000, 250);
     const seen = await events();
     t.equal([...seen.values()].filter((n) => n > 1).length, 0, 'no final state published twice (three hosts saw each)');
+  });
+
+  t.test('directory on host A, group expanded on hosts B and C: units, keys, people and groups are replicated', async (t) => {
+    const ADMIN = 'hosts-admin-key-0123456789';
+    const deployment = await startNatsDeployment(t, { overrides: { admin: { keys: [{ key: ADMIN, name: 'root-admin' }] }, directory: { expansionChunk: 100 } } });
+    const sim = await startSimulator(t);
+    const ingest = await deployment.startIngest({ host: 'host-a' });
+    await deployment.startDispatcher(sim, { name: 'dispatch-b', host: 'host-b' });
+    await deployment.startDispatcher(sim, { name: 'dispatch-c', host: 'host-c' });
+    const admin = async (method: string, path: string, body: unknown): Promise<any> => {
+      const r = await api(ingest.url, method, path, body, { authorization: `Bearer ${ADMIN}` });
+      if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
+      return r.json;
+    };
+    const ALL = { tiers: ['*'], groups: ['*'], direct: true, police: false, dailyQuota: null, perMinuteQuota: null };
+    await admin('POST', '/v1/admin/units', { id: 'flood', name: '市防汛办', sender: '10690003', signature: '【市防汛办】', grants: ALL });
+    const key = (await admin('POST', '/v1/admin/units/flood/keys', { label: 'hosts' })).key as string;
+    const PEOPLE = 400;
+    const csv = ['id,name,mobile,unit', ...Array.from({ length: PEOPLE }, (_, i) => `f${i},队员${i},${numberAt(50_000 + i)},flood`)].join('\n');
+    const imported = await fetch(`${ingest.url}/v1/admin/people/import`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'text/csv' }, body: csv });
+    t.equal(imported.status, 200, 'people imported on A');
+    await admin('POST', '/v1/admin/groups', { id: 'rescue', name: '抢险队', unit: 'flood', members: Array.from({ length: PEOPLE }, (_, i) => `f${i}`) });
+    await admin('POST', '/v1/admin/blocks', { scope: 'flood', number: numberAt(50_007), reason: 'TD' });
+
+    const r = await api(ingest.url, 'POST', '/v1/messages', { group: 'rescue', text: '今晚有暴雨，抢险队员请于20:00前到岗。' }, { authorization: `Bearer ${key}` });
+    t.equal(r.status, 202, 'a group send with a key made on A');
+    let done: any;
+    await until('the group send complete on A', async () => {
+      done = (await api(ingest.url, 'GET', `/v1/messages/${r.json.id}?limit=1`, undefined, { authorization: `Bearer ${key}` })).json;
+      return done.status === 'complete';
+    }, 60_000, 200);
+    t.equal(done.summary.delivered, PEOPLE - 1, 'every member but the blocked one delivered: the group was expanded on B or C from the replicated directory');
+    t.equal(done.summary.rejected, 1, 'the block list made on A was applied on the dispatch host');
+    const cov = coverage(sim, Array.from({ length: PEOPLE }, (_, i) => numberAt(50_000 + i)).filter((n) => n !== numberAt(50_007)));
+    t.same(cov, { missing: 0, twice: 0, total: PEOPLE - 1 }, 'each member submitted once');
+    t.equal(sim.stats().submitsByDestination.get(`86${numberAt(50_007)}`) ?? 0, 0, 'the blocked number never reached the SMSC');
   });
 
   t.test('kill -9 of host B\'s dispatcher mid-batch: host C finishes its jobs, skipping what B recorded', async (t) => {

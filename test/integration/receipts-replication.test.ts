@@ -15,7 +15,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { open, type RootDatabase } from 'lmdb';
 import type { FinalState } from '../../src/core/message.js';
-import { ChangeLog, checkReplicaHost } from '../../src/receipts/change-log.js';
+import { ChangeLog, checkReplicaHost } from '../../src/replication/change-log.js';
 import { ReceiptStore } from '../../src/receipts/store.js';
 import type { MessageRecord } from '../../src/receipts/types.js';
 import { ReceiptReplication } from '../../src/queue/nats/receipt-replication.js';

@@ -39,7 +39,7 @@ import {
 import { pack, unpack } from 'msgpackr';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { GatewayError } from '../../core/errors.js';
-import { outboxKeyId, type ChangeLog, type OutboxEntry, type OutboxKey } from '../../receipts/change-log.js';
+import { outboxKeyId, type ChangeLog, type OutboxEntry, type OutboxKey } from '../../replication/change-log.js';
 import type { ReceiptStore } from '../../receipts/store.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';

@@ -31,12 +31,12 @@
  * crash between publish and delete, two relays on one host) carries the same
  * Nats-Msg-Id and the server drops the repeat within its duplicate window.
  */
-import type { Database, RootDatabase } from 'lmdb';
+import type { Database, Key, RootDatabase } from 'lmdb';
 import { GatewayError } from '../core/errors.js';
 import type { FinalState } from '../core/message.js';
 import type { DeliveryReceipt } from '../core/ports.js';
-import type { StoredMessage } from './records.js';
-import type { SegmentResult } from './types.js';
+import type { StoredMessage } from '../receipts/records.js';
+import type { SegmentResult } from '../receipts/types.js';
 
 /** One expanded recipient row (fan-out), as `putExpandedRecipients` takes it. */
 export interface ExpandedRow {
@@ -78,7 +78,24 @@ export type ReplicaOp =
   /** recordPdaStates */
   | { readonly k: 'p'; readonly updates: readonly PdaStateUpdate[] }
   /** expireDue: these recipients of the message expired (decided by the message's own host). */
-  | { readonly k: 'e'; readonly id: string; readonly at: number; readonly idx: readonly number[] };
+  | { readonly k: 'e'; readonly id: string; readonly at: number; readonly idx: readonly number[] }
+  /** Rows written by a directory or template change (RowLog), versioned [at µs, host]: the newest version of a row wins everywhere. */
+  | { readonly k: 'w'; readonly at: number; readonly rows: readonly RowWrite[] };
+
+/** One row a replicated change wrote: [db, key, value], or [db, key] when it removed the row. */
+export type RowWrite = readonly [db: string, key: Key, value: unknown] | readonly [db: string, key: Key];
+
+/** A row's version: [wall clock µs of the change, host]; compared by time, then host id. */
+export type RowVersion = [number, string];
+
+export function newerVersion(a: RowVersion, b: RowVersion | undefined): boolean {
+  return b === undefined || a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
+}
+
+/** Key of a row's version entry: the db name, then the row key's parts. */
+export function versionKey(db: string, key: Key): Key {
+  return Array.isArray(key) ? [db, ...(key as unknown[])] as Key : [db, key as string | number];
+}
 
 /** What one outbox row (and one replication message) holds. */
 export interface OutboxEntry {
@@ -108,6 +125,8 @@ function clock(): () => number {
 
 export class ChangeLog {
   readonly outbox: Database<OutboxEntry, OutboxKey>;
+  /** Versions of rows replicated by RowLog (tombstones included). */
+  readonly rowVersions: Database<RowVersion, Key>;
   /** `stream` → [stream seq, op index] applied last; `host` → this data dir's host id (checkReplicaHost). */
   readonly positions: Database<[number, number], string>;
   private readonly tick = clock();
@@ -118,6 +137,12 @@ export class ChangeLog {
     if (!HOST_ID_PATTERN.test(host)) throw new GatewayError('CONFIG_INVALID', `replication host id ${JSON.stringify(host)} must match ${HOST_ID_PATTERN}`);
     this.outbox = env.openDB<OutboxEntry, OutboxKey>({ name: 'receipts.outbox', encoding: 'msgpack' });
     this.positions = env.openDB<[number, number], string>({ name: 'receipts.replica.position', encoding: 'msgpack' });
+    this.rowVersions = env.openDB<RowVersion, Key>({ name: 'replica.rowversions', encoding: 'msgpack' });
+  }
+
+  /** Wall clock µs for a row version (never repeating within this process). */
+  now(): number {
+    return this.tick();
   }
 
   /** A plain put (joins the caller's batch of puts: committed with the rows it describes). */
@@ -162,6 +187,64 @@ export class ChangeLog {
   /** Entries waiting to be published (counts the outbox: O(entries), for metrics and tests). */
   get waiting(): number {
     return this.outbox.getCount();
+  }
+}
+
+/**
+ * Row-level replication for data changed rarely and by people (the
+ * directory: units, keys, people, groups, block lists; message templates):
+ * the rows a change writes to the tracked databases are captured inside its
+ * transaction and logged as one `w` operation with a version [µs, host];
+ * each row's version is kept beside it. A host applies another host's row
+ * only when that version is newer than the row's own, so hosts converge on
+ * the newest write of every row whatever order they see changes in (last
+ * writer wins, per row). Two admins changing the same record on two hosts
+ * within the replication lag: the later change wins everywhere; derived
+ * rows (a group's member count) may then disagree until the next change.
+ */
+export class RowLog {
+  private recording: RowWrite[] | undefined;
+
+  constructor(private readonly log: ChangeLog, dbs: ReadonlyArray<Database<unknown, Key>>) {
+    for (const db of dbs) this.track(db);
+  }
+
+  /** Run `fn` (inside a write transaction) and log the rows it wrote to tracked databases. */
+  capture<T>(fn: () => T): T {
+    if (this.recording !== undefined) return fn();
+    const rows: RowWrite[] = [];
+    this.recording = rows;
+    let out: T;
+    try {
+      out = fn();
+    } finally {
+      this.recording = undefined;
+    }
+    if (rows.length > 0) {
+      const at = this.log.now();
+      const version: RowVersion = [at, this.log.host];
+      for (const [db, key] of rows) this.log.rowVersions.putSync(versionKey(db, key), version);
+      for (let i = 0; i < rows.length; i += MAX_OPS_PER_ENTRY * 8) {
+        this.log.appendSync([{ k: 'w', at, rows: rows.slice(i, i + MAX_OPS_PER_ENTRY * 8) }]);
+      }
+    }
+    return out;
+  }
+
+  private track(db: Database<unknown, Key>): void {
+    const name = (db as unknown as { name?: string }).name;
+    if (typeof name !== 'string') throw new GatewayError('INTERNAL', 'RowLog: a tracked database needs a name');
+    const put = db.putSync.bind(db);
+    const remove = db.removeSync.bind(db);
+    const self = this;
+    db.putSync = function (key: Key, value: unknown, ...rest: unknown[]) {
+      self.recording?.push([name, key, value]);
+      return (put as (...a: unknown[]) => boolean)(key, value, ...rest);
+    } as typeof db.putSync;
+    db.removeSync = function (key: Key, ...rest: unknown[]) {
+      self.recording?.push([name, key]);
+      return (remove as (...a: unknown[]) => boolean)(key, ...rest);
+    } as typeof db.removeSync;
   }
 }
 
