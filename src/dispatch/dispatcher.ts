@@ -25,7 +25,7 @@
 import type { Logger } from 'pino';
 import { decodeJob, jobRecipientCount, type Job, type JobMessage } from '../core/job.js';
 import { isFinal, type FinalState, type SegmentRecord, type Tier } from '../core/message.js';
-import type { SmsTransport, SubmitOutcome } from '../core/ports.js';
+import type { SubmitOutcome } from '../core/ports.js';
 import { buildSegments, segmentReference, type Segment } from '../core/segment.js';
 import { maskNumber } from '../core/phone.js';
 import { GatewayError } from '../core/errors.js';

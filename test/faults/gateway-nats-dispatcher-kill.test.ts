@@ -15,8 +15,8 @@
  */
 import t from 'tap';
 import { requireNatsServer } from '../support/nats-server.js';
-import { api, waitComplete, type GatewayProcess } from '../support/gateway-process.js';
-import { numberAt, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
+import { api, waitComplete } from '../support/gateway-process.js';
+import { numberAt, resends, startKillingSimulator, startNatsDeployment, until } from '../support/nats-deployment.js';
 
 const MESSAGES = 10;
 const PER = 1_000;
@@ -29,24 +29,8 @@ if (requireNatsServer(t)) {
   t.test('kill -9 of a dispatcher mid-batch: its jobs are redelivered and finished by the other', async (t) => {
     const deployment = await startNatsDeployment(t, { overrides: { queue: { batchSize: BATCH, ackWaitMs: 2_000 }, dispatch: { fetchBatch: 4 } } });
 
-    let first: GatewayProcess | undefined;
-    let submits = 0;
-    let killedAt = 0;
-    const sim = await startSimulator(t, {
-      // slow answers keep the first dispatcher's small window full: it is always mid-batch
-      responseDelayMs: 20,
-      // receipts for the dead process's submits wait for the next process's binds
-      dlrRetryMs: 300,
-      dlrMaxAttempts: 50,
-      observeSubmit: () => {
-        submits++;
-        if (submits === KILL_AT && first !== undefined) {
-          const pid = first.pid();
-          if (pid !== undefined) process.kill(pid, 'SIGKILL');
-          killedAt = submits;
-        }
-      },
-    });
+    const killing = await startKillingSimulator(t, KILL_AT);
+    const sim = killing.sim;
 
     const ingest = await deployment.startIngest();
     const url = ingest.url;
@@ -58,12 +42,13 @@ if (requireNatsServer(t)) {
       ids.push(r.json.id as string);
     }
 
-    first = await deployment.startDispatcher(sim, {
+    const first = await deployment.startDispatcher(sim, {
       name: 'dispatch-1',
       account: { binds: 1, window: 10 },
       overrides: { dispatch: { maxInflightSegments: FIRST_INFLIGHT } },
     });
-    await until('first dispatcher killed mid-batch', () => killedAt > 0, 60_000);
+    killing.victim = first;
+    await until('first dispatcher killed mid-batch', () => killing.killed(), 60_000);
     await first.kill('SIGKILL'); // waits for the exit
     t.equal(first.lastExit()?.signal, 'SIGKILL', 'first dispatcher died by SIGKILL');
     // Everything the dead process wrote to its socket has arrived once its binds are gone.
@@ -79,17 +64,7 @@ if (requireNatsServer(t)) {
       const s = await waitComplete(url, id, 60_000, 200);
       t.equal(s.summary.delivered, PER, `message ${id}: every recipient delivered`);
     }
-    const all = sim.stats().submitsByDestination;
-    let missing = 0;
-    let twice = 0;
-    let resentOfFirst = 0;
-    for (let i = 0; i < MESSAGES * PER; i++) {
-      const dest = `86${numberAt(i)}`;
-      const n = all.get(dest) ?? 0;
-      if (n === 0) missing++;
-      if (n > 1) twice++;
-      if ((byFirst.get(dest) ?? 0) > 0 && n > 1) resentOfFirst++;
-    }
+    const { missing, twice, resentOfFirst } = resends(sim, MESSAGES * PER, byFirst);
     t.equal(missing, 0, 'every recipient submitted');
     t.equal(twice, resentOfFirst, 'only recipients the dead process had submitted were sent again');
     t.ok(twice <= FIRST_INFLIGHT, `sent twice: ${twice} ≤ ${FIRST_INFLIGHT} (the dead process's segments in flight, submitted but not recorded)`);

@@ -21,8 +21,8 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { OutboxEntry, OutboxKey } from '../../src/replication/change-log.js';
 import { requireNatsServer } from '../support/nats-server.js';
-import { api, waitComplete, type GatewayProcess } from '../support/gateway-process.js';
-import { coverage, numberAt, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
+import { api, waitComplete } from '../support/gateway-process.js';
+import { coverage, numberAt, resends, startKillingSimulator, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
 
 /** Submits recorded on host B (by its dispatcher) that its relay had not published: read from B's outbox, B being dead. */
 async function unpublishedSubmits(dataDir: string): Promise<number> {
@@ -133,22 +133,8 @@ if (requireNatsServer(t)) {
     const FIRST_INFLIGHT = 16;
     const deployment = await startNatsDeployment(t, { overrides: { queue: { batchSize: BATCH, ackWaitMs: 2_000 }, dispatch: { fetchBatch: 4 } } });
 
-    let first: GatewayProcess | undefined;
-    let submits = 0;
-    let killedAt = 0;
-    const sim = await startSimulator(t, {
-      responseDelayMs: 20,
-      dlrRetryMs: 300,
-      dlrMaxAttempts: 50,
-      observeSubmit: () => {
-        submits++;
-        if (submits === KILL_AT && first !== undefined) {
-          const pid = first.pid();
-          if (pid !== undefined) process.kill(pid, 'SIGKILL');
-          killedAt = submits;
-        }
-      },
-    });
+    const killing = await startKillingSimulator(t, KILL_AT);
+    const sim = killing.sim;
     const ingest = await deployment.startIngest({ host: 'host-a' });
     const ids: string[] = [];
     for (let m = 0; m < MESSAGES; m++) {
@@ -158,13 +144,14 @@ if (requireNatsServer(t)) {
       ids.push(r.json.id as string);
     }
 
-    first = await deployment.startDispatcher(sim, {
+    const first = await deployment.startDispatcher(sim, {
       name: 'dispatch-b',
       host: 'host-b',
       account: { binds: 1, window: 10 },
       overrides: { dispatch: { maxInflightSegments: FIRST_INFLIGHT } },
     });
-    await until('host B\'s dispatcher killed mid-batch', () => killedAt > 0, 60_000);
+    killing.victim = first;
+    await until('host B\'s dispatcher killed mid-batch', () => killing.killed(), 60_000);
     await first.kill('SIGKILL');
     t.equal(first.lastExit()?.signal, 'SIGKILL');
     await until('host B\'s sessions closed', () => sim.stats().sessions === 0, 10_000);
@@ -177,17 +164,7 @@ if (requireNatsServer(t)) {
       const s = await waitComplete(ingest.url, id, 90_000, 250);
       t.equal(s.summary.delivered, PER, `A: message ${id} delivered to every recipient`);
     }
-    const all = sim.stats().submitsByDestination;
-    let missing = 0;
-    let twice = 0;
-    let resentOfFirst = 0;
-    for (let i = 0; i < MESSAGES * PER; i++) {
-      const dest = `86${numberAt(i)}`;
-      const n = all.get(dest) ?? 0;
-      if (n === 0) missing++;
-      if (n > 1) twice++;
-      if ((byFirst.get(dest) ?? 0) > 0 && n > 1) resentOfFirst++;
-    }
+    const { missing, twice, resentOfFirst } = resends(sim, MESSAGES * PER, byFirst);
     t.equal(missing, 0, 'every recipient submitted');
     t.equal(twice, resentOfFirst, 'only recipients host B had submitted were sent again');
     t.ok(twice <= FIRST_INFLIGHT + unpublished,

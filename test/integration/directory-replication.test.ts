@@ -9,67 +9,29 @@
  * the same state on both (the newer write wins); audit entries stay with the
  * host the admin used.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import t, { type Test } from 'tap';
-import { open, type RootDatabase } from 'lmdb';
 import { DirectoryStore } from '../../src/directory/store.js';
 import { TemplateStore } from '../../src/office/templates.js';
-import { ChangeLog } from '../../src/replication/change-log.js';
-import { ReceiptReplication } from '../../src/queue/nats/receipt-replication.js';
-import { ReceiptStore } from '../../src/receipts/store.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
 import { requireNatsServer, startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { until } from '../support/nats-deployment.js';
+import { startReplicaHost, startReplication, type ReplicaHost } from '../support/replication.js';
 import { ROOT, TIERS, grants, mobileAt } from '../support/directory.js';
 
-const logger = createLogger({ level: 'silent' });
-
-interface Host {
-  readonly name: string;
-  readonly env: RootDatabase;
-  readonly log: ChangeLog;
-  readonly store: ReceiptStore;
+interface Host extends ReplicaHost {
   readonly directory: DirectoryStore;
   readonly templates: TemplateStore;
-  readonly metrics: Metrics;
-  replication: ReceiptReplication | undefined;
 }
 
-async function replicate(h: Host, nats: NatsServerHandle): Promise<ReceiptReplication> {
-  return ReceiptReplication.start({
-    servers: [nats.url],
-    store: h.store,
-    log: h.log,
-    options: { prefix: 'smsgw', stream: 'SMSGW_WORK_RECEIPTS', replicas: 1, relayIdleMs: 50 },
-    metrics: h.metrics,
-    logger,
-  });
-}
-
+/** A replica host with a directory store and a template store on its environment, both logging their rows. */
 async function startHost(tt: Test, name: string, nats: NatsServerHandle): Promise<Host> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `smsgw-dirrepl-${name}-`));
-  const env = open({ path: dir, maxDbs: 64 });
-  const log = new ChangeLog(env, name);
-  const metrics = createMetrics({ defaultMetrics: false });
-  const store = ReceiptStore.open({ env, metrics, logger, earlyReceiptTtlMs: 600_000, receiptGraceMs: 0, changeLog: log });
-  const directory = DirectoryStore.open({ env, tiers: TIERS, allowInternational: false, defaultSender: '10690000', maxGroupMembers: 10_000, changeLog: log });
+  const h = await startReplicaHost(tt, name, nats);
+  const directory = DirectoryStore.open({ env: h.env, tiers: TIERS, allowInternational: false, defaultSender: '10690000', maxGroupMembers: 10_000, changeLog: h.log });
   const templates = new TemplateStore({
-    env, maxPerTenant: 100, maxBodyChars: 500, utcOffsetMinutes: 480,
+    env: h.env, maxPerTenant: 100, maxBodyChars: 500, utcOffsetMinutes: 480,
     ancestorsOf: (tenant) => (directory.unitChain(tenant) ?? []).slice(1).map((u) => u.id),
-    changeLog: log,
+    changeLog: h.log,
   });
-  const host: Host = { name, env, log, store, directory, templates, metrics, replication: undefined };
-  host.replication = await replicate(host, nats);
-  tt.teardown(async () => {
-    await host.replication?.stop();
-    await store.close();
-    await env.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return host;
+  return Object.assign(h, { directory, templates });
 }
 
 t.test('directory and template changes made on one host are found on the other', async (tt) => {
@@ -132,8 +94,8 @@ t.test('the same record changed on both hosts at once ends the same on both', as
   await a.directory.updateUnit(ROOT, 'police', { name: '市公安局（A）', signature: '【A】' });
   await new Promise((r) => setTimeout(r, 5));
   await b.directory.updateUnit(ROOT, 'police', { name: '市公安局（B）' });
-  a.replication = await replicate(a, nats);
-  b.replication = await replicate(b, nats);
+  a.replication = await startReplication(a, nats);
+  b.replication = await startReplication(b, nats);
 
   await until('both hosts agree', () => a.directory.getUnit('police')?.name === b.directory.getUnit('police')?.name && a.directory.getUnit('police')?.signature === b.directory.getUnit('police')?.signature, 10_000);
   tt.equal(a.directory.getUnit('police')?.name, '市公安局（B）', 'the later change wins on both hosts, including the one that made the earlier');

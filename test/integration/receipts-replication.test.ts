@@ -12,58 +12,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { open, type RootDatabase } from 'lmdb';
-import type { FinalState } from '../../src/core/message.js';
 import { ChangeLog, checkReplicaHost } from '../../src/replication/change-log.js';
-import { ReceiptStore } from '../../src/receipts/store.js';
 import type { MessageRecord } from '../../src/receipts/types.js';
-import { ReceiptReplication } from '../../src/queue/nats/receipt-replication.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
-import { requireNatsServer, startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
+import { outcomeCount, startReplicaHost, startReplication } from '../support/replication.js';
 import { until } from '../support/nats-deployment.js';
-
-interface Host {
-  readonly name: string;
-  readonly env: RootDatabase;
-  readonly log: ChangeLog;
-  readonly store: ReceiptStore;
-  readonly metrics: Metrics;
-  readonly finals: Array<{ id: string; index: number; state: FinalState; own: boolean }>;
-  replication: ReceiptReplication;
-}
-
-const logger = createLogger({ level: 'silent' });
-
-async function startReplication(h: { store: ReceiptStore; log: ChangeLog; metrics: Metrics }, nats: NatsServerHandle): Promise<ReceiptReplication> {
-  return ReceiptReplication.start({
-    servers: [nats.url],
-    store: h.store,
-    log: h.log,
-    options: { prefix: 'smsgw', stream: 'SMSGW_WORK_RECEIPTS', replicas: 1, relayIdleMs: 50 },
-    metrics: h.metrics,
-    logger,
-  });
-}
-
-async function startHost(tt: Test, name: string, nats: NatsServerHandle): Promise<Host> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `smsgw-repl-${name}-`));
-  const env = open({ path: dir, maxDbs: 32 });
-  const log = new ChangeLog(env, name);
-  const metrics = createMetrics({ defaultMetrics: false });
-  const store = ReceiptStore.open({ env, metrics, logger, earlyReceiptTtlMs: 600_000, receiptGraceMs: 0, changeLog: log });
-  const finals: Host['finals'] = [];
-  store.onFinal((id, index, state, own) => finals.push({ id, index, state, own }));
-  const host: Host = { name, env, log, store, metrics, finals, replication: await startReplication({ store, log, metrics }, nats) };
-  tt.teardown(async () => {
-    await host.replication.stop();
-    await store.close();
-    await env.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return host;
-}
 
 function message(id: string, recipients: number, over: Partial<MessageRecord> = {}): MessageRecord {
   const now = Date.now();
@@ -75,18 +30,14 @@ function message(id: string, recipients: number, over: Partial<MessageRecord> = 
 
 const numbers = (n: number, base: number): string[] => Array.from({ length: n }, (_, i) => `861380000${String(base + i).padStart(4, '0')}`);
 
-async function counter(m: Metrics, name: string, outcome: string): Promise<number> {
-  const metric = (await m.registry.getSingleMetric(name)?.get()) as { values: Array<{ labels: Record<string, string>; value: number }> } | undefined;
-  return metric?.values.find((v) => v.labels['outcome'] === outcome)?.value ?? 0;
-}
 
 t.test('receipt changes made on any host reach every other host', async (tt) => {
   if (!requireNatsServer(tt)) return;
   const nats = await startNatsServer({ jetstream: true });
   tt.teardown(() => nats.destroy());
-  const a = await startHost(tt, 'host-a', nats);
-  const b = await startHost(tt, 'host-b', nats);
-  const c = await startHost(tt, 'host-c', nats);
+  const a = await startReplicaHost(tt, 'host-a', nats);
+  const b = await startReplicaHost(tt, 'host-b', nats);
+  const c = await startReplicaHost(tt, 'host-c', nats);
 
   // Accepted on A: the message and its rows appear on B and C.
   a.store.putMessage(message('M1', 3), numbers(3, 0));
@@ -139,7 +90,7 @@ t.test('receipt changes made on any host reach every other host', async (tt) => 
   // Outboxes drain; nothing named a missing row; no receipt was counted twice.
   await until('outboxes empty', () => [a, b, c].every((h) => h.log.waiting === 0), 10_000);
   for (const h of [a, b, c]) {
-    tt.equal(await counter(h.metrics, 'smsgw_replication_ops_total', 'missing'), 0, `${h.name}: no operation named a missing row`);
+    tt.equal(await outcomeCount(h.metrics, 'smsgw_replication_ops_total', 'missing'), 0, `${h.name}: no operation named a missing row`);
     tt.equal(h.store.stats().duplicateReceipts, 0, `${h.name}: no receipt applied twice`);
   }
 });
@@ -148,8 +99,8 @@ t.test('a restarted applier resumes at its stored position and applies nothing t
   if (!requireNatsServer(tt)) return;
   const nats = await startNatsServer({ jetstream: true });
   tt.teardown(() => nats.destroy());
-  const a = await startHost(tt, 'host-a', nats);
-  const b = await startHost(tt, 'host-b', nats);
+  const a = await startReplicaHost(tt, 'host-a', nats);
+  const b = await startReplicaHost(tt, 'host-b', nats);
 
   a.store.putMessage(message('R1', 50), numbers(50, 0));
   await a.store.flushed();
@@ -158,7 +109,7 @@ t.test('a restarted applier resumes at its stored position and applies nothing t
   tt.ok(position !== undefined && position[0] >= 1, 'B stored its position');
 
   // B's applier stops; A goes on: 50 receipts' worth of submits and receipts.
-  await b.replication.stop();
+  await b.replication?.stop();
   const at = Date.now();
   for (let i = 0; i < 50; i++) {
     await a.store.recordSegments([{ kind: 'submitted', messageId: 'R1', index: i, segment: 1, segments: 1, account: 'sim', opId: `r-${i}`, at }]);
@@ -169,7 +120,8 @@ t.test('a restarted applier resumes at its stored position and applies nothing t
 
   // A second process of host B would do the same: a fresh applier from the stored position.
   b.replication = await startReplication(b, nats);
-  await until('R1 delivered on B', () => b.store.summary('R1').delivered === 50, 10_000);
+  // Listeners run after the commit that readers already see: wait for the announcements, then count.
+  await until('R1 delivered on B and announced', () => b.store.summary('R1').delivered === 50 && b.finals.filter((f) => f.id === 'R1').length >= 50, 10_000);
   tt.equal(b.finals.filter((f) => f.id === 'R1').length, 50, 'each final announced once on B');
   tt.equal(b.store.stats().duplicateReceipts, 0, 'no receipt applied twice');
 
@@ -178,7 +130,7 @@ t.test('a restarted applier resumes at its stored position and applies nothing t
   tt.teardown(() => extra.stop());
   tt.ok(await extra.caughtUp(10_000), 'the extra applier catches up');
   tt.equal(b.finals.filter((f) => f.id === 'R1').length, 50, 'still one final each');
-  tt.ok(await counter(b.metrics, 'smsgw_replication_ops_total', 'skipped') > 0, 'the repeats were skipped by position');
+  tt.ok(await outcomeCount(b.metrics, 'smsgw_replication_ops_total', 'skipped') > 0, 'the repeats were skipped by position');
   tt.equal(b.store.stats().duplicateReceipts, 0);
 });
 

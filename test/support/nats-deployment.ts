@@ -17,6 +17,7 @@
  * (`burstWithFault`) and per-recipient submit counts (`coverage`).
  */
 import { deepMerge } from '../../src/config/load.js';
+import type { GatewayProcess as KillableProcess } from './gateway-process.js';
 import { SmscSimulator, type SmscSimulatorOptions } from '../../src/smpp/simulator.js';
 import { startNatsCluster, startNatsServer, type NatsServerHandle } from './nats-server.js';
 import {
@@ -262,4 +263,59 @@ export function coverage(sim: SimulatorView, numbers: Iterable<string>): { missi
     else if (c > 1) twice++;
   }
   return { missing, twice, total };
+}
+
+/** A simulator that SIGKILLs `victim` at its `killAt`-th submit_sm, for "kill a dispatcher mid-batch" tests. */
+export interface KillingSimulator {
+  readonly sim: SmscSimulator;
+  /** The process to kill; set it once started (submits before that only count). */
+  victim: KillableProcess | undefined;
+  /** Whether the kill was sent. */
+  killed(): boolean;
+}
+
+export async function startKillingSimulator(t: Teardown, killAt: number): Promise<KillingSimulator> {
+  let submits = 0;
+  let sent = false;
+  const k: KillingSimulator = {
+    sim: undefined as unknown as SmscSimulator,
+    victim: undefined,
+    killed: () => sent,
+  };
+  const sim = await startSimulator(t, {
+    // slow answers keep the victim's small window full: it is always mid-batch
+    responseDelayMs: 20,
+    // receipts for the dead process's submits wait for the next process's binds
+    dlrRetryMs: 300,
+    dlrMaxAttempts: 50,
+    observeSubmit: () => {
+      submits++;
+      if (submits === killAt && k.victim !== undefined) {
+        const pid = k.victim.pid();
+        if (pid !== undefined) process.kill(pid, 'SIGKILL');
+        sent = true;
+      }
+    },
+  });
+  return Object.assign(k, { sim });
+}
+
+/**
+ * After a kill: over recipients 0 … n-1 (numberAt), how many were never
+ * submitted, how many more than once, and how many of those the dead
+ * process had submitted (`before`: the simulator's counts at its death).
+ */
+export function resends(sim: SimulatorView, n: number, before: ReadonlyMap<string, number>): { missing: number; twice: number; resentOfFirst: number } {
+  const all = sim.stats().submitsByDestination;
+  let missing = 0;
+  let twice = 0;
+  let resentOfFirst = 0;
+  for (let i = 0; i < n; i++) {
+    const dest = `86${numberAt(i)}`;
+    const c = all.get(dest) ?? 0;
+    if (c === 0) missing++;
+    if (c > 1) twice++;
+    if ((before.get(dest) ?? 0) > 0 && c > 1) resentOfFirst++;
+  }
+  return { missing, twice, resentOfFirst };
 }

@@ -23,14 +23,11 @@
  * this host has not seen yet, it waits until every change published so far
  * is applied here, so a segment another host submitted is seen as submitted.
  */
-import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   DeliverPolicy,
-  DiscardPolicy,
   jetstream,
   jetstreamManager,
-  RetentionPolicy,
-  StorageType,
   type Consumer,
   type JetStreamClient,
   type JetStreamManager,
@@ -43,7 +40,7 @@ import { outboxKeyId, type ChangeLog, type OutboxEntry, type OutboxKey } from '.
 import type { ReceiptStore } from '../../receipts/store.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
-import { ensureStream } from './stream-setup.js';
+import { ensureStream, historyStreamConfig } from './stream-setup.js';
 
 export interface ReplicationOptions {
   /** Subject prefix (`queue.prefix`): changes go to `<prefix>.receipts.<host>`. */
@@ -84,22 +81,15 @@ export interface ReceiptReplicationConfig {
 }
 
 export function replicationStreamConfig(o: Pick<ReplicationOptions, 'prefix' | 'stream' | 'replicas' | 'maxAgeMs' | 'maxBytes'>): Partial<StreamConfig> & { name: string } {
-  return {
+  return historyStreamConfig({
     name: o.stream,
     description: 'smsgw receipt-store changes of every host, applied in order by the others',
     subjects: [`${o.prefix}.receipts.>`],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    num_replicas: o.replicas,
-    discard: DiscardPolicy.Old,
-    max_age: nanos(o.maxAgeMs),
-    max_bytes: o.maxBytes,
-    max_msgs: -1,
-    max_msg_size: 4 * 1024 * 1024,
-    max_consumers: -1,
-    max_msgs_per_subject: -1,
-    duplicate_window: nanos(Math.min(120_000, o.maxAgeMs)),
-  };
+    replicas: o.replicas,
+    maxAgeMs: o.maxAgeMs,
+    maxBytes: o.maxBytes,
+    maxMsgBytes: 4 * 1024 * 1024,
+  });
 }
 
 interface ReplicationMetrics {

@@ -44,8 +44,8 @@
  * Retention: `limits`, discard old, bounded by `maxAgeMs` and `maxBytes`:
  * the stream is a window of recent history, not an archive.
  */
-import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type StreamConfig } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient, type StreamConfig } from '@nats-io/jetstream';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../../core/errors.js';
@@ -54,7 +54,7 @@ import type { FinalState } from '../../core/message.js';
 import { RingBuffer } from '../../core/ring.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { createLogger, type Logger } from '../../telemetry/logger.js';
-import { ensureStream } from './stream-setup.js';
+import { ensureStream, historyStreamConfig } from './stream-setup.js';
 
 /** One recipient's final state, as published. */
 export interface StatusEvent {
@@ -133,23 +133,15 @@ export type StatusEventOutcome = 'published' | 'dropped-full' | 'dropped-failed'
 
 /** The stream that keeps status events: limits retention, oldest dropped first. */
 export function statusStreamConfig(o: Pick<StatusEventOptions, 'prefix' | 'stream' | 'replicas' | 'maxAgeMs' | 'maxBytes'>): Partial<StreamConfig> & { name: string } {
-  return {
+  return historyStreamConfig({
     name: o.stream,
     description: 'smsgw status events: final recipient states by tenant, a bounded window for followers',
     subjects: [`${o.prefix}.status.>`],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    num_replicas: o.replicas,
-    discard: DiscardPolicy.Old,
-    max_age: nanos(o.maxAgeMs),
-    max_bytes: o.maxBytes,
-    max_msgs: -1,
-    max_msg_size: 1024 * 1024,
-    max_consumers: -1,
-    max_msgs_per_subject: -1,
-    // only retries of one publisher's batch repeat an id, within seconds
-    duplicate_window: nanos(Math.min(120_000, o.maxAgeMs)),
-  };
+    replicas: o.replicas,
+    maxAgeMs: o.maxAgeMs,
+    maxBytes: o.maxBytes,
+    maxMsgBytes: 1024 * 1024,
+  });
 }
 
 /** `<prefix>.status.<tenant>` */

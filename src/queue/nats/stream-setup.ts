@@ -207,3 +207,36 @@ export async function ensureConsumer(jsm: JetStreamManager, stream: string, cfg:
     throw setupError(`consumer ${cfg.durable_name} on ${stream}`, e);
   }
 }
+
+/**
+ * A stream that keeps a bounded window of history (limits retention, file
+ * storage, oldest dropped first): the status events and the replication
+ * stream. Repeats of one publisher's message id are dropped within
+ * min(2 min, maxAge).
+ */
+export function historyStreamConfig(o: {
+  readonly name: string;
+  readonly description: string;
+  readonly subjects: readonly string[];
+  readonly replicas: number;
+  readonly maxAgeMs: number;
+  readonly maxBytes: number;
+  readonly maxMsgBytes: number;
+}): Partial<StreamConfig> & { name: string } {
+  return {
+    name: o.name,
+    description: o.description,
+    subjects: [...o.subjects],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: o.replicas,
+    discard: DiscardPolicy.Old,
+    max_age: nanos(o.maxAgeMs),
+    max_bytes: o.maxBytes,
+    max_msgs: -1,
+    max_msg_size: o.maxMsgBytes,
+    max_consumers: -1,
+    max_msgs_per_subject: -1,
+    duplicate_window: nanos(Math.min(120_000, o.maxAgeMs)),
+  };
+}
