@@ -36,9 +36,10 @@ t.test('scheduled messages across kill -9 and restart are sent once', async (t) 
   });
   const url = gw.url as string;
   const N = 200;
-  // Two waves: one due after the first restart, one due right around the second kill.
-  const firstAt = new Date(Date.now() + 6_000).toISOString();
-  const secondAt = new Date(Date.now() + 9_000).toISOString();
+  // Two waves: one due after the first restart, one due right around the second kill. Room for
+  // 201 requests, a kill and a restart before the first (a loaded 2-core CI machine took > 6 s).
+  const firstAt = new Date(Date.now() + 12_000).toISOString();
+  const secondAt = new Date(Date.now() + 15_000).toISOString();
   const ids: string[] = [];
   for (let i = 0; i < N; i++) {
     const r = await api(url, 'POST', '/v1/messages', { to: [numberAt(i)], text: `sched ${i}`, scheduleAt: i % 2 === 0 ? firstAt : secondAt }, { 'idempotency-key': `sched-${i}` });
@@ -52,6 +53,7 @@ t.test('scheduled messages across kill -9 and restart are sent once', async (t) 
   await gw.kill('SIGKILL');
   await gw.restart();
   const status = await api(url, 'GET', `/v1/messages/${ids[0]}`);
+  t.ok(Date.now() < Date.parse(firstAt), 'the restart finished before the first wave was due (else the next check says nothing)');
   t.equal(status.json.status, 'scheduled', 'still scheduled after the restart');
   // Kill again just as the second wave comes due.
   await sleep(Math.max(0, Date.parse(secondAt) - Date.now() + 30));
