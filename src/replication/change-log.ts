@@ -114,14 +114,14 @@ export const MAX_OPS_PER_ENTRY = 512;
 export const HOST_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Microseconds since the epoch, never repeating nor going back within this process. */
-function clock(): () => number {
-  let last = 0;
-  return () => {
-    const now = Date.now() * 1000;
-    last = now > last ? now : last + 1;
-    return last;
-  };
+let lastTick = 0;
+function tick(): number {
+  const now = Date.now() * 1000;
+  lastTick = now > lastTick ? now : lastTick + 1;
+  return lastTick;
 }
+/** Per process, not per ChangeLog: keys stay unique if a process opens several. */
+let entryCounter = 0;
 
 export class ChangeLog {
   readonly outbox: Database<OutboxEntry, OutboxKey>;
@@ -129,8 +129,6 @@ export class ChangeLog {
   readonly rowVersions: Database<RowVersion, Key>;
   /** `stream` → [stream seq, op index] applied last; `host` → this data dir's host id (checkReplicaHost). */
   readonly positions: Database<[number, number], string>;
-  private readonly tick = clock();
-  private n = 0;
   private readonly listeners: Array<() => void> = [];
 
   constructor(env: RootDatabase, readonly host: string) {
@@ -142,12 +140,12 @@ export class ChangeLog {
 
   /** Wall clock µs for a row version (never repeating within this process). */
   now(): number {
-    return this.tick();
+    return tick();
   }
 
   /** A plain put (joins the caller's batch of puts: committed with the rows it describes). */
   append(op: ReplicaOp): void {
-    void this.outbox.put([this.tick(), process.pid, this.n++], { v: 1, h: this.host, ops: [op] });
+    void this.outbox.put([tick(), process.pid, entryCounter++], { v: 1, h: this.host, ops: [op] });
   }
 
   /** Inside a write transaction: after every entry committed so far (split at MAX_OPS_PER_ENTRY). */
@@ -156,9 +154,9 @@ export class ChangeLog {
     let floor = 0;
     for (const { key } of this.outbox.getRange({ reverse: true, limit: 1 })) floor = key[0] + 1;
     for (let i = 0; i < ops.length; i += MAX_OPS_PER_ENTRY) {
-      const at = Math.max(this.tick(), floor);
+      const at = Math.max(tick(), floor);
       floor = at + 1;
-      this.outbox.putSync([at, process.pid, this.n++], { v: 1, h: this.host, ops: ops.slice(i, i + MAX_OPS_PER_ENTRY) });
+      this.outbox.putSync([at, process.pid, entryCounter++], { v: 1, h: this.host, ops: ops.slice(i, i + MAX_OPS_PER_ENTRY) });
     }
   }
 

@@ -13,9 +13,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { open, type RootDatabase } from 'lmdb';
+import { open } from 'lmdb';
 import { ChangeLog, checkReplicaHost } from '../../src/replication/change-log.js';
+import { ReceiptStore } from '../../src/receipts/store.js';
 import type { MessageRecord } from '../../src/receipts/types.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+import { createMetrics } from '../../src/telemetry/metrics.js';
 import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
 import { outcomeCount, startReplicaHost, startReplication } from '../support/replication.js';
 import { until } from '../support/nats-deployment.js';
@@ -149,4 +152,26 @@ t.test('a data dir replicates as one host: other ids and processes without repli
   tt.throws(() => checkReplicaHost(env, 'host-b'), { code: 'CONFIG_INVALID', message: /replicated as host "host-a", not "host-b"/ });
   tt.throws(() => checkReplicaHost(env, undefined), { code: 'CONFIG_INVALID', message: /needs queue\.nats\.replication\.enabled with host "host-a"/ });
   tt.throws(() => new ChangeLog(env, 'bad host!'), /must match/);
+});
+
+t.test('an entry written in a transaction sorts after every entry already committed (other processes\' included)', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-repl-order-'));
+  const env = open({ path: dir, maxDbs: 32 });
+  const log = new ChangeLog(env, 'host-a');
+  const store = ReceiptStore.open({ env, metrics: createMetrics({ defaultMetrics: false }), logger: createLogger({ level: 'silent' }), earlyReceiptTtlMs: 600_000, receiptGraceMs: 0, changeLog: log });
+  tt.teardown(async () => {
+    await store.close();
+    await env.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  store.putMessage(message('O1', 1), numbers(1, 0));
+  await store.flushed();
+  // Another process of the host committed an entry whose clock reads one second ahead of ours.
+  const ahead = Date.now() * 1000 + 1_000_000;
+  await log.outbox.put([ahead, 999_999, 0], { v: 1, h: 'host-a', ops: [{ k: 'q', id: 'O1', idx: [0], at: Date.now() }] });
+  await store.recordSegments([{ kind: 'submitted', messageId: 'O1', index: 0, segment: 1, segments: 1, account: 'sim', opId: 'o-1', at: Date.now() }]);
+  const keys = log.oldest(10).map((e) => e.key);
+  tt.equal(keys.length, 3, 'the message, the other process\'s entry, the submit');
+  tt.same(log.oldest(10).map((e) => e.value.ops[0]?.k), ['m', 'q', 's'], 'in the order they were committed');
+  tt.ok(keys[2]![0] > ahead, 'the submit sorts after the entry committed before it, whatever the clocks');
 });
