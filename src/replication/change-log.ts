@@ -17,6 +17,7 @@
  *   receipts.outbox           [µs, pid, n]   → OutboxEntry
  *   receipts.replica.position 'stream'       → [stream seq, op index] applied last
  *                             'host'         → the host id this data dir replicates as
+ *                             'relay'        → { owner, until }: the process publishing the outbox
  *
  * Keys are [microseconds, pid, counter]; every process of a host writes the
  * one outbox, and a relay publishes it in key order, so an operation must sort
@@ -178,6 +179,33 @@ export class ChangeLog {
   remove(keys: readonly OutboxKey[]): Promise<boolean> {
     return this.outbox.transaction(() => {
       for (const k of keys) this.outbox.removeSync(k);
+      return true;
+    });
+  }
+
+  /**
+   * One relay per host publishes, the other processes stand by: a lease
+   * (`receipts.replica.position` key `relay`) that `owner` takes when it is
+   * free, expired or its own, for `ttlMs`. A dead relay's lease expires and
+   * another process takes over.
+   */
+  holdRelayLease(owner: string, ttlMs: number): Promise<boolean> {
+    const db = this.positions as unknown as Database<{ o: string; u: number }, string>;
+    return db.transaction(() => {
+      const now = Date.now();
+      const lease = db.get('relay');
+      if (lease !== undefined && lease.o !== owner && lease.u > now) return false;
+      db.putSync('relay', { o: owner, u: now + ttlMs });
+      return true;
+    });
+  }
+
+  /** Give the lease up (shutdown): another process may take it at once. */
+  releaseRelayLease(owner: string): Promise<boolean> {
+    const db = this.positions as unknown as Database<{ o: string; u: number }, string>;
+    return db.transaction(() => {
+      const lease = db.get('relay');
+      if (lease?.o === owner) db.removeSync('relay');
       return true;
     });
   }

@@ -132,6 +132,14 @@ t.test('a restarted applier resumes at its stored position and applies nothing t
   const extra = await startReplication(b, nats);
   tt.teardown(() => extra.stop());
   tt.ok(await extra.caughtUp(10_000), 'the extra applier catches up');
+  tt.same([b.replication?.relaying, extra.relaying], [true, false], 'one relay per host publishes the outbox; the other process stands by');
+  // The relaying process stops: the one standing by takes the lease and publishes B's next changes.
+  await b.replication?.stop();
+  b.replication = undefined;
+  b.store.putIdempotency('city-oa', 'after-handover', { id: 'R1' }, Date.now() + 60_000);
+  await b.store.flushed();
+  await until('B\'s change on A after the handover', () => a.store.getIdempotency('city-oa', 'after-handover') !== undefined, 10_000);
+  tt.ok(extra.relaying, 'the standby relays now');
   tt.equal(b.finals.filter((f) => f.id === 'R1').length, 50, 'still one final each');
   tt.ok(await outcomeCount(b.metrics, 'smsgw_replication_ops_total', 'skipped') > 0, 'the repeats were skipped by position');
   tt.equal(b.store.stats().duplicateReceipts, 0);

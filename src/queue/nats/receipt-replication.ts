@@ -34,6 +34,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { pack, unpack } from 'msgpackr';
+import { randomBytes } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { GatewayError } from '../../core/errors.js';
 import { outboxKeyId, type ChangeLog, type OutboxEntry, type OutboxKey } from '../../replication/change-log.js';
@@ -115,11 +116,17 @@ function replicationMetrics(registry: Registry | undefined): ReplicationMetrics 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A relay's lease on its host's outbox: renewed every third of it; a dead relay's passes on after this. */
+const LEASE_TTL_MS = 3_000;
+
 export class ReceiptReplication {
   private stopped = false;
   private relayWake: (() => void) | undefined;
   private relayLoop: Promise<void> | undefined;
   private applyLoop: Promise<void> | undefined;
+  /** This process's relay lease id, and whether it holds the lease (it publishes) or stands by. */
+  private readonly leaseOwner = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  private leaseHeld = false;
   /** Highest stream sequence this process has applied (or skipped as its own). */
   private appliedSeq = 0;
   private readonly progress = new Set<() => void>();
@@ -201,6 +208,11 @@ export class ReceiptReplication {
     return this.appliedSeq >= target;
   }
 
+  /** Whether this process publishes its host's outbox now (holds the relay lease). */
+  get relaying(): boolean {
+    return this.leaseHeld;
+  }
+
   /** The stream sequence this process has applied through. */
   get applied(): number {
     return this.appliedSeq;
@@ -213,6 +225,7 @@ export class ReceiptReplication {
     this.relayWake?.();
     for (const p of [...this.progress]) p();
     await this.relayLoop;
+    if (this.leaseHeld) await this.cfg.log.releaseRelayLease(this.leaseOwner).catch(() => undefined);
     await this.applyLoop;
     await this.nc.close().catch(() => undefined);
   }
@@ -224,7 +237,22 @@ export class ReceiptReplication {
     const subject = `${this.opts.prefix}.receipts.${log.host}`;
     let backoff = 0;
     let failures = 0;
+    let leaseCheckAt = 0;
     while (!this.stopped) {
+      if (Date.now() >= leaseCheckAt) {
+        try {
+          this.leaseHeld = await log.holdRelayLease(this.leaseOwner, LEASE_TTL_MS);
+        } catch (e) {
+          this.leaseHeld = false;
+          this.logger.warn({ err: e }, 'relay lease could not be read or renewed');
+        }
+        leaseCheckAt = Date.now() + LEASE_TTL_MS / 3;
+      }
+      if (!this.leaseHeld) {
+        // Another process of this host publishes the outbox.
+        await this.relayIdle(LEASE_TTL_MS / 3);
+        continue;
+      }
       const batch = log.oldest(this.opts.publishBatch);
       this.m?.outbox.set(batch.length < this.opts.publishBatch ? batch.length : log.waiting);
       if (batch.length === 0) {
