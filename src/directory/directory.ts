@@ -59,7 +59,7 @@ export class Directory {
       ...(deps.changeLog ? { changeLog: deps.changeLog } : {}),
     });
     this.expander = new GroupExpander(this.store, { chunk: config.directory.expansionChunk, maxMembers: config.directory.maxGroupMembers, pause: yieldToEventLoop });
-    this.quotas = new QuotaLedger({ env, utcOffsetMinutes: config.directory.utcOffsetMinutes });
+    this.quotas = new QuotaLedger({ env, utcOffsetMinutes: config.directory.utcOffsetMinutes, ...(deps.changeLog ? { changeLog: deps.changeLog } : {}) });
     this.filter = loadWordFilter(config, logger);
     this.policy = new SendPolicy({
       store: this.store,

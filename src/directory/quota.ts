@@ -6,9 +6,14 @@
  * them would go over.
  *
  * - Daily (calendar day at `utcOffsetMinutes`, China: +480): counters
- *   `dir.quota [unit, day] → recipients`, checked and incremented inside one
- *   LMDB write transaction, so two gateway processes sharing the data
- *   directory cannot both take the last of a quota. Old days are swept.
+ *   `dir.quota [unit, day, host] → recipients`, checked and incremented
+ *   inside one LMDB write transaction, so two gateway processes sharing the
+ *   data directory cannot both take the last of a quota. A unit's use of a
+ *   day is the sum over hosts: with replication (several hosts) each host
+ *   writes only its own row and the others' rows arrive replicated
+ *   (src/replication, RowLog) — one limit for the deployment, exact per
+ *   host, shared with the replication lag (two hosts may both take the last
+ *   of it within that lag). One host: host ''. Old days are swept.
  * - Per minute: a fixed one-minute window per unit in this process's memory.
  *   With N ingest processes a unit can send up to N × its per-minute quota;
  *   the daily quota is the hard, shared limit. (Documented in DIRECTORY.md.)
@@ -17,7 +22,8 @@
  * (`release`) when the accepted write then fails, so a refused or failed
  * request costs nothing.
  */
-import type { Database, RootDatabase } from 'lmdb';
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { RowLog, versionKey, type ChangeLog } from '../replication/change-log.js';
 import { GatewayError } from '../core/errors.js';
 import type { QuotaLimit } from './grants.js';
 
@@ -28,6 +34,9 @@ export interface Reservation {
   /** Give the recipients back (the write failed). Idempotent. */
   release(): Promise<void>;
 }
+
+/** [unit, day, host]; [unit, day] in data written before counters were per host. */
+type QuotaKey = [string, string, string] | [string, string];
 
 export interface QuotaUsage {
   readonly unit: string;
@@ -40,17 +49,42 @@ const NOTHING: Reservation = { release: () => Promise.resolve() };
 
 export class QuotaLedger {
   private readonly env: RootDatabase;
-  private readonly daily: Database<number, [string, string]>;
+  private readonly daily: Database<number, QuotaKey>;
+  /** This host's id in the counters ('' without replication). */
+  private readonly host: string;
+  private readonly rows: RowLog | undefined;
+  private readonly log: ChangeLog | undefined;
   private readonly offsetMs: number;
   private readonly now: () => number;
   /** unit → [minute number, recipients in it]. */
   private readonly minutes = new Map<string, [number, number]>();
 
-  constructor(opts: { env: RootDatabase; utcOffsetMinutes: number; now?: () => number }) {
+  constructor(opts: { env: RootDatabase; utcOffsetMinutes: number; now?: () => number; changeLog?: ChangeLog }) {
     this.env = opts.env;
-    this.daily = opts.env.openDB<number, [string, string]>({ name: 'dir.quota', encoding: 'msgpack' });
+    this.daily = opts.env.openDB<number, QuotaKey>({ name: 'dir.quota', encoding: 'msgpack' });
     this.offsetMs = opts.utcOffsetMinutes * 60_000;
     this.now = opts.now ?? Date.now;
+    this.host = opts.changeLog?.host ?? '';
+    this.log = opts.changeLog;
+    this.rows = opts.changeLog ? new RowLog(opts.changeLog, [this.daily as unknown as Database<unknown, Key>]) : undefined;
+  }
+
+  /** Recipients charged to `unit` on `day` by every host (this one's row, and the others' replicated). */
+  private usedOn(unit: string, day: string): number {
+    let used = 0;
+    // [unit, day] itself is a row written before counters were per host; [unit, day, host] the rest.
+    for (const { value } of this.daily.getRange({ start: [unit, day], end: [unit, day, '\uffff'] })) used += value;
+    return used;
+  }
+
+  /** Inside a write transaction: add `n` (or take it back) on this host's row, logged for the other hosts. */
+  private charge(unit: string, day: string, n: number): void {
+    const write = (): void => {
+      const key: QuotaKey = [unit, day, this.host];
+      this.daily.putSync(key, Math.max(0, (this.daily.get(key) ?? 0) + n));
+    };
+    if (this.rows) this.rows.capture(write);
+    else write();
   }
 
   /** Calendar day (YYYY-MM-DD) at the configured offset. */
@@ -66,7 +100,7 @@ export class QuotaLedger {
     const now = this.now();
     const day = this.dayOf(now);
     const m = this.minutes.get(unit);
-    return { unit, day, daily: this.daily.get([unit, day]) ?? 0, perMinute: m !== undefined && m[0] === Math.floor(now / 60_000) ? m[1] : 0 };
+    return { unit, day, daily: this.usedOn(unit, day), perMinute: m !== undefined && m[0] === Math.floor(now / 60_000) ? m[1] : 0 };
   }
 
   /** Charge `n` recipients to every limit, or throw QUOTA_EXCEEDED naming the first limit that would be passed. */
@@ -99,14 +133,14 @@ export class QuotaLedger {
     try {
       await this.env.childTransaction(() => {
         for (const l of dailyLimits) {
-          const used = this.daily.get([l.unit, day]) ?? 0;
+          const used = this.usedOn(l.unit, day);
           if (used + n > (l.daily as number)) {
             throw new GatewayError('QUOTA_EXCEEDED', `unit ${l.unit}: daily quota of ${l.daily} recipients would be exceeded`, {
               details: [{ field: '/quota/daily', message: `unit ${l.unit}: ${used} of ${l.daily} used on ${day}; this message needs ${n}` }],
             });
           }
         }
-        for (const l of dailyLimits) this.daily.putSync([l.unit, day], (this.daily.get([l.unit, day]) ?? 0) + n);
+        for (const l of dailyLimits) this.charge(l.unit, day, n);
       });
     } catch (e) {
       giveBackMinute();
@@ -115,10 +149,7 @@ export class QuotaLedger {
     return once(async () => {
       giveBackMinute();
       await this.env.childTransaction(() => {
-        for (const l of dailyLimits) {
-          const used = this.daily.get([l.unit, day]) ?? 0;
-          this.daily.putSync([l.unit, day], Math.max(0, used - n));
-        }
+        for (const l of dailyLimits) this.charge(l.unit, day, -n);
       });
     });
   }
@@ -131,6 +162,8 @@ export class QuotaLedger {
       for (const key of [...this.daily.getKeys({ limit: limit * 4 })]) {
         if (key[1] < oldest) {
           this.daily.removeSync(key);
+          // Every host sweeps its own copy of every host's rows: not replicated, and the version goes too.
+          this.log?.rowVersions.removeSync(versionKey('dir.quota', key));
           if (++removed >= limit) break;
         }
       }

@@ -912,7 +912,8 @@ export class ReceiptStore {
   /**
    * Rows of another host's directory or template change (RowLog): each row
    * whose version is newer than the one this host has; a directory change
-   * bumps the directory's version here, so its caches (policy, senders) reload.
+   * bumps the directory's version here, so its caches (policy, senders)
+   * reload. Also another host's daily quota counters (`dir.quota`).
    */
   private applyRows(at: number, rows: readonly RowWrite[], origin: string, w: WriteSet): void {
     const log = this.log!;
@@ -926,7 +927,8 @@ export class ReceiptStore {
       if (row.length === 3) w.put(db, key, row[2]);
       else w.remove(db, key);
       w.put(log.rowVersions, vk, version);
-      if (name.startsWith('dir.')) directoryChanged = true;
+      // Quota counters are not the directory's content: its caches need no reload for them.
+      if (name.startsWith('dir.') && name !== 'dir.quota') directoryChanged = true;
     }
     if (directoryChanged) {
       // The directory's on-disk version counter (src/directory/store.ts, dir.meta 'version').

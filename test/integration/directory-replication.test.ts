@@ -10,6 +10,7 @@
  * host the admin used.
  */
 import t, { type Test } from 'tap';
+import { QuotaLedger } from '../../src/directory/quota.js';
 import { DirectoryStore } from '../../src/directory/store.js';
 import { TemplateStore } from '../../src/office/templates.js';
 import { requireNatsServer, startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
@@ -100,4 +101,31 @@ t.test('the same record changed on both hosts at once ends the same on both', as
   await until('both hosts agree', () => a.directory.getUnit('police')?.name === b.directory.getUnit('police')?.name && a.directory.getUnit('police')?.signature === b.directory.getUnit('police')?.signature, 10_000);
   tt.equal(a.directory.getUnit('police')?.name, '市公安局（B）', 'the later change wins on both hosts, including the one that made the earlier');
   tt.same(a.directory.getUnit('police'), b.directory.getUnit('police'), 'the whole row is the same');
+});
+
+t.test('a daily quota is one limit across hosts: each host counts its own, the others\' counts arrive replicated', async (tt) => {
+  if (!requireNatsServer(tt)) return;
+  const nats = await startNatsServer({ jetstream: true });
+  tt.teardown(() => nats.destroy());
+  const a = await startHost(tt, 'host-a', nats);
+  const b = await startHost(tt, 'host-b', nats);
+  const quotasA = new QuotaLedger({ env: a.env, utcOffsetMinutes: 480, changeLog: a.log });
+  const quotasB = new QuotaLedger({ env: b.env, utcOffsetMinutes: 480, changeLog: b.log });
+  const limit = [{ unit: 'water', daily: 10, perMinute: null }];
+
+  await quotasA.reserve(limit, 6);
+  await until('A\'s use on B', () => quotasB.usage('water').daily === 6, 10_000);
+  await tt.rejects(quotasB.reserve(limit, 6), { code: 'QUOTA_EXCEEDED', message: /daily quota of 10/ }, 'B refuses what would pass the shared limit');
+  const onB = await quotasB.reserve(limit, 4);
+  await until('B\'s use on A', () => quotasA.usage('water').daily === 10, 10_000);
+  await tt.rejects(quotasA.reserve(limit, 1), { code: 'QUOTA_EXCEEDED' }, 'A sees the limit reached with B\'s share');
+
+  // A failed write gives its share back, on every host.
+  await onB.release();
+  await until('the release on A', () => quotasA.usage('water').daily === 6, 10_000);
+  await quotasA.reserve(limit, 4);
+  tt.equal(quotasA.usage('water').daily, 10);
+  const versionBefore = b.directory.version();
+  await until('A\'s second share on B', () => quotasB.usage('water').daily === 10, 10_000);
+  tt.equal(b.directory.version(), versionBefore, 'quota counters do not reload the directory caches');
 });
