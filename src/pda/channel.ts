@@ -34,7 +34,7 @@ import { DeviceRegistry } from './device-registry.js';
 import { KeyVault } from './keys.js';
 import { PdaSession, type SessionLimits, type SessionSocket } from './session.js';
 import { StatusRelay } from './status-relay.js';
-import { PdaStore, type PdaTx, type StoredBody, type TxEffects, type UnsentEntry } from './store.js';
+import { PdaStore, type PdaTx, type StoredBody, type StoredCursor, type TxEffects, type UnsentEntry } from './store.js';
 import type { PdaMessage, PdaStatusSink } from './types.js';
 
 /** Recipients in one `deliver` call. */
@@ -217,11 +217,26 @@ export class PdaChannel {
     for (let from = 0; from < messages.length; from += DELIVER_TXN_RECIPIENTS) chunks.push(messages.slice(from, from + DELIVER_TXN_RECIPIENTS));
     const now = this.now();
     const append = (chunk: readonly PdaMessage[], tx: PdaTx): void => {
+      // A chunk of one message (a broadcast): its idempotency check is one key range read.
+      const first = chunk[0] as PdaMessage;
+      let lo = first.index;
+      let hi = first.index;
+      let one = true;
+      for (const m of chunk) {
+        if (m.messageId !== first.messageId) {
+          one = false;
+          break;
+        }
+        if (m.index < lo) lo = m.index;
+        if (m.index > hi) hi = m.index;
+      }
+      if (one) this.store.prefetchRecipients(tx, first.messageId, lo, hi, chunk.length);
       for (const m of chunk) {
         const devices = m.personId !== undefined
-          ? this.registry.activeDevicesOf(m.personId)
+          ? this.store.activeDevicesIn(tx, m.personId)
           : this.registry.activeAmong([...new Set(m.deviceIds ?? [])]);
-        const reason = m.personId !== undefined ? `officer ${m.personId} has no active PDA device` : 'none of the named PDA devices is active';
+        // Only spelled out for a recipient nobody can take (not for each of 5,000 that are appended).
+        const reason = devices.length > 0 ? '' : m.personId !== undefined ? `officer ${m.personId} has no active PDA device` : 'none of the named PDA devices is active';
         const before = tx.fx.outboxDelta;
         if (!this.store.append(tx, m, devices, cap, reason)) total.duplicates++;
         else if (m.expiresAt <= now) total.expired++;
@@ -334,12 +349,19 @@ export class PdaChannel {
    */
   messageTemplate(u: UnsentEntry, body: StoredBody): MessageTemplate {
     const e = u.entry;
+    const list = this.templates.get(body);
+    if (list !== undefined) for (const t of list) if (t.createdAt === e.t && t.lane === u.lane && t.messageId === e.m && t.expiresAt === e.x) return t.template;
+    return this.newTemplate(u, body);
+  }
+
+  /** The cold half of `messageTemplate` (once per text): encodes the frame. */
+  private newTemplate(u: UnsentEntry, body: StoredBody): MessageTemplate {
+    const e = u.entry;
     let list = this.templates.get(body);
     if (!list) {
       list = [];
       this.templates.set(body, list);
     }
-    for (const t of list) if (t.createdAt === e.t && t.lane === u.lane && t.messageId === e.m && t.expiresAt === e.x) return t.template;
     const template = new MessageTemplate({
       type: 'message', priority: u.lane, createdAt: e.t, expiresAt: e.x, messageId: e.m, classification: body.c, senderUnit: body.u, body: body.b,
     });
@@ -459,13 +481,7 @@ export class PdaChannel {
         }
       }, this.now())
       .then(
-        () => {
-          for (const w of items) {
-            if (w.kind === 'sent') continue;
-            w.session.queuedAcks--;
-            if (w.kind === 'ack' && w.session.phase === 'ready') w.session.acknowledged(w.cumulative, w.selective);
-          }
-        },
+        () => applied(items),
         (e: unknown) => {
           // Not recorded: close those sessions so their devices resend the acks on reconnect (nothing is lost,
           // the entries are still in the outbox).
@@ -509,17 +525,40 @@ export class PdaChannel {
   }
 
   private afterCommit(fx: TxEffects): void {
-    for (const dev of fx.appended.keys()) this.release(dev);
+    // Small steps, each its own function: an append commit and an ack commit take different ones, and the
+    // JIT compiles (and, when a new path shows up, recompiles) each step alone instead of one large body.
+    if (fx.appended.size > 0) this.releaseAppended(fx.appended);
+    this.countEffects(fx);
+    if (fx.statuses > 0) this.relay.kick();
+    if (fx.cursors.size > 0) this.cursorsChanged(fx.cursors);
+    if (fx.expiredSeqs.size > 0) this.expiredCopies(fx.expiredSeqs);
+    if (fx.appended.size > 0) this.pushAppended(fx.appended);
+  }
+
+  private releaseAppended(appended: ReadonlyMap<string, readonly UnsentEntry[]>): void {
+    for (const dev of appended.keys()) this.release(dev);
+  }
+
+  private countEffects(fx: TxEffects): void {
     if (fx.acked > 0) this.metrics.pdaCopies.inc({ outcome: 'acked' }, fx.acked);
     if (fx.expired > 0) this.metrics.pdaCopies.inc({ outcome: 'expired' }, fx.expired);
     if (fx.withdrawn > 0) this.metrics.pdaCopies.inc({ outcome: 'withdrawn' }, fx.withdrawn);
     if (fx.refusedFull > 0) this.metrics.pdaOutboxRefused.inc({ reason: 'outbox-full' }, fx.refusedFull);
     if (fx.refusedNoDevice > 0) this.metrics.pdaOutboxRefused.inc({ reason: 'no-device' }, fx.refusedNoDevice);
-    for (const s of fx.latencies) this.metrics.pdaAppendToAckSeconds.observe(s);
-    if (fx.statuses > 0) this.relay.kick();
-    for (const [dev, cur] of fx.cursors) this.ready.get(dev)?.outboxChanged(cur.c);
-    for (const [dev, seqs] of fx.expiredSeqs) this.ready.get(dev)?.expired(seqs);
-    for (const [dev, fresh] of fx.appended) this.ready.get(dev)?.appended(fresh);
+    const h = this.metrics.pdaAppendToAckSeconds;
+    for (const s of fx.latencies) h.observe(s);
+  }
+
+  private cursorsChanged(cursors: ReadonlyMap<string, StoredCursor>): void {
+    for (const [dev, cur] of cursors) this.ready.get(dev)?.outboxChanged(cur.c);
+  }
+
+  private expiredCopies(expired: ReadonlyMap<string, number[]>): void {
+    for (const [dev, seqs] of expired) this.ready.get(dev)?.expired(seqs);
+  }
+
+  private pushAppended(appended: ReadonlyMap<string, readonly UnsentEntry[]>): void {
+    for (const [dev, fresh] of appended) this.ready.get(dev)?.appended(fresh);
   }
 
   private tick(): void {
@@ -530,6 +569,15 @@ export class PdaChannel {
   private setSessionGauges(): void {
     this.metrics.pdaSessions.set({ state: 'ready' }, this.ready.size);
     this.metrics.pdaSessions.set({ state: 'handshake' }, this.all.size - this.ready.size);
+  }
+}
+
+/** Acknowledgements committed: their sessions free window slots and send on. */
+function applied(items: readonly Work[]): void {
+  for (const w of items) {
+    if (w.kind === 'sent') continue;
+    w.session.queuedAcks--;
+    if (w.kind === 'ack' && w.session.phase === 'ready') w.session.acknowledged(w.cumulative, w.selective);
   }
 }
 

@@ -172,9 +172,9 @@ export class PdaClient {
       const only = this.pendingAck.values().next().value as number;
       above = only > this.state.lastAck ? [only] : [];
     } else above = [...this.pendingAck].filter((s) => s > this.state.lastAck).sort((a, b) => a - b);
-    const selective = above.slice(0, MAX_ACK_LIST);
+    const selective = above.length > MAX_ACK_LIST ? above.slice(0, MAX_ACK_LIST) : above;
     this.pendingAck.clear();
-    for (const s of above.slice(MAX_ACK_LIST)) this.pendingAck.add(s);
+    if (above.length > MAX_ACK_LIST) for (const s of above.slice(MAX_ACK_LIST)) this.pendingAck.add(s);
     this.needAck = this.pendingAck.size > 0;
     this.send({ type: 'ack', cumulative: this.state.lastAck, selective });
     this.counts.acks++;

@@ -137,7 +137,8 @@ export class PdaSession {
       this.close(CLOSE_REASON.PROTOCOL_ERROR, 'text frames are not part of the protocol');
       return;
     }
-    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+    // A Buffer view of uWS's ArrayBuffer (no copy; the decoder would wrap a plain Uint8Array once more).
+    const bytes = data instanceof Uint8Array ? data : Buffer.from(data);
     const r = decodeFrame(bytes, this.limits.maxInboundFrameBytes);
     if (!r.ok) {
       this.channel.countFrame('invalid');
@@ -151,7 +152,9 @@ export class PdaSession {
       return;
     }
     try {
-      this.dispatch(f);
+      // The steady state's frame, an ACK on a ready session, skips the dispatch that also holds the handshake.
+      if (f.type === 'ack' && this.phase === 'ready') this.ack(f);
+      else this.dispatch(f);
     } catch (e) {
       // A bug here must cost this session only, never the process.
       this.logger.error({ err: e, deviceId: this.deviceId, frame: f.type }, 'PDA session failed on a frame');
