@@ -564,6 +564,9 @@ export class PdaChannel {
   private tick(): void {
     const now = this.now();
     for (const s of this.all) s.tick(now);
+    // Another process of this data dir (the dispatch process appending police messages) wrote: its
+    // commits wake no session here, so every ready session re-reads its outbox count (one get each).
+    if (this.ready.size > 0 && this.store.takeForeignWrites()) for (const s of this.ready.values()) s.outboxFromStore();
   }
 
   private setSessionGauges(): void {

@@ -305,6 +305,14 @@ export class PdaSession {
     this.outboxCount = entries;
   }
 
+  /** Another process changed this device's outbox: take its count from the store and send what is new. */
+  outboxFromStore(): void {
+    if (this.phase !== 'ready' || this.deviceId === undefined) return;
+    const cur = this.channel.store.cursorOf(this.deviceId);
+    if (cur !== undefined) this.outboxCount = cur.c;
+    this.pump();
+  }
+
   /** An ack of this session was committed. */
   acknowledged(cumulative: number, selective: readonly number[]): void {
     const before = this.inflight.size;

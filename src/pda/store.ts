@@ -267,6 +267,8 @@ export class PdaStore {
    */
   private readonly writer: Database<string, string>;
   private readonly writerId = `${process.pid}-${randomBytes(6).toString('hex')}`;
+  /** Another process wrote since `takeForeignWrites` last asked (seen by a transaction of ours). */
+  private foreignWrites = false;
   private nextStatus: number;
   private statusRows: number;
   private outboxRows: number;
@@ -892,9 +894,21 @@ export class PdaStore {
     return out;
   }
 
+  /**
+   * Has another process written PDA rows (appends for our devices, say)
+   * since the last call? Then sessions must look at their outboxes again:
+   * commits of another process do not reach this one's sessions otherwise.
+   */
+  takeForeignWrites(): boolean {
+    const seen = this.foreignWrites || this.writer.get('w') !== this.writerId;
+    this.foreignWrites = false;
+    return seen;
+  }
+
   /** Inside a write transaction: another process wrote PDA rows since our last transaction? Then forget what we cached. */
   private takeOverFromOtherWriter(): void {
     if (this.writer.get('w') === this.writerId) return;
+    this.foreignWrites = true;
     this.cursorCache.clear();
     this.cursorCacheComplete = false;
     this.activeCache.clear();

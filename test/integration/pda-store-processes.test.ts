@@ -12,7 +12,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
-import { PdaStore, type StoredDevice } from '../../src/pda/store.js';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/load.js';
+import { PdaClient } from '../../src/pda/client.js';
+import { startPdaServer } from '../../src/pda/server.js';
+import { PDA_DBS, PdaStore, type StoredDevice } from '../../src/pda/store.js';
 import type { PdaMessage } from '../../src/pda/types.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 
@@ -53,4 +57,33 @@ t.test('two processes appending to one device: sequences stay consecutive and re
   // `queued`, m5's `undeliverable`), none written over by the other process's.
   const statusRows = [...env.openDB<unknown, number>({ name: 'pda.status', encoding: 'msgpack' }).getKeys({})].filter((k) => typeof k === 'number');
   t.equal(statusRows.length, 5, `five status rows (${statusRows.join(', ')})`);
+});
+
+t.test('a device connected to one process gets what the other process appends (within a tick)', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-pda-procs2-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const config = loadConfig({ env: {}, overrides: { pda: { enabled: true, keySecret: 's'.repeat(40), adminKey: '' } } }).pda;
+  const env = open({ path: join(dataDir, 'pda.lmdb'), maxDbs: PDA_DBS + 2, compression: false });
+  t.teardown(() => env.close());
+  const logger = pino({ level: 'silent' });
+  // Two channels on one environment stand in for the ingest process (devices connect there) and the
+  // dispatch process (police messages are appended there).
+  const ingest = await startPdaServer({ dataDir, env, config, logger, tickMs: 100 });
+  t.teardown(() => ingest.stop());
+  const dispatch = await startPdaServer({ dataDir, env, config, logger, tickMs: 100 });
+  t.teardown(() => dispatch.stop());
+
+  const { key } = await ingest.channel.registry.register({ deviceId: 'pda-x', personId: 'officer-x', unit: 'police' });
+  const got: string[] = [];
+  const client = new PdaClient({ url: ingest.url, deviceId: 'pda-x', key, heartbeat: false, onMessage: (m) => got.push(m.messageId) });
+  await client.connect();
+  t.teardown(() => client.close());
+
+  const r = await dispatch.channel.deliver([msg('X1', 0, { personId: 'officer-x' }), msg('X2', 0, { personId: 'officer-x' })]);
+  t.equal(r.copies, 2, 'appended by the other process');
+  const deadline = Date.now() + 5_000;
+  while (got.length < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+  t.same(got, ['X1', 'X2'], 'the connected device received both, in order, through the process it is connected to');
+  await new Promise((res) => setTimeout(res, 300));
+  t.same(got, ['X1', 'X2'], 'once each');
 });
