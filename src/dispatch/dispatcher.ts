@@ -408,10 +408,20 @@ export class Dispatcher {
  * then seen as submitted and skipped). A first delivery whose rows are here
  * goes at once.
  */
-export async function replicaReady(replica: DispatchReplica, job: Pick<Job, 'messages'>, deliveries: number): Promise<boolean> {
+export async function replicaReady(
+  replica: DispatchReplica,
+  job: Pick<Job, 'messages'>,
+  deliveries: number,
+  /** Rows still missing once caught up: the accepting host's relay may not have published them yet (it runs just after its commit). Look again this many times… */
+  polls = 50,
+  /** …this far apart (at most 1 s in all by default), then give the job back. */
+  pollMs = 20,
+): Promise<boolean> {
   const present = (): boolean => job.messages.every((m) => replica.has(m.id));
   if (deliveries <= 1 && present()) return true;
-  return (await replica.caughtUp()) && present();
+  if (!(await replica.caughtUp())) return false;
+  for (let i = 0; i < polls && !present(); i++) await sleep(pollMs);
+  return present();
 }
 
 /** Copy a multi-part payload and set its UDH reference byte (05 00 03 [ref] count seq). */

@@ -35,8 +35,18 @@ t.test('a message not here yet: wait for the other hosts, then go if it arrived'
   t.equal(r.waits, 1);
 });
 
+t.test('rows published just after the catch-up (the accepting host\'s relay was late) are waited for, bounded', async (t) => {
+  const have = new Set<string>();
+  setTimeout(() => have.add('m1'), 30);
+  const started = Date.now();
+  t.equal(await replicaReady(replica(have, () => true), job('m1'), 1, 50, 5), true, 'arrived while polling');
+  t.ok(Date.now() - started < 1_000, 'and went as soon as it did');
+});
+
 t.test('still missing after catching up, or the wait timed out: given back', async (t) => {
-  t.equal(await replicaReady(replica(new Set(), () => true), job('m1'), 1), false, 'caught up but the row never came');
+  const started = Date.now();
+  t.equal(await replicaReady(replica(new Set(), () => true), job('m1'), 1, 10, 5), false, 'caught up but the row never came');
+  t.ok(Date.now() - started >= 45, 'after looking again for the bounded time');
   t.equal(await replicaReady(replica(new Set(['m1']), () => false), job('m1'), 2), false, 'redelivered and the catch-up timed out');
 });
 
