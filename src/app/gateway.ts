@@ -27,6 +27,8 @@ import { BindPool } from '../smpp/bind-pool.js';
 import { SmscSimulator } from '../smpp/simulator.js';
 import { Router } from '../dispatch/router.js';
 import { Dispatcher, type DispatchReplica } from '../dispatch/dispatcher.js';
+import { QueuePdaHandoff } from '../dispatch/pda-handoff.js';
+import { PDA_HANDOFF_TIER } from '../core/job.js';
 import { Intake } from '../ingest/intake.js';
 import { FrontDoor } from '../ingest/server.js';
 import { attachAdminRoutes } from '../ingest/admin.js';
@@ -85,9 +87,10 @@ export function simulatorAccount(config: ResolvedConfig, port: number): SmppAcco
 }
 
 export function queueOptions(config: ResolvedConfig): QueueOptions {
+  const handoff = config.queue.kind === 'nats' && config.queue.nats.replication.pdaHandoff;
   return {
     prefix: config.queue.prefix,
-    tiers: config.tierList.map((t) => t.name),
+    tiers: [...(handoff ? [PDA_HANDOFF_TIER] : []), ...config.tierList.map((t) => t.name)],
     ackWaitMs: config.queue.ackWaitMs,
     maxDeliver: config.queue.maxDeliver,
     maxAckPending: config.queue.maxAckPending,
@@ -157,7 +160,10 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   callbacks.start();
   // Police PDA channel: outboxes in the same environment; states go to the receipt store.
   const pda = config.pda.enabled ? PdaChannel.open({ env, config: config.pda, sink: store, metrics, logger }) : undefined;
-  const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pda ? { pda } : {}), ...(changeLog ? { changeLog } : {}) });
+  // Several hosts, the PDA channel on some: without it here, PDA recipients go to a process that has it.
+  const pdaHandoff = replicationConfig.enabled && replicationConfig.pdaHandoff;
+  const pdaRoute = pda ?? (pdaHandoff ? new QueuePdaHandoff({ queue, prefix: config.queue.prefix }) : undefined);
+  const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pdaRoute ? { pda: pdaRoute } : {}), ...(changeLog ? { changeLog } : {}) });
   // Final states as events on <prefix>.status.<tenant> for other services (NATS only; every role,
   // since expiry sweeps finalise recipients in ingest processes too).
   let statusEvents: StatusEventPublisher | undefined;
@@ -216,7 +222,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       queue,
       store,
       router,
-      tiers: config.tierList,
+      // With the hand-off, a process with the PDA channel also takes other hosts' PDA recipients, first.
+      tiers: pda && pdaHandoff ? [{ name: PDA_HANDOFF_TIER, priority: Number.MAX_SAFE_INTEGER, defaultValidityMs: 0 }, ...config.tierList] : config.tierList,
       options: {
         fetchBatch: config.dispatch.fetchBatch,
         maxInflightSegments: config.dispatch.maxInflightSegments,
@@ -231,6 +238,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       optOut: (tenant) => directory.policy.optOut(tenant),
       quiet: directory.quietCheck(config),
       ...(replication ? { replica: replicaGate(store, replication, replicationConfig.catchUpMs) } : {}),
+      ...(pda && pdaHandoff ? { pdaLocal: pda } : {}),
     });
     dispatcher.start();
     const d = dispatcher;

@@ -190,6 +190,9 @@ export function validateConfig(raw: unknown): ResolvedConfig {
   if (config.queue.kind === 'nats' && config.queue.nats.servers.length === 0) {
     conflicts.push({ field: '/queue/nats/servers', message: 'queue.kind is nats: give at least one server (or SMSGW_NATS_URL)' });
   }
+  if (config.queue.nats.replication.pdaHandoff && !config.queue.nats.replication.enabled) {
+    conflicts.push({ field: '/queue/nats/replication/pdaHandoff', message: 'the PDA hand-off is between hosts: set queue.nats.replication.enabled too' });
+  }
   if (config.queue.nats.replication.enabled && config.queue.kind !== 'nats') {
     conflicts.push({ field: '/queue/nats/replication/enabled', message: 'receipt replication runs over NATS: set queue.kind to nats' });
   }

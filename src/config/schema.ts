@@ -323,6 +323,12 @@ export const ConfigSchema = Type.Object({
         maxAgeMs: Type.Integer({ minimum: 60_000 }),
         /** A dispatcher waits at most this long for other hosts' changes before a redelivered job (then retries it later). */
         catchUpMs: Type.Integer({ minimum: 100 }),
+        /**
+         * The PDA channel runs on some hosts only: processes without it hand
+         * police messages and PDA recipients to those with it through the
+         * work queue (internal tier `_pda`), instead of refusing them.
+         */
+        pdaHandoff: Type.Boolean(),
       }, strict),
     }, strict),
   }, strict),

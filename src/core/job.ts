@@ -59,7 +59,32 @@ export interface Job {
   readonly messages: readonly JobMessage[];
   /** Present on a group send's expansion job (exactly one message, no recipients). */
   readonly expand?: JobExpansion;
+  /**
+   * A PDA hand-off job (tier PDA_HANDOFF_TIER, no messages): recipients another
+   * host's dispatcher routed to PDAs, for a process with the PDA channel.
+   */
+  readonly pda?: readonly JobPdaItem[];
 }
+
+/** One recipient for the PDA channel (the shape src/pda/channel.ts `deliver` takes). */
+export interface JobPdaItem {
+  readonly messageId: string;
+  readonly index: number;
+  readonly personId: string;
+  readonly priority: 0 | 1 | 2;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly classification: string;
+  readonly senderUnit: string;
+  readonly body: string;
+}
+
+/**
+ * Internal tier of PDA hand-off jobs (queue.nats.replication.pdaHandoff):
+ * fetched only by processes with the PDA channel. Not a valid configured
+ * tier name (those start with a letter), so it never collides with one.
+ */
+export const PDA_HANDOFF_TIER = '_pda';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -25,7 +25,7 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import { GatewayError } from '../core/errors.js';
-import { encodeJob, workSubject, type Job, type JobExpansion, type JobMessage, type JobRecipient } from '../core/job.js';
+import { encodeJob, workSubject, type Job, type JobExpansion, type JobMessage, type JobPdaItem, type JobRecipient } from '../core/job.js';
 import { isFinal, type FinalState } from '../core/message.js';
 import type { QueueMessage, WorkQueue } from '../queue/port.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -34,17 +34,7 @@ import type { DirectoryStore } from './store.js';
 import { numberTail, type GroupExpander } from './expansion.js';
 
 /** One recipient handed to the PDA channel (src/pda/channel.ts `deliver` takes this shape). */
-export interface PdaDelivery {
-  readonly messageId: string;
-  readonly index: number;
-  readonly personId: string;
-  readonly priority: 0 | 1 | 2;
-  readonly createdAt: number;
-  readonly expiresAt: number;
-  readonly classification: string;
-  readonly senderUnit: string;
-  readonly body: string;
-}
+export type PdaDelivery = JobPdaItem;
 
 /** The PDA channel as fan-out sees it. `deliver` must ignore recipients it already has (redelivery). */
 export interface PdaHandoff {

@@ -23,7 +23,7 @@
  * submit_sm_resp: duplicates are bounded by what was in flight.
  */
 import type { Logger } from 'pino';
-import { decodeJob, jobRecipientCount, type Job, type JobMessage } from '../core/job.js';
+import { decodeJob, jobRecipientCount, type Job, type JobMessage, type JobPdaItem } from '../core/job.js';
 import { isFinal, type FinalState, type SegmentRecord, type Tier } from '../core/message.js';
 import type { SubmitOutcome } from '../core/ports.js';
 import { buildSegments, segmentReference, type Segment } from '../core/segment.js';
@@ -98,6 +98,8 @@ export interface DispatcherDeps {
   quiet?: (tier: string, now: number) => boolean;
   /** Replication between hosts: absent on one host. */
   replica?: DispatchReplica;
+  /** This process's PDA channel, for PDA hand-off jobs from other hosts (tier PDA_HANDOFF_TIER). */
+  pdaLocal?: { deliver(items: readonly JobPdaItem[]): Promise<unknown> };
 }
 
 interface JobRun {
@@ -263,6 +265,12 @@ export class Dispatcher {
       }
       return 'retry';
     }
+    if (job.pda !== undefined) {
+      // Recipients another host routed to PDAs: only a process with the channel fetches these.
+      if (!this.deps.pdaLocal) throw new GatewayError('INTERNAL', `job ${job.id} is a PDA hand-off but this process has no PDA channel`);
+      await this.deps.pdaLocal.deliver(job.pda);
+      return 'done';
+    }
     if (job.expand !== undefined) {
       if (!this.deps.fanout) throw new GatewayError('INTERNAL', `job ${job.id} is a group expansion but no directory fan-out is wired`);
       return this.deps.fanout.run(job);
@@ -394,6 +402,15 @@ export class Dispatcher {
       await this.deps.fanout?.deadLettered(job, error);
       return;
     }
+    if (job.pda !== undefined) {
+      const byMessage = new Map<string, number[]>();
+      for (const p of job.pda) {
+        const list = byMessage.get(p.messageId);
+        if (list) list.push(p.index);
+        else byMessage.set(p.messageId, [p.index]);
+      }
+      for (const [id, indices] of byMessage) await this.deps.store.finalizeRecipients(id, indices.map((index) => ({ index, state: 'failed' as const, error })));
+    }
     for (const m of job.messages) {
       await this.deps.store.finalizeRecipients(m.id, m.recipients.map((r) => ({ index: r.i, state: 'failed' as const, error })));
     }
@@ -410,14 +427,14 @@ export class Dispatcher {
  */
 export async function replicaReady(
   replica: DispatchReplica,
-  job: Pick<Job, 'messages'>,
+  job: Pick<Job, 'messages' | 'pda'>,
   deliveries: number,
   /** Rows still missing once caught up: the accepting host's relay may not have published them yet (it runs just after its commit). Look again this many times… */
   polls = 50,
   /** …this far apart (at most 1 s in all by default), then give the job back. */
   pollMs = 20,
 ): Promise<boolean> {
-  const present = (): boolean => job.messages.every((m) => replica.has(m.id));
+  const present = (): boolean => job.messages.every((m) => replica.has(m.id)) && (job.pda ?? []).every((p) => replica.has(p.messageId));
   if (deliveries <= 1 && present()) return true;
   if (!(await replica.caughtUp())) return false;
   for (let i = 0; i < polls && !present(); i++) await sleep(pollMs);

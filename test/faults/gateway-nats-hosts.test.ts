@@ -19,6 +19,8 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PdaClient } from '../../src/pda/client.js';
 import type { OutboxEntry, OutboxKey } from '../../src/replication/change-log.js';
 import { requireNatsServer } from '../support/nats-server.js';
 import { api, waitComplete } from '../support/gateway-process.js';
@@ -123,6 +125,75 @@ if (requireNatsServer(t)) {
     const cov = coverage(sim, Array.from({ length: PEOPLE }, (_, i) => numberAt(50_000 + i)).filter((n) => n !== numberAt(50_007)));
     t.same(cov, { missing: 0, twice: 0, total: PEOPLE - 1 }, 'each member submitted once');
     t.equal(sim.stats().submitsByDestination.get(`86${numberAt(50_007)}`) ?? 0, 0, 'the blocked number never reached the SMSC');
+  });
+
+  t.test('PDA channel on host P only: host B\'s dispatcher hands police recipients to P through the queue', async (t) => {
+    const ADMIN = 'hosts-admin-key-0123456789';
+    const PDA_ADMIN = 'hosts-pda-admin-0123456789';
+    const pdaConfig = { enabled: true, keySecret: 'h'.repeat(40), adminKey: PDA_ADMIN };
+    const deployment = await startNatsDeployment(t, {
+      overrides: { admin: { keys: [{ key: ADMIN, name: 'root-admin' }] }, queue: { nats: { replication: { pdaHandoff: true } } } },
+    });
+    const sim = await startSimulator(t);
+    const ingest = await deployment.startIngest({ host: 'host-a' });
+    // Host B dispatches first and alone: every job is its, and it has no PDA channel.
+    await deployment.startDispatcher(sim, { name: 'dispatch-b', host: 'host-b' });
+    // Host P: devices connect to its ingest process (the PDA WebSocket); its dispatcher starts later.
+    const pIngest = await deployment.startIngest({ name: 'ingest-p', host: 'host-p', overrides: { pda: pdaConfig } });
+    const admin = async (url: string, key: string, path: string, body: unknown): Promise<any> => {
+      const r = await api(url, 'POST', path, body, { authorization: `Bearer ${key}` });
+      if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.json)}`);
+      return r.json;
+    };
+    await admin(ingest.url, ADMIN, '/v1/admin/units', {
+      id: 'psb', name: '市公安局', sender: '10690110', signature: '【市公安局】',
+      grants: { tiers: ['*'], groups: ['*'], direct: true, police: true, dailyQuota: null, perMinuteQuota: null },
+    });
+    const key = (await admin(ingest.url, ADMIN, '/v1/admin/units/psb/keys', { label: 'command' })).key as string;
+    const officers = ['cop-1', 'cop-2', 'cop-3'];
+    for (const [i, id] of officers.entries()) await admin(ingest.url, ADMIN, '/v1/admin/people', { id, name: `警员${i}`, mobile: numberAt(70_000 + i), unit: 'psb', channel: 'pda' });
+    await admin(ingest.url, ADMIN, '/v1/admin/groups', { id: 'night-shift', name: '夜班', unit: 'psb', members: officers });
+
+    const got = new Map<string, string[]>();
+    const clients: PdaClient[] = [];
+    t.teardown(() => Promise.all(clients.map((c) => c.close())));
+    for (const id of officers) {
+      const device = await admin(pIngest.url, PDA_ADMIN, '/v1/admin/pda/devices', { deviceId: `pda-${id}`, personId: id, unit: '市公安局' });
+      const bodies: string[] = [];
+      got.set(id, bodies);
+      const c = new PdaClient({ url: `${pIngest.url.replace('http', 'ws')}/v1/pda`, deviceId: `pda-${id}`, key: device.key as string, onMessage: (m) => bodies.push(m.body) });
+      await c.connect();
+      clients.push(c);
+    }
+    // The directory made on A has reached host B (its dispatcher expands the group).
+    const ids: string[] = [];
+    for (const text of ['今晚22:00人民广场集合', '集合地点改为东门']) {
+      const r = await api(ingest.url, 'POST', '/v1/messages', { group: 'night-shift', text, classification: 'police' }, { authorization: `Bearer ${key}` });
+      t.equal(r.status, 202, JSON.stringify(r.json));
+      ids.push(r.json.id as string);
+    }
+    await sleep(1_500);
+    t.same([...got.values()].map((b) => b.length), [0, 0, 0], 'nothing reaches a PDA while no process with the channel dispatches');
+    // Host B took the jobs and handed the officers over: they wait on the PDA hand-off tier, not as the original jobs.
+    const nc = await connect({ servers: deployment.urls });
+    t.teardown(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    await until('hand-off jobs stored', async () => (await jsm.consumers.info('SMSGW_WORK', 'work-_pda')).num_pending >= 1, 10_000);
+    const routine = await jsm.consumers.info('SMSGW_WORK', 'work-routine');
+    t.equal(routine.num_pending + routine.num_ack_pending, 0, 'the original jobs were all taken and acknowledged by host B');
+
+    await deployment.startDispatcher(sim, { name: 'dispatch-p', host: 'host-p', overrides: { pda: pdaConfig } });
+    await until('every officer got both', () => [...got.values()].every((b) => b.length >= 2), 30_000);
+    for (const [id, bodies] of got) t.same(bodies.map((b) => b.replace(/^【市公安局】/, '').replace(/【市公安局】$/, '')).sort(), ['今晚22:00人民广场集合', '集合地点改为东门'].sort(), `${id}: each message once, through host B's hand-off to host P`);
+    for (const id of ids) {
+      let done: any;
+      await until(`message ${id} complete on A`, async () => {
+        done = (await api(ingest.url, 'GET', `/v1/messages/${id}?limit=1`, undefined, { authorization: `Bearer ${key}` })).json;
+        return done.status === 'complete';
+      }, 30_000, 200);
+      t.equal(done.summary.delivered, 3, 'delivered-to-device for every officer, seen on host A');
+    }
+    t.equal(sim.stats().submits, 0, 'nothing went by SMS');
   });
 
   t.test('kill -9 of host B\'s dispatcher mid-batch: host C finishes its jobs, skipping what B recorded', async (t) => {
