@@ -4,40 +4,21 @@
  * message may arrive twice on the wire, and the client shows it once (by id).
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
 import { PdaClient, newClientState } from '../../src/pda/client.js';
-import { MemoryStatusSink, startPdaServer, type RunningPdaServer } from '../../src/pda/server.js';
 import { PdaSim } from '../../src/pda/sim.js';
 import type { PdaMessage, PdaPriority } from '../../src/pda/types.js';
+import { startPdaHarness, type PdaHarness } from '../support/pda.js';
+import { until as pollUntil } from '../support/wait.js';
 
-async function server(t: Test, over: Record<string, unknown> = {}): Promise<RunningPdaServer & { sink: MemoryStatusSink }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-pda-cut-'));
-  const config = loadConfig({ env: {}, overrides: { pda: { enabled: true, keySecret: 'c'.repeat(40), ...over } } }).pda;
-  const sink = new MemoryStatusSink();
-  const s = await startPdaServer({ dataDir, config, sink, logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await s.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  return { ...s, sink };
-}
+const server = (t: Test, over: Record<string, unknown> = {}): Promise<PdaHarness> => startPdaHarness(t, { pda: over });
 
 const msg = (id: string, personId: string, priority: PdaPriority = 0, index = 0): PdaMessage => ({
   messageId: id, index, personId, priority, expiresAt: Date.now() + 3_600_000, classification: 'police', senderUnit: 'u', body: `body ${id}`,
 });
 
-async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+/** Poll every 10 ms (test/support/wait.ts), 15_000 ms unless told. */
+const until = (what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> => pollUntil(what, cond, timeoutMs, 10);
 
 t.test('cut after the k-th frame of a 200-message batch, before its ack: no loss, shown once', async (t) => {
   const s = await server(t, { window: 32 });

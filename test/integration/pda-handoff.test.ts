@@ -6,36 +6,16 @@
  * routine, and the sequences stay those of append order.
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
 import type { MessageFrame } from '../../src/pda/codec.js';
 import { PdaClient } from '../../src/pda/client.js';
-import { MemoryStatusSink, startPdaServer, type RunningPdaServer } from '../../src/pda/server.js';
 import type { PdaMessage, PdaPriority } from '../../src/pda/types.js';
+import { startPdaHarness, type PdaHarness } from '../support/pda.js';
+import { until as pollUntil } from '../support/wait.js';
 
-async function server(t: Test, over: Record<string, unknown> = {}): Promise<RunningPdaServer & { sink: MemoryStatusSink }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-pda-handoff-'));
-  const config = loadConfig({ env: {}, overrides: { pda: { enabled: true, keySecret: 'h'.repeat(40), adminKey: '', ...over } } }).pda;
-  const sink = new MemoryStatusSink();
-  const s = await startPdaServer({ dataDir, config, sink, logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await s.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  return { ...s, sink };
-}
+const server = (t: Test, over: Record<string, unknown> = {}): Promise<PdaHarness> => startPdaHarness(t, { pda: over });
 
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+/** Poll every 10 ms (test/support/wait.ts), 10_000 ms unless told. */
+const until = (what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> => pollUntil(what, cond, timeoutMs, 10);
 
 function msg(id: string, personId: string, priority: PdaPriority): PdaMessage {
   return { messageId: id, index: 0, personId, priority, expiresAt: Date.now() + 3_600_000, classification: 'police', senderUnit: '指挥中心', body: `警情 ${id}` };

@@ -10,31 +10,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
 import type { MessageFrame } from '../../src/pda/codec.js';
 import { PdaClient, newClientState } from '../../src/pda/client.js';
 import { MemoryStatusSink, startPdaServer, type RunningPdaServer } from '../../src/pda/server.js';
 import type { PdaMessage, PdaPriority } from '../../src/pda/types.js';
+import { pdaConfig, startPdaHarness, type PdaHarness } from '../support/pda.js';
+import { until as pollUntil } from '../support/wait.js';
 
 const HOUR = 3_600_000;
 
-interface Harness extends RunningPdaServer {
-  readonly sink: MemoryStatusSink;
-  readonly dataDir: string;
-}
-
-async function server(t: Test, over: Record<string, unknown> = {}, extra: { clock?: { offset: number }; dataDir?: string; keep?: boolean } = {}): Promise<Harness> {
-  const dataDir = extra.dataDir ?? mkdtempSync(join(tmpdir(), 'smsgw-pda-outbox-'));
-  const config = loadConfig({ env: {}, overrides: { pda: { enabled: true, keySecret: 's'.repeat(40), adminKey: '', ...over } } }).pda;
-  const sink = new MemoryStatusSink();
-  const clock = extra.clock;
-  const s = await startPdaServer({ dataDir, config, sink, logger: pino({ level: 'silent' }), ...(clock ? { now: () => Date.now() + clock.offset } : {}) });
-  t.teardown(async () => {
-    await s.stop();
-    if (!extra.keep) rmSync(dataDir, { recursive: true, force: true });
-  });
-  return { ...s, sink, dataDir };
-}
+const server = (t: Test, over: Record<string, unknown> = {}, extra: { clock?: { offset: number }; dataDir?: string; keep?: boolean } = {}): Promise<PdaHarness> =>
+  startPdaHarness(t, { pda: over, ...extra });
 
 function msg(id: string, personId: string, over: Partial<PdaMessage> = {}): PdaMessage {
   return { messageId: id, index: 0, personId, priority: 0, expiresAt: Date.now() + HOUR, classification: 'police', senderUnit: '市公安局指挥中心', body: `警情 ${id}`, ...over };
@@ -50,13 +36,8 @@ async function receive(s: RunningPdaServer, deviceId: string, key: string, n: nu
   return { got, client };
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+/** Poll every 10 ms (test/support/wait.ts), 10_000 ms unless told. */
+const until = (what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> => pollUntil(what, cond, timeoutMs, 10);
 
 t.test('a connected device receives, acks and reads; the statuses follow', async (t) => {
   const s = await server(t);
@@ -253,7 +234,7 @@ t.test('status relay: a failing receipt store is retried; nothing is lost', asyn
 t.test('the outbox survives a restart', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-pda-restart-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
-  const config = loadConfig({ env: {}, overrides: { pda: { enabled: true, keySecret: 's'.repeat(40) } } }).pda;
+  const config = pdaConfig();
   const first = await startPdaServer({ dataDir, config, sink: new MemoryStatusSink(), logger: pino({ level: 'silent' }) });
   const { key } = await first.channel.registry.register({ deviceId: 'pda-z', personId: 'off-z', unit: 'u' });
   await first.channel.deliver(Array.from({ length: 30 }, (_, i) => msg(`Z${i}`, 'off-z', { priority: (i % 3) as PdaPriority })));

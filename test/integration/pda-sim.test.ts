@@ -4,30 +4,15 @@
  * reconnecting (seeded), every recipient ending delivered.
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
-import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
 import { registerPdaCommands } from '../../src/pda/cli.js';
-import { MemoryStatusSink, startPdaServer } from '../../src/pda/server.js';
 import { runPdaSim, seededRandom, startPdaSim } from '../../src/pda/sim.js';
+import { startPdaHarness, type PdaHarness } from '../support/pda.js';
 
 const ADMIN = 'sim-admin-key-0123456789';
 
-async function server(t: Test): Promise<Awaited<ReturnType<typeof startPdaServer>> & { sink: MemoryStatusSink }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-pda-sim-'));
-  const config = loadConfig({ env: {}, overrides: { pda: { enabled: true, keySecret: 'm'.repeat(40), adminKey: ADMIN } } }).pda;
-  const sink = new MemoryStatusSink();
-  const s = await startPdaServer({ dataDir, config, sink, logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await s.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  return { ...s, sink };
-}
+const server = (t: Test): Promise<PdaHarness> => startPdaHarness(t, { pda: { adminKey: ADMIN } });
 
 t.test('seeded random is repeatable', async (t) => {
   const a = seededRandom(42);

@@ -14,28 +14,20 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import type { RootDatabase } from 'lmdb';
-import { loadConfig } from '../../src/config/load.js';
 import { PdaClient } from '../../src/pda/client.js';
 import { MemoryStatusSink, startPdaServer, type RunningPdaServer } from '../../src/pda/server.js';
 import type { PdaMessage, PdaStatusSink, PdaStatusUpdate } from '../../src/pda/types.js';
+import { pdaConfig } from '../support/pda.js';
+import { until as pollUntil } from '../support/wait.js';
 
 const HOUR = 3_600_000;
 const BODY = '【市公安局指挥中心】全体值班警员：今晚22:00起全市开展夜间巡逻，请各单位按预案到岗，收到请确认。';
 
-function config(): ReturnType<typeof loadConfig>['pda'] {
-  return loadConfig({ env: {}, overrides: { pda: { enabled: true, keySecret: 's'.repeat(40), adminKey: '' } } }).pda;
-}
 
-async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+/** Poll every 10 ms (test/support/wait.ts), 20 s unless told. */
+const until = (what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> => pollUntil(what, cond, timeoutMs, 10);
 
 /** Rows of one of the channel's tables (keys only: the shared-structures entry is not an array key). */
 function rows(env: RootDatabase, name: string): number {
@@ -49,7 +41,7 @@ function msg(id: string, index: number, personId: string, over: Partial<PdaMessa
 }
 
 async function start(t: Test, dataDir: string, sink: PdaStatusSink, clock?: { offset: number }): Promise<RunningPdaServer> {
-  const s = await startPdaServer({ dataDir, config: config(), sink, logger: pino({ level: 'silent' }), ...(clock ? { now: () => Date.now() + clock.offset } : {}) });
+  const s = await startPdaServer({ dataDir, config: pdaConfig(), sink, logger: pino({ level: 'silent' }), ...(clock ? { now: () => Date.now() + clock.offset } : {}) });
   t.teardown(() => s.stop());
   return s;
 }
@@ -116,7 +108,7 @@ t.test('status batches the receipt store refused before a restart are relayed af
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
   const refusing = new MemoryStatusSink();
   refusing.failNext = Number.MAX_SAFE_INTEGER;
-  const first = await startPdaServer({ dataDir, config: config(), sink: refusing, logger: pino({ level: 'silent' }) });
+  const first = await startPdaServer({ dataDir, config: pdaConfig(), sink: refusing, logger: pino({ level: 'silent' }) });
   await first.channel.registry.register({ deviceId: 'pda-r', personId: 'officer-r', unit: 'u' });
   for (let b = 0; b < 3; b++) await first.channel.deliver(Array.from({ length: 10 }, (_, i) => msg(`R${b}`, i, 'officer-r')));
   await first.channel.deliver([msg('NOBODY', 0, 'officer-none')]);

@@ -13,12 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
 import { PdaClient } from '../../src/pda/client.js';
 import { startPdaServer } from '../../src/pda/server.js';
 import { PDA_DBS, PdaStore, type StoredDevice } from '../../src/pda/store.js';
 import type { PdaMessage } from '../../src/pda/types.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
+import { pdaConfig } from '../support/pda.js';
 
 const HOUR = 3_600_000;
 
@@ -62,7 +62,7 @@ t.test('two processes appending to one device: sequences stay consecutive and re
 t.test('a device connected to one process gets what the other process appends (within a tick)', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-pda-procs2-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
-  const config = loadConfig({ env: {}, overrides: { pda: { enabled: true, keySecret: 's'.repeat(40), adminKey: '' } } }).pda;
+  const config = pdaConfig();
   const env = open({ path: join(dataDir, 'pda.lmdb'), maxDbs: PDA_DBS + 2, compression: false });
   t.teardown(() => env.close());
   const logger = pino({ level: 'silent' });

@@ -45,16 +45,8 @@ export function numberAt(n: number): string {
   return `138${String(10_000_000 + n * 10 + 6).slice(-8)}`;
 }
 
-/** Poll `check` every `everyMs` until it holds; throws naming `what` after `timeoutMs` (bounded in rounds too). */
-export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 100_000; i++) {
-    if (await check()) return;
-    if (Date.now() >= deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`${what}: not reached within 100,000 polls`);
-}
+/** Bounded polling (test/support/wait.ts), re-exported for the deployment tests that import it from here. */
+export { until } from './wait.js';
 
 /** An SMSC simulator on a free loopback port (receipts after 5 ms unless told otherwise), stopped on teardown. */
 export async function startSimulator(t: Teardown, options: Partial<SmscSimulatorOptions> = {}): Promise<SmscSimulator> {
