@@ -505,43 +505,43 @@ export class ReceiptStore {
   }
 
   private runReceipt(r: DeliveryReceipt, fx: BatchEffects, w: WriteSet): ReceiptOutcome {
-      const state = r.state;
-      if (state === 'enroute' || state === 'accepted') return 'ignored';
-      const opId = r.messageId;
-      const now = this.now();
-      let ref: StoredOpRef | undefined;
-      for (const c of operatorIdCandidates(opId)) {
-        ref = this.opids.get([r.account, c]);
-        if (ref !== undefined) break;
-      }
-      if (ref === undefined) {
-        const canonical = canonicalOperatorId(opId);
-        if (this.early.get([r.account, canonical]) !== undefined) {
-          fx.duplicateReceipts++;
-          return 'duplicate';
-        }
-        const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId };
-        if (r.error !== undefined && state !== 'delivered') e.e = r.error;
-        w.put(this.early, [r.account, canonical], e);
-        w.put(this.earlyAge, [now, r.account, canonical], 1);
-        fx.early.push(r.account);
-        return 'early';
-      }
-      const [messageId, index, segment] = ref;
-      const row = this.recipients.get([messageId, index]);
-      const seg = row?.g[segment - 1];
-      if (row === undefined || seg === undefined) {
-        fx.orphanReceipts++;
-        return 'ignored';
-      }
-      if (isFinal(seg.s)) {
+    const state = r.state;
+    if (state === 'enroute' || state === 'accepted') return 'ignored';
+    const opId = r.messageId;
+    const now = this.now();
+    let ref: StoredOpRef | undefined;
+    for (const c of operatorIdCandidates(opId)) {
+      ref = this.opids.get([r.account, c]);
+      if (ref !== undefined) break;
+    }
+    if (ref === undefined) {
+      const canonical = canonicalOperatorId(opId);
+      if (this.early.get([r.account, canonical]) !== undefined) {
         fx.duplicateReceipts++;
         return 'duplicate';
       }
-      finish(seg, state, state === 'delivered' ? undefined : r.error, r.doneAt);
-      if (seg.t !== undefined) fx.latencies.push([r.account, latencySeconds(seg.t, r.doneAt, now)]);
-      this.settle({ messageId, index, row, dirty: true }, now, fx, w);
-      return 'applied';
+      const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId };
+      if (r.error !== undefined && state !== 'delivered') e.e = r.error;
+      w.put(this.early, [r.account, canonical], e);
+      w.put(this.earlyAge, [now, r.account, canonical], 1);
+      fx.early.push(r.account);
+      return 'early';
+    }
+    const [messageId, index, segment] = ref;
+    const row = this.recipients.get([messageId, index]);
+    const seg = row?.g[segment - 1];
+    if (row === undefined || seg === undefined) {
+      fx.orphanReceipts++;
+      return 'ignored';
+    }
+    if (isFinal(seg.s)) {
+      fx.duplicateReceipts++;
+      return 'duplicate';
+    }
+    finish(seg, state, state === 'delivered' ? undefined : r.error, r.doneAt);
+    if (seg.t !== undefined) fx.latencies.push([r.account, latencySeconds(seg.t, r.doneAt, now)]);
+    this.settle({ messageId, index, row, dirty: true }, now, fx, w);
+    return 'applied';
   }
 
   // -------------------------------------------------------------- finalising
@@ -602,36 +602,36 @@ export class ReceiptStore {
   }
 
   private runPdaStates(updates: readonly PdaStateUpdate[], fx: BatchEffects, w: WriteSet): void {
-      const work = new Map<string, Work>();
-      for (const u of updates) {
-        const wk = this.work(work, u.messageId, u.index);
-        const row = wk.row;
-        if (u.state === 'queued') {
-          if (row.s === 'accepted') {
-            row.s = 'queued';
-            wk.dirty = true;
-          }
-          continue;
+    const work = new Map<string, Work>();
+    for (const u of updates) {
+      const wk = this.work(work, u.messageId, u.index);
+      const row = wk.row;
+      if (u.state === 'queued') {
+        if (row.s === 'accepted') {
+          row.s = 'queued';
+          wk.dirty = true;
         }
-        if (u.state === 'read') {
-          const seg = row.g[0];
-          if (seg && seg.c === 'pda' && seg.e === undefined) {
-            seg.e = `read at ${new Date(u.at).toISOString()}`;
-            wk.dirty = true;
-          }
-          continue;
-        }
-        if (isFinal(row.s)) continue;
-        const state: FinalState | undefined = u.state === 'delivered-to-device' ? 'delivered' : u.state === 'expired' ? 'expired' : u.state === 'undeliverable' ? 'undeliverable' : undefined;
-        if (state === undefined) continue;
-        const seg: StoredSegment = { s: state, c: 'pda', d: u.at, t: u.at };
-        if (u.deviceId !== undefined) seg.o = `${u.deviceId}:${u.seq ?? 0}`;
-        if (u.error !== undefined) seg.e = u.error;
-        row.g = [seg];
-        wk.dirty = true;
+        continue;
       }
-      const now = this.now();
-      for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
+      if (u.state === 'read') {
+        const seg = row.g[0];
+        if (seg && seg.c === 'pda' && seg.e === undefined) {
+          seg.e = `read at ${new Date(u.at).toISOString()}`;
+          wk.dirty = true;
+        }
+        continue;
+      }
+      if (isFinal(row.s)) continue;
+      const state: FinalState | undefined = u.state === 'delivered-to-device' ? 'delivered' : u.state === 'expired' ? 'expired' : u.state === 'undeliverable' ? 'undeliverable' : undefined;
+      if (state === undefined) continue;
+      const seg: StoredSegment = { s: state, c: 'pda', d: u.at, t: u.at };
+      if (u.deviceId !== undefined) seg.o = `${u.deviceId}:${u.seq ?? 0}`;
+      if (u.error !== undefined) seg.e = u.error;
+      row.g = [seg];
+      wk.dirty = true;
+    }
+    const now = this.now();
+    for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
   }
 
   /**
