@@ -267,7 +267,8 @@ export class DirectoryStore {
       this.units, this.unitChildren, this.keys, this.keyDigests, this.people, this.peopleMobile, this.peopleEmail, this.peopleUnit,
       this.roles, this.groups, this.groupParents, this.members, this.memberOf, this.blocks,
     ] as unknown as Array<Database<unknown, Key>>;
-    this.rows = opts.changeLog ? new RowLog(opts.changeLog, replicated) : undefined;
+    // dir.meta 'version': other hosts bump theirs when they apply these rows, so their caches reload.
+    this.rows = opts.changeLog ? new RowLog(opts.changeLog, replicated, ['dir.meta', 'version']) : undefined;
   }
 
   static open(opts: DirectoryStoreOptions): DirectoryStore {

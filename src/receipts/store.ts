@@ -53,7 +53,6 @@ import {
   type PdaStateUpdate,
   type ReplicaOp,
   type RowVersion,
-  type RowWrite,
 } from '../replication/change-log.js';
 import { CommitQueue, type TxnEffects, type WriteSet } from './commit-queue.js';
 import {
@@ -890,7 +889,7 @@ export class ReceiptStore {
         this.runPdaStates(op.updates, fx, w);
         return;
       case 'w':
-        this.applyRows(op.at, op.rows, origin, w);
+        this.applyRows(op, origin, w);
         return;
       case 'e': {
         const msg = this.messages.get(op.id);
@@ -910,16 +909,16 @@ export class ReceiptStore {
   }
 
   /**
-   * Rows of another host's directory or template change (RowLog): each row
-   * whose version is newer than the one this host has; a directory change
-   * bumps the directory's version here, so its caches (policy, senders)
-   * reload. Also another host's daily quota counters (`dir.quota`).
+   * Rows of another host's directory, quota or template change (RowLog):
+   * each row whose version is newer than the one this host has; when one
+   * was applied, the counter the change names (`b`: the directory's version)
+   * is incremented here too, so caches keyed by it reload.
    */
-  private applyRows(at: number, rows: readonly RowWrite[], origin: string, w: WriteSet): void {
+  private applyRows(op: Extract<ReplicaOp, { k: 'w' }>, origin: string, w: WriteSet): void {
     const log = this.log!;
-    const version: RowVersion = [at, origin];
-    let directoryChanged = false;
-    for (const row of rows) {
+    const version: RowVersion = [op.at, origin];
+    let applied = false;
+    for (const row of op.rows) {
       const [name, key] = row;
       const db = this.replicaDb(name);
       const vk = versionKey(name, key);
@@ -927,13 +926,11 @@ export class ReceiptStore {
       if (row.length === 3) w.put(db, key, row[2]);
       else w.remove(db, key);
       w.put(log.rowVersions, vk, version);
-      // Quota counters are not the directory's content: its caches need no reload for them.
-      if (name.startsWith('dir.') && name !== 'dir.quota') directoryChanged = true;
+      applied = true;
     }
-    if (directoryChanged) {
-      // The directory's on-disk version counter (src/directory/store.ts, dir.meta 'version').
-      const meta = this.replicaDb('dir.meta') as Database<number, string>;
-      w.put(meta, 'version', (meta.get('version') ?? 0) + 1);
+    if (applied && op.b !== undefined) {
+      const counter = this.replicaDb(op.b[0]) as Database<number, string>;
+      w.put(counter, op.b[1], (counter.get(op.b[1]) ?? 0) + 1);
     }
   }
 

@@ -80,8 +80,15 @@ export type ReplicaOp =
   | { readonly k: 'p'; readonly updates: readonly PdaStateUpdate[] }
   /** expireDue: these recipients of the message expired (decided by the message's own host). */
   | { readonly k: 'e'; readonly id: string; readonly at: number; readonly idx: readonly number[] }
-  /** Rows written by a directory or template change (RowLog), versioned [at µs, host]: the newest version of a row wins everywhere. */
-  | { readonly k: 'w'; readonly at: number; readonly rows: readonly RowWrite[] };
+  /**
+   * Rows written by a directory or template change (RowLog), versioned [at µs, host]: the newest
+   * version of a row wins everywhere. `b`: a counter [db, key] the applying host increments when a
+   * row was applied (the directory's version, so its caches reload).
+   */
+  | { readonly k: 'w'; readonly at: number; readonly rows: readonly RowWrite[]; readonly b?: RowCounter };
+
+/** A counter row [db, key] (a number) that applying a `w` operation increments. */
+export type RowCounter = readonly [db: string, key: string];
 
 /** One row a replicated change wrote: [db, key, value], or [db, key] when it removed the row. */
 export type RowWrite = readonly [db: string, key: Key, value: unknown] | readonly [db: string, key: Key];
@@ -231,7 +238,12 @@ export class ChangeLog {
 export class RowLog {
   private recording: RowWrite[] | undefined;
 
-  constructor(private readonly log: ChangeLog, dbs: ReadonlyArray<Database<unknown, Key>>) {
+  constructor(
+    private readonly log: ChangeLog,
+    dbs: ReadonlyArray<Database<unknown, Key>>,
+    /** Incremented on the other hosts when they apply a change of these rows (caches keyed by it reload). */
+    private readonly bumps?: RowCounter,
+  ) {
     for (const db of dbs) this.track(db);
   }
 
@@ -251,7 +263,8 @@ export class RowLog {
       const version: RowVersion = [at, this.log.host];
       for (const [db, key] of rows) this.log.rowVersions.putSync(versionKey(db, key), version);
       for (let i = 0; i < rows.length; i += MAX_OPS_PER_ENTRY * 8) {
-        this.log.appendSync([{ k: 'w', at, rows: rows.slice(i, i + MAX_OPS_PER_ENTRY * 8) }]);
+        const slice = rows.slice(i, i + MAX_OPS_PER_ENTRY * 8);
+        this.log.appendSync([this.bumps ? { k: 'w', at, rows: slice, b: this.bumps } : { k: 'w', at, rows: slice }]);
       }
     }
     return out;
