@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
-import { GatewayError, type FieldProblem } from '../core/errors.js';
+import { GatewayError } from '../core/errors.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { AdminKeyConfig } from '../config/schema.js';
 import type { Metrics } from '../telemetry/metrics.js';

@@ -35,7 +35,7 @@ import type { OfficeSender } from '../sender.js';
 import { MailAlertStore } from './store.js';
 import { DEFAULT_MAX_PENDING_DIGESTS, DEFAULT_POLL_MS, NewMailAlerter } from './alerter.js';
 import { messageKey, parseHeaderBlock, readHeaderBlock } from './headers.js';
-import { mailMetrics, type MailMetrics, type MailOutcome } from './metrics.js';
+import { mailMetrics, type MailOutcome } from './metrics.js';
 
 export { MAIL_DBS } from './store.js';
 
