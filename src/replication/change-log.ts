@@ -137,7 +137,8 @@ export class ChangeLog {
   readonly rowVersions: Database<RowVersion, Key>;
   /** `stream` → [stream seq, op index] applied last; `host` → this data dir's host id (checkReplicaHost). */
   readonly positions: Database<[number, number], string>;
-  private readonly listeners: Array<() => void> = [];
+  /** Relays of this process to wake (one per running ReceiptReplication; removed when it stops). */
+  private readonly listeners = new Set<() => void>();
 
   constructor(env: RootDatabase, readonly host: string) {
     if (!HOST_ID_PATTERN.test(host)) throw new GatewayError('CONFIG_INVALID', `replication host id ${JSON.stringify(host)} must match ${HOST_ID_PATTERN}`);
@@ -168,9 +169,10 @@ export class ChangeLog {
     }
   }
 
-  /** Something was appended (after the write was handed to LMDB): relays wake up. */
-  onAppend(listener: () => void): void {
-    this.listeners.push(listener);
+  /** Something was appended (after the write was handed to LMDB): relays wake up. Returns the way to stop listening. */
+  onAppend(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
   }
 
   notify(): void {

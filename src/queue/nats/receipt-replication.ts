@@ -122,6 +122,7 @@ const LEASE_TTL_MS = 3_000;
 export class ReceiptReplication {
   private stopped = false;
   private relayWake: (() => void) | undefined;
+  private stopListening: (() => void) | undefined;
   private relayLoop: Promise<void> | undefined;
   private applyLoop: Promise<void> | undefined;
   /** This process's relay lease id, and whether it holds the lease (it publishes) or stands by. */
@@ -165,7 +166,7 @@ export class ReceiptReplication {
       await ensureStream(jsm, replicationStreamConfig(opts));
       const js = jetstream(nc, { timeout: opts.publishTimeoutMs });
       const r = new ReceiptReplication(nc, jsm, js, cfg, opts, replicationMetrics(cfg.metrics?.registry), logger);
-      cfg.log.onAppend(() => r.relayWake?.());
+      r.stopListening = cfg.log.onAppend(() => r.relayWake?.());
       r.relayLoop = r.relay();
       r.applyLoop = r.apply();
       logger.info({ stream: opts.stream }, 'receipt replication started');
@@ -222,6 +223,7 @@ export class ReceiptReplication {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.stopListening?.();
     this.relayWake?.();
     for (const p of [...this.progress]) p();
     await this.relayLoop;
