@@ -50,8 +50,6 @@ const NOTHING: Reservation = { release: () => Promise.resolve() };
 export class QuotaLedger {
   private readonly env: RootDatabase;
   private readonly daily: Database<number, QuotaKey>;
-  /** This host's id in the counters ('' without replication). */
-  private readonly host: string;
   private readonly rows: RowLog | undefined;
   private readonly log: ChangeLog | undefined;
   private readonly offsetMs: number;
@@ -64,7 +62,6 @@ export class QuotaLedger {
     this.daily = opts.env.openDB<number, QuotaKey>({ name: 'dir.quota', encoding: 'msgpack' });
     this.offsetMs = opts.utcOffsetMinutes * 60_000;
     this.now = opts.now ?? Date.now;
-    this.host = opts.changeLog?.host ?? '';
     this.log = opts.changeLog;
     this.rows = opts.changeLog ? new RowLog(opts.changeLog, [this.daily as unknown as Database<unknown, Key>]) : undefined;
   }
@@ -80,7 +77,8 @@ export class QuotaLedger {
   /** Inside a write transaction: add `n` (or take it back) on this host's row, logged for the other hosts. */
   private charge(unit: string, day: string, n: number): void {
     const write = (): void => {
-      const key: QuotaKey = [unit, day, this.host];
+      // This host's row: its replication id, '' without replication.
+      const key: QuotaKey = [unit, day, this.log?.host ?? ''];
       this.daily.putSync(key, Math.max(0, (this.daily.get(key) ?? 0) + n));
     };
     if (this.rows) this.rows.capture(write);
