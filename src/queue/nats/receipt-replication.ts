@@ -240,6 +240,7 @@ export class ReceiptReplication {
     let backoff = 0;
     let failures = 0;
     let leaseCheckAt = 0;
+    let countAt = 0;
     while (!this.stopped) {
       if (Date.now() >= leaseCheckAt) {
         try {
@@ -256,7 +257,12 @@ export class ReceiptReplication {
         continue;
       }
       const batch = log.oldest(this.opts.publishBatch);
-      this.m?.outbox.set(batch.length < this.opts.publishBatch ? batch.length : log.waiting);
+      if (batch.length < this.opts.publishBatch) this.m?.outbox.set(batch.length);
+      else if (this.m !== undefined && Date.now() >= countAt) {
+        // A backlog: counting the whole outbox is O(entries), so at most once a second.
+        this.m.outbox.set(log.waiting);
+        countAt = Date.now() + 1_000;
+      }
       if (batch.length === 0) {
         await this.relayIdle(this.opts.relayIdleMs);
         continue;
