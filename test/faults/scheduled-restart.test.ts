@@ -55,9 +55,14 @@ t.test('scheduled messages across kill -9 and restart are sent once', async (t) 
   const status = await api(url, 'GET', `/v1/messages/${ids[0]}`);
   t.ok(Date.now() < Date.parse(firstAt), 'the restart finished before the first wave was due (else the next check says nothing)');
   t.equal(status.json.status, 'scheduled', 'still scheduled after the restart');
-  // Kill again just as the second wave comes due.
+  // Kill again just as the second wave comes due. The SMSC is silent meanwhile (it takes no submit_sm):
+  // what is tested here is the scheduler's release across a crash, not the SMPP window, whose
+  // submitted-but-unrecorded segments a kill may resend (bounded, tested in gateway-kill.test.ts).
+  // A kill that landed while the wave's submit_sm were on the wire made this test fail now and then.
+  sim.setSilent(true);
   await sleep(Math.max(0, Date.parse(secondAt) - Date.now() + 30));
   await gw.kill('SIGKILL');
+  sim.setSilent(false);
   await gw.restart();
   for (const id of ids) await waitComplete(url, id, 60_000);
   const counts = sim.stats().submitsByDestination;
