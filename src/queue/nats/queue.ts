@@ -44,7 +44,7 @@
  * again on its next delivery. The dead stream keeps one copy per work
  * sequence inside the duplicate window.
  */
-import { connect, errors as natsErrors, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { errors as natsErrors, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import {
   jetstream,
   jetstreamManager,
@@ -54,6 +54,7 @@ import {
   type JetStreamManager,
   type PubAck,
 } from '@nats-io/jetstream';
+import { connectGateway } from './connection.js';
 import { GatewayError } from '../../core/errors.js';
 import type { DeadLetter, Delivery, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
 import type { Metrics } from '../../telemetry/metrics.js';
@@ -276,26 +277,12 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     const tuning = { ...DEFAULT_TUNING, ...config.tuning };
     const limits = { ...DEFAULT_STREAM_LIMITS, ...config.limits };
     const log = (config.logger ?? createLogger({ level: 'silent' })).child({ part: 'queue-nats' });
-    let nc: NatsConnection;
-    try {
-      nc = await connect({
-        servers: [...config.servers],
-        name: config.name ?? 'smsgw-queue',
-        timeout: tuning.connectTimeoutMs,
-        reconnect: true,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: tuning.reconnectTimeWaitMs,
-        reconnectJitter: 100,
-        // notice a dead server that did not close the socket within ~30 s
-        pingInterval: 10_000,
-        maxPingOut: 3,
-        // no Error (with its stack) captured up front for every request: each publish and each
-        // confirmed ack is one; a failure still says what failed
-        noAsyncTraces: true,
-      });
-    } catch (e) {
-      throw new GatewayError('QUEUE_UNAVAILABLE', `NATS queue: cannot connect to ${config.servers.join(', ')}: ${String(e)}`, { cause: e });
-    }
+    const nc = await connectGateway('NATS queue', config.servers, {
+      name: config.name ?? 'smsgw-queue',
+      timeoutMs: tuning.connectTimeoutMs,
+      reconnectTimeWaitMs: tuning.reconnectTimeWaitMs,
+      reconnectJitterMs: 100,
+    });
     try {
       const jsm = await jetstreamManager(nc, { timeout: tuning.apiTimeoutMs });
       const js = jetstream(nc, { timeout: tuning.publishAttemptTimeoutMs });

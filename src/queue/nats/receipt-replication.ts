@@ -23,7 +23,8 @@
  * this host has not seen yet, it waits until every change published so far
  * is applied here, so a segment another host submitted is seen as submitted.
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectGateway } from './connection.js';
 import {
   DeliverPolicy,
   jetstream,
@@ -146,21 +147,7 @@ export class ReceiptReplication {
   static async start(cfg: ReceiptReplicationConfig): Promise<ReceiptReplication> {
     const opts: ReplicationOptions = { ...DEFAULT_REPLICATION_OPTIONS, ...cfg.options };
     const logger = cfg.logger.child({ part: 'replication', host: cfg.log.host });
-    let nc: NatsConnection;
-    try {
-      nc = await connect({
-        servers: [...cfg.servers],
-        name: `smsgw-replication-${cfg.log.host}`,
-        reconnect: true,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 500,
-        pingInterval: 10_000,
-        maxPingOut: 3,
-        noAsyncTraces: true,
-      });
-    } catch (e) {
-      throw new GatewayError('QUEUE_UNAVAILABLE', `receipt replication: cannot connect to ${cfg.servers.join(', ')}: ${String(e)}`, { cause: e });
-    }
+    const nc = await connectGateway('receipt replication', cfg.servers, { name: `smsgw-replication-${cfg.log.host}`, reconnectTimeWaitMs: 500 });
     try {
       const jsm = await jetstreamManager(nc, { timeout: 10_000 });
       await ensureStream(jsm, replicationStreamConfig(opts));

@@ -44,7 +44,8 @@
  * Retention: `limits`, discard old, bounded by `maxAgeMs` and `maxBytes`:
  * the stream is a window of recent history, not an archive.
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectGateway } from './connection.js';
 import { jetstream, jetstreamManager, type JetStreamClient, type StreamConfig } from '@nats-io/jetstream';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { randomBytes } from 'node:crypto';
@@ -240,22 +241,7 @@ export class StatusEventPublisher {
     if (!nc) {
       const servers = config.servers ?? [];
       if (servers.length === 0) throw new GatewayError('CONFIG_INVALID', 'status events: no NATS connection and no servers');
-      try {
-        nc = await connect({
-          servers: [...servers],
-          name: 'smsgw-status-events',
-          timeout: 10_000,
-          reconnect: true,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 250,
-          pingInterval: 10_000,
-          maxPingOut: 3,
-          // every publish is a request: no Error with a stack captured for each
-          noAsyncTraces: true,
-        });
-      } catch (e) {
-        throw new GatewayError('QUEUE_UNAVAILABLE', `status events: cannot connect to ${servers.join(', ')}: ${String(e)}`, { cause: e });
-      }
+      nc = await connectGateway('status events', servers, { name: 'smsgw-status-events', timeoutMs: 10_000, reconnectTimeWaitMs: 250 });
     }
     try {
       const jsm = await jetstreamManager(nc, { timeout: 5_000 });
