@@ -13,9 +13,9 @@ import t, { type Test } from 'tap';
 import { QuotaLedger } from '../../src/directory/quota.js';
 import { DirectoryStore } from '../../src/directory/store.js';
 import { TemplateStore } from '../../src/office/templates.js';
-import { requireNatsServer, startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import type { NatsServerHandle } from '../support/nats-server.js';
 import { until } from '../support/nats-deployment.js';
-import { startReplicaHost, startReplication, type ReplicaHost } from '../support/replication.js';
+import { startReplicaHost, startReplicationNats, startReplication, type ReplicaHost } from '../support/replication.js';
 import { ROOT, TIERS, grants, mobileAt } from '../support/directory.js';
 
 interface Host extends ReplicaHost {
@@ -36,9 +36,8 @@ async function startHost(tt: Test, name: string, nats: NatsServerHandle): Promis
 }
 
 t.test('directory and template changes made on one host are found on the other', async (tt) => {
-  if (!requireNatsServer(tt)) return;
-  const nats = await startNatsServer({ jetstream: true });
-  tt.teardown(() => nats.destroy());
+  const nats = await startReplicationNats(tt);
+  if (!nats) return;
   const a = await startHost(tt, 'host-a', nats);
   const b = await startHost(tt, 'host-b', nats);
 
@@ -81,9 +80,8 @@ t.test('directory and template changes made on one host are found on the other',
 });
 
 t.test('the same record changed on both hosts at once ends the same on both', async (tt) => {
-  if (!requireNatsServer(tt)) return;
-  const nats = await startNatsServer({ jetstream: true });
-  tt.teardown(() => nats.destroy());
+  const nats = await startReplicationNats(tt);
+  if (!nats) return;
   const a = await startHost(tt, 'host-a', nats);
   const b = await startHost(tt, 'host-b', nats);
   await a.directory.createUnit(ROOT, { id: 'police', name: '市公安局', sender: '10690110' });
@@ -104,9 +102,8 @@ t.test('the same record changed on both hosts at once ends the same on both', as
 });
 
 t.test('a daily quota is one limit across hosts: each host counts its own, the others\' counts arrive replicated', async (tt) => {
-  if (!requireNatsServer(tt)) return;
-  const nats = await startNatsServer({ jetstream: true });
-  tt.teardown(() => nats.destroy());
+  const nats = await startReplicationNats(tt);
+  if (!nats) return;
   const a = await startHost(tt, 'host-a', nats);
   const b = await startHost(tt, 'host-b', nats);
   const quotasA = new QuotaLedger({ env: a.env, utcOffsetMinutes: 480, changeLog: a.log });

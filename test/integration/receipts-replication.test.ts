@@ -19,8 +19,7 @@ import { ReceiptStore } from '../../src/receipts/store.js';
 import type { MessageRecord } from '../../src/receipts/types.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
-import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
-import { outcomeCount, startReplicaHost, startReplication } from '../support/replication.js';
+import { outcomeCount, startReplicaHost, startReplicationNats, startReplication } from '../support/replication.js';
 import { until } from '../support/nats-deployment.js';
 
 function message(id: string, recipients: number, over: Partial<MessageRecord> = {}): MessageRecord {
@@ -35,9 +34,8 @@ const numbers = (n: number, base: number): string[] => Array.from({ length: n },
 
 
 t.test('receipt changes made on any host reach every other host', async (tt) => {
-  if (!requireNatsServer(tt)) return;
-  const nats = await startNatsServer({ jetstream: true });
-  tt.teardown(() => nats.destroy());
+  const nats = await startReplicationNats(tt);
+  if (!nats) return;
   const a = await startReplicaHost(tt, 'host-a', nats);
   const b = await startReplicaHost(tt, 'host-b', nats);
   const c = await startReplicaHost(tt, 'host-c', nats);
@@ -99,9 +97,8 @@ t.test('receipt changes made on any host reach every other host', async (tt) => 
 });
 
 t.test('a restarted applier resumes at its stored position and applies nothing twice', async (tt) => {
-  if (!requireNatsServer(tt)) return;
-  const nats = await startNatsServer({ jetstream: true });
-  tt.teardown(() => nats.destroy());
+  const nats = await startReplicationNats(tt);
+  if (!nats) return;
   const a = await startReplicaHost(tt, 'host-a', nats);
   const b = await startReplicaHost(tt, 'host-b', nats);
 

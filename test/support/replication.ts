@@ -14,10 +14,21 @@ import { ChangeLog } from '../../src/replication/change-log.js';
 import { ReceiptStore } from '../../src/receipts/store.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
-import type { NatsServerHandle } from './nats-server.js';
+import { requireNatsServer, startNatsServer, type NatsServerHandle } from './nats-server.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
+}
+
+/**
+ * A JetStream nats-server for one replication test, stopped with it; undefined when there is no
+ * nats-server binary (requireNatsServer has then failed the test under CI, or skipped it).
+ */
+export async function startReplicationNats(t: Teardown & Parameters<typeof requireNatsServer>[0]): Promise<NatsServerHandle | undefined> {
+  if (!requireNatsServer(t)) return undefined;
+  const nats = await startNatsServer({ jetstream: true });
+  t.teardown(() => nats.destroy());
+  return nats;
 }
 
 export interface ReplicaHost {
