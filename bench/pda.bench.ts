@@ -5,6 +5,16 @@
  *   - bare uWS:  uWebSockets.js WebSockets, no auth, no outbox, no acks: the
  *                server sends the same frame bytes to every socket (ws.send
  *                per socket); done when every device has received it.
+ *   - acked:     floor 1, bare uWS + acknowledgements: as bare, and every
+ *                device answers the frame with an 8-byte one (the acks due
+ *                sent by one setImmediate, as the PDA client does); done
+ *                when the server has every answer. What any protocol that
+ *                confirms delivery per device costs on this machine.
+ *   - stored:    floor 2, acked + the least durable bookkeeping: one LMDB
+ *                put per device before its send (chunks of 1,000, one
+ *                transaction each, sent once flushed) and one removal per
+ *                ack (one transaction per event-loop turn). No auth, no
+ *                sequences, no status.
  *   - pda:       the PDA channel (LMDB outbox, HMAC handshake, per-device
  *                sequences, acks group-committed, status relay); the
  *                broadcast is one `deliver` of N recipients; done when every
@@ -13,26 +23,29 @@
  * Figures: completion time and rate (devices / s), p50 / p99 per device
  * (broadcast → message received; for pda also → ack recorded, and →
  * everything appended and flushed), peak RSS of the server process, CPU per
- * device of the server (user + system, all threads; for pda from the
- * broadcast command to the last ack recorded, for bare the send loop) and
+ * device of the server (user + system, all threads; from the broadcast
+ * command to the last ack recorded, for bare the send loop) and
  * of the devices process (to the last message received), and the time to
  * connect (and authenticate) all devices. Each run sends one warm-up
  * broadcast first (not measured: JIT, LMDB map pages, socket buffers), in
- * both variants alike. Medians over BENCH_REPEATS runs; the ratio is what to
- * quote, with the same-run ratios (bare and pda of one repeat run back to
- * back) beside it. On a shared machine completion times swing with the
+ * every variant alike. Medians over BENCH_REPEATS runs; the ratio is what to
+ * quote, with the same-run ratios (the variants of one repeat run back to
+ * back) beside it; the floors' ratios say how much of the gap to bare is
+ * the acknowledgement itself. On a shared machine completion times swing with the
  * load; CPU per device moves much less.
  *
  *   BENCH_DEVICES=5000 BENCH_REPEATS=3 npm run bench:pda
  *   BENCH_WARMUPS=3 …   three warm-up broadcasts instead of one (steadier JIT state; default 1)
  *   BENCH_CPU_PROF=1 …   also writes CPU profiles of the child processes to bench/out/prof-<role>-<variant>
+ *   BENCH_PERF=1 …       perf record (on-CPU, kernel included) of the server over the measured broadcast:
+ *                        bench/out/perf-<variant>.data
  *   BENCH_CPU_PROF=broadcast …   profiles the server and the devices process over the measured broadcast
  *                                only (bench/out/prof-pda-broadcast-<role>-<pid>.cpuprofile)
  *
  * File descriptors: each process holds N sockets; the bench refuses to start
  * when the soft limit (ulimit -n) is below N + 512 and says so.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +61,7 @@ const WARMUPS = envInt('BENCH_WARMUPS', 1);
 const SELF = fileURLToPath(import.meta.url);
 const BODY = '【市公安局指挥中心】全体值班警员：今晚22:00起全市开展夜间巡逻，请各单位按预案到岗，收到请确认。';
 
-type Variant = 'bare' | 'pda';
+type Variant = 'bare' | 'acked' | 'stored' | 'pda';
 
 function quantile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return NaN;
@@ -98,7 +111,8 @@ async function serverMain(variant: Variant): Promise<void> {
     type: 'message', seq: 1, redelivery: false, floor: 1, priority: 2, createdAt: Date.now(), expiresAt: Date.now() + 3_600_000,
     messageId: 'BCAST-0000000000000000000000', classification: 'police', senderUnit: '市公安局指挥中心', body: BODY,
   });
-  if (variant === 'bare') {
+  if (variant === 'stored') return storedFloorServer(frame);
+  if (variant === 'bare' || variant === 'acked') {
     const { loadUws } = await import('../src/ingest/uws.js');
     const uws = loadUws();
     const sockets = new Set<import('uWebSockets.js').WebSocket<unknown>>();
@@ -108,14 +122,26 @@ async function serverMain(variant: Variant): Promise<void> {
       idleTimeout: 120,
       open: (ws) => void sockets.add(ws),
       close: (ws) => void sockets.delete(ws),
+      // acked: every device answers each frame with a small one; done when all N answers are in.
+      message: () => {
+        if (acks >= N) return;
+        ackedAt[acks++] = wallNow() - broadcastAt;
+        if (acks === N) {
+          const cpu = process.cpuUsage(cpu0);
+          process.send?.({ done: true, ackedAt, cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
+        }
+      },
     });
-    const port = await new Promise<number>((resolve, reject) =>
-      app.listen('127.0.0.1', 0, (s) => (s ? resolve(uws.us_socket_local_port(s)) : reject(new Error('listen')))),
-    );
-    process.send?.({ ready: true, port, url: `ws://127.0.0.1:${port}/bare` });
-    process.on('message', (m: { cmd: string }) => {
+    let acks = 0;
+    let broadcastAt = 0;
+    let cpu0 = process.cpuUsage();
+    const ackedAt = new Array<number>(N).fill(0);
+    await announceListening(uws, app, '/bare');
+    process.on('message', (m: { cmd: string; at?: number }) => {
       if (m.cmd === 'broadcast') {
-        const cpu0 = process.cpuUsage();
+        broadcastAt = m.at ?? wallNow();
+        acks = 0;
+        cpu0 = process.cpuUsage();
         for (const ws of sockets) ws.send(frame, true);
         const cpu = process.cpuUsage(cpu0);
         process.send?.({ sent: true, sockets: sockets.size, cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
@@ -184,6 +210,96 @@ async function serverMain(variant: Variant): Promise<void> {
   });
 }
 
+/** Listen on a free loopback port and tell the parent the URL of `path`. */
+async function announceListening(uws: typeof import('uWebSockets.js'), app: import('uWebSockets.js').TemplatedApp, path: string): Promise<void> {
+  const port = await new Promise<number>((resolve, reject) =>
+    app.listen('127.0.0.1', 0, (s) => (s ? resolve(uws.us_socket_local_port(s)) : reject(new Error('listen')))),
+  );
+  process.send?.({ ready: true, port, url: `ws://127.0.0.1:${port}${path}` });
+}
+
+/**
+ * The storage floor: bare uWS + acks + the least durable bookkeeping a store-and-forward channel needs,
+ * one LMDB put per device at append (chunks of 1,000 in one transaction each, sent once flushed) and
+ * one removal per ack (the acks of one event-loop turn in one transaction). No auth, no sequences,
+ * no status rows.
+ */
+async function storedFloorServer(frame: Uint8Array): Promise<void> {
+  const { loadUws } = await import('../src/ingest/uws.js');
+  const { open } = await import('lmdb');
+  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-bench-pda-floor-'));
+  const env = open({ path: dataDir, maxDbs: 2 });
+  const outbox = env.openDB<Buffer, [number, number]>({ name: 'outbox', encoding: 'binary' });
+  const entry = Buffer.alloc(40, 1);
+  const uws = loadUws();
+  const sockets: Array<import('uWebSockets.js').WebSocket<{ i: number }>> = [];
+  let round = 0;
+  let acks = 0;
+  let broadcastAt = 0;
+  let cpu0 = process.cpuUsage();
+  const ackedAt = new Array<number>(N).fill(0);
+  let pending: number[] = [];
+  // A failed write ends the server: the parent reports that it exited before the broadcast was done.
+  const fail = (e: unknown): void => {
+    process.stderr.write(`floor server: LMDB write failed: ${String(e)}\n`);
+    process.exit(1);
+  };
+  const commitAcks = (): void => {
+    const items = pending;
+    pending = [];
+    const r = round;
+    void env.childTransaction(() => {
+      for (const i of items) outbox.removeSync([i, r]);
+    }).then(() => {
+      const now = wallNow() - broadcastAt;
+      for (let k = 0; k < items.length && acks < N; k++) ackedAt[acks++] = now;
+      if (acks === N) {
+        const cpu = process.cpuUsage(cpu0);
+        process.send?.({ done: true, ackedAt, cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
+      }
+    }, fail);
+  };
+  const app = uws.App().ws<{ i: number }>('/floor', {
+    compression: uws.DISABLED,
+    maxPayloadLength: 64 * 1024,
+    idleTimeout: 120,
+    open: (ws) => {
+      ws.getUserData().i = sockets.length;
+      sockets.push(ws);
+    },
+    message: (ws) => {
+      if (pending.push(ws.getUserData().i) === 1) setImmediate(commitAcks);
+    },
+  });
+  await announceListening(uws, app, '/floor');
+  process.on('message', (m: { cmd: string; at?: number }) => {
+    if (m.cmd === 'broadcast') {
+      broadcastAt = m.at ?? wallNow();
+      acks = 0;
+      round++;
+      cpu0 = process.cpuUsage();
+      const r = round;
+      let left = Math.ceil(sockets.length / 1000);
+      const chunk = (from: number): void => {
+        const to = Math.min(sockets.length, from + 1000);
+        void env.childTransaction(() => {
+          for (let i = from; i < to; i++) outbox.putSync([i, r], entry);
+          if (to < sockets.length) setImmediate(() => chunk(to));
+        }).then(() => env.flushed).then(() => {
+          for (let i = from; i < to; i++) sockets[i]?.send(frame, true);
+          if (--left === 0) process.send?.({ sent: true, sockets: sockets.length });
+        }, fail);
+      };
+      chunk(0);
+    } else if (m.cmd === 'stop') {
+      void env.close().then(() => {
+        rmSync(dataDir, { recursive: true, force: true });
+        process.exit(0);
+      });
+    }
+  });
+}
+
 // ====================================================================== devices process
 
 async function clientsMain(variant: Variant, url: string): Promise<void> {
@@ -206,13 +322,23 @@ async function clientsMain(variant: Variant, url: string): Promise<void> {
   };
   const connectStart = wallNow();
   let next = 0;
-  if (variant === 'bare') {
+  if (variant !== 'pda') {
     const { default: WebSocket } = await import('ws');
+    const ack = Buffer.from([0x04, 0, 0, 0, 0, 0, 0, 1]);
+    // As the PDA client does: the acks due are sent by one setImmediate after the turn's reads.
+    const due: Array<import('ws').WebSocket> = [];
+    const flushAcks = (): void => {
+      for (const ws of due) ws.send(ack);
+      due.length = 0;
+    };
     const worker = async (): Promise<void> => {
       while (next < N) {
         const i = next++;
         const ws = new WebSocket(url, { perMessageDeflate: false });
-        ws.on('message', () => onReceive(i));
+        ws.on('message', variant === 'bare' ? () => onReceive(i) : () => {
+          onReceive(i);
+          if (due.push(ws) === 1) setImmediate(flushAcks);
+        });
         ws.on('error', () => undefined);
         await new Promise<void>((resolve, reject) => {
           ws.once('open', () => resolve());
@@ -256,6 +382,8 @@ interface Child {
 function child(args: string[]): Child {
   // BENCH_CPU_PROF=1: V8 CPU profiles of the child processes, to see where the time goes.
   const prof = process.env['BENCH_CPU_PROF'] === '1' ? ['--cpu-prof', '--cpu-prof-dir', join(process.cwd(), 'bench', 'out', `prof-${args[0]}-${args[1]}`)] : [];
+  // BENCH_PERF=1: JIT symbols for perf (see perfRecorder).
+  if (PERF && args[0] === 'server') prof.push('--perf-basic-prof');
   const proc = fork(SELF, args, { execArgv: ['--import', 'tsx', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const inbox: Array<Record<string, unknown>> = [];
   const waiters: Array<() => void> = [];
@@ -285,6 +413,30 @@ function child(args: string[]): Child {
       const kill = setTimeout(() => proc.kill('SIGKILL'), 20_000);
       await exited;
       clearTimeout(kill);
+    },
+  };
+}
+
+/**
+ * BENCH_PERF=1: `perf record -e cpu-clock -g` of the server process over the measured broadcast
+ * (on-CPU samples, kernel included: the V8 profile samples wall time, so a thread waiting for a core
+ * shows up in whatever it was running). Writes bench/out/perf-<variant>.data; read it with
+ * `perf report -i bench/out/perf-pda.data --no-children --sort dso,sym`.
+ */
+const PERF = process.env['BENCH_PERF'] === '1';
+
+async function perfRecorder(pid: number, variant: Variant): Promise<{ stop(): Promise<void> }> {
+  if (!PERF) return { stop: async () => undefined };
+  const dir = join(process.cwd(), 'bench', 'out');
+  mkdirSync(dir, { recursive: true });
+  const proc = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '5000', '-g', '-p', String(pid), '-o', join(dir, `perf-${variant}.data`)], { stdio: 'ignore' });
+  await sleep(500); // attached
+  return {
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGINT');
+      await exited;
     },
   };
 }
@@ -322,7 +474,9 @@ async function runOnce(variant: Variant): Promise<RunResult> {
       let sentSysUs = NaN;
       let appendedMs = NaN;
       const rounds = [...Array.from({ length: WARMUPS }, (_, k) => (k === 0 ? 'WARMUP' : `WARMUP${k + 1}`)), 'MEASURED'];
+      let perf: { stop(): Promise<void> } | undefined;
       for (const round of rounds) {
+        if (round === 'MEASURED') perf = await perfRecorder(server.proc.pid as number, variant);
         await sleep(1000); // let both processes settle (after the connection storm, after the warm-up)
         const at = wallNow();
         clients.proc.send({ cmd: 'armed', at, round });
@@ -334,7 +488,7 @@ async function runOnce(variant: Variant): Promise<RunResult> {
         sentSysUs = sent.sysUs ?? NaN;
         appendedMs = sent.appendedMs ?? NaN;
         rec = await clients.next<{ receivedAt: number[]; cpuUs: number }>((m) => m['received'] === true, 300_000, 'every device received');
-        if (round !== 'MEASURED' && variant === 'pda') await server.next((m) => m['done'] === true, 300_000, 'warm-up acked');
+        if (round !== 'MEASURED' && variant !== 'bare') await server.next((m) => m['done'] === true, 300_000, 'warm-up acked');
         if (round === 'MEASURED') break;
       }
       if (!rec) throw new Error('no measured round');
@@ -343,13 +497,14 @@ async function runOnce(variant: Variant): Promise<RunResult> {
       let ack: number[] | undefined;
       let serverCpuUs = sentCpuUs;
       let serverSysUs = sentSysUs;
-      if (variant === 'pda') {
+      if (variant !== 'bare') {
         const done = await server.next<{ ackedAt: number[]; cpuUs: number; sysUs: number }>((m) => m['done'] === true, 300_000, 'every ack recorded');
         serverCpuUs = done.cpuUs;
         serverSysUs = done.sysUs;
         ack = [...done.ackedAt].sort((a, b) => a - b);
         completionMs = ack[ack.length - 1] as number;
       }
+      await perf?.stop();
       const serverRssMiB = peakRssMiB(server.proc.pid as number);
       return {
         completionMs,
@@ -378,9 +533,9 @@ async function parentMain(): Promise<void> {
     process.stderr.write(`bench:pda needs at least ${N + 512} open files per process (ulimit -n is ${limit}); raise it (ulimit -n ${N + 1024}) or lower BENCH_DEVICES\n`);
     process.exit(2);
   }
-  const runs: Record<Variant, RunResult[]> = { bare: [], pda: [] };
+  const runs: Record<Variant, RunResult[]> = { bare: [], acked: [], stored: [], pda: [] };
   for (let r = 0; r < REPEATS; r++) {
-    for (const v of ['bare', 'pda'] as const) {
+    for (const v of ['bare', 'acked', 'stored', 'pda'] as const) {
       const res = await runOnce(v);
       runs[v].push(res);
       process.stdout.write(`run ${r + 1}/${REPEATS} ${v}: ${JSON.stringify(res)}\n`);
@@ -390,6 +545,9 @@ async function parentMain(): Promise<void> {
   const bareRate = med('bare', 'ratePerSec');
   const rows: Row[] = [
     { metric: 'broadcast completion rate (devices/s)', value: med('pda', 'ratePerSec'), unit: 'devices/s', baseline: bareRate, baselineName: 'bare uWS', target: 0.5 },
+    { metric: 'floor: bare uWS + one ack frame per device (devices/s)', value: med('acked', 'ratePerSec'), unit: 'devices/s', baseline: bareRate, baselineName: 'bare uWS' },
+    { metric: 'floor: + one durable LMDB put per device, one removal per ack', value: med('stored', 'ratePerSec'), unit: 'devices/s', baseline: bareRate, baselineName: 'bare uWS' },
+    { metric: 'pda vs the acked floor (devices/s)', value: med('pda', 'ratePerSec'), unit: 'devices/s', baseline: med('acked', 'ratePerSec'), baselineName: 'bare uWS + acks' },
     { metric: 'completion time (all acked / all received)', value: med('pda', 'completionMs'), unit: 'ms', baseline: med('bare', 'completionMs'), baselineName: 'bare uWS' },
     { metric: 'per device p50: broadcast → received', value: med('pda', 'receiveP50'), unit: 'ms', baseline: med('bare', 'receiveP50'), baselineName: 'bare uWS' },
     { metric: 'per device p99: broadcast → received', value: med('pda', 'receiveP99'), unit: 'ms', baseline: med('bare', 'receiveP99'), baselineName: 'bare uWS' },
@@ -399,13 +557,17 @@ async function parentMain(): Promise<void> {
     { metric: 'server peak RSS', value: med('pda', 'serverRssMiB'), unit: 'MiB', baseline: med('bare', 'serverRssMiB'), baselineName: 'bare uWS' },
     { metric: 'server CPU per device (user + system)', value: med('pda', 'serverCpuUsPerDevice'), unit: 'µs', baseline: med('bare', 'serverCpuUsPerDevice'), baselineName: 'bare uWS send loop' },
     { metric: '…of which system (kernel: sockets)', value: med('pda', 'serverSysUsPerDevice'), unit: 'µs', baseline: med('bare', 'serverSysUsPerDevice'), baselineName: 'bare uWS send loop' },
+    { metric: 'server CPU per device, floor acked', value: med('acked', 'serverCpuUsPerDevice'), unit: 'µs', baseline: med('bare', 'serverCpuUsPerDevice'), baselineName: 'bare uWS send loop' },
+    { metric: 'server CPU per device, floor stored', value: med('stored', 'serverCpuUsPerDevice'), unit: 'µs', baseline: med('bare', 'serverCpuUsPerDevice'), baselineName: 'bare uWS send loop' },
     { metric: 'devices-process CPU per device', value: med('pda', 'clientCpuUsPerDevice'), unit: 'µs', baseline: med('bare', 'clientCpuUsPerDevice'), baselineName: 'bare uWS' },
     { metric: `connect${' + authenticate'} all devices`, value: med('pda', 'connectMs'), unit: 'ms', baseline: med('bare', 'connectMs'), baselineName: 'bare uWS (no auth)' },
   ];
   const out = table(`PDA broadcast: ${N.toLocaleString('en-US')} devices over loopback, median of ${REPEATS}, ${WARMUPS} warm-up broadcast(s)`, rows);
-  // Each repeat runs bare then pda back to back: their ratio shares the machine's load at that moment.
+  // Each repeat runs the variants back to back: their ratios share the machine's load at that moment.
   const sameRun = runs.pda.map((p, i) => p.ratePerSec / (runs.bare[i] as RunResult).ratePerSec);
-  process.stdout.write(`\n${out}\n\nsame-run ratios (pda / bare, per repeat): ${sameRun.map((r) => `${r.toFixed(2)}×`).join(' ')}; median ${median(sameRun).toFixed(2)}×\n\n`);
+  const sameRunOf = (v: Variant): number[] => runs[v].map((p, i) => p.ratePerSec / (runs.bare[i] as RunResult).ratePerSec);
+  const list = (rs: number[]): string => `${rs.map((r) => `${r.toFixed(2)}×`).join(' ')}; median ${median(rs).toFixed(2)}×`;
+  process.stdout.write(`\n${out}\n\nsame-run ratios to bare, per repeat: pda ${list(sameRun)}; floor acked ${list(sameRunOf('acked'))}; floor stored ${list(sameRunOf('stored'))}\n\n`);
   const ratio = med('pda', 'ratePerSec') / bareRate;
   const summary = {
     bench: 'pda',
@@ -416,14 +578,17 @@ async function parentMain(): Promise<void> {
     target: { ratio: 0.5, met: ratio >= 0.5 },
     ratio,
     sameRunRatios: sameRun,
+    floors: { acked: med('acked', 'ratePerSec') / bareRate, stored: med('stored', 'ratePerSec') / bareRate, pdaOfAcked: med('pda', 'ratePerSec') / med('acked', 'ratePerSec') },
     medians: {
       pda: Object.fromEntries((Object.keys(runs.pda[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('pda', k)])),
       bare: Object.fromEntries((Object.keys(runs.bare[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('bare', k)])),
+      acked: Object.fromEntries((Object.keys(runs.acked[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('acked', k)])),
+      stored: Object.fromEntries((Object.keys(runs.stored[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('stored', k)])),
     },
     runs,
   };
   const file = writeSummary('pda', summary);
-  process.stdout.write(`JSON summary: ${file}\n${JSON.stringify({ ratio: summary.ratio, sameRunRatios: sameRun, target: summary.target, medians: summary.medians })}\n`);
+  process.stdout.write(`JSON summary: ${file}\n${JSON.stringify({ ratio: summary.ratio, sameRunRatios: sameRun, target: summary.target, floors: summary.floors, medians: summary.medians })}\n`);
 }
 
 const [role, variant, url] = process.argv.slice(2);
