@@ -86,11 +86,15 @@ export function simulatorAccount(config: ResolvedConfig, port: number): SmppAcco
   };
 }
 
+/** PDA recipients go between hosts through the work queue (config validation: only with replication, so on NATS). */
+function pdaHandoffOn(config: ResolvedConfig): boolean {
+  return config.queue.kind === 'nats' && config.queue.nats.replication.enabled && config.queue.nats.replication.pdaHandoff;
+}
+
 export function queueOptions(config: ResolvedConfig): QueueOptions {
-  const handoff = config.queue.kind === 'nats' && config.queue.nats.replication.pdaHandoff;
   return {
     prefix: config.queue.prefix,
-    tiers: [...(handoff ? [PDA_HANDOFF_TIER] : []), ...config.tierList.map((t) => t.name)],
+    tiers: [...(pdaHandoffOn(config) ? [PDA_HANDOFF_TIER] : []), ...config.tierList.map((t) => t.name)],
     ackWaitMs: config.queue.ackWaitMs,
     maxDeliver: config.queue.maxDeliver,
     maxAckPending: config.queue.maxAckPending,
@@ -161,7 +165,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   // Police PDA channel: outboxes in the same environment; states go to the receipt store.
   const pda = config.pda.enabled ? PdaChannel.open({ env, config: config.pda, sink: store, metrics, logger }) : undefined;
   // Several hosts, the PDA channel on some: without it here, PDA recipients go to a process that has it.
-  const pdaHandoff = replicationConfig.enabled && replicationConfig.pdaHandoff;
+  const pdaHandoff = pdaHandoffOn(config);
   const pdaRoute = pda ?? (pdaHandoff ? new QueuePdaHandoff({ queue, prefix: config.queue.prefix }) : undefined);
   const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pdaRoute ? { pda: pdaRoute } : {}), ...(changeLog ? { changeLog } : {}) });
   // Final states as events on <prefix>.status.<tenant> for other services (NATS only; every role,
