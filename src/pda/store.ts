@@ -539,7 +539,7 @@ export class PdaStore {
     // The hot path (every recipient after the first of a text in this transaction): a list already read.
     const last = tx.lastBodies;
     const known = last !== undefined && last.m === m.messageId && last.x === m.expiresAt ? last.list : tx.bodies.get(`${m.messageId} ${m.expiresAt}`);
-    if (known !== undefined) for (const v of known) if (v.body.b === m.body && v.body.u === m.senderUnit && v.body.c === m.classification) return v;
+    if (known !== undefined) for (const v of known) if (sameText(v.body, m)) return v;
     return this.bodyVariant(tx, m);
   }
 
@@ -555,7 +555,7 @@ export class PdaStore {
       tx.bodies.set(tk, known);
     }
     tx.lastBodies = { m: m.messageId, x: m.expiresAt, list: known };
-    for (const v of known) if (v.body.b === m.body && v.body.u === m.senderUnit && v.body.c === m.classification) return v;
+    for (const v of known) if (sameText(v.body, m)) return v;
     const k = known.length === 0 ? 0 : (known[known.length - 1] as { k: number }).k + 1;
     const v = { k, body: { c: m.classification, u: m.senderUnit, b: m.body } };
     known.push(v);
@@ -982,6 +982,11 @@ function encodeUnread(m: string, i: number, x: number): Buffer {
 
 function decodeUnread(b: Buffer): StoredUnread {
   return { m: b.toString('latin1', UNREAD_FIXED), i: b.readUInt32BE(0), x: b.readDoubleBE(4) };
+}
+
+/** A stored body variant carries this message's text, sender unit and classification. */
+function sameText(b: StoredBody, m: PdaMessage): boolean {
+  return b.b === m.body && b.u === m.senderUnit && b.c === m.classification;
 }
 
 /** Cursor value: n, c, s as u32 big-endian. */
