@@ -18,7 +18,7 @@
  */
 import t from 'tap';
 import { join } from 'node:path';
-import { open } from 'lmdb';
+import { open, type Database } from 'lmdb';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,9 +34,7 @@ import { coverage, numberAt, resends, startKillingSimulator, startNatsDeployment
  * was not published either is not waited for: host C sends that segment again and records its own.
  */
 async function unpublishedChanges(dataDir: string): Promise<{ submits: number; receiptsOnlyOnB: number }> {
-  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false, readOnly: true });
-  try {
-    const outbox = env.openDB<OutboxEntry, OutboxKey>({ name: 'receipts.outbox', encoding: 'msgpack' });
+  return readOutbox(dataDir, (outbox) => {
     const submitted = new Set<string>();
     const receipted: string[] = [];
     for (const { value } of outbox.getRange({})) {
@@ -46,6 +44,14 @@ async function unpublishedChanges(dataDir: string): Promise<{ submits: number; r
       }
     }
     return { submits: submitted.size, receiptsOnlyOnB: receipted.filter((id) => !submitted.has(id)).length };
+  });
+}
+
+/** A host's replication outbox, read-only (LMDB allows readers beside a running writer, or after a dead one). */
+async function readOutbox<T>(dataDir: string, read: (outbox: Database<OutboxEntry, OutboxKey>) => T): Promise<T> {
+  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false, readOnly: true });
+  try {
+    return read(env.openDB<OutboxEntry, OutboxKey>({ name: 'receipts.outbox', encoding: 'msgpack' }));
   } finally {
     await env.close();
   }
@@ -273,20 +279,10 @@ if (requireNatsServer(t)) {
 
     // Host B comes back: its outbox is published; A stays complete and consistent.
     await first.restart();
-    await until('host B\'s outbox published', async () => (await unpublishedSubmitsWhileRunning(deployment.hostDataDir('host-b'))) === 0, 20_000);
+    await until('host B\'s outbox published', async () => (await readOutbox(deployment.hostDataDir('host-b'), (outbox) => outbox.getCount())) === 0, 20_000);
     for (const id of ids) {
       const s = await waitComplete(ingest.url, id, 20_000, 250);
       t.equal(s.summary.delivered, PER, `A: message ${id} delivered to every recipient`);
     }
   });
-}
-
-/** Outbox entries of a running host (read-only alongside it: LMDB allows readers beside the writer). */
-async function unpublishedSubmitsWhileRunning(dataDir: string): Promise<number> {
-  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false, readOnly: true });
-  try {
-    return env.openDB<OutboxEntry, OutboxKey>({ name: 'receipts.outbox', encoding: 'msgpack' }).getCount();
-  } finally {
-    await env.close();
-  }
 }

@@ -19,6 +19,7 @@ import { PDA_DBS, PdaStore, type StoredDevice } from '../../src/pda/store.js';
 import type { PdaMessage } from '../../src/pda/types.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { pdaConfig } from '../support/pda.js';
+import { until } from '../support/wait.js';
 
 const HOUR = 3_600_000;
 
@@ -81,8 +82,7 @@ t.test('a device connected to one process gets what the other process appends (w
 
   const r = await dispatch.channel.deliver([msg('X1', 0, { personId: 'officer-x' }), msg('X2', 0, { personId: 'officer-x' })]);
   t.equal(r.copies, 2, 'appended by the other process');
-  const deadline = Date.now() + 5_000;
-  while (got.length < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+  await until('the connected device received both', () => got.length >= 2, 5_000, 20);
   t.same(got, ['X1', 'X2'], 'the connected device received both, in order, through the process it is connected to');
   await new Promise((res) => setTimeout(res, 300));
   t.same(got, ['X1', 'X2'], 'once each');
