@@ -61,7 +61,9 @@ const WARMUPS = envInt('BENCH_WARMUPS', 1);
 const SELF = fileURLToPath(import.meta.url);
 const BODY = '【市公安局指挥中心】全体值班警员：今晚22:00起全市开展夜间巡逻，请各单位按预案到岗，收到请确认。';
 
-type Variant = 'bare' | 'acked' | 'stored' | 'pda';
+/** In the order each repeat runs them. */
+const VARIANTS = ['bare', 'acked', 'stored', 'pda'] as const;
+type Variant = (typeof VARIANTS)[number];
 
 function quantile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return NaN;
@@ -127,8 +129,7 @@ async function serverMain(variant: Variant): Promise<void> {
         if (acks >= N) return;
         ackedAt[acks++] = wallNow() - broadcastAt;
         if (acks === N) {
-          const cpu = process.cpuUsage(cpu0);
-          process.send?.({ done: true, ackedAt, cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
+          reportDone(ackedAt, cpu0);
         }
       },
     });
@@ -172,8 +173,7 @@ async function serverMain(variant: Variant): Promise<void> {
         ackedAt[u.index] = now;
         if (++acked === N) {
           // Server CPU from the broadcast command to the last ack recorded (user + system, this process's threads).
-          const cpu = process.cpuUsage(cpu0);
-          process.send?.({ done: true, ackedAt: ackedAt.map((t) => t - broadcastAt), cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
+          reportDone(ackedAt.map((t) => t - broadcastAt), cpu0);
           profiler.stop();
         }
       }
@@ -208,6 +208,12 @@ async function serverMain(variant: Variant): Promise<void> {
       });
     }
   });
+}
+
+/** Every ack is in: tell the parent when each came (ms after the broadcast) and the CPU spent since `cpu0`. */
+function reportDone(ackedAt: readonly number[], cpu0: NodeJS.CpuUsage): void {
+  const cpu = process.cpuUsage(cpu0);
+  process.send?.({ done: true, ackedAt, cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
 }
 
 /** Listen on a free loopback port and tell the parent the URL of `path`. */
@@ -254,8 +260,7 @@ async function storedFloorServer(frame: Uint8Array): Promise<void> {
       const now = wallNow() - broadcastAt;
       for (let k = 0; k < items.length && acks < N; k++) ackedAt[acks++] = now;
       if (acks === N) {
-        const cpu = process.cpuUsage(cpu0);
-        process.send?.({ done: true, ackedAt, cpuUs: cpu.user + cpu.system, sysUs: cpu.system });
+        reportDone(ackedAt, cpu0);
       }
     }, fail);
   };
@@ -533,9 +538,9 @@ async function parentMain(): Promise<void> {
     process.stderr.write(`bench:pda needs at least ${N + 512} open files per process (ulimit -n is ${limit}); raise it (ulimit -n ${N + 1024}) or lower BENCH_DEVICES\n`);
     process.exit(2);
   }
-  const runs: Record<Variant, RunResult[]> = { bare: [], acked: [], stored: [], pda: [] };
+  const runs = Object.fromEntries(VARIANTS.map((v) => [v, [] as RunResult[]])) as Record<Variant, RunResult[]>;
   for (let r = 0; r < REPEATS; r++) {
-    for (const v of ['bare', 'acked', 'stored', 'pda'] as const) {
+    for (const v of VARIANTS) {
       const res = await runOnce(v);
       runs[v].push(res);
       process.stdout.write(`run ${r + 1}/${REPEATS} ${v}: ${JSON.stringify(res)}\n`);
@@ -564,8 +569,8 @@ async function parentMain(): Promise<void> {
   ];
   const out = table(`PDA broadcast: ${N.toLocaleString('en-US')} devices over loopback, median of ${REPEATS}, ${WARMUPS} warm-up broadcast(s)`, rows);
   // Each repeat runs the variants back to back: their ratios share the machine's load at that moment.
-  const sameRun = runs.pda.map((p, i) => p.ratePerSec / (runs.bare[i] as RunResult).ratePerSec);
   const sameRunOf = (v: Variant): number[] => runs[v].map((p, i) => p.ratePerSec / (runs.bare[i] as RunResult).ratePerSec);
+  const sameRun = sameRunOf('pda');
   const list = (rs: number[]): string => `${rs.map((r) => `${r.toFixed(2)}×`).join(' ')}; median ${median(rs).toFixed(2)}×`;
   process.stdout.write(`\n${out}\n\nsame-run ratios to bare, per repeat: pda ${list(sameRun)}; floor acked ${list(sameRunOf('acked'))}; floor stored ${list(sameRunOf('stored'))}\n\n`);
   const ratio = med('pda', 'ratePerSec') / bareRate;
@@ -579,12 +584,8 @@ async function parentMain(): Promise<void> {
     ratio,
     sameRunRatios: sameRun,
     floors: { acked: med('acked', 'ratePerSec') / bareRate, stored: med('stored', 'ratePerSec') / bareRate, pdaOfAcked: med('pda', 'ratePerSec') / med('acked', 'ratePerSec') },
-    medians: {
-      pda: Object.fromEntries((Object.keys(runs.pda[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('pda', k)])),
-      bare: Object.fromEntries((Object.keys(runs.bare[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('bare', k)])),
-      acked: Object.fromEntries((Object.keys(runs.acked[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('acked', k)])),
-      stored: Object.fromEntries((Object.keys(runs.stored[0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med('stored', k)])),
-    },
+    medians: Object.fromEntries((['pda', 'bare', 'acked', 'stored'] as const).map((v) =>
+      [v, Object.fromEntries((Object.keys(runs[v][0] ?? {}) as Array<keyof RunResult>).map((k) => [k, med(v, k)]))])),
     runs,
   };
   const file = writeSummary('pda', summary);
