@@ -11,6 +11,7 @@ import { loadConfig, type ResolvedConfig } from '../config/load.js';
 import { createLogger } from '../telemetry/logger.js';
 import { GatewayError } from '../core/errors.js';
 import { startGateway, type GatewayRole } from '../app/gateway.js';
+import { installCrashPolicy } from '../app/crash-policy.js';
 import { runSimulator } from '../smpp/simulator-main.js';
 import { buildOpenApi } from '../ingest/openapi.js';
 import { registerPdaCommands } from '../pda/cli.js';
@@ -57,12 +58,16 @@ export function buildProgram(): Command {
       const config = configFrom(opts);
       const logger = createLogger({ level: config.log.level });
       const gateway = await startGateway(config, { logger, role: opts.role });
+      // One stop, whoever asks first (a signal or the crash policy).
+      let stopped: Promise<void> | undefined;
+      const stopOnce = (): Promise<void> => (stopped ??= gateway.stop());
+      installCrashPolicy({ logger, drain: stopOnce, context: { role: opts.role, port: gateway.port } });
       let stopping = false;
       const stop = (signal: string): void => {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'shutting down');
-        gateway.stop().then(
+        stopOnce().then(
           () => process.exit(0),
           (e: unknown) => {
             logger.error({ err: e }, 'shutdown failed');

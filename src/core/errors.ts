@@ -9,6 +9,7 @@
 export const ERROR_CODES = {
   // --- input at the edge (HTTP) ---
   BAD_JSON: { status: 400, text: 'the request body is not valid JSON' },
+  BAD_PATH: { status: 400, text: 'the path has a malformed percent-escape' },
   VALIDATION: { status: 422, text: 'a field has the wrong form' },
   BODY_TOO_LARGE: { status: 413, text: 'the request body is larger than the limit' },
   TOO_MANY_RECIPIENTS: { status: 413, text: 'more recipients than one request may carry' },

@@ -17,7 +17,7 @@ import { GatewayError } from '../core/errors.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { AdminKeyConfig } from '../config/schema.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { Exchange, STATUS_TEXT, parseJson, readBody } from './http.js';
+import { Exchange, STATUS_TEXT, paramCount, parseJson, pathParams, readBody } from './http.js';
 import { asGatewayError } from './intake.js';
 import { validated } from './schemas.js';
 import type { DirectoryStore } from '../directory/store.js';
@@ -516,8 +516,13 @@ function serve(res: HttpResponse, req: HttpRequest, route: AdminRoute, ring: Adm
   // `req` is valid only now: read everything from it before any await.
   const authorization = req.getHeader('authorization');
   const contentType = req.getHeader('content-type');
-  const params: string[] = [];
-  for (let i = 0; (route.path.match(/:/g) ?? []).length > i; i++) params.push(safeDecode(req.getParameter(i) ?? ''));
+  let params: string[] = [];
+  let badPath: unknown;
+  try {
+    params = pathParams(req, paramCount(route.path));
+  } catch (e) {
+    badPath = e; // 400 BAD_PATH, before auth
+  }
   const query = new URLSearchParams(req.getQuery() ?? '');
   const limit = route.body?.kind === 'csv' ? deps.config.directory.maxImportBytes : deps.config.server.maxBodyBytes;
   const hasBody = route.body !== undefined;
@@ -528,11 +533,13 @@ function serve(res: HttpResponse, req: HttpRequest, route: AdminRoute, ring: Adm
   };
   let actor: Actor;
   try {
+    if (badPath !== undefined) throw badPath;
     actor = ring.authenticate(authorization);
   } catch (e) {
     // Drain the body before answering, so the keep-alive connection stays usable.
     const answer = (): void => {
-      ex.error(asGatewayError(e), { 'www-authenticate': 'Bearer' });
+      const err = asGatewayError(e);
+      ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
       done();
     };
     body.then(answer, answer);
@@ -599,14 +606,6 @@ function matches(pattern: string, url: string): boolean {
   const a = pattern.split('/');
   const b = url.split('/');
   return a.length === b.length && a.every((seg, i) => seg.startsWith(':') || seg === b[i]);
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
 }
 
 function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {

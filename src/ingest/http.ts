@@ -119,3 +119,26 @@ export function parseJson(body: Buffer): unknown {
     throw new GatewayError('BAD_JSON', `the request body is not valid JSON: ${(cause as Error).message}`, { cause });
   }
 }
+
+/**
+ * The path parameters of a route, percent-decoded. Read synchronously (from
+ * `req`); a malformed escape (`%ZZ`, a cut UTF-8 sequence) is BAD_PATH, never
+ * a URIError escaping the handler.
+ */
+export function pathParams(req: HttpRequest, count: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const raw = req.getParameter(i) ?? '';
+    try {
+      out.push(decodeURIComponent(raw));
+    } catch {
+      throw new GatewayError('BAD_PATH', `path segment ${i + 1} is not valid percent-encoded UTF-8`, { details: [{ field: `path/${i}`, message: 'malformed percent-escape' }] });
+    }
+  }
+  return out;
+}
+
+/** The number of `:name` parameters of a uWS route pattern. */
+export function paramCount(pattern: string): number {
+  return (pattern.match(/\/:/g) ?? []).length;
+}

@@ -12,7 +12,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { createUwsApp, listenUws, loadUws } from './uws.js';
-import { Exchange, parseJson, readBody } from './http.js';
+import { Exchange, parseJson, pathParams, readBody } from './http.js';
 import { ApiKeyRing, type DirectoryKeys } from './auth.js';
 import { asGatewayError, type Intake, type Principal } from './intake.js';
 import { checkBatch, checkBatchItem, checkSend, type SendRequest } from './schemas.js';
@@ -172,22 +172,25 @@ export class FrontDoor {
    * returns. A request refused at auth still has its body drained before the
    * answer, so the keep-alive connection stays usable.
    */
-  private begin(res: HttpResponse, req: HttpRequest, route: string, hasBody: boolean): { ex: Exchange; principal?: Principal; idempotencyKey: string; contentType: string } {
+  private begin(res: HttpResponse, req: HttpRequest, route: string, hasBody: boolean, nParams = 0): { ex: Exchange; principal?: Principal; params: string[]; idempotencyKey: string; contentType: string } {
     const ex = new Exchange(res);
     const authorization = req.getHeader('authorization');
     const idempotencyKey = req.getHeader('idempotency-key');
     const contentType = req.getHeader('content-type');
     try {
+      // A malformed percent-escape is 400 BAD_PATH, before auth.
+      const params = pathParams(req, nParams);
       const principal = this.keys.authenticate(authorization);
-      return { ex, principal, idempotencyKey, contentType };
+      return { ex, principal, params, idempotencyKey, contentType };
     } catch (e) {
+      const err = asGatewayError(e);
       const answer = (): void => {
-        ex.error(asGatewayError(e), { 'www-authenticate': 'Bearer' });
+        ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
         this.count(route, ex);
       };
       if (hasBody) readBody(ex, req, this.deps.config.server.maxBodyBytes).then(answer, answer);
       else answer();
-      return { ex, idempotencyKey, contentType };
+      return { ex, params: [], idempotencyKey, contentType };
     }
   }
 
@@ -264,9 +267,9 @@ export class FrontDoor {
 
   private getMessage(res: HttpResponse, req: HttpRequest): void {
     const route = 'GET /v1/messages/{id}';
-    const { ex, principal } = this.begin(res, req, route, false);
+    const { ex, principal, params } = this.begin(res, req, route, false, 1);
     if (!principal) return;
-    const id = req.getParameter(0) ?? '';
+    const id = params[0] ?? '';
     const query = new URLSearchParams(req.getQuery() ?? '');
     try {
       const problems = [];
@@ -324,9 +327,9 @@ export class FrontDoor {
   /** DELETE /v1/messages/{id}: cancel a scheduled message that has not been released yet. */
   private cancelMessage(res: HttpResponse, req: HttpRequest): void {
     const route = 'DELETE /v1/messages/{id}';
-    const { ex, principal } = this.begin(res, req, route, false);
+    const { ex, principal, params } = this.begin(res, req, route, false, 1);
     if (!principal) return;
-    const id = req.getParameter(0) ?? '';
+    const id = params[0] ?? '';
     void (async () => {
       try {
         if (!this.deps.scheduled) throw new GatewayError('NOT_CANCELLABLE', 'only scheduled messages can be cancelled, and scheduling is not enabled');

@@ -23,7 +23,7 @@ import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { countSegments } from '../core/segment.js';
 import { PARAM_TYPES } from '../core/template.js';
 import type { ResolvedConfig } from '../config/load.js';
-import { Exchange, parseJson, readBody } from '../ingest/http.js';
+import { Exchange, paramCount, parseJson, pathParams, readBody } from '../ingest/http.js';
 import { asGatewayError, parseRfc3339, type Principal } from '../ingest/intake.js';
 import { validated } from '../ingest/schemas.js';
 import type { DoorContext } from '../ingest/server.js';
@@ -142,16 +142,19 @@ function pageLimit(query: URLSearchParams): number {
 export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: OfficeRouteDeps): void {
   const maxBody = deps.config.server.maxBodyBytes;
   const route = (method: 'get' | 'put' | 'post' | 'del' | 'patch', path: string, name: string, handler: (c: Ctx) => Promise<Answer>, write = false): void => {
+    const nParams = paramCount(path);
     app[method](path, (res: HttpResponse, req: HttpRequest) => {
       const ex = new Exchange(res);
       const authorization = req.getHeader('authorization');
       const idempotencyKey = req.getHeader('idempotency-key');
       const contentType = req.getHeader('content-type');
-      const params: string[] = [];
-      for (let i = 0; i < 3; i++) {
-        const p = req.getParameter(i);
-        if (p === undefined || p === '') break;
-        params.push(decodeURIComponent(p));
+      // Decoded now (req dies with this call), refused before auth: a malformed escape is 400 BAD_PATH, never a throw.
+      let params: string[] = [];
+      let badPath: unknown;
+      try {
+        params = pathParams(req, nParams);
+      } catch (e) {
+        badPath = e;
       }
       const query = new URLSearchParams(req.getQuery() ?? '');
       const hasBody = method === 'put' || method === 'post' || method === 'patch';
@@ -159,6 +162,7 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
       raw?.catch(() => undefined);
       void (async () => {
         try {
+          if (badPath !== undefined) throw badPath;
           const principal = door.authenticate(authorization);
           if (write && !door.accepting()) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
           if (hasBody && contentType !== '' && !/^application\/json\b/i.test(contentType)) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `content-type ${contentType} is not application/json`);
@@ -168,7 +172,7 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
         } catch (e) {
           const err = asGatewayError(e);
           if (err.code === 'INTERNAL') deps.logger.error({ err: err.cause ?? err, route: name }, 'office request failed');
-          if (raw && err.code === 'UNAUTHORIZED') await raw.catch(() => undefined);
+          if (raw && (err.code === 'UNAUTHORIZED' || err.code === 'BAD_PATH')) await raw.catch(() => undefined);
           ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
         }
         door.count(name, ex);

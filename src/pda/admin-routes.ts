@@ -17,7 +17,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { GatewayError, isGatewayError } from '../core/errors.js';
 import { parseIsoDuration } from '../core/duration.js';
-import { Exchange, parseJson, readBody } from '../ingest/http.js';
+import { Exchange, parseJson, pathParams, readBody } from '../ingest/http.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { PdaChannel } from './channel.js';
@@ -89,8 +89,14 @@ export function attachPdaAdminRoutes(app: TemplatedApp, deps: PdaAdminDeps): voi
     paramCount = 0,
   ) => (res: HttpResponse, req: HttpRequest): void => {
     const ex = new Exchange(res);
-    const denied = authorized(req);
-    const params = Array.from({ length: paramCount }, (_, i) => req.getParameter(i) ?? '');
+    let params: string[] = [];
+    let denied: GatewayError | undefined;
+    try {
+      params = pathParams(req, paramCount); // 400 BAD_PATH before auth
+      denied = authorized(req);
+    } catch (e) {
+      denied = e as GatewayError;
+    }
     const query = new URLSearchParams(req.getQuery() ?? '');
     const contentType = req.getHeader('content-type');
     const body = hasBody ? readBody(ex, req, MAX_ADMIN_BODY) : Promise.resolve(Buffer.alloc(0));
