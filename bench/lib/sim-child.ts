@@ -12,9 +12,12 @@ export interface SimChild {
   stop(): Promise<void>;
 }
 
-/** `maxTracked` bounds the simulator's per-destination and per-segment counters. */
-export async function startSimChild(maxTracked: number): Promise<SimChild> {
-  const child = fork(join(import.meta.dirname, '..', 'sim-process.ts'), [JSON.stringify({ host: '127.0.0.1', port: 0, systemId: 'smsgw', password: 'secret', dlrDelayMs: 0, maxTracked })], {
+/**
+ * `maxTracked` bounds the simulator's per-destination and per-segment counters;
+ * `options` override the simulator's settings (receipt delay, id format, …).
+ */
+export async function startSimChild(maxTracked: number, options: Record<string, unknown> = {}): Promise<SimChild> {
+  const child = fork(join(import.meta.dirname, '..', 'sim-process.ts'), [JSON.stringify({ host: '127.0.0.1', port: 0, systemId: 'smsgw', password: 'secret', dlrDelayMs: 0, maxTracked, ...options })], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

@@ -1,0 +1,444 @@
+/**
+ * bench:peer — the gateway against Kannel 1.4.5 (Debian's package) on the
+ * same SMSC simulator and the same load, in one run.
+ *
+ * Per round and variant (single-segment ASCII; 3-part UCS-2 Chinese), in
+ * alternating order:
+ *   - Kannel:  bearerbox + smsbox, one SMPP transceiver bind, max-pending-submits = WINDOW,
+ *              store-type spool (durable, like the gateway's 202), DLR mask 3 (delivered or
+ *              failed) with a dlr-url per message to the callback sink; load = GET
+ *              /cgi-bin/sendsms (coding=2, charset=UTF-8 for Chinese; smsbox splits).
+ *   - gateway: compiled (dist/), embedded queue, --role all, one bind × WINDOW, a callbackUrl
+ *              per message to the same sink; load = POST /v1/messages.
+ *   - bare uWS: a uWebSockets.js handler answering 202 with no work (baseline for accepted/s).
+ * Every system runs in its own processes; the SMSC simulator, the callback
+ * sink and the load generator (this process, autocannon) are separate too.
+ *
+ * What is measured, per run (N messages, one recipient each):
+ *   - accepted/s: N ÷ (first request → last 2xx answer)
+ *   - msgs/s at the SMSC: N ÷ (first request → the simulator's last submit_sm)
+ *   - msgs/s with callbacks: N ÷ (first request → the sink's N-th callback)
+ *   - CPU per message: user + system time of the system's processes (gateway; bearerbox +
+ *     smsbox) from ready to done, ÷ N
+ *   - peak RSS (VmHWM) of those processes; p99 HTTP latency (autocannon)
+ * What "receipts" means differs, and the bench says so: Kannel asks for a
+ * receipt on the first part of a multipart message only, and calls its
+ * dlr-url once per message; the gateway asks for and records a receipt for
+ * every part, and POSTs its callback once every part of the message is final.
+ * The gateway is measured on its own, stricter terms.
+ *
+ * Memory in the backlog (BENCH_MEMORY=1): the gateway alone, 3-part Chinese,
+ * at N and at 10 × N; its peak RSS at 10 × N ÷ at N (target ≤ 1.3).
+ *
+ *   BENCH_N=20000 BENCH_REPEATS=3 npm run bench:peer
+ *   BENCH_N=20000 BENCH_REPEATS=1 BENCH_MEMORY=1 npm run bench:peer
+ *
+ * Kannel missing: the bench says so and exits 0 without figures
+ * (install with `apt-get install -y kannel`).
+ */
+import { execSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { countSegments } from '../src/core/segment.js';
+import { envInt, freePort, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { ipcChild, startSimChild, type SimChild } from './lib/sim-child.js';
+
+const N = envInt('BENCH_N', 20_000);
+const REPEATS = envInt('BENCH_REPEATS', 3);
+const WINDOW = envInt('BENCH_WINDOW', 500);
+const CONNECTIONS = envInt('BENCH_CONNECTIONS', 100);
+const DLR_DELAY_MS = Number(process.env['BENCH_DLR_DELAY_MS'] ?? 50);
+const MEMORY = process.env['BENCH_MEMORY'] === '1';
+const KEY = 'bench-key-0123456789';
+const NUMBER = '13800138006';
+const ROOT = join(import.meta.dirname, '..');
+
+const VARIANTS = [
+  { name: 'ASCII', text: 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.' },
+  {
+    name: '3-part UCS-2 Chinese',
+    text:
+      '关于召开全市防汛工作紧急会议的通知：各区、各部门：为切实做好今年汛期防汛抗洪工作，经市政府研究，定于明日上午九时在市政府三号会议室召开全市防汛工作紧急会议。' +
+      '请各单位主要负责同志准时参加，并提前十分钟签到。会议期间请将手机调至静音状态。如有特殊情况不能参会，请于今日下午五时前向市政府办公厅书面请假。',
+  },
+] as const;
+
+type System = 'kannel' | 'gateway';
+
+interface Run {
+  acceptedPerSecond: number;
+  smscPerSecond: number;
+  callbacksPerSecond: number;
+  callbacks: number;
+  submits: number;
+  cpuUsPerMessage: number;
+  peakRssMiB: number;
+  p99HttpMs: number;
+  non2xx: number;
+}
+
+// ------------------------------------------------------------------ processes
+
+function kannelInstalled(): boolean {
+  return spawnSync('sh', ['-c', 'command -v bearerbox && command -v smsbox'], { stdio: 'ignore', env: { ...process.env, PATH: `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin` } }).status === 0;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} not ready after ${timeoutMs} ms`);
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** User + system CPU seconds a process has used (from /proc). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after "state" (field 3).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+interface Sink extends SimChild {
+  stats(): Promise<{ count: number; lastAt: number }>;
+}
+
+async function startSink(): Promise<Sink> {
+  const child = fork(join(import.meta.dirname, 'callback-sink.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ipc = await ipcChild(child, 'callback sink');
+  return { ...ipc, stats: () => ipc.ask<{ count: number; lastAt: number }>('stats') };
+}
+
+interface Started {
+  readonly url: string;
+  readonly pids: () => (number | undefined)[];
+  stop(): Promise<void>;
+}
+
+async function startKannel(dir: string, simPort: number): Promise<Started> {
+  const [admin, boxPort, sendsms] = [await freePort(), await freePort(), await freePort()];
+  mkdirSync(join(dir, 'spool'), { recursive: true });
+  const conf = join(dir, 'kannel.conf');
+  writeFileSync(
+    conf,
+    [
+      'group = core',
+      `admin-port = ${admin}`,
+      'admin-interface = 127.0.0.1',
+      'admin-password = bench',
+      'admin-allow-ip = "127.0.0.1"',
+      `smsbox-port = ${boxPort}`,
+      'smsbox-interface = 127.0.0.1',
+      'box-allow-ip = "127.0.0.1"',
+      'log-level = 4',
+      `log-file = "${join(dir, 'bearerbox.log')}"`,
+      'dlr-storage = internal',
+      // Durable, like the gateway's 202: bearerbox writes each message to its spool before acking smsbox.
+      'store-type = spool',
+      `store-location = "${join(dir, 'spool')}"`,
+      '',
+      'group = smsc',
+      'smsc = smpp',
+      'smsc-id = sim',
+      'host = 127.0.0.1',
+      `port = ${simPort}`,
+      'transceiver-mode = true',
+      'smsc-username = smsgw',
+      'smsc-password = secret',
+      'system-type = ""',
+      `max-pending-submits = ${WINDOW}`,
+      // The simulator writes decimal ids in submit_sm_resp and in receipts.
+      'msg-id-type = 0x00',
+      'enquire-link-interval = 30',
+      '',
+      'group = smsbox',
+      'bearerbox-host = 127.0.0.1',
+      `bearerbox-port = ${boxPort}`,
+      `sendsms-port = ${sendsms}`,
+      'sendsms-interface = 127.0.0.1',
+      'log-level = 4',
+      `log-file = "${join(dir, 'smsbox.log')}"`,
+      // Outstanding dlr-url requests smsbox keeps (its default, stated).
+      'max-pending-requests = 512',
+      '',
+      'group = sendsms-user',
+      'username = bench',
+      'password = bench',
+      'max-messages = 5',
+      'concatenation = true',
+      'default-sender = 10690001',
+      '',
+    ].join('\n'),
+  );
+  const env = { ...process.env, PATH: `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin` };
+  const bearerbox = spawn('bearerbox', ['-v', '4', conf], { stdio: ['ignore', 'ignore', 'inherit'], env });
+  await waitFor('bearerbox', async () => (await fetch(`http://127.0.0.1:${admin}/status.txt?password=bench`)).ok, 20_000);
+  const smsbox = spawn('smsbox', ['-v', '4', conf], { stdio: ['ignore', 'ignore', 'inherit'], env });
+  // Ready when the SMPP bind is online and smsbox is connected.
+  await waitFor(
+    'Kannel bind and smsbox',
+    async () => {
+      const s = await (await fetch(`http://127.0.0.1:${admin}/status.txt?password=bench`)).text();
+      return /online/.test(s.split('SMSC connections:')[1] ?? '') && /Box connections:[\s\S]*smsbox/.test(s);
+    },
+    30_000,
+  );
+  return {
+    url: `http://127.0.0.1:${sendsms}`,
+    pids: () => [bearerbox.pid, smsbox.pid],
+    async stop() {
+      await stopChild(smsbox);
+      await stopChild(bearerbox);
+    },
+  };
+}
+
+async function startGateway(dir: string, simPort: number): Promise<Started> {
+  const port = await freePort();
+  const configFile = join(dir, 'gateway.json');
+  const config: Record<string, unknown> = {
+    dataDir: join(dir, 'data'),
+    log: { level: 'warn' },
+    server: { host: '127.0.0.1', port },
+    auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
+    simulator: { enabled: false },
+    smpp: {
+      accounts: [
+        { name: 'sim', host: '127.0.0.1', port: simPort, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: 1, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
+      ],
+    },
+  };
+  if (callbacksAllowSupported()) config['callbacks'] = { allow: ['127.0.0.1/32'] };
+  writeFileSync(configFile, JSON.stringify(config));
+  const gw = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
+  return {
+    url,
+    pids: () => [gw.pid],
+    stop: () => stopChild(gw),
+  };
+}
+
+/** Whether the config schema knows `callbacks.allow` (loopback callbacks must be allowed explicitly where it does). */
+function callbacksAllowSupported(): boolean {
+  const src = readFileSync(join(ROOT, 'src', 'config', 'schema.ts'), 'utf8');
+  return /callbacks[\s\S]{0,400}\ballow\b/.test(src);
+}
+
+// ------------------------------------------------------------------ load
+
+interface Load {
+  readonly startedAt: number;
+  readonly perSecond: number;
+  readonly accepted: number;
+  readonly non2xx: number;
+  readonly p99Ms: number;
+}
+
+async function load(system: System | 'bare', url: string, text: string, sinkPort: number, n: number): Promise<Load> {
+  const startedAt = wallNow();
+  let lastAccepted = startedAt;
+  const options: autocannon.Options =
+    system === 'kannel'
+      ? {
+          url: `${url}/cgi-bin/sendsms?${new URLSearchParams({ username: 'bench', password: 'bench', to: NUMBER, text, ...(/^[\x20-\x7e]*$/.test(text) ? {} : { coding: '2', charset: 'UTF-8' }), 'dlr-mask': '3', 'dlr-url': `http://127.0.0.1:${sinkPort}/dlr?s=%d&id=ID` })
+            .toString()
+            // autocannon replaces [<id>] itself; URLSearchParams would escape the brackets.
+            .replace('id%3DID', 'id%3D[<id>]')}`,
+          method: 'GET',
+        }
+      : {
+          url: `${url}/v1/messages`,
+          method: 'POST',
+          headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ to: [NUMBER], text: `${text} #[<id>]`, ...(system === 'gateway' ? { callbackUrl: `http://127.0.0.1:${sinkPort}/cb` } : {}) }),
+        };
+  const instance = autocannon({ ...options, connections: CONNECTIONS, amount: n, timeout: 60, idReplacement: true }) as unknown as autocannon.Instance & Promise<autocannon.Result>;
+  instance.on('response', (_client, statusCode) => {
+    if (statusCode >= 200 && statusCode < 300) lastAccepted = wallNow();
+  });
+  const result = await instance;
+  return {
+    startedAt,
+    perSecond: (result['2xx'] * 1000) / (lastAccepted - startedAt),
+    accepted: result['2xx'],
+    non2xx: result.non2xx + result.errors + result.timeouts,
+    p99Ms: result.latency.p99,
+  };
+}
+
+async function bareUws(text: string): Promise<number> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bare-uws.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
+    child.once('exit', (c) => reject(new Error(`bare uws exited ${String(c)}`)));
+  });
+  try {
+    return (await load('bare', `http://127.0.0.1:${port}`, text, 0, N)).perSecond;
+  } finally {
+    await stopChild(child);
+  }
+}
+
+// ------------------------------------------------------------------ one run
+
+async function run(system: System, text: string, n: number): Promise<Run> {
+  const segments = countSegments(text).count;
+  const sim = await startSimChild(4 * n * segments, { dlrDelayMs: DLR_DELAY_MS });
+  const sink = await startSink();
+  const dir = mkdtempSync(join(tmpdir(), `smsgw-peer-${system}-`));
+  let started: Started | undefined;
+  try {
+    started = system === 'kannel' ? await startKannel(dir, sim.port) : await startGateway(dir, sim.port);
+    const cpuBefore = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
+    const l = await load(system, started.url, text, sink.port, n);
+    // Done when the sink has one callback per accepted message (bounded wait).
+    const deadline = Date.now() + 900_000;
+    let s = await sink.stats();
+    let lastCount = -1;
+    let stableSince = Date.now();
+    while (Date.now() < deadline && s.count < l.accepted) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await sink.stats();
+      if (s.count !== lastCount) {
+        lastCount = s.count;
+        stableSince = Date.now();
+      } else if (Date.now() - stableSince > 60_000) break; // nothing arrived for a minute: report what came
+    }
+    const cpuAfter = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
+    const rss = started.pids().reduce<number>((a, p) => a + peakRssMiB(p ?? 0), 0);
+    const { last } = await sim.ask<{ last: { submitAt: number } }>('last');
+    const { stats } = await sim.ask<{ stats: { submits: number } }>('stats');
+    return {
+      acceptedPerSecond: l.perSecond,
+      smscPerSecond: (l.accepted * 1000) / (last.submitAt - l.startedAt),
+      callbacksPerSecond: s.count >= l.accepted ? (l.accepted * 1000) / (s.lastAt - l.startedAt) : 0,
+      callbacks: s.count,
+      submits: stats.submits,
+      cpuUsPerMessage: ((cpuAfter - cpuBefore) * 1e6) / l.accepted,
+      peakRssMiB: rss,
+      p99HttpMs: l.p99Ms,
+      non2xx: l.non2xx + (n - l.accepted),
+    };
+  } finally {
+    await started?.stop();
+    await sink.stop();
+    await sim.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ------------------------------------------------------------------ main
+
+if (!kannelInstalled()) {
+  process.stdout.write('bench:peer skipped: Kannel is not installed (bearerbox and smsbox not found). Install it with `apt-get install -y kannel`.\n');
+  process.exit(0);
+}
+process.stderr.write('building dist/ (npm run build)…\n');
+execSync('npm run --silent build', { stdio: 'inherit', cwd: ROOT });
+
+const summary: Record<string, unknown> = {
+  bench: 'peer',
+  n: N,
+  repeats: REPEATS,
+  window: WINDOW,
+  binds: 1,
+  connections: CONNECTIONS,
+  dlrDelayMs: DLR_DELAY_MS,
+  receipts: { kannel: 'first part of each message; one dlr-url GET per message', gateway: 'every part recorded; one callback POST per message once every part is final' },
+  node: process.version,
+  at: new Date().toISOString(),
+  variants: {},
+};
+const tables: string[] = [];
+const TARGETS: Record<string, number> = { ASCII: 2.5, '3-part UCS-2 Chinese': 2 };
+for (const variant of VARIANTS) {
+  const segments = countSegments(variant.text).count;
+  const runs: Record<System, Run[]> = { kannel: [], gateway: [] };
+  const bare: number[] = [];
+  for (let r = 0; r < REPEATS; r++) {
+    const order: System[] = r % 2 === 0 ? ['kannel', 'gateway'] : ['gateway', 'kannel'];
+    process.stderr.write(`[${variant.name}] round ${r + 1}/${REPEATS}: bare uWS… `);
+    bare.push(await bareUws(variant.text));
+    for (const system of order) {
+      process.stderr.write(`${system}… `);
+      runs[system].push(await run(system, variant.text, N));
+    }
+    process.stderr.write('done\n');
+  }
+  const med = (s: System, f: (x: Run) => number): number => median(runs[s].map(f));
+  const vs = (metric: string, unit: string, f: (x: Run) => number, target?: number): Row => ({
+    metric,
+    value: med('gateway', f),
+    unit,
+    baseline: med('kannel', f),
+    baselineName: 'Kannel 1.4.5',
+    ...(target !== undefined ? { target } : {}),
+  });
+  const rows: Row[] = [
+    vs('msgs/s at the SMSC', 'msg/s', (x) => x.smscPerSecond, TARGETS[variant.name]),
+    vs('msgs/s with callbacks', 'msg/s', (x) => x.callbacksPerSecond),
+    vs('HTTP accepted/s', 'msg/s', (x) => x.acceptedPerSecond),
+    { metric: 'gateway HTTP accepted/s vs bare uWS 202', value: med('gateway', (x) => x.acceptedPerSecond), unit: 'msg/s', baseline: median(bare), baselineName: 'bare uWS 202', target: 0.5 },
+    vs('CPU per message', 'µs', (x) => x.cpuUsPerMessage),
+    vs('peak RSS', 'MiB', (x) => x.peakRssMiB),
+    vs('p99 HTTP latency', 'ms', (x) => x.p99HttpMs),
+    vs('callbacks received', 'count', (x) => x.callbacks),
+    vs('submit_sm at the SMSC', 'count', (x) => x.submits),
+    vs('refused or failed requests', 'count', (x) => x.non2xx),
+  ];
+  tables.push(table(`${variant.name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, receipts ${DLR_DELAY_MS} ms after the resp, median of ${REPEATS} (gateway vs Kannel)`, rows));
+  (summary['variants'] as Record<string, unknown>)[variant.name] = {
+    segments,
+    runs,
+    bareUwsPerSecond: bare,
+    medians: Object.fromEntries(rows.map((x) => [x.metric, { gateway: x.value, baseline: x.baseline, ratio: x.baseline ? x.value / x.baseline : undefined, ...(x.target !== undefined ? { target: x.target } : {}) }])),
+  };
+}
+
+if (MEMORY) {
+  // Memory in the backlog: the gateway alone, 3-part, at N and 10 × N.
+  const text = VARIANTS[1].text;
+  const small: Run[] = [];
+  const large: Run[] = [];
+  for (let r = 0; r < REPEATS; r++) {
+    process.stderr.write(`[memory] round ${r + 1}/${REPEATS}: N… `);
+    small.push(await run('gateway', text, N));
+    process.stderr.write('10 × N… ');
+    large.push(await run('gateway', text, 10 * N));
+    process.stderr.write('done\n');
+  }
+  const rows: Row[] = [
+    { metric: `gateway peak RSS at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakRssMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakRssMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
+    { metric: 'callbacks received (10 × N)', value: median(large.map((x) => x.callbacks)), unit: 'count' },
+    { metric: 'msgs/s with callbacks (10 × N)', value: median(large.map((x) => x.callbacksPerSecond)), unit: 'msg/s', baseline: median(small.map((x) => x.callbacksPerSecond)), baselineName: `at ${N.toLocaleString('en-US')}` },
+  ];
+  tables.push(table(`Memory in the backlog: 3-part UCS-2 Chinese, gateway alone, median of ${REPEATS} (target: RSS ratio ≤ 1.3)`, rows));
+  summary['memory'] = { small, large, rssRatio: median(large.map((x) => x.peakRssMiB)) / median(small.map((x) => x.peakRssMiB)) };
+}
+
+process.stdout.write(`\n${tables.join('\n\n')}\n\n`);
+const file = writeSummary('peer', summary);
+process.stdout.write(`JSON summary: ${file}\n${JSON.stringify(Object.fromEntries(Object.entries(summary['variants'] as Record<string, { medians: unknown }>).map(([k, v]) => [k, v.medians])))}\n`);
