@@ -35,6 +35,9 @@ export const ERROR_CODES = {
   SMPP_BIND_FAILED: { status: 503, text: 'the SMSC refused the bind' },
   SMPP_PDU_INVALID: { status: 500, text: 'a PDU could not be built (body too long or not bytes)' },
   SMPP_POOL_CLOSED: { status: 503, text: 'the bind pool is closed' },
+  // --- CMPP (China Mobile) ---
+  CMPP_PDU_INVALID: { status: 500, text: 'a CMPP PDU could not be built (a field does not fit its width)' },
+  CMPP_CONNECT_FAILED: { status: 503, text: 'the ISMG refused CMPP_CONNECT (status named in the message)' },
   // --- receipts ---
   STORE_CLOSED: { status: 503, text: 'the receipt store is closed' },
   // --- directory: units, grants, content rules, admin API ---
