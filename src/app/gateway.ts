@@ -25,7 +25,9 @@ import { EmbeddedQueue } from '../queue/embedded/queue.js';
 import type { QueueOptions, WorkQueue } from '../queue/port.js';
 import { BindPool } from '../smpp/bind-pool.js';
 import { SmscSimulator } from '../smpp/simulator.js';
-import { Router } from '../dispatch/router.js';
+import { Router, type StoredRouting } from '../dispatch/router.js';
+import type { RouteRule } from '../core/route.js';
+import type { DirectoryStore } from '../directory/store.js';
 import { Dispatcher, type DispatchReplica } from '../dispatch/dispatcher.js';
 import { QueuePdaHandoff } from '../dispatch/pda-handoff.js';
 import { PDA_HANDOFF_TIER } from '../core/job.js';
@@ -61,6 +63,8 @@ export interface Gateway {
   readonly mail: MailAlerts | undefined;
   /** Mobile-office services: templates, meetings, workflow progress, MO inbox, scheduled sending. */
   readonly office: Office;
+  /** Recipient → accounts (dispatch roles). */
+  readonly router: Router | undefined;
   stop(): Promise<void>;
 }
 
@@ -84,6 +88,12 @@ export function simulatorAccount(config: ResolvedConfig, port: number): SmppAcco
     throttleBackoffMs: 100,
     operators: ['*'],
   };
+}
+
+/** The routing rules stored through the admin API, in the router's shape (the admin API validated them). */
+function storedRouting(directory: DirectoryStore): StoredRouting | undefined {
+  const t = directory.getRoutingTable();
+  return t === undefined ? undefined : { version: t.version, rules: t.rules as RouteRule[] | null };
 }
 
 /** PDA recipients go between hosts through the work queue (config validation: only with replication, so on NATS). */
@@ -209,6 +219,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
 
   const pools: BindPool[] = [];
   let dispatcher: Dispatcher | undefined;
+  let router: Router | undefined;
   if (runDispatch) {
     for (const account of accounts) {
       // The pool's pending queue must hold everything the dispatcher may have in flight.
@@ -221,11 +232,26 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       pool.start();
       pools.push(pool);
     }
-    const router = new Router(accounts.map((a, i) => ({ name: a.name, operators: a.operators, transport: pools[i] as BindPool })));
+    const routeLog = logger.child({ part: 'route' });
+    router = new Router(
+      accounts.map((a, i) => {
+        const pool = pools[i] as BindPool;
+        return { name: a.name, operators: a.operators, transport: pool, bound: () => pool.boundCount, shed: (reason: string) => pool.shed(reason) };
+      }),
+      { health: config.routing.health, utcOffsetMinutes: config.directory.utcOffsetMinutes, tiers: config.tierList.map((t) => t.name), rules: config.routing.rules },
+      {
+        metrics,
+        unitsOf: (tenant) => directory.store.unitChain(tenant)?.map((u) => u.id),
+        stored: () => storedRouting(directory.store),
+        onChange: (account, up, reason) => (up ? routeLog.info({ account }, 'account up for routing') : routeLog.warn({ account, reason }, 'account down for routing: its recipients go to the next account')),
+        onRejected: (version, problems) => routeLog.error({ version, problems }, 'stored routing rules do not fit this process\'s accounts; the table in force is kept'),
+      },
+    );
+    router.start();
     dispatcher = new Dispatcher({
       queue,
       store,
-      router,
+      router: router as Router,
       // With the hand-off, a process with the PDA channel also takes other hosts' PDA recipients, first.
       tiers: pda && pdaHandoff ? [{ name: PDA_HANDOFF_TIER, priority: Number.MAX_SAFE_INTEGER, defaultValidityMs: 0 }, ...config.tierList] : config.tierList,
       options: {
@@ -267,12 +293,12 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
           attachPdaRoutes(app, { channel: pda });
           attachPdaAdminRoutes(app, { channel: pda, adminKey: config.pda.adminKey, metrics, logger });
         }
-        attachAdminRoutes(app, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, metrics, logger });
+        attachAdminRoutes(app, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, metrics, logger, ...(router ? { routing: router } : {}) });
       },
       readiness: {
         ready: () => ({
           ready: true,
-          detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })) },
+          detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })), ...(router ? { accounts: router.accounts() } : {}) },
         }),
       },
     });
@@ -293,7 +319,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     monitor = new MonitorDoor({
       metrics,
       tls: config.server.tls,
-      readiness: { ready: () => ({ ready: pools.every((p) => p.boundCount > 0), detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })) } }) },
+      readiness: { ready: () => ({ ready: pools.every((p) => p.boundCount > 0), detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })), ...(router ? { accounts: router.accounts() } : {}) } }) },
     });
     await monitor.listen(config.server.host, config.server.port);
   }
@@ -328,6 +354,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     pda,
     mail,
     office,
+    router,
     stop(): Promise<void> {
       stopped ??= (async () => {
         clearInterval(sweeps);
@@ -340,6 +367,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         frontDoor?.close();
         await office.close();
         await dispatcher?.stop(15_000);
+        router?.stop();
         // Sessions closed with SERVER_SHUTDOWN; pending acks committed and states relayed to the store.
         await pda?.close();
         await Promise.all(pools.map((p) => p.close()));

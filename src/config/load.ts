@@ -18,6 +18,7 @@ import { ConfigSchema, type Config } from './schema.js';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { parseIsoDuration } from '../core/duration.js';
 import type { Tier } from '../core/message.js';
+import { checkRules } from '../core/route.js';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEFAULT_CONFIG_PATH = resolve(PACKAGE_ROOT, 'config', 'default.json');
@@ -187,6 +188,9 @@ export function validateConfig(raw: unknown): ResolvedConfig {
     names.add(a.name);
     if (a.reconnectMaxMs < a.reconnectInitialMs) conflicts.push({ field: `/smpp/accounts/${i}/reconnectMaxMs`, message: 'must be ≥ reconnectInitialMs' });
   });
+  // Routing rules: accounts (when any is configured: else the built-in simulator's `sim`) and tiers must exist.
+  const accountNames = config.smpp.accounts.length > 0 ? names : new Set(['sim']);
+  checkRules(config.routing.rules, { accounts: accountNames, tiers: seen }).forEach((p) => conflicts.push({ field: `/routing/rules${p.field}`, message: p.message }));
   if (config.queue.kind === 'nats' && config.queue.nats.servers.length === 0) {
     conflicts.push({ field: '/queue/nats/servers', message: 'queue.kind is nats: give at least one server (or SMSGW_NATS_URL)' });
   }

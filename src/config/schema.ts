@@ -90,8 +90,51 @@ export const SmppAccountSchema = Type.Object({
   reconnectMaxMs: Type.Integer({ minimum: 10 }),
   /** First back-off after ESME_RTHROTTLED / ESME_RMSGQFUL; doubles up to reconnectMaxMs. */
   throttleBackoffMs: Type.Integer({ minimum: 1 }),
-  /** Operators routed to this account: cmcc, cucc, ctcc, intl, or * for all. */
-  operators: Type.Array(Type.String(), { minItems: 1 }),
+  /**
+   * Operators routed to this account by the default routing rules: cmcc,
+   * cucc, ctcc, intl, or * for all. Empty: only routing.rules that name the
+   * account use it (e.g. an account kept for the emergency tier).
+   */
+  operators: Type.Array(Type.String()),
+}, strict);
+
+const HhMmPattern = '^([01][0-9]|2[0-3]):[0-5][0-9]$';
+const RuleName = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' });
+
+/** One routing rule (docs/ARCHITECTURE.md, routing): the first rule whose match holds gives the accounts. */
+export const RouteRuleSchema = Type.Object({
+  name: RuleName,
+  /** Every field present must hold (AND); an absent field matches anything. */
+  match: Type.Object({
+    tiers: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 64 })),
+    /** Unit ids: the sending unit or one of its ancestors (the subtree); a bootstrap key's tenant name. */
+    units: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 1000 })),
+    operators: Type.Optional(Type.Array(Type.Union([Type.Literal('cmcc'), Type.Literal('cucc'), Type.Literal('ctcc'), Type.Literal('intl')]), { minItems: 1 })),
+    /** Local time (directory.utcOffsetMinutes), may wrap midnight. */
+    window: Type.Optional(Type.Object({
+      start: Type.String({ pattern: HhMmPattern, description: 'HH:MM' }),
+      end: Type.String({ pattern: HhMmPattern, description: 'HH:MM' }),
+    }, strict)),
+  }, strict),
+  /** Account names: preference order (failover) or the rotation. */
+  accounts: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), { minItems: 1, maxItems: 16 }),
+  policy: Type.Union([Type.Literal('failover'), Type.Literal('round-robin'), Type.Literal('weighted')]),
+  /** policy weighted: one integer weight (1–1000) per account. */
+  weights: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 1000 }), { minItems: 1, maxItems: 16 })),
+}, strict);
+
+export const RoutingSchema = Type.Object({
+  /** Ordered rules, tried before the per-operator rules derived from smpp.accounts[].operators. */
+  rules: Type.Array(RouteRuleSchema, { maxItems: 1000 }),
+  /** When an account is down for routing (its candidates go last). */
+  health: Type.Object({
+    /** No bound session for this long. */
+    unboundMs: Type.Integer({ minimum: 0 }),
+    /** Submits failing (expired, lost) with no success in between for this long. */
+    failingMs: Type.Integer({ minimum: 0 }),
+    /** A bound account down for failing is tried again after this long. */
+    retryMs: Type.Integer({ minimum: 100 }),
+  }, strict),
 }, strict);
 
 export const SimulatorSchema = Type.Object({
@@ -343,6 +386,7 @@ export const ConfigSchema = Type.Object({
     receiptGraceMs: Type.Integer({ minimum: 0 }),
   }, strict),
   smpp: Type.Object({ accounts: Type.Array(SmppAccountSchema) }, strict),
+  routing: RoutingSchema,
   simulator: SimulatorSchema,
   pda: PdaSchema,
   admin: Type.Object({ keys: Type.Array(AdminKeySchema) }, strict),
@@ -360,6 +404,7 @@ export type Config = Static<typeof ConfigSchema>;
 export type ApiKeyConfig = Static<typeof ApiKeySchema>;
 export type TierConfig = Static<typeof TierSchema>;
 export type SmppAccountConfig = Static<typeof SmppAccountSchema>;
+export type RoutingConfig = Static<typeof RoutingSchema>;
 export type SimulatorConfig = Static<typeof SimulatorSchema>;
 export type PdaConfig = Static<typeof PdaSchema>;
 export type AdminKeyConfig = Static<typeof AdminKeySchema>;

@@ -16,6 +16,7 @@
  *   dir.members        [groupId, personId]   → packed member   (static members)
  *   dir.memberOf       [personId, groupId]   → 1
  *   dir.blocks         [scope, number]       → StoredBlock
+ *   dir.routing        'table'               → { version, rules }  (routing rules set through the admin API)
  *   dir.audit          seq                   → AuditEntry (without seq)
  *   dir.auditTarget    [type, id, seq]       → 1
  *   dir.meta           'version'             → number
@@ -45,7 +46,7 @@ import {
 import { effectiveSender } from './grants.js';
 import { RowLog, type ChangeLog } from '../replication/change-log.js';
 
-export const DIRECTORY_DBS = 17;
+export const DIRECTORY_DBS = 18;
 
 /** Most items one list call returns. */
 export const MAX_LIST = 1000;
@@ -185,6 +186,14 @@ export interface DirectoryStoreOptions {
   readonly changeLog?: ChangeLog;
 }
 
+/** The routing rules stored by the admin API; `rules: null`: cleared (the configuration's apply). */
+export interface StoredRoutingTable {
+  readonly version: number;
+  readonly rules: readonly unknown[] | null;
+  readonly at: number;
+  readonly by: string;
+}
+
 /** A member as stored in membership and role rows: channel letter + mobile. */
 export function packMember(channel: ChannelPreference, mobile: string): string {
   return (channel === 'sms' ? 's' : channel === 'pda' ? 'p' : 'b') + mobile;
@@ -232,6 +241,7 @@ export class DirectoryStore {
   private readonly members: Database<string, [string, string]>;
   private readonly memberOf: Database<1, [string, string]>;
   private readonly blocks: Database<StoredBlock, [string, string]>;
+  private readonly routing: Database<StoredRoutingTable, string>;
   private readonly audit: Database<StoredAudit, number>;
   private readonly auditTarget: Database<1, [string, string, number]>;
   private readonly meta: Database<number, string>;
@@ -260,12 +270,13 @@ export class DirectoryStore {
     this.members = db('dir.members');
     this.memberOf = db('dir.memberOf');
     this.blocks = db('dir.blocks');
+    this.routing = db('dir.routing');
     this.audit = db('dir.audit');
     this.auditTarget = db('dir.auditTarget');
     this.meta = db('dir.meta');
     const replicated = [
       this.units, this.unitChildren, this.keys, this.keyDigests, this.people, this.peopleMobile, this.peopleEmail, this.peopleUnit,
-      this.roles, this.groups, this.groupParents, this.members, this.memberOf, this.blocks,
+      this.roles, this.groups, this.groupParents, this.members, this.memberOf, this.blocks, this.routing,
     ] as unknown as Array<Database<unknown, Key>>;
     // dir.meta 'version': other hosts bump theirs when they apply these rows, so their caches reload.
     this.rows = opts.changeLog ? new RowLog(opts.changeLog, replicated, ['dir.meta', 'version']) : undefined;
@@ -832,6 +843,30 @@ export class DirectoryStore {
       this.groups.removeSync(id);
       tx.audit('group.delete', 'group', id, before, undefined, { removedMembers: before.memberCount ?? 0, sample: removed });
       tx.bump();
+    });
+  }
+
+  // ----------------------------------------------------------- routing
+
+  /** Routing rules set through the admin API (undefined: none; the configuration's rules apply). */
+  getRoutingTable(): StoredRoutingTable | undefined {
+    return this.routing.get('table');
+  }
+
+  /**
+   * Replace the routing rules (a global admin only; the caller has checked
+   * them against the accounts and tiers). `rules: null` clears them: the
+   * configuration's rules apply again. The version only grows, so every
+   * dispatcher (polling it) applies the change once.
+   */
+  setRoutingTable(actor: Actor, rules: readonly unknown[] | null): Promise<StoredRoutingTable> {
+    return this.change(actor, (tx) => {
+      if (actor.unit !== undefined) throw new GatewayError('FORBIDDEN', 'only a global admin may change the routing rules');
+      const before = this.routing.get('table');
+      const next: StoredRoutingTable = { version: (before?.version ?? 0) + 1, rules: rules === null ? null : [...rules], at: this.now(), by: actor.name };
+      this.routing.putSync('table', next);
+      tx.audit('routing.update', 'routing', 'table', before, next);
+      return next;
     });
   }
 

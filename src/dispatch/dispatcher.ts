@@ -5,7 +5,7 @@
  *     └▶ job ─▶ for each recipient × segment:
  *                 already has an operator id or a final state?  → skip  (redelivery is harmless)
  *                 past validity?                                → final `expired`
- *                 no route for the operator?                    → final `failed`
+ *                 no route (routing table, src/dispatch/router.ts)? → final `failed`
  *                 else submit (bounded by maxInflightSegments)  → record result
  *        all results committed ─▶ ack      (any `unavailable` → nak with delay)
  *
@@ -302,8 +302,12 @@ export class Dispatcher {
     const count = template.length;
     const finals: SegmentResult[] = [];
     store.markQueued(m.id, m.recipients.map((r) => r.i));
+    // Routing context once per message: the sender's unit chain and the tier.
+    const routeMessage = { tier: job.tier, units: router.unitsOf(job.tenant) };
     for (const r of m.recipients) {
-      const route = router.route(r.to);
+      const route = router.route(r.to, routeMessage, this.now());
+      let account = route.accounts[0];
+      if (count > 1 && account) account = samePartsAccount(store, m.id, r.i, count, route.accounts, (a) => router.isAccountUp(a)) ?? account;
       const optedOut = run.blocked?.(r.to) ?? false;
       for (let s = 1; s <= count; s++) {
         const existing = store.getSegment(m.id, r.i, s);
@@ -322,8 +326,8 @@ export class Dispatcher {
           metrics.dispatchSegments.inc({ outcome: 'expired' });
           continue;
         }
-        if (!route.transport) {
-          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'failed', error: `no SMPP account serves operator ${route.operator}`, at: now });
+        if (!account) {
+          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'failed', error: `no route: no account serves operator ${route.operator} for tier ${job.tier}`, at: now });
           metrics.dispatchSegments.inc({ outcome: 'no-route' });
           continue;
         }
@@ -334,7 +338,7 @@ export class Dispatcher {
         // durably recorded", which bounds the duplicates a crash can cause.
         await this.slots.acquire(job.tenant);
         submits.push(
-          route.transport
+          account.transport
             .submit({
               destination: r.to,
               source: m.sender,
@@ -347,6 +351,7 @@ export class Dispatcher {
             })
             .then(
               (outcome) => {
+                router.observe(account.name, outcome);
                 const result = this.toResult(job, m, r.i, s, count, outcome);
                 if (!result) {
                   run.retry = true;
@@ -439,6 +444,22 @@ export async function replicaReady(
   if (!(await replica.caughtUp())) return false;
   for (let i = 0; i < polls && !present(); i++) await sleep(pollMs);
   return present();
+}
+
+/**
+ * A redelivered multi-part recipient whose earlier parts went through one
+ * account: the rest go there too when it is still a candidate and up (a
+ * phone joins parts by UDH reference; parts split across carriers may not
+ * be joined).
+ */
+function samePartsAccount<A extends { readonly name: string }>(store: DispatchStore, messageId: string, index: number, count: number, candidates: readonly A[], isUp: (account: string) => boolean): A | undefined {
+  for (let s = 1; s <= count; s++) {
+    const name = store.getSegment(messageId, index, s)?.account;
+    if (name === undefined) continue;
+    const c = candidates.find((a) => a.name === name);
+    return c !== undefined && isUp(c.name) ? c : undefined;
+  }
+  return undefined;
 }
 
 /** Copy a multi-part payload and set its UDH reference byte (05 00 03 [ref] count seq). */

@@ -15,7 +15,8 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { GatewayError } from '../core/errors.js';
 import type { ResolvedConfig } from '../config/load.js';
-import type { AdminKeyConfig } from '../config/schema.js';
+import { RouteRuleSchema, type AdminKeyConfig } from '../config/schema.js';
+import { checkRules } from '../core/route.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Exchange, STATUS_TEXT, paramCount, parseJson, pathParams, readBody } from './http.js';
 import { asGatewayError } from './intake.js';
@@ -37,6 +38,8 @@ export interface AdminDeps {
   readonly held: HeldMessages;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** This process's router (dispatch roles): the rules in force and each account's state and share. */
+  readonly routing?: { accounts(): unknown[]; rules(): unknown };
 }
 
 // ------------------------------------------------------------------ schemas
@@ -110,6 +113,10 @@ export const BlockSchema = Type.Object({
   reason: Type.Optional(Type.String({ maxLength: 200 })),
 }, { additionalProperties: false });
 
+export const RoutingRulesSchema = Type.Object({
+  rules: Nullable(Type.Array(RouteRuleSchema, { maxItems: 1000, description: 'ordered rules, tried before the per-operator defaults; null: back to the configuration\'s routing.rules' })),
+}, { additionalProperties: false });
+
 export const RejectSchema = Type.Object({ reason: Type.String({ minLength: 1, maxLength: 500 }) }, { additionalProperties: false });
 
 export const adminSchemasForOpenApi: Record<string, TSchema> = {
@@ -122,6 +129,7 @@ export const adminSchemasForOpenApi: Record<string, TSchema> = {
   MembersChange: MembersChangeSchema,
   Block: BlockSchema,
   Reject: RejectSchema,
+  RoutingRules: RoutingRulesSchema,
 };
 
 function check<T extends TSchema>(schema: T, value: unknown): Static<T> {
@@ -473,6 +481,34 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   {
     method: 'post', path: '/v1/admin/held/:id/reject', summary: 'Reject a held message: every recipient ends rejected with the reason', body: { kind: 'json', schema: 'Reject' }, ok: 200,
     handle: async (ctx) => ({ body: await ctx.deps.held.reject(ctx.actor, p(ctx, 0), check(RejectSchema, ctx.json).reason) }),
+  },
+  // ---- routing
+  {
+    method: 'get', path: '/v1/admin/routing', summary: 'Routing rules: stored (admin API) or configured, the per-operator defaults, and (in a dispatch process) each account\'s state and share', ok: 200,
+    handle: (ctx) => {
+      const stored = ctx.deps.directory.getRoutingTable();
+      return {
+        body: {
+          stored: stored ?? null,
+          configured: ctx.deps.config.routing.rules,
+          ...(ctx.deps.routing ? { inForce: ctx.deps.routing.rules(), accounts: ctx.deps.routing.accounts() } : {}),
+        },
+      };
+    },
+  },
+  {
+    method: 'put', path: '/v1/admin/routing', summary: 'Replace the routing rules without a restart (global admin; audited); every dispatcher applies them within a second', body: { kind: 'json', schema: 'RoutingRules' }, ok: 200,
+    handle: async (ctx) => {
+      const b = check(RoutingRulesSchema, ctx.json);
+      if (b.rules !== null) {
+        const accounts = ctx.deps.config.smpp.accounts.length > 0 ? ctx.deps.config.smpp.accounts.map((a) => a.name) : ['sim'];
+        const problems = checkRules(b.rules, { accounts: new Set(accounts), tiers: new Set(ctx.deps.config.tierList.map((t) => t.name)) });
+        if (problems.length > 0) {
+          throw new GatewayError('VALIDATION', `rules: ${problems.map((q) => `${q.field}: ${q.message}`).join('; ')}`, { details: problems.map((q) => ({ field: `/rules${q.field}`, message: q.message })) });
+        }
+      }
+      return { body: await ctx.deps.directory.setRoutingTable(ctx.actor, b.rules) };
+    },
   },
   // ---- audit
   {

@@ -326,6 +326,29 @@ export class BindPool implements SmsTransport {
   }
 
   /**
+   * Give back every queued request (waiting for a window slot, not on the
+   * wire) as `unavailable` with `reason`: the router calls it when the
+   * account goes down, so the work returns to the durable queue and is
+   * routed to another account instead of waiting here for a link that is
+   * gone. Requests in a window keep their own timeout and loss handling.
+   */
+  shed(reason: string): number {
+    let n = 0;
+    for (const lane of this.lanes) {
+      for (let item = lane.ring.shift(); item !== undefined; item = lane.ring.shift()) {
+        item.resolve({ kind: 'unavailable', reason });
+        n++;
+      }
+    }
+    this.queued -= n;
+    this.minDeadline = Infinity;
+    for (const w of this.capacityWaiters) w();
+    this.capacityWaiters = [];
+    this.metrics.bindPendingQueue.set(this.accountLabel, this.queued);
+    return n;
+  }
+
+  /**
    * Stop: queued requests resolve `unavailable` at once; requests in a
    * window get their responses (each bind waits up to responseTimeoutMs,
    * then unbinds); any still outstanding then resolve `unavailable`.

@@ -21,6 +21,11 @@ export interface Metrics {
   // dispatch
   readonly dispatchJobsInflight: Gauge;
   readonly dispatchSegments: Counter<'outcome'>;
+  readonly routeAccountUp: Gauge<'account'>;
+  readonly routeRecipients: Counter<'rule' | 'account'>;
+  readonly routeFailovers: Counter<'rule' | 'account'>;
+  readonly routeAccountDown: Counter<'account' | 'reason'>;
+  readonly routeTableVersion: Gauge;
   readonly acceptToSubmitSeconds: Histogram;
   // smpp
   readonly bindWindowOccupancy: Gauge<'account' | 'bind'>;
@@ -79,6 +84,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     queueDeadLetters: new Counter({ name: 'smsgw_queue_dead_letters_total', help: 'Queue entries dead-lettered', labelNames: ['tier'], registers: r }),
     dispatchJobsInflight: new Gauge({ name: 'smsgw_dispatch_jobs_inflight', help: 'Jobs taken from the queue and not yet acked', registers: r }),
     dispatchSegments: new Counter({ name: 'smsgw_dispatch_segments_total', help: 'Segments by dispatch outcome', labelNames: ['outcome'], registers: r }),
+    routeAccountUp: new Gauge({ name: 'smsgw_route_account_up', help: 'Routing health of an account: 1 up, 0 down (unbound or failing past the bound; docs/ARCHITECTURE.md routing)', labelNames: ['account'], registers: r }),
+    routeRecipients: new Counter({ name: 'smsgw_route_recipients_total', help: 'Recipients routed, by rule and first-choice account (the share of each account)', labelNames: ['rule', 'account'], registers: r }),
+    routeFailovers: new Counter({ name: 'smsgw_route_failovers_total', help: 'Recipients routed past a down account to this one', labelNames: ['rule', 'account'], registers: r }),
+    routeAccountDown: new Counter({ name: 'smsgw_route_account_down_total', help: 'Times an account went down for routing, by reason (unbound, failing)', labelNames: ['account', 'reason'], registers: r }),
+    routeTableVersion: new Gauge({ name: 'smsgw_route_table_version', help: 'Version of the routing rules in force (0: configuration only)', registers: r }),
     acceptToSubmitSeconds: new Histogram({ name: 'smsgw_accept_to_submit_seconds', help: 'From 202 to submit_sm_resp', buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: r }),
     bindWindowOccupancy: new Gauge({ name: 'smsgw_smpp_window_occupancy', help: 'Outstanding requests per bind', labelNames: ['account', 'bind'], registers: r }),
     bindConnected: new Gauge({ name: 'smsgw_smpp_bind_up', help: '1 when the bind is bound', labelNames: ['account', 'bind'], registers: r }),
