@@ -110,7 +110,7 @@ async function expansionBench(): Promise<{ rows: Row[]; summary: Record<string, 
     };
     const subject = async (): Promise<{ ms: number; members: number; sms: number; refused: number }> => {
       const start = performance.now();
-      const admission = policy.admit(principal, { tier: 'routine', group: 'all-staff', direct: false, channel: 'auto' }, '');
+      const admission = policy.admit(principal, { tier: 'routine', group: 'all-staff', channel: 'auto' }, '');
       const plan = await fanout.plan({ group: 'all-staff', channel: 'auto', ...(admission.unit !== undefined ? { unit: admission.unit } : {}) });
       return { ms: performance.now() - start, members: plan.numbers.length, sms: plan.sms, refused: plan.finals.size };
     };

@@ -20,6 +20,8 @@ export interface EffectiveGrants {
   /** Allowed groups; null = every group. */
   readonly groups: ReadonlySet<string> | null;
   readonly direct: boolean;
+  /** May send to a workflow event's applicant numbers (each level: its own `workflow`, else its own `direct`). */
+  readonly workflow: boolean;
   readonly police: boolean;
   /** Every level with a quota, self first: each caps its whole subtree. */
   readonly quotas: readonly QuotaLimit[];
@@ -40,6 +42,7 @@ export function effectiveGrants(chain: readonly Unit[]): EffectiveGrants {
   let tiers: Set<string> | null = null;
   let groups: Set<string> | null = null;
   let direct = true;
+  let workflow = true;
   let police = true;
   let disabledBy: string | undefined;
   const quotas: QuotaLimit[] = [];
@@ -47,13 +50,19 @@ export function effectiveGrants(chain: readonly Unit[]): EffectiveGrants {
     tiers = intersect(tiers, u.grants.tiers);
     groups = intersect(groups, u.grants.groups);
     direct &&= u.grants.direct;
+    workflow &&= workflowGrant(u.grants);
     police &&= u.grants.police;
     if (u.grants.dailyQuota !== null || u.grants.perMinuteQuota !== null) {
       quotas.push({ unit: u.id, daily: u.grants.dailyQuota, perMinute: u.grants.perMinuteQuota });
     }
     if (u.disabled && disabledBy === undefined) disabledBy = u.id;
   }
-  return { tiers, groups, direct, police, quotas, ...(disabledBy !== undefined ? { disabledBy } : {}) };
+  return { tiers, groups, direct, workflow, police, quotas, ...(disabledBy !== undefined ? { disabledBy } : {}) };
+}
+
+/** A level's own `workflow` grant: as set, else the same as its own `direct`. */
+export function workflowGrant(g: Grants): boolean {
+  return g.workflow ?? g.direct;
 }
 
 /** The unit nearest the root whose own grants leave `name` out of `pick`, to name it in a refusal. */

@@ -3,7 +3,9 @@
  * send before anything is written.
  *
  *   key ─▶ principal (directory keys: unit, effective sender)
- *   request ─▶ admit:   unit enabled? tier granted? group granted? direct numbers granted?
+ *   request ─▶ admit:   unit enabled? tier granted? group granted? numbers granted by where
+ *                       they came from (caller: direct; workflow event: workflow;
+ *                       directory or a reply to the sender: none)?
  *                       police granted, and not forced onto SMS?          (403 naming the grant)
  *           ─▶ render:  signature appended; sensitive words → 422 or held  (before counting parts)
  *           ─▶ police:  every recipient must have a PDA preference         (422 CHANNEL_REFUSED)
@@ -19,11 +21,11 @@
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import type { WordFilter } from '../core/word-filter.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { Principal, SendShape } from '../ingest/intake.js';
+import type { Principal, SendShape } from '../core/send.js';
 import type { DirectoryStore } from './store.js';
 import type { GroupExpander } from './expansion.js';
 import type { QuotaLedger, Reservation } from './quota.js';
-import { effectiveGrants, effectiveSender, effectiveSignature, flagOffAt, narrowedBy, signText, type QuotaLimit } from './grants.js';
+import { effectiveGrants, effectiveSender, effectiveSignature, flagOffAt, narrowedBy, signText, workflowGrant, type QuotaLimit } from './grants.js';
 import type { Unit } from './types.js';
 
 export interface SendPolicyDeps {
@@ -120,9 +122,13 @@ export class SendPolicy {
       this.refused('group');
       throw forbidden(`${prefix}/group`, `group ${shape.group} is not granted to unit ${unit}${by(narrowedBy(chain, (x) => x.groups, shape.group), unit)}; granted: ${list(g.groups)}`);
     }
-    if (shape.direct && !g.direct) {
+    if (shape.origin === 'caller' && !g.direct) {
       this.refused('direct');
       throw forbidden(`${prefix}/to`, `unit ${unit} may send only to groups, not to numbers${by(flagOffAt(chain, (x) => x.direct), unit)}`);
+    }
+    if (shape.origin === 'workflow' && !g.workflow) {
+      this.refused('workflow');
+      throw forbidden(`${prefix}/applicant`, `unit ${unit} may not send workflow events to applicants' numbers (grant workflow)${by(flagOffAt(chain, workflowGrant), unit)}`);
     }
     if (shape.classification === 'police' && !g.police) {
       this.refused('police');

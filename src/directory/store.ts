@@ -1041,7 +1041,7 @@ export class DirectoryStore {
     }
     if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
     return {
-      tiers: [...new Set(g.tiers)], groups: [...new Set(g.groups)], direct: g.direct, police: g.police, dailyQuota: g.dailyQuota, perMinuteQuota: g.perMinuteQuota,
+      tiers: [...new Set(g.tiers)], groups: [...new Set(g.groups)], direct: g.direct, ...(g.workflow !== undefined ? { workflow: g.workflow } : {}), police: g.police, dailyQuota: g.dailyQuota, perMinuteQuota: g.perMinuteQuota,
     };
   }
 

@@ -52,6 +52,13 @@ export interface Grants {
   readonly groups: readonly string[];
   /** May send to explicit numbers (`to`), not only to groups. */
   readonly direct: boolean;
+  /**
+   * May send workflow-event SMS to the applicant numbers the event carries
+   * (POST /v1/workflow-events): caller-supplied numbers, like `direct`, but
+   * only with the unit's own `workflow.<stage>` texts. Absent: the unit's
+   * own `direct`. Inherited: never wider than any parent's.
+   */
+  readonly workflow?: boolean;
   /** May send messages classified `police`. */
   readonly police: boolean;
   /** Recipients per day (calendar day in `directory.utcOffsetMinutes`); null = no limit at this level. */

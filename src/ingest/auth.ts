@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ApiKeyConfig } from '../config/schema.js';
-import type { Principal } from './intake.js';
+import type { Principal } from '../core/send.js';
 import { GatewayError } from '../core/errors.js';
 
 /** Keys issued by the directory (hashed in LMDB); undefined when the key is not one of them. */

@@ -18,6 +18,7 @@
 import type { Logger } from 'pino';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import type { Channel, SmsEncoding, Tier } from '../core/message.js';
+import type { Principal, RecipientOrigin, SendShape } from '../core/send.js';
 import { encodeJob, workSubject, type Job, type JobMessage, type JobRecipient } from '../core/job.js';
 import { normalizeNumber } from '../core/phone.js';
 import { countSegments, MAX_SEGMENTS } from '../core/segment.js';
@@ -30,28 +31,6 @@ import { idempotentMessageId, newMessageId } from './ids.js';
 import { JobBatcher } from './job-batcher.js';
 import { quietUntil } from '../directory/quiet-hours.js';
 import { createHash } from 'node:crypto';
-
-/** Who is calling: resolved from the API key. */
-export interface Principal {
-  readonly tenant: string;
-  /** Allowed tier names, or null for all (directory units: checked by the door rules). */
-  readonly tiers: ReadonlySet<string> | null;
-  readonly sender: string;
-  /** The directory unit of a unit's key (then `tenant` is the unit id); absent for a bootstrap key from config. */
-  readonly unit?: string;
-  /** Groups a bootstrap key may address: null = all; absent = none. */
-  readonly groups?: ReadonlySet<string> | null;
-}
-
-/** The shape of a send, as the door rules see it. */
-export interface SendShape {
-  readonly tier: string;
-  readonly group?: string;
-  /** The request names numbers (`to`). */
-  readonly direct: boolean;
-  readonly classification?: string;
-  readonly channel: Channel;
-}
 
 /** What the door rules decided for one request (opaque to intake beyond these). */
 export interface DoorAdmission {
@@ -138,11 +117,12 @@ export interface AcceptItem {
   /** JSON-pointer prefix of the item's fields in error details (`/messages/3`). */
   readonly prefix?: string;
   /**
-   * Internal sends only (src/office): `to` holds numbers the service
-   * resolved from the directory after checking the tenant's grants (a
-   * meeting's invited groups and people), so the `direct` grant is not needed.
+   * Where `to` came from (src/core/send.ts); it decides the grant needed.
+   * Default `caller` (grant `direct`). Services set `directory` for numbers
+   * they read from the directory, `workflow` for an event's applicant
+   * numbers, `reply` for the one number that just wrote in.
    */
-  readonly resolved?: boolean;
+  readonly origin?: RecipientOrigin;
 }
 
 export type ItemResult = { ok: true; replayed: boolean; body: Accepted } | { ok: false; error: GatewayError };
@@ -226,6 +206,20 @@ export class Intake {
     return this.inflight;
   }
 
+  /**
+   * The grant checks alone (tier, and the directory's rules for the shape):
+   * for a service that takes work now and sends later (workflow events), so
+   * a send it could never make is refused when the work comes in.
+   */
+  authorize(principal: Principal, shape: SendShape, prefix: string): void {
+    if (principal.tiers !== null && !principal.tiers.has(shape.tier)) {
+      throw new GatewayError('FORBIDDEN', `this API key may not send at tier ${shape.tier}`, {
+        details: [{ field: `${prefix}/tier`, message: `not granted; granted: ${[...principal.tiers].join(', ')}` }],
+      });
+    }
+    this.rules?.admit(principal, shape, prefix);
+  }
+
   /** One message (POST /v1/messages). Throws GatewayError for a refused request. */
   async accept(principal: Principal, request: SendRequest, idempotencyKey?: string): Promise<ItemResult> {
     const [result] = await this.acceptMany(principal, [{ request, idempotencyKey }]);
@@ -245,7 +239,7 @@ export class Intake {
     const now = this.now();
     // Group sends count their members (asynchronously, in chunks); everything else prepares at once.
     const prepared = await Promise.all(items.map((item) =>
-      this.prepare(principal, item.request, item.idempotencyKey, item.prefix ?? '', now, item.resolved === true).then(
+      this.prepare(principal, item.request, item.idempotencyKey, item.prefix ?? '', now, item.origin ?? 'caller').then(
         (p): { ok: true; p: Prepared } => ({ ok: true, p }),
         (e: unknown): { ok: false; e: unknown } => ({ ok: false, e }),
       )));
@@ -344,7 +338,7 @@ export class Intake {
     return stored ? Promise.resolve(check(stored)) : undefined;
   }
 
-  private async prepare(principal: Principal, req: SendRequest, idempotencyKey: string | undefined, prefix: string, now: number, resolved: boolean): Promise<Prepared> {
+  private async prepare(principal: Principal, req: SendRequest, idempotencyKey: string | undefined, prefix: string, now: number, origin: RecipientOrigin): Promise<Prepared> {
     const problems: FieldProblem[] = [];
     const tierName = req.tier ?? this.config.defaultTier;
     const tier: Tier | undefined = this.config.tierByName.get(tierName);
@@ -387,8 +381,8 @@ export class Intake {
 
     const shape: SendShape = {
       tier: tier.name,
-      // Numbers a service resolved from the directory (checked there) are not a direct send.
-      direct: req.to !== undefined && !resolved,
+      // Where the numbers came from decides the grant they need (direct, workflow, none).
+      ...(req.to !== undefined ? { origin } : {}),
       channel,
       ...(req.group !== undefined ? { group: req.group } : {}),
       ...(classification !== undefined ? { classification } : {}),
@@ -423,6 +417,10 @@ export class Intake {
         }
       }
       if (bad.length > 0) throw new GatewayError('BAD_NUMBER', `${bad.length > 20 ? 'more than 20' : bad.length} invalid number(s)`, { details: bad });
+      // A reply needs no number grant because it goes back to the one number that wrote in, and only there.
+      if (origin === 'reply' && numbers.length !== 1) {
+        throw new GatewayError('FORBIDDEN', 'a reply goes only to the one number that wrote in', { details: [{ field: `${prefix}/to`, message: `has ${numbers.length} numbers` }] });
+      }
     }
 
     const body = req.template !== undefined

@@ -33,7 +33,7 @@ import { compileConfigText, renderText, type CompiledTemplate } from '../core/te
 import type { ResolvedConfig } from '../config/load.js';
 import type { DirectoryStore } from '../directory/store.js';
 import type { GroupExpander } from '../directory/expansion.js';
-import type { Principal, SendShape } from '../ingest/intake.js';
+import type { Principal, SendShape } from '../core/send.js';
 import { idempotentMessageId, newMessageId } from '../ingest/ids.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { MoContext, MoHandler, MoRouted } from './mo-inbox.js';
@@ -373,12 +373,12 @@ export class Meetings implements MoHandler {
       if (byMobile.size >= max) throw new GatewayError('TOO_MANY_RECIPIENTS', `a meeting may invite at most ${max} people`, { details: [{ field: '/attendees', message: `more than ${max} after expanding groups (office.meetings.maxAttendees)` }] });
       byMobile.set(inv.mobile, inv);
     };
-    const base: Omit<SendShape, 'group' | 'direct'> = { tier, channel: 'sms' };
+    const base: Omit<SendShape, 'group' | 'origin'> = { tier, channel: 'sms' };
     (input.groups ?? []).forEach((group, k) => {
-      this.deps.rules.admit(principal, { ...base, group, direct: false }, `/attendees/groups/${k}`);
+      this.deps.rules.admit(principal, { ...base, group }, `/attendees/groups/${k}`);
     });
-    if ((input.numbers?.length ?? 0) > 0) this.deps.rules.admit(principal, { ...base, direct: true }, '/attendees/numbers');
-    else this.deps.rules.admit(principal, { ...base, direct: false }, '');
+    if ((input.numbers?.length ?? 0) > 0) this.deps.rules.admit(principal, { ...base, origin: 'caller' }, '/attendees/numbers');
+    else this.deps.rules.admit(principal, { ...base, origin: 'directory' }, '');
     const problems: FieldProblem[] = [];
     (input.people ?? []).forEach((pid, k) => {
       const p = this.deps.directory.getPerson(pid);
@@ -445,7 +445,7 @@ export class Meetings implements MoHandler {
     }
     if ((chunks[0] as string[]).length === 0) return [];
     const results = await this.deps.sender.sendMany(m.tenant, chunks.map((to, k) => ({
-      to, text, tier: m.tier, resolved: true, reference: `meeting:${m.id}`,
+      to, text, tier: m.tier, origin: 'directory', reference: `meeting:${m.id}`,
       idempotencyKey: `meeting.${m.id}.${purpose}.${k}`,
       ...(scheduleAt !== undefined && scheduleAt > this.now() ? { scheduleAt } : {}),
     })));

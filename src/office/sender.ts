@@ -12,7 +12,8 @@
  */
 import { GatewayError } from '../core/errors.js';
 import type { ResolvedConfig } from '../config/load.js';
-import type { Intake, Principal } from '../ingest/intake.js';
+import type { Intake } from '../ingest/intake.js';
+import type { Principal, RecipientOrigin, SendShape } from '../core/send.js';
 import type { DirectoryStore } from '../directory/store.js';
 import { unitPrincipal } from '../directory/policy.js';
 import { principalOfKey } from '../ingest/auth.js';
@@ -31,11 +32,10 @@ export interface OfficeMessage {
   /** Epoch ms: held durably and sent then (cancellable until sent). */
   readonly scheduleAt?: number;
   /**
-   * The numbers were resolved from the directory by the service (a
-   * meeting's invited people and groups, whose grants it checked), so the
-   * tenant's `direct` grant is not needed.
+   * Where `to` came from (src/core/send.ts): it decides the grant the send
+   * needs. Default `caller` (grant `direct`).
    */
-  readonly resolved?: boolean;
+  readonly origin?: RecipientOrigin;
 }
 
 export interface OfficeSent {
@@ -53,6 +53,8 @@ export interface OfficeSender {
   sendMany(tenant: string, messages: readonly Omit<OfficeMessage, 'tenant'>[]): Promise<({ ok: true; sent: OfficeSent } | { ok: false; error: GatewayError })[]>;
   /** The principal of a tenant, or undefined when it is neither a key's tenant nor a unit. */
   principalOf(tenant: string): Principal | undefined;
+  /** The grant checks alone for a send of this shape by `tenant`; throws FORBIDDEN naming the grant. */
+  authorize(tenant: string, shape: SendShape, prefix: string): void;
 }
 
 export interface IntakeOfficeSenderDeps {
@@ -71,6 +73,12 @@ export class IntakeOfficeSender implements OfficeSender {
     if (key) return principalOfKey(key, config.sender.defaultSource);
     const chain = directory.unitChain(tenant);
     return chain === undefined ? undefined : unitPrincipal(chain, config.sender.defaultSource);
+  }
+
+  authorize(tenant: string, shape: SendShape, prefix: string): void {
+    const principal = this.principalOf(tenant);
+    if (!principal) throw new GatewayError('FORBIDDEN', `tenant ${tenant} is neither an API key's tenant nor a directory unit`);
+    this.deps.intake.authorize(principal, shape, prefix);
   }
 
   async send(message: OfficeMessage): Promise<OfficeSent> {
@@ -97,7 +105,7 @@ export class IntakeOfficeSender implements OfficeSender {
       },
       idempotencyKey: m.idempotencyKey,
       prefix: `/office/${k}`,
-      ...(m.resolved === true ? { resolved: true } : {}),
+      ...(m.origin !== undefined ? { origin: m.origin } : {}),
     })));
     return results.map((r) => r.ok
       ? { ok: true as const, sent: { id: r.body.id, recipients: r.body.recipients, segments: r.body.segments, replayed: r.replayed } }

@@ -152,6 +152,9 @@ export class Workflow implements MoHandler {
 
   /** Take one event; resolves when its effect (and any SMS) is durable. */
   async accept(tenant: string, event: WorkflowEvent): Promise<{ status: EventStatus; case: CaseRecord }> {
+    // The applicant's numbers come from the caller: refused at once without the `workflow` grant
+    // (each send is admitted again with origin `workflow` when it is applied, maybe much later).
+    this.deps.sender.authorize(tenant, { tier: this.deps.config.office.workflow.tier, channel: 'sms', origin: 'workflow' }, '');
     const key: CaseKey = [tenant, event.system, event.caseId];
     if (this.locks.size >= MAX_LOCKS && !this.locks.has(key.join('\u0000'))) throw new GatewayError('OVERLOADED', 'too many cases being updated at once');
     const r = await this.withLock(key, () => this.acceptLocked(key, event));
@@ -232,7 +235,7 @@ export class Workflow implements MoHandler {
       await this.previousLeft(c);
       try {
         const sent = await this.deps.sender.send({
-          tenant: c.tenant, to: contacts, text, tier: this.deps.config.office.workflow.tier, resolved: true,
+          tenant: c.tenant, to: contacts, text, tier: this.deps.config.office.workflow.tier, origin: 'workflow',
           idempotencyKey: `wf.${c.system}.${c.caseId}.${order}`.slice(0, 200),
           reference: `case:${c.system}/${c.caseId}`,
         });
@@ -340,7 +343,7 @@ export class Workflow implements MoHandler {
       ? renderText(this.queryReply, { caseId, system: best.system, stage: best.stage ?? '', stageName: best.stageName ?? best.stage ?? '', updatedAt: best.updatedAt }, offset)
       : renderText(this.queryUnknown, { caseId }, offset);
     const sent = await this.deps.sender.send({
-      tenant: best?.tenant ?? mo.tenant, to: [from], text, tier: this.deps.config.office.workflow.tier, resolved: true,
+      tenant: best?.tenant ?? mo.tenant, to: [from], text, tier: this.deps.config.office.workflow.tier, origin: 'reply',
       idempotencyKey: `cx.${mo.id}`, reference: 'case-query',
     });
     return { route: this.name, state: 'handled', ...(best ? { ref: `${best.system}/${caseId}` } : {}), detail: best ? `answered ${best.stage ?? ''} (${sent.id})` : `no case ${caseId} for this number (${sent.id})` };

@@ -104,7 +104,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     dlrEarly: new Counter({ name: 'smsgw_dlr_early_total', help: 'Receipts that arrived before their submit_sm_resp was recorded', labelNames: ['account'], registers: r }),
     recipientsFinal: new Counter({ name: 'smsgw_recipients_final_total', help: 'Recipients reaching a final state', labelNames: ['state'], registers: r }),
     storeWriteBatch: new Histogram({ name: 'smsgw_receipts_write_batch_size', help: 'Operations per receipt-store transaction', buckets: [1, 10, 100, 500, 1000, 5000, 20000], registers: r }),
-    directoryRefusals: new Counter({ name: 'smsgw_directory_refusals_total', help: 'Sends refused by directory rules (tier, group, direct, police, disabled, quota-daily, quota-minute, content, channel)', labelNames: ['reason'], registers: r }),
+    directoryRefusals: new Counter({ name: 'smsgw_directory_refusals_total', help: 'Sends refused by directory rules (tier, group, direct, workflow, police, disabled, quota-daily, quota-minute, content, channel)', labelNames: ['reason'], registers: r }),
     heldMessages: new Gauge({ name: 'smsgw_held_messages', help: 'Messages held for review (sensitive-word filter, onMatch hold)', registers: r }),
     fanoutExpansions: new Counter({ name: 'smsgw_fanout_expansions_total', help: 'Group expansions by outcome (expanded, replayed, rejected-on-review, dead-lettered)', labelNames: ['outcome'], registers: r }),
     fanoutRecipients: new Counter({ name: 'smsgw_fanout_recipients_total', help: 'Expanded group members by route (sms, pda, blocked, refused, no-pda)', labelNames: ['route'], registers: r }),

@@ -10,7 +10,7 @@ import { createMetrics } from '../../src/telemetry/metrics.js';
 import { GroupExpander } from '../../src/directory/expansion.js';
 import { QuotaLedger } from '../../src/directory/quota.js';
 import { SendPolicy } from '../../src/directory/policy.js';
-import type { Principal } from '../../src/ingest/intake.js';
+import type { Principal } from '../../src/core/send.js';
 import { grants, ROOT, tempDirectory, TIERS } from '../support/directory.js';
 
 const DAY = 86_400_000;
@@ -57,7 +57,7 @@ t.test('grant matrix: 4 units × 5 tiers × 5 targets × 2 sizes', async (t) => 
           cases++;
           tick(DAY); // every case on a fresh quota day
           const direct = target === 'direct';
-          const shape = { tier, direct, channel: 'auto' as const, ...(direct ? {} : { group: target }) };
+          const shape = { tier, channel: 'auto' as const, ...(direct ? { origin: 'caller' as const } : { group: target }) };
           let want: { code: string; field: string } | undefined;
           if (!exp.tiers.includes(tier)) want = { code: 'FORBIDDEN', field: '/tier' };
           else if (!direct && !exp.groups.includes(target)) want = { code: 'FORBIDDEN', field: '/group' };
@@ -95,19 +95,19 @@ t.test('refusals name the unit that narrowed the grant', async (t) => {
     }
     throw new Error('not refused');
   };
-  t.match(refusal('section', { tier: 'bulk', direct: false, group: 'duty', channel: 'auto' }).message, /tier bulk is not granted to unit section \(not granted by parent unit city\)/);
-  t.match(refusal('bureau', { tier: 'routine', direct: false, group: 'residents', channel: 'auto' }).message, /group residents .*parent unit city/);
-  t.match(refusal('section', { tier: 'routine', direct: true, channel: 'auto' }).message, /only to groups/);
-  const police = refusal('section', { tier: 'routine', direct: false, group: 'duty', classification: 'police', channel: 'auto' });
+  t.match(refusal('section', { tier: 'bulk', group: 'duty', channel: 'auto' }).message, /tier bulk is not granted to unit section \(not granted by parent unit city\)/);
+  t.match(refusal('bureau', { tier: 'routine', group: 'residents', channel: 'auto' }).message, /group residents .*parent unit city/);
+  t.match(refusal('section', { tier: 'routine', origin: 'caller', channel: 'auto' }).message, /only to groups/);
+  const police = refusal('section', { tier: 'routine', group: 'duty', classification: 'police', channel: 'auto' });
   t.equal(police.code, 'FORBIDDEN');
   t.equal(police.details?.[0]?.field, '/classification');
   t.match(police.message, /parent unit bureau/, 'the section grants police itself; its parent does not');
-  t.equal(refusal('city', { tier: 'routine', direct: false, group: 'duty', classification: 'police', channel: 'sms' }).code, 'CHANNEL_REFUSED', 'police is never forced onto SMS');
+  t.equal(refusal('city', { tier: 'routine', group: 'duty', classification: 'police', channel: 'sms' }).code, 'CHANNEL_REFUSED', 'police is never forced onto SMS');
 });
 
 t.test('narrowing or disabling a parent takes effect on the sub-unit at once', async (t) => {
   const { store, policy, principal } = await setup(t);
-  const shape = { tier: 'routine', direct: false, group: 'duty', channel: 'auto' as const };
+  const shape = { tier: 'routine', group: 'duty', channel: 'auto' as const };
   t.doesNotThrow(() => policy.admit(principal('section'), shape, ''));
   await store.updateUnit(ROOT, 'city', { grants: { tiers: ['emergency'] } });
   t.throws(() => policy.admit(principal('section'), shape, ''), { code: 'FORBIDDEN' }, 'city no longer grants routine');
@@ -120,8 +120,8 @@ t.test('narrowing or disabling a parent takes effect on the sub-unit at once', a
 
 t.test('quotas: a parent\'s daily quota caps its subtree; per-minute windows; a release gives back', async (t) => {
   const { store, policy, principal, tick } = await setup(t);
-  const section = policy.admit(principal('section'), { tier: 'routine', direct: false, group: 'duty', channel: 'auto' }, '');
-  const bureau = policy.admit(principal('bureau'), { tier: 'routine', direct: true, channel: 'auto' }, '');
+  const section = policy.admit(principal('section'), { tier: 'routine', group: 'duty', channel: 'auto' }, '');
+  const bureau = policy.admit(principal('bureau'), { tier: 'routine', origin: 'caller', channel: 'auto' }, '');
   await policy.reserve(section, 60);
   await t.rejects(policy.reserve(bureau, 60), { code: 'QUOTA_EXCEEDED', details: [{ field: '/quota/daily', message: /unit city: 60 of 100 used/ }] }, 'the city\'s 100 a day are shared by its sub-units');
   const r = await policy.reserve(bureau, 40);
@@ -135,7 +135,7 @@ t.test('quotas: a parent\'s daily quota caps its subtree; per-minute windows; a 
 
   await store.updateUnit(ROOT, 'bureau', { grants: { perMinuteQuota: 30 } });
   tick(DAY);
-  const b = policy.admit(principal('bureau'), { tier: 'routine', direct: true, channel: 'auto' }, '');
+  const b = policy.admit(principal('bureau'), { tier: 'routine', origin: 'caller', channel: 'auto' }, '');
   await policy.reserve(b, 20);
   await t.rejects(policy.reserve(b, 20), { code: 'QUOTA_EXCEEDED', details: [{ field: '/quota/perMinute' }] });
   tick(60_000);

@@ -229,6 +229,7 @@ t.test('quiet hours (injected clock): mail inside them is folded into one digest
   const sent: Omit<OfficeMessage, 'tenant'>[] = [];
   const sender: OfficeSender = {
     principalOf: () => ({ tenant: 'dev', tiers: null, sender: '10690001' }),
+    authorize: () => undefined,
     async send() {
       throw new Error('not used');
     },
@@ -253,7 +254,7 @@ t.test('quiet hours (injected clock): mail inside them is folded into one digest
   await waitFor('the digests', () => sent.length >= 2);
   const byNumber = new Map(sent.map((m) => [m.to[0], m]));
   t.equal(sent.length, 2, 'one SMS per person');
-  t.match(byNumber.get(`86${mobileAt(10)}`), { text: '您有3封新邮件，最新：来自 夜3，主题 夜间3', tier: 'routine', resolved: true, idempotencyKey: /^mail:d:jane:/ });
+  t.match(byNumber.get(`86${mobileAt(10)}`), { text: '您有3封新邮件，最新：来自 夜3，主题 夜间3', tier: 'routine', origin: 'directory', idempotencyKey: /^mail:d:jane:/ });
   t.match(byNumber.get(`86${mobileAt(11)}`), { text: '新邮件：来自 夜2，主题 夜间2', idempotencyKey: /^mail:d:kim:/ }, 'a digest of one reads as an alert');
   // After the digest the rate window runs from it: the next mail waits for the window.
   clock += 1000;
@@ -277,6 +278,7 @@ t.test('refusals by the intake (fake sender): for now → retried from a durable
   let refuseNext: 'OVERLOADED' | 'FORBIDDEN' | undefined;
   const sender: OfficeSender = {
     principalOf: () => ({ tenant: 'dev', tiers: null, sender: '10690001' }),
+    authorize: () => undefined,
     async send() {
       throw new Error('not used');
     },

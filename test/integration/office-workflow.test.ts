@@ -135,3 +135,67 @@ t.test('workflow events are checked at the door', async (t) => {
   const view = await call('GET', '/v1/cases/s/c2');
   t.match(view.json.timeline, [{ stage: 'internal-review', outcome: 'recorded' }]);
 });
+
+/** A key of a new unit under `city` with these grants. */
+async function unitKey(admin: { must(m: string, p: string, b?: unknown): Promise<any> }, id: string, grants: Record<string, unknown>, parent = 'city'): Promise<string> {
+  await admin.must('POST', '/v1/admin/units', { id, name: id, parent, grants: { tiers: ['*'], groups: ['*'], police: false, dailyQuota: null, perMinuteQuota: null, ...grants } });
+  return (await admin.must('POST', `/v1/admin/units/${id}/keys`, { label: id })).key as string;
+}
+
+t.test('workflow events send to caller-supplied numbers: refused without the workflow grant, nothing reaches the SMSC', async (t) => {
+  const { gw, admin, call } = await officeFixture(t, 0, { config: { office: { workflow: { reorderMs: 0 } } } });
+  const as = (key: string) => (method: string, path: string, body?: unknown) => gw.request(method, path, body, { authorization: `Bearer ${key}` });
+  const chosen = ['13900000001', '13900000002', '13900000003', '13900000004', '13900000005'];
+  // A unit granted only groups, with its own workflow template carrying any text it likes.
+  const groupsOnly = as(await unitKey(admin, 'groups-only', { direct: false }));
+  t.equal((await groupsOnly('PUT', '/v1/templates/workflow.received', { body: '任意内容：请点击链接' })).status, 201);
+  const direct = await groupsOnly('POST', '/v1/messages', { to: chosen, text: 'x' });
+  t.equal(direct.status, 403, 'no direct grant');
+  let k = 0;
+  for (const mobile of chosen) {
+    const r = await groupsOnly('POST', '/v1/workflow-events', { system: 's', caseId: `c${k++}`, seq: 1, stage: 'received', applicant: { mobile } });
+    t.equal(r.status, 403, JSON.stringify(r.json));
+    t.equal(r.json.error.code, 'FORBIDDEN');
+    t.match(r.json.error.details, [{ field: '/applicant', message: /grant workflow/ }]);
+  }
+  const noCase = await groupsOnly('GET', '/v1/cases/s/c0');
+  t.equal(noCase.status, 404, 'a refused event is not recorded');
+  // A parent that withholds workflow: its sub-unit's own direct does not give it back.
+  await unitKey(admin, 'no-wf', { direct: true, workflow: false });
+  const child = as(await unitKey(admin, 'no-wf-child', { direct: true }, 'no-wf'));
+  const viaChild = await child('POST', '/v1/workflow-events', { system: 's', caseId: 'c9', seq: 1, stage: 'received', applicant: { mobile: chosen[0] } });
+  t.equal(viaChild.status, 403);
+  t.match(viaChild.json.error.message, /not granted by parent unit no-wf/);
+  // workflow without direct: workflow events go out, POST /v1/messages to numbers does not.
+  const wfOnly = as(await unitKey(admin, 'wf-only', { direct: false, workflow: true }));
+  t.equal((await wfOnly('POST', '/v1/messages', { to: [APPLICANT], text: 'x' })).status, 403);
+  const ok = await wfOnly('POST', '/v1/workflow-events', event('W-1', 1, 'received'));
+  t.equal(ok.status, 202, JSON.stringify(ok.json));
+  t.equal(ok.json.status, 'applied');
+  // The allowed send arrived (control); none of the refused ones did.
+  await eventually(() => (receivedTexts(gw.simulator).get(APPLICANT_86) ?? [])[0], 'the granted workflow SMS');
+  const got = receivedTexts(gw.simulator);
+  t.same(chosen.filter((n) => got.has(`86${n}`)), [], 'no chosen number reached the SMSC');
+  t.same([...got.keys()], [APPLICANT_86], 'only the granted send reached the SMSC');
+  t.equal((await call('GET', '/v1/cases/s/c0')).status, 404);
+});
+
+t.test('a buffered workflow event is admitted again when applied: grant withdrawn meanwhile, nothing is sent', async (t) => {
+  const { gw, admin, call } = await officeFixture(t, 0, { config: { office: { workflow: { reorderMs: 300 } } } });
+  // seq 2 waits for seq 1 (which never comes); the grant is withdrawn before the wait ends.
+  const r = await call('POST', '/v1/workflow-events', event('B-1', 2, 'bring'));
+  t.equal(r.json.status, 'buffered');
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { direct: false } });
+  const view = await eventually(async () => {
+    const v = await call('GET', `/v1/cases/${encodeURIComponent('市场监管')}/B-1`);
+    return (v.json.timeline as { outcome: string }[] | undefined)?.length ? v.json : undefined;
+  }, 'the buffered event applied');
+  t.match(view.timeline, [{ order: 2, outcome: 'failed', error: /FORBIDDEN.*grant workflow/ }]);
+  const later = await call('POST', '/v1/workflow-events', event('B-2', 1, 'received'));
+  t.equal(later.status, 403, 'and new events are refused at the door');
+  // Control: a send that is granted goes out and arrives; the refused one never did.
+  const ctl = await unitKey(admin, 'ctl', { direct: true });
+  t.equal((await gw.request('POST', '/v1/messages', { to: ['13700000000'], text: 'control' }, { authorization: `Bearer ${ctl}` })).status, 202);
+  await eventually(() => (receivedTexts(gw.simulator).get('8613700000000') ?? [])[0], 'the control message');
+  t.same([...receivedTexts(gw.simulator).keys()], ['8613700000000'], 'nothing reached the SMSC for the withdrawn workflow event');
+});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { effectiveGrants, effectiveSender, effectiveSignature, flagOffAt, narrowedBy, signText } from '../../src/directory/grants.js';
+import { effectiveGrants, effectiveSender, effectiveSignature, flagOffAt, narrowedBy, signText, workflowGrant } from '../../src/directory/grants.js';
 import { NO_GRANTS, type Grants, type Unit } from '../../src/directory/types.js';
 import { quietUntil } from '../../src/directory/quiet-hours.js';
 import { seededRandom } from '../support/seeded-random.js';
@@ -46,6 +46,37 @@ t.test('a sub-unit never exceeds its parent, whatever its own grants say (2,000 
     }
   }
   t.equal(violations, 0, 'no effective grant of a sub-unit lies outside its parent\'s; every parent quota also binds the child');
+});
+
+t.test('workflow grant: defaults to the level\'s own direct, inherited, never wider than the parent\'s (2,000 random trees against a reference)', async (t) => {
+  // Reference model: each level's own flag is `workflow` when set, else its own `direct`; AND up the chain.
+  const own = (g: Grants): boolean => (g.workflow !== undefined ? g.workflow : g.direct);
+  const groupsOnly = unit('unit', { tiers: ['*'], groups: ['*'], direct: false });
+  t.equal(effectiveGrants([groupsOnly]).workflow, false, 'a unit granted only groups may not send workflow events to chosen numbers');
+  t.equal(effectiveGrants([unit('u', { direct: true })]).workflow, true, 'granted where direct is');
+  t.equal(effectiveGrants([unit('u', { direct: false, workflow: true })]).workflow, true, 'granted on its own: workflow events, but no direct sends');
+  t.equal(effectiveGrants([unit('u', { direct: false, workflow: true })]).direct, false);
+  const parentNo = unit('p', { direct: true, workflow: false });
+  t.equal(effectiveGrants([unit('c', { direct: true }, { parent: 'p' }), parentNo]).workflow, false, 'the parent withholds it: the child\'s direct does not give it back');
+  t.equal(effectiveGrants([unit('c', { direct: true, workflow: true }, { parent: 'p' }), parentNo]).workflow, false, 'nor does the child\'s own workflow: true');
+  t.equal(flagOffAt([unit('c', { direct: true }, { parent: 'p' }), parentNo], workflowGrant), 'p', 'the refusal names the parent');
+  const r = rng(11);
+  const flag = (): boolean | undefined => (r() < 0.3 ? undefined : r() < 0.5);
+  let violations = 0;
+  for (let k = 0; k < 2000; k++) {
+    const depth = 1 + Math.floor(r() * 4);
+    const chain: Unit[] = [];
+    for (let d = 0; d < depth; d++) {
+      const w = flag();
+      chain.unshift(unit(`u${d}`, { direct: r() < 0.6, ...(w !== undefined ? { workflow: w } : {}) }));
+    }
+    for (let i = 0; i < chain.length; i++) {
+      const e = effectiveGrants(chain.slice(i));
+      if (e.workflow !== chain.slice(i).every((u) => own(u.grants))) violations++;
+      if (i + 1 < chain.length && e.workflow && !effectiveGrants(chain.slice(i + 1)).workflow) violations++;
+    }
+  }
+  t.equal(violations, 0, 'matches the reference model; a child never has it when its parent does not');
 });
 
 t.test('sender: nearest explicit sender plus the extensions below it; signature: nearest set', async (t) => {

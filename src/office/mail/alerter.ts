@@ -242,7 +242,7 @@ export class NewMailAlerter {
         if (step.next !== state) marks.push(store.write(id, step.next));
         if (step.kind === 'postpone') continue;
         const { send } = step;
-        sends.push({ id, send, kind: send.count === 1 ? 'alert' : 'digest', message: { to: [person.mobile], text: send.text, tier: this.o.tier, idempotencyKey: send.key, resolved: true, reference: 'mail-digest' } });
+        sends.push({ id, send, kind: send.count === 1 ? 'alert' : 'digest', message: { to: [person.mobile], text: send.text, tier: this.o.tier, idempotencyKey: send.key, origin: 'directory', reference: 'mail-digest' } });
       }
       // The marks are committed before the send: after a crash the same text goes under the same key.
       await Promise.all(marks);
@@ -292,7 +292,7 @@ export class NewMailAlerter {
   }
 
   private message(person: Person, key: string, template: CompiledTemplate, values: Record<string, unknown>): Omit<OfficeMessage, 'tenant'> {
-    return { to: [person.mobile], text: renderText(template, values, this.o.utcOffsetMinutes), tier: this.o.tier, idempotencyKey: key, resolved: true, reference: 'mail-alert' };
+    return { to: [person.mobile], text: renderText(template, values, this.o.utcOffsetMinutes), tier: this.o.tier, idempotencyKey: key, origin: 'directory', reference: 'mail-alert' };
   }
 
   private digestText(p: PendingDigest): string {
