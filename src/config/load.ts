@@ -187,6 +187,10 @@ export function validateConfig(raw: unknown): ResolvedConfig {
     if (names.has(a.name)) conflicts.push({ field: `/smpp/accounts/${i}/name`, message: 'duplicate account name' });
     names.add(a.name);
     if (a.reconnectMaxMs < a.reconnectInitialMs) conflicts.push({ field: `/smpp/accounts/${i}/reconnectMaxMs`, message: 'must be ≥ reconnectInitialMs' });
+    // Converting a receipt id needs both bases: with `auto` the direction is not known before the first receipt.
+    for (const f of ['receiptTextIdFormat', 'receiptTlvIdFormat'] as const) {
+      if ((a[f] ?? 'same') !== 'same' && (a.idFormat ?? 'auto') === 'auto') conflicts.push({ field: `/smpp/accounts/${i}/${f}`, message: 'a receipt id base other than same needs idFormat decimal or hex' });
+    }
   });
   // Routing rules: accounts (when any is configured: else the built-in simulator's `sim`) and tiers must exist.
   const accountNames = config.smpp.accounts.length > 0 ? names : new Set(['sim']);

@@ -96,6 +96,16 @@ export const SmppAccountSchema = Type.Object({
    * account use it (e.g. an account kept for the emergency tier).
    */
   operators: Type.Array(Type.String()),
+  /**
+   * Base of the message ids in this SMSC's submit_sm_resp. `auto`: not said;
+   * receipts are then matched by the id as written (case and leading zeros
+   * aside), and the base seen is only reported (src/core/dlr.ts).
+   */
+  idFormat: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('decimal'), Type.Literal('hex')], { default: 'auto' })),
+  /** Base of the id in the receipt text (`id:`) when the SMSC writes it differently from its resp ids. Needs idFormat. */
+  receiptTextIdFormat: Type.Optional(Type.Union([Type.Literal('same'), Type.Literal('decimal'), Type.Literal('hex')], { default: 'same' })),
+  /** Base of the receipted_message_id TLV when the SMSC writes it differently from its resp ids. Needs idFormat. */
+  receiptTlvIdFormat: Type.Optional(Type.Union([Type.Literal('same'), Type.Literal('decimal'), Type.Literal('hex')], { default: 'same' })),
 }, strict);
 
 const HhMmPattern = '^([01][0-9]|2[0-3]):[0-5][0-9]$';

@@ -181,29 +181,44 @@ export function messageStateToState(n: number): ReceiptState | undefined {
 
 // ------------------------------------------------------- operator message ids
 //
-// The same message id reaches us in up to two spellings: submit_sm_resp may
-// say `7B1F2C` (hex) while the receipt text says `id:8068908` (decimal) or
-// `id:0008068908` (zero-padded), and case varies. The rule:
+// A receipt names its submit by the operator message id, and must match that
+// submit and no other (issue 12). The rule, per SMPP account:
 //
-//   store   under canonicalOperatorId(id): trimmed, lower-cased, leading zeros
-//           stripped ("0" stays "0");
-//   look up with operatorIdCandidates(id), in order, first hit wins:
-//     1. canonicalOperatorId(id)                 — exact form, always first;
-//     2. if id is all decimal digits: its value in hex (canonical);
-//     3. if id is all hex digits:     its value in decimal (canonical).
+//   a submit  is indexed under canonicalOperatorId(id of its submit_sm_resp):
+//             trimmed, lower-cased, leading zeros stripped ("0" stays "0");
+//   a receipt is looked up under receiptOperatorId(id, written, account):
+//             ONE key, computed once at the bind (bind-pool.ts), never a list
+//             of readings tried in turn.
 //
-// One SMSC account uses one format, so the cross-base forms only ever meet
-// their own counterpart; trying the exact form first keeps an exact match
-// preferred when (rarely) a cross-base form happens to equal another stored id.
-// Conversion is skipped for ids longer than MAX_NUMERIC_ID_DIGITS (128 bits)
-// so hostile input cannot make BigInt work hard.
+// The account's id format (`idFormat`) says in which base its SMSC writes
+// submit_sm_resp ids; `receiptTextIdFormat` / `receiptTlvIdFormat` say in which
+// base it writes the receipt's text `id:` and receipted_message_id TLV, when
+// that differs. A receipt id written in the other base is converted into the
+// account's base (its value, canonical form); one written in the same base is
+// only normalised. An id with a letter a–f is a hex writing whatever the
+// configuration says (no decimal id has one), so on a decimal account it is
+// converted. Nothing else is inferred: with small ids, the other reading of
+// an all-digit id is very often another submit's id (8,602 of the ids 1–20,000
+// have such a twin), which is why the former "try the decimal and the hex
+// reading" lookup gave receipts to the wrong segments at full speed.
+//
+// Conversion is skipped for ids longer than 128 bits (39 decimal, 32 hex
+// digits) so hostile input cannot make BigInt work hard; such an id is only
+// normalised.
+
+/** Base in which an SMSC writes message ids. */
+export type IdBase = 'decimal' | 'hex';
+/** How a receipt writes its id: as the account's submit_sm_resp ids, or in a given base. */
+export type ReceiptIdBase = 'same' | IdBase;
 
 /** 39 decimal digits ≥ 2^128; 32 hex digits = 128 bits. */
 const MAX_DECIMAL_DIGITS = 39;
 const MAX_HEX_DIGITS = 32;
 const DECIMAL_RE = /^[0-9]+$/;
 const HEX_RE = /^[0-9a-f]+$/;
+const HEX_LETTER_RE = /[a-f]/;
 
+/** The key a submit is indexed under: the id normalised (case, white space, leading zeros). */
 export function canonicalOperatorId(id: string): string {
   const s = id.trim().toLowerCase();
   let i = 0;
@@ -211,17 +226,19 @@ export function canonicalOperatorId(id: string): string {
   return i === 0 ? s : s.slice(i);
 }
 
-export function operatorIdCandidates(id: string): string[] {
+/**
+ * The one key a receipt's id is looked up under, for an account whose
+ * submit_sm_resp ids are written in `account` (undefined: not known, `auto`).
+ * `written` is the base the SMSC writes this receipt id in ('same': as its
+ * resp ids). Deterministic; its output is canonical (canonicalOperatorId
+ * leaves it as it is), so the store may normalise it again safely.
+ */
+export function receiptOperatorId(id: string, written: ReceiptIdBase, account: IdBase | undefined): string {
   const c = canonicalOperatorId(id);
-  const out = [c];
-  if (c.length === 0) return out;
-  if (c.length <= MAX_DECIMAL_DIGITS && DECIMAL_RE.test(c)) {
-    const hex = BigInt(c).toString(16);
-    if (hex !== c) out.push(hex);
-  }
-  if (c.length <= MAX_HEX_DIGITS && HEX_RE.test(c)) {
-    const dec = BigInt(`0x${c}`).toString(10);
-    if (dec !== c && !out.includes(dec)) out.push(dec);
-  }
-  return out;
+  if (account === undefined || c.length === 0 || !HEX_RE.test(c)) return c;
+  // A letter means hex whatever the configuration says; otherwise the configured base.
+  const base: IdBase = HEX_LETTER_RE.test(c) ? 'hex' : written === 'same' ? account : written;
+  if (base === account) return c;
+  if (base === 'hex') return c.length <= MAX_HEX_DIGITS ? BigInt(`0x${c}`).toString(10) : c;
+  return c.length <= MAX_DECIMAL_DIGITS && DECIMAL_RE.test(c) ? BigInt(c).toString(16) : c;
 }

@@ -39,7 +39,12 @@ export type SubmitOutcome =
 /** A delivery receipt (deliver_sm with esm_class 0x04, or data_sm), parsed. */
 export interface DeliveryReceipt {
   readonly account: string;
-  /** Operator message id as it came (text `id:` or receipted_message_id TLV). */
+  /**
+   * The operator message id this receipt names (text `id:` or
+   * receipted_message_id TLV), as the one canonical key of its submit:
+   * normalised and, where the SMSC writes receipts in another base, converted
+   * to its resp ids' base (receiptOperatorId, src/core/dlr.ts).
+   */
   readonly messageId: string;
   /** Final state, or `enroute`/`accepted` for intermediate receipts (no change). */
   readonly state: FinalState | 'enroute' | 'accepted';

@@ -31,7 +31,7 @@
  *   recipientsFinal) and announced to `onFinal` listeners after commit.
  */
 import type { Database, Key, RootDatabase } from 'lmdb';
-import { canonicalOperatorId, operatorIdCandidates } from '../core/dlr.js';
+import { canonicalOperatorId } from '../core/dlr.js';
 import { GatewayError } from '../core/errors.js';
 import {
   deriveRecipientState,
@@ -508,13 +508,11 @@ export class ReceiptStore {
     if (state === 'enroute' || state === 'accepted') return 'ignored';
     const opId = r.messageId;
     const now = this.now();
-    let ref: StoredOpRef | undefined;
-    for (const c of operatorIdCandidates(opId)) {
-      ref = this.opids.get([r.account, c]);
-      if (ref !== undefined) break;
-    }
+    // One key: the receipt's id was turned into its submit's key at the bind (receiptOperatorId);
+    // normalising again is a no-op there and keeps receipts replicated by older versions matching.
+    const canonical = canonicalOperatorId(opId);
+    const ref = this.opids.get([r.account, canonical]);
     if (ref === undefined) {
-      const canonical = canonicalOperatorId(opId);
       if (this.early.get([r.account, canonical]) !== undefined) {
         fx.duplicateReceipts++;
         return 'duplicate';
@@ -1029,23 +1027,22 @@ export class ReceiptStore {
       if (seg.s === 'pending') seg.s = 'submitted';
       wk.dirty = true;
     }
-    w.put(this.opids, [r.account, canonicalOperatorId(r.opId)], [r.messageId, r.index, r.segment]);
-    for (const c of operatorIdCandidates(r.opId)) {
-      const taken = `${r.account}\u0000${c}`;
-      if (consumedEarly.has(taken)) continue;
-      const e = this.early.get([r.account, c]);
-      if (e === undefined) continue;
-      consumedEarly.add(taken);
-      w.remove(this.early, [r.account, c]);
-      w.remove(this.earlyAge, [e.r, r.account, c]);
-      if (isFinal(seg.s)) {
-        fx.duplicateReceipts++;
-      } else {
-        finish(seg, e.s, e.e, e.d);
-        fx.latencies.push([r.account, latencySeconds(r.at, e.d, this.now())]);
-        wk.dirty = true;
-      }
-      break;
+    const key = canonicalOperatorId(r.opId);
+    w.put(this.opids, [r.account, key], [r.messageId, r.index, r.segment]);
+    // The early receipt waiting under this very key, if any: no other reading is tried.
+    const taken = `${r.account}\u0000${key}`;
+    if (consumedEarly.has(taken)) return;
+    const e = this.early.get([r.account, key]);
+    if (e === undefined) return;
+    consumedEarly.add(taken);
+    w.remove(this.early, [r.account, key]);
+    w.remove(this.earlyAge, [e.r, r.account, key]);
+    if (isFinal(seg.s)) {
+      fx.duplicateReceipts++;
+    } else {
+      finish(seg, e.s, e.e, e.d);
+      fx.latencies.push([r.account, latencySeconds(r.at, e.d, this.now())]);
+      wk.dirty = true;
     }
   }
 

@@ -51,7 +51,7 @@
  * (alphanumeric) otherwise. Destinations carry the country code: TON 1 / NPI 1.
  */
 import type { SmppAccountConfig } from '../config/schema.js';
-import { canonicalOperatorId, messageStateToState, parseDlrText, statToState, type ReceiptState } from '../core/dlr.js';
+import { messageStateToState, parseDlrText, receiptOperatorId, statToState, type IdBase, type ReceiptIdBase, type ReceiptState } from '../core/dlr.js';
 import { isGatewayError } from '../core/errors.js';
 import { maskNumber } from '../core/phone.js';
 import { partFromUdh, type MoPart } from '../core/mo.js';
@@ -123,9 +123,16 @@ export interface BindPoolStats {
   readonly receipts: number;
   readonly mobileOriginated: number;
   readonly badReceipts: number;
+  /**
+   * The base this account's submit_sm_resp ids have shown: `hex` once one had
+   * a letter a–f, `digits` while all were digits (decimal, or hex that has not
+   * shown a letter yet), undefined before the first.
+   */
+  readonly idFormatSeen: 'digits' | 'hex' | undefined;
 }
 
 const RE_DIGITS = /^[0-9]+$/;
+const HEX_LETTER = /[a-fA-F]/;
 const OK: Promise<number> = Promise.resolve(STATUS.ESME_ROK);
 const RETRY_LATER: Promise<number> = Promise.resolve(STATUS.ESME_RX_T_APPN);
 
@@ -159,6 +166,12 @@ export class BindPool implements SmsTransport {
   private readonly dlrOffset: number;
   private readonly sweepMs: number;
   private readonly accountLabel: { account: string };
+  /** Base of this account's submit_sm_resp ids; undefined for `auto`. */
+  private readonly idBase: IdBase | undefined;
+  private readonly textIdBase: ReceiptIdBase;
+  private readonly tlvIdBase: ReceiptIdBase;
+  /** What the resp ids have shown so far: 'hex' once one had a letter a–f (reported, see idFormatSeen). */
+  private seenBase: 'digits' | 'hex' | undefined;
 
   private queued = 0;
   private inWindow = 0;
@@ -196,6 +209,9 @@ export class BindPool implements SmsTransport {
     this.dlrOffset = options.dlrUtcOffsetMinutes ?? 0;
     this.sweepMs = options.sweepMs ?? 250;
     this.accountLabel = { account: account.name };
+    this.idBase = account.idFormat === 'decimal' || account.idFormat === 'hex' ? account.idFormat : undefined;
+    this.textIdBase = account.receiptTextIdFormat ?? 'same';
+    this.tlvIdBase = account.receiptTlvIdFormat ?? 'same';
     this.throttleBackoff = account.throttleBackoffMs;
     // A burst of 1/20 s of the rate: enough that coarse timers (a few ms late) do not cap the rate below tps.
     this.bucket = new TokenBucket(account.tps, Math.max(1, Math.ceil(account.tps / 20)), this.now);
@@ -260,6 +276,7 @@ export class BindPool implements SmsTransport {
       receipts: c.receipts,
       mobileOriginated: c.mobileOriginated,
       badReceipts: c.badReceipts,
+      idFormatSeen: this.seenBase,
     };
   }
 
@@ -503,6 +520,7 @@ export class BindPool implements SmsTransport {
         this.okResponses++;
         this.throttleStreak = false;
         this.metrics.submitLatencySeconds.observe(this.accountLabel, (now - sentAt) / 1000);
+        if (this.seenBase !== 'hex') this.learnIdBase(messageId);
         item.resolve({ kind: 'accepted', account: this.account, messageId });
         return;
       }
@@ -545,6 +563,20 @@ export class BindPool implements SmsTransport {
       return;
     }
     this.retry(item, now);
+  }
+
+  /** `auto` learns (and a configured decimal account checks) the base of the resp ids: a letter a–f means hex. */
+  private learnIdBase(messageId: string): void {
+    if (!HEX_LETTER.test(messageId)) {
+      this.seenBase ??= 'digits';
+      return;
+    }
+    this.seenBase = 'hex';
+    if (this.idBase === 'decimal') {
+      this.log.warn({ messageId }, 'idFormat is decimal but the SMSC answered a hexadecimal message id; receipts with letters will not match: check idFormat');
+    } else if (this.idBase === undefined) {
+      this.log.info('submit_sm_resp ids are hexadecimal (learned; idFormat auto matches receipts by the id as written)');
+    }
   }
 
   private onThrottled(item: PoolItem, status: number, sentAt: number, now: number): void {
@@ -650,8 +682,12 @@ export class BindPool implements SmsTransport {
     const text = receiptText(userData(pdu), pdu.data_coding ?? 0);
     const parsed = text.length > 0 ? parseDlrText(text, this.dlrOffset) : undefined;
     const tlvId = pdu.receipted_message_id?.trim();
-    const messageId = tlvId !== undefined && tlvId.length > 0 ? tlvId : parsed?.id;
-    if (messageId === undefined || canonicalOperatorId(messageId).length === 0) return undefined;
+    const fromTlv = tlvId !== undefined && tlvId.length > 0;
+    const written = fromTlv ? tlvId : parsed?.id;
+    if (written === undefined) return undefined;
+    // The one key this receipt is matched under, in the account's base (no second reading anywhere).
+    const messageId = receiptOperatorId(written, fromTlv ? this.tlvIdBase : this.textIdBase, this.idBase);
+    if (messageId.length === 0) return undefined;
     let state: ReceiptState | undefined = pdu.message_state !== undefined ? messageStateToState(pdu.message_state) : undefined;
     if (state === undefined && parsed?.stat !== undefined) state = statToState(parsed.stat);
     if (state === undefined) return undefined;

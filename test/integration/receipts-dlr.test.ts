@@ -156,24 +156,32 @@ t.test('an early receipt survives closing and reopening the store and the enviro
   t.match(f.store.getRecipient('m1', 0), { state: 'undeliverable', error: '001' });
 });
 
-t.test('operator ids match across hex and decimal, case and leading zeros', async (t) => {
+t.test('operator ids: one key — case and leading zeros match, another reading of the id never does', async (t) => {
   const { store } = setup(t);
-  store.putMessage(message('m1', 5), numbers(5));
+  store.putMessage(message('m1', 6), numbers(6));
   await store.flushed();
   await store.recordSegments([
-    submitted('m1', 0, '3039'), // hex in submit_sm_resp …
-    submitted('m1', 1, '12346'), // decimal in submit_sm_resp …
+    submitted('m1', 0, '3039'),
+    submitted('m1', 1, '12346'),
     submitted('m1', 2, '00ABCDEF'),
+    submitted('m1', 3, '16'),
   ]);
-  t.equal(await store.applyReceipt(dlr('12345')), 'applied', '… decimal in the receipt');
-  t.equal(await store.applyReceipt(dlr('303a')), 'applied', '… hex in the receipt');
+  // 12345 is 0x3039 and 0x12346 is 74566: the former lookup gave these receipts to m1/0 and m1/1.
+  t.equal(await store.applyReceipt(dlr('12345', 'undeliverable')), 'early', 'a decimal id is not the hex id of the same value');
+  t.equal(await store.applyReceipt(dlr('74566', 'undeliverable')), 'early', 'nor the other way round');
   t.equal(await store.applyReceipt(dlr('abcdef')), 'applied', 'case and zero padding');
-  // Early, then the submit in the other base.
-  t.equal(await store.applyReceipt(dlr('255', 'rejected')), 'early');
-  t.equal(await store.applyReceipt(dlr('0000000010')), 'early');
-  await store.recordSegments([submitted('m1', 3, 'FF'), submitted('m1', 4, 'a')]);
-  t.same([0, 1, 2, 3, 4].map((i) => store.getRecipient('m1', i)?.state), ['delivered', 'delivered', 'delivered', 'rejected', 'delivered']);
-  t.equal(await store.applyReceipt(dlr('12345', 'delivered', { account: 'other-account' })), 'early', 'ids are per account');
+  t.equal(await store.applyReceipt(dlr('0000016', 'rejected')), 'applied', 'leading zeros');
+  t.equal(await store.applyReceipt(dlr('10')), 'early', '10 is 0x16 read back: not submit 16');
+  t.same([0, 1, 2, 3].map((i) => store.getRecipient('m1', i)?.state), ['submitted', 'submitted', 'delivered', 'rejected']);
+  // Early receipts wait under their one key and meet exactly their own submit.
+  await store.recordSegments([submitted('m1', 4, '10'), submitted('m1', 5, '0012345')]);
+  t.same([0, 1, 2, 3, 4, 5].map((i) => store.getRecipient('m1', i)?.state), ['submitted', 'submitted', 'delivered', 'rejected', 'delivered', 'undeliverable']);
+  await store.recordSegments([submitted('m1', 0, '3039')]);
+  t.equal(store.getRecipient('m1', 0)?.state, 'submitted', 'a replayed submit finds no receipt of another id');
+  t.equal(await store.applyReceipt(dlr('3039')), 'applied');
+  t.equal(await store.applyReceipt(dlr('12346', 'expired')), 'applied');
+  t.same([0, 1].map((i) => store.getRecipient('m1', i)?.state), ['delivered', 'expired']);
+  t.equal(await store.applyReceipt(dlr('3039', 'delivered', { account: 'other-account' })), 'early', 'ids are per account');
 });
 
 t.test('multi-part: delivered only when every part is; the worst part otherwise', async (t) => {

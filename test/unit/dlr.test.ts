@@ -2,7 +2,7 @@ import t from 'tap';
 import {
   canonicalOperatorId,
   messageStateToState,
-  operatorIdCandidates,
+  receiptOperatorId,
   parseDlrDate,
   parseDlrText,
   statToState,
@@ -106,36 +106,57 @@ t.test('operator message ids: canonical form', async (t) => {
   t.equal(canonicalOperatorId(''), '');
 });
 
-t.test('operator message ids: a DLR in the other base finds the stored id', async (t) => {
-  const store = (ids: string[]) => new Set(ids.map(canonicalOperatorId));
-  const lookup = (s: Set<string>, id: string) => operatorIdCandidates(id).find((c) => s.has(c));
+t.test('operator message ids: a receipt in the other base gets its submit\'s one key', async (t) => {
+  // The key a submit is indexed under: its resp id normalised.
+  const key = canonicalOperatorId;
 
-  // submit_sm_resp hex (e.g. jasmin/Kannel with a hex SMSC), receipt decimal
-  const hexStored = store(['7B1F2C', '0A0B0C0D0E0F1011']);
-  t.equal(lookup(hexStored, '8068908'), '7b1f2c', 'decimal receipt → hex stored');
-  t.equal(lookup(hexStored, '0008068908'), '7b1f2c', 'zero-padded decimal receipt');
-  t.equal(lookup(hexStored, String(0x0a0b0c0d0e0f1011n)), 'a0b0c0d0e0f1011', '64-bit id');
+  // submit_sm_resp hex (e.g. jasmin/Kannel with a hex SMSC), receipt text decimal
+  t.equal(receiptOperatorId('8068908', 'decimal', 'hex'), key('7B1F2C'), 'decimal receipt → hex key');
+  t.equal(receiptOperatorId('0008068908', 'decimal', 'hex'), key('7B1F2C'), 'zero-padded decimal receipt');
+  t.equal(receiptOperatorId(String(0x0a0b0c0d0e0f1011n), 'decimal', 'hex'), key('0A0B0C0D0E0F1011'), '64-bit id');
 
   // submit_sm_resp decimal, receipt hex
-  const decStored = store(['8068908', '18446744073709551615']);
-  t.equal(lookup(decStored, '7B1F2C'), '8068908', 'hex receipt → decimal stored');
-  t.equal(lookup(decStored, 'FFFFFFFFFFFFFFFF'), '18446744073709551615', 'max uint64');
+  t.equal(receiptOperatorId('7B1F2C', 'hex', 'decimal'), key('8068908'), 'hex receipt → decimal key');
+  t.equal(receiptOperatorId('FFFFFFFFFFFFFFFF', 'hex', 'decimal'), key('18446744073709551615'), 'max uint64');
+  t.equal(receiptOperatorId('10', 'hex', 'decimal'), '16', 'an all-digit hex receipt id is read in the base it is written in');
+  t.equal(receiptOperatorId('7b', 'same', 'decimal'), '123', 'a letter means hex on a decimal account, whatever is configured');
 
-  // same base, different case / padding
-  t.equal(lookup(hexStored, '7b1f2c'), '7b1f2c');
-  t.equal(lookup(decStored, '00008068908'), '8068908');
+  // same base: only case, white space and padding
+  t.equal(receiptOperatorId('7b1f2c', 'same', 'hex'), key('7B1F2C'));
+  t.equal(receiptOperatorId(' 00008068908', 'same', 'decimal'), key('8068908'));
+  t.equal(receiptOperatorId('0007B1F2C', 'hex', 'hex'), key('7B1F2C'));
 
-  // exact form is tried first
-  const both = store(['3039', '12345']);
-  t.same(operatorIdCandidates('12345'), ['12345', '3039', '74565']);
-  t.equal(lookup(both, '12345'), '12345', 'exact match wins over cross-base');
+  // the ids that made the former multi-reading lookup pick another submit: one reading each
+  t.equal(receiptOperatorId('12345', 'same', 'decimal'), '12345', 'never 3039 (its hex) or 74565 (its hex reading)');
+  t.equal(receiptOperatorId('12345', 'same', 'hex'), '12345');
+  t.equal(receiptOperatorId('12345', 'same', undefined), '12345');
+  t.equal(receiptOperatorId('16', 'same', 'decimal'), '16', 'never 10 (its hex writing) or 22 (its hex reading)');
 
-  // no cross-base forms for ids that are not numbers, or are too long
-  t.same(operatorIdCandidates('msg-0001'), ['msg-0001']);
+  // auto (base not known): matched as written, never converted
+  t.equal(receiptOperatorId('7B1F2C', 'same', undefined), '7b1f2c');
+  t.equal(receiptOperatorId('0010', 'decimal', undefined), '10');
+
+  // not numbers, or too long: only normalised
+  t.equal(receiptOperatorId('msg-0001', 'decimal', 'hex'), 'msg-0001');
   // jasmin hands out UUIDs: only case is normalised
-  t.same(operatorIdCandidates('4B1DC9C5-8B7A-4A9C-9F3E-0F5C2D1A7E11'), ['4b1dc9c5-8b7a-4a9c-9f3e-0f5c2d1a7e11']);
-  t.same(operatorIdCandidates('9'.repeat(40)), ['9'.repeat(40)]);
-  t.equal(operatorIdCandidates('f'.repeat(33)).length, 1);
-  t.same(operatorIdCandidates('0'), ['0']);
-  t.same(operatorIdCandidates('abcdef'), ['abcdef', '11259375']);
+  t.equal(receiptOperatorId('4B1DC9C5-8B7A-4A9C-9F3E-0F5C2D1A7E11', 'hex', 'decimal'), '4b1dc9c5-8b7a-4a9c-9f3e-0f5c2d1a7e11');
+  t.equal(receiptOperatorId('9'.repeat(40), 'decimal', 'hex'), '9'.repeat(40));
+  t.equal(receiptOperatorId('f'.repeat(33), 'hex', 'decimal'), 'f'.repeat(33));
+  t.equal(receiptOperatorId('0', 'hex', 'decimal'), '0');
+  t.equal(receiptOperatorId('', 'hex', 'decimal'), '');
+});
+
+t.test('operator message ids: one key, the same wherever it is computed', async (t) => {
+  // Output is canonical: the store normalises again (replicas, older entries) without changing it.
+  const bases = [undefined, 'decimal', 'hex'] as const;
+  const written = ['same', 'decimal', 'hex'] as const;
+  for (const id of ['1', '0010', '7B', 'ff', '12345', '0', 'abc-1', '999999999999999999999']) {
+    for (const a of bases) {
+      for (const w of written) {
+        const k = receiptOperatorId(id, w, a);
+        t.equal(canonicalOperatorId(k), k, `${id} ${w}→${a ?? 'auto'} is canonical`);
+        t.equal(receiptOperatorId(id, w, a), k, 'deterministic');
+      }
+    }
+  }
 });
