@@ -178,6 +178,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const pdaHandoff = pdaHandoffOn(config);
   const pdaRoute = pda ?? (pdaHandoff ? new QueuePdaHandoff({ queue, prefix: config.queue.prefix }) : undefined);
   const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pdaRoute ? { pda: pdaRoute } : {}), ...(changeLog ? { changeLog } : {}) });
+  // Sender codes claimed twice (rows from before ownership was checked, or a replication race): reported, never a refusal to start.
+  const senderCollisions = directory.senderCollisionReport(logger);
   // Final states as events on <prefix>.status.<tenant> for other services (NATS only; every role,
   // since expiry sweeps finalise recipients in ingest processes too).
   let statusEvents: StatusEventPublisher | undefined;
@@ -298,7 +300,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       readiness: {
         ready: () => ({
           ready: true,
-          detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })), ...(router ? { accounts: router.accounts() } : {}) },
+          detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })), ...(router ? { accounts: router.accounts() } : {}), ...senderCollisions() },
         }),
       },
     });

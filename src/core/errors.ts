@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   CONTENT_REJECTED: { status: 422, text: 'the text contains a word on the sensitive-word list' },
   CHANNEL_REFUSED: { status: 422, text: 'the message may not go to a recipient over the channels it allows' },
   ALREADY_EXISTS: { status: 409, text: 'a resource with that id or number already exists' },
+  SENDER_TAKEN: { status: 409, text: 'the sender code is claimed by another unit or bootstrap key' },
   IN_USE: { status: 409, text: 'the resource is still referenced and cannot be removed' },
   GROUP_CYCLE: { status: 422, text: 'the group would contain itself' },
   IMPORT_INVALID: { status: 422, text: 'the import file has errors; nothing was imported' },

@@ -21,6 +21,7 @@ import { SendPolicy } from './policy.js';
 import { HeldMessages, type HeldReceipts } from './held.js';
 import { GroupFanout, type FanoutReceipts, type PdaHandoff } from './fanout.js';
 import { quietUntil } from './quiet-hours.js';
+import type { SenderCollision } from './senders.js';
 
 /** Named databases the directory opens (size the environment's maxDbs with it). */
 export const DIRECTORY_NAMED_DBS = 21;
@@ -56,6 +57,7 @@ export class Directory {
       defaultSender: config.sender.defaultSource,
       maxGroupMembers: config.directory.maxGroupMembers,
       reservedUnitIds: config.auth.apiKeys.map((k) => k.tenant),
+      bootstrapSenders: config.auth.apiKeys.map((k) => ({ tenant: k.tenant, ...(k.sender !== undefined ? { sender: k.sender } : {}) })),
       ...(deps.changeLog ? { changeLog: deps.changeLog } : {}),
     });
     this.expander = new GroupExpander(this.store, { chunk: config.directory.expansionChunk, maxMembers: config.directory.maxGroupMembers, pause: yieldToEventLoop });
@@ -92,6 +94,20 @@ export class Directory {
 
   static open(deps: DirectoryDeps): Directory {
     return new Directory(deps);
+  }
+
+  /**
+   * Logs the sender-code collisions stored now (each resolved: the older
+   * claim owns the code) and returns what /readyz adds to its detail: the
+   * collisions as they are at each call (an admin fixing one clears it).
+   */
+  senderCollisionReport(logger: Logger): () => { senderCollisions?: readonly SenderCollision[] } {
+    const at = this.store.senderOwnership().collisions;
+    for (const c of at) logger.warn({ code: c.code, owner: c.owner, ownerKind: c.ownerKind, losers: c.losers }, 'sender code claimed twice: the older claim owns it, the others claim nothing until an admin gives them another code');
+    return () => {
+      const now = this.store.senderOwnership().collisions;
+      return now.length > 0 ? { senderCollisions: now } : {};
+    };
   }
 
   /** For the dispatcher: is a tier inside its quiet hours at `now`? */

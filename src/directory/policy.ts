@@ -25,7 +25,7 @@ import type { Principal, SendShape } from '../core/send.js';
 import type { DirectoryStore } from './store.js';
 import type { GroupExpander } from './expansion.js';
 import type { QuotaLedger, Reservation } from './quota.js';
-import { effectiveGrants, effectiveSender, effectiveSignature, flagOffAt, narrowedBy, signText, workflowGrant, type QuotaLimit } from './grants.js';
+import { effectiveGrants, effectiveSignature, flagOffAt, narrowedBy, signText, workflowGrant, type QuotaLimit } from './grants.js';
 import type { Unit } from './types.js';
 
 export interface SendPolicyDeps {
@@ -65,9 +65,10 @@ interface GroupSummary {
  * parents). Tiers are checked in `admit` against the effective grants
  * (naming the unit that narrowed them), so none are listed here.
  */
-export function unitPrincipal(chain: readonly Unit[], defaultSender: string): Principal {
+export function unitPrincipal(chain: readonly Unit[], senders: Pick<DirectoryStore, 'senderOf'>): Principal {
   const unit = (chain[0] as Unit).id;
-  return { tenant: unit, unit, tiers: null, sender: effectiveSender(chain, defaultSender) };
+  // The code the unit owns (or its nearest owning ancestor's): never a code another unit claims.
+  return { tenant: unit, unit, tiers: null, sender: senders.senderOf(chain) };
 }
 
 const forbidden = (field: string, message: string): GatewayError => new GatewayError('FORBIDDEN', message, { details: [{ field, message }] });
@@ -96,7 +97,7 @@ export class SendPolicy {
     const unit = status.key.unit;
     const chain = this.deps.store.unitChain(unit);
     if (chain === undefined) throw new GatewayError('UNAUTHORIZED', `the unit of this API key (${unit}) no longer exists`);
-    return unitPrincipal(chain, this.deps.defaultSender);
+    return unitPrincipal(chain, this.deps.store);
   }
 
   /** Grant checks. Throws FORBIDDEN (or CHANNEL_REFUSED) naming the field and, for a unit, who narrowed it. */
@@ -137,7 +138,7 @@ export class SendPolicy {
     const signature = effectiveSignature(chain);
     return {
       unit,
-      sender: effectiveSender(chain, this.deps.defaultSender),
+      sender: this.deps.store.senderOf(chain),
       quotas: g.quotas,
       ...(signature !== undefined ? { signature } : {}),
     };

@@ -44,6 +44,7 @@ import {
   type Person, type RoleRule, type Unit,
 } from './types.js';
 import { effectiveSender } from './grants.js';
+import { claimedCode, ownedSender, resolveSenderOwnership, type BootstrapSender, type SenderClaim, type SenderOwnership } from './senders.js';
 import { RowLog, type ChangeLog } from '../replication/change-log.js';
 
 export const DIRECTORY_DBS = 18;
@@ -177,6 +178,8 @@ export interface DirectoryStoreOptions {
   readonly maxGroupMembers: number;
   /** Tenant names of bootstrap keys (config): a unit may not take one (they would share messages and quotas). */
   readonly reservedUnitIds?: readonly string[];
+  /** Bootstrap keys' tenants and sender codes (config auth.apiKeys): their codes are claimed before any unit's. */
+  readonly bootstrapSenders?: readonly BootstrapSender[];
   readonly now?: () => number;
   /**
    * Several hosts: every change's rows (not its audit entries, which stay
@@ -225,7 +228,9 @@ export class DirectoryStore {
   private readonly defaultSender: string;
   private readonly maxGroupMembers: number;
   private readonly reserved: ReadonlySet<string>;
+  private readonly bootstrapSenders: readonly BootstrapSender[];
   private readonly now: () => number;
+  private ownershipCache: { version: number; value: SenderOwnership } | undefined;
 
   private readonly units: Database<StoredUnit, string>;
   private readonly unitChildren: Database<1, [string, string]>;
@@ -254,6 +259,7 @@ export class DirectoryStore {
     this.defaultSender = opts.defaultSender;
     this.maxGroupMembers = opts.maxGroupMembers;
     this.reserved = new Set(opts.reservedUnitIds ?? []);
+    this.bootstrapSenders = opts.bootstrapSenders ?? [];
     this.now = opts.now ?? Date.now;
     const db = <V, K extends Key>(name: string): Database<V, K> => this.env.openDB<V, K>({ name, encoding: 'msgpack' });
     this.units = db('dir.units');
@@ -329,6 +335,24 @@ export class DirectoryStore {
   isWithin(id: string, ancestor: string): boolean {
     const chain = this.unitChain(id);
     return chain !== undefined && chain.some((u) => u.id === ancestor);
+  }
+
+  /**
+   * Who owns each sender code (src/directory/senders.ts): bootstrap keys,
+   * then every unit's claim, collisions resolved (older claim wins). Cached
+   * per directory version.
+   */
+  senderOwnership(): SenderOwnership {
+    const version = this.version();
+    if (this.ownershipCache?.version === version) return this.ownershipCache.value;
+    const value = this.computeOwnership();
+    this.ownershipCache = { version, value };
+    return value;
+  }
+
+  /** The code a unit's messages go out under (chain: the unit first): the nearest owned claim up the chain. */
+  senderOf(chain: readonly Unit[]): string {
+    return ownedSender(chain, this.senderOwnership(), this.defaultSender);
   }
 
   listUnits(q: { parent?: string; cursor?: string; limit: number }): Page<Unit> {
@@ -607,8 +631,11 @@ export class DirectoryStore {
         updatedAt: now,
       };
       this.checkSender(unit);
+      this.checkSenderRights(actor, input);
+      const guard = this.claimGuard(unit.id);
       this.units.putSync(unit.id, strip(unit));
       if (unit.parent !== undefined) this.unitChildren.putSync([unit.parent, unit.id], 1);
+      guard();
       tx.audit('unit.create', 'unit', unit.id, undefined, unit);
       tx.bump();
       return unit;
@@ -645,7 +672,10 @@ export class DirectoryStore {
         if (next.parent !== undefined) this.unitChildren.putSync([next.parent, id], 1);
       }
       this.checkSender(next);
+      this.checkSenderRights(actor, patch);
+      const guard = this.claimGuard(id);
       this.units.putSync(id, strip(next));
+      guard();
       tx.audit(patch.grants !== undefined && Object.keys(patch).length === 1 ? 'unit.grants' : 'unit.update', 'unit', id, before, next);
       tx.bump();
       return next;
@@ -1051,6 +1081,58 @@ export class DirectoryStore {
     const parentChain = unit.parent !== undefined ? (this.unitChain(unit.parent) ?? []) : [];
     const effective = effectiveSender([unit, ...parentChain], this.defaultSender);
     if (effective.length > 20) throw invalid(unit.sender !== undefined ? '/sender' : '/extension', `the sender address would be ${effective} (${effective.length} digits); SMPP allows 20`);
+  }
+
+  /** A delegated admin sets only an `extension` (under its own unit's code), never a full `sender`. */
+  private checkSenderRights(actor: Actor, input: { readonly sender?: string | null }): void {
+    if (actor.unit !== undefined && input.sender !== undefined) {
+      throw new GatewayError('FORBIDDEN', `admin key ${actor.name} may set only an extension under the sender code of unit ${actor.unit}`, { details: [{ field: '/sender', message: 'a delegated admin sets only /extension' }] });
+    }
+  }
+
+  /** Sender ownership from the rows as they are now (inside a change: with its writes). */
+  private computeOwnership(): SenderOwnership {
+    const all = new Map<string, Unit>();
+    for (const { key, value } of this.units.getRange({})) all.set(key, { id: key, ...value });
+    const claims: SenderClaim[] = [];
+    for (const u of all.values()) {
+      if (u.sender === undefined && u.extension === undefined) continue;
+      const chain: Unit[] = [u];
+      for (let cur = u.parent; cur !== undefined && chain.length <= MAX_UNIT_DEPTH; ) {
+        const parent = all.get(cur);
+        if (parent === undefined) break;
+        chain.push(parent);
+        cur = parent.parent;
+      }
+      const code = claimedCode(chain, this.defaultSender);
+      if (code !== undefined) claims.push({ code, owner: u.id, kind: 'unit', createdAt: u.createdAt });
+    }
+    return resolveSenderOwnership(claims, this.bootstrapSenders, this.defaultSender);
+  }
+
+  /**
+   * Call before writing a unit; the returned check, after the write, refuses
+   * (409 SENDER_TAKEN naming the owner) any collision of sender codes the
+   * write created — for the unit and every unit below it, whose codes
+   * follow its own. Collisions stored before (older builds, replication)
+   * are not this write's doing and do not block it.
+   */
+  private claimGuard(changed: string): () => void {
+    const key = (code: string, a: string, b: string): string => `${code}\u0000${a}\u0000${b}`;
+    const before = new Set(this.computeOwnership().collisions.flatMap((c) => c.losers.map((l) => key(c.code, c.owner, l))));
+    return () => {
+      for (const c of this.computeOwnership().collisions) {
+        for (const l of c.losers) {
+          if (before.has(key(c.code, c.owner, l))) continue;
+          const other = c.ownerKind === 'unit' && this.isWithin(c.owner, changed) ? l : c.owner;
+          const otherKind = other === c.owner ? c.ownerKind : 'unit';
+          const u = this.units.get(changed);
+          const field = u?.sender !== undefined ? '/sender' : '/extension';
+          const whom = otherKind === 'bootstrap' ? `bootstrap API key tenant ${other} (auth.apiKeys)` : `unit ${other}`;
+          throw new GatewayError('SENDER_TAKEN', `sender code ${c.code} is claimed by ${whom}`, { details: [{ field, message: `${c.code} belongs to ${whom}` }] });
+        }
+      }
+    };
   }
 
   /** Levels below `id` (0 for a leaf), bounded by MAX_UNIT_DEPTH. */

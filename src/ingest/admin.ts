@@ -25,7 +25,7 @@ import type { DirectoryStore } from '../directory/store.js';
 import type { GroupExpander } from '../directory/expansion.js';
 import type { QuotaLedger } from '../directory/quota.js';
 import type { HeldMessages } from '../directory/held.js';
-import { effectiveGrants, effectiveSender, effectiveSignature } from '../directory/grants.js';
+import { effectiveGrants, effectiveSignature } from '../directory/grants.js';
 import { exportGroups, exportPeople, importGroups, importPeople, parseEncoding } from '../directory/csv-import.js';
 import { ID_PATTERN, PERSON_ID_PATTERN, ROLE_PATTERN, type Actor, type Unit } from '../directory/types.js';
 import { unpackChannel } from '../directory/store.js';
@@ -222,7 +222,7 @@ function unitView(deps: AdminDeps, unit: Unit): Record<string, unknown> {
   return {
     ...unit,
     effective: {
-      sender: effectiveSender(chain, deps.config.sender.defaultSource),
+      sender: deps.directory.senderOf(chain),
       signature: effectiveSignature(chain) ?? null,
       tiers: g.tiers === null ? ['*'] : [...g.tiers],
       groups: g.groups === null ? ['*'] : [...g.groups],

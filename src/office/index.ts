@@ -12,7 +12,6 @@ import type { MobileOriginated } from '../core/ports.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { ChangeLog } from '../replication/change-log.js';
 import type { Directory } from '../directory/directory.js';
-import { effectiveSender } from '../directory/grants.js';
 import type { Intake, ScheduleSink, TemplateRenderer } from '../ingest/intake.js';
 import type { DoorContext, ScheduledMessages } from '../ingest/server.js';
 import type { WorkQueue } from '../queue/port.js';
@@ -81,7 +80,6 @@ export class Office {
   readonly inbox: MoInbox;
   readonly live = new LiveMoSubscribers();
   readonly scheduled: ScheduledMessages;
-  private senderCache: { version: number; map: Map<string, string> } | undefined;
 
   constructor(private readonly base: OfficeBase, intake: Intake) {
     const { env, config, directory, metrics, logger } = base.deps;
@@ -139,28 +137,8 @@ export class Office {
     await this.inbox.close();
   }
 
-  /** sender code → tenant: bootstrap keys' senders, then every unit's effective sender (rebuilt when the directory changes). */
+  /** sender code → tenant: the directory's one resolver (bootstrap keys, unit claims, collisions resolved). */
   private senders(): ReadonlyMap<string, string> {
-    const store = this.base.deps.directory.store;
-    const version = store.version();
-    if (this.senderCache?.version === version) return this.senderCache.map;
-    const { config } = this.base.deps;
-    const map = new Map<string, string>();
-    for (const k of config.auth.apiKeys) if (k.sender !== undefined && !map.has(k.sender)) map.set(k.sender, k.tenant);
-    let cursor: string | undefined;
-    for (let pages = 0; pages < 1000; pages++) {
-      const page = store.listUnits({ limit: 1000, ...(cursor !== undefined ? { cursor } : {}) });
-      for (const u of page.items) {
-        const chain = store.unitChain(u.id);
-        if (chain) map.set(effectiveSender(chain, config.sender.defaultSource), u.id);
-      }
-      if (page.next === undefined) break;
-      cursor = page.next;
-    }
-    // The default sender code belongs to the first bootstrap tenant when nobody else claims it.
-    const first = config.auth.apiKeys[0];
-    if (first && !map.has(config.sender.defaultSource)) map.set(config.sender.defaultSource, first.tenant);
-    this.senderCache = { version, map };
-    return map;
+    return this.base.deps.directory.store.senderOwnership().owners;
   }
 }

@@ -72,7 +72,7 @@ export class IntakeOfficeSender implements OfficeSender {
     const key = config.auth.apiKeys.find((k) => k.tenant === tenant);
     if (key) return principalOfKey(key, config.sender.defaultSource);
     const chain = directory.unitChain(tenant);
-    return chain === undefined ? undefined : unitPrincipal(chain, config.sender.defaultSource);
+    return chain === undefined ? undefined : unitPrincipal(chain, directory);
   }
 
   authorize(tenant: string, shape: SendShape, prefix: string): void {

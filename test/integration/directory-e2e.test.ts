@@ -14,7 +14,7 @@ const ALL = { tiers: ['*'], groups: ['*'], direct: true, police: true, dailyQuot
 async function cityWithPeople(t: Test, n: number, config: Record<string, unknown> = {}): Promise<{ gw: TestGateway; admin: AdminClient; key: string }> {
   const gw = await startTestGateway(t, { config: { ...ADMIN_CONFIG, ...config } });
   const admin = adminClient(gw);
-  await admin.must('POST', '/v1/admin/units', { id: 'city', name: '市政府办公厅', sender: '10690001', signature: '【市政府办公厅】', grants: ALL });
+  await admin.must('POST', '/v1/admin/units', { id: 'city', name: '市政府办公厅', sender: '10690002', signature: '【市政府办公厅】', grants: ALL });
   const csv = ['id,name,mobile,unit,roles', ...Array.from({ length: n }, (_, i) => `p${i},人员${i},${mobileAt(i)},city,${i < 20 ? 'chief' : ''}`)].join('\n');
   if (n > 0) await admin.must('POST', '/v1/admin/people/import', csv);
   const key = (await admin.must('POST', '/v1/admin/units/city/keys', { label: 'test' })).key as string;
@@ -49,7 +49,7 @@ t.test('a group send reaches every member once, signed, and the status API lists
   t.ok(Array.from({ length: 300 }, (_, i) => byDest.get(`86${mobileAt(i)}`)).every((c) => c === 2), 'two parts per member, each submitted once');
   const parts = gw.simulator.recentSubmits().filter((s) => s.destinationAddr === `86${mobileAt(0)}`);
   t.ok(parts.map((p) => p.text).join('').endsWith('【市政府办公厅】'), 'the signature is on the text');
-  t.equal(parts[0]?.sourceAddr, '10690001', 'sent from the unit\'s sender code');
+  t.equal(parts[0]?.sourceAddr, '10690002', 'sent from the unit\'s sender code');
 });
 
 t.test('block list and channel preferences are honoured at fan-out', async (t) => {

@@ -100,6 +100,7 @@ export function tempDirectory(t: Test, opts: { now?: () => number; maxGroupMembe
     defaultSender: '10690000',
     maxGroupMembers: opts.maxGroupMembers ?? 1_000_000,
     reservedUnitIds: ['dev'],
+    bootstrapSenders: [{ tenant: 'dev', sender: '10690001' }],
     ...(opts.now ? { now: opts.now } : {}),
   });
   return { env, store };
