@@ -203,6 +203,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     config, store, queue, metrics, logger, rules: directory.policy, held: directory.held,
     scheduled: officeBase.scheduleSink, templates: officeBase.templateRenderer,
     onAccepted: () => dispatchWake?.(),
+    // NATS: small messages linger to share one publish; embedded: one event turn (LMDB group-commits anyway).
+    lingerMs: config.queue.kind === 'nats' ? config.queue.nats.flushMs : 0,
   });
   const office = officeBase.withIntake(intake);
 

@@ -5,11 +5,11 @@
  *           ─▶ message record + recipient rows (receipt store)
  *           ─▶ jobs of ≤ batchSize recipients (queue)           ─▶ both durable ─▶ 202
  *
- * With the embedded queue the receipt rows and the jobs are written in the
- * same event turn into the same LMDB environment, so they commit in one
- * transaction; the 202 waits for that transaction to be flushed to disk.
- * With NATS the receipt rows are flushed first and the jobs published after,
- * so a job never refers to rows that could be lost.
+ * Rows and jobs are made durable together through the queue port
+ * (`persistTogether`): with the embedded queue they are written in the same
+ * event turn into the same LMDB environment and commit in one transaction;
+ * with NATS the receipt rows are flushed first and the jobs published after,
+ * so a job never refers to rows that could be lost. The 202 waits for both.
  *
  * Idempotency-Key: the message id is derived from (tenant, key), the stored
  * answer is replayed for a repeat, and a repeat while the first is still in
@@ -134,6 +134,8 @@ export interface IntakeDeps {
   metrics: Metrics;
   logger: Logger;
   now?: () => number;
+  /** How long small messages may wait to share a job (0: what arrives in one event turn). */
+  lingerMs?: number;
   /** Called after a write became durable (e.g. to wake a dispatcher in the same process). */
   onAccepted?: () => void;
   /** Directory rules (grants, groups, content, quotas); absent: tier grants only. */
@@ -193,7 +195,7 @@ export class Intake {
           queue: deps.queue,
           prefix: q.prefix,
           // Embedded: coalesce what arrives in one event turn (LMDB group-commits anyway).
-          flushMs: q.kind === 'nats' ? q.nats.flushMs : 0,
+          flushMs: deps.lingerMs ?? 0,
           maxRecipients: Math.min(q.batchSize, q.nats.flushRecipients),
           maxPendingRecipients: Math.max(10 * q.batchSize, 50_000),
           newJobId: () => `c.${newMessageId()}`,
@@ -579,20 +581,16 @@ export class Intake {
         for (const m of p.chunks) waits.push((this.batcher as JobBatcher).add(p.record.tier, p.record.tenant, p.record.group ?? 'direct', p.record.createdAt, m));
       }
     };
-    if (this.queue.kind === 'embedded') {
-      // Rows, key records and direct jobs: same event turn, same LMDB environment → one transaction.
-      putKeys();
-      const waits: Promise<void>[] = [this.store.flushed()];
-      enqueue(waits);
-      await Promise.all(waits);
-    } else {
-      // Rows durable before any job can refer to them; key records after the jobs are durable.
-      await this.store.flushed();
-      const waits: Promise<void>[] = [];
-      enqueue(waits);
-      await Promise.all(waits);
-      putKeys();
-    }
+    // Rows (written above, in this event turn), key records and jobs: durable together (the queue port orders them).
+    await this.queue.persistTogether({
+      rowsDurable: () => this.store.flushed(),
+      publish: () => {
+        const waits: Promise<void>[] = [];
+        enqueue(waits);
+        return Promise.all(waits).then(() => undefined);
+      },
+      after: putKeys,
+    });
     this.onAccepted?.();
     for (const p of batch) {
       this.metrics.acceptedMessages.inc({ tier: p.record.tier });

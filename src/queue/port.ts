@@ -76,8 +76,32 @@ export interface QueueOptions {
   readonly duplicateWindowMs: number;
 }
 
+/**
+ * Rows in a store and the jobs that refer to them, made durable together
+ * (WorkQueue.persistTogether). The caller has written the rows in this event
+ * turn; each adapter orders the rest so that a job never exists while the
+ * rows it refers to could still be lost, and an answer written by `after`
+ * (an idempotency record: "this was accepted") never outlives a lost job.
+ */
+export interface DurableWrite {
+  /** Resolves when the rows written so far are on disk. */
+  readonly rowsDurable: () => Promise<void>;
+  /** Publish the jobs (called in the event turn the adapter chooses); resolves when they are durable. */
+  readonly publish: () => Promise<void>;
+  /** Write the rows that must become durable only with the jobs or after them. */
+  readonly after: () => void;
+}
+
 export interface WorkQueue {
+  /** For reports (readiness, logs) only: behaviour differences live behind the methods below. */
   readonly kind: 'embedded' | 'nats';
+  /**
+   * Make rows and jobs durable together; resolves when both are.
+   * Embedded (the same LMDB environment): `after`, the flush and the publish
+   * in the same event turn, so they commit in one transaction. NATS: the rows
+   * are flushed first, then the jobs published, then `after` written.
+   */
+  persistTogether(write: DurableWrite): Promise<void>;
   /** Resolves when every message is durable (or recognised as a duplicate). Order of results = order of input. */
   publish(messages: readonly QueueMessage[]): Promise<PublishResult[]>;
   /**

@@ -136,6 +136,36 @@ export function queueConformance(t: Test, name: string, factory: QueueFactory): 
       t.same(await queue.fetch('normal', 10, 300), [], 'nothing left to deliver');
     });
 
+    t.test('persistTogether: resolves once rows and jobs are durable, writes `after` once, fails when either fails', async (t) => {
+      const { queue } = await open(t);
+      const steps: string[] = [];
+      let rowsDone!: () => void;
+      const rows = new Promise<void>((r) => (rowsDone = r));
+      let settled = false;
+      const done = queue.persistTogether({
+        rowsDurable: () => {
+          steps.push('rows');
+          return rows;
+        },
+        publish: () => {
+          steps.push('publish');
+          return queue.publish([msg('normal', 'together-1')]).then(() => undefined);
+        },
+        after: () => void steps.push('after'),
+      }).then(() => void (settled = true));
+      await sleep(100);
+      t.equal(settled, false, 'not durable while the rows are not');
+      rowsDone();
+      await done;
+      t.same([...steps].sort(), ['after', 'publish', 'rows'], 'each step once');
+      t.ok(steps.indexOf('rows') < steps.indexOf('publish'), 'the rows are written before any job is published');
+      const got = await collect(queue, 'normal', 1, 10_000);
+      t.same(ids(got), ['together-1']);
+      await Promise.all(got.map((d) => d.ack()));
+      await t.rejects(queue.persistTogether({ rowsDurable: () => Promise.reject(new Error('disk full')), publish: async () => undefined, after: () => undefined }), /disk full/, 'a failed row write fails the whole');
+      await t.rejects(queue.persistTogether({ rowsDurable: async () => undefined, publish: () => Promise.reject(new Error('queue down')), after: () => undefined }), /queue down/, 'a failed publish fails the whole');
+    });
+
     t.test('tiers are separate', async (t) => {
       const { queue } = await open(t);
       await queue.publish([msg('urgent', 'u1'), msg('bulk', 'b1'), msg('urgent', 'u2'), msg('bulk', 'b2'), msg('urgent', 'u3')]);

@@ -14,6 +14,11 @@ function fakeQueue(fail = false): WorkQueue & { published: QueueMessage[][] } {
       if (fail) throw new Error('queue down');
       return ms.map((m, i) => ({ msgId: m.msgId, seq: i, duplicate: false }));
     },
+    async persistTogether(w) {
+      await w.rowsDurable();
+      await w.publish();
+      w.after();
+    },
     fetch: async () => [],
     depth: async () => 0,
     onDeadLetter: () => undefined,

@@ -35,7 +35,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import { GatewayError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
-import type { DeadLetter, Delivery, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
+import type { DeadLetter, Delivery, DurableWrite, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
 import { MinHeap } from './min-heap.js';
 
 export interface EmbeddedQueueConfig {
@@ -185,6 +185,12 @@ class EmbeddedDelivery implements Delivery {
 
 export class EmbeddedQueue implements WorkQueue {
   readonly kind = 'embedded' as const;
+
+  /** Rows, `after` records and jobs: same event turn, same LMDB environment → one transaction. */
+  async persistTogether(write: DurableWrite): Promise<void> {
+    write.after();
+    await Promise.all([write.rowsDurable(), write.publish()]);
+  }
 
   private readonly tiers = new Map<string, TierState>();
   private readonly handlers: Array<(dl: DeadLetter) => void | Promise<void>> = [];

@@ -56,7 +56,7 @@ import {
 } from '@nats-io/jetstream';
 import { connectGateway } from './connection.js';
 import { GatewayError } from '../../core/errors.js';
-import type { DeadLetter, Delivery, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
+import type { DeadLetter, Delivery, DurableWrite, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { createLogger, type Logger } from '../../telemetry/logger.js';
 import { NatsDelivery, parseAckSubject, nakPayload, TERM, type DeliveryHost } from './delivery.js';
@@ -212,6 +212,13 @@ interface MaxDeliveriesAdvisory {
 
 export class NatsQueue implements WorkQueue, DeliveryHost {
   readonly kind = 'nats' as const;
+
+  /** Rows durable before any job can refer to them; `after` records once the jobs are durable. */
+  async persistTogether(write: DurableWrite): Promise<void> {
+    await write.rowsDurable();
+    await write.publish();
+    write.after();
+  }
   private readonly handlers: Array<(dl: DeadLetter) => void | Promise<void>> = [];
   private readonly pulls = new Set<PullRequest>();
   /** Deliveries handed out and not settled; bounded by maxAckPending per tier on the server. */
