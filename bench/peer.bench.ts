@@ -42,7 +42,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { countSegments } from '../src/core/segment.js';
-import { envInt, freePort, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { envInt, freePort, median, peakRssMiB, sampleRss, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { ipcChild, startSimChild, type SimChild } from './lib/sim-child.js';
 
 const N = envInt('BENCH_N', 20_000);
@@ -75,6 +75,9 @@ interface Run {
   submits: number;
   cpuUsPerMessage: number;
   peakRssMiB: number;
+  /** Peaks of anonymous (heap) and file-backed (mapped LMDB pages) resident memory, sampled. */
+  peakAnonMiB: number;
+  peakFileMiB: number;
   p99HttpMs: number;
   non2xx: number;
 }
@@ -313,6 +316,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
   try {
     started = system === 'kannel' ? await startKannel(dir, sim.port) : await startGateway(dir, sim.port);
     const cpuBefore = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
+    const sampler = sampleRss(started.pids);
     const l = await load(system, started.url, text, sink.port, n);
     // Done when the sink has one callback per accepted message (bounded wait).
     const deadline = Date.now() + 900_000;
@@ -329,6 +333,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
     }
     const cpuAfter = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
     const rss = started.pids().reduce<number>((a, p) => a + peakRssMiB(p ?? 0), 0);
+    const split = sampler.stop();
     const { last } = await sim.ask<{ last: { submitAt: number } }>('last');
     const { stats } = await sim.ask<{ stats: { submits: number } }>('stats');
     return {
@@ -339,6 +344,8 @@ async function run(system: System, text: string, n: number): Promise<Run> {
       submits: stats.submits,
       cpuUsPerMessage: ((cpuAfter - cpuBefore) * 1e6) / l.accepted,
       peakRssMiB: rss,
+      peakAnonMiB: split.anonMiB,
+      peakFileMiB: split.fileMiB,
       p99HttpMs: l.p99Ms,
       non2xx: l.non2xx + (n - l.accepted),
     };
@@ -404,6 +411,8 @@ for (const variant of VARIANTS) {
     { metric: 'gateway HTTP accepted/s vs bare uWS 202', value: med('gateway', (x) => x.acceptedPerSecond), unit: 'msg/s', baseline: median(bare), baselineName: 'bare uWS 202', target: 0.5 },
     vs('CPU per message', 'µs', (x) => x.cpuUsPerMessage),
     vs('peak RSS', 'MiB', (x) => x.peakRssMiB),
+    vs('peak anonymous RSS (heap)', 'MiB', (x) => x.peakAnonMiB),
+    vs('peak file-backed RSS (mapped files)', 'MiB', (x) => x.peakFileMiB),
     vs('p99 HTTP latency', 'ms', (x) => x.p99HttpMs),
     vs('callbacks received', 'count', (x) => x.callbacks),
     vs('submit_sm at the SMSC', 'count', (x) => x.submits),
@@ -432,6 +441,8 @@ if (MEMORY) {
   }
   const rows: Row[] = [
     { metric: `gateway peak RSS at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakRssMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakRssMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
+    { metric: `peak anonymous RSS at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakAnonMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakAnonMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
+    { metric: `peak file-backed RSS at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakFileMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakFileMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
     { metric: 'callbacks received (10 × N)', value: median(large.map((x) => x.callbacks)), unit: 'count' },
     { metric: 'msgs/s with callbacks (10 × N)', value: median(large.map((x) => x.callbacksPerSecond)), unit: 'msg/s', baseline: median(small.map((x) => x.callbacksPerSecond)), baselineName: `at ${N.toLocaleString('en-US')}` },
   ];

@@ -89,3 +89,39 @@ export function envInt(name: string, fallback: number): number {
 export function wallNow(): number {
   return performance.timeOrigin + performance.now();
 }
+
+/**
+ * Peak anonymous and file-backed resident memory of processes, sampled every
+ * `everyMs` from /proc (VmHWM has no split). File-backed pages of an LMDB
+ * environment are the kernel's page cache of the mapped file, reclaimable
+ * under pressure; anonymous pages are the process's own heap.
+ */
+export function sampleRss(pids: () => readonly (number | undefined)[], everyMs = 200): { stop(): { anonMiB: number; fileMiB: number } } {
+  let anon = 0;
+  let file = 0;
+  const read = (): void => {
+    let a = 0;
+    let f = 0;
+    for (const pid of pids()) {
+      if (pid === undefined) continue;
+      try {
+        const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+        a += Number(/RssAnon:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+        f += Number(/RssFile:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+      } catch {
+        /* exited */
+      }
+    }
+    anon = Math.max(anon, a);
+    file = Math.max(file, f);
+  };
+  read();
+  const timer = setInterval(read, everyMs);
+  return {
+    stop() {
+      read();
+      clearInterval(timer);
+      return { anonMiB: anon / 1024, fileMiB: file / 1024 };
+    },
+  };
+}
