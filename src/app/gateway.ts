@@ -21,6 +21,8 @@ import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { ReceiptStore } from '../receipts/store.js';
 import { ChangeLog, checkReplicaHost } from '../replication/change-log.js';
 import { StatusCallbacks } from '../receipts/status-callbacks.js';
+import { CallbackSecrets } from '../outbound/secrets.js';
+import { Webhooks } from '../outbound/webhook.js';
 import { EmbeddedQueue } from '../queue/embedded/queue.js';
 import type { QueueOptions, WorkQueue } from '../queue/port.js';
 import { BindPool } from '../smpp/bind-pool.js';
@@ -170,7 +172,15 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     });
   }
   // Completion callbacks (callbackUrl) from every role: final states are recorded in all of them.
-  const callbacks = new StatusCallbacks({ store, metrics, logger: logger.child({ part: 'callbacks' }), attempts: config.callbacks.attempts, timeoutMs: config.callbacks.timeoutMs });
+  // Every outbound POST to a tenant's URL (completion callbacks, MO forwards) goes through one client:
+  // target policy (callbacks.allow), keep-alive pools per origin, signing (src/outbound).
+  const cb = config.callbacks;
+  const callbackSecrets = new CallbackSecrets(env, cb.secrets);
+  const webhooks = new Webhooks({ allow: cb.allow, timeoutMs: cb.timeoutMs, connectionsPerHost: cb.connectionsPerHost, secrets: callbackSecrets });
+  const callbacks = new StatusCallbacks({
+    env, store, webhooks, metrics, logger: logger.child({ part: 'callbacks' }),
+    attempts: cb.attempts, timeoutMs: cb.timeoutMs, concurrency: cb.concurrency, perHost: cb.connectionsPerHost, backoffMs: cb.backoffMs, maxBackoffMs: cb.maxBackoffMs,
+  });
   callbacks.start();
   // Police PDA channel: outboxes in the same environment; states go to the receipt store.
   const pda = config.pda.enabled ? PdaChannel.open({ env, config: config.pda, sink: store, metrics, logger }) : undefined;
@@ -195,7 +205,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     });
   }
 
-  const officeBase = new OfficeBase({ env, config, queue, receipts: store, directory, metrics, logger: logger.child({ part: 'office' }), ...(changeLog ? { changeLog } : {}) });
+  const officeBase = new OfficeBase({ env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), ...(changeLog ? { changeLog } : {}) });
   // Every role has an Intake: the HTTP API (ingest) and the office services' own sends (case-query
   // answers to MO in a dispatch process) go through the same checks and the same durability.
   let dispatchWake: (() => void) | undefined;
@@ -297,7 +307,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
           attachPdaRoutes(app, { channel: pda });
           attachPdaAdminRoutes(app, { channel: pda, adminKey: config.pda.adminKey, metrics, logger });
         }
-        attachAdminRoutes(app, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, metrics, logger, ...(router ? { routing: router } : {}) });
+        attachAdminRoutes(app, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, callbackSecrets, metrics, logger, ...(router ? { routing: router } : {}) });
       },
       readiness: {
         ready: () => ({
@@ -377,6 +387,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         await Promise.all(pools.map((p) => p.close()));
         await queue.close();
         await callbacks.close();
+        await webhooks.close();
         await replication?.stop();
         await store.flushed();
         await store.close();

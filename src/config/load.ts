@@ -19,6 +19,7 @@ import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { parseIsoDuration } from '../core/duration.js';
 import type { Tier } from '../core/message.js';
 import { checkRules } from '../core/route.js';
+import { TargetPolicy } from '../core/ip-range.js';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEFAULT_CONFIG_PATH = resolve(PACKAGE_ROOT, 'config', 'default.json');
@@ -204,6 +205,10 @@ export function validateConfig(raw: unknown): ResolvedConfig {
   if (config.queue.nats.replication.enabled && config.queue.kind !== 'nats') {
     conflicts.push({ field: '/queue/nats/replication/enabled', message: 'receipt replication runs over NATS: set queue.kind to nats' });
   }
+  for (const entry of TargetPolicy.invalidEntries(config.callbacks.allow)) {
+    conflicts.push({ field: '/callbacks/allow', message: `${entry} is neither a host name nor an address / CIDR range` });
+  }
+  if (config.callbacks.maxBackoffMs < config.callbacks.backoffMs) conflicts.push({ field: '/callbacks/maxBackoffMs', message: 'must be ≥ callbacks.backoffMs' });
   if (conflicts.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `invalid configuration: ${conflicts.map((p) => `${p.field}: ${p.message}`).join('; ')}`, { details: conflicts });
   }

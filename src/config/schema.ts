@@ -407,6 +407,28 @@ export const ConfigSchema = Type.Object({
   callbacks: Type.Object({
     attempts: Type.Integer({ minimum: 1, maximum: 50 }),
     timeoutMs: Type.Integer({ minimum: 100, maximum: 60000 }),
+    /**
+     * Host names and addresses / CIDR ranges callbacks and MO forwards may reach
+     * although they are loopback, private (RFC 1918), link-local, CGNAT, ULA or
+     * unspecified (refused otherwise), e.g. ["127.0.0.1/32", "oa.city.local"].
+     */
+    allow: Type.Array(Type.String({ minLength: 1, maxLength: 253 }), { maxItems: 1000, default: [] }),
+    /** POSTs in flight at once, over every host (completion callbacks and status events). */
+    concurrency: Type.Integer({ minimum: 1, maximum: 10000, default: 256 }),
+    /** Keep-alive connections per callback origin. */
+    connectionsPerHost: Type.Integer({ minimum: 1, maximum: 1024, default: 32 }),
+    /** Back-off before the second attempt; doubled each attempt up to maxBackoffMs (±20% jitter). */
+    backoffMs: Type.Integer({ minimum: 10, maximum: 3600000, default: 1000 }),
+    maxBackoffMs: Type.Integer({ minimum: 10, maximum: 86400000, default: 300000 }),
+    /**
+     * Signing secrets of bootstrap tenants (auth.apiKeys): tenant → { current, previous? }.
+     * Callbacks are signed with `current`; keep the old one as `previous` while
+     * receivers change over (they accept either). Units set theirs through the admin API.
+     */
+    secrets: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), Type.Object({
+      current: Type.String({ minLength: 16, maxLength: 256 }),
+      previous: Type.Optional(Type.String({ minLength: 16, maxLength: 256 })),
+    }, strict), { default: {} }),
   }, strict),
 }, strict);
 

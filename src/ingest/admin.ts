@@ -29,6 +29,7 @@ import { effectiveGrants, effectiveSignature } from '../directory/grants.js';
 import { exportGroups, exportPeople, importGroups, importPeople, parseEncoding } from '../directory/csv-import.js';
 import { ID_PATTERN, PERSON_ID_PATTERN, ROLE_PATTERN, type Actor, type Unit } from '../directory/types.js';
 import { unpackChannel } from '../directory/store.js';
+import type { CallbackSecrets } from '../outbound/secrets.js';
 
 export interface AdminDeps {
   readonly config: ResolvedConfig;
@@ -36,6 +37,8 @@ export interface AdminDeps {
   readonly expander: GroupExpander;
   readonly quotas: QuotaLedger;
   readonly held: HeldMessages;
+  /** Units' callback signing secrets (src/outbound/secrets.ts); absent: the fields are refused. */
+  readonly callbackSecrets?: CallbackSecrets;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** This process's router (dispatch roles): the rules in force and each account's state and share. */
@@ -76,6 +79,8 @@ export const UnitPatchSchema = Type.Object({
   signature: Type.Optional(Nullable(Type.String({ maxLength: 32 }))),
   grants: Type.Optional(GrantsSchema),
   disabled: Type.Optional(Type.Boolean()),
+  callbackSecret: Type.Optional(Nullable(Type.String({ minLength: 32, maxLength: 256, description: "the unit's new callback signing secret (write-only); the old one stays valid as previous until callbackSecretPrevious: null; null: no admin-set secret" }))),
+  callbackSecretPrevious: Type.Optional(Type.Null({ description: 'null: the rotation is over, only the current secret is valid' })),
 }, { additionalProperties: false });
 
 export const KeyCreateSchema = Type.Object({
@@ -233,7 +238,18 @@ function unitView(deps: AdminDeps, unit: Unit): Record<string, unknown> {
       disabledBy: g.disabledBy ?? null,
     },
     usage: deps.quotas.usage(unit.id),
+    ...(deps.callbackSecrets ? { callbackSecret: deps.callbackSecrets.view(unit.id) } : {}),
   };
+}
+
+/** The callback-secret fields of a unit patch (kept apart from the directory's own fields). */
+async function applyCallbackSecret(deps: AdminDeps, unit: string, b: { callbackSecret?: string | null; callbackSecretPrevious?: null }): Promise<void> {
+  if (b.callbackSecret === undefined && b.callbackSecretPrevious === undefined) return;
+  const secrets = deps.callbackSecrets;
+  if (!secrets) throw new GatewayError('VALIDATION', 'callback secrets are not kept by this process', { details: [{ field: '/callbackSecret', message: 'not available here' }] });
+  if (b.callbackSecret === null) await secrets.remove(unit);
+  else if (b.callbackSecret !== undefined) await secrets.rotate(unit, b.callbackSecret);
+  if (b.callbackSecretPrevious === null) await secrets.dropPrevious(unit);
 }
 
 function scoped(ctx: Ctx, unit: string): void {
@@ -273,8 +289,10 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   {
     method: 'patch', path: '/v1/admin/units/:id', summary: 'Change a unit (null clears a field); narrowing its grants narrows its sub-units at once', body: { kind: 'json', schema: 'UnitPatch' }, ok: 200,
     handle: async (ctx) => {
-      const b = check(UnitPatchSchema, ctx.json);
-      return { body: unitView(ctx.deps, await ctx.deps.directory.updateUnit(ctx.actor, p(ctx, 0), b)) };
+      const { callbackSecret, callbackSecretPrevious, ...b } = check(UnitPatchSchema, ctx.json);
+      const unit = await ctx.deps.directory.updateUnit(ctx.actor, p(ctx, 0), b);
+      await applyCallbackSecret(ctx.deps, unit.id, { ...(callbackSecret !== undefined ? { callbackSecret } : {}), ...(callbackSecretPrevious !== undefined ? { callbackSecretPrevious } : {}) });
+      return { body: unitView(ctx.deps, unit) };
     },
   },
   {

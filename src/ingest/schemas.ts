@@ -5,6 +5,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
+import { checkCallbackUrl } from '../outbound/webhook.js';
 
 export const IsoDurationString = Type.String({
   pattern: '^P(?!$)(\\d+D)?(T(?=\\d)(\\d+H)?(\\d+M)?(\\d+(\\.\\d+)?S)?)?$',
@@ -30,7 +31,7 @@ export const SendRequestSchema = Type.Object(
     validity: Type.Optional(IsoDurationString),
     scheduleAt: Type.Optional(Type.String({ maxLength: 40, description: 'RFC 3339 time with offset: accepted now (202, status scheduled), held durably, sent then; DELETE /v1/messages/{id} cancels it until then' })),
     reference: Type.Optional(Type.String({ maxLength: 128 })),
-    callbackUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https?://', description: 'POSTed once with the summary when every recipient is final (retried with back-off, callbacks.attempts)' })),
+    callbackUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https?://', description: 'POSTed once with the summary when every recipient is final (signed; retried with back-off, callbacks.attempts; no user:password@; only targets callbacks.allow permits: docs/CALLBACKS.md)' })),
   },
   { additionalProperties: false },
 );
@@ -100,8 +101,15 @@ export function validated<T extends TSchema>(schema: T, value: unknown): Static<
   return r.value;
 }
 
-export const checkSend = (v: unknown): Checked<SendRequest> => check(sendCheck, v);
-export const checkBatchItem = (v: unknown, prefix: string): Checked<BatchItem> => check(batchItemCheck, v, prefix);
+/** A callbackUrl of the right form but with user information (user:password@) or no host is refused here too (422). */
+function withCallbackUrl<T extends { callbackUrl?: string }>(c: Checked<T>, prefix = ''): Checked<T> {
+  const url = c.value?.callbackUrl;
+  const why = url !== undefined ? checkCallbackUrl(url) : undefined;
+  return why === undefined ? c : { problems: [{ field: `${prefix}/callbackUrl`, message: `callbackUrl ${why}` }] };
+}
+
+export const checkSend = (v: unknown): Checked<SendRequest> => withCallbackUrl(check<SendRequest>(sendCheck, v));
+export const checkBatchItem = (v: unknown, prefix: string): Checked<BatchItem> => withCallbackUrl(check<BatchItem>(batchItemCheck, v, prefix), prefix);
 export const checkBatch = (v: unknown): Checked<{ messages: unknown[] }> => check(batchCheck, v);
 
 export const schemasForOpenApi: Record<string, TSchema> = {

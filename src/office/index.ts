@@ -9,6 +9,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { parseIsoDuration } from '../core/duration.js';
 import type { MobileOriginated } from '../core/ports.js';
+import type { WebhookPoster } from '../receipts/status-callbacks.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { ChangeLog } from '../replication/change-log.js';
 import type { Directory } from '../directory/directory.js';
@@ -34,6 +35,8 @@ export interface OfficeDeps {
   readonly queue: WorkQueue;
   readonly receipts: ScheduleReceipts;
   readonly directory: Directory;
+  /** Outbound POSTs to tenants' URLs (MO forwards): target policy and signing. */
+  readonly webhooks: WebhookPoster;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Several hosts: templates are replicated (the rest of the office state is per host). */
@@ -107,6 +110,7 @@ export class Office {
       callbackAttempts: mo.callbackAttempts,
       callbackTimeoutMs: mo.callbackTimeoutMs,
       maxPendingForwards: mo.maxPendingForwards,
+      webhooks: base.deps.webhooks,
       metrics,
       logger: logger.child({ part: 'mo' }),
     });

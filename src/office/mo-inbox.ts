@@ -25,7 +25,9 @@ import { Counter, Gauge } from 'prom-client';
 import { assembleParts, ownerOfDestination } from '../core/mo.js';
 import type { MobileOriginated } from '../core/ports.js';
 import { maskNumber } from '../core/phone.js';
-import { postCallback } from '../receipts/callback-post.js';
+import type { WebhookPoster } from '../receipts/status-callbacks.js';
+import { checkCallbackUrl } from '../outbound/webhook.js';
+import { GatewayError } from '../core/errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 export type MoState = 'handled' | 'late' | 'forward-pending' | 'forwarded' | 'forward-failed' | 'unmatched';
@@ -95,8 +97,8 @@ export interface MoInboxDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly now?: () => number;
-  /** HTTP client (tests may replace it). */
-  readonly fetch?: typeof fetch;
+  /** Outbound POSTs (target policy, signing; src/outbound/webhook.ts). */
+  readonly webhooks: WebhookPoster;
 }
 
 /** MO records are kept this long, then swept. */
@@ -112,7 +114,6 @@ export class MoInbox {
   private readonly forwards: Database<number, [number, number]>;
   private readonly now: () => number;
   private readonly log: Logger;
-  private readonly fetch: typeof fetch;
   private lastSeq = 0;
   private openParts: number;
   private pendingForwards: number;
@@ -133,7 +134,6 @@ export class MoInbox {
     this.forwards = env.openDB<number, [number, number]>({ name: 'office.mo.fwd', encoding: 'msgpack' });
     this.now = deps.now ?? Date.now;
     this.log = deps.logger;
-    this.fetch = deps.fetch ?? fetch;
     for (const key of this.records.getKeys({ reverse: true, limit: 1 })) this.lastSeq = key;
     this.openParts = this.parts.getCount();
     this.pendingForwards = this.forwards.getCount();
@@ -222,7 +222,10 @@ export class MoInbox {
     return this.subs.get(tenant);
   }
 
+  /** Refuses (VALIDATION, 422) a URL with user information (user:password@) or no host. */
   async subscribe(tenant: string, callbackUrl: string): Promise<void> {
+    const why = checkCallbackUrl(callbackUrl);
+    if (why !== undefined) throw new GatewayError('VALIDATION', `callbackUrl ${why}`, { details: [{ field: '/callbackUrl', message: `callbackUrl ${why}` }] });
     await this.subs.put(tenant, { callbackUrl, updatedAt: this.now() });
   }
 
@@ -344,10 +347,10 @@ export class MoInbox {
         if (record) await this.write(record.state, { ...record, state: 'unmatched', detail: 'callback removed before it could be forwarded' });
         return;
       }
-      const error = await postCallback(this.fetch, sub.callbackUrl, {
+      const error = await this.deps.webhooks.post(record.tenant ?? '', sub.callbackUrl, JSON.stringify({
         id: record.id, from: record.source, to: record.destination, text: record.text, receivedAt: new Date(record.receivedAt).toISOString(),
         ...(record.parts !== undefined ? { parts: record.parts } : {}),
-      }, this.deps.callbackTimeoutMs);
+      }), this.deps.callbackTimeoutMs);
       if (error === undefined) {
         await this.forwards.remove(key);
         this.setPendingForwards(this.pendingForwards - 1);

@@ -4,175 +4,433 @@
  *
  *   { "id", "reference"?, "status": "complete", "recipients", "summary": { delivered, undeliverable, expired, rejected, failed, … }, "completedAt" }
  *
- * The waiting row (`receipts.callbacks`) is written with the message row, in
- * the same transaction, so a callback survives any crash: a message is
- * checked when the recipients seen turning final (counted from the store's
- * onFinal, bounded) reach its recipient count, and by a slow round-robin
- * scan of the waiting rows (after a restart, when the counts are gone).
- * A POST that fails (non-2xx, timeout) is retried with back-off, at most
- * `attempts` times; then the row stays as `failed` with the last error
- * (shown by GET /v1/messages/{id}) — a final state, not a silent drop.
+ * signed and sent through the outbound webhook client (src/outbound: target
+ * policy, keep-alive pools, four tenant-visible failure reasons).
+ *
+ * On-disk layout (the gateway's LMDB environment):
+ *
+ *   receipts.callbacks      messageId → { state: waiting|failed, attempts, nextAt, completedAt?, lastError? }
+ *                           written with the message row (store.putMessage), same transaction
+ *   receipts.callbacks.due  [dueAt, messageId] → 0 | leaseOwner
+ *                           exactly one key per message that is complete and not yet called back:
+ *
+ *     complete ──mark──▶ [now, id] ──claim──▶ [now + lease, id] ──2xx──▶ (row and key removed)
+ *                            ▲                       │ error, attempts left
+ *                            └── [now + back-off, id] ◀┘ error, last attempt ──▶ row `failed`, key removed
+ *
+ * Every move is one LMDB write transaction that first checks the key it
+ * moves from is still there, so several processes of a host (roles sharing
+ * the environment) never POST the same message twice; a process that dies
+ * mid-POST leaves the lease key, which falls due again after the lease
+ * (timeout + margin): a callback is never lost, at worst repeated after a crash.
+ *
+ * Completion is noticed as it happens: the store announces each recipient
+ * turning final (onFinal, after commit); a one-recipient message is complete
+ * at once, larger ones are counted in memory (bounded, MAX_COUNTED). A slow
+ * sweep over the waiting rows (key order, bounded per tick) catches what the
+ * counts cannot: finals from before a restart or committed by another
+ * process, and messages beyond the count bound.
+ *
+ * Sending is bounded by `concurrency` POSTs in flight and `perHost` per
+ * origin; the backlog waits in `receipts.callbacks.due` (scanned in key
+ * order from a cursor), never in memory.
  */
+import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import { FINAL_STATES, RECIPIENT_STATES, type RecipientState } from '../core/message.js';
-import { maskNumber } from '../core/phone.js';
+import type { DeliveryError } from '../outbound/webhook.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { ReceiptStore } from './store.js';
-import { postCallback } from './callback-post.js';
+import type { CallbackState, ReceiptStore } from './store.js';
+
+/** What the callbacks need of the outbound client (tests pass a fake). */
+export interface WebhookPoster {
+  /** `timeoutMs`: this request's bound instead of the client's. */
+  post(tenant: string, url: string, body: string, timeoutMs?: number): Promise<DeliveryError | undefined>;
+}
 
 export interface StatusCallbackOptions {
+  readonly env: RootDatabase;
   readonly store: ReceiptStore;
+  readonly webhooks: WebhookPoster;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** POST attempts before the callback is recorded failed. */
   readonly attempts: number;
+  /** One POST's timeout (the lease is this plus a margin). */
   readonly timeoutMs: number;
+  /** POSTs in flight at once. */
+  readonly concurrency: number;
+  /** POSTs in flight to one origin. */
+  readonly perHost: number;
+  /** Back-off before the second attempt, doubled per attempt up to maxBackoffMs (±20% jitter). */
+  readonly backoffMs: number;
+  readonly maxBackoffMs: number;
+  /** Timer for due retries and the sweep. Default 250 ms. */
   readonly tickMs?: number;
+  /** Between sweeps over every waiting row once the first (start-up) sweep is done. Default 30 s. */
+  readonly sweepEveryMs?: number;
   readonly now?: () => number;
-  readonly fetch?: typeof fetch;
+  readonly random?: () => number;
 }
 
-/** Messages whose final recipients are counted in memory. */
-const MAX_COUNTED = 10_000;
-/** Rows the slow round-robin scan checks (a full summary each) per pass. */
-const SCAN_PER_PASS = 200;
-/** Ticks between passes of the slow scan. */
-const SCAN_EVERY_TICKS = 40;
-/** POSTs at once. */
-const CONCURRENCY = 16;
+type DueKey = [number, string];
+
+/** Multi-recipient messages whose final recipients are counted in memory. */
+const MAX_COUNTED = 100_000;
+/** Waiting rows one sweep tick examines (each a summary: O(recipients)). */
+const SWEEP_ROWS_PER_TICK = 2_000;
+/** Recipient rows one sweep tick reads at most (a summary each message). */
+const SWEEP_RECIPIENTS_PER_TICK = 200_000;
+/** Lease margin beyond the POST timeout. */
+const LEASE_MARGIN_MS = 30_000;
+/** The tenant-visible reasons (rows written by older versions may hold other text: not shown). */
+const VISIBLE_ERROR = /^(refused target|timeout|connection failed|HTTP [1-5][0-9]{2})$/;
 
 export class StatusCallbacks {
-  /** messageId → recipients seen turning final since start (cheap completion check; bounded). */
-  private readonly finals = new Map<string, number>();
-  private ticks = 0;
-  private readonly inflight = new Set<string>();
-  private scanAfter = '';
+  private readonly callbacks: Database<CallbackState, string>;
+  private readonly due: Database<number, DueKey>;
+  /** messageId → recipients seen turning final since start (multi-recipient messages only; bounded). */
+  private readonly counts = new Map<string, number>();
+  /** Ids whose `mark` transaction is queued and not yet committed (so two finals mark once). */
+  private readonly marking = new Set<string>();
+  private markQueue: Array<[string, number]> = [];
+  /** Ids with a POST (or its claim / finish transaction) in flight → origin. */
+  private readonly inflight = new Map<string, string>();
+  private readonly perOrigin = new Map<string, number>();
+  private cursor: DueKey | undefined;
+  private pumpScheduled = false;
+  private sweepAfter: string | undefined;
+  private sweepDone = false;
+  private nextSweepAt = 0;
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
   private closed = false;
+  private readonly pending = new Set<Promise<unknown>>();
+  private readonly owner: number;
   private readonly now: () => number;
-  private readonly fetch: typeof fetch;
+  private readonly random: () => number;
   private readonly sent: Counter<'outcome'>;
-  private readonly waiting: Gauge;
+  private readonly waitingGauge: Gauge;
+  private readonly dueGauge: Gauge;
+  private readonly inflightGauge: Gauge;
+  private readonly countedGauge: Gauge;
 
   constructor(private readonly o: StatusCallbackOptions) {
     this.now = o.now ?? Date.now;
-    this.fetch = o.fetch ?? fetch;
+    this.random = o.random ?? Math.random;
+    this.owner = process.pid;
+    this.callbacks = o.store.callbacks;
+    this.due = o.env.openDB<number, DueKey>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
     const r = o.metrics.registry;
-    this.sent = new Counter({ name: 'smsgw_status_callbacks_total', help: 'Completion callbacks by outcome (delivered, retry, failed)', labelNames: ['outcome'], registers: [r] });
-    this.waiting = new Gauge({ name: 'smsgw_status_callbacks_waiting', help: 'Messages with a callbackUrl not yet called back', registers: [r] });
-    o.store.onFinal((messageId) => {
-      const n = this.finals.get(messageId);
-      if (n !== undefined) this.finals.set(messageId, n + 1);
-      else if (this.finals.size < MAX_COUNTED && o.store.callbacks.get(messageId) !== undefined) this.finals.set(messageId, 1);
-    });
+    this.sent = new Counter({ name: 'smsgw_status_callbacks_total', help: 'Completion callback POSTs by outcome (delivered, retry, failed)', labelNames: ['outcome'], registers: [r] });
+    this.waitingGauge = new Gauge({ name: 'smsgw_status_callbacks_waiting', help: 'Messages with a callbackUrl not yet called back (incomplete, due or retrying)', registers: [r] });
+    this.dueGauge = new Gauge({ name: 'smsgw_status_callbacks_due', help: 'Complete messages whose callback is due, leased or waiting for a retry (receipts.callbacks.due)', registers: [r] });
+    this.inflightGauge = new Gauge({ name: 'smsgw_status_callbacks_inflight', help: 'Completion callback POSTs in flight (bound: callbacks.concurrency)', registers: [r] });
+    this.countedGauge = new Gauge({ name: 'smsgw_status_callbacks_counted', help: 'Multi-recipient messages whose final recipients are counted in memory (bound 100,000; beyond it the sweep finds them)', registers: [r] });
+    o.store.onFinal((messageId) => this.onFinal(messageId));
   }
 
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.tick(), this.o.tickMs ?? 250);
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => this.tick(), this.o.tickMs ?? 250);
     this.timer.unref();
+    this.tick();
   }
 
+  /** Stops taking new work and waits for the POSTs in flight and their writes. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.running;
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
-  /** One round (also run by the timer); never two at once. */
-  tick(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    this.running ??= this.round().catch((e: unknown) => this.o.logger.error({ err: e }, 'status callback round failed')).finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+  /** One timer round: due retries and leases, the sweep, gauges. Also runs the pump. */
+  tick(): void {
+    if (this.closed) return;
+    try {
+      this.sweep();
+      this.waitingGauge.set(this.callbacks.getCount());
+      this.dueGauge.set(this.due.getCount());
+      this.countedGauge.set(this.counts.size);
+    } catch (e) {
+      this.o.logger.error({ err: e }, 'status callback sweep failed');
+    }
+    // Retries and expired leases sort before the cursor: start from the head again.
+    this.cursor = undefined;
+    this.schedulePump();
+  }
+
+  // ------------------------------------------------------------ completion
+
+  private onFinal(messageId: string): void {
+    if (this.closed || this.marking.has(messageId)) return;
+    const row = this.callbacks.get(messageId);
+    if (row === undefined || row.state !== 'waiting' || row.completedAt !== undefined) return;
+    const msg = this.o.store.getMessage(messageId);
+    if (!msg) return;
+    if (msg.recipients <= 1) {
+      this.mark(messageId);
+      return;
+    }
+    const seen = this.counts.get(messageId);
+    if (seen === undefined && this.counts.size >= MAX_COUNTED) return; // the sweep finds it
+    const n = (seen ?? 0) + 1;
+    if (n < msg.recipients) {
+      this.counts.set(messageId, n);
+      return;
+    }
+    // Counted complete: confirm (a count seeded by the sweep may include a final announced after it read).
+    const final = this.finalCount(messageId);
+    if (final >= msg.recipients) this.mark(messageId);
+    else this.counts.set(messageId, final);
+  }
+
+  private finalCount(id: string): number {
+    const s = this.o.store.summary(id);
+    let final = 0;
+    for (const st of FINAL_STATES) final += s[st];
+    return final;
+  }
+
+  /** Queue `id` to be made due; one transaction per event-loop turn marks all of them. */
+  private mark(id: string): void {
+    this.counts.delete(id);
+    this.marking.add(id);
+    this.markQueue.push([id, this.now()]);
+    if (this.markQueue.length === 1) setImmediate(() => this.track(this.flushMarks()));
+  }
+
+  private async flushMarks(): Promise<void> {
+    const batch = this.markQueue;
+    this.markQueue = [];
+    try {
+      await this.o.env.transaction(() => {
+        for (const [id, at] of batch) {
+          const row = this.callbacks.get(id);
+          if (row === undefined || row.state !== 'waiting' || row.completedAt !== undefined) continue; // done, or marked by another process
+          this.callbacks.putSync(id, { ...row, completedAt: at, nextAt: at });
+          this.due.putSync([at, id], 0);
+        }
+      });
+    } catch (e) {
+      // Nothing is lost: the rows are still waiting and the sweep marks them.
+      this.o.logger.error({ err: e, count: batch.length }, 'marking completion callbacks due failed; the sweep retries');
+    } finally {
+      for (const [id] of batch) this.marking.delete(id);
+    }
+    this.schedulePump();
   }
 
   /**
-   * Candidates: messages whose counted finals reached their recipient count
-   * (cheap), and — every SCAN_EVERY_TICKS ticks — a slice of the waiting rows
-   * (after a restart the counts are gone; a full summary each, bounded).
-   * A candidate is called back only when its summary says every recipient is final.
+   * Waiting rows in key order from where the last tick stopped: complete ones
+   * are marked, incomplete ones seed the counts (so their remaining finals
+   * complete them). The first pass runs right after start; later ones every
+   * sweepEveryMs.
    */
-  private async round(): Promise<void> {
-    const db = this.o.store.callbacks;
-    const candidates = new Set<string>();
-    for (const [id, n] of this.finals) {
-      const msg = this.o.store.getMessage(id);
-      if (!msg) this.finals.delete(id);
-      else if (n >= msg.recipients) candidates.add(id);
-    }
-    if (this.ticks++ % SCAN_EVERY_TICKS === 0) {
-      let scanned = 0;
-      for (const key of db.getKeys({ ...(this.scanAfter === '' ? {} : { start: `${this.scanAfter}\u0000` }), limit: SCAN_PER_PASS })) {
-        if (!this.finals.has(key)) candidates.add(key);
-        this.scanAfter = key;
-        scanned++;
-      }
-      if (scanned < SCAN_PER_PASS) this.scanAfter = '';
-      this.waiting.set(db.getCount());
-    }
+  private sweep(): void {
     const now = this.now();
-    const ready: string[] = [];
-    for (const id of candidates) {
-      if (ready.length >= CONCURRENCY) break;
-      const row = db.get(id);
-      if (!row || row.state !== 'waiting') {
-        this.finals.delete(id);
-        continue;
+    if (this.sweepDone && now < this.nextSweepAt) return;
+    let rows = 0;
+    let read = 0;
+    let last: string | undefined;
+    let exhausted = true;
+    for (const { key, value } of this.callbacks.getRange(this.sweepAfter === undefined ? {} : { start: this.sweepAfter })) {
+      if (key === this.sweepAfter) continue;
+      if (rows >= SWEEP_ROWS_PER_TICK || read >= SWEEP_RECIPIENTS_PER_TICK) {
+        exhausted = false;
+        break;
       }
-      if (row.nextAt > now || this.inflight.has(id)) continue;
-      if (this.complete(id) !== undefined) ready.push(id);
+      last = key;
+      rows++;
+      if (value.state !== 'waiting' || value.completedAt !== undefined || this.marking.has(key)) continue;
+      const msg = this.o.store.getMessage(key);
+      if (!msg) continue;
+      read += msg.recipients;
+      const final = this.finalCount(key);
+      if (final >= msg.recipients) this.mark(key);
+      else if (msg.recipients > 1 && (this.counts.has(key) || this.counts.size < MAX_COUNTED)) this.counts.set(key, Math.max(final, this.counts.get(key) ?? 0));
     }
-    await Promise.all(ready.map((id) => this.call(id)));
+    if (exhausted) {
+      this.sweepAfter = undefined;
+      this.sweepDone = true;
+      this.nextSweepAt = now + (this.o.sweepEveryMs ?? 30_000);
+    } else if (last !== undefined) {
+      this.sweepAfter = last;
+    }
   }
 
-  /** The summary when every recipient is final, else undefined. */
-  private complete(id: string): Record<RecipientState, number> | undefined {
-    const msg = this.o.store.getMessage(id);
-    if (!msg) return undefined;
-    const summary = this.o.store.summary(id);
-    let final = 0;
-    for (const s of FINAL_STATES) final += summary[s];
-    return final >= msg.recipients ? summary : undefined;
+  // --------------------------------------------------------------- sending
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.closed) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
-  private async call(id: string): Promise<void> {
-    const db = this.o.store.callbacks;
-    const msg = this.o.store.getMessage(id);
-    const row = db.get(id);
-    const summary = this.complete(id);
-    if (!msg || !row || summary === undefined || msg.callbackUrl === undefined) {
-      if (!msg) await db.remove(id);
-      return;
+  /**
+   * Fills free slots with due keys, in key order from the cursor (so a large
+   * backlog is walked once, not rescanned from its head each time); at the
+   * end of what is due the cursor goes back to the start, where retries and
+   * expired leases sort.
+   */
+  private pump(): void {
+    if (this.closed) return;
+    let slots = this.o.concurrency - this.inflight.size;
+    if (slots <= 0) return;
+    const now = this.now();
+    const picked: Array<{ key: DueKey; origin: string }> = [];
+    const origins = new Map<string, number>();
+    let examined = 0;
+    const maxExamined = slots + this.inflight.size + 1024;
+    let reachedEnd = true;
+    const range = this.due.getKeys({ ...(this.cursor ? { start: this.cursor } : {}), end: [now, '\uffff'] });
+    for (const key of range) {
+      if (slots <= 0 || examined++ >= maxExamined) {
+        reachedEnd = false;
+        break;
+      }
+      if (this.cursor && key[0] === this.cursor[0] && key[1] === this.cursor[1]) continue;
+      this.cursor = key;
+      const id = key[1];
+      if (this.inflight.has(id)) continue;
+      const msg = this.o.store.getMessage(id);
+      const origin = msg?.callbackUrl !== undefined ? originOf(msg.callbackUrl) : '';
+      const busy = (this.perOrigin.get(origin) ?? 0) + (origins.get(origin) ?? 0);
+      if (origin !== '' && busy >= this.o.perHost) continue; // that host is full: walk on, others go first
+      origins.set(origin, (origins.get(origin) ?? 0) + 1);
+      picked.push({ key, origin });
+      slots--;
     }
-    this.inflight.add(id);
+    if (reachedEnd) this.cursor = undefined;
+    if (picked.length === 0) return;
+    for (const p of picked) this.hold(p.key[1], p.origin);
+    this.track(this.claim(picked.map((p) => p.key), now));
+  }
+
+  private hold(id: string, origin: string): void {
+    this.inflight.set(id, origin);
+    this.perOrigin.set(origin, (this.perOrigin.get(origin) ?? 0) + 1);
+    this.inflightGauge.set(this.inflight.size);
+  }
+
+  private release(id: string): void {
+    const origin = this.inflight.get(id);
+    if (origin === undefined) return;
+    this.inflight.delete(id);
+    const n = (this.perOrigin.get(origin) ?? 1) - 1;
+    if (n <= 0) this.perOrigin.delete(origin);
+    else this.perOrigin.set(origin, n);
+    this.inflightGauge.set(this.inflight.size);
+  }
+
+  /** Moves each key to its lease in one transaction (skipping keys another process moved first), then POSTs. */
+  private async claim(keys: DueKey[], now: number): Promise<void> {
+    const leaseAt = now + this.o.timeoutMs + LEASE_MARGIN_MS;
+    let claimed: DueKey[] = [];
     try {
-      const error = await postCallback(this.fetch, msg.callbackUrl, {
+      claimed = await this.o.env.transaction(() => {
+        const won: DueKey[] = [];
+        for (const key of keys) {
+          if (this.due.get(key) === undefined) continue;
+          this.due.removeSync(key);
+          const lease: DueKey = [leaseAt, key[1]];
+          this.due.putSync(lease, this.owner);
+          won.push(lease);
+        }
+        return won;
+      });
+    } catch (e) {
+      this.o.logger.error({ err: e, count: keys.length }, 'claiming completion callbacks failed; retried on the next tick');
+    }
+    const won = new Set(claimed.map((k) => k[1]));
+    for (const key of keys) if (!won.has(key[1])) this.release(key[1]);
+    await Promise.all(claimed.map((lease) => this.call(lease)));
+  }
+
+  private async call(lease: DueKey): Promise<void> {
+    const id = lease[1];
+    try {
+      const msg = this.o.store.getMessage(id);
+      const row = this.callbacks.get(id);
+      if (!msg || !row || msg.callbackUrl === undefined || row.state !== 'waiting') {
+        await this.finish(lease, undefined);
+        return;
+      }
+      const summary = this.o.store.summary(id);
+      const body = JSON.stringify({
         id, ...(msg.reference !== undefined ? { reference: msg.reference } : {}), status: 'complete', recipients: msg.recipients,
-        summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s]])), completedAt: new Date(this.now()).toISOString(),
-      }, this.o.timeoutMs);
+        summary: Object.fromEntries(RECIPIENT_STATES.map((s: RecipientState) => [s, summary[s]])), completedAt: new Date(row.completedAt ?? this.now()).toISOString(),
+      });
+      const error = await this.o.webhooks.post(msg.tenant, msg.callbackUrl, body);
+      await this.finish(lease, { row, error });
+    } catch (e) {
+      // The lease key stays: the callback falls due again after the lease.
+      this.o.logger.error({ err: e, messageId: id }, 'completion callback step failed; retried after its lease');
+    } finally {
+      this.release(id);
+      this.schedulePump();
+    }
+  }
+
+  /**
+   * Records the outcome, if this process still holds the lease: done (row and
+   * key removed), a retry at the back-off, or failed for good. `outcome`
+   * undefined: the message or its row is gone; drop the key.
+   */
+  private async finish(lease: DueKey, outcome: { row: CallbackState; error: DeliveryError | undefined } | undefined): Promise<void> {
+    const now = this.now();
+    let result = 'dropped' as 'delivered' | 'retry' | 'failed' | 'dropped' | 'lost';
+    await this.o.env.transaction(() => {
+      if (this.due.get(lease) === undefined) {
+        result = 'lost';
+        return;
+      }
+      this.due.removeSync(lease);
+      if (outcome === undefined) return;
+      const id = lease[1];
+      const { row, error } = outcome;
       if (error === undefined) {
-        await db.remove(id);
-        this.finals.delete(id);
-        this.sent.inc({ outcome: 'delivered' });
+        this.callbacks.removeSync(id);
+        result = 'delivered';
         return;
       }
       const attempts = row.attempts + 1;
       if (attempts >= this.o.attempts) {
-        await db.put(id, { state: 'failed', attempts, nextAt: 0, lastError: error });
-        this.finals.delete(id);
-        this.sent.inc({ outcome: 'failed' });
-        this.o.logger.warn({ messageId: id, attempts, error: error.replace(/\d{11,}/g, (n) => maskNumber(n)) }, 'completion callback failed for good');
+        this.callbacks.putSync(id, { ...row, state: 'failed', attempts, nextAt: 0, lastError: error });
+        result = 'failed';
         return;
       }
-      await db.put(id, { state: 'waiting', attempts, nextAt: this.now() + Math.min(60_000, 500 * 2 ** attempts), lastError: error });
-      this.sent.inc({ outcome: 'retry' });
-    } finally {
-      this.inflight.delete(id);
-    }
+      const base = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (attempts - 1));
+      const nextAt = now + Math.round(base * (0.8 + 0.4 * this.random()));
+      this.callbacks.putSync(id, { ...row, attempts, nextAt, lastError: error });
+      this.due.putSync([nextAt, id], 0);
+      result = 'retry';
+    });
+    if (result === 'delivered' || result === 'retry' || result === 'failed') this.sent.inc({ outcome: result });
+    if (result === 'failed') this.o.logger.warn({ messageId: lease[1], attempts: this.o.attempts, error: outcome?.error }, 'completion callback failed for good');
+  }
+
+  private track(p: Promise<unknown>): void {
+    const tracked = p.catch((e: unknown) => this.o.logger.error({ err: e }, 'status callback step failed')).finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
+  }
+}
+
+/** The completion callback's state for the status API: lastError only in its four tenant-visible forms. */
+export function callbackView(state: CallbackState | { readonly state: 'done' }): { state: string; attempts?: number; lastError?: string } {
+  if (state.state === 'done') return { state: 'done' };
+  const lastError = state.lastError === undefined ? undefined : VISIBLE_ERROR.test(state.lastError) ? state.lastError : 'connection failed';
+  return { state: state.state, attempts: state.attempts, ...(lastError !== undefined ? { lastError } : {}) };
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return '';
   }
 }

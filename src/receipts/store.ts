@@ -55,6 +55,7 @@ import {
   type RowVersion,
 } from '../replication/change-log.js';
 import { CommitQueue, type TxnEffects, type WriteSet } from './commit-queue.js';
+import { callbackView } from './status-callbacks.js';
 import {
   decodeMessage,
   decodeRecipient,
@@ -106,6 +107,8 @@ export interface CallbackState {
   readonly attempts: number;
   /** Epoch ms of the next attempt (0: as soon as the message is complete). */
   readonly nextAt: number;
+  /** Epoch ms the message was seen complete (set when its callback fell due; status-callbacks.ts). */
+  readonly completedAt?: number;
   readonly lastError?: string;
 }
 
@@ -741,10 +744,10 @@ export class ReceiptStore {
   }
 
   /** The completion callback of a message with a callbackUrl: waiting, failed, or done (no row left). */
-  callbackState(id: string): (CallbackState | { readonly state: 'done' }) | undefined {
+  callbackState(id: string): { state: string; attempts?: number; lastError?: string } | undefined {
     const msg = this.messages.get(id);
     if (msg === undefined || msg.u === undefined) return undefined;
-    return this.callbacks.get(id) ?? { state: 'done' };
+    return callbackView(this.callbacks.get(id) ?? { state: 'done' });
   }
 
   /** A page of recipients in index order; `cursor` is the `next` of the previous page. */

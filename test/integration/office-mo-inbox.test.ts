@@ -23,7 +23,7 @@ function inbox(t: Test, opts: { maxOpenParts?: number; handlers?: MoHandler[] } 
   const clock = { now: Date.parse('2026-11-22T08:00:00Z') };
   const box = new MoInbox({
     env, senders: () => new Map([['10690002', 'city']]), handlers: opts.handlers ?? [],
-    partTimeoutMs: 60_000, maxOpenParts: opts.maxOpenParts ?? 100, callbackAttempts: 2, callbackTimeoutMs: 1000, maxPendingForwards: 10,
+    partTimeoutMs: 60_000, maxOpenParts: opts.maxOpenParts ?? 100, callbackAttempts: 2, callbackTimeoutMs: 1000, maxPendingForwards: 10, webhooks: { post: async () => 'connection failed' },
     metrics: createMetrics(), logger: pino({ level: 'silent' }), now: () => clock.now,
   });
   return { box, clock };
@@ -75,7 +75,7 @@ t.test('two processes sharing one environment never overwrite each other\'s MO (
   const fixed = Date.parse('2026-11-22T08:00:00Z');
   const make = (): MoInbox => new MoInbox({
     env, senders: () => new Map([['10690002', 'city']]), handlers: [],
-    partTimeoutMs: 60_000, maxOpenParts: 100, callbackAttempts: 2, callbackTimeoutMs: 1000, maxPendingForwards: 10,
+    partTimeoutMs: 60_000, maxOpenParts: 100, callbackAttempts: 2, callbackTimeoutMs: 1000, maxPendingForwards: 10, webhooks: { post: async () => 'connection failed' },
     metrics: createMetrics(), logger: pino({ level: 'silent' }), now: () => fixed,
   });
   const a = make();

@@ -4,6 +4,7 @@
  * unmatched MO kept.
  */
 import t from 'tap';
+import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
@@ -56,8 +57,9 @@ t.test('TD by SMS blocks the number for the unit; later sends to it are not deli
 });
 
 t.test('unmatched MO is forwarded to the unit\'s callback URL, retried, and pushed to live subscribers', async (t) => {
-  const { gw, key, call } = await officeFixture(t, 1, { config: { office: { mo: { callbackAttempts: 3 } } } });
+  const { gw, key, call, admin } = await officeFixture(t, 1, { config: { office: { mo: { callbackAttempts: 3 } }, callbacks: { allow: ['127.0.0.1/32'], backoffMs: 50 } } });
   const received: unknown[] = [];
+  const signatures: Array<{ timestamp: string; signature: string; body: string }> = [];
   let failNext = 1;
   const server = createServer((req: IncomingMessage, res) => {
     let body = '';
@@ -69,12 +71,24 @@ t.test('unmatched MO is forwarded to the unit\'s callback URL, retried, and push
         return;
       }
       received.push(JSON.parse(body));
+      signatures.push({ timestamp: String(req.headers['x-smsgw-timestamp']), signature: String(req.headers['x-smsgw-signature']), body });
       res.writeHead(204).end();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mo`;
+  const userinfo = await call('PUT', '/v1/mo/subscription', { callbackUrl: url.replace('http://', 'http://user:pw@') });
+  t.equal(userinfo.status, 422, 'user information in the URL is refused at the door');
+  t.match(userinfo.json.error, { code: 'VALIDATION', details: [{ field: '/callbackUrl' }] });
+  t.notMatch(JSON.stringify(userinfo.json), /pw/, 'and the password is not echoed');
+  // The unit's signing secret, set through the admin API (rotation keeps the old one as previous).
+  const secret = 'mo-secret-0123456789abcdef0123456789';
+  await admin.must('PATCH', '/v1/admin/units/office', { callbackSecret: 'first-secret-0123456789abcdef012345' });
+  const unit = await admin.must('PATCH', '/v1/admin/units/office', { callbackSecret: secret });
+  t.match(unit.callbackSecret, { set: true, previous: true, source: 'admin' });
+  t.notMatch(JSON.stringify(unit), /secret-0123/, 'secrets are never shown');
+  t.match((await admin.must('PATCH', '/v1/admin/units/office', { callbackSecretPrevious: null })).callbackSecret, { set: true, previous: false });
   t.equal((await call('PUT', '/v1/mo/subscription', { callbackUrl: url })).status, 200);
   t.match((await call('GET', '/v1/mo/subscription')).json, { callbackUrl: url });
 
@@ -89,6 +103,9 @@ t.test('unmatched MO is forwarded to the unit\'s callback URL, retried, and push
   t.ok(await gw.simulator.injectMo({ source: phone(0), destination: OFFICE_SENDER, text: '请问停车场在哪里？' }));
   await eventually(() => (received.length === 1 ? true : undefined), 'the callback');
   t.match(received[0], { from: phone(0), to: OFFICE_SENDER, text: '请问停车场在哪里？' });
+  const sig = signatures[0]!;
+  t.match(sig.timestamp, /^[0-9]{10}$/);
+  t.equal(sig.signature, createHmac('sha256', secret).update(`${sig.timestamp}.${sig.body}`).digest('hex'), 'signed with the unit secret');
   const fwd = await eventually(async () => {
     const r = await call('GET', '/v1/mo?state=forwarded');
     return r.json.items[0] as { forwardAttempts: number } | undefined;

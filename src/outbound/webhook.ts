@@ -1,0 +1,169 @@
+/**
+ * Outbound webhooks: every HTTP request the gateway makes to a tenant's URL
+ * (completion callbacks, per-recipient status events, MO forwards) goes
+ * through one `Webhooks` client. It enforces invariant 8 — callbacks go only
+ * where the operator allows and are signed:
+ *
+ *   URL ──▶ door check (checkCallbackUrl: http/https, no user:password@) ── 422
+ *       ──▶ undici Agent (keep-alive pool per origin, `connectionsPerHost`)
+ *             connect(): IP literal? check it : resolve the name ONCE
+ *                         (every address must pass TargetPolicy, unless the
+ *                         host name itself is in callbacks.allow)
+ *                        ──▶ connect to that checked address (no second lookup,
+ *                            so DNS rebinding between check and connect is moot;
+ *                            TLS still verifies the certificate for the name)
+ *       ──▶ POST, body signed (X-Smsgw-Timestamp, X-Smsgw-Signature), no redirects
+ *       ──▶ 2xx: done; anything else one of four tenant-visible reasons
+ *
+ * The reason a tenant reads is only "refused target", "timeout",
+ * "connection failed" or "HTTP <status>": nothing about which internal
+ * addresses exist or answer, and never the URL (which may carry secrets in
+ * its query).
+ */
+import { createHmac } from 'node:crypto';
+import { lookup as dnsLookup } from 'node:dns';
+import { Agent, buildConnector, request } from 'undici';
+import { canonicalHost, parseIp, TargetPolicy } from '../core/ip-range.js';
+
+/** What a tenant may read about a failed delivery. */
+export type DeliveryError = 'refused target' | 'timeout' | 'connection failed' | `HTTP ${number}`;
+
+export const SIGNATURE_HEADER = 'x-smsgw-signature';
+export const TIMESTAMP_HEADER = 'x-smsgw-timestamp';
+
+/** Hex HMAC-SHA-256(secret, timestamp + "." + body): what X-Smsgw-Signature carries. */
+export function signBody(secret: string, timestamp: string, body: string): string {
+  return createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
+}
+
+/** Why a callback URL is refused at the door (422), or undefined when its form is fine. */
+export function checkCallbackUrl(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return 'is not a valid URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http or https URL';
+  if (url.username !== '' || url.password !== '') return 'must not carry user information (user:password@)';
+  if (url.hostname === '') return 'has no host';
+  return undefined;
+}
+
+/** Where the signing secret of a tenant comes from (config bootstrap tenants, the admin API for units). */
+export interface SigningSecrets {
+  /** The current secret of a tenant; undefined: callbacks to it go unsigned (X-Smsgw-Timestamp only). */
+  currentSecret(tenant: string): string | undefined;
+}
+
+/** `dns.lookup` with `all: true`, injectable for tests. */
+export type Resolver = (host: string) => Promise<readonly string[]>;
+
+export interface WebhooksOptions {
+  /** callbacks.allow: host names and addresses / CIDR ranges a callback may reach beyond the public internet. */
+  readonly allow: readonly string[];
+  /** Whole request: connect, send, answer headers and body. */
+  readonly timeoutMs: number;
+  /** Keep-alive connections per origin (undici Pool `connections`). */
+  readonly connectionsPerHost: number;
+  readonly secrets: SigningSecrets;
+  readonly resolve?: Resolver;
+  /** Clock for X-Smsgw-Timestamp (epoch ms). */
+  readonly now?: () => number;
+}
+
+const REFUSED_CODE = 'SMSGW_TARGET_REFUSED';
+
+class TargetRefused extends Error {
+  readonly code = REFUSED_CODE;
+  constructor() {
+    super('refused target');
+  }
+}
+
+const systemResolve: Resolver = (host) =>
+  new Promise((resolve, reject) => {
+    dnsLookup(host, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses.map((a) => a.address))));
+  });
+
+export class Webhooks {
+  private readonly policy: TargetPolicy;
+  private readonly agent: Agent;
+  private readonly resolve: Resolver;
+  private readonly now: () => number;
+
+  constructor(private readonly o: WebhooksOptions) {
+    this.policy = new TargetPolicy(o.allow);
+    this.resolve = o.resolve ?? systemResolve;
+    this.now = o.now ?? Date.now;
+    const base = buildConnector({ timeout: o.timeoutMs });
+    this.agent = new Agent({
+      connections: o.connectionsPerHost,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: o.timeoutMs,
+      bodyTimeout: o.timeoutMs,
+      connect: (opts, callback) => {
+        this.checkedAddress(opts.hostname).then(
+          (address) => base({ ...opts, hostname: address }, callback),
+          (err: unknown) => callback(err instanceof Error ? err : new Error(String(err)), null),
+        );
+      },
+    });
+  }
+
+  /**
+   * The address to connect to for `hostname`: the literal itself, or the
+   * first address of a single lookup — after every address it resolved to
+   * passed the policy (a name with one private address among public ones is
+   * refused as a whole). Throws TargetRefused.
+   */
+  async checkedAddress(hostname: string): Promise<string> {
+    const literal = parseIp(hostname);
+    if (literal) {
+      if (!this.policy.addressAllowed(literal)) throw new TargetRefused();
+      return hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+    }
+    const named = this.policy.hostAllowed(hostname);
+    const addresses = await this.resolve(canonicalHost(hostname));
+    if (addresses.length === 0) throw new Error(`no address for the callback host`);
+    if (!named && !addresses.every((a) => this.policy.addressAllowed(a))) throw new TargetRefused();
+    return addresses[0]!;
+  }
+
+  /**
+   * POSTs `body` (JSON text) to `url`, signed with the tenant's current
+   * secret. Resolves undefined on any 2xx, else the tenant-visible reason;
+   * never throws. Redirects are not followed (a 3xx is "HTTP 3xx").
+   */
+  async post(tenant: string, url: string, body: string, timeoutMs = this.o.timeoutMs): Promise<DeliveryError | undefined> {
+    if (checkCallbackUrl(url) !== undefined) return 'refused target';
+    const timestamp = String(Math.floor(this.now() / 1000));
+    const headers: Record<string, string> = { 'content-type': 'application/json', [TIMESTAMP_HEADER]: timestamp, 'user-agent': 'smsgw-callbacks' };
+    const secret = this.o.secrets.currentSecret(tenant);
+    if (secret !== undefined) headers[SIGNATURE_HEADER] = signBody(secret, timestamp, body);
+    try {
+      const res = await request(url, { method: 'POST', headers, body, dispatcher: this.agent, signal: AbortSignal.timeout(timeoutMs) });
+      // Read and drop the answer (bounded by bodyTimeout), so the connection goes back to the pool.
+      await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+      return res.statusCode >= 200 && res.statusCode < 300 ? undefined : `HTTP ${res.statusCode}`;
+    } catch (e) {
+      return classify(e);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => this.agent.destroy());
+  }
+}
+
+function classify(e: unknown): DeliveryError {
+  let err: unknown = e;
+  for (let depth = 0; depth < 4 && err instanceof Error; depth++) {
+    const code = (err as { code?: unknown }).code;
+    if (code === REFUSED_CODE) return 'refused target';
+    if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'ETIMEDOUT' || err.name === 'TimeoutError') return 'timeout';
+    err = err.cause;
+  }
+  return 'connection failed';
+}

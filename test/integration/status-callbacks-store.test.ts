@@ -1,0 +1,160 @@
+/**
+ * Completion callbacks against a real receipt store (LMDB in a temp dir) and
+ * a fake webhook poster: exactly one successful POST per message even with
+ * two senders sharing the environment (two processes of a host), messages
+ * finalised before the sender started are found by the sweep, failures are
+ * retried to a final state, and nothing waits in memory beyond the bound.
+ */
+import t, { type Test } from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
+import { pino } from 'pino';
+import { createMetrics } from '../../src/telemetry/metrics.js';
+import { ReceiptStore } from '../../src/receipts/store.js';
+import { StatusCallbacks, type StatusCallbackOptions, type WebhookPoster } from '../../src/receipts/status-callbacks.js';
+import type { MessageRecord, SegmentResult } from '../../src/receipts/types.js';
+import type { DeliveryError } from '../../src/outbound/webhook.js';
+import { eventually } from '../support/office.js';
+
+const T0 = Date.now();
+
+function setup(t: Test): { env: RootDatabase; store: ReceiptStore; dir: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-cbstore-'));
+  const env = open({ path: dir, maxDbs: 32 });
+  const store = ReceiptStore.open({ env, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), earlyReceiptTtlMs: 60_000, receiptGraceMs: 5_000 });
+  t.teardown(async () => {
+    await store.close();
+    await env.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { env, store, dir };
+}
+
+function sender(t: Test, env: RootDatabase, store: ReceiptStore, webhooks: WebhookPoster, over: Partial<StatusCallbackOptions> = {}): StatusCallbacks {
+  const cb = new StatusCallbacks({
+    env, store, webhooks, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
+    attempts: 3, timeoutMs: 1000, concurrency: 8, perHost: 4, backoffMs: 10, maxBackoffMs: 40, tickMs: 20, sweepEveryMs: 50, ...over,
+  });
+  t.teardown(() => cb.close());
+  return cb;
+}
+
+function message(id: string, recipients: number, host = 'hooks.example'): MessageRecord {
+  return { id, tenant: 'oa', tier: 'routine', channel: 'sms', encoding: 'ucs2', segments: 1, recipients, createdAt: T0, expiresAt: T0 + 3_600_000, callbackUrl: `https://${host}/done?m=${id}` };
+}
+
+const numbers = (n: number): string[] => Array.from({ length: n }, (_, i) => `86138${String(i).padStart(8, '0')}`);
+const finals = (id: string, n: number): SegmentResult[] =>
+  Array.from({ length: n }, (_, index) => ({ kind: 'final', messageId: id, index, segment: 1, segments: 1, state: 'failed', error: 'test', at: T0 + 1000 }) as const);
+
+/** Records POSTs; answers with `answer(id, attempt)`. */
+function poster(answer: (id: string, attempt: number) => DeliveryError | undefined = () => undefined): WebhookPoster & { posts: Map<string, number>; ok: Map<string, number>; bodies: Map<string, any>; maxInflight: number } {
+  const posts = new Map<string, number>();
+  const ok = new Map<string, number>();
+  const bodies = new Map<string, any>();
+  let inflight = 0;
+  const p = {
+    posts, ok, bodies, maxInflight: 0,
+    async post(_tenant: string, url: string, body: string): Promise<DeliveryError | undefined> {
+      inflight++;
+      p.maxInflight = Math.max(p.maxInflight, inflight);
+      const id = new URL(url).searchParams.get('m')!;
+      const n = (posts.get(id) ?? 0) + 1;
+      posts.set(id, n);
+      await new Promise((r) => setTimeout(r, 1));
+      inflight--;
+      const e = answer(id, n);
+      if (e === undefined) {
+        ok.set(id, (ok.get(id) ?? 0) + 1);
+        bodies.set(id, JSON.parse(body));
+      }
+      return e;
+    },
+  };
+  return p;
+}
+
+t.test('two senders on one environment: every message POSTed once, in bounded concurrency', async (t) => {
+  const { env, store } = setup(t);
+  const p = poster();
+  const a = sender(t, env, store, p);
+  const b = sender(t, env, store, p);
+  a.start();
+  b.start();
+  const ids: string[] = [];
+  for (let i = 0; i < 600; i++) {
+    const id = `m${String(i).padStart(4, '0')}`;
+    const n = i % 50 === 0 ? 7 : 1; // a few multi-recipient messages
+    store.putMessage(message(id, n, `h${i % 3}.example`), numbers(n));
+    ids.push(id);
+  }
+  await store.flushed();
+  // Finalise in slices, recipients of the large ones split across slices.
+  const results = ids.flatMap((id) => finals(id, store.getMessage(id)!.recipients));
+  for (let i = 0; i < results.length; i += 97) await store.recordSegments(results.slice(i, i + 97));
+  await eventually(() => (p.ok.size === ids.length ? true : undefined), 'every callback', 30_000);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal([...p.posts.values()].filter((n) => n !== 1).length, 0, 'no message POSTed twice');
+  t.equal(p.ok.size, 600);
+  t.ok(p.maxInflight <= 16, `at most 2 × concurrency in flight (${p.maxInflight})`);
+  t.match(p.bodies.get('m0050'), { id: 'm0050', status: 'complete', recipients: 7, summary: { failed: 7 } });
+  for (const id of ids) t.equal(store.callbackState(id)?.state, 'done', id);
+});
+
+t.test('a multi-recipient message is called back only when its last recipient is final', async (t) => {
+  const { env, store } = setup(t);
+  const p = poster();
+  sender(t, env, store, p).start();
+  store.putMessage(message('big', 5), numbers(5));
+  await store.flushed();
+  await store.recordSegments(finals('big', 4));
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(p.posts.size, 0, 'four of five final: nothing yet (sweeps included)');
+  await store.recordSegments(finals('big', 5).slice(4));
+  await eventually(() => (p.ok.get('big') === 1 ? true : undefined), 'the callback');
+});
+
+t.test('messages complete before the sender starts are found by the sweep', async (t) => {
+  const { env, store } = setup(t);
+  for (let i = 0; i < 50; i++) store.putMessage(message(`old${i}`, i % 2 === 0 ? 1 : 3), numbers(i % 2 === 0 ? 1 : 3));
+  await store.flushed();
+  for (let i = 0; i < 50; i++) await store.recordSegments(finals(`old${i}`, i % 2 === 0 ? 1 : 3));
+  const p = poster();
+  sender(t, env, store, p).start();
+  await eventually(() => (p.ok.size === 50 ? true : undefined), 'every old callback');
+  t.ok([...p.posts.values()].every((n) => n === 1));
+});
+
+t.test('failures: retried with back-off, then failed for good with the reason', async (t) => {
+  const { env, store } = setup(t);
+  const p = poster((id, attempt) => (id === 'never' ? 'HTTP 503' : id === 'late' && attempt < 3 ? 'timeout' : undefined));
+  sender(t, env, store, p).start();
+  for (const id of ['never', 'late']) store.putMessage(message(id, 1), numbers(1));
+  await store.flushed();
+  await store.recordSegments([...finals('never', 1), ...finals('late', 1)]);
+  await eventually(() => (store.callbackState('never')?.state === 'failed' && store.callbackState('late')?.state === 'done' ? true : undefined), 'both outcomes');
+  t.same(store.callbackState('never'), { state: 'failed', attempts: 3, lastError: 'HTTP 503' });
+  t.equal(p.posts.get('never'), 3, 'attempts bounded');
+  t.equal(p.posts.get('late'), 3);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(p.posts.get('never'), 3, 'nothing after the final state');
+});
+
+t.test('a sender stopped mid-backlog: the next one sends the rest, none lost', async (t) => {
+  const { env, store } = setup(t);
+  for (let i = 0; i < 200; i++) store.putMessage(message(`r${i}`, 1), numbers(1));
+  await store.flushed();
+  const p = poster();
+  const first = sender(t, env, store, p, { concurrency: 2, perHost: 2 });
+  first.start();
+  await store.recordSegments(Array.from({ length: 200 }, (_, i) => finals(`r${i}`, 1)[0]!));
+  await eventually(() => (p.ok.size >= 5 ? true : undefined), 'a few callbacks');
+  await first.close();
+  const sentBefore = p.ok.size;
+  t.ok(sentBefore < 200, `stopped with a backlog (${sentBefore} sent)`);
+  sender(t, env, store, p).start();
+  await eventually(() => (p.ok.size === 200 ? true : undefined), 'the rest after the restart');
+  t.ok([...p.ok.values()].every((n) => n === 1), 'each once');
+});
