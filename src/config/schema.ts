@@ -97,6 +97,12 @@ export const SmppAccountSchema = Type.Object({
    */
   operators: Type.Array(Type.String()),
   /**
+   * Where this account's carrier wants the 【signature】: front (the
+   * carriers' rule, and where ingest puts it) or end (moved at dispatch;
+   * same characters, same parts).
+   */
+  signaturePosition: Type.Optional(Type.Union([Type.Literal('front'), Type.Literal('end')], { default: 'front' })),
+  /**
    * Base of the message ids in this SMSC's submit_sm_resp. `auto`: not said;
    * receipts are then matched by the id as written (case and leading zeros
    * aside), and the base seen is only reported (src/core/dlr.ts).

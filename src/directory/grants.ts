@@ -100,9 +100,5 @@ export function effectiveSignature(chain: readonly Unit[]): string | undefined {
   return undefined;
 }
 
-/** The text as sent: the signature appended unless the text already starts or ends with it. */
-export function signText(text: string, signature: string | undefined): string {
-  if (signature === undefined || signature === '') return text;
-  if (text.endsWith(signature) || text.startsWith(signature)) return text;
-  return text + signature;
-}
+/** The text as sent: the signature in front (carriers' rule; src/core/signature.ts) unless the text already starts or ends with it. */
+export { signText } from '../core/signature.js';

@@ -7,7 +7,7 @@
  *                       they came from (caller: direct; workflow event: workflow;
  *                       directory or a reply to the sender: none)?
  *                       police granted, and not forced onto SMS?          (403 naming the grant)
- *           ─▶ render:  signature appended; sensitive words → 422 or held  (before counting parts)
+ *           ─▶ render:  signature in front; sensitive words → 422 or held  (before counting parts)
  *           ─▶ police:  every recipient must have a PDA preference         (422 CHANNEL_REFUSED)
  *           ─▶ count:   group members now (the 202's `recipients`)
  *           ─▶ reserve: daily and per-minute quotas of the unit and its parents (403 QUOTA_EXCEEDED)
@@ -144,7 +144,7 @@ export class SendPolicy {
     };
   }
 
-  /** The text as it will be sent (signature appended), or CONTENT_REJECTED; `held` names the word when it must be reviewed. */
+  /** The text as it will be sent (signature in front), or CONTENT_REJECTED; `held` names the word when it must be reviewed. */
   render(admission: Admission, text: string, prefix: string): { text: string; held?: string } {
     const match = this.deps.filter.firstMatch(text);
     const signed = signText(text, admission.signature);

@@ -27,6 +27,7 @@ import { decodeJob, jobRecipientCount, type Job, type JobMessage, type JobPdaIte
 import { isFinal, type FinalState, type SegmentRecord, type Tier } from '../core/message.js';
 import type { SubmitOutcome } from '../core/ports.js';
 import { buildSegments, segmentReference, type Segment } from '../core/segment.js';
+import { placeSignature, type SignaturePosition } from '../core/signature.js';
 import { maskNumber } from '../core/phone.js';
 import { GatewayError } from '../core/errors.js';
 import type { Delivery, WorkQueue, DeadLetter } from '../queue/port.js';
@@ -300,6 +301,18 @@ export class Dispatcher {
     // Encode once per message; per recipient only the UDH reference byte changes.
     const template = buildSegments(m.text, m.encoding, 0);
     const count = template.length;
+    // An account that wants the 【signature】 at the end: same characters moved, same part count.
+    let endTemplate: Segment[] | undefined;
+    const segmentsFor = (position: SignaturePosition | undefined): Segment[] => {
+      if (position !== 'end') return template;
+      if (endTemplate === undefined) {
+        const moved = placeSignature(m.text, 'end');
+        endTemplate = moved === m.text ? template : buildSegments(moved, m.encoding, 0);
+        // Parts never split a surrogate pair, so a move can shift a boundary: then keep the counted (front) form.
+        if (endTemplate.length !== count) endTemplate = template;
+      }
+      return endTemplate;
+    };
     const finals: SegmentResult[] = [];
     store.markQueued(m.id, m.recipients.map((r) => r.i));
     // Routing context once per message: the sender's unit chain and the tier.
@@ -331,7 +344,7 @@ export class Dispatcher {
           metrics.dispatchSegments.inc({ outcome: 'no-route' });
           continue;
         }
-        const seg = template[s - 1] as Segment;
+        const seg = segmentsFor(account.signaturePosition)[s - 1] as Segment;
         const payload = count === 1 ? seg.payload : withReference(seg.payload, segmentReference(m.id, r.i));
         // The slot is held from submit until the result is committed: at any
         // moment at most maxInflightSegments segments are "sent but not

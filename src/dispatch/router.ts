@@ -27,12 +27,15 @@ import {
   type AccountHealth, type CompiledRule, type HealthEvent, type HealthPolicy, type Operator, type RouteRule, type RoutingTable,
 } from '../core/route.js';
 import type { SmsTransport, SubmitOutcome } from '../core/ports.js';
+import type { SignaturePosition } from '../core/signature.js';
 import { GatewayError } from '../core/errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 export interface RoutedAccount {
   readonly name: string;
   readonly operators: readonly string[];
+  /** Where the carrier wants the 【signature】 (default front, as ingest signs). */
+  readonly signaturePosition?: SignaturePosition;
   readonly transport: SmsTransport;
   /** Bound sessions now (a BindPool's boundCount); absent: always counted as bound. */
   bound?(): number;

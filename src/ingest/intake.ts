@@ -46,7 +46,7 @@ export interface DoorAdmission {
 export interface DoorRules {
   readonly pdaEnabled: boolean;
   admit(principal: Principal, shape: SendShape, prefix: string): DoorAdmission;
-  /** The text as sent (signature appended); `held` names the sensitive word when the message must be reviewed. */
+  /** The text as sent (signature in front); `held` names the sensitive word when the message must be reviewed. */
   render(admission: DoorAdmission, text: string, prefix: string): { text: string; held?: string };
   checkDirectPolice(numbers: readonly string[], prefix: string, indexOf: (k: number) => number): void;
   countGroup(group: string, shape: SendShape, prefix: string): Promise<number>;

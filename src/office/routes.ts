@@ -206,9 +206,10 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
     const input = checked(PreviewSchema, await body());
     const text = deps.templates.render(principal.tenant, templateName(params[0]), input.params ?? {});
     const chain = principal.unit !== undefined ? deps.directory.unitChain(principal.unit) : undefined;
-    const sent = signText(text, chain ? effectiveSignature(chain) : undefined);
+    const signature = chain ? effectiveSignature(chain) : undefined;
+    const sent = signText(text, signature);
     const seg = countSegments(sent);
-    return { status: 200, body: { text: sent, encoding: seg.encoding, segments: seg.count, characters: Array.from(sent).length, ...(sent !== text ? { signature: sent.slice(text.length) } : {}) } };
+    return { status: 200, body: { text: sent, encoding: seg.encoding, segments: seg.count, characters: Array.from(sent).length, ...(sent !== text && signature !== undefined ? { signature } : {}) } };
   });
 
   // ---------------------------------------------------------------- meetings

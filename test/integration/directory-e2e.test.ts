@@ -48,7 +48,7 @@ t.test('a group send reaches every member once, signed, and the status API lists
   const byDest = gw.simulator.stats().submitsByDestination;
   t.ok(Array.from({ length: 300 }, (_, i) => byDest.get(`86${mobileAt(i)}`)).every((c) => c === 2), 'two parts per member, each submitted once');
   const parts = gw.simulator.recentSubmits().filter((s) => s.destinationAddr === `86${mobileAt(0)}`);
-  t.ok(parts.map((p) => p.text).join('').endsWith('【市政府办公厅】'), 'the signature is on the text');
+  t.ok(parts.map((p) => p.text).join('').startsWith('【市政府办公厅】'), 'the signature is in front (carriers\' rule)');
   t.equal(parts[0]?.sourceAddr, '10690002', 'sent from the unit\'s sender code');
 });
 
@@ -156,7 +156,7 @@ t.test('sensitive words: held for review, then released or rejected', async (t) 
   t.match(b, { status: 202, json: { status: 'held', recipients: 3 } });
   const held = await admin.must('GET', '/v1/admin/held');
   t.same(held.items.map((h: any) => h.id).sort(), [a.json.id, b.json.id].sort());
-  t.match(held.items.find((h: any) => h.id === b.json.id), { word: '罢工', text: '关于罢工的通知 B【市政府办公厅】', group: 'all', tenant: 'city' });
+  t.match(held.items.find((h: any) => h.id === b.json.id), { word: '罢工', text: '【市政府办公厅】关于罢工的通知 B', group: 'all', tenant: 'city' });
   t.equal(gw.simulator.stats().submits, 0, 'nothing sent while held');
 
   await admin.must('POST', `/v1/admin/held/${a.json.id}/release`);

@@ -7,7 +7,7 @@ import t from 'tap';
 import { officeFixture, phone, receivedTexts, inBatches, eventually, OFFICE_SENDER, SIGNATURE } from '../support/office.js';
 
 const MEETING_AT = '2030-01-15T09:30:00+08:00';
-const NOTICE = `会议通知：全市防汛工作会议，时间1月15日 09:30，地点市政府3楼会议室。请回复1参加，回复2不参加（可附原因）。${SIGNATURE}`;
+const NOTICE = `${SIGNATURE}会议通知：全市防汛工作会议，时间1月15日 09:30，地点市政府3楼会议室。请回复1参加，回复2不参加（可附原因）。`;
 const inHours = (h: number): string => new Date(Date.now() + h * 3_600_000).toISOString();
 
 t.test('a meeting to a 2,000-person group: every notice sent once, scripted replies tallied exactly', async (t) => {
@@ -105,7 +105,7 @@ t.test('reminders go to non-responders; changes and cancellations to everyone in
   await admin.waitCompleteAs(key, m.json.notices[0]);
   t.ok(await gw.simulator.injectMo({ source: phone(0), destination: OFFICE_SENDER, text: '1' }));
   t.ok(await gw.simulator.injectMo({ source: phone(1), destination: OFFICE_SENDER, text: '2 请假' }));
-  const reminder = `会议提醒：周例会，1月15日 09:30，会议室。尚未收到您的回复，请回复1参加或2不参加。${SIGNATURE}`;
+  const reminder = `${SIGNATURE}会议提醒：周例会，1月15日 09:30，会议室。尚未收到您的回复，请回复1参加或2不参加。`;
   await eventually(() => (receivedTexts(gw.simulator).get(phone(3)) ?? []).includes(reminder) || undefined, 'the reminder');
   const texts = receivedTexts(gw.simulator);
   t.same(texts.get(phone(0))?.filter((x) => x === reminder), [], 'no reminder to who attends');
@@ -114,11 +114,11 @@ t.test('reminders go to non-responders; changes and cancellations to everyone in
 
   const changed = await call('PATCH', `/v1/meetings/${m.json.id}`, { place: '2号会议室', note: '请准时参加。' });
   t.equal(changed.status, 200, JSON.stringify(changed.json));
-  const change = `会议变更：周例会，改为1月15日 09:30，地点2号会议室。请准时参加。${SIGNATURE}`;
+  const change = `${SIGNATURE}会议变更：周例会，改为1月15日 09:30，地点2号会议室。请准时参加。`;
   await eventually(() => [0, 1, 2, 3].every((i) => (receivedTexts(gw.simulator).get(phone(i)) ?? []).includes(change)) || undefined, 'change notices');
   const cancelled = await call('POST', `/v1/meetings/${m.json.id}/cancel`, { note: '另行通知。' });
   t.equal(cancelled.json.state, 'cancelled');
-  const cancel = `会议取消：周例会（原定1月15日 09:30）已取消。另行通知。${SIGNATURE}`;
+  const cancel = `${SIGNATURE}会议取消：周例会（原定1月15日 09:30）已取消。另行通知。`;
   await eventually(() => [0, 1, 2, 3].every((i) => (receivedTexts(gw.simulator).get(phone(i)) ?? []).includes(cancel)) || undefined, 'cancel notices');
   t.equal((await call('POST', `/v1/meetings/${m.json.id}/cancel`, {})).status, 409, 'cancelling twice: NOT_CANCELLABLE');
   // After cancellation a reply is no longer matched to it.

@@ -8,12 +8,12 @@ import { officeFixture, receivedTexts, eventually, OFFICE_SENDER, SIGNATURE } fr
 const APPLICANT = '13912345676';
 const APPLICANT_86 = `86${APPLICANT}`;
 
-const stageText = (caseId: string, stage: string): string => ({
+const stageText = (caseId: string, stage: string): string => SIGNATURE + ({
   received: `您的市场监管业务（受理号${caseId}）已受理。`,
   bring: `您的业务（受理号${caseId}）请携带：营业执照副本、法人身份证，到窗口办理。`,
   missing: `您的业务（受理号${caseId}）尚缺：股东会决议，请尽快补齐。`,
   done: `您的业务（受理号${caseId}）已办结，可领取。`,
-} as Record<string, string>)[stage] + SIGNATURE;
+} as Record<string, string>)[stage];
 
 function event(caseId: string, seq: number, stage: string): Record<string, unknown> {
   return {
@@ -107,12 +107,12 @@ t.test('CX <caseId> by SMS returns the latest stage; a stranger learns nothing',
     t.equal(r.json.status, 'applied');
   }
   t.ok(await gw.simulator.injectMo({ source: APPLICANT_86, destination: OFFICE_SENDER, text: 'cx Q-1' }));
-  const reply = await eventually(() => (receivedTexts(gw.simulator).get(APPLICANT_86) ?? []).find((x) => x.startsWith('受理号Q-1当前进度')), 'the CX answer');
-  t.match(reply, /^受理号Q-1当前进度：待补件（\d+月\d+日 \d\d:\d\d）。【市政府办公厅】$/);
+  const reply = await eventually(() => (receivedTexts(gw.simulator).get(APPLICANT_86) ?? []).find((x) => x.startsWith(`${SIGNATURE}受理号Q-1当前进度`)), 'the CX answer');
+  t.match(reply, /^【市政府办公厅】受理号Q-1当前进度：待补件（\d+月\d+日 \d\d:\d\d）。$/);
   const stranger = '8613612345676';
   t.ok(await gw.simulator.injectMo({ source: stranger, destination: OFFICE_SENDER, text: 'CX Q-1' }));
   const no = await eventually(() => (receivedTexts(gw.simulator).get(stranger) ?? [])[0], 'the stranger\'s answer');
-  t.equal(no, `未查到受理号Q-1的办理信息，请核对后重试。${SIGNATURE}`);
+  t.equal(no, `${SIGNATURE}未查到受理号Q-1的办理信息，请核对后重试。`);
   const handled = await call('GET', '/v1/mo?state=handled');
   t.equal((handled.json.items as { route: string }[]).filter((m) => m.route === 'case-query').length, 2);
 });

@@ -127,3 +127,29 @@ t.test('failover: an account whose SMSC is not there goes down and its recipient
   const ready = await gw.request('GET', '/readyz');
   t.match(ready.json.accounts.find((x: any) => x.account === 'cm-b'), { up: false, reason: 'unbound', bound: 0 });
 });
+
+t.test('signature position per account: front as signed, moved to the end for an account that wants it, same parts', async (t) => {
+  const a = await startSimulator(t, { dlrDelayMs: 5 });
+  const b = await startSimulator(t, { dlrDelayMs: 5 });
+  const gw = await startTestGateway(t, {
+    config: {
+      smpp: {
+        accounts: [
+          simulatorAccountConfig(portOf(a), { name: 'cm-a', operators: [] }),
+          simulatorAccountConfig(portOf(b), { name: 'cm-b', operators: [], signaturePosition: 'end' }),
+        ],
+      },
+      routing: { rules: [{ name: 'rr', match: {}, accounts: ['cm-a', 'cm-b'], policy: 'round-robin' }] },
+    },
+  });
+  await until('both bound', () => (gw.gateway.router?.accounts() ?? []).every((x) => x.bound > 0), 10_000);
+  const long = '【市防汛办】' + '请各单位做好防汛准备，加强值班，及时上报险情。'.repeat(4);
+  const r = await gw.send({ to: [numberAt(1), numberAt(2)], text: long });
+  t.equal(r.json.segments, 2);
+  t.equal((await gw.waitComplete(r.json.id)).summary.delivered, 2);
+  const join = (sim: SmscSimulator): string => sim.recentSubmits().map((s) => s.text).join('');
+  t.equal(join(a), long, 'cm-a: as signed, in front');
+  t.equal(join(b), long.slice('【市防汛办】'.length) + '【市防汛办】', 'cm-b: the signature at the end');
+  t.equal(a.recentSubmits().length, 2);
+  t.equal(b.recentSubmits().length, 2, 'same number of parts');
+});

@@ -3,6 +3,8 @@ import { effectiveGrants, effectiveSender, effectiveSignature, flagOffAt, narrow
 import { NO_GRANTS, type Grants, type Unit } from '../../src/directory/types.js';
 import { quietUntil } from '../../src/directory/quiet-hours.js';
 import { seededRandom } from '../support/seeded-random.js';
+import fc from 'fast-check';
+import { placeSignature } from '../../src/core/signature.js';
 
 function unit(id: string, grants: Partial<Grants>, extra: Partial<Unit> = {}): Unit {
   return { id, name: id, grants: { ...NO_GRANTS, ...grants }, disabled: false, createdAt: 0, updatedAt: 0, ...extra };
@@ -88,7 +90,9 @@ t.test('sender: nearest explicit sender plus the extensions below it; signature:
   t.equal(effectiveSender([unit('x', {}, { extension: '9' })], '106900'), '1069009', 'falls back to the default source');
   t.equal(effectiveSignature([section, bureau, root]), '【三科】');
   t.equal(effectiveSignature([bureau, root]), '【市政府】');
-  t.equal(signText('开会', '【市政府】'), '开会【市政府】');
+  t.equal(signText('开会', '【市政府】'), '【市政府】开会', 'in front by default (carriers\' rule)');
+  t.equal(signText('开会', '【市政府】', 'end'), '开会【市政府】');
+  t.equal(signText('开会【市政府】', '【市政府】'), '开会【市政府】', 'not added twice (at the end already)');
   t.equal(signText('【市政府】开会', '【市政府】'), '【市政府】开会', 'not added twice');
   t.equal(signText('开会', undefined), '开会');
 });
@@ -105,4 +109,23 @@ t.test('quiet hours: inside, outside, across midnight, empty window', async (t) 
   t.equal(quietUntil({ start: '12:00', end: '13:30' }, at('12:45'), offset), at('13:30'));
   t.equal(quietUntil({ start: '08:00', end: '08:00' }, at('08:00'), offset), undefined, 'start = end: never quiet');
   t.equal(quietUntil(undefined, at('03:00'), offset), undefined);
+});
+
+t.test('placeSignature moves a 【…】 signature between front and end, keeping every character', async (t) => {
+  t.equal(placeSignature('【市政府】开会', 'end'), '开会【市政府】');
+  t.equal(placeSignature('开会【市政府】', 'front'), '【市政府】开会');
+  t.equal(placeSignature('【市政府】开会', 'front'), '【市政府】开会', 'already there');
+  t.equal(placeSignature('【甲】开会【乙】', 'end'), '【甲】开会【乙】', 'one at each end: left alone');
+  t.equal(placeSignature('【市政府】', 'end'), '【市政府】', 'only a signature');
+  t.equal(placeSignature('开会 [city]', 'end'), '开会 [city]', 'no 【…】: nothing to move');
+  const body = fc.string({ maxLength: 40 }).filter((s) => !/^【|】$/.test(s) && !s.includes('【') && !s.includes('】'));
+  const sig = fc.string({ minLength: 1, maxLength: 30 }).filter((s) => !/[【】\r\n]/.test(s)).map((s) => `【${s}】`);
+  fc.assert(fc.property(body, sig, (b, s) => {
+    const front = signText(b, s);
+    const end = signText(b, s, 'end');
+    if (b.length === 0) return front === s && end === s;
+    return front === s + b && placeSignature(front, 'end') === end && placeSignature(end, 'front') === front
+      && placeSignature(placeSignature(front, 'end'), 'end') === end
+      && [...placeSignature(front, 'end')].sort().join() === [...front].sort().join();
+  }), { numRuns: 2000 });
 });
