@@ -280,6 +280,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       logger,
       fanout: directory.fanout,
       optOut: (tenant) => directory.policy.optOut(tenant),
+      optOutExemptTiers: config.optOutExemptTiers,
       quiet: directory.quietCheck(config),
       ...(replication ? { replica: replicaGate(store, replication, replicationConfig.catchUpMs) } : {}),
       ...(pda && pdaHandoff ? { pdaLocal: pda } : {}),

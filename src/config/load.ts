@@ -39,6 +39,13 @@ export interface ResolvedConfig extends Config {
   readonly tierByName: ReadonlyMap<string, Tier>;
   readonly idempotencyTtlMs: number;
   readonly maxValidityMs: number;
+  /** Tiers whose messages reach numbers on the block list (tiers[].ignoreOptOut). */
+  readonly optOutExemptTiers: ReadonlySet<string>;
+}
+
+/** Does the tier ignore the block list? Absent flag: only a tier named `emergency` does. */
+export function ignoresOptOut(t: { name: string; ignoreOptOut?: boolean | undefined }): boolean {
+  return t.ignoreOptOut ?? t.name === 'emergency';
 }
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -193,6 +200,11 @@ export function validateConfig(raw: unknown): ResolvedConfig {
       if ((a[f] ?? 'same') !== 'same' && (a.idFormat ?? 'auto') === 'auto') conflicts.push({ field: `/smpp/accounts/${i}/${f}`, message: 'a receipt id base other than same needs idFormat decimal or hex' });
     }
   });
+  const exempt = new Set(config.tiers.filter(ignoresOptOut).map((t) => t.name));
+  if (config.office.mo.optOutReplyText !== '') {
+    if (!seen.has(config.office.mo.optOutReplyTier)) conflicts.push({ field: '/office/mo/optOutReplyTier', message: `unknown tier ${config.office.mo.optOutReplyTier}` });
+    else if (!exempt.has(config.office.mo.optOutReplyTier)) conflicts.push({ field: '/office/mo/optOutReplyTier', message: 'the confirmation must pass the block it confirms: name a tier with ignoreOptOut (or set optOutReplyText to "")' });
+  }
   // Routing rules: accounts (when any is configured: else the built-in simulator's `sim`) and tiers must exist.
   const accountNames = config.smpp.accounts.length > 0 ? names : new Set(['sim']);
   checkRules(config.routing.rules, { accounts: accountNames, tiers: seen }).forEach((p) => conflicts.push({ field: `/routing/rules${p.field}`, message: p.message }));
@@ -218,6 +230,7 @@ export function validateConfig(raw: unknown): ResolvedConfig {
     tierByName: new Map(tierList.map((t) => [t.name, t])),
     idempotencyTtlMs: parseIsoDuration(config.server.idempotencyTtl) ?? 86_400_000,
     maxValidityMs: parseIsoDuration(config.sender.maxValidity) ?? 3 * 86_400_000,
+    optOutExemptTiers: exempt,
   };
   return deepFreeze(resolved);
 }

@@ -34,6 +34,12 @@ export const TierSchema = Type.Object({
     start: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'HH:MM' }),
     end: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'HH:MM' }),
   }, strict)),
+  /**
+   * Messages of this tier reach numbers on the block list (an SMS `TD`
+   * opt-out stops routine traffic, not warnings; DESIGN invariant 9).
+   * Absent: true for a tier named `emergency`, false for every other.
+   */
+  ignoreOptOut: Type.Optional(Type.Boolean()),
 }, strict);
 
 /** Keys of the admin API (/v1/admin/...), separate from sending keys. */
@@ -261,6 +267,10 @@ export const OfficeSchema = Type.Object({
     /** Keywords (case-insensitive, first word of the MO text). */
     caseQueryKeyword: Type.String({ pattern: '^[A-Za-z0-9]{1,16}$' }),
     optOutKeyword: Type.String({ pattern: '^[A-Za-z0-9]{1,16}$' }),
+    /** Confirmation sent to a number that opted out ('' sends none). It must pass the block it confirms: */
+    optOutReplyText: Type.String({ maxLength: 500 }),
+    /** …so it goes on a tier that ignores opt-out (tiers[].ignoreOptOut). */
+    optOutReplyTier: Type.String({ minLength: 1 }),
     /** Parts of a long MO message waiting for the rest are dropped (kept as unmatched fragments) after this. */
     partTimeoutMs: Type.Integer({ minimum: 1000 }),
     /** Incomplete multipart MO messages held at once. */

@@ -84,6 +84,7 @@ export class Directory {
       prefix: config.queue.prefix,
       batchSize: config.queue.batchSize,
       tierPriority: new Map(config.tierList.map((t) => [t.name, t.priority])),
+      optOutExemptTiers: config.optOutExemptTiers,
       metrics,
       logger,
       pause: yieldToEventLoop,

@@ -6,7 +6,7 @@
  *     ├─ already expanded (marker)? ─── yes ─▶ re-publish from the stored rows (idempotent)
  *     ▼ no
  *   expand the group (chunks, yielding) ─▶ route each distinct member:
- *       blocked for the unit or globally   → row final `rejected` (opted out)
+ *       blocked for the unit or globally   → row final `rejected` (opted out), unless the tier ignores opt-out
  *       police:  preference sms            → row final `rejected`;  pda / both → PDA
  *       auto:    sms, both → SMS;  pda → PDA      (channel sms / pda force one)
  *       PDA route, PDA channel not wired   → row final `failed`
@@ -70,6 +70,8 @@ export interface FanoutDeps {
   readonly chunk: number;
   /** Block lists larger than this are checked per member instead of loaded as a set. */
   readonly blockedSetMax?: number;
+  /** Tiers whose messages reach numbers on the block list (tiers[].ignoreOptOut). */
+  readonly optOutExemptTiers?: ReadonlySet<string>;
   readonly now?: () => number;
 }
 
@@ -90,6 +92,8 @@ export interface PlanInput {
   readonly channel: 'sms' | 'pda' | 'auto';
   readonly classification?: string;
   readonly reject?: string;
+  /** The tier ignores the block list (emergency warnings reach people who opted out). */
+  readonly ignoreOptOut?: boolean;
 }
 
 interface Marker {
@@ -156,7 +160,7 @@ export class GroupFanout {
         finals.set(i, rejected);
         return;
       }
-      if (isBlocked(mobile, tail)) {
+      if (!input.ignoreOptOut && isBlocked(mobile, tail)) {
         finals.set(i, { state: 'rejected', error: OPTED_OUT });
         return;
       }
@@ -201,7 +205,7 @@ export class GroupFanout {
     let marker = this.markers.get(m.id);
     let plan: FanoutPlan | undefined;
     if (marker === undefined) {
-      plan = await this.plan({ group: exp.group, channel: exp.channel, ...(exp.unit !== undefined ? { unit: exp.unit } : {}), ...(m.classification !== undefined ? { classification: m.classification } : {}), ...(exp.reject !== undefined ? { reject: exp.reject } : {}) });
+      plan = await this.plan({ group: exp.group, channel: exp.channel, ...(exp.unit !== undefined ? { unit: exp.unit } : {}), ...(m.classification !== undefined ? { classification: m.classification } : {}), ...(exp.reject !== undefined ? { reject: exp.reject } : {}), ...(this.deps.optOutExemptTiers?.has(job.tier) === true ? { ignoreOptOut: true } : {}) });
       marker = await this.record(m.id, plan);
       this.count(plan);
       this.deps.metrics.fanoutExpansions.inc({ outcome: exp.reject !== undefined ? 'rejected-on-review' : 'expanded' });

@@ -95,6 +95,8 @@ export interface DispatcherDeps {
   fanout?: DispatchFanout;
   /** Per job: is a number on the block list for this tenant? */
   optOut?: (tenant: string) => (to: string) => boolean;
+  /** Tiers whose messages reach numbers on the block list (tiers[].ignoreOptOut: emergency warnings). */
+  optOutExemptTiers?: ReadonlySet<string>;
   /** Is the tier inside its quiet hours now (not fetched)? */
   quiet?: (tier: string, now: number) => boolean;
   /** Replication between hosts: absent on one host. */
@@ -277,7 +279,8 @@ export class Dispatcher {
       return this.deps.fanout.run(job);
     }
     const priority = this.priority.get(job.tier) ?? 0;
-    const run: JobRun = { job, priority, blocked: this.deps.optOut?.(job.tenant), submits: [], writes: [], retry: false };
+    const blocked = this.deps.optOutExemptTiers?.has(job.tier) === true ? undefined : this.deps.optOut?.(job.tenant);
+    const run: JobRun = { job, priority, blocked, submits: [], writes: [], retry: false };
     // Messages of a coalesced job go out back to back: only slot waits pace them.
     for (const m of job.messages) await this.runMessage(run, m);
     await Promise.all(run.submits);

@@ -103,7 +103,7 @@ export class Office {
     this.inbox = new MoInbox({
       env,
       senders: () => this.senders(),
-      handlers: [new OptOutByText({ directory: directory.store, keyword: mo.optOutKeyword }), this.workflow, this.meetings],
+      handlers: [new OptOutByText({ directory: directory.store, keyword: mo.optOutKeyword, reply: { text: mo.optOutReplyText, tier: mo.optOutReplyTier, sender: this.sender } }), this.workflow, this.meetings],
       live: this.live,
       partTimeoutMs: mo.partTimeoutMs,
       maxOpenParts: mo.maxOpenParts,

@@ -194,3 +194,17 @@ t.test('quiet hours: a tier inside them waits and its validity starts at their e
   t.equal(still.json.status, 'in-progress', 'the quiet tier waits in its queue');
   t.equal(gw.simulator.stats().submitsByDestination.get(`86${mobileAt(0)}`), undefined, 'nothing was submitted for it');
 });
+
+t.test('emergency warnings reach people who opted out (tiers[].ignoreOptOut); routine traffic does not', async (t) => {
+  const { gw, admin, key } = await cityWithPeople(t, 6);
+  await admin.must('POST', '/v1/admin/blocks', { scope: 'city', number: mobileAt(2), reason: 'TD' });
+  await admin.must('POST', '/v1/admin/groups', { id: 'six', name: 'Six', unit: 'city', members: Array.from({ length: 6 }, (_, i) => `p${i}`) });
+  const routine = await admin.sendAs(key, { group: 'six', text: '例行通知' });
+  t.match((await admin.waitCompleteAs(key, routine.json.id)).summary, { delivered: 5, rejected: 1 });
+  const warning = await admin.sendAs(key, { group: 'six', text: '台风橙色预警：请留在室内。', tier: 'emergency' });
+  t.equal(warning.status, 202, JSON.stringify(warning.json));
+  t.match((await admin.waitCompleteAs(key, warning.json.id)).summary, { delivered: 6, rejected: 0 }, 'the blocked member gets the warning (fan-out)');
+  const direct = await admin.sendAs(key, { to: [mobileAt(2)], text: '台风橙色预警（直发）', tier: 'emergency' });
+  t.match((await admin.waitCompleteAs(key, direct.json.id)).summary, { delivered: 1 }, 'and sent directly (dispatch)');
+  t.equal(gw.simulator.stats().submitsByDestination.get(`86${mobileAt(2)}`), 2, 'two warnings, no routine message');
+});

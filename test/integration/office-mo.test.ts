@@ -8,7 +8,7 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
-import { officeFixture, phone, eventually, OFFICE_SENDER } from '../support/office.js';
+import { officeFixture, phone, eventually, receivedTexts, OFFICE_SENDER, SIGNATURE } from '../support/office.js';
 
 const LONG = '关于明天上午的防汛会议，我单位由分管副局长带队参加，另有两名科室负责同志随行，请安排座位并告知停车位置。谢谢！'.repeat(2);
 
@@ -49,7 +49,16 @@ t.test('TD by SMS blocks the number for the unit; later sends to it are not deli
   t.equal(r.status, 202, JSON.stringify(r.json));
   const done = await admin.waitCompleteAs(key, r.json.id);
   t.equal(done.summary.delivered, 1);
-  t.equal(gw.simulator.stats().submitsByDestination.get(phone(1)) ?? 0, 0, 'nothing reached the opted-out phone');
+  t.match(done.items.find((i: any) => i.to === phone(1)), { state: 'rejected', error: /opted out/ });
+  // The one SMS the opted-out phone got is the confirmation (on the emergency tier, which passes the block).
+  const confirmation = await eventually(() => (receivedTexts(gw.simulator).get(phone(1)) ?? [])[0], 'the TD confirmation');
+  t.equal(confirmation, `${SIGNATURE}退订成功，您将不再收到本单位的通知短信；紧急预警信息仍会发送。`);
+  t.equal(gw.simulator.stats().submitsByDestination.get(phone(1)), 1, 'nothing else reached the opted-out phone');
+  t.match((await call('GET', '/v1/mo?state=handled')).json.items, [{ route: 'opt-out', detail: /confirmation \w+/ }]);
+  // TD stops routine traffic, not warnings: an emergency message reaches the phone.
+  const warning = await admin.sendAs(key, { to: [phone(1)], text: '暴雨红色预警：请避免外出。', tier: 'emergency' });
+  t.equal(warning.status, 202, JSON.stringify(warning.json));
+  t.equal((await admin.waitCompleteAs(key, warning.json.id)).summary.delivered, 1, 'the emergency tier ignores the opt-out');
   // "TD123" is not an opt-out (and not a reply): kept as unmatched.
   t.ok(await gw.simulator.injectMo({ source: phone(0), destination: OFFICE_SENDER, text: 'TD123' }));
   const un = await call('GET', '/v1/mo?state=unmatched');
