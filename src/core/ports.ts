@@ -7,6 +7,14 @@ import type { MoPart } from './mo.js';
 
 // ---------------------------------------------------------------- SMS out
 
+/**
+ * How text is encoded and cut into parts for an account (src/core/segment.ts):
+ *  - `smpp`: GSM 03.38 (data_coding 0, 160 / 153 septets) or UCS-2 (8, 70 / 67);
+ *  - `cmpp`: no GSM 03.38 — ASCII (Msg_Fmt 0, 140 / 134 octets) or UCS-2
+ *    (Msg_Fmt 8, 70 / 67), every part inside the 140-octet Msg_Content.
+ */
+export type SegmentProfile = 'smpp' | 'cmpp';
+
 export interface SubmitRequest {
   /** Destination, digits with country code (8613800138000). */
   readonly destination: string;
@@ -14,7 +22,7 @@ export interface SubmitRequest {
   readonly source: string;
   /** Encoded segment: UDH (when esmClass has 0x40) followed by the user data. GSM7 unpacked ≤ 160 octets single / 159 multipart; UCS-2 ≤ 140. */
   readonly payload: Uint8Array;
-  /** 0x00 GSM 03.38 default alphabet, 0x08 UCS-2. Always explicit. */
+  /** 0x00 GSM 03.38 default alphabet (CMPP: Msg_Fmt 0, ASCII), 0x08 UCS-2. Always explicit; as the transport's segmentProfile planned it. */
   readonly dataCoding: number;
   /** 0x40 when the payload starts with a UDH, else 0x00. */
   readonly esmClass: number;
@@ -69,12 +77,15 @@ export interface MobileOriginated {
 }
 
 /**
- * One operator account's delivery path (a BindPool), seen from the dispatcher.
- * Retries for throttling (0x58, 0x14), timeouts and lost connections happen
+ * One operator account's delivery path — the transport port (an SMPP
+ * BindPool, a CMPP account; both are a src/transport SubmitPool), seen from
+ * the dispatcher. Retries for throttling (SMPP 0x58, 0x14; CMPP Result 8), timeouts and lost connections happen
  * inside, bounded by the request's deadline.
  */
 export interface SmsTransport {
   readonly account: string;
+  /** How the dispatcher encodes and segments text for this transport; absent: `smpp`. */
+  readonly segmentProfile?: SegmentProfile;
   submit(request: SubmitRequest): Promise<SubmitOutcome>;
   /**
    * Receipts and MO messages are handed over here; the SMSC gets its
