@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/load.js';
-import type { SmppAccountConfig } from '../config/schema.js';
+import { isCmppAccount, type AccountConfig, type CmppAccountConfig, type SmppAccountConfig } from '../config/schema.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { ReceiptStore } from '../receipts/store.js';
 import { ChangeLog, checkReplicaHost } from '../replication/change-log.js';
@@ -30,6 +30,9 @@ import { SmscSimulator } from '../smpp/simulator.js';
 import { Router, type StoredRouting } from '../dispatch/router.js';
 import type { RouteRule } from '../core/route.js';
 import type { DirectoryStore } from '../directory/store.js';
+import { CmppAccount } from '../cmpp/account.js';
+import { CmppSimulator } from '../cmpp/simulator.js';
+import type { SubmitPool } from '../transport/pool.js';
 import { Dispatcher, type DispatchReplica } from '../dispatch/dispatcher.js';
 import { QueuePdaHandoff } from '../dispatch/pda-handoff.js';
 import { PDA_HANDOFF_TIER } from '../core/job.js';
@@ -59,6 +62,8 @@ export interface Gateway {
   readonly store: ReceiptStore;
   readonly queue: WorkQueue;
   readonly simulator: SmscSimulator | undefined;
+  /** The built-in ISMG simulator, when `simulator.protocol` is cmpp2 / cmpp3. */
+  readonly cmppSimulator: CmppSimulator | undefined;
   /** The police PDA channel, when `pda.enabled`. */
   readonly pda: PdaChannel | undefined;
   /** The SMTP listener of new-mail alerts, when `office.mail.enabled` (ingest roles). */
@@ -96,6 +101,38 @@ export function simulatorAccount(config: ResolvedConfig, port: number): SmppAcco
 function storedRouting(directory: DirectoryStore): StoredRouting | undefined {
   const t = directory.getRoutingTable();
   return t === undefined ? undefined : { version: t.version, rules: t.rules as RouteRule[] | null };
+}
+
+/** SP_Id of the built-in ISMG simulator's account. */
+export const SIMULATOR_SP_ID = '901234';
+
+/** The CMPP account the built-in ISMG simulator is reached through. */
+export function cmppSimulatorAccount(config: ResolvedConfig, port: number, protocol: 'cmpp2' | 'cmpp3'): CmppAccountConfig {
+  return {
+    name: 'sim',
+    protocol,
+    host: config.simulator.host,
+    port,
+    spId: SIMULATOR_SP_ID,
+    sharedSecret: config.simulator.password || 'secret',
+    serviceId: 'MGOV',
+    msgSrc: '',
+    accessCode: '1065700',
+    feeUserType: 2,
+    feeType: '01',
+    feeCode: '000000',
+    registeredDelivery: true,
+    links: 4,
+    window: 64,
+    tps: 0,
+    responseTimeoutMs: 10_000,
+    activeTestMs: 30_000,
+    reconnectInitialMs: 100,
+    reconnectMaxMs: 5_000,
+    throttleBackoffMs: 100,
+    utcOffsetMinutes: 480,
+    operators: ['*'],
+  };
 }
 
 /** PDA recipients go between hosts through the work queue (config validation: only with replication, so on NATS). */
@@ -222,22 +259,41 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const runIngest = role === 'all' || role === 'ingest';
 
   let simulator: SmscSimulator | undefined;
-  const accounts: SmppAccountConfig[] = [...config.smpp.accounts];
+  let cmppSimulator: CmppSimulator | undefined;
+  const accounts: AccountConfig[] = [...config.smpp.accounts];
   const wantSim = config.simulator.enabled === true || (config.simulator.enabled === 'auto' && accounts.length === 0);
-  if (runDispatch && wantSim) {
+  const simProtocol = config.simulator.protocol ?? 'smpp';
+  if (runDispatch && wantSim && simProtocol !== 'smpp') {
+    cmppSimulator = new CmppSimulator({
+      version: simProtocol === 'cmpp2' ? 2 : 3,
+      host: config.simulator.host,
+      port: config.simulator.port,
+      spId: SIMULATOR_SP_ID,
+      sharedSecret: config.simulator.password || 'secret',
+      dlrDelayMs: config.simulator.dlrDelayMs,
+      tps: config.simulator.tps,
+      disconnectEvery: config.simulator.disconnectEvery,
+    }, logger.child({ part: 'ismg-sim' }));
+    const { port } = await cmppSimulator.start();
+    if (accounts.length === 0) accounts.push(cmppSimulatorAccount(config, port, simProtocol));
+    logger.info({ port, protocol: simProtocol }, 'built-in CMPP ISMG simulator listening (no operator account configured)');
+  } else if (runDispatch && wantSim) {
     simulator = new SmscSimulator(config.simulator, logger.child({ part: 'smsc-sim' }));
     const { port } = await simulator.start();
     if (accounts.length === 0) accounts.push(simulatorAccount(config, port));
     logger.info({ port }, 'built-in SMSC simulator listening (no SMPP account configured)');
   }
 
-  const pools: BindPool[] = [];
+  const pools: SubmitPool[] = [];
   let dispatcher: Dispatcher | undefined;
   let router: Router | undefined;
   if (runDispatch) {
     for (const account of accounts) {
       // The pool's pending queue must hold everything the dispatcher may have in flight.
-      const pool = new BindPool(account, { metrics, logger, maxPending: Math.max(10_000, 2 * config.dispatch.maxInflightSegments) });
+      const maxPending = Math.max(10_000, 2 * config.dispatch.maxInflightSegments);
+      const pool: SubmitPool = isCmppAccount(account)
+        ? new CmppAccount(account, { metrics, logger, maxPending })
+        : new BindPool(account, { metrics, logger, maxPending });
       pool.onReceipt(async (r) => {
         await store.applyReceipt(r);
       });
@@ -249,7 +305,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     const routeLog = logger.child({ part: 'route' });
     router = new Router(
       accounts.map((a, i) => {
-        const pool = pools[i] as BindPool;
+        const pool = pools[i] as SubmitPool;
         return { name: a.name, operators: a.operators, signaturePosition: a.signaturePosition ?? 'front', transport: pool, bound: () => pool.boundCount, shed: (reason: string) => pool.shed(reason) };
       }),
       { health: config.routing.health, utcOffsetMinutes: config.directory.utcOffsetMinutes, tiers: config.tierList.map((t) => t.name), rules: config.routing.rules },
@@ -366,6 +422,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     store,
     queue,
     simulator,
+    cmppSimulator,
     pda,
     mail,
     office,
@@ -397,6 +454,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         monitor?.close();
         await env.close();
         await simulator?.stop();
+        await cmppSimulator?.stop();
         logger.info('gateway stopped');
       })();
       return stopped;

@@ -14,7 +14,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema } from '@sinclair/typebox';
-import { ConfigSchema, type Config } from './schema.js';
+import { ConfigSchema, type Config, isCmppAccount } from './schema.js';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { parseIsoDuration } from '../core/duration.js';
 import type { Tier } from '../core/message.js';
@@ -196,6 +196,8 @@ export function validateConfig(raw: unknown): ResolvedConfig {
     names.add(a.name);
     if (a.reconnectMaxMs < a.reconnectInitialMs) conflicts.push({ field: `/smpp/accounts/${i}/reconnectMaxMs`, message: 'must be ≥ reconnectInitialMs' });
     // Converting a receipt id needs both bases: with `auto` the direction is not known before the first receipt.
+    // (CMPP accounts have one Msg_Id form: nothing to check.)
+    if (isCmppAccount(a)) return;
     for (const f of ['receiptTextIdFormat', 'receiptTlvIdFormat'] as const) {
       if ((a[f] ?? 'same') !== 'same' && (a.idFormat ?? 'auto') === 'auto') conflicts.push({ field: `/smpp/accounts/${i}/${f}`, message: 'a receipt id base other than same needs idFormat decimal or hex' });
     }

@@ -159,6 +159,55 @@ export const RoutingSchema = Type.Object({
   }, strict),
 }, strict);
 
+/**
+ * A China Mobile CMPP 2.0 / 3.0 account (an SP's link to an ISMG). Its own
+ * schema: SP_Id and shared secret do not fit SMPP's systemId ≤ 15 /
+ * password ≤ 8, and CMPP_SUBMIT carries fee and service fields SMPP lacks.
+ */
+export const CmppAccountSchema = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9_-]+$' }),
+  protocol: Type.Union([Type.Literal('cmpp2'), Type.Literal('cmpp3')]),
+  host: Type.String({ minLength: 1 }),
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  /** SP_Id: CONNECT's Source_Addr (6 characters, the SP's enterprise code). */
+  spId: Type.String({ pattern: '^[A-Za-z0-9]{1,6}$' }),
+  /** Shared secret of the AuthenticatorSource. */
+  sharedSecret: Type.String({ minLength: 1, maxLength: 64 }),
+  /** Service_Id of SUBMIT (≤ 10 characters, the service code the ISMG registered). */
+  serviceId: Type.String({ pattern: '^[ -~]{0,10}$' }),
+  /** Msg_src of SUBMIT; empty: spId. */
+  msgSrc: Type.String({ pattern: '^[A-Za-z0-9]{0,6}$', default: '' }),
+  /** The account's 106 access code (Src_Id prefix); the unit's extension is appended (≤ 21 digits in all). */
+  accessCode: Type.String({ pattern: '^[0-9]{1,21}$' }),
+  /** Fee_UserType: 0 charge the destination, 1 the source, 2 the SP, 3 Fee_terminal_Id. Government notices: 2. */
+  feeUserType: Type.Integer({ minimum: 0, maximum: 3, default: 2 }),
+  /** FeeType: 01 free, 02 per message, 03 monthly… */
+  feeType: Type.String({ pattern: '^[0-9]{2}$', default: '01' }),
+  /** FeeCode in fen (≤ 6 digits). */
+  feeCode: Type.String({ pattern: '^[0-9]{1,6}$', default: '000000' }),
+  /** Ask for status reports (Registered_Delivery = 1). The ISMG sends none unless asked. */
+  registeredDelivery: Type.Boolean({ default: true }),
+  /** Connections to the ISMG. */
+  links: Type.Integer({ minimum: 1, maximum: 64 }),
+  /** Outstanding CMPP_SUBMIT per connection (the specification suggests 16). */
+  window: Type.Integer({ minimum: 1, maximum: 1000, default: 16 }),
+  /** Account-wide CMPP_SUBMIT per second; 0 = unlimited. */
+  tps: Type.Number({ minimum: 0 }),
+  responseTimeoutMs: Type.Integer({ minimum: 100, default: 60_000 }),
+  /** ACTIVE_TEST after this much silence (the specification: 180 s). */
+  activeTestMs: Type.Integer({ minimum: 1000, default: 180_000 }),
+  reconnectInitialMs: Type.Integer({ minimum: 10, default: 1000 }),
+  reconnectMaxMs: Type.Integer({ minimum: 10, default: 60_000 }),
+  /** First back-off after SUBMIT_RESP Result 8 (flow control); doubles up to reconnectMaxMs. */
+  throttleBackoffMs: Type.Integer({ minimum: 1, default: 1000 }),
+  /** ISMG local time (timestamps, ValId_Time, report times), minutes east of UTC; China 480. */
+  utcOffsetMinutes: Type.Integer({ minimum: -720, maximum: 840, default: 480 }),
+  /** Operators routed to this account by the default routing rules (as SMPP accounts); empty: only rules naming it. */
+  operators: Type.Array(Type.String()),
+  /** Where this account's carrier wants the 【signature】 (as SMPP accounts). */
+  signaturePosition: Type.Optional(Type.Union([Type.Literal('front'), Type.Literal('end')], { default: 'front' })),
+}, strict);
+
 export const SimulatorSchema = Type.Object({
   /** auto: run the built-in simulator when no SMPP account is configured. */
   enabled: Type.Union([Type.Literal('auto'), Type.Boolean()]),
@@ -178,6 +227,8 @@ export const SimulatorSchema = Type.Object({
   tps: Type.Number({ minimum: 0 }),
   /** Drop a session after this many submit_sm (0 = never). */
   disconnectEvery: Type.Integer({ minimum: 0 }),
+  /** The protocol the built-in simulator speaks: an SMSC (smpp) or a China Mobile ISMG (cmpp2 / cmpp3). */
+  protocol: Type.Optional(Type.Union([Type.Literal('smpp'), Type.Literal('cmpp2'), Type.Literal('cmpp3')])),
 }, strict);
 
 /** The police PDA channel (docs/pda-protocol.md). */
@@ -411,7 +462,11 @@ export const ConfigSchema = Type.Object({
     /** Grace after validity for a final DLR to arrive before a submitted segment is expired. */
     receiptGraceMs: Type.Integer({ minimum: 0 }),
   }, strict),
-  smpp: Type.Object({ accounts: Type.Array(SmppAccountSchema) }, strict),
+  /**
+   * Operator accounts, SMPP (the default) and CMPP (`protocol: cmpp2 | cmpp3`), in routing order.
+   * (The section keeps its historical name.)
+   */
+  smpp: Type.Object({ accounts: Type.Array(Type.Union([SmppAccountSchema, CmppAccountSchema])) }, strict),
   routing: RoutingSchema,
   simulator: SimulatorSchema,
   pda: PdaSchema,
@@ -453,6 +508,12 @@ export type ApiKeyConfig = Static<typeof ApiKeySchema>;
 export type TierConfig = Static<typeof TierSchema>;
 export type SmppAccountConfig = Static<typeof SmppAccountSchema>;
 export type RoutingConfig = Static<typeof RoutingSchema>;
+export type CmppAccountConfig = Static<typeof CmppAccountSchema>;
+export type AccountConfig = SmppAccountConfig | CmppAccountConfig;
+
+export function isCmppAccount(a: AccountConfig): a is CmppAccountConfig {
+  return 'protocol' in a && (a.protocol === 'cmpp2' || a.protocol === 'cmpp3');
+}
 export type SimulatorConfig = Static<typeof SimulatorSchema>;
 export type PdaConfig = Static<typeof PdaSchema>;
 export type AdminKeyConfig = Static<typeof AdminKeySchema>;

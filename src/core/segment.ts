@@ -31,8 +31,24 @@
  *
  * Concatenation uses the 6-octet UDH `05 00 03 ref count seq` (IEI 0x00,
  * 8-bit reference) with esm_class 0x40 (UDHI); at most 255 parts.
+ *
+ * Segment profiles (ports.ts SegmentProfile). The parts depend on the
+ * account a recipient is routed to, so the dispatcher plans them once the
+ * route is known:
+ *
+ *   profile  text                    single part   each part of a long one
+ *   smpp     GSM 03.38               160 septets   153 septets   (data_coding 0)
+ *   smpp     other                   70 units      67 units      (8, UCS-2)
+ *   cmpp     ASCII (all < 0x80)      140 octets    134 octets    (Msg_Fmt 0)
+ *   cmpp     other                   70 units      67 units      (Msg_Fmt 8, UCS-2)
+ *
+ * CMPP has no GSM 03.38: Msg_Content is at most 140 octets whatever Msg_Fmt,
+ * so a 150-character ASCII text is one SMPP part and two CMPP parts, and
+ * "€" or "é" (GSM, not ASCII) makes a CMPP message UCS-2 while "`" (ASCII,
+ * not GSM) keeps it ASCII.
  */
 import type { SmsEncoding } from './message.js';
+import type { SegmentProfile } from './ports.js';
 import { GatewayError } from './errors.js';
 import { chooseEncoding, encodeGsm7, encodeUcs2, gsm7Length, gsm7Septets } from './gsm7.js';
 
@@ -43,6 +59,8 @@ const GSM7_PART = 153;
 const UCS2_SINGLE = 70;
 const UCS2_PART = 67;
 const UDH_LENGTH = 6;
+const ASCII_SINGLE = 140;
+const ASCII_PART = 134;
 const ESM_CLASS_UDHI = 0x40;
 const DATA_CODING: Record<SmsEncoding, number> = { gsm7: 0x00, ucs2: 0x08 };
 
@@ -133,12 +151,30 @@ function fitsSingle(units: number, encoding: SmsEncoding): boolean {
   return units <= (encoding === 'gsm7' ? GSM7_SINGLE : UCS2_SINGLE);
 }
 
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** CMPP ASCII parts: one octet a character, cut every 134 when over 140. */
+function asciiCount(length: number): number {
+  return length <= ASCII_SINGLE ? 1 : Math.ceil(length / ASCII_PART);
+}
+
+
 /**
  * Encoding, part count and total units, without building anything: what the
  * HTTP response reports and what ingest checks against MAX_SEGMENTS. Never
  * throws; `count` may exceed MAX_SEGMENTS. The empty text is one (empty) part.
+ * For the `cmpp` profile an ASCII text reports encoding gsm7 (Msg_Fmt 0) with
+ * its characters as units.
  */
-export function countSegments(text: string): SegmentCount {
+export function countSegments(text: string, profile: SegmentProfile = 'smpp'): SegmentCount {
+  if (profile === 'cmpp') {
+    if (isAscii(text)) return { encoding: 'gsm7', count: asciiCount(text.length), units: text.length };
+    const count = fitsSingle(text.length, 'ucs2') ? 1 : splitMultipart(text, 'ucs2', null);
+    return { encoding: 'ucs2', count, units: text.length };
+  }
   const septets = gsm7Length(text);
   const encoding: SmsEncoding = septets < 0 ? 'ucs2' : 'gsm7';
   const units = septets < 0 ? text.length : septets;
@@ -182,7 +218,12 @@ export function planSegments(text: string, encoding: SmsEncoding = chooseEncodin
  * longer text each start with `05 00 03 ref count seq` (esmClass 0x40).
  * `reference` is taken modulo 256 (see segmentReference). Throws as planSegments.
  */
-export function buildSegments(text: string, encoding: SmsEncoding, reference: number): Segment[] {
+export function buildSegments(text: string, encoding: SmsEncoding, reference: number, profile: SegmentProfile = 'smpp'): Segment[] {
+  if (profile === 'cmpp') {
+    // The message's encoding was chosen for GSM 03.38 at ingest; CMPP decides by the text alone.
+    if (isAscii(text)) return buildAscii(text, reference);
+    encoding = 'ucs2';
+  }
   const dataCoding = DATA_CODING[encoding];
   const cuts = cutsOf(text, encoding);
   const bytes = encoding === 'gsm7' ? encodeGsm7(text) : encodeUcs2(text);
@@ -206,6 +247,23 @@ export function buildSegments(text: string, encoding: SmsEncoding, reference: nu
     payload.set(bytes.subarray(from, to), UDH_LENGTH);
     segments.push({ index: k + 1, count, payload, esmClass: ESM_CLASS_UDHI, dataCoding });
     from = to;
+  }
+  return segments;
+}
+
+/** CMPP Msg_Fmt 0: ASCII octets, 140 single, 134 a part after the UDH. */
+function buildAscii(text: string, reference: number): Segment[] {
+  const bytes = new Uint8Array(Buffer.from(text, 'latin1'));
+  if (bytes.length <= ASCII_SINGLE) return [{ index: 1, count: 1, payload: bytes, esmClass: 0, dataCoding: 0 }];
+  const count = asciiCount(bytes.length);
+  if (count > MAX_SEGMENTS) throw tooManyParts(count);
+  const segments: Segment[] = [];
+  for (let k = 0; k < count; k++) {
+    const chunk = bytes.subarray(k * ASCII_PART, (k + 1) * ASCII_PART);
+    const payload = new Uint8Array(UDH_LENGTH + chunk.length);
+    payload.set([0x05, 0x00, 0x03, reference & 0xff, count, k + 1]);
+    payload.set(chunk, UDH_LENGTH);
+    segments.push({ index: k + 1, count, payload, esmClass: ESM_CLASS_UDHI, dataCoding: 0 });
   }
   return segments;
 }

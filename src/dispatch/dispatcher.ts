@@ -25,7 +25,7 @@
 import type { Logger } from 'pino';
 import { decodeJob, jobRecipientCount, type Job, type JobMessage, type JobPdaItem } from '../core/job.js';
 import { isFinal, type FinalState, type SegmentRecord, type Tier } from '../core/message.js';
-import type { SubmitOutcome } from '../core/ports.js';
+import type { SegmentProfile, SubmitOutcome } from '../core/ports.js';
 import { buildSegments, segmentReference, type Segment } from '../core/segment.js';
 import { placeSignature, type SignaturePosition } from '../core/signature.js';
 import { maskNumber } from '../core/phone.js';
@@ -301,20 +301,24 @@ export class Dispatcher {
         : store.finalizeRecipients(m.id, m.recipients.map((r) => ({ index: r.i, state: 'rejected' as const, error: 'police messages never go by SMS, and the PDA channel is not enabled' }))));
       return;
     }
-    // Encode once per message; per recipient only the UDH reference byte changes.
-    const template = buildSegments(m.text, m.encoding, 0);
-    const count = template.length;
-    // An account that wants the 【signature】 at the end: same characters moved, same part count.
-    let endTemplate: Segment[] | undefined;
-    const segmentsFor = (position: SignaturePosition | undefined): Segment[] => {
-      if (position !== 'end') return template;
-      if (endTemplate === undefined) {
-        const moved = placeSignature(m.text, 'end');
-        endTemplate = moved === m.text ? template : buildSegments(moved, m.encoding, 0);
-        // Parts never split a surrogate pair, so a move can shift a boundary: then keep the counted (front) form.
-        if (endTemplate.length !== count) endTemplate = template;
-      }
-      return endTemplate;
+    // Encode once per message, segment profile and signature position (the parts depend
+    // on the account's protocol: CMPP has no GSM 03.38); per recipient only the UDH
+    // reference byte changes.
+    const templates = new Map<string, Segment[]>();
+    const segmentsFor = (profile: SegmentProfile, position: SignaturePosition | undefined): Segment[] => {
+      const key = position === 'end' ? `${profile}:end` : profile;
+      let t = templates.get(key);
+      if (t !== undefined) return t;
+      const front = templates.get(profile) ?? buildSegments(m.text, m.encoding, 0, profile);
+      templates.set(profile, front);
+      if (position !== 'end') return front;
+      // An account that wants the 【signature】 at the end: same characters moved, same part count.
+      const moved = placeSignature(m.text, 'end');
+      t = moved === m.text ? front : buildSegments(moved, m.encoding, 0, profile);
+      // Parts never split a surrogate pair, so a move can shift a boundary: then keep the counted (front) form.
+      if (t.length !== front.length) t = front;
+      templates.set(key, t);
+      return t;
     };
     const finals: SegmentResult[] = [];
     store.markQueued(m.id, m.recipients.map((r) => r.i));
@@ -323,7 +327,11 @@ export class Dispatcher {
     for (const r of m.recipients) {
       const route = router.route(r.to, routeMessage, this.now());
       let account = route.accounts[0];
-      if (count > 1 && account) account = samePartsAccount(store, m.id, r.i, count, route.accounts, (a) => router.isAccountUp(a)) ?? account;
+      // Parts as this recipient's account sends them; without a route, as the default (SMPP) plan.
+      const firstCount = segmentsFor(account?.transport.segmentProfile ?? 'smpp', undefined).length;
+      if (firstCount > 1 && account) account = samePartsAccount(store, m.id, r.i, firstCount, route.accounts, (a) => router.isAccountUp(a)) ?? account;
+      const template = segmentsFor(account?.transport.segmentProfile ?? 'smpp', account?.signaturePosition);
+      const count = template.length;
       const optedOut = run.blocked?.(r.to) ?? false;
       for (let s = 1; s <= count; s++) {
         const existing = store.getSegment(m.id, r.i, s);
@@ -347,7 +355,7 @@ export class Dispatcher {
           metrics.dispatchSegments.inc({ outcome: 'no-route' });
           continue;
         }
-        const seg = segmentsFor(account.signaturePosition)[s - 1] as Segment;
+        const seg = template[s - 1] as Segment;
         const payload = count === 1 ? seg.payload : withReference(seg.payload, segmentReference(m.id, r.i));
         // The slot is held from submit until the result is committed: at any
         // moment at most maxInflightSegments segments are "sent but not
