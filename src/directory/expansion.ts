@@ -183,9 +183,12 @@ export class GroupExpander {
       }
       visited.push(g);
       await drain((after) => store.eachMemberRow(g, after, chunk, take));
+      let ownerSubtree: Set<string> | undefined;
       for (const rule of group.roles) {
         if (stopped) break;
-        const units = rule.unit !== undefined ? store.subtree(rule.unit) : store.unitsWithRole(rule.role);
+        // A rule without a unit means the group owner's subtree (never every unit's people).
+        ownerSubtree ??= rule.unit === undefined ? new Set(store.subtree(group.unit)) : undefined;
+        const units = rule.unit !== undefined ? store.subtree(rule.unit) : store.unitsWithRole(rule.role).filter((u) => (ownerSubtree as Set<string>).has(u));
         for (const unit of units) {
           if (stopped) break;
           await drain((after) => store.eachRoleRow(rule.role, unit, after, chunk, take));

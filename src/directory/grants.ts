@@ -75,6 +75,23 @@ export function narrowedBy(chain: readonly Unit[], pick: (g: Grants) => readonly
   return undefined;
 }
 
+/**
+ * The unit (nearest the root) whose own group grant leaves `group` out, or
+ * undefined when every level grants it. A level grants a group it names, or
+ * — with `*` — a group owned in its own subtree (`ownerChain`: the owning
+ * unit and its parents; undefined for an unknown group). So `*` never
+ * reaches another subtree's groups, at a root neither.
+ */
+export function groupRefusedAt(chain: readonly Unit[], group: string, ownerChain: ReadonlySet<string> | undefined): string | undefined {
+  for (let i = chain.length - 1; i >= 0; i--) {
+    const u = chain[i] as Unit;
+    if (u.grants.groups.includes(group)) continue;
+    if (u.grants.groups.includes('*') && ownerChain?.has(u.id) === true) continue;
+    return u.id;
+  }
+  return undefined;
+}
+
 /** The unit nearest the root whose own flag is off. */
 export function flagOffAt(chain: readonly Unit[], pick: (g: Grants) => boolean): string | undefined {
   for (let i = chain.length - 1; i >= 0; i--) {

@@ -146,7 +146,8 @@ export class HeldMessages {
 
   private assertScope(actor: Actor, rec: HeldRecord): void {
     if (actor.unit !== undefined && !this.deps.directory.isWithin(rec.tenant, actor.unit)) {
-      throw new GatewayError('FORBIDDEN', `admin key ${actor.name} may only review messages of unit ${actor.unit}'s subtree`);
+      // Another subtree's held message answers like one that does not exist.
+      throw new GatewayError('NOT_FOUND', `no held message ${rec.id}`);
     }
   }
 }

@@ -25,7 +25,7 @@ import type { Principal, SendShape } from '../core/send.js';
 import type { DirectoryStore } from './store.js';
 import type { GroupExpander } from './expansion.js';
 import type { QuotaLedger, Reservation } from './quota.js';
-import { effectiveGrants, effectiveSignature, flagOffAt, narrowedBy, signText, workflowGrant, type QuotaLimit } from './grants.js';
+import { effectiveGrants, effectiveSignature, flagOffAt, groupRefusedAt, narrowedBy, signText, workflowGrant, type QuotaLimit } from './grants.js';
 import type { Unit } from './types.js';
 
 export interface SendPolicyDeps {
@@ -119,9 +119,14 @@ export class SendPolicy {
       this.refused('tier');
       throw forbidden(`${prefix}/tier`, `tier ${shape.tier} is not granted to unit ${unit}${by(narrowedBy(chain, (x) => x.tiers, shape.tier), unit)}; granted: ${list(g.tiers)}`);
     }
-    if (shape.group !== undefined && g.groups !== null && !g.groups.has(shape.group)) {
-      this.refused('group');
-      throw forbidden(`${prefix}/group`, `group ${shape.group} is not granted to unit ${unit}${by(narrowedBy(chain, (x) => x.groups, shape.group), unit)}; granted: ${list(g.groups)}`);
+    if (shape.group !== undefined) {
+      const owner = this.deps.store.getGroup(shape.group)?.unit;
+      const ownerChain = owner === undefined ? undefined : new Set((this.deps.store.unitChain(owner) ?? []).map((u) => u.id));
+      const at = groupRefusedAt(chain, shape.group, ownerChain);
+      if (at !== undefined) {
+        this.refused('group');
+        throw forbidden(`${prefix}/group`, `group ${shape.group} is not granted to unit ${unit}${by(at, unit)}; granted: ${g.groups === null ? `* (groups of unit ${unit}'s own subtree)` : list(g.groups)}`);
+      }
     }
     if (shape.origin === 'caller' && !g.direct) {
       this.refused('direct');

@@ -546,7 +546,8 @@ export class DirectoryStore {
     const limit = clampLimit(q.limit);
     const items: BlockEntry[] = [];
     const [cs, cn] = q.cursor === undefined ? [q.scope ?? '', ''] : splitCursor(q.cursor);
-    const start: [string, string] = [cs, q.cursor === undefined ? '' : `${cn}\u0000`];
+    // With a scope, the cursor cannot move the range to another scope's rows.
+    const start: [string, string] = q.scope !== undefined && cs !== q.scope ? [q.scope, ''] : [cs, q.cursor === undefined ? '' : `${cn}\u0000`];
     const end: [string, string] | [string] = q.scope !== undefined ? [q.scope, '\uffff'] : ['\uffff'];
     for (const { key, value } of this.blocks.getRange({ start, end, limit })) items.push(blockOf(key, value));
     return page(items, limit, (b) => `${b.scope}\u0000${b.number}`);
@@ -610,6 +611,7 @@ export class DirectoryStore {
       if (this.units.get(input.id) !== undefined) throw new GatewayError('ALREADY_EXISTS', `unit ${input.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
       if (this.reserved.has(input.id)) throw new GatewayError('ALREADY_EXISTS', `${input.id} is the tenant of a bootstrap API key (auth.apiKeys)`, { details: [{ field: '/id', message: 'reserved by auth.apiKeys' }] });
       if (input.parent !== undefined) {
+        this.assertScope(actor, input.parent, false);
         const chain = this.unitChain(input.parent);
         if (chain === undefined) throw invalid('/parent', `no unit ${input.parent}`);
         if (chain.length >= MAX_UNIT_DEPTH) throw invalid('/parent', `units nest at most ${MAX_UNIT_DEPTH} deep`);
@@ -646,6 +648,7 @@ export class DirectoryStore {
     return this.change(actor, (tx) => {
       const before = this.getUnit(id);
       if (before === undefined) throw notFound('unit', id);
+      this.assertVisible(actor, id, 'unit', id);
       // A delegated admin changes units below its own, never its own (it cannot widen what its parent gave it).
       this.assertScope(actor, id, true);
       const next: { -readonly [K in keyof Unit]: Unit[K] } = { ...before, updatedAt: this.now() };
@@ -691,6 +694,7 @@ export class DirectoryStore {
     return this.change(actor, (tx) => {
       const before = this.getUnit(id);
       if (before === undefined) throw notFound('unit', id);
+      this.assertVisible(actor, id, 'unit', id);
       this.assertScope(actor, id, true);
       const refs: FieldProblem[] = [];
       const child = [...this.unitChildren.getKeys({ start: [id], end: [id, '\uffff'], limit: 1 })][0];
@@ -732,7 +736,7 @@ export class DirectoryStore {
     const id = `k${randomBytes(8).toString('hex')}`;
     return this.change(actor, (tx) => {
       if (this.units.get(unit) === undefined) throw notFound('unit', unit);
-      this.assertScope(actor, unit, false);
+      this.assertVisible(actor, unit, 'unit', unit);
       const now = this.now();
       if (input.expiresAt !== undefined && input.expiresAt <= now) throw invalid('/expiresAt', 'must be in the future');
       const stored: StoredKey = { u: unit, d: keyDigest(secret), p: secret.slice(0, 12), c: now };
@@ -750,7 +754,7 @@ export class DirectoryStore {
     return this.change(actor, (tx) => {
       const stored = this.keys.get(id);
       if (stored === undefined) throw notFound('API key', id);
-      this.assertScope(actor, stored.u, false);
+      this.assertVisible(actor, stored.u, 'API key', id);
       const before = keyInfo(id, stored);
       if (stored.r !== undefined) return before;
       const next: StoredKey = { ...stored, r: this.now() };
@@ -764,6 +768,7 @@ export class DirectoryStore {
   /** Create (`create`), change (`update`) or either (`upsert`) a person. */
   putPerson(actor: Actor, input: PersonInput, mode: 'create' | 'update' | 'upsert'): Promise<Person> {
     return this.change(actor, (tx) => {
+      this.assertScope(actor, input.unit, false);
       const person = this.preparePerson(input, '');
       const before = this.getPerson(person.id);
       if (mode === 'create' && before) throw new GatewayError('ALREADY_EXISTS', `person ${person.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
@@ -772,11 +777,11 @@ export class DirectoryStore {
       this.assertScope(actor, person.unit, false);
       const taken = this.peopleMobile.get(person.mobile);
       if (taken !== undefined && taken !== person.id) {
-        throw new GatewayError('ALREADY_EXISTS', 'the mobile number belongs to another person', { details: [{ field: '/mobile', message: `already used by person ${taken}` }] });
+        throw new GatewayError('ALREADY_EXISTS', 'the mobile number belongs to another person', { details: [{ field: '/mobile', message: `already used by ${this.personRef(actor, taken)}` }] });
       }
       const emailOwner = person.email !== undefined ? this.peopleEmail.get(person.email) : undefined;
       if (emailOwner !== undefined && emailOwner !== person.id) {
-        throw new GatewayError('ALREADY_EXISTS', 'the mail address belongs to another person', { details: [{ field: '/email', message: `already used by person ${emailOwner}` }] });
+        throw new GatewayError('ALREADY_EXISTS', 'the mail address belongs to another person', { details: [{ field: '/email', message: `already used by ${this.personRef(actor, emailOwner)}` }] });
       }
       checkMailAlerts(person, '');
       const now = this.now();
@@ -792,7 +797,7 @@ export class DirectoryStore {
     return this.change(actor, (tx) => {
       const before = this.getPerson(id);
       if (before === undefined) throw notFound('person', id);
-      this.assertScope(actor, before.unit, false);
+      this.assertVisible(actor, before.unit, 'person', id);
       this.writePerson(before, undefined);
       tx.audit('person.delete', 'person', id, before, undefined);
       tx.bump();
@@ -817,15 +822,16 @@ export class DirectoryStore {
     return this.change(actor, (tx) => {
       const before = this.getGroup(groupId);
       if (before === undefined) throw notFound('group', groupId);
-      this.assertScope(actor, before.unit, false);
+      this.assertVisible(actor, before.unit, 'group', groupId);
       const add = change.add ?? [];
       const remove = change.remove ?? [];
       if (add.length + remove.length > MAX_MEMBER_CHANGE) {
         throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${MAX_MEMBER_CHANGE} member changes per request; import a CSV for more`, { details: [{ field: '/add', message: `${add.length} + ${remove.length} items` }] });
       }
       const problems: FieldProblem[] = [];
-      const addIds = this.resolveMembers(add, '/add', problems);
-      const removeIds = this.resolveMembers(remove, '/remove', problems);
+      const addIds = this.resolveMembers(add, '/add', problems, this.memberScope(actor, before.unit));
+      // Removing: people of the group's scope, or anyone already a static member (a global admin may have put them there).
+      const removeIds = this.resolveMembers(remove, '/remove', problems, this.memberScope(actor, before.unit, groupId));
       if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems.slice(0, 20) });
       let k = before.memberCount ?? 0;
       const added: string[] = [];
@@ -860,7 +866,7 @@ export class DirectoryStore {
     return this.change(actor, (tx) => {
       const before = this.getGroup(id);
       if (before === undefined) throw notFound('group', id);
-      this.assertScope(actor, before.unit, false);
+      this.assertVisible(actor, before.unit, 'group', id);
       const parent = [...this.groupParents.getKeys({ start: [id], end: [id, '\uffff'], limit: 1 })][0];
       if (parent !== undefined) throw new GatewayError('IN_USE', `group ${id} is nested in group ${parent[1]}`, { details: [{ field: '/groups', message: `nested in ${parent[1]}` }] });
       const removed: string[] = [];
@@ -957,11 +963,11 @@ export class DirectoryStore {
           if (before) this.assertScope(actor, before.unit, false, at);
           this.assertScope(actor, person.unit, false, at);
           const taken = byMobile.get(person.mobile) ?? this.peopleMobile.get(person.mobile);
-          if (taken !== undefined && taken !== id) throw new GatewayError('ALREADY_EXISTS', 'number taken', { details: [{ field: `${at}/mobile`, message: `number already belongs to person ${taken}` }] });
+          if (taken !== undefined && taken !== id) throw new GatewayError('ALREADY_EXISTS', 'number taken', { details: [{ field: `${at}/mobile`, message: `number already belongs to ${this.personRef(actor, taken)}` }] });
           byMobile.set(person.mobile, id);
           if (person.email !== undefined) {
             const owner = byEmail.get(person.email) ?? this.peopleEmail.get(person.email);
-            if (owner !== undefined && owner !== id) throw new GatewayError('ALREADY_EXISTS', 'mail address taken', { details: [{ field: `${at}/email`, message: `mail address already belongs to person ${owner}` }] });
+            if (owner !== undefined && owner !== id) throw new GatewayError('ALREADY_EXISTS', 'mail address taken', { details: [{ field: `${at}/email`, message: `mail address already belongs to ${this.personRef(actor, owner)}` }] });
             byEmail.set(person.email, id);
           }
           checkMailAlerts(person, at);
@@ -1054,8 +1060,8 @@ export class DirectoryStore {
       if (actor.unit !== undefined) throw new GatewayError('FORBIDDEN', 'only a global admin may change the global block list', { details: [{ field: '/scope', message: 'use your unit id' }] });
       return;
     }
-    if (this.units.get(scope) === undefined) throw invalid('/scope', `no unit ${scope} (use * for every unit)`);
     this.assertScope(actor, scope, false);
+    if (this.units.get(scope) === undefined) throw invalid('/scope', `no unit ${scope} (use * for every unit)`);
   }
 
   private checkGrants(g: Grants): Grants {
@@ -1210,23 +1216,49 @@ export class DirectoryStore {
   }
 
   /** Person ids for member references (a person id, or a mobile number of a known person). */
-  private resolveMembers(refs: readonly string[], field: string, problems: FieldProblem[]): string[] {
+  private resolveMembers(refs: readonly string[], field: string, problems: FieldProblem[], allowed?: (personId: string, person: StoredPerson) => boolean): string[] {
     const out: string[] = [];
     refs.forEach((ref, i) => {
       const r = ref.trim();
-      if (this.people.get(r) !== undefined) {
-        out.push(r);
-        return;
+      let id: string | undefined = this.people.get(r) !== undefined ? r : undefined;
+      if (id === undefined) {
+        const n = normalizeNumber(r, { allowInternational: this.allowInternational });
+        id = n.ok ? this.peopleMobile.get(n.number) : undefined;
       }
-      const n = normalizeNumber(r, { allowInternational: this.allowInternational });
-      const id = n.ok ? this.peopleMobile.get(n.number) : undefined;
-      if (id !== undefined) out.push(id);
+      const person = id === undefined ? undefined : this.people.get(id);
+      // Unknown and not-yours answer alike: no oracle of who is in the directory.
+      if (id !== undefined && person !== undefined && (allowed === undefined || allowed(id, person))) out.push(id);
       else if (problems.length < 100) problems.push({ field: `${field}/${i}`, message: `no person with id or mobile ${r}` });
     });
     return out;
   }
 
+  /**
+   * Who a delegated admin may put in a group owned by `owner`: people of the
+   * owner's subtree (which lies in the admin's); with `group`, also those
+   * already static members of it (so they can be removed). Undefined (no
+   * limit) for a global admin.
+   */
+  private memberScope(actor: Actor, owner: string, group?: string): ((personId: string, person: StoredPerson) => boolean) | undefined {
+    if (actor.unit === undefined) return undefined;
+    return (id, p) => this.isWithin(p.unit, owner) || (group !== undefined && this.members.get([group, id]) !== undefined);
+  }
+
+  /** A person named in a refusal: by id when the actor may see them, else only "another person". */
+  private personRef(actor: Actor, personId: string): string {
+    const p = this.people.get(personId);
+    return p !== undefined && (actor.unit === undefined || this.isWithin(p.unit, actor.unit)) ? `person ${personId}` : 'another person (outside your subtree)';
+  }
+
+  /** A record named in the path that the actor may not see answers like one that does not exist (404, same text). */
+  private assertVisible(actor: Actor, unit: string, what: string, id: string): void {
+    if (actor.unit !== undefined && !this.isWithin(unit, actor.unit)) throw notFound(what, id);
+  }
+
   private writeGroup(actor: Actor, before: Group | undefined, input: GroupInput, at: string, _tx: ChangeContext): { group: Group; detail?: unknown } {
+    // Scope first: a delegated admin learns nothing about units, groups or people outside its subtree.
+    if (before) this.assertScope(actor, before.unit, false, at);
+    this.assertScope(actor, input.unit, false, at);
     const problems: FieldProblem[] = [];
     if (!ID_RE.test(input.id)) problems.push({ field: `${at}/id`, message: 'letters, digits, _ - (at most 64), starting with a letter or digit' });
     const name = input.name.trim();
@@ -1235,17 +1267,20 @@ export class DirectoryStore {
     const children = [...new Set(input.groups ?? [])];
     const rules = dedupeRules(input.roles ?? []);
     if (children.length + rules.length > MAX_GROUP_REFS) problems.push({ field: `${at}/groups`, message: `at most ${MAX_GROUP_REFS} nested groups and role rules` });
+    // A delegated admin's group reaches only its owner's subtree: nested groups owned there, role rules scoped there.
+    const delegated = actor.unit !== undefined;
+    const kept = new Set(before?.groups ?? []);
     children.forEach((c, i) => {
+      const child = this.groups.get(c);
       if (c === input.id) problems.push({ field: `${at}/groups/${i}`, message: 'a group cannot contain itself' });
-      else if (this.groups.get(c) === undefined) problems.push({ field: `${at}/groups/${i}`, message: `no group ${c}` });
+      else if (child === undefined || (delegated && !kept.has(c) && !this.isWithin(child.unit, input.unit))) problems.push({ field: `${at}/groups/${i}`, message: `no group ${c}` });
     });
+    const keptRules = new Set((before?.roles ?? []).map((r) => `${r.role}\u0000${r.unit ?? ''}`));
     rules.forEach((r, i) => {
       if (!ROLE_RE.test(r.role)) problems.push({ field: `${at}/roles/${i}/role`, message: 'letters, digits, _ -' });
-      if (r.unit !== undefined && this.units.get(r.unit) === undefined) problems.push({ field: `${at}/roles/${i}/unit`, message: `no unit ${r.unit}` });
+      if (r.unit !== undefined && (this.units.get(r.unit) === undefined || (delegated && !keptRules.has(`${r.role}\u0000${r.unit}`) && !this.isWithin(r.unit, input.unit)))) problems.push({ field: `${at}/roles/${i}/unit`, message: `no unit ${r.unit}` });
     });
     if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
-    if (before) this.assertScope(actor, before.unit, false, at);
-    this.assertScope(actor, input.unit, false, at);
     // Cycle guard: no nested group may (transitively) contain this one.
     for (const c of children) {
       const path = this.pathTo(c, input.id);
@@ -1259,7 +1294,7 @@ export class DirectoryStore {
     let detail: unknown;
     if (input.members !== undefined) {
       const memberProblems: FieldProblem[] = [];
-      const ids = new Set(this.resolveMembers(input.members, `${at}/members`, memberProblems));
+      const ids = new Set(this.resolveMembers(input.members, `${at}/members`, memberProblems, this.memberScope(actor, input.unit, before !== undefined ? input.id : undefined)));
       if (memberProblems.length > 0) throw new GatewayError('VALIDATION', memberProblems[0]?.message, { details: memberProblems.slice(0, 100) });
       if (ids.size > this.maxGroupMembers) throw new GatewayError('TOO_MANY_RECIPIENTS', `a group has at most ${this.maxGroupMembers} static members`, { details: [{ field: `${at}/members`, message: `${ids.size} members` }] });
       const added: string[] = [];

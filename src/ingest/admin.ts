@@ -252,16 +252,32 @@ async function applyCallbackSecret(deps: AdminDeps, unit: string, b: { callbackS
   if (b.callbackSecretPrevious === null) await secrets.dropPrevious(unit);
 }
 
-function scoped(ctx: Ctx, unit: string): void {
-  if (ctx.actor.unit !== undefined && !ctx.deps.directory.isWithin(unit, ctx.actor.unit)) {
-    throw new GatewayError('FORBIDDEN', `admin key ${ctx.actor.name} may only see the subtree of unit ${ctx.actor.unit}`);
-  }
+/** True when the actor may see rows of `unit`: a global admin always, a delegated one inside its subtree. */
+function inScope(ctx: Ctx, unit: string): boolean {
+  return ctx.actor.unit === undefined || ctx.deps.directory.isWithin(unit, ctx.actor.unit);
+}
+
+/**
+ * A record named in the path (`what` `id`, owned by `unit`) that the actor
+ * may not see answers exactly like one that does not exist: 404, same text.
+ */
+function scoped(ctx: Ctx, unit: string, what: string, id: string): void {
+  if (!inScope(ctx, unit)) throw new GatewayError('NOT_FOUND', `no ${what} ${id}`);
+}
+
+/** A unit named in a query filter: outside the subtree, the list is empty, as for a unit that does not exist. */
+function filterInScope(ctx: Ctx, unit: string | undefined): boolean {
+  return unit === undefined || inScope(ctx, unit);
+}
+
+function rootOnly(ctx: Ctx, what: string): void {
+  if (ctx.actor.unit !== undefined) throw new GatewayError('FORBIDDEN', `only a global admin may ${what}`);
 }
 
 function mustUnit(ctx: Ctx, id: string): Unit {
   const u = ctx.deps.directory.getUnit(id);
   if (u === undefined) throw new GatewayError('NOT_FOUND', `no unit ${id}`);
-  scoped(ctx, id);
+  scoped(ctx, id, 'unit', id);
   return u;
 }
 
@@ -345,7 +361,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     method: 'get', path: '/v1/admin/people', summary: 'List people (by unit and/or role)', query: ['unit', 'role', 'cursor', 'limit'], ok: 200,
     handle: (ctx) => {
       const unit = opt(ctx.query, 'unit') ?? ctx.actor.unit;
-      if (unit !== undefined) scoped(ctx, unit);
+      if (!filterInScope(ctx, unit)) return { body: { items: [] } };
       const page = ctx.deps.directory.listPeople({ limit: limitOf(ctx.query), ...defined({ unit, role: opt(ctx.query, 'role'), cursor: opt(ctx.query, 'cursor') }) });
       return { body: page };
     },
@@ -369,8 +385,13 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     handle: (ctx) => {
       const person = ctx.deps.directory.getPerson(p(ctx, 0));
       if (person === undefined) throw new GatewayError('NOT_FOUND', `no person ${p(ctx, 0)}`);
-      scoped(ctx, person.unit);
-      return { body: { ...person, groups: ctx.deps.directory.groupsOf(person.id) } };
+      scoped(ctx, person.unit, 'person', p(ctx, 0));
+      // Groups of other subtrees are not the delegated admin's to see.
+      const groups = ctx.deps.directory.groupsOf(person.id).filter((id) => {
+        const g = ctx.deps.directory.getGroup(id);
+        return g !== undefined && inScope(ctx, g.unit);
+      });
+      return { body: { ...person, groups } };
     },
   },
   {
@@ -393,7 +414,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     method: 'get', path: '/v1/admin/groups', summary: 'List groups (of a unit)', query: ['unit', 'cursor', 'limit'], ok: 200,
     handle: (ctx) => {
       const unit = opt(ctx.query, 'unit');
-      if (unit !== undefined) scoped(ctx, unit);
+      if (!filterInScope(ctx, unit)) return { body: { items: [] } };
       const page = ctx.deps.directory.listGroups({ limit: limitOf(ctx.query), ...defined({ unit, cursor: opt(ctx.query, 'cursor') }) });
       const items = ctx.actor.unit !== undefined ? page.items.filter((g) => ctx.deps.directory.isWithin(g.unit, ctx.actor.unit as string)) : page.items;
       return { body: { items, ...(page.next !== undefined ? { next: page.next } : {}) } };
@@ -420,7 +441,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     handle: (ctx) => {
       const g = ctx.deps.directory.getGroup(p(ctx, 0));
       if (g === undefined) throw new GatewayError('NOT_FOUND', `no group ${p(ctx, 0)}`);
-      scoped(ctx, g.unit);
+      scoped(ctx, g.unit, 'group', p(ctx, 0));
       return { body: g };
     },
   },
@@ -444,8 +465,15 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     handle: (ctx) => {
       const g = ctx.deps.directory.getGroup(p(ctx, 0));
       if (g === undefined) throw new GatewayError('NOT_FOUND', `no group ${p(ctx, 0)}`);
-      scoped(ctx, g.unit);
-      return { body: ctx.deps.directory.listMembers(g.id, { limit: limitOf(ctx.query), ...defined({ cursor: opt(ctx.query, 'cursor') }) }) };
+      scoped(ctx, g.unit, 'group', p(ctx, 0));
+      const page = ctx.deps.directory.listMembers(g.id, { limit: limitOf(ctx.query), ...defined({ cursor: opt(ctx.query, 'cursor') }) });
+      if (ctx.actor.unit === undefined) return { body: page };
+      // A delegated admin sees the members of its subtree; others (a global admin put them there) are counted, not shown.
+      const items = page.items.filter((m) => {
+        const person = ctx.deps.directory.getPerson(m.id);
+        return person !== undefined && inScope(ctx, person.unit);
+      });
+      return { body: { items, hidden: page.items.length - items.length, ...(page.next !== undefined ? { next: page.next } : {}) } };
     },
   },
   {
@@ -457,19 +485,39 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     handle: async (ctx) => {
       const g = ctx.deps.directory.getGroup(p(ctx, 0));
       if (g === undefined) throw new GatewayError('NOT_FOUND', `no group ${p(ctx, 0)}`);
-      scoped(ctx, g.unit);
+      scoped(ctx, g.unit, 'group', p(ctx, 0));
       const limit = limitOf(ctx.query);
       const members: { id: string; mobile: string; channel: string }[] = [];
+      let hidden = 0;
       const r = await ctx.deps.expander.expand(g.id, (id, packed) => {
-        if (members.length < limit) members.push({ id, mobile: packed.slice(1), channel: unpackChannel(packed) });
+        if (members.length >= limit) return;
+        // A delegated admin is shown only people of its subtree (a global admin may have nested others' groups).
+        if (ctx.actor.unit !== undefined) {
+          const person = ctx.deps.directory.getPerson(id);
+          if (person === undefined || !inScope(ctx, person.unit)) {
+            hidden++;
+            return;
+          }
+        }
+        members.push({ id, mobile: packed.slice(1), channel: unpackChannel(packed) });
       });
-      return { body: { group: g.id, count: r.count, groups: r.groups, missing: r.missing, members } };
+      const groups = r.groups.filter((id) => {
+        const x = ctx.deps.directory.getGroup(id);
+        return x !== undefined && inScope(ctx, x.unit);
+      });
+      return { body: { group: g.id, count: r.count, groups, missing: r.missing, members, ...(ctx.actor.unit !== undefined ? { hidden } : {}) } };
     },
   },
   // ---- block list
   {
     method: 'get', path: '/v1/admin/blocks', summary: 'The block / opt-out list', query: ['scope', 'cursor', 'limit'], ok: 200,
-    handle: (ctx) => ({ body: ctx.deps.directory.listBlocks({ limit: limitOf(ctx.query), ...defined({ scope: opt(ctx.query, 'scope') ?? ctx.actor.unit, cursor: opt(ctx.query, 'cursor') }) }) }),
+    handle: (ctx) => {
+      const scope = opt(ctx.query, 'scope') ?? ctx.actor.unit;
+      // A delegated admin reads its subtree's lists only: not the global one (scope *, or every scope at once), not a sibling's.
+      if (ctx.actor.unit !== undefined && (scope === undefined || scope === '*')) rootOnly(ctx, 'read the global block list');
+      if (scope !== undefined && scope !== '*' && !filterInScope(ctx, scope)) return { body: { items: [] } };
+      return { body: ctx.deps.directory.listBlocks({ limit: limitOf(ctx.query), ...defined({ scope, cursor: opt(ctx.query, 'cursor') }) }) };
+    },
   },
   {
     method: 'post', path: '/v1/admin/blocks', summary: 'Block a number for every unit (*) or for a unit and its sub-units', body: { kind: 'json', schema: 'Block' }, ok: 201,
@@ -506,6 +554,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   {
     method: 'get', path: '/v1/admin/routing', summary: 'Routing rules: stored (admin API) or configured, the per-operator defaults, and (in a dispatch process) each account\'s state and share', ok: 200,
     handle: (ctx) => {
+      rootOnly(ctx, 'read the routing rules');
       const stored = ctx.deps.directory.getRoutingTable();
       return {
         body: {

@@ -73,6 +73,8 @@ export interface Invitee {
   /** A reply that came after the window: recorded, not counted. */
   readonly late?: { readonly answer: MeetingAnswer; readonly reason?: string; readonly at: number };
   readonly replies?: number;
+  /** A group member outside the inviting unit's subtree: shown masked, without name or id (the unit may not read that person). */
+  readonly hidden?: true;
 }
 
 export interface MeetingInput {
@@ -373,6 +375,8 @@ export class Meetings implements MoHandler {
       if (byMobile.size >= max) throw new GatewayError('TOO_MANY_RECIPIENTS', `a meeting may invite at most ${max} people`, { details: [{ field: '/attendees', message: `more than ${max} after expanding groups (office.meetings.maxAttendees)` }] });
       byMobile.set(inv.mobile, inv);
     };
+    // Names and ids of invitees are shown only for people the unit may read: those of its own subtree.
+    const readable = (unit: string): boolean => principal.unit !== undefined && this.deps.directory.isWithin(unit, principal.unit);
     const base: Omit<SendShape, 'group' | 'origin'> = { tier, channel: 'sms' };
     (input.groups ?? []).forEach((group, k) => {
       this.deps.rules.admit(principal, { ...base, group }, `/attendees/groups/${k}`);
@@ -382,16 +386,17 @@ export class Meetings implements MoHandler {
     const problems: FieldProblem[] = [];
     (input.people ?? []).forEach((pid, k) => {
       const p = this.deps.directory.getPerson(pid);
-      if (!p) problems.push({ field: `/attendees/people/${k}`, message: `no person ${pid}` });
-      else if (principal.unit !== undefined && !this.deps.directory.isWithin(p.unit, principal.unit)) problems.push({ field: `/attendees/people/${k}`, message: `person ${pid} is not in unit ${principal.unit}'s subtree` });
+      // Unknown and another subtree's person answer alike.
+      if (!p || (principal.unit !== undefined && !this.deps.directory.isWithin(p.unit, principal.unit))) problems.push({ field: `/attendees/people/${k}`, message: `no person ${pid}` });
       else add({ mobile: p.mobile, personId: p.id, name: p.name });
     });
     (input.numbers ?? []).forEach((raw, k) => {
       const n = normalizeNumber(raw, { allowInternational: this.deps.config.numbers.allowInternational });
       if (!n.ok) problems.push({ field: `/attendees/numbers/${k}`, message: n.reason });
       else {
+        // The caller gave the number: it learns nothing more about it than it may read (no directory oracle).
         const p = this.deps.directory.personByMobile(n.number);
-        add(p ? { mobile: n.number, personId: p.id, name: p.name } : { mobile: n.number });
+        add(p && readable(p.unit) ? { mobile: n.number, personId: p.id, name: p.name } : { mobile: n.number });
       }
     });
     if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems.slice(0, 20) });
@@ -409,7 +414,7 @@ export class Meetings implements MoHandler {
       }
       for (const v of visited) {
         const p = this.deps.directory.getPerson(v.id);
-        add({ mobile: v.packed.slice(1), personId: v.id, ...(p ? { name: p.name } : {}) });
+        add(p && readable(p.unit) ? { mobile: v.packed.slice(1), personId: v.id, name: p.name } : { mobile: v.packed.slice(1), hidden: true });
       }
     }
     return [...byMobile.values()];

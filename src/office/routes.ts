@@ -19,6 +19,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
+import { maskNumber } from '../core/phone.js';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { countSegments } from '../core/segment.js';
 import { PARAM_TYPES } from '../core/template.js';
@@ -250,7 +251,7 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
         ...meetingView(m),
         tally: deps.meetings.tally(m.id),
         people: page.items.map((p) => ({
-          mobile: p.mobile,
+          mobile: p.hidden === true ? maskNumber(p.mobile) : p.mobile,
           ...(p.personId !== undefined ? { personId: p.personId } : {}),
           ...(p.name !== undefined ? { name: p.name } : {}),
           answer: p.answer ?? 'none',

@@ -169,7 +169,7 @@ t.test('admin API', async (t) => {
     const created = await scoped.call('POST', '/v1/admin/units', { id: 'traffic', name: '交警支队', parent: 'police' });
     t.equal(created.status, 201);
     t.equal((await scoped.call('POST', '/v1/admin/units', { id: 'x', name: 'X', parent: 'health' })).status, 403);
-    t.equal((await scoped.call('GET', '/v1/admin/units/health')).status, 403);
+    t.equal((await scoped.call('GET', '/v1/admin/units/health')).status, 404, 'another subtree\'s unit answers like a missing one');
     t.equal((await scoped.call('PUT', '/v1/admin/units/police/grants', ALL)).status, 403, 'not even its own unit\'s grants');
     t.same((await scoped.must('GET', '/v1/admin/units')).items.map((u: any) => u.id).sort(), ['police', 'traffic']);
     t.equal((await scoped.call('POST', '/v1/admin/blocks', { number: mobileAt(9) })).status, 403, 'no global block list');

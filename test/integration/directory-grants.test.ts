@@ -29,7 +29,8 @@ async function setup(t: Test) {
   for (const g of ['all-staff', 'duty', 'chiefs', 'residents']) await store.putGroup(ROOT, { id: g, name: g, unit: 'city' }, 'create');
   await store.setGrants(ROOT, 'city', { tiers: ['emergency', 'leadership', 'routine'], groups: ['all-staff', 'duty', 'chiefs'], direct: true, police: true, dailyQuota: 100 });
   await store.createUnit(ROOT, { id: 'bureau', name: 'Bureau', parent: 'city', grants: grants({ tiers: ['*'], groups: ['duty', 'chiefs', 'residents'], direct: true, police: false, perMinuteQuota: 1000 }) });
-  await store.createUnit(ROOT, { id: 'section', name: 'Section', parent: 'bureau', grants: grants({ tiers: ['routine', 'bulk'], groups: ['*'], direct: false, police: true }) });
+  // The city's groups are outside the section's subtree: `*` alone would not reach them, so the section names them.
+  await store.createUnit(ROOT, { id: 'section', name: 'Section', parent: 'bureau', grants: grants({ tiers: ['routine', 'bulk'], groups: ['*', 'duty', 'chiefs'], direct: false, police: true }) });
   await store.setGrants(ROOT, 'solo', { tiers: ['bulk'], groups: ['residents'], direct: true });
   const principal = (unit: string): Principal => ({ tenant: unit, unit, tiers: null, sender: '' });
   return { store, policy, metrics, principal, tick: (ms: number) => (clock += ms) };
