@@ -229,6 +229,24 @@ export const SimulatorSchema = Type.Object({
   disconnectEvery: Type.Integer({ minimum: 0 }),
   /** The protocol the built-in simulator speaks: an SMSC (smpp) or a China Mobile ISMG (cmpp2 / cmpp3). */
   protocol: Type.Optional(Type.Union([Type.Literal('smpp'), Type.Literal('cmpp2'), Type.Literal('cmpp3')])),
+  /** Message id of the first accepted submit_sm; then +1 each (many SMSCs number from 1). */
+  firstMessageId: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 1 })),
+  /**
+   * How submit_sm_resp writes ids: decimal; hex (upper case); hex-all-digit:
+   * hex, but only the ids whose hex writing has no letter (0x1…0x9, 0x10…),
+   * so every id also reads as a decimal number (the hardest case for matching).
+   */
+  idFormat: Type.Optional(Type.Union([Type.Literal('decimal'), Type.Literal('hex'), Type.Literal('hex-all-digit')], { default: 'decimal' })),
+  /**
+   * How the receipt text writes the id: as in the resp (same), in the other
+   * base (other: decimal for hex ids, lower-case hex for decimal ones), or
+   * always zero-padded decimal / lower-case hex.
+   */
+  dlrTextIdFormat: Type.Optional(Type.Union([Type.Literal('same'), Type.Literal('other'), Type.Literal('decimal'), Type.Literal('hex')], { default: 'same' })),
+  /** Receipts carry receipted_message_id and message_state TLVs (false: the text alone). */
+  dlrTlvs: Type.Optional(Type.Boolean({ default: true })),
+  /** Every receipt is sent before its submit_sm_resp (otherwise only for numbers ending 0007). */
+  dlrBeforeResp: Type.Optional(Type.Boolean({ default: false })),
 }, strict);
 
 /** The police PDA channel (docs/pda-protocol.md). */

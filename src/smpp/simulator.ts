@@ -7,11 +7,16 @@
  * Normal behaviour: binds (transceiver, transmitter, receiver) checked
  * against systemId/password (unknown system_id → ESME_RBINDFAIL, wrong
  * password → ESME_RINVPASWD, the connection then closed); enquire_link
- * answered; every submit_sm answered with an incrementing message id
- * (decimal or hex: `idFormat`); a delivery receipt per accepted submit that
- * asked for one (registered_delivery & 1), dlrDelayMs later, as deliver_sm
+ * answered; every submit_sm answered with an incrementing message id from
+ * `firstMessageId` (default 1, as many SMSCs number them), written as
+ * `idFormat` says (decimal, hex, or hex-all-digit: hex ids whose writing has
+ * no letter, so each also reads as a decimal number — the worst case for
+ * matching receipts); a delivery receipt per accepted submit that
+ * asked for one (registered_delivery & 1), dlrDelayMs later (0: written right
+ * after the submit_sm_resp; `dlrBeforeResp`: right before it), as deliver_sm
  * esm_class 0x04 with the Appendix B text AND the receipted_message_id and
- * message_state TLVs (unless `dlrTlvs: false`), final state drawn from
+ * message_state TLVs (unless `dlrTlvs: false`), the text's id written as
+ * `dlrTextIdFormat` says (e.g. `other`: in the other base), final state drawn from
  * `dlrMix` with a seeded PRNG (deterministic for a given order of submits).
  * Receipts and MOs go to the submitting session when it can receive, else to
  * any bound transceiver/receiver, at most `deliverWindow` unanswered per
@@ -31,7 +36,7 @@
  *   | 0002   | answered after slowResponseMs (default 2 s)                       |
  *   | 0003   | receipt EXPIRED                                                   |
  *   | 0005   | receipt UNDELIV                                                   |
- *   | 0007   | receipt sent BEFORE the submit_sm_resp                            |
+ *   | 0007   | receipt sent BEFORE the submit_sm_resp (all do: `dlrBeforeResp`) |
  *   | 0009   | accepted, no receipt ever                                         |
  *   | 0011   | ESME_RINVDSTADR (permanent reject)                                |
  *   | 0014   | ESME_RMSGQFUL on the first attempt of a given segment             |
@@ -72,14 +77,6 @@ import {
 import { seededRandom } from '../core/random.js';
 
 export interface SimulatorKnobs {
-  /** message_id format in submit_sm_resp (and the receipted_message_id TLV). Default decimal. */
-  readonly idFormat?: 'decimal' | 'hex';
-  /** How the receipt text writes the id: as in the resp, zero-padded decimal, or lower-case hex. Default same. */
-  readonly dlrTextIdFormat?: 'same' | 'decimal' | 'hex';
-  /** Include receipted_message_id and message_state TLVs in receipts. Default true. */
-  readonly dlrTlvs?: boolean;
-  /** First message id. Default 1000000. */
-  readonly firstMessageId?: number;
   /** Delay before every submit_sm_resp, so windows fill up (tests). Default 0. */
   readonly responseDelayMs?: number;
   /** Delay for destinations ending 0002. Default 2000. */
@@ -106,6 +103,8 @@ export interface SimulatorKnobs {
   readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer } | undefined;
   /** Called for every submit_sm received on a bound session, before it is answered (benchmarks time the first one). */
   readonly observeSubmit?: ((destination: string) => void) | undefined;
+  /** Called once per receipt made (not per send): what the SMSC says of that submit (tests compare final states with it). */
+  readonly observeReceipt?: ((r: { readonly destination: string; readonly messageId: string; readonly stat: 'DELIVRD' | 'UNDELIV' | 'EXPIRED' | 'REJECTD' }) => void) | undefined;
 }
 
 export type SmscSimulatorOptions = Partial<SimulatorConfig> & SimulatorKnobs;
@@ -230,9 +229,16 @@ function fnvBytes(h: number, b: Uint8Array): number {
 
 export class SmscSimulator {
   private readonly cfg: SimulatorConfig;
-  private readonly knobs: Required<Omit<SimulatorKnobs, 'tls' | 'observeSubmit'>>;
+  private readonly knobs: Required<Omit<SimulatorKnobs, 'tls' | 'observeSubmit' | 'observeReceipt'>> & {
+    readonly idFormat: 'decimal' | 'hex' | 'hex-all-digit';
+    readonly dlrTextIdFormat: 'same' | 'other' | 'decimal' | 'hex';
+    readonly dlrTlvs: boolean;
+    readonly firstMessageId: number;
+    readonly dlrBeforeResp: boolean;
+  };
   private readonly tls: SimulatorKnobs['tls'];
   private readonly observeSubmit: SimulatorKnobs['observeSubmit'];
+  private readonly observeReceipt: SimulatorKnobs['observeReceipt'];
   private readonly log: Logger | undefined;
   private readonly random: () => number;
   private readonly bucket: TokenBucket | undefined;
@@ -281,7 +287,8 @@ export class SmscSimulator {
       idFormat: config.idFormat ?? 'decimal',
       dlrTextIdFormat: config.dlrTextIdFormat ?? 'same',
       dlrTlvs: config.dlrTlvs ?? true,
-      firstMessageId: config.firstMessageId ?? 1_000_000,
+      firstMessageId: config.firstMessageId ?? 1,
+      dlrBeforeResp: config.dlrBeforeResp ?? false,
       responseDelayMs: config.responseDelayMs ?? 0,
       slowResponseMs: config.slowResponseMs ?? 2000,
       throttleAttempts: config.throttleAttempts ?? 3,
@@ -296,6 +303,7 @@ export class SmscSimulator {
     };
     this.tls = config.tls;
     this.observeSubmit = config.observeSubmit;
+    this.observeReceipt = config.observeReceipt;
     this.log = logger;
     this.random = prng(this.knobs.seed);
     this.nextMessageId = this.knobs.firstMessageId;
@@ -566,24 +574,37 @@ export class SmscSimulator {
       c.uniqueSegments++;
       c.untracked++;
     }
-    const n = this.nextMessageId++;
-    const messageId = this.knobs.idFormat === 'hex' ? n.toString(16).toUpperCase() : String(n);
+    const n = this.idValue(this.nextMessageId++);
+    const messageId = this.knobs.idFormat === 'decimal' ? String(n) : this.knobs.idFormat === 'hex' ? n.toString(16).toUpperCase() : n.toString(16);
     this.record(ss, pdu, status, messageId);
     const wantsDlr = ((pdu.registered_delivery ?? 0) & 0x03) !== 0 && suffix !== '0009';
     const now = Date.now();
+    let after: Delivery | undefined;
     if (wantsDlr) {
       const stat: FinalStat = suffix === '0005' ? 'UNDELIV' : suffix === '0003' ? 'EXPIRED' : this.drawStat();
       const dlr = this.receipt(ss, pdu, n, messageId, stat, now);
-      if (suffix === '0007') this.offer(dlr, now); // before the resp below
-      else if (this.cfg.dlrDelayMs <= 0) this.offer(dlr, now);
+      this.observeReceipt?.({ destination: dest, messageId, stat });
+      if (suffix === '0007' || this.knobs.dlrBeforeResp) this.offer(dlr, now); // before the resp below
+      else if (this.cfg.dlrDelayMs <= 0) after = dlr;
       else if (!this.dueDlrs.push(dlr)) c.deliveriesDropped++;
     }
     if (this.cfg.disconnectEvery > 0 && ss.submits % this.cfg.disconnectEvery === 0) {
       c.disconnects++;
       ss.s.destroy();
+      if (after !== undefined) this.offer(after, now); // the SMSC has the message: its receipt goes to another session
       return;
     }
     this.respond(ss, seq, status, messageId, suffix === '0002' ? this.knobs.slowResponseMs : this.knobs.responseDelayMs);
+    // dlrDelayMs 0: the receipt right after the resp, in the same write (an SMSC that answers and delivers at once).
+    if (after !== undefined) this.offer(after, now);
+  }
+
+  /**
+   * The value of the k-th id: k itself, or for hex-all-digit the k-th number
+   * whose hex writing has no letter (k's decimal digits read as hex).
+   */
+  private idValue(k: number): number {
+    return this.knobs.idFormat === 'hex-all-digit' ? Number.parseInt(String(k), 16) : k;
   }
 
   private respond(ss: SimSession, seq: number, status: number, messageId: string, delayMs: number): void {
@@ -622,12 +643,9 @@ export class SmscSimulator {
   // ---------------------------------------------------------------- receipts and MOs
 
   private receipt(origin: SimSession, pdu: MessageBody, n: number, messageId: string, stat: FinalStat, now: number): Delivery {
-    const textId =
-      this.knobs.dlrTextIdFormat === 'decimal'
-        ? String(n).padStart(10, '0')
-        : this.knobs.dlrTextIdFormat === 'hex'
-          ? n.toString(16)
-          : messageId;
+    const f = this.knobs.dlrTextIdFormat;
+    const textBase = f === 'other' ? (this.knobs.idFormat === 'decimal' ? 'hex' : 'decimal') : f;
+    const textId = textBase === 'decimal' ? String(n).padStart(10, '0') : textBase === 'hex' ? n.toString(16) : messageId;
     const date = dlrDate(now);
     const text =
       `id:${textId} sub:001 dlvrd:${stat === 'DELIVRD' ? '001' : '000'} submit date:${date} done date:${date} ` +
