@@ -60,6 +60,7 @@ export interface StoredEarly {
   r: number; // receivedAt (our clock; the TTL runs from here)
   o: string; // operator id as received
   e?: string;
+  f?: 1; // received on another host (replicated): its outcome is counted there
 }
 
 /** [messageId, recipient index, 1-based segment] */

@@ -178,15 +178,20 @@ class BatchEffects implements TxnEffects {
   readonly conflicts: Array<[string, number, number]> = [];
   /** Changes for the change log (replication on, local operations only). */
   readonly ops: ReplicaOp[] = [];
+  /** [account, outcome] of receipts received here (smsgw_dlr_outcome_total). */
+  readonly outcomes: Array<[string, 'applied' | 'early' | 'duplicate' | 'unknown']> = [];
+  /** [account, outcome] of early receipts received here that left waiting (smsgw_dlr_early_resolved_total). */
+  readonly earlyResolved: Array<[string, 'applied' | 'duplicate']> = [];
   duplicateReceipts = 0;
   orphanReceipts = 0;
   ignoredFinalResults = 0;
-  private mark = [0, 0, 0, 0, 0, 0, 0, 0];
+  private mark = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
   begin(): void {
     this.mark = [
       this.finals.length, this.latencies.length, this.early.length, this.conflicts.length,
       this.duplicateReceipts, this.orphanReceipts, this.ignoredFinalResults, this.ops.length,
+      this.outcomes.length, this.earlyResolved.length,
     ];
   }
 
@@ -200,12 +205,16 @@ class BatchEffects implements TxnEffects {
     this.orphanReceipts = m[5]!;
     this.ignoredFinalResults = m[6]!;
     this.ops.length = m[7]!;
+    this.outcomes.length = m[8]!;
+    this.earlyResolved.length = m[9]!;
   }
 }
 
 interface SweptEarly {
   readonly count: number;
   readonly byAccount: Map<string, number>;
+  /** Of those, received on this host (replicated ones count where they were received). */
+  readonly local: Map<string, number>;
   readonly sample: string[];
 }
 
@@ -492,21 +501,28 @@ export class ReceiptStore {
   applyReceipt(r: DeliveryReceipt): Promise<ReceiptOutcome> {
     this.metrics.dlrReceived.inc({ account: r.account, state: r.state });
     const state = r.state;
-    if (state === 'enroute' || state === 'accepted') return Promise.resolve('ignored');
+    if (state === 'enroute' || state === 'accepted') {
+      this.metrics.dlrOutcome.inc({ account: r.account, outcome: 'intermediate' });
+      return Promise.resolve('ignored');
+    }
     const opId = r.messageId;
     if (opId.trim().length === 0 || opId.length > MAX_OPERATOR_ID_LENGTH) {
       // Can never match a submit: counting it as unknown now beats parking it.
       this.metrics.dlrUnknown.inc({ account: r.account });
+      this.metrics.dlrOutcome.inc({ account: r.account, outcome: 'unknown' });
       return Promise.resolve('ignored');
     }
     return this.queue.enqueue(1, (fx, w): ReceiptOutcome => {
-      const outcome = this.runReceipt(r, fx, w);
+      const outcome = this.runReceipt(r, fx, w, true);
+      // Counted after commit (publish), so a failed batch counts nothing; 'ignored' here is an orphan: unknown.
+      fx.outcomes.push([r.account, outcome === 'ignored' ? 'unknown' : outcome]);
       if (this.log && (outcome === 'applied' || outcome === 'early')) fx.ops.push({ k: 'd', r });
       return outcome;
     });
   }
 
-  private runReceipt(r: DeliveryReceipt, fx: BatchEffects, w: WriteSet): ReceiptOutcome {
+  /** `local`: received by this process (false: replicated from another host, whose outcome counts there). */
+  private runReceipt(r: DeliveryReceipt, fx: BatchEffects, w: WriteSet, local: boolean): ReceiptOutcome {
     const state = r.state;
     if (state === 'enroute' || state === 'accepted') return 'ignored';
     const opId = r.messageId;
@@ -522,6 +538,7 @@ export class ReceiptStore {
       }
       const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId };
       if (r.error !== undefined && state !== 'delivered') e.e = r.error;
+      if (!local) e.f = 1;
       w.put(this.early, [r.account, canonical], e);
       w.put(this.earlyAge, [now, r.account, canonical], 1);
       fx.early.push(r.account);
@@ -687,6 +704,7 @@ export class ReceiptStore {
     const swept = await this.queue.enqueue(1, (_fx, w): SweptEarly => {
       const cutoff = this.now() - this.earlyTtlMs;
       const byAccount = new Map<string, number>();
+      const local = new Map<string, number>();
       const sample: string[] = [];
       let count = 0;
       for (const { key } of [...this.earlyAge.getRange({ end: [cutoff], limit: this.sweepRows })]) {
@@ -695,16 +713,18 @@ export class ReceiptStore {
         // The age entry of an early receipt that was replaced or applied is stale: only it goes.
         if (e !== undefined && e.r === receivedAt) {
           w.remove(this.early, [account, canonical]);
+          if (e.f === undefined) local.set(account, (local.get(account) ?? 0) + 1);
           byAccount.set(account, (byAccount.get(account) ?? 0) + 1);
           if (sample.length < 3) sample.push(e.o);
           count++;
         }
         w.remove(this.earlyAge, key);
       }
-      return { count, byAccount, sample };
+      return { count, byAccount, local, sample };
     });
     if (swept.count > 0) {
       for (const [account, n] of swept.byAccount) this.metrics.dlrUnknown.inc({ account }, n);
+      for (const [account, n] of swept.local) this.metrics.dlrEarlyResolved.inc({ account, outcome: 'unknown' }, n);
       this.logger.warn(
         { count: swept.count, accounts: Object.fromEntries(swept.byAccount), sampleIds: swept.sample },
         'receipts matched no submitted segment within the early-receipt TTL; dropped',
@@ -881,7 +901,7 @@ export class ReceiptStore {
         this.runSegments(op.results, fx, w);
         return;
       case 'd':
-        this.runReceipt(op.r, fx, w);
+        this.runReceipt(op.r, fx, w, false);
         return;
       case 'f':
         this.runFinalize(op.id, op.items, op.at, fx, w);
@@ -1042,10 +1062,12 @@ export class ReceiptStore {
     w.remove(this.earlyAge, [e.r, r.account, key]);
     if (isFinal(seg.s)) {
       fx.duplicateReceipts++;
+      if (e.f === undefined) fx.earlyResolved.push([r.account, 'duplicate']);
     } else {
       finish(seg, e.s, e.e, e.d);
       fx.latencies.push([r.account, latencySeconds(r.at, e.d, this.now())]);
       wk.dirty = true;
+      if (e.f === undefined) fx.earlyResolved.push([r.account, 'applied']);
     }
   }
 
@@ -1083,6 +1105,8 @@ export class ReceiptStore {
         for (const a of fx.early) byAccount.set(a, (byAccount.get(a) ?? 0) + 1);
         for (const [account, n] of byAccount) this.metrics.dlrEarly.inc({ account }, n);
       }
+      if (fx.outcomes.length > 0) countByLabels(this.metrics.dlrOutcome, fx.outcomes);
+      if (fx.earlyResolved.length > 0) countByLabels(this.metrics.dlrEarlyResolved, fx.earlyResolved);
       this.counters.duplicateReceipts += fx.duplicateReceipts;
       this.counters.orphanReceipts += fx.orphanReceipts;
       this.counters.ignoredFinalResults += fx.ignoredFinalResults;
@@ -1121,6 +1145,19 @@ export class ReceiptStore {
       }
     }
     if (failures > 0) this.logger.error({ err: firstError, failures }, 'final-state listeners threw');
+  }
+}
+
+/** One inc per (account, outcome) of a batch, not one per receipt. */
+function countByLabels(counter: Metrics['dlrOutcome'], items: ReadonlyArray<readonly [string, string]>): void {
+  const n = new Map<string, number>();
+  for (const [account, outcome] of items) {
+    const k = `${account}\u0000${outcome}`;
+    n.set(k, (n.get(k) ?? 0) + 1);
+  }
+  for (const [k, count] of n) {
+    const cut = k.indexOf('\u0000');
+    counter.inc({ account: k.slice(0, cut), outcome: k.slice(cut + 1) }, count);
   }
 }
 

@@ -41,6 +41,8 @@ export interface Metrics {
   readonly dlrReceived: Counter<'account' | 'state'>;
   readonly dlrUnknown: Counter<'account'>;
   readonly dlrEarly: Counter<'account'>;
+  readonly dlrOutcome: Counter<'account' | 'outcome'>;
+  readonly dlrEarlyResolved: Counter<'account' | 'outcome'>;
   readonly recipientsFinal: Counter<'state'>;
   readonly storeWriteBatch: Histogram;
   // directory: grants, quotas, content rules, fan-out
@@ -102,6 +104,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     dlrReceived: new Counter({ name: 'smsgw_dlr_received_total', help: 'Delivery receipts by state', labelNames: ['account', 'state'], registers: r }),
     dlrUnknown: new Counter({ name: 'smsgw_dlr_unknown_total', help: 'Receipts whose message id matched nothing (after the early-DLR grace)', labelNames: ['account'], registers: r }),
     dlrEarly: new Counter({ name: 'smsgw_dlr_early_total', help: 'Receipts that arrived before their submit_sm_resp was recorded', labelNames: ['account'], registers: r }),
+    dlrOutcome: new Counter({ name: 'smsgw_dlr_outcome_total', help: 'Receipts received here, by what became of each on arrival: applied, early (waits for its submit), duplicate (its id already had a final receipt), unknown (can never match), intermediate; they add up to smsgw_dlr_received_total', labelNames: ['account', 'outcome'], registers: r }),
+    dlrEarlyResolved: new Counter({ name: 'smsgw_dlr_early_resolved_total', help: 'Early receipts (outcome early) that left waiting, by how: applied (their submit came), duplicate (it came already final), unknown (none came within the TTL); early minus these is what waits', labelNames: ['account', 'outcome'], registers: r }),
     recipientsFinal: new Counter({ name: 'smsgw_recipients_final_total', help: 'Recipients reaching a final state', labelNames: ['state'], registers: r }),
     storeWriteBatch: new Histogram({ name: 'smsgw_receipts_write_batch_size', help: 'Operations per receipt-store transaction', buckets: [1, 10, 100, 500, 1000, 5000, 20000], registers: r }),
     directoryRefusals: new Counter({ name: 'smsgw_directory_refusals_total', help: 'Sends refused by directory rules (tier, group, direct, workflow, police, disabled, quota-daily, quota-minute, content, channel)', labelNames: ['reason'], registers: r }),

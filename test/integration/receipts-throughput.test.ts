@@ -2,7 +2,9 @@
  * A 100,000-recipient broadcast through the receipt store: ingest rows,
  * submit results in batches, then a receipt for every recipient (1% arriving
  * before their submit; half of the receipts naming the operator id in
- * decimal where the submit gave hex). Every row is checked afterwards.
+ * decimal where the submit gave hex, turned into the submit's key as the
+ * bind does for such an account: receiptOperatorId, idFormat hex, receipt
+ * ids decimal). Every row is checked afterwards.
  * Elapsed times are printed as comments; nothing asserts on them.
  */
 import fs from 'node:fs';
@@ -11,6 +13,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
 import { open } from 'lmdb';
+import { receiptOperatorId } from '../../src/core/dlr.js';
 import type { FinalState } from '../../src/core/message.js';
 import { ReceiptStore } from '../../src/receipts/store.js';
 import type { SegmentResult } from '../../src/receipts/types.js';
@@ -27,7 +30,8 @@ const hexId = (i: number): string => (BASE + i).toString(16).toUpperCase();
 const decId = (i: number): string => String(BASE + i);
 const isEarly = (i: number): boolean => i % 100 === 0;
 const expected = (i: number): FinalState => (i % 10 === 1 ? 'undeliverable' : 'delivered');
-const receiptId = (i: number): string => (i % 2 === 0 ? decId(i) : hexId(i).toLowerCase());
+const receiptId = (i: number): string =>
+  i % 2 === 0 ? receiptOperatorId(decId(i), 'decimal', 'hex') : receiptOperatorId(hexId(i).toLowerCase(), 'same', 'hex');
 
 t.test(`${N.toLocaleString('en')} recipients: ingest, submit, receipt, every row checked`, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-receipts-bulk-'));
