@@ -337,6 +337,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       fanout: directory.fanout,
       optOut: (tenant) => directory.policy.optOut(tenant),
       optOutExemptTiers: config.optOutExemptTiers,
+      ...(directory.frequency.enabled ? { frequency: directory.frequency } : {}),
       quiet: directory.quietCheck(config),
       ...(replication ? { replica: replicaGate(store, replication, replicationConfig.catchUpMs) } : {}),
       ...(pda && pdaHandoff ? { pdaLocal: pda } : {}),

@@ -203,6 +203,9 @@ export function validateConfig(raw: unknown): ResolvedConfig {
     }
   });
   const exempt = new Set(config.tiers.filter(ignoresOptOut).map((t) => t.name));
+  config.directory.frequencyCap.exemptTiers.forEach((t, i) => {
+    if (!seen.has(t)) conflicts.push({ field: `/directory/frequencyCap/exemptTiers/${i}`, message: `unknown tier ${t}` });
+  });
   if (config.office.mo.optOutReplyText !== '') {
     if (!seen.has(config.office.mo.optOutReplyTier)) conflicts.push({ field: '/office/mo/optOutReplyTier', message: `unknown tier ${config.office.mo.optOutReplyTier}` });
     else if (!exempt.has(config.office.mo.optOutReplyTier)) conflicts.push({ field: '/office/mo/optOutReplyTier', message: 'the confirmation must pass the block it confirms: name a tier with ignoreOptOut (or set optOutReplyText to "")' });

@@ -74,6 +74,15 @@ export const DirectorySchema = Type.Object({
   countCacheEntries: Type.Integer({ minimum: 0 }),
   /** Largest CSV import body. */
   maxImportBytes: Type.Integer({ minimum: 1024 }),
+  /**
+   * Carriers' rule: at most `perDay` messages from one unit to one number per
+   * local day, one limit across hosts (0: no cap). Over it a recipient ends
+   * `rejected`. Tiers in `exemptTiers` are neither checked nor counted.
+   */
+  frequencyCap: Type.Object({
+    perDay: Type.Integer({ minimum: 0, maximum: 10000 }),
+    exemptTiers: Type.Array(Type.String({ minLength: 1 })),
+  }, strict),
 }, strict);
 
 export const SmppAccountSchema = Type.Object({

@@ -17,6 +17,7 @@ import type { WorkQueue } from '../queue/port.js';
 import { DirectoryStore } from './store.js';
 import { GroupExpander, yieldToEventLoop } from './expansion.js';
 import { QuotaLedger } from './quota.js';
+import { FrequencyCap } from './frequency.js';
 import { SendPolicy } from './policy.js';
 import { HeldMessages, type HeldReceipts } from './held.js';
 import { GroupFanout, type FanoutReceipts, type PdaHandoff } from './fanout.js';
@@ -24,7 +25,7 @@ import { quietUntil } from './quiet-hours.js';
 import type { SenderCollision } from './senders.js';
 
 /** Named databases the directory opens (size the environment's maxDbs with it). */
-export const DIRECTORY_NAMED_DBS = 21;
+export const DIRECTORY_NAMED_DBS = 22;
 
 export interface DirectoryDeps {
   readonly env: RootDatabase;
@@ -43,6 +44,7 @@ export class Directory {
   readonly store: DirectoryStore;
   readonly expander: GroupExpander;
   readonly quotas: QuotaLedger;
+  readonly frequency: FrequencyCap;
   readonly policy: SendPolicy;
   readonly held: HeldMessages;
   readonly fanout: GroupFanout;
@@ -62,6 +64,13 @@ export class Directory {
     });
     this.expander = new GroupExpander(this.store, { chunk: config.directory.expansionChunk, maxMembers: config.directory.maxGroupMembers, pause: yieldToEventLoop });
     this.quotas = new QuotaLedger({ env, utcOffsetMinutes: config.directory.utcOffsetMinutes, ...(deps.changeLog ? { changeLog: deps.changeLog } : {}) });
+    this.frequency = new FrequencyCap({
+      env,
+      perDay: config.directory.frequencyCap.perDay,
+      exemptTiers: new Set(config.directory.frequencyCap.exemptTiers),
+      utcOffsetMinutes: config.directory.utcOffsetMinutes,
+      ...(deps.changeLog ? { changeLog: deps.changeLog } : {}),
+    });
     this.filter = loadWordFilter(config, logger);
     this.policy = new SendPolicy({
       store: this.store,
@@ -120,6 +129,7 @@ export class Directory {
   /** Periodic housekeeping: old quota days and fan-out markers. */
   async sweep(config: ResolvedConfig): Promise<void> {
     await this.quotas.sweepDays(2);
+    await this.frequency.sweepDays(2);
     await this.fanout.sweepMarkers(config.maxValidityMs + config.dispatch.receiptGraceMs + 86_400_000);
   }
 }

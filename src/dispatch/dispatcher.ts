@@ -78,6 +78,9 @@ export interface DispatchFanout {
   deadLettered(job: Job, reason: string): Promise<void>;
 }
 
+/** The reason recorded for a recipient over the per-recipient frequency cap. */
+export const FREQUENCY_CAP_REASON = 'frequency cap: this unit has sent this number its daily maximum (directory.frequencyCap.perDay)';
+
 /** The reason recorded for a recipient on the block list. */
 export const OPTED_OUT_REASON = 'opted out (block list)';
 
@@ -97,6 +100,11 @@ export interface DispatcherDeps {
   optOut?: (tenant: string) => (to: string) => boolean;
   /** Tiers whose messages reach numbers on the block list (tiers[].ignoreOptOut: emergency warnings). */
   optOutExemptTiers?: ReadonlySet<string>;
+  /** Per-recipient frequency cap (src/directory/frequency.ts): charges a message to numbers, returns those over the cap. */
+  frequency?: {
+    applies(tier: string): boolean;
+    admit(tenant: string, tier: string, messageId: string, numbers: readonly string[]): Promise<ReadonlySet<string>>;
+  };
   /** Is the tier inside its quiet hours now (not fetched)? */
   quiet?: (tier: string, now: number) => boolean;
   /** Replication between hosts: absent on one host. */
@@ -322,6 +330,19 @@ export class Dispatcher {
     };
     const finals: SegmentResult[] = [];
     store.markQueued(m.id, m.recipients.map((r) => r.i));
+    // Frequency cap: one charge per message for the recipients about to be sent (idempotent per message id).
+    let overCap: ReadonlySet<string> | undefined;
+    const frequency = this.deps.frequency;
+    if (frequency?.applies(job.tier) === true) {
+      const numbers: string[] = [];
+      for (const r of m.recipients) {
+        if (run.blocked?.(r.to) === true) continue;
+        const first = store.getSegment(m.id, r.i, 1);
+        if (first && (first.opId !== undefined || isFinal(first.state))) continue;
+        numbers.push(r.to);
+      }
+      overCap = await frequency.admit(job.tenant, job.tier, m.id, numbers);
+    }
     // Routing context once per message: the sender's unit chain and the tier.
     const routeMessage = { tier: job.tier, units: router.unitsOf(job.tenant) };
     for (const r of m.recipients) {
@@ -343,6 +364,11 @@ export class Dispatcher {
         if (optedOut) {
           finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'rejected', error: OPTED_OUT_REASON, at: now });
           metrics.dispatchSegments.inc({ outcome: 'opted-out' });
+          continue;
+        }
+        if (overCap?.has(r.to) === true) {
+          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'rejected', error: FREQUENCY_CAP_REASON, at: now });
+          metrics.dispatchSegments.inc({ outcome: 'frequency-cap' });
           continue;
         }
         if (now >= m.expiresAt) {
