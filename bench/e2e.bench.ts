@@ -32,7 +32,14 @@
  * nats-server), as in production. Medians over BENCH_REPEATS runs; the ratios
  * are what to quote.
  *
+ * Protocol dimension (BENCH_PROTOCOL): smpp (default), cmpp3, or both — with
+ * both, every queue runs once over SMPP (4 binds × window 64 to the SMSC
+ * simulator) and once over CMPP 3.0 (4 links × window 64 to the ISMG
+ * simulator, bench/cmpp-sim-process.ts), in the same rounds, and a table
+ * gives CMPP ÷ SMPP of messages/s end to end (target ≥ 0.9).
+ *
  *   BENCH_N=100000 BENCH_REPEATS=3 BENCH_QUEUE=both npm run bench:e2e
+ *   BENCH_N=20000 BENCH_REPEATS=3 BENCH_QUEUE=embedded BENCH_PROTOCOL=both npm run bench:e2e
  *   BENCH_N=50000 BENCH_REPEATS=3 BENCH_QUEUE=replicated npm run bench:e2e
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
@@ -44,7 +51,7 @@ import * as hdr from 'hdr-histogram-js';
 import { buildSegments, countSegments } from '../src/core/segment.js';
 import { envInt, freePort, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { rawSmppCeiling } from './lib/raw-smpp.js';
-import { startSimChild } from './lib/sim-child.js';
+import { startCmppSimChild, startSimChild } from './lib/sim-child.js';
 import { open as openLmdb } from 'lmdb';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -69,6 +76,17 @@ const QUEUES: readonly QueueKind[] = ((): QueueKind[] => {
   if (v === 'embedded' || v === 'nats') return [v];
   throw new Error('BENCH_QUEUE must be embedded, nats, both, replicated or all');
 })();
+
+type Protocol = 'smpp' | 'cmpp3';
+const PROTOCOLS: readonly Protocol[] = ((): Protocol[] => {
+  const v = process.env['BENCH_PROTOCOL'] ?? 'smpp';
+  if (v === 'both') return ['smpp', 'cmpp3'];
+  if (v === 'smpp' || v === 'cmpp3') return [v];
+  throw new Error('BENCH_PROTOCOL must be smpp, cmpp3 or both');
+})();
+/** Result key of a (queue, protocol) run: the queue name alone for SMPP, as before. */
+type RunKey = string;
+const runKey = (q: QueueKind, p: Protocol): RunKey => (p === 'smpp' ? q : `${q}/${p}`);
 
 const VARIANTS = [
   { name: 'single-segment GSM', text: 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.' },
@@ -218,8 +236,8 @@ interface GatewayRun {
   replicationEntries?: number;
 }
 
-async function gatewayRun(text: string, segments: number, queue: QueueKind): Promise<GatewayRun> {
-  const sim = await startSimChild(4 * N);
+async function gatewayRun(text: string, segments: number, queue: QueueKind, protocol: Protocol = 'smpp'): Promise<GatewayRun> {
+  const sim = protocol === 'smpp' ? await startSimChild(4 * N) : await startCmppSimChild(4 * N);
   let nats: NatsServerHandle | undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-bench-'));
   const port = await freePort();
@@ -238,7 +256,10 @@ async function gatewayRun(text: string, segments: number, queue: QueueKind): Pro
       ...(nats ? { queue: { kind: 'nats', nats: { servers: [nats.url], ...replication } } } : {}),
       smpp: {
         accounts: [
-          { name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: BINDS, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
+          protocol === 'smpp'
+            ? { name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: BINDS, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] }
+            // The same links, window and pacing over CMPP 3.0.
+            : { name: 'sim', protocol: 'cmpp3', host: '127.0.0.1', port: sim.port, spId: '901234', sharedSecret: 'secret', serviceId: 'MGOV', accessCode: '1065700', links: BINDS, window: WINDOW, tps: 0, responseTimeoutMs: 10000, activeTestMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
         ],
       },
     }),
@@ -388,14 +409,16 @@ async function rawRun(text: string): Promise<number> {
 
 process.stderr.write('building dist/ (npm run build)…\n');
 execSync('npm run --silent build', { stdio: 'inherit', cwd: join(import.meta.dirname, '..') });
-const summary: Record<string, unknown> = { bench: 'e2e', n: N, repeats: REPEATS, binds: BINDS, window: WINDOW, connections: CONNECTIONS, queues: QUEUES, node: process.version, at: new Date().toISOString(), variants: {} };
+const summary: Record<string, unknown> = { bench: 'e2e', n: N, repeats: REPEATS, binds: BINDS, window: WINDOW, connections: CONNECTIONS, queues: QUEUES, protocols: PROTOCOLS, node: process.version, at: new Date().toISOString(), variants: {} };
 const tables: string[] = [];
 const ratioSummary: Record<string, unknown> = {};
 for (const variant of VARIANTS) {
   const segments = countSegments(variant.text).count;
+  const segmentsOf = (p: Protocol): number => countSegments(variant.text, p === 'smpp' ? 'smpp' : 'cmpp').count;
   const bare: number[] = [];
   const raw: number[] = [];
-  const runs: Record<QueueKind, GatewayRun[]> = { embedded: [], nats: [], replicated: [] };
+  const runs: Record<RunKey, GatewayRun[]> = {};
+  for (const q of QUEUES) for (const p of PROTOCOLS) runs[runKey(q, p)] = [];
   for (let r = 0; r < REPEATS; r++) {
     process.stderr.write(`[${variant.name}] round ${r + 1}/${REPEATS}: bare uWS… `);
     bare.push(await bareUws(variant.text));
@@ -404,14 +427,17 @@ for (const variant of VARIANTS) {
     // Alternate which queue goes first, so a slow drift of the machine does not favour one of them.
     const order = r % 2 === 0 ? QUEUES : [...QUEUES].reverse();
     for (const q of order) {
-      process.stderr.write(`gateway (${q})… `);
-      runs[q].push(await gatewayRun(variant.text, segments, q));
+      // Alternate the protocol order too.
+      for (const p of r % 2 === 0 ? PROTOCOLS : [...PROTOCOLS].reverse()) {
+        process.stderr.write(`gateway (${q}, ${p})… `);
+        (runs[runKey(q, p)] as GatewayRun[]).push(await gatewayRun(variant.text, segmentsOf(p), q, p));
+      }
     }
     process.stderr.write('done\n');
   }
   const bareM = median(bare);
   const rawM = median(raw);
-  const medianOf = (q: QueueKind, f: (g: GatewayRun) => number): number => median(runs[q].map(f));
+  const medianOf = (q: RunKey, f: (g: GatewayRun) => number): number => median((runs[q] ?? []).map(f));
   const rowsFor = (q: QueueKind): Row[] => {
     const med = (f: (g: GatewayRun) => number): number => medianOf(q, f);
     const rows: Row[] = [
@@ -437,12 +463,38 @@ for (const variant of VARIANTS) {
     return rows;
   };
   const entry: Record<string, unknown> = { segments, bareUwsPerSecond: bare, rawSmppPerSecond: raw };
-  for (const q of QUEUES) {
+  if (PROTOCOLS.includes('cmpp3')) {
+    // CMPP 3.0 against SMPP, same rounds, same links × window, same load: messages/s end to end.
+    for (const q of QUEUES) {
+      const k = runKey(q, 'cmpp3');
+      const cs = segmentsOf('cmpp3');
+      const msgs = (key: RunKey, segs: number, f: (g: GatewayRun) => number): number => medianOf(key, f) / segs;
+      const cmp: Row[] = [
+        { metric: 'messages/s end to end (all parts submitted)', value: msgs(k, cs, (g) => g.submitsPerSecond), unit: 'msg/s', baseline: PROTOCOLS.includes('smpp') ? msgs(q, segments, (g) => g.submitsPerSecond) : NaN, baselineName: 'SMPP, same run', target: 0.9 },
+        { metric: 'receipts recorded/s', value: medianOf(k, (g) => g.dlrsPerSecond), unit: 'DLR/s', ...(PROTOCOLS.includes('smpp') ? { baseline: medianOf(q, (g) => g.dlrsPerSecond), baselineName: 'SMPP, same run' } : {}) },
+        { metric: 'HTTP accepted/s', value: medianOf(k, (g) => g.acceptedPerSecond), unit: 'msg/s', ...(PROTOCOLS.includes('smpp') ? { baseline: medianOf(q, (g) => g.acceptedPerSecond), baselineName: 'SMPP, same run' } : {}) },
+        { metric: 'p50 202 → first submit', value: medianOf(k, (g) => g.p50ms), unit: 'ms' },
+        { metric: 'p99 202 → first submit', value: medianOf(k, (g) => g.p99ms), unit: 'ms' },
+        { metric: 'gateway peak RSS', value: medianOf(k, (g) => g.peakRssMiB), unit: 'MiB' },
+        { metric: 'non-202 answers', value: medianOf(k, (g) => g.non202), unit: 'count' },
+        { metric: 'resubmissions at ISMG', value: medianOf(k, (g) => g.duplicates), unit: 'count' },
+      ];
+      tables.push(table(`${variant.name}, ${q} queue: CMPP 3.0 (${BINDS} links × window ${WINDOW}, ${cs} part(s)) vs SMPP (${segments} part(s)), median of ${REPEATS}`, cmp));
+    }
+  }
+  for (const q of PROTOCOLS.includes('smpp') ? QUEUES : []) {
     const rows = rowsFor(q);
     tables.push(table(`${variant.name}, ${q} queue: N = ${N.toLocaleString('en-US')} messages × ${segments} segment(s), ${BINDS} binds × window ${WINDOW}, median of ${REPEATS}`, rows));
     entry[q] = { runs: runs[q], medians: Object.fromEntries(rows.map((r) => [r.metric, { value: r.value, baseline: r.baseline, ratio: r.baseline ? r.value / r.baseline : undefined }])) };
   }
-  if (QUEUES.includes('embedded') && QUEUES.includes('nats')) {
+  for (const q of PROTOCOLS.includes('cmpp3') ? QUEUES : []) {
+    const k = runKey(q, 'cmpp3');
+    const cs = segmentsOf('cmpp3');
+    const cm = medianOf(k, (g) => g.submitsPerSecond) / cs;
+    const sm = PROTOCOLS.includes('smpp') ? medianOf(q, (g) => g.submitsPerSecond) / segments : NaN;
+    entry[k] = { runs: runs[k], medians: { 'messages/s end to end': { value: cm, baseline: sm, ratio: sm ? cm / sm : undefined, target: 0.9 }, 'receipts recorded/s': { value: medianOf(k, (g) => g.dlrsPerSecond) } } };
+  }
+  if (PROTOCOLS.includes('smpp') && QUEUES.includes('embedded') && QUEUES.includes('nats')) {
     // NATS against embedded, same rounds: throughput ratios ≥ 0.8 mean "no regression by more than 20%";
     // for latencies and memory the ratio is NATS ÷ embedded (lower is better, no target).
     const vs = (metric: string, unit: string, f: (g: GatewayRun) => number, target?: number): Row => ({
@@ -466,7 +518,7 @@ for (const variant of VARIANTS) {
     entry['natsVsEmbedded'] = ratios;
     ratioSummary[variant.name] = ratios;
   }
-  if (QUEUES.includes('replicated') && QUEUES.includes('nats')) {
+  if (PROTOCOLS.includes('smpp') && QUEUES.includes('replicated') && QUEUES.includes('nats')) {
     // Replication on against off, same rounds: what the outbox and its relay cost the working host.
     const vs = (metric: string, unit: string, f: (g: GatewayRun) => number): Row => ({
       metric, value: medianOf('replicated', f), unit, baseline: medianOf('nats', f), baselineName: 'NATS, no replication',
@@ -483,7 +535,7 @@ for (const variant of VARIANTS) {
   }
   (summary['variants'] as Record<string, unknown>)[variant.name] = entry;
 }
-if (QUEUES.includes('embedded') && QUEUES.includes('nats')) summary['natsVsEmbedded'] = ratioSummary;
+if (PROTOCOLS.includes('smpp') && QUEUES.includes('embedded') && QUEUES.includes('nats')) summary['natsVsEmbedded'] = ratioSummary;
 const out = tables.join('\n\n');
 process.stdout.write(`\n${out}\n\n`);
 const file = writeSummary('e2e', summary);
@@ -491,7 +543,7 @@ const mediansOnly = Object.fromEntries(
   Object.entries(summary['variants'] as Record<string, Record<string, unknown>>).map(([k, v]) => [
     k,
     {
-      ...Object.fromEntries(QUEUES.map((q) => [q, (v[q] as { medians: unknown }).medians])),
+      ...Object.fromEntries(QUEUES.flatMap((q) => PROTOCOLS.map((p) => runKey(q, p))).filter((key) => v[key] !== undefined).map((key) => [key, (v[key] as { medians: unknown }).medians])),
       ...(v['natsVsEmbedded'] ? { natsVsEmbedded: v['natsVsEmbedded'] } : {}),
       ...(v['replicatedVsNats'] ? { replicatedVsNats: v['replicatedVsNats'] } : {}),
     },

@@ -25,6 +25,16 @@ export async function startSimChild(maxTracked: number, options: Record<string, 
   return { port, ask, stop };
 }
 
+/** The CMPP ISMG simulator (bench/cmpp-sim-process.ts) as a child process, same IPC. */
+export async function startCmppSimChild(maxTracked: number, options: Record<string, unknown> = {}): Promise<SimChild> {
+  const child = fork(join(import.meta.dirname, '..', 'cmpp-sim-process.ts'), [JSON.stringify({ version: 3, host: '127.0.0.1', port: 0, spId: '901234', sharedSecret: 'secret', dlrDelayMs: 0, maxTracked, ...options })], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const { port, ask, stop } = await ipcChild(child, 'CMPP simulator');
+  return { port, ask, stop };
+}
+
 /**
  * The IPC protocol of the benchmark children: the child sends `{ port }`
  * once it listens, answers `{ cmd, id }` with a message carrying that `id`,

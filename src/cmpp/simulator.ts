@@ -117,7 +117,9 @@ export class CmppSimulator {
   private readonly seen = new Set<number>();
   private readonly attempts = new Map<string, number>();
   private readonly bucket: TokenBucket | undefined;
+  /** The last RECENT submits, a ring (at = next slot). */
   private readonly submitted: SubmitPdu[] = [];
+  private submittedAt = 0;
   private nextSession = 1;
   private msgSeq = 0;
   private moRef = 0;
@@ -158,7 +160,7 @@ export class CmppSimulator {
 
   /** The last submits received (at most 1000), for assertions on the wire format. */
   recentSubmits(): readonly SubmitPdu[] {
-    return this.submitted;
+    return this.submitted.length < RECENT ? [...this.submitted] : [...this.submitted.slice(this.submittedAt), ...this.submitted.slice(0, this.submittedAt)];
   }
 
   /** Drop every connection now (clients reconnect). */
@@ -270,8 +272,11 @@ export class CmppSimulator {
     const v = this.options.version;
     this.counters.submits++;
     this.options.observeSubmit?.(pdu.destTerminalIds[0] ?? '');
-    if (this.submitted.length >= 1000) this.submitted.shift();
-    this.submitted.push(pdu);
+    if (this.submitted.length < RECENT) this.submitted.push(pdu);
+    else {
+      this.submitted[this.submittedAt] = pdu;
+      this.submittedAt = (this.submittedAt + 1) % RECENT;
+    }
     const dest = pdu.destTerminalIds[0] ?? '';
     const suffix = dest.slice(-4);
     if (suffix === '0001') return;
@@ -400,6 +405,8 @@ export class CmppSimulator {
     return composeMsgId({ month: d.getUTCMonth() + 1, day: d.getUTCDate(), hour: d.getUTCHours(), minute: d.getUTCMinutes(), second: d.getUTCSeconds(), ismg: 10086, sequence: this.msgSeq });
   }
 }
+
+const RECENT = 1000;
 
 function hash53(s: string): number {
   let h1 = 0xdeadbeef;

@@ -51,7 +51,7 @@ export const BatchRequestSchema = Type.Object(
 export const AcceptedSchema = Type.Object({
   id: Type.String(),
   recipients: Type.Integer({ description: 'Distinct recipients after normalisation' }),
-  segments: Type.Integer({ description: 'SMS parts per recipient' }),
+  segments: Type.Integer({ description: 'SMS parts per recipient, counted at acceptance for the default (SMPP) plan: an estimate for recipients routed to a CMPP account, whose parts are planned per protocol (GET /v1/messages/{id} lists each recipient\'s parts as sent)' }),
   totalSegments: Type.Integer({ description: 'recipients × segments' }),
   encoding: Type.Union([Type.Literal('gsm7'), Type.Literal('ucs2')]),
   tier: Type.String(),
