@@ -137,6 +137,7 @@ export class Office {
   }
 
   async close(): Promise<void> {
+    this.live.stop();
     await this.base.schedule.close();
     await this.inbox.close();
   }

@@ -359,7 +359,7 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
     if (!r || r.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no MO message ${params[0] ?? ''}`);
     return { status: 200, body: moView(r) };
   });
-  attachMoStream(app, door, deps.live);
+  attachMoStream(app, door, deps.live, deps.directory);
 
   // Global admins (config admin.keys without a unit) see MO that no tenant owns (`tenant` omitted) or any tenant's.
   app.get('/v1/admin/mo', (res: HttpResponse, req: HttpRequest) => {
@@ -420,7 +420,24 @@ function moView(r: MoRecord): unknown {
 
 // ---------------------------------------------------------------- live MO over WebSocket
 
-type StreamData = { tenant: string };
+/** `authorization`: the header the stream was opened with, re-checked while it lives (the key can be revoked). */
+type StreamData = { tenant: string; authorization: string };
+
+/**
+ * WebSocket close codes of the MO stream when its key stops being good
+ * (documented in docs/ERRORS.md): the session follows the key.
+ */
+export const STREAM_CLOSE = {
+  /** The key was revoked, expired, or no longer exists (its unit deleted). */
+  KEY: 4401,
+  /** The key's unit, or a unit above it, is disabled. */
+  DISABLED: 4403,
+} as const;
+
+/** How often live sessions re-check their key: a revoked key's stream closes within this (plus one tick). */
+export const STREAM_RECHECK_MS = 250;
+
+export type StreamCheck = (data: StreamData) => { code: number; reason: string } | undefined;
 
 /** Live MO subscribers per tenant (bounded); a slow subscriber is dropped, never waited for. */
 export class LiveMoSubscribers implements LiveSubscribers {
@@ -461,10 +478,63 @@ export class LiveMoSubscribers implements LiveSubscribers {
   get size(): number {
     return this.total;
   }
+
+  /**
+   * Re-check every subscriber's key every `everyMs`: a stream whose key was
+   * revoked or expired, or whose unit was disabled or deleted, is closed
+   * with the code `check` names. Bounded: at most maxTotal sockets a tick.
+   */
+  follow(check: StreamCheck, everyMs = STREAM_RECHECK_MS): void {
+    this.stop();
+    this.timer = setInterval(() => this.recheck(check), everyMs);
+    this.timer.unref();
+  }
+
+  /** One pass (the timer's; tests call it too). Returns how many streams it closed. */
+  recheck(check: StreamCheck): number {
+    const closing: Array<[WebSocket<StreamData>, { code: number; reason: string }]> = [];
+    for (const set of this.byTenant.values()) {
+      for (const ws of set) {
+        const verdict = check(ws.getUserData());
+        if (verdict) closing.push([ws, verdict]);
+      }
+    }
+    // Ended after the walk: end() runs the close handler, which edits the sets.
+    for (const [ws, v] of closing) ws.end(v.code, v.reason);
+    return closing.length;
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private timer: NodeJS.Timeout | undefined;
 }
 
-function attachMoStream(app: TemplatedApp, door: DoorContext, live: LiveMoSubscribers): void {
+/** Is the stream's key still good: it authenticates, and its unit chain is enabled? */
+function streamCheck(door: DoorContext, directory: DirectoryStore): StreamCheck {
+  return (data) => {
+    let principal: Principal;
+    try {
+      principal = door.authenticate(data.authorization);
+    } catch (e) {
+      const err = asGatewayError(e);
+      return { code: STREAM_CLOSE.KEY, reason: err.code };
+    }
+    if (principal.unit !== undefined) {
+      const chain = directory.unitChain(principal.unit);
+      if (chain === undefined) return { code: STREAM_CLOSE.KEY, reason: 'UNAUTHORIZED' };
+      if (chain.some((u) => u.disabled)) return { code: STREAM_CLOSE.DISABLED, reason: 'unit disabled' };
+    }
+    return undefined;
+  };
+}
+
+function attachMoStream(app: TemplatedApp, door: DoorContext, live: LiveMoSubscribers, directory: DirectoryStore): void {
   const uws = loadUws();
+  const check = streamCheck(door, directory);
+  live.follow(check);
   app.ws<StreamData>('/v1/mo/stream', {
     compression: uws.DISABLED,
     maxPayloadLength: 1024,
@@ -483,10 +553,13 @@ function attachMoStream(app: TemplatedApp, door: DoorContext, live: LiveMoSubscr
         });
         return;
       }
-      res.upgrade<StreamData>({ tenant: principal.tenant }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+      res.upgrade<StreamData>({ tenant: principal.tenant, authorization: req.getHeader('authorization') }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
     },
     open: (ws) => {
-      if (!live.add(ws)) ws.end(1013, 'too many MO subscribers');
+      // A disabled unit's key authenticates but may not listen: closed at once, like a later disable.
+      const verdict = check(ws.getUserData());
+      if (verdict) ws.end(verdict.code, verdict.reason);
+      else if (!live.add(ws)) ws.end(1013, 'too many MO subscribers');
     },
     message: () => undefined,
     close: (ws) => live.remove(ws),

@@ -146,3 +146,44 @@ t.test('the MO stream refuses a request without a valid key', async (t) => {
   });
   t.equal(status, 401);
 });
+
+t.test('the MO stream follows its key: revoked, expired, unit disabled or deleted → closed with a documented code', async (t) => {
+  const { gw, admin, key } = await officeFixture(t, 0);
+  const open = async (k: string): Promise<{ ws: WebSocket; closed: Promise<{ code: number; reason: string }> }> => {
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/mo/stream`, { headers: { authorization: `Bearer ${k}` } });
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    t.teardown(() => ws.terminate());
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return { ws, closed };
+  };
+  // Bounded wait for the close (no timing assertion: the sweep runs every 250 ms).
+  const within = <T>(p: Promise<T>, what: string): Promise<T> => Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: not closed in 10 s`)), 10_000).unref())]);
+
+  const revoked = await open(key);
+  const keyId = (await admin.must('GET', '/v1/admin/units/office/keys')).items[0].id as string;
+  await admin.must('DELETE', `/v1/admin/keys/${keyId}`);
+  t.same(await within(revoked.closed, 'revoked'), { code: 4401, reason: 'KEY_REVOKED' });
+
+  const second = (await admin.must('POST', '/v1/admin/units/office/keys', {})).key as string;
+  const disabled = await open(second);
+  await admin.must('PATCH', '/v1/admin/units/city', { disabled: true });
+  t.same(await within(disabled.closed, 'parent disabled'), { code: 4403, reason: 'unit disabled' });
+  // A disabled unit's key may not open one either.
+  const again = await open(second);
+  t.same(await within(again.closed, 'opened while disabled'), { code: 4403, reason: 'unit disabled' });
+  await admin.must('PATCH', '/v1/admin/units/city', { disabled: false });
+
+  const expiring = (await admin.must('POST', '/v1/admin/units/office/keys', { expiresAt: new Date(Date.now() + 3000).toISOString() })).key as string;
+  const expired = await open(expiring);
+  t.same(await within(expired.closed, 'expired'), { code: 4401, reason: 'KEY_EXPIRED' });
+
+  // A bootstrap key (config) stays open through all of it.
+  const boot = await open('dev-key-change-me');
+  const live = await open(second);
+  t.equal(live.ws.readyState, WebSocket.OPEN);
+  boot.ws.close();
+  t.equal((await within(boot.closed, 'client close')).code, 1005);
+});
