@@ -2,7 +2,8 @@
  * A callback receiver for benchmarks, in its own process so that it costs
  * neither the gateway nor Kannel: a bare uWebSockets.js server that answers
  * every request (any method, any path) with 200 and counts it. IPC:
- *   { cmd: 'stats' } → { count, lastAt } (wall ms of the last request, 0 if none)
+ *   { cmd: 'stats' } → { count, lastAt, distinct } (wall ms of the last request, 0 if none;
+ *                      distinct: different "id" values among JSON POST bodies, so a repeat shows)
  *   { cmd: 'reset' } → clears both
  *   { cmd: 'stop' }  → exits
  * It reads whole bodies (a POST is counted once its body has arrived), so a
@@ -14,6 +15,9 @@ import { wallNow } from './lib/report.js';
 const uws = loadUws();
 let count = 0;
 let lastAt = 0;
+/** Ids seen in POST bodies (bounded by the benchmark's N). */
+let ids = new Set<string>();
+const ID = /"id":"([^"]{1,64})"/;
 const app = uws.App().any('/*', (res, req) => {
   if (req.getMethod().toLowerCase() === 'get') {
     // Kannel's dlr-url calls are GETs with no body.
@@ -26,8 +30,13 @@ const app = uws.App().any('/*', (res, req) => {
   res.onAborted(() => {
     aborted = true;
   });
-  res.onData((_chunk, isLast) => {
+  let body = '';
+  res.onData((chunk, isLast) => {
+    // Copy: uWS reuses the chunk's memory after this callback.
+    body += Buffer.from(chunk).toString();
     if (!isLast || aborted) return;
+    const m = ID.exec(body);
+    if (m) ids.add(m[1]!);
     count++;
     lastAt = wallNow();
     res.cork(() => {
@@ -40,10 +49,11 @@ app.listen('127.0.0.1', 0, (socket) => {
   process.send?.({ port: uws.us_socket_local_port(socket) });
 });
 process.on('message', (m: { cmd: string; id: number }) => {
-  if (m.cmd === 'stats') process.send?.({ id: m.id, count, lastAt });
+  if (m.cmd === 'stats') process.send?.({ id: m.id, count, lastAt, distinct: ids.size });
   else if (m.cmd === 'reset') {
     count = 0;
     lastAt = 0;
+    ids = new Set();
     process.send?.({ id: m.id });
   } else if (m.cmd === 'stop') process.exit(0);
 });

@@ -75,6 +75,8 @@ export interface StatusCallbackOptions {
 }
 
 type DueKey = [number, string];
+type Ready = { readonly lease: DueKey; readonly origin: string };
+type Outcome = { readonly row: CallbackState; readonly error: DeliveryError | undefined };
 
 /** Multi-recipient messages whose final recipients are counted in memory. */
 const MAX_COUNTED = 100_000;
@@ -82,6 +84,8 @@ const MAX_COUNTED = 100_000;
 const SWEEP_ROWS_PER_TICK = 2_000;
 /** Recipient rows one sweep tick reads at most (a summary each message). */
 const SWEEP_RECIPIENTS_PER_TICK = 200_000;
+/** Ids held (POST on the wire or outcome not yet committed) at most, as a multiple of concurrency. */
+const MAX_HELD_FACTOR = 4;
 /** Lease margin beyond the POST timeout. */
 const LEASE_MARGIN_MS = 30_000;
 /** The tenant-visible reasons (rows written by older versions may hold other text: not shown). */
@@ -95,9 +99,17 @@ export class StatusCallbacks {
   /** Ids whose `mark` transaction is queued and not yet committed (so two finals mark once). */
   private readonly marking = new Set<string>();
   private markQueue: Array<[string, number]> = [];
-  /** Ids with a POST (or its claim / finish transaction) in flight → origin. */
-  private readonly inflight = new Map<string, string>();
-  private readonly perOrigin = new Map<string, number>();
+  private finishQueue: Array<{ lease: DueKey; outcome: Outcome | undefined; resolve: () => void; reject: (e: unknown) => void }> = [];
+  /** Held ids (picked or marked, until the outcome commits) → origin; see canHold. */
+  private readonly held = new Map<string, string>();
+  private readonly heldPerOrigin = new Map<string, number>();
+  private readonly maxHeld: number;
+  private readonly maxHeldPerOrigin: number;
+  /** Claimed leases waiting for room on the wire (bounded by `held`). */
+  private ready: Ready[] = [];
+  /** POSTs on the wire, in all and per origin. */
+  private wireUsed = 0;
+  private readonly wirePerOrigin = new Map<string, number>();
   private cursor: DueKey | undefined;
   private pumpScheduled = false;
   private sweepAfter: string | undefined;
@@ -119,6 +131,10 @@ export class StatusCallbacks {
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
     this.owner = process.pid;
+    this.maxHeld = MAX_HELD_FACTOR * o.concurrency;
+    // One origin may hold half of it (or its own share of the wire × the factor, if more): a slow host
+    // with a large backlog leaves the other half to the rest.
+    this.maxHeldPerOrigin = Math.max(MAX_HELD_FACTOR * o.perHost, Math.ceil(this.maxHeld / 2));
     this.callbacks = o.store.callbacks;
     this.due = o.env.openDB<number, DueKey>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
     const r = o.metrics.registry;
@@ -143,6 +159,19 @@ export class StatusCallbacks {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    // Leases claimed but not yet sent go back to due now (not after their lease) for whoever runs next.
+    const unsent = this.ready;
+    this.ready = [];
+    if (unsent.length > 0) {
+      const now = this.now();
+      await this.o.env.transaction(() => {
+        for (const { lease } of unsent) {
+          if (this.due.get(lease) === undefined) continue;
+          this.due.removeSync(lease);
+          this.due.putSync([now, lease[1]], 0);
+        }
+      }).catch((e: unknown) => this.o.logger.error({ err: e, count: unsent.length }, 'returning unsent callbacks failed; they fall due after their lease'));
+    }
   }
 
   /** One timer round: due retries and leases, the sweep, gauges. Also runs the pump. */
@@ -201,24 +230,53 @@ export class StatusCallbacks {
     if (this.markQueue.length === 1) setImmediate(() => this.track(this.flushMarks()));
   }
 
+  /**
+   * One transaction for the turn's completions: each becomes due, or — when
+   * a slot is free — is leased at once and POSTed after the commit (one
+   * commit on the way from "complete" to the POST, not two).
+   */
   private async flushMarks(): Promise<void> {
     const batch = this.markQueue;
     this.markQueue = [];
+    const at = this.now();
+    const leaseAt = at + this.o.timeoutMs + LEASE_MARGIN_MS;
+    // Slots taken now (before the commit), so a pump meanwhile cannot give them away.
+    const direct = new Map<string, string>();
+    for (const [id] of batch) {
+      if (this.held.size >= this.maxHeld) break;
+      const msg = this.o.store.getMessage(id);
+      const origin = msg?.callbackUrl !== undefined ? originOf(msg.callbackUrl) : '';
+      if (this.held.has(id) || !this.canHold(origin)) continue;
+      this.hold(id, origin);
+      direct.set(id, origin);
+    }
+    const leased: Ready[] = [];
     try {
       await this.o.env.transaction(() => {
-        for (const [id, at] of batch) {
+        leased.length = 0;
+        for (const [id, completedAt] of batch) {
           const row = this.callbacks.get(id);
           if (row === undefined || row.state !== 'waiting' || row.completedAt !== undefined) continue; // done, or marked by another process
-          this.callbacks.putSync(id, { ...row, completedAt: at, nextAt: at });
-          this.due.putSync([at, id], 0);
+          this.callbacks.putSync(id, { ...row, completedAt, nextAt: completedAt });
+          if (direct.has(id)) {
+            this.due.putSync([leaseAt, id], this.owner);
+            leased.push({ lease: [leaseAt, id], origin: direct.get(id) ?? '' });
+          } else {
+            this.due.putSync([completedAt, id], 0);
+          }
         }
       });
     } catch (e) {
       // Nothing is lost: the rows are still waiting and the sweep marks them.
+      leased.length = 0;
       this.o.logger.error({ err: e, count: batch.length }, 'marking completion callbacks due failed; the sweep retries');
     } finally {
       for (const [id] of batch) this.marking.delete(id);
     }
+    const won = new Set(leased.map((r) => r.lease[1]));
+    for (const id of direct.keys()) if (!won.has(id)) this.release(id);
+    this.ready.push(...leased);
+    this.drainReady();
     this.schedulePump();
   }
 
@@ -272,91 +330,120 @@ export class StatusCallbacks {
   }
 
   /**
-   * Fills free slots with due keys, in key order from the cursor (so a large
-   * backlog is walked once, not rescanned from its head each time); at the
-   * end of what is due the cursor goes back to the start, where retries and
-   * expired leases sort.
+   * Takes due keys in key order from the cursor (so a large backlog is walked
+   * once, not rescanned from its head each time) while there is room to hold
+   * them, and claims them in one transaction; at the end of what is due the
+   * cursor goes back to the start, where retries and expired leases sort.
    */
   private pump(): void {
-    if (this.closed) return;
-    let slots = this.o.concurrency - this.inflight.size;
-    if (slots <= 0) return;
+    if (this.closed || this.held.size >= this.maxHeld) return;
     const now = this.now();
     const picked: Array<{ key: DueKey; origin: string }> = [];
-    const origins = new Map<string, number>();
     let examined = 0;
-    const maxExamined = slots + this.inflight.size + 1024;
+    const maxExamined = this.maxHeld + 1024;
     let reachedEnd = true;
-    const range = this.due.getKeys({ ...(this.cursor ? { start: this.cursor } : {}), end: [now, '\uffff'] });
-    for (const key of range) {
-      if (slots <= 0 || examined++ >= maxExamined) {
+    for (const key of this.due.getKeys({ ...(this.cursor ? { start: this.cursor } : {}), end: [now, '\uffff'] })) {
+      if (this.held.size >= this.maxHeld || examined++ >= maxExamined) {
         reachedEnd = false;
         break;
       }
       if (this.cursor && key[0] === this.cursor[0] && key[1] === this.cursor[1]) continue;
       this.cursor = key;
       const id = key[1];
-      if (this.inflight.has(id)) continue;
+      if (this.held.has(id)) continue;
       const msg = this.o.store.getMessage(id);
       const origin = msg?.callbackUrl !== undefined ? originOf(msg.callbackUrl) : '';
-      const busy = (this.perOrigin.get(origin) ?? 0) + (origins.get(origin) ?? 0);
-      if (origin !== '' && busy >= this.o.perHost) continue; // that host is full: walk on, others go first
-      origins.set(origin, (origins.get(origin) ?? 0) + 1);
+      if (!this.canHold(origin)) continue; // that host has its share: walk on, others go first
+      this.hold(id, origin);
       picked.push({ key, origin });
-      slots--;
     }
     if (reachedEnd) this.cursor = undefined;
-    if (picked.length === 0) return;
-    for (const p of picked) this.hold(p.key[1], p.origin);
-    this.track(this.claim(picked.map((p) => p.key), now));
+    if (picked.length > 0) this.track(this.claim(picked, now));
+  }
+
+  /**
+   * Held: an id between being picked (or marked) and its outcome committed —
+   * at most MAX_HELD_FACTOR × concurrency in all and half of that per origin, so
+   * claims and outcome commits (each waits for an LMDB commit) overlap with
+   * the POSTs instead of holding their slots. On the wire: `concurrency` POSTs
+   * at most, `perHost` per origin.
+   */
+  private canHold(origin: string): boolean {
+    return this.held.size < this.maxHeld && (this.heldPerOrigin.get(origin) ?? 0) < this.maxHeldPerOrigin;
   }
 
   private hold(id: string, origin: string): void {
-    this.inflight.set(id, origin);
-    this.perOrigin.set(origin, (this.perOrigin.get(origin) ?? 0) + 1);
-    this.inflightGauge.set(this.inflight.size);
+    this.held.set(id, origin);
+    this.heldPerOrigin.set(origin, (this.heldPerOrigin.get(origin) ?? 0) + 1);
   }
 
   private release(id: string): void {
-    const origin = this.inflight.get(id);
+    const origin = this.held.get(id);
     if (origin === undefined) return;
-    this.inflight.delete(id);
-    const n = (this.perOrigin.get(origin) ?? 1) - 1;
-    if (n <= 0) this.perOrigin.delete(origin);
-    else this.perOrigin.set(origin, n);
-    this.inflightGauge.set(this.inflight.size);
+    this.held.delete(id);
+    decrement(this.heldPerOrigin, origin);
   }
 
-  /** Moves each key to its lease in one transaction (skipping keys another process moved first), then POSTs. */
-  private async claim(keys: DueKey[], now: number): Promise<void> {
+  /** Starts POSTs for claimed leases while the wire has room (global and per origin). */
+  private drainReady(): void {
+    if (this.ready.length === 0 || this.closed) return;
+    const keep: Ready[] = [];
+    for (const r of this.ready) {
+      if (this.wireUsed < this.o.concurrency && (this.wirePerOrigin.get(r.origin) ?? 0) < this.o.perHost) {
+        this.wireUsed++;
+        this.wirePerOrigin.set(r.origin, (this.wirePerOrigin.get(r.origin) ?? 0) + 1);
+        this.track(this.call(r));
+      } else {
+        keep.push(r);
+      }
+    }
+    this.ready = keep;
+    this.inflightGauge.set(this.wireUsed);
+  }
+
+  /** Moves each key to its lease in one transaction (skipping keys another process moved first); the leases go to the wire. */
+  private async claim(picked: Array<{ key: DueKey; origin: string }>, now: number): Promise<void> {
     const leaseAt = now + this.o.timeoutMs + LEASE_MARGIN_MS;
-    let claimed: DueKey[] = [];
+    const won: Ready[] = [];
     try {
-      claimed = await this.o.env.transaction(() => {
-        const won: DueKey[] = [];
-        for (const key of keys) {
+      await this.o.env.transaction(() => {
+        won.length = 0;
+        for (const { key, origin } of picked) {
           if (this.due.get(key) === undefined) continue;
           this.due.removeSync(key);
           const lease: DueKey = [leaseAt, key[1]];
           this.due.putSync(lease, this.owner);
-          won.push(lease);
+          won.push({ lease, origin });
         }
-        return won;
       });
     } catch (e) {
-      this.o.logger.error({ err: e, count: keys.length }, 'claiming completion callbacks failed; retried on the next tick');
+      won.length = 0;
+      this.o.logger.error({ err: e, count: picked.length }, 'claiming completion callbacks failed; retried on the next tick');
     }
-    const won = new Set(claimed.map((k) => k[1]));
-    for (const key of keys) if (!won.has(key[1])) this.release(key[1]);
-    await Promise.all(claimed.map((lease) => this.call(lease)));
+    const ids = new Set(won.map((r) => r.lease[1]));
+    for (const { key } of picked) if (!ids.has(key[1])) this.release(key[1]);
+    this.ready.push(...won);
+    this.drainReady();
+    this.schedulePump();
   }
 
-  private async call(lease: DueKey): Promise<void> {
+  private async call(r: Ready): Promise<void> {
+    const { lease, origin } = r;
     const id = lease[1];
+    let onWire = true;
+    const offWire = (): void => {
+      if (!onWire) return;
+      onWire = false;
+      this.wireUsed--;
+      decrement(this.wirePerOrigin, origin);
+      this.inflightGauge.set(this.wireUsed);
+      this.drainReady();
+    };
     try {
       const msg = this.o.store.getMessage(id);
       const row = this.callbacks.get(id);
       if (!msg || !row || msg.callbackUrl === undefined || row.state !== 'waiting') {
+        offWire();
         await this.finish(lease, undefined);
         return;
       }
@@ -366,11 +453,13 @@ export class StatusCallbacks {
         summary: Object.fromEntries(RECIPIENT_STATES.map((s: RecipientState) => [s, summary[s]])), completedAt: new Date(row.completedAt ?? this.now()).toISOString(),
       });
       const error = await this.o.webhooks.post(msg.tenant, msg.callbackUrl, body);
+      offWire();
       await this.finish(lease, { row, error });
     } catch (e) {
       // The lease key stays: the callback falls due again after the lease.
       this.o.logger.error({ err: e, messageId: id }, 'completion callback step failed; retried after its lease');
     } finally {
+      offWire();
       this.release(id);
       this.schedulePump();
     }
@@ -381,37 +470,57 @@ export class StatusCallbacks {
    * key removed), a retry at the back-off, or failed for good. `outcome`
    * undefined: the message or its row is gone; drop the key.
    */
-  private async finish(lease: DueKey, outcome: { row: CallbackState; error: DeliveryError | undefined } | undefined): Promise<void> {
-    const now = this.now();
-    let result = 'dropped' as 'delivered' | 'retry' | 'failed' | 'dropped' | 'lost';
-    await this.o.env.transaction(() => {
-      if (this.due.get(lease) === undefined) {
-        result = 'lost';
-        return;
-      }
-      this.due.removeSync(lease);
-      if (outcome === undefined) return;
-      const id = lease[1];
-      const { row, error } = outcome;
-      if (error === undefined) {
-        this.callbacks.removeSync(id);
-        result = 'delivered';
-        return;
-      }
-      const attempts = row.attempts + 1;
-      if (attempts >= this.o.attempts) {
-        this.callbacks.putSync(id, { ...row, state: 'failed', attempts, nextAt: 0, lastError: error });
-        result = 'failed';
-        return;
-      }
-      const base = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (attempts - 1));
-      const nextAt = now + Math.round(base * (0.8 + 0.4 * this.random()));
-      this.callbacks.putSync(id, { ...row, attempts, nextAt, lastError: error });
-      this.due.putSync([nextAt, id], 0);
-      result = 'retry';
+  private finish(lease: DueKey, outcome: Outcome | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.finishQueue.push({ lease, outcome, resolve, reject });
+      if (this.finishQueue.length === 1) setImmediate(() => void this.flushFinishes());
     });
-    if (result === 'delivered' || result === 'retry' || result === 'failed') this.sent.inc({ outcome: result });
-    if (result === 'failed') this.o.logger.warn({ messageId: lease[1], attempts: this.o.attempts, error: outcome?.error }, 'completion callback failed for good');
+  }
+
+  /** The outcomes of one event-loop turn in one transaction (one commit for many POSTs). */
+  private async flushFinishes(): Promise<void> {
+    const batch = this.finishQueue;
+    this.finishQueue = [];
+    const now = this.now();
+    const results: Array<'delivered' | 'retry' | 'failed' | 'dropped' | 'lost'> = [];
+    try {
+      await this.o.env.transaction(() => {
+        results.length = 0;
+        for (const { lease, outcome } of batch) results.push(this.applyOutcome(lease, outcome, now));
+      });
+    } catch (e) {
+      for (const f of batch) f.reject(e);
+      return;
+    }
+    batch.forEach((f, i) => {
+      const result = results[i];
+      if (result === 'delivered' || result === 'retry' || result === 'failed') this.sent.inc({ outcome: result });
+      if (result === 'failed') this.o.logger.warn({ messageId: f.lease[1], attempts: this.o.attempts, error: f.outcome?.error }, 'completion callback failed for good');
+      f.resolve();
+    });
+  }
+
+  /** Inside the write transaction: one outcome, if this process still holds the lease. */
+  private applyOutcome(lease: DueKey, outcome: Outcome | undefined, now: number): 'delivered' | 'retry' | 'failed' | 'dropped' | 'lost' {
+    if (this.due.get(lease) === undefined) return 'lost';
+    this.due.removeSync(lease);
+    if (outcome === undefined) return 'dropped';
+    const id = lease[1];
+    const { row, error } = outcome;
+    if (error === undefined) {
+      this.callbacks.removeSync(id);
+      return 'delivered';
+    }
+    const attempts = row.attempts + 1;
+    if (attempts >= this.o.attempts) {
+      this.callbacks.putSync(id, { ...row, state: 'failed', attempts, nextAt: 0, lastError: error });
+      return 'failed';
+    }
+    const base = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (attempts - 1));
+    const nextAt = now + Math.round(base * (0.8 + 0.4 * this.random()));
+    this.callbacks.putSync(id, { ...row, attempts, nextAt, lastError: error });
+    this.due.putSync([nextAt, id], 0);
+    return 'retry';
   }
 
   private track(p: Promise<unknown>): void {
@@ -425,6 +534,12 @@ export function callbackView(state: CallbackState | { readonly state: 'done' }):
   if (state.state === 'done') return { state: 'done' };
   const lastError = state.lastError === undefined ? undefined : VISIBLE_ERROR.test(state.lastError) ? state.lastError : 'connection failed';
   return { state: state.state, attempts: state.attempts, ...(lastError !== undefined ? { lastError } : {}) };
+}
+
+function decrement(m: Map<string, number>, key: string): void {
+  const n = (m.get(key) ?? 1) - 1;
+  if (n <= 0) m.delete(key);
+  else m.set(key, n);
 }
 
 function originOf(url: string): string {

@@ -1,0 +1,176 @@
+/**
+ * bench:callbacks — completion callbacks at line rate.
+ *
+ * N one-recipient messages over HTTP, each with a `callbackUrl` to a sink on
+ * loopback (bench/callback-sink.ts, its own process; `callbacks.allow`
+ * ["127.0.0.1/32"] — loopback is refused otherwise); the SMSC simulator
+ * (its own process) answers every submit with a receipt after
+ * BENCH_DLR_DELAY_MS (50 ms, as in issue 14's measurement). The gateway runs
+ * in its own process (embedded LMDB queue, one bind × window 500).
+ *
+ * Measured in the same run:
+ *   - completed/s:  N ÷ (first request → the last receipt the gateway made durable,
+ *                   i.e. the last message complete), with callbacks
+ *   - callbacks/s:  N ÷ (first request → the sink's N-th callback)
+ *   - ratio callbacks/s ÷ completed/s (target ≥ 0.9), and count = distinct ids = N
+ *   - baseline:     the same load without callbackUrl: completed/s, and the ratio
+ *                   completed/s with callbacks ÷ without (what the callbacks cost)
+ * Medians over BENCH_REPEATS rounds (baseline and callbacks interleaved).
+ *
+ *   BENCH_N=20000 BENCH_REPEATS=1 npm run bench:callbacks
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { envInt, freePort, median, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { ipcChild, startSimChild, type SimChild } from './lib/sim-child.js';
+
+const N = envInt('BENCH_N', 20_000);
+const REPEATS = envInt('BENCH_REPEATS', 1);
+const CONNECTIONS = envInt('BENCH_CONNECTIONS', 64);
+const DLR_DELAY_MS = Number(process.env['BENCH_DLR_DELAY_MS'] ?? 50);
+const KEY = 'bench-key-0123456789';
+const ROOT = join(import.meta.dirname, '..');
+const TEXT = 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.';
+
+interface Sink extends SimChild {
+  stats(): Promise<{ count: number; lastAt: number; distinct: number }>;
+}
+
+async function startSink(): Promise<Sink> {
+  const child = fork(join(import.meta.dirname, 'callback-sink.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ipc = await ipcChild(child, 'callback sink');
+  return { ...ipc, stats: () => ipc.ask<{ count: number; lastAt: number; distinct: number }>('stats') };
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} not ready after ${timeoutMs} ms`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(t);
+}
+
+async function startGateway(dir: string, simPort: number): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const configFile = join(dir, 'gateway.json');
+  writeFileSync(configFile, JSON.stringify({
+    dataDir: join(dir, 'data'),
+    log: { level: 'warn' },
+    server: { host: '127.0.0.1', port },
+    auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
+    simulator: { enabled: false },
+    smpp: {
+      accounts: [
+        { name: 'sim', host: '127.0.0.1', port: simPort, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: 1, window: 500, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
+      ],
+    },
+    // The sink is on loopback: allowed explicitly (refused by default).
+    callbacks: { allow: ['127.0.0.1/32'], secrets: { bench: { current: 'bench-callback-secret-0123456789' } } },
+  }));
+  const gw = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 60_000);
+  return { url, stop: () => stopChild(gw) };
+}
+
+interface Run {
+  accepted: number;
+  completedPerSecond: number;
+  callbacksPerSecond: number;
+  callbacks: number;
+  distinct: number;
+  /** ms from the last message complete to its callback at the sink. */
+  lagMs: number;
+}
+
+async function run(withCallbacks: boolean): Promise<Run> {
+  const sim = await startSimChild(4 * N, { dlrDelayMs: DLR_DELAY_MS });
+  const sink = await startSink();
+  const dir = mkdtempSync(join(tmpdir(), 'smsgw-bench-cb-'));
+  let gw: { url: string; stop(): Promise<void> } | undefined;
+  try {
+    gw = await startGateway(dir, sim.port);
+    const startedAt = wallNow();
+    const instance = autocannon({
+      url: `${gw.url}/v1/messages`,
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ to: ['13800138006'], text: `${TEXT} #[<id>]`, ...(withCallbacks ? { callbackUrl: `http://127.0.0.1:${sink.port}/cb` } : {}) }),
+      connections: CONNECTIONS, amount: N, timeout: 60, idReplacement: true,
+    }) as unknown as autocannon.Instance & Promise<autocannon.Result>;
+    const result = await instance;
+    const accepted = result['2xx'];
+    // Done when every message is complete (the simulator has every receipt acknowledged) and, with
+    // callbacks, the sink has one per message; bounded: stops when nothing moves for a minute.
+    const deadline = Date.now() + 900_000;
+    let lastProgress = Date.now();
+    let seen = -1;
+    for (;;) {
+      const { stats } = await sim.ask<{ stats: { dlrsAcked: number } }>('stats');
+      const s = withCallbacks ? await sink.stats() : { count: 0, lastAt: 0, distinct: 0 };
+      const done = stats.dlrsAcked >= accepted && (!withCallbacks || s.count >= accepted);
+      if (done || Date.now() > deadline) break;
+      const progress = stats.dlrsAcked + s.count;
+      if (progress !== seen) {
+        seen = progress;
+        lastProgress = Date.now();
+      } else if (Date.now() - lastProgress > 60_000) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const { last } = await sim.ask<{ last: { dlrAckAt: number } }>('last');
+    const s = await sink.stats();
+    return {
+      accepted,
+      completedPerSecond: (accepted * 1000) / (last.dlrAckAt - startedAt),
+      callbacksPerSecond: withCallbacks && s.count >= accepted ? (accepted * 1000) / (s.lastAt - startedAt) : 0,
+      callbacks: s.count,
+      distinct: s.distinct,
+      lagMs: withCallbacks ? s.lastAt - last.dlrAckAt : 0,
+    };
+  } finally {
+    await gw?.stop();
+    await sink.stop();
+    await sim.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const base: Run[] = [];
+const cb: Run[] = [];
+for (let i = 0; i < REPEATS; i++) {
+  base.push(await run(false));
+  cb.push(await run(true));
+}
+const m = (rs: Run[], f: (r: Run) => number): number => median(rs.map(f));
+const completedBase = m(base, (r) => r.completedPerSecond);
+const completed = m(cb, (r) => r.completedPerSecond);
+const delivered = m(cb, (r) => r.callbacksPerSecond);
+const ratio = m(cb, (r) => (r.completedPerSecond > 0 ? r.callbacksPerSecond / r.completedPerSecond : 0));
+const allArrived = cb.every((r) => r.callbacks === r.accepted && r.distinct === r.accepted && r.accepted === N);
+const rows: Row[] = [
+  { metric: 'messages completed/s (with callbacks)', value: completed, unit: 'msg/s', baseline: completedBase, baselineName: 'no callbackUrl' },
+  { metric: 'completion callbacks delivered/s', value: delivered, unit: 'POST/s', baseline: completed, baselineName: 'completed/s', target: 0.9 },
+  { metric: 'last complete → its callback', value: m(cb, (r) => r.lagMs), unit: 'ms' },
+  { metric: 'callbacks received (all runs)', value: cb.reduce((a, r) => a + r.callbacks, 0), unit: 'POST', baseline: N * REPEATS, baselineName: 'N', target: 1 },
+  { metric: 'distinct message ids called back (all runs)', value: cb.reduce((a, r) => a + r.distinct, 0), unit: 'ids', baseline: N * REPEATS, baselineName: 'N', target: 1 },
+];
+console.log(table(`bench:callbacks — N=${N}, ${REPEATS} round(s), receipts after ${DLR_DELAY_MS} ms, ${CONNECTIONS} HTTP connections (shared machine: quote the ratios)`, rows));
+console.log(writeSummary('callbacks', { n: N, repeats: REPEATS, dlrDelayMs: DLR_DELAY_MS, completedPerSecondBaseline: completedBase, completedPerSecond: completed, callbacksPerSecond: delivered, ratio, target: 0.9, met: ratio >= 0.9 && allArrived, allArrived, runs: { baseline: base, callbacks: cb } }));
+if (!allArrived) process.exitCode = 1;
