@@ -25,7 +25,7 @@ import { quietUntil } from './quiet-hours.js';
 import type { SenderCollision } from './senders.js';
 
 /** Named databases the directory opens (size the environment's maxDbs with it). */
-export const DIRECTORY_NAMED_DBS = 22;
+export const DIRECTORY_NAMED_DBS = 23;
 
 export interface DirectoryDeps {
   readonly env: RootDatabase;

@@ -20,6 +20,7 @@
  *   dir.audit          seq                   → AuditEntry (without seq)
  *   dir.auditTarget    [type, id, seq]       → 1
  *   dir.meta           'version'             → number
+ *   dir.tombstones     unitId                → Tombstone      (a deleted unit's id: never reused)
  *
  * Why members are stored "packed" (channel letter + mobile, e.g.
  * `s8613800138000`) in the membership rows instead of only the person id:
@@ -47,7 +48,7 @@ import { effectiveSender } from './grants.js';
 import { claimedCode, ownedSender, resolveSenderOwnership, type BootstrapSender, type SenderClaim, type SenderOwnership } from './senders.js';
 import { RowLog, type ChangeLog } from '../replication/change-log.js';
 
-export const DIRECTORY_DBS = 18;
+export const DIRECTORY_DBS = 19;
 
 /** Most items one list call returns. */
 export const MAX_LIST = 1000;
@@ -93,6 +94,20 @@ interface StoredBlock {
 type StoredUnit = Omit<Unit, 'id'>;
 type StoredPerson = Omit<Person, 'id'>;
 type StoredAudit = Omit<AuditEntry, 'seq'>;
+
+/**
+ * A deleted unit: its id is never given to a new unit, so the tenant data
+ * still keyed by it (messages, templates, MO inbox and subscription,
+ * meetings, cases, quotas) stays archived — kept, readable by global admins
+ * by this id, invisible to any unit created later.
+ */
+export interface Tombstone {
+  readonly id: string;
+  readonly name: string;
+  readonly parent?: string;
+  readonly deletedAt: number;
+  readonly deletedBy: string;
+}
 
 export interface Page<T> {
   readonly items: T[];
@@ -247,6 +262,7 @@ export class DirectoryStore {
   private readonly memberOf: Database<1, [string, string]>;
   private readonly blocks: Database<StoredBlock, [string, string]>;
   private readonly routing: Database<StoredRoutingTable, string>;
+  private readonly tombstones: Database<Tombstone, string>;
   private readonly audit: Database<StoredAudit, number>;
   private readonly auditTarget: Database<1, [string, string, number]>;
   private readonly meta: Database<number, string>;
@@ -277,12 +293,13 @@ export class DirectoryStore {
     this.memberOf = db('dir.memberOf');
     this.blocks = db('dir.blocks');
     this.routing = db('dir.routing');
+    this.tombstones = db('dir.tombstones');
     this.audit = db('dir.audit');
     this.auditTarget = db('dir.auditTarget');
     this.meta = db('dir.meta');
     const replicated = [
       this.units, this.unitChildren, this.keys, this.keyDigests, this.people, this.peopleMobile, this.peopleEmail, this.peopleUnit,
-      this.roles, this.groups, this.groupParents, this.members, this.memberOf, this.blocks, this.routing,
+      this.roles, this.groups, this.groupParents, this.members, this.memberOf, this.blocks, this.routing, this.tombstones,
     ] as unknown as Array<Database<unknown, Key>>;
     // dir.meta 'version': other hosts bump theirs when they apply these rows, so their caches reload.
     this.rows = opts.changeLog ? new RowLog(opts.changeLog, replicated, ['dir.meta', 'version']) : undefined;
@@ -369,6 +386,18 @@ export class DirectoryStore {
       for (const { key, value } of this.units.getRange({ start, limit })) items.push({ id: key, ...value });
     }
     return page(items, limit, (u) => u.id);
+  }
+
+  /** A deleted unit's tombstone, or undefined. */
+  getTombstone(id: string): Tombstone | undefined {
+    return this.tombstones.get(id);
+  }
+
+  listTombstones(q: { cursor?: string; limit: number }): Page<Tombstone> {
+    const limit = clampLimit(q.limit);
+    const items: Tombstone[] = [];
+    for (const { value } of this.tombstones.getRange({ start: q.cursor === undefined ? '' : `${q.cursor}\u0000`, limit })) items.push(value);
+    return page(items, limit, (x) => x.id);
   }
 
   getKey(id: string): ApiKeyInfo | undefined {
@@ -609,6 +638,8 @@ export class DirectoryStore {
     return this.change(actor, (tx) => {
       checkId(input.id, '/id', ID_RE);
       if (this.units.get(input.id) !== undefined) throw new GatewayError('ALREADY_EXISTS', `unit ${input.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
+      const grave = this.tombstones.get(input.id);
+      if (grave !== undefined) throw new GatewayError('ALREADY_EXISTS', `unit id ${input.id} belonged to a deleted unit (${new Date(grave.deletedAt).toISOString()}); ids are never reused`, { details: [{ field: '/id', message: 'used by a deleted unit' }] });
       if (this.reserved.has(input.id)) throw new GatewayError('ALREADY_EXISTS', `${input.id} is the tenant of a bootstrap API key (auth.apiKeys)`, { details: [{ field: '/id', message: 'reserved by auth.apiKeys' }] });
       if (input.parent !== undefined) {
         this.assertScope(actor, input.parent, false);
@@ -725,6 +756,8 @@ export class DirectoryStore {
       }
       if (before.parent !== undefined) this.unitChildren.removeSync([before.parent, id]);
       this.units.removeSync(id);
+      // The id is buried, not freed: the unit's tenant data stays archived under it.
+      this.tombstones.putSync(id, { id, name: before.name, ...(before.parent !== undefined ? { parent: before.parent } : {}), deletedAt: this.now(), deletedBy: actor.name });
       tx.audit('unit.delete', 'unit', id, before, undefined, deadKeys.length > 0 ? { removedKeys: deadKeys } : undefined);
       tx.bump();
     });

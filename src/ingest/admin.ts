@@ -299,6 +299,13 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     },
   },
   {
+    method: 'get', path: '/v1/admin/deleted-units', summary: 'Deleted units (global admins): their ids are never reused; their tenant data stays archived under the id', query: ['cursor', 'limit'], ok: 200,
+    handle: (ctx) => {
+      rootOnly(ctx, 'read deleted units');
+      return { body: ctx.deps.directory.listTombstones({ limit: limitOf(ctx.query), ...defined({ cursor: opt(ctx.query, 'cursor') }) }) };
+    },
+  },
+  {
     method: 'get', path: '/v1/admin/units/:id', summary: 'A unit with its effective grants (intersection with its parents), sender, signature and quota usage', ok: 200,
     handle: (ctx) => ({ body: unitView(ctx.deps, mustUnit(ctx, p(ctx, 0))) }),
   },

@@ -153,3 +153,17 @@ t.test('a * group grant means the groups of the unit\'s own subtree, at a root t
   ];
   for (const [unit, group, want] of table) t.equal(admits(unit, group), want, `${unit} → ${group}`);
 });
+
+t.test('a deleted unit\'s id is tombstoned: never reused, so its archived data reaches no new unit', async (t) => {
+  const { store } = tempDirectory(t);
+  await store.createUnit(ROOT, { id: 'a', name: 'A' });
+  await store.createUnit(ROOT, { id: 'a1', name: 'A1', parent: 'a', extension: '5' });
+  await store.deleteUnit(ADMIN_A, 'a1');
+  t.equal(store.getUnit('a1'), undefined);
+  t.match(store.getTombstone('a1'), { id: 'a1', name: 'A1', parent: 'a', deletedBy: 'admin-a' });
+  await t.rejects(store.createUnit(ADMIN_A, { id: 'a1', name: 'again' }), { code: 'ALREADY_EXISTS', details: [{ field: '/id', message: 'used by a deleted unit' }] }, 'not by the same admin');
+  await t.rejects(store.createUnit(ROOT, { id: 'a1', name: 'elsewhere' }), { code: 'ALREADY_EXISTS' }, 'nor anywhere else');
+  t.same(store.listTombstones({ limit: 10 }).items.map((x) => x.id), ['a1']);
+  // Its sender code is free again (the code, unlike the id, carries no data).
+  await store.createUnit(ROOT, { id: 'a2', name: 'A2', parent: 'a', extension: '5' });
+});
