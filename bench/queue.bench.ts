@@ -37,7 +37,7 @@ import { startSimChild } from './lib/sim-child.js';
 import { startNatsServer, type NatsServerHandle } from '../test/support/nats-server.js';
 import { deploymentConfig, simulatorAccountConfig, startGatewayProcess, type GatewayProcess } from '../test/support/gateway-process.js';
 import { NatsQueue } from '../src/queue/nats/queue.js';
-import { JobBatcher } from '../src/ingest/job-batcher.js';
+import { JobBatcher } from '../src/send/job-batcher.js';
 import { encodeJob, workSubject, type JobMessage } from '../src/core/job.js';
 import { createMetrics } from '../src/telemetry/metrics.js';
 import { loadConfig } from '../src/config/load.js';

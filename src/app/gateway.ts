@@ -44,10 +44,22 @@ import { MonitorDoor } from '../ingest/monitor.js';
 import { PdaChannel, attachPdaAdminRoutes, attachPdaRoutes } from '../pda/index.js';
 import type { StatusEventPublisher } from '../queue/nats/status-events.js';
 import type { ReceiptReplication } from '../queue/nats/receipt-replication.js';
-import { OfficeBase, type Office } from '../office/index.js';
+import { Office, OfficeStores } from '../office/index.js';
+import { createSendService } from '../send/index.js';
+import type { Principal } from '../core/send.js';
+import { principalOfKey } from '../ingest/auth.js';
+import { unitPrincipal } from '../directory/policy.js';
 import { startMailAlerts, type MailAlerts } from '../office/mail/index.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
+
+/** The principal a service sends as: a bootstrap key's tenant, else a directory unit; undefined for neither. */
+function tenantPrincipal(config: ResolvedConfig, directory: DirectoryStore, tenant: string): Principal | undefined {
+  const key = config.auth.apiKeys.find((k) => k.tenant === tenant);
+  if (key) return principalOfKey(key, config.sender.defaultSource);
+  const chain = directory.unitChain(tenant);
+  return chain === undefined ? undefined : unitPrincipal(chain, directory);
+}
 
 export interface GatewayOptions {
   logger: Logger;
@@ -242,19 +254,6 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     });
   }
 
-  const officeBase = new OfficeBase({ env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), ...(changeLog ? { changeLog } : {}) });
-  // Every role has an Intake: the HTTP API (ingest) and the office services' own sends (case-query
-  // answers to MO in a dispatch process) go through the same checks and the same durability.
-  let dispatchWake: (() => void) | undefined;
-  const intake = new Intake({
-    config, store, queue, metrics, logger, rules: directory.policy, held: directory.held,
-    scheduled: officeBase.scheduleSink, templates: officeBase.templateRenderer,
-    onAccepted: () => dispatchWake?.(),
-    // NATS: small messages linger to share one publish; embedded: one event turn (LMDB group-commits anyway).
-    lingerMs: config.queue.kind === 'nats' ? config.queue.nats.flushMs : 0,
-  });
-  const office = officeBase.withIntake(intake);
-
   const runDispatch = role === 'all' || role === 'dispatch';
   const runIngest = role === 'all' || role === 'ingest';
 
@@ -297,9 +296,6 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       pool.onReceipt(async (r) => {
         await store.applyReceipt(r);
       });
-      // Stored, re-assembled and routed (src/office/mo-inbox.ts) before the deliver_sm_resp.
-      pool.onMobileOriginated((mo) => office.receive(mo));
-      pool.start();
       pools.push(pool);
     }
     const routeLog = logger.child({ part: 'route' });
@@ -342,11 +338,31 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       ...(replication ? { replica: replicaGate(store, replication, replicationConfig.catchUpMs) } : {}),
       ...(pda && pdaHandoff ? { pdaLocal: pda } : {}),
     });
-    dispatcher.start();
-    const d = dispatcher;
-    // Same process: poke the dispatcher so new work does not wait for its idle poll.
-    dispatchWake = () => d.wake();
   }
+
+  // The send service: every send path (the HTTP door, meetings, workflow events, case-query answers,
+  // mail alerts) in every role goes through its one admission and the same durability.
+  const officeStores = new OfficeStores({ env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), ...(changeLog ? { changeLog } : {}) });
+  const wake = dispatcher;
+  const sends = createSendService({
+    config, store, queue, metrics, logger,
+    principalOf: (tenant) => tenantPrincipal(config, directory.store, tenant),
+    directory: { rules: directory.policy, held: directory.held },
+    templates: officeStores.templateRenderer,
+    schedule: officeStores.scheduleSink,
+    // NATS: small messages linger to share one publish; embedded: one event turn (LMDB group-commits anyway).
+    lingerMs: config.queue.kind === 'nats' ? config.queue.nats.flushMs : 0,
+    // Same process: poke the dispatcher so new work does not wait for its idle poll.
+    ...(wake ? { onAccepted: () => wake.wake() } : {}),
+  });
+  const intake = new Intake({ config, sends });
+  const office = new Office({ env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), stores: officeStores, sends });
+  for (const pool of pools) {
+    // Stored, re-assembled and routed (src/office/mo-inbox.ts) before the deliver_sm_resp.
+    pool.onMobileOriginated((mo) => office.receive(mo));
+    pool.start();
+  }
+  dispatcher?.start();
   office.start();
 
   let frontDoor: FrontDoor | undefined;
@@ -381,7 +397,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   // New-mail alerts: an SMTP listener in processes that take work in (ingest roles).
   let mail: MailAlerts | undefined;
   if (runIngest && config.office.mail.enabled) {
-    mail = await startMailAlerts({ config, env, directory: directory.store, sender: office.sender, metrics, logger: logger.child({ part: 'mail' }) });
+    mail = await startMailAlerts({ config, env, directory: directory.store, sends, metrics, logger: logger.child({ part: 'mail' }) });
     logger.info({ port: mail.port }, 'SMTP listener for new-mail alerts');
   }
 

@@ -47,3 +47,56 @@ export interface SendShape {
   readonly classification?: string;
   readonly channel: Channel;
 }
+
+/** Who receives a send: numbers (normalised, with where they came from) or a directory group. */
+export type Recipients =
+  | {
+    readonly kind: 'numbers';
+    /** Normalised (digits with country code); repeats are sent once. */
+    readonly numbers: readonly string[];
+    readonly origin: RecipientOrigin;
+  }
+  | { readonly kind: 'group'; readonly group: string };
+
+/** What is sent: a text, or one of the tenant's named templates with its parameters. */
+export type Content =
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'template'; readonly name: string; readonly params: Readonly<Record<string, unknown>> };
+
+/**
+ * One send, as every sender states it (the HTTP door, templates, meetings,
+ * workflow events, auto-replies, mail alerts): typed values, never an HTTP
+ * body. Admission (src/send) checks it; nothing here is trusted beyond its
+ * types.
+ */
+export interface SendCommand {
+  readonly recipients: Recipients;
+  /** Tier name. */
+  readonly tier: string;
+  readonly channel: Channel;
+  readonly classification?: string;
+  readonly content: Content;
+  /** Epoch ms: held durably and sent then (cancellable until sent); now or past: sent at once. */
+  readonly scheduleAt?: number;
+  /** How long the carrier may keep trying; the tier's default when absent. */
+  readonly validityMs?: number;
+  /** Derives the message id; a repeat returns the first answer and sends nothing. At most 200 characters. */
+  readonly idempotencyKey?: string;
+  readonly reference?: string;
+  readonly callbackUrl?: string;
+}
+
+/** What an accepted send answers (the 202 body). */
+export interface SendAccepted {
+  readonly id: string;
+  /** Distinct recipients (a group: its members now). */
+  readonly recipients: number;
+  /** SMS parts per recipient. */
+  readonly segments: number;
+  readonly totalSegments: number;
+  readonly encoding: 'gsm7' | 'ucs2';
+  readonly tier: string;
+  readonly status: 'accepted' | 'held' | 'scheduled';
+  /** RFC 3339; present when status is scheduled. */
+  readonly scheduledAt?: string;
+}

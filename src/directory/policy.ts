@@ -149,13 +149,17 @@ export class SendPolicy {
     };
   }
 
-  /** The text as it will be sent (signature in front), or CONTENT_REJECTED; `held` names the word when it must be reviewed. */
-  render(admission: Admission, text: string, prefix: string): { text: string; held?: string } {
+  /** The text as it will be sent: the unit's signature in front (signText). */
+  sign(admission: Admission, text: string): string {
+    return signText(text, admission.signature);
+  }
+
+  /** The sensitive word that holds the text for review, or undefined; CONTENT_REJECTED when matches are refused. */
+  screen(text: string, prefix: string): string | undefined {
     const match = this.deps.filter.firstMatch(text);
-    const signed = signText(text, admission.signature);
-    if (match === undefined) return { text: signed };
+    if (match === undefined) return undefined;
     this.refused('content');
-    if (this.deps.onMatch === 'hold') return { text: signed, held: match.word };
+    if (this.deps.onMatch === 'hold') return match.word;
     throw new GatewayError('CONTENT_REJECTED', 'the text contains a word on the sensitive-word list', {
       details: [{ field: `${prefix}/text`, message: `contains "${match.word}" at character ${match.start}` }],
     });

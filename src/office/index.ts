@@ -1,8 +1,9 @@
 /**
  * The mobile-office services, assembled for the gateway (src/app/gateway.ts):
- * scheduled sending and templates (used by Intake), then — once the Intake
- * exists — meetings, workflow progress, the MO inbox with its handlers, and
- * their HTTP routes. All state lives in the gateway's LMDB environment.
+ * scheduled sending and templates (OfficeStores, which the send service also
+ * uses), then meetings, workflow progress, the MO inbox with its handlers,
+ * and their HTTP routes, all sending through the send service (src/send).
+ * All state lives in the gateway's LMDB environment.
  */
 import type { RootDatabase } from 'lmdb';
 import type { TemplatedApp } from 'uWebSockets.js';
@@ -13,7 +14,7 @@ import type { WebhookPoster } from '../receipts/status-callbacks.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { ChangeLog } from '../replication/change-log.js';
 import type { Directory } from '../directory/directory.js';
-import type { Intake, ScheduleSink, TemplateRenderer } from '../ingest/intake.js';
+import type { ScheduleSink, Sends, TemplateRenderer } from '../send/index.js';
 import type { DoorContext, ScheduledMessages } from '../ingest/server.js';
 import type { WorkQueue } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -22,7 +23,6 @@ import { MoInbox } from './mo-inbox.js';
 import { OptOutByText } from './opt-out.js';
 import { LiveMoSubscribers, attachOfficeRoutes } from './routes.js';
 import { Schedule, type ScheduleReceipts } from './schedule.js';
-import { IntakeOfficeSender, type OfficeSender } from './sender.js';
 import { TemplateStore } from './templates.js';
 import { Workflow } from './workflow.js';
 
@@ -43,14 +43,14 @@ export interface OfficeDeps {
   readonly changeLog?: ChangeLog;
 }
 
-/** Stage 1: what Intake needs (scheduled sending, templates). */
-export class OfficeBase {
+/** Scheduled sending and templates: opened first, because the send service uses them too. */
+export class OfficeStores {
   readonly schedule: Schedule;
   readonly templates: TemplateStore;
   readonly scheduleSink: ScheduleSink;
   readonly templateRenderer: TemplateRenderer;
 
-  constructor(readonly deps: OfficeDeps) {
+  constructor(deps: OfficeDeps) {
     const { env, config, metrics, logger } = deps;
     this.schedule = new Schedule({ env, queue: deps.queue, receipts: deps.receipts, metrics, logger: logger.child({ part: 'schedule' }), pollMs: config.office.schedule.pollMs });
     this.templates = new TemplateStore({
@@ -69,31 +69,27 @@ export class OfficeBase {
     const templates = this.templates;
     this.templateRenderer = { render: (tenant, name, params, prefix) => templates.render(tenant, name, params, prefix) };
   }
-
-  /** Stage 2: the services that send through the Intake. */
-  withIntake(intake: Intake): Office {
-    return new Office(this, intake);
-  }
 }
 
+/** The mobile-office services, each sending through the send service. */
 export class Office {
-  readonly sender: OfficeSender;
   readonly meetings: Meetings;
   readonly workflow: Workflow;
   readonly inbox: MoInbox;
   readonly live = new LiveMoSubscribers();
   readonly scheduled: ScheduledMessages;
+  private readonly stores: OfficeStores;
 
-  constructor(private readonly base: OfficeBase, intake: Intake) {
-    const { env, config, directory, metrics, logger } = base.deps;
-    this.sender = new IntakeOfficeSender({ config, intake, directory: directory.store });
+  constructor(private readonly deps: OfficeDeps & { readonly stores: OfficeStores; readonly sends: Sends }) {
+    const { env, config, directory, metrics, logger, stores, sends } = deps;
+    this.stores = stores;
     this.meetings = new Meetings({
-      env, config, directory: directory.store, expander: directory.expander, rules: directory.policy, sender: this.sender,
-      schedule: base.schedule, metrics, logger: logger.child({ part: 'meetings' }),
+      env, config, directory: directory.store, expander: directory.expander, rules: directory.policy, sends,
+      schedule: stores.schedule, metrics, logger: logger.child({ part: 'meetings' }),
     });
-    const receipts = base.deps.receipts;
+    const receipts = deps.receipts;
     this.workflow = new Workflow({
-      env, config, sender: this.sender, schedule: base.schedule, templates: base.templates, metrics, logger: logger.child({ part: 'workflow' }),
+      env, config, sends, schedule: stores.schedule, templates: stores.templates, metrics, logger: logger.child({ part: 'workflow' }),
       left: (id) => {
         const s = receipts.summary(id);
         return s.accepted === 0 && s.queued === 0;
@@ -103,23 +99,23 @@ export class Office {
     this.inbox = new MoInbox({
       env,
       senders: () => this.senders(),
-      handlers: [new OptOutByText({ directory: directory.store, keyword: mo.optOutKeyword, reply: { text: mo.optOutReplyText, tier: mo.optOutReplyTier, sender: this.sender } }), this.workflow, this.meetings],
+      handlers: [new OptOutByText({ directory: directory.store, keyword: mo.optOutKeyword, reply: { text: mo.optOutReplyText, tier: mo.optOutReplyTier, sends } }), this.workflow, this.meetings],
       live: this.live,
       partTimeoutMs: mo.partTimeoutMs,
       maxOpenParts: mo.maxOpenParts,
       callbackAttempts: mo.callbackAttempts,
       callbackTimeoutMs: mo.callbackTimeoutMs,
       maxPendingForwards: mo.maxPendingForwards,
-      webhooks: base.deps.webhooks,
+      webhooks: deps.webhooks,
       metrics,
       logger: logger.child({ part: 'mo' }),
     });
-    const schedule = base.schedule;
+    const schedule = stores.schedule;
     this.scheduled = { dueAt: (id) => schedule.dueAt(id), cancel: (id, tenant) => schedule.cancel(id, tenant) };
   }
 
   start(): void {
-    this.base.schedule.start();
+    this.stores.schedule.start();
     this.inbox.start();
   }
 
@@ -129,21 +125,21 @@ export class Office {
   }
 
   attachRoutes(app: TemplatedApp, door: DoorContext): void {
-    const { config, directory, logger } = this.base.deps;
+    const { config, directory, logger } = this.deps;
     attachOfficeRoutes(app, door, {
-      config, templates: this.base.templates, meetings: this.meetings, workflow: this.workflow, inbox: this.inbox,
+      config, templates: this.stores.templates, meetings: this.meetings, workflow: this.workflow, inbox: this.inbox,
       directory: directory.store, live: this.live, logger: logger.child({ part: 'office-api' }),
     });
   }
 
   async close(): Promise<void> {
     this.live.stop();
-    await this.base.schedule.close();
+    await this.stores.schedule.close();
     await this.inbox.close();
   }
 
   /** sender code → tenant: the directory's one resolver (bootstrap keys, unit claims, collisions resolved). */
   private senders(): ReadonlyMap<string, string> {
-    return this.base.deps.directory.store.senderOwnership().owners;
+    return this.deps.directory.store.senderOwnership().owners;
   }
 }

@@ -3,7 +3,10 @@
  *
  *   POST /v1/meetings → invitees resolved (people, groups, numbers; grants
  *   checked) → meeting + invitee rows (one transaction) → notice SMS through
- *   the OfficeSender (idempotent keys `meeting.<id>.notice.<k>`) → 201.
+ *   the send service (idempotent keys `meeting.<id>.notice.<k>`) → 201.
+ *   Invitees the caller named by number are sent as `caller` numbers (grant
+ *   `direct`, checked again on every send); people and group members as
+ *   `directory` numbers.
  *
  *   office.meetings       id → Meeting
  *   office.invitees       [meetingId, mobile] → Invitee
@@ -34,11 +37,11 @@ import type { ResolvedConfig } from '../config/load.js';
 import type { DirectoryStore } from '../directory/store.js';
 import type { GroupExpander } from '../directory/expansion.js';
 import type { Principal, SendShape } from '../core/send.js';
-import { idempotentMessageId, newMessageId } from '../ingest/ids.js';
+import { idempotentMessageId, newMessageId } from '../send/ids.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { MoContext, MoHandler, MoRouted } from './mo-inbox.js';
 import type { Schedule } from './schedule.js';
-import type { OfficeSender } from './sender.js';
+import { sendOrThrow, type Sends } from '../send/service.js';
 
 export interface Meeting {
   readonly id: string;
@@ -75,6 +78,8 @@ export interface Invitee {
   readonly replies?: number;
   /** A group member outside the inviting unit's subtree: shown masked, without name or id (the unit may not read that person). */
   readonly hidden?: true;
+  /** Invited only by number (`attendees.numbers`), not as a person or group member: each send needs `direct`. */
+  readonly byNumber?: true;
 }
 
 export interface MeetingInput {
@@ -110,7 +115,7 @@ export interface MeetingsDeps {
   readonly directory: DirectoryStore;
   readonly expander: GroupExpander;
   readonly rules: MeetingRules;
-  readonly sender: OfficeSender;
+  readonly sends: Sends;
   readonly schedule: Schedule;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -371,7 +376,15 @@ export class Meetings implements MoHandler {
     const max = this.deps.config.office.meetings.maxAttendees;
     const byMobile = new Map<string, Invitee>();
     const add = (inv: Invitee): void => {
-      if (byMobile.has(inv.mobile)) return;
+      const had = byMobile.get(inv.mobile);
+      if (had !== undefined) {
+        // Also a person or group member: the directory vouches for the number.
+        if (had.byNumber && !inv.byNumber) {
+          const { byNumber: _caller, ...rest } = had;
+          byMobile.set(inv.mobile, { ...rest, ...inv });
+        }
+        return;
+      }
       if (byMobile.size >= max) throw new GatewayError('TOO_MANY_RECIPIENTS', `a meeting may invite at most ${max} people`, { details: [{ field: '/attendees', message: `more than ${max} after expanding groups (office.meetings.maxAttendees)` }] });
       byMobile.set(inv.mobile, inv);
     };
@@ -396,7 +409,7 @@ export class Meetings implements MoHandler {
       else {
         // The caller gave the number: it learns nothing more about it than it may read (no directory oracle).
         const p = this.deps.directory.personByMobile(n.number);
-        add(p && readable(p.unit) ? { mobile: n.number, personId: p.id, name: p.name } : { mobile: n.number });
+        add(p && readable(p.unit) ? { mobile: n.number, personId: p.id, name: p.name, byNumber: true } : { mobile: n.number, byNumber: true });
       }
     });
     if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems.slice(0, 20) });
@@ -441,25 +454,28 @@ export class Meetings implements MoHandler {
   private async sendToInvitees(m: Meeting, template: CompiledTemplate, purpose: string, want: (inv: Invitee) => boolean, scheduleAt?: number): Promise<string[]> {
     const text = renderText(template, { title: m.title, time: m.time, place: m.place, note: m.note ?? '', code: m.id.slice(-6) }, this.deps.config.directory.utcOffsetMinutes);
     const per = this.deps.config.server.maxRecipientsPerRequest;
-    const chunks: string[][] = [[]];
+    // Chunks of one origin each: numbers the caller named need `direct` on every send.
+    const chunks: { to: string[]; origin: 'directory' | 'caller' }[] = [];
+    const open: Record<'directory' | 'caller', { to: string[]; origin: 'directory' | 'caller' } | undefined> = { directory: undefined, caller: undefined };
     for (const { key, value } of this.invitees.getRange({ start: [m.id, ''], end: [m.id, '\uffff'] })) {
       if (!want(value)) continue;
-      let last = chunks[chunks.length - 1] as string[];
-      if (last.length >= per) chunks.push((last = []));
-      last.push(key[1]);
+      const origin = value.byNumber ? 'caller' : 'directory';
+      let last = open[origin];
+      if (last === undefined || last.to.length >= per) chunks.push((last = open[origin] = { to: [], origin }));
+      last.to.push(key[1]);
     }
-    if ((chunks[0] as string[]).length === 0) return [];
-    const results = await this.deps.sender.sendMany(m.tenant, chunks.map((to, k) => ({
-      to, text, tier: m.tier, origin: 'directory', reference: `meeting:${m.id}`,
-      idempotencyKey: `meeting.${m.id}.${purpose}.${k}`,
-      ...(scheduleAt !== undefined && scheduleAt > this.now() ? { scheduleAt } : {}),
+    if (chunks.length === 0) return [];
+    const results = await this.deps.sends.sendAs(m.tenant, chunks.map((c, k) => ({
+      prefix: `/office/${k}`,
+      command: {
+        recipients: { kind: 'numbers', numbers: c.to, origin: c.origin },
+        content: { kind: 'text', text },
+        tier: m.tier, channel: 'auto', reference: `meeting:${m.id}`,
+        idempotencyKey: `meeting.${m.id}.${purpose}.${k}`,
+        ...(scheduleAt !== undefined && scheduleAt > this.now() ? { scheduleAt } : {}),
+      },
     })));
-    const ids: string[] = [];
-    for (const r of results) {
-      if (!r.ok) throw r.error;
-      ids.push(r.sent.id);
-    }
-    return ids;
+    return results.map((r) => sendOrThrow(r).id);
   }
 }
 

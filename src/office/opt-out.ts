@@ -19,13 +19,13 @@ import { parseKeyword } from '../core/mo.js';
 import { normalizeNumber } from '../core/phone.js';
 import type { DirectoryStore } from '../directory/store.js';
 import type { MoContext, MoHandler, MoRouted } from './mo-inbox.js';
-import type { OfficeSender } from './sender.js';
+import { sendOrThrow, type Sends } from '../send/service.js';
 import { isGatewayError } from '../core/errors.js';
 
 export class OptOutByText implements MoHandler {
   readonly name = 'opt-out';
 
-  constructor(private readonly deps: { directory: DirectoryStore; keyword: string; reply?: { text: string; tier: string; sender: OfficeSender } }) {}
+  constructor(private readonly deps: { directory: DirectoryStore; keyword: string; reply?: { text: string; tier: string; sends: Sends } }) {}
 
   async handle(mo: MoContext): Promise<MoRouted | undefined> {
     const kw = parseKeyword(mo.text, [this.deps.keyword]);
@@ -40,7 +40,14 @@ export class OptOutByText implements MoHandler {
     if (reply === undefined || reply.text === '') return { route: this.name, state: 'handled', ref: scope, detail: blocked };
     try {
       // One confirmation per MO: a redelivered MO finds the idempotency key and sends nothing again.
-      const sent = await reply.sender.send({ tenant: mo.tenant, to: [n.number], text: reply.text, tier: reply.tier, origin: 'reply', idempotencyKey: `td.${mo.id}`, reference: 'opt-out-confirmation' });
+      // A `reply`: to the one number that just wrote in, from the receiving code (no `direct` needed).
+      const sent = sendOrThrow((await reply.sends.sendAs(mo.tenant ?? '', [{
+        command: {
+          recipients: { kind: 'numbers', numbers: [n.number], origin: 'reply' },
+          content: { kind: 'text', text: reply.text }, tier: reply.tier, channel: 'auto',
+          idempotencyKey: `td.${mo.id}`, reference: 'opt-out-confirmation',
+        },
+      }]))[0]);
       return { route: this.name, state: 'handled', ref: scope, detail: `${blocked}; confirmation ${sent.id}` };
     } catch (e) {
       if (!isGatewayError(e)) throw e;

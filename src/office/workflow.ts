@@ -37,7 +37,7 @@ import type { ResolvedConfig } from '../config/load.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { MoContext, MoHandler, MoRouted } from './mo-inbox.js';
 import type { Schedule } from './schedule.js';
-import type { OfficeSender } from './sender.js';
+import { sendOrThrow, type Sends } from '../send/service.js';
 import type { TemplateStore } from './templates.js';
 
 export interface WorkflowEvent {
@@ -93,7 +93,7 @@ export type EventStatus = 'applied' | 'buffered' | 'duplicate' | 'stale';
 export interface WorkflowDeps {
   readonly env: RootDatabase;
   readonly config: ResolvedConfig;
-  readonly sender: OfficeSender;
+  readonly sends: Sends;
   readonly schedule: Schedule;
   readonly templates: TemplateStore;
   /**
@@ -154,7 +154,7 @@ export class Workflow implements MoHandler {
   async accept(tenant: string, event: WorkflowEvent): Promise<{ status: EventStatus; case: CaseRecord }> {
     // The applicant's numbers come from the caller: refused at once without the `workflow` grant
     // (each send is admitted again with origin `workflow` when it is applied, maybe much later).
-    this.deps.sender.authorize(tenant, { tier: this.deps.config.office.workflow.tier, channel: 'sms', origin: 'workflow' }, '');
+    this.deps.sends.authorize(tenant, { tier: this.deps.config.office.workflow.tier, channel: 'auto', origin: 'workflow' }, '');
     const key: CaseKey = [tenant, event.system, event.caseId];
     if (this.locks.size >= MAX_LOCKS && !this.locks.has(key.join('\u0000'))) throw new GatewayError('OVERLOADED', 'too many cases being updated at once');
     const r = await this.withLock(key, () => this.acceptLocked(key, event));
@@ -234,11 +234,15 @@ export class Workflow implements MoHandler {
     if (text !== undefined && contacts.length > 0) {
       await this.previousLeft(c);
       try {
-        const sent = await this.deps.sender.send({
-          tenant: c.tenant, to: contacts, text, tier: this.deps.config.office.workflow.tier, origin: 'workflow',
-          idempotencyKey: `wf.${c.system}.${c.caseId}.${order}`.slice(0, 200),
-          reference: `case:${c.system}/${c.caseId}`,
-        });
+        // The applicant's numbers came with the event (the caller's): admitted with origin `workflow`.
+        const sent = sendOrThrow((await this.deps.sends.sendAs(c.tenant, [{
+          command: {
+            recipients: { kind: 'numbers', numbers: contacts, origin: 'workflow' },
+            content: { kind: 'text', text }, tier: this.deps.config.office.workflow.tier, channel: 'auto',
+            idempotencyKey: `wf.${c.system}.${c.caseId}.${order}`.slice(0, 200),
+            reference: `case:${c.system}/${c.caseId}`,
+          },
+        }]))[0]);
         outcome = 'sent';
         messageId = sent.id;
       } catch (e) {
@@ -342,10 +346,14 @@ export class Workflow implements MoHandler {
     const text = best
       ? renderText(this.queryReply, { caseId, system: best.system, stage: best.stage ?? '', stageName: best.stageName ?? best.stage ?? '', updatedAt: best.updatedAt }, offset)
       : renderText(this.queryUnknown, { caseId }, offset);
-    const sent = await this.deps.sender.send({
-      tenant: best?.tenant ?? mo.tenant, to: [from], text, tier: this.deps.config.office.workflow.tier, origin: 'reply',
-      idempotencyKey: `cx.${mo.id}`, reference: 'case-query',
-    });
+    // An answer to the number that just wrote in, from the receiving code: a `reply`, to that number only.
+    const sent = sendOrThrow((await this.deps.sends.sendAs(best?.tenant ?? mo.tenant, [{
+      command: {
+        recipients: { kind: 'numbers', numbers: [from], origin: 'reply' },
+        content: { kind: 'text', text }, tier: this.deps.config.office.workflow.tier, channel: 'auto',
+        idempotencyKey: `cx.${mo.id}`, reference: 'case-query',
+      },
+    }]))[0]);
     return { route: this.name, state: 'handled', ...(best ? { ref: `${best.system}/${caseId}` } : {}), detail: best ? `answered ${best.stage ?? ''} (${sent.id})` : `no case ${caseId} for this number (${sent.id})` };
   }
 }

@@ -20,7 +20,16 @@ import { loadConfig } from '../../src/config/load.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { startMailAlerts } from '../../src/office/mail/index.js';
 import { GatewayError } from '../../src/core/errors.js';
-import type { OfficeMessage, OfficeSender } from '../../src/office/sender.js';
+import type { SendItem, SendResult, Sends } from '../../src/send/index.js';
+
+/** What the fake send service saw of one send: its numbers (and where they came from), text, tier and key. */
+interface SeenSend { to: readonly string[]; origin: string; text: string; tier: string; idempotencyKey?: string; reference?: string }
+function seen(item: SendItem): SeenSend {
+  const c = item.command;
+  if (c.recipients.kind !== 'numbers' || c.content.kind !== 'text') throw new Error('mail alerts send texts to numbers');
+  return { to: c.recipients.numbers, origin: c.recipients.origin, text: c.content.text, tier: c.tier, ...(c.idempotencyKey !== undefined ? { idempotencyKey: c.idempotencyKey } : {}), ...(c.reference !== undefined ? { reference: c.reference } : {}) };
+}
+const accepted = (id: string): SendResult => ({ ok: true, replayed: false, body: { id, recipients: 1, segments: 1, totalSegments: 1, encoding: 'ucs2', tier: 'routine', status: 'accepted' } });
 import { selfSignedCertificate } from '../support/tls.js';
 
 const DOMAIN = 'office.gov.cn';
@@ -226,19 +235,16 @@ t.test('quiet hours (injected clock): mail inside them is folded into one digest
   const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ digestSeconds: 600, quietHours: { start: '22:00', end: '07:00' } }) } as never });
   // 2026-03-02 23:00 local (UTC+8) = 15:00 UTC.
   let clock = Date.parse('2026-03-02T15:00:00Z');
-  const sent: Omit<OfficeMessage, 'tenant'>[] = [];
-  const sender: OfficeSender = {
+  const sent: SeenSend[] = [];
+  const sends: Sends = {
     principalOf: () => ({ tenant: 'dev', tiers: null, sender: '10690001' }),
     authorize: () => undefined,
-    async send() {
-      throw new Error('not used');
-    },
-    async sendMany(_tenant, messages) {
-      sent.push(...messages);
-      return messages.map((_m, i) => ({ ok: true as const, sent: { id: `x${sent.length}-${i}`, recipients: 1, segments: 1, replayed: false } }));
+    async sendAs(_tenant, items) {
+      sent.push(...items.map(seen));
+      return items.map((_m, i) => accepted(`x${sent.length}-${i}`));
     },
   };
-  const mail = await startMailAlerts({ config, env, directory: store, sender, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), now: () => clock, pollMs: 20 });
+  const mail = await startMailAlerts({ config, env, directory: store, sends, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), now: () => clock, pollMs: 20 });
   t.teardown(() => mail.stop());
   for (let i = 1; i <= 3; i++) {
     clock += 60_000;
@@ -274,24 +280,21 @@ t.test('refusals by the intake (fake sender): for now → retried from a durable
   }
   const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ digestSeconds: 600 }) } as never });
   let clock = Date.parse('2026-03-02T03:00:00Z');
-  const sent: Omit<OfficeMessage, 'tenant'>[] = [];
+  const sent: SeenSend[] = [];
   let refuseNext: 'OVERLOADED' | 'FORBIDDEN' | undefined;
-  const sender: OfficeSender = {
+  const sends: Sends = {
     principalOf: () => ({ tenant: 'dev', tiers: null, sender: '10690001' }),
     authorize: () => undefined,
-    async send() {
-      throw new Error('not used');
-    },
-    async sendMany(_tenant, messages) {
+    async sendAs(_tenant, items) {
       const refuse = refuseNext;
       refuseNext = undefined;
-      if (refuse !== undefined) return messages.map(() => ({ ok: false as const, error: new GatewayError(refuse) }));
-      sent.push(...messages);
-      return messages.map((_m, i) => ({ ok: true as const, sent: { id: `x${sent.length}-${i}`, recipients: 1, segments: 1, replayed: false } }));
+      if (refuse !== undefined) return items.map(() => ({ ok: false as const, error: new GatewayError(refuse) }));
+      sent.push(...items.map(seen));
+      return items.map((_m, i) => accepted(`x${sent.length}-${i}`));
     },
   };
   const metrics = createMetrics({ defaultMetrics: false });
-  const mail = await startMailAlerts({ config, env, directory: store, sender, metrics, logger: pino({ level: 'silent' }), now: () => clock, pollMs: 20, maxPendingDigests: 1 });
+  const mail = await startMailAlerts({ config, env, directory: store, sends, metrics, logger: pino({ level: 'silent' }), now: () => clock, pollMs: 20, maxPendingDigests: 1 });
   t.teardown(() => mail.stop());
   const value = async (name: string, labels: Record<string, string>): Promise<number> =>
     ((await metrics.registry.getSingleMetric(name)?.get())?.values ?? []).filter((v) => Object.entries(labels).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x)).reduce((a, v) => a + v.value, 0);

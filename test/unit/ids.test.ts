@@ -1,5 +1,5 @@
 import t from 'tap';
-import { newMessageId, idempotentMessageId } from '../../src/ingest/ids.js';
+import { newMessageId, idempotentMessageId } from '../../src/send/ids.js';
 
 t.test('message ids: 26 Crockford base32 characters, time-ordered, unique', async (t) => {
   const seen = new Set<string>();

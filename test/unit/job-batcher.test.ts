@@ -1,5 +1,5 @@
 import t from 'tap';
-import { JobBatcher } from '../../src/ingest/job-batcher.js';
+import { JobBatcher } from '../../src/send/job-batcher.js';
 import { decodeJob, type JobMessage } from '../../src/core/job.js';
 import type { QueueMessage, WorkQueue } from '../../src/queue/port.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';

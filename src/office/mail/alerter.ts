@@ -7,7 +7,7 @@
  *   for each opted-in person, synchronously: already seen (LMDB or in flight)? → skip;
  *     decide (alert now | fold into the digest); write the new state (overlay + LMDB);
  *     a folded mail is marked seen in the same write
- *   the alerts of the mail: ONE OfficeSender.sendMany (resolves when durable; each with
+ *   the alerts of the mail: ONE send-service sendAs (resolves when durable; each with
  *     idempotency key mail:a:<person>:<mail key>, so a retry after a crash sends nothing twice)
  *   sent → marked seen;  refused for now (overloaded, quota) → folded into the digest, due in 1 s
  *   then wait until every write of the mail is flushed → the SMTP answer (250)
@@ -27,7 +27,7 @@ import { renderText, type CompiledTemplate } from '../../core/template.js';
 import { quietUntil, type QuietHours } from '../../directory/quiet-hours.js';
 import type { DirectoryStore } from '../../directory/store.js';
 import type { Person } from '../../directory/types.js';
-import type { OfficeMessage, OfficeSender } from '../sender.js';
+import type { SendItem, Sends } from '../../send/service.js';
 import type { MailAlertStore } from './store.js';
 import type { MailMetrics } from './metrics.js';
 
@@ -60,7 +60,7 @@ export interface AlerterOptions {
 export interface AlerterDeps {
   readonly store: MailAlertStore;
   readonly directory: DirectoryStore;
-  readonly sender: OfficeSender;
+  readonly sends: Sends;
   readonly metrics: MailMetrics;
   readonly logger: Logger;
   readonly now: () => number;
@@ -132,7 +132,7 @@ export class NewMailAlerter {
     const quietEnd = quietUntil(this.o.quietHours, now, this.o.utcOffsetMinutes);
     const writes: Promise<unknown>[] = [];
     const claimed: string[] = [];
-    const alerts: { person: Person; message: Omit<OfficeMessage, 'tenant'> }[] = [];
+    const alerts: { person: Person; message: SendItem }[] = [];
     let folded = 0;
     let duplicates = 0;
     let deferred = 0;
@@ -225,7 +225,7 @@ export class NewMailAlerter {
       if (ids.length === 0) return;
       const quietEnd = quietUntil(this.o.quietHours, now, this.o.utcOffsetMinutes);
       const marks: Promise<unknown>[] = [];
-      const sends: { id: string; send: DigestSend; message: Omit<OfficeMessage, 'tenant'>; kind: 'alert' | 'digest' }[] = [];
+      const sends: { id: string; send: DigestSend; message: SendItem; kind: 'alert' | 'digest' }[] = [];
       for (const id of ids) {
         const state = store.state(id);
         const p = state?.pending;
@@ -242,7 +242,7 @@ export class NewMailAlerter {
         if (step.next !== state) marks.push(store.write(id, step.next));
         if (step.kind === 'postpone') continue;
         const { send } = step;
-        sends.push({ id, send, kind: send.count === 1 ? 'alert' : 'digest', message: { to: [person.mobile], text: send.text, tier: this.o.tier, idempotencyKey: send.key, origin: 'directory', reference: 'mail-digest' } });
+        sends.push({ id, send, kind: send.count === 1 ? 'alert' : 'digest', message: this.item(person, send.key, send.text, 'mail-digest') });
       }
       // The marks are committed before the send: after a crash the same text goes under the same key.
       await Promise.all(marks);
@@ -281,9 +281,9 @@ export class NewMailAlerter {
     }
   }
 
-  private async sendMany(messages: readonly Omit<OfficeMessage, 'tenant'>[]): Promise<SendResult[]> {
+  private async sendMany(messages: readonly SendItem[]): Promise<SendResult[]> {
     try {
-      const results = await this.d.sender.sendMany(this.o.tenant, messages);
+      const results = await this.d.sends.sendAs(this.o.tenant, messages);
       return results.map((r) => (r.ok ? { ok: true as const } : { ok: false as const, error: r.error }));
     } catch (e) {
       const error = e instanceof GatewayError ? e : new GatewayError('INTERNAL', 'sending the alerts failed', { cause: e });
@@ -291,8 +291,18 @@ export class NewMailAlerter {
     }
   }
 
-  private message(person: Person, key: string, template: CompiledTemplate, values: Record<string, unknown>): Omit<OfficeMessage, 'tenant'> {
-    return { to: [person.mobile], text: renderText(template, values, this.o.utcOffsetMinutes), tier: this.o.tier, idempotencyKey: key, origin: 'directory', reference: 'mail-alert' };
+  private message(person: Person, key: string, template: CompiledTemplate, values: Record<string, unknown>): SendItem {
+    return this.item(person, key, renderText(template, values, this.o.utcOffsetMinutes), 'mail-alert');
+  }
+
+  /** One SMS to a person the directory knows (their own mobile): a `directory` number. */
+  private item(person: Person, key: string, text: string, reference: string): SendItem {
+    return {
+      command: {
+        recipients: { kind: 'numbers', numbers: [person.mobile], origin: 'directory' },
+        content: { kind: 'text', text }, tier: this.o.tier, channel: 'auto', idempotencyKey: key, reference,
+      },
+    };
   }
 
   private digestText(p: PendingDigest): string {

@@ -31,7 +31,7 @@ import type { ResolvedConfig } from '../../config/load.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import type { DirectoryStore } from '../../directory/store.js';
 import type { Person } from '../../directory/types.js';
-import type { OfficeSender } from '../sender.js';
+import type { Sends } from '../../send/service.js';
 import { MailAlertStore } from './store.js';
 import { DEFAULT_MAX_PENDING_DIGESTS, DEFAULT_POLL_MS, NewMailAlerter } from './alerter.js';
 import { messageKey, parseHeaderBlock, readHeaderBlock } from './headers.js';
@@ -44,7 +44,7 @@ export interface MailAlertDeps {
   /** The gateway's LMDB environment (open named databases `office.mail.*`). */
   readonly env: RootDatabase;
   readonly directory: DirectoryStore;
-  readonly sender: OfficeSender;
+  readonly sends: Sends;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Clock (tests). */
@@ -105,7 +105,7 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
       throw new GatewayError('CONFIG_INVALID', `office.mail.tls: ${(cause as Error).message}`, { cause, details: [{ field: '/office/mail/tls', message: (cause as Error).message }] });
     }
   }
-  if (deps.sender.principalOf(c.tenant) === undefined) {
+  if (deps.sends.principalOf(c.tenant) === undefined) {
     deps.logger.warn({ tenant: c.tenant }, 'office.mail.tenant is neither an API key tenant nor a directory unit (yet): alerts are refused until it is');
   }
   if (c.users.length > 0 && !tls && !c.allowInsecureAuth) {
@@ -128,7 +128,7 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
       maxPendingDigests: deps.maxPendingDigests ?? DEFAULT_MAX_PENDING_DIGESTS,
       pollMs: deps.pollMs ?? DEFAULT_POLL_MS,
     },
-    { store, directory: deps.directory, sender: deps.sender, metrics, logger: deps.logger, now },
+    { store, directory: deps.directory, sends: deps.sends, metrics, logger: deps.logger, now },
   );
 
   const allowed = new Set(c.allowedClients.map(plainIp));

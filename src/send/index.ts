@@ -1,0 +1,68 @@
+/**
+ * The send service, composed from what the gateway wired. Each part that is
+ * wired contributes its admission stages; a part that is not contributes a
+ * stage that refuses what only it could do. This is the one place that
+ * decides — no stage checks whether something is enabled.
+ *
+ *   grants     tier (bootstrap keys) · directory grants | no directory (refuse groups, police, pda)
+ *   admission  template | no templates · signature · content rules (reject | hold) · parts
+ *              · police recipients · group count · schedule | no schedule
+ *   quota      the directory's reserve | none
+ *   persist and enqueue   (SendService.write, through the queue port)
+ */
+import type { Logger } from 'pino';
+import type { Principal } from '../core/send.js';
+import type { ResolvedConfig } from '../config/load.js';
+import type { WorkQueue } from '../queue/port.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { SendService, type QuotaStage, type SendStore } from './service.js';
+import {
+  contentRules, directoryGrants, groupCount, parts, policeNumbers, schedule, signature, template, tierGrant,
+  withoutDirectory, withoutSchedule, withoutTemplates,
+  type DoorRules, type GrantStage, type HeldSink, type ScheduleSink, type Stage, type TemplateRenderer,
+} from './stages.js';
+
+export { SendService, asGatewayError, requestFingerprint, commandFingerprint, sendOrThrow, type Sends, type SendItem, type SendResult, type SendStore, type MessageRecord } from './service.js';
+export type { DoorRules, DoorAdmission, HeldSink, ScheduleSink, TemplateRenderer, Reservation } from './stages.js';
+
+export interface SendWiring {
+  readonly config: ResolvedConfig;
+  readonly store: SendStore;
+  readonly queue: WorkQueue;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly principalOf: (tenant: string) => Principal | undefined;
+  /** How long small messages may wait to share a job (0: what arrives in one event turn). */
+  readonly lingerMs: number;
+  /** The directory: grants, signature, content rules, police routing, group counts, quotas; held messages. */
+  readonly directory?: { readonly rules: DoorRules; readonly held: HeldSink };
+  /** Named templates (`template` + `params`). */
+  readonly templates?: TemplateRenderer;
+  /** Scheduled sending (`scheduleAt`). */
+  readonly schedule?: ScheduleSink;
+  /** Called after each durable write (a dispatcher in this process). */
+  readonly onAccepted?: () => void;
+  readonly now?: () => number;
+}
+
+/** The send service with its admission composed from what is wired. */
+export function createSendService(w: SendWiring): SendService {
+  const dir = w.directory;
+  const grants: GrantStage[] = [tierGrant, dir ? directoryGrants(dir.rules) : withoutDirectory];
+  const admission: Stage[] = [
+    w.templates ? template(w.templates) : withoutTemplates,
+    ...(dir ? [signature(dir.rules), contentRules(dir.rules, dir.held)] : []),
+    parts,
+    ...(dir ? [policeNumbers(dir.rules), groupCount(dir.rules)] : []),
+    w.schedule ? schedule(w.schedule) : withoutSchedule,
+  ];
+  const quota: QuotaStage = dir
+    ? async (admission, recipients) => (admission === undefined ? undefined : dir.rules.reserve(admission, recipients))
+    : async () => undefined;
+  return new SendService({
+    config: w.config, store: w.store, queue: w.queue, metrics: w.metrics, logger: w.logger,
+    grants, admission, quota, principalOf: w.principalOf, lingerMs: w.lingerMs,
+    ...(w.onAccepted ? { onAccepted: w.onAccepted } : {}),
+    ...(w.now ? { now: w.now } : {}),
+  });
+}

@@ -1,0 +1,540 @@
+/**
+ * The send service: every send path (the HTTP door, meetings, workflow
+ * events, case-query answers, mail alerts) states a typed SendCommand and
+ * comes here; one admission, one way to durable state.
+ *
+ *   commands ─▶ admission stages (per send, composed at wiring: stages.ts)
+ *            ─▶ idempotency: replay a repeat, claim new keys
+ *            ─▶ quota reserve (for what will really be written; given back if the write fails)
+ *            ─▶ persist and enqueue: message record + recipient rows (receipt store)
+ *                 + jobs of ≤ batchSize recipients (queue), durable together
+ *                 through the queue port (persistTogether) ─▶ accepted
+ *
+ * Idempotency key: the message id is derived from (tenant, key), the stored
+ * answer is replayed for a repeat, and a repeat while the first is still in
+ * flight waits for the first's answer. A repeat is "the same" when its
+ * fingerprint is: the HTTP door fingerprints the request body; other senders
+ * the command.
+ */
+import type { Logger } from 'pino';
+import { GatewayError } from '../core/errors.js';
+import type { Channel, SmsEncoding, Tier } from '../core/message.js';
+import { encodeJob, workSubject, type Job, type JobMessage, type JobRecipient } from '../core/job.js';
+import type { Principal, SendAccepted, SendCommand, SendShape } from '../core/send.js';
+import type { QueueMessage, WorkQueue } from '../queue/port.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { ResolvedConfig } from '../config/load.js';
+import { quietUntil } from '../directory/quiet-hours.js';
+import { idempotentMessageId, newMessageId } from './ids.js';
+import { JobBatcher } from './job-batcher.js';
+import { runStages, type DoorAdmission, type Draft, type GrantStage, type Parking, type Reservation, type Stage } from './stages.js';
+import { createHash } from 'node:crypto';
+
+/** What the service needs from the receipt store. */
+export interface SendStore {
+  putMessage(msg: MessageRecord, numbers: readonly string[]): void;
+  /** A group send: the message row only; the dispatcher writes recipient rows when it expands the group. */
+  putPendingMessage(msg: MessageRecord): void;
+  putIdempotency(tenant: string, key: string, value: unknown, expiresAt: number): void;
+  getIdempotency(tenant: string, key: string): unknown;
+  getMessage(id: string): { tenant: string } | undefined;
+  flushed(): Promise<void>;
+}
+
+export interface MessageRecord {
+  id: string;
+  tenant: string;
+  tier: string;
+  channel: Channel;
+  encoding: SmsEncoding;
+  segments: number;
+  recipients: number;
+  createdAt: number;
+  expiresAt: number;
+  group?: string;
+  reference?: string;
+  idempotencyKey?: string;
+  callbackUrl?: string;
+}
+
+/** One send of a batch. */
+export interface SendItem {
+  readonly command: SendCommand;
+  /** JSON-pointer prefix of the send's fields in error details (`/messages/3`). */
+  readonly prefix?: string;
+  /** What "the same request" means for its idempotency key; default: the command's. */
+  readonly fingerprint?: string;
+}
+
+export type SendResult = { ok: true; replayed: boolean; body: SendAccepted } | { ok: false; error: GatewayError };
+
+/**
+ * What the services that send as a tenant (meetings, workflow events,
+ * case-query answers, mail alerts) need of the send service.
+ */
+export interface Sends {
+  /** The principal of a tenant, or undefined when it is neither a key's tenant nor a unit. */
+  principalOf(tenant: string): Principal | undefined;
+  /** The grant checks alone for a send of this shape by `tenant`; throws FORBIDDEN naming the grant. */
+  authorize(tenant: string, shape: SendShape, prefix: string): void;
+  /** Sends as `tenant`; per-item results in order; resolves when the accepted ones are durable. */
+  sendAs(tenant: string, items: readonly SendItem[]): Promise<SendResult[]>;
+}
+
+/** The accepted answer (with whether it was a replay), or the refusal thrown. */
+export function sendOrThrow(r: SendResult | undefined): SendAccepted & { readonly replayed: boolean } {
+  if (!r) throw new GatewayError('INTERNAL', 'no result');
+  if (!r.ok) throw r.error;
+  return { ...r.body, replayed: r.replayed };
+}
+
+/** Charges quotas for a send that will be written (no-op without the directory). */
+export type QuotaStage = (admission: DoorAdmission | undefined, recipients: number) => Promise<Reservation | undefined>;
+
+export interface SendServiceDeps {
+  readonly config: ResolvedConfig;
+  readonly store: SendStore;
+  readonly queue: WorkQueue;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** The grant stages (src/send/index.ts composes them from what is wired); synchronous. */
+  readonly grants: readonly GrantStage[];
+  /** The rest of admission, in order, after the grants. */
+  readonly admission: readonly Stage[];
+  readonly quota: QuotaStage;
+  /** The principal of a tenant (a bootstrap key's tenant or a directory unit), for services that send as one. */
+  readonly principalOf: (tenant: string) => Principal | undefined;
+  /** How long small messages may wait to share a job (0: what arrives in one event turn). */
+  readonly lingerMs: number;
+  /** Called after a write became durable (e.g. to wake a dispatcher in the same process). */
+  readonly onAccepted?: () => void;
+  readonly now?: () => number;
+}
+
+interface StoredIdempotency {
+  fingerprint: string;
+  response: SendAccepted;
+}
+
+/** A send that passed admission and is ready to be written. */
+interface Prepared {
+  record: MessageRecord;
+  numbers: readonly string[];
+  /** The message split into chunks of ≤ queue.batchSize recipients, body once per chunk. */
+  chunks: JobMessage[];
+  /** A group send: the one expansion job (chunks is empty). */
+  expansion?: Job;
+  /** Held or scheduled: where its jobs go instead of the queue. */
+  park?: Parking;
+  admission?: DoorAdmission;
+  response: SendAccepted;
+  idempotencyKey?: string;
+  fingerprint: string;
+}
+
+export class SendService implements Sends {
+  private readonly config: ResolvedConfig;
+  private readonly store: SendStore;
+  private readonly queue: WorkQueue;
+  private readonly metrics: Metrics;
+  private readonly now: () => number;
+  private readonly log: Logger;
+  private readonly batcher: JobBatcher | undefined;
+  /** Idempotency keys whose first request is still being written. Bounded by maxInflightRequests. */
+  private readonly inflightKeys = new Map<string, { fingerprint: string; result: Promise<SendResult> }>();
+  private inflight = 0;
+  /** Woken after each durable write; set once, by the wiring (a dispatcher in this process). */
+  private accepted: (() => void) | undefined;
+
+  constructor(private readonly deps: SendServiceDeps) {
+    this.config = deps.config;
+    this.store = deps.store;
+    this.queue = deps.queue;
+    this.metrics = deps.metrics;
+    this.now = deps.now ?? Date.now;
+    this.log = deps.logger;
+    this.accepted = deps.onAccepted;
+    const q = deps.config.queue;
+    this.batcher = q.coalesce
+      ? new JobBatcher({
+          queue: deps.queue,
+          prefix: q.prefix,
+          flushMs: deps.lingerMs,
+          maxRecipients: Math.min(q.batchSize, q.nats.flushRecipients),
+          maxPendingRecipients: Math.max(10 * q.batchSize, 50_000),
+          newJobId: () => `c.${newMessageId()}`,
+          metrics: deps.metrics,
+        })
+      : undefined;
+  }
+
+  get inflightRequests(): number {
+    return this.inflight;
+  }
+
+  /** The principal a service sends as, or undefined when the tenant is neither a key's tenant nor a unit. */
+  principalOf(tenant: string): Principal | undefined {
+    return this.deps.principalOf(tenant);
+  }
+
+  /**
+   * The grant stage alone, for a service that takes work now and sends later
+   * (workflow events): a send it could never make is refused when the work comes in.
+   */
+  authorize(tenant: string, shape: SendShape, prefix: string): void {
+    const principal = this.requirePrincipal(tenant);
+    const tier = this.config.tierByName.get(shape.tier);
+    if (!tier) throw new GatewayError('VALIDATION', `unknown tier ${shape.tier}`, { details: [{ field: `${prefix}/tier`, message: 'not a configured tier' }] });
+    const command: SendCommand = {
+      recipients: shape.group !== undefined ? { kind: 'group', group: shape.group } : { kind: 'numbers', numbers: [], origin: shape.origin ?? 'directory' },
+      tier: shape.tier, channel: shape.channel, content: { kind: 'text', text: '' },
+      ...(shape.classification !== undefined ? { classification: shape.classification } : {}),
+    };
+    const d = this.draft(principal, command, prefix, this.now(), tier);
+    for (const stage of this.deps.grants) stage(d);
+  }
+
+  /** Sends as a tenant (a service's own sends). Unknown tenant: every item FORBIDDEN. */
+  async sendAs(tenant: string, items: readonly SendItem[]): Promise<SendResult[]> {
+    const principal = this.deps.principalOf(tenant);
+    if (!principal) {
+      const error = new GatewayError('FORBIDDEN', `tenant ${tenant} is neither an API key's tenant nor a directory unit`);
+      return items.map(() => ({ ok: false as const, error }));
+    }
+    return this.send(principal, items);
+  }
+
+  /**
+   * Several sends of one principal: each is admitted on its own; all that
+   * pass are written together and share one flush. Per-item results, in order.
+   */
+  async send(principal: Principal, items: readonly SendItem[]): Promise<SendResult[]> {
+    if (this.inflight >= this.config.server.maxInflightRequests) throw new GatewayError('OVERLOADED');
+    const results: (SendResult | undefined)[] = new Array(items.length);
+    const waits: Promise<void>[] = [];
+    let toWrite: { index: number; prepared: Prepared }[] = [];
+    const now = this.now();
+    // Group sends count their members (asynchronously, in chunks); everything else prepares at once.
+    const prepared = await Promise.all(items.map((item) =>
+      this.prepare(principal, item, now).then(
+        (p): { ok: true; p: Prepared } => ({ ok: true, p }),
+        (e: unknown): { ok: false; e: unknown } => ({ ok: false, e }),
+      )));
+    prepared.forEach((r, index) => {
+      if (!r.ok) {
+        results[index] = { ok: false, error: asGatewayError(r.e) };
+        return;
+      }
+      if (r.p.idempotencyKey !== undefined) {
+        const replay = this.replay(principal.tenant, r.p);
+        if (replay) {
+          waits.push(replay.then((x) => void (results[index] = x)));
+          return;
+        }
+      }
+      toWrite.push({ index, prepared: r.p });
+    });
+    // Claim every idempotency key now, in the same synchronous step as its replay check and
+    // before any await, so a concurrent repeat (or a repeat in this batch) waits for this answer.
+    const claims = new Map<number, (r: SendResult | Promise<SendResult>) => void>();
+    toWrite = toWrite.filter((w) => {
+      const key = w.prepared.idempotencyKey;
+      if (key === undefined) return true;
+      const k = inflightKey(principal.tenant, key);
+      const pending = this.inflightKeys.get(k);
+      if (pending) {
+        const replay = this.replay(principal.tenant, w.prepared) as Promise<SendResult>;
+        waits.push(replay.then((x) => void (results[w.index] = x)));
+        return false;
+      }
+      let settle!: (r: SendResult | Promise<SendResult>) => void;
+      const result = new Promise<SendResult>((resolve) => (settle = resolve));
+      this.inflightKeys.set(k, { fingerprint: w.prepared.fingerprint, result });
+      void result.finally(() => this.inflightKeys.delete(k));
+      claims.set(w.index, settle);
+      return true;
+    });
+    this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
+    // Quotas are charged last, for what will really be written, and given back if the write fails.
+    const reserved = await Promise.all(toWrite.map((w) =>
+      this.deps.quota(w.prepared.admission, w.prepared.record.recipients).then(
+        (res) => res,
+        (e: unknown) => {
+          const refused: SendResult = { ok: false, error: asGatewayError(e) };
+          results[w.index] = refused;
+          claims.get(w.index)?.(refused);
+          return null;
+        },
+      )));
+    toWrite = toWrite.filter((_, k) => reserved[k] !== null);
+    const reservations = reserved.filter((r): r is Reservation => r !== null && r !== undefined);
+    if (toWrite.length > 0) {
+      this.inflight++;
+      this.metrics.ingestInflight.inc();
+      const written = this.write(toWrite.map((w) => w.prepared));
+      if (reservations.length > 0) {
+        written.catch(() => Promise.all(reservations.map((r) => r.release()))).catch((e: unknown) => {
+          this.log.error({ err: e }, 'could not give back quota after a failed write');
+        });
+      }
+      for (const w of toWrite) {
+        const p = written.then(
+          (): SendResult => ({ ok: true, replayed: false, body: w.prepared.response }),
+          (e: unknown): SendResult => ({ ok: false, error: asGatewayError(e) }),
+        );
+        claims.get(w.index)?.(p);
+        waits.push(p.then((r) => void (results[w.index] = r)));
+      }
+      void written.finally(() => {
+        this.inflight--;
+        this.metrics.ingestInflight.dec();
+      }).catch(() => undefined);
+    }
+    await Promise.all(waits);
+    return results.map((r) => r ?? { ok: false, error: new GatewayError('INTERNAL', 'item not processed') });
+  }
+
+  /** A repeat of a known key: the first answer, or 409 when the request differs. */
+  private replay(tenant: string, prepared: Prepared): Promise<SendResult> | undefined {
+    const key = prepared.idempotencyKey as string;
+    const pending = this.inflightKeys.get(inflightKey(tenant, key));
+    const check = (stored: StoredIdempotency): SendResult =>
+      stored.fingerprint === prepared.fingerprint
+        ? { ok: true, replayed: true, body: stored.response }
+        : { ok: false, error: new GatewayError('IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used with a different request body') };
+    if (pending) {
+      return pending.result.then((r) => (r.ok ? check({ fingerprint: pending.fingerprint, response: r.body }) : r));
+    }
+    const stored = this.store.getIdempotency(tenant, key) as StoredIdempotency | undefined;
+    return stored ? Promise.resolve(check(stored)) : undefined;
+  }
+
+  private requirePrincipal(tenant: string): Principal {
+    const principal = this.deps.principalOf(tenant);
+    if (!principal) throw new GatewayError('FORBIDDEN', `tenant ${tenant} is neither an API key's tenant nor a directory unit`);
+    return principal;
+  }
+
+  private draft(principal: Principal, command: SendCommand, prefix: string, now: number, tier: Tier): Draft {
+    const numbers: string[] = [];
+    const positions: number[] = [];
+    const r = command.recipients;
+    if (r.kind === 'numbers') {
+      const seen = new Set<string>();
+      r.numbers.forEach((n, i) => {
+        if (seen.has(n)) return;
+        seen.add(n);
+        numbers.push(n);
+        positions.push(i);
+      });
+    }
+    const body = command.content.kind === 'text' ? command.content.text : '';
+    return {
+      principal, command, prefix, now, tier, channel: command.channel, numbers, positions, body, text: body, recipients: numbers.length,
+      shape: {
+        tier: tier.name,
+        channel: command.channel,
+        ...(r.kind === 'group' ? { group: r.group } : { origin: r.origin }),
+        ...(command.classification !== undefined ? { classification: command.classification } : {}),
+      },
+    };
+  }
+
+  private async prepare(principal: Principal, item: SendItem, now: number): Promise<Prepared> {
+    const command = item.command;
+    const prefix = item.prefix ?? '';
+    const tier = this.config.tierByName.get(command.tier);
+    if (!tier) {
+      throw new GatewayError('VALIDATION', `unknown tier ${command.tier}`, {
+        details: [{ field: `${prefix}/tier`, message: `must be one of ${this.config.tierList.map((t) => t.name).join(', ')}` }],
+      });
+    }
+    const r = command.recipients;
+    if (r.kind === 'numbers') {
+      if (r.numbers.length > this.config.server.maxRecipientsPerRequest) {
+        throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${this.config.server.maxRecipientsPerRequest} recipients in one request`, {
+          details: [{ field: `${prefix}/to`, message: `has ${r.numbers.length} items` }],
+        });
+      }
+    }
+    const d = this.draft(principal, command, prefix, now, tier);
+    // A reply needs no number grant because it goes back to the one number that wrote in, and only there.
+    if (r.kind === 'numbers' && r.origin === 'reply' && d.numbers.length !== 1) {
+      throw new GatewayError('FORBIDDEN', 'a reply goes only to the one number that wrote in', { details: [{ field: `${prefix}/to`, message: `has ${d.numbers.length} numbers` }] });
+    }
+    if (r.kind === 'numbers' && d.numbers.length === 0) throw new GatewayError('VALIDATION', 'no recipients', { details: [{ field: `${prefix}/to`, message: 'give at least one number' }] });
+    if (command.validityMs !== undefined && (!(command.validityMs > 0) || command.validityMs > this.config.maxValidityMs)) {
+      throw new GatewayError('VALIDATION', 'validity out of range', {
+        details: [{ field: `${prefix}/validity`, message: `must be a positive ISO-8601 duration up to ${this.config.sender.maxValidity}` }],
+      });
+    }
+    for (const stage of this.deps.grants) stage(d);
+    await runStages(this.deps.admission, d);
+    const seg = d.segments;
+    if (seg === undefined) throw new GatewayError('INTERNAL', 'admission wired without the parts stage');
+    const sender = d.admission?.sender ?? principal.sender;
+    const validityMs = command.validityMs ?? tier.defaultValidityMs;
+    const key = command.idempotencyKey;
+    const id = key !== undefined ? idempotentMessageId(principal.tenant, key) : newMessageId(now);
+    // Quiet hours: a tier that must not be sent now waits; its validity starts when it may be sent.
+    const tierConfig = this.config.tiers.find((t) => t.name === tier.name);
+    const startAt = d.scheduleAt ?? now;
+    const sendableAt = quietUntil(tierConfig?.quietHours, startAt, this.config.directory.utcOffsetMinutes) ?? startAt;
+    const expiresAt = sendableAt + validityMs;
+    const group = r.kind === 'group' ? r.group : 'direct';
+    const record: MessageRecord = {
+      id,
+      tenant: principal.tenant,
+      tier: tier.name,
+      channel: command.channel,
+      encoding: seg.encoding,
+      segments: seg.count,
+      recipients: d.recipients,
+      createdAt: now,
+      expiresAt,
+      group,
+      ...(command.reference !== undefined ? { reference: command.reference } : {}),
+      ...(key !== undefined ? { idempotencyKey: key } : {}),
+      ...(command.callbackUrl !== undefined ? { callbackUrl: command.callbackUrl } : {}),
+    };
+    const chunks: JobMessage[] = [];
+    let expansion: Job | undefined;
+    const cls = command.classification !== undefined ? { classification: command.classification } : {};
+    const text = d.text;
+    if (r.kind === 'group') {
+      expansion = {
+        v: 1, id: `${id}.x`, tier: tier.name, tenant: principal.tenant, group, createdAt: now,
+        messages: [{ id, text, encoding: seg.encoding, sender, expiresAt, recipients: [], ...cls }],
+        expand: { group, channel: command.channel, ...(d.admission?.unit !== undefined ? { unit: d.admission.unit } : {}) },
+      };
+    } else {
+      const batchSize = this.config.queue.batchSize;
+      for (let start = 0; start < d.numbers.length; start += batchSize) {
+        const rs: JobRecipient[] = [];
+        const end = Math.min(d.numbers.length, start + batchSize);
+        for (let i = start; i < end; i++) rs.push({ i, to: d.numbers[i] as string });
+        chunks.push({ id, text, encoding: seg.encoding, sender, expiresAt, recipients: rs, ...cls });
+      }
+    }
+    const response: SendAccepted = {
+      id,
+      recipients: d.recipients,
+      segments: seg.count,
+      totalSegments: d.recipients * seg.count,
+      encoding: seg.encoding,
+      tier: tier.name,
+      status: d.held !== undefined ? 'held' : d.scheduleAt !== undefined ? 'scheduled' : 'accepted',
+      ...(d.scheduleAt !== undefined ? { scheduledAt: new Date(d.scheduleAt).toISOString() } : {}),
+    };
+    return {
+      record,
+      numbers: d.numbers,
+      chunks,
+      response,
+      // Only a keyed send is ever compared with an earlier one.
+      fingerprint: key === undefined ? '' : item.fingerprint ?? commandFingerprint(command),
+      ...(expansion !== undefined ? { expansion } : {}),
+      ...(d.park !== undefined ? { park: d.park } : {}),
+      ...(d.admission !== undefined ? { admission: d.admission } : {}),
+      ...(key !== undefined ? { idempotencyKey: key } : {}),
+    };
+  }
+
+  /**
+   * Persist and enqueue; resolves when rows and jobs are durable.
+   *
+   * Keyed sends get jobs with ids derived from the message id
+   * (`<id>.<part>`), published directly: a retry after a crash republishes
+   * the same ids and the queue de-duplicates them. Other messages go
+   * through the JobBatcher (coalesced).
+   */
+  private async write(batch: readonly Prepared[]): Promise<void> {
+    const now = this.now();
+    const ttl = this.config.idempotencyTtlMs;
+    const direct: QueueMessage[] = [];
+    const coalesced: Prepared[] = [];
+    const keyed: Prepared[] = [];
+    const prefix = this.config.queue.prefix;
+    for (const p of batch) {
+      const isKeyed = p.idempotencyKey !== undefined;
+      // A keyed retry after a crash may find its rows written (and progressed): keep them.
+      if (!(isKeyed && this.store.getMessage(p.record.id))) {
+        if (p.expansion) this.store.putPendingMessage(p.record);
+        else this.store.putMessage(p.record, p.numbers);
+      }
+      if (isKeyed) keyed.push(p);
+      // Parked messages and group sends never coalesce: a parked message's jobs are parked whole,
+      // and an expansion job must keep its own deterministic id.
+      if (isKeyed || !this.batcher || p.expansion || p.park) {
+        const jobs: QueueMessage[] = [];
+        if (p.expansion) {
+          const job = p.expansion;
+          jobs.push({ subject: workSubject(prefix, job.tier, job.tenant, job.group), tier: job.tier, msgId: job.id, data: encodeJob(job) });
+        }
+        p.chunks.forEach((m, part) => {
+          const job: Job = { v: 1, id: `${p.record.id}.${part}`, tier: p.record.tier, tenant: p.record.tenant, group: p.record.group ?? 'direct', createdAt: p.record.createdAt, messages: [m] };
+          jobs.push({ subject: workSubject(prefix, job.tier, job.tenant, job.group), tier: job.tier, msgId: job.id, data: encodeJob(job) });
+        });
+        if (p.park) {
+          // Held for review or until its time (a keyed retry of a message already released parks
+          // nothing new: the queue de-duplicates its deterministic job ids).
+          const r = p.record;
+          p.park({ id: r.id, tenant: r.tenant, tier: r.tier, expiresAt: r.expiresAt, recipients: r.recipients, jobs, ...(p.expansion ? { group: r.group as string } : {}) }, now);
+        } else direct.push(...jobs);
+      } else coalesced.push(p);
+    }
+    const putKeys = (): void => {
+      for (const p of keyed) {
+        const stored: StoredIdempotency = { fingerprint: p.fingerprint, response: p.response };
+        this.store.putIdempotency(p.record.tenant, p.idempotencyKey as string, stored, now + ttl);
+      }
+    };
+    // Rows (written above, in this event turn), key records and jobs: durable together (the queue port orders them).
+    await this.queue.persistTogether({
+      rowsDurable: () => this.store.flushed(),
+      publish: () => {
+        const waits: Promise<void>[] = [];
+        if (direct.length > 0) waits.push(this.queue.publish(direct).then(() => undefined));
+        for (const p of coalesced) {
+          for (const m of p.chunks) waits.push((this.batcher as JobBatcher).add(p.record.tier, p.record.tenant, p.record.group ?? 'direct', p.record.createdAt, m));
+        }
+        return Promise.all(waits).then(() => undefined);
+      },
+      after: putKeys,
+    });
+    this.accepted?.();
+    for (const p of batch) {
+      this.metrics.acceptedMessages.inc({ tier: p.record.tier });
+      this.metrics.acceptedRecipients.inc({ tier: p.record.tier }, p.record.recipients);
+    }
+  }
+}
+
+function inflightKey(tenant: string, key: string): string {
+  return `${tenant}\u0000${key}`;
+}
+
+/** Requests are "the same" when their canonical JSON (keys sorted at every level) is the same. */
+export function requestFingerprint(req: unknown): string {
+  return createHash('sha256').update(canonicalJson(req)).digest('base64url');
+}
+
+/** A command's fingerprint (its idempotency key left out: it is the key). */
+export function commandFingerprint(command: SendCommand): string {
+  const { idempotencyKey: _key, ...rest } = command;
+  return requestFingerprint(rest);
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+export function asGatewayError(e: unknown): GatewayError {
+  if (e instanceof GatewayError) return e;
+  return new GatewayError('INTERNAL', undefined, { cause: e });
+}
