@@ -6,7 +6,7 @@
  *   - gateway:  the gateway's SMTP listener with alerts on — every mail is for a known,
  *               opted-in person (a different one each, so each mail is one immediate
  *               alert): header parse, directory look-up, de-dup check, rate decision,
- *               OfficeSender → Intake (durable) → state flushed → 250; meanwhile the
+ *               send service (durable) → state flushed → 250; meanwhile the
  *               dispatcher sends the alerts to an SMSC simulator (its own process)
  *
  * Each variant runs in its own process (fresh per repeat, fresh data dir), the
