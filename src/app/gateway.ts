@@ -302,7 +302,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     router = new Router(
       accounts.map((a, i) => {
         const pool = pools[i] as SubmitPool;
-        return { name: a.name, operators: a.operators, signaturePosition: a.signaturePosition ?? 'front', transport: pool, bound: () => pool.boundCount, shed: (reason: string) => pool.shed(reason) };
+        return { name: a.name, operators: a.operators, signaturePosition: a.signaturePosition ?? 'front', ...(a.allowList !== undefined ? { allowList: new Set(a.allowList) } : {}), transport: pool, bound: () => pool.boundCount, shed: (reason: string) => pool.shed(reason) };
       }),
       { health: config.routing.health, utcOffsetMinutes: config.directory.utcOffsetMinutes, tiers: config.tierList.map((t) => t.name), rules: config.routing.rules },
       {

@@ -19,6 +19,7 @@ import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { parseIsoDuration } from '../core/duration.js';
 import type { Tier } from '../core/message.js';
 import { checkRules } from '../core/route.js';
+import { normalizeNumber } from '../core/phone.js';
 import { TargetPolicy } from '../core/ip-range.js';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -195,6 +196,11 @@ export function validateConfig(raw: unknown): ResolvedConfig {
     if (names.has(a.name)) conflicts.push({ field: `/smpp/accounts/${i}/name`, message: 'duplicate account name' });
     names.add(a.name);
     if (a.reconnectMaxMs < a.reconnectInitialMs) conflicts.push({ field: `/smpp/accounts/${i}/reconnectMaxMs`, message: 'must be ≥ reconnectInitialMs' });
+    a.allowList?.forEach((raw, j) => {
+      const n = normalizeNumber(raw, { allowInternational: true });
+      if (!n.ok) conflicts.push({ field: `/smpp/accounts/${i}/allowList/${j}`, message: n.reason });
+      else (a.allowList as string[])[j] = n.number; // stored normalised: routing compares digits with country code
+    });
     // Converting a receipt id needs both bases: with `auto` the direction is not known before the first receipt.
     // (CMPP accounts have one Msg_Id form: nothing to check.)
     if (isCmppAccount(a)) return;

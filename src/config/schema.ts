@@ -118,6 +118,12 @@ export const SmppAccountSchema = Type.Object({
    */
   signaturePosition: Type.Optional(Type.Union([Type.Literal('front'), Type.Literal('end')], { default: 'front' })),
   /**
+   * Allow-list mode, for a carrier's test account: it carries only these
+   * numbers (routing passes it over for any other, to the next rule or
+   * account). Absent: every number.
+   */
+  allowList: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 40 }), { maxItems: 10000 })),
+  /**
    * Base of the message ids in this SMSC's submit_sm_resp. `auto`: not said;
    * receipts are then matched by the id as written (case and leading zeros
    * aside), and the base seen is only reported (src/core/dlr.ts).
@@ -215,6 +221,8 @@ export const CmppAccountSchema = Type.Object({
   operators: Type.Array(Type.String()),
   /** Where this account's carrier wants the 【signature】 (as SMPP accounts). */
   signaturePosition: Type.Optional(Type.Union([Type.Literal('front'), Type.Literal('end')], { default: 'front' })),
+  /** Allow-list mode for a test account (as SMPP accounts). */
+  allowList: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 40 }), { maxItems: 10000 })),
 }, strict);
 
 export const SimulatorSchema = Type.Object({

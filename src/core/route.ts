@@ -271,9 +271,15 @@ export function ruleMatches(r: CompiledRule, ctx: RouteContext): boolean {
   return true;
 }
 
-/** The first rule that matches and names at least one account; undefined: no route. */
-export function selectRule(table: RoutingTable, ctx: RouteContext): CompiledRule | undefined {
-  for (const r of table.rules) if (r.accounts.length > 0 && ruleMatches(r, ctx)) return r;
+/**
+ * The first rule that matches and names at least one account that may carry
+ * this recipient (`usable`: an account in allow-list mode carries only its
+ * listed numbers); undefined: no route.
+ */
+export function selectRule(table: RoutingTable, ctx: RouteContext, usable?: (account: string) => boolean): CompiledRule | undefined {
+  for (const r of table.rules) {
+    if (r.accounts.length > 0 && ruleMatches(r, ctx) && (usable === undefined || r.accounts.some(usable))) return r;
+  }
   return undefined;
 }
 

@@ -37,6 +37,8 @@ export interface RoutedAccount {
   /** Where the carrier wants the 【signature】 (default front, as ingest signs). */
   readonly signaturePosition?: SignaturePosition;
   readonly transport: SmsTransport;
+  /** Allow-list mode (a carrier's test account): the only numbers it may carry; absent: any. */
+  readonly allowList?: ReadonlySet<string>;
   /** Bound sessions now (a BindPool's boundCount); absent: always counted as bound. */
   bound?(): number;
   /** Give back every queued (not yet written) segment as `unavailable`; returns how many. */
@@ -118,6 +120,8 @@ export class Router {
   private readonly now: () => number;
   private readonly policy: HealthPolicy;
   private readonly isUp = (a: string): boolean => this.health.get(a)?.up ?? true;
+  /** Some account is in allow-list mode: candidates are filtered per recipient. */
+  private readonly restricted: boolean;
 
   constructor(
     accounts: readonly RoutedAccount[],
@@ -132,6 +136,7 @@ export class Router {
       this.health.set(a.name, initialHealth(now, a.bound?.() ?? 1));
       this.routedTotal.set(a.name, 0);
     }
+    this.restricted = accounts.some((a) => a.allowList !== undefined);
     this.derived = defaultRules(accounts);
     const configured = options.rules ?? [];
     this.configured = configured;
@@ -172,7 +177,8 @@ export class Router {
   /** Candidate accounts for one recipient, best first. */
   route(to: string, message: RouteMessage, now: number): RouteChoice {
     const operator = operatorOf(to);
-    const rule = selectRule(this.table, { tier: message.tier, units: message.units, operator, minuteOfDay: localMinuteOfDay(now, this.options.utcOffsetMinutes) });
+    const usable = this.restricted ? (a: string): boolean => this.byName.get(a)?.allowList?.has(to) ?? true : undefined;
+    const rule = selectRule(this.table, { tier: message.tier, units: message.units, operator, minuteOfDay: localMinuteOfDay(now, this.options.utcOffsetMinutes) }, usable);
     if (rule === undefined) return { operator, rule: undefined, accounts: [] };
     const turn = this.turns[rule.index] ?? 0;
     this.turns[rule.index] = turn + 1 >= Number.MAX_SAFE_INTEGER ? 0 : turn + 1;
@@ -180,7 +186,7 @@ export class Router {
     const accounts: RoutedAccount[] = [];
     for (const n of names) {
       const a = this.byName.get(n);
-      if (a) accounts.push(a);
+      if (a && (usable === undefined || usable(n))) accounts.push(a);
     }
     const first = accounts[0];
     if (first) {

@@ -1,9 +1,13 @@
 /**
  * Carriers' rules end to end: the per-recipient frequency cap (one unit,
- * one number, one local day; emergency exempt).
+ * one number, one local day; emergency exempt) and allow-list mode for a
+ * carrier's test account.
  */
 import t from 'tap';
 import { startTestGateway, numberAt } from '../support/gateway.js';
+import { startSimulator } from '../support/nats-deployment.js';
+import { simulatorAccountConfig } from '../support/gateway-process.js';
+import { until } from '../support/wait.js';
 
 t.test('frequency cap: the third message of the day to a number is rejected, other numbers and emergency pass', async (t) => {
   const gw = await startTestGateway(t, { config: { directory: { frequencyCap: { perDay: 2, exemptTiers: ['emergency'] } } } });
@@ -21,4 +25,25 @@ t.test('frequency cap: the third message of the day to a number is rejected, oth
   const warning = await gw.send({ to: [capped], text: 'typhoon warning', tier: 'emergency' });
   t.equal((await gw.waitComplete(warning.json.id)).summary.delivered, 1, 'emergency is exempt');
   t.equal(gw.simulator.stats().submitsByDestination.get(`86${capped}`), 3, 'two routine messages and the warning');
+});
+
+t.test('allow-list mode: a test account carries only its listed numbers; the rest go to the next account', async (t) => {
+  const test = await startSimulator(t, { dlrDelayMs: 5 });
+  const prod = await startSimulator(t, { dlrDelayMs: 5 });
+  const gw = await startTestGateway(t, {
+    config: {
+      smpp: {
+        accounts: [
+          simulatorAccountConfig(test.port, { name: 'cm-test', operators: [], allowList: [`+86 ${numberAt(1)}`, numberAt(2)] }),
+          simulatorAccountConfig(prod.port, { name: 'cm-prod', operators: ['cmcc'] }),
+        ],
+      },
+      routing: { rules: [{ name: 'trial', match: { operators: ['cmcc'] }, accounts: ['cm-test'], policy: 'failover' }] },
+    },
+  });
+  await until('both bound', () => (gw.gateway.router?.accounts() ?? []).every((x) => x.bound > 0), 10_000);
+  const r = await gw.send({ to: [numberAt(1), numberAt(2), numberAt(3), numberAt(4)], text: 'trial run' });
+  t.equal((await gw.waitComplete(r.json.id)).summary.delivered, 4);
+  t.same([...test.stats().submitsByDestination.keys()].sort(), [`86${numberAt(1)}`, `86${numberAt(2)}`], 'the test account only for its list');
+  t.same([...prod.stats().submitsByDestination.keys()].sort(), [`86${numberAt(3)}`, `86${numberAt(4)}`], 'the others by the next matching rule');
 });

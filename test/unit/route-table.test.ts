@@ -75,6 +75,16 @@ t.test('selectRule picks the first matching rule, like a linear scan of the refe
   }), { numRuns: 2000 });
 });
 
+t.test('selectRule with allow-list accounts: the first matching rule that has a usable account', async (t) => {
+  fc.assert(fc.property(fc.array(ruleArb, { maxLength: 8 }), ctxArb, fc.subarray(ACCOUNTS), (rules, ctx, usableOnes) => {
+    const named = rules.map((r, i) => ({ ...r, name: `r${i}` }));
+    const usable = (a: string): boolean => usableOnes.includes(a);
+    const got = selectRule(compileTable(named), ctx, usable);
+    const want = named.find((r) => refMatches(r, ctx) && r.accounts.some(usable));
+    return (got?.rule.name ?? null) === (want?.name ?? null);
+  }), { numRuns: 2000 });
+});
+
 t.test('configured rules come before the derived per-operator rules', async (t) => {
   const derived = defaultRules([{ name: 'a', operators: ['cmcc'] }, { name: 'b', operators: ['*'] }]);
   const table = compileTable([{ name: 'emg', match: { tiers: ['emergency'] }, accounts: ['e'], policy: 'failover' }], derived);
