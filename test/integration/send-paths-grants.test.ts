@@ -1,0 +1,67 @@
+/**
+ * One admission for every send path: each path is refused without the
+ * grant its numbers need, and nothing it tried reaches the SMSC. A granted
+ * control send on the same gateway arrives, so "nothing arrived" is not
+ * just "nothing arrived yet". (Workflow events: office-workflow.test.ts.)
+ */
+import t from 'tap';
+import { officeFixture, phone, receivedTexts, eventually } from '../support/office.js';
+
+const MEETING_AT = '2030-01-15T09:30:00+08:00';
+const inHours = (h: number): string => new Date(Date.now() + h * 3_600_000).toISOString();
+/** Numbers the refused sends aim at; none may ever reach the simulator. */
+const TARGETS = ['13900000011', '13900000012', '13900000013'];
+const target86 = TARGETS.map((n) => `86${n}`);
+
+t.test('every send path is refused without its grant; nothing reaches the SMSC', async (t) => {
+  const { gw, admin, call } = await officeFixture(t, 2);
+  // A sub-unit of city granted groups only (direct false; workflow follows direct).
+  await admin.must('POST', '/v1/admin/units', { id: 'groups-only', name: 'groups only', parent: 'city', grants: { tiers: ['*'], groups: ['*'], direct: false, police: false, dailyQuota: null, perMinuteQuota: null } });
+  const key = (await admin.must('POST', '/v1/admin/units/groups-only/keys', { label: 'g' })).key as string;
+  const as = (method: string, path: string, body?: unknown) => gw.request(method, path, body, { authorization: `Bearer ${key}` });
+  const refused = (r: { status: number; json: any }, field: string, what: string): void => {
+    t.equal(r.status, 403, `${what}: ${JSON.stringify(r.json)}`);
+    t.equal(r.json.error?.code, 'FORBIDDEN', what);
+    t.match(r.json.error?.details, [{ field }], what);
+  };
+
+  // HTTP single.
+  refused(await as('POST', '/v1/messages', { to: TARGETS, text: '单条' }), '/to', 'POST /v1/messages to numbers');
+  // HTTP batch: the item is refused, the request answers 207.
+  const batch = await as('POST', '/v1/messages/batch', { messages: [{ to: TARGETS, text: '批量' }] });
+  t.equal(batch.status, 207);
+  t.match(batch.json.results, [{ index: 0, httpStatus: 403, error: { code: 'FORBIDDEN', details: [{ field: '/messages/0/to' }] } }], 'batch item to numbers');
+  // Templates: a template does not change where the numbers came from.
+  t.equal((await as('PUT', '/v1/templates/notice', { body: '模板通知' })).status, 201);
+  refused(await as('POST', '/v1/messages', { to: TARGETS, template: 'notice' }), '/to', 'template to numbers');
+  // Scheduled sending: refused when it comes in, not parked to be sent later.
+  refused(await as('POST', '/v1/messages', { to: TARGETS, text: '定时', scheduleAt: new Date(Date.now() + 1500).toISOString() }), '/to', 'scheduled to numbers');
+  // Meetings: inviting numbers needs direct.
+  refused(await as('POST', '/v1/meetings', { title: '会', time: MEETING_AT, place: '室', attendees: { numbers: TARGETS }, replyBy: inHours(2) }), '/attendees/numbers', 'meeting invitees by number');
+  // Workflow events: applicants' numbers need workflow.
+  refused(await as('POST', '/v1/workflow-events', { system: 's', caseId: 'c', seq: 1, stage: 'received', applicant: { mobile: TARGETS[0] } }), '/applicant', 'workflow event');
+
+  // Control: the office unit (direct granted) sends to a person's number, and it arrives.
+  t.equal((await call('POST', '/v1/messages', { to: [phone(0)], text: '对照' })).status, 202);
+  await eventually(() => ((receivedTexts(gw.simulator).get(phone(0)) ?? []).length > 0) || undefined, 'the control message');
+  await new Promise((r) => setTimeout(r, 1500)); // past the refused scheduleAt
+  t.equal((await call('POST', '/v1/messages', { to: [phone(1)], text: '对照2' })).status, 202);
+  await eventually(() => ((receivedTexts(gw.simulator).get(phone(1)) ?? []).length > 0) || undefined, 'the second control message');
+  const got = receivedTexts(gw.simulator);
+  t.same(target86.filter((n) => got.has(n)), [], 'no refused send reached the SMSC');
+});
+
+t.test('meetings: invitees named by number need direct on every later send (change, cancel); people still get theirs', async (t) => {
+  const { gw, admin, call } = await officeFixture(t, 1);
+  const m = await call('POST', '/v1/meetings', { title: '周例会', time: MEETING_AT, place: '会议室', attendees: { people: ['p0'], numbers: [TARGETS[0]] }, replyBy: inHours(2) });
+  t.equal(m.status, 201, JSON.stringify(m.json));
+  await eventually(() => ((receivedTexts(gw.simulator).get(target86[0] as string) ?? []).length > 0) || undefined, 'the notice to the number (granted then)');
+  // The unit loses direct: the number it named is its own choice, not the directory's.
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { direct: false } });
+  const changed = await call('PATCH', `/v1/meetings/${m.json.id}`, { place: '2号会议室' });
+  t.equal(changed.status, 403, JSON.stringify(changed.json));
+  t.equal(changed.json.error.code, 'FORBIDDEN');
+  await eventually(() => (receivedTexts(gw.simulator).get(phone(0)) ?? []).some((x) => x.includes('会议变更')) || undefined, 'the change to the directory person');
+  await new Promise((r) => setTimeout(r, 500));
+  t.same((receivedTexts(gw.simulator).get(target86[0] as string) ?? []).filter((x) => x.includes('会议变更')), [], 'no change notice to the number');
+});
