@@ -37,11 +37,15 @@ import { Dispatcher, type DispatchReplica } from '../dispatch/dispatcher.js';
 import { QueuePdaHandoff } from '../dispatch/pda-handoff.js';
 import { PDA_HANDOFF_TIER } from '../core/job.js';
 import { Intake } from '../ingest/intake.js';
-import { FrontDoor } from '../ingest/server.js';
-import { attachAdminRoutes } from '../ingest/admin.js';
+import { MESSAGE_ROUTES } from '../ingest/server.js';
+import { ADMIN_HTTP_ROUTES, AdminKeyRing } from '../ingest/admin.js';
+import { ApiKeyRing } from '../ingest/auth.js';
+import { HttpDoor } from '../http/door.js';
+import { DOC_ROUTES, OPS_ROUTES, type Readiness } from '../http/ops.js';
+import { bind } from '../http/route.js';
+import { buildOpenApi } from '../http/openapi.js';
 import { Directory } from '../directory/directory.js';
-import { MonitorDoor } from '../ingest/monitor.js';
-import { PdaChannel, attachPdaAdminRoutes, attachPdaRoutes } from '../pda/index.js';
+import { PDA_ADMIN_ROUTES, PDA_ROUTES, PdaChannel, pdaAdminRealm } from '../pda/index.js';
 import type { StatusEventPublisher } from '../queue/nats/status-events.js';
 import type { ReceiptReplication } from '../queue/nats/receipt-replication.js';
 import { Office, OfficeStores } from '../office/index.js';
@@ -365,33 +369,32 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   dispatcher?.start();
   office.start();
 
-  let frontDoor: FrontDoor | undefined;
+  // HTTP: the parts' route tables on one listener (src/http); 404/405, auth, bodies, errors and counts come from the tables.
+  const bindsDetail = (): Record<string, unknown> => ({ role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })), ...(router ? { accounts: router.accounts() } : {}) });
+  let frontDoor: HttpDoor | undefined;
   if (runIngest) {
-    frontDoor = new FrontDoor({
-      config,
-      intake,
-      status: store,
+    const keys = new ApiKeyRing(config.auth.apiKeys, config.sender.defaultSource, directory.policy);
+    const adminRing = new AdminKeyRing(config.admin.keys);
+    const pdaAdmin = pda ? pdaAdminRealm(config.pda.adminKey) : undefined;
+    const door: HttpDoor = new HttpDoor({
+      tls: config.server.tls,
+      realms: { sending: (h) => keys.authenticate(h), admin: (h) => adminRing.authenticate(h), ...(pdaAdmin ? { pdaAdmin } : {}) },
+      limits: { body: config.server.maxBodyBytes, import: config.directory.maxImportBytes },
       metrics,
       logger,
-      directoryKeys: directory.policy,
-      scheduled: office.scheduled,
-      extraRoutes: (app, door) => {
-        office.attachRoutes(app, door);
-        if (pda) {
-          attachPdaRoutes(app, { channel: pda });
-          attachPdaAdminRoutes(app, { channel: pda, adminKey: config.pda.adminKey, metrics, logger });
-        }
-        attachAdminRoutes(app, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, callbackSecrets, metrics, logger, ...(router ? { routing: router } : {}) });
-      },
-      readiness: {
-        ready: () => ({
-          ready: true,
-          detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })), ...(router ? { accounts: router.accounts() } : {}), ...senderCollisions() },
-        }),
-      },
     });
-    await frontDoor.listen(config.server.host, config.server.port);
-    logger.info({ port: frontDoor.port, role, queue: queue.kind }, 'gateway listening');
+    const readiness: Readiness = { ready: () => ({ ready: true, detail: { ...bindsDetail(), ...senderCollisions() } }) };
+    door.mount([
+      bind(OPS_ROUTES, { metrics, readiness, accepting: () => door.accepting }),
+      bind(DOC_ROUTES, { document: JSON.stringify(buildOpenApi()) }),
+      bind(MESSAGE_ROUTES, { config, intake, status: store, scheduled: office.scheduled }),
+      office.routes(),
+      ...(pda ? [bind(PDA_ROUTES, { channel: pda }), bind(PDA_ADMIN_ROUTES, { channel: pda, logger })] : []),
+      bind(ADMIN_HTTP_ROUTES, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, callbackSecrets, metrics, logger, ...(router ? { routing: router } : {}) }),
+    ]);
+    await door.listen(config.server.host, config.server.port);
+    frontDoor = door;
+    logger.info({ port: door.port, role, queue: queue.kind }, 'gateway listening');
   }
 
   // New-mail alerts: an SMTP listener in processes that take work in (ingest roles).
@@ -402,14 +405,13 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   }
 
   // A process without the API still answers /healthz, /readyz and /metrics on server.port.
-  let monitor: MonitorDoor | undefined;
+  let monitor: HttpDoor | undefined;
   if (!runIngest) {
-    monitor = new MonitorDoor({
-      metrics,
-      tls: config.server.tls,
-      readiness: { ready: () => ({ ready: pools.every((p) => p.boundCount > 0), detail: { role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })), ...(router ? { accounts: router.accounts() } : {}) } }) },
-    });
-    await monitor.listen(config.server.host, config.server.port);
+    const door: HttpDoor = new HttpDoor({ tls: config.server.tls, realms: {}, limits: { body: 0, import: 0 }, metrics, logger });
+    const readiness: Readiness = { ready: () => ({ ready: pools.every((p) => p.boundCount > 0), detail: bindsDetail() }) };
+    door.mount([bind(OPS_ROUTES, { metrics, readiness, accepting: () => door.accepting })]);
+    await door.listen(config.server.host, config.server.port);
+    monitor = door;
   }
   logger.info({ role, queue: queue.kind, port: frontDoor?.port ?? monitor?.port, pda: pda !== undefined }, 'gateway started');
 

@@ -13,7 +13,9 @@ import { GatewayError } from '../core/errors.js';
 import { startGateway, type GatewayRole } from '../app/gateway.js';
 import { installCrashPolicy } from '../app/crash-policy.js';
 import { runSimulator } from '../smpp/simulator-main.js';
-import { buildOpenApi } from '../ingest/openapi.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { buildOpenApi } from '../http/openapi.js';
+import { withRouteTable } from '../http/route-docs.js';
 import { registerPdaCommands } from '../pda/cli.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080';
@@ -149,9 +151,17 @@ export function buildProgram(): Command {
 
   program
     .command('openapi')
-    .description('print the OpenAPI 3.1 document (docs/openapi.json is this output)')
+    .description('print the OpenAPI 3.1 document, generated from the route tables (docs/openapi.json is this output)')
     .action(() => {
       process.stdout.write(`${JSON.stringify(buildOpenApi(), null, 2)}\n`);
+    });
+
+  program
+    .command('route-docs')
+    .description('rewrite the generated route list in a README (between the routes:begin / routes:end markers)')
+    .argument('[file]', 'the README', 'README.md')
+    .action((file: string) => {
+      writeFileSync(file, withRouteTable(readFileSync(file, 'utf8')));
     });
 
   return program;

@@ -10,7 +10,6 @@
  * /openapi.json describes it, so the two cannot drift apart.
  */
 import { createHash } from 'node:crypto';
-import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { GatewayError } from '../core/errors.js';
@@ -18,8 +17,7 @@ import type { ResolvedConfig } from '../config/load.js';
 import { RouteRuleSchema, type AdminKeyConfig } from '../config/schema.js';
 import { checkRules } from '../core/route.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { Exchange, STATUS_TEXT, paramCount, parseJson, pathParams, readBody } from './http.js';
-import { asGatewayError } from './intake.js';
+import { route, type BodySpec, type HttpRoute } from '../http/route.js';
 import { validated } from './schemas.js';
 import type { DirectoryStore } from '../directory/store.js';
 import type { GroupExpander } from '../directory/expansion.js';
@@ -606,98 +604,40 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   },
 ];
 
-/** Register the admin routes on the front door's app. */
-export function attachAdminRoutes(app: TemplatedApp, deps: AdminDeps): void {
-  const ring = new AdminKeyRing(deps.config.admin.keys);
-  for (const route of ADMIN_ROUTES) {
-    app[route.method](route.path, (res, req) => serve(res, req, route, ring, deps));
-  }
-  app.any('/v1/admin/*', (res, req) => {
-    const ex = new Exchange(res);
-    const url = req.getUrl();
-    const method = req.getMethod().toUpperCase();
-    const known = ADMIN_ROUTES.some((r) => matches(r.path, url));
-    ex.error(known ? new GatewayError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${url}`) : new GatewayError('NOT_FOUND', `no route ${url}`));
-    deps.metrics.httpRequests.inc({ route: 'admin other', status: String(ex.status || 499) });
-  });
-}
+/** The admin part's table in the route table's form: realm admin, write unless GET, bodies validated by the mount. */
+export const ADMIN_HTTP_ROUTES: readonly HttpRoute<AdminDeps>[] = ADMIN_ROUTES.map(toHttpRoute);
 
-function serve(res: HttpResponse, req: HttpRequest, route: AdminRoute, ring: AdminKeyRing, deps: AdminDeps): void {
-  const ex = new Exchange(res);
-  const label = `${route.method === 'del' ? 'DELETE' : route.method.toUpperCase()} ${route.path.replace(/:(\w+)/g, '{$1}')}`;
-  // `req` is valid only now: read everything from it before any await.
-  const authorization = req.getHeader('authorization');
-  const contentType = req.getHeader('content-type');
-  let params: string[] = [];
-  let badPath: unknown;
-  try {
-    params = pathParams(req, paramCount(route.path));
-  } catch (e) {
-    badPath = e; // 400 BAD_PATH, before auth
-  }
-  const query = new URLSearchParams(req.getQuery() ?? '');
-  const limit = route.body?.kind === 'csv' ? deps.config.directory.maxImportBytes : deps.config.server.maxBodyBytes;
-  const hasBody = route.body !== undefined;
-  const body = hasBody ? readBody(ex, req, limit) : Promise.resolve(undefined);
-  body.catch(() => undefined); // observed below
-  const done = (): void => {
-    deps.metrics.httpRequests.inc({ route: label, status: String(ex.status || 499) });
-  };
-  let actor: Actor;
-  try {
-    if (badPath !== undefined) throw badPath;
-    actor = ring.authenticate(authorization);
-  } catch (e) {
-    // Drain the body before answering, so the keep-alive connection stays usable.
-    const answer = (): void => {
-      const err = asGatewayError(e);
-      ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
-      done();
-    };
-    body.then(answer, answer);
-    return;
-  }
-  void (async () => {
-    try {
-      let json: unknown;
-      let raw: Buffer | undefined;
-      if (route.body?.kind === 'json') {
-        if (contentType !== '' && !/^application\/json\b/i.test(contentType)) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `content-type ${contentType} is not application/json`);
-        const b = (await body) as Buffer;
+function toHttpRoute(r: AdminRoute): HttpRoute<AdminDeps> {
+  const method = r.method === 'del' ? 'DELETE' : (r.method.toUpperCase() as 'GET' | 'POST' | 'PUT' | 'PATCH');
+  const path = r.path.replace(/:(\w+)/g, '{$1}');
+  const body: BodySpec | undefined = r.body?.kind === 'json'
+    ? {
+        kind: 'json', name: r.body.schema, schema: adminSchemasForOpenApi[r.body.schema] as TSchema,
         // Issuing a key needs no fields: an empty body is an empty object there, an error elsewhere.
-        json = b.length === 0 && route.path.endsWith('/keys') ? {} : parseJson(b);
-      } else if (route.body?.kind === 'csv') {
-        raw = (await body) as Buffer;
+        ...(r.path.endsWith('/keys') ? { emptyAs: {} } : {}),
+      }
+    : r.body?.kind === 'csv' ? { kind: 'csv', limit: 'import', description: 'UTF-8 or GB18030 CSV (charset= in the content type, or ?encoding=)' } : undefined;
+  return route<AdminDeps, 'admin'>({
+    method, path, realm: 'admin', tags: ['admin'], summary: r.summary, write: method !== 'GET',
+    ...(body !== undefined ? { body } : {}),
+    query: (r.query ?? []).map((q) => ({ name: q, schema: q === 'limit' ? { type: 'integer', minimum: 1, maximum: MAX_LIMIT } : { type: 'string' } })),
+    responses: {
+      [String(r.ok)]: r.ok === 204 ? 'done' : 'ok',
+      '403': 'FORBIDDEN: outside a delegated admin\'s subtree',
+      '404': 'NOT_FOUND',
+      '409': 'ALREADY_EXISTS or IN_USE',
+      '422': 'VALIDATION, BAD_NUMBER, GROUP_CYCLE or IMPORT_INVALID (details per field / row)',
+    },
+    handle: async ({ deps, actor, params, query, json, raw, contentType }) => {
+      if (r.body?.kind === 'csv') {
         const charset = /charset=([\w-]+)/i.exec(contentType)?.[1];
         if (charset !== undefined && !query.has('encoding')) query.set('encoding', charset);
       }
-      const reply = await route.handle({ actor, params, query, json, raw, deps });
-      if ('csv' in reply) {
-        ex.send(200, reply.csv, 'text/csv; charset=utf-8', { 'content-disposition': `attachment; filename="${reply.filename}"` });
-      } else {
-        const status = reply.status ?? 200;
-        if (status === 204) ex.send(204, '', 'application/json');
-        else if (status === 201) created(ex, JSON.stringify(isoTimes(reply.body)));
-        else ex.json(status, isoTimes(reply.body));
-      }
-    } catch (e) {
-      const err = asGatewayError(e);
-      if (err.code === 'INTERNAL') deps.logger.error({ err: err.cause ?? err, route: label }, 'admin request failed');
-      ex.error(err);
-    }
-    done();
-  })();
-}
-
-/** 201 Created: Exchange's table has no 201 line, so it is written here, the same way. */
-function created(ex: Exchange, body: string): void {
-  if (ex.aborted || ex.done) return;
-  ex.done = true;
-  ex.status = 201;
-  ex.res.cork(() => {
-    ex.res.writeStatus(STATUS_TEXT[201] ?? '201 Created');
-    ex.res.writeHeader('content-type', 'application/json');
-    ex.res.end(body);
+      const reply = await r.handle({ actor, params, query, json, raw, deps });
+      if ('csv' in reply) return { status: 200, text: reply.csv, contentType: 'text/csv; charset=utf-8', headers: { 'content-disposition': `attachment; filename="${reply.filename}"` } };
+      const status = reply.status ?? 200;
+      return status === 204 ? { status: 204 } : { status, body: isoTimes(reply.body) };
+    },
   });
 }
 
@@ -714,44 +654,8 @@ export function isoTimes(v: unknown): unknown {
   return v;
 }
 
-function matches(pattern: string, url: string): boolean {
-  const a = pattern.split('/');
-  const b = url.split('/');
-  return a.length === b.length && a.every((seg, i) => seg.startsWith(':') || seg === b[i]);
-}
-
 function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
   return out as { [K in keyof T]?: Exclude<T[K], undefined> };
-}
-
-/** OpenAPI paths of the admin API, from the route table. */
-export function adminOpenApiPaths(): Record<string, Record<string, unknown>> {
-  const paths: Record<string, Record<string, unknown>> = {};
-  const ref = (name: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } });
-  for (const r of ADMIN_ROUTES) {
-    const path = r.path.replace(/:(\w+)/g, '{$1}');
-    const params = [...r.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
-    const query = (r.query ?? []).map((q) => ({ name: q, in: 'query', required: false, schema: q === 'limit' ? { type: 'integer', minimum: 1, maximum: MAX_LIMIT } : { type: 'string' } }));
-    const op: Record<string, unknown> = {
-      summary: r.summary,
-      tags: ['admin'],
-      security: [{ admin: [] }],
-      ...(params.length + query.length > 0 ? { parameters: [...params, ...query] } : {}),
-      ...(r.body?.kind === 'json' ? { requestBody: { required: true, content: ref(r.body.schema) } } : {}),
-      ...(r.body?.kind === 'csv' ? { requestBody: { required: true, content: { 'text/csv': { schema: { type: 'string' } } } } } : {}),
-      responses: {
-        [String(r.ok)]: { description: r.ok === 204 ? 'done' : 'ok' },
-        '401': { description: 'UNAUTHORIZED', content: ref('Error') },
-        '403': { description: 'FORBIDDEN: outside a delegated admin\'s subtree', content: ref('Error') },
-        '404': { description: 'NOT_FOUND', content: ref('Error') },
-        '409': { description: 'ALREADY_EXISTS or IN_USE', content: ref('Error') },
-        '422': { description: 'VALIDATION, BAD_NUMBER, GROUP_CYCLE or IMPORT_INVALID (details per field / row)', content: ref('Error') },
-      },
-    };
-    const method = r.method === 'del' ? 'delete' : r.method;
-    paths[path] = { ...(paths[path] ?? {}), [method]: op };
-  }
-  return paths;
 }

@@ -1,27 +1,21 @@
 /**
- * The front door: uWebSockets.js HTTP routes of API v1.
+ * The messages part of API v1, as a route table (src/http/route.ts):
  *
- *   POST /v1/messages          one message           → 202 | 4xx
- *   POST /v1/messages/batch    up to maxBatchItems    → 207 with per-item results
- *   GET  /v1/messages/{id}     summary + recipients (paginated)
- *   GET  /healthz /readyz /metrics /openapi.json
+ *   POST   /v1/messages          one message           → 202 | 4xx
+ *   POST   /v1/messages/batch    up to maxBatchItems    → 207 with per-item results
+ *   GET    /v1/messages/{id}     summary + recipients (paginated)
+ *   DELETE /v1/messages/{id}     cancel a scheduled message
  *
- * Every failure becomes a JSON error naming the field (GatewayError.toJSON);
- * a bad request never throws out of a handler.
+ * Auth, body limits, content type, JSON bounds and schema, draining and the
+ * error envelope come from the mount (src/http/mount.ts); the handlers here
+ * see a principal and a valid body.
  */
-import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import type { Logger } from 'pino';
-import { createUwsApp, listenUws, loadUws } from './uws.js';
-import { Exchange, parseJson, pathParams, readBody } from './http.js';
-import { ApiKeyRing, type DirectoryKeys } from './auth.js';
-import { asGatewayError, type Intake } from './intake.js';
-import type { Principal } from '../core/send.js';
-import { checkBatch, checkBatchItem, checkSend, type SendRequest } from './schemas.js';
+import { checkBatchItem, SendRequestSchema, BatchRequestSchema, type SendRequest } from './schemas.js';
+import type { Intake } from './intake.js';
 import { GatewayError } from '../core/errors.js';
 import { RECIPIENT_STATES, type RecipientState } from '../core/message.js';
-import type { Metrics } from '../telemetry/metrics.js';
 import type { ResolvedConfig } from '../config/load.js';
-import { buildOpenApi } from './openapi.js';
+import { route, type HttpRoute } from '../http/route.js';
 
 export interface StatusStore {
   getMessage(id: string): StatusMessage | undefined;
@@ -54,23 +48,12 @@ export interface StatusRecipient {
   segs: { opId?: string; state: string; submittedAt?: number; doneAt?: number; error?: string }[];
 }
 
-export interface Readiness {
-  ready(): { ready: boolean; detail: Record<string, unknown> };
-}
-
-export interface FrontDoorDeps {
-  config: ResolvedConfig;
-  intake: Intake;
-  status: StatusStore;
-  metrics: Metrics;
-  logger: Logger;
-  readiness: Readiness;
-  /** API keys issued by the directory, looked up after the bootstrap keys of config. */
-  directoryKeys?: DirectoryKeys;
-  /** More routes on the same app (admin, office, PDA), registered before the catch-all. */
-  extraRoutes?: (app: TemplatedApp, door: DoorContext) => void;
+export interface MessageRouteDeps {
+  readonly config: ResolvedConfig;
+  readonly intake: Intake;
+  readonly status: StatusStore;
   /** Scheduled messages (scheduleAt): shown as `scheduled` and cancellable with DELETE /v1/messages/{id}. */
-  scheduled?: ScheduledMessages;
+  readonly scheduled?: ScheduledMessages | undefined;
 }
 
 export interface ScheduledMessages {
@@ -79,161 +62,38 @@ export interface ScheduledMessages {
   cancel(id: string, tenant: string): Promise<{ recipients: number }>;
 }
 
-/** What routes added through `extraRoutes` share with the front door. */
-export interface DoorContext {
-  /** The principal of an Authorization header value (API keys of config and of the directory), or a 401/403 GatewayError. */
-  authenticate(header: string): Principal;
-  /** False while draining (answer 503 NOT_READY to new writes). */
-  accepting(): boolean;
-  /** Count a finished request in smsgw_http_requests_total. */
-  count(route: string, ex: Exchange): void;
-}
-
 const MAX_PAGE = 1000;
+const TAGS = ['messages'];
+const ref = (schema: string, description: string) => ({ description, schema });
 
-export class FrontDoor {
-  private readonly app: TemplatedApp;
-  private listenSocket: us_listen_socket | null = null;
-  private readonly keys: ApiKeyRing;
-  private accepting = true;
-  private readonly openapi: string;
-  port = 0;
-
-  constructor(private readonly deps: FrontDoorDeps) {
-    this.app = createUwsApp(deps.config.server.tls);
-    this.keys = new ApiKeyRing(deps.config.auth.apiKeys, deps.config.sender.defaultSource, deps.directoryKeys);
-    this.openapi = JSON.stringify(buildOpenApi());
-    this.routes();
-  }
-
-  async listen(host: string, port: number): Promise<number> {
-    const bound = await listenUws(this.app, host, port);
-    this.listenSocket = bound.socket;
-    this.port = bound.port;
-    return this.port;
-  }
-
-  /** Stop accepting new sends (503) while in-flight ones finish. */
-  drain(): void {
-    this.accepting = false;
-  }
-
-  close(): void {
-    if (this.listenSocket) {
-      loadUws().us_listen_socket_close(this.listenSocket);
-      this.listenSocket = null;
-    }
-  }
-
-  private count(route: string, ex: Exchange): void {
-    this.deps.metrics.httpRequests.inc({ route, status: String(ex.status || 499) });
-  }
-
-  private routes(): void {
-    const { app } = this;
-    app.post('/v1/messages', (res, req) => this.postMessage(res, req));
-    app.post('/v1/messages/batch', (res, req) => this.postBatch(res, req));
-    app.get('/v1/messages/:id', (res, req) => this.getMessage(res, req));
-    app.get('/healthz', (res) => {
-      const ex = new Exchange(res);
-      ex.json(200, { status: 'ok' });
-    });
-    app.get('/readyz', (res) => {
-      const ex = new Exchange(res);
-      const r = this.deps.readiness.ready();
-      const ready = r.ready && this.accepting;
-      ex.json(ready ? 200 : 503, { ready, accepting: this.accepting, ...r.detail });
-    });
-    app.get('/metrics', (res) => {
-      const ex = new Exchange(res);
-      this.deps.metrics.registry.metrics().then(
-        (text) => ex.send(200, text, this.deps.metrics.registry.contentType),
-        (e: unknown) => ex.error(asGatewayError(e)),
-      );
-    });
-    app.get('/openapi.json', (res) => new Exchange(res).send(200, this.openapi));
-    app.del('/v1/messages/:id', (res, req) => this.cancelMessage(res, req));
-    this.deps.extraRoutes?.(app, {
-      authenticate: (header) => this.keys.authenticate(header),
-      accepting: () => this.accepting,
-      count: (route, ex) => this.count(route, ex),
-    });
-    app.any('/*', (res, req) => {
-      const ex = new Exchange(res);
-      const url = req.getUrl();
-      const known = ['/v1/messages', '/v1/messages/batch', '/healthz', '/readyz', '/metrics', '/openapi.json'];
-      if (known.includes(url) || url.startsWith('/v1/messages/')) ex.error(new GatewayError('METHOD_NOT_ALLOWED', `${req.getMethod().toUpperCase()} is not allowed on ${url}`));
-      else ex.error(new GatewayError('NOT_FOUND', `no route ${url}`));
-      this.count('other', ex);
-    });
-  }
-
-  /**
-   * Headers and auth are read synchronously: `req` dies when the handler
-   * returns. A request refused at auth still has its body drained before the
-   * answer, so the keep-alive connection stays usable.
-   */
-  private begin(res: HttpResponse, req: HttpRequest, route: string, hasBody: boolean, nParams = 0): { ex: Exchange; principal?: Principal; params: string[]; idempotencyKey: string; contentType: string } {
-    const ex = new Exchange(res);
-    const authorization = req.getHeader('authorization');
-    const idempotencyKey = req.getHeader('idempotency-key');
-    const contentType = req.getHeader('content-type');
-    try {
-      // A malformed percent-escape is 400 BAD_PATH, before auth.
-      const params = pathParams(req, nParams);
-      const principal = this.keys.authenticate(authorization);
-      return { ex, principal, params, idempotencyKey, contentType };
-    } catch (e) {
-      const err = asGatewayError(e);
-      const answer = (): void => {
-        ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
-        this.count(route, ex);
-      };
-      if (hasBody) readBody(ex, req, this.deps.config.server.maxBodyBytes).then(answer, answer);
-      else answer();
-      return { ex, params: [], idempotencyKey, contentType };
-    }
-  }
-
-  private postMessage(res: HttpResponse, req: HttpRequest): void {
-    const route = 'POST /v1/messages';
-    const { ex, principal, idempotencyKey, contentType } = this.begin(res, req, route, true);
-    if (!principal) return;
-    const body = readBody(ex, req, this.deps.config.server.maxBodyBytes);
-    body.catch(() => undefined); // observed below; never an unhandled rejection if an earlier check throws
-    void (async () => {
-      try {
-        checkContentType(contentType);
-        if (!this.accepting) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
-        if (idempotencyKey.length > 200) throw new GatewayError('VALIDATION', 'Idempotency-Key is too long', { details: [{ field: 'Idempotency-Key', message: 'at most 200 characters' }] });
-        const json = parseJson(await body);
-        const checked = checkSend(json);
-        if (!checked.value) throw new GatewayError('VALIDATION', checked.problems[0]?.message, { details: checked.problems });
-        const result = await this.deps.intake.accept(principal, checked.value, idempotencyKey === '' ? undefined : idempotencyKey);
-        if (result.ok) ex.json(202, result.body, result.replayed ? { 'idempotent-replayed': 'true' } : undefined);
-        else ex.error(result.error);
-      } catch (e) {
-        this.fail(ex, e);
-      }
-      this.count(route, ex);
-    })();
-  }
-
-  private postBatch(res: HttpResponse, req: HttpRequest): void {
-    const route = 'POST /v1/messages/batch';
-    const { ex, principal, contentType } = this.begin(res, req, route, true);
-    if (!principal) return;
-    const body = readBody(ex, req, this.deps.config.server.maxBodyBytes);
-    body.catch(() => undefined); // observed below; never an unhandled rejection if an earlier check throws
-    void (async () => {
-      try {
-        checkContentType(contentType);
-        if (!this.accepting) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
-        const json = parseJson(await body);
-        const checked = checkBatch(json);
-        if (!checked.value) throw new GatewayError('VALIDATION', checked.problems[0]?.message, { details: checked.problems });
-        const messages = checked.value.messages;
-        const max = this.deps.config.server.maxBatchItems;
+export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
+  route<MessageRouteDeps, 'sending', SendRequest>({
+    method: 'POST', path: '/v1/messages', realm: 'sending', tags: TAGS, write: true,
+    summary: 'Send one message to one or more numbers',
+    body: { kind: 'json', name: 'SendRequest', schema: SendRequestSchema },
+    headers: [{ name: 'Idempotency-Key', schema: { type: 'string', maxLength: 200 }, description: 'A repeat with the same key returns the first answer and sends nothing again (header idempotent-replayed: true)' }],
+    responses: {
+      '202': ref('Accepted', 'Accepted: durable on disk; every recipient will reach a final state'),
+      '403': 'FORBIDDEN (tier, group, numbers or police not granted to the unit or narrowed by a parent; details name the field) or QUOTA_EXCEEDED',
+      '409': 'IDEMPOTENCY_CONFLICT: key reused with a different body',
+      '413': 'TOO_MANY_RECIPIENTS',
+      '422': 'BAD_NUMBER, CONTENT_REJECTED (sensitive word) or CHANNEL_REFUSED (police message to an SMS-only person); details name the fields',
+      '503': 'OVERLOADED',
+    },
+    handle: async ({ deps, principal, json, idempotencyKey }) => {
+      const result = await deps.intake.accept(principal, json, idempotencyKey === '' ? undefined : idempotencyKey);
+      if (!result.ok) throw result.error;
+      return { status: 202, body: result.body, ...(result.replayed ? { headers: { 'idempotent-replayed': 'true' } } : {}) };
+    },
+  }),
+  route<MessageRouteDeps, 'sending', { messages: unknown[] }>({
+    method: 'POST', path: '/v1/messages/batch', realm: 'sending', tags: TAGS, write: true,
+    summary: 'Send up to server.maxBatchItems messages; per-item results',
+    body: { kind: 'json', name: 'BatchRequest', schema: BatchRequestSchema },
+    responses: { '207': ref('BatchResult', 'Per-item results'), '403': 'FORBIDDEN or QUOTA_EXCEEDED', '413': 'TOO_MANY_RECIPIENTS', '503': 'OVERLOADED' },
+    handle: async ({ deps, principal, json }) => {
+        const messages = json.messages;
+        const max = deps.config.server.maxBatchItems;
         if (messages.length > max) {
           throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${max} messages in one batch`, { details: [{ field: '/messages', message: `has ${messages.length} items` }] });
         }
@@ -250,7 +110,7 @@ export class FrontDoor {
           const { idempotencyKey, ...request } = c.value;
           valid.push({ index, request, prefix, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) });
         });
-        const accepted = valid.length > 0 ? await this.deps.intake.acceptMany(principal, valid) : [];
+        const accepted = valid.length > 0 ? await deps.intake.acceptMany(principal, valid) : [];
         accepted.forEach((r, k) => {
           const index = (valid[k] as { index: number }).index;
           results[index] = r.ok
@@ -258,21 +118,19 @@ export class FrontDoor {
             : { index, httpStatus: r.error.status, status: 'rejected', ...r.error.toJSON() };
         });
         const acceptedCount = results.filter((r) => r.httpStatus === 202).length;
-        ex.json(207, { accepted: acceptedCount, rejected: results.length - acceptedCount, results });
-      } catch (e) {
-        this.fail(ex, e);
-      }
-      this.count(route, ex);
-    })();
-  }
-
-  private getMessage(res: HttpResponse, req: HttpRequest): void {
-    const route = 'GET /v1/messages/{id}';
-    const { ex, principal, params } = this.begin(res, req, route, false, 1);
-    if (!principal) return;
-    const id = params[0] ?? '';
-    const query = new URLSearchParams(req.getQuery() ?? '');
-    try {
+        return { status: 207, body: { accepted: acceptedCount, rejected: results.length - acceptedCount, results } };
+    },
+  }),
+  route<MessageRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/messages/{id}', realm: 'sending', tags: TAGS,
+    summary: 'Summary counts by state and a page of recipients',
+    query: [
+      { name: 'cursor', schema: { type: 'integer', minimum: 0 } },
+      { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: MAX_PAGE, default: 100 } },
+    ],
+    responses: { '200': ref('MessageStatus', 'Status'), '404': 'NOT_FOUND', '422': 'VALIDATION (cursor, limit)' },
+    handle: ({ deps, principal, params, query }) => {
+      const id = params[0] ?? '';
       const problems = [];
       const limitRaw = query.get('limit');
       const cursorRaw = query.get('cursor');
@@ -281,14 +139,14 @@ export class FrontDoor {
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) problems.push({ field: 'limit', message: `an integer from 1 to ${MAX_PAGE}` });
       if (!Number.isInteger(cursor) || cursor < 0) problems.push({ field: 'cursor', message: 'a non-negative integer from the previous page\'s `next`' });
       if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
-      const msg = this.deps.status.getMessage(id);
+      const msg = deps.status.getMessage(id);
       // Another tenant's message is "not found": do not reveal that it exists.
       if (!msg || msg.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no message ${id}`);
-      const summary = this.deps.status.summary(id);
-      const scheduledAt = this.deps.scheduled?.dueAt(id);
-      const page = this.deps.status.listRecipients(id, { cursor, limit });
+      const summary = deps.status.summary(id);
+      const scheduledAt = deps.scheduled?.dueAt(id);
+      const page = deps.status.listRecipients(id, { cursor, limit });
       const final = summary.delivered + summary.undeliverable + summary.expired + summary.rejected + summary.failed;
-      ex.json(200, {
+      return { status: 200, body: {
         id: msg.id,
         tier: msg.tier,
         channel: msg.channel,
@@ -300,7 +158,7 @@ export class FrontDoor {
         ...(msg.reference !== undefined ? { reference: msg.reference } : {}),
         status: final === msg.recipients ? 'complete' : scheduledAt !== undefined ? 'scheduled' : 'in-progress',
         ...(scheduledAt !== undefined ? { scheduledAt: new Date(scheduledAt).toISOString() } : {}),
-        ...callbackView(this.deps.status.callbackState?.(id)),
+        ...callbackView(deps.status.callbackState?.(id)),
         summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s] ?? 0])),
         items: page.items.map((r) => ({
           index: r.index,
@@ -318,45 +176,24 @@ export class FrontDoor {
           })),
         })),
         ...(page.next !== undefined ? { next: page.next } : {}),
-      });
-    } catch (e) {
-      this.fail(ex, e);
-    }
-    this.count(route, ex);
-  }
-
+      } };
+    },
+  }),
   /** DELETE /v1/messages/{id}: cancel a scheduled message that has not been released yet. */
-  private cancelMessage(res: HttpResponse, req: HttpRequest): void {
-    const route = 'DELETE /v1/messages/{id}';
-    const { ex, principal, params } = this.begin(res, req, route, false, 1);
-    if (!principal) return;
-    const id = params[0] ?? '';
-    void (async () => {
-      try {
-        if (!this.deps.scheduled) throw new GatewayError('NOT_CANCELLABLE', 'only scheduled messages can be cancelled, and scheduling is not enabled');
-        const r = await this.deps.scheduled.cancel(id, principal.tenant);
-        ex.json(200, { id, status: 'cancelled', recipients: r.recipients });
-      } catch (e) {
-        this.fail(ex, e);
-      }
-      this.count(route, ex);
-    })();
-  }
-
-  private fail(ex: Exchange, e: unknown): void {
-    const err = asGatewayError(e);
-    if (err.code === 'INTERNAL') this.deps.logger.error({ err: err.cause ?? err }, 'request failed');
-    ex.error(err);
-  }
-}
+  route<MessageRouteDeps, 'sending'>({
+    method: 'DELETE', path: '/v1/messages/{id}', realm: 'sending', tags: TAGS, write: true,
+    summary: 'Cancel a scheduled message before its time: every recipient ends rejected ("cancelled"), nothing is sent',
+    responses: { '200': '{ id, status: cancelled, recipients }', '404': 'NOT_FOUND', '409': 'NOT_CANCELLABLE: already released to sending, or cancelled' },
+    handle: async ({ deps, principal, params }) => {
+      const id = params[0] ?? '';
+      if (!deps.scheduled) throw new GatewayError('NOT_CANCELLABLE', 'only scheduled messages can be cancelled, and scheduling is not enabled');
+      const r = await deps.scheduled.cancel(id, principal.tenant);
+      return { status: 200, body: { id, status: 'cancelled', recipients: r.recipients } };
+    },
+  }),
+];
 
 function callbackView(c: { state: string; attempts?: number; lastError?: string } | undefined): { callback?: Record<string, unknown> } {
   if (c === undefined) return {};
   return { callback: { state: c.state, ...(c.attempts !== undefined && c.attempts > 0 ? { attempts: c.attempts } : {}), ...(c.lastError !== undefined ? { lastError: c.lastError } : {}) } };
-}
-
-function checkContentType(contentType: string): void {
-  if (contentType !== '' && !/^application\/json\b/i.test(contentType)) {
-    throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `content-type ${contentType} is not application/json`);
-  }
 }

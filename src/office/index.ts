@@ -15,13 +15,14 @@ import type { ResolvedConfig } from '../config/load.js';
 import type { ChangeLog } from '../replication/change-log.js';
 import type { Directory } from '../directory/directory.js';
 import type { ScheduleSink, Sends, TemplateRenderer } from '../send/index.js';
-import type { DoorContext, ScheduledMessages } from '../ingest/server.js';
+import type { ScheduledMessages } from '../ingest/server.js';
+import { bind, type MountedTable } from '../http/route.js';
 import type { WorkQueue } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Meetings } from './meetings.js';
 import { MoInbox } from './mo-inbox.js';
 import { OptOutByText } from './opt-out.js';
-import { LiveMoSubscribers, attachOfficeRoutes } from './routes.js';
+import { LiveMoSubscribers, OFFICE_ROUTES } from './routes.js';
 import { Schedule, type ScheduleReceipts } from './schedule.js';
 import { TemplateStore } from './templates.js';
 import { Workflow } from './workflow.js';
@@ -124,9 +125,10 @@ export class Office {
     return this.inbox.receive(mo);
   }
 
-  attachRoutes(app: TemplatedApp, door: DoorContext): void {
+  /** The office route table bound to this office's stores. */
+  routes(): MountedTable {
     const { config, directory, logger } = this.deps;
-    attachOfficeRoutes(app, door, {
+    return bind(OFFICE_ROUTES, {
       config, templates: this.stores.templates, meetings: this.meetings, workflow: this.workflow, inbox: this.inbox,
       directory: directory.store, live: this.live, logger: logger.child({ part: 'office-api' }),
     });

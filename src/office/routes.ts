@@ -17,19 +17,18 @@
  *   WS     /v1/mo/stream                   live MO of the tenant (JSON text frames)
  */
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { maskNumber } from '../core/phone.js';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { countSegments } from '../core/segment.js';
 import { PARAM_TYPES } from '../core/template.js';
 import type { ResolvedConfig } from '../config/load.js';
-import { Exchange, paramCount, parseJson, pathParams, readBody } from '../ingest/http.js';
 import { asGatewayError, parseRfc3339 } from '../ingest/intake.js';
 import type { Principal } from '../core/send.js';
 import { validated } from '../ingest/schemas.js';
-import type { DoorContext } from '../ingest/server.js';
 import { loadUws } from '../ingest/uws.js';
+import { route, upgrade, type RouteEntry, type UpgradeDoor } from '../http/route.js';
 import type { DirectoryStore } from '../directory/store.js';
 import { effectiveSignature, signText } from '../directory/grants.js';
 import type { Meetings, Meeting } from './meetings.js';
@@ -100,16 +99,6 @@ export const SubscriptionSchema = Type.Object({
   callbackUrl: Type.String({ maxLength: 2048, pattern: '^https?://' }),
 }, { additionalProperties: false });
 
-/** For /openapi.json. */
-export const officeSchemasForOpenApi: Record<string, TSchema> = {
-  TemplateBody: TemplateBodySchema,
-  TemplatePreview: PreviewSchema,
-  Meeting: MeetingSchema,
-  MeetingPatch: MeetingPatchSchema,
-  MeetingCancel: CancelSchema,
-  WorkflowEvent: WorkflowEventSchema,
-  MoSubscription: SubscriptionSchema,
-};
 
 export interface OfficeRouteDeps {
   readonly config: ResolvedConfig;
@@ -121,9 +110,6 @@ export interface OfficeRouteDeps {
   readonly live: LiveMoSubscribers;
   readonly logger: Logger;
 }
-
-type Ctx = { ex: Exchange; principal: Principal; params: string[]; query: URLSearchParams; idempotencyKey: string; body: () => Promise<unknown> };
-type Answer = { status: number; body: unknown };
 
 const checked = validated;
 
@@ -141,69 +127,63 @@ function pageLimit(query: URLSearchParams): number {
   return n;
 }
 
-export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: OfficeRouteDeps): void {
-  const maxBody = deps.config.server.maxBodyBytes;
-  const route = (method: 'get' | 'put' | 'post' | 'del' | 'patch', path: string, name: string, handler: (c: Ctx) => Promise<Answer>, write = false): void => {
-    const nParams = paramCount(path);
-    app[method](path, (res: HttpResponse, req: HttpRequest) => {
-      const ex = new Exchange(res);
-      const authorization = req.getHeader('authorization');
-      const idempotencyKey = req.getHeader('idempotency-key');
-      const contentType = req.getHeader('content-type');
-      // Decoded now (req dies with this call), refused before auth: a malformed escape is 400 BAD_PATH, never a throw.
-      let params: string[] = [];
-      let badPath: unknown;
-      try {
-        params = pathParams(req, nParams);
-      } catch (e) {
-        badPath = e;
-      }
-      const query = new URLSearchParams(req.getQuery() ?? '');
-      const hasBody = method === 'put' || method === 'post' || method === 'patch';
-      const raw = hasBody ? readBody(ex, req, maxBody) : undefined;
-      raw?.catch(() => undefined);
-      void (async () => {
-        try {
-          if (badPath !== undefined) throw badPath;
-          const principal = door.authenticate(authorization);
-          if (write && !door.accepting()) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
-          if (hasBody && contentType !== '' && !/^application\/json\b/i.test(contentType)) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `content-type ${contentType} is not application/json`);
-          if (idempotencyKey.length > 200) throw new GatewayError('VALIDATION', 'Idempotency-Key is too long', { details: [{ field: 'Idempotency-Key', message: 'at most 200 characters' }] });
-          const a = await handler({ ex, principal, params, query, idempotencyKey, body: async () => parseJson(await (raw as Promise<Buffer>)) });
-          ex.json(a.status, a.body);
-        } catch (e) {
-          const err = asGatewayError(e);
-          if (err.code === 'INTERNAL') deps.logger.error({ err: err.cause ?? err, route: name }, 'office request failed');
-          if (raw && (err.code === 'UNAUTHORIZED' || err.code === 'BAD_PATH')) await raw.catch(() => undefined);
-          ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
-        }
-        door.count(name, ex);
-      })();
-    });
-  };
+const PAGE_QUERY = [
+  { name: 'cursor', schema: { type: 'string' }, description: 'the `next` of the previous page' },
+  { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+];
+const IDEMPOTENCY_HEADER = { name: 'Idempotency-Key', schema: { type: 'string', maxLength: 200 } };
 
+/** The office part's routes (templates, meetings, workflow, MO), mounted by the composition root. */
+export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
   // ---------------------------------------------------------------- templates
-  route('put', '/v1/templates/:name', 'PUT /v1/templates/{name}', async ({ principal, params, body }) => {
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'PUT', path: '/v1/templates/{name}', realm: 'sending', tags: ['templates'], write: true,
+    summary: 'Save a template (validated: every placeholder a declared parameter, filters fit their types)',
+    body: { kind: 'json', name: 'TemplateBody', schema: TemplateBodySchema },
+    responses: { '200': 'updated', '201': 'created', '422': 'TEMPLATE_INVALID' },
+    handle: async ({ deps, principal, params, body }) => {
     const name = templateName(params[0]);
     const input = checked(TemplateBodySchema, await body());
     const r = await deps.templates.put(principal.tenant, name, input);
     return { status: r.created ? 201 : 200, body: templateView(r.template) };
-  }, true);
-  route('get', '/v1/templates', 'GET /v1/templates', async ({ principal, query }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/templates', realm: 'sending', tags: ['templates'],
+    summary: "The tenant's templates",
+    query: PAGE_QUERY,
+    responses: { '200': '{ items, next? }' },
+    handle: async ({ deps, principal, query }) => {
     const cursor = query.get('cursor') ?? undefined;
     const page = deps.templates.list(principal.tenant, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}) });
     return { status: 200, body: { items: page.items.map(templateView), ...(page.next !== undefined ? { next: page.next } : {}) } };
-  });
-  route('get', '/v1/templates/:name', 'GET /v1/templates/{name}', async ({ principal, params }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/templates/{name}', realm: 'sending', tags: ['templates'],
+    summary: 'One template',
+    responses: { '200': 'the template', '404': 'NOT_FOUND', '422': 'VALIDATION: not a template name' },
+    handle: async ({ deps, principal, params }) => {
     const t = deps.templates.get(principal.tenant, templateName(params[0]));
     if (!t) throw new GatewayError('NOT_FOUND', `no template ${params[0] ?? ''}`);
     return { status: 200, body: templateView(t) };
-  });
-  route('del', '/v1/templates/:name', 'DELETE /v1/templates/{name}', async ({ principal, params }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'DELETE', path: '/v1/templates/{name}', realm: 'sending', tags: ['templates'], write: true,
+    summary: 'Delete a template',
+    responses: { '200': '{ name, deleted }', '404': 'NOT_FOUND', '422': 'VALIDATION: not a template name' },
+    handle: async ({ deps, principal, params }) => {
     await deps.templates.remove(principal.tenant, templateName(params[0]));
     return { status: 200, body: { name: params[0], deleted: true } };
-  }, true);
-  route('post', '/v1/templates/:name/preview', 'POST /v1/templates/{name}/preview', async ({ principal, params, body }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'POST', path: '/v1/templates/{name}/preview', realm: 'sending', tags: ['templates'],
+    summary: 'Render with params: the text as sent (signature included), its encoding and SMS parts',
+    body: { kind: 'json', name: 'TemplatePreview', schema: PreviewSchema },
+    responses: { '200': '{ text, encoding, segments, characters, signature? }', '404': 'NOT_FOUND', '422': 'TEMPLATE_PARAMS (details name each parameter)' },
+    handle: async ({ deps, principal, params, body }) => {
     const input = checked(PreviewSchema, await body());
     const text = deps.templates.render(principal.tenant, templateName(params[0]), input.params ?? {});
     const chain = principal.unit !== undefined ? deps.directory.unitChain(principal.unit) : undefined;
@@ -211,10 +191,17 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
     const sent = signText(text, signature);
     const seg = countSegments(sent);
     return { status: 200, body: { text: sent, encoding: seg.encoding, segments: seg.count, characters: Array.from(sent).length, ...(sent !== text && signature !== undefined ? { signature } : {}) } };
-  });
+    },
+  }),
 
   // ---------------------------------------------------------------- meetings
-  route('post', '/v1/meetings', 'POST /v1/meetings', async ({ principal, body, idempotencyKey }) => {
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'POST', path: '/v1/meetings', realm: 'sending', tags: ['meetings'], write: true,
+    summary: 'Create a meeting and send its notice (or schedule it); replies 1 / 2 [reason] are matched back',
+    body: { kind: 'json', name: 'Meeting', schema: MeetingSchema },
+    headers: [IDEMPOTENCY_HEADER],
+    responses: { '201': 'the meeting with its notice message ids', '200': 'a repeat of the Idempotency-Key: the first meeting', '403': 'FORBIDDEN: a group or numbers not granted', '404': 'NOT_FOUND: a group', '413': 'TOO_MANY_RECIPIENTS' },
+    handle: async ({ deps, principal, body, idempotencyKey }) => {
     const m = checked(MeetingSchema, await body());
     const at = time(m.time, '/time') as number;
     const replyBy = time(m.replyBy, '/replyBy');
@@ -232,13 +219,25 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
       ...(m.tier !== undefined ? { tier: m.tier } : {}),
     }, idempotencyKey === '' ? undefined : idempotencyKey);
     return { status: r.replayed ? 200 : 201, body: meetingView(r.meeting) };
-  }, true);
-  route('get', '/v1/meetings', 'GET /v1/meetings', async ({ principal, query }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/meetings', realm: 'sending', tags: ['meetings'],
+    summary: "The tenant's meetings",
+    query: PAGE_QUERY,
+    responses: { '200': '{ items, next? }' },
+    handle: async ({ deps, principal, query }) => {
     const cursor = query.get('cursor') ?? undefined;
     const page = deps.meetings.list(principal.tenant, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}) });
     return { status: 200, body: { items: page.items.map(meetingView), ...(page.next !== undefined ? { next: page.next } : {}) } };
-  });
-  route('get', '/v1/meetings/:id', 'GET /v1/meetings/{id}', async ({ principal, params, query }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/meetings/{id}', realm: 'sending', tags: ['meetings'],
+    summary: 'The meeting, its tally { invited, attend, absent, noReply, late } and a page of per-person answers',
+    query: [{ name: 'answer', schema: { type: 'string', enum: ['attend', 'absent', 'none'] } }, ...PAGE_QUERY],
+    responses: { '200': 'meeting + tally + people', '404': 'NOT_FOUND', '422': 'VALIDATION (answer, limit)' },
+    handle: async ({ deps, principal, params, query }) => {
     const m = deps.meetings.get(params[0] ?? '');
     if (!m || m.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no meeting ${params[0] ?? ''}`);
     const answer = query.get('answer');
@@ -262,8 +261,14 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
         ...(page.next !== undefined ? { next: page.next } : {}),
       },
     };
-  });
-  route('patch', '/v1/meetings/:id', 'PATCH /v1/meetings/{id}', async ({ principal, params, body }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'PATCH', path: '/v1/meetings/{id}', realm: 'sending', tags: ['meetings'], write: true,
+    summary: 'Change title, time, place or note: the change notice goes to everyone invited',
+    body: { kind: 'json', name: 'MeetingPatch', schema: MeetingPatchSchema },
+    responses: { '200': 'the meeting', '404': 'NOT_FOUND', '409': 'NOT_CANCELLABLE: the meeting was cancelled' },
+    handle: async ({ deps, principal, params, body }) => {
     const p = checked(MeetingPatchSchema, await body());
     const t = time(p.time, '/time');
     const m = await deps.meetings.change(principal.tenant, params[0] ?? '', {
@@ -273,19 +278,27 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
       ...(p.note !== undefined ? { note: p.note } : {}),
     });
     return { status: 200, body: meetingView(m) };
-  }, true);
-  route('post', '/v1/meetings/:id/cancel', 'POST /v1/meetings/{id}/cancel', async ({ principal, params, body }) => {
-    const raw = await body().catch((e: unknown) => {
-      if (e instanceof GatewayError && e.code === 'BAD_JSON' && /empty/.test(e.message)) return {};
-      throw e;
-    });
-    const c = checked(CancelSchema, raw);
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'POST', path: '/v1/meetings/{id}/cancel', realm: 'sending', tags: ['meetings'], write: true,
+    summary: 'Cancel: the cancel notice to everyone invited, or nothing at all if the notice was still scheduled (an empty body is {})',
+    body: { kind: 'json', name: 'MeetingCancel', schema: CancelSchema, emptyAs: {} },
+    responses: { '200': 'the meeting', '404': 'NOT_FOUND', '409': 'NOT_CANCELLABLE: already cancelled' },
+    handle: async ({ deps, principal, params, body }) => {
+    const c = checked(CancelSchema, await body()); // an empty body is {} (emptyAs)
     const m = await deps.meetings.cancel(principal.tenant, params[0] ?? '', c.note);
     return { status: 200, body: meetingView(m) };
-  }, true);
+    },
+  }),
 
   // ---------------------------------------------------------------- workflow
-  route('post', '/v1/workflow-events', 'POST /v1/workflow-events', async ({ principal, body }) => {
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'POST', path: '/v1/workflow-events', realm: 'sending', tags: ['workflow'], write: true,
+    summary: 'A stage change of a case (business registration, approvals): one SMS per stage, in order, exactly once',
+    body: { kind: 'json', name: 'WorkflowEvent', schema: WorkflowEventSchema },
+    responses: { '202': '{ system, caseId, status: applied | buffered | duplicate | stale, stage, messageId? }' },
+    handle: async ({ deps, principal, body }) => {
     const e = checked(WorkflowEventSchema, await body());
     const problems: FieldProblem[] = [];
     const occurredAt = time(e.occurredAt, '/occurredAt');
@@ -307,8 +320,13 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
     });
     const last = r.case.timeline[r.case.timeline.length - 1];
     return { status: 202, body: { system: e.system, caseId: e.caseId, status: r.status, stage: r.case.stage ?? null, ...(r.status === 'applied' && last?.messageId !== undefined ? { messageId: last.messageId } : {}) } };
-  }, true);
-  route('get', '/v1/cases/:system/:caseId', 'GET /v1/cases/{system}/{caseId}', async ({ principal, params }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/cases/{system}/{caseId}', realm: 'sending', tags: ['workflow'],
+    summary: 'Current stage and timeline of a case',
+    responses: { '200': 'case', '404': 'NOT_FOUND' },
+    handle: async ({ deps, principal, params }) => {
     const c = deps.workflow.get(principal.tenant, params[0] ?? '', params[1] ?? '');
     if (!c) throw new GatewayError('NOT_FOUND', `no case ${params[0] ?? ''}/${params[1] ?? ''}`);
     return {
@@ -328,10 +346,16 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
         })),
       },
     };
-  });
+    },
+  }),
 
   // ---------------------------------------------------------------- MO
-  route('get', '/v1/mo', 'GET /v1/mo', async ({ principal, query }) => {
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/mo', realm: 'sending', tags: ['mo'],
+    summary: 'MO messages of the tenant in one state (default unmatched), newest first',
+    query: [{ name: 'state', schema: { type: 'string', enum: [...MO_STATES] } }, ...PAGE_QUERY],
+    responses: { '200': '{ items, next? }', '422': 'VALIDATION (state, cursor, limit)' },
+    handle: async ({ deps, principal, query }) => {
     const state = (query.get('state') ?? 'unmatched') as MoState;
     if (!MO_STATES.includes(state)) throw new GatewayError('VALIDATION', `state must be one of ${MO_STATES.join(', ')}`, { details: [{ field: 'state', message: MO_STATES.join(', ') }] });
     const cursorRaw = query.get('cursor');
@@ -339,50 +363,72 @@ export function attachOfficeRoutes(app: TemplatedApp, door: DoorContext, deps: O
     if (cursor !== undefined && !Number.isSafeInteger(cursor)) throw new GatewayError('VALIDATION', 'cursor is the `next` of the previous page', { details: [{ field: 'cursor', message: 'an integer' }] });
     const page = deps.inbox.list(principal.tenant, state, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}) });
     return { status: 200, body: { items: page.items.map(moView), ...(page.next !== undefined ? { next: String(page.next) } : {}) } };
-  });
-  route('put', '/v1/mo/subscription', 'PUT /v1/mo/subscription', async ({ principal, body }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'PUT', path: '/v1/mo/subscription', realm: 'sending', tags: ['mo'], write: true,
+    summary: 'Set the callback URL MO messages no handler took are POSTed to (retried, bounded)',
+    body: { kind: 'json', name: 'MoSubscription', schema: SubscriptionSchema },
+    responses: { '200': '{ callbackUrl }' },
+    handle: async ({ deps, principal, body }) => {
     const s = checked(SubscriptionSchema, await body());
     await deps.inbox.subscribe(principal.tenant, s.callbackUrl);
     return { status: 200, body: { callbackUrl: s.callbackUrl } };
-  }, true);
-  route('get', '/v1/mo/subscription', 'GET /v1/mo/subscription', async ({ principal }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/mo/subscription', realm: 'sending', tags: ['mo'],
+    summary: 'The callback URL',
+    responses: { '200': '{ callbackUrl, updatedAt }', '404': 'NOT_FOUND' },
+    handle: async ({ deps, principal }) => {
     const s = deps.inbox.subscription(principal.tenant);
     if (!s) throw new GatewayError('NOT_FOUND', 'no MO callback URL is set');
     return { status: 200, body: { callbackUrl: s.callbackUrl, updatedAt: iso(s.updatedAt) } };
-  });
-  route('del', '/v1/mo/subscription', 'DELETE /v1/mo/subscription', async ({ principal }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'DELETE', path: '/v1/mo/subscription', realm: 'sending', tags: ['mo'], write: true,
+    summary: 'Remove the callback URL',
+    responses: { '200': '{ deleted }', '404': 'NOT_FOUND' },
+    handle: async ({ deps, principal }) => {
     if (!(await deps.inbox.unsubscribe(principal.tenant))) throw new GatewayError('NOT_FOUND', 'no MO callback URL is set');
     return { status: 200, body: { deleted: true } };
-  }, true);
-  route('get', '/v1/mo/:id', 'GET /v1/mo/{id}', async ({ principal, params }) => {
+    },
+  }),
+  route<OfficeRouteDeps, 'sending'>({
+    method: 'GET', path: '/v1/mo/{id}', realm: 'sending', tags: ['mo'],
+    summary: 'One MO message',
+    responses: { '200': 'MO', '404': 'NOT_FOUND' },
+    handle: async ({ deps, principal, params }) => {
     const r = deps.inbox.get(params[0] ?? '');
     if (!r || r.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no MO message ${params[0] ?? ''}`);
     return { status: 200, body: moView(r) };
-  });
-  attachMoStream(app, door, deps.live, deps.directory);
+    },
+  }),
+  upgrade<OfficeRouteDeps>({
+    path: '/v1/mo/stream', realm: 'sending', tags: ['mo'],
+    summary: 'WebSocket upgrade (Authorization: Bearer): live MO of the tenant as JSON text frames',
+    responses: { '101': 'switching protocols' },
+    attach: (app, deps, door) => attachMoStream(app, door, deps.live, deps.directory),
+  }),
 
   // Global admins (config admin.keys without a unit) see MO that no tenant owns (`tenant` omitted) or any tenant's.
-  app.get('/v1/admin/mo', (res: HttpResponse, req: HttpRequest) => {
-    const ex = new Exchange(res);
-    const authorization = req.getHeader('authorization');
-    const query = new URLSearchParams(req.getQuery() ?? '');
-    try {
-      const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-      const admin = m ? deps.config.admin.keys.find((k) => k.key === m[1]) : undefined;
-      if (!admin) throw new GatewayError('UNAUTHORIZED', 'an admin key (admin.keys) is required');
-      if (admin.unit !== undefined) throw new GatewayError('FORBIDDEN', 'only a global admin may list MO across tenants');
+  route<OfficeRouteDeps, 'admin'>({
+    method: 'GET', path: '/v1/admin/mo', realm: 'admin', tags: ['admin'],
+    summary: 'Global admins: MO of no tenant (tenant omitted: sent to a code nobody owns) or of one tenant, by state',
+    query: [{ name: 'tenant', schema: { type: 'string' } }, { name: 'state', schema: { type: 'string', enum: [...MO_STATES] } }, ...PAGE_QUERY],
+    responses: { '200': '{ items, next? }', '403': 'FORBIDDEN: a delegated (unit) admin', '422': 'VALIDATION (state, limit)' },
+    handle: ({ deps, actor, query }) => {
+      if (actor.unit !== undefined) throw new GatewayError('FORBIDDEN', 'only a global admin may list MO across tenants');
       const state = (query.get('state') ?? 'unmatched') as MoState;
       if (!MO_STATES.includes(state)) throw new GatewayError('VALIDATION', `state must be one of ${MO_STATES.join(', ')}`, { details: [{ field: 'state', message: MO_STATES.join(', ') }] });
       const cursorRaw = query.get('cursor');
       const cursor = cursorRaw === null ? undefined : Number(cursorRaw);
       const page = deps.inbox.list(query.get('tenant') ?? '', state, { limit: pageLimit(query), ...(cursor !== undefined && Number.isSafeInteger(cursor) ? { cursor } : {}) });
-      ex.json(200, { items: page.items.map(moView), ...(page.next !== undefined ? { next: String(page.next) } : {}) });
-    } catch (e) {
-      ex.error(asGatewayError(e));
-    }
-    door.count('GET /v1/admin/mo', ex);
-  });
-}
+      return { status: 200, body: { items: page.items.map(moView), ...(page.next !== undefined ? { next: String(page.next) } : {}) } };
+    },
+  }),
+];
 
 function templateName(raw: string | undefined): string {
   const name = raw ?? '';
@@ -513,11 +559,11 @@ export class LiveMoSubscribers implements LiveSubscribers {
 }
 
 /** Is the stream's key still good: it authenticates, and its unit chain is enabled? */
-function streamCheck(door: DoorContext, directory: DirectoryStore): StreamCheck {
+function streamCheck(door: UpgradeDoor, directory: DirectoryStore): StreamCheck {
   return (data) => {
     let principal: Principal;
     try {
-      principal = door.authenticate(data.authorization);
+      principal = door.authenticate('sending', data.authorization);
     } catch (e) {
       const err = asGatewayError(e);
       return { code: STREAM_CLOSE.KEY, reason: err.code };
@@ -531,7 +577,7 @@ function streamCheck(door: DoorContext, directory: DirectoryStore): StreamCheck 
   };
 }
 
-function attachMoStream(app: TemplatedApp, door: DoorContext, live: LiveMoSubscribers, directory: DirectoryStore): void {
+function attachMoStream(app: TemplatedApp, door: UpgradeDoor, live: LiveMoSubscribers, directory: DirectoryStore): void {
   const uws = loadUws();
   const check = streamCheck(door, directory);
   live.follow(check);
@@ -545,7 +591,7 @@ function attachMoStream(app: TemplatedApp, door: DoorContext, live: LiveMoSubscr
     upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
       let principal: Principal;
       try {
-        principal = door.authenticate(req.getHeader('authorization'));
+        principal = door.authenticate('sending', req.getHeader('authorization'));
       } catch (e) {
         const err = asGatewayError(e);
         res.cork(() => {
@@ -564,54 +610,4 @@ function attachMoStream(app: TemplatedApp, door: DoorContext, live: LiveMoSubscr
     message: () => undefined,
     close: (ws) => live.remove(ws),
   });
-}
-
-/** OpenAPI paths of the office routes (src/ingest/openapi.ts merges them). */
-export function officeOpenApiPaths(): Record<string, unknown> {
-  const ref = (name: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } });
-  const err = (description: string) => ({ description, content: ref('Error') });
-  const auth = [{ bearer: [] }];
-  const obj = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
-  const p = (name: string, where: 'path' | 'query' = 'path', schema: Record<string, unknown> = { type: 'string' }) => ({ name, in: where, required: where === 'path', schema });
-  const page = [p('cursor', 'query'), p('limit', 'query', { type: 'integer', minimum: 1, maximum: 1000, default: 100 })];
-  const common = { '401': err('UNAUTHORIZED'), '422': err('VALIDATION (details name the fields)') };
-  return {
-    '/v1/templates': { get: { summary: 'The tenant\'s templates', security: auth, parameters: page, responses: { '200': obj('{ items, next? }'), ...common } } },
-    '/v1/templates/{name}': {
-      put: { summary: 'Save a template (validated: every placeholder a declared parameter, filters fit their types)', security: auth, parameters: [p('name')], requestBody: { required: true, content: ref('TemplateBody') }, responses: { '200': obj('updated'), '201': obj('created'), '422': err('TEMPLATE_INVALID or VALIDATION'), '401': err('UNAUTHORIZED') } },
-      get: { summary: 'One template', security: auth, parameters: [p('name')], responses: { '200': obj('the template'), '404': err('NOT_FOUND'), ...common } },
-      delete: { summary: 'Delete a template', security: auth, parameters: [p('name')], responses: { '200': obj('{ name, deleted }'), '404': err('NOT_FOUND'), ...common } },
-    },
-    '/v1/templates/{name}/preview': {
-      post: { summary: 'Render with params: the text as sent (signature included), its encoding and SMS parts', security: auth, parameters: [p('name')], requestBody: { required: true, content: ref('TemplatePreview') }, responses: { '200': obj('{ text, encoding, segments, characters, signature? }'), '404': err('NOT_FOUND'), '422': err('TEMPLATE_PARAMS (details name each parameter)'), '401': err('UNAUTHORIZED') } },
-    },
-    '/v1/meetings': {
-      post: { summary: 'Create a meeting and send its notice (or schedule it); replies 1 / 2 [reason] are matched back', security: auth, parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 200 } }], requestBody: { required: true, content: ref('Meeting') }, responses: { '201': obj('the meeting with its notice message ids'), '200': obj('a repeat of the Idempotency-Key: the first meeting'), '403': err('FORBIDDEN: a group or numbers not granted'), '404': err('NOT_FOUND: a group'), '413': err('TOO_MANY_RECIPIENTS'), ...common } },
-      get: { summary: 'The tenant\'s meetings', security: auth, parameters: page, responses: { '200': obj('{ items, next? }'), ...common } },
-    },
-    '/v1/meetings/{id}': {
-      get: { summary: 'The meeting, its tally { invited, attend, absent, noReply, late } and a page of per-person answers', security: auth, parameters: [p('id'), p('answer', 'query', { type: 'string', enum: ['attend', 'absent', 'none'] }), ...page], responses: { '200': obj('meeting + tally + people'), '404': err('NOT_FOUND'), ...common } },
-      patch: { summary: 'Change title, time, place or note: the change notice goes to everyone invited', security: auth, parameters: [p('id')], requestBody: { required: true, content: ref('MeetingPatch') }, responses: { '200': obj('the meeting'), '404': err('NOT_FOUND'), '409': err('NOT_CANCELLABLE: the meeting was cancelled'), ...common } },
-    },
-    '/v1/meetings/{id}/cancel': {
-      post: { summary: 'Cancel: the cancel notice to everyone invited, or nothing at all if the notice was still scheduled', security: auth, parameters: [p('id')], requestBody: { required: false, content: ref('MeetingCancel') }, responses: { '200': obj('the meeting'), '404': err('NOT_FOUND'), '409': err('NOT_CANCELLABLE: already cancelled'), ...common } },
-    },
-    '/v1/workflow-events': {
-      post: { summary: 'A stage change of a case (business registration, approvals): one SMS per stage, in order, exactly once', security: auth, requestBody: { required: true, content: ref('WorkflowEvent') }, responses: { '202': obj('{ system, caseId, status: applied | buffered | duplicate | stale, stage, messageId? }'), ...common } },
-    },
-    '/v1/cases/{system}/{caseId}': {
-      get: { summary: 'Current stage and timeline of a case', security: auth, parameters: [p('system'), p('caseId')], responses: { '200': obj('case'), '404': err('NOT_FOUND'), ...common } },
-    },
-    '/v1/mo': {
-      get: { summary: 'MO messages of the tenant in one state (default unmatched), newest first', security: auth, parameters: [p('state', 'query', { type: 'string', enum: [...MO_STATES] }), ...page], responses: { '200': obj('{ items, next? }'), ...common } },
-    },
-    '/v1/mo/{id}': { get: { summary: 'One MO message', security: auth, parameters: [p('id')], responses: { '200': obj('MO'), '404': err('NOT_FOUND'), ...common } } },
-    '/v1/admin/mo': { get: { summary: 'Global admins: MO of no tenant (tenant omitted: sent to a code nobody owns) or of one tenant, by state', security: [{ admin: [] }], parameters: [p('tenant', 'query'), p('state', 'query', { type: 'string', enum: [...MO_STATES] }), ...page], responses: { '200': obj('{ items, next? }'), '401': err('UNAUTHORIZED'), '403': err('FORBIDDEN: a delegated (unit) admin') } } },
-    '/v1/mo/subscription': {
-      put: { summary: 'Set the callback URL MO messages no handler took are POSTed to (retried, bounded)', security: auth, requestBody: { required: true, content: ref('MoSubscription') }, responses: { '200': obj('{ callbackUrl }'), ...common } },
-      get: { summary: 'The callback URL', security: auth, responses: { '200': obj('{ callbackUrl, updatedAt }'), '404': err('NOT_FOUND'), ...common } },
-      delete: { summary: 'Remove the callback URL', security: auth, responses: { '200': obj('{ deleted }'), '404': err('NOT_FOUND'), ...common } },
-    },
-    '/v1/mo/stream': { get: { summary: 'WebSocket upgrade (Authorization: Bearer): live MO of the tenant as JSON text frames', security: auth, responses: { '101': { description: 'switching protocols' }, '401': err('UNAUTHORIZED') } } },
-  };
 }

@@ -14,12 +14,11 @@
  * A key is in the answer exactly once, when issued; it is never logged.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { GatewayError, isGatewayError } from '../core/errors.js';
+import { Type } from '@sinclair/typebox';
+import { GatewayError } from '../core/errors.js';
 import { parseIsoDuration } from '../core/duration.js';
-import { Exchange, parseJson, pathParams, readBody } from '../ingest/http.js';
+import { route, type HttpRoute } from '../http/route.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { Metrics } from '../telemetry/metrics.js';
 import type { PdaChannel } from './channel.js';
 import { MAX_LIST_PAGE, checkDeviceId, checkPersonId, checkUnit } from './device-registry.js';
 import type { DeviceState, DeviceView } from './types.js';
@@ -28,14 +27,6 @@ export const PDA_ADMIN_PREFIX = '/v1/admin/pda/devices';
 /** Shortest admin key accepted. */
 export const MIN_ADMIN_KEY_LENGTH = 16;
 const MAX_ADMIN_BODY = 16 * 1024;
-
-export interface PdaAdminDeps {
-  readonly channel: PdaChannel;
-  /** `pda.adminKey`; empty disables the API. */
-  readonly adminKey: string;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
-}
 
 type Json = Record<string, unknown>;
 
@@ -61,69 +52,43 @@ function keyTtl(v: unknown): number | undefined {
 
 const STATES: readonly DeviceState[] = ['active', 'lost', 'revoked'];
 
-export function attachPdaAdminRoutes(app: TemplatedApp, deps: PdaAdminDeps): void {
-  const { channel, metrics, logger } = deps;
-  if (deps.adminKey !== '' && deps.adminKey.length < MIN_ADMIN_KEY_LENGTH) {
+export interface PdaAdminRouteDeps {
+  readonly channel: PdaChannel;
+  readonly logger: Logger;
+}
+
+/** `Authorization: Bearer <pda.adminKey>` → the pdaAdmin realm; an empty key disables the API (401). */
+export function pdaAdminRealm(adminKey: string): ((authorization: string) => true) | undefined {
+  if (adminKey !== '' && adminKey.length < MIN_ADMIN_KEY_LENGTH) {
     throw new GatewayError('CONFIG_INVALID', `pda.adminKey must be at least ${MIN_ADMIN_KEY_LENGTH} characters (or empty to disable the PDA admin API)`, {
       details: [{ field: '/pda/adminKey', message: `at least ${MIN_ADMIN_KEY_LENGTH} characters` }],
     });
   }
-  const expected = deps.adminKey === '' ? undefined : digest(deps.adminKey);
-  const registry = channel.registry;
-
-  const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
-
-  const authorized = (req: HttpRequest): GatewayError | undefined => {
-    if (!expected) return new GatewayError('UNAUTHORIZED', 'the PDA admin API is disabled (pda.adminKey is empty)');
-    const h = req.getHeader('authorization');
+  if (adminKey === '') return undefined;
+  const expected = digest(adminKey);
+  return (h: string) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-    if (!m || !timingSafeEqual(digest(m[1] as string), expected)) return new GatewayError('UNAUTHORIZED', 'missing or wrong PDA admin key');
-    return undefined;
+    if (!m || !timingSafeEqual(digest(m[1] as string), expected)) throw new GatewayError('UNAUTHORIZED', 'missing or wrong PDA admin key');
+    return true;
   };
+}
 
-  /** Common frame of every route: auth (headers read synchronously), body, one answer, one count. */
-  const route = (
-    name: string,
-    hasBody: boolean,
-    handle: (ctx: { params: string[]; query: URLSearchParams; body: unknown }) => Promise<{ status: number; value: unknown }>,
-    paramCount = 0,
-  ) => (res: HttpResponse, req: HttpRequest): void => {
-    const ex = new Exchange(res);
-    let params: string[] = [];
-    let denied: GatewayError | undefined;
-    try {
-      params = pathParams(req, paramCount); // 400 BAD_PATH before auth
-      denied = authorized(req);
-    } catch (e) {
-      denied = e as GatewayError;
-    }
-    const query = new URLSearchParams(req.getQuery() ?? '');
-    const contentType = req.getHeader('content-type');
-    const body = hasBody ? readBody(ex, req, MAX_ADMIN_BODY) : Promise.resolve(Buffer.alloc(0));
-    body.catch(() => undefined); // observed below
-    void (async () => {
-      try {
-        if (hasBody) await body.catch(() => undefined); // drain first, so a refused request leaves the connection usable
-        if (denied) throw denied;
-        let json: unknown;
-        const raw = await body;
-        // An empty body reads as "no fields" (POST …/key needs none); a non-empty one must be JSON.
-        if (raw.length > 0) {
-          if (!/^application\/json\b/i.test(contentType)) throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json');
-          json = parseJson(raw);
-        }
-        const out = await handle({ params, query, body: json });
-        ex.json(out.status, out.value);
-      } catch (e) {
-        const err = isGatewayError(e) ? e : new GatewayError('INTERNAL', undefined, { cause: e });
-        if (err.code === 'INTERNAL') logger.error({ err: e, route: name }, 'PDA admin request failed');
-        ex.error(err, err.code === 'UNAUTHORIZED' ? { 'www-authenticate': 'Bearer' } : undefined);
-      }
-      metrics.httpRequests.inc({ route: name, status: String(ex.status || 499) });
-    })();
-  };
+// Bodies are checked by the handlers (their messages name each field); the schemas document them.
+const DeviceCreateSchema = Type.Object({ deviceId: Type.String(), personId: Type.String(), unit: Type.String(), keyTtl: Type.Optional(Type.String({ description: 'ISO-8601 duration, e.g. P90D' })) }, { additionalProperties: false });
+const DeviceStateSchema = Type.Object({ state: Type.Union([Type.Literal('active'), Type.Literal('lost'), Type.Literal('revoked')]), reason: Type.Optional(Type.String()) }, { additionalProperties: false });
+const DeviceKeySchema = Type.Object({ keyTtl: Type.Optional(Type.String({ description: 'ISO-8601 duration, e.g. P90D' })) }, { additionalProperties: false });
+const DeviceAssignmentSchema = Type.Object({ personId: Type.String(), unit: Type.String() }, { additionalProperties: false });
 
-  app.post(PDA_ADMIN_PREFIX, route('POST /v1/admin/pda/devices', true, async ({ body }) => {
+export const PDA_ADMIN_ROUTES: readonly HttpRoute<PdaAdminRouteDeps>[] = [
+  route<PdaAdminRouteDeps, 'pdaAdmin'>({
+    method: 'POST', path: '/v1/admin/pda/devices', realm: 'pdaAdmin', tags: ['pda-admin'], write: true,
+    summary: 'Register a device: its key is in this answer only',
+    body: { kind: 'json', name: 'PdaDeviceCreate', schema: DeviceCreateSchema, check: false, emptyAs: null, limit: MAX_ADMIN_BODY },
+    responses: { '201': '{ device, key }', '409': 'PDA_DEVICE_EXISTS' },
+    handle: async ({ deps, json: body }) => {
+      const { channel, logger } = deps;
+      const registry = channel.registry;
+      const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
     const b = fields(body, ['deviceId', 'personId', 'unit', 'keyTtl']);
     const ttl = keyTtl(b['keyTtl']);
     const issued = await registry.register({
@@ -133,10 +98,18 @@ export function attachPdaAdminRoutes(app: TemplatedApp, deps: PdaAdminDeps): voi
       ...(ttl !== undefined ? { keyTtlMs: ttl } : {}),
     });
     logger.info({ deviceId: issued.device.id, personId: issued.device.personId }, 'PDA device registered');
-    return { status: 201, value: { device: withConnection(issued.device), key: issued.key } };
-  }));
-
-  app.get(PDA_ADMIN_PREFIX, route('GET /v1/admin/pda/devices', false, async ({ query }) => {
+    return { status: 201, body: { device: withConnection(issued.device), key: issued.key } };
+    },
+  }),
+  route<PdaAdminRouteDeps, 'pdaAdmin'>({
+    method: 'GET', path: '/v1/admin/pda/devices', realm: 'pdaAdmin', tags: ['pda-admin'],
+    summary: 'Devices, filtered by person, unit or state',
+    query: [{ name: 'person', schema: { type: 'string' } }, { name: 'unit', schema: { type: 'string' } }, { name: 'state', schema: { type: 'string', enum: ['active', 'lost', 'revoked'] } }, { name: 'cursor', schema: { type: 'string' } }, { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: MAX_LIST_PAGE } }],
+    responses: { '200': '{ items, next? }', '422': 'VALIDATION (limit, state, person, cursor)' },
+    handle: async ({ deps, query }) => {
+      const { channel, logger } = deps;
+      const registry = channel.registry;
+      const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
     const limitRaw = query.get('limit');
     const limit = limitRaw === null ? 100 : Number(limitRaw);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_PAGE) {
@@ -156,17 +129,32 @@ export function attachPdaAdminRoutes(app: TemplatedApp, deps: PdaAdminDeps): voi
       ...(state !== null ? { state: state as DeviceState } : {}),
       ...(cursor !== null ? { cursor: checkDeviceId(cursor, 'cursor') } : {}),
     });
-    return { status: 200, value: { items: page.items.map(withConnection), ...(page.next !== undefined ? { next: page.next } : {}) } };
-  }));
-
-  app.get(`${PDA_ADMIN_PREFIX}/:id`, route('GET /v1/admin/pda/devices/{id}', false, async ({ params }) => {
+    return { status: 200, body: { items: page.items.map(withConnection), ...(page.next !== undefined ? { next: page.next } : {}) } };
+    },
+  }),
+  route<PdaAdminRouteDeps, 'pdaAdmin'>({
+    method: 'GET', path: '/v1/admin/pda/devices/{id}', realm: 'pdaAdmin', tags: ['pda-admin'],
+    summary: 'One device, with whether it is connected now',
+    responses: { '200': 'device', '404': 'NOT_FOUND', '422': 'VALIDATION: not a device id' },
+    handle: async ({ deps, params }) => {
+      const { channel, logger } = deps;
+      const registry = channel.registry;
+      const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
     const id = checkDeviceId(params[0], 'id');
     const d = registry.get(id);
     if (!d) throw new GatewayError('NOT_FOUND', `no PDA device ${id}`);
-    return { status: 200, value: withConnection(d) };
-  }, 1));
-
-  app.post(`${PDA_ADMIN_PREFIX}/:id/state`, route('POST /v1/admin/pda/devices/{id}/state', true, async ({ params, body }) => {
+    return { status: 200, body: withConnection(d) };
+    },
+  }),
+  route<PdaAdminRouteDeps, 'pdaAdmin'>({
+    method: 'POST', path: '/v1/admin/pda/devices/{id}/state', realm: 'pdaAdmin', tags: ['pda-admin'], write: true,
+    summary: 'Mark a device active, lost or revoked (lost/revoked: its key stops working; reactivating issues a new key)',
+    body: { kind: 'json', name: 'PdaDeviceState', schema: DeviceStateSchema, check: false, emptyAs: null, limit: MAX_ADMIN_BODY },
+    responses: { '200': '{ device, key? }', '404': 'NOT_FOUND', '409': 'PDA_DEVICE_STATE' },
+    handle: async ({ deps, params, json: body }) => {
+      const { channel, logger } = deps;
+      const registry = channel.registry;
+      const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
     const id = checkDeviceId(params[0], 'id');
     const b = fields(body, ['state', 'reason']);
     const state = b['state'];
@@ -177,22 +165,39 @@ export function attachPdaAdminRoutes(app: TemplatedApp, deps: PdaAdminDeps): voi
     if (reason !== undefined && typeof reason !== 'string') throw new GatewayError('VALIDATION', 'reason: a string', { details: [{ field: '/reason', message: 'a string' }] });
     const out = await registry.setState(id, state as DeviceState, reason);
     logger.info({ deviceId: id, state }, 'PDA device state changed');
-    return { status: 200, value: { device: withConnection(out.device), ...(out.key !== undefined ? { key: out.key } : {}) } };
-  }, 1));
-
-  app.post(`${PDA_ADMIN_PREFIX}/:id/key`, route('POST /v1/admin/pda/devices/{id}/key', true, async ({ params, body }) => {
+    return { status: 200, body: { device: withConnection(out.device), ...(out.key !== undefined ? { key: out.key } : {}) } };
+    },
+  }),
+  route<PdaAdminRouteDeps, 'pdaAdmin'>({
+    method: 'POST', path: '/v1/admin/pda/devices/{id}/key', realm: 'pdaAdmin', tags: ['pda-admin'], write: true,
+    summary: 'Rotate the device key (the old one stops working); an empty body is {}',
+    body: { kind: 'json', name: 'PdaDeviceKey', schema: DeviceKeySchema, check: false, emptyAs: {}, limit: MAX_ADMIN_BODY },
+    responses: { '200': '{ device, key }', '404': 'NOT_FOUND', '409': 'PDA_DEVICE_STATE' },
+    handle: async ({ deps, params, json: body }) => {
+      const { channel, logger } = deps;
+      const registry = channel.registry;
+      const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
     const id = checkDeviceId(params[0], 'id');
     const b = fields(body ?? {}, ['keyTtl']);
     const issued = await registry.rotateKey(id, keyTtl(b['keyTtl']));
     logger.info({ deviceId: id, keyVersion: issued.device.keyVersion }, 'PDA device key rotated');
-    return { status: 200, value: { device: withConnection(issued.device), key: issued.key } };
-  }, 1));
-
-  app.post(`${PDA_ADMIN_PREFIX}/:id/assignment`, route('POST /v1/admin/pda/devices/{id}/assignment', true, async ({ params, body }) => {
+    return { status: 200, body: { device: withConnection(issued.device), key: issued.key } };
+    },
+  }),
+  route<PdaAdminRouteDeps, 'pdaAdmin'>({
+    method: 'POST', path: '/v1/admin/pda/devices/{id}/assignment', realm: 'pdaAdmin', tags: ['pda-admin'], write: true,
+    summary: 'Hand the device to another person or unit',
+    body: { kind: 'json', name: 'PdaDeviceAssignment', schema: DeviceAssignmentSchema, check: false, emptyAs: null, limit: MAX_ADMIN_BODY },
+    responses: { '200': 'device', '404': 'NOT_FOUND', '409': 'PDA_DEVICE_STATE' },
+    handle: async ({ deps, params, json: body }) => {
+      const { channel, logger } = deps;
+      const registry = channel.registry;
+      const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
     const id = checkDeviceId(params[0], 'id');
     const b = fields(body, ['personId', 'unit']);
     const device = await registry.reassign(id, { personId: checkPersonId(b['personId']), unit: checkUnit(b['unit']) });
     logger.info({ deviceId: id, personId: device.personId }, 'PDA device reassigned');
-    return { status: 200, value: withConnection(device) };
-  }, 1));
-}
+    return { status: 200, body: withConnection(device) };
+    },
+  }),
+];

@@ -13,11 +13,13 @@ import type { PdaConfig } from '../config/schema.js';
 import { loadUws } from '../ingest/uws.js';
 import type { Logger } from '../telemetry/logger.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
-import { attachPdaAdminRoutes } from './admin-routes.js';
+import { PDA_ADMIN_ROUTES, pdaAdminRealm } from './admin-routes.js';
+import { mountTables } from '../http/mount.js';
+import { bind } from '../http/route.js';
 import { PdaChannel } from './channel.js';
 import { PDA_DBS } from './store.js';
 import type { PdaStatusSink, PdaStatusState, PdaStatusUpdate } from './types.js';
-import { attachPdaRoutes } from './ws-route.js';
+import { PDA_ROUTES } from './ws-route.js';
 
 /**
  * Keeps what the channel reports, for a deployment without a receipt store
@@ -108,8 +110,14 @@ export async function startPdaServer(opts: PdaServerOptions): Promise<RunningPda
     ...(opts.tickMs !== undefined ? { tickMs: opts.tickMs } : {}),
   });
   const app = uws.App();
-  attachPdaRoutes(app, { channel });
-  attachPdaAdminRoutes(app, { channel, adminKey: opts.config.adminKey, metrics, logger: opts.logger });
+  const pdaAdmin = pdaAdminRealm(opts.config.adminKey);
+  mountTables(app, [bind(PDA_ROUTES, { channel }), bind(PDA_ADMIN_ROUTES, { channel, logger: opts.logger })], {
+    realms: { ...(pdaAdmin ? { pdaAdmin } : {}) },
+    accepting: () => !channel.isClosing,
+    limits: { body: 16 * 1024, import: 0 },
+    metrics,
+    logger: opts.logger,
+  });
   const host = opts.host ?? '127.0.0.1';
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     app.listen(host, opts.port ?? 0, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${host}:${opts.port ?? 0}`))));

@@ -19,6 +19,7 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { loadUws } from '../ingest/uws.js';
+import { upgrade, type UpgradeRoute } from '../http/route.js';
 import { CLOSE_REASON, WS_CLOSE_BASE } from './codec.js';
 import type { PdaChannel } from './channel.js';
 import type { PdaSession, SendOutcome, SessionSocket } from './session.js';
@@ -142,3 +143,13 @@ export function attachPdaRoutes(app: TemplatedApp, deps: PdaRouteDeps): PdaServe
     },
   };
 }
+
+/** The PDA protocol's entry in the route table: the upgrade is open; the device authenticates in its hello (docs/pda-protocol.md). */
+export const PDA_ROUTES: readonly UpgradeRoute<PdaRouteDeps>[] = [
+  upgrade<PdaRouteDeps>({
+    path: PDA_PATH, realm: 'none', tags: ['pda'],
+    summary: `WebSocket upgrade for police PDA devices (binary protocol, subprotocol ${PDA_SUBPROTOCOL}); the device key is checked in the hello frame`,
+    responses: { '101': 'switching protocols', '503': 'PDA_CLOSED or OVERLOADED: no more sessions now' },
+    attach: (app, deps) => void attachPdaRoutes(app, deps),
+  }),
+];

@@ -1,0 +1,180 @@
+/**
+ * Mount route tables on a uWS app. Every request of every route goes through
+ * the same steps, in this order, so no route can skip one:
+ *
+ *   read headers, path params and query (synchronously: `req` dies after this call)
+ *   path params percent-decoded ........................ 400 BAD_PATH (before auth)
+ *   body read, bounded by the entry's limit ............ 413 BODY_TOO_LARGE (connection closed)
+ *   auth by realm (body drained first) ................. 401 / 403
+ *   write route while draining ......................... 503 NOT_READY
+ *   content type by body kind .......................... 415 UNSUPPORTED_MEDIA_TYPE
+ *   Idempotency-Key at most 200 characters ............. 422 VALIDATION
+ *   JSON: depth bound, parse, schema ................... 422 / 400 BAD_JSON / 422 VALIDATION
+ *   handler ............................................ its reply, or its GatewayError
+ *   anything else thrown ............................... 500 INTERNAL (logged with the route), gateway stays up
+ *   one count in smsgw_http_requests_total{route="METHOD /path/{param}", status}
+ *
+ * A path no route matches is 404 NOT_FOUND; a path some route matches with
+ * another method is 405 METHOD_NOT_ALLOWED with `Allow`.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { Logger } from 'pino';
+import { GatewayError } from '../core/errors.js';
+import { Exchange, pathParams, readBody } from '../ingest/http.js';
+import { asGatewayError } from '../ingest/intake.js';
+import type { Principal } from '../core/send.js';
+import { validated } from '../ingest/schemas.js';
+import type { Actor } from '../directory/types.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { checkCsvContentType, checkJsonContentType, parseBoundedJson } from './body.js';
+import { pathParamNames, routeLabel, uwsPattern, type BodyLimit, type HttpRoute, type MountedTable, type Realm, type Reply, type RouteEntry } from './route.js';
+
+export const MAX_IDEMPOTENCY_KEY = 200;
+
+export interface Door {
+  /** Authenticators by realm; a realm without one refuses every request (401). */
+  readonly realms: {
+    readonly sending?: (authorization: string) => Principal;
+    readonly admin?: (authorization: string) => Actor;
+    readonly pdaAdmin?: (authorization: string) => true;
+  };
+  /** False while draining: write routes answer 503 NOT_READY. */
+  accepting(): boolean;
+  readonly limits: { readonly body: number; readonly import: number };
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+const METHOD_FN = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE: 'del' } as const;
+
+export function mountTables(app: TemplatedApp, tables: readonly MountedTable[], door: Door): void {
+  for (const table of tables) {
+    for (const entry of table.routes) {
+      if (entry.kind === 'upgrade') entry.attach(app, table.deps as never, { authenticate: (_realm, header) => authenticate(door, 'sending', header) as Principal });
+      else app[METHOD_FN[entry.method]](uwsPattern(entry.path), (res, req) => serve(res, req, entry, table.deps, door));
+    }
+  }
+  const all = tables.flatMap((t) => t.routes);
+  app.any('/*', (res, req) => {
+    const ex = new Exchange(res);
+    try {
+      const url = req.getUrl();
+      const allow = allowed(all, url);
+      if (allow.length > 0) ex.error(new GatewayError('METHOD_NOT_ALLOWED', `${req.getMethod().toUpperCase()} is not allowed on ${url.slice(0, 200)}`), { allow: allow.join(', ') });
+      else ex.error(new GatewayError('NOT_FOUND', `no route ${url.slice(0, 200)}`));
+    } catch (e) {
+      internal(ex, e, 'other', door.logger);
+    }
+    door.metrics.httpRequests.inc({ route: 'other', status: String(ex.status || 499) });
+  });
+}
+
+/** Methods of the routes whose pattern matches `url` (segment by segment; a {param} matches any non-empty segment). */
+export function allowed(routes: readonly { method: string; path: string }[], url: string): string[] {
+  const segs = url.split('/');
+  const out = new Set<string>();
+  for (const r of routes) {
+    const pat = r.path.split('/');
+    if (pat.length === segs.length && pat.every((p, i) => (p.startsWith('{') ? (segs[i] ?? '') !== '' : p === segs[i]))) out.add(r.method);
+  }
+  return [...out].sort();
+}
+
+function authenticate(door: Door, realm: Realm, header: string): Principal | Actor | true | undefined {
+  if (realm === 'none') return undefined;
+  const fn = door.realms[realm];
+  if (!fn) throw new GatewayError('UNAUTHORIZED', realm === 'pdaAdmin' ? 'the PDA admin API is disabled (pda.adminKey is empty)' : `no ${realm} keys are configured`);
+  return fn(header);
+}
+
+function limitOf(limit: BodyLimit | undefined, door: Door): number {
+  if (limit === undefined || limit === 'body') return door.limits.body;
+  if (limit === 'import') return door.limits.import;
+  return limit;
+}
+
+function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, deps: unknown, door: Door): void {
+  const ex = new Exchange(res);
+  const label = routeLabel(entry);
+  try {
+    // `req` is valid only now: read everything from it before any await.
+    const authorization = req.getHeader('authorization');
+    const contentType = req.getHeader('content-type');
+    const idempotencyKey = req.getHeader('idempotency-key');
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    let params: string[] = [];
+    let early: unknown;
+    try {
+      params = pathParams(req, pathParamNames(entry.path).length);
+    } catch (e) {
+      early = e; // BAD_PATH: answered before auth
+    }
+    const spec = entry.body;
+    const body = spec ? readBody(ex, req, limitOf(spec.limit, door)) : undefined;
+    body?.catch(() => undefined); // observed below; never an unhandled rejection
+    void (async () => {
+      try {
+        if (early !== undefined) throw early;
+        let who: unknown;
+        try {
+          who = authenticate(door, entry.realm, authorization);
+        } catch (e) {
+          // Drain the body first, so the keep-alive connection stays usable.
+          if (body) await body.catch(() => undefined);
+          throw e;
+        }
+        if (entry.write && !door.accepting()) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
+        if (spec?.kind === 'json') checkJsonContentType(contentType);
+        else if (spec?.kind === 'csv') checkCsvContentType(contentType);
+        if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY) {
+          throw new GatewayError('VALIDATION', 'Idempotency-Key is too long', { details: [{ field: 'Idempotency-Key', message: `at most ${MAX_IDEMPOTENCY_KEY} characters` }] });
+        }
+        let json: unknown;
+        let raw: Buffer | undefined;
+        if (spec?.kind === 'json') {
+          json = parseBoundedJson(await (body as Promise<Buffer>), spec.emptyAs);
+          if (spec.check !== false) json = validated(spec.schema, json);
+        } else if (spec?.kind === 'csv') {
+          raw = await (body as Promise<Buffer>);
+        }
+        const reply = await entry.handle({
+          deps: deps as never,
+          who: who as never,
+          principal: who as Principal,
+          actor: who as Actor,
+          params,
+          query,
+          idempotencyKey,
+          contentType,
+          json,
+          body: () => Promise.resolve(json),
+          raw,
+        });
+        answer(ex, reply);
+      } catch (e) {
+        fail(ex, e, label, door.logger);
+      }
+      door.metrics.httpRequests.inc({ route: label, status: String(ex.status || 499) });
+    })();
+  } catch (e) {
+    internal(ex, e, label, door.logger);
+    door.metrics.httpRequests.inc({ route: label, status: String(ex.status || 499) });
+  }
+}
+
+function answer(ex: Exchange, reply: Reply): void {
+  if ('text' in reply) ex.send(reply.status, reply.text, reply.contentType, reply.headers);
+  else if (!('body' in reply)) ex.send(204, '', 'application/json', reply.headers);
+  else ex.json(reply.status, reply.body, reply.headers);
+}
+
+function fail(ex: Exchange, e: unknown, label: string, logger: Logger): void {
+  const err = asGatewayError(e);
+  if (err.code === 'INTERNAL') logger.error({ err: err.cause ?? err, route: label }, 'request failed');
+  ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
+}
+
+function internal(ex: Exchange, e: unknown, label: string, logger: Logger): void {
+  logger.error({ err: e, route: label }, 'request failed before its handler');
+  ex.error(new GatewayError('INTERNAL', undefined, { cause: e }));
+}
