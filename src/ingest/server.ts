@@ -10,7 +10,7 @@
  * error envelope come from the mount (src/http/mount.ts); the handlers here
  * see a principal and a valid body.
  */
-import { checkBatchItem, SendRequestSchema, BatchRequestSchema, type SendRequest } from './schemas.js';
+import { checkBatchItem, checkSend, SendRequestSchema, BatchRequestSchema, type SendRequest } from './schemas.js';
 import type { Intake } from './intake.js';
 import { GatewayError } from '../core/errors.js';
 import { RECIPIENT_STATES, type RecipientState } from '../core/message.js';
@@ -67,10 +67,11 @@ const TAGS = ['messages'];
 const ref = (schema: string, description: string) => ({ description, schema });
 
 export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
-  route<MessageRouteDeps, 'sending', SendRequest>({
+  route<MessageRouteDeps, 'sending'>({
     method: 'POST', path: '/v1/messages', realm: 'sending', tags: TAGS, write: true,
     summary: 'Send one message to one or more numbers',
-    body: { kind: 'json', name: 'SendRequest', schema: SendRequestSchema },
+    // Checked by checkSend (the schema and the callbackUrl rules), in the handler.
+    body: { kind: 'json', name: 'SendRequest', schema: SendRequestSchema, check: false },
     headers: [{ name: 'Idempotency-Key', schema: { type: 'string', maxLength: 200 }, description: 'A repeat with the same key returns the first answer and sends nothing again (header idempotent-replayed: true)' }],
     responses: {
       '202': ref('Accepted', 'Accepted: durable on disk; every recipient will reach a final state'),
@@ -81,7 +82,9 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
       '503': 'OVERLOADED',
     },
     handle: async ({ deps, principal, json, idempotencyKey }) => {
-      const result = await deps.intake.accept(principal, json, idempotencyKey === '' ? undefined : idempotencyKey);
+        const checked = checkSend(json);
+        if (!checked.value) throw new GatewayError('VALIDATION', checked.problems[0]?.message, { details: checked.problems });
+      const result = await deps.intake.accept(principal, checked.value, idempotencyKey === '' ? undefined : idempotencyKey);
       if (!result.ok) throw result.error;
       return { status: 202, body: result.body, ...(result.replayed ? { headers: { 'idempotent-replayed': 'true' } } : {}) };
     },
