@@ -6,7 +6,6 @@
  * All state lives in the gateway's LMDB environment.
  */
 import type { RootDatabase } from 'lmdb';
-import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { parseIsoDuration } from '../core/duration.js';
 import type { MobileOriginated } from '../core/ports.js';
