@@ -14,13 +14,15 @@
  *   - callbacks/s:  N ÷ (first request → the sink's N-th callback)
  *   - ratio callbacks/s ÷ completed/s (target ≥ 0.9), and count = distinct ids = N
  *   - baseline:     the same load without callbackUrl: completed/s, and the ratio
- *                   completed/s with callbacks ÷ without (what the callbacks cost)
+ *                   completed/s with callbacks ÷ without; gateway CPU per message with
+ *                   and without callbacks (what the callbacks cost, less noisy than rates
+ *                   on a shared machine)
  * Medians over BENCH_REPEATS rounds (baseline and callbacks interleaved).
  *
  *   BENCH_N=20000 BENCH_REPEATS=1 npm run bench:callbacks
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
@@ -67,7 +69,19 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
-async function startGateway(dir: string, simPort: number): Promise<{ url: string; stop(): Promise<void> }> {
+/** User + system CPU seconds a process has used (from /proc). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = fields.slice(fields.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+async function startGateway(dir: string, simPort: number): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
   const port = await freePort();
   const configFile = join(dir, 'gateway.json');
   writeFileSync(configFile, JSON.stringify({
@@ -87,7 +101,7 @@ async function startGateway(dir: string, simPort: number): Promise<{ url: string
   const gw = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 60_000);
-  return { url, stop: () => stopChild(gw) };
+  return { url, pid: gw.pid, stop: () => stopChild(gw) };
 }
 
 interface Run {
@@ -98,15 +112,18 @@ interface Run {
   distinct: number;
   /** ms from the last message complete to its callback at the sink. */
   lagMs: number;
+  /** Gateway process CPU (user + system) per accepted message, load start → all done. */
+  cpuUsPerMessage: number;
 }
 
 async function run(withCallbacks: boolean): Promise<Run> {
   const sim = await startSimChild(4 * N, { dlrDelayMs: DLR_DELAY_MS });
   const sink = await startSink();
   const dir = mkdtempSync(join(tmpdir(), 'smsgw-bench-cb-'));
-  let gw: { url: string; stop(): Promise<void> } | undefined;
+  let gw: { url: string; pid: number | undefined; stop(): Promise<void> } | undefined;
   try {
     gw = await startGateway(dir, sim.port);
+    const cpuBefore = cpuSeconds(gw.pid);
     const startedAt = wallNow();
     const instance = autocannon({
       url: `${gw.url}/v1/messages`,
@@ -134,6 +151,7 @@ async function run(withCallbacks: boolean): Promise<Run> {
       } else if (Date.now() - lastProgress > 60_000) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    const cpu = cpuSeconds(gw.pid) - cpuBefore;
     const { last } = await sim.ask<{ last: { dlrAckAt: number } }>('last');
     const s = await sink.stats();
     return {
@@ -143,6 +161,7 @@ async function run(withCallbacks: boolean): Promise<Run> {
       callbacks: s.count,
       distinct: s.distinct,
       lagMs: withCallbacks ? s.lastAt - last.dlrAckAt : 0,
+      cpuUsPerMessage: (cpu * 1e6) / accepted,
     };
   } finally {
     await gw?.stop();
@@ -168,6 +187,7 @@ const rows: Row[] = [
   { metric: 'messages completed/s (with callbacks)', value: completed, unit: 'msg/s', baseline: completedBase, baselineName: 'no callbackUrl' },
   { metric: 'completion callbacks delivered/s', value: delivered, unit: 'POST/s', baseline: completed, baselineName: 'completed/s', target: 0.9 },
   { metric: 'last complete → its callback', value: m(cb, (r) => r.lagMs), unit: 'ms' },
+  { metric: 'gateway CPU per message (with callbacks)', value: m(cb, (r) => r.cpuUsPerMessage), unit: 'µs', baseline: m(base, (r) => r.cpuUsPerMessage), baselineName: 'no callbackUrl' },
   { metric: 'callbacks received (all runs)', value: cb.reduce((a, r) => a + r.callbacks, 0), unit: 'POST', baseline: N * REPEATS, baselineName: 'N', target: 1 },
   { metric: 'distinct message ids called back (all runs)', value: cb.reduce((a, r) => a + r.distinct, 0), unit: 'ids', baseline: N * REPEATS, baselineName: 'N', target: 1 },
 ];
