@@ -29,6 +29,7 @@ import { BindPool } from '../smpp/bind-pool.js';
 import { SmscSimulator } from '../smpp/simulator.js';
 import { Router, type StoredRouting } from '../dispatch/router.js';
 import type { RouteRule } from '../core/route.js';
+import { toAccount, toCanonical } from '../core/access-code.js';
 import type { DirectoryStore } from '../directory/store.js';
 import { CmppAccount } from '../cmpp/account.js';
 import { CmppSimulator } from '../cmpp/simulator.js';
@@ -306,7 +307,13 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     router = new Router(
       accounts.map((a, i) => {
         const pool = pools[i] as SubmitPool;
-        return { name: a.name, operators: a.operators, signaturePosition: a.signaturePosition ?? 'front', ...(a.allowList !== undefined ? { allowList: new Set(a.allowList) } : {}), transport: pool, bound: () => pool.boundCount, shed: (reason: string) => pool.shed(reason) };
+        const rw = 'accessCode' in a && typeof a.accessCode === 'object' ? a.accessCode : undefined;
+        return {
+          name: a.name, operators: a.operators, signaturePosition: a.signaturePosition ?? 'front', transport: pool,
+          ...(a.allowList !== undefined ? { allowList: new Set(a.allowList) } : {}),
+          ...(rw !== undefined ? { sourceFor: (source: string) => toAccount(rw, source) } : {}),
+          bound: () => pool.boundCount, shed: (reason: string) => pool.shed(reason),
+        };
       }),
       { health: config.routing.health, utcOffsetMinutes: config.directory.utcOffsetMinutes, tiers: config.tierList.map((t) => t.name), rules: config.routing.rules },
       {
@@ -361,11 +368,14 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   });
   const intake = new Intake({ config, sends });
   const office = new Office({ env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), stores: officeStores, sends });
-  for (const pool of pools) {
+  pools.forEach((pool, i) => {
+    // An account with its own access code: a reply to it is routed as to the platform's code (same unit).
+    const a = accounts[i];
+    const rw = a !== undefined && 'accessCode' in a && typeof a.accessCode === 'object' ? a.accessCode : undefined;
     // Stored, re-assembled and routed (src/office/mo-inbox.ts) before the deliver_sm_resp.
-    pool.onMobileOriginated((mo) => office.receive(mo));
+    pool.onMobileOriginated(rw === undefined ? (mo) => office.receive(mo) : (mo) => office.receive({ ...mo, destination: toCanonical(rw, mo.destination) }));
     pool.start();
-  }
+  });
   dispatcher?.start();
   office.start();
 

@@ -124,6 +124,16 @@ export const SmppAccountSchema = Type.Object({
    */
   allowList: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 40 }), { maxItems: 10000 })),
   /**
+   * This account's access code in place of the platform's: a source starting
+   * with `from` is sent as `to` + the rest, and an MO to `to` + rest is routed
+   * as `from` + rest — replies reach the same unit whichever account carried
+   * the message (failover). Absent: sources go as they are.
+   */
+  accessCode: Type.Optional(Type.Object({
+    from: Type.String({ pattern: '^[0-9]{1,20}$' }),
+    to: Type.String({ pattern: '^[0-9]{1,20}$' }),
+  }, strict)),
+  /**
    * Base of the message ids in this SMSC's submit_sm_resp. `auto`: not said;
    * receipts are then matched by the id as written (case and leading zeros
    * aside), and the base seen is only reported (src/core/dlr.ts).

@@ -391,7 +391,7 @@ export class Dispatcher {
           account.transport
             .submit({
               destination: r.to,
-              source: m.sender,
+              source: account.sourceFor ? account.sourceFor(m.sender) : m.sender,
               payload,
               dataCoding: seg.dataCoding,
               esmClass: seg.esmClass,

@@ -37,6 +37,8 @@ export interface RoutedAccount {
   /** Where the carrier wants the 【signature】 (default front, as ingest signs). */
   readonly signaturePosition?: SignaturePosition;
   readonly transport: SmsTransport;
+  /** The source as sent through this account (its access code in place of the platform's); absent: unchanged. */
+  sourceFor?(source: string): string;
   /** Allow-list mode (a carrier's test account): the only numbers it may carry; absent: any. */
   readonly allowList?: ReadonlySet<string>;
   /** Bound sessions now (a BindPool's boundCount); absent: always counted as bound. */

@@ -153,3 +153,35 @@ t.test('signature position per account: front as signed, moved to the end for an
   t.equal(a.recentSubmits().length, 2);
   t.equal(b.recentSubmits().length, 2, 'same number of parts');
 });
+
+t.test('an account with its own access code: the source goes out with that code, and a reply to it reaches the same tenant', async (t) => {
+  const a = await startSimulator(t, { dlrDelayMs: 5 });
+  const b = await startSimulator(t, { dlrDelayMs: 5 });
+  const gw = await startTestGateway(t, {
+    config: {
+      smpp: {
+        accounts: [
+          simulatorAccountConfig(portOf(a), { name: 'cm-a', operators: ['cmcc'] }),
+          simulatorAccountConfig(portOf(b), { name: 'cm-b', operators: [], accessCode: { from: '10690', to: '10655' } }),
+        ],
+      },
+      routing: { rules: [{ name: 'b-first', match: {}, accounts: ['cm-b', 'cm-a'], policy: 'failover' }] },
+    },
+  });
+  await until('both bound', () => (gw.gateway.router?.accounts() ?? []).every((x) => x.bound > 0), 10_000);
+  // The dev key's sender is 10690001 (config/default.json).
+  const r = await gw.send({ to: [numberAt(7)], text: 'via the other code' });
+  t.equal((await gw.waitComplete(r.json.id)).summary.delivered, 1);
+  t.equal(b.recentSubmits()[0]?.sourceAddr, '10655001', 'cm-b sends its own access code + the extension');
+  t.ok(await b.injectMo({ source: `86${numberAt(7)}`, destination: '1065500199', text: 'reply through cm-b' }));
+  const mo = await (async () => {
+    for (let i = 0; i < 100; i++) {
+      const list = await gw.request('GET', '/v1/mo?limit=10');
+      const hit = (list.json.items ?? []).find((m: any) => m.text === 'reply through cm-b');
+      if (hit) return hit;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    return undefined;
+  })();
+  t.match(mo, { to: '1069000199', text: 'reply through cm-b' }, 'routed as a reply to the dev tenant\'s code');
+});

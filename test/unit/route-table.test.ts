@@ -9,6 +9,7 @@ import {
   chooseAccount, compileTable, defaultRules, healthStep, initialHealth, localMinuteOfDay, orderCandidates, selectRule, checkRules,
   weightedSchedule, type AccountHealth, type HealthEvent, type HealthPolicy, type Operator, type RouteContext, type RouteRule,
 } from '../../src/core/route.js';
+import { toAccount, toCanonical } from '../../src/core/access-code.js';
 
 const OPS: Operator[] = ['cmcc', 'cucc', 'ctcc', 'intl'];
 const TIERS = ['emergency', 'routine', 'bulk'];
@@ -245,4 +246,15 @@ t.test('half-open: a bound account down for failing is tried again after retryMs
   t.notOk(u.up, 'unbound: no half-open, it waits for a session');
   u = healthStep(u, { kind: 'bound', count: 1 }, 5001, p);
   t.ok(u.up, 'bound again: up at once');
+});
+
+t.test('access code rewrite: to the account and back to the platform\'s code is the identity on rewritten sources', async (t) => {
+  const digits = (min: number, max: number) => fc.stringMatching(new RegExp(`^[0-9]{${min},${max}}$`));
+  fc.assert(fc.property(digits(1, 8), digits(1, 8), digits(0, 8), (from, to, ext) => {
+    const rw = { from, to };
+    const sent = toAccount(rw, from + ext);
+    return sent === to + ext && toCanonical(rw, sent) === from + ext;
+  }), { numRuns: 1000 });
+  t.equal(toAccount({ from: '10690', to: '10655' }, '95599'), '95599', 'another code is left alone');
+  t.equal(toCanonical(undefined, '1065500111'), '1065500111');
 });
