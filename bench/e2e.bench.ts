@@ -28,6 +28,13 @@
  *                catch-up rate (messages' changes applied per second) is
  *                how fast another host keeps up.
  *   - all:       embedded, nats and replicated.
+ * Receipts exact (issue 12), after the rounds of each variant, embedded queue:
+ *   the SMSC numbers ids from 1 (sequential decimal, as many SMSCs do) and
+ *   sends every receipt at 0 ms right after the resp, one bind × window 500,
+ *   deliver window 1000, a mix with failures (numbers ending 0005/0003 fail
+ *   too): recipients that reached a final state (of those accepted),
+ *   duplicate receipts (the SMSC's re-sends: its count in the same run is the
+ *   baseline) and unknown receipts. BENCH_EXACT=0 skips it.
  * Each phase runs in its own processes (gateway, simulator, load generator,
  * nats-server), as in production. Medians over BENCH_REPEATS runs; the ratios
  * are what to quote.
@@ -234,10 +241,16 @@ interface GatewayRun {
   replicaCatchUpPerSecond?: number;
   /** Replicated runs: replication stream messages (outbox entries) the run produced. */
   replicationEntries?: number;
+  /** Exact runs: recipients final (smsgw_recipients_final_total), receipts by outcome, the SMSC's re-sends. */
+  exact?: { accepted: number; recipientsFinal: number; duplicateReceipts: number; unknownReceipts: number; smscResends: number };
 }
 
-async function gatewayRun(text: string, segments: number, queue: QueueKind, protocol: Protocol = 'smpp'): Promise<GatewayRun> {
-  const sim = protocol === 'smpp' ? await startSimChild(4 * N) : await startCmppSimChild(4 * N);
+/** The receipts-exact case (issue 12): one bind × window 500, ids from 1, receipts at 0 ms with failures in the mix. */
+const EXACT = process.env['BENCH_EXACT'] !== '0';
+const EXACT_SIM = { firstMessageId: 1, dlrDelayMs: 0, deliverWindow: 1000, dlrMix: { DELIVRD: 6, UNDELIV: 1, EXPIRED: 1, REJECTD: 1 } };
+
+async function gatewayRun(text: string, segments: number, queue: QueueKind, protocol: Protocol = 'smpp', exact = false): Promise<GatewayRun> {
+  const sim = protocol === 'smpp' ? await startSimChild(4 * N, exact ? EXACT_SIM : { firstMessageId: 1 }) : await startCmppSimChild(4 * N);
   let nats: NatsServerHandle | undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-bench-'));
   const port = await freePort();
@@ -257,7 +270,7 @@ async function gatewayRun(text: string, segments: number, queue: QueueKind, prot
       smpp: {
         accounts: [
           protocol === 'smpp'
-            ? { name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: BINDS, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] }
+            ? { name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: exact ? 1 : BINDS, window: exact ? 500 : WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] }
             // The same links, window and pacing over CMPP 3.0.
             : { name: 'sim', protocol: 'cmpp3', host: '127.0.0.1', port: sim.port, spId: '901234', sharedSecret: 'secret', serviceId: 'MGOV', accessCode: '1065700', links: BINDS, window: WINDOW, tps: 0, responseTimeoutMs: 10000, activeTestMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
         ],
@@ -292,6 +305,24 @@ async function gatewayRun(text: string, segments: number, queue: QueueKind, prot
       if (stats.submits >= expected && stats.dlrsAcked >= expected) break;
       await new Promise((r) => setTimeout(r, 10));
     }
+    let exactResult: GatewayRun['exact'];
+    if (exact) {
+      // Every recipient final (bounded): a receipt given to the wrong part leaves its own recipient submitted.
+      let m = '';
+      for (let i = 0; i < 600; i++) {
+        m = await (await fetch(`${url}/metrics`)).text();
+        if (metricSum(m, 'smsgw_recipients_final_total') >= load.accepted) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const full = (await sim.ask<{ stats: { deliveryRetries: number } }>('stats')).stats;
+      exactResult = {
+        accepted: load.accepted,
+        recipientsFinal: metricSum(m, 'smsgw_recipients_final_total'),
+        duplicateReceipts: metricSum(m, 'smsgw_dlr_outcome_total{account="sim",outcome="duplicate"}') + metricSum(m, 'smsgw_dlr_early_resolved_total{account="sim",outcome="duplicate"}'),
+        unknownReceipts: metricSum(m, 'smsgw_dlr_outcome_total{account="sim",outcome="unknown"}') + metricSum(m, 'smsgw_dlr_early_resolved_total{account="sim",outcome="unknown"}'),
+        smscResends: full.deliveryRetries,
+      };
+    }
     const { first } = await sim.ask<{ first: [string, number][] }>('first');
     // Window ends as the simulator saw them (last submit_sm, last receipt acknowledged by the
     // gateway once durable); the metrics polls above only say that everything is done.
@@ -319,6 +350,7 @@ async function gatewayRun(text: string, segments: number, queue: QueueKind, prot
       duplicates: Math.max(0, stats.submits - expected),
       ...(natsPid !== undefined ? { natsPeakRssMiB: peakRssMiB(natsPid) } : {}),
       ...(replica ? { replicaCatchUpPerSecond: replica.perSecond, replicationEntries: replica.entries } : {}),
+      ...(exactResult ? { exact: exactResult } : {}),
     };
   } finally {
     await stopChild(gw);
@@ -532,6 +564,22 @@ for (const variant of VARIANTS) {
     ];
     tables.push(table(`${variant.name}: NATS with receipt replication vs without (same rounds), median of ${REPEATS}`, cmp));
     entry['replicatedVsNats'] = Object.fromEntries(cmp.map((r) => [r.metric, { replicated: r.value, nats: r.baseline, ratio: r.baseline ? r.value / r.baseline : undefined }]));
+  }
+  if (EXACT && PROTOCOLS.includes('smpp')) {
+    const exactRuns: GatewayRun[] = [];
+    for (let r = 0; r < REPEATS; r++) {
+      process.stderr.write(`[${variant.name}] receipts exact ${r + 1}/${REPEATS}… `);
+      exactRuns.push(await gatewayRun(variant.text, segments, 'embedded', 'smpp', true));
+      process.stderr.write('done\n');
+    }
+    const med = (f: (e: NonNullable<GatewayRun['exact']>) => number): number => median(exactRuns.map((g) => f(g.exact!)));
+    tables.push(table(`${variant.name}, receipts exact: ids from 1, receipts 0 ms after the resp, 1 bind × window 500, embedded queue, median of ${REPEATS}`, [
+      { metric: 'recipients final', value: med((e) => e.recipientsFinal), unit: 'count', baseline: med((e) => e.accepted), baselineName: 'accepted', target: 1 },
+      { metric: 'duplicate receipts', value: med((e) => e.duplicateReceipts), unit: 'count', baseline: med((e) => e.smscResends), baselineName: 'SMSC re-sends, same run' },
+      { metric: 'unknown receipts', value: med((e) => e.unknownReceipts), unit: 'count' },
+      { metric: 'DLRs recorded/s', value: median(exactRuns.map((g) => g.dlrsPerSecond)), unit: 'DLR/s' },
+    ]));
+    entry['receiptsExact'] = exactRuns.map((g) => ({ ...g.exact, dlrsPerSecond: g.dlrsPerSecond }));
   }
   (summary['variants'] as Record<string, unknown>)[variant.name] = entry;
 }

@@ -18,26 +18,11 @@
  * been given to other submits.
  */
 import t, { type Test } from 'tap';
-import { deriveRecipientState, type FinalState, type SegmentRecord } from '../../src/core/message.js';
 import type { SmscSimulatorOptions } from '../../src/smpp/simulator.js';
 import type { SmppAccountConfig } from '../../src/config/schema.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { FINAL_STATES, LONG_TEXT, ReceiptLedger, numberOf } from '../support/receipt-check.js';
 import { until } from '../support/wait.js';
-
-type Stat = 'DELIVRD' | 'UNDELIV' | 'EXPIRED' | 'REJECTD';
-const STATE: Record<Stat, FinalState> = { DELIVRD: 'delivered', UNDELIV: 'undeliverable', EXPIRED: 'expired', REJECTD: 'rejected' };
-const FINAL = new Set(['delivered', 'undeliverable', 'expired', 'rejected', 'failed']);
-
-/** 149 Chinese characters: 3 parts of UCS-2 (at most 67 each). */
-const LONG =
-  '关于召开全市防汛工作紧急会议的通知：各区、各部门：为切实做好今年汛期防汛抗洪工作，经市政府研究，定于明日上午九时在市政府三号会议室召开全市防汛工作紧急会议。' +
-  '请各单位主要负责同志准时参加，并提前十分钟签到。会议期间请将手机调至静音状态。如有特殊情况不能参会，请于今日下午五时前向市政府办公厅书面请假。';
-
-/** The i-th number: every tenth ends 0005 (UNDELIV), every tenth 0003 (EXPIRED), the rest 8888 (the mix). */
-export function numberOf(i: number): string {
-  const suffix = i % 10 === 0 ? '0005' : i % 10 === 1 ? '0003' : '8888';
-  return `1${3 + Math.floor(i / 10_000)}8${String(i % 10_000).padStart(4, '0')}${suffix}`;
-}
 
 interface Scenario {
   readonly messages: number;
@@ -46,34 +31,14 @@ interface Scenario {
   readonly account?: Partial<SmppAccountConfig>;
 }
 
-interface Observed {
-  /** destination → the states of the receipts the SMSC made for it (one per part). */
-  readonly byDestination: Map<string, Stat[]>;
-}
-
 async function run(t: Test, s: Scenario): Promise<void> {
-  const observed: Observed = { byDestination: new Map() };
+  const ledger = new ReceiptLedger();
   const gw: TestGateway = await startTestGateway(t, {
-    simulator: {
-      dlrDelayMs: 0,
-      firstMessageId: 1,
-      // An SMSC that does not wait for our deliver_sm_resp before sending more receipts.
-      deliverWindow: 1000,
-      dlrMix: { DELIVRD: 6, UNDELIV: 1, EXPIRED: 1, REJECTD: 1 },
-      seed: 12,
-      maxTracked: 4 * s.messages * s.parts,
-      observeReceipt: (r) => {
-        const to = r.destination.replace(/^\+?86/, ''); // sent with the country code
-        const list = observed.byDestination.get(to);
-        if (list) list.push(r.stat);
-        else observed.byDestination.set(to, [r.stat]);
-      },
-      ...s.simulator,
-    },
+    simulator: ledger.simulatorOptions({ maxTracked: 4 * s.messages * s.parts, ...s.simulator }),
     account: { binds: 1, window: 500, ...s.account },
     config: { dispatch: { maxInflightSegments: 4000 } },
   });
-  const text = s.parts === 3 ? LONG : 'Duty notice: briefing moves to room 301.';
+  const text = s.parts === 3 ? LONG_TEXT : 'Duty notice: briefing moves to room 301.';
   const ids: string[] = [];
   const numbers: string[] = [];
   for (let b = 0; b < s.messages; b += 1000) {
@@ -88,7 +53,7 @@ async function run(t: Test, s: Scenario): Promise<void> {
   }
   t.equal(ids.length, s.messages, 'every message accepted');
   const store = gw.gateway.store;
-  const finals = (): number => ids.reduce((n, id) => n + (FINAL.has(store.getRecipient(id, 0)?.state ?? '') ? 1 : 0), 0);
+  const finals = (): number => ids.reduce((n, id) => n + (FINAL_STATES.has(store.getRecipient(id, 0)?.state ?? '') ? 1 : 0), 0);
   // Bounded: well inside the validity, so nothing here is final by expiry.
   await until('every recipient final', () => finals() === s.messages, 90_000, 250).catch(() => undefined);
   await store.flushed();
@@ -96,24 +61,10 @@ async function run(t: Test, s: Scenario): Promise<void> {
   const sim = gw.simulator.stats();
   t.equal(sim.duplicates, 0, 'no segment submitted twice (each receipt belongs to one submit)');
   t.equal(sim.uniqueSegments, s.messages * s.parts, 'every part reached the SMSC once');
-  let notFinal = 0;
-  let wrong = 0;
-  const examples: string[] = [];
-  for (let i = 0; i < ids.length; i++) {
-    const got = store.getRecipient(ids[i]!, 0);
-    const stats = observed.byDestination.get(numbers[i]!) ?? [];
-    const segments: SegmentRecord[] = stats.map((st) => ({ state: STATE[st] }));
-    const want = stats.length === s.parts ? deriveRecipientState(segments, 'submitted') : 'submitted';
-    if (!FINAL.has(got?.state ?? '')) notFinal++;
-    if (got?.state !== want) {
-      wrong++;
-      if (examples.length < 5) examples.push(`${numbers[i]}: ${got?.state} (receipts said ${stats.join(',')})`);
-    }
-  }
-  t.equal(notFinal, 0, 'every recipient final');
-  t.equal(wrong, 0, `every recipient has exactly the state its receipts said ${examples.join('; ')}`);
-  const states = new Set(ids.map((id) => store.getRecipient(id, 0)?.state));
-  t.ok(states.has('delivered') && states.has('undeliverable') && states.has('expired'), `not all delivered: ${[...states].join(', ')}`);
+  const c = ledger.compare(ids.map((id, i) => ({ to: numbers[i]!, state: store.getRecipient(id, 0)?.state })), s.parts);
+  t.equal(c.notFinal, 0, 'every recipient final');
+  t.equal(c.wrong, 0, `every recipient has exactly the state its receipts said ${c.examples.join('; ')}`);
+  t.ok(c.states.has('delivered') && c.states.has('undeliverable') && c.states.has('expired'), `not all delivered: ${[...c.states].join(', ')}`);
 
   // Every receipt accounted for, per account: applied + early + duplicate + unknown (+ intermediate) = received.
   const m = await gw.gateway.metrics.registry.getMetricsAsJSON();

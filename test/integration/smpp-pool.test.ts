@@ -121,7 +121,8 @@ t.test('many submits over two binds, receipts by the configured mix', async (t) 
   const outcomes = await Promise.all(Array.from({ length: n }, (_, i) => pool.submit(request(plain(i)))));
   t.equal(outcomes.filter((o) => o.kind === 'accepted').length, n, 'all accepted');
   t.equal(new Set(outcomes.map((o) => (o.kind === 'accepted' ? o.messageId : ''))).size, n, 'distinct message ids');
-  await until(t, 'all receipts', () => receipts.length === n);
+  // A receipt the SMSC re-sends (our deliver_sm_resp later than its dlrRetryMs on a loaded machine) comes twice: count ids.
+  await until(t, 'all receipts', () => new Set(receipts.map((r) => r.messageId)).size === n);
   const states = new Set(receipts.map((r) => r.state));
   t.same([...states].sort(), ['delivered', 'expired', 'rejected', 'undeliverable'], 'every state of the mix appears');
   t.equal(sim.stats().duplicates, 0);
