@@ -38,6 +38,9 @@ export const ERROR_CODES = {
   // --- CMPP (China Mobile) ---
   CMPP_PDU_INVALID: { status: 500, text: 'a CMPP PDU could not be built (a field does not fit its width)' },
   CMPP_CONNECT_FAILED: { status: 503, text: 'the ISMG refused CMPP_CONNECT (status named in the message)' },
+  CMPP_TIMEOUT: { status: 504, text: 'the ISMG did not answer a CMPP_SUBMIT in time' },
+  CMPP_CONNECTION_LOST: { status: 503, text: 'the CMPP connection was lost with submits outstanding' },
+  CMPP_POOL_CLOSED: { status: 503, text: 'the CMPP account is closing' },
   // --- receipts ---
   STORE_CLOSED: { status: 503, text: 'the receipt store is closed' },
   // --- directory: units, grants, content rules, admin API ---
