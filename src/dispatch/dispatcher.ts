@@ -349,8 +349,13 @@ export class Dispatcher {
       const route = router.route(r.to, routeMessage, this.now());
       let account = route.accounts[0];
       // Parts as this recipient's account sends them; without a route, as the default (SMPP) plan.
-      const firstCount = segmentsFor(account?.transport.segmentProfile ?? 'smpp', undefined).length;
-      if (firstCount > 1 && account) account = samePartsAccount(store, m.id, r.i, firstCount, route.accounts, (a) => router.isAccountUp(a)) ?? account;
+      // Parts already recorded (a redelivery): stay with the account that holds them, whose plan
+      // they follow — the part count may differ between protocols (a 150-character ASCII text is
+      // one SMPP part and two CMPP parts), and the store keeps one count per recipient.
+      if (account && store.getSegment(m.id, r.i, 1) !== undefined) {
+        const most = Math.max(segmentsFor('smpp', undefined).length, segmentsFor('cmpp', undefined).length);
+        account = samePartsAccount(store, m.id, r.i, most, route.accounts, (a) => router.isAccountUp(a)) ?? account;
+      }
       const template = segmentsFor(account?.transport.segmentProfile ?? 'smpp', account?.signaturePosition);
       const count = template.length;
       const optedOut = run.blocked?.(r.to) ?? false;
