@@ -79,3 +79,14 @@ t.test('IPv6 parsing agrees with node:net BlockList on range membership', async 
   t.equal(canonicalHost('[::FFFF:127.0.0.1]'), '127.0.0.1');
   t.equal(canonicalHost('Example.COM.'), 'example.com');
 });
+
+t.test('config: callbacks.allow entries that are neither hosts nor ranges stop the start', async (t) => {
+  const { loadConfig } = await import('../../src/config/load.js');
+  const ok = loadConfig({ env: {}, overrides: { callbacks: { allow: ['127.0.0.1/32', 'oa.city.local', 'fd00::/8'] } } });
+  t.same(ok.callbacks.allow, ['127.0.0.1/32', 'oa.city.local', 'fd00::/8']);
+  t.same(loadConfig({ env: {}, overrides: {} }).callbacks.allow, [], 'nothing allowed by default');
+  t.throws(() => loadConfig({ env: {}, overrides: { callbacks: { allow: ['10.0.0.0/33'] } } }), { code: 'CONFIG_INVALID' });
+  t.throws(() => loadConfig({ env: {}, overrides: { callbacks: { allow: ['http://x/'] } } }), { code: 'CONFIG_INVALID' });
+  t.throws(() => loadConfig({ env: {}, overrides: { callbacks: { backoffMs: 5000, maxBackoffMs: 1000 } } }), { code: 'CONFIG_INVALID' });
+  t.throws(() => loadConfig({ env: {}, overrides: { callbacks: { secrets: { dev: { current: 'short' } } } } }), { code: 'CONFIG_INVALID' }, 'secrets of at least 16 characters');
+});
