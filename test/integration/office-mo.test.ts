@@ -187,3 +187,24 @@ t.test('the MO stream follows its key: revoked, expired, unit disabled or delete
   boot.ws.close();
   t.equal((await within(boot.closed, 'client close')).code, 1005);
 });
+
+t.test('MO forwards follow the callback target rules: loopback refused without callbacks.allow, nothing sent', async (t) => {
+  const { gw, call } = await officeFixture(t, 1, { config: { office: { mo: { callbackAttempts: 2 } } } });
+  let hits = 0;
+  const server = createServer((_req, res) => {
+    hits++;
+    res.writeHead(204).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as AddressInfo).port;
+  t.equal((await call('PUT', '/v1/mo/subscription', { callbackUrl: `http://[::ffff:127.0.0.1]:${port}/mo` })).status, 200);
+  t.ok(await gw.simulator.injectMo({ source: phone(0), destination: OFFICE_SENDER, text: '请问几点开会？' }));
+  const failed = await eventually(async () => {
+    const r = await call('GET', '/v1/mo?state=forward-failed');
+    return r.json.items[0] as { forwardAttempts: number; detail: string } | undefined;
+  }, 'forward-failed', 20_000);
+  t.match(failed, { forwardAttempts: 2, detail: /^refused target/ });
+  t.notMatch(failed.detail, /127|::ffff|port/i, 'nothing about the address');
+  t.equal(hits, 0, 'the loopback receiver saw nothing');
+});
