@@ -172,8 +172,8 @@ export class SendPolicy {
       if (problems.length >= 20) return;
       const p = this.deps.store.personByMobile(n);
       const field = `${prefix}/to/${indexOf(k)}`;
-      if (p === undefined) problems.push({ field, message: 'not a person in the directory: police messages go only to officers\' PDAs' });
-      else if (p.channel === 'sms') problems.push({ field, message: `person ${p.id} has channel preference sms only: police messages never go by SMS` });
+      // Unknown numbers and SMS-only people answer alike, naming the index only: no directory oracle.
+      if (p === undefined || p.channel === 'sms') problems.push({ field, message: 'no PDA recipient: police messages go only to people in the directory with a PDA, never by SMS' });
     });
     if (problems.length > 0) {
       this.refused('channel');
@@ -194,7 +194,7 @@ export class SendPolicy {
       if (summary.smsOnly > 0) {
         this.refused('channel');
         throw new GatewayError('CHANNEL_REFUSED', `${summary.smsOnly} member(s) of group ${group} have an SMS-only channel preference: police messages never go by SMS`, {
-          details: [{ field: `${prefix}/group`, message: `${summary.smsOnly} member(s) with preference sms, e.g. ${summary.sample.join(', ')}` }],
+          details: [{ field: `${prefix}/group`, message: `${summary.smsOnly} member(s) with preference sms` }],
         });
       }
       this.requirePda(prefix);

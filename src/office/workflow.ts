@@ -328,15 +328,39 @@ export class Workflow implements MoHandler {
 
   // ---------------------------------------------------------------- case queries (MoHandler)
 
+  /** Per-number reply windows (bounded: the oldest number is forgotten past CX_MAX_NUMBERS). */
+  private readonly cxWindows = new Map<string, { start: number; count: number }>();
+
+  private cxAllowed(from: string): boolean {
+    const now = Date.now();
+    const w = this.cxWindows.get(from);
+    if (w !== undefined && now - w.start < CX_WINDOW_MS) {
+      if (w.count >= CX_REPLIES_PER_WINDOW) return false;
+      w.count++;
+      return true;
+    }
+    this.cxWindows.delete(from);
+    if (this.cxWindows.size >= CX_MAX_NUMBERS) {
+      const oldest = this.cxWindows.keys().next();
+      if (!oldest.done) this.cxWindows.delete(oldest.value);
+    }
+    this.cxWindows.set(from, { start: now, count: 1 });
+    return true;
+  }
+
   async handle(mo: MoContext): Promise<MoRouted | undefined> {
     const kw = parseKeyword(mo.text, [this.keyword]);
     if (!kw) return undefined;
-    const caseId = kw.argument.split(' ')[0] ?? '';
+    // Bounded: a case id is at most CX_MAX_ARGUMENT characters; the reply echoes no more than that.
+    const caseId = (kw.argument.split(' ')[0] ?? '').slice(0, CX_MAX_ARGUMENT);
     const n = normalizeNumber(mo.source, { allowInternational: true });
     const from = n.ok ? n.number : mo.source;
+    // At most CX_REPLIES_PER_WINDOW answers per number per window: a phone cannot make the gateway spam (or cost) by asking.
+    if (!this.cxAllowed(from)) return { route: this.name, state: 'handled', detail: 'case query not answered: too many from this number (rate limit)' };
     let best: CaseRecord | undefined;
     if (caseId.length > 0) {
-      for (const key of this.byId.getKeys({ start: [caseId, '', ''], end: [caseId, '\uffff', '\uffff'], limit: 100 })) {
+      // Only the receiving tenant's cases: a query sent to X's code never reads (or answers from) Y's.
+      for (const key of this.byId.getKeys({ start: [caseId, mo.tenant, ''], end: [caseId, mo.tenant, '\uffff'], limit: 100 })) {
         const c = this.cases.get([key[1], key[2], caseId]);
         if (!c || !c.contacts.includes(from) || c.stage === undefined) continue;
         if (!best || c.updatedAt > best.updatedAt) best = c;
@@ -347,7 +371,7 @@ export class Workflow implements MoHandler {
       ? renderText(this.queryReply, { caseId, system: best.system, stage: best.stage ?? '', stageName: best.stageName ?? best.stage ?? '', updatedAt: best.updatedAt }, offset)
       : renderText(this.queryUnknown, { caseId }, offset);
     // An answer to the number that just wrote in, from the receiving code: a `reply`, to that number only.
-    const sent = sendOrThrow((await this.deps.sends.sendAs(best?.tenant ?? mo.tenant, [{
+    const sent = sendOrThrow((await this.deps.sends.sendAs(mo.tenant, [{
       command: {
         recipients: { kind: 'numbers', numbers: [from], origin: 'reply' },
         content: { kind: 'text', text }, tier: this.deps.config.office.workflow.tier, channel: 'auto',
@@ -357,6 +381,14 @@ export class Workflow implements MoHandler {
     return { route: this.name, state: 'handled', ...(best ? { ref: `${best.system}/${caseId}` } : {}), detail: best ? `answered ${best.stage ?? ''} (${sent.id})` : `no case ${caseId} for this number (${sent.id})` };
   }
 }
+
+/** Longest case id a CX query reads (and echoes). */
+export const CX_MAX_ARGUMENT = 32;
+/** Case-query answers one number gets per window. */
+export const CX_REPLIES_PER_WINDOW = 5;
+export const CX_WINDOW_MS = 10 * 60_000;
+/** Numbers whose windows are remembered (bounded memory). */
+const CX_MAX_NUMBERS = 10_000;
 
 function optional(e: WorkflowEvent): Partial<TimelineEntry> {
   return {

@@ -3,7 +3,7 @@
  * duplicated) → one SMS per stage, in order; CX queries by MO.
  */
 import t from 'tap';
-import { officeFixture, receivedTexts, eventually, OFFICE_SENDER, SIGNATURE } from '../support/office.js';
+import { officeFixture, receivedTexts, eventually, OFFICE_SENDER, CITY_SENDER, SIGNATURE } from '../support/office.js';
 
 const APPLICANT = '13912345676';
 const APPLICANT_86 = `86${APPLICANT}`;
@@ -115,6 +115,30 @@ t.test('CX <caseId> by SMS returns the latest stage; a stranger learns nothing',
   t.equal(no, `${SIGNATURE}未查到受理号Q-1的办理信息，请核对后重试。`);
   const handled = await call('GET', '/v1/mo?state=handled');
   t.equal((handled.json.items as { route: string }[]).filter((m) => m.route === 'case-query').length, 2);
+});
+
+t.test('CX stays in its tenant: another code\'s cases are not read, the argument is bounded, replies are rate-limited per number', async (t) => {
+  const { gw, call } = await officeFixture(t, 0, { config: { office: { workflow: { reorderMs: 0 } } } });
+  t.equal((await call('POST', '/v1/workflow-events', event('Q-7', 1, 'received'))).json.status, 'applied');
+  // The office's case, asked at the city's code: the city has no such case, and the answer comes from the city's code.
+  t.ok(await gw.simulator.injectMo({ source: APPLICANT_86, destination: CITY_SENDER, text: 'CX Q-7' }));
+  const other = await eventually(() => gw.simulator.recentSubmits().find((r) => r.destinationAddr === APPLICANT_86 && r.text.includes('未查到受理号Q-7')), 'the answer at the city code');
+  t.equal(other.sourceAddr, CITY_SENDER, 'replied from the receiving code');
+  t.notOk(gw.simulator.recentSubmits().some((r) => r.destinationAddr === APPLICANT_86 && r.text.includes('当前进度')), 'the office\'s case was not answered through the city');
+  // A long argument is cut to 32 characters in the answer.
+  const asker = '8613612340001';
+  t.ok(await gw.simulator.injectMo({ source: asker, destination: OFFICE_SENDER, text: `CX ${'A'.repeat(200)}` }));
+  const cut = await eventually(() => (receivedTexts(gw.simulator).get(asker) ?? [])[0], 'the long-argument answer');
+  t.ok(cut.includes('A'.repeat(32)) && !cut.includes('A'.repeat(33)), 'at most 32 characters echoed');
+  // Rate limit: 5 answers per number per window; the rest are recorded, not answered.
+  for (let i = 0; i < 6; i++) t.ok(await gw.simulator.injectMo({ source: asker, destination: OFFICE_SENDER, text: `CX X-${i}` }));
+  const limited = await eventually(async () => {
+    const r = await call('GET', '/v1/mo?state=handled&limit=100');
+    const items = (r.json.items as { from: string; detail?: string }[]).filter((m) => m.from === asker);
+    return items.length === 7 ? items : undefined;
+  }, 'seven case queries handled');
+  t.equal(limited.filter((m) => /rate limit/.test(m.detail ?? '')).length, 2, 'the 6th and 7th are not answered');
+  t.equal((receivedTexts(gw.simulator).get(asker) ?? []).length, 5);
 });
 
 t.test('workflow events are checked at the door', async (t) => {
