@@ -122,13 +122,13 @@ t.test('CX stays in its tenant: another code\'s cases are not read, the argument
   t.equal((await call('POST', '/v1/workflow-events', event('Q-7', 1, 'received'))).json.status, 'applied');
   // The office's case, asked at the city's code: the city has no such case, and the answer comes from the city's code.
   t.ok(await gw.simulator.injectMo({ source: APPLICANT_86, destination: CITY_SENDER, text: 'CX Q-7' }));
-  const other = await eventually(() => gw.simulator.recentSubmits().find((r) => r.destinationAddr === APPLICANT_86 && r.text.includes('未查到受理号Q-7')), 'the answer at the city code');
+  const other = await eventually(() => gw.simulator.recentSubmits().find((r) => r.destinationAddr === APPLICANT_86 && r.text.includes('未查到受理号Q-7')), 'the answer at the city code', 30_000);
   t.equal(other.sourceAddr, CITY_SENDER, 'replied from the receiving code');
   t.notOk(gw.simulator.recentSubmits().some((r) => r.destinationAddr === APPLICANT_86 && r.text.includes('当前进度')), 'the office\'s case was not answered through the city');
   // A long argument is cut to 32 characters in the answer.
   const asker = '8613612340001';
   t.ok(await gw.simulator.injectMo({ source: asker, destination: OFFICE_SENDER, text: `CX ${'A'.repeat(200)}` }));
-  const cut = await eventually(() => (receivedTexts(gw.simulator).get(asker) ?? [])[0], 'the long-argument answer');
+  const cut = await eventually(() => (receivedTexts(gw.simulator).get(asker) ?? [])[0], 'the long-argument answer', 30_000);
   t.ok(cut.includes('A'.repeat(32)) && !cut.includes('A'.repeat(33)), 'at most 32 characters echoed');
   // Rate limit: 5 answers per number per window; the rest are recorded, not answered.
   for (let i = 0; i < 6; i++) t.ok(await gw.simulator.injectMo({ source: asker, destination: OFFICE_SENDER, text: `CX X-${i}` }));
@@ -136,7 +136,7 @@ t.test('CX stays in its tenant: another code\'s cases are not read, the argument
     const r = await call('GET', '/v1/mo?state=handled&limit=100');
     const items = (r.json.items as { from: string; detail?: string }[]).filter((m) => m.from === asker);
     return items.length === 7 ? items : undefined;
-  }, 'seven case queries handled');
+  }, 'seven case queries handled', 30_000);
   t.equal(limited.filter((m) => /rate limit/.test(m.detail ?? '')).length, 2, 'the 6th and 7th are not answered');
   t.equal((receivedTexts(gw.simulator).get(asker) ?? []).length, 5);
 });
