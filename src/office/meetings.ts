@@ -27,7 +27,7 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
-import { Counter } from 'prom-client';
+import type { Counter } from 'prom-client';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { parseMeetingReply, type MeetingAnswer } from '../core/mo.js';
 import { normalizeNumber } from '../core/phone.js';
@@ -150,7 +150,7 @@ export class Meetings implements MoHandler {
       change: compileConfigText(m.changeText, 'office.meetings.changeText'),
       cancel: compileConfigText(m.cancelText, 'office.meetings.cancelText'),
     };
-    this.replies = new Counter({ name: 'smsgw_meeting_replies_total', help: 'Meeting replies by outcome (counted, late)', labelNames: ['outcome'], registers: [deps.metrics.registry] });
+    this.replies = deps.metrics.meetingReplies;
     deps.schedule.onTask(REMIND_TASK, (payload) => this.remind((payload as { id: string }).id));
   }
 

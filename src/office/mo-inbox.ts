@@ -21,7 +21,7 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
-import { Counter, Gauge } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import { assembleParts, ownerOfDestination } from '../core/mo.js';
 import type { MobileOriginated } from '../core/ports.js';
 import { maskNumber } from '../core/phone.js';
@@ -138,9 +138,9 @@ export class MoInbox {
     this.openParts = this.parts.getCount();
     this.pendingForwards = this.forwards.getCount();
     const r = deps.metrics.registry;
-    this.received = new Counter({ name: 'smsgw_mo_messages_total', help: 'MO messages stored, by route (opt-out, case-query, meeting-reply, callback, websocket, unmatched, part)', labelNames: ['route'], registers: [r] });
-    this.openPartsGauge = new Gauge({ name: 'smsgw_mo_open_parts', help: 'Parts of long MO messages waiting for the rest', registers: [r] });
-    this.forwardGauge = new Gauge({ name: 'smsgw_mo_pending_forwards', help: 'MO messages waiting to be forwarded to a callback URL', registers: [r] });
+    this.received = deps.metrics.moMessages;
+    this.openPartsGauge = deps.metrics.moOpenParts;
+    this.forwardGauge = deps.metrics.moPendingForwards;
     this.openPartsGauge.set(this.openParts);
     this.forwardGauge.set(this.pendingForwards);
   }

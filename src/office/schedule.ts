@@ -21,7 +21,7 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
-import { Counter, Gauge } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import { GatewayError } from '../core/errors.js';
 import type { FinalState } from '../core/message.js';
 import type { QueueMessage, WorkQueue } from '../queue/port.js';
@@ -87,8 +87,8 @@ export class Schedule {
     this.ids = deps.env.openDB<number, string>({ name: 'office.sched.ids', encoding: 'msgpack' });
     this.now = deps.now ?? Date.now;
     this.log = deps.logger;
-    this.pending = new Gauge({ name: 'smsgw_scheduled_pending', help: 'Scheduled messages and tasks waiting for their time', registers: [deps.metrics.registry] });
-    this.fired = new Counter({ name: 'smsgw_scheduled_fired_total', help: 'Scheduled entries run, by kind and outcome', labelNames: ['kind', 'outcome'], registers: [deps.metrics.registry] });
+    this.pending = deps.metrics.scheduledPending;
+    this.fired = deps.metrics.scheduledFired;
     this.pending.set(this.ids.getCount());
   }
 

@@ -28,7 +28,7 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
-import { Counter } from 'prom-client';
+import type { Counter } from 'prom-client';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { parseKeyword } from '../core/mo.js';
 import { normalizeNumber } from '../core/phone.js';
@@ -139,7 +139,7 @@ export class Workflow implements MoHandler {
     this.queryReply = compileConfigText(w.queryReplyText, 'office.workflow.queryReplyText');
     this.queryUnknown = compileConfigText(w.queryUnknownText, 'office.workflow.queryUnknownText');
     this.keyword = config.office.mo.caseQueryKeyword;
-    this.events = new Counter({ name: 'smsgw_workflow_events_total', help: 'Workflow events by what happened to them (applied, buffered, duplicate, stale)', labelNames: ['status'], registers: [deps.metrics.registry] });
+    this.events = deps.metrics.workflowEvents;
     deps.schedule.onTask(FLUSH_TASK, (payload) => {
       const k = payload as CaseKey;
       return this.withLock(k, () => this.flush(k, true));

@@ -37,7 +37,7 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
-import { Counter, Gauge } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import { FINAL_STATES, RECIPIENT_STATES, type RecipientState } from '../core/message.js';
 import type { DeliveryError } from '../outbound/webhook.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -138,11 +138,11 @@ export class StatusCallbacks {
     this.callbacks = o.store.callbacks;
     this.due = o.env.openDB<number, DueKey>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
     const r = o.metrics.registry;
-    this.sent = new Counter({ name: 'smsgw_status_callbacks_total', help: 'Completion callback POSTs by outcome (delivered, retry, failed)', labelNames: ['outcome'], registers: [r] });
-    this.waitingGauge = new Gauge({ name: 'smsgw_status_callbacks_waiting', help: 'Messages with a callbackUrl not yet called back (incomplete, due or retrying)', registers: [r] });
-    this.dueGauge = new Gauge({ name: 'smsgw_status_callbacks_due', help: 'Complete messages whose callback is due, leased or waiting for a retry (receipts.callbacks.due)', registers: [r] });
-    this.inflightGauge = new Gauge({ name: 'smsgw_status_callbacks_inflight', help: 'Completion callback POSTs in flight (bound: callbacks.concurrency)', registers: [r] });
-    this.countedGauge = new Gauge({ name: 'smsgw_status_callbacks_counted', help: 'Multi-recipient messages whose final recipients are counted in memory (bound 100,000; beyond it the sweep finds them)', registers: [r] });
+    this.sent = o.metrics.statusCallbacks;
+    this.waitingGauge = o.metrics.statusCallbacksWaiting;
+    this.dueGauge = o.metrics.statusCallbacksDue;
+    this.inflightGauge = o.metrics.statusCallbacksInflight;
+    this.countedGauge = o.metrics.statusCallbacksCounted;
     o.store.onFinal((messageId) => this.onFinal(messageId));
   }
 

@@ -1,7 +1,14 @@
 /**
- * Every metric the gateway exports, created once per process in one registry
- * and handed to the parts that update them. Names are the contract with the
- * dashboards (README "Operations").
+ * The metrics catalogue: every metric the gateway exports is declared here,
+ * with its labels and help, created once per process in one registry and
+ * handed to the parts that update them. No part registers a metric of its
+ * own (a test checks /metrics exposes exactly these names plus the default
+ * process metrics). Names are the contract with the dashboards (README
+ * "Operations").
+ *
+ * Default process metrics are prefixed `smsgw_` (prom-client's own names
+ * already start with process_ / nodejs_): smsgw_process_cpu_user_seconds_total,
+ * not smsgw_process_process_….
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -67,11 +74,44 @@ export interface Metrics {
   readonly pdaStatusBacklog: Gauge;
   readonly pdaStatusRelayFailures: Counter;
   readonly pdaWriteBatch: Histogram<'op'>;
+  // completion callbacks
+  readonly statusCallbacks: Counter<'outcome'>;
+  readonly statusCallbacksWaiting: Gauge;
+  readonly statusCallbacksDue: Gauge;
+  readonly statusCallbacksInflight: Gauge;
+  readonly statusCallbacksCounted: Gauge;
+  // status events and receipt replication (NATS)
+  readonly statusEvents: Counter<'outcome'>;
+  readonly statusEventsBuffered: Gauge;
+  readonly replicationPublished: Counter<'outcome'>;
+  readonly replicationOps: Counter<'outcome'>;
+  readonly replicationOutbox: Gauge;
+  readonly replicationApplyLag: Gauge;
+  // mobile office
+  readonly workflowEvents: Counter<'status'>;
+  readonly scheduledPending: Gauge;
+  readonly scheduledFired: Counter<'kind' | 'outcome'>;
+  readonly moMessages: Counter<'route'>;
+  readonly moOpenParts: Gauge;
+  readonly moPendingForwards: Gauge;
+  readonly meetingReplies: Counter<'outcome'>;
+  // new-mail alerts
+  readonly mailMessages: Counter<'outcome'>;
+  readonly mailAlerts: Counter<'kind'>;
+  readonly mailPendingDigests: Gauge;
+  readonly mailInflight: Gauge;
+}
+
+/** The metric of the catalogue named `name` in `registry` (parts that hold only the registry); throws if it is not catalogued. */
+export function catalogued<T>(registry: Registry, name: string): T {
+  const m = registry.getSingleMetric(name);
+  if (m === undefined) throw new Error(`metric ${name} is not in the catalogue (src/telemetry/metrics.ts)`);
+  return m as unknown as T;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'smsgw_process_' });
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'smsgw_' });
   const r = [registry];
   return {
     registry,
@@ -128,5 +168,27 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     pdaStatusBacklog: new Gauge({ name: 'smsgw_pda_status_backlog', help: 'PDA status updates committed and not yet recorded in the receipt store', registers: r }),
     pdaStatusRelayFailures: new Counter({ name: 'smsgw_pda_status_relay_failures_total', help: 'Failed attempts to hand PDA status updates to the receipt store (retried)', registers: r }),
     pdaWriteBatch: new Histogram({ name: 'smsgw_pda_write_batch_size', help: 'Operations per PDA LMDB transaction by kind', labelNames: ['op'], buckets: [1, 10, 100, 500, 1000, 5000, 20000], registers: r }),
+    statusCallbacks: new Counter({ name: 'smsgw_status_callbacks_total', help: 'Completion callback POSTs by outcome (delivered, retry, failed)', labelNames: ['outcome'], registers: r }),
+    statusCallbacksWaiting: new Gauge({ name: 'smsgw_status_callbacks_waiting', help: 'Messages with a callbackUrl not yet called back (incomplete, due or retrying)', registers: r }),
+    statusCallbacksDue: new Gauge({ name: 'smsgw_status_callbacks_due', help: 'Complete messages whose callback is due, leased or waiting for a retry (receipts.callbacks.due)', registers: r }),
+    statusCallbacksInflight: new Gauge({ name: 'smsgw_status_callbacks_inflight', help: 'Completion callback POSTs in flight (bound: callbacks.concurrency)', registers: r }),
+    statusCallbacksCounted: new Gauge({ name: 'smsgw_status_callbacks_counted', help: 'Multi-recipient messages whose final recipients are counted in memory (bound 100,000; beyond it the sweep finds them)', registers: r }),
+    statusEvents: new Counter({ name: 'smsgw_status_events_total', help: 'Final-state events for the status stream, by outcome', labelNames: ['outcome'], registers: r }),
+    statusEventsBuffered: new Gauge({ name: 'smsgw_status_events_buffered', help: 'Status events waiting to be published', registers: r }),
+    replicationPublished: new Counter({ name: 'smsgw_replication_published_total', help: 'Outbox entries of this host published to the replication stream, by outcome (published, failed)', labelNames: ['outcome'], registers: r }),
+    replicationOps: new Counter({ name: 'smsgw_replication_ops_total', help: "Other hosts' receipt-store operations, by outcome (applied, skipped: already here, missing: a row this host lacks)", labelNames: ['outcome'], registers: r }),
+    replicationOutbox: new Gauge({ name: 'smsgw_replication_outbox_entries', help: 'Outbox entries of this host not yet published', registers: r }),
+    replicationApplyLag: new Gauge({ name: 'smsgw_replication_apply_lag_messages', help: 'Replication stream messages not yet applied here (at the last check)', registers: r }),
+    workflowEvents: new Counter({ name: 'smsgw_workflow_events_total', help: 'Workflow events by what happened to them (applied, buffered, duplicate, stale)', labelNames: ['status'], registers: r }),
+    scheduledPending: new Gauge({ name: 'smsgw_scheduled_pending', help: 'Scheduled messages and tasks waiting for their time', registers: r }),
+    scheduledFired: new Counter({ name: 'smsgw_scheduled_fired_total', help: 'Scheduled entries run, by kind and outcome', labelNames: ['kind', 'outcome'], registers: r }),
+    moMessages: new Counter({ name: 'smsgw_mo_messages_total', help: 'MO messages stored, by route (opt-out, case-query, meeting-reply, callback, websocket, unmatched, part)', labelNames: ['route'], registers: r }),
+    moOpenParts: new Gauge({ name: 'smsgw_mo_open_parts', help: 'Parts of long MO messages waiting for the rest', registers: r }),
+    moPendingForwards: new Gauge({ name: 'smsgw_mo_pending_forwards', help: 'MO messages waiting to be forwarded to a callback URL', registers: r }),
+    meetingReplies: new Counter({ name: 'smsgw_meeting_replies_total', help: 'Meeting replies by outcome (counted, late)', labelNames: ['outcome'], registers: r }),
+    mailMessages: new Counter({ name: 'smsgw_mail_messages_total', help: 'Mails received over SMTP (and refusals), by outcome', labelNames: ['outcome'], registers: r }),
+    mailAlerts: new Counter({ name: 'smsgw_mail_alerts_total', help: 'New-mail alerts per person, by kind (alert, digest, folded, duplicate, failed, dropped, retried)', labelNames: ['kind'], registers: r }),
+    mailPendingDigests: new Gauge({ name: 'smsgw_mail_pending_digests', help: 'Digests of new-mail alerts waiting for their time', registers: r }),
+    mailInflight: new Gauge({ name: 'smsgw_mail_inflight', help: 'Mails being handled (DATA received, not yet answered)', registers: r }),
   };
 }

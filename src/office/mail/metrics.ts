@@ -9,7 +9,8 @@
  *   smsgw_mail_pending_digests           digests waiting for their time (bounded)
  *   smsgw_mail_inflight                  mails being handled (between DATA and its answer)
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { catalogued } from '../../telemetry/metrics.js';
 
 export type MailOutcome =
   | 'accepted' | 'duplicate' | 'no_alert' | 'deferred' | 'error'
@@ -25,10 +26,9 @@ export interface MailMetrics {
 }
 
 export function mailMetrics(registry: Registry): MailMetrics {
-  const counter = (name: string, help: string, label: string): Counter<string> =>
-    (registry.getSingleMetric(name) as Counter<string> | undefined) ?? new Counter({ name, help, labelNames: [label], registers: [registry] });
-  const gauge = (name: string, help: string): Gauge =>
-    (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, registers: [registry] });
+  // Declared in the catalogue (src/telemetry/metrics.ts); looked up, never registered here (help text lives there).
+  const counter = (name: string, _help: string, _label: string): Counter<string> => catalogued<Counter<string>>(registry, name);
+  const gauge = (name: string, _help: string): Gauge => catalogued<Gauge>(registry, name);
   return {
     messages: counter('smsgw_mail_messages_total', 'Mails received over SMTP (and refusals), by outcome', 'outcome') as Counter<'outcome'>,
     alerts: counter('smsgw_mail_alerts_total', 'New-mail alerts per person, by kind (alert, digest, folded, duplicate, failed, dropped, retried)', 'kind') as Counter<'kind'>,

@@ -36,13 +36,14 @@ import {
 } from '@nats-io/jetstream';
 import { pack, unpack } from 'msgpackr';
 import { randomBytes } from 'node:crypto';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
 import { GatewayError } from '../../core/errors.js';
 import { outboxKeyId, type ChangeLog, type OutboxEntry, type OutboxKey } from '../../replication/change-log.js';
 import type { ReceiptStore } from '../../receipts/store.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { ensureStream, historyStreamConfig } from './stream-setup.js';
+import { catalogued } from '../../telemetry/metrics.js';
 
 export interface ReplicationOptions {
   /** Subject prefix (`queue.prefix`): changes go to `<prefix>.receipts.<host>`. */
@@ -103,10 +104,9 @@ interface ReplicationMetrics {
 
 function replicationMetrics(registry: Registry | undefined): ReplicationMetrics | undefined {
   if (!registry) return undefined;
-  const counter = (name: string, help: string): Counter<'outcome'> =>
-    (registry.getSingleMetric(name) as Counter<'outcome'> | undefined) ?? new Counter({ name, help, labelNames: ['outcome'], registers: [registry] });
-  const gauge = (name: string, help: string): Gauge =>
-    (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, registers: [registry] });
+  // Declared in the catalogue (src/telemetry/metrics.ts); looked up, never registered here (help text lives there).
+  const counter = (name: string, _help: string): Counter<'outcome'> => catalogued<Counter<'outcome'>>(registry, name);
+  const gauge = (name: string, _help: string): Gauge => catalogued<Gauge>(registry, name);
   return {
     published: counter('smsgw_replication_published_total', 'Outbox entries of this host published to the replication stream, by outcome (published, failed)'),
     applied: counter('smsgw_replication_ops_total', "Other hosts' receipt-store operations, by outcome (applied, skipped: already here, missing: a row this host lacks)"),

@@ -47,7 +47,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectGateway } from './connection.js';
 import { jetstream, jetstreamManager, type JetStreamClient, type StreamConfig } from '@nats-io/jetstream';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
 import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../../core/errors.js';
 import { subjectToken } from '../../core/job.js';
@@ -56,6 +56,7 @@ import { RingBuffer } from '../../core/ring.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { createLogger, type Logger } from '../../telemetry/logger.js';
 import { ensureStream, historyStreamConfig } from './stream-setup.js';
+import { catalogued } from '../../telemetry/metrics.js';
 
 /** One recipient's final state, as published. */
 export interface StatusEvent {
@@ -162,12 +163,9 @@ function statusMetrics(registry: Registry | undefined): StatusMetrics | undefine
   if (!registry) return undefined;
   const name = 'smsgw_status_events_total';
   const gaugeName = 'smsgw_status_events_buffered';
-  const events =
-    (registry.getSingleMetric(name) as Counter<'outcome'> | undefined) ??
-    new Counter({ name, help: 'Final-state events for the status stream, by outcome', labelNames: ['outcome'], registers: [registry] });
-  const buffered =
-    (registry.getSingleMetric(gaugeName) as Gauge | undefined) ??
-    new Gauge({ name: gaugeName, help: 'Status events waiting to be published', registers: [registry] });
+  // Declared in the catalogue (src/telemetry/metrics.ts); looked up, never registered here.
+  const events = catalogued<Counter<'outcome'>>(registry, name);
+  const buffered = catalogued<Gauge>(registry, gaugeName);
   return { events, buffered };
 }
 
