@@ -50,7 +50,7 @@ import { PDA_ADMIN_ROUTES, PDA_ROUTES, PdaChannel, pdaAdminRealm } from '../pda/
 import type { StatusEventPublisher } from '../queue/nats/status-events.js';
 import type { ReceiptReplication } from '../queue/nats/receipt-replication.js';
 import { Office, OfficeStores } from '../office/index.js';
-import { createSendService } from '../send/index.js';
+import { createAuthorizer, createSendService } from '../send/index.js';
 import type { Principal } from '../core/send.js';
 import { principalOfKey } from '../ingest/auth.js';
 import { unitPrincipal } from '../directory/policy.js';
@@ -353,12 +353,16 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
 
   // The send service: every send path (the HTTP door, meetings, workflow events, case-query answers,
   // mail alerts) in every role goes through its one admission and the same durability.
-  const officeStores = new OfficeStores({ env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), ...(changeLog ? { changeLog } : {}) });
+  const principalOf = (tenant: string): Principal | undefined => tenantPrincipal(config, directory.store, tenant);
+  const directoryRules = { rules: directory.policy, held: directory.held };
+  const officeStores = new OfficeStores(
+    { env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), ...(changeLog ? { changeLog } : {}) },
+    createAuthorizer({ config, principalOf, directory: directoryRules }),
+  );
   const wake = dispatcher;
   const sends = createSendService({
-    config, store, queue, metrics, logger,
-    principalOf: (tenant) => tenantPrincipal(config, directory.store, tenant),
-    directory: { rules: directory.policy, held: directory.held },
+    config, store, queue, metrics, logger, principalOf,
+    directory: directoryRules,
     templates: officeStores.templateRenderer,
     schedule: officeStores.scheduleSink,
     // NATS: small messages linger to share one publish; embedded: one event turn (LMDB group-commits anyway).

@@ -16,6 +16,7 @@ import type { Directory } from '../directory/directory.js';
 import type { ScheduleSink, Sends, TemplateRenderer } from '../send/index.js';
 import type { ScheduledMessages } from '../ingest/server.js';
 import { bind, type MountedTable } from '../http/route.js';
+import type { SendShape } from '../core/send.js';
 import type { WorkQueue } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Meetings } from './meetings.js';
@@ -50,9 +51,10 @@ export class OfficeStores {
   readonly scheduleSink: ScheduleSink;
   readonly templateRenderer: TemplateRenderer;
 
-  constructor(deps: OfficeDeps) {
+  /** `admitAgain`: the send service's grant checks, for scheduled messages when they are due. */
+  constructor(deps: OfficeDeps, admitAgain: (tenant: string, shape: SendShape) => void) {
     const { env, config, metrics, logger } = deps;
-    this.schedule = new Schedule({ env, queue: deps.queue, receipts: deps.receipts, metrics, logger: logger.child({ part: 'schedule' }), pollMs: config.office.schedule.pollMs });
+    this.schedule = new Schedule({ env, queue: deps.queue, receipts: deps.receipts, metrics, logger: logger.child({ part: 'schedule' }), pollMs: config.office.schedule.pollMs, admitAgain });
     this.templates = new TemplateStore({
       env,
       maxPerTenant: config.office.templates.maxPerUnit,

@@ -11,6 +11,9 @@
  * so the same LMDB transaction). When due, the jobs are published with their
  * own deterministic ids (the queue de-duplicates a republish after a crash)
  * and only then is the entry removed: a restart at any point sends once.
+ * When due it is admitted again (its shape: tier, group or where the numbers
+ * came from, classification): a unit that lost the grant meanwhile sends
+ * nothing, and its recipients end `rejected` ("refused when due: …").
  * Cancelled before that, every recipient ends `rejected` ("cancelled"); a
  * group message's expansion job is published with `reject`, so its members
  * are listed, each rejected, and nothing is sent.
@@ -26,6 +29,7 @@ import { GatewayError } from '../core/errors.js';
 import type { FinalState } from '../core/message.js';
 import type { QueueMessage, WorkQueue } from '../queue/port.js';
 import { rejectUnsent } from '../directory/held.js';
+import type { SendShape } from '../core/send.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 export type ScheduledEntry =
@@ -38,6 +42,8 @@ export type ScheduledEntry =
     /** Set for a group send (the jobs are one expansion job). */
     readonly group?: string;
     readonly jobs: readonly QueueMessage[];
+    /** The send's shape, admitted again when it is due (entries parked before it was kept have none). */
+    readonly shape?: SendShape;
     readonly attempts?: number;
   }
   | {
@@ -63,6 +69,12 @@ export interface ScheduleDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly pollMs: number;
+  /**
+   * The grant checks for a send of this shape by `tenant`, now (throws the
+   * refusal): a scheduled message is admitted again when it is due, so one
+   * whose grant was withdrawn meanwhile is not sent.
+   */
+  readonly admitAgain: (tenant: string, shape: SendShape) => void;
   readonly now?: () => number;
 }
 
@@ -187,7 +199,13 @@ export class Schedule {
     for (const { value } of this.due.getRange({ start: [0, ''], end: [now + 1, ''], limit: BATCH })) batch.push(value);
     if (batch.length === 0) return;
     // Messages: one publish for all that are due (ids are deterministic: a republish is de-duplicated).
-    const messages = batch.filter((e): e is Extract<ScheduledEntry, { kind: 'message' }> => e.kind === 'message');
+    const due = batch.filter((e): e is Extract<ScheduledEntry, { kind: 'message' }> => e.kind === 'message');
+    const messages: typeof due = [];
+    for (const m of due) {
+      const refusal = m.shape === undefined ? undefined : this.refusal(m.tenant, m.shape);
+      if (refusal === undefined) messages.push(m);
+      else await this.refuse(m, refusal);
+    }
     if (messages.length > 0) {
       try {
         await this.deps.queue.publish(messages.flatMap((m) => m.jobs));
@@ -233,6 +251,31 @@ export class Schedule {
       });
       if (ok) this.fired.inc({ kind: entry.task, outcome: 'done' });
     }
+  }
+
+  /** Why the send may not go now (its grants were withdrawn since it was accepted), or undefined. */
+  private refusal(tenant: string, shape: SendShape): string | undefined {
+    try {
+      this.deps.admitAgain(tenant, shape);
+      return undefined;
+    } catch (e) {
+      if (!(e instanceof GatewayError)) throw e;
+      return `refused when due: ${e.code}: ${e.message}`;
+    }
+  }
+
+  /** Remove a due message that may not go and reject its recipients (like a cancel). */
+  private async refuse(m: Extract<ScheduledEntry, { kind: 'message' }>, reason: string): Promise<void> {
+    const taken = await this.deps.env.transaction(() => {
+      if (this.ids.get(m.id) !== m.dueAt) return false;
+      this.due.removeSync([m.dueAt, m.id]);
+      this.ids.removeSync(m.id);
+      return true;
+    });
+    if (!taken) return;
+    this.pending.dec();
+    this.fired.inc({ kind: 'message', outcome: 'refused' });
+    await rejectUnsent(this.deps, m, reason);
   }
 
   private async moveTask(before: ScheduledEntry, after: ScheduledEntry): Promise<void> {

@@ -11,11 +11,11 @@
  *   persist and enqueue   (SendService.write, through the queue port)
  */
 import type { Logger } from 'pino';
-import type { Principal } from '../core/send.js';
+import type { Principal, SendShape } from '../core/send.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { WorkQueue } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { SendService, type QuotaStage, type SendStore } from './service.js';
+import { SendService, authorizeWith, type QuotaStage, type SendStore } from './service.js';
 import {
   contentRules, directoryGrants, groupCount, parts, policeNumbers, schedule, signature, template, tierGrant,
   withoutDirectory, withoutSchedule, withoutTemplates,
@@ -45,10 +45,26 @@ export interface SendWiring {
   readonly now?: () => number;
 }
 
+/** The grant stages: tier (bootstrap keys), then the directory's grants, or, without it, refusals. */
+function grantStages(dir: SendWiring['directory']): GrantStage[] {
+  return [tierGrant, dir ? directoryGrants(dir.rules) : withoutDirectory];
+}
+
+/**
+ * The same grant stages as the send service's, on their own: for work
+ * admitted again later (a scheduled message when it is due), wired before
+ * the send service exists (the schedule is one of its parts).
+ */
+export function createAuthorizer(w: Pick<SendWiring, 'config' | 'principalOf' | 'directory' | 'now'>): (tenant: string, shape: SendShape) => void {
+  const grants = grantStages(w.directory);
+  const now = w.now ?? Date.now;
+  return (tenant, shape) => authorizeWith(grants, w.config, w.principalOf, tenant, shape, '', now());
+}
+
 /** The send service with its admission composed from what is wired. */
 export function createSendService(w: SendWiring): SendService {
   const dir = w.directory;
-  const grants: GrantStage[] = [tierGrant, dir ? directoryGrants(dir.rules) : withoutDirectory];
+  const grants = grantStages(dir);
   const admission: Stage[] = [
     w.templates ? template(w.templates) : withoutTemplates,
     ...(dir ? [signature(dir.rules), contentRules(dir.rules, dir.held)] : []),

@@ -182,16 +182,7 @@ export class SendService implements Sends {
    * (workflow events): a send it could never make is refused when the work comes in.
    */
   authorize(tenant: string, shape: SendShape, prefix: string): void {
-    const principal = this.requirePrincipal(tenant);
-    const tier = this.config.tierByName.get(shape.tier);
-    if (!tier) throw new GatewayError('VALIDATION', `unknown tier ${shape.tier}`, { details: [{ field: `${prefix}/tier`, message: 'not a configured tier' }] });
-    const command: SendCommand = {
-      recipients: shape.group !== undefined ? { kind: 'group', group: shape.group } : { kind: 'numbers', numbers: [], origin: shape.origin ?? 'directory' },
-      tier: shape.tier, channel: shape.channel, content: { kind: 'text', text: '' },
-      ...(shape.classification !== undefined ? { classification: shape.classification } : {}),
-    };
-    const d = this.draft(principal, command, prefix, this.now(), tier);
-    for (const stage of this.deps.grants) stage(d);
+    authorizeWith(this.deps.grants, this.config, this.deps.principalOf, tenant, shape, prefix, this.now());
   }
 
   /** Sends as a tenant (a service's own sends). Unknown tenant: every item FORBIDDEN. */
@@ -309,35 +300,8 @@ export class SendService implements Sends {
     return stored ? Promise.resolve(check(stored)) : undefined;
   }
 
-  private requirePrincipal(tenant: string): Principal {
-    const principal = this.deps.principalOf(tenant);
-    if (!principal) throw new GatewayError('FORBIDDEN', `tenant ${tenant} is neither an API key's tenant nor a directory unit`);
-    return principal;
-  }
-
   private draft(principal: Principal, command: SendCommand, prefix: string, now: number, tier: Tier): Draft {
-    const numbers: string[] = [];
-    const positions: number[] = [];
-    const r = command.recipients;
-    if (r.kind === 'numbers') {
-      const seen = new Set<string>();
-      r.numbers.forEach((n, i) => {
-        if (seen.has(n)) return;
-        seen.add(n);
-        numbers.push(n);
-        positions.push(i);
-      });
-    }
-    const body = command.content.kind === 'text' ? command.content.text : '';
-    return {
-      principal, command, prefix, now, tier, channel: command.channel, numbers, positions, body, text: body, recipients: numbers.length,
-      shape: {
-        tier: tier.name,
-        channel: command.channel,
-        ...(r.kind === 'group' ? { group: r.group } : { origin: r.origin }),
-        ...(command.classification !== undefined ? { classification: command.classification } : {}),
-      },
-    };
+    return draftOf(principal, command, prefix, now, tier);
   }
 
   private async prepare(principal: Principal, item: SendItem, now: number): Promise<Prepared> {
@@ -508,6 +472,51 @@ export class SendService implements Sends {
       this.metrics.acceptedRecipients.inc({ tier: p.record.tier }, p.record.recipients);
     }
   }
+}
+
+/** One send as the stages see it: distinct numbers (with their positions in the command), the shape. */
+function draftOf(principal: Principal, command: SendCommand, prefix: string, now: number, tier: Tier): Draft {
+    const numbers: string[] = [];
+    const positions: number[] = [];
+    const r = command.recipients;
+    if (r.kind === 'numbers') {
+      const seen = new Set<string>();
+      r.numbers.forEach((n, i) => {
+        if (seen.has(n)) return;
+        seen.add(n);
+        numbers.push(n);
+        positions.push(i);
+      });
+    }
+    const body = command.content.kind === 'text' ? command.content.text : '';
+    return {
+      principal, command, prefix, now, tier, channel: command.channel, numbers, positions, body, text: body, recipients: numbers.length,
+      shape: {
+        tier: tier.name,
+        channel: command.channel,
+        ...(r.kind === 'group' ? { group: r.group } : { origin: r.origin }),
+        ...(command.classification !== undefined ? { classification: command.classification } : {}),
+      },
+    };
+  }
+
+/**
+ * The grant stages alone for a send of this shape by `tenant` (throws the
+ * refusal): for work taken now and sent later (workflow events, scheduled
+ * messages when they are due).
+ */
+export function authorizeWith(grants: readonly GrantStage[], config: ResolvedConfig, principalOf: (tenant: string) => Principal | undefined, tenant: string, shape: SendShape, prefix: string, now: number): void {
+  const principal = principalOf(tenant);
+  if (!principal) throw new GatewayError('FORBIDDEN', `tenant ${tenant} is neither an API key's tenant nor a directory unit`);
+  const tier = config.tierByName.get(shape.tier);
+  if (!tier) throw new GatewayError('VALIDATION', `unknown tier ${shape.tier}`, { details: [{ field: `${prefix}/tier`, message: 'not a configured tier' }] });
+  const command: SendCommand = {
+    recipients: shape.group !== undefined ? { kind: 'group', group: shape.group } : { kind: 'numbers', numbers: [], origin: shape.origin ?? 'directory' },
+    tier: shape.tier, channel: shape.channel, content: { kind: 'text', text: '' },
+    ...(shape.classification !== undefined ? { classification: shape.classification } : {}),
+  };
+  const d = draftOf(principal, command, prefix, now, tier);
+  for (const stage of grants) stage(d);
 }
 
 function inflightKey(tenant: string, key: string): string {

@@ -52,7 +52,7 @@ export interface HeldSink {
 /** Where scheduled messages' jobs wait (src/office/schedule.ts). */
 export interface ScheduleSink {
   readonly maxAheadMs: number;
-  park(entry: { id: string; tenant: string; dueAt: number; recipients: number; group?: string; jobs: readonly QueueMessage[] }): void;
+  park(entry: { id: string; tenant: string; dueAt: number; recipients: number; group?: string; jobs: readonly QueueMessage[]; shape: SendShape }): void;
 }
 
 /** Renders a tenant's named template (src/office/templates.ts); throws NOT_FOUND / TEMPLATE_PARAMS naming the field. */
@@ -204,7 +204,7 @@ export function schedule(sink: ScheduleSink): Stage {
     if (at <= d.now) return;
     d.scheduleAt = at;
     // A held message waits for review first; it is released (or not) by an admin.
-    if (d.park === undefined) d.park = (e) => sink.park({ id: e.id, tenant: e.tenant, dueAt: at, recipients: e.recipients, jobs: e.jobs, ...(e.group !== undefined ? { group: e.group } : {}) });
+    if (d.park === undefined) d.park = (e) => sink.park({ id: e.id, tenant: e.tenant, dueAt: at, recipients: e.recipients, jobs: e.jobs, shape: d.shape, ...(e.group !== undefined ? { group: e.group } : {}) });
   };
 }
 

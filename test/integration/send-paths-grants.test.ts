@@ -65,3 +65,18 @@ t.test('meetings: invitees named by number need direct on every later send (chan
   await new Promise((r) => setTimeout(r, 500));
   t.same((receivedTexts(gw.simulator).get(target86[0] as string) ?? []).filter((x) => x.includes('会议变更')), [], 'no change notice to the number');
 });
+
+t.test('scheduled release: a message whose grant was withdrawn before its time is not sent; its recipients end rejected', async (t) => {
+  const { gw, admin, key, call } = await officeFixture(t, 1);
+  const r = await call('POST', '/v1/messages', { to: [TARGETS[1]], text: '定时通知', scheduleAt: new Date(Date.now() + 1500).toISOString() });
+  t.equal(r.status, 202, JSON.stringify(r.json));
+  t.equal(r.json.status, 'scheduled');
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { direct: false } });
+  const done = await admin.waitCompleteAs(key, r.json.id);
+  t.match(done.items, [{ state: 'rejected', error: /refused when due: FORBIDDEN/ }]);
+  // Control: a group-free directory send still goes (office keeps its tiers), and it arrives.
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { direct: true } });
+  t.equal((await call('POST', '/v1/messages', { to: [phone(0)], text: '对照' })).status, 202);
+  await eventually(() => ((receivedTexts(gw.simulator).get(phone(0)) ?? []).length > 0) || undefined, 'the control message');
+  t.same(receivedTexts(gw.simulator).get(target86[1] as string) ?? [], [], 'the scheduled message never reached the SMSC');
+});
