@@ -113,15 +113,18 @@ export class Router {
   private table: RoutingTable;
   private version = 0;
   private readonly turns: number[] = [];
-  /** Hot-path counts, flushed to the metrics on tick: key `${rule}\0${account}`. */
-  private readonly pendingRouted = new Map<string, number>();
-  private readonly pendingFailover = new Map<string, number>();
+  /** Hot-path counts, flushed to the metrics on tick: rule name → account → recipients. */
+  private readonly pendingRouted = new Map<string, Map<string, number>>();
+  private readonly pendingFailover = new Map<string, Map<string, number>>();
   private readonly routedTotal = new Map<string, number>();
   private routedAll = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly policy: HealthPolicy;
   private readonly isUp = (a: string): boolean => this.health.get(a)?.up ?? true;
+  /** Bumped when an account goes down or up: cached failover orders are recomputed. */
+  private healthEpoch = 0;
+  private readonly failoverOrder = new Map<CompiledRule, { epoch: number; accounts: readonly RoutedAccount[] }>();
   /** Some account is in allow-list mode: candidates are filtered per recipient. */
   private readonly restricted: boolean;
 
@@ -182,21 +185,37 @@ export class Router {
     const usable = this.restricted ? (a: string): boolean => this.byName.get(a)?.allowList?.has(to) ?? true : undefined;
     const rule = selectRule(this.table, { tier: message.tier, units: message.units, operator, minuteOfDay: localMinuteOfDay(now, this.options.utcOffsetMinutes) }, usable);
     if (rule === undefined) return { operator, rule: undefined, accounts: [] };
-    const turn = this.turns[rule.index] ?? 0;
-    this.turns[rule.index] = turn + 1 >= Number.MAX_SAFE_INTEGER ? 0 : turn + 1;
-    const names = orderCandidates(rule, this.isUp, turn);
-    const accounts: RoutedAccount[] = [];
-    for (const n of names) {
-      const a = this.byName.get(n);
-      if (a && (usable === undefined || usable(n))) accounts.push(a);
+    let accounts: readonly RoutedAccount[];
+    let passed: boolean;
+    if (usable === undefined && rule.rule.policy === 'failover') {
+      // The common case: a failover list's order changes only with health, so it is computed once per change.
+      let cached = this.failoverOrder.get(rule);
+      if (cached === undefined || cached.epoch !== this.healthEpoch) {
+        cached = { epoch: this.healthEpoch, accounts: this.resolve(orderCandidates(rule, this.isUp, 0), undefined) };
+        this.failoverOrder.set(rule, cached);
+      }
+      accounts = cached.accounts;
+      passed = !this.isUp(rule.accounts[0] as string);
+    } else {
+      const turn = this.turns[rule.index] ?? 0;
+      this.turns[rule.index] = turn + 1 >= Number.MAX_SAFE_INTEGER ? 0 : turn + 1;
+      const names = orderCandidates(rule, this.isUp, turn);
+      accounts = this.resolve(names, usable);
+      // Rotations: some account of the rule is down (down ones are listed last).
+      passed = rule.rule.policy === 'failover' ? !this.isUp(rule.accounts[0] as string) : !this.isUp(names[names.length - 1] as string);
     }
     const first = accounts[0];
-    if (first) {
-      // Failover: the rule's first (failover) or some (rotations) account is down, and this one is up.
-      const passed = rule.rule.policy === 'failover' ? !this.isUp(rule.accounts[0] as string) : !this.isUp(names[names.length - 1] as string);
-      this.count(rule, first.name, passed && this.isUp(first.name));
-    }
+    if (first) this.count(rule, first.name, passed && this.isUp(first.name));
     return { operator, rule: rule.rule.name, accounts };
+  }
+
+  private resolve(names: readonly string[], usable: ((a: string) => boolean) | undefined): RoutedAccount[] {
+    const out: RoutedAccount[] = [];
+    for (const n of names) {
+      const a = this.byName.get(n);
+      if (a && (usable === undefined || usable(n))) out.push(a);
+    }
+    return out;
   }
 
   /** A submit's outcome through `account`: feeds its health. */
@@ -251,6 +270,7 @@ export class Router {
     }
     this.table = compileTable(rules, this.derived);
     this.turns.length = 0;
+    this.failoverOrder.clear();
     this.version = stored.version;
     this.deps.metrics?.routeTableVersion.set(stored.version);
     return true;
@@ -269,6 +289,7 @@ export class Router {
     const after = healthStep(before, e, now, this.policy);
     this.health.set(account, after);
     if (after.up === before.up) return;
+    this.healthEpoch++;
     const m = this.deps.metrics;
     m?.routeAccountUp.set({ account }, after.up ? 1 : 0);
     if (!after.up) {
@@ -280,9 +301,8 @@ export class Router {
   }
 
   private count(rule: CompiledRule, account: string, failover: boolean): void {
-    const key = `${rule.rule.name}\0${account}`;
-    this.pendingRouted.set(key, (this.pendingRouted.get(key) ?? 0) + 1);
-    if (failover) this.pendingFailover.set(key, (this.pendingFailover.get(key) ?? 0) + 1);
+    bump(this.pendingRouted, rule.rule.name, account);
+    if (failover) bump(this.pendingFailover, rule.rule.name, account);
     this.routedTotal.set(account, (this.routedTotal.get(account) ?? 0) + 1);
     this.routedAll++;
   }
@@ -290,15 +310,18 @@ export class Router {
   private flush(): void {
     const m = this.deps.metrics;
     for (const a of this.byName.keys()) m?.routeAccountUp.set({ account: a }, this.isUp(a) ? 1 : 0);
-    for (const [key, n] of this.pendingRouted) {
-      const [rule, account] = key.split('\0') as [string, string];
-      m?.routeRecipients.inc({ rule, account }, n);
-    }
-    for (const [key, n] of this.pendingFailover) {
-      const [rule, account] = key.split('\0') as [string, string];
-      m?.routeFailovers.inc({ rule, account }, n);
-    }
+    for (const [rule, byAccount] of this.pendingRouted) for (const [account, n] of byAccount) m?.routeRecipients.inc({ rule, account }, n);
+    for (const [rule, byAccount] of this.pendingFailover) for (const [account, n] of byAccount) m?.routeFailovers.inc({ rule, account }, n);
     this.pendingRouted.clear();
     this.pendingFailover.clear();
   }
+}
+
+function bump(counts: Map<string, Map<string, number>>, rule: string, account: string): void {
+  let byAccount = counts.get(rule);
+  if (byAccount === undefined) {
+    byAccount = new Map();
+    counts.set(rule, byAccount);
+  }
+  byAccount.set(account, (byAccount.get(account) ?? 0) + 1);
 }
