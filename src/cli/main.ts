@@ -13,6 +13,8 @@ import { GatewayError } from '../core/errors.js';
 import { startGateway, type GatewayRole } from '../app/gateway.js';
 import { installCrashPolicy } from '../app/crash-policy.js';
 import { runSimulator } from '../smpp/simulator-main.js';
+import { CmppSimulator } from '../cmpp/simulator.js';
+import { SIMULATOR_SP_ID } from '../app/gateway.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { buildOpenApi } from '../http/openapi.js';
 import { withRouteTable } from '../http/route-docs.js';
@@ -88,7 +90,8 @@ export function buildProgram(): Command {
     .option('-p, --port <n>', 'SMPP port', int)
     .option('--dlr-delay <ms>', 'delay before each delivery receipt', int)
     .option('--tps <n>', 'answer ESME_RTHROTTLED above this many submit_sm per second (0 = unlimited)', int)
-    .action(async (opts: { config?: string; port?: number; dlrDelay?: number; tps?: number }) => {
+    .addOption(new Option('--protocol <p>', 'speak SMPP (an SMSC) or CMPP (a China Mobile ISMG; SP_Id 901234, secret = simulator.password)').choices(['smpp', 'cmpp2', 'cmpp3']))
+    .action(async (opts: { config?: string; port?: number; dlrDelay?: number; tps?: number; protocol?: 'smpp' | 'cmpp2' | 'cmpp3' }) => {
       const config = loadConfig(opts.config !== undefined ? { file: opts.config } : {});
       const logger = createLogger({ level: config.log.level, name: 'smsc-sim' });
       const sim = {
@@ -97,6 +100,19 @@ export function buildProgram(): Command {
         ...(opts.dlrDelay !== undefined ? { dlrDelayMs: opts.dlrDelay } : {}),
         ...(opts.tps !== undefined ? { tps: opts.tps } : {}),
       };
+      const protocol = opts.protocol ?? sim.protocol ?? 'smpp';
+      if (protocol !== 'smpp') {
+        const ismg = new CmppSimulator({
+          version: protocol === 'cmpp2' ? 2 : 3, host: sim.host, port: sim.port, spId: SIMULATOR_SP_ID, sharedSecret: sim.password || 'secret',
+          dlrDelayMs: sim.dlrDelayMs, tps: sim.tps, disconnectEvery: sim.disconnectEvery,
+        }, logger);
+        const { port } = await ismg.start();
+        logger.info({ port, protocol, spId: SIMULATOR_SP_ID }, 'CMPP ISMG simulator listening');
+        const stopIsmg = (): void => void ismg.stop().then(() => process.exit(0));
+        process.on('SIGTERM', stopIsmg);
+        process.on('SIGINT', stopIsmg);
+        return;
+      }
       const running = await runSimulator(sim, logger);
       const stop = (): void => void running.stop().then(() => process.exit(0));
       process.on('SIGTERM', stop);
