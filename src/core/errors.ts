@@ -29,10 +29,8 @@ export const ERROR_CODES = {
   QUEUE_CLOSED: { status: 503, text: 'the queue is closed' },
   QUEUE_UNAVAILABLE: { status: 503, text: 'the queue cannot be reached' },
   // --- SMPP ---
-  SMPP_NOT_BOUND: { status: 503, text: 'no bound SMPP session' },
   SMPP_TIMEOUT: { status: 504, text: 'the SMSC did not answer in time' },
   SMPP_CONNECTION_LOST: { status: 503, text: 'the SMPP connection was lost with requests outstanding' },
-  SMPP_BIND_FAILED: { status: 503, text: 'the SMSC refused the bind' },
   SMPP_PDU_INVALID: { status: 500, text: 'a PDU could not be built (body too long or not bytes)' },
   SMPP_POOL_CLOSED: { status: 503, text: 'the bind pool is closed' },
   // --- CMPP (China Mobile) ---
@@ -58,7 +56,6 @@ export const ERROR_CODES = {
   PDA_FRAME_INVALID: { status: 500, text: 'a PDA protocol frame could not be built (a field over its bound)' },
   PDA_DEVICE_EXISTS: { status: 409, text: 'a PDA device with this id is already registered' },
   PDA_DEVICE_STATE: { status: 409, text: 'the PDA device is not in a state that allows this' },
-  PDA_NO_DEVICE: { status: 422, text: 'the recipient has no active PDA device' },
   PDA_CLOSED: { status: 503, text: 'the PDA channel is closed' },
   // --- mobile-office services ---
   TEMPLATE_INVALID: { status: 422, text: 'the template does not parse or uses a parameter it does not declare' },
