@@ -247,12 +247,14 @@ export function exportGroups(store: DirectoryStore, actor: Actor, maxRows = MAX_
     for (const g of page.items) {
       if (scope && !scope.has(g.unit)) continue;
       rows.push([g.id, g.name, g.unit, '', '']);
-      for (const c of g.groups) rows.push([g.id, '', '', 'group', c]);
-      for (const r of g.roles) rows.push([g.id, '', '', 'role', r.unit !== undefined ? `${r.role}@${r.unit}` : r.role]);
+      // A delegated admin's export shows only its subtree: nested groups, role scopes and members a global admin added from elsewhere are left out.
+      const shows = (unit: string | undefined): boolean => scope === undefined || unit === undefined || scope.has(unit);
+      for (const c of g.groups) if (shows(store.getGroup(c)?.unit ?? '')) rows.push([g.id, '', '', 'group', c]);
+      for (const r of g.roles) if (shows(r.unit)) rows.push([g.id, '', '', 'role', r.unit !== undefined ? `${r.role}@${r.unit}` : r.role]);
       let mc: string | undefined;
       for (let mp = 0; mp <= maxRows; mp++) {
         const members = store.listMembers(g.id, { limit: 1000, ...(mc !== undefined ? { cursor: mc } : {}) });
-        for (const m of members.items) rows.push([g.id, '', '', 'person', m.id]);
+        for (const m of members.items) if (shows(store.getPerson(m.id)?.unit ?? '')) rows.push([g.id, '', '', 'person', m.id]);
         mc = members.next;
         if (mc === undefined || rows.length > maxRows) break;
       }

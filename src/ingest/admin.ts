@@ -25,7 +25,7 @@ import type { QuotaLedger } from '../directory/quota.js';
 import type { HeldMessages } from '../directory/held.js';
 import { effectiveGrants, effectiveSignature } from '../directory/grants.js';
 import { exportGroups, exportPeople, importGroups, importPeople, parseEncoding } from '../directory/csv-import.js';
-import { ID_PATTERN, PERSON_ID_PATTERN, ROLE_PATTERN, type Actor, type Unit } from '../directory/types.js';
+import { ID_PATTERN, PERSON_ID_PATTERN, ROLE_PATTERN, type Actor, type Group, type Unit } from '../directory/types.js';
 import { unpackChannel } from '../directory/store.js';
 import type { CallbackSecrets } from '../outbound/secrets.js';
 
@@ -268,6 +268,17 @@ function filterInScope(ctx: Ctx, unit: string | undefined): boolean {
   return unit === undefined || inScope(ctx, unit);
 }
 
+/** A group as the actor may see it: for a delegated admin, nested groups and role scopes of its subtree only (the others counted in `hidden`). */
+function groupView(ctx: Ctx, g: Group): Group | (Group & { hidden: { groups: number; roles: number } }) {
+  if (ctx.actor.unit === undefined) return g;
+  const groups = g.groups.filter((id) => {
+    const x = ctx.deps.directory.getGroup(id);
+    return x !== undefined && inScope(ctx, x.unit);
+  });
+  const roles = g.roles.filter((r) => r.unit === undefined || inScope(ctx, r.unit));
+  return { ...g, groups, roles, hidden: { groups: g.groups.length - groups.length, roles: g.roles.length - roles.length } };
+}
+
 function rootOnly(ctx: Ctx, what: string): void {
   if (ctx.actor.unit !== undefined) throw new GatewayError('FORBIDDEN', `only a global admin may ${what}`);
 }
@@ -421,7 +432,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       const unit = opt(ctx.query, 'unit');
       if (!filterInScope(ctx, unit)) return { body: { items: [] } };
       const page = ctx.deps.directory.listGroups({ limit: limitOf(ctx.query), ...defined({ unit, cursor: opt(ctx.query, 'cursor') }) });
-      const items = ctx.actor.unit !== undefined ? page.items.filter((g) => ctx.deps.directory.isWithin(g.unit, ctx.actor.unit as string)) : page.items;
+      const items = ctx.actor.unit !== undefined ? page.items.filter((g) => ctx.deps.directory.isWithin(g.unit, ctx.actor.unit as string)).map((g) => groupView(ctx, g)) : page.items;
       return { body: { items, ...(page.next !== undefined ? { next: page.next } : {}) } };
     },
   },
@@ -447,7 +458,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       const g = ctx.deps.directory.getGroup(p(ctx, 0));
       if (g === undefined) throw new GatewayError('NOT_FOUND', `no group ${p(ctx, 0)}`);
       scoped(ctx, g.unit, 'group', p(ctx, 0));
-      return { body: g };
+      return { body: groupView(ctx, g) };
     },
   },
   {
