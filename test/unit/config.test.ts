@@ -80,3 +80,16 @@ t.test('config/production.example.json is a valid configuration', async (t) => {
   t.equal(c.office.mail.enabled, true);
   t.ok(c.office.mail.domains.length > 0, 'mail alerts name their sender domains');
 });
+
+t.test('receipt id formats: defaults, and a receipt base other than same needs idFormat', async (t) => {
+  const account = { name: 'cm', host: '127.0.0.1', port: 2775, systemId: 'sys', password: 'pw', binds: 1, window: 10, tps: 0, responseTimeoutMs: 1000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 1000, throttleBackoffMs: 100, operators: ['*'] };
+  const c = loadConfig({ env: noEnv, overrides: { smpp: { accounts: [account] as never } } });
+  t.match(c.smpp.accounts[0], { idFormat: 'auto', receiptTextIdFormat: 'same', receiptTlvIdFormat: 'same' }, 'defaults filled');
+  t.equal(c.simulator.firstMessageId, 1, 'the simulator numbers from 1');
+  const ok = loadConfig({ env: noEnv, overrides: { smpp: { accounts: [{ ...account, idFormat: 'hex', receiptTextIdFormat: 'decimal' }] as never } } });
+  t.equal((ok.smpp.accounts[0] as { receiptTextIdFormat?: string } | undefined)?.receiptTextIdFormat, 'decimal');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { smpp: { accounts: [{ ...account, receiptTextIdFormat: 'decimal' }] as never } } }), /receiptTextIdFormat/, 'text base without idFormat');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { smpp: { accounts: [{ ...account, idFormat: 'auto', receiptTlvIdFormat: 'hex' }] as never } } }), /receiptTlvIdFormat/, 'TLV base with idFormat auto');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { smpp: { accounts: [{ ...account, idFormat: 'octal' }] as never } } }), /smpp\/accounts\/0/, 'unknown idFormat');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { simulator: { idFormat: 'octal' } as never } }), /simulator\/idFormat/, 'unknown simulator idFormat');
+});
