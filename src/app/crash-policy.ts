@@ -39,6 +39,12 @@ export interface CrashPolicyOptions {
   drainTimeoutMs?: number;
   /** Context logged with the crash (role, host, …). */
   context?: Record<string, unknown>;
+  /**
+   * An unhandled rejection some part owns although no frame of ours holds the
+   * promise (lmdb's own report of a failed commit: the storage state handles
+   * it, src/storage/health.ts). True: handled there, not a crash.
+   */
+  absorb?: (reason: unknown) => boolean;
   process?: CrashProcess;
 }
 
@@ -84,7 +90,10 @@ export function installCrashPolicy(options: CrashPolicyOptions): CrashPolicy {
   };
 
   const onException = (err: Error, origin: string): void => crash('uncaughtException', err, origin);
-  const onRejection = (reason: unknown): void => crash('unhandledRejection', reason);
+  const onRejection = (reason: unknown): void => {
+    if (options.absorb?.(reason) === true) return;
+    crash('unhandledRejection', reason);
+  };
   proc.on('uncaughtException', onException);
   proc.on('unhandledRejection', onRejection);
   return {

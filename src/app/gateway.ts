@@ -55,6 +55,7 @@ import type { Principal } from '../core/send.js';
 import { principalOfKey } from '../ingest/auth.js';
 import { unitPrincipal } from '../directory/policy.js';
 import { startMailAlerts, type MailAlerts } from '../office/mail/index.js';
+import { attachStorageHealth, type StorageHealth } from '../storage/health.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
 
@@ -85,6 +86,8 @@ export interface Gateway {
   readonly pda: PdaChannel | undefined;
   /** The SMTP listener of new-mail alerts, when `office.mail.enabled` (ingest roles). */
   readonly mail: MailAlerts | undefined;
+  /** Full disk as a state (src/storage/health.ts); the crash policy hands it lmdb's own commit-failure rejections. */
+  readonly storage: StorageHealth;
   /** Mobile-office services: templates, meetings, workflow progress, MO inbox, scheduled sending. */
   readonly office: Office;
   /** Recipient → accounts (dispatch roles). */
@@ -199,6 +202,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   mkdirSync(dataDir, { recursive: true });
   // Named databases: receipts, queue (+1 per tier), directory, PDA channel, office services — with room to spare.
   const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false });
+  // A failed commit (disk full, I/O error) is a state, not a crash: 503 at the door, not ready, SMSC told to retry.
+  const storage = attachStorageHealth(env, { metrics, logger: logger.child({ part: 'storage' }), probeIntervalMs: config.storage.probeIntervalMs });
   const replicationConfig = config.queue.nats.replication;
   const hostId = replicationConfig.enabled ? replicationConfig.host || hostname().split('.')[0]!.replace(/[^A-Za-z0-9_-]/g, '-') : undefined;
   checkReplicaHost(env, hostId);
@@ -299,6 +304,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         ? new CmppAccount(account, { metrics, logger, maxPending })
         : new BindPool(account, { metrics, logger, maxPending });
       pool.onReceipt(async (r) => {
+        storage.assertWritable();
         await store.applyReceipt(r);
       });
       pools.push(pool);
@@ -377,7 +383,11 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     const a = accounts[i];
     const rw = a !== undefined && 'accessCode' in a && typeof a.accessCode === 'object' ? a.accessCode : undefined;
     // Stored, re-assembled and routed (src/office/mo-inbox.ts) before the deliver_sm_resp.
-    pool.onMobileOriginated(rw === undefined ? (mo) => office.receive(mo) : (mo) => office.receive({ ...mo, destination: toCanonical(rw, mo.destination) }));
+    // While storage is full the SMSC is told to retry later (ESME_RX_T_APPN): it keeps the MO.
+    pool.onMobileOriginated(async (mo) => {
+      storage.assertWritable();
+      await office.receive(rw === undefined ? mo : { ...mo, destination: toCanonical(rw, mo.destination) });
+    });
     pool.start();
   });
   dispatcher?.start();
@@ -394,10 +404,16 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       tls: config.server.tls,
       realms: { sending: (h) => keys.authenticate(h), admin: (h) => adminRing.authenticate(h), ...(pdaAdmin ? { pdaAdmin } : {}) },
       limits: { body: config.server.maxBodyBytes, import: config.directory.maxImportBytes },
+      assertWritable: () => storage.assertWritable(),
       metrics,
       logger,
     });
-    const readiness: Readiness = { ready: () => ({ ready: true, detail: { ...bindsDetail(), ...senderCollisions() } }) };
+    const readiness: Readiness = {
+      ready: () => {
+        const s = storage.readiness();
+        return { ready: s.ok, detail: { ...bindsDetail(), ...senderCollisions(), ...s.detail } };
+      },
+    };
     door.mount([
       bind(OPS_ROUTES, { metrics, readiness, accepting: () => door.accepting }),
       bind(DOC_ROUTES, { document: JSON.stringify(buildOpenApi()) }),
@@ -422,7 +438,12 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   let monitor: HttpDoor | undefined;
   if (!runIngest) {
     const door: HttpDoor = new HttpDoor({ tls: config.server.tls, realms: {}, limits: { body: 0, import: 0 }, metrics, logger });
-    const readiness: Readiness = { ready: () => ({ ready: pools.every((p) => p.boundCount > 0), detail: bindsDetail() }) };
+    const readiness: Readiness = {
+      ready: () => {
+        const s = storage.readiness();
+        return { ready: s.ok && pools.every((p) => p.boundCount > 0), detail: { ...bindsDetail(), ...s.detail } };
+      },
+    };
     door.mount([bind(OPS_ROUTES, { metrics, readiness, accepting: () => door.accepting })]);
     await door.listen(config.server.host, config.server.port);
     monitor = door;
@@ -460,6 +481,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     mail,
     office,
     router,
+    storage,
     stop(): Promise<void> {
       stopped ??= (async () => {
         clearInterval(sweeps);
@@ -480,11 +502,13 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         await callbacks.close();
         await webhooks.close();
         await replication?.stop();
-        await store.flushed();
+        // With the disk full the last writes failed (and were never acknowledged): stop anyway.
+        await store.flushed().catch((e: unknown) => logger.warn({ err: e, storage: storage.reason }, 'last writes not flushed at stop'));
         await store.close();
         // tenantOf() reads LMDB: the publisher stops before the environment closes.
         await statusEvents?.stop();
         monitor?.close();
+        storage.close();
         await env.close();
         await simulator?.stop();
         await cmppSimulator?.stop();

@@ -65,7 +65,7 @@ export function buildProgram(): Command {
       // One stop, whoever asks first (a signal or the crash policy).
       let stopped: Promise<void> | undefined;
       const stopOnce = (): Promise<void> => (stopped ??= gateway.stop());
-      installCrashPolicy({ logger, drain: stopOnce, context: { role: opts.role, port: gateway.port } });
+      installCrashPolicy({ logger, drain: stopOnce, absorb: (reason) => gateway.storage.absorb(reason), context: { role: opts.role, port: gateway.port } });
       let stopping = false;
       const stop = (signal: string): void => {
         if (stopping) return;

@@ -519,6 +519,11 @@ export const ConfigSchema = Type.Object({
   content: ContentSchema,
   directory: DirectorySchema,
   office: OfficeSchema,
+  /** Full disk as a state (src/storage/health.ts, docs/DEPLOY.md "Storage full"). */
+  storage: Type.Object({
+    /** While full, a probe write is tried this often; the state clears when it commits. */
+    probeIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000 }),
+  }, strict),
   /** Completion callbacks (a message's callbackUrl is POSTed once every recipient is final). */
   callbacks: Type.Object({
     attempts: Type.Integer({ minimum: 1, maximum: 50 }),

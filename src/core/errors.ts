@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   CMPP_POOL_CLOSED: { status: 503, text: 'the CMPP account is closing' },
   // --- receipts ---
   STORE_CLOSED: { status: 503, text: 'the receipt store is closed' },
+  STORAGE_FULL: { status: 503, text: 'the data directory cannot take writes (disk full or I/O error); retry later' },
   // --- directory: units, grants, content rules, admin API ---
   KEY_REVOKED: { status: 401, text: 'the API key was revoked' },
   KEY_EXPIRED: { status: 401, text: 'the API key has expired' },
@@ -99,3 +100,27 @@ export class GatewayError extends Error {
 export function isGatewayError(e: unknown): e is GatewayError {
   return e instanceof GatewayError;
 }
+
+/** Retry-After (seconds) sent with STORAGE_FULL: the storage state's probe runs more often than this. */
+export const STORAGE_RETRY_AFTER_S = 30;
+
+/**
+ * Is this a failed storage write (an LMDB commit that failed: disk full,
+ * map full, I/O error)? lmdb rejects every write of a failed commit with
+ * "Commit failed" and the cause on `commitError` (a promise); a synchronous
+ * write throws the cause itself (ENOSPC, EIO, EFBIG, MDB_MAP_FULL). Pure:
+ * looks at the error's shape only.
+ */
+export function isStorageFailure(e: unknown): boolean {
+  if (e instanceof GatewayError) return e.code === 'STORAGE_FULL';
+  if (!(e instanceof Error)) return false;
+  if ('commitError' in e) return true;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'string') return STORAGE_ERRNO_NAMES.has(code);
+  if (typeof code === 'number') return STORAGE_ERRNOS.has(code);
+  return /MDB_MAP_FULL|No space left|Input\/output error|File too large/i.test(e.message);
+}
+
+/** ENOSPC, EIO, EFBIG, EDQUOT by name; lmdb's numeric codes: EIO 5, EFBIG 27, ENOSPC 28, EDQUOT 122, MDB_MAP_FULL -30792, MDB_TXN_FULL -30788. */
+const STORAGE_ERRNO_NAMES = new Set(['ENOSPC', 'EIO', 'EFBIG', 'EDQUOT', 'MDB_MAP_FULL']);
+const STORAGE_ERRNOS = new Set([5, 27, 28, 122, -30792, -30788]);

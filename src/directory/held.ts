@@ -21,6 +21,7 @@ import type { QueueMessage, WorkQueue } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { DirectoryStore, Page } from './store.js';
 import type { Actor } from './types.js';
+import { trackWrite } from '../storage/health.js';
 
 export interface HeldRecord {
   readonly id: string;
@@ -87,7 +88,7 @@ export class HeldMessages {
   private readonly db: Database<HeldRecord, string>;
 
   constructor(
-    env: RootDatabase,
+    private readonly env: RootDatabase,
     private readonly deps: { queue: WorkQueue; receipts: HeldReceipts; directory: DirectoryStore; metrics: Metrics },
   ) {
     this.db = env.openDB<HeldRecord, string>({ name: 'dir.held', encoding: 'msgpack' });
@@ -96,7 +97,7 @@ export class HeldMessages {
 
   /** Park a message's jobs (plain put: commits with the rows written in the same turn). */
   hold(record: HeldRecord): void {
-    void this.db.put(record.id, record);
+    trackWrite(this.env, this.db.put(record.id, record), 'held messages');
     this.deps.metrics.heldMessages.inc();
   }
 

@@ -7,6 +7,7 @@
  *   body read, bounded by the entry's limit ............ 413 BODY_TOO_LARGE (connection closed)
  *   auth by realm (body drained first) ................. 401 / 403
  *   write route while draining ......................... 503 NOT_READY
+ *   write route while storage is full .................. 503 STORAGE_FULL + Retry-After (src/storage/health.ts)
  *   content type by body kind .......................... 415 UNSUPPORTED_MEDIA_TYPE
  *   Idempotency-Key at most 200 characters ............. 422 VALIDATION
  *   JSON: depth bound, parse, schema ................... 422 / 400 BAD_JSON / 422 VALIDATION
@@ -40,6 +41,8 @@ export interface Door {
   };
   /** False while draining: write routes answer 503 NOT_READY. */
   accepting(): boolean;
+  /** Throws STORAGE_FULL while the data directory cannot take writes: write routes answer 503 with Retry-After. */
+  readonly assertWritable?: () => void;
   readonly limits: { readonly body: number; readonly import: number };
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -124,6 +127,7 @@ function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, d
           throw e;
         }
         if (entry.write && !door.accepting()) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
+        if (entry.write) door.assertWritable?.();
         if (spec?.kind === 'json') checkJsonContentType(contentType);
         else if (spec?.kind === 'csv') checkCsvContentType(contentType);
         if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY) {

@@ -52,7 +52,10 @@ function derivedErrors(r: RouteEntry<never>): Record<string, string[]> {
       add('415', 'UNSUPPORTED_MEDIA_TYPE');
     }
     if (r.body?.kind === 'json' || r.headers?.some((h) => h.name === 'Idempotency-Key')) add('422', 'VALIDATION');
-    if (r.write) add('503', 'NOT_READY');
+    if (r.write) {
+      add('503', 'NOT_READY');
+      add('503', 'STORAGE_FULL');
+    }
     add('500', 'INTERNAL');
   }
   if (r.realm !== 'none') add('401', 'UNAUTHORIZED');

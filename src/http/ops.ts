@@ -28,7 +28,7 @@ export const OPS_ROUTES: readonly HttpRoute<OpsDeps>[] = [
   }),
   route<OpsDeps, 'none'>({
     method: 'GET', path: '/readyz', realm: 'none', tags: TAGS, summary: 'Readiness: store and queue open, binds up (dispatch), accepting',
-    responses: { '200': 'ready: { ready, accepting, ...detail }', '503': 'not ready (starting, draining, or a dependency down)' },
+    responses: { '200': 'ready: { ready, accepting, ...detail }', '503': 'not ready (starting, draining, storage full — `storage: "full"` and `storageReason` —, or a dependency down)' },
     handle: ({ deps }) => {
       const r = deps.readiness.ready();
       const accepting = deps.accepting();

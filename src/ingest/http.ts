@@ -9,7 +9,7 @@
  *  - after an abort, `res` must not be touched.
  */
 import type { HttpResponse, HttpRequest } from 'uWebSockets.js';
-import { GatewayError } from '../core/errors.js';
+import { GatewayError, STORAGE_RETRY_AFTER_S } from '../core/errors.js';
 
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: '200 OK',
@@ -76,6 +76,7 @@ export class Exchange {
 
   error(e: GatewayError, headers?: Readonly<Record<string, string>>): void {
     if (e.code === 'BODY_TOO_LARGE') this.sendAndClose(e.status, e.toJSON());
+    else if (e.code === 'STORAGE_FULL') this.json(e.status, e.toJSON(), { 'retry-after': String(STORAGE_RETRY_AFTER_S), ...headers });
     else this.json(e.status, e.toJSON(), headers);
   }
 }

@@ -42,6 +42,7 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { MoContext, MoHandler, MoRouted } from './mo-inbox.js';
 import type { Schedule } from './schedule.js';
 import { sendOrThrow, type Sends } from '../send/service.js';
+import { trackWrite } from '../storage/health.js';
 
 export interface Meeting {
   readonly id: string;
@@ -352,14 +353,14 @@ export class Meetings implements MoHandler {
     // Not awaited: the MO record written after this commits with or after it, and the SMSC's
     // deliver_sm_resp waits for that (one commit per reply instead of two).
     if (open) {
-      void this.invitees.put(key, {
+      trackWrite(this.deps.env, this.invitees.put(key, {
         ...withoutAnswer(inv), answer: reply.answer, answeredAt: at, replies: (inv.replies ?? 0) + 1,
         ...(reply.reason !== undefined ? { reason: reply.reason } : {}),
-      });
+      }), 'meetings');
       this.replies.inc({ outcome: 'counted' });
       return { route: this.name, state: 'handled', ref: target.id, detail: reply.answer };
     }
-    void this.invitees.put(key, { ...inv, late: { answer: reply.answer, at, ...(reply.reason !== undefined ? { reason: reply.reason } : {}) }, replies: (inv.replies ?? 0) + 1 });
+    trackWrite(this.deps.env, this.invitees.put(key, { ...inv, late: { answer: reply.answer, at, ...(reply.reason !== undefined ? { reason: reply.reason } : {}) }, replies: (inv.replies ?? 0) + 1 }), 'meetings');
     this.replies.inc({ outcome: 'late' });
     return { route: this.name, state: 'late', ref: target.id, detail: `${reply.answer}, after the reply window closed` };
   }

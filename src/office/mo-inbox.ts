@@ -29,6 +29,7 @@ import type { WebhookPoster } from '../receipts/status-callbacks.js';
 import { checkCallbackUrl } from '../outbound/webhook.js';
 import { GatewayError } from '../core/errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { trackWrite } from '../storage/health.js';
 
 export type MoState = 'handled' | 'late' | 'forward-pending' | 'forwarded' | 'forward-failed' | 'unmatched';
 export const MO_STATES: readonly MoState[] = ['handled', 'late', 'forward-pending', 'forwarded', 'forward-failed', 'unmatched'];
@@ -280,9 +281,10 @@ export class MoInbox {
       const seq = Number(r.id);
       const row = r;
       const done = await this.records.ifNoExists(seq, () => {
-        void this.index.put([row.tenant ?? '', row.state, seq], null);
-        void this.records.put(seq, row);
-        if (row.state === 'forward-pending') void this.forwards.put([this.now(), seq], 0);
+        const env = this.deps.env;
+        trackWrite(env, this.index.put([row.tenant ?? '', row.state, seq], null), 'mo inbox');
+        trackWrite(env, this.records.put(seq, row), 'mo inbox');
+        if (row.state === 'forward-pending') trackWrite(env, this.forwards.put([this.now(), seq], 0), 'mo inbox');
       });
       if (done) return;
       for (const key of this.records.getKeys({ reverse: true, limit: 1 })) if (key > this.lastSeq) this.lastSeq = key;
@@ -310,8 +312,8 @@ export class MoInbox {
   private write(previous: MoState | undefined, record: MoRecord): Promise<boolean> {
     const seq = Number(record.id);
     const tenant = record.tenant ?? '';
-    if (previous !== undefined && previous !== record.state) void this.index.remove([tenant, previous, seq]);
-    void this.index.put([tenant, record.state, seq], null);
+    if (previous !== undefined && previous !== record.state) trackWrite(this.deps.env, this.index.remove([tenant, previous, seq]), 'mo inbox');
+    trackWrite(this.deps.env, this.index.put([tenant, record.state, seq], null), 'mo inbox');
     return this.records.put(seq, record);
   }
 

@@ -31,6 +31,7 @@ import type { QueueMessage, WorkQueue } from '../queue/port.js';
 import { rejectUnsent } from '../directory/held.js';
 import type { SendShape } from '../core/send.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { trackWrite } from '../storage/health.js';
 
 export type ScheduledEntry =
   | {
@@ -120,8 +121,8 @@ export class Schedule {
   /** Park a scheduled message's jobs. A plain put: it commits with the receipt rows written in the same turn. */
   park(entry: Omit<Extract<ScheduledEntry, { kind: 'message' }>, 'kind'>): void {
     const e: ScheduledEntry = { kind: 'message', ...entry };
-    void this.due.put([e.dueAt, e.id], e);
-    void this.ids.put(e.id, e.dueAt);
+    trackWrite(this.deps.env, this.due.put([e.dueAt, e.id], e), 'schedule');
+    trackWrite(this.deps.env, this.ids.put(e.id, e.dueAt), 'schedule');
     this.pending.inc();
   }
 

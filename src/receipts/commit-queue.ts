@@ -35,7 +35,8 @@
  * than queued without end.
  */
 import type { Database, Key, RootDatabase } from 'lmdb';
-import { GatewayError } from '../core/errors.js';
+import { GatewayError, isStorageFailure } from '../core/errors.js';
+import { storageHealth } from '../storage/health.js';
 import { RingBuffer } from '../core/ring.js';
 
 /** Side effects of a batch that may happen only after it commits (metrics, listeners). */
@@ -196,7 +197,12 @@ export class CommitQueue<E extends TxnEffects> {
           }
         },
         (e: unknown) => {
-          const err = new GatewayError('INTERNAL', 'receipt store transaction failed; nothing in it was written', { cause: e });
+          // A failed commit (disk full, I/O error) is the storage state's business (src/storage/health.ts):
+          // the callers see STORAGE_FULL and retry; nothing in the batch was written.
+          const storage = isStorageFailure(e) && storageHealth(this.opts.env).failed(e, 'receipt store');
+          const err = storage
+            ? new GatewayError('STORAGE_FULL', 'receipt store transaction failed (storage); nothing in it was written', { cause: e })
+            : new GatewayError('INTERNAL', 'receipt store transaction failed; nothing in it was written', { cause: e });
           for (const op of ops) op.reject(err);
         },
       )

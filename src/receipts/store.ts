@@ -54,6 +54,7 @@ import {
   type ReplicaOp,
   type RowVersion,
 } from '../replication/change-log.js';
+import { trackWrite } from '../storage/health.js';
 import { CommitQueue, type TxnEffects, type WriteSet } from './commit-queue.js';
 import { callbackView } from './status-callbacks.js';
 import {
@@ -252,6 +253,8 @@ export class ReceiptStore {
   private plainWrites = 0;
   private flushGeneration = -1;
   private flushPromise: Promise<void> | undefined;
+  /** The commit promise of the latest plain puts (see `plain`). */
+  private plainCommit: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
   private constructor(opts: ReceiptStoreOptions) {
@@ -320,8 +323,8 @@ export class ReceiptStore {
     for (let i = 0; i < numbers.length; i++) {
       this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] });
     }
-    this.expiry.put([msg.expiresAt, id], 0);
-    if (msg.callbackUrl !== undefined) void this.callbacks.put(id, { attempts: 0, nextAt: 0, state: 'waiting' });
+    this.plain(this.expiry.put([msg.expiresAt, id], 0));
+    if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(id, { attempts: 0, nextAt: 0, state: 'waiting' }));
     this.plainWrites++;
     this.logPlain({ k: 'm', id, msg: stored, nums: numbers });
   }
@@ -342,8 +345,8 @@ export class ReceiptStore {
     }
     const stored = encodeMessage(msg);
     this.messages.put(msg.id, stored);
-    this.expiry.put([msg.expiresAt, msg.id], 0);
-    if (msg.callbackUrl !== undefined) void this.callbacks.put(msg.id, { attempts: 0, nextAt: 0, state: 'waiting' });
+    this.plain(this.expiry.put([msg.expiresAt, msg.id], 0));
+    if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(msg.id, { attempts: 0, nextAt: 0, state: 'waiting' }));
     this.plainWrites++;
     this.logPlain({ k: 'pm', id: msg.id, msg: stored });
   }
@@ -364,7 +367,8 @@ export class ReceiptStore {
     const at = this.now();
     for (let k = 0; k < rows.length; k++) {
       const row = expandedRow(rows[k]!, msg.s, at);
-      this.recipients.put([messageId, from + k], row);
+      const p = this.recipients.put([messageId, from + k], row);
+      if (k === rows.length - 1) this.plain(p);
     }
     this.plainWrites++;
     this.logPlain({ k: 'x', id: messageId, from, at, rows });
@@ -388,7 +392,7 @@ export class ReceiptStore {
     this.assertOpen();
     checkIdempotencyKey(tenant, key);
     this.idempotency.put([tenant, key], { v: value, x: expiresAt });
-    this.idempotencyExpiry.put([expiresAt, tenant, key], 1);
+    this.plain(this.idempotencyExpiry.put([expiresAt, tenant, key], 1));
     this.plainWrites++;
     this.logPlain({ k: 'i', t: tenant, key, v: value, x: expiresAt });
   }
@@ -415,9 +419,24 @@ export class ReceiptStore {
     this.flushGeneration = generation;
     // Commits first: lmdb's `flushed` follows the latest transaction handed
     // over, which after these commits is ours or a later one.
-    const p = this.queue.settled().then(() => this.env.flushed).then(() => undefined);
+    // A failed commit rejects its writes' promise but never resolves lmdb's
+    // `flushed` (it waits for a flush that will not come): the plain writes'
+    // commit promise is what turns a failed commit into a rejection here.
+    const commit = this.plainCommit;
+    const p = this.queue.settled().then(() => Promise.all([commit, this.env.flushed])).then(() => undefined);
     this.flushPromise = p;
     return p;
+  }
+
+  /**
+   * A plain put's promise (unconditional puts of one transaction share one):
+   * `flushed()` waits for it, and its failure goes to the storage state
+   * (never an unhandled rejection).
+   */
+  private plain(write: Promise<unknown>): void {
+    if (write === this.plainCommit) return;
+    this.plainCommit = write;
+    trackWrite(this.env, write, 'receipts');
   }
 
   // ---------------------------------------------------------------- dispatch

@@ -38,6 +38,7 @@ import type { FinalState } from '../core/message.js';
 import type { DeliveryReceipt } from '../core/ports.js';
 import type { StoredMessage } from '../receipts/records.js';
 import type { SegmentResult } from '../receipts/types.js';
+import { trackWrite } from '../storage/health.js';
 
 /** One expanded recipient row (fan-out), as `putExpandedRecipients` takes it. */
 export interface ExpandedRow {
@@ -140,7 +141,7 @@ export class ChangeLog {
   /** Relays of this process to wake (one per running ReceiptReplication; removed when it stops). */
   private readonly listeners = new Set<() => void>();
 
-  constructor(env: RootDatabase, readonly host: string) {
+  constructor(private readonly env: RootDatabase, readonly host: string) {
     if (!HOST_ID_PATTERN.test(host)) throw new GatewayError('CONFIG_INVALID', `replication host id ${JSON.stringify(host)} must match ${HOST_ID_PATTERN}`);
     this.outbox = env.openDB<OutboxEntry, OutboxKey>({ name: 'receipts.outbox', encoding: 'msgpack' });
     this.positions = env.openDB<[number, number], string>({ name: 'receipts.replica.position', encoding: 'msgpack' });
@@ -154,7 +155,7 @@ export class ChangeLog {
 
   /** A plain put (joins the caller's batch of puts: committed with the rows it describes). */
   append(op: ReplicaOp): void {
-    void this.outbox.put([tick(), process.pid, entryCounter++], { v: 1, h: this.host, ops: [op] });
+    trackWrite(this.env, this.outbox.put([tick(), process.pid, entryCounter++], { v: 1, h: this.host, ops: [op] }), 'change log');
   }
 
   /** Inside a write transaction: after every entry committed so far (split at MAX_OPS_PER_ENTRY). */

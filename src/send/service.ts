@@ -17,7 +17,7 @@
  * the command.
  */
 import type { Logger } from 'pino';
-import { GatewayError } from '../core/errors.js';
+import { GatewayError, isStorageFailure } from '../core/errors.js';
 import type { Channel, SmsEncoding, Tier } from '../core/message.js';
 import { encodeJob, workSubject, type Job, type JobMessage, type JobRecipient } from '../core/job.js';
 import type { Principal, SendAccepted, SendCommand, SendShape } from '../core/send.js';
@@ -544,6 +544,11 @@ function canonicalJson(v: unknown): string {
 }
 
 export function asGatewayError(e: unknown): GatewayError {
-  if (e instanceof GatewayError) return e;
+  if (e instanceof GatewayError) {
+    // A store's wrapper around a failed commit: the client sees the storage state, not a bug.
+    if (e.code === 'INTERNAL' && isStorageFailure(e.cause)) return new GatewayError('STORAGE_FULL', undefined, { cause: e });
+    return e;
+  }
+  if (isStorageFailure(e)) return new GatewayError('STORAGE_FULL', undefined, { cause: e });
   return new GatewayError('INTERNAL', undefined, { cause: e });
 }

@@ -100,6 +100,9 @@ export interface Metrics {
   readonly mailAlerts: Counter<'kind'>;
   readonly mailPendingDigests: Gauge;
   readonly mailInflight: Gauge;
+  // storage (src/storage/health.ts)
+  readonly storageFull: Gauge;
+  readonly storageWriteFailures: Counter;
 }
 
 /** The metric of the catalogue named `name` in `registry` (parts that hold only the registry); throws if it is not catalogued. */
@@ -167,6 +170,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     pdaAppendToAckSeconds: new Histogram({ name: 'smsgw_pda_append_to_ack_seconds', help: 'From outbox append to the device ack being committed', buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400], registers: r }),
     pdaStatusBacklog: new Gauge({ name: 'smsgw_pda_status_backlog', help: 'PDA status updates committed and not yet recorded in the receipt store', registers: r }),
     pdaStatusRelayFailures: new Counter({ name: 'smsgw_pda_status_relay_failures_total', help: 'Failed attempts to hand PDA status updates to the receipt store (retried)', registers: r }),
+    storageFull: new Gauge({ name: 'smsgw_storage_full', help: '1 while the data directory refuses writes (a commit failed; cleared by a probe write)', registers: r }),
+    storageWriteFailures: new Counter({ name: 'smsgw_storage_write_failures_total', help: 'LMDB commits that failed (disk full, map full, I/O error)', registers: r }),
     pdaWriteBatch: new Histogram({ name: 'smsgw_pda_write_batch_size', help: 'Operations per PDA LMDB transaction by kind', labelNames: ['op'], buckets: [1, 10, 100, 500, 1000, 5000, 20000], registers: r }),
     statusCallbacks: new Counter({ name: 'smsgw_status_callbacks_total', help: 'Completion callback POSTs by outcome (delivered, retry, failed)', labelNames: ['outcome'], registers: r }),
     statusCallbacksWaiting: new Gauge({ name: 'smsgw_status_callbacks_waiting', help: 'Messages with a callbackUrl not yet called back (incomplete, due or retrying)', registers: r }),

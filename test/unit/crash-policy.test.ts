@@ -66,3 +66,30 @@ t.test('a drain that hangs is cut off by the timeout and the process exits', asy
   t.same(proc.exits, [CRASH_EXIT_CODE]);
   t.match(logger.lines.at(-1)?.m, /did not finish in time/);
 });
+
+t.test('a rejection the storage state absorbs (lmdb\'s own commit failure) is not a crash; others still are', async (t) => {
+  const proc = new FakeProcess();
+  const logger = recorder();
+  let drains = 0;
+  const absorbed: unknown[] = [];
+  const policy = installCrashPolicy({
+    logger: logger as never, process: proc as unknown as CrashProcess, drain: async () => void drains++,
+    absorb: (reason) => {
+      if (reason instanceof Error && reason.message === 'Commit failed (see commitError for details)') {
+        absorbed.push(reason);
+        return true;
+      }
+      return false;
+    },
+  });
+  proc.emit('unhandledRejection', new Error('Commit failed (see commitError for details)'));
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(absorbed.length, 1);
+  t.same(proc.exits, [], 'no exit');
+  t.equal(policy.crashed, false);
+  proc.emit('unhandledRejection', new Error('a bug'));
+  await until(() => proc.exits.length > 0);
+  t.same(proc.exits, [CRASH_EXIT_CODE], 'anything else is still a crash');
+  t.equal(drains, 1);
+  policy.uninstall();
+});

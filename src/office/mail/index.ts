@@ -23,7 +23,8 @@ import type { AddressInfo } from 'node:net';
 import type { RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { GatewayError, type ErrorCode } from '../../core/errors.js';
+import { GatewayError, isStorageFailure, type ErrorCode } from '../../core/errors.js';
+import { storageHealth } from '../../storage/health.js';
 import { parseIsoDuration } from '../../core/duration.js';
 import { plainIp, senderAllowed, senderName, subjectLine } from '../../core/mail-alert.js';
 import { compileConfigText, type CompiledTemplate } from '../../core/template.js';
@@ -115,6 +116,7 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
   const now = deps.now ?? Date.now;
   const metrics = mailMetrics(deps.metrics.registry);
   const store = new MailAlertStore(deps.env);
+  const storage = storageHealth(deps.env);
   const alerter = new NewMailAlerter(
     {
       tenant: c.tenant,
@@ -203,6 +205,8 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
     },
     onMailFrom(address, session, callback) {
       if (stopping) return callback(smtpError('NOT_READY', 421, 'shutting down; try again later'));
+      // Storage full (src/storage/health.ts): the mail server keeps the mail and retries.
+      if (storage.full) return callback(smtpError('STORAGE_FULL', 451, 'storage full; try again later'));
       if (!session.user && !allowed.has(plainIp(session.remoteAddress))) {
         count('auth_failed');
         return callback(smtpError('MAIL_AUTH_FAILED', 530, 'authentication required'));
@@ -233,6 +237,7 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
           if (e instanceof GatewayError && 'responseCode' in e) return callback(e);
           count('error');
           // Storage or parsing trouble: nothing was promised, the mail server retries.
+          if (isStorageFailure(e) || (e instanceof GatewayError && isStorageFailure(e.cause))) return callback(smtpError('STORAGE_FULL', 451, 'storage full; try again later'));
           callback(smtpError('INTERNAL', 451, 'could not handle the message now; try again later'));
         },
       ).finally(() => {
