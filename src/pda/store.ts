@@ -65,6 +65,7 @@ import type { Database, Key, RootDatabase } from 'lmdb';
 import { GatewayError } from '../core/errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { DeviceState, PdaMessage, PdaStatusState, PdaStatusUpdate } from './types.js';
+import { envFlushed } from '../storage/health.js';
 
 /** Named databases the channel opens in the environment (size `maxDbs` accordingly). */
 export const PDA_DBS = 11;
@@ -408,7 +409,7 @@ export class PdaStore {
     // wait below: a later non-durable transaction must not overtake this one in the relay's queue.
     if (statusKey !== 0) this.keepStatus({ key: statusKey, updates: done.statuses });
     this.statusRows += done.fx.statuses;
-    if (durable) await this.env.flushed;
+    if (durable) await envFlushed(this.env);
     done.fx.cursors = done.cursors;
     this.outboxRows += done.fx.outboxDelta;
     this.metrics.pdaOutboxEntries.set(this.outboxRows);

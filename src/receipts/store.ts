@@ -54,7 +54,7 @@ import {
   type ReplicaOp,
   type RowVersion,
 } from '../replication/change-log.js';
-import { trackWrite } from '../storage/health.js';
+import { envFlushed, trackWrite } from '../storage/health.js';
 import { CommitQueue, type TxnEffects, type WriteSet } from './commit-queue.js';
 import { callbackView } from './status-callbacks.js';
 import {
@@ -423,7 +423,7 @@ export class ReceiptStore {
     // `flushed` (it waits for a flush that will not come): the plain writes'
     // commit promise is what turns a failed commit into a rejection here.
     const commit = this.plainCommit;
-    const p = this.queue.settled().then(() => Promise.all([commit, this.env.flushed])).then(() => undefined);
+    const p = this.queue.settled().then(() => Promise.all([commit, envFlushed(this.env)])).then(() => undefined);
     this.flushPromise = p;
     return p;
   }
@@ -826,7 +826,11 @@ export class ReceiptStore {
 
   /** Refuse new writes, commit and flush everything accepted so far. The environment stays open. */
   close(): Promise<void> {
-    this.closing ??= this.queue.drain().then(() => this.env.flushed).then(() => undefined);
+    // A failed last commit (storage full) must not hang the shutdown: it was never acknowledged.
+    this.closing ??= this.queue.drain().then(() => envFlushed(this.env)).then(
+      () => undefined,
+      (e: unknown) => this.logger.warn({ err: e }, 'receipt store closed after a failed commit'),
+    );
     return this.closing;
   }
 

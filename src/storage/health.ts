@@ -245,6 +245,19 @@ export class StorageHealth implements StorageView {
 
 const COMMIT_FAILED = 'Commit failed (see commitError for details)';
 
+/**
+ * Resolves when the latest transaction handed to lmdb is committed and on
+ * disk; rejects when that commit failed. lmdb's own `flushed` never settles
+ * after a failed commit (it waits for a flush that will not come), so a
+ * caller awaiting it alone would hang: its `committed`, read at the same
+ * moment, is the same transaction's commit and rejects.
+ */
+export function envFlushed(env: RootDatabase): Promise<void> {
+  return Promise.all([env.committed, env.flushed]).then(noop);
+}
+
+function noop(): void {}
+
 export function storageFullError(reason?: string): GatewayError & { retryAfterS: number } {
   return Object.assign(
     new GatewayError('STORAGE_FULL', `storage cannot take writes${reason !== undefined ? ` (${reason})` : ''}; retry in ${STORAGE_RETRY_AFTER_S} s`),

@@ -109,7 +109,7 @@ t.test('disk full under ulimit -f: 503 STORAGE_FULL, not ready, no crash; recove
         r = await send(key, n);
       } catch (e) {
         if (!alive()) return;
-        throw e;
+        throw new Error(`send failed: ${(e as Error).message} ${String((e as Error).cause)}; gateway log: ${tail()}`);
       }
       if (r.status === 202) accepted.set(key, r.body['id'] as string);
       else if (r.status === 503 && (r.body['error'] as { code?: string } | undefined)?.code === 'STORAGE_FULL') {

@@ -17,6 +17,7 @@
  */
 import type { Database, RootDatabase } from 'lmdb';
 import type { PersonMailState } from '../../core/mail-alert.js';
+import { envFlushed } from '../../storage/health.js';
 
 /** Named databases opened here (size the environment's maxDbs with it). */
 export const MAIL_DBS = 4;
@@ -102,7 +103,7 @@ export class MailAlertStore {
 
   /** Resolves when everything written so far is on disk (take it right after the writes). */
   flushed(): Promise<void> {
-    return this.env.flushed.then(noop);
+    return envFlushed(this.env);
   }
 
   /** People whose digest is due at `now`, earliest first. */

@@ -37,6 +37,7 @@ import { createLogger, type Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import type { DeadLetter, Delivery, DurableWrite, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
 import { MinHeap } from './min-heap.js';
+import { envFlushed } from '../../storage/health.js';
 
 export interface EmbeddedQueueConfig {
   /** The gateway's LMDB environment; the queue opens its named databases in it and never closes it. */
@@ -769,7 +770,7 @@ export class EmbeddedQueue implements WorkQueue {
    * transaction, so taking it later could only wait for a later flush.
    */
   private flushed(): Promise<void> {
-    return this.env.flushed.then(noop);
+    return envFlushed(this.env);
   }
 
   /**
