@@ -21,13 +21,14 @@
  *
  *   BENCH_N=20000 BENCH_REPEATS=1 npm run bench:callbacks
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { cpuSeconds, startSink, stopChild, waitFor } from './lib/processes.js';
 import { envInt, freePort, median, table, wallNow, writeSummary, type Row } from './lib/report.js';
-import { ipcChild, startSimChild, type SimChild } from './lib/sim-child.js';
+import { startSimChild } from './lib/sim-child.js';
 
 const N = envInt('BENCH_N', 20_000);
 const REPEATS = envInt('BENCH_REPEATS', 1);
@@ -37,49 +38,9 @@ const KEY = 'bench-key-0123456789';
 const ROOT = join(import.meta.dirname, '..');
 const TEXT = 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.';
 
-interface Sink extends SimChild {
-  stats(): Promise<{ count: number; lastAt: number; distinct: number }>;
-}
 
-async function startSink(): Promise<Sink> {
-  const child = fork(join(import.meta.dirname, 'callback-sink.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const ipc = await ipcChild(child, 'callback sink');
-  return { ...ipc, stats: () => ipc.ask<{ count: number; lastAt: number; distinct: number }>('stats') };
-}
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} not ready after ${timeoutMs} ms`);
-}
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  await exited;
-  clearTimeout(t);
-}
-
-/** User + system CPU seconds a process has used (from /proc). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = fields.slice(fields.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
 
 async function startGateway(dir: string, simPort: number): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
   const port = await freePort();

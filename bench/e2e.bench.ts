@@ -59,6 +59,7 @@ import { buildSegments, countSegments } from '../src/core/segment.js';
 import { envInt, freePort, median, peakRssMiB, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { rawSmppCeiling } from './lib/raw-smpp.js';
 import { startCmppSimChild, startSimChild } from './lib/sim-child.js';
+import { ASCII_NOTICE, CHINESE_3_PART } from './lib/texts.js';
 import { open as openLmdb } from 'lmdb';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -96,13 +97,8 @@ type RunKey = string;
 const runKey = (q: QueueKind, p: Protocol): RunKey => (p === 'smpp' ? q : `${q}/${p}`);
 
 const VARIANTS = [
-  { name: 'single-segment GSM', text: 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.' },
-  {
-    name: '3-part Chinese UCS-2',
-    text:
-      '关于召开全市防汛工作紧急会议的通知：各区、各部门：为切实做好今年汛期防汛抗洪工作，经市政府研究，定于明日上午九时在市政府三号会议室召开全市防汛工作紧急会议。' +
-      '请各单位主要负责同志准时参加，并提前十分钟签到。会议期间请将手机调至静音状态。如有特殊情况不能参会，请于今日下午五时前向市政府办公厅书面请假。',
-  },
+  { name: 'single-segment GSM', text: ASCII_NOTICE },
+  { name: '3-part Chinese UCS-2', text: CHINESE_3_PART },
 ] as const;
 
 /** Distinct valid numbers (raw baseline) whose last digit (6) avoids the simulator's steered suffixes. */

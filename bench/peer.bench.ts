@@ -36,14 +36,16 @@
  * Kannel missing: the bench says so and exits 0 without figures
  * (install with `apt-get install -y kannel`).
  */
-import { execSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { countSegments } from '../src/core/segment.js';
+import { cpuSeconds, startSink, stopChild, waitFor } from './lib/processes.js';
 import { envInt, freePort, median, peakRssMiB, sampleRss, table, wallNow, writeSummary, type Row } from './lib/report.js';
-import { ipcChild, startSimChild, type SimChild } from './lib/sim-child.js';
+import { startSimChild } from './lib/sim-child.js';
+import { ASCII_NOTICE, CHINESE_3_PART } from './lib/texts.js';
 
 const N = envInt('BENCH_N', 20_000);
 const REPEATS = envInt('BENCH_REPEATS', 3);
@@ -56,13 +58,8 @@ const NUMBER = '13800138006';
 const ROOT = join(import.meta.dirname, '..');
 
 const VARIANTS = [
-  { name: 'ASCII', text: 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.' },
-  {
-    name: '3-part UCS-2 Chinese',
-    text:
-      '关于召开全市防汛工作紧急会议的通知：各区、各部门：为切实做好今年汛期防汛抗洪工作，经市政府研究，定于明日上午九时在市政府三号会议室召开全市防汛工作紧急会议。' +
-      '请各单位主要负责同志准时参加，并提前十分钟签到。会议期间请将手机调至静音状态。如有特殊情况不能参会，请于今日下午五时前向市政府办公厅书面请假。',
-  },
+  { name: 'ASCII', text: ASCII_NOTICE },
+  { name: '3-part UCS-2 Chinese', text: CHINESE_3_PART },
 ] as const;
 
 type System = 'kannel' | 'gateway';
@@ -88,50 +85,9 @@ function kannelInstalled(): boolean {
   return spawnSync('sh', ['-c', 'command -v bearerbox && command -v smsbox'], { stdio: 'ignore', env: { ...process.env, PATH: `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin` } }).status === 0;
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} not ready after ${timeoutMs} ms`);
-}
 
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill(signal);
-  const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  await exited;
-  clearTimeout(t);
-}
 
-/** User + system CPU seconds a process has used (from /proc). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after "state" (field 3).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
 
-interface Sink extends SimChild {
-  stats(): Promise<{ count: number; lastAt: number }>;
-}
-
-async function startSink(): Promise<Sink> {
-  const child = fork(join(import.meta.dirname, 'callback-sink.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const ipc = await ipcChild(child, 'callback sink');
-  return { ...ipc, stats: () => ipc.ask<{ count: number; lastAt: number }>('stats') };
-}
 
 interface Started {
   readonly url: string;
@@ -232,7 +188,8 @@ async function startGateway(dir: string, simPort: number): Promise<Started> {
       ],
     },
   };
-  if (callbacksAllowSupported()) config['callbacks'] = { allow: ['127.0.0.1/32'] };
+  // Loopback targets are refused unless allowed.
+  config['callbacks'] = { allow: ['127.0.0.1/32'] };
   writeFileSync(configFile, JSON.stringify(config));
   const gw = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
   const url = `http://127.0.0.1:${port}`;
@@ -244,11 +201,6 @@ async function startGateway(dir: string, simPort: number): Promise<Started> {
   };
 }
 
-/** Whether the config schema knows `callbacks.allow` (loopback callbacks must be allowed explicitly where it does). */
-function callbacksAllowSupported(): boolean {
-  const src = readFileSync(join(ROOT, 'src', 'config', 'schema.ts'), 'utf8');
-  return /callbacks[\s\S]{0,400}\ballow\b/.test(src);
-}
 
 // ------------------------------------------------------------------ load
 
