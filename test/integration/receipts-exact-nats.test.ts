@@ -13,39 +13,8 @@ import t from 'tap';
 import { api } from '../support/gateway-process.js';
 import { startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
 import { requireNatsServer } from '../support/nats-server.js';
-import { ReceiptLedger, numberOf } from '../support/receipt-check.js';
-
-const PER_MESSAGE = 1000;
-/** On a shared 2-core machine a child process may answer receipts slowly: the SMSC re-sends later and never gives up (a dropped receipt is the SMSC's loss, not the gateway's). */
-const PATIENT = { dlrRetryMs: 5000, dlrMaxAttempts: 50 } as const;
-
-interface Row {
-  readonly to: string;
-  readonly state: string | undefined;
-}
-
-/** Every recipient of `id`, in pages of 1000 (bounded). */
-async function recipients(url: string, id: string): Promise<Row[]> {
-  const out: Row[] = [];
-  let cursor: number | undefined = 0;
-  for (let i = 0; i < 100 && cursor !== undefined; i++) {
-    const r = await api(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1000&cursor=${cursor}`);
-    for (const item of r.json.items ?? []) out.push({ to: String(item.to), state: item.state as string | undefined });
-    cursor = typeof r.json.next === 'number' ? r.json.next : r.json.next !== undefined ? Number(r.json.next) : undefined;
-  }
-  return out;
-}
-
-async function send(url: string, messages: number, text: string): Promise<string[]> {
-  const ids: string[] = [];
-  for (let m = 0; m < messages; m++) {
-    const to = Array.from({ length: PER_MESSAGE }, (_, i) => numberOf(m * PER_MESSAGE + i));
-    const r = await api(url, 'POST', '/v1/messages', { to, text: `${text} ${m}` });
-    if (r.status !== 202) throw new Error(`message ${m}: ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
-    ids.push(r.json.id as string);
-  }
-  return ids;
-}
+import { ReceiptLedger } from '../support/receipt-check.js';
+import { PATIENT, PER_MESSAGE, recipients, send, type Row } from '../support/receipt-readback.js';
 
 if (requireNatsServer(t)) {
   t.test('NATS, ingest and dispatch processes on one data dir: 20,000 recipients, ids from 1, receipts before the resp', async (t) => {

@@ -5,7 +5,8 @@
  *
  *   ingest / all   ready when GET /readyz answers 200 on its (pinned) port
  *   dispatch       no HTTP listener today: ready when the log says the queue
- *                  is connected ("NATS queue ready"), plus an optional
+ *                  is connected ("NATS queue ready"; on the embedded queue:
+ *                  "gateway started"), plus an optional
  *                  `ready()` probe from the test (e.g. "the simulator sees
  *                  this process's binds")
  *
@@ -211,8 +212,9 @@ class GatewayChild implements GatewayProcess {
     this.spawnOnce();
     try {
       if (this.url !== undefined) await this.untilHttpReady(deadline);
-      // dispatch-only processes run on the NATS queue (the embedded one is single-process)
-      else await this.waitForLog(/NATS queue ready/, Math.max(1, deadline - Date.now()));
+      // a dispatch-only process on NATS: the queue is connected; on the embedded queue (one
+      // dispatcher draining what an ingest process published earlier): the gateway has started
+      else await this.waitForLog(embeddedQueue(this.opts.config) ? /gateway started/ : /NATS queue ready/, Math.max(1, deadline - Date.now()));
       if (this.opts.ready) {
         for (let i = 0; i < 10_000; i++) {
           if (await this.opts.ready()) break;
@@ -279,6 +281,11 @@ class GatewayChild implements GatewayProcess {
 /** Anything with a teardown hook: a tap Test. */
 interface Teardown {
   teardown(fn: () => unknown): void;
+}
+
+/** Whether a process config runs on the embedded queue (the default kind). */
+function embeddedQueue(config: Record<string, unknown>): boolean {
+  return ((config['queue'] as { kind?: string } | undefined)?.kind ?? 'embedded') === 'embedded';
 }
 
 /**
