@@ -270,6 +270,11 @@ export const SimulatorSchema = Type.Object({
    * always zero-padded decimal / lower-case hex.
    */
   dlrTextIdFormat: Type.Optional(Type.Union([Type.Literal('same'), Type.Literal('other'), Type.Literal('decimal'), Type.Literal('hex')], { default: 'same' })),
+  /**
+   * How the receipted_message_id TLV writes the id (same choices as
+   * dlrTextIdFormat); the gateway's account reads it with receiptTlvIdFormat.
+   */
+  dlrTlvIdFormat: Type.Optional(Type.Union([Type.Literal('same'), Type.Literal('other'), Type.Literal('decimal'), Type.Literal('hex')], { default: 'same' })),
   /** Receipts carry receipted_message_id and message_state TLVs (false: the text alone). */
   dlrTlvs: Type.Optional(Type.Boolean({ default: true })),
   /** Every receipt is sent before its submit_sm_resp (otherwise only for numbers ending 0007). */

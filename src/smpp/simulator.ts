@@ -16,7 +16,8 @@
  * after the submit_sm_resp; `dlrBeforeResp`: right before it), as deliver_sm
  * esm_class 0x04 with the Appendix B text AND the receipted_message_id and
  * message_state TLVs (unless `dlrTlvs: false`), the text's id written as
- * `dlrTextIdFormat` says (e.g. `other`: in the other base), final state drawn from
+ * `dlrTextIdFormat` says (e.g. `other`: in the other base) and the TLV's as
+ * `dlrTlvIdFormat` says (same choices), final state drawn from
  * `dlrMix` with a seeded PRNG (deterministic for a given order of submits).
  * Receipts and MOs go to the submitting session when it can receive, else to
  * any bound transceiver/receiver, at most `deliverWindow` unanswered per
@@ -232,6 +233,7 @@ export class SmscSimulator {
   private readonly knobs: Required<Omit<SimulatorKnobs, 'tls' | 'observeSubmit' | 'observeReceipt'>> & {
     readonly idFormat: 'decimal' | 'hex' | 'hex-all-digit';
     readonly dlrTextIdFormat: 'same' | 'other' | 'decimal' | 'hex';
+    readonly dlrTlvIdFormat: 'same' | 'other' | 'decimal' | 'hex';
     readonly dlrTlvs: boolean;
     readonly firstMessageId: number;
     readonly dlrBeforeResp: boolean;
@@ -286,6 +288,7 @@ export class SmscSimulator {
     this.knobs = {
       idFormat: config.idFormat ?? 'decimal',
       dlrTextIdFormat: config.dlrTextIdFormat ?? 'same',
+      dlrTlvIdFormat: config.dlrTlvIdFormat ?? 'same',
       dlrTlvs: config.dlrTlvs ?? true,
       firstMessageId: config.firstMessageId ?? 1,
       dlrBeforeResp: config.dlrBeforeResp ?? false,
@@ -643,9 +646,7 @@ export class SmscSimulator {
   // ---------------------------------------------------------------- receipts and MOs
 
   private receipt(origin: SimSession, pdu: MessageBody, n: number, messageId: string, stat: FinalStat, now: number): Delivery {
-    const f = this.knobs.dlrTextIdFormat;
-    const textBase = f === 'other' ? (this.knobs.idFormat === 'decimal' ? 'hex' : 'decimal') : f;
-    const textId = textBase === 'decimal' ? String(n).padStart(10, '0') : textBase === 'hex' ? n.toString(16) : messageId;
+    const textId = this.receiptId(this.knobs.dlrTextIdFormat, n, messageId);
     const date = dlrDate(now);
     const text =
       `id:${textId} sub:001 dlvrd:${stat === 'DELIVRD' ? '001' : '000'} submit date:${date} done date:${date} ` +
@@ -661,9 +662,15 @@ export class SmscSimulator {
       registered_delivery: 0,
       data_coding: 0,
       short_message: Buffer.from(text, 'latin1'),
-      ...(this.knobs.dlrTlvs ? { receipted_message_id: messageId, message_state: MESSAGE_STATE[stat] } : {}),
+      ...(this.knobs.dlrTlvs ? { receipted_message_id: this.receiptId(this.knobs.dlrTlvIdFormat, n, messageId), message_state: MESSAGE_STATE[stat] } : {}),
     };
     return { kind: 'dlr', fields, origin, attempts: 0, dueAt: now + this.cfg.dlrDelayMs, sentAt: 0 };
+  }
+
+  /** Submit `n`'s id (`messageId` as in the resp) written in a receipt as `f` says: as in the resp, in the other base, or always zero-padded decimal / lower-case hex. */
+  private receiptId(f: 'same' | 'other' | 'decimal' | 'hex', n: number, messageId: string): string {
+    const base = f === 'other' ? (this.knobs.idFormat === 'decimal' ? 'hex' : 'decimal') : f;
+    return base === 'decimal' ? String(n).padStart(10, '0') : base === 'hex' ? n.toString(16) : messageId;
   }
 
   private drawStat(): FinalStat {

@@ -99,3 +99,19 @@ t.test('3-part messages (21,000 parts), ids from 1 in decimal, receipts before t
 
 t.test('3-part messages (21,000 parts), all-digit hex ids from 1, receipts 0 ms after the resp', (t) =>
   run(t, { messages: 7_000, parts: 3, simulator: { idFormat: 'hex-all-digit' }, account: { idFormat: 'hex' } }));
+
+t.test('20,000 messages, all-digit hex ids from 1, receipts 0 ms after the resp, the receipted_message_id TLV in decimal (receiptTlvIdFormat decimal)', (t) =>
+  run(t, {
+    messages: 20_000,
+    parts: 1,
+    simulator: { idFormat: 'hex-all-digit', dlrTlvIdFormat: 'decimal' },
+    account: { idFormat: 'hex', receiptTlvIdFormat: 'decimal' },
+  }));
+
+t.test('20,000 messages, ids from 1 in decimal, receipts before the resp, the receipted_message_id TLV in hex (receiptTlvIdFormat hex)', (t) =>
+  run(t, {
+    messages: 20_000,
+    parts: 1,
+    simulator: { idFormat: 'decimal', dlrBeforeResp: true, dlrTlvIdFormat: 'other' },
+    account: { idFormat: 'decimal', receiptTlvIdFormat: 'hex' },
+  }));
