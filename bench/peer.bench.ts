@@ -403,5 +403,17 @@ if (MEMORY) {
 }
 
 process.stdout.write(`\n${tables.join('\n\n')}\n\n`);
+// What bench/results-doc.ts writes into bench/RESULTS.md (the doc is regenerated from this JSON, never by hand).
+summary['doc'] = {
+  title: 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
+  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''} npm run bench:peer`,
+  about: [
+    `Same SMSC simulator (own process, receipts ${DLR_DELAY_MS} ms after the resp), same load (autocannon, ${CONNECTIONS} keep-alive connections, own process), same callback sink (own process).`,
+    `Kannel: bearerbox + smsbox, 1 transceiver bind, max-pending-submits ${WINDOW}, spool store, DLR mask 3 with a dlr-url per message. Gateway: compiled, embedded queue, --role all, 1 bind × window ${WINDOW}, a callbackUrl per message.`,
+    'Receipts: Kannel asks for one on the first part of a message and calls its dlr-url once per message; the gateway records a receipt for every part and POSTs its callback once every part is final (stricter).',
+    'Peak RSS is VmHWM summed over the system\'s processes; anonymous (heap) and file-backed (mapped LMDB pages) peaks are sampled every 200 ms.',
+  ],
+  tables,
+};
 const file = writeSummary('peer', summary);
 process.stdout.write(`JSON summary: ${file}\n${JSON.stringify(Object.fromEntries(Object.entries(summary['variants'] as Record<string, { medians: unknown }>).map(([k, v]) => [k, v.medians])))}\n`);
