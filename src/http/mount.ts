@@ -5,7 +5,8 @@
  *   read headers, path params and query (synchronously: `req` dies after this call)
  *   path params percent-decoded ........................ 400 BAD_PATH (before auth)
  *   body read, bounded by the entry's limit ............ 413 BODY_TOO_LARGE (connection closed)
- *   auth by realm (body drained first) ................. 401 / 403
+ *   auth by realm ...................................... 401 / 403
+ *   (every refusal below waits until the body is read, so the connection stays usable)
  *   write route while draining ......................... 503 NOT_READY
  *   write route while storage is full .................. 503 STORAGE_FULL + Retry-After (src/storage/health.ts)
  *   content type by body kind .......................... 415 UNSUPPORTED_MEDIA_TYPE
@@ -118,14 +119,7 @@ function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, d
     void (async () => {
       try {
         if (early !== undefined) throw early;
-        let who: unknown;
-        try {
-          who = authenticate(door, entry.realm, authorization);
-        } catch (e) {
-          // Drain the body first, so the keep-alive connection stays usable.
-          if (body) await body.catch(() => undefined);
-          throw e;
-        }
+        const who = authenticate(door, entry.realm, authorization);
         if (entry.write && !door.accepting()) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
         if (entry.write) door.assertWritable?.();
         if (spec?.kind === 'json') checkJsonContentType(contentType);
@@ -156,6 +150,10 @@ function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, d
         });
         answer(ex, reply);
       } catch (e) {
+        // Every early refusal (401/403, 503 draining or storage full, 415, …) waits for the body
+        // first: a reply sent while the client is still writing leaves unread bytes behind, the
+        // connection closes with them, and the client sees a reset instead of the error.
+        if (body) await body.catch(() => undefined);
         fail(ex, e, label, door.logger);
       }
       door.metrics.httpRequests.inc({ route: label, status: String(ex.status || 499) });
