@@ -23,7 +23,7 @@ import { ChangeLog, checkReplicaHost } from '../replication/change-log.js';
 import { StatusCallbacks } from '../receipts/status-callbacks.js';
 import { CallbackSecrets } from '../outbound/secrets.js';
 import { Webhooks } from '../outbound/webhook.js';
-import { EmbeddedQueue } from '../queue/embedded/queue.js';
+import { openQueue, startStatusEvents } from '../queue/open.js';
 import type { QueueOptions, WorkQueue } from '../queue/port.js';
 import { BindPool } from '../smpp/bind-pool.js';
 import { SmscSimulator } from '../smpp/simulator.js';
@@ -47,7 +47,6 @@ import { bind } from '../http/route.js';
 import { buildOpenApi } from '../http/openapi.js';
 import { Directory } from '../directory/directory.js';
 import { PDA_ADMIN_ROUTES, PDA_ROUTES, PdaChannel, pdaAdminRealm } from '../pda/index.js';
-import type { StatusEventPublisher } from '../queue/nats/status-events.js';
 import type { ReceiptReplication } from '../queue/nats/receipt-replication.js';
 import { Office, OfficeStores } from '../office/index.js';
 import { createAuthorizer, createSendService } from '../send/index.js';
@@ -157,7 +156,7 @@ export function cmppSimulatorAccount(config: ResolvedConfig, port: number, proto
 
 /** PDA recipients go between hosts through the work queue (config validation: only with replication, so on NATS). */
 function pdaHandoffOn(config: ResolvedConfig): boolean {
-  return config.queue.kind === 'nats' && config.queue.nats.replication.enabled && config.queue.nats.replication.pdaHandoff;
+  return config.queue.nats.replication.enabled && config.queue.nats.replication.pdaHandoff;
 }
 
 export function queueOptions(config: ResolvedConfig): QueueOptions {
@@ -169,21 +168,6 @@ export function queueOptions(config: ResolvedConfig): QueueOptions {
     maxAckPending: config.queue.maxAckPending,
     duplicateWindowMs: config.queue.duplicateWindowMs,
   };
-}
-
-async function openQueue(config: ResolvedConfig, env: RootDatabase, metrics: Metrics, logger: Logger): Promise<WorkQueue> {
-  const options = queueOptions(config);
-  if (config.queue.kind === 'embedded') return EmbeddedQueue.open({ env, options, metrics, logger });
-  // Loaded only when configured, so the embedded default does not pull in the NATS client.
-  const { NatsQueue } = await import('../queue/nats/queue.js');
-  return NatsQueue.connect({
-    servers: config.queue.nats.servers,
-    stream: config.queue.nats.stream,
-    replicas: config.queue.nats.replicas,
-    options,
-    metrics,
-    logger,
-  });
 }
 
 /** What the dispatcher asks of replication (DispatchReplica). */
@@ -216,7 +200,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     receiptGraceMs: config.dispatch.receiptGraceMs,
     ...(changeLog ? { changeLog } : {}),
   });
-  const queue = await openQueue(config, env, metrics, logger);
+  const queue = await openQueue(config, queueOptions(config), env, metrics, logger);
   // Several hosts: this host's receipt changes out to the others, theirs applied here (docs/DEPLOY.md).
   let replication: ReceiptReplication | undefined;
   if (changeLog) {
@@ -251,18 +235,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const senderCollisions = directory.senderCollisionReport(logger);
   // Final states as events on <prefix>.status.<tenant> for other services (NATS only; every role,
   // since expiry sweeps finalise recipients in ingest processes too).
-  let statusEvents: StatusEventPublisher | undefined;
-  if (config.queue.kind === 'nats') {
-    const { StatusEventPublisher } = await import('../queue/nats/status-events.js');
-    statusEvents = await StatusEventPublisher.start({
-      servers: config.queue.nats.servers,
-      source: store,
-      tenantOf: (id) => store.getMessage(id)?.tenant,
-      options: { prefix: config.queue.prefix, stream: `${config.queue.nats.stream}_STATUS`, replicas: config.queue.nats.replicas },
-      metrics,
-      logger,
-    });
-  }
+  const statusEvents = await startStatusEvents(config, store, metrics, logger);
 
   const runDispatch = role === 'all' || role === 'dispatch';
   const runIngest = role === 'all' || role === 'ingest';
@@ -371,8 +344,6 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     directory: directoryRules,
     templates: officeStores.templateRenderer,
     schedule: officeStores.scheduleSink,
-    // NATS: small messages linger to share one publish; embedded: one event turn (LMDB group-commits anyway).
-    lingerMs: config.queue.kind === 'nats' ? config.queue.nats.flushMs : 0,
     // Same process: poke the dispatcher so new work does not wait for its idle poll.
     ...(wake ? { onAccepted: () => wake.wake() } : {}),
   });

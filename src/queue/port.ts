@@ -96,6 +96,12 @@ export interface WorkQueue {
   /** For reports (readiness, logs) only: behaviour differences live behind the methods below. */
   readonly kind: 'embedded' | 'nats';
   /**
+   * How long small jobs may wait to share one publish (the send service's
+   * JobBatcher). Embedded: 0, what arrives in one event turn (LMDB
+   * group-commits anyway); NATS: the configured flush linger.
+   */
+  readonly lingerMs: number;
+  /**
    * Make rows and jobs durable together; resolves when both are.
    * Embedded (the same LMDB environment): `after`, the flush and the publish
    * in the same event turn, so they commit in one transaction. NATS: the rows

@@ -32,8 +32,6 @@ export interface SendWiring {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly principalOf: (tenant: string) => Principal | undefined;
-  /** How long small messages may wait to share a job (0: what arrives in one event turn). */
-  readonly lingerMs: number;
   /** The directory: grants, signature, content rules, police routing, group counts, quotas; held messages. */
   readonly directory?: { readonly rules: DoorRules; readonly held: HeldSink };
   /** Named templates (`template` + `params`). */
@@ -77,7 +75,7 @@ export function createSendService(w: SendWiring): SendService {
     : async () => undefined;
   return new SendService({
     config: w.config, store: w.store, queue: w.queue, metrics: w.metrics, logger: w.logger,
-    grants, admission, quota, principalOf: w.principalOf, lingerMs: w.lingerMs,
+    grants, admission, quota, principalOf: w.principalOf,
     ...(w.onAccepted ? { onAccepted: w.onAccepted } : {}),
     ...(w.now ? { now: w.now } : {}),
   });

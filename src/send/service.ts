@@ -104,8 +104,6 @@ export interface SendServiceDeps {
   readonly quota: QuotaStage;
   /** The principal of a tenant (a bootstrap key's tenant or a directory unit), for services that send as one. */
   readonly principalOf: (tenant: string) => Principal | undefined;
-  /** How long small messages may wait to share a job (0: what arrives in one event turn). */
-  readonly lingerMs: number;
   /** Called after a write became durable (e.g. to wake a dispatcher in the same process). */
   readonly onAccepted?: () => void;
   readonly now?: () => number;
@@ -159,7 +157,8 @@ export class SendService implements Sends {
       ? new JobBatcher({
           queue: deps.queue,
           prefix: q.prefix,
-          flushMs: deps.lingerMs,
+          // The queue adapter says how long small jobs may linger (nothing here asks which adapter it is).
+          flushMs: deps.queue.lingerMs,
           maxRecipients: Math.min(q.batchSize, q.nats.flushRecipients),
           maxPendingRecipients: Math.max(10 * q.batchSize, 50_000),
           newJobId: () => `c.${newMessageId()}`,

@@ -8,6 +8,7 @@ function fakeQueue(fail = false): WorkQueue & { published: QueueMessage[][] } {
   const published: QueueMessage[][] = [];
   return {
     kind: 'nats',
+    lingerMs: 0,
     published,
     async publish(ms) {
       published.push([...ms]);

@@ -29,6 +29,7 @@ function fakes() {
   };
   const queue = {
     kind: 'embedded',
+    lingerMs: 0,
     async persistTogether(w) {
       w.after();
       await Promise.all([w.rowsDurable(), w.publish()]);
@@ -78,7 +79,7 @@ t.test('the grant asked for follows where the numbers came from; a refused send 
         const asked: SendShape[] = [];
         const sends = createSendService({
           config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
-          principalOf: () => principal, lingerMs: 0, directory: { rules: rules({ direct, workflow }, asked), held: { hold: () => undefined } },
+          principalOf: () => principal, directory: { rules: rules({ direct, workflow }, asked), held: { hold: () => undefined } },
         });
         const [r] = await sends.send(principal, [{ command: numbers(origin, '8613900000001') }]);
         const label = `${origin} with direct=${direct} workflow=${workflow}`;
@@ -97,7 +98,7 @@ t.test('a reply goes to the one number that wrote in, and only there', async (t)
   const f = fakes();
   const sends = createSendService({
     config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
-    principalOf: () => principal, lingerMs: 0, directory: { rules: rules({ direct: false, workflow: false }, []), held: { hold: () => undefined } },
+    principalOf: () => principal, directory: { rules: rules({ direct: false, workflow: false }, []), held: { hold: () => undefined } },
   });
   const [two] = await sends.send(principal, [{ command: numbers('reply', '8613900000001', '8613900000002') }]);
   t.equal(two?.ok, false);
@@ -111,7 +112,7 @@ t.test('admission is what was wired: without the directory, templates or schedul
   const f = fakes();
   const sends = createSendService({
     config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
-    principalOf: () => principal, lingerMs: 0,
+    principalOf: () => principal,
   });
   const base = numbers('caller', '8613900000001');
   const cases: [string, SendCommand, string][] = [

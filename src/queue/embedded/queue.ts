@@ -186,6 +186,8 @@ class EmbeddedDelivery implements Delivery {
 
 export class EmbeddedQueue implements WorkQueue {
   readonly kind = 'embedded' as const;
+  /** One event turn: the writes of a turn share one LMDB commit anyway. */
+  readonly lingerMs = 0;
 
   /** Rows, `after` records and jobs: same event turn, same LMDB environment → one transaction. */
   async persistTogether(write: DurableWrite): Promise<void> {

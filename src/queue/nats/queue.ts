@@ -130,6 +130,8 @@ export interface NatsQueueConfig {
   readonly tuning?: Partial<NatsQueueTuning>;
   /** Client name shown by the server's monitoring. */
   readonly name?: string;
+  /** How long small jobs may wait to share one publish (default 0: one event turn). */
+  readonly lingerMs?: number;
 }
 
 /** Dead-letter headers (the work message's own headers are not carried over). */
@@ -212,6 +214,8 @@ interface MaxDeliveriesAdvisory {
 
 export class NatsQueue implements WorkQueue, DeliveryHost {
   readonly kind = 'nats' as const;
+  /** Small jobs linger this long to share one publish (config queue.nats.flushMs). */
+  readonly lingerMs: number;
 
   /** Rows durable before any job can refer to them; `after` records once the jobs are durable. */
   async persistTogether(write: DurableWrite): Promise<void> {
@@ -263,7 +267,9 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     private readonly tuning: NatsQueueTuning,
     private readonly log: Logger,
     private readonly metrics: Metrics | undefined,
+    lingerMs: number,
   ) {
+    this.lingerMs = lingerMs;
     this.window = new PublishWindow(tuning.maxPublishInflight);
     this.pullChannel = new PullChannel(nc, (m) => this.giveBack(m));
     this.emptyTiers = new EmptyTiers(new Set(options.tiers), tuning.emptyTierRecheckMs);
@@ -293,7 +299,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     try {
       const jsm = await jetstreamManager(nc, { timeout: tuning.apiTimeoutMs });
       const js = jetstream(nc, { timeout: tuning.publishAttemptTimeoutMs });
-      const q = new NatsQueue(nc, jsm, js, config.stream, config.replicas, config.options, limits, tuning, log, config.metrics);
+      const q = new NatsQueue(nc, jsm, js, config.stream, config.replicas, config.options, limits, tuning, log, config.metrics, config.lingerMs ?? 0);
       await q.ensureLayout();
       q.listenForAdvisories();
       q.watchConnection();
