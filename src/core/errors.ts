@@ -64,7 +64,7 @@ export const ERROR_CODES = {
   NOT_CANCELLABLE: { status: 409, text: 'it was already sent, cancelled or closed' },
   MAIL_AUTH_FAILED: { status: 401, text: 'SMTP: authentication failed (535)' },
   MAIL_SENDER_REFUSED: { status: 422, text: 'SMTP: the sender domain is not one this gateway serves (550)' },
-  MAIL_RECIPIENT_UNKNOWN: { status: 422, text: 'SMTP: the recipient is not a known person (550)' },
+  MAIL_RECIPIENT_REFUSED: { status: 422, text: 'SMTP: the recipient is in a domain this gateway does not serve (550)' },
   MAIL_TOO_LARGE: { status: 413, text: 'SMTP: the message is larger than the limit (552)' },
 } as const;
 

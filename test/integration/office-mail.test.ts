@@ -3,10 +3,12 @@
  * the gateway's SMTP listener; the alerts arrive at the SMSC simulator with
  * exact texts. People are made through the admin API. Covered: alert texts,
  * de-duplication by Message-ID, opt-out, refusals (unknown sender domain,
- * unknown recipient, bad AUTH, no AUTH from a client that is not allowed,
+ * recipient domain not served, bad AUTH, no AUTH from a client that is not allowed,
  * too large), STARTTLS + AUTH, a flood folded into one digest, journaling
  * (recipients from the headers), a pending digest across a restart, and —
- * with an injected clock, on the mail part alone — quiet hours.
+ * with an injected clock, on the mail part alone — quiet hours; and no
+ * directory oracle: every RCPT of a served domain is accepted alike, and the
+ * DATA reply only counts (never names) recipients without an alert.
  */
 import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -143,8 +145,10 @@ t.test('new-mail alerts through the gateway', async (t) => {
     const before = await accepted();
     const foreign = await deliver(port, { from: 'spam@evil.example', to: `alice@${DOMAIN}`, subject: 's', text: 'x' });
     t.match(foreign, { ok: false, code: 550 }, 'a sender domain not in office.mail.domains');
-    const sub = await deliver(port, { from: `x@health.city.gov.cn`, to: `nobody@${DOMAIN}`, subject: 's', text: 'x' });
-    t.match(sub, { ok: false, code: 550 }, 'envelope mode: a recipient that is no person');
+    const sub = await deliver(port, { from: `x@health.city.gov.cn`, to: `nobody@elsewhere.example`, subject: 's', text: 'x' });
+    t.match(sub, { ok: false, code: 550 }, 'envelope mode: a recipient in a domain not served');
+    const unknown = await deliver(port, { from: `x@health.city.gov.cn`, to: `nobody@${DOMAIN}`, subject: 's', text: 'x' });
+    t.match(unknown, { ok: true, response: /no alert; 1 recipient without an alert/ }, 'envelope mode: a served domain\'s address nobody has is accepted (no per-RCPT oracle)');
     const badAuth = await deliver(port, { from: `zhangsan@${DOMAIN}`, to: `alice@${DOMAIN}`, subject: 's', text: 'x' }, { auth: { user: RELAY.user, pass: 'wrong-password' } });
     t.match(badAuth, { ok: false, code: 535 }, 'wrong password');
     // 127.0.0.2 is loopback too, but not in allowedClients: it must authenticate.
@@ -324,4 +328,53 @@ t.test('refusals by the intake (fake sender): for now → retried from a durable
   const r4 = await deliver(mail.port, { from: `c@${DOMAIN}`, to: [`nina@${DOMAIN}`, `omar@${DOMAIN}`], subject: '3', text: 'x', messageId: '<b3@office.gov.cn>' });
   t.match(r4, { ok: false, code: 451 }, 'the retry: nina is a duplicate now, omar still over the bound');
   t.equal(await value('smsgw_mail_alerts_total', { kind: 'duplicate' }), 1, 'nina was folded once');
+});
+
+t.test('no directory oracle: RCPT of a served domain accepted alike; unknown, opted-out and foreign people counted after DATA, never named', async (t) => {
+  const { env, store } = tempDirectory(t);
+  await store.createUnit(ROOT, { id: 'office', name: 'Office' });
+  await store.createUnit(ROOT, { id: 'office-sub', name: 'Office sub', parent: 'office' });
+  await store.createUnit(ROOT, { id: 'elsewhere', name: 'Another bureau' });
+  const people: [string, string, boolean][] = [['pia', 'office', true], ['quin', 'office-sub', true], ['rex', 'office', false], ['sam', 'elsewhere', true]];
+  for (const [i, [id, unit, on]] of people.entries()) {
+    await store.putPerson(ROOT, { id, name: id, mobile: mobileAt(40 + i), unit, email: `${id}@${DOMAIN}`, mailAlerts: on }, 'create');
+  }
+  // The alerts' tenant is the unit `office`: sam (of another bureau) is outside it.
+  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ tenant: 'office', digestSeconds: 600 }) } as never });
+  const sent: SeenSend[] = [];
+  const sends: Sends = {
+    principalOf: () => ({ tenant: 'office', tiers: null, sender: '10690001' }),
+    authorize: () => undefined,
+    async sendAs(_tenant, items) {
+      sent.push(...items.map(seen));
+      return items.map((_m, i) => accepted(`o${sent.length}-${i}`));
+    },
+  };
+  const metrics = createMetrics({ defaultMetrics: false });
+  const mail = await startMailAlerts({ config, env, directory: store, sends, metrics, logger: pino({ level: 'silent' }), pollMs: 20 });
+  t.teardown(() => mail.stop());
+
+  // One transaction per kind of address, all in the served domain: the SMTP dialogue is the same.
+  const kinds = { unknown: `nobody@${DOMAIN}`, optedOut: `rex@${DOMAIN}`, foreign: `sam@${DOMAIN}` };
+  const replies: Record<string, string> = {};
+  for (const [kind, address] of Object.entries(kinds)) {
+    const tr = nodemailer.createTransport({ host: '127.0.0.1', port: mail.port, secure: false, ignoreTLS: true } as never);
+    try {
+      const info = await tr.sendMail({ from: `a@${DOMAIN}`, to: address, subject: kind, text: 'x', messageId: `<${kind}@office.gov.cn>` });
+      t.same(info.rejected, [], `${kind}: RCPT TO accepted`);
+      t.same(info.accepted, [address], `${kind}: RCPT TO accepted`);
+      replies[kind] = String(info.response);
+    } finally {
+      tr.close();
+    }
+  }
+  t.same(new Set(Object.values(replies)).size, 1, `the DATA reply is the same for an unknown address, an opted-out person and a person outside the tenant: ${JSON.stringify(replies)}`);
+  t.match(replies.unknown, /^250 OK: no alert; 1 recipient without an alert/);
+  t.equal(sent.length, 0, 'none of them alerted');
+
+  // Mixed: two alerted (the tenant's subtree), three counted as one number; nobody is named.
+  const mixed = await deliver(mail.port, { from: `a@${DOMAIN}`, to: [`pia@${DOMAIN}`, `quin@${DOMAIN}`, ...Object.values(kinds)], subject: 'mixed', text: 'x', messageId: '<mixed@office.gov.cn>' });
+  t.match(mixed, { ok: true, response: /2 alerted, 0 in a digest; 3 recipients without an alert/ });
+  for (const who of ['nobody', 'rex', 'sam']) t.notMatch((mixed as { response: string }).response, who, `the reply does not name ${who}`);
+  t.same(sent.map((s) => s.to).flat().sort(), [`86${mobileAt(40)}`, `86${mobileAt(41)}`].sort(), 'pia and quin (in the subtree) alerted; sam (another bureau) not');
 });

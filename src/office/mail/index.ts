@@ -8,11 +8,16 @@
  *     STARTTLS   when office.mail.tls is set
  *     MAIL FROM  AUTH or allowed IP, else 530; domain in office.mail.domains, else 550;
  *                SIZE over maxMessageBytes, else 552
- *     RCPT TO    envelope mode: a known person's email, else 550 (headers mode: anything)
+ *     RCPT TO    envelope mode: any address of a domain in office.mail.domains, else 550
+ *                (headers mode: anything). Whether a person has the address is NOT
+ *                answered here: a per-RCPT "no such person" would be a directory oracle.
  *     DATA       header block kept, body drained (552 if it grew past the limit);
  *                recipients: envelope RCPT TO, or To/Cc (headers mode); the opted-in
- *                people among them → NewMailAlerter (de-dup, rate cap, quiet hours)
+ *                people among them (within office.mail.tenant's subtree when it is a
+ *                unit) → NewMailAlerter (de-dup, rate cap, quiet hours)
  *                → 250 only when the alerts are durable or the digest entry is flushed;
+ *                its text counts the recipients that got no alert (unknown, not opted
+ *                in, or outside the tenant: one count, never which, never who);
  *                451 (retry later) when the pending-digest bound is reached or storage failed
  *
  * Nothing is logged per mail; see metrics.ts.
@@ -150,13 +155,19 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
     const h = await parseHeaderBlock(block);
     const addresses = headersMode ? h.recipients : session.envelope.rcptTo.map((a) => a.address);
     const people = new Map<string, Person>();
+    // Unknown addresses, people who did not opt in and people outside the tenant are one
+    // count: the reply never tells which (no directory oracle), nor names anybody.
+    const unalerted = new Set<string>();
+    const scope = deps.directory.getUnit(c.tenant) !== undefined ? c.tenant : undefined;
     for (const address of addresses) {
       const p = deps.directory.personByEmail(address);
-      if (p !== undefined && p.mailAlerts) people.set(p.id, p);
+      if (p !== undefined && p.mailAlerts && (scope === undefined || deps.directory.isWithin(p.unit, scope))) people.set(p.id, p);
+      else unalerted.add(address.toLowerCase());
     }
+    const without = unalerted.size > 0 ? `; ${unalerted.size} recipient${unalerted.size === 1 ? '' : 's'} without an alert (unknown, not opted in, or not served)` : '';
     if (people.size === 0) {
       count('no_alert');
-      return 'OK: no alert';
+      return `OK: no alert${without}`;
     }
     const envelopeFrom = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
     const result = await alerter.handle({
@@ -170,7 +181,7 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
     }
     const handled = result.alerted + result.folded + result.failed;
     count(handled > 0 ? 'accepted' : 'duplicate');
-    return `OK: ${result.alerted} alerted, ${result.folded} in a digest${result.duplicates > 0 ? `, ${result.duplicates} already alerted` : ''}`;
+    return `OK: ${result.alerted} alerted, ${result.folded} in a digest${result.duplicates > 0 ? `, ${result.duplicates} already alerted` : ''}${without}`;
   };
 
   const options: SMTPServerOptions = {
@@ -218,9 +229,11 @@ export async function startMailAlerts(deps: MailAlertDeps): Promise<MailAlerts> 
       callback();
     },
     onRcptTo(address, _session, callback) {
-      if (!headersMode && deps.directory.personByEmail(address.address) === undefined) {
+      // Envelope mode: every address of a served domain is accepted, known person or not
+      // (the answer must not tell who is in the directory); the DATA reply counts the rest.
+      if (!headersMode && !senderAllowed(address.address, c.domains)) {
         count('recipient_refused');
-        return callback(smtpError('MAIL_RECIPIENT_UNKNOWN', 550, 'no such person'));
+        return callback(smtpError('MAIL_RECIPIENT_REFUSED', 550, 'recipient domain not served here'));
       }
       callback();
     },
