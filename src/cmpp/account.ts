@@ -5,7 +5,8 @@
  * the dispatcher uses for SMPP. What is CMPP's is here:
  *
  * CMPP_SUBMIT from a SubmitRequest (the dispatcher planned it with segment
- * profile `cmpp`: ASCII Msg_Fmt 0 or UCS-2 Msg_Fmt 8, ≤ 140 octets):
+ * profile `cmpp`: ASCII Msg_Fmt 0 or UCS-2 Msg_Fmt 8, ≤ 140 octets; with
+ * `gb18030: true` profile `cmpp-gb18030`: other text GB18030, Msg_Fmt 15):
  *   Src_Id          the account's access code + the unit's extension: the
  *                   request's source when it already starts with the access
  *                   code, else access code + source (≤ 21 digits, else the
@@ -89,7 +90,7 @@ export function cmppProtocol(account: CmppAccountConfig): PoolProtocol {
   const msgSrc = account.msgSrc === '' ? account.spId : account.msgSrc;
   return {
     name: 'CMPP',
-    segmentProfile: 'cmpp',
+    segmentProfile: account.gb18030 === true ? 'cmpp-gb18030' : 'cmpp',
     encode(req: SubmitRequest, now: number): Buffer {
       void now;
       const udhi = (req.esmClass & ESM_UDHI) !== 0 && req.payload.length >= 6;

@@ -30,12 +30,16 @@
  *   | 0009   | accepted, no report ever                                    |
  *   | 0011   | Result 13 (bad Dest_terminal_Id: permanent reject)          |
  *
+ * `receivedTexts(destination)` decodes what arrived (Msg_Fmt 0, 8 and 15
+ * GB18030), long texts joined from their UDH parts.
+ *
  * `sendMo(from, to, text)` sends a mobile-originated message (in UDH parts
  * when longer than one SMS). `stats()` counts submits, unique segments
  * (destination + Msg_Fmt + content) and duplicates, like the SMPP simulator.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { encodeUcs2 } from '../core/gsm7.js';
+import { moText } from './account.js';
 import { TokenBucket } from '../core/token-bucket.js';
 import type { Logger } from '../telemetry/logger.js';
 import {
@@ -161,6 +165,43 @@ export class CmppSimulator {
   /** The last submits received (at most 1000), for assertions on the wire format. */
   recentSubmits(): readonly SubmitPdu[] {
     return this.submitted.length < RECENT ? [...this.submitted] : [...this.submitted.slice(this.submittedAt), ...this.submitted.slice(0, this.submittedAt)];
+  }
+
+  /**
+   * The texts that reached `destination` (Dest_terminal_Id, 11 digits), as a
+   * handset shows them: each part decoded by its Msg_Fmt (0 ASCII, 8 UCS-2,
+   * 15 GB18030), long ones joined by UDH reference in Pk_number order; only
+   * complete ones, from the last RECENT submits, duplicates once.
+   */
+  receivedTexts(destination: string): string[] {
+    const texts: string[] = [];
+    const long = new Map<number, Map<number, string>>();
+    const totals = new Map<number, number>();
+    const seen = new Set<string>();
+    for (const p of this.recentSubmits()) {
+      if (p.destTerminalIds[0] !== destination) continue;
+      const key = `${p.msgFmt}|${Buffer.from(p.msgContent).toString('base64')}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const udh = p.tpUdhi === 1 && p.msgContent.length >= 6 && p.msgContent[0] === 5 && p.msgContent[1] === 0 ? p.msgContent : undefined;
+      if (udh === undefined) {
+        texts.push(moText(p.msgContent, p.msgFmt));
+        continue;
+      }
+      const ref = udh[3] as number;
+      const parts = long.get(ref) ?? new Map<number, string>();
+      long.set(ref, parts);
+      totals.set(ref, udh[4] as number);
+      parts.set(udh[5] as number, moText(p.msgContent.subarray(6), p.msgFmt));
+    }
+    for (const [ref, parts] of long) {
+      const total = totals.get(ref) as number;
+      if (parts.size !== total) continue;
+      let text = '';
+      for (let i = 1; i <= total; i++) text += parts.get(i) ?? '';
+      texts.push(text);
+    }
+    return texts;
   }
 
   /** Drop every connection now (clients reconnect). */

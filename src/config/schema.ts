@@ -212,6 +212,13 @@ export const CmppAccountSchema = Type.Object({
   feeCode: Type.String({ pattern: '^[0-9]{1,6}$', default: '000000' }),
   /** Ask for status reports (Registered_Delivery = 1). The ISMG sends none unless asked. */
   registeredDelivery: Type.Boolean({ default: true }),
+  /**
+   * Send non-ASCII text as Msg_Fmt 15 (GB18030) instead of 8 (UCS-2): only
+   * where the ISMG and the account allow it. Chinese mixed with digits and
+   * Latin letters takes fewer octets, so fewer parts; text GB18030 cannot
+   * encode still goes as UCS-2. Default off.
+   */
+  gb18030: Type.Optional(Type.Boolean({ default: false })),
   /** Connections to the ISMG. */
   links: Type.Integer({ minimum: 1, maximum: 64 }),
   /** Outstanding CMPP_SUBMIT per connection (the specification suggests 16). */

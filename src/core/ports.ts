@@ -11,9 +11,12 @@ import type { MoPart } from './mo.js';
  * How text is encoded and cut into parts for an account (src/core/segment.ts):
  *  - `smpp`: GSM 03.38 (data_coding 0, 160 / 153 septets) or UCS-2 (8, 70 / 67);
  *  - `cmpp`: no GSM 03.38 — ASCII (Msg_Fmt 0, 140 / 134 octets) or UCS-2
- *    (Msg_Fmt 8, 70 / 67), every part inside the 140-octet Msg_Content.
+ *    (Msg_Fmt 8, 70 / 67), every part inside the 140-octet Msg_Content;
+ *  - `cmpp-gb18030`: a CMPP account that allows Msg_Fmt 15 — ASCII as `cmpp`,
+ *    other text GB18030 (140 / 134 octets, never splitting a 2- or 4-octet
+ *    character), UCS-2 only for text GB18030 cannot encode.
  */
-export type SegmentProfile = 'smpp' | 'cmpp';
+export type SegmentProfile = 'smpp' | 'cmpp' | 'cmpp-gb18030';
 
 export interface SubmitRequest {
   /** Destination, digits with country code (8613800138000). */
@@ -22,7 +25,7 @@ export interface SubmitRequest {
   readonly source: string;
   /** Encoded segment: UDH (when esmClass has 0x40) followed by the user data. GSM7 unpacked ≤ 160 octets single / 159 multipart; UCS-2 ≤ 140. */
   readonly payload: Uint8Array;
-  /** 0x00 GSM 03.38 default alphabet (CMPP: Msg_Fmt 0, ASCII), 0x08 UCS-2. Always explicit; as the transport's segmentProfile planned it. */
+  /** 0x00 GSM 03.38 default alphabet (CMPP: Msg_Fmt 0, ASCII), 0x08 UCS-2, 0x0F (CMPP only) GB18030. Always explicit; as the transport's segmentProfile planned it. */
   readonly dataCoding: number;
   /** 0x40 when the payload starts with a UDH, else 0x00. */
   readonly esmClass: number;

@@ -41,15 +41,25 @@
  *   smpp     other                   70 units      67 units      (8, UCS-2)
  *   cmpp     ASCII (all < 0x80)      140 octets    134 octets    (Msg_Fmt 0)
  *   cmpp     other                   70 units      67 units      (Msg_Fmt 8, UCS-2)
+ *   cmpp-gb18030  ASCII               140 octets    134 octets    (Msg_Fmt 0)
+ *   cmpp-gb18030  other               140 octets    134 octets    (Msg_Fmt 15, GB18030:
+ *                                     1 octet ASCII, 2 most Chinese, 4 rare ones and emoji)
+ *   cmpp-gb18030  not encodable       as cmpp UCS-2 (a lone surrogate, an unmapped private-use
+ *                                     code point: src/core/gb18030.ts)
  *
  * CMPP has no GSM 03.38: Msg_Content is at most 140 octets whatever Msg_Fmt,
  * so a 150-character ASCII text is one SMPP part and two CMPP parts, and
  * "€" or "é" (GSM, not ASCII) makes a CMPP message UCS-2 while "`" (ASCII,
- * not GSM) keeps it ASCII.
+ * not GSM) keeps it ASCII. A GB18030 part ends before a character that would
+ * not fit whole (a part of 133 octets when the next character takes 2, 131 or
+ * more when it takes 4), so each part decodes on its own. Mixed Chinese and
+ * ASCII text (numbers, dates, case ids) is shorter in GB18030 than in UCS-2:
+ * `【某某市政府】明天9:00开会` is 26 octets, not 30.
  */
 import type { SmsEncoding } from './message.js';
 import type { SegmentProfile } from './ports.js';
 import { GatewayError } from './errors.js';
+import { encodeGb18030, gb18030CharBytes, gb18030Length } from './gb18030.js';
 import { chooseEncoding, encodeGsm7, encodeUcs2, gsm7Length, gsm7Septets } from './gsm7.js';
 
 export const MAX_SEGMENTS = 255;
@@ -61,6 +71,10 @@ const UCS2_PART = 67;
 const UDH_LENGTH = 6;
 const ASCII_SINGLE = 140;
 const ASCII_PART = 134;
+/** CMPP Msg_Fmt 15 (GB18030): octets of Msg_Content. */
+const GB_SINGLE = 140;
+const GB_PART = 134;
+const MSG_FMT_GB18030 = 15;
 const ESM_CLASS_UDHI = 0x40;
 const DATA_CODING: Record<SmsEncoding, number> = { gsm7: 0x00, ucs2: 0x08 };
 
@@ -73,7 +87,7 @@ export interface Segment {
   payload: Uint8Array;
   /** 0x40 when the payload starts with a UDH, else 0. */
   esmClass: number;
-  /** 0x00 GSM 03.38 (unpacked), 0x08 UCS-2. */
+  /** 0x00 GSM 03.38 (unpacked; CMPP: ASCII), 0x08 UCS-2, 0x0F GB18030 (CMPP Msg_Fmt 15). */
   dataCoding: number;
 }
 
@@ -86,7 +100,11 @@ export interface SegmentPlan {
 export interface SegmentCount {
   encoding: SmsEncoding;
   count: number;
-  /** Septets (gsm7) or UTF-16 code units (ucs2) of the whole text. */
+  /**
+   * Septets (gsm7) or UTF-16 code units (ucs2) of the whole text; for the
+   * cmpp profiles ASCII characters (reported gsm7); for `cmpp-gb18030` a
+   * GB18030 text reports encoding ucs2 (not 7-bit) with its octets as units.
+   */
   units: number;
 }
 
@@ -170,7 +188,11 @@ function asciiCount(length: number): number {
  * its characters as units.
  */
 export function countSegments(text: string, profile: SegmentProfile = 'smpp'): SegmentCount {
-  if (profile === 'cmpp') {
+  if (profile === 'cmpp-gb18030' && !isAscii(text)) {
+    const octets = gb18030Length(text);
+    if (octets >= 0) return { encoding: 'ucs2', count: octets <= GB_SINGLE ? 1 : gbCuts(text, null), units: octets };
+  }
+  if (profile === 'cmpp' || profile === 'cmpp-gb18030') {
     if (isAscii(text)) return { encoding: 'gsm7', count: asciiCount(text.length), units: text.length };
     const count = fitsSingle(text.length, 'ucs2') ? 1 : splitMultipart(text, 'ucs2', null);
     return { encoding: 'ucs2', count, units: text.length };
@@ -219,9 +241,10 @@ export function planSegments(text: string, encoding: SmsEncoding = chooseEncodin
  * `reference` is taken modulo 256 (see segmentReference). Throws as planSegments.
  */
 export function buildSegments(text: string, encoding: SmsEncoding, reference: number, profile: SegmentProfile = 'smpp'): Segment[] {
-  if (profile === 'cmpp') {
+  if (profile === 'cmpp' || profile === 'cmpp-gb18030') {
     // The message's encoding was chosen for GSM 03.38 at ingest; CMPP decides by the text alone.
     if (isAscii(text)) return buildAscii(text, reference);
+    if (profile === 'cmpp-gb18030' && gb18030Length(text) >= 0) return buildGb18030(text, reference);
     encoding = 'ucs2';
   }
   const dataCoding = DATA_CODING[encoding];
@@ -264,6 +287,51 @@ function buildAscii(text: string, reference: number): Segment[] {
     payload.set([0x05, 0x00, 0x03, reference & 0xff, count, k + 1]);
     payload.set(chunk, UDH_LENGTH);
     segments.push({ index: k + 1, count, payload, esmClass: ESM_CLASS_UDHI, dataCoding: 0 });
+  }
+  return segments;
+}
+
+/**
+ * Greedy GB18030 split: parts of at most GB_PART octets, never splitting a
+ * character. Returns the number of parts; with `cuts`, pushes each part's end
+ * octet offset. The text must be encodable (gb18030Length ≥ 0).
+ */
+function gbCuts(text: string, cuts: number[] | null): number {
+  let count = 1;
+  let used = 0;
+  let octets = 0;
+  for (let i = 0; i < text.length; ) {
+    const cost = gb18030CharBytes(text, i);
+    const u = text.charCodeAt(i);
+    i += u >= 0xd800 && u <= 0xdbff ? 2 : 1;
+    if (used + cost > GB_PART) {
+      cuts?.push(octets);
+      count++;
+      used = 0;
+    }
+    used += cost;
+    octets += cost;
+  }
+  cuts?.push(octets);
+  return count;
+}
+
+/** CMPP Msg_Fmt 15: GB18030 octets, 140 single, ≤ 134 a part after the UDH, cut between characters. */
+function buildGb18030(text: string, reference: number): Segment[] {
+  const bytes = encodeGb18030(text);
+  if (bytes.length <= GB_SINGLE) return [{ index: 1, count: 1, payload: bytes, esmClass: 0, dataCoding: MSG_FMT_GB18030 }];
+  const cuts: number[] = [];
+  const count = gbCuts(text, cuts);
+  if (count > MAX_SEGMENTS) throw tooManyParts(count);
+  const segments: Segment[] = [];
+  let from = 0;
+  for (let k = 0; k < count; k++) {
+    const to = cuts[k] as number;
+    const payload = new Uint8Array(UDH_LENGTH + to - from);
+    payload.set([0x05, 0x00, 0x03, reference & 0xff, count, k + 1]);
+    payload.set(bytes.subarray(from, to), UDH_LENGTH);
+    segments.push({ index: k + 1, count, payload, esmClass: ESM_CLASS_UDHI, dataCoding: MSG_FMT_GB18030 });
+    from = to;
   }
   return segments;
 }

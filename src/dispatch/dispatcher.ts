@@ -353,7 +353,7 @@ export class Dispatcher {
       // they follow — the part count may differ between protocols (a 150-character ASCII text is
       // one SMPP part and two CMPP parts), and the store keeps one count per recipient.
       if (account && store.getSegment(m.id, r.i, 1) !== undefined) {
-        const most = Math.max(segmentsFor('smpp', undefined).length, segmentsFor('cmpp', undefined).length);
+        const most = Math.max(segmentsFor('smpp', undefined).length, segmentsFor('cmpp', undefined).length, segmentsFor('cmpp-gb18030', undefined).length);
         account = samePartsAccount(store, m.id, r.i, most, route.accounts, (a) => router.isAccountUp(a)) ?? account;
       }
       const template = segmentsFor(account?.transport.segmentProfile ?? 'smpp', account?.signaturePosition);
