@@ -28,17 +28,21 @@
  * with the code as the error. Anything else is an MO (Msg_Fmt 0 ASCII, 8
  * UCS-2, 15 GB18030; TP_udhi 1: a part of a long one, re-assembled by the MO
  * inbox; its destination is the Dest_Id without the access code, so the unit
- * whose sender follows the access code owns it). The DELIVER_RESP (echoing the DELIVER's own Msg_Id) says Result 0
- * only after the handler's durable write, and 9 (retry later) when it fails.
+ * whose sender follows the access code owns it). The DELIVER_RESP (echoing
+ * the DELIVER's own Msg_Id) says Result 0 only after the handler's durable
+ * write; 8 (flow control: the temporary "not now") while storage is full
+ * (src/storage/health.ts; SMPP answers ESME_RX_T_APPN), and 9 (other error)
+ * when the handler fails otherwise — the ISMG keeps the report or MO and
+ * sends it again either way.
  */
 import type { CmppAccountConfig } from '../config/schema.js';
 import { parseDlrDate, statToState } from '../core/dlr.js';
 import { decodeUcs2 } from '../core/gsm7.js';
 import { partFromUdh, type MoPart } from '../core/mo.js';
 import type { MobileOriginated, SubmitRequest } from '../core/ports.js';
-import { SubmitPool, type Inbound, type PoolProtocol, type SubmitPoolOptions } from '../transport/pool.js';
+import { SubmitPool, type Inbound, type InboundAnswer, type PoolProtocol, type SubmitPoolOptions } from '../transport/pool.js';
 import { MSG_FMT, RESULT_FLOW_CONTROL, decodeStatusReport, encodePdu, resultName, type CmppVersion, type DeliverPdu } from './codec.js';
-import { CmppLink, DELIVER_RETRY_RESULT, versionOf } from './link.js';
+import { CmppLink, DELIVER_RETRY_RESULT, DELIVER_STORAGE_FULL_RESULT, versionOf } from './link.js';
 
 const ESM_UDHI = 0x40;
 
@@ -83,6 +87,11 @@ export function moText(content: Uint8Array, msgFmt: number): string {
     default:
       return Buffer.from(content).toString('latin1');
   }
+}
+
+/** DELIVER_RESP Result for how the report / MO was handled (0 only once durable). */
+export function deliverResult(answer: InboundAnswer): number {
+  return answer === 'ok' ? 0 : answer === 'storage-full' ? DELIVER_STORAGE_FULL_RESULT : DELIVER_RETRY_RESULT;
 }
 
 export function cmppProtocol(account: CmppAccountConfig): PoolProtocol {
@@ -156,7 +165,7 @@ export class CmppAccount extends SubmitPool {
   }
 
   private onDeliver(pdu: DeliverPdu): Promise<number> {
-    return this.deliverInbound(this.inbound(pdu)).then((done) => (done ? 0 : DELIVER_RETRY_RESULT));
+    return this.answerInbound(this.inbound(pdu)).then(deliverResult);
   }
 
   private inbound(pdu: DeliverPdu): Inbound {

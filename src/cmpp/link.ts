@@ -43,6 +43,12 @@ import { CmppConnection } from './connection.js';
 
 /** DELIVER_RESP Result for "try again later" (9: other error; the ISMG re-sends). */
 export const DELIVER_RETRY_RESULT = 9;
+/**
+ * DELIVER_RESP Result while storage is full (8: flow control). The
+ * specification has no "temporary" Result; 8 is the one an ISMG reads as
+ * "the peer cannot take it now", so it keeps the report / MO and re-sends.
+ */
+export const DELIVER_STORAGE_FULL_RESULT = 8;
 /** DELIVER_RESP Result for a DELIVER we could not parse (1: message structure error). */
 export const DELIVER_BAD_STRUCTURE = 1;
 

@@ -124,6 +124,8 @@ export class CmppSimulator {
   /** The last RECENT submits, a ring (at = next slot). */
   private readonly submitted: SubmitPdu[] = [];
   private submittedAt = 0;
+  /** DELIVER_RESP Results received, by Result. */
+  private readonly results = new Map<number, number>();
   private nextSession = 1;
   private msgSeq = 0;
   private moRef = 0;
@@ -162,7 +164,12 @@ export class CmppSimulator {
     return { ...this.counters };
   }
 
-  /** The last submits received (at most 1000), for assertions on the wire format. */
+  /** DELIVER_RESP Results received so far, by Result (0 acknowledged; others re-sent after dlrRetryMs). */
+  deliverResults(): ReadonlyMap<number, number> {
+    return new Map(this.results);
+  }
+
+    /** The last submits received (at most 1000), for assertions on the wire format. */
   recentSubmits(): readonly SubmitPdu[] {
     return this.submitted.length < RECENT ? [...this.submitted] : [...this.submitted.slice(this.submittedAt), ...this.submitted.slice(0, this.submittedAt)];
   }
@@ -296,6 +303,7 @@ export class CmppSimulator {
         const d = s.awaiting.get(pdu.sequenceId);
         if (d === undefined) return;
         s.awaiting.delete(pdu.sequenceId);
+        this.results.set(pdu.result, (this.results.get(pdu.result) ?? 0) + 1);
         if (pdu.result === 0) {
           if (d.kind === 'report') this.counters.reportsAcked++;
           else this.counters.moAcked++;

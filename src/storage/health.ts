@@ -8,7 +8,8 @@
  *
  * While `full`: the HTTP door answers writes 503 STORAGE_FULL with
  * Retry-After, /readyz is false and names the reason, deliver_sm / data_sm
- * are answered ESME_RX_T_APPN (the SMSC keeps the receipt or MO and retries),
+ * are answered ESME_RX_T_APPN and CMPP DELIVER Result 8 (the carrier keeps
+ * the receipt or MO and retries),
  * SMTP answers 451. Reads go on. Nothing acknowledged is lost: every
  * acknowledgement (202, deliver_sm_resp ESME_ROK, SMTP 250, a queue ack)
  * follows a commit that succeeded, and a commit that failed wrote nothing.

@@ -47,7 +47,7 @@
  * yet. Unparseable receipts are acknowledged (a re-send would not parse
  * either) and logged, sampled.
  */
-import { isGatewayError } from '../core/errors.js';
+import { isGatewayError, isStorageFailure } from '../core/errors.js';
 import type { DeliveryReceipt, MobileOriginated, SegmentProfile, SmsTransport, SubmitOutcome, SubmitRequest } from '../core/ports.js';
 import { RingBuffer } from '../core/ring.js';
 import { TokenBucket } from '../core/token-bucket.js';
@@ -177,8 +177,17 @@ export interface SubmitPoolStats {
   readonly badReceipts: number;
 }
 
-const DONE: Promise<boolean> = Promise.resolve(true);
-const RETRY_LATER: Promise<boolean> = Promise.resolve(false);
+/**
+ * How an inbound message was handled, for the protocol's answer:
+ *  - `ok`: durable (or acknowledged and dropped as unparseable);
+ *  - `storage-full`: refused because storage cannot take writes (src/storage/health.ts), temporary;
+ *  - `retry`: the handler failed otherwise, or none is set yet.
+ */
+export type InboundAnswer = 'ok' | 'storage-full' | 'retry';
+
+const OK: Promise<InboundAnswer> = Promise.resolve('ok');
+const RETRY: Promise<InboundAnswer> = Promise.resolve('retry');
+const isOk = (a: InboundAnswer): boolean => a === 'ok';
 
 export class SubmitPool implements SmsTransport {
   readonly account: string;
@@ -615,27 +624,36 @@ export class SubmitPool implements SmsTransport {
    * send it again later.
    */
   protected deliverInbound(inbound: Inbound): Promise<boolean> {
+    return this.answerInbound(inbound).then(isOk);
+  }
+
+  /**
+   * As deliverInbound, telling a refusal because storage is full (the
+   * handler threw STORAGE_FULL or a storage failure) from other failures, for
+   * a protocol that answers them differently (CMPP DELIVER_RESP).
+   */
+  protected answerInbound(inbound: Inbound): Promise<InboundAnswer> {
     if (inbound.kind === 'bad') {
       if (this.counters.badReceipts++ % 1000 === 0) {
         this.log.warn({ total: this.counters.badReceipts, detail: inbound.detail }, 'unparseable delivery receipt acknowledged and dropped (sampled)');
       }
-      return DONE;
+      return OK;
     }
     if (inbound.kind === 'receipt') {
       this.counters.receipts++;
       const h = this.receiptHandler;
-      if (h === undefined) return RETRY_LATER;
+      if (h === undefined) return RETRY;
       const receipt = inbound.receipt;
       return this.settle(() => h(receipt));
     }
     this.counters.mobileOriginated++;
     const h = this.moHandler;
-    if (h === undefined) return RETRY_LATER;
+    if (h === undefined) return RETRY;
     const mo = inbound.mo;
     return this.settle(() => h(mo));
   }
 
-  private settle(run: () => Promise<void>): Promise<boolean> {
+  private settle(run: () => Promise<void>): Promise<InboundAnswer> {
     let p: Promise<void>;
     try {
       p = run();
@@ -643,12 +661,14 @@ export class SubmitPool implements SmsTransport {
       p = Promise.reject(err);
     }
     return p.then(
-      () => true,
-      (err: unknown) => {
+      (): InboundAnswer => 'ok',
+      (err: unknown): InboundAnswer => {
+        // Storage full is a state, not a fault: the carrier keeps the message and offers it again.
+        if (isStorageFailure(err)) return 'storage-full';
         if (this.counters.handlerErrors++ % 100 === 0) {
           this.log.warn({ err: err instanceof Error ? err.message : String(err), total: this.counters.handlerErrors }, 'receipt/MO handler failed; carrier told to retry (sampled)');
         }
-        return false;
+        return 'retry';
       },
     );
   }

@@ -214,6 +214,8 @@ t.test('CmppAccount: wrong secret is refused and named; a failing handler makes 
   t.equal(out.kind, 'accepted');
   await until(() => got.length === 1, { timeoutMs: 10_000, message: () => JSON.stringify(sim.stats()) });
   t.ok(sim.stats().deliverRetries >= 2, 'the ISMG re-sent after a non-zero DELIVER_RESP');
+  t.equal(sim.deliverResults().get(9), 2, 'a handler failure that is not storage answers Result 9 (other error)');
+  t.equal(sim.deliverResults().get(8), undefined, 'not the storage-full Result 8');
   await a.close();
 });
 
