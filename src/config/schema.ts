@@ -465,6 +465,8 @@ export const ConfigSchema = Type.Object({
     /** Default source address when a tenant has none. */
     defaultSource: Type.String({ pattern: '^[0-9]{1,20}$' }),
     maxValidity: IsoDuration,
+    /** SMS parts one message may need per recipient (with the unit's signature); past it: 422 TOO_MANY_PARTS. */
+    maxSegments: Type.Integer({ minimum: 1, maximum: 255 }),
   }, strict),
   queue: Type.Object({
     kind: Type.Union([Type.Literal('embedded'), Type.Literal('nats')]),

@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   VALIDATION: { status: 422, text: 'a field has the wrong form' },
   BODY_TOO_LARGE: { status: 413, text: 'the request body is larger than the limit' },
   TOO_MANY_RECIPIENTS: { status: 413, text: 'more recipients than one request may carry' },
+  TOO_MANY_PARTS: { status: 422, text: 'the text needs more SMS parts than one message may have' },
+  TEXT_INVALID: { status: 422, text: 'the text contains a lone surrogate or a control character' },
   BAD_NUMBER: { status: 422, text: 'a phone number is not a valid mobile number' },
   UNAUTHORIZED: { status: 401, text: 'missing or unknown API key' },
   FORBIDDEN: { status: 403, text: 'the API key may not do this' },

@@ -53,6 +53,39 @@ export type Compiled = { ok: true; template: CompiledTemplate } | { ok: false; p
 export type Rendered = { ok: true; text: string } | { ok: false; problems: FieldProblem[] };
 
 const PATH_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,7}$/;
+/**
+ * Names no parameter (nor any dotted part of one, nor any key of a send's
+ * `params`) may have: they name an object's prototype machinery, so a
+ * template using one would look its value up on Object.prototype (or never
+ * find it) instead of in the params. Refused when a template is saved
+ * (TEMPLATE_INVALID) and when a send carries one (TEMPLATE_PARAMS).
+ */
+export const RESERVED_PARAM_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+/** Nesting of `params` looked through for reserved keys (deeper than any path: 8 dotted parts). */
+const MAX_PARAMS_DEPTH = 16;
+
+/** The first reserved dotted part of a parameter path, or undefined. */
+export function reservedPart(path: string): string | undefined {
+  return path.split('.').find((p) => RESERVED_PARAM_NAMES.has(p));
+}
+
+/** The JSON pointer of the first reserved key in a send's params (objects and lists, bounded depth), or undefined. */
+export function reservedKeyIn(values: unknown, field: string, depth = 0): string | undefined {
+  if (values === null || typeof values !== 'object' || depth > MAX_PARAMS_DEPTH) return undefined;
+  if (Array.isArray(values)) {
+    for (let i = 0; i < values.length; i++) {
+      const hit = reservedKeyIn(values[i], `${field}/${i}`, depth + 1);
+      if (hit !== undefined) return hit;
+    }
+    return undefined;
+  }
+  for (const key of Object.keys(values)) {
+    if (RESERVED_PARAM_NAMES.has(key)) return `${field}/${key}`;
+    const hit = reservedKeyIn((values as Record<string, unknown>)[key], `${field}/${key}`, depth + 1);
+    if (hit !== undefined) return hit;
+  }
+  return undefined;
+}
 /** Most placeholders in one template. */
 export const MAX_PLACEHOLDERS = 64;
 /** Longest rendered value of one placeholder (characters). */
@@ -106,6 +139,7 @@ export function compileTemplate(source: string, params?: Readonly<Record<string,
   if (params) {
     for (const [path, spec] of Object.entries(params)) {
       if (!PATH_RE.test(path)) problems.push({ field: `/params/${path}`, message: 'a parameter name is letters, digits and _ in dotted parts, e.g. meeting.title' });
+      else if (reservedPart(path) !== undefined) problems.push({ field: `/params/${path}`, message: `${reservedPart(path) ?? ''} is a reserved name (${[...RESERVED_PARAM_NAMES].join(', ')} are refused)` });
       if (!PARAM_TYPES.includes(spec.type)) problems.push({ field: `/params/${path}/type`, message: `one of ${PARAM_TYPES.join(', ')}` });
     }
   }
@@ -116,6 +150,8 @@ export function compileTemplate(source: string, params?: Readonly<Record<string,
 /** Render with `values` (the request's `params`). Local times use `utcOffsetMinutes`. */
 export function renderTemplate(t: CompiledTemplate, values: Readonly<Record<string, unknown>>, opts: { utcOffsetMinutes: number }, field = '/params'): Rendered {
   const problems: FieldProblem[] = [];
+  const reserved = reservedKeyIn(values, field);
+  if (reserved !== undefined) return { ok: false, problems: [{ field: reserved, message: `a reserved name (${[...RESERVED_PARAM_NAMES].join(', ')} are refused)` }] };
   // Declared parameters: every required one present and of its type, no unknown ones.
   const declared = t.params;
   for (const [path, spec] of Object.entries(declared)) {
@@ -166,6 +202,8 @@ function parsePlaceholder(inner: string): { path: string; filters: Filter[] } | 
   const pieces = splitPipes(inner);
   const path = (pieces[0] ?? '').trim();
   if (!PATH_RE.test(path)) return `"${path}" is not a parameter name (letters, digits, _ in dotted parts)`;
+  const reserved = reservedPart(path);
+  if (reserved !== undefined) return `"${path}" uses the reserved name ${reserved} (${[...RESERVED_PARAM_NAMES].join(', ')} are refused)`;
   const filters: Filter[] = [];
   for (const raw of pieces.slice(1)) {
     const m = /^\s*([a-z]+)\s*(?::\s*"((?:[^"\\]|\\.)*)"\s*)?$/.exec(raw);

@@ -78,7 +78,7 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
       '403': 'FORBIDDEN (tier, group, numbers or police not granted to the unit or narrowed by a parent; details name the field) or QUOTA_EXCEEDED',
       '409': 'IDEMPOTENCY_CONFLICT: key reused with a different body',
       '413': 'TOO_MANY_RECIPIENTS',
-      '422': 'BAD_NUMBER, CONTENT_REJECTED (sensitive word) or CHANNEL_REFUSED (police message to an SMS-only person); details name the fields',
+      '422': 'VALIDATION, BAD_NUMBER, TEXT_INVALID (lone surrogate or control character), TOO_MANY_PARTS (over sender.maxSegments), TEMPLATE_PARAMS, CONTENT_REJECTED (sensitive word) or CHANNEL_REFUSED (police message to an SMS-only person); details name the fields',
       '503': 'OVERLOADED',
     },
     handle: async ({ deps, principal, json, idempotencyKey }) => {
@@ -93,12 +93,19 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
     method: 'POST', path: '/v1/messages/batch', realm: 'sending', tags: TAGS, write: true,
     summary: 'Send up to server.maxBatchItems messages; per-item results',
     body: { kind: 'json', name: 'BatchRequest', schema: BatchRequestSchema },
-    responses: { '207': ref('BatchResult', 'Per-item results'), '403': 'FORBIDDEN or QUOTA_EXCEEDED', '413': 'TOO_MANY_RECIPIENTS', '503': 'OVERLOADED' },
+    responses: { '207': ref('BatchResult', 'Per-item results'), '403': 'FORBIDDEN or QUOTA_EXCEEDED', '413': 'TOO_MANY_RECIPIENTS (more than maxBatchItems items, or more than maxRecipientsPerRequest numbers summed over the items)', '503': 'OVERLOADED' },
     handle: async ({ deps, principal, json }) => {
         const messages = json.messages;
         const max = deps.config.server.maxBatchItems;
         if (messages.length > max) {
           throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${max} messages in one batch`, { details: [{ field: '/messages', message: `has ${messages.length} items` }] });
+        }
+        // The recipient cap is per request, not per item: the numbers (and people) named over the whole batch.
+        const named = recipientsNamed(messages);
+        if (named > deps.config.server.maxRecipientsPerRequest) {
+          throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${deps.config.server.maxRecipientsPerRequest} recipients in one request (summed over the batch)`, {
+            details: [{ field: '/messages', message: `names ${named} recipients over ${messages.length} items` }],
+          });
         }
         const results: ({ index: number; httpStatus: number } & Record<string, unknown>)[] = new Array(messages.length);
         const valid: { index: number; request: SendRequest; idempotencyKey?: string; prefix: string }[] = [];
@@ -199,4 +206,21 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
 function callbackView(c: { state: string; attempts?: number; lastError?: string } | undefined): { callback?: Record<string, unknown> } {
   if (c === undefined) return {};
   return { callback: { state: c.state, ...(c.attempts !== undefined && c.attempts > 0 ? { attempts: c.attempts } : {}), ...(c.lastError !== undefined ? { lastError: c.lastError } : {}) } };
+}
+
+/**
+ * Recipients a batch names: the lengths of its items' `to` (and `people`)
+ * lists, before any item is checked (a group counts 0 here: its members are
+ * counted, and capped, by the quotas). Repeats count: the cap is on what the
+ * request carries.
+ */
+export function recipientsNamed(messages: readonly unknown[]): number {
+  let n = 0;
+  for (const m of messages) {
+    if (m === null || typeof m !== 'object') continue;
+    const { to, people } = m as { to?: unknown; people?: unknown };
+    if (Array.isArray(to)) n += to.length;
+    if (Array.isArray(people)) n += people.length;
+  }
+  return n;
 }

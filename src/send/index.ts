@@ -5,7 +5,7 @@
  * decides — no stage checks whether something is enabled.
  *
  *   grants     tier (bootstrap keys) · directory grants | no directory (refuse groups, police, pda)
- *   admission  template | no templates · signature · content rules (reject | hold) · parts
+ *   admission  template | no templates · text rules · signature · content rules (reject | hold) · parts
  *              · police recipients · group count · schedule | no schedule
  *   quota      the directory's reserve | none
  *   persist and enqueue   (SendService.write, through the queue port)
@@ -17,7 +17,7 @@ import type { WorkQueue } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { SendService, authorizeWith, type QuotaStage, type SendStore } from './service.js';
 import {
-  contentRules, directoryGrants, groupCount, parts, policeNumbers, schedule, signature, template, tierGrant,
+  contentRules, directoryGrants, groupCount, parts, policeNumbers, schedule, signature, template, textRules, tierGrant,
   withoutDirectory, withoutSchedule, withoutTemplates,
   type DoorRules, type GrantStage, type HeldSink, type ScheduleSink, type Stage, type TemplateRenderer,
 } from './stages.js';
@@ -65,8 +65,9 @@ export function createSendService(w: SendWiring): SendService {
   const grants = grantStages(dir);
   const admission: Stage[] = [
     w.templates ? template(w.templates) : withoutTemplates,
+    textRules,
     ...(dir ? [signature(dir.rules), contentRules(dir.rules, dir.held)] : []),
-    parts,
+    parts(w.config.sender.maxSegments),
     ...(dir ? [policeNumbers(dir.rules), groupCount(dir.rules)] : []),
     w.schedule ? schedule(w.schedule) : withoutSchedule,
   ];

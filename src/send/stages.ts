@@ -6,7 +6,7 @@
  * templates, the schedule — so no stage asks "is this enabled?". A part
  * that is not wired contributes a stage that refuses what only it could do.
  *
- *   shape ─▶ grants ─▶ template ─▶ signature ─▶ content rules (reject | hold)
+ *   shape ─▶ grants ─▶ template ─▶ text rules ─▶ signature ─▶ content rules (reject | hold)
  *         ─▶ parts ─▶ police recipients ─▶ group count ─▶ schedule
  *   (then, for the sends that will really be written: quota reserve ─▶ persist and enqueue)
  */
@@ -14,6 +14,7 @@ import { GatewayError, type FieldProblem } from '../core/errors.js';
 import type { Channel, Tier } from '../core/message.js';
 import type { Principal, SendCommand, SendShape } from '../core/send.js';
 import { countSegments, MAX_SEGMENTS, type SegmentCount } from '../core/segment.js';
+import { cleanText } from '../core/text.js';
 import type { QueueMessage } from '../queue/port.js';
 
 /** What the directory's rules decided for one send (opaque here beyond these). */
@@ -184,14 +185,30 @@ export const withoutTemplates: Stage = (d) => {
 
 // ------------------------------------------------------------------ parts
 
-/** Parts per recipient, counted on the text as sent; at most MAX_SEGMENTS. */
-export const parts: Stage = (d) => {
-  const seg = countSegments(d.text);
-  if (seg.count > MAX_SEGMENTS) {
-    throw new GatewayError('VALIDATION', 'text is too long', { details: [{ field: contentField(d), message: `needs ${seg.count} parts; at most ${MAX_SEGMENTS}${d.text !== d.body ? ' (with the unit\'s signature)' : ''}` }] });
-  }
-  d.segments = seg;
+/**
+ * Text rules (src/core/text.ts) on the body — the text, or the template as
+ * rendered with its parameters: a lone surrogate or a C0 control other than
+ * CR / LF is refused (TEXT_INVALID), TAB becomes a space, bidi controls and
+ * zero-width format characters are removed, before anything else reads it.
+ */
+export const textRules: Stage = (d) => {
+  d.body = cleanText(d.body, contentField(d));
+  d.text = d.body;
 };
+
+/** Parts per recipient, counted on the text as sent; at most `maxSegments` (config sender.maxSegments). */
+export function parts(maxSegments: number): Stage {
+  const max = Math.min(maxSegments, MAX_SEGMENTS);
+  return (d) => {
+    const seg = countSegments(d.text);
+    if (seg.count > max) {
+      throw new GatewayError('TOO_MANY_PARTS', `the text needs ${seg.count} SMS parts; at most ${max} (sender.maxSegments)`, {
+        details: [{ field: contentField(d), message: `needs ${seg.count} parts (${seg.encoding}); at most ${max}${d.text !== d.body ? ' (with the unit\'s signature)' : ''}` }],
+      });
+    }
+    d.segments = seg;
+  };
+}
 
 // ------------------------------------------------------------------ schedule
 
