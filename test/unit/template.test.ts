@@ -233,7 +233,9 @@ t.test('render: required parameters', async (t) => {
 
 t.test('render: inferred parameters are optional', async (t) => {
   t.equal(text('[{{a}}|{{b|join:","}}|{{c|date:"HH:mm"}}]', {}), '[||]');
-  t.equal(text('{{a.toString}}{{a.constructor}}', { a: {} }), '', 'inherited properties of a value are not values');
+  t.equal(text('{{a.toString}}{{a.valueOf}}', { a: {} }), '', 'inherited properties of a value are not values');
+  // constructor / prototype / __proto__ are reserved names (issue #16): refused when saved.
+  t.match(compileTemplate('{{a.constructor}}'), { ok: false, problems: [{ message: /reserved name constructor/ }] });
 });
 
 t.test('render: wrong types', async (t) => {
@@ -615,7 +617,7 @@ t.test('names of Object.prototype members are parameters like any other', async 
   for (const body of ['{{toString}}', '{{constructor}}', '{{hasOwnProperty|date:"HH"}}', '{{__proto__}}', '{{valueOf}}']) {
     const c = compileTemplate(body, { a: { type: 'string' } });
     t.notOk(c.ok, `${body} with declared params {a} is refused`);
-    if (!c.ok) t.match(c.problems[0]?.message, /not declared|not a parameter name/, body);
+    if (!c.ok) t.match(c.problems[0]?.message, /not declared|not a parameter name|reserved name/, body);
   }
   const body = '{{toString}}{{constructor}}{{__proto__}}{{type}}';
   const c = compileTemplate(body);
@@ -627,4 +629,35 @@ t.test('names of Object.prototype members are parameters like any other', async 
   } else {
     t.notOk(c.problems.some((p) => /undefined/.test(p.message)), `refused for a reason: ${JSON.stringify(c.problems)}`);
   }
+});
+
+t.test('reserved names (__proto__, constructor, prototype) are refused in any dotted position, declared or used, and in params at any depth', async (t) => {
+  const reserved = fc.constantFrom('__proto__', 'constructor', 'prototype');
+  const plain = fc.constantFrom('a', 'meeting', 'x_1', 'title');
+  // A path of 1..4 parts with a reserved one somewhere.
+  const path = fc.tuple(fc.array(plain, { maxLength: 3 }), reserved, fc.array(plain, { maxLength: 3 }))
+    .filter(([a, , b]) => a.length + b.length < 8)
+    .map(([a, r, b]) => [...a, r, ...b].join('.'));
+  fc.assert(fc.property(path, (p) => {
+    const used = compileTemplate(`x {{${p}}}`);
+    const declared = compileTemplate('x', JSON.parse(`{${JSON.stringify(p)}:{"type":"string"}}`) as Record<string, ParamSpec>);
+    return !used.ok && !declared.ok
+      && used.problems.some((q) => /reserved name/.test(q.message))
+      && declared.problems.some((q) => q.field === `/params/${p}` && /reserved name/.test(q.message));
+  }), { numRuns: 300, seed: 16 });
+  const ok = compileTemplate('{{place}}', { place: { type: 'string' } });
+  if (!ok.ok) throw new Error('did not compile');
+  // Params as JSON.parse makes them (own __proto__ keys), nested in objects and lists.
+  const nest = fc.letrec((tie) => ({
+    node: fc.oneof({ depthSize: 'small' },
+      fc.constant('"v"'),
+      fc.tuple(fc.constantFrom('"k"', '"__proto__"', '"constructor"', '"prototype"'), tie('node')).map(([k, v]) => `{${k}:${v}}`),
+      tie('node').map((v) => `[${v}]`)),
+  })).node;
+  fc.assert(fc.property(nest, (json) => {
+    const values = JSON.parse(`{"place":"三楼","extra":${json}}`) as Record<string, unknown>;
+    const r = renderTemplate(ok.template, values, { utcOffsetMinutes: 0 });
+    const hasReserved = /"(__proto__|constructor|prototype)"/.test(json);
+    return hasReserved ? !r.ok && /reserved name/.test(r.problems[0]?.message ?? '') && (r.problems[0]?.field ?? '').startsWith('/params/extra') : r.ok && r.text === '三楼';
+  }), { numRuns: 500, seed: 61 });
 });
