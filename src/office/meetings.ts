@@ -167,6 +167,10 @@ export class Meetings implements MoHandler {
     const existing = this.meetings.get(id);
     if (existing) {
       if (existing.tenant !== tenant) throw new GatewayError('IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used');
+      // A meeting's key lasts as long as the meeting. Its notices went out (their ids are on it):
+      // a repeat, however late, sends nothing again — after idempotencyTtl the notices' own keys
+      // would make new messages. Only a meeting whose notices were never recorded finishes them.
+      if (existing.notices.length > 0) return { meeting: existing, replayed: true };
       return { meeting: await this.sendNotices(existing), replayed: true };
     }
     const cfg = this.deps.config.office.meetings;

@@ -33,6 +33,7 @@ export interface StoredMessage {
   f?: string; // reference
   i?: string; // idempotencyKey
   u?: string; // callbackUrl
+  p?: string; // request fingerprint of a keyed send
   h?: string; // origin host of a replicated message (absent: accepted on this host)
 }
 
@@ -86,6 +87,7 @@ export function encodeMessage(m: MessageRecord): StoredMessage {
   if (m.reference !== undefined) out.f = m.reference;
   if (m.idempotencyKey !== undefined) out.i = m.idempotencyKey;
   if (m.callbackUrl !== undefined) out.u = m.callbackUrl;
+  if (m.fingerprint !== undefined) out.p = m.fingerprint;
   return out;
 }
 
@@ -97,6 +99,7 @@ export function decodeMessage(id: string, s: StoredMessage): MessageRecord {
   if (s.f !== undefined) out.reference = s.f;
   if (s.i !== undefined) out.idempotencyKey = s.i;
   if (s.u !== undefined) out.callbackUrl = s.u;
+  if (s.p !== undefined) out.fingerprint = s.p;
   return out;
 }
 

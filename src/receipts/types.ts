@@ -22,6 +22,8 @@ export interface MessageRecord {
   readonly group?: string;
   readonly reference?: string;
   readonly idempotencyKey?: string;
+  /** A keyed send's request fingerprint (a retry under the same key must match it). */
+  readonly fingerprint?: string;
   readonly callbackUrl?: string;
 }
 

@@ -3,9 +3,12 @@
  * timestamp then 80 random bits, like a ULID), so ids sort by acceptance
  * time in LMDB ranges and logs.
  *
- * With an Idempotency-Key the id is derived from (tenant, key) instead, so a
- * retried request after a crash maps onto the same message, the same receipt
- * rows and the same queue de-duplication ids: end-to-end idempotent.
+ * With an Idempotency-Key the id is derived from (tenant, key, generation)
+ * instead, so a retried request after a crash maps onto the same message, the
+ * same receipt rows and the same queue de-duplication ids: end-to-end
+ * idempotent. The send service takes the generation from the time window of
+ * one idempotency TTL (`keyedMessageId` in service.ts): a key reused after its
+ * TTL gets a new id, never the older message's.
  */
 import { createHash, randomFillSync } from 'node:crypto';
 
@@ -46,8 +49,15 @@ export function newMessageId(now: number = Date.now()): string {
   return base32(head, 26);
 }
 
-export function idempotentMessageId(tenant: string, key: string): string {
-  const digest = createHash('sha256').update(tenant).update('\u0000').update(key).digest();
+/**
+ * The id a keyed request maps to. `generation` (absent for meetings, whose
+ * key lives as long as the meeting) separates uses of the same key that must
+ * not share a message.
+ */
+export function idempotentMessageId(tenant: string, key: string, generation?: string): string {
+  const h = createHash('sha256').update(tenant).update('\u0000').update(key);
+  if (generation !== undefined) h.update('\u0000').update(generation);
+  const digest = h.digest();
   // 'I' is not in the Crockford alphabet, so a derived id can never equal a time-based one.
   return 'I' + base32(digest, 25);
 }

@@ -10,11 +10,14 @@
  *                 + jobs of ≤ batchSize recipients (queue), durable together
  *                 through the queue port (persistTogether) ─▶ accepted
  *
- * Idempotency key: the message id is derived from (tenant, key), the stored
- * answer is replayed for a repeat, and a repeat while the first is still in
- * flight waits for the first's answer. A repeat is "the same" when its
- * fingerprint is: the HTTP door fingerprints the request body; other senders
- * the command.
+ * Idempotency key: the stored answer is replayed for a repeat within the
+ * TTL, and a repeat while the first is still in flight waits for the first's
+ * answer. A repeat is "the same" when its fingerprint is: the HTTP door
+ * fingerprints the request body; other senders the command. The message id
+ * is derived from (tenant, key, TTL window) (`keyedMessageId`), so a retry
+ * after a crash that lost the stored answer lands on the same message and the
+ * same job ids; a key reused after its TTL is a new message with a new id and
+ * never writes into, or publishes under, the older one (invariant 7).
  */
 import type { Logger } from 'pino';
 import { GatewayError, isStorageFailure } from '../core/errors.js';
@@ -37,7 +40,7 @@ export interface SendStore {
   putPendingMessage(msg: MessageRecord): void;
   putIdempotency(tenant: string, key: string, value: unknown, expiresAt: number): void;
   getIdempotency(tenant: string, key: string): unknown;
-  getMessage(id: string): { tenant: string } | undefined;
+  getMessage(id: string): { tenant: string; createdAt: number; fingerprint?: string } | undefined;
   flushed(): Promise<void>;
 }
 
@@ -54,6 +57,8 @@ export interface MessageRecord {
   group?: string;
   reference?: string;
   idempotencyKey?: string;
+  /** A keyed send's request fingerprint: a retry that finds the message must be the same request. */
+  fingerprint?: string;
   callbackUrl?: string;
 }
 
@@ -338,7 +343,9 @@ export class SendService implements Sends {
     const sender = d.admission?.sender ?? principal.sender;
     const validityMs = command.validityMs ?? tier.defaultValidityMs;
     const key = command.idempotencyKey;
-    const id = key !== undefined ? idempotentMessageId(principal.tenant, key) : newMessageId(now);
+    // Only a keyed send is ever compared with an earlier one.
+    const fingerprint = key === undefined ? '' : item.fingerprint ?? commandFingerprint(command);
+    const id = key !== undefined ? keyedMessageId(this.store, principal.tenant, key, fingerprint, now, this.config.idempotencyTtlMs) : newMessageId(now);
     // Quiet hours: a tier that must not be sent now waits; its validity starts when it may be sent.
     const tierConfig = this.config.tiers.find((t) => t.name === tier.name);
     const startAt = d.scheduleAt ?? now;
@@ -357,7 +364,7 @@ export class SendService implements Sends {
       expiresAt,
       group,
       ...(command.reference !== undefined ? { reference: command.reference } : {}),
-      ...(key !== undefined ? { idempotencyKey: key } : {}),
+      ...(key !== undefined ? { idempotencyKey: key, fingerprint } : {}),
       ...(command.callbackUrl !== undefined ? { callbackUrl: command.callbackUrl } : {}),
     };
     const chunks: JobMessage[] = [];
@@ -394,8 +401,7 @@ export class SendService implements Sends {
       numbers: d.numbers,
       chunks,
       response,
-      // Only a keyed send is ever compared with an earlier one.
-      fingerprint: key === undefined ? '' : item.fingerprint ?? commandFingerprint(command),
+      fingerprint,
       ...(expansion !== undefined ? { expansion } : {}),
       ...(d.park !== undefined ? { park: d.park } : {}),
       ...(d.admission !== undefined ? { admission: d.admission } : {}),
@@ -516,6 +522,39 @@ export function authorizeWith(grants: readonly GrantStage[], config: ResolvedCon
   };
   const d = draftOf(principal, command, prefix, now, tier);
   for (const stage of grants) stage(d);
+}
+
+/**
+ * The message id of a keyed send that found no stored answer (none yet, or
+ * its TTL has passed). Ids are derived from (tenant, key, TTL, window) with
+ * window = floor(now / TTL):
+ *
+ *   - a message of this key accepted less than one TTL ago (this window or
+ *     the previous one) is a retry whose answer was lost in a crash: the
+ *     same id, so its rows are kept and its jobs de-duplicated by the queue;
+ *     a different request under the key is IDEMPOTENCY_CONFLICT;
+ *   - otherwise this window's id. A use one TTL or more after the last one is
+ *     always in a later window, so it is a new message with a new id: it
+ *     never writes into, or publishes under, the older message. Two hosts
+ *     taking the same key at once derive the same id (NATS de-duplicates the
+ *     jobs); a message found under this window's id yet older than the TTL
+ *     (a clock set back) is left alone and a fresh time-based id used.
+ */
+export function keyedMessageId(store: Pick<SendStore, 'getMessage'>, tenant: string, key: string, fingerprint: string, now: number, ttlMs: number): string {
+  const ttl = Math.max(1, ttlMs);
+  const window = Math.floor(now / ttl);
+  let fresh = '';
+  for (const w of [window - 1, window]) {
+    const id = idempotentMessageId(tenant, key, `${ttl}/${w}`);
+    const existing = store.getMessage(id);
+    if (w === window) fresh = existing === undefined ? id : newMessageId(now);
+    if (existing === undefined || existing.tenant !== tenant || existing.createdAt + ttl <= now) continue;
+    if (existing.fingerprint !== fingerprint) {
+      throw new GatewayError('IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used with a different request body');
+    }
+    return id;
+  }
+  return fresh;
 }
 
 function inflightKey(tenant: string, key: string): string {

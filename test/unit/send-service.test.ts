@@ -131,3 +131,89 @@ t.test('admission is what was wired: without the directory, templates or schedul
   t.equal(ok?.ok, true, 'a plain send to numbers goes (bootstrap-like principal, no directory)');
   t.match(ok?.ok && ok.body, { recipients: 1, status: 'accepted' });
 });
+
+/**
+ * Invariant 7 against a reference model: one Idempotency-Key used again and
+ * again over several TTLs, with some answers lost as in a crash between the
+ * rows and the stored answer. Model: a live stored answer replays (or 409 on
+ * another body); else a message of the key accepted less than one TTL ago is
+ * the retry of a lost answer (same id, rows kept, same job ids; 409 on
+ * another body); else a new message whose id no earlier message had. A new
+ * message never writes into, or publishes under, an older one.
+ */
+t.test('an Idempotency-Key reused after its TTL is a new message; a lost answer within it is retried under the same id', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const ttl = 10_000;
+  const cfg = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, server: { idempotencyTtl: 'PT10S' } } as never });
+  t.equal(cfg.idempotencyTtlMs, ttl);
+  const step = fc.record({ wait: fc.integer({ min: 0, max: 3 * ttl }), body: fc.constantFrom('a', 'b'), loseAnswer: fc.boolean() });
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 5 * ttl }), fc.array(step, { minLength: 1, maxLength: 12 }), async (start, steps) => {
+    let clock = 1_700_000_000_000 + start;
+    const messages = new Map<string, { tenant: string; createdAt: number; fingerprint?: string; to: readonly string[] }>();
+    const answers = new Map<string, { v: unknown; x: number }>();
+    const published: QueueMessage[] = [];
+    const store: SendStore = {
+      putMessage: (m, nums) => {
+        if (messages.has(m.id)) throw new Error(`rows written twice under ${m.id}`);
+        messages.set(m.id, { tenant: m.tenant, createdAt: m.createdAt, to: nums, ...(m.fingerprint !== undefined ? { fingerprint: m.fingerprint } : {}) });
+      },
+      putPendingMessage: () => { throw new Error('no group sends here'); },
+      putIdempotency: (tn, k, v, x) => void answers.set(`${tn}/${k}`, { v, x }),
+      getIdempotency: (tn, k) => { const e = answers.get(`${tn}/${k}`); return e !== undefined && e.x > clock ? e.v : undefined; },
+      getMessage: (id) => messages.get(id),
+      flushed: async () => undefined,
+    };
+    const queue = {
+      kind: 'embedded',
+      lingerMs: 0,
+      async persistTogether(w) { await w.rowsDurable(); await w.publish(); w.after(); },
+      async publish(ms) { published.push(...ms); return ms.map((m, i) => ({ msgId: m.msgId, seq: i, duplicate: false })); },
+      fetch: async () => [], depth: async () => 0, onDeadLetter: () => undefined, close: async () => undefined,
+    } as WorkQueue;
+    const sends = createSendService({
+      config: cfg, store, queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
+      principalOf: () => principal, now: () => clock,
+    });
+    // The model: the live answer (id, body, expiry) and the latest message (id, body, createdAt).
+    let answer: { id: string; body: string; x: number } | undefined;
+    let last: { id: string; body: string; at: number } | undefined;
+    const ids = new Set<string>();
+    for (const s of steps) {
+      clock += s.wait;
+      const to = s.body === 'a' ? ['8613900000001'] : ['8613900000002', '8613900000003'];
+      const command: SendCommand = { ...numbers('caller', ...to), content: { kind: 'text', text: s.body }, idempotencyKey: 'K' };
+      const before = published.length;
+      const [r] = await sends.send(principal, [{ command }]);
+      if (!r) throw new Error('no result');
+      if (answer && clock < answer.x) {
+        if (s.body !== answer.body) { if (r.ok || r.error.code !== 'IDEMPOTENCY_CONFLICT') return false; continue; }
+        if (!r.ok || !r.replayed || r.body.id !== answer.id || published.length !== before) return false;
+        continue;
+      }
+      if (last && clock < last.at + ttl) {
+        if (s.body !== last.body) { if (r.ok || r.error.code !== 'IDEMPOTENCY_CONFLICT') return false; continue; }
+        // The retry of a lost answer: the same message, its rows kept, the same job ids republished.
+        if (!r.ok || r.replayed || r.body.id !== last.id) return false;
+        if (published.slice(before).some((m) => m.msgId !== `${last!.id}.0`)) return false;
+      } else {
+        if (!r.ok || r.replayed || ids.has(r.body.id)) return false;
+        const row = messages.get(r.body.id);
+        if (!row || row.createdAt !== clock || row.to.join() !== to.join()) return false;
+        if (published.slice(before).some((m) => !m.msgId.startsWith(`${r.body.id}.`))) return false;
+        ids.add(r.body.id);
+        last = { id: r.body.id, body: s.body, at: clock };
+      }
+      answer = { id: r.body.id, body: s.body, x: clock + ttl };
+      if (s.loseAnswer) {
+        answers.delete(`${principal.tenant}/K`);
+        answer = undefined;
+      }
+    }
+    // Whatever was published belongs to a message whose rows name exactly that job's recipients.
+    for (const m of published) {
+      const id = m.msgId.slice(0, m.msgId.lastIndexOf('.'));
+      if (!messages.has(id)) return false;
+    }
+    return true;
+  }), { numRuns: 300, seed: 16 });
+});
