@@ -40,6 +40,7 @@ import { parseDlrDate, statToState } from '../core/dlr.js';
 import { decodeUcs2 } from '../core/gsm7.js';
 import { partFromUdh, type MoPart } from '../core/mo.js';
 import type { MobileOriginated, SubmitRequest } from '../core/ports.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { SubmitPool, type Inbound, type InboundAnswer, type PoolProtocol, type SubmitPoolOptions } from '../transport/pool.js';
 import { MSG_FMT, RESULT_FLOW_CONTROL, decodeStatusReport, encodePdu, resultName, type CmppVersion, type DeliverPdu } from './codec.js';
 import { CmppLink, DELIVER_RETRY_RESULT, DELIVER_STORAGE_FULL_RESULT, versionOf } from './link.js';
@@ -100,6 +101,7 @@ export function cmppProtocol(account: CmppAccountConfig): PoolProtocol {
   return {
     name: 'CMPP',
     segmentProfile: account.gb18030 === true ? 'cmpp-gb18030' : 'cmpp',
+    metricFamily: 'cmpp',
     encode(req: SubmitRequest, now: number): Buffer {
       void now;
       const udhi = (req.esmClass & ESM_UDHI) !== 0 && req.payload.length >= 6;
@@ -140,6 +142,9 @@ export function cmppProtocol(account: CmppAccountConfig): PoolProtocol {
 export class CmppAccount extends SubmitPool {
   readonly version: CmppVersion;
   private readonly settings: CmppAccountConfig;
+  private readonly metrics: Metrics;
+  /** At most 3 kinds × 3 Results. */
+  private readonly deliverCounters = new Map<string, { inc(): void }>();
 
   constructor(account: CmppAccountConfig, options: CmppAccountOptions) {
     let self: CmppAccount | undefined;
@@ -160,12 +165,29 @@ export class CmppAccount extends SubmitPool {
       options,
     );
     self = this;
+    this.metrics = options.metrics;
     this.settings = account;
     this.version = versionOf(account);
   }
 
   private onDeliver(pdu: DeliverPdu): Promise<number> {
-    return this.answerInbound(this.inbound(pdu)).then(deliverResult);
+    const inbound = this.inbound(pdu);
+    return this.answerInbound(inbound).then((answer) => {
+      const result = deliverResult(answer);
+      this.countDeliver(inbound.kind, result);
+      return result;
+    });
+  }
+
+  /** smsgw_cmpp_deliver_total, through cached children (one per kind and Result seen). */
+  private countDeliver(kind: Inbound['kind'], result: number): void {
+    const key = `${kind}:${result}`;
+    let c = this.deliverCounters.get(key);
+    if (c === undefined) {
+      c = this.metrics.cmppDelivers.labels(this.account, kind === 'receipt' ? 'report' : kind, String(result));
+      this.deliverCounters.set(key, c);
+    }
+    c.inc();
   }
 
   private inbound(pdu: DeliverPdu): Inbound {

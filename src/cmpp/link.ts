@@ -104,7 +104,7 @@ export class CmppLink<T> implements PoolLink<T> {
   private readonly sweepMs: number;
   private readonly connectTimeoutMs: number;
   private readonly stableAfterMs: number;
-  private readonly labels: { account: string; bind: string };
+  private readonly labels: { account: string; link: string };
 
   private _state: LinkState = 'idle';
   private stateSince = 0;
@@ -141,7 +141,7 @@ export class CmppLink<T> implements PoolLink<T> {
     this.sweepMs = options.sweepMs ?? Math.min(250, Math.max(20, Math.floor(options.account.responseTimeoutMs / 4)));
     this.connectTimeoutMs = options.connectTimeoutMs ?? Math.max(options.account.responseTimeoutMs, 5000);
     this.stableAfterMs = options.stableAfterMs ?? 1000;
-    this.labels = { account: this.account, bind: String(this.index) };
+    this.labels = { account: this.account, link: String(this.index) };
     this.log = options.logger.child({ account: this.account, link: this.index });
   }
 
@@ -196,7 +196,7 @@ export class CmppLink<T> implements PoolLink<T> {
   private connect(): void {
     this.reconnectTimer = undefined;
     if (this.closing) return;
-    if (this.connects++ > 0) this.metrics?.reconnects.inc({ account: this.account });
+    if (this.connects++ > 0) this.metrics?.cmppReconnects.inc({ account: this.account });
     this.setState('connecting');
     this.seq = 0;
     const conn = CmppConnection.connect(this.cfg.host, this.cfg.port, this.version);
@@ -216,6 +216,7 @@ export class CmppLink<T> implements PoolLink<T> {
       if (bad.commandId === COMMAND.DELIVER) {
         // Answer it so the ISMG does not re-send a frame that will never parse; the Msg_Id is unknown.
         conn.write(encodePdu({ command: 'deliver_resp', sequenceId: bad.sequenceId, msgId: '0', result: DELIVER_BAD_STRUCTURE }, this.version));
+        this.metrics?.cmppDelivers.inc({ account: this.account, kind: 'bad', result: String(DELIVER_BAD_STRUCTURE) });
       }
     });
     conn.onError((err) => {
@@ -381,7 +382,7 @@ export class CmppLink<T> implements PoolLink<T> {
       if (e.kind === KIND_SUBMIT) {
         this._inFlight--;
         freed = true;
-        this.metrics?.smppTimeouts.inc({ account: this.account });
+        this.metrics?.cmppTimeouts.inc({ account: this.account });
         this.events.submitDone(e.token as T, 'timeout', 0, '', e.sentAt);
       } else if (e.kind === KIND_ACTIVE) {
         this._lastError = 'ACTIVE_TEST timeout';
@@ -407,7 +408,7 @@ export class CmppLink<T> implements PoolLink<T> {
       this.track(KIND_ACTIVE, seq, undefined);
       this.conn.write(encodePdu({ command: 'active_test', sequenceId: seq }, this.version));
     }
-    this.metrics?.bindWindowOccupancy.set(this.labels, this._inFlight);
+    this.metrics?.cmppWindowOccupancy.set(this.labels, this._inFlight);
     if (freed) {
       if (this.closing) this.wakeDrainIfIdle();
       else this.events.ready(this);
@@ -447,7 +448,7 @@ export class CmppLink<T> implements PoolLink<T> {
     this.setState('closed');
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
-    this.metrics?.bindWindowOccupancy.set(this.labels, 0);
+    this.metrics?.cmppWindowOccupancy.set(this.labels, 0);
   }
 
   private waitFor(register: (wake: () => void) => void, ms: number): Promise<void> {
@@ -491,7 +492,7 @@ export class CmppLink<T> implements PoolLink<T> {
     if (this._state === state) return;
     this._state = state;
     this.stateSince = this.now();
-    this.metrics?.bindConnected.set(this.labels, state === 'bound' ? 1 : 0);
+    this.metrics?.cmppLinkUp.set(this.labels, state === 'bound' ? 1 : 0);
     this.events.stateChanged?.(this, state);
   }
 }

@@ -84,6 +84,7 @@ function encodeSubmitSm(req: SubmitRequest, now: number): Buffer {
 export const SMPP_PROTOCOL: PoolProtocol = {
   name: 'SMPP',
   segmentProfile: 'smpp',
+  metricFamily: 'smpp',
   encode: encodeSubmitSm,
   isOk: (status) => status === STATUS.ESME_ROK,
   isThrottle: isThrottleStatus,

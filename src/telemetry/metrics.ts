@@ -43,6 +43,17 @@ export interface Metrics {
   readonly throttled: Counter<'account' | 'status'>;
   readonly smppTimeouts: Counter<'account'>;
   readonly reconnects: Counter<'account'>;
+  // cmpp (China Mobile ISMG accounts; the same meanings as the smpp ones, by link and Result)
+  readonly cmppLinkUp: Gauge<'account' | 'link'>;
+  readonly cmppWindowOccupancy: Gauge<'account' | 'link'>;
+  readonly cmppPendingQueue: Gauge<'account'>;
+  readonly cmppSubmitLatencySeconds: Histogram<'account'>;
+  readonly cmppSubmitResponses: Counter<'account' | 'result'>;
+  readonly cmppFlowControl: Counter<'account'>;
+  readonly cmppFlowControlBackoffs: Counter<'account'>;
+  readonly cmppTimeouts: Counter<'account'>;
+  readonly cmppReconnects: Counter<'account'>;
+  readonly cmppDelivers: Counter<'account' | 'kind' | 'result'>;
   // receipts
   readonly dlrLatencySeconds: Histogram<'account'>;
   readonly dlrReceived: Counter<'account' | 'state'>;
@@ -143,6 +154,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     throttled: new Counter({ name: 'smsgw_smpp_throttled_total', help: 'Throttling answers (0x58 ESME_RTHROTTLED, 0x14 ESME_RMSGQFUL)', labelNames: ['account', 'status'], registers: r }),
     smppTimeouts: new Counter({ name: 'smsgw_smpp_timeouts_total', help: 'Requests without a response in time', labelNames: ['account'], registers: r }),
     reconnects: new Counter({ name: 'smsgw_smpp_reconnects_total', help: 'Bind reconnect attempts', labelNames: ['account'], registers: r }),
+    cmppLinkUp: new Gauge({ name: 'smsgw_cmpp_link_up', help: '1 when the CMPP link (connection to the ISMG) is connected', labelNames: ['account', 'link'], registers: r }),
+    cmppWindowOccupancy: new Gauge({ name: 'smsgw_cmpp_window_occupancy', help: 'Outstanding CMPP_SUBMIT per link', labelNames: ['account', 'link'], registers: r }),
+    cmppPendingQueue: new Gauge({ name: 'smsgw_cmpp_pending_segments', help: 'Segments waiting for a CMPP window slot', labelNames: ['account'], registers: r }),
+    cmppSubmitLatencySeconds: new Histogram({ name: 'smsgw_cmpp_submit_latency_seconds', help: 'CMPP_SUBMIT to SUBMIT_RESP Result 0', labelNames: ['account'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: r }),
+    cmppSubmitResponses: new Counter({ name: 'smsgw_cmpp_submit_responses_total', help: 'SUBMIT_RESP by Result (OK, CMPP_FLOW_CONTROL, CMPP_BAD_DEST_TERMINAL_ID, …; Results above 255 as CMPP_RESULT_OTHER)', labelNames: ['account', 'result'], registers: r }),
+    cmppFlowControl: new Counter({ name: 'smsgw_cmpp_flow_control_total', help: 'SUBMIT_RESP Result 8 (flow control) answers; each request goes back to the front of its lane', labelNames: ['account'], registers: r }),
+    cmppFlowControlBackoffs: new Counter({ name: 'smsgw_cmpp_flow_control_backoffs_total', help: 'Account pauses begun (or doubled) on Result 8; answers to submits sent before the pause do not count again', labelNames: ['account'], registers: r }),
+    cmppTimeouts: new Counter({ name: 'smsgw_cmpp_timeouts_total', help: 'CMPP_SUBMIT without SUBMIT_RESP in time', labelNames: ['account'], registers: r }),
+    cmppReconnects: new Counter({ name: 'smsgw_cmpp_reconnects_total', help: 'CMPP link reconnect attempts', labelNames: ['account'], registers: r }),
+    cmppDelivers: new Counter({ name: 'smsgw_cmpp_deliver_total', help: 'CMPP_DELIVER received, by kind (report, mo, bad: undecodable or unparseable report) and the DELIVER_RESP Result answered (0 durable, 1 bad structure, 8 storage full, 9 other failure)', labelNames: ['account', 'kind', 'result'], registers: r }),
     dlrLatencySeconds: new Histogram({ name: 'smsgw_dlr_latency_seconds', help: 'submit_sm_resp to final DLR', labelNames: ['account'], buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 3600], registers: r }),
     dlrReceived: new Counter({ name: 'smsgw_dlr_received_total', help: 'Delivery receipts by state', labelNames: ['account', 'state'], registers: r }),
     dlrUnknown: new Counter({ name: 'smsgw_dlr_unknown_total', help: 'Receipts whose message id matched nothing (after the early-DLR grace)', labelNames: ['account'], registers: r }),

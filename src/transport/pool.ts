@@ -96,6 +96,8 @@ export interface PoolProtocol {
   readonly name: string;
   /** How the dispatcher must encode and segment text for this account. */
   readonly segmentProfile: SegmentProfile;
+  /** Which metrics of the catalogue the pool updates: smsgw_smpp_* or smsgw_cmpp_*. */
+  readonly metricFamily: 'smpp' | 'cmpp';
   /** The submit PDU for a request (sequence number patched per send by the link); throws when it cannot be built. */
   encode(req: SubmitRequest, now: number): Buffer;
   isOk(status: number): boolean;
@@ -185,6 +187,40 @@ export interface SubmitPoolStats {
  */
 export type InboundAnswer = 'ok' | 'storage-full' | 'retry';
 
+/** The pool's metrics, in the protocol's family of the catalogue. */
+interface PoolMeters {
+  pending(n: number): void;
+  latency(seconds: number): void;
+  /** `n` responses with this status name (OK ones counted locally, added once a sweep). */
+  response(status: string, n?: number): void;
+  throttled(status: string): void;
+  /** A throttle pause begun or doubled. */
+  backoff(): void;
+}
+
+function poolMeters(metrics: Metrics, family: 'smpp' | 'cmpp', account: string): PoolMeters {
+  const label = { account };
+  if (family === 'cmpp') {
+    const flow = metrics.cmppFlowControl.labels(account);
+    const backoffs = metrics.cmppFlowControlBackoffs.labels(account);
+    return {
+      pending: (n) => metrics.cmppPendingQueue.set(label, n),
+      latency: (s) => metrics.cmppSubmitLatencySeconds.observe(label, s),
+      // A 3.0 Result is 4 octets: unnamed ones above a byte share one series (bounded label values).
+      response: (result, n = 1) => metrics.cmppSubmitResponses.inc({ account, result: /^CMPP_RESULT_\d{4,}$/.test(result) ? 'CMPP_RESULT_OTHER' : result }, n),
+      throttled: () => flow.inc(),
+      backoff: () => backoffs.inc(),
+    };
+  }
+  return {
+    pending: (n) => metrics.bindPendingQueue.set(label, n),
+    latency: (s) => metrics.submitLatencySeconds.observe(label, s),
+    response: (status, n = 1) => metrics.submitResponses.inc({ account, status }, n),
+    throttled: (status) => metrics.throttled.inc({ account, status }),
+    backoff: () => undefined,
+  };
+}
+
 const OK: Promise<InboundAnswer> = Promise.resolve('ok');
 const RETRY: Promise<InboundAnswer> = Promise.resolve('retry');
 const isOk = (a: InboundAnswer): boolean => a === 'ok';
@@ -194,7 +230,6 @@ export class SubmitPool implements SmsTransport {
   readonly segmentProfile: SegmentProfile;
   private readonly cfg: PoolAccount;
   private readonly protocol: PoolProtocol;
-  private readonly metrics: Metrics;
   protected readonly log: Logger;
   protected readonly now: () => number;
   private readonly binds: PoolLink<PoolItem>[] = [];
@@ -206,7 +241,9 @@ export class SubmitPool implements SmsTransport {
   private readonly maxTimeouts: number;
   private readonly maxLosses: number;
   private readonly sweepMs: number;
-  private readonly accountLabel: { account: string };
+  private readonly meters: PoolMeters;
+  /** Status name of an OK response, for the counter flushed once a sweep. */
+  private readonly okName: string;
 
   private queued = 0;
   private inWindow = 0;
@@ -240,7 +277,6 @@ export class SubmitPool implements SmsTransport {
     this.protocol = protocol;
     this.segmentProfile = protocol.segmentProfile;
     this.account = account.name;
-    this.metrics = options.metrics;
     this.log = options.logger.child({ account: account.name });
     this.now = options.now ?? Date.now;
     this.maxPending = options.maxPending ?? Math.max(10_000, 8 * account.links * account.window);
@@ -249,7 +285,8 @@ export class SubmitPool implements SmsTransport {
     this.maxTimeouts = options.maxTimeouts ?? 3;
     this.maxLosses = options.maxConnectionLosses ?? 8;
     this.sweepMs = options.sweepMs ?? 250;
-    this.accountLabel = { account: account.name };
+    this.meters = poolMeters(options.metrics, protocol.metricFamily, account.name);
+    this.okName = protocol.metricFamily === 'cmpp' ? protocol.statusName(0) : 'ESME_ROK';
     this.throttleBackoff = account.throttleBackoffMs;
     // A burst of 1/20 s of the rate: enough that coarse timers (a few ms late) do not cap the rate below tps.
     this.bucket = new TokenBucket(account.tps, Math.max(1, Math.ceil(account.tps / 20)), this.now);
@@ -383,7 +420,7 @@ export class SubmitPool implements SmsTransport {
     this.minDeadline = Infinity;
     for (const w of this.capacityWaiters) w();
     this.capacityWaiters = [];
-    this.metrics.bindPendingQueue.set(this.accountLabel, this.queued);
+    this.meters.pending(this.queued);
     return n;
   }
 
@@ -524,12 +561,12 @@ export class SubmitPool implements SmsTransport {
       if (this.protocol.isOk(status)) {
         this.okResponses++;
         this.throttleStreak = false;
-        this.metrics.submitLatencySeconds.observe(this.accountLabel, (now - sentAt) / 1000);
+        this.meters.latency((now - sentAt) / 1000);
         this.accepted(messageId);
         item.resolve({ kind: 'accepted', account: this.account, messageId });
         return;
       }
-      this.metrics.submitResponses.inc({ account: this.account, status: this.protocol.statusName(status) });
+      this.meters.response(this.protocol.statusName(status));
       if (this.protocol.isThrottle(status)) {
         this.onThrottled(item, status, sentAt, now);
         return;
@@ -538,7 +575,7 @@ export class SubmitPool implements SmsTransport {
       return;
     }
     if (kind === 'nack') {
-      this.metrics.submitResponses.inc({ account: this.account, status: `generic_nack:${this.protocol.statusName(status)}` });
+      this.meters.response(`generic_nack:${this.protocol.statusName(status)}`);
       if (this.protocol.isThrottle(status)) {
         // Some SMSCs throttle with a generic_nack.
         this.onThrottled(item, status, sentAt, now);
@@ -578,13 +615,14 @@ export class SubmitPool implements SmsTransport {
   private onThrottled(item: PoolItem, status: number, sentAt: number, now: number): void {
     this.counters.throttled++;
     item.throttles++;
-    this.metrics.throttled.inc({ account: this.account, status: this.protocol.statusName(status) });
+    this.meters.throttled(this.protocol.statusName(status));
     // Answers to requests sent before the current pause began are echoes of the same congestion: they do not double it.
     if (sentAt >= this.throttleSetAt) {
       this.throttleBackoff = this.throttleStreak ? Math.min(this.throttleBackoff * 2, this.cfg.reconnectMaxMs) : this.cfg.throttleBackoffMs;
       this.throttleStreak = true;
       this.throttleSetAt = now;
       this.throttleUntil = now + this.throttleBackoff;
+      this.meters.backoff();
       this.log.debug({ backoffMs: this.throttleBackoff, status: this.protocol.statusName(status) }, 'carrier throttling: pausing submits');
     }
     this.retry(item, now);
@@ -695,7 +733,7 @@ export class SubmitPool implements SmsTransport {
   private readonly sweep = (): void => {
     const now = this.now();
     this.flushCounters();
-    this.metrics.bindPendingQueue.set(this.accountLabel, this.queued);
+    this.meters.pending(this.queued);
     if (this.queued > 0 && now >= this.minDeadline) this.expireQueued(now);
     // Safety net: whatever wake-up was missed (work, or a waitForCapacity caller), nothing waits longer than one sweep.
     this.pump();
@@ -719,7 +757,7 @@ export class SubmitPool implements SmsTransport {
   private flushCounters(): void {
     if (this.okResponses > 0) {
       // ESME_ROK is the hot path: counted locally, added to the metric once a sweep.
-      this.metrics.submitResponses.inc({ account: this.account, status: 'ESME_ROK' }, this.okResponses);
+      this.meters.response(this.okName, this.okResponses);
       this.okResponses = 0;
     }
   }
@@ -740,7 +778,7 @@ export class SubmitPool implements SmsTransport {
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     this.flushCounters();
-    this.metrics.bindPendingQueue.set(this.accountLabel, 0);
+    this.meters.pending(0);
     this.log.info({ ...this.counters }, 'account pool closed');
   }
 }

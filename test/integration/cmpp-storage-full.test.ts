@@ -89,6 +89,8 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
   t.equal((await request('GET', `/v1/messages/${id}`)).json.items[0].state, 'submitted', 'the receipt is not applied while full');
   t.equal(((await request('GET', '/v1/mo?state=unmatched')).json?.items ?? []).length, 0, 'the MO is not stored while full');
   t.equal(await metric('smsgw_dlr_outcome_total', 'account="cm",outcome="applied"'), 0);
+  t.ok(await metric('smsgw_cmpp_deliver_total', 'account="cm",kind="report",result="8"') >= 2, 'smsgw_cmpp_deliver_total counts the refused reports by Result 8');
+  t.ok(await metric('smsgw_cmpp_deliver_total', 'account="cm",kind="mo",result="8"') >= 2, 'and the refused MO');
 
   // The probe write commits: storage is writable again; the next re-sends are applied and acknowledged.
   t.equal(await gateway.storage.probe(), true);
