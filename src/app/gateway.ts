@@ -36,6 +36,8 @@ import { CmppSimulator } from '../cmpp/simulator.js';
 import type { SubmitPool } from '../transport/pool.js';
 import { Dispatcher, type DispatchReplica } from '../dispatch/dispatcher.js';
 import { QueuePdaHandoff } from '../dispatch/pda-handoff.js';
+import { RerouteRelay } from '../dispatch/reroute-relay.js';
+import { carrierOf } from '../core/reroute.js';
 import { PDA_HANDOFF_TIER } from '../core/job.js';
 import { Intake } from '../ingest/intake.js';
 import { MESSAGE_ROUTES } from '../ingest/server.js';
@@ -289,6 +291,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         const rw = 'accessCode' in a && typeof a.accessCode === 'object' ? a.accessCode : undefined;
         return {
           name: a.name, operators: a.operators, signaturePosition: a.signaturePosition ?? 'front', transport: pool,
+          carrier: carrierOf({ name: a.name, carrier: a.carrier, protocol: 'protocol' in a ? a.protocol : undefined, operators: a.operators }),
           ...(a.allowList !== undefined ? { allowList: new Set(a.allowList) } : {}),
           ...(rw !== undefined ? { sourceFor: (source: string) => toAccount(rw, source) } : {}),
           bound: () => pool.boundCount, shed: (reason: string) => pool.shed(reason),
@@ -363,6 +366,9 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   });
   dispatcher?.start();
   office.start();
+  // Second attempts of rerouted recipients (routing rules' reroute): their pending jobs are rows, published from here in every role.
+  const rerouteRelay = new RerouteRelay({ store, queue, prefix: config.queue.prefix, logger: logger.child({ part: 'reroute' }) });
+  rerouteRelay.start();
 
   // HTTP: the parts' route tables on one listener (src/http); 404/405, auth, bodies, errors and counts come from the tables.
   const bindsDetail = (): Record<string, unknown> => ({ role, queue: queue.kind, binds: pools.map((p) => ({ account: p.account, bound: p.boundCount })), ...(router ? { accounts: router.accounts() } : {}) });
@@ -465,6 +471,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         frontDoor?.close();
         await office.close();
         await dispatcher?.stop(15_000);
+        await rerouteRelay.stop();
         router?.stop();
         // Sessions closed with SERVER_SHUTDOWN; pending acks committed and states relayed to the store.
         await pda?.close();

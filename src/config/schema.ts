@@ -112,6 +112,13 @@ export const SmppAccountSchema = Type.Object({
    */
   operators: Type.Array(Type.String()),
   /**
+   * The carrier (operator family) running this account, e.g. cmcc, cucc,
+   * ctcc or an aggregator's name: a reroute goes to an account of another
+   * carrier. Absent: the one Chinese operator `operators` names, else the
+   * account is a family of its own.
+   */
+  carrier: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$' })),
+  /**
    * Where this account's carrier wants the 【signature】: front (the
    * carriers' rule, and where ingest puts it) or end (moved at dispatch;
    * same characters, same parts).
@@ -168,6 +175,15 @@ export const RouteRuleSchema = Type.Object({
   policy: Type.Union([Type.Literal('failover'), Type.Literal('round-robin'), Type.Literal('weighted')]),
   /** policy weighted: one integer weight (1–1000) per account. */
   weights: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 1000 }), { minItems: 1, maxItems: 16 })),
+  /**
+   * Reroute of failed recipients (docs/ARCHITECTURE.md, reroute; default off):
+   * a recipient whose receipt says UNDELIV or REJECTD is tried once more
+   * through an account of another carrier, from `rerouteTo` (else this
+   * rule's `accounts`); its final state is the second attempt's.
+   */
+  reroute: Type.Optional(Type.Boolean()),
+  /** Accounts for the second attempt, in preference order (down ones last); absent: the rule's `accounts`. Only those of a carrier the first attempt did not use are taken. */
+  rerouteTo: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), { minItems: 1, maxItems: 16 })),
 }, strict);
 
 export const RoutingSchema = Type.Object({
@@ -236,6 +252,8 @@ export const CmppAccountSchema = Type.Object({
   utcOffsetMinutes: Type.Integer({ minimum: -720, maximum: 840, default: 480 }),
   /** Operators routed to this account by the default routing rules (as SMPP accounts); empty: only rules naming it. */
   operators: Type.Array(Type.String()),
+  /** The carrier running this account (as SMPP accounts); absent: cmcc (CMPP is China Mobile's protocol). */
+  carrier: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$' })),
   /** Where this account's carrier wants the 【signature】 (as SMPP accounts). */
   signaturePosition: Type.Optional(Type.Union([Type.Literal('front'), Type.Literal('end')], { default: 'front' })),
   /** Allow-list mode for a test account (as SMPP accounts). */

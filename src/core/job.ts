@@ -64,6 +64,8 @@ export interface Job {
    * host's dispatcher routed to PDAs, for a process with the PDA channel.
    */
   readonly pda?: readonly JobPdaItem[];
+  /** A second attempt's job (reroute, src/core/reroute.ts): its recipients are sent only once this host has seen their reroute. */
+  readonly reroute?: 1;
 }
 
 /** One recipient for the PDA channel (the shape src/pda/channel.ts `deliver` takes). */

@@ -120,6 +120,10 @@ export interface RouteRule {
   readonly policy: RoutePolicy;
   /** `weighted`: one positive integer per account. */
   readonly weights?: readonly number[];
+  /** Reroute of failed recipients (src/core/reroute.ts); absent or false: off. */
+  readonly reroute?: boolean;
+  /** Accounts of a second attempt; absent: `accounts`. */
+  readonly rerouteTo?: readonly string[];
 }
 
 /** Who is sending what, to which operator, when. */
@@ -147,6 +151,8 @@ export interface CompiledRule {
   readonly weights: readonly number[];
   /** weighted: smooth weighted round-robin schedules by up-mask (bounded memo). */
   readonly schedules: Map<number, readonly number[]>;
+  /** Reroute on: the accounts a second attempt chooses from (`rerouteTo`, else `accounts`); undefined: off. */
+  readonly reroute: readonly string[] | undefined;
 }
 
 export interface RoutingTable {
@@ -213,6 +219,12 @@ export function checkRules(rules: readonly RouteRule[], known: { accounts: Reado
     } else if (r.weights !== undefined) {
       problems.push({ field: `/${i}/weights`, message: 'weights are for policy weighted only' });
     }
+    r.rerouteTo?.forEach((a, j) => {
+      if (!known.accounts.has(a)) problems.push({ field: `/${i}/rerouteTo/${j}`, message: `unknown account ${a}` });
+      if (r.rerouteTo?.indexOf(a) !== j) problems.push({ field: `/${i}/rerouteTo/${j}`, message: `account ${a} listed twice` });
+    });
+    if (r.rerouteTo !== undefined && r.reroute !== true) problems.push({ field: `/${i}/rerouteTo`, message: 'rerouteTo is for reroute: true only' });
+    if ((r.rerouteTo?.length ?? 0) > MAX_RULE_ACCOUNTS) problems.push({ field: `/${i}/rerouteTo`, message: `at most ${MAX_RULE_ACCOUNTS} accounts` });
     r.weights?.forEach((w, j) => {
       if (!Number.isInteger(w) || w < 1 || w > MAX_WEIGHT) problems.push({ field: `/${i}/weights/${j}`, message: `an integer from 1 to ${MAX_WEIGHT}` });
     });
@@ -244,6 +256,7 @@ export function compileTable(rules: readonly RouteRule[], derived: readonly Rout
         accounts,
         weights,
         schedules: new Map(),
+        reroute: rule.reroute === true ? [...new Set(rule.rerouteTo ?? rule.accounts)].slice(0, MAX_RULE_ACCOUNTS) : undefined,
       };
     }),
   };

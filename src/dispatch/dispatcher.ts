@@ -29,6 +29,7 @@ import type { SegmentProfile, SubmitOutcome } from '../core/ports.js';
 import { buildSegments, segmentReference, type Segment } from '../core/segment.js';
 import { placeSignature, type SignaturePosition } from '../core/signature.js';
 import { maskNumber } from '../core/phone.js';
+import { operatorOf } from '../core/route.js';
 import { GatewayError } from '../core/errors.js';
 import type { Delivery, WorkQueue, DeadLetter } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -36,7 +37,7 @@ import type { Router } from './router.js';
 import { Slots } from './slots.js';
 
 export type SegmentResult =
-  | { kind: 'submitted'; messageId: string; index: number; segment: number; segments: number; account: string; opId: string; at: number }
+  | { kind: 'submitted'; messageId: string; index: number; segment: number; segments: number; account: string; opId: string; at: number; reroute?: string }
   | { kind: 'final'; messageId: string; index: number; segment: number; segments: number; state: FinalState; error: string; at: number };
 
 /** What dispatch needs from the receipt store. */
@@ -45,6 +46,14 @@ export interface DispatchStore {
   markQueued(messageId: string, indices: readonly number[]): void;
   recordSegments(results: readonly SegmentResult[]): Promise<void>;
   finalizeRecipients(messageId: string, items: readonly { index: number; state: FinalState; error: string }[]): Promise<void>;
+  /** Reroute (src/core/reroute.ts): a recipient waiting for or in its second attempt; undefined for any other. */
+  rerouteOf?(messageId: string, index: number): { readonly rule: string; readonly firstAccounts: readonly string[]; readonly final: boolean } | undefined;
+  /** Keep the text a second attempt sends (before the first submit of a message armed for reroute). */
+  keepForReroute?(m: JobMessage): Promise<void>;
+  /** Second attempts that cannot be made: the first attempt's result stands. */
+  endReroutes?(messageId: string, indices: readonly number[]): Promise<void>;
+  /** Is the recipient in a final state (a reroute job checks before sending)? */
+  getRecipient?(messageId: string, index: number): { readonly state: string } | undefined;
 }
 
 /**
@@ -345,8 +354,29 @@ export class Dispatcher {
     }
     // Routing context once per message: the sender's unit chain and the tier.
     const routeMessage = { tier: job.tier, units: router.unitsOf(job.tenant) };
+    /** Recipients whose second attempt has no account of another carrier: their first result stands. */
+    const noReroute: number[] = [];
+    let textKept = false;
     for (const r of m.recipients) {
-      const route = router.route(r.to, routeMessage, this.now());
+      // A second attempt (reroute, src/core/reroute.ts): the rule's reroute accounts of another carrier.
+      const second = store.rerouteOf?.(m.id, r.i);
+      if (second === undefined && job.reroute === 1) {
+        // A reroute job on a host that has not seen the reroute yet (replication): later; already final: nothing to do.
+        const row = store.getRecipient?.(m.id, r.i);
+        if (row !== undefined && !isFinal(row.state)) run.retry = true;
+        continue;
+      }
+      if (second?.final === true) {
+        metrics.dispatchSegments.inc({ outcome: 'already-recorded' });
+        continue;
+      }
+      const route = second === undefined
+        ? router.route(r.to, routeMessage, this.now())
+        : { operator: operatorOf(r.to), rule: second.rule, accounts: router.rerouteTargets(second.rule, r.to, second.firstAccounts) };
+      if (second !== undefined && route.accounts.length === 0) {
+        noReroute.push(r.i);
+        continue;
+      }
       let account = route.accounts[0];
       // Parts as this recipient's account sends them; without a route, as the default (SMPP) plan.
       // Parts already recorded (a redelivery): stay with the account that holds them, whose plan
@@ -355,6 +385,13 @@ export class Dispatcher {
       if (account && store.getSegment(m.id, r.i, 1) !== undefined) {
         const most = Math.max(segmentsFor('smpp', undefined).length, segmentsFor('cmpp', undefined).length, segmentsFor('cmpp-gb18030', undefined).length);
         account = samePartsAccount(store, m.id, r.i, most, route.accounts, (a) => router.isAccountUp(a)) ?? account;
+      }
+      // Armed for reroute: the rule has it on and another carrier's account could take a second attempt.
+      const armed = second === undefined && 'reroute' in route && route.reroute !== undefined && account !== undefined
+        && router.rerouteTargets(route.reroute, r.to, [account.name]).length > 0 ? route.reroute : undefined;
+      if (armed !== undefined && !textKept && store.keepForReroute) {
+        textKept = true;
+        writes.push(store.keepForReroute(m));
       }
       const template = segmentsFor(account?.transport.segmentProfile ?? 'smpp', account?.signaturePosition);
       const count = template.length;
@@ -407,7 +444,7 @@ export class Dispatcher {
             .then(
               (outcome) => {
                 router.observe(account.name, outcome);
-                const result = this.toResult(job, m, r.i, s, count, outcome);
+                const result = this.toResult(job, m, r.i, s, count, outcome, armed);
                 if (!result) {
                   run.retry = true;
                   return;
@@ -428,16 +465,22 @@ export class Dispatcher {
       }
     }
     if (finals.length > 0) writes.push(store.recordSegments(finals));
+    if (noReroute.length > 0 && store.endReroutes) {
+      metrics.dispatchSegments.inc({ outcome: 'no-reroute-account' }, noReroute.length);
+      writes.push(store.endReroutes(m.id, noReroute));
+    }
   }
 
-  private toResult(job: Job, m: JobMessage, index: number, segment: number, segments: number, outcome: SubmitOutcome): SegmentResult | undefined {
+  private toResult(job: Job, m: JobMessage, index: number, segment: number, segments: number, outcome: SubmitOutcome, reroute?: string): SegmentResult | undefined {
     const { metrics } = this.deps;
     const at = this.now();
     metrics.dispatchSegments.inc({ outcome: outcome.kind });
     switch (outcome.kind) {
       case 'accepted':
         metrics.acceptToSubmitSeconds.observe((at - job.createdAt) / 1000);
-        return { kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at };
+        return reroute === undefined
+          ? { kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at }
+          : { kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at, reroute };
       case 'rejected':
         return { kind: 'final', messageId: m.id, index, segment, segments, state: 'rejected', error: outcome.reason, at };
       case 'expired':

@@ -26,6 +26,7 @@ import {
   checkRules, compileTable, defaultRules, healthStep, initialHealth, localMinuteOfDay, operatorOf, orderCandidates, selectRule,
   type AccountHealth, type CompiledRule, type HealthEvent, type HealthPolicy, type Operator, type RouteRule, type RoutingTable,
 } from '../core/route.js';
+import { rerouteAccounts } from '../core/reroute.js';
 import type { SmsTransport, SubmitOutcome } from '../core/ports.js';
 import type { SignaturePosition } from '../core/signature.js';
 import { GatewayError } from '../core/errors.js';
@@ -39,6 +40,8 @@ export interface RoutedAccount {
   readonly transport: SmsTransport;
   /** The source as sent through this account (its access code in place of the platform's); absent: unchanged. */
   sourceFor?(source: string): string;
+  /** The carrier running it (src/core/reroute.ts carrierOf); absent: a family of its own. A reroute goes to another carrier. */
+  readonly carrier?: string;
   /** Allow-list mode (a carrier's test account): the only numbers it may carry; absent: any. */
   readonly allowList?: ReadonlySet<string>;
   /** Bound sessions now (a BindPool's boundCount); absent: always counted as bound. */
@@ -60,6 +63,8 @@ export interface RouteChoice {
   readonly rule: string | undefined;
   /** Candidates, best first; empty: no account serves this recipient. */
   readonly accounts: readonly RoutedAccount[];
+  /** The rule has reroute on (src/core/reroute.ts): its name, recorded with the first attempt. */
+  readonly reroute?: string;
 }
 
 export interface AccountView {
@@ -206,7 +211,26 @@ export class Router {
     }
     const first = accounts[0];
     if (first) this.count(rule, first.name, passed && this.isUp(first.name));
-    return { operator, rule: rule.rule.name, accounts };
+    return rule.reroute === undefined ? { operator, rule: rule.rule.name, accounts } : { operator, rule: rule.rule.name, accounts, reroute: rule.rule.name };
+  }
+
+  /**
+   * Accounts for the second attempt of a recipient whose first attempt went
+   * through `firstAccounts` under rule `ruleName` (the table in force now):
+   * the rule's reroute list without the carriers already used and accounts
+   * that may not carry `to`, up ones first. Empty: the rule is gone, its
+   * reroute is off, or no other carrier's account is listed.
+   */
+  rerouteTargets(ruleName: string, to: string, firstAccounts: readonly string[]): RoutedAccount[] {
+    const rule = this.table.rules.find((r) => r.rule.name === ruleName && !r.derived);
+    if (rule?.reroute === undefined) return [];
+    const names = rerouteAccounts(rule.reroute, firstAccounts, (a) => {
+      const acc = this.byName.get(a);
+      return acc === undefined ? undefined : acc.carrier ?? `account:${a}`;
+    });
+    const usable = names.filter((n) => this.byName.get(n)?.allowList?.has(to) ?? true);
+    const ordered = [...usable.filter(this.isUp), ...usable.filter((n) => !this.isUp(n))];
+    return this.resolve(ordered, undefined);
   }
 
   private resolve(names: readonly string[], usable: ((a: string) => boolean) | undefined): RoutedAccount[] {

@@ -105,6 +105,21 @@ function operation(r: RouteEntry<never>, schemas: Record<string, unknown>): Reco
   };
 }
 
+/** A recipient's parts in the status view (GET /v1/messages/{id}). */
+const SEGMENTS = {
+  type: 'array',
+  items: {
+    type: 'object',
+    properties: {
+      state: { type: 'string' },
+      operatorMessageId: { type: 'string' },
+      submittedAt: { type: 'string', format: 'date-time' },
+      doneAt: { type: 'string', format: 'date-time' },
+      error: { type: 'string' },
+    },
+  },
+};
+
 export function buildOpenApi(): Record<string, unknown> {
   const schemas: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(schemasForOpenApi)) schemas[name] = strip(s);
@@ -140,16 +155,21 @@ export function buildOpenApi(): Record<string, unknown> {
             acceptedAt: { type: 'string', format: 'date-time' },
             updatedAt: { type: 'string', format: 'date-time' },
             error: { type: 'string' },
-            segments: {
+            segments: { ...SEGMENTS, description: 'the parts of the current (last) attempt' },
+            attempts: {
               type: 'array',
+              maxItems: 2,
+              description: 'present when the recipient was rerouted (a routing rule\'s reroute: a receipt UNDELIV/REJECTD, tried once more through another carrier\'s account): every attempt, oldest first, each with its own parts as planned for its account; the last is the current one, whose state is the recipient\'s',
               items: {
                 type: 'object',
+                required: ['attempt', 'state', 'segments'],
                 properties: {
-                  state: { type: 'string' },
-                  operatorMessageId: { type: 'string' },
-                  submittedAt: { type: 'string', format: 'date-time' },
-                  doneAt: { type: 'string', format: 'date-time' },
+                  attempt: { type: 'integer', minimum: 1, maximum: 2 },
+                  state: { type: 'string', enum: [...RECIPIENT_STATES] },
+                  account: { type: 'string', description: 'the account its parts went through' },
+                  endedAt: { type: 'string', format: 'date-time', description: 'absent while the attempt is open' },
                   error: { type: 'string' },
+                  segments: SEGMENTS,
                 },
               },
             },

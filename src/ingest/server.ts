@@ -45,7 +45,18 @@ export interface StatusRecipient {
   acceptedAt: number;
   updatedAt: number;
   error?: string;
-  segs: { opId?: string; state: string; submittedAt?: number; doneAt?: number; error?: string }[];
+  segs: StatusSegment[];
+  /** Rerouted: every attempt, oldest first (the last is the current one). */
+  attempts?: readonly { state: string; segs: readonly StatusSegment[]; endedAt?: number; error?: string }[];
+}
+
+export interface StatusSegment {
+  account?: string;
+  opId?: string;
+  state: string;
+  submittedAt?: number;
+  doneAt?: number;
+  error?: string;
 }
 
 export interface MessageRouteDeps {
@@ -177,13 +188,20 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
           acceptedAt: new Date(r.acceptedAt).toISOString(),
           updatedAt: new Date(r.updatedAt).toISOString(),
           ...(r.error !== undefined ? { error: r.error } : {}),
-          segments: r.segs.map((s) => ({
-            state: s.state,
-            ...(s.opId !== undefined ? { operatorMessageId: s.opId } : {}),
-            ...(s.submittedAt !== undefined ? { submittedAt: new Date(s.submittedAt).toISOString() } : {}),
-            ...(s.doneAt !== undefined ? { doneAt: new Date(s.doneAt).toISOString() } : {}),
-            ...(s.error !== undefined ? { error: s.error } : {}),
-          })),
+          segments: r.segs.map(segmentView),
+          ...(r.attempts !== undefined ? {
+            attempts: r.attempts.map((a, i) => {
+              const account = a.segs.find((s) => s.account !== undefined)?.account;
+              return {
+                attempt: i + 1,
+                state: a.state,
+                ...(account !== undefined ? { account } : {}),
+                ...(a.endedAt !== undefined ? { endedAt: new Date(a.endedAt).toISOString() } : {}),
+                ...(a.error !== undefined ? { error: a.error } : {}),
+                segments: a.segs.map(segmentView),
+              };
+            }),
+          } : {}),
         })),
         ...(page.next !== undefined ? { next: page.next } : {}),
       } };
@@ -202,6 +220,16 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
     },
   }),
 ];
+
+function segmentView(s: StatusSegment): Record<string, unknown> {
+  return {
+    state: s.state,
+    ...(s.opId !== undefined ? { operatorMessageId: s.opId } : {}),
+    ...(s.submittedAt !== undefined ? { submittedAt: new Date(s.submittedAt).toISOString() } : {}),
+    ...(s.doneAt !== undefined ? { doneAt: new Date(s.doneAt).toISOString() } : {}),
+    ...(s.error !== undefined ? { error: s.error } : {}),
+  };
+}
 
 function callbackView(c: { state: string; attempts?: number; lastError?: string } | undefined): { callback?: Record<string, unknown> } {
   if (c === undefined) return {};

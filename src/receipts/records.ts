@@ -15,9 +15,11 @@
  *   receipts.early.age          [receivedAt, account, canonical]  → 1
  *   receipts.idempotency        [tenant, key]                     → StoredIdempotency
  *   receipts.idempotency.expiry [expiresAt, tenant, key]          → 1
+ *   receipts.reroute            [id, index]                       → epoch ms the reroute was decided (a job to publish)
+ *   receipts.reroute.text       id                                → StoredRerouteText (what a second attempt sends)
  *   receipts.outbox, receipts.replica.position: see change-log.ts
  */
-import type { FinalState, RecipientState, SegmentState } from '../core/message.js';
+import { isFinal, type FinalState, type RecipientState, type SegmentState } from '../core/message.js';
 import type { MessageRecord, RecipientRecord, SegmentRecord } from './types.js';
 
 export interface StoredMessage {
@@ -51,8 +53,26 @@ export interface StoredRecipient {
   s: RecipientState;
   a: number; // acceptedAt
   u: number; // updatedAt
-  g: StoredSegment[];
+  g: StoredSegment[]; // the parts of the current (last) attempt
   e?: string; // error
+  r?: string; // reroute armed: the routing rule of the first attempt (src/core/reroute.ts)
+  p?: StoredAttempt[]; // earlier attempts (a reroute), oldest first
+}
+
+/** An attempt a reroute took over from: its parts as they ended. */
+export interface StoredAttempt {
+  g: StoredSegment[];
+  s: FinalState;
+  e?: string;
+  u: number; // when it ended (the reroute was decided)
+}
+
+/** What a second attempt sends: the text as the first job carried it. */
+export interface StoredRerouteText {
+  x: string; // text
+  n: 'gsm7' | 'ucs2'; // encoding
+  f: string; // sender (source)
+  c?: string; // classification
 }
 
 export interface StoredEarly {
@@ -78,6 +98,7 @@ export type OpKey = [string, string];
 export type EarlyAgeKey = [number, string, string];
 export type IdempotencyKey = [string, string];
 export type IdempotencyExpiryKey = [number, string, string];
+export type RerouteKey = [string, number];
 
 export function encodeMessage(m: MessageRecord): StoredMessage {
   const out: StoredMessage = {
@@ -118,6 +139,12 @@ export function decodeRecipient(s: StoredRecipient): RecipientRecord {
     to: s.n, state: s.s, acceptedAt: s.a, updatedAt: s.u, segs: s.g.map(decodeSegment),
   };
   if (s.e !== undefined) out.error = s.e;
+  if (s.p !== undefined && s.p.length > 0) {
+    out.attempts = [
+      ...s.p.map((a) => ({ state: a.s, endedAt: a.u, segs: a.g.map(decodeSegment), ...(a.e !== undefined ? { error: a.e } : {}) })),
+      { state: s.s, segs: s.g.map(decodeSegment), ...(isFinal(s.s) ? { endedAt: s.u } : {}), ...(s.e !== undefined && isFinal(s.s) ? { error: s.e } : {}) },
+    ];
+  }
   return out;
 }
 

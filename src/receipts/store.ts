@@ -74,8 +74,12 @@ import {
   type StoredMessage,
   type StoredOpRef,
   type StoredRecipient,
+  type StoredAttempt,
+  type StoredRerouteText,
   type StoredSegment,
+  type RerouteKey,
 } from './records.js';
+import { attemptEnded, REROUTE_STATES, type RerouteOutcome } from '../core/reroute.js';
 import type {
   FinalListener,
   MessageRecord,
@@ -88,7 +92,7 @@ import type {
 } from './types.js';
 
 /** Named databases the store opens in the environment (size `maxDbs` accordingly). */
-export const RECEIPT_STORE_DBS = 8;
+export const RECEIPT_STORE_DBS = 11;
 
 /** The error recorded on segments the expiry sweep finalises. */
 export const EXPIRED_REASON = 'validity period passed';
@@ -111,6 +115,25 @@ export interface CallbackState {
   /** Epoch ms the message was seen complete (set when its callback fell due; status-callbacks.ts). */
   readonly completedAt?: number;
   readonly lastError?: string;
+}
+
+/** A recipient whose second attempt's job is to be published (`pendingReroutes`). */
+export interface RerouteEntry {
+  readonly messageId: string;
+  readonly index: number;
+  /** What the job carries; undefined: nothing to publish (the recipient no longer waits), clear the entry. */
+  readonly job: {
+    readonly tier: string;
+    readonly tenant: string;
+    readonly group: string;
+    readonly createdAt: number;
+    readonly expiresAt: number;
+    readonly to: string;
+    readonly text: string;
+    readonly encoding: 'gsm7' | 'ucs2';
+    readonly sender: string;
+    readonly classification?: string;
+  } | undefined;
 }
 
 /** Most listeners `onFinal` takes (callbacks, WS push, tests). */
@@ -183,16 +206,18 @@ class BatchEffects implements TxnEffects {
   readonly outcomes: Array<[string, 'applied' | 'early' | 'duplicate' | 'unknown']> = [];
   /** [account, outcome] of early receipts received here that left waiting (smsgw_dlr_early_resolved_total). */
   readonly earlyResolved: Array<[string, 'applied' | 'duplicate']> = [];
+  /** Reroute outcomes of messages accepted here (smsgw_reroutes_total). */
+  readonly reroutes: RerouteOutcome[] = [];
   duplicateReceipts = 0;
   orphanReceipts = 0;
   ignoredFinalResults = 0;
-  private mark = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+  private mark = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
   begin(): void {
     this.mark = [
       this.finals.length, this.latencies.length, this.early.length, this.conflicts.length,
       this.duplicateReceipts, this.orphanReceipts, this.ignoredFinalResults, this.ops.length,
-      this.outcomes.length, this.earlyResolved.length,
+      this.outcomes.length, this.earlyResolved.length, this.reroutes.length,
     ];
   }
 
@@ -208,6 +233,7 @@ class BatchEffects implements TxnEffects {
     this.ops.length = m[7]!;
     this.outcomes.length = m[8]!;
     this.earlyResolved.length = m[9]!;
+    this.reroutes.length = m[10]!;
   }
 }
 
@@ -239,6 +265,10 @@ export class ReceiptStore {
   private readonly idempotencyExpiry: Database<1, IdempotencyExpiryKey>;
   /** Messages with a callbackUrl whose completion callback is not done yet (status-callbacks.ts). */
   readonly callbacks: Database<CallbackState, string>;
+  /** Recipients waiting for their second attempt's job to be published (reroute.ts relay). */
+  private readonly reroutes: Database<number, RerouteKey>;
+  private readonly rerouteText: Database<StoredRerouteText, string>;
+  private readonly rerouteListeners: Array<() => void> = [];
 
   private readonly queue: CommitQueue<BatchEffects>;
   private readonly log: ChangeLog | undefined;
@@ -277,6 +307,8 @@ export class ReceiptStore {
     this.idempotency = db('receipts.idempotency');
     this.idempotencyExpiry = db('receipts.idempotency.expiry');
     this.callbacks = db('receipts.callbacks');
+    this.reroutes = db('receipts.reroute');
+    this.rerouteText = db('receipts.reroute.text');
     this.log = opts.changeLog;
     const log = this.log;
     this.queue = new CommitQueue<BatchEffects>({
@@ -499,7 +531,17 @@ export class ReceiptStore {
     const consumedEarly = new Set<string>();
     for (const r of results) {
       const wk = this.work(work, r.messageId, r.index);
+      const earlier = wk.row.p;
+      if (r.kind === 'submitted' && earlier !== undefined && earlier.some((a) => a.g.some((g) => g.c === r.account))) {
+        // A late submit of an attempt a reroute took over from (its account is of the first attempt's carrier): not this attempt's.
+        fx.ignoredFinalResults++;
+        continue;
+      }
       const seg = segmentOf(wk, r.segment, r.segments);
+      if (r.kind === 'submitted' && r.reroute !== undefined && earlier === undefined && wk.row.r !== r.reroute) {
+        wk.row.r = r.reroute;
+        wk.dirty = true;
+      }
       if (r.kind === 'submitted') this.recordSubmitted(wk, seg, r, consumedEarly, fx, w);
       else if (seg.s === 'pending') {
         finish(seg, r.state, r.error, r.at);
@@ -566,6 +608,11 @@ export class ReceiptStore {
     const [messageId, index, segment] = ref;
     const row = this.recipients.get([messageId, index]);
     const seg = row?.g[segment - 1];
+    if (row?.p !== undefined && (seg === undefined || seg.c !== r.account)) {
+      // A receipt (repeated) for an attempt a reroute took over from: the current attempt is another carrier's.
+      fx.duplicateReceipts++;
+      return 'duplicate';
+    }
     if (row === undefined || seg === undefined) {
       fx.orphanReceipts++;
       return 'ignored';
@@ -614,6 +661,114 @@ export class ReceiptStore {
       }
     }
     for (const wk of work.values()) if (wk.dirty) this.settle(wk, now, fx, w);
+  }
+
+  // ---------------------------------------------------------------- reroute
+
+  /**
+   * Keep what a second attempt of message `m` would send (its text, encoding
+   * and sender; src/core/reroute.ts). The dispatcher calls it before the
+   * first submit of a message routed by a rule with reroute on; the store
+   * has no other copy of a text. Idempotent. Removed with the message's
+   * expiry entry.
+   */
+  keepForReroute(m: { readonly id: string; readonly text: string; readonly encoding: 'gsm7' | 'ucs2'; readonly sender: string; readonly classification?: string }): Promise<void> {
+    return this.queue.enqueue(1, (fx, w) => {
+      const text: StoredRerouteText = { x: m.text, n: m.encoding, f: m.sender };
+      if (m.classification !== undefined) text.c = m.classification;
+      this.runKeepText(m.id, text, w);
+      if (this.log) fx.ops.push({ k: 'rk', id: m.id, text });
+    });
+  }
+
+  private runKeepText(id: string, text: StoredRerouteText, w: WriteSet): void {
+    if (this.rerouteText.get(id) === undefined && this.messages.get(id) !== undefined) w.put(this.rerouteText, id, text);
+  }
+
+  /**
+   * A recipient waiting for, or in, its second attempt: the accounts of its
+   * first attempt and the rule that routed it; undefined for any other.
+   */
+  rerouteOf(messageId: string, index: number): { readonly rule: string; readonly firstAccounts: readonly string[]; readonly final: boolean } | undefined {
+    const row = this.recipients.get([messageId, index]);
+    if (row?.p === undefined || row.p.length === 0) return undefined;
+    const accounts = new Set<string>();
+    for (const a of row.p) for (const g of a.g) if (g.c !== undefined) accounts.add(g.c);
+    return { rule: row.r ?? '', firstAccounts: [...accounts], final: isFinal(row.s) };
+  }
+
+  /**
+   * Up to `limit` recipients whose second attempt's job is to be published
+   * (oldest message id first), each with what the job carries. An entry
+   * whose recipient no longer waits (final: expired meanwhile) or whose text
+   * is gone comes back with `job: undefined`: clear it without publishing.
+   */
+  pendingReroutes(limit: number): RerouteEntry[] {
+    const out: RerouteEntry[] = [];
+    for (const { key } of this.reroutes.getRange({ limit: Math.max(1, limit) })) {
+      const [messageId, index] = key;
+      const row = this.recipients.get([messageId, index]);
+      const msg = this.messages.get(messageId);
+      const text = this.rerouteText.get(messageId);
+      const waiting = row !== undefined && row.p !== undefined && !isFinal(row.s) && row.g.length === 0;
+      if (!waiting || msg === undefined || text === undefined) {
+        out.push({ messageId, index, job: undefined });
+        continue;
+      }
+      out.push({
+        messageId, index,
+        job: {
+          tier: msg.r, tenant: msg.t, group: msg.g ?? '', createdAt: msg.a, expiresAt: msg.x, to: row.n,
+          text: text.x, encoding: text.n, sender: text.f, ...(text.c !== undefined ? { classification: text.c } : {}),
+        },
+      });
+    }
+    return out;
+  }
+
+  /** The relay published (or dropped) these entries' jobs. Resolves when committed. */
+  clearReroutes(keys: readonly { readonly messageId: string; readonly index: number }[]): Promise<void> {
+    if (keys.length === 0) return Promise.resolve();
+    return this.queue.enqueue(keys.length, (_fx, w) => {
+      for (const k of keys) w.remove(this.reroutes, [k.messageId, k.index]);
+    });
+  }
+
+  /**
+   * Second attempts that cannot be made (no account of another carrier is
+   * listed now): the first attempt's result becomes the recipient's final
+   * state, as without reroute. Recipients not waiting are left alone.
+   */
+  endReroutes(messageId: string, indices: readonly number[]): Promise<void> {
+    if (indices.length === 0) return Promise.resolve();
+    return this.queue.enqueue(indices.length, (fx, w) => {
+      this.runEndReroutes(messageId, indices, fx, w);
+      if (this.log) fx.ops.push({ k: 'rn', id: messageId, idx: indices });
+    });
+  }
+
+  private runEndReroutes(messageId: string, indices: readonly number[], fx: BatchEffects, w: WriteSet): void {
+    const now = this.now();
+    const own = this.messages.get(messageId)?.h === undefined;
+    for (const index of indices) {
+      const row = this.recipients.get([messageId, index]);
+      const last = row?.p?.[row.p.length - 1];
+      if (row === undefined || last === undefined || isFinal(row.s) || row.g.length > 0) continue;
+      row.g = last.g;
+      row.p = row.p!.length > 1 ? row.p!.slice(0, -1) : undefined;
+      if (row.p === undefined) delete row.p;
+      delete row.r;
+      row.s = 'submitted';
+      if (own) fx.reroutes.push('no-account');
+      this.settle({ messageId, index, row, dirty: true }, now, fx, w);
+      w.remove(this.reroutes, [messageId, index]);
+    }
+  }
+
+  /** Called after a commit that started reroutes (the relay publishes their jobs). Must not throw. */
+  onReroute(listener: () => void): void {
+    if (this.rerouteListeners.length >= MAX_FINAL_LISTENERS) throw new GatewayError('INTERNAL', `at most ${MAX_FINAL_LISTENERS} reroute listeners`);
+    this.rerouteListeners.push(listener);
   }
 
   /**
@@ -707,8 +862,11 @@ export class ReceiptStore {
         if (expired.length > 0) fx.ops.push({ k: 'e', id, at: now, idx: expired });
         const last = rows[rows.length - 1];
         const next = last === undefined ? msg.k : last.key[1] + 1;
-        if (next >= msg.k) w.remove(this.expiry, key);
-        else w.put(this.expiry, key, next);
+        if (next >= msg.k) {
+          w.remove(this.expiry, key);
+          // Every recipient is final: no second attempt will need the text.
+          if (this.rerouteText.get(id) !== undefined) w.remove(this.rerouteText, id);
+        } else w.put(this.expiry, key, next);
       }
       return finalised;
     });
@@ -932,6 +1090,12 @@ export class ReceiptStore {
       case 'p':
         this.runPdaStates(op.updates, fx, w);
         return;
+      case 'rk':
+        this.runKeepText(op.id, op.text, w);
+        return;
+      case 'rn':
+        this.runEndReroutes(op.id, op.idx, fx, w);
+        return;
       case 'w':
         this.applyRows(op, origin, w);
         return;
@@ -1094,12 +1258,23 @@ export class ReceiptStore {
     }
   }
 
-  /** Derive the recipient's state from its segments, queue the row, note a new final state. */
+  /**
+   * Derive the recipient's state from its segments, queue the row, note a
+   * new final state. An armed recipient (reroute) whose first attempt just
+   * ended undeliverable or rejected by a receipt is not final: the attempt
+   * is kept and the recipient goes back to `queued` for its second one (the
+   * one exception to "never backwards"; src/core/reroute.ts).
+   */
   private settle(wk: Work, now: number, fx: BatchEffects, w: WriteSet): void {
     const row = wk.row;
     const before = row.s;
     if (!isFinal(before)) {
       const derived = deriveRecipientState(segmentStates(row.g), before);
+      if (isFinal(derived) && row.r !== undefined && this.startReroute(wk, derived, now, fx, w)) {
+        row.u = now;
+        w.put(this.recipients, [wk.messageId, wk.index], row);
+        return;
+      }
       if (RANK[derived] > RANK[before]) row.s = derived;
       if (isFinal(row.s)) {
         const state = row.s;
@@ -1108,10 +1283,33 @@ export class ReceiptStore {
           if (e !== undefined) row.e = e;
         }
         fx.finals.push([wk.messageId, wk.index, state]);
+        if (row.p !== undefined && this.messages.get(wk.messageId)?.h === undefined) fx.reroutes.push(state);
       }
     }
     row.u = now;
     w.put(this.recipients, [wk.messageId, wk.index], row);
+  }
+
+  /** The reroute decision (attemptEnded); on `reroute`, the attempt is kept and, on the message's own host, its job queued to publish. */
+  private startReroute(wk: Work, state: FinalState, now: number, fx: BatchEffects, w: WriteSet): boolean {
+    const row = wk.row;
+    const msg = this.messages.get(wk.messageId);
+    if (msg === undefined) return false;
+    const byReceipt = row.g.some((g) => g.o !== undefined && (REROUTE_STATES as readonly string[]).includes(g.s));
+    if (attemptEnded({ state, armed: true, earlier: row.p?.length ?? 0, byReceipt, now, expiresAt: msg.x }) !== 'reroute') return false;
+    const attempt: StoredAttempt = { g: row.g, s: state, u: now };
+    const e = row.g.find((g) => g.s === state)?.e;
+    if (e !== undefined) attempt.e = e;
+    row.p = [...(row.p ?? []), attempt];
+    row.g = [];
+    row.s = 'queued';
+    delete row.e;
+    // The message's own host publishes the second attempt's job (and counts it), like it runs expiry and callbacks.
+    if (msg.h === undefined) {
+      w.put(this.reroutes, [wk.messageId, wk.index], now);
+      fx.reroutes.push('started');
+    }
+    return true;
   }
 
   /** After commit: metrics, anomaly counters, listeners. Never throws. */
@@ -1129,6 +1327,11 @@ export class ReceiptStore {
         for (const [account, n] of byAccount) this.metrics.dlrEarly.inc({ account }, n);
       }
       if (fx.outcomes.length > 0) countByLabels(this.metrics.dlrOutcome, fx.outcomes);
+      if (fx.reroutes.length > 0) {
+        const byOutcome = new Map<RerouteOutcome, number>();
+        for (const o of fx.reroutes) byOutcome.set(o, (byOutcome.get(o) ?? 0) + 1);
+        for (const [outcome, n] of byOutcome) this.metrics.reroutes.inc({ outcome }, n);
+      }
       if (fx.earlyResolved.length > 0) countByLabels(this.metrics.dlrEarlyResolved, fx.earlyResolved);
       this.counters.duplicateReceipts += fx.duplicateReceipts;
       this.counters.orphanReceipts += fx.orphanReceipts;
@@ -1143,6 +1346,15 @@ export class ReceiptStore {
       }
     } catch (err) {
       this.logger.error({ err }, 'publishing receipt-store metrics failed');
+    }
+    if (fx.reroutes.includes('started')) {
+      for (const l of this.rerouteListeners) {
+        try {
+          l();
+        } catch (err) {
+          this.logger.error({ err }, 'reroute listener threw');
+        }
+      }
     }
     if (this.listeners.length === 0) return;
     let failures = 0;
@@ -1210,7 +1422,7 @@ function opWeight(op: ReplicaOp): number {
     case 'm': return 1 + op.nums.length;
     case 'x': return 1 + op.rows.length;
     case 'c': return 1 + op.finals.length;
-    case 'q': case 'e': return Math.max(1, op.idx.length);
+    case 'q': case 'e': case 'rn': return Math.max(1, op.idx.length);
     case 's': return Math.max(1, op.results.length);
     case 'f': return Math.max(1, op.items.length);
     case 'p': return Math.max(1, op.updates.length);

@@ -37,6 +37,21 @@ export interface RecipientRecord {
   readonly segs: SegmentRecord[];
   /** Why the recipient ended in a non-delivered final state (its worst segment's error). */
   readonly error?: string;
+  /**
+   * Present when the recipient was rerouted (src/core/reroute.ts): every
+   * attempt, oldest first, each with its own parts; the last is the current
+   * one (`segs` above), whose state is the recipient's.
+   */
+  readonly attempts?: readonly AttemptRecord[];
+}
+
+/** One attempt of a rerouted recipient. */
+export interface AttemptRecord {
+  readonly state: RecipientState;
+  readonly segs: readonly SegmentRecord[];
+  /** Epoch ms the attempt ended (absent: the current attempt is still open). */
+  readonly endedAt?: number;
+  readonly error?: string;
 }
 
 /** What the dispatcher learned about one segment. */
@@ -54,6 +69,8 @@ export type SegmentResult =
       readonly opId: string;
       /** Epoch ms of the submit_sm_resp. */
       readonly at: number;
+      /** The first attempt's routing rule has reroute on: its name (arms the recipient; src/core/reroute.ts). */
+      readonly reroute?: string;
     }
   /** The gateway's own final verdict (SMSC rejected the submit, deadline passed, gave up). */
   | {

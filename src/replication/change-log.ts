@@ -36,7 +36,7 @@ import type { Database, Key, RootDatabase } from 'lmdb';
 import { GatewayError } from '../core/errors.js';
 import type { FinalState } from '../core/message.js';
 import type { DeliveryReceipt } from '../core/ports.js';
-import type { StoredMessage } from '../receipts/records.js';
+import type { StoredMessage, StoredRerouteText } from '../receipts/records.js';
 import type { SegmentResult } from '../receipts/types.js';
 import { trackWrite } from '../storage/health.js';
 
@@ -79,6 +79,10 @@ export type ReplicaOp =
   | { readonly k: 'f'; readonly id: string; readonly at: number; readonly items: readonly { readonly index: number; readonly state: FinalState; readonly error: string }[] }
   /** recordPdaStates */
   | { readonly k: 'p'; readonly updates: readonly PdaStateUpdate[] }
+  /** keepForReroute: the text a second attempt sends */
+  | { readonly k: 'rk'; readonly id: string; readonly text: StoredRerouteText }
+  /** endReroutes: second attempts that could not be made */
+  | { readonly k: 'rn'; readonly id: string; readonly idx: readonly number[] }
   /** expireDue: these recipients of the message expired (decided by the message's own host). */
   | { readonly k: 'e'; readonly id: string; readonly at: number; readonly idx: readonly number[] }
   /**

@@ -96,6 +96,12 @@ export interface SimulatorKnobs {
   readonly maxTracked?: number;
   /** Receipts/MOs waiting to be sent. Default 1,000,000. */
   readonly maxPendingDeliveries?: number;
+  /**
+   * Receipts by suffix (0003 EXPIRED, 0005 UNDELIV) apply. False: those
+   * numbers get the receipt mix like any other, as a second SMSC that can
+   * reach them would (reroute tests). Default true.
+   */
+  readonly receiptSuffixes?: boolean;
   /** Submits remembered for inspection (`recentSubmits()`). Default 1000. */
   readonly recentCapacity?: number;
   /** Housekeeping tick (due receipts, delivery timeouts). Default 20. */
@@ -302,6 +308,7 @@ export class SmscSimulator {
       maxTracked: config.maxTracked ?? 2_000_000,
       maxPendingDeliveries: config.maxPendingDeliveries ?? 1_000_000,
       recentCapacity: config.recentCapacity ?? 1000,
+      receiptSuffixes: config.receiptSuffixes ?? true,
       tickMs: config.tickMs ?? 20,
     };
     this.tls = config.tls;
@@ -584,7 +591,8 @@ export class SmscSimulator {
     const now = Date.now();
     let after: Delivery | undefined;
     if (wantsDlr) {
-      const stat: FinalStat = suffix === '0005' ? 'UNDELIV' : suffix === '0003' ? 'EXPIRED' : this.drawStat();
+      const bySuffix = this.knobs.receiptSuffixes;
+      const stat: FinalStat = bySuffix && suffix === '0005' ? 'UNDELIV' : bySuffix && suffix === '0003' ? 'EXPIRED' : this.drawStat();
       const dlr = this.receipt(ss, pdu, n, messageId, stat, now);
       this.observeReceipt?.({ destination: dest, messageId, stat });
       if (suffix === '0007' || this.knobs.dlrBeforeResp) this.offer(dlr, now); // before the resp below

@@ -33,6 +33,7 @@ export interface Metrics {
   readonly routeFailovers: Counter<'rule' | 'account'>;
   readonly routeAccountDown: Counter<'account' | 'reason'>;
   readonly routeTableVersion: Gauge;
+  readonly reroutes: Counter<'outcome'>;
   readonly acceptToSubmitSeconds: Histogram;
   // smpp
   readonly bindWindowOccupancy: Gauge<'account' | 'bind'>;
@@ -145,6 +146,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     routeFailovers: new Counter({ name: 'smsgw_route_failovers_total', help: 'Recipients routed past a down account to this one', labelNames: ['rule', 'account'], registers: r }),
     routeAccountDown: new Counter({ name: 'smsgw_route_account_down_total', help: 'Times an account went down for routing, by reason (unbound, failing)', labelNames: ['account', 'reason'], registers: r }),
     routeTableVersion: new Gauge({ name: 'smsgw_route_table_version', help: 'Version of the routing rules in force (0: configuration only)', registers: r }),
+    reroutes: new Counter({ name: 'smsgw_reroutes_total', help: 'Reroutes of failed recipients (docs/ARCHITECTURE.md, reroute), counted on the message\'s own host: started (a receipt UNDELIV/REJECTD, a second attempt queued), no-account (no other carrier\'s account: the first result stands), or the second attempt\'s final state (delivered, undeliverable, expired, rejected, failed)', labelNames: ['outcome'], registers: r }),
     acceptToSubmitSeconds: new Histogram({ name: 'smsgw_accept_to_submit_seconds', help: 'From 202 to submit_sm_resp', buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: r }),
     bindWindowOccupancy: new Gauge({ name: 'smsgw_smpp_window_occupancy', help: 'Outstanding requests per bind', labelNames: ['account', 'bind'], registers: r }),
     bindConnected: new Gauge({ name: 'smsgw_smpp_bind_up', help: '1 when the bind is bound', labelNames: ['account', 'bind'], registers: r }),
