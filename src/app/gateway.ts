@@ -397,7 +397,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       bind(MESSAGE_ROUTES, { config, intake, status: store, scheduled: office.scheduled }),
       office.routes(),
       ...(pda ? [bind(PDA_ROUTES, { channel: pda }), bind(PDA_ADMIN_ROUTES, { channel: pda, logger })] : []),
-      bind(ADMIN_HTTP_ROUTES, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, callbackSecrets, metrics, logger, ...(router ? { routing: router } : {}) }),
+      bind(ADMIN_HTTP_ROUTES, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, readmit: (tenant, h) => sends.readmit(tenant, h), callbackSecrets, metrics, logger, ...(router ? { routing: router } : {}) }),
     ]);
     await door.listen(config.server.host, config.server.port);
     frontDoor = door;

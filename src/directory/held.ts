@@ -22,6 +22,8 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { DirectoryStore, Page } from './store.js';
 import type { Actor } from './types.js';
 import { trackWrite } from '../storage/health.js';
+import type { SendShape } from '../core/send.js';
+import type { Reservation } from './quota.js';
 
 export interface HeldRecord {
   readonly id: string;
@@ -34,7 +36,18 @@ export interface HeldRecord {
   readonly recipients: number;
   readonly group?: string;
   readonly jobs: readonly QueueMessage[];
+  /** The send's shape, admitted again at release (records held before it was kept have none). */
+  readonly shape?: SendShape;
+  /** The body before the unit's signature, screened again at release. */
+  readonly body?: string;
+  readonly segments?: number;
 }
+
+/**
+ * Admission again at release (the send service's readmit): grants, content
+ * rules, quota. Throws the refusal; resolves with the quota reservation.
+ */
+export type Readmit = (tenant: string, held: { readonly shape: SendShape; readonly body: string; readonly recipients: number }) => Promise<Reservation | undefined>;
 
 export interface HeldSummary {
   readonly id: string;
@@ -114,14 +127,30 @@ export class HeldMessages {
     return items.length >= limit && last !== undefined ? { items, next: last.id } : { items };
   }
 
-  /** Publish the held jobs, then forget the record. */
-  async release(actor: Actor, id: string): Promise<HeldSummary> {
+  /**
+   * Admit the message again as it stands now (`readmit`: the tenant's
+   * grants, the content rules, the quota — a release is a send), then publish
+   * the held jobs and forget the record. Refused: the refusal is the answer
+   * (403 FORBIDDEN / QUOTA_EXCEEDED, 422 CONTENT_REJECTED…) and the message
+   * stays held, to be rejected or released later. The quota is given back
+   * if the publish fails.
+   */
+  async release(actor: Actor, id: string, readmit: Readmit): Promise<HeldSummary> {
     const rec = this.db.get(id);
     if (rec === undefined) throw new GatewayError('NOT_FOUND', `no held message ${id}`);
     this.assertScope(actor, rec);
-    await this.deps.queue.publish(rec.jobs);
+    const summary = summarize(rec);
+    // Held before the shape was kept: numbers count as the caller's (the strictest grant), the channel auto.
+    const shape: SendShape = rec.shape ?? { tier: rec.tier, channel: 'auto', ...(rec.group !== undefined ? { group: rec.group } : { origin: 'caller' as const }) };
+    const reservation = await readmit(rec.tenant, { shape, body: rec.body ?? summary.text, recipients: rec.recipients });
+    try {
+      await this.deps.queue.publish(rec.jobs);
+    } catch (e) {
+      await reservation?.release();
+      throw e;
+    }
     await this.forget(actor, rec, 'held.release', undefined);
-    return summarize(rec);
+    return summary;
   }
 
   /**

@@ -22,7 +22,7 @@ import { validated } from './schemas.js';
 import type { DirectoryStore } from '../directory/store.js';
 import type { GroupExpander } from '../directory/expansion.js';
 import type { QuotaLedger } from '../directory/quota.js';
-import type { HeldMessages } from '../directory/held.js';
+import type { HeldMessages, Readmit } from '../directory/held.js';
 import { effectiveGrants, effectiveSignature } from '../directory/grants.js';
 import { exportGroups, exportPeople, importGroups, importPeople, parseEncoding } from '../directory/csv-import.js';
 import { ID_PATTERN, PERSON_ID_PATTERN, ROLE_PATTERN, type Actor, type Group, type Unit } from '../directory/types.js';
@@ -35,6 +35,8 @@ export interface AdminDeps {
   readonly expander: GroupExpander;
   readonly quotas: QuotaLedger;
   readonly held: HeldMessages;
+  /** Admission again for a held message being released (the send service's readmit). */
+  readonly readmit: Readmit;
   /** Units' callback signing secrets (src/outbound/secrets.ts); absent: the fields are refused. */
   readonly callbackSecrets?: CallbackSecrets;
   readonly metrics: Metrics;
@@ -559,8 +561,8 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     },
   },
   {
-    method: 'post', path: '/v1/admin/held/:id/release', summary: 'Release a held message: it is sent as accepted', ok: 200,
-    handle: async (ctx) => ({ body: await ctx.deps.held.release(ctx.actor, p(ctx, 0)) }),
+    method: 'post', path: '/v1/admin/held/:id/release', summary: 'Release a held message: admitted again now (grants, content rules, quota; refused: it stays held), then sent as accepted', ok: 200,
+    handle: async (ctx) => ({ body: await ctx.deps.held.release(ctx.actor, p(ctx, 0), ctx.deps.readmit) }),
   },
   {
     method: 'post', path: '/v1/admin/held/:id/reject', summary: 'Reject a held message: every recipient ends rejected with the reason', body: { kind: 'json', schema: 'Reject' }, ok: 200,

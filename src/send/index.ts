@@ -7,7 +7,8 @@
  *   grants     tier (bootstrap keys) · directory grants | no directory (refuse groups, police, pda)
  *   admission  template | no templates · text rules · signature · content rules (reject | hold) · parts
  *              · police recipients · group count · schedule | no schedule
- *   quota      the directory's reserve | none
+ *   quota      the directory's reserve | none (a held message: charged at release)
+ *   release    (a held message, when an admin releases it) grants · content rules · quota
  *   persist and enqueue   (SendService.write, through the queue port)
  */
 import type { Logger } from 'pino';
@@ -17,7 +18,7 @@ import type { WorkQueue } from '../queue/port.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { SendService, authorizeWith, type QuotaStage, type SendStore } from './service.js';
 import {
-  contentRules, directoryGrants, groupCount, parts, policeNumbers, schedule, signature, template, textRules, tierGrant,
+  contentRules, contentRulesAtRelease, directoryGrants, groupCount, parts, policeNumbers, schedule, signature, template, textRules, tierGrant,
   withoutDirectory, withoutSchedule, withoutTemplates,
   type DoorRules, type GrantStage, type HeldSink, type ScheduleSink, type Stage, type TemplateRenderer,
 } from './stages.js';
@@ -74,9 +75,11 @@ export function createSendService(w: SendWiring): SendService {
   const quota: QuotaStage = dir
     ? async (admission, recipients) => (admission === undefined ? undefined : dir.rules.reserve(admission, recipients))
     : async () => undefined;
+  // A held message released by an admin: the grants, then these, then the quota (SendService.readmit).
+  const release: Stage[] = dir ? [contentRulesAtRelease(dir.rules)] : [];
   return new SendService({
     config: w.config, store: w.store, queue: w.queue, metrics: w.metrics, logger: w.logger,
-    grants, admission, quota, principalOf: w.principalOf,
+    grants, admission, release, quota, principalOf: w.principalOf,
     ...(w.onAccepted ? { onAccepted: w.onAccepted } : {}),
     ...(w.now ? { now: w.now } : {}),
   });

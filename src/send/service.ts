@@ -106,6 +106,8 @@ export interface SendServiceDeps {
   readonly grants: readonly GrantStage[];
   /** The rest of admission, in order, after the grants. */
   readonly admission: readonly Stage[];
+  /** What runs again, after the grants, when a held message is released (content rules). */
+  readonly release: readonly Stage[];
   readonly quota: QuotaStage;
   /** The principal of a tenant (a bootstrap key's tenant or a directory unit), for services that send as one. */
   readonly principalOf: (tenant: string) => Principal | undefined;
@@ -129,6 +131,8 @@ interface Prepared {
   expansion?: Job;
   /** Held or scheduled: where its jobs go instead of the queue. */
   park?: Parking;
+  /** Held for review: its quota is charged when it is released (readmit), not now. */
+  held: boolean;
   admission?: DoorAdmission;
   response: SendAccepted;
   idempotencyKey?: string;
@@ -187,6 +191,30 @@ export class SendService implements Sends {
    */
   authorize(tenant: string, shape: SendShape, prefix: string): void {
     authorizeWith(this.deps.grants, this.config, this.deps.principalOf, tenant, shape, prefix, this.now());
+  }
+
+  /**
+   * Admission again for a held message an admin releases: the grants (as
+   * the tenant holds them now), the content rules (a word now on the reject
+   * list refuses it), then the quota, charged now. Throws the refusal
+   * (FORBIDDEN, CONTENT_REJECTED, QUOTA_EXCEEDED…); resolves with the
+   * reservation to give back if the release then fails to publish.
+   */
+  async readmit(tenant: string, held: { readonly shape: SendShape; readonly body: string; readonly recipients: number }): Promise<Reservation | undefined> {
+    const principal = this.deps.principalOf(tenant);
+    if (!principal) throw new GatewayError('FORBIDDEN', `tenant ${tenant} is neither an API key's tenant nor a directory unit`);
+    const shape = held.shape;
+    const tier = this.config.tierByName.get(shape.tier);
+    if (!tier) throw new GatewayError('VALIDATION', `unknown tier ${shape.tier}`, { details: [{ field: '/tier', message: 'not a configured tier' }] });
+    const command: SendCommand = {
+      recipients: shape.group !== undefined ? { kind: 'group', group: shape.group } : { kind: 'numbers', numbers: [], origin: shape.origin ?? 'caller' },
+      tier: shape.tier, channel: shape.channel, content: { kind: 'text', text: held.body },
+      ...(shape.classification !== undefined ? { classification: shape.classification } : {}),
+    };
+    const d = draftOf(principal, command, '', this.now(), tier);
+    for (const stage of this.deps.grants) stage(d);
+    await runStages(this.deps.release, d);
+    return this.deps.quota(d.admission, held.recipients);
   }
 
   /** Sends as a tenant (a service's own sends). Unknown tenant: every item FORBIDDEN. */
@@ -251,8 +279,9 @@ export class SendService implements Sends {
     });
     this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
     // Quotas are charged last, for what will really be written, and given back if the write fails.
+    // A held message is charged when it is released (readmit): what waits for review costs nothing yet.
     const reserved = await Promise.all(toWrite.map((w) =>
-      this.deps.quota(w.prepared.admission, w.prepared.record.recipients).then(
+      (w.prepared.held ? Promise.resolve(undefined) : this.deps.quota(w.prepared.admission, w.prepared.record.recipients)).then(
         (res) => res,
         (e: unknown) => {
           const refused: SendResult = { ok: false, error: asGatewayError(e) };
@@ -403,6 +432,7 @@ export class SendService implements Sends {
       response,
       fingerprint,
       ...(expansion !== undefined ? { expansion } : {}),
+      held: d.held !== undefined,
       ...(d.park !== undefined ? { park: d.park } : {}),
       ...(d.admission !== undefined ? { admission: d.admission } : {}),
       ...(key !== undefined ? { idempotencyKey: key } : {}),

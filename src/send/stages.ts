@@ -47,6 +47,8 @@ export interface Reservation {
 export interface HeldSink {
   hold(record: {
     id: string; tenant: string; tier: string; heldAt: number; expiresAt: number; word: string; recipients: number; group?: string; jobs: readonly QueueMessage[];
+    /** The send's shape and body (before the signature) and parts: admitted again at release. */
+    shape: SendShape; body: string; segments: number;
   }): void;
 }
 
@@ -138,7 +140,18 @@ export function contentRules(rules: DoorRules, held: HeldSink): Stage {
     const word = rules.screen(d.body, d.prefix);
     if (word === undefined) return;
     d.held = word;
-    d.park = (e, now) => held.hold({ ...e, heldAt: now, word });
+    d.park = (e, now) => held.hold({ ...e, heldAt: now, word, shape: d.shape, body: d.body, segments: d.segments?.count ?? 1 });
+  };
+}
+
+/**
+ * Content rules again when a held message is released: a word now on the
+ * reject list refuses it (CONTENT_REJECTED); a hold word is what the
+ * reviewer just looked at, so it does not hold it again.
+ */
+export function contentRulesAtRelease(rules: DoorRules): Stage {
+  return (d) => {
+    rules.screen(d.body, d.prefix);
   };
 }
 

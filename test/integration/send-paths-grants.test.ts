@@ -80,3 +80,44 @@ t.test('scheduled release: a message whose grant was withdrawn before its time i
   await eventually(() => ((receivedTexts(gw.simulator).get(phone(0)) ?? []).length > 0) || undefined, 'the control message');
   t.same(receivedTexts(gw.simulator).get(target86[1] as string) ?? [], [], 'the scheduled message never reached the SMSC');
 });
+
+t.test('held release is admitted again: grant revoked meanwhile, or quota now used up → refused, it stays held, nothing reaches the SMSC', async (t) => {
+  const HOLD = { content: { words: ['罢工'], wordListFile: '', onMatch: 'hold', ignoreChars: '' } };
+  const { gw, admin, key, call } = await officeFixture(t, 2, { config: HOLD });
+  await admin.must('POST', '/v1/admin/groups', { id: 'g-all', name: 'All', unit: 'office', members: ['p0'] });
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { dailyQuota: 1 } });
+  // Held messages: to a caller-chosen number (needs direct) and to a directory group (needs the group).
+  const toNumber = await call('POST', '/v1/messages', { to: [TARGETS[0]], text: '关于罢工的通知' });
+  t.match(toNumber, { status: 202, json: { status: 'held' } });
+  const toGroup = await call('POST', '/v1/messages', { group: 'g-all', text: '罢工 group' });
+  t.match(toGroup, { status: 202, json: { status: 'held' } });
+  // Held messages cost no quota while they wait (two held, quota 1: both were accepted).
+  t.equal((await admin.must('GET', '/v1/admin/units/office')).usage.daily, 0, 'nothing charged while held');
+
+  // The unit loses direct and its groups before the review.
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { direct: false, groups: [] } });
+  const r1 = await admin.call('POST', `/v1/admin/held/${toNumber.json.id}/release`);
+  t.equal(r1.status, 403, JSON.stringify(r1.json));
+  t.match(r1.json.error, { code: 'FORBIDDEN', details: [{ field: '/to' }] });
+  const r2 = await admin.call('POST', `/v1/admin/held/${toGroup.json.id}/release`);
+  t.equal(r2.status, 403, JSON.stringify(r2.json));
+  t.match(r2.json.error, { code: 'FORBIDDEN', details: [{ field: '/group' }] });
+  const still = (await admin.must('GET', '/v1/admin/held')).items.map((h: any) => h.id).sort();
+  t.same(still, [toNumber.json.id, toGroup.json.id].sort(), 'refused releases stay held');
+
+  // Grants back: the group message is released and charged now (1 of 1).
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { direct: true, groups: ['*'] } });
+  await admin.must('POST', `/v1/admin/held/${toGroup.json.id}/release`);
+  t.equal((await admin.must('GET', '/v1/admin/units/office')).usage.daily, 1, 'charged at release');
+  await eventually(() => (receivedTexts(gw.simulator).get(phone(0)) ?? []).some((x) => x.includes('罢工 group')) || undefined, 'the released group message');
+  // The quota is used up: releasing the other is a send the quota refuses.
+  const r3 = await admin.call('POST', `/v1/admin/held/${toNumber.json.id}/release`);
+  t.equal(r3.status, 403, JSON.stringify(r3.json));
+  t.equal(r3.json.error.code, 'QUOTA_EXCEEDED');
+  // The reviewer rejects it; it never reaches the SMSC.
+  await admin.must('POST', `/v1/admin/held/${toNumber.json.id}/reject`, { reason: 'refused' });
+  const done = await admin.waitCompleteAs(key, toNumber.json.id);
+  t.match(done.summary, { rejected: 1 });
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal((receivedTexts(gw.simulator).get(target86[0] as string) ?? []).length, 0, 'the refused release never reached the SMSC');
+});

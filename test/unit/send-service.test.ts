@@ -217,3 +217,46 @@ t.test('an Idempotency-Key reused after its TTL is a new message; a lost answer 
     return true;
   }), { numRuns: 300, seed: 16 });
 });
+
+t.test('held messages: no quota at acceptance; readmit runs grants, content rules (reject list now), then the quota', async (t) => {
+  const f = fakes();
+  let charged = 0;
+  let rejectNow = false;
+  const held: unknown[] = [];
+  const base = rules({ direct: true, workflow: false }, []);
+  const withWords: DoorRules = {
+    ...base,
+    screen: (text, prefix) => {
+      if (!text.includes('罢工')) return undefined;
+      if (rejectNow) throw new GatewayError('CONTENT_REJECTED', 'listed word', { details: [{ field: `${prefix}/text`, message: '罢工' }] });
+      return '罢工';
+    },
+    reserve: async (_a, n) => {
+      charged += n;
+      return { release: async () => void (charged -= n) };
+    },
+  };
+  const sends = createSendService({
+    config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
+    principalOf: () => principal, directory: { rules: withWords, held: { hold: (r) => void held.push(r) } },
+  });
+  const [r] = await sends.send(principal, [{ command: { ...numbers('caller', '8613900000001', '8613900000002'), content: { kind: 'text', text: '罢工通知' } } }]);
+  t.match(r, { ok: true, body: { status: 'held', recipients: 2 } });
+  t.equal(charged, 0, 'nothing charged while held');
+  t.same(f.published, [], 'nothing published while held');
+  t.match(held[0], { shape: { origin: 'caller', tier: config.defaultTier }, body: '罢工通知', segments: 1 });
+  const shape = (held[0] as { shape: SendShape }).shape;
+  // Released: charged now.
+  const res = await sends.readmit('unit-a', { shape, body: '罢工通知', recipients: 2 });
+  t.equal(charged, 2, 'charged at release');
+  await res?.release();
+  t.equal(charged, 0, 'given back');
+  // The word is on the reject list now: refused, nothing charged.
+  rejectNow = true;
+  await t.rejects(sends.readmit('unit-a', { shape, body: '罢工通知', recipients: 2 }), { code: 'CONTENT_REJECTED' });
+  t.equal(charged, 0);
+  // Without the grant the numbers need: refused before content rules and quota.
+  rejectNow = false;
+  await t.rejects(sends.readmit('unit-a', { shape: { ...shape, origin: 'workflow' }, body: '罢工通知', recipients: 2 }), { code: 'FORBIDDEN' });
+  t.equal(charged, 0);
+});
