@@ -65,6 +65,8 @@ export interface Meeting {
   /** Message ids of reminders, changes and the cancellation. */
   readonly followUps: readonly string[];
   readonly version: number;
+  /** With an Idempotency-Key: the creating request's fingerprint (a repeat with another body is 409). */
+  readonly fingerprint?: string;
 }
 
 export interface Invitee {
@@ -160,13 +162,18 @@ export class Meetings implements MoHandler {
   }
 
   /** Create and send the notice. A repeat with the same idempotency key returns the first meeting (and finishes its notice). */
-  async create(principal: Principal, input: MeetingInput, idempotencyKey?: string): Promise<{ meeting: Meeting; replayed: boolean }> {
+  async create(principal: Principal, input: MeetingInput, idempotencyKey?: string, fingerprint?: string): Promise<{ meeting: Meeting; replayed: boolean }> {
     const now = this.now();
     const tenant = principal.tenant;
     const id = idempotencyKey !== undefined ? `mtg_${idempotentMessageId(tenant, `meeting:${idempotencyKey}`)}` : `mtg_${newMessageId(now)}`;
     const existing = this.meetings.get(id);
     if (existing) {
       if (existing.tenant !== tenant) throw new GatewayError('IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used');
+      // The same key with another body is a conflict, as for messages (meetings created before the
+      // fingerprint was kept have none: they replay).
+      if (existing.fingerprint !== undefined && fingerprint !== undefined && existing.fingerprint !== fingerprint) {
+        throw new GatewayError('IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used with a different request body');
+      }
       // A meeting's key lasts as long as the meeting. Its notices went out (their ids are on it):
       // a repeat, however late, sends nothing again — after idempotencyTtl the notices' own keys
       // would make new messages. Only a meeting whose notices were never recorded finishes them.
@@ -192,6 +199,7 @@ export class Meetings implements MoHandler {
       ...(input.remindAt !== undefined ? { remindAt: input.remindAt } : {}),
       ...(input.scheduleAt !== undefined ? { scheduleAt: input.scheduleAt } : {}),
       createdAt: now, updatedAt: now, state: 'open', invited: invited.length, notices: [], followUps: [], version: 1,
+      ...(idempotencyKey !== undefined && fingerprint !== undefined ? { fingerprint } : {}),
     };
     // Invitees and the number index first, the meeting row last: a meeting that exists is complete.
     for (let from = 0; from < invited.length; from += WRITE_CHUNK) {

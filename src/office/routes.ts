@@ -25,6 +25,7 @@ import { countSegments } from '../core/segment.js';
 import { PARAM_TYPES } from '../core/template.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { asGatewayError, parseRfc3339 } from '../ingest/intake.js';
+import { requestFingerprint } from '../send/index.js';
 import type { Principal } from '../core/send.js';
 import { validated } from '../ingest/schemas.js';
 import { loadUws } from '../ingest/uws.js';
@@ -200,9 +201,10 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'Create a meeting and send its notice (or schedule it); replies 1 / 2 [reason] are matched back',
     body: { kind: 'json', name: 'Meeting', schema: MeetingSchema },
     headers: [IDEMPOTENCY_HEADER],
-    responses: { '201': 'the meeting with its notice message ids', '200': 'a repeat of the Idempotency-Key: the first meeting', '403': 'FORBIDDEN: a group or numbers not granted', '404': 'NOT_FOUND: a group', '413': 'TOO_MANY_RECIPIENTS' },
+    responses: { '201': 'the meeting with its notice message ids', '200': 'a repeat of the Idempotency-Key: the first meeting', '409': 'IDEMPOTENCY_CONFLICT: the Idempotency-Key was used with a different body', '403': 'FORBIDDEN: a group or numbers not granted', '404': 'NOT_FOUND: a group', '413': 'TOO_MANY_RECIPIENTS' },
     handle: async ({ deps, principal, body, idempotencyKey }) => {
-    const m = checked(MeetingSchema, await body());
+    const raw = await body();
+    const m = checked(MeetingSchema, raw);
     const at = time(m.time, '/time') as number;
     const replyBy = time(m.replyBy, '/replyBy');
     const remindAt = time(m.remindAt, '/remindAt');
@@ -217,7 +219,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
       ...(remindAt !== undefined ? { remindAt } : {}),
       ...(scheduleAt !== undefined ? { scheduleAt } : {}),
       ...(m.tier !== undefined ? { tier: m.tier } : {}),
-    }, idempotencyKey === '' ? undefined : idempotencyKey);
+    }, idempotencyKey === '' ? undefined : idempotencyKey, requestFingerprint(raw));
     return { status: r.replayed ? 200 : 201, body: meetingView(r.meeting) };
     },
   }),

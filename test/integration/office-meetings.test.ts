@@ -161,6 +161,16 @@ t.test('meeting input is checked at the door', async (t) => {
   t.equal(replay2.status, 200);
   t.equal(replay2.json.id, replay1.json.id, 'the same meeting');
   t.same(replay2.json.notices, replay1.json.notices, 'and the same notice: nothing sent twice');
+  // The same key with a changed body is a conflict, as for messages; the key order of the body does not matter.
+  const changed = await call('POST', '/v1/meetings', { title: 'x', time: MEETING_AT, place: '另一个会议室', attendees: { people: ['p0'] } }, { 'idempotency-key': 'm-1' });
+  t.equal(changed.status, 409, JSON.stringify(changed.json));
+  t.equal(changed.json.error.code, 'IDEMPOTENCY_CONFLICT');
+  const more = await call('POST', '/v1/meetings', { title: 'x', time: MEETING_AT, place: 'x', attendees: { people: ['p0', 'p1'] } }, { 'idempotency-key': 'm-1' });
+  t.equal(more.status, 409, 'another attendee list is another body');
+  const reordered = await call('POST', '/v1/meetings', { attendees: { people: ['p0'] }, place: 'x', time: MEETING_AT, title: 'x' }, { 'idempotency-key': 'm-1' });
+  t.equal(reordered.status, 200, 'the same body with keys in another order replays');
+  t.equal(reordered.json.id, replay1.json.id);
+  t.equal((await call('GET', '/v1/meetings')).json.items.filter((m: any) => m.id === replay1.json.id).length, 1, 'one meeting');
 });
 
 t.test('a meeting whose notice is refused (quota) is not kept', async (t) => {
