@@ -398,6 +398,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       office.routes(),
       ...(pda ? [bind(PDA_ROUTES, { channel: pda }), bind(PDA_ADMIN_ROUTES, { channel: pda, logger })] : []),
       bind(ADMIN_HTTP_ROUTES, { config, directory: directory.store, expander: directory.expander, quotas: directory.quotas, held: directory.held, readmit: (tenant, h) => sends.readmit(tenant, h), callbackSecrets, metrics, logger, ...(router ? { routing: router } : {}) }),
+      office.archiveRoutes(store),
     ]);
     await door.listen(config.server.host, config.server.port);
     frontDoor = door;

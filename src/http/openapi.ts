@@ -12,6 +12,7 @@ import { schemasForOpenApi } from '../ingest/schemas.js';
 import { MESSAGE_ROUTES } from '../ingest/server.js';
 import { ADMIN_HTTP_ROUTES } from '../ingest/admin.js';
 import { OFFICE_ROUTES } from '../office/routes.js';
+import { ARCHIVE_ROUTES } from '../office/archive-routes.js';
 import { PDA_ROUTES } from '../pda/ws-route.js';
 import { PDA_ADMIN_ROUTES } from '../pda/admin-routes.js';
 import { DOC_ROUTES, OPS_ROUTES } from './ops.js';
@@ -19,7 +20,7 @@ import { pathParamNames, routeLabel, type Realm, type RouteEntry } from './route
 
 /** Every table of every part, in the order the composition root mounts them. */
 export const API_TABLES: readonly (readonly RouteEntry<never>[])[] = [
-  OPS_ROUTES, DOC_ROUTES, MESSAGE_ROUTES, OFFICE_ROUTES, PDA_ROUTES, PDA_ADMIN_ROUTES, ADMIN_HTTP_ROUTES,
+  OPS_ROUTES, DOC_ROUTES, MESSAGE_ROUTES, OFFICE_ROUTES, PDA_ROUTES, PDA_ADMIN_ROUTES, ADMIN_HTTP_ROUTES, ARCHIVE_ROUTES,
 ] as unknown as readonly (readonly RouteEntry<never>[])[];
 
 export function allRoutes(): RouteEntry<never>[] {

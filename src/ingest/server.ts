@@ -152,59 +152,11 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
     responses: { '200': ref('MessageStatus', 'Status'), '404': 'NOT_FOUND', '422': 'VALIDATION (cursor, limit)' },
     handle: ({ deps, principal, params, query }) => {
       const id = params[0] ?? '';
-      const problems = [];
-      const limitRaw = query.get('limit');
-      const cursorRaw = query.get('cursor');
-      const limit = limitRaw === null ? 100 : Number(limitRaw);
-      const cursor = cursorRaw === null ? 0 : Number(cursorRaw);
-      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) problems.push({ field: 'limit', message: `an integer from 1 to ${MAX_PAGE}` });
-      if (!Number.isInteger(cursor) || cursor < 0) problems.push({ field: 'cursor', message: 'a non-negative integer from the previous page\'s `next`' });
-      if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
+      const page = recipientPage(query);
       const msg = deps.status.getMessage(id);
       // Another tenant's message is "not found": do not reveal that it exists.
       if (!msg || msg.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no message ${id}`);
-      const summary = deps.status.summary(id);
-      const scheduledAt = deps.scheduled?.dueAt(id);
-      const page = deps.status.listRecipients(id, { cursor, limit });
-      const final = summary.delivered + summary.undeliverable + summary.expired + summary.rejected + summary.failed;
-      return { status: 200, body: {
-        id: msg.id,
-        tier: msg.tier,
-        channel: msg.channel,
-        encoding: msg.encoding,
-        segments: msg.segments,
-        recipients: msg.recipients,
-        createdAt: new Date(msg.createdAt).toISOString(),
-        expiresAt: new Date(msg.expiresAt).toISOString(),
-        ...(msg.reference !== undefined ? { reference: msg.reference } : {}),
-        status: final === msg.recipients ? 'complete' : scheduledAt !== undefined ? 'scheduled' : 'in-progress',
-        ...(scheduledAt !== undefined ? { scheduledAt: new Date(scheduledAt).toISOString() } : {}),
-        ...callbackView(deps.status.callbackState?.(id)),
-        summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s] ?? 0])),
-        items: page.items.map((r) => ({
-          index: r.index,
-          to: r.to,
-          state: r.state,
-          acceptedAt: new Date(r.acceptedAt).toISOString(),
-          updatedAt: new Date(r.updatedAt).toISOString(),
-          ...(r.error !== undefined ? { error: r.error } : {}),
-          segments: r.segs.map(segmentView),
-          ...(r.attempts !== undefined ? {
-            attempts: r.attempts.map((a, i) => {
-              const account = a.segs.find((s) => s.account !== undefined)?.account;
-              return {
-                attempt: i + 1,
-                state: a.state,
-                ...(account !== undefined ? { account } : {}),
-                ...(a.endedAt !== undefined ? { endedAt: new Date(a.endedAt).toISOString() } : {}),
-                ...(a.error !== undefined ? { error: a.error } : {}),
-                segments: a.segs.map(segmentView),
-              };
-            }),
-          } : {}),
-        })),
-        ...(page.next !== undefined ? { next: page.next } : {}),
-      } };
+      return { status: 200, body: messageStatusView(deps, msg, page) };
     },
   }),
   /** DELETE /v1/messages/{id}: cancel a scheduled message that has not been released yet. */
@@ -251,4 +203,64 @@ export function recipientsNamed(messages: readonly unknown[]): number {
     if (Array.isArray(people)) n += people.length;
   }
   return n;
+}
+
+/** `cursor` and `limit` of a page of recipients, checked (422 VALIDATION). */
+export function recipientPage(query: URLSearchParams): { cursor: number; limit: number } {
+  const problems = [];
+  const limitRaw = query.get('limit');
+  const cursorRaw = query.get('cursor');
+  const limit = limitRaw === null ? 100 : Number(limitRaw);
+  const cursor = cursorRaw === null ? 0 : Number(cursorRaw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) problems.push({ field: 'limit', message: `an integer from 1 to ${MAX_PAGE}` });
+  if (!Number.isInteger(cursor) || cursor < 0) problems.push({ field: 'cursor', message: 'a non-negative integer from the previous page\'s `next`' });
+  if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
+  return { cursor, limit };
+}
+
+/** A message's status body (GET /v1/messages/{id}; the admin archive of a deleted unit shows the same). */
+export function messageStatusView(deps: { status: StatusStore; scheduled?: ScheduledMessages | undefined }, msg: StatusMessage, q: { cursor: number; limit: number }): Record<string, unknown> {
+  const id = msg.id;
+  const summary = deps.status.summary(id);
+  const scheduledAt = deps.scheduled?.dueAt(id);
+  const page = deps.status.listRecipients(id, q);
+  const final = summary.delivered + summary.undeliverable + summary.expired + summary.rejected + summary.failed;
+  return {
+    id: msg.id,
+    tier: msg.tier,
+    channel: msg.channel,
+    encoding: msg.encoding,
+    segments: msg.segments,
+    recipients: msg.recipients,
+    createdAt: new Date(msg.createdAt).toISOString(),
+    expiresAt: new Date(msg.expiresAt).toISOString(),
+    ...(msg.reference !== undefined ? { reference: msg.reference } : {}),
+    status: final === msg.recipients ? 'complete' : scheduledAt !== undefined ? 'scheduled' : 'in-progress',
+    ...(scheduledAt !== undefined ? { scheduledAt: new Date(scheduledAt).toISOString() } : {}),
+    ...callbackView(deps.status.callbackState?.(id)),
+    summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s] ?? 0])),
+    items: page.items.map((r) => ({
+      index: r.index,
+      to: r.to,
+      state: r.state,
+      acceptedAt: new Date(r.acceptedAt).toISOString(),
+      updatedAt: new Date(r.updatedAt).toISOString(),
+      ...(r.error !== undefined ? { error: r.error } : {}),
+      segments: r.segs.map(segmentView),
+      ...(r.attempts !== undefined ? {
+        attempts: r.attempts.map((a, i) => {
+          const account = a.segs.find((s) => s.account !== undefined)?.account;
+          return {
+            attempt: i + 1,
+            state: a.state,
+            ...(account !== undefined ? { account } : {}),
+            ...(a.endedAt !== undefined ? { endedAt: new Date(a.endedAt).toISOString() } : {}),
+            ...(a.error !== undefined ? { error: a.error } : {}),
+            segments: a.segs.map(segmentView),
+          };
+        }),
+      } : {}),
+    })),
+    ...(page.next !== undefined ? { next: page.next } : {}),
+  };
 }

@@ -23,6 +23,8 @@ import { Meetings } from './meetings.js';
 import { MoInbox } from './mo-inbox.js';
 import { OptOutByText } from './opt-out.js';
 import { LiveMoSubscribers, OFFICE_ROUTES } from './routes.js';
+import { ARCHIVE_ROUTES } from './archive-routes.js';
+import type { StatusStore } from '../ingest/server.js';
 import { Schedule, type ScheduleReceipts } from './schedule.js';
 import { TemplateStore } from './templates.js';
 import { Workflow } from './workflow.js';
@@ -132,6 +134,14 @@ export class Office {
     return bind(OFFICE_ROUTES, {
       config, templates: this.stores.templates, meetings: this.meetings, workflow: this.workflow, inbox: this.inbox,
       directory: directory.store, live: this.live, logger: logger.child({ part: 'office-api' }),
+    });
+  }
+
+  /** Deleted units' archives (global admins): this office's stores and the message store. */
+  archiveRoutes(status: StatusStore): MountedTable {
+    return bind(ARCHIVE_ROUTES, {
+      directory: this.deps.directory.store, templates: this.stores.templates, meetings: this.meetings, workflow: this.workflow,
+      inbox: this.inbox, status, scheduled: this.scheduled,
     });
   }
 

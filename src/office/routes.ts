@@ -35,7 +35,7 @@ import { effectiveSignature, signText } from '../directory/grants.js';
 import type { Meetings, Meeting } from './meetings.js';
 import { MO_STATES, type LiveSubscribers, type MoInbox, type MoRecord, type MoState } from './mo-inbox.js';
 import type { TemplateStore } from './templates.js';
-import { contactNumbers, type Workflow } from './workflow.js';
+import { contactNumbers, type CaseRecord, type Workflow } from './workflow.js';
 
 const NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
 const Time = Type.String({ maxLength: 40, description: 'RFC 3339 with offset, e.g. 2026-11-23T09:30:00+08:00' });
@@ -121,14 +121,14 @@ function time(v: string | undefined, field: string): number | undefined {
   return t;
 }
 
-function pageLimit(query: URLSearchParams): number {
+export function pageLimit(query: URLSearchParams): number {
   const raw = query.get('limit');
   const n = raw === null ? 100 : Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > 1000) throw new GatewayError('VALIDATION', 'limit must be an integer from 1 to 1000', { details: [{ field: 'limit', message: 'an integer from 1 to 1000' }] });
   return n;
 }
 
-const PAGE_QUERY = [
+export const PAGE_QUERY = [
   { name: 'cursor', schema: { type: 'string' }, description: 'the `next` of the previous page' },
   { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
 ];
@@ -242,27 +242,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     handle: async ({ deps, principal, params, query }) => {
     const m = deps.meetings.get(params[0] ?? '');
     if (!m || m.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no meeting ${params[0] ?? ''}`);
-    const answer = query.get('answer');
-    if (answer !== null && !['attend', 'absent', 'none'].includes(answer)) throw new GatewayError('VALIDATION', 'answer must be attend, absent or none', { details: [{ field: 'answer', message: 'attend, absent or none' }] });
-    const cursor = query.get('cursor') ?? undefined;
-    const page = deps.meetings.people(m.id, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}), ...(answer !== null ? { answer: answer as 'attend' } : {}) });
-    return {
-      status: 200,
-      body: {
-        ...meetingView(m),
-        tally: deps.meetings.tally(m.id),
-        people: page.items.map((p) => ({
-          mobile: p.hidden === true ? maskNumber(p.mobile) : p.mobile,
-          ...(p.personId !== undefined ? { personId: p.personId } : {}),
-          ...(p.name !== undefined ? { name: p.name } : {}),
-          answer: p.answer ?? 'none',
-          ...(p.reason !== undefined ? { reason: p.reason } : {}),
-          ...(p.answeredAt !== undefined ? { answeredAt: iso(p.answeredAt) } : {}),
-          ...(p.late ? { lateReply: { answer: p.late.answer, at: iso(p.late.at), ...(p.late.reason !== undefined ? { reason: p.late.reason } : {}) } } : {}),
-        })),
-        ...(page.next !== undefined ? { next: page.next } : {}),
-      },
-    };
+    return { status: 200, body: meetingDetail(deps.meetings, m, query) };
     },
   }),
   route<OfficeRouteDeps, 'sending'>({
@@ -331,23 +311,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     handle: async ({ deps, principal, params }) => {
     const c = deps.workflow.get(principal.tenant, params[0] ?? '', params[1] ?? '');
     if (!c) throw new GatewayError('NOT_FOUND', `no case ${params[0] ?? ''}/${params[1] ?? ''}`);
-    return {
-      status: 200,
-      body: {
-        system: c.system, caseId: c.caseId, stage: c.stage ?? null, stageName: c.stageName ?? c.stage ?? null, ordering: c.ordering,
-        ...(c.applicantName !== undefined ? { applicant: c.applicantName } : {}),
-        contacts: c.contacts, createdAt: iso(c.createdAt), updatedAt: iso(c.updatedAt),
-        timeline: c.timeline.map((t) => ({
-          order: t.order, stage: t.stage, outcome: t.outcome, receivedAt: iso(t.receivedAt), appliedAt: iso(t.appliedAt),
-          ...(t.stageName !== undefined ? { stageName: t.stageName } : {}),
-          ...(t.occurredAt !== undefined ? { occurredAt: iso(t.occurredAt) } : {}),
-          ...(t.messageId !== undefined ? { messageId: t.messageId } : {}),
-          ...(t.missing !== undefined ? { missing: t.missing } : {}),
-          ...(t.readyAt !== undefined ? { readyAt: iso(t.readyAt) } : {}),
-          ...(t.error !== undefined ? { error: t.error } : {}),
-        })),
-      },
-    };
+    return { status: 200, body: caseView(c) };
     },
   }),
 
@@ -432,6 +396,46 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
   }),
 ];
 
+/** A meeting with its tally and a page of per-person answers (GET /v1/meetings/{id}; a deleted unit's archive shows the same). */
+export function meetingDetail(meetings: Meetings, m: Meeting, query: URLSearchParams): Record<string, unknown> {
+  const answer = query.get('answer');
+  if (answer !== null && !['attend', 'absent', 'none'].includes(answer)) throw new GatewayError('VALIDATION', 'answer must be attend, absent or none', { details: [{ field: 'answer', message: 'attend, absent or none' }] });
+  const cursor = query.get('cursor') ?? undefined;
+  const page = meetings.people(m.id, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}), ...(answer !== null ? { answer: answer as 'attend' } : {}) });
+  return {
+    ...meetingView(m),
+    tally: meetings.tally(m.id),
+    people: page.items.map((p) => ({
+      mobile: p.hidden === true ? maskNumber(p.mobile) : p.mobile,
+      ...(p.personId !== undefined ? { personId: p.personId } : {}),
+      ...(p.name !== undefined ? { name: p.name } : {}),
+      answer: p.answer ?? 'none',
+      ...(p.reason !== undefined ? { reason: p.reason } : {}),
+      ...(p.answeredAt !== undefined ? { answeredAt: iso(p.answeredAt) } : {}),
+      ...(p.late ? { lateReply: { answer: p.late.answer, at: iso(p.late.at), ...(p.late.reason !== undefined ? { reason: p.late.reason } : {}) } } : {}),
+    })),
+    ...(page.next !== undefined ? { next: page.next } : {}),
+  };
+}
+
+/** A case's current stage and timeline (GET /v1/cases/{system}/{caseId}; a deleted unit's archive shows the same). */
+export function caseView(c: CaseRecord): Record<string, unknown> {
+  return {
+    system: c.system, caseId: c.caseId, stage: c.stage ?? null, stageName: c.stageName ?? c.stage ?? null, ordering: c.ordering,
+    ...(c.applicantName !== undefined ? { applicant: c.applicantName } : {}),
+    contacts: c.contacts, createdAt: iso(c.createdAt), updatedAt: iso(c.updatedAt),
+    timeline: c.timeline.map((t) => ({
+      order: t.order, stage: t.stage, outcome: t.outcome, receivedAt: iso(t.receivedAt), appliedAt: iso(t.appliedAt),
+      ...(t.stageName !== undefined ? { stageName: t.stageName } : {}),
+      ...(t.occurredAt !== undefined ? { occurredAt: iso(t.occurredAt) } : {}),
+      ...(t.messageId !== undefined ? { messageId: t.messageId } : {}),
+      ...(t.missing !== undefined ? { missing: t.missing } : {}),
+      ...(t.readyAt !== undefined ? { readyAt: iso(t.readyAt) } : {}),
+      ...(t.error !== undefined ? { error: t.error } : {}),
+    })),
+  };
+}
+
 function templateName(raw: string | undefined): string {
   const name = raw ?? '';
   if (!new RegExp(NAME).test(name)) throw new GatewayError('VALIDATION', 'a template name is letters, digits, _ . - (1–64)', { details: [{ field: 'name', message: NAME }] });
@@ -440,11 +444,11 @@ function templateName(raw: string | undefined): string {
 
 const iso = (t: number): string => new Date(t).toISOString();
 
-function templateView(t: { name: string; body: string; params: unknown; description?: string; createdAt: number; updatedAt: number }): unknown {
+export function templateView(t: { name: string; body: string; params: unknown; description?: string; createdAt: number; updatedAt: number }): unknown {
   return { name: t.name, body: t.body, params: t.params, ...(t.description !== undefined ? { description: t.description } : {}), createdAt: iso(t.createdAt), updatedAt: iso(t.updatedAt) };
 }
 
-function meetingView(m: Meeting): Record<string, unknown> {
+export function meetingView(m: Meeting): Record<string, unknown> {
   return {
     id: m.id, title: m.title, time: iso(m.time), place: m.place, state: m.state, tier: m.tier, invited: m.invited,
     replyBy: iso(m.replyBy),
@@ -455,7 +459,7 @@ function meetingView(m: Meeting): Record<string, unknown> {
   };
 }
 
-function moView(r: MoRecord): unknown {
+export function moView(r: MoRecord): unknown {
   return {
     id: r.id, from: r.source, to: r.destination, text: r.text, receivedAt: iso(r.receivedAt), state: r.state,
     ...(r.route !== undefined ? { route: r.route } : {}),
