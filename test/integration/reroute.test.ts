@@ -17,6 +17,8 @@ import { startSimulator } from '../support/nats-deployment.js';
 import { simulatorAccountConfig } from '../support/gateway-process.js';
 import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
 import { until } from '../support/wait.js';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { SmscSimulator, type SmscSimulatorOptions } from '../../src/smpp/simulator.js';
 import { deepMerge, loadConfig } from '../../src/config/load.js';
 import { startGateway, type Gateway } from '../../src/app/gateway.js';
@@ -139,6 +141,23 @@ t.test('with the NATS queue', async (t) => {
   await until('finals announced', () => finals.filter((f) => f[0] === r.json.id).length >= 2, 5000);
   await new Promise((res) => setTimeout(res, 200));
   t.equal(finals.filter((f) => f[0] === r.json.id).length, 2, 'final once per recipient');
+  // Status events (<prefix>.status.<tenant>): one per recipient, the rerouted one with its true final state.
+  const nc = await connect({ servers: [server.url] });
+  t.teardown(() => nc.close());
+  const jsm = await jetstreamManager(nc);
+  const events: Array<{ messageId: string; index: number; state: string }> = [];
+  await until('status events published', async () => {
+    events.length = 0;
+    const info = await jsm.streams.info('SMSGW_WORK_STATUS');
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq - info.state.first_seq < 1000; seq++) {
+      const m = await jsm.streams.getMessage('SMSGW_WORK_STATUS', { seq });
+      if (m) for (const e of m.json<{ events: Array<{ messageId: string; index: number; state: string }> }>().events) if (e.messageId === r.json.id) events.push(e);
+    }
+    return events.length >= 2;
+  }, 10_000);
+  const failedIndex = done.items.find((i: any) => i.to === `86${FAILS}`).index;
+  t.same(events.map((e) => [e.index, e.state]).sort(), [[0, 'delivered'], [1, 'delivered']], 'one status event per recipient');
+  t.equal(events.filter((e) => e.index === failedIndex).length, 1, 'the rerouted recipient: one event, at its second attempt\'s end');
 });
 
 t.test('a restart between the attempts: the second attempt goes out after the restart', async (t) => {
