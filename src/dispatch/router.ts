@@ -116,6 +116,8 @@ export class Router {
   private readonly derived: readonly RouteRule[];
   private readonly configured: readonly RouteRule[];
   private table: RoutingTable;
+  /** Configured rules with reroute on, by name (a second attempt finds its rule here). */
+  private rerouteRules = new Map<string, CompiledRule>();
   private version = 0;
   private readonly turns: number[] = [];
   /** Hot-path counts, flushed to the metrics on tick: rule name → account → recipients. */
@@ -157,6 +159,7 @@ export class Router {
       });
     }
     this.table = compileTable(configured, this.derived);
+    this.rerouteRules = rerouteIndex(this.table);
     this.reload();
   }
 
@@ -222,7 +225,7 @@ export class Router {
    * reroute is off, or no other carrier's account is listed.
    */
   rerouteTargets(ruleName: string, to: string, firstAccounts: readonly string[]): RoutedAccount[] {
-    const rule = this.table.rules.find((r) => r.rule.name === ruleName && !r.derived);
+    const rule = this.rerouteRules.get(ruleName);
     if (rule?.reroute === undefined) return [];
     const names = rerouteAccounts(rule.reroute, firstAccounts, (a) => {
       const acc = this.byName.get(a);
@@ -293,6 +296,7 @@ export class Router {
       return false;
     }
     this.table = compileTable(rules, this.derived);
+    this.rerouteRules = rerouteIndex(this.table);
     this.turns.length = 0;
     this.failoverOrder.clear();
     this.version = stored.version;
@@ -339,6 +343,12 @@ export class Router {
     this.pendingRouted.clear();
     this.pendingFailover.clear();
   }
+}
+
+function rerouteIndex(table: RoutingTable): Map<string, CompiledRule> {
+  const out = new Map<string, CompiledRule>();
+  for (const r of table.rules) if (!r.derived && r.reroute !== undefined && !out.has(r.rule.name)) out.set(r.rule.name, r);
+  return out;
 }
 
 function bump(counts: Map<string, Map<string, number>>, rule: string, account: string): void {

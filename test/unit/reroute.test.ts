@@ -280,3 +280,36 @@ t.test('store: a second attempt that cannot be made leaves the first result fina
   const values = (m.find((x) => x.name === 'smsgw_reroutes_total') as { values: { value: number; labels: Record<string, string> }[] }).values;
   t.match(values.find((v) => v.labels['outcome'] === 'no-account'), { value: 1 });
 });
+
+t.test('Router.rerouteTargets: other carriers only, allow-lists respected, up ones first; the route names a reroute rule', async (t) => {
+  const { Router } = await import('../../src/dispatch/router.js');
+  const state: Record<string, number> = { 'cm-a': 1, 'cm-b': 1, 'cu-a': 1, 'cu-b': 1, 'ct-test': 1 };
+  const acc = (name: string, carrier: string, extra: Record<string, unknown> = {}) => ({
+    name, operators: [] as string[], carrier, transport: { account: name, pending: 0 } as never, bound: () => state[name] ?? 0, shed: () => 0, ...extra,
+  });
+  let now = 0;
+  const router = new Router([
+    acc('cm-a', 'cmcc'), acc('cm-b', 'cmcc'), acc('cu-a', 'cucc'), acc('cu-b', 'cucc'), acc('ct-test', 'ctcc', { allowList: new Set(['8613800000001']) }),
+  ], {
+    health: { unboundMs: 100, failingMs: 1000, retryMs: 5000 }, utcOffsetMinutes: 480, tiers: ['routine'],
+    rules: [
+      { name: 'mobile', match: { operators: ['cmcc'] }, accounts: ['cm-a', 'cm-b'], policy: 'failover', reroute: true, rerouteTo: ['cm-b', 'ct-test', 'cu-a', 'cu-b'] },
+      { name: 'plain', match: { operators: ['cucc'] }, accounts: ['cu-a'], policy: 'failover' },
+    ],
+  }, { now: () => now });
+  const msg = { tier: 'routine', units: ['dev'] };
+  t.equal(router.route('8613800000002', msg, 0).reroute, 'mobile');
+  t.equal(router.route('8613000000002', msg, 0).reroute, undefined, 'a rule without reroute names none');
+  const names = (to: string, first: string[]): string[] => router.rerouteTargets('mobile', to, first).map((a) => a.name);
+  t.same(names('8613800000002', ['cm-a']), ['cu-a', 'cu-b'], 'not cm-b (same carrier), not the test account (not on its list)');
+  t.same(names('8613800000001', ['cm-a']), ['ct-test', 'cu-a', 'cu-b'], 'the test account for its own numbers');
+  t.same(names('8613800000002', ['cm-a', 'cu-a']), [], 'every other carrier used');
+  t.same(router.rerouteTargets('plain', '8613800000002', ['cm-a']), [], 'reroute off');
+  t.same(router.rerouteTargets('gone', '8613800000002', ['cm-a']), [], 'unknown rule');
+  state['cu-a'] = 0;
+  now = 200;
+  router.tick();
+  now = 400;
+  router.tick();
+  t.same(names('8613800000002', ['cm-a']), ['cu-b', 'cu-a'], 'a down account goes last');
+});
