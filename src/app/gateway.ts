@@ -21,6 +21,7 @@ import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { ReceiptStore } from '../receipts/store.js';
 import { ChangeLog, checkReplicaHost } from '../replication/change-log.js';
 import { StatusCallbacks } from '../receipts/status-callbacks.js';
+import { EventCallbacks } from '../receipts/event-callbacks.js';
 import { CallbackSecrets } from '../outbound/secrets.js';
 import { Webhooks } from '../outbound/webhook.js';
 import { openQueue, startStatusEvents } from '../queue/open.js';
@@ -227,6 +228,13 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     attempts: cb.attempts, timeoutMs: cb.timeoutMs, concurrency: cb.concurrency, perHost: cb.connectionsPerHost, backoffMs: cb.backoffMs, maxBackoffMs: cb.maxBackoffMs,
   });
   callbacks.start();
+  // Per-recipient status events (statusCallback), batched per destination lane, from every role too.
+  const eventCallbacks = new EventCallbacks({
+    env, store, webhooks, metrics, logger: logger.child({ part: 'status-events' }),
+    attempts: cb.attempts, timeoutMs: cb.timeoutMs, concurrency: cb.concurrency, backoffMs: cb.backoffMs, maxBackoffMs: cb.maxBackoffMs,
+    maxBatch: cb.events.maxBatch, lingerMs: cb.events.lingerMs,
+  });
+  eventCallbacks.start();
   // Police PDA channel: outboxes in the same environment; states go to the receipt store.
   const pda = config.pda.enabled ? PdaChannel.open({ env, config: config.pda, sink: store, metrics, logger }) : undefined;
   // Several hosts, the PDA channel on some: without it here, PDA recipients go to a process that has it.
@@ -479,6 +487,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         await Promise.all(pools.map((p) => p.close()));
         await queue.close();
         await callbacks.close();
+        await eventCallbacks.close();
         await webhooks.close();
         await replication?.stop();
         // With the disk full the last writes failed (and were never acknowledged): stop anyway.

@@ -573,6 +573,11 @@ export const ConfigSchema = Type.Object({
     /** Back-off before the second attempt; doubled each attempt up to maxBackoffMs (±20% jitter). */
     backoffMs: Type.Integer({ minimum: 10, maximum: 3600000, default: 1000 }),
     maxBackoffMs: Type.Integer({ minimum: 10, maximum: 86400000, default: 300000 }),
+    /** Per-recipient status events (statusCallback): events per POST at most, and how long a lane's oldest event waits for the batch to fill. */
+    events: Type.Object({
+      maxBatch: Type.Integer({ minimum: 1, maximum: 5000, default: 500 }),
+      lingerMs: Type.Integer({ minimum: 0, maximum: 60000, default: 200 }),
+    }, { ...strict, default: { maxBatch: 500, lingerMs: 200 } }),
     /**
      * Signing secrets of bootstrap tenants (auth.apiKeys): tenant → { current, previous? }.
      * Callbacks are signed with `current`; keep the old one as `previous` while

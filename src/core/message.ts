@@ -36,6 +36,20 @@ export function isFinal(state: string): state is FinalState {
 export type SegmentState = 'pending' | 'submitted' | FinalState;
 
 /**
+ * Per-recipient status events a message may ask for (`statusCallback.events`):
+ * `submitted` — the SMSC accepted the recipient's text (it has an operator id);
+ * `final` — the recipient reached a final state. A recipient gives each at most once, in that order.
+ */
+export const STATUS_EVENTS = ['submitted', 'final'] as const;
+export type StatusEvent = (typeof STATUS_EVENTS)[number];
+
+/** Where a message's per-recipient status events go, and which. */
+export interface StatusCallback {
+  readonly url: string;
+  readonly events: readonly StatusEvent[];
+}
+
+/**
  * Severity order used to pick the "worst" final segment state for a recipient.
  * rejected (the SMSC refused the submit) and failed (the gateway gave up) are
  * worse than undeliverable (the network tried), which is worse than expired.

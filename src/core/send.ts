@@ -4,7 +4,7 @@
  * (src/directory/policy.ts) both use them, so they live here, not in a
  * part that does I/O.
  */
-import type { Channel } from './message.js';
+import type { Channel, StatusCallback } from './message.js';
 
 /** Who is calling: resolved from the API key (or, for a service's own send, from the tenant). */
 export interface Principal {
@@ -84,6 +84,8 @@ export interface SendCommand {
   readonly idempotencyKey?: string;
   readonly reference?: string;
   readonly callbackUrl?: string;
+  /** Per-recipient status events, batched (docs/CALLBACKS.md). */
+  readonly statusCallback?: StatusCallback;
 }
 
 /** What an accepted send answers (the 202 body). */

@@ -144,6 +144,11 @@ export function buildOpenApi(): Record<string, unknown> {
         description: 'present when the message was sent with callbackUrl: the completion callback (one POST once every recipient is final)',
         properties: { state: { type: 'string', enum: ['waiting', 'failed', 'done'] }, attempts: { type: 'integer' }, lastError: { type: 'string' } },
       },
+      statusCallback: {
+        type: 'object',
+        description: 'present when the message was sent with statusCallback: the events asked for, and how many were given up after callbacks.attempts (lastError: refused target, timeout, connection failed, HTTP <status>, no signing secret)',
+        properties: { events: { type: 'array', items: { type: 'string', enum: ['submitted', 'final'] } }, failed: { type: 'integer' }, lastError: { type: 'string' } },
+      },
       summary: { type: 'object', properties: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, { type: 'integer' }])) },
       items: {
         type: 'array',

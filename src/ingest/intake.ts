@@ -14,6 +14,7 @@
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { normalizeNumber } from '../core/phone.js';
 import { parseIsoDuration } from '../core/duration.js';
+import { STATUS_EVENTS } from '../core/message.js';
 import type { Content, Principal, Recipients, SendCommand } from '../core/send.js';
 import type { ResolvedConfig } from '../config/load.js';
 import type { SendRequest } from './schemas.js';
@@ -126,6 +127,7 @@ export function commandOf(config: ResolvedConfig, req: SendRequest, idempotencyK
     ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
     ...(req.reference !== undefined ? { reference: req.reference } : {}),
     ...(req.callbackUrl !== undefined ? { callbackUrl: req.callbackUrl } : {}),
+    ...(req.statusCallback !== undefined ? { statusCallback: { url: req.statusCallback.url, events: STATUS_EVENTS.filter((e) => (req.statusCallback?.events ?? ['final']).includes(e)) } } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
+import { STATUS_EVENTS } from '../core/message.js';
 import { checkCallbackUrl } from '../outbound/webhook.js';
 
 export const IsoDurationString = Type.String({
@@ -31,7 +32,11 @@ export const SendRequestSchema = Type.Object(
     validity: Type.Optional(IsoDurationString),
     scheduleAt: Type.Optional(Type.String({ maxLength: 40, description: 'RFC 3339 time with offset: accepted now (202, status scheduled), held durably, sent then; DELETE /v1/messages/{id} cancels it until then' })),
     reference: Type.Optional(Type.String({ maxLength: 128 })),
-    callbackUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https?://', description: 'POSTed once with the summary when every recipient is final (signed; retried with back-off, callbacks.attempts; no user:password@; only targets callbacks.allow permits: docs/CALLBACKS.md)' })),
+    callbackUrl: Type.Optional(Type.String({ maxLength: 2048, pattern: '^https?://', description: 'POSTed once with the summary when every recipient is final (signed; retried with back-off, callbacks.attempts; no user:password@; only targets callbacks.allow permits: docs/CALLBACKS.md). The tenant needs a signing secret (422 CALLBACK_SECRET_REQUIRED otherwise)' })),
+    statusCallback: Type.Optional(Type.Object({
+      url: Type.String({ maxLength: 2048, pattern: '^https?://', description: 'receives JSON arrays of per-recipient status events (same rules as callbackUrl)' }),
+      events: Type.Optional(Type.Array(Type.Union([Type.Literal('submitted'), Type.Literal('final')]), { minItems: 1, maxItems: STATUS_EVENTS.length, description: 'submitted: the SMSC accepted the text; final: the recipient reached a final state. Default ["final"]' })),
+    }, { additionalProperties: false, description: 'Per-recipient status events, many per POST (a JSON array), in order per recipient, durable, signed: docs/CALLBACKS.md' })),
   },
   { additionalProperties: false },
 );
@@ -101,11 +106,14 @@ export function validated<T extends TSchema>(schema: T, value: unknown): Static<
   return r.value;
 }
 
-/** A callbackUrl of the right form but with user information (user:password@) or no host is refused here too (422). */
-function withCallbackUrl<T extends { callbackUrl?: string }>(c: Checked<T>, prefix = ''): Checked<T> {
+/** A callbackUrl (or statusCallback.url) of the right form but with user information (user:password@) or no host is refused here too (422). */
+function withCallbackUrl<T extends { callbackUrl?: string; statusCallback?: { url: string } }>(c: Checked<T>, prefix = ''): Checked<T> {
   const url = c.value?.callbackUrl;
   const why = url !== undefined ? checkCallbackUrl(url) : undefined;
-  return why === undefined ? c : { problems: [{ field: `${prefix}/callbackUrl`, message: `callbackUrl ${why}` }] };
+  if (why !== undefined) return { problems: [{ field: `${prefix}/callbackUrl`, message: `callbackUrl ${why}` }] };
+  const events = c.value?.statusCallback?.url;
+  const whyEvents = events !== undefined ? checkCallbackUrl(events) : undefined;
+  return whyEvents === undefined ? c : { problems: [{ field: `${prefix}/statusCallback/url`, message: `statusCallback.url ${whyEvents}` }] };
 }
 
 export const checkSend = (v: unknown): Checked<SendRequest> => withCallbackUrl(check<SendRequest>(sendCheck, v));

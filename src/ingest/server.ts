@@ -21,6 +21,8 @@ export interface StatusStore {
   getMessage(id: string): StatusMessage | undefined;
   /** The completion callback's state, for a message sent with callbackUrl. */
   callbackState?(id: string): { state: string; attempts?: number; lastError?: string } | undefined;
+  /** The per-recipient status events of a message sent with statusCallback: which, and how many were given up. */
+  statusCallbackState?(id: string): { events: readonly string[]; failed?: number; lastError?: string } | undefined;
   summary(id: string): Record<RecipientState, number>;
   listRecipients(id: string, page: { cursor?: number; limit: number }): { items: StatusRecipient[]; next?: number };
 }
@@ -183,6 +185,11 @@ function segmentView(s: StatusSegment): Record<string, unknown> {
   };
 }
 
+function statusCallbackView(c: { events: readonly string[]; failed?: number; lastError?: string } | undefined): { statusCallback?: Record<string, unknown> } {
+  if (c === undefined) return {};
+  return { statusCallback: { events: c.events, failed: c.failed ?? 0, ...(c.lastError !== undefined ? { lastError: c.lastError } : {}) } };
+}
+
 function callbackView(c: { state: string; attempts?: number; lastError?: string } | undefined): { callback?: Record<string, unknown> } {
   if (c === undefined) return {};
   return { callback: { state: c.state, ...(c.attempts !== undefined && c.attempts > 0 ? { attempts: c.attempts } : {}), ...(c.lastError !== undefined ? { lastError: c.lastError } : {}) } };
@@ -238,6 +245,7 @@ export function messageStatusView(deps: { status: StatusStore; scheduled?: Sched
     status: final === msg.recipients ? 'complete' : scheduledAt !== undefined ? 'scheduled' : 'in-progress',
     ...(scheduledAt !== undefined ? { scheduledAt: new Date(scheduledAt).toISOString() } : {}),
     ...callbackView(deps.status.callbackState?.(id)),
+    ...statusCallbackView(deps.status.statusCallbackState?.(id)),
     summary: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, summary[s] ?? 0])),
     items: page.items.map((r) => ({
       index: r.index,

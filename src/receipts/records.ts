@@ -17,9 +17,24 @@
  *   receipts.idempotency.expiry [expiresAt, tenant, key]          → 1
  *   receipts.reroute            [id, index]                       → epoch ms the reroute was decided (a job to publish)
  *   receipts.reroute.text       id                                → StoredRerouteText (what a second attempt sends)
+ *   receipts.events             [dest, lane, seq]                 → StoredEvent (per-recipient status events to POST)
+ *   receipts.events.lanes       [dest, lane]                      → StoredLane (lease and retry state; status-events.ts)
+ *   receipts.events.failed      messageId                         → StoredEventFailure
  *   receipts.outbox, receipts.replica.position: see change-log.ts
+ *
+ * Status events: `dest` names one (tenant, statusCallback url) pair (a hash,
+ * eventDestination), `lane` = hash(message, recipient) mod STATUS_EVENT_LANES,
+ * `seq` grows within a lane (µs clock, at least the lane's last seq + 1,
+ * allocated inside the write transaction that changes the recipient). So all
+ * events of one recipient sit in one lane in the order they happened, and a
+ * lane is POSTed strictly in key order, one batch at a time:
+ *
+ *   dest A ─ lane 0: [seq 17: m1#0 submitted] [seq 40: m1#0 final] [seq 41: m2#3 final] …
+ *          ─ lane 1: [seq 22: m1#1 final] …
+ *   dest B ─ lane 0: …
  */
-import { isFinal, type FinalState, type RecipientState, type SegmentState } from '../core/message.js';
+import { createHash } from 'node:crypto';
+import { isFinal, STATUS_EVENTS, type FinalState, type RecipientState, type SegmentState, type StatusEvent } from '../core/message.js';
 import type { MessageRecord, RecipientRecord, SegmentRecord } from './types.js';
 
 export interface StoredMessage {
@@ -36,6 +51,8 @@ export interface StoredMessage {
   i?: string; // idempotencyKey
   u?: string; // callbackUrl
   p?: string; // request fingerprint of a keyed send
+  v?: string; // statusCallback url
+  w?: number; // statusCallback events: bit 1 submitted, bit 2 final (EVENT_BITS)
   h?: string; // origin host of a replicated message (absent: accepted on this host)
 }
 
@@ -92,6 +109,56 @@ export interface StoredIdempotency {
   x: number; // expiresAt
 }
 
+/** A status event waiting to be POSTed. */
+export interface StoredEvent {
+  m: string; // messageId
+  i: number; // recipient index
+  n: string; // number
+  v: StatusEvent; // which event
+  s: RecipientState; // the recipient's state then
+  a: number; // epoch ms of the change
+  e?: string; // error (non-delivered final states)
+  t: string; // tenant (signs the POST)
+}
+
+/** A lane's lease (one process POSTs it at a time) and retry state. */
+export interface StoredLane {
+  a: number; // failed attempts of the head batch
+  x: number; // next attempt not before (epoch ms)
+  o?: number; // lease owner (pid)
+  l?: number; // lease until (epoch ms)
+  e?: string; // last error (tenant-visible form)
+}
+
+/** Events of a message given up after callbacks.attempts. */
+export interface StoredEventFailure {
+  f: number; // events given up
+  e: string; // last error (tenant-visible form)
+  a: number; // when (epoch ms)
+}
+
+export type EventKey = [string, number, number];
+export type LaneKey = [string, number];
+
+/** Lanes per destination: events of one recipient always go to the same lane (never change: order depends on it). */
+export const STATUS_EVENT_LANES = 8;
+
+/** A (tenant, url) pair as a short key: one destination's events sort together. */
+export function eventDestination(tenant: string, url: string): string {
+  return createHash('sha256').update(tenant).update('\u0000').update(url).digest('base64url').slice(0, 22);
+}
+
+/** The lane of a recipient's events (FNV-1a over the message id, then the index). */
+export function eventLane(messageId: string, index: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < messageId.length; i++) h = Math.imul(h ^ messageId.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ index, 0x01000193);
+  return (h >>> 0) % STATUS_EVENT_LANES;
+}
+
+/** A status event's bit in StoredMessage.w. */
+export const EVENT_BITS: Record<StatusEvent, number> = { submitted: 1, final: 2 };
+
 export type RecipientKey = [string, number];
 export type ExpiryKey = [number, string];
 export type OpKey = [string, string];
@@ -109,6 +176,10 @@ export function encodeMessage(m: MessageRecord): StoredMessage {
   if (m.idempotencyKey !== undefined) out.i = m.idempotencyKey;
   if (m.callbackUrl !== undefined) out.u = m.callbackUrl;
   if (m.fingerprint !== undefined) out.p = m.fingerprint;
+  if (m.statusCallback !== undefined) {
+    out.v = m.statusCallback.url;
+    out.w = m.statusCallback.events.reduce((bits, e) => bits | EVENT_BITS[e], 0);
+  }
   return out;
 }
 
@@ -121,6 +192,7 @@ export function decodeMessage(id: string, s: StoredMessage): MessageRecord {
   if (s.i !== undefined) out.idempotencyKey = s.i;
   if (s.u !== undefined) out.callbackUrl = s.u;
   if (s.p !== undefined) out.fingerprint = s.p;
+  if (s.v !== undefined) out.statusCallback = { url: s.v, events: STATUS_EVENTS.filter((e) => ((s.w ?? 0) & EVENT_BITS[e]) !== 0) };
   return out;
 }
 

@@ -70,6 +70,12 @@ import {
   type OpKey,
   type RecipientKey,
   type StoredEarly,
+  type StoredEvent,
+  type StoredEventFailure,
+  type EventKey,
+  EVENT_BITS,
+  eventDestination,
+  eventLane,
   type StoredIdempotency,
   type StoredMessage,
   type StoredOpRef,
@@ -208,16 +214,22 @@ class BatchEffects implements TxnEffects {
   readonly earlyResolved: Array<[string, 'applied' | 'duplicate']> = [];
   /** Reroute outcomes of messages accepted here (smsgw_reroutes_total). */
   readonly reroutes: RerouteOutcome[] = [];
+  /** Status events written (committed with the batch; the sender is woken after commit). */
+  events = 0;
+  /** Highest event seq given out per lane in this batch (`dest\u0000lane`): later events of a lane sort after. */
+  readonly laneFloors = new Map<string, number>();
+  /** Events written per lane (`dest\u0000lane` → [dest, lane, count]), told to the sender after commit. */
+  readonly laneCounts = new Map<string, [string, number, number]>();
   duplicateReceipts = 0;
   orphanReceipts = 0;
   ignoredFinalResults = 0;
-  private mark = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+  private mark = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
   begin(): void {
     this.mark = [
       this.finals.length, this.latencies.length, this.early.length, this.conflicts.length,
       this.duplicateReceipts, this.orphanReceipts, this.ignoredFinalResults, this.ops.length,
-      this.outcomes.length, this.earlyResolved.length, this.reroutes.length,
+      this.outcomes.length, this.earlyResolved.length, this.reroutes.length, this.events,
     ];
   }
 
@@ -234,6 +246,7 @@ class BatchEffects implements TxnEffects {
     this.outcomes.length = m[8]!;
     this.earlyResolved.length = m[9]!;
     this.reroutes.length = m[10]!;
+    this.events = m[11]!;
   }
 }
 
@@ -269,6 +282,13 @@ export class ReceiptStore {
   private readonly reroutes: Database<number, RerouteKey>;
   private readonly rerouteText: Database<StoredRerouteText, string>;
   private readonly rerouteListeners: Array<() => void> = [];
+  /** Per-recipient status events waiting to be POSTed (status-events.ts). */
+  readonly events: Database<StoredEvent, EventKey>;
+  /** Messages some of whose status events were given up (status-events.ts writes them). */
+  readonly eventFailures: Database<StoredEventFailure, string>;
+  private readonly eventListeners: Array<(lanes: ReadonlyMap<string, readonly [string, number, number]>) => void> = [];
+  /** tenant\u0000url → destination key (bounded: cleared when full). */
+  private readonly destinations = new Map<string, string>();
 
   private readonly queue: CommitQueue<BatchEffects>;
   private readonly log: ChangeLog | undefined;
@@ -309,6 +329,8 @@ export class ReceiptStore {
     this.callbacks = db('receipts.callbacks');
     this.reroutes = db('receipts.reroute');
     this.rerouteText = db('receipts.reroute.text');
+    this.events = db('receipts.events');
+    this.eventFailures = db('receipts.events.failed');
     this.log = opts.changeLog;
     const log = this.log;
     this.queue = new CommitQueue<BatchEffects>({
@@ -982,6 +1004,25 @@ export class ReceiptStore {
     this.listeners.push(listener);
   }
 
+  /**
+   * Called after a commit that wrote status events, with the events per lane
+   * (`dest\u0000lane` → [dest, lane, count]; a count may include an operation
+   * of the batch that was rolled back: a hint, never a promise). Must be quick.
+   */
+  onEvents(listener: (lanes: ReadonlyMap<string, readonly [string, number, number]>) => void): void {
+    if (this.eventListeners.length >= MAX_FINAL_LISTENERS) throw new GatewayError('INTERNAL', `at most ${MAX_FINAL_LISTENERS} event listeners`);
+    this.eventListeners.push(listener);
+  }
+
+  /** The status events of a message with a statusCallback: which, and how many were given up. */
+  statusCallbackState(id: string): { events: readonly string[]; failed?: number; lastError?: string } | undefined {
+    const s = this.messages.get(id);
+    if (s === undefined || s.v === undefined) return undefined;
+    const msg = decodeMessage(id, s);
+    const f = this.eventFailures.get(id);
+    return { events: msg.statusCallback?.events ?? [], ...(f !== undefined ? { failed: f.f, lastError: f.e } : {}) };
+  }
+
   /** Refuse new writes, commit and flush everything accepted so far. The environment stays open. */
   close(): Promise<void> {
     // A failed last commit (storage full) must not hang the shutdown: it was never acknowledged.
@@ -1161,7 +1202,13 @@ export class ReceiptStore {
     w.put(this.messages, messageId, { ...msg, k: count });
     // Expiry is decided by the message's own host (a replica row has `h`).
     if (msg.h === undefined) w.put(this.expiry, [msg.x, messageId], 0);
-    for (const f of finals) fx.finals.push([messageId, f.index, f.state]);
+    for (const f of finals) {
+      fx.finals.push([messageId, f.index, f.state]);
+      if (msg.v !== undefined && msg.h === undefined) {
+        const row = this.recipients.get([messageId, f.index]);
+        if (row !== undefined) this.emitEvents(messageId, f.index, row, false, false, this.now(), fx, w);
+      }
+    }
   }
 
   private runMarkQueued(messageId: string, indices: readonly number[], now: number, w: WriteSet): void {
@@ -1268,13 +1315,19 @@ export class ReceiptStore {
   private settle(wk: Work, now: number, fx: BatchEffects, w: WriteSet): void {
     const row = wk.row;
     const before = row.s;
+    const submittedBefore = everSubmitted(row);
+    this.settleState(wk, now, fx, w);
+    row.u = now;
+    w.put(this.recipients, [wk.messageId, wk.index], row);
+    if (row.s !== before) this.emitEvents(wk.messageId, wk.index, row, submittedBefore, isFinal(before), now, fx, w);
+  }
+
+  private settleState(wk: Work, now: number, fx: BatchEffects, w: WriteSet): void {
+    const row = wk.row;
+    const before = row.s;
     if (!isFinal(before)) {
       const derived = deriveRecipientState(segmentStates(row.g), before);
-      if (isFinal(derived) && row.r !== undefined && this.startReroute(wk, derived, now, fx, w)) {
-        row.u = now;
-        w.put(this.recipients, [wk.messageId, wk.index], row);
-        return;
-      }
+      if (isFinal(derived) && row.r !== undefined && this.startReroute(wk, derived, now, fx, w)) return;
       if (RANK[derived] > RANK[before]) row.s = derived;
       if (isFinal(row.s)) {
         const state = row.s;
@@ -1286,8 +1339,52 @@ export class ReceiptStore {
         if (row.p !== undefined && this.messages.get(wk.messageId)?.h === undefined) fx.reroutes.push(state);
       }
     }
-    row.u = now;
-    w.put(this.recipients, [wk.messageId, wk.index], row);
+  }
+
+  /**
+   * Inside the transaction that changed a recipient: the status events its
+   * message asked for (statusCallback), in order — `submitted` (the first
+   * time an SMSC has it: an operator id, in this attempt or an earlier one
+   * of a reroute) before `final`. Each at most once per recipient. Only on
+   * the message's own host (a replicated message's events are sent where it
+   * was accepted, from the change replicated back there).
+   */
+  private emitEvents(messageId: string, index: number, row: StoredRecipient, submittedBefore: boolean, finalBefore: boolean, at: number, fx: BatchEffects, w: WriteSet): void {
+    const msg = this.messages.get(messageId);
+    if (msg === undefined || msg.v === undefined || msg.h !== undefined) return;
+    const bits = msg.w ?? 0;
+    const after = row.s;
+    if ((bits & EVENT_BITS.submitted) !== 0 && !submittedBefore && everSubmitted(row)) {
+      this.putEvent(msg.t, msg.v, { m: messageId, i: index, n: row.n, v: 'submitted', s: 'submitted', a: at, t: msg.t }, fx, w);
+    }
+    if ((bits & EVENT_BITS.final) !== 0 && !finalBefore && isFinal(after)) {
+      this.putEvent(msg.t, msg.v, { m: messageId, i: index, n: row.n, v: 'final', s: after, a: at, t: msg.t, ...(row.e !== undefined ? { e: row.e } : {}) }, fx, w);
+    }
+  }
+
+  /** One event at the end of its lane: seq = max(µs clock, the lane's last seq + 1). */
+  private putEvent(tenant: string, url: string, ev: StoredEvent, fx: BatchEffects, w: WriteSet): void {
+    const dk = `${tenant}\u0000${url}`;
+    let dest = this.destinations.get(dk);
+    if (dest === undefined) {
+      if (this.destinations.size >= 4096) this.destinations.clear();
+      dest = eventDestination(tenant, url);
+      this.destinations.set(dk, dest);
+    }
+    const lane = eventLane(ev.m, ev.i);
+    const lk = `${dest}\u0000${lane}`;
+    let floor = fx.laneFloors.get(lk);
+    if (floor === undefined) {
+      floor = 0;
+      for (const key of this.events.getKeys({ start: [dest, lane, Number.MAX_SAFE_INTEGER], end: [dest, lane, -1], reverse: true, limit: 1 })) floor = key[2];
+    }
+    const seq = Math.max(eventClock(), floor + 1);
+    fx.laneFloors.set(lk, seq);
+    w.put(this.events, [dest, lane, seq], ev);
+    fx.events++;
+    const c = fx.laneCounts.get(lk);
+    if (c === undefined) fx.laneCounts.set(lk, [dest, lane, 1]);
+    else c[2]++;
   }
 
   /** The reroute decision (attemptEnded); on `reroute`, the attempt is kept and, on the message's own host, its job queued to publish. */
@@ -1356,6 +1453,15 @@ export class ReceiptStore {
         }
       }
     }
+    if (fx.events > 0) {
+      for (const l of this.eventListeners) {
+        try {
+          l(fx.laneCounts);
+        } catch (err) {
+          this.logger.error({ err }, 'status event listener threw');
+        }
+      }
+    }
     if (this.listeners.length === 0) return;
     let failures = 0;
     let firstError: unknown;
@@ -1381,6 +1487,19 @@ export class ReceiptStore {
     }
     if (failures > 0) this.logger.error({ err: firstError, failures }, 'final-state listeners threw');
   }
+}
+
+/** An SMSC took this recipient's text (an operator id on a segment of this attempt or an earlier one). */
+function everSubmitted(row: StoredRecipient): boolean {
+  return (RANK[row.s] >= RANK.submitted && row.g.some((g) => g.o !== undefined)) || (row.p?.some((a) => a.g.some((g) => g.o !== undefined)) ?? false);
+}
+
+/** Microseconds since the epoch, never repeating nor going back within this process (status event seqs). */
+let lastEventTick = 0;
+function eventClock(): number {
+  const now = Date.now() * 1000;
+  lastEventTick = now > lastEventTick ? now : lastEventTick + 1;
+  return lastEventTick;
 }
 
 /** One inc per (account, outcome) of a batch, not one per receipt. */

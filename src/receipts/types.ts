@@ -2,7 +2,7 @@
  * Public record shapes of the receipt store. These are what callers read and
  * write; the stored (msgpack) shapes are smaller and live in `records.ts`.
  */
-import type { Channel, FinalState, RecipientState, SegmentRecord, SmsEncoding } from '../core/message.js';
+import type { Channel, FinalState, RecipientState, SegmentRecord, SmsEncoding, StatusCallback } from '../core/message.js';
 
 export type { SegmentRecord };
 
@@ -25,6 +25,8 @@ export interface MessageRecord {
   /** A keyed send's request fingerprint (a retry under the same key must match it). */
   readonly fingerprint?: string;
   readonly callbackUrl?: string;
+  /** Per-recipient status events (status-events.ts). */
+  readonly statusCallback?: StatusCallback;
 }
 
 export interface RecipientRecord {

@@ -21,7 +21,7 @@
  */
 import type { Logger } from 'pino';
 import { GatewayError, isStorageFailure } from '../core/errors.js';
-import type { Channel, SmsEncoding, Tier } from '../core/message.js';
+import type { Channel, SmsEncoding, StatusCallback, Tier } from '../core/message.js';
 import { encodeJob, workSubject, type Job, type JobMessage, type JobRecipient } from '../core/job.js';
 import type { Principal, SendAccepted, SendCommand, SendShape } from '../core/send.js';
 import type { QueueMessage, WorkQueue } from '../queue/port.js';
@@ -60,6 +60,7 @@ export interface MessageRecord {
   /** A keyed send's request fingerprint: a retry that finds the message must be the same request. */
   fingerprint?: string;
   callbackUrl?: string;
+  statusCallback?: StatusCallback;
 }
 
 /** One send of a batch. */
@@ -395,6 +396,7 @@ export class SendService implements Sends {
       ...(command.reference !== undefined ? { reference: command.reference } : {}),
       ...(key !== undefined ? { idempotencyKey: key, fingerprint } : {}),
       ...(command.callbackUrl !== undefined ? { callbackUrl: command.callbackUrl } : {}),
+      ...(command.statusCallback !== undefined ? { statusCallback: command.statusCallback } : {}),
     };
     const chunks: JobMessage[] = [];
     let expansion: Job | undefined;

@@ -92,6 +92,11 @@ export interface Metrics {
   readonly statusCallbacksDue: Gauge;
   readonly statusCallbacksInflight: Gauge;
   readonly statusCallbacksCounted: Gauge;
+  readonly statusEventCallbacks: Counter<'outcome'>;
+  readonly statusEventPosts: Counter<'outcome'>;
+  readonly statusEventCallbacksWaiting: Gauge;
+  readonly statusEventLanesTracked: Gauge;
+  readonly statusEventPostsInflight: Gauge;
   // status events and receipt replication (NATS)
   readonly statusEvents: Counter<'outcome'>;
   readonly statusEventsBuffered: Gauge;
@@ -201,6 +206,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     statusCallbacksDue: new Gauge({ name: 'smsgw_status_callbacks_due', help: 'Complete messages whose callback is due, leased or waiting for a retry (receipts.callbacks.due)', registers: r }),
     statusCallbacksInflight: new Gauge({ name: 'smsgw_status_callbacks_inflight', help: 'Completion callback POSTs in flight (bound: callbacks.concurrency)', registers: r }),
     statusCallbacksCounted: new Gauge({ name: 'smsgw_status_callbacks_counted', help: 'Multi-recipient messages whose final recipients are counted in memory (bound 100,000; beyond it the sweep finds them)', registers: r }),
+    statusEventCallbacks: new Counter({ name: 'smsgw_status_event_callbacks_total', help: 'Per-recipient status events (statusCallback) leaving the outbox, by outcome (delivered, failed: given up after callbacks.attempts)', labelNames: ['outcome'], registers: r }),
+    statusEventPosts: new Counter({ name: 'smsgw_status_event_posts_total', help: 'Status-event batch POSTs by outcome (delivered, retry, failed)', labelNames: ['outcome'], registers: r }),
+    statusEventCallbacksWaiting: new Gauge({ name: 'smsgw_status_event_callbacks_waiting', help: 'Per-recipient status events written and not yet acknowledged or given up (receipts.events)', registers: r }),
+    statusEventLanesTracked: new Gauge({ name: 'smsgw_status_event_lanes_tracked', help: 'Status-event lanes known in memory (bound 10,000; beyond it the scan finds them)', registers: r }),
+    statusEventPostsInflight: new Gauge({ name: 'smsgw_status_event_posts_inflight', help: 'Status-event batch POSTs in flight (bound: callbacks.concurrency)', registers: r }),
     statusEvents: new Counter({ name: 'smsgw_status_events_total', help: 'Final-state events for the status stream, by outcome', labelNames: ['outcome'], registers: r }),
     statusEventsBuffered: new Gauge({ name: 'smsgw_status_events_buffered', help: 'Status events waiting to be published', registers: r }),
     replicationPublished: new Counter({ name: 'smsgw_replication_published_total', help: 'Outbox entries of this host published to the replication stream, by outcome (published, failed)', labelNames: ['outcome'], registers: r }),
