@@ -172,7 +172,7 @@ async function httpLoad(url: string, text: string, probe: boolean): Promise<Load
   // submit and DLR windows, which would otherwise end on the tick too).
   let lastAccepted = startedAt;
   let responses = 0;
-  load.on('response', (_client, statusCode) => {
+  void load.on('response', (_client, statusCode) => {
     if (statusCode >= 200 && statusCode < 300) lastAccepted = wallNow();
     if (++responses >= N) running = false;
   });

@@ -118,7 +118,7 @@ async function gatewayMain(people: number): Promise<void> {
         accounts: [{ name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: 4, window: 64, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] }],
       },
       office: { mail: { enabled: true, host: '127.0.0.1', port: 0, tenant: 'dev', domains: [DOMAIN], allowedClients: ['127.0.0.1', '::ffff:127.0.0.1'], digestSeconds: 600 } },
-    } as never,
+    },
   });
   const gateway = await startGateway(config, { logger: pino({ level: 'warn' }) });
   const url = `http://127.0.0.1:${gateway.port}`;

@@ -45,7 +45,8 @@ interface Run {
 
 const mobile = (i: number): string => `139${String(10_000_000 + i * 10 + 6).slice(-8)}`;
 
-async function call(url: string, key: string, method: string, path: string, body?: unknown): Promise<any> {
+/** The parsed JSON answer; `T` is what the bench reads of it (not checked: a wrong answer fails the run further on). */
+async function call<T = unknown>(url: string, key: string, method: string, path: string, body?: unknown): Promise<T> {
   const isText = typeof body === 'string';
   const res = await fetch(url + path, {
     method,
@@ -54,7 +55,7 @@ async function call(url: string, key: string, method: string, path: string, body
   });
   const json = await res.json().catch(() => undefined);
   if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
+  return json as T;
 }
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 300_000, pollMs = 5): Promise<void> {
@@ -89,7 +90,7 @@ async function meetingRun(): Promise<Run> {
     await call(url, ADMIN, 'POST', '/v1/admin/units', { id: 'office', name: '综合处', parent: 'city', extension: '11', grants: ALL });
     await call(url, ADMIN, 'POST', '/v1/admin/people/import', ['id,name,mobile,unit', ...Array.from({ length: ATTENDEES }, (_, i) => `p${i},人员${i},${mobile(i)},office`)].join('\n'));
     await call(url, ADMIN, 'POST', '/v1/admin/groups/import', ['group,name,unit,kind,member', ...Array.from({ length: ATTENDEES }, (_, i) => `staff,全体,office,person,p${i}`)].join('\n'));
-    const key = (await call(url, ADMIN, 'POST', '/v1/admin/units/office/keys', {})).key as string;
+    const key = (await call<{ key: string }>(url, ADMIN, 'POST', '/v1/admin/units/office/keys', {})).key;
     const time = new Date(Date.now() + 7 * 86_400_000).toISOString();
     const submitted = (): number => sim.stats().submits;
 
@@ -104,7 +105,7 @@ async function meetingRun(): Promise<Run> {
     // Subject: the meeting — create (notice to the group), then every phone replies once the notices are out.
     const at = submitted();
     start = performance.now();
-    const m = await call(url, key, 'POST', '/v1/meetings', { title: '全市防汛工作会议', time, place: '市政府3楼会议室', attendees: { groups: ['staff'] } });
+    const m = await call<{ id: string }>(url, key, 'POST', '/v1/meetings', { title: '全市防汛工作会议', time, place: '市政府3楼会议室', attendees: { groups: ['staff'] } });
     const meetingCreateMs = performance.now() - start;
     await until('meeting notices submitted', () => submitted() - at >= ATTENDEES);
     const noticesMs = performance.now() - start;
@@ -121,7 +122,7 @@ async function meetingRun(): Promise<Run> {
     const repliesMs = performance.now() - repliesStart;
     let tally: { attend: number; absent: number } = { attend: 0, absent: 0 };
     await until('full tally', async () => {
-      tally = (await call(url, key, 'GET', `/v1/meetings/${m.id}?limit=1`)).tally;
+      tally = (await call<{ tally: typeof tally }>(url, key, 'GET', `/v1/meetings/${m.id}?limit=1`)).tally;
       return tally.attend + tally.absent >= ATTENDEES;
     }, 300_000, 50);
     const tallyMs = performance.now() - start;
@@ -139,7 +140,7 @@ const runs: Run[] = [];
 for (let r = 0; r < REPEATS; r++) {
   const run = await meetingRun();
   runs.push(run);
-  process.stdout.write(`run ${r + 1}/${REPEATS}: ${JSON.stringify(Object.fromEntries(Object.entries(run).map(([k, v]) => [k, Math.round(v)])))}\n`);
+  process.stdout.write(`run ${r + 1}/${REPEATS}: ${JSON.stringify(Object.fromEntries((Object.keys(run) as (keyof Run)[]).map((k) => [k, Math.round(run[k])])))}\n`);
 }
 const med = (k: keyof Run): number => median(runs.map((x) => x[k]));
 const rows: Row[] = [

@@ -166,7 +166,7 @@ async function serverMain(variant: Variant): Promise<void> {
   // Server profile: broadcast → last ack recorded.
   const profiler = await broadcastProfiler('server-pda');
   const sink = {
-    async recordPdaStates(updates: readonly { state: string; index: number }[]): Promise<void> {
+    recordPdaStates(updates: readonly { state: string; index: number }[]): Promise<void> {
       const now = wallNow();
       for (const u of updates) {
         if (u.state !== 'delivered-to-device' || ackedAt[u.index] !== 0) continue;
@@ -177,6 +177,7 @@ async function serverMain(variant: Variant): Promise<void> {
           profiler.stop();
         }
       }
+      return Promise.resolve();
     },
   };
   const s = await startPdaServer({ dataDir, config, sink, logger: pino({ level: 'warn' }) });
@@ -431,7 +432,7 @@ function child(args: string[]): Child {
 const PERF = process.env['BENCH_PERF'] === '1';
 
 async function perfRecorder(pid: number, variant: Variant): Promise<{ stop(): Promise<void> }> {
-  if (!PERF) return { stop: async () => undefined };
+  if (!PERF) return { stop: () => Promise.resolve() };
   const dir = join(process.cwd(), 'bench', 'out');
   mkdirSync(dir, { recursive: true });
   const proc = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '5000', '-g', '-p', String(pid), '-o', join(dir, `perf-${variant}.data`)], { stdio: 'ignore' });

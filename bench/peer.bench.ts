@@ -231,7 +231,7 @@ async function load(system: System | 'bare', url: string, text: string, sinkPort
           body: JSON.stringify({ to: [NUMBER], text: `${text} #[<id>]`, ...(system === 'gateway' ? { callbackUrl: `http://127.0.0.1:${sinkPort}/cb` } : {}) }),
         };
   const instance = autocannon({ ...options, connections: CONNECTIONS, amount: n, timeout: 60, idReplacement: true }) as unknown as autocannon.Instance & Promise<autocannon.Result>;
-  instance.on('response', (_client, statusCode) => {
+  void instance.on('response', (_client, statusCode) => {
     if (statusCode >= 200 && statusCode < 300) lastAccepted = wallNow();
   });
   const result = await instance;

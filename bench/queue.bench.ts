@@ -187,12 +187,12 @@ async function httpLoad(url: string, recipients: number, seconds: number): Promi
         method: 'POST',
         path: '/v1/messages',
         headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-        setupRequest: (req: any) => {
+        setupRequest: (req: autocannon.Request) => {
           const to: string[] = [];
           for (let i = 0; i < recipients; i++) to.push(numberAt(numberCursor++));
           return { ...req, body: JSON.stringify({ to, text: TEXT }) };
         },
-      } as any,
+      },
     ],
   });
   const elapsed = (wallNow() - startedAt) / 1000;

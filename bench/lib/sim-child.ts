@@ -21,8 +21,7 @@ export async function startSimChild(maxTracked: number, options: Record<string, 
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const { port, ask, stop } = await ipcChild(child, 'simulator');
-  return { port, ask, stop };
+  return ipcChild(child, 'simulator');
 }
 
 /** The CMPP ISMG simulator (bench/cmpp-sim-process.ts) as a child process, same IPC. */
@@ -31,8 +30,7 @@ export async function startCmppSimChild(maxTracked: number, options: Record<stri
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const { port, ask, stop } = await ipcChild(child, 'CMPP simulator');
-  return { port, ask, stop };
+  return ipcChild(child, 'CMPP simulator');
 }
 
 /**

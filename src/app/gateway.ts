@@ -318,7 +318,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     dispatcher = new Dispatcher({
       queue,
       store,
-      router: router as Router,
+      router: router,
       // With the hand-off, a process with the PDA channel also takes other hosts' PDA recipients, first.
       tiers: pda && pdaHandoff ? [{ name: PDA_HANDOFF_TIER, priority: Number.MAX_SAFE_INTEGER, defaultValidityMs: 0 }, ...config.tierList] : config.tierList,
       options: {

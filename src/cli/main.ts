@@ -46,7 +46,7 @@ async function api(url: string, key: string, method: string, path: string, body?
     headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
-  return { status: res.status, json: (await res.json()) as unknown };
+  return { status: res.status, json: (await res.json()) };
 }
 
 export function buildProgram(): Command {

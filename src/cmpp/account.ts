@@ -164,6 +164,7 @@ export class CmppAccount extends SubmitPool {
         }),
       options,
     );
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the deliver closure was made inside super(), before `this` could be named
     self = this;
     this.metrics = options.metrics;
     this.settings = account;

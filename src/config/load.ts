@@ -164,7 +164,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
 
 export function validateConfig(raw: unknown): ResolvedConfig {
   // Fill schema defaults (e.g. smpp account tls/systemType) before checking.
-  const withDefaults = Value.Default(ConfigSchema, structuredClone(raw)) as unknown;
+  const withDefaults = Value.Default(ConfigSchema, structuredClone(raw));
   const problems: FieldProblem[] = [...Value.Errors(ConfigSchema, withDefaults)].slice(0, 20).map((e) => ({
     field: e.path || '/',
     message: describe(e.message, e.schema),

@@ -321,6 +321,13 @@ function typeProblem(v: unknown, spec: ParamSpec): string | undefined {
   }
 }
 
+/** A scalar as text; an object (never a valid parameter value) as its JSON, not "[object Object]". */
+function scalarText(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return JSON.stringify(v) ?? '';
+}
+
 function show(v: unknown, type: ParamType, filters: readonly Filter[], utcOffsetMinutes: number): string {
   if (v === undefined) {
     const d = filters.find((f) => f.name === 'default');
@@ -338,9 +345,9 @@ function show(v: unknown, type: ParamType, filters: readonly Filter[], utcOffset
   }
   if (type === 'time') {
     const t = timeValue(v);
-    return t === undefined ? String(v) : formatDate(t, parseDateFormat('yyyy-MM-dd HH:mm'), utcOffsetMinutes);
+    return t === undefined ? scalarText(v) : formatDate(t, parseDateFormat('yyyy-MM-dd HH:mm'), utcOffsetMinutes);
   }
-  const s = String(v);
+  const s = scalarText(v);
   return s.length > MAX_VALUE_CHARS ? s.slice(0, MAX_VALUE_CHARS) : s;
 }
 

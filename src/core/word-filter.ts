@@ -103,7 +103,7 @@ export class WordFilter {
       for (let i = 0; i < ch.length; i++) ignored[foldCodeUnit(ch.charCodeAt(i))] = 1;
     }
     // Trie under construction: one Map of children per state.
-    const children: Array<Map<number, number>> = [new Map()];
+    const children: Array<Map<number, number>> = [new Map<number, number>()];
     const outList: number[] = [NONE];
     const words: string[] = [];
     const lengths: number[] = [];
@@ -172,7 +172,7 @@ export class WordFilter {
       const s = queue[head++] as number;
       for (const [c, t] of children[s] as Map<number, number>) {
         fail[t] = filter.step(fail[s] as number, c);
-        const f = fail[t] as number;
+        const f = fail[t];
         dict[t] = out[f] !== NONE ? f : (dict[f] as number);
         queue[tail++] = t;
       }

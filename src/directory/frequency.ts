@@ -15,7 +15,7 @@
  * exact per host, shared with the replication lag. One transaction per
  * message of a job (not per recipient); old days are swept.
  */
-import type { Database, Key, RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
 import { RowLog, versionKey, type ChangeLog } from '../replication/change-log.js';
 
 type FreqKey = [string, string, string, string];
@@ -50,7 +50,7 @@ export class FrequencyCap {
     this.offsetMs = opts.utcOffsetMinutes * 60_000;
     this.now = opts.now ?? Date.now;
     this.log = opts.changeLog;
-    this.rows = opts.changeLog ? new RowLog(opts.changeLog, [this.db as unknown as Database<unknown, Key>]) : undefined;
+    this.rows = opts.changeLog ? new RowLog(opts.changeLog, [this.db]) : undefined;
   }
 
   get enabled(): boolean {

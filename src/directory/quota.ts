@@ -22,7 +22,7 @@
  * (`release`) when the accepted write then fails, so a refused or failed
  * request costs nothing.
  */
-import type { Database, Key, RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
 import { RowLog, versionKey, type ChangeLog } from '../replication/change-log.js';
 import { GatewayError } from '../core/errors.js';
 import type { QuotaLimit } from './grants.js';
@@ -63,7 +63,7 @@ export class QuotaLedger {
     this.offsetMs = opts.utcOffsetMinutes * 60_000;
     this.now = opts.now ?? Date.now;
     this.log = opts.changeLog;
-    this.rows = opts.changeLog ? new RowLog(opts.changeLog, [this.daily as unknown as Database<unknown, Key>]) : undefined;
+    this.rows = opts.changeLog ? new RowLog(opts.changeLog, [this.daily]) : undefined;
   }
 
   /** Recipients charged to `unit` on `day` by every host (this one's row, and the others' replicated). */
@@ -126,7 +126,10 @@ export class QuotaLedger {
     };
 
     const dailyLimits = limits.filter((l) => l.daily !== null);
-    if (dailyLimits.length === 0) return once(async () => giveBackMinute());
+    if (dailyLimits.length === 0) return once(() => {
+      giveBackMinute();
+      return Promise.resolve();
+    });
     const day = this.dayOf(now);
     try {
       await this.env.childTransaction(() => {

@@ -1023,7 +1023,7 @@ export class DirectoryStore {
       if (problems.length > 0) {
         throw new GatewayError('IMPORT_INVALID', `${problems.length} row problem(s); nothing was imported`, { details: problems.slice(0, 100) });
       }
-      tx.audit('people.import', 'import', String(detail['sha256'] ?? ''), undefined, undefined, { ...detail, created, updated, unchanged });
+      tx.audit('people.import', 'import', typeof detail['sha256'] === 'string' ? detail['sha256'] : '', undefined, undefined, { ...detail, created, updated, unchanged });
       tx.bump();
       return { created, updated, unchanged };
     });
@@ -1061,7 +1061,7 @@ export class DirectoryStore {
       if (problems.length > 0) {
         throw new GatewayError('IMPORT_INVALID', `${problems.length} row problem(s); nothing was imported`, { details: problems.slice(0, 100) });
       }
-      tx.audit('groups.import', 'import', String(detail['sha256'] ?? ''), undefined, undefined, { ...detail, created, updated });
+      tx.audit('groups.import', 'import', typeof detail['sha256'] === 'string' ? detail['sha256'] : '', undefined, undefined, { ...detail, created, updated });
       tx.bump();
       return { created, updated };
     });

@@ -254,7 +254,7 @@ export class Dispatcher {
         if (outcome === 'done') await delivery.ack();
         else delivery.nak(this.deps.options.nakDelayMs);
       },
-      async (e: unknown) => {
+      (e: unknown) => {
         // Not decodable, or the store refused a write: give it back with a delay;
         // maxDeliver bounds the retries and dead-letters it with every recipient failed.
         this.log.error({ err: e, job: delivery.msgId, deliveries: delivery.deliveryCount }, 'job failed; will be redelivered');

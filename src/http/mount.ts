@@ -29,7 +29,7 @@ import { validated } from '../ingest/schemas.js';
 import type { Actor } from '../directory/types.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { checkCsvContentType, checkJsonContentType, parseBoundedJson } from './body.js';
-import { pathParamNames, routeLabel, uwsPattern, type BodyLimit, type HttpRoute, type MountedTable, type Realm, type Reply, type RouteEntry } from './route.js';
+import { pathParamNames, routeLabel, uwsPattern, type BodyLimit, type HttpRoute, type MountedTable, type Realm, type Reply } from './route.js';
 
 export const MAX_IDEMPOTENCY_KEY = 200;
 
@@ -54,7 +54,7 @@ const METHOD_FN = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE
 export function mountTables(app: TemplatedApp, tables: readonly MountedTable[], door: Door): void {
   for (const table of tables) {
     for (const entry of table.routes) {
-      if (entry.kind === 'upgrade') entry.attach(app, table.deps as never, { authenticate: (_realm, header) => authenticate(door, 'sending', header) as Principal });
+      if (entry.kind === 'upgrade') entry.attach(app, table.deps, { authenticate: (_realm, header) => authenticate(door, 'sending', header) as Principal });
       else app[METHOD_FN[entry.method]](uwsPattern(entry.path), (res, req) => serve(res, req, entry, table.deps, door));
     }
   }
@@ -107,11 +107,11 @@ function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, d
     const idempotencyKey = req.getHeader('idempotency-key');
     const query = new URLSearchParams(req.getQuery() ?? '');
     let params: string[] = [];
-    let early: unknown;
+    let early: GatewayError | undefined;
     try {
       params = pathParams(req, pathParamNames(entry.path).length);
     } catch (e) {
-      early = e; // BAD_PATH: answered before auth
+      early = asGatewayError(e); // BAD_PATH: answered before auth
     }
     const spec = entry.body;
     const body = spec ? readBody(ex, req, limitOf(spec.limit, door)) : undefined;
@@ -133,11 +133,11 @@ function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, d
           json = parseBoundedJson(await (body as Promise<Buffer>), spec.emptyAs);
           if (spec.check !== false) json = validated(spec.schema, json);
         } else if (spec?.kind === 'csv') {
-          raw = await (body as Promise<Buffer>);
+          raw = await (body);
         }
         const reply = await entry.handle({
-          deps: deps as never,
-          who: who as never,
+          deps: deps,
+          who: who,
           principal: who as Principal,
           actor: who as Actor,
           params,

@@ -21,7 +21,7 @@ import { pathParamNames, routeLabel, type Realm, type RouteEntry } from './route
 /** Every table of every part, in the order the composition root mounts them. */
 export const API_TABLES: readonly (readonly RouteEntry<never>[])[] = [
   OPS_ROUTES, DOC_ROUTES, MESSAGE_ROUTES, OFFICE_ROUTES, PDA_ROUTES, PDA_ADMIN_ROUTES, ADMIN_HTTP_ROUTES, ARCHIVE_ROUTES,
-] as unknown as readonly (readonly RouteEntry<never>[])[];
+];
 
 export function allRoutes(): RouteEntry<never>[] {
   return API_TABLES.flat();

@@ -75,7 +75,7 @@ export interface RouteCtxBase<D, B> {
   /** The JSON body, bounded, parsed and (unless check: false) valid against the entry's schema. */
   readonly json: B;
   /** Same value, for handlers written `await body()`. */
-  body(): Promise<B>;
+  readonly body: () => Promise<B>;
   /** The raw body of a CSV route. */
   readonly raw: Buffer | undefined;
 }

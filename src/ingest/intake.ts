@@ -48,7 +48,7 @@ export class Intake {
 
   /** Several messages (POST /v1/messages/batch): each item on its own; all that pass are written together. */
   async acceptMany(principal: Principal, items: readonly AcceptItem[]): Promise<ItemResult[]> {
-    const results: ItemResult[] = new Array(items.length);
+    const results = new Array<ItemResult>(items.length);
     const sends: { index: number; item: SendItem }[] = [];
     items.forEach((it, index) => {
       const prefix = it.prefix ?? '';

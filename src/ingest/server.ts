@@ -120,7 +120,7 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
             details: [{ field: '/messages', message: `names ${named} recipients over ${messages.length} items` }],
           });
         }
-        const results: ({ index: number; httpStatus: number } & Record<string, unknown>)[] = new Array(messages.length);
+        const results = new Array<{ index: number; httpStatus: number } & Record<string, unknown>>(messages.length);
         const valid: { index: number; request: SendRequest; idempotencyKey?: string; prefix: string }[] = [];
         messages.forEach((m, index) => {
           const prefix = `/messages/${index}`;

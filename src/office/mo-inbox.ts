@@ -138,7 +138,6 @@ export class MoInbox {
     for (const key of this.records.getKeys({ reverse: true, limit: 1 })) this.lastSeq = key;
     this.openParts = this.parts.getCount();
     this.pendingForwards = this.forwards.getCount();
-    const r = deps.metrics.registry;
     this.received = deps.metrics.moMessages;
     this.openPartsGauge = deps.metrics.moOpenParts;
     this.forwardGauge = deps.metrics.moPendingForwards;

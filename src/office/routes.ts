@@ -154,7 +154,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: "The tenant's templates",
     query: PAGE_QUERY,
     responses: { '200': '{ items, next? }' },
-    handle: async ({ deps, principal, query }) => {
+    handle: ({ deps, principal, query }) => {
     const cursor = query.get('cursor') ?? undefined;
     const page = deps.templates.list(principal.tenant, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}) });
     return { status: 200, body: { items: page.items.map(templateView), ...(page.next !== undefined ? { next: page.next } : {}) } };
@@ -164,7 +164,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     method: 'GET', path: '/v1/templates/{name}', realm: 'sending', tags: ['templates'],
     summary: 'One template',
     responses: { '200': 'the template', '404': 'NOT_FOUND', '422': 'VALIDATION: not a template name' },
-    handle: async ({ deps, principal, params }) => {
+    handle: ({ deps, principal, params }) => {
     const t = deps.templates.get(principal.tenant, templateName(params[0]));
     if (!t) throw new GatewayError('NOT_FOUND', `no template ${params[0] ?? ''}`);
     return { status: 200, body: templateView(t) };
@@ -228,7 +228,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: "The tenant's meetings",
     query: PAGE_QUERY,
     responses: { '200': '{ items, next? }' },
-    handle: async ({ deps, principal, query }) => {
+    handle: ({ deps, principal, query }) => {
     const cursor = query.get('cursor') ?? undefined;
     const page = deps.meetings.list(principal.tenant, { limit: pageLimit(query), ...(cursor !== undefined ? { cursor } : {}) });
     return { status: 200, body: { items: page.items.map(meetingView), ...(page.next !== undefined ? { next: page.next } : {}) } };
@@ -239,7 +239,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'The meeting, its tally { invited, attend, absent, noReply, late } and a page of per-person answers',
     query: [{ name: 'answer', schema: { type: 'string', enum: ['attend', 'absent', 'none'] } }, ...PAGE_QUERY],
     responses: { '200': 'meeting + tally + people', '404': 'NOT_FOUND', '422': 'VALIDATION (answer, limit)' },
-    handle: async ({ deps, principal, params, query }) => {
+    handle: ({ deps, principal, params, query }) => {
     const m = deps.meetings.get(params[0] ?? '');
     if (!m || m.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no meeting ${params[0] ?? ''}`);
     return { status: 200, body: meetingDetail(deps.meetings, m, query) };
@@ -308,7 +308,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     method: 'GET', path: '/v1/cases/{system}/{caseId}', realm: 'sending', tags: ['workflow'],
     summary: 'Current stage and timeline of a case',
     responses: { '200': 'case', '404': 'NOT_FOUND' },
-    handle: async ({ deps, principal, params }) => {
+    handle: ({ deps, principal, params }) => {
     const c = deps.workflow.get(principal.tenant, params[0] ?? '', params[1] ?? '');
     if (!c) throw new GatewayError('NOT_FOUND', `no case ${params[0] ?? ''}/${params[1] ?? ''}`);
     return { status: 200, body: caseView(c) };
@@ -321,7 +321,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'MO messages of the tenant in one state (default unmatched), newest first',
     query: [{ name: 'state', schema: { type: 'string', enum: [...MO_STATES] } }, ...PAGE_QUERY],
     responses: { '200': '{ items, next? }', '422': 'VALIDATION (state, cursor, limit)' },
-    handle: async ({ deps, principal, query }) => {
+    handle: ({ deps, principal, query }) => {
     const state = (query.get('state') ?? 'unmatched') as MoState;
     if (!MO_STATES.includes(state)) throw new GatewayError('VALIDATION', `state must be one of ${MO_STATES.join(', ')}`, { details: [{ field: 'state', message: MO_STATES.join(', ') }] });
     const cursorRaw = query.get('cursor');
@@ -346,7 +346,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     method: 'GET', path: '/v1/mo/subscription', realm: 'sending', tags: ['mo'],
     summary: 'The callback URL',
     responses: { '200': '{ callbackUrl, updatedAt }', '404': 'NOT_FOUND' },
-    handle: async ({ deps, principal }) => {
+    handle: ({ deps, principal }) => {
     const s = deps.inbox.subscription(principal.tenant);
     if (!s) throw new GatewayError('NOT_FOUND', 'no MO callback URL is set');
     return { status: 200, body: { callbackUrl: s.callbackUrl, updatedAt: iso(s.updatedAt) } };
@@ -365,7 +365,7 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     method: 'GET', path: '/v1/mo/{id}', realm: 'sending', tags: ['mo'],
     summary: 'One MO message',
     responses: { '200': 'MO', '404': 'NOT_FOUND' },
-    handle: async ({ deps, principal, params }) => {
+    handle: ({ deps, principal, params }) => {
     const r = deps.inbox.get(params[0] ?? '');
     if (!r || r.tenant !== principal.tenant) throw new GatewayError('NOT_FOUND', `no MO message ${params[0] ?? ''}`);
     return { status: 200, body: moView(r) };

@@ -8,7 +8,7 @@
  * sub-units share the bureau's templates). Compiled templates are cached
  * (bounded, keyed by tenant, name and update time).
  */
-import type { Database, Key, RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
 import { RowLog, type ChangeLog } from '../replication/change-log.js';
 import { GatewayError } from '../core/errors.js';
 import { compileTemplate, renderTemplate, type CompiledTemplate, type ParamSpec } from '../core/template.js';
@@ -46,7 +46,7 @@ export class TemplateStore {
   constructor(private readonly deps: TemplateStoreDeps) {
     this.db = deps.env.openDB<StoredTemplate, [string, string]>({ name: 'office.templates', encoding: 'msgpack' });
     this.now = deps.now ?? Date.now;
-    this.rows = deps.changeLog ? new RowLog(deps.changeLog, [this.db as unknown as Database<unknown, Key>]) : undefined;
+    this.rows = deps.changeLog ? new RowLog(deps.changeLog, [this.db]) : undefined;
   }
 
   /** Validate and save; `created` is false for an update. TEMPLATE_INVALID names the problem. */

@@ -164,7 +164,9 @@ export class Workflow implements MoHandler {
 
   private async acceptLocked(key: CaseKey, event: WorkflowEvent): Promise<{ status: EventStatus; case: CaseRecord }> {
     const ordering = event.seq !== undefined ? 'seq' : 'time';
-    const order = event.seq ?? (event.occurredAt as number);
+    const order = event.seq ?? event.occurredAt;
+    // The route refuses an event with neither (422); a caller of accept() must give one too.
+    if (order === undefined) throw new GatewayError('VALIDATION', 'give seq or occurredAt', { details: [{ field: '/seq', message: 'give seq (preferred) or occurredAt' }] });
     let c = this.cases.get(key) ?? this.newCase(key, ordering, event);
     if (c.ordering !== ordering) {
       throw new GatewayError('VALIDATION', `case ${event.caseId} is ordered by ${c.ordering === 'seq' ? 'seq' : 'occurredAt'}`, { details: [{ field: c.ordering === 'seq' ? '/seq' : '/occurredAt', message: `this case's events carry ${c.ordering === 'seq' ? 'seq' : 'occurredAt (and no seq)'}` }] });

@@ -106,8 +106,8 @@ export const PDA_ADMIN_ROUTES: readonly HttpRoute<PdaAdminRouteDeps>[] = [
     summary: 'Devices, filtered by person, unit or state',
     query: [{ name: 'person', schema: { type: 'string' } }, { name: 'unit', schema: { type: 'string' } }, { name: 'state', schema: { type: 'string', enum: ['active', 'lost', 'revoked'] } }, { name: 'cursor', schema: { type: 'string' } }, { name: 'limit', schema: { type: 'integer', minimum: 1, maximum: MAX_LIST_PAGE } }],
     responses: { '200': '{ items, next? }', '422': 'VALIDATION (limit, state, person, cursor)' },
-    handle: async ({ deps, query }) => {
-      const { channel, logger } = deps;
+    handle: ({ deps, query }) => {
+      const { channel } = deps;
       const registry = channel.registry;
       const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
     const limitRaw = query.get('limit');
@@ -136,8 +136,8 @@ export const PDA_ADMIN_ROUTES: readonly HttpRoute<PdaAdminRouteDeps>[] = [
     method: 'GET', path: '/v1/admin/pda/devices/{id}', realm: 'pdaAdmin', tags: ['pda-admin'],
     summary: 'One device, with whether it is connected now',
     responses: { '200': 'device', '404': 'NOT_FOUND', '422': 'VALIDATION: not a device id' },
-    handle: async ({ deps, params }) => {
-      const { channel, logger } = deps;
+    handle: ({ deps, params }) => {
+      const { channel } = deps;
       const registry = channel.registry;
       const withConnection = (d: DeviceView): DeviceView & { connected: boolean } => ({ ...d, connected: channel.isConnected(d.id) });
     const id = checkDeviceId(params[0], 'id');

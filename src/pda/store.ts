@@ -396,7 +396,7 @@ export class PdaStore {
           tx.fx.ops++;
         }
         return v;
-      })) as T;
+      }));
     } catch (e) {
       // Rolled back (the callback threw, or the commit failed): what the caches took from it is not in the database.
       this.cursorCache.clear();

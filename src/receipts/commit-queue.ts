@@ -56,13 +56,13 @@ export class WriteSet {
   private readonly values: unknown[] = [];
 
   put<V, K extends Key>(db: Database<V, K>, key: K, value: V): void {
-    this.dbs.push(db as unknown as Database<unknown, Key>);
+    this.dbs.push(db);
     this.keys.push(key);
     this.values.push(value);
   }
 
   remove<V, K extends Key>(db: Database<V, K>, key: K): void {
-    this.dbs.push(db as unknown as Database<unknown, Key>);
+    this.dbs.push(db);
     this.keys.push(key);
     this.values.push(REMOVE);
   }

@@ -137,7 +137,6 @@ export class StatusCallbacks {
     this.maxHeldPerOrigin = Math.max(MAX_HELD_FACTOR * o.perHost, Math.ceil(this.maxHeld / 2));
     this.callbacks = o.store.callbacks;
     this.due = o.env.openDB<number, DueKey>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
-    const r = o.metrics.registry;
     this.sent = o.metrics.statusCallbacks;
     this.waitingGauge = o.metrics.statusCallbacksWaiting;
     this.dueGauge = o.metrics.statusCallbacksDue;

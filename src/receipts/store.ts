@@ -371,11 +371,11 @@ export class ReceiptStore {
       throw new GatewayError('INTERNAL', `message ${msg.id}: ${msg.segments} segments`);
     }
     const stored = encodeMessage(msg);
-    this.messages.put(msg.id, stored);
+    this.plain(this.messages.put(msg.id, stored));
     const id = msg.id;
     const at = msg.createdAt;
     for (let i = 0; i < numbers.length; i++) {
-      this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] });
+      this.plain(this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] }));
     }
     this.plain(this.expiry.put([msg.expiresAt, id], 0));
     if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(id, { attempts: 0, nextAt: 0, state: 'waiting' }));
@@ -398,7 +398,7 @@ export class ReceiptStore {
       throw new GatewayError('INTERNAL', `message ${msg.id}: ${msg.segments} segments`);
     }
     const stored = encodeMessage(msg);
-    this.messages.put(msg.id, stored);
+    this.plain(this.messages.put(msg.id, stored));
     this.plain(this.expiry.put([msg.expiresAt, msg.id], 0));
     if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(msg.id, { attempts: 0, nextAt: 0, state: 'waiting' }));
     this.plainWrites++;
@@ -445,7 +445,7 @@ export class ReceiptStore {
   putIdempotency(tenant: string, key: string, value: unknown, expiresAt: number): void {
     this.assertOpen();
     checkIdempotencyKey(tenant, key);
-    this.idempotency.put([tenant, key], { v: value, x: expiresAt });
+    this.plain(this.idempotency.put([tenant, key], { v: value, x: expiresAt }));
     this.plain(this.idempotencyExpiry.put([expiresAt, tenant, key], 1));
     this.plainWrites++;
     this.logPlain({ k: 'i', t: tenant, key, v: value, x: expiresAt });

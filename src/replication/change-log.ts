@@ -107,7 +107,7 @@ export function newerVersion(a: RowVersion, b: RowVersion | undefined): boolean 
 
 /** Key of a row's version entry: the db name, then the row key's parts. */
 export function versionKey(db: string, key: Key): Key {
-  return Array.isArray(key) ? [db, ...(key as unknown[])] as Key : [db, key as string | number];
+  return Array.isArray(key) ? [db, ...(key as unknown[])] as Key : [db, key];
 }
 
 /** What one outbox row (and one replication message) holds. */
@@ -282,15 +282,14 @@ export class RowLog {
     if (typeof name !== 'string') throw new GatewayError('INTERNAL', 'RowLog: a tracked database needs a name');
     const put = db.putSync.bind(db);
     const remove = db.removeSync.bind(db);
-    const self = this;
-    db.putSync = function (key: Key, value: unknown, ...rest: unknown[]) {
-      self.recording?.push([name, key, value]);
+    db.putSync = (key: Key, value: unknown, ...rest: unknown[]) => {
+      this.recording?.push([name, key, value]);
       return (put as (...a: unknown[]) => boolean)(key, value, ...rest);
-    } as typeof db.putSync;
-    db.removeSync = function (key: Key, ...rest: unknown[]) {
-      self.recording?.push([name, key]);
+    };
+    db.removeSync = (key: Key, ...rest: unknown[]) => {
+      this.recording?.push([name, key]);
       return (remove as (...a: unknown[]) => boolean)(key, ...rest);
-    } as typeof db.removeSync;
+    };
   }
 }
 

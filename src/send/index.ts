@@ -73,8 +73,8 @@ export function createSendService(w: SendWiring): SendService {
     w.schedule ? schedule(w.schedule) : withoutSchedule,
   ];
   const quota: QuotaStage = dir
-    ? async (admission, recipients) => (admission === undefined ? undefined : dir.rules.reserve(admission, recipients))
-    : async () => undefined;
+    ? (admission, recipients) => (admission === undefined ? Promise.resolve(undefined) : dir.rules.reserve(admission, recipients))
+    : () => Promise.resolve(undefined);
   // A held message released by an admin: the grants, then these, then the quota (SendService.readmit).
   const release: Stage[] = dir ? [contentRulesAtRelease(dir.rules)] : [];
   return new SendService({

@@ -69,7 +69,7 @@ export class JobBatcher {
     job.recipients += n;
     this.pending += n;
     this.o.metrics.ingestCoalescePending.set(this.pending);
-    const done = new Promise<void>((resolve, reject) => (job as OpenJob).waiters.push({ resolve, reject }));
+    const done = new Promise<void>((resolve, reject) => (job).waiters.push({ resolve, reject }));
     if (job.recipients >= this.o.maxRecipients) this.flush(job);
     else if (this.pending > this.o.maxPendingRecipients) this.flushAll();
     return done;

@@ -234,7 +234,7 @@ export class SendService implements Sends {
    */
   async send(principal: Principal, items: readonly SendItem[]): Promise<SendResult[]> {
     if (this.inflight >= this.config.server.maxInflightRequests) throw new GatewayError('OVERLOADED');
-    const results: (SendResult | undefined)[] = new Array(items.length);
+    const results = new Array<SendResult | undefined>(items.length);
     const waits: Promise<void>[] = [];
     let toWrite: { index: number; prepared: Prepared }[] = [];
     const now = this.now();
@@ -480,7 +480,7 @@ export class SendService implements Sends {
           // Held for review or until its time (a keyed retry of a message already released parks
           // nothing new: the queue de-duplicates its deterministic job ids).
           const r = p.record;
-          p.park({ id: r.id, tenant: r.tenant, tier: r.tier, expiresAt: r.expiresAt, recipients: r.recipients, jobs, ...(p.expansion ? { group: r.group as string } : {}) }, now);
+          p.park({ id: r.id, tenant: r.tenant, tier: r.tier, expiresAt: r.expiresAt, recipients: r.recipients, jobs, ...(p.expansion ? { group: r.group } : {}) }, now);
         } else direct.push(...jobs);
       } else coalesced.push(p);
     }

@@ -19,7 +19,6 @@
  */
 import type { SmppAccountConfig } from '../config/schema.js';
 import { messageStateToState, parseDlrText, receiptOperatorId, statToState, type IdBase, type ReceiptIdBase, type ReceiptState } from '../core/dlr.js';
-import { maskNumber } from '../core/phone.js';
 import { partFromUdh, type MoPart } from '../core/mo.js';
 import type { DeliveryReceipt, MobileOriginated, SubmitRequest } from '../core/ports.js';
 import { SubmitPool, type Inbound, type PoolProtocol, type SubmitPoolOptions, type SubmitPoolStats } from '../transport/pool.js';
@@ -123,6 +122,7 @@ export class BindPool extends SubmitPool {
         ...(options.ca !== undefined ? { ca: options.ca } : {}),
         ...options.bind,
       }), options);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the deliver closure was made inside super(), before `this` could be named
     self = this;
     this.dlrOffset = options.dlrUtcOffsetMinutes ?? 0;
     this.idBase = account.idFormat === 'decimal' || account.idFormat === 'hex' ? account.idFormat : undefined;

@@ -504,7 +504,7 @@ export class SmscSimulator {
   }
 
   private onBind(ss: SimSession, pdu: PduHeader & { readonly command: 'bind_transceiver' | 'bind_transmitter' | 'bind_receiver'; readonly system_id?: string; readonly password?: string; readonly interface_version?: number }): void {
-    const respCommand = `${pdu.command}_resp` as 'bind_transceiver_resp' | 'bind_transmitter_resp' | 'bind_receiver_resp';
+    const respCommand: 'bind_transceiver_resp' | 'bind_transmitter_resp' | 'bind_receiver_resp' = `${pdu.command}_resp`;
     this.lastInterfaceVersion = pdu.interface_version;
     let status: number = STATUS.ESME_ROK;
     if (ss.mode !== 'none') status = STATUS.ESME_RALYBND;

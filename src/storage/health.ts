@@ -269,7 +269,7 @@ export function storageFullError(reason?: string): GatewayError & { retryAfterS:
 function describe(e: unknown): string {
   if (e instanceof Error) {
     const code = (e as { code?: unknown }).code;
-    return code !== undefined ? `${e.message} (${String(code)})` : e.message;
+    return typeof code === 'string' || typeof code === 'number' ? `${e.message} (${code})` : e.message;
   }
   return String(e);
 }

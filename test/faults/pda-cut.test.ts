@@ -108,7 +108,7 @@ t.test('20 devices dropping at random while batches keep coming: each gets every
     for (let j = 0; j < 10; j++) {
       const id = `W${b}-${j}`;
       expected.push(id);
-      for (let i = 0; i < N; i++) batch.push(msg(id, `cop-${i}`, (j % 4 === 0 ? 2 : 0) as PdaPriority, i));
+      for (let i = 0; i < N; i++) batch.push(msg(id, `cop-${i}`, (j % 4 === 0 ? 2 : 0), i));
     }
     await s.channel.deliver(batch);
     await sleep(30);

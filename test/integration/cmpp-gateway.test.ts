@@ -43,7 +43,7 @@ async function cmppGateway(t: Test, version: 'cmpp2' | 'cmpp3' = 'cmpp3') {
       simulator: { enabled: true, protocol: version, port: 0, dlrDelayMs: 10 },
       smpp: { accounts: [] },
       dispatch: { expirySweepMs: 200 },
-    } as never,
+    },
   });
   const gateway = await startGateway(config, { logger });
   t.teardown(async () => {

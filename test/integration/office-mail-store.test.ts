@@ -15,9 +15,9 @@ t.test('states, the due index and the pending count', async (t) => {
   const w1 = store.write('a', { lastSentAt: 10, pending: pending(100) });
   t.same(store.state('a'), { lastSentAt: 10, pending: pending(100) }, 'visible before the commit');
   const w2 = store.write('b', { pending: pending(50) });
-  store.write('a', { lastSentAt: 10, pending: pending(200, 2) });
+  const w3 = store.write('a', { lastSentAt: 10, pending: pending(200, 2) });
   t.equal(store.pending, 2);
-  await Promise.all([w1, w2, store.flushed()]);
+  await Promise.all([w1, w2, w3, store.flushed()]);
   await store.settle();
   t.same(store.dueAt(150, 10), ['b'], 'a moved to 200');
   t.same(store.dueAt(1000, 10), ['b', 'a'], 'earliest first');

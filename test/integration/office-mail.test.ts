@@ -236,7 +236,7 @@ t.test('quiet hours (injected clock): mail inside them is folded into one digest
   await store.createUnit(ROOT, { id: 'office', name: 'Office' });
   await store.putPerson(ROOT, { id: 'jane', name: 'Jane', mobile: mobileAt(10), unit: 'office', email: `jane@${DOMAIN}`, mailAlerts: true }, 'create');
   await store.putPerson(ROOT, { id: 'kim', name: 'Kim', mobile: mobileAt(11), unit: 'office', email: `kim@${DOMAIN}`, mailAlerts: true }, 'create');
-  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ digestSeconds: 600, quietHours: { start: '22:00', end: '07:00' } }) } as never });
+  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ digestSeconds: 600, quietHours: { start: '22:00', end: '07:00' } }) } });
   // 2026-03-02 23:00 local (UTC+8) = 15:00 UTC.
   let clock = Date.parse('2026-03-02T15:00:00Z');
   const sent: SeenSend[] = [];
@@ -282,7 +282,7 @@ t.test('refusals by the intake (fake sender): for now → retried from a durable
   for (const [i, id] of ['lily', 'mike', 'nina', 'omar'].entries()) {
     await store.putPerson(ROOT, { id, name: id, mobile: mobileAt(20 + i), unit: 'office', email: `${id}@${DOMAIN}`, mailAlerts: true }, 'create');
   }
-  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ digestSeconds: 600 }) } as never });
+  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ digestSeconds: 600 }) } });
   let clock = Date.parse('2026-03-02T03:00:00Z');
   const sent: SeenSend[] = [];
   let refuseNext: 'OVERLOADED' | 'FORBIDDEN' | undefined;

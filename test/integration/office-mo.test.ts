@@ -103,7 +103,7 @@ t.test('unmatched MO is forwarded to the unit\'s callback URL, retried, and push
 
   const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/mo/stream`, { headers: { authorization: `Bearer ${key}` } });
   const frames: { text: string }[] = [];
-  ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as { text: string }));
+  ws.on('message', (d) => frames.push(JSON.parse((d as Buffer).toString('utf8')) as { text: string })); // ws hands text frames over as a Buffer (binaryType nodebuffer)
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);

@@ -4,7 +4,6 @@
  */
 import t from 'tap';
 import { startTestGateway, numberAt } from '../support/gateway.js';
-import { eventually } from '../support/office.js';
 
 t.test('scheduleAt: accepted now, shown as scheduled, sent at its time', async (t) => {
   const gw = await startTestGateway(t, { config: { office: { schedule: { pollMs: 50 } } } });

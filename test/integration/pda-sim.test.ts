@@ -63,7 +63,7 @@ t.test('smsgw pda-sim --devices N runs and prints its counters', async (t) => {
   process.stdout.write = ((chunk: string) => {
     out.push(String(chunk));
     return true;
-  }) as typeof process.stdout.write;
+  });
   try {
     await program.parseAsync(['pda-sim', '--devices', '3', '--url', s.url, '--admin-key', ADMIN, '--duration', '1', '--drop', '0'], { from: 'user' });
   } finally {

@@ -178,7 +178,7 @@ t.test('finalizeRecipients never overwrites a final state; submitted segments ke
   }
   t.equal(store.getRecipient('m1', 0)?.state, 'delivered');
 
-  await store.finalizeRecipients('m1', [0, 1, 2].map((index) => ({ index, state: 'failed' as FinalState, error: 'dead-lettered' })));
+  await store.finalizeRecipients('m1', [0, 1, 2].map((index) => ({ index, state: 'failed', error: 'dead-lettered' })));
   t.equal(store.getRecipient('m1', 0)?.state, 'delivered', 'final recipient untouched');
   const r1 = store.getRecipient('m1', 1);
   t.equal(r1?.state, 'submitted', 'a segment the SMSC accepted still waits for its receipt');
@@ -214,7 +214,7 @@ t.test('onFinal: once per recipient, after commit', async (t) => {
   clock.now = T0 + 10_000 + 5_001;
   t.equal(await store.expireDue(), 2);
   t.equal(await store.expireDue(), 0);
-  await store.finalizeRecipients('m1', [0, 1, 2].map((index) => ({ index, state: 'failed' as FinalState, error: 'x' })));
+  await store.finalizeRecipients('m1', [0, 1, 2].map((index) => ({ index, state: 'failed', error: 'x' })));
   t.same(calls, [['m1', 0, 'delivered'], ['m1', 1, 'expired'], ['m1', 2, 'expired']]);
   t.same(seenCommitted, [true, true, true], 'listeners read the committed state');
 

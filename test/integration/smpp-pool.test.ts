@@ -190,8 +190,8 @@ t.test('ESME_RMSGQFUL and ESME_RTHROTTLED by number are retried', async (t) => {
   const { sim, pool, metrics } = await setup(t, { throttleAttempts: 3 });
   pool.start();
   const [qfull, thr] = await Promise.all([pool.submit(request('8613800000014')), pool.submit(request('8613800000058'))]);
-  accepted(t, qfull as SubmitOutcome);
-  accepted(t, thr as SubmitOutcome);
+  accepted(t, qfull);
+  accepted(t, thr);
   t.equal(sim.stats().submitsByDestination.get('8613800000014'), 2, 'queue full once, then accepted');
   t.equal(sim.stats().submitsByDestination.get('8613800000058'), 4, 'throttled 3 times, then accepted');
   t.equal(await counter(metrics.throttled, { status: 'ESME_RMSGQFUL' }), 1);

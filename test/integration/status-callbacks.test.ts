@@ -3,6 +3,7 @@
  * when every recipient is final; a failing endpoint is retried a bounded
  * number of times and the failure stays visible in the status API.
  */
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -57,7 +58,6 @@ t.test('a failing endpoint: bounded retries, then failed and visible', async (t)
 t.test('a callback still waiting when the gateway stops is made after the restart', async (t) => {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
   const { pino } = await import('pino');
   const { loadConfig } = await import('../../src/config/load.js');
   const { startGateway, simulatorAccount } = await import('../../src/app/gateway.js');

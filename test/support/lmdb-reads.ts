@@ -12,7 +12,7 @@ export interface CountedEnv {
   /** The environment to hand to the code under test. */
   readonly env: RootDatabase;
   /** Rows read through `env` so far. */
-  reads(): number;
+  readonly reads: () => number;
 }
 
 export function countLmdbReads(env: RootDatabase, flushed?: () => PromiseLike<boolean>): CountedEnv {

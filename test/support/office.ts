@@ -21,7 +21,7 @@ export interface OfficeFixture {
   /** API key of unit `office` (sub-unit of `city`, extension 11). */
   readonly key: string;
   /** Calls the gateway with the office key. */
-  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any }>;
+  readonly call: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; json: any }>;
 }
 
 /** A gateway with unit city (sender 10690002, signature) → office (extension 11) and `people` people p0… in office. */
@@ -29,7 +29,7 @@ export async function officeFixture(t: Test, people: number, options: TestGatewa
   const gw = await startTestGateway(t, {
     ...options,
     simulator: { recentCapacity: 20_000, ...options.simulator },
-    config: deepMerge(ADMIN_CONFIG as never, (options.config ?? {}) as never),
+    config: deepMerge(ADMIN_CONFIG, (options.config ?? {}) as never),
   });
   const admin = adminClient(gw);
   await admin.must('POST', '/v1/admin/units', { id: 'city', name: '市政府办公厅', sender: CITY_SENDER, signature: SIGNATURE, grants: ALL_GRANTS });

@@ -46,7 +46,6 @@ export function conformanceOptions(overrides: Partial<QueueOptions> = {}): Queue
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** Bodies start with bytes that are not text, so adapters must carry them as bytes. */
 function body(id: string): Uint8Array {

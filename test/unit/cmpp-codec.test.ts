@@ -33,7 +33,6 @@ function plain(v: unknown): unknown {
 
 /** ASCII without NUL (NUL ends an octet string), at most `max` characters. */
 const ascii = (max: number): fc.Arbitrary<string> => fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: max });
-const digits = (max: number): fc.Arbitrary<string> => fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 1, maxLength: max });
 const octet = fc.integer({ min: 0, max: 255 });
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const msgId = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map((v) => v.toString(10));

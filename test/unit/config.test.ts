@@ -91,5 +91,5 @@ t.test('receipt id formats: defaults, and a receipt base other than same needs i
   refused(t, () => loadConfig({ env: noEnv, overrides: { smpp: { accounts: [{ ...account, receiptTextIdFormat: 'decimal' }] as never } } }), /receiptTextIdFormat/, 'text base without idFormat');
   refused(t, () => loadConfig({ env: noEnv, overrides: { smpp: { accounts: [{ ...account, idFormat: 'auto', receiptTlvIdFormat: 'hex' }] as never } } }), /receiptTlvIdFormat/, 'TLV base with idFormat auto');
   refused(t, () => loadConfig({ env: noEnv, overrides: { smpp: { accounts: [{ ...account, idFormat: 'octal' }] as never } } }), /smpp\/accounts\/0/, 'unknown idFormat');
-  refused(t, () => loadConfig({ env: noEnv, overrides: { simulator: { idFormat: 'octal' } as never } }), /simulator\/idFormat/, 'unknown simulator idFormat');
+  refused(t, () => loadConfig({ env: noEnv, overrides: { simulator: { idFormat: 'octal' } } }), /simulator\/idFormat/, 'unknown simulator idFormat');
 });

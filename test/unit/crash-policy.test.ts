@@ -1,6 +1,6 @@
 import t from 'tap';
 import { EventEmitter } from 'node:events';
-import { CRASH_EXIT_CODE, installCrashPolicy, type CrashProcess } from '../../src/app/crash-policy.js';
+import { CRASH_EXIT_CODE, installCrashPolicy } from '../../src/app/crash-policy.js';
 
 class FakeProcess extends EventEmitter {
   readonly exits: number[] = [];
@@ -26,7 +26,7 @@ t.test('an uncaught exception is logged with context, drains once, exits 70', as
   const proc = new FakeProcess();
   const logger = recorder();
   let drains = 0;
-  const policy = installCrashPolicy({ logger: logger as never, process: proc as unknown as CrashProcess, context: { role: 'all' }, drain: async () => void drains++ });
+  const policy = installCrashPolicy({ logger: logger as never, process: proc, context: { role: 'all' }, drain: async () => void drains++ });
   const err = new Error('escaped');
   proc.emit('uncaughtException', err, 'uncaughtException');
   proc.emit('unhandledRejection', new Error('second'));
@@ -48,7 +48,7 @@ t.test('an uncaught exception is logged with context, drains once, exits 70', as
 t.test('an unhandled rejection whose drain fails still exits non-zero', async (t) => {
   const proc = new FakeProcess();
   const logger = recorder();
-  installCrashPolicy({ logger: logger as never, process: proc as unknown as CrashProcess, drain: async () => { throw new Error('drain broke'); } });
+  installCrashPolicy({ logger: logger as never, process: proc, drain: async () => { throw new Error('drain broke'); } });
   proc.emit('unhandledRejection', 'a string reason');
   await until(() => proc.exits.length > 0);
   t.same(proc.exits, [CRASH_EXIT_CODE]);
@@ -60,7 +60,7 @@ t.test('an unhandled rejection whose drain fails still exits non-zero', async (t
 t.test('a drain that hangs is cut off by the timeout and the process exits', async (t) => {
   const proc = new FakeProcess();
   const logger = recorder();
-  installCrashPolicy({ logger: logger as never, process: proc as unknown as CrashProcess, drainTimeoutMs: 30, drain: () => new Promise<void>(() => undefined) });
+  installCrashPolicy({ logger: logger as never, process: proc, drainTimeoutMs: 30, drain: () => new Promise<void>(() => undefined) });
   proc.emit('uncaughtException', new Error('x'), 'uncaughtException');
   await until(() => proc.exits.length > 0);
   t.same(proc.exits, [CRASH_EXIT_CODE]);
@@ -73,7 +73,7 @@ t.test('a rejection the storage state absorbs (lmdb\'s own commit failure) is no
   let drains = 0;
   const absorbed: unknown[] = [];
   const policy = installCrashPolicy({
-    logger: logger as never, process: proc as unknown as CrashProcess, drain: async () => void drains++,
+    logger: logger as never, process: proc, drain: async () => void drains++,
     absorb: (reason) => {
       if (reason instanceof Error && reason.message === 'Commit failed (see commitError for details)') {
         absorbed.push(reason);

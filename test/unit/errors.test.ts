@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { ERROR_CODES, GatewayError } from '../../src/core/errors.js';
@@ -19,7 +20,6 @@ t.test('GatewayError carries code, status, cause and field details', async (t) =
 
 t.test('every error code is raised somewhere in src (no dead entries in the catalogue)', async (t) => {
   const { readdirSync, statSync } = await import('node:fs');
-  const { join } = await import('node:path');
   const { fileURLToPath } = await import('node:url');
   const root = fileURLToPath(new URL('../../src', import.meta.url));
   let text = '';

@@ -26,7 +26,7 @@ const text = fc.record({
 /** Per-device fields: seq, floor ≤ seq, redelivery. */
 const stamp = seq1.chain((seq) => fc.record({ seq: fc.constant(seq), floor: fc.integer({ min: 1, max: seq }), redelivery: fc.boolean() }));
 
-t.test('every stamp equals the whole frame encoded on its own, in any order of stamps', async (t) => {
+t.test('every stamp equals the whole frame encoded on its own, in any order of stamps', async () => {
   fc.assert(
     fc.property(text, fc.array(stamp, { minLength: 1, maxLength: 8 }), (m, stamps) => {
       const template = new MessageTemplate({ type: 'message', ...m });

@@ -67,7 +67,7 @@ function refMatches(r: RouteRule, c: RouteContext): boolean {
   return true;
 }
 
-t.test('selectRule picks the first matching rule, like a linear scan of the reference matcher', async (t) => {
+t.test('selectRule picks the first matching rule, like a linear scan of the reference matcher', async () => {
   fc.assert(fc.property(fc.array(ruleArb, { maxLength: 8 }), ctxArb, (rules, ctx) => {
     const named = rules.map((r, i) => ({ ...r, name: `r${i}` }));
     const got = selectRule(compileTable(named), ctx);
@@ -76,7 +76,7 @@ t.test('selectRule picks the first matching rule, like a linear scan of the refe
   }), { numRuns: 2000 });
 });
 
-t.test('selectRule with allow-list accounts: the first matching rule that has a usable account', async (t) => {
+t.test('selectRule with allow-list accounts: the first matching rule that has a usable account', async () => {
   fc.assert(fc.property(fc.array(ruleArb, { maxLength: 8 }), ctxArb, fc.subarray(ACCOUNTS), (rules, ctx, usableOnes) => {
     const named = rules.map((r, i) => ({ ...r, name: `r${i}` }));
     const usable = (a: string): boolean => usableOnes.includes(a);
@@ -97,7 +97,7 @@ t.test('configured rules come before the derived per-operator rules', async (t) 
   t.equal(selectRule(compileTable([], defaultRules([{ name: 'a', operators: ['cmcc'] }])), ctx('routine', 'cucc')), undefined, 'no account for the operator: no route');
 });
 
-t.test('the derived table picks what chooseAccount picked (existing configs route as before)', async (t) => {
+t.test('the derived table picks what chooseAccount picked (existing configs route as before)', async () => {
   const acct = fc.record({ name: fc.constantFrom(...ACCOUNTS), operators: fc.subarray(['cmcc', 'cucc', 'ctcc', 'intl', '*']) });
   fc.assert(fc.property(fc.uniqueArray(acct, { selector: (a) => a.name, maxLength: 5 }), fc.constantFrom(...OPS), (accounts, op) => {
     const rule = selectRule(compileTable([], defaultRules(accounts)), { tier: 'routine', units: ['dev'], operator: op, minuteOfDay: 0 });
@@ -106,7 +106,7 @@ t.test('the derived table picks what chooseAccount picked (existing configs rout
   }), { numRuns: 1000 });
 });
 
-t.test('orderCandidates: a permutation of the rule accounts, up ones first, in policy order', async (t) => {
+t.test('orderCandidates: a permutation of the rule accounts, up ones first, in policy order', async () => {
   fc.assert(fc.property(ruleArb, fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }), fc.nat(10_000), (rule, ups, turn) => {
     const r = compileTable([rule]).rules[0]!;
     const isUp = (a: string): boolean => ups[ACCOUNTS.indexOf(a)] as boolean;
@@ -196,7 +196,7 @@ function refDown(history: readonly { at: number; e: HealthEvent }[], now: number
   return (unboundSince !== undefined && now - unboundSince >= P.unboundMs) || (failingSince !== undefined && now - failingSince >= P.failingMs);
 }
 
-t.test('healthStep agrees with the reference at every step', async (t) => {
+t.test('healthStep agrees with the reference at every step', async () => {
   const eventArb: fc.Arbitrary<HealthEvent> = fc.oneof(
     fc.integer({ min: 0, max: 2 }).map((count) => ({ kind: 'bound' as const, count })),
     fc.constant({ kind: 'success' as const }),

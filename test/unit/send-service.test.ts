@@ -13,7 +13,7 @@ import type { QueueMessage, WorkQueue } from '../../src/queue/port.js';
 import type { Principal, RecipientOrigin, SendCommand, SendShape } from '../../src/core/send.js';
 import { GatewayError } from '../../src/core/errors.js';
 
-const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' } } as never });
+const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' } } });
 const principal: Principal = { tenant: 'unit-a', unit: 'unit-a', tiers: null, sender: '10690001' };
 
 function fakes() {

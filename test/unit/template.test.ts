@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import t from 'tap';
 import fc from 'fast-check';
 import {
@@ -248,7 +249,7 @@ t.test('render: wrong types', async (t) => {
 
   const n: Record<string, ParamSpec> = { v: { type: 'number' } };
   for (const v of ['5', true, [], {}, Number.NaN, Number.POSITIVE_INFINITY]) {
-    t.same(renderProblems('{{v}}', { v }, n), [{ field: '/params/v', message: 'must be a number' }], `number ← ${String(v)}`);
+    t.same(renderProblems('{{v}}', { v }, n), [{ field: '/params/v', message: 'must be a number' }], `number ← ${inspect(v)}`);
   }
   t.equal(text('{{v}}人', { v: 12 }, n), '12人');
   t.equal(text('{{v}}', { v: -1.5 }, n), '-1.5');
@@ -603,7 +604,7 @@ t.test('a list placeholder is bounded like a string one', async (t) => {
   // truncating is fine; rendering it all is not.
   const big = Array.from({ length: 3000 }, () => '0123456789');
   for (const [name, params] of [['inferred', undefined], ['declared', { l: { type: 'list' } }]] as const) {
-    const r = render('{{l|join:""}}', { l: big }, params as Record<string, ParamSpec> | undefined);
+    const r = render('{{l|join:""}}', { l: big }, params);
     t.ok(!r.ok || r.text.length <= MAX_VALUE_CHARS, `${name}: ${r.ok ? `rendered ${r.text.length} characters` : 'refused'}`);
   }
 });

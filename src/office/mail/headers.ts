@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { MailParser, type AddressObject, type EmailAddress, type Headers } from 'mailparser';
+import { MailParser, type AddressObject, type EmailAddress, type HeaderValue, type Headers } from 'mailparser';
 
 /** Longest header block kept; a longer one is cut at its last complete line. */
 export const MAX_HEADER_BYTES = 256 * 1024;
@@ -87,7 +87,7 @@ export function parseHeaderBlock(block: Buffer): Promise<MailHeaders> {
       if (d.type === 'attachment') d.release?.();
     });
     parser.once('error', reject);
-    parser.once('end', () => resolve(toMailHeaders(headers ?? new Map())));
+    parser.once('end', () => resolve(toMailHeaders(headers ?? new Map<string, HeaderValue>())));
     parser.end(Buffer.concat([block, END]));
   });
 }

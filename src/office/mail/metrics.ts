@@ -30,8 +30,8 @@ export function mailMetrics(registry: Registry): MailMetrics {
   const counter = (name: string, _help: string, _label: string): Counter<string> => catalogued<Counter<string>>(registry, name);
   const gauge = (name: string, _help: string): Gauge => catalogued<Gauge>(registry, name);
   return {
-    messages: counter('smsgw_mail_messages_total', 'Mails received over SMTP (and refusals), by outcome', 'outcome') as Counter<'outcome'>,
-    alerts: counter('smsgw_mail_alerts_total', 'New-mail alerts per person, by kind (alert, digest, folded, duplicate, failed, dropped, retried)', 'kind') as Counter<'kind'>,
+    messages: counter('smsgw_mail_messages_total', 'Mails received over SMTP (and refusals), by outcome', 'outcome'),
+    alerts: counter('smsgw_mail_alerts_total', 'New-mail alerts per person, by kind (alert, digest, folded, duplicate, failed, dropped, retried)', 'kind'),
     pendingDigests: gauge('smsgw_mail_pending_digests', 'Digests of new-mail alerts waiting for their time'),
     inflight: gauge('smsgw_mail_inflight', 'Mails being handled (DATA received, not yet answered)'),
   };

@@ -37,7 +37,6 @@ import {
 import { pack, unpack } from 'msgpackr';
 import { randomBytes } from 'node:crypto';
 import type { Counter, Gauge, Registry } from 'prom-client';
-import { GatewayError } from '../../core/errors.js';
 import { outboxKeyId, type ChangeLog, type OutboxEntry, type OutboxKey } from '../../replication/change-log.js';
 import type { ReceiptStore } from '../../receipts/store.js';
 import type { Logger } from '../../telemetry/logger.js';
@@ -286,13 +285,12 @@ export class ReceiptReplication {
 
   private relayIdle(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
+      const done = (): void => {
         clearTimeout(t);
-        self.relayWake = undefined;
+        this.relayWake = undefined;
         resolve();
-      }
+      };
+      const t = setTimeout(done, ms);
       this.relayWake = done;
     });
   }

@@ -23,7 +23,7 @@
  * num_pending nor num_ack_pending, and only a core-NATS advisory (lost while
  * disconnected) says it happened.
  */
-import type { JetStreamManager, StreamConfig, StreamUpdateConfig, ConsumerConfig, StreamInfo, ConsumerInfo } from '@nats-io/jetstream';
+import type { JetStreamManager, StreamConfig, ConsumerConfig, StreamInfo, ConsumerInfo } from '@nats-io/jetstream';
 import { AckPolicy, DeliverPolicy, DiscardPolicy, JetStreamApiCodes, JetStreamApiError, ReplayPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import { GatewayError } from '../../core/errors.js';
@@ -175,11 +175,11 @@ export async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamCon
       if (!isNotFound(e, JetStreamApiCodes.StreamNotFound)) throw e;
     }
     if (!info) return await jsm.streams.add(cfg);
-    const changed = differs(cfg as Record<string, unknown>, info.config as unknown as Record<string, unknown>);
+    const changed = differs(cfg, info.config);
     if (changed.length === 0) return info;
     // the client merges this into the current config; the server refuses what may not change (retention, storage)
     const { name, ...update } = cfg;
-    return await jsm.streams.update(name, update as Partial<StreamUpdateConfig>);
+    return await jsm.streams.update(name, update);
   } catch (e) {
     throw setupError(`stream ${cfg.name}`, e);
   }
@@ -194,7 +194,7 @@ export async function ensureConsumer(jsm: JetStreamManager, stream: string, cfg:
       if (!isNotFound(e, JetStreamApiCodes.ConsumerNotFound)) throw e;
     }
     if (!info) return await jsm.consumers.add(stream, cfg);
-    const changed = differs(cfg as Record<string, unknown>, info.config as unknown as Record<string, unknown>);
+    const changed = differs(cfg, info.config);
     if (changed.length === 0) return info;
     const fixed = changed.filter((k) => k === 'ack_policy' || k === 'deliver_policy' || k === 'replay_policy');
     if (fixed.length > 0) {
