@@ -13,7 +13,7 @@
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { open, type RootDatabase } from 'lmdb';
+import { open } from 'lmdb';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/load.js';
 import { isCmppAccount, type AccountConfig, type CmppAccountConfig, type SmppAccountConfig } from '../config/schema.js';

@@ -38,7 +38,7 @@ async function gatewayWith(t: Test, gb18030: boolean) {
           links: 2, window: 16, tps: 0, responseTimeoutMs: 5000, reconnectInitialMs: 20, reconnectMaxMs: 500, operators: ['*'], gb18030,
         }],
       },
-    } as never,
+    },
   });
   const gateway = await startGateway(config, { logger });
   t.teardown(async () => {

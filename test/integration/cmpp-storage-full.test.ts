@@ -41,7 +41,7 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
           links: 1, window: 16, tps: 0, responseTimeoutMs: 5000, reconnectInitialMs: 20, reconnectMaxMs: 500, operators: ['*'],
         }],
       },
-    } as never,
+    },
   });
   const gateway = await startGateway(config, { logger });
   t.teardown(async () => {

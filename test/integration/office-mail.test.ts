@@ -340,7 +340,7 @@ t.test('no directory oracle: RCPT of a served domain accepted alike; unknown, op
     await store.putPerson(ROOT, { id, name: id, mobile: mobileAt(40 + i), unit, email: `${id}@${DOMAIN}`, mailAlerts: on }, 'create');
   }
   // The alerts' tenant is the unit `office`: sam (of another bureau) is outside it.
-  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ tenant: 'office', digestSeconds: 600 }) } as never });
+  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, ...mailConfig({ tenant: 'office', digestSeconds: 600 }) } });
   const sent: SeenSend[] = [];
   const sends: Sends = {
     principalOf: () => ({ tenant: 'office', tiers: null, sender: '10690001' }),

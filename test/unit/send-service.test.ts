@@ -144,7 +144,7 @@ t.test('admission is what was wired: without the directory, templates or schedul
 t.test('an Idempotency-Key reused after its TTL is a new message; a lost answer within it is retried under the same id', async (t) => {
   const fc = (await import('fast-check')).default;
   const ttl = 10_000;
-  const cfg = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, server: { idempotencyTtl: 'PT10S' } } as never });
+  const cfg = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, server: { idempotencyTtl: 'PT10S' } } });
   t.equal(cfg.idempotencyTtlMs, ttl);
   const step = fc.record({ wait: fc.integer({ min: 0, max: 3 * ttl }), body: fc.constantFrom('a', 'b'), loseAnswer: fc.boolean() });
   await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 5 * ttl }), fc.array(step, { minLength: 1, maxLength: 12 }), async (start, steps) => {

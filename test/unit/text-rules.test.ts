@@ -77,7 +77,7 @@ t.test('checkText agrees with the code-point model', async (t) => {
 const principal: Principal = { tenant: 't', tiers: null, sender: '10690001' };
 
 function service(maxSegments: number) {
-  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, sender: { maxSegments } } as never });
+  const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, sender: { maxSegments } } });
   const rows: string[] = [];
   const published: QueueMessage[] = [];
   const store: SendStore = {
@@ -137,6 +137,6 @@ t.test('the default cap is 10 parts: 10 UCS-2 parts go, 11 do not', async (t) =>
   t.match((await send(ten))[0], { ok: true, body: { segments: 10 } });
   t.match((await send(eleven))[0], { ok: false, error: { code: 'TOO_MANY_PARTS', details: [{ field: '/text', message: /needs 11 parts/ }] } });
   t.equal(published.length, 1);
-  const defaults = loadConfig({ env: {}, overrides: { log: { level: 'silent' } } as never });
+  const defaults = loadConfig({ env: {}, overrides: { log: { level: 'silent' } } });
   t.equal(defaults.sender.maxSegments, 10, 'the default');
 });
