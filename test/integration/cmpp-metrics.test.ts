@@ -39,7 +39,7 @@ t.test('/metrics: link state, window, Results, flow control, back-offs, delivers
       server: { host: '127.0.0.1', port: 0 },
       simulator: { enabled: true, protocol: 'cmpp3', port: 0, dlrDelayMs: 10, tps: 0 },
       smpp: { accounts: [] },
-    } as never,
+    },
   });
   const gateway = await startGateway(config, { logger: pino({ level: 'silent' }) });
   t.teardown(async () => {
