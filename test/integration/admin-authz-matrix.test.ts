@@ -86,7 +86,8 @@ t.test('admin authorization matrix', async (t) => {
       content: { words: [HOLD_WORD], wordListFile: '', onMatch: 'hold', ignoreChars: '' },
     },
   });
-  const call = async (actor: ActorName | string, req: Req): Promise<{ status: number; json: any; text: string }> => {
+  // actor: an actor's name (a key of KEYS) or a raw key.
+  const call = async (actor: string, req: Req): Promise<{ status: number; json: any; text: string }> => {
     const bearer = actor in KEYS ? KEYS[actor as ActorName] : actor;
     const res = await fetch(gw.url + req.path, {
       method: req.method,
