@@ -48,7 +48,7 @@ export interface SendShape {
   readonly channel: Channel;
 }
 
-/** Who receives a send: numbers (normalised, with where they came from) or a directory group. */
+/** Who receives a send: numbers (normalised, with where they came from), a directory group, or directory people. */
 export type Recipients =
   | {
     readonly kind: 'numbers';
@@ -56,7 +56,13 @@ export type Recipients =
     readonly numbers: readonly string[];
     readonly origin: RecipientOrigin;
   }
-  | { readonly kind: 'group'; readonly group: string };
+  | { readonly kind: 'group'; readonly group: string }
+  /**
+   * Directory people by id: the gateway reads their numbers from its own
+   * directory (origin `directory`), only people the sender may address (a
+   * unit: its own subtree); unknown and foreign ids answer alike.
+   */
+  | { readonly kind: 'people'; readonly people: readonly string[] };
 
 /** What is sent: a text, or one of the tenant's named templates with its parameters. */
 export type Content =

@@ -165,6 +165,33 @@ export class SendPolicy {
     });
   }
 
+  /**
+   * Directory people by id → their mobiles, in order. A unit may address
+   * the people of its own subtree; a bootstrap key (no subtree) only when
+   * config grants it every group (`groups: ["*"]`). An unknown id and one
+   * outside the scope answer alike (422 naming `/people/<k>`, at most 20
+   * listed), so a send cannot probe for person ids.
+   */
+  resolvePeople(principal: Principal, ids: readonly string[], prefix: string): readonly string[] {
+    if (principal.unit === undefined && principal.groups !== null) {
+      this.refused('group');
+      throw forbidden(`${prefix}/people`, 'this API key may not address directory people (a bootstrap key needs groups ["*"])');
+    }
+    const problems: FieldProblem[] = [];
+    const numbers: string[] = [];
+    ids.forEach((id, k) => {
+      const p = this.deps.store.getPerson(id);
+      if (p === undefined || (principal.unit !== undefined && !this.deps.store.isWithin(p.unit, principal.unit))) {
+        if (problems.length < 20) problems.push({ field: `${prefix}/people/${k}`, message: `no person ${id}` });
+        else if (problems.length === 20) problems.push({ field: `${prefix}/people`, message: 'more unknown people not listed' });
+        return;
+      }
+      numbers.push(p.mobile);
+    });
+    if (problems.length > 0) throw new GatewayError('VALIDATION', `${problems.length > 20 ? 'more than 20' : problems.length} unknown person id(s)`, { details: problems });
+    return numbers;
+  }
+
   /** A police message to numbers: each must be a known person whose preference includes the PDA. */
   checkDirectPolice(numbers: readonly string[], prefix: string, indexOf: (k: number) => number): void {
     const problems: FieldProblem[] = [];

@@ -70,7 +70,8 @@ export class Intake {
 /** The command a request states; VALIDATION / BAD_NUMBER / TOO_MANY_RECIPIENTS naming the field. */
 export function commandOf(config: ResolvedConfig, req: SendRequest, idempotencyKey: string | undefined, prefix: string): SendCommand {
   const problems: FieldProblem[] = [];
-  if (req.group !== undefined && req.to !== undefined) problems.push({ field: `${prefix}/group`, message: 'give either `to` or `group`, not both' });
+  const given = [req.to !== undefined ? 'to' : '', req.group !== undefined ? 'group' : '', req.people !== undefined ? 'people' : ''].filter((x) => x !== '');
+  if (given.length > 1) problems.push({ field: `${prefix}/${given[1] ?? 'group'}`, message: `give one of \`to\`, \`group\`, \`people\`, not ${given.map((g) => `\`${g}\``).join(' and ')}` });
   if (req.template !== undefined && req.text !== undefined) problems.push({ field: `${prefix}/template`, message: 'give either `text` or `template` (with `params`), not both' });
   if (req.params !== undefined && req.template === undefined) problems.push({ field: `${prefix}/params`, message: '`params` go with `template`' });
   let scheduleAt: number | undefined;
@@ -79,7 +80,7 @@ export function commandOf(config: ResolvedConfig, req: SendRequest, idempotencyK
     if (scheduleAt === undefined) problems.push({ field: `${prefix}/scheduleAt`, message: 'must be an RFC 3339 time with an offset, e.g. 2026-11-23T09:00:00+08:00' });
   }
   if (req.text === undefined && req.template === undefined) problems.push({ field: `${prefix}/text`, message: 'text (or template) is required' });
-  if (req.to === undefined && req.group === undefined) problems.push({ field: `${prefix}/to`, message: 'give `to` (a list of numbers) or `group`' });
+  if (given.length === 0) problems.push({ field: `${prefix}/to`, message: 'give `to` (a list of numbers), `group` or `people` (directory person ids)' });
   if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
 
   let recipients: Recipients;
@@ -102,6 +103,14 @@ export function commandOf(config: ResolvedConfig, req: SendRequest, idempotencyK
     if (bad.length > 0) throw new GatewayError('BAD_NUMBER', `${bad.length > 20 ? 'more than 20' : bad.length} invalid number(s)`, { details: bad });
     // Numbers in the request are the caller's: they need the `direct` grant.
     recipients = { kind: 'numbers', numbers, origin: 'caller' };
+  } else if (req.people !== undefined) {
+    if (req.people.length > config.server.maxRecipientsPerRequest) {
+      throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${config.server.maxRecipientsPerRequest} recipients in one request`, {
+        details: [{ field: `${prefix}/people`, message: `has ${req.people.length} items` }],
+      });
+    }
+    // Ids, resolved by the send service from the gateway's own directory (origin directory).
+    recipients = { kind: 'people', people: req.people };
   } else recipients = { kind: 'group', group: req.group as string };
 
   let validityMs: number | undefined;

@@ -22,7 +22,13 @@ export const SendRequestSchema = Type.Object(
         description: 'Mobile numbers: 13800138000, +8613800138000, 86 138 0013 8000 …',
       }),
     ),
-    group: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Recipient group id (directory); expanded to its members when sent. Give `to` or `group`.' })),
+    group: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Recipient group id (directory); expanded to its members when sent. Give one of `to`, `group`, `people`.' })),
+    people: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+        minItems: 1,
+        description: 'Directory people by id: their mobiles are read from the gateway directory (no `direct` grant needed). A unit may name people of its own subtree; a bootstrap key only with groups ["*"]. An unknown id and one of another subtree answer alike (422 naming /people/<k>). Counts towards server.maxRecipientsPerRequest.',
+      }),
+    ),
     text: Type.Optional(Type.String({ minLength: 1, maxLength: 8000, description: 'Message body' })),
     template: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Name of one of the tenant\'s templates (PUT /v1/templates/{name}); give `template` + `params` instead of `text`' })),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Values of the template\'s parameters; nested objects for dotted names (meeting.title)' })),

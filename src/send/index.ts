@@ -79,7 +79,9 @@ export function createSendService(w: SendWiring): SendService {
   const release: Stage[] = dir ? [contentRulesAtRelease(dir.rules)] : [];
   return new SendService({
     config: w.config, store: w.store, queue: w.queue, metrics: w.metrics, logger: w.logger,
-    grants, admission, release, quota, principalOf: w.principalOf,
+    grants, admission, release, quota,
+    // Without the directory the grant stage (withoutDirectory) has refused a people send already.
+    people: dir ? (p, ids, prefix) => dir.rules.resolvePeople(p, ids, prefix) : () => [], principalOf: w.principalOf,
     ...(w.onAccepted ? { onAccepted: w.onAccepted } : {}),
     ...(w.now ? { now: w.now } : {}),
   });

@@ -107,6 +107,12 @@ export interface SendServiceDeps {
   readonly grants: readonly GrantStage[];
   /** The rest of admission, in order, after the grants. */
   readonly admission: readonly Stage[];
+  /**
+   * Directory people by id → their numbers, in order (the directory's
+   * resolver; without the directory, one that refuses). Unknown and
+   * out-of-scope ids answer alike (VALIDATION naming `/people/<k>`).
+   */
+  readonly people: (principal: Principal, ids: readonly string[], prefix: string) => readonly string[];
   /** What runs again, after the grants, when a held message is released (content rules). */
   readonly release: readonly Stage[];
   readonly quota: QuotaStage;
@@ -339,7 +345,7 @@ export class SendService implements Sends {
   }
 
   private async prepare(principal: Principal, item: SendItem, now: number): Promise<Prepared> {
-    const command = item.command;
+    let command = item.command;
     const prefix = item.prefix ?? '';
     const tier = this.config.tierByName.get(command.tier);
     if (!tier) {
@@ -347,14 +353,21 @@ export class SendService implements Sends {
         details: [{ field: `${prefix}/tier`, message: `must be one of ${this.config.tierList.map((t) => t.name).join(', ')}` }],
       });
     }
-    const r = command.recipients;
-    if (r.kind === 'numbers') {
-      if (r.numbers.length > this.config.server.maxRecipientsPerRequest) {
-        throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${this.config.server.maxRecipientsPerRequest} recipients in one request`, {
-          details: [{ field: `${prefix}/to`, message: `has ${r.numbers.length} items` }],
-        });
-      }
+    const named = command.recipients.kind === 'numbers' ? command.recipients.numbers.length : command.recipients.kind === 'people' ? command.recipients.people.length : 0;
+    if (named > this.config.server.maxRecipientsPerRequest) {
+      throw new GatewayError('TOO_MANY_RECIPIENTS', `at most ${this.config.server.maxRecipientsPerRequest} recipients in one request`, {
+        details: [{ field: `${prefix}/${command.recipients.kind === 'people' ? 'people' : 'to'}`, message: `has ${named} items` }],
+      });
     }
+    if (command.recipients.kind === 'people') {
+      // The grants first (tier, unit enabled), then the ids read from the gateway's own directory:
+      // the numbers are the directory's (origin directory), never the caller's.
+      const pre = this.draft(principal, command, prefix, now, tier);
+      for (const stage of this.deps.grants) stage(pre);
+      const numbers = this.deps.people(principal, command.recipients.people, prefix);
+      command = { ...command, recipients: { kind: 'numbers', numbers, origin: 'directory' } };
+    }
+    const r = command.recipients;
     const d = this.draft(principal, command, prefix, now, tier);
     // A reply needs no number grant because it goes back to the one number that wrote in, and only there.
     if (r.kind === 'numbers' && r.origin === 'reply' && d.numbers.length !== 1) {
@@ -531,7 +544,7 @@ function draftOf(principal: Principal, command: SendCommand, prefix: string, now
       shape: {
         tier: tier.name,
         channel: command.channel,
-        ...(r.kind === 'group' ? { group: r.group } : { origin: r.origin }),
+        ...(r.kind === 'group' ? { group: r.group } : { origin: r.kind === 'people' ? 'directory' as const : r.origin }),
         ...(command.classification !== undefined ? { classification: command.classification } : {}),
       },
     };

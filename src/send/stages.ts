@@ -37,6 +37,8 @@ export interface DoorRules {
   checkDirectPolice(numbers: readonly string[], prefix: string, indexOf: (k: number) => number): void;
   countGroup(group: string, shape: SendShape, prefix: string): Promise<number>;
   reserve(admission: DoorAdmission, recipients: number): Promise<Reservation>;
+  /** People by id → their mobiles (a unit: its subtree; a bootstrap key: only with every group granted); VALIDATION naming `/people/<k>` alike for unknown and foreign ids. */
+  resolvePeople(principal: Principal, ids: readonly string[], prefix: string): readonly string[];
 }
 
 export interface Reservation {
@@ -177,6 +179,7 @@ export const withoutDirectory: GrantStage = (d) => {
   const problems: FieldProblem[] = [];
   if (d.channel === 'pda') problems.push({ field: `${d.prefix}/channel`, message: 'the PDA channel is not enabled on this gateway' });
   if (d.command.recipients.kind === 'group') problems.push({ field: `${d.prefix}/group`, message: 'recipient groups need the directory, which is not enabled on this gateway; send `to`' });
+  if (d.command.recipients.kind === 'people') problems.push({ field: `${d.prefix}/people`, message: 'directory people need the directory, which is not enabled on this gateway; send `to`' });
   if (d.command.classification !== undefined) problems.push({ field: `${d.prefix}/classification`, message: 'classified messages need the directory, which is not enabled on this gateway' });
   if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
 };

@@ -5,6 +5,7 @@
  * just "nothing arrived yet". (Workflow events: office-workflow.test.ts.)
  */
 import t from 'tap';
+import type * as Tap from 'tap';
 import { officeFixture, phone, receivedTexts, eventually } from '../support/office.js';
 
 const MEETING_AT = '2030-01-15T09:30:00+08:00';
@@ -121,3 +122,42 @@ t.test('held release is admitted again: grant revoked meanwhile, or quota now us
   await new Promise((r) => setTimeout(r, 300));
   t.equal((receivedTexts(gw.simulator).get(target86[0] as string) ?? []).length, 0, 'the refused release never reached the SMSC');
 });
+
+t.test('people by id: numbers from the directory (no direct grant), only the sender\'s subtree; unknown and foreign ids answer alike', async (t) => {
+  const { gw, admin, call } = await officeFixture(t, 3);
+  // Without direct: people are the directory's numbers, not the caller's.
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { direct: false } });
+  refusedOk(t, await call('POST', '/v1/messages', { to: [TARGETS[0]], text: 'to numbers' }), 403, 'numbers still need direct');
+  const ok = await call('POST', '/v1/messages', { people: ['p0', 'p1', 'p0'], text: '人员通知' });
+  t.equal(ok.status, 202, JSON.stringify(ok.json));
+  t.equal(ok.json.recipients, 2, 'a person named twice is sent once');
+  await eventually(() => ((receivedTexts(gw.simulator).get(phone(1)) ?? []).some((x) => x.includes('人员通知'))) || undefined, 'the people message');
+  t.ok((receivedTexts(gw.simulator).get(phone(0)) ?? []).some((x) => x.includes('人员通知')));
+
+  // A sibling unit: office's people are outside its subtree; they answer like ids that do not exist.
+  await admin.must('POST', '/v1/admin/units', { id: 'sibling', name: '兄弟处', parent: 'city', extension: '12', grants: { tiers: ['*'], groups: ['*'], direct: true, police: false, dailyQuota: null, perMinuteQuota: null } });
+  const sKey = (await admin.must('POST', '/v1/admin/units/sibling/keys', { label: 's' })).key as string;
+  const asSibling = (body: unknown) => gw.request('POST', '/v1/messages', body, { authorization: `Bearer ${sKey}` });
+  const foreign = await asSibling({ people: ['p2'], text: '越权' });
+  const unknown = await asSibling({ people: ['nobody'], text: '越权' });
+  t.equal(foreign.status, 422);
+  t.equal(unknown.status, 422);
+  const shape = (r: { json: any }, id: string) => JSON.stringify(r.json).replaceAll(id, '<id>');
+  t.equal(shape(foreign, 'p2'), shape(unknown, 'nobody'), 'a foreign id and an unknown id answer alike');
+  t.match(foreign.json.error, { code: 'VALIDATION', details: [{ field: '/people/0', message: 'no person p2' }] });
+  // In a batch: the same per item.
+  const batch = await gw.request('POST', '/v1/messages/batch', { messages: [{ people: ['p2'], text: '越权' }] }, { authorization: `Bearer ${sKey}` });
+  t.match(batch.json.results, [{ index: 0, httpStatus: 422, error: { details: [{ field: '/messages/0/people/0' }] } }]);
+  // A bootstrap key without every group granted may not address people at all.
+  refusedOk(t, await gw.send({ people: ['p2'], text: '越权' }), 403, 'bootstrap key');
+  // Not together with `to` or `group`.
+  t.match(await call('POST', '/v1/messages', { people: ['p0'], group: 'x', text: 'x' }), { status: 422, json: { error: { code: 'VALIDATION' } } });
+
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(receivedTexts(gw.simulator).get(phone(2)) ?? [], [], 'nothing reached the person outside the sender\'s subtree');
+  t.same(receivedTexts(gw.simulator).get(target86[0] as string) ?? [], [], 'nor the number');
+});
+
+function refusedOk(t: Tap.Test, r: { status: number; json: any }, status: number, what: string): void {
+  t.equal(r.status, status, `${what}: ${JSON.stringify(r.json)}`);
+}
