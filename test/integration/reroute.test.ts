@@ -223,3 +223,33 @@ t.test('a restart between the attempts: the second attempt goes out after the re
   t.equal(a.stats().submits, 1, 'the first carrier saw one attempt');
   t.equal(b.stats().uniqueSegments, 1, 'the second carrier delivered once');
 });
+
+t.test('each attempt its own parts, planned for its account\'s protocol: CMPP (2 parts) fails, SMPP (1 part) delivers', async (t) => {
+  const { CmppSimulator } = await import('../../src/cmpp/simulator.js');
+  const { cmppSimulatorAccount, SIMULATOR_SP_ID } = await import('../../src/app/gateway.js');
+  const ismg = new CmppSimulator({ version: 3, host: '127.0.0.1', port: 0, spId: SIMULATOR_SP_ID, sharedSecret: 'secret', dlrDelayMs: 5 });
+  const { port: ismgPort } = await ismg.start();
+  t.teardown(() => ismg.stop());
+  const b = await startSimulator(t, { dlrDelayMs: 5, receiptSuffixes: false });
+  const base = loadConfig({ env: {}, overrides: { log: { level: 'silent' } } });
+  const cmpp = { ...cmppSimulatorAccount(base, ismgPort, 'cmpp3'), name: 'cm-cmpp', sharedSecret: 'secret', operators: ['cmcc'], reconnectInitialMs: 20, reconnectMaxMs: 200 };
+  const gw = await startTestGateway(t, {
+    config: {
+      smpp: { accounts: [cmpp, simulatorAccountConfig(b.port, { name: 'cu-b', operators: [], carrier: 'cucc' })] },
+      routing: { health: { unboundMs: 200, failingMs: 2000, retryMs: 5000 }, rules: [{ name: 'mobile', match: { operators: ['cmcc'] }, accounts: ['cm-cmpp'], policy: 'failover', reroute: true, rerouteTo: ['cu-b'] }] },
+    },
+  });
+  await until('accounts bound', () => (gw.gateway.router?.accounts() ?? []).every((x) => x.bound > 0), 10_000);
+  // 150 ASCII characters: one SMPP part (GSM 03.38, 160), two CMPP parts (ASCII, 140 octets).
+  const text = 'Reroute parts check: '.padEnd(150, 'x');
+  const r = await gw.send({ to: [FAILS], text });
+  t.equal(r.status, 202);
+  const done = await gw.waitComplete(r.json.id);
+  const item = done.items[0];
+  t.equal(item.state, 'delivered');
+  t.match(item.attempts, [{ attempt: 1, state: 'undeliverable', account: 'cm-cmpp' }, { attempt: 2, state: 'delivered', account: 'cu-b' }]);
+  t.equal(item.attempts[0].segments.length, 2, 'the CMPP attempt: two parts');
+  t.equal(item.attempts[1].segments.length, 1, 'the SMPP attempt: one part');
+  t.equal(item.segments.length, 1);
+  t.equal(b.recentSubmits()[0]?.text, text, 'the second carrier got the whole text in one part');
+});
