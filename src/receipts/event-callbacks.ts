@@ -171,7 +171,7 @@ export class EventCallbacks {
     let visited = 0;
     for (;;) {
       if (visited >= SCAN_LANES_PER_TICK) {
-        this.scanFrom = from as LaneKey;
+        this.scanFrom = from;
         return;
       }
       let head: { key: EventKey; value: StoredEvent } | undefined;

@@ -4,6 +4,7 @@
  * also when receipts come at 0 ms and before the submit_sm_resp; not lost
  * across a restart; refused targets never reached.
  */
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -127,7 +128,6 @@ t.test('targets are checked: loopback without callbacks.allow is refused, nothin
 t.test('events waiting when the gateway stops are sent after the restart, each final once', async (t) => {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
   const { pino } = await import('pino');
   const { loadConfig } = await import('../../src/config/load.js');
   const { startGateway, simulatorAccount } = await import('../../src/app/gateway.js');
