@@ -30,7 +30,8 @@ import { BindPool } from '../smpp/bind-pool.js';
 import { SmscSimulator } from '../smpp/simulator.js';
 import { Router, type StoredRouting } from '../dispatch/router.js';
 import type { RouteRule } from '../core/route.js';
-import { toAccount, toCanonical } from '../core/access-code.js';
+import { airFormOf, toAccount, toCanonical } from '../core/access-code.js';
+import { canonicalDestination } from '../directory/senders.js';
 import type { DirectoryStore } from '../directory/store.js';
 import { CmppAccount } from '../cmpp/account.js';
 import { CmppSimulator } from '../cmpp/simulator.js';
@@ -361,14 +362,19 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const intake = new Intake({ config, sends });
   const office = new Office({ env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), stores: officeStores, sends });
   pools.forEach((pool, i) => {
-    // An account with its own access code: a reply to it is routed as to the platform's code (same unit).
+    // An account with its own access code: a reply is routed by the code it arrives on AND this account —
+    // to the owner of the code this account writes so (src/directory/senders.ts canonicalDestination),
+    // else as to the platform's code (same unit whichever account carried the message).
     const a = accounts[i];
     const rw = a !== undefined && 'accessCode' in a && typeof a.accessCode === 'object' ? a.accessCode : undefined;
+    const form = a !== undefined && rw !== undefined ? airFormOf({ name: a.name, accessCode: rw }) : undefined;
     // Stored, re-assembled and routed (src/office/mo-inbox.ts) before the deliver_sm_resp.
     // While storage is full the SMSC is told to retry later (ESME_RX_T_APPN): it keeps the MO.
     pool.onMobileOriginated(async (mo) => {
       storage.assertWritable();
-      await office.receive(rw === undefined ? mo : { ...mo, destination: toCanonical(rw, mo.destination) });
+      if (rw === undefined || form === undefined) return office.receive(mo);
+      const owned = canonicalDestination(mo.destination, directory.store.senderOwnership().owners, form);
+      await office.receive({ ...mo, destination: owned ?? toCanonical(rw, mo.destination) });
     });
     pool.start();
   });

@@ -29,3 +29,22 @@ export function toCanonical(rw: AccessCodeRewrite | undefined, destination: stri
   if (rw === undefined || !destination.startsWith(rw.to)) return destination;
   return rw.from + destination.slice(rw.to.length);
 }
+
+/** How one carrier account writes a platform code on the air (src/directory/senders.ts checks ownership per account with it). */
+export interface AirForm {
+  readonly account: string;
+  air(code: string): string;
+}
+
+/**
+ * An account's on-air form of the platform's codes: an SMPP account's
+ * `accessCode { from, to }` rewrite (toAccount), a CMPP account's access
+ * code in front (src/cmpp/account.ts sourceId: kept when the code already
+ * starts with it); undefined for an account that sends codes as they are.
+ */
+export function airFormOf(account: { readonly name: string; readonly accessCode?: AccessCodeRewrite | string | undefined }): AirForm | undefined {
+  const ac = account.accessCode;
+  if (ac === undefined) return undefined;
+  if (typeof ac === 'string') return { account: account.name, air: (code) => (code.startsWith(ac) ? code : ac + code) };
+  return { account: account.name, air: (code) => toAccount(ac, code) };
+}

@@ -5,6 +5,7 @@
  * one LMDB environment. Loads the sensitive-word list (config
  * content.words + content.wordListFile) once, at start-up.
  */
+import { airFormOf } from '../core/access-code.js';
 import type { ChangeLog } from '../replication/change-log.js';
 import { readFileSync } from 'node:fs';
 import type { RootDatabase } from 'lmdb';
@@ -60,6 +61,8 @@ export class Directory {
       maxGroupMembers: config.directory.maxGroupMembers,
       reservedUnitIds: config.auth.apiKeys.map((k) => k.tenant),
       bootstrapSenders: config.auth.apiKeys.map((k) => ({ tenant: k.tenant, ...(k.sender !== undefined ? { sender: k.sender } : {}) })),
+      // Sender codes are owned per carrier account too: two codes written alike on one account collide.
+      airForms: config.smpp.accounts.flatMap((a) => airFormOf({ name: a.name, accessCode: 'accessCode' in a ? a.accessCode : undefined }) ?? []),
       ...(deps.changeLog ? { changeLog: deps.changeLog } : {}),
     });
     this.expander = new GroupExpander(this.store, { chunk: config.directory.expansionChunk, maxMembers: config.directory.maxGroupMembers, pause: yieldToEventLoop });
@@ -113,7 +116,7 @@ export class Directory {
    */
   senderCollisionReport(logger: Logger): () => { senderCollisions?: readonly SenderCollision[] } {
     const at = this.store.senderOwnership().collisions;
-    for (const c of at) logger.warn({ code: c.code, owner: c.owner, ownerKind: c.ownerKind, losers: c.losers }, 'sender code claimed twice: the older claim owns it, the others claim nothing until an admin gives them another code');
+    for (const c of at) logger.warn({ code: c.code, owner: c.owner, ownerKind: c.ownerKind, losers: c.losers, ...(c.account !== undefined ? { account: c.account, onAir: c.onAir } : {}) }, 'sender code claimed twice (or written alike on one carrier account): the older claim owns it, the others claim nothing until an admin gives them another code');
     return () => {
       const now = this.store.senderOwnership().collisions;
       return now.length > 0 ? { senderCollisions: now } : {};

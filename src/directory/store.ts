@@ -45,7 +45,7 @@ import {
   type Person, type RoleRule, type Unit,
 } from './types.js';
 import { effectiveSender } from './grants.js';
-import { claimedCode, ownedSender, resolveSenderOwnership, type BootstrapSender, type SenderClaim, type SenderOwnership } from './senders.js';
+import { claimedCode, ownedSender, resolveSenderOwnership, type AirForm, type BootstrapSender, type SenderClaim, type SenderOwnership } from './senders.js';
 import { RowLog, type ChangeLog } from '../replication/change-log.js';
 
 export const DIRECTORY_DBS = 19;
@@ -195,6 +195,8 @@ export interface DirectoryStoreOptions {
   readonly reservedUnitIds?: readonly string[];
   /** Bootstrap keys' tenants and sender codes (config auth.apiKeys): their codes are claimed before any unit's. */
   readonly bootstrapSenders?: readonly BootstrapSender[];
+  /** Carrier accounts' on-air forms of codes (src/core/access-code.ts airFormOf): ownership is checked per account too. */
+  readonly airForms?: readonly AirForm[];
   readonly now?: () => number;
   /**
    * Several hosts: every change's rows (not its audit entries, which stay
@@ -244,6 +246,7 @@ export class DirectoryStore {
   private readonly maxGroupMembers: number;
   private readonly reserved: ReadonlySet<string>;
   private readonly bootstrapSenders: readonly BootstrapSender[];
+  private readonly airForms: readonly AirForm[];
   private readonly now: () => number;
   private ownershipCache: { version: number; value: SenderOwnership } | undefined;
 
@@ -276,6 +279,7 @@ export class DirectoryStore {
     this.maxGroupMembers = opts.maxGroupMembers;
     this.reserved = new Set(opts.reservedUnitIds ?? []);
     this.bootstrapSenders = opts.bootstrapSenders ?? [];
+    this.airForms = opts.airForms ?? [];
     this.now = opts.now ?? Date.now;
     const db = <V, K extends Key>(name: string): Database<V, K> => this.env.openDB<V, K>({ name, encoding: 'msgpack' });
     this.units = db('dir.units');
@@ -1146,7 +1150,7 @@ export class DirectoryStore {
       const code = claimedCode(chain, this.defaultSender);
       if (code !== undefined) claims.push({ code, owner: u.id, kind: 'unit', createdAt: u.createdAt });
     }
-    return resolveSenderOwnership(claims, this.bootstrapSenders, this.defaultSender);
+    return resolveSenderOwnership(claims, this.bootstrapSenders, this.defaultSender, this.airForms);
   }
 
   /**
@@ -1168,6 +1172,10 @@ export class DirectoryStore {
           const u = this.units.get(changed);
           const field = u?.sender !== undefined ? '/sender' : '/extension';
           const whom = otherKind === 'bootstrap' ? `bootstrap API key tenant ${other} (auth.apiKeys)` : `unit ${other}`;
+          if (c.account !== undefined) {
+            const said = `sender code ${c.code} of ${whom} is written ${c.onAir ?? ''} on account ${c.account}, like this one`;
+            throw new GatewayError('SENDER_TAKEN', said, { details: [{ field, message: said }] });
+          }
           throw new GatewayError('SENDER_TAKEN', `sender code ${c.code} is claimed by ${whom}`, { details: [{ field, message: `${c.code} belongs to ${whom}` }] });
         }
       }
