@@ -52,8 +52,20 @@ export interface CmppAccountOptions extends SubmitPoolOptions {
   readonly link?: { readonly sweepMs?: number; readonly stableAfterMs?: number; readonly connectTimeoutMs?: number };
 }
 
+/** The last ValId_Time computed (consecutive submits mostly share their deadline's second). */
+let validityCache = { second: NaN, offset: NaN, text: '' };
+
 /** ValId_Time: absolute time in the ISMG's zone, SMPP 3.3 form `YYMMDDhhmmsstnnp` (t tenths, nn quarter hours from UTC, p + or -). */
 export function absoluteValidity(deadline: number, utcOffsetMinutes: number): string {
+  const second = Math.floor(deadline / 1000);
+  const cached = validityCache;
+  if (cached.second === second && cached.offset === utcOffsetMinutes) return cached.text;
+  const text = validityText(second * 1000, utcOffsetMinutes);
+  validityCache = { second, offset: utcOffsetMinutes, text };
+  return text;
+}
+
+function validityText(deadline: number, utcOffsetMinutes: number): string {
   const d = new Date(deadline + utcOffsetMinutes * 60_000);
   const two = (n: number): string => (n < 10 ? `0${n}` : String(n));
   const q = Math.floor(Math.abs(utcOffsetMinutes) / 15);

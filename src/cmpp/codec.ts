@@ -244,6 +244,13 @@ export function msgIdToString(bytes: Uint8Array, offset = 0): string {
 /** Write a canonical Msg_Id (decimal) as 8 octets; throws CMPP_PDU_INVALID when it is not one. */
 export function writeMsgId(out: Buffer, offset: number, msgId: string): void {
   if (!DECIMAL.test(msgId)) throw invalid(`Msg_Id ${JSON.stringify(msgId)} is not a decimal 64-bit number`);
+  if (msgId.length <= 15) {
+    // Below 2^53: no BigInt (every SUBMIT carries Msg_Id 0).
+    const n = Number(msgId);
+    out.writeUInt32BE(Math.floor(n / 0x1_0000_0000), offset);
+    out.writeUInt32BE(n >>> 0, offset + 4);
+    return;
+  }
   const v = BigInt(msgId);
   if (v > MAX_U64) throw invalid(`Msg_Id ${msgId} exceeds 64 bits`);
   out.writeBigUInt64BE(v, offset);
@@ -348,12 +355,16 @@ class Writer {
   }
 
   str(s: string, width: number, field: string): void {
-    const bytes = Buffer.from(s, 'latin1');
-    if (bytes.length > width || Buffer.byteLength(s, 'utf8') !== s.length) {
-      throw invalid(`${field} ${JSON.stringify(s)} does not fit ${width} ASCII octets`);
+    if (s.length > width) throw invalid(`${field} ${JSON.stringify(s)} does not fit ${width} ASCII octets`);
+    const buf = this.buf;
+    const at = this.at;
+    // Octet by octet: these fields are ≤ 21 characters, and a Buffer per field was the encoder's main cost.
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) throw invalid(`${field} ${JSON.stringify(s)} does not fit ${width} ASCII octets`);
+      buf[at + i] = c;
     }
-    bytes.copy(this.buf, this.at);
-    this.at += width; // the rest stays NUL
+    this.at = at + width; // the rest stays NUL
   }
 
   bytes(b: Uint8Array, width: number, field: string): void {
