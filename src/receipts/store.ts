@@ -28,7 +28,13 @@
  *   local failure (say a timeout racing the submit_sm_resp) must not report
  *   "failed" for a text the phone may already show;
  * - a recipient entering a final state is counted once (metrics
- *   recipientsFinal) and announced to `onFinal` listeners after commit.
+ *   recipientsFinal) and announced to `onFinal` listeners after commit;
+ * - reroute (src/core/reroute.ts): an armed recipient whose first attempt
+ *   ends undeliverable/rejected by a receipt is not final — the attempt is
+ *   kept (`p`), the recipient goes back to `queued` and a row in
+ *   receipts.reroute waits for the relay to publish its second attempt; its
+ *   final state, announced once, is the second attempt's
+ *   (test/unit/reroute.test.ts).
  */
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { canonicalOperatorId } from '../core/dlr.js';
@@ -98,7 +104,7 @@ import type {
 } from './types.js';
 
 /** Named databases the store opens in the environment (size `maxDbs` accordingly). */
-export const RECEIPT_STORE_DBS = 11;
+export const RECEIPT_STORE_DBS = 13;
 
 /** The error recorded on segments the expiry sweep finalises. */
 export const EXPIRED_REASON = 'validity period passed';

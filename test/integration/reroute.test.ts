@@ -44,11 +44,11 @@ function accounts(aPort: number, bPort: number): Record<string, unknown>[] {
   ];
 }
 
-async function twoCarriers(t: Test, o: { reroute?: boolean; a?: Partial<SmscSimulatorOptions>; b?: Partial<SmscSimulatorOptions>; queue?: Record<string, unknown> } = {}) {
+async function twoCarriers(t: Test, o: { reroute?: boolean; a?: Partial<SmscSimulatorOptions>; b?: Partial<SmscSimulatorOptions>; queue?: Record<string, unknown>; config?: Record<string, unknown> } = {}) {
   const a = await startSimulator(t, { dlrDelayMs: 5, ...o.a });
   const b = await startSimulator(t, { dlrDelayMs: 5, receiptSuffixes: false, ...o.b });
   const gw = await startTestGateway(t, {
-    config: { smpp: { accounts: accounts(a.port, b.port) }, routing: routing(o.reroute ?? true), ...(o.queue ? { queue: o.queue } : {}) },
+    config: { smpp: { accounts: accounts(a.port, b.port) }, routing: routing(o.reroute ?? true), ...(o.queue ? { queue: o.queue } : {}), ...o.config },
   });
   await until('accounts bound', () => (gw.gateway.router?.accounts() ?? []).every((x) => x.bound > 0), 10_000);
   // Every final state the store announces (what completion callbacks and status events are driven by).
@@ -252,4 +252,35 @@ t.test('each attempt its own parts, planned for its account\'s protocol: CMPP (2
   t.equal(item.attempts[1].segments.length, 1, 'the SMPP attempt: one part');
   t.equal(item.segments.length, 1);
   t.equal(b.recentSubmits()[0]?.text, text, 'the second carrier got the whole text in one part');
+});
+
+t.test('the completion callback is POSTed once, when the second attempt has ended', async (t) => {
+  const { createServer } = await import('node:http');
+  const bodies: any[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      bodies.push(JSON.parse(body));
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/done`;
+  // First carrier: receipts before the resp; second: its receipt 400 ms later, so the gap is visible.
+  const { gw } = await twoCarriers(t, { a: { dlrBeforeResp: true }, b: { dlrDelayMs: 400 }, config: { callbacks: { allow: ['127.0.0.1/32'] } } });
+  const r = await gw.send({ to: [FAILS, numberAt(3)], text: 'reroute with callback', callbackUrl: url });
+  t.equal(r.status, 202);
+  await until('second attempt under way', async () => {
+    const s = await gw.request('GET', `/v1/messages/${r.json.id}`);
+    return s.json.items?.find((i: any) => i.to === `86${FAILS}`)?.attempts?.length === 2;
+  }, 10_000, 10);
+  const during = await gw.request('GET', `/v1/messages/${r.json.id}`);
+  if (during.json.status !== 'complete') t.equal(bodies.length, 0, 'no callback while the second attempt is open');
+  await gw.waitComplete(r.json.id);
+  await until('the callback', () => bodies.length >= 1, 10_000);
+  await new Promise((res) => setTimeout(res, 600));
+  t.equal(bodies.length, 1, 'called once');
+  t.match(bodies[0], { id: r.json.id, status: 'complete', recipients: 2, summary: { delivered: 2, undeliverable: 0 } });
 });
