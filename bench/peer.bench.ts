@@ -32,6 +32,8 @@
  *
  *   BENCH_N=20000 BENCH_REPEATS=3 npm run bench:peer
  *   BENCH_N=20000 BENCH_REPEATS=1 BENCH_MEMORY=1 npm run bench:peer
+ *   BENCH_N=5000 BENCH_VARIANTS=none BENCH_MEMORY=1 npm run bench:peer      (memory check alone)
+ *   BENCH_VARIANTS=chinese BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench:peer
  *
  * Kannel missing: the bench says so and exits 0 without figures
  * (install with `apt-get install -y kannel`).
@@ -53,13 +55,17 @@ const WINDOW = envInt('BENCH_WINDOW', 500);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 100);
 const DLR_DELAY_MS = Number(process.env['BENCH_DLR_DELAY_MS'] ?? 50);
 const MEMORY = process.env['BENCH_MEMORY'] === '1';
+/** Extra node flags for the gateway process only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (profiling). */
+const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+/** Which side-by-side variants to run: `ascii`, `chinese` (comma-separated; `none` with BENCH_MEMORY=1 runs the memory check alone). */
+const ONLY = (process.env['BENCH_VARIANTS'] ?? 'ascii,chinese').split(',');
 const KEY = 'bench-key-0123456789';
 const NUMBER = '13800138006';
 const ROOT = join(import.meta.dirname, '..');
 
 const VARIANTS = [
-  { name: 'ASCII', text: ASCII_NOTICE },
-  { name: '3-part UCS-2 Chinese', text: CHINESE_3_PART },
+  { key: 'ascii', name: 'ASCII', text: ASCII_NOTICE },
+  { key: 'chinese', name: '3-part UCS-2 Chinese', text: CHINESE_3_PART },
 ] as const;
 
 type System = 'kannel' | 'gateway';
@@ -75,6 +81,9 @@ interface Run {
   /** Peaks of anonymous (heap) and file-backed (mapped LMDB pages) resident memory, sampled. */
   peakAnonMiB: number;
   peakFileMiB: number;
+  /** Gateway only (its /metrics, sampled every second): peak V8 heap used, and peak memory outside the V8 heap (Buffers, lmdb's). */
+  peakHeapUsedMiB: number;
+  peakExternalMiB: number;
   p99HttpMs: number;
   non2xx: number;
 }
@@ -91,6 +100,8 @@ function kannelInstalled(): boolean {
 
 interface Started {
   readonly url: string;
+  /** The gateway's Prometheus endpoint (its process memory figures); Kannel has none. */
+  readonly metricsUrl?: string;
   readonly pids: () => (number | undefined)[];
   stop(): Promise<void>;
 }
@@ -191,11 +202,12 @@ async function startGateway(dir: string, simPort: number): Promise<Started> {
   // Loopback targets are refused unless allowed.
   config['callbacks'] = { allow: ['127.0.0.1/32'] };
   writeFileSync(configFile, JSON.stringify(config));
-  const gw = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
+  const gw = spawn(process.execPath, [...GATEWAY_NODE_ARGS, join(ROOT, 'dist', 'cli', 'main.js'), 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
   const url = `http://127.0.0.1:${port}`;
   await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
   return {
     url,
+    metricsUrl: `${url}/metrics`,
     pids: () => [gw.pid],
     stop: () => stopChild(gw),
   };
@@ -259,6 +271,33 @@ async function bareUws(text: string): Promise<number> {
 
 // ------------------------------------------------------------------ one run
 
+/** Peaks of the gateway's V8 heap used and external memory, from its /metrics every second (zeros without a URL). */
+function sampleHeap(url: string | undefined): { stop(): Promise<{ usedMiB: number; externalMiB: number }> } {
+  let used = 0;
+  let external = 0;
+  let busy: Promise<void> = Promise.resolve();
+  const gauge = (text: string, name: string): number => Number(new RegExp(`^smsgw_${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text)?.[1] ?? 0);
+  const read = (): void => {
+    if (url === undefined) return;
+    busy = fetch(url)
+      .then((r) => r.text())
+      .then((t) => {
+        used = Math.max(used, gauge(t, 'nodejs_heap_size_used_bytes'));
+        external = Math.max(external, gauge(t, 'nodejs_external_memory_bytes'));
+      })
+      .catch(() => undefined);
+  };
+  const timer = setInterval(read, 1000);
+  return {
+    async stop() {
+      clearInterval(timer);
+      read();
+      await busy;
+      return { usedMiB: used / 2 ** 20, externalMiB: external / 2 ** 20 };
+    },
+  };
+}
+
 async function run(system: System, text: string, n: number): Promise<Run> {
   const segments = countSegments(text).count;
   const sim = await startSimChild(4 * n * segments, { dlrDelayMs: DLR_DELAY_MS });
@@ -269,6 +308,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
     started = system === 'kannel' ? await startKannel(dir, sim.port) : await startGateway(dir, sim.port);
     const cpuBefore = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
     const sampler = sampleRss(started.pids);
+    const heap = sampleHeap(started.metricsUrl);
     const l = await load(system, started.url, text, sink.port, n);
     // Done when the sink has one callback per accepted message (bounded wait).
     const deadline = Date.now() + 900_000;
@@ -286,6 +326,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
     const cpuAfter = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
     const rss = started.pids().reduce<number>((a, p) => a + peakRssMiB(p ?? 0), 0);
     const split = sampler.stop();
+    const heapPeak = await heap.stop();
     const { last } = await sim.ask<{ last: { submitAt: number } }>('last');
     const { stats } = await sim.ask<{ stats: { submits: number } }>('stats');
     return {
@@ -298,6 +339,8 @@ async function run(system: System, text: string, n: number): Promise<Run> {
       peakRssMiB: rss,
       peakAnonMiB: split.anonMiB,
       peakFileMiB: split.fileMiB,
+      peakHeapUsedMiB: heapPeak.usedMiB,
+      peakExternalMiB: heapPeak.externalMiB,
       p99HttpMs: l.p99Ms,
       non2xx: l.non2xx + (n - l.accepted),
     };
@@ -333,7 +376,7 @@ const summary: Record<string, unknown> = {
 };
 const tables: string[] = [];
 const TARGETS: Record<string, number> = { ASCII: 2.5, '3-part UCS-2 Chinese': 2 };
-for (const variant of VARIANTS) {
+for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
   const segments = countSegments(variant.text).count;
   const runs: Record<System, Run[]> = { kannel: [], gateway: [] };
   const bare: number[] = [];
@@ -365,6 +408,8 @@ for (const variant of VARIANTS) {
     vs('peak RSS', 'MiB', (x) => x.peakRssMiB),
     vs('peak anonymous RSS (heap)', 'MiB', (x) => x.peakAnonMiB),
     vs('peak file-backed RSS (mapped files)', 'MiB', (x) => x.peakFileMiB),
+    { metric: 'gateway peak V8 heap used', value: med('gateway', (x) => x.peakHeapUsedMiB), unit: 'MiB' },
+    { metric: 'gateway peak external memory (Buffers, lmdb)', value: med('gateway', (x) => x.peakExternalMiB), unit: 'MiB' },
     vs('p99 HTTP latency', 'ms', (x) => x.p99HttpMs),
     vs('callbacks received', 'count', (x) => x.callbacks),
     vs('submit_sm at the SMSC', 'count', (x) => x.submits),
@@ -395,6 +440,8 @@ if (MEMORY) {
     { metric: `gateway peak RSS at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakRssMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakRssMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
     { metric: `peak anonymous RSS at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakAnonMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakAnonMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
     { metric: `peak file-backed RSS at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakFileMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakFileMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
+    { metric: `peak V8 heap used at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakHeapUsedMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakHeapUsedMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
+    { metric: `peak external memory at ${(10 * N).toLocaleString('en-US')}`, value: median(large.map((x) => x.peakExternalMiB)), unit: 'MiB', baseline: median(small.map((x) => x.peakExternalMiB)), baselineName: `at ${N.toLocaleString('en-US')}` },
     { metric: 'callbacks received (10 × N)', value: median(large.map((x) => x.callbacks)), unit: 'count' },
     { metric: 'msgs/s with callbacks (10 × N)', value: median(large.map((x) => x.callbacksPerSecond)), unit: 'msg/s', baseline: median(small.map((x) => x.callbacksPerSecond)), baselineName: `at ${N.toLocaleString('en-US')}` },
   ];
@@ -406,7 +453,7 @@ process.stdout.write(`\n${tables.join('\n\n')}\n\n`);
 // What bench/results-doc.ts writes into bench/RESULTS.md (the doc is regenerated from this JSON, never by hand).
 summary['doc'] = {
   title: 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
-  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''} npm run bench:peer`,
+  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''} npm run bench:peer`,
   about: [
     `Same SMSC simulator (own process, receipts ${DLR_DELAY_MS} ms after the resp), same load (autocannon, ${CONNECTIONS} keep-alive connections, own process), same callback sink (own process).`,
     `Kannel: bearerbox + smsbox, 1 transceiver bind, max-pending-submits ${WINDOW}, spool store, DLR mask 3 with a dlr-url per message. Gateway: compiled, embedded queue, --role all, 1 bind × window ${WINDOW}, a callbackUrl per message.`,
