@@ -142,13 +142,20 @@ export class Webhooks {
     const headers: Record<string, string> = { 'content-type': 'application/json', [TIMESTAMP_HEADER]: timestamp, 'user-agent': 'smsgw-callbacks' };
     const secret = this.o.secrets.currentSecret(tenant);
     if (secret !== undefined) headers[SIGNATURE_HEADER] = signBody(secret, timestamp, body);
+    // The whole-request deadline, cleared when the request ends. Not AbortSignal.timeout: its timer
+    // and WeakRef live for the full timeout after every request, so at 1,000 callbacks/s and a
+    // 10 s timeout ~10,000 of them were live at once (seen in a heap snapshot under bench:peer).
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new DOMException('the callback took longer than its timeout', 'TimeoutError')), timeoutMs);
     try {
-      const res = await request(url, { method: 'POST', headers, body, dispatcher: this.agent, signal: AbortSignal.timeout(timeoutMs) });
+      const res = await request(url, { method: 'POST', headers, body, dispatcher: this.agent, signal: deadline.signal });
       // Read and drop the answer (bounded by bodyTimeout), so the connection goes back to the pool.
       await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
       return res.statusCode >= 200 && res.statusCode < 300 ? undefined : `HTTP ${res.statusCode}`;
     } catch (e) {
       return classify(e);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
