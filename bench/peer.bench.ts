@@ -34,6 +34,7 @@
  *   BENCH_N=20000 BENCH_REPEATS=1 BENCH_MEMORY=1 npm run bench:peer
  *   BENCH_N=5000 BENCH_VARIANTS=none BENCH_MEMORY=1 npm run bench:peer      (memory check alone)
  *   BENCH_VARIANTS=chinese BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench:peer
+ *   BENCH_BEFORE_MAIN=/tmp/prev/dist/cli/main.js BENCH_BEFORE_LABEL=<commit> npm run bench:peer   (previous build as a third system)
  *
  * Kannel missing: the bench says so and exits 0 without figures
  * (install with `apt-get install -y kannel`).
@@ -59,6 +60,11 @@ const MEMORY = process.env['BENCH_MEMORY'] === '1';
 const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 /** Which side-by-side variants to run: `ascii`, `chinese` (comma-separated; `none` with BENCH_MEMORY=1 runs the memory check alone). */
 const ONLY = (process.env['BENCH_VARIANTS'] ?? 'ascii,chinese').split(',');
+/**
+ * A previous build of the gateway (the path of its dist/cli/main.js, run with this checkout's
+ * node_modules): run as a third system in every round, so what a change bought is a same-run ratio.
+ */
+const BEFORE = process.env['BENCH_BEFORE_MAIN'];
 const KEY = 'bench-key-0123456789';
 const NUMBER = '13800138006';
 const ROOT = join(import.meta.dirname, '..');
@@ -68,7 +74,8 @@ const VARIANTS = [
   { key: 'chinese', name: '3-part UCS-2 Chinese', text: CHINESE_3_PART },
 ] as const;
 
-type System = 'kannel' | 'gateway';
+/** `before`: the previous build of the gateway (BENCH_BEFORE_MAIN), same configuration. */
+type System = 'kannel' | 'gateway' | 'before';
 
 interface Run {
   acceptedPerSecond: number;
@@ -184,7 +191,7 @@ async function startKannel(dir: string, simPort: number): Promise<Started> {
   };
 }
 
-async function startGateway(dir: string, simPort: number): Promise<Started> {
+async function startGateway(dir: string, simPort: number, main = join(ROOT, 'dist', 'cli', 'main.js')): Promise<Started> {
   const port = await freePort();
   const configFile = join(dir, 'gateway.json');
   const config: Record<string, unknown> = {
@@ -202,7 +209,7 @@ async function startGateway(dir: string, simPort: number): Promise<Started> {
   // Loopback targets are refused unless allowed.
   config['callbacks'] = { allow: ['127.0.0.1/32'] };
   writeFileSync(configFile, JSON.stringify(config));
-  const gw = spawn(process.execPath, [...GATEWAY_NODE_ARGS, join(ROOT, 'dist', 'cli', 'main.js'), 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
+  const gw = spawn(process.execPath, [...GATEWAY_NODE_ARGS, main, 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
   const url = `http://127.0.0.1:${port}`;
   await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
   return {
@@ -240,7 +247,7 @@ async function load(system: System | 'bare', url: string, text: string, sinkPort
           url: `${url}/v1/messages`,
           method: 'POST',
           headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ to: [NUMBER], text: `${text} #[<id>]`, ...(system === 'gateway' ? { callbackUrl: `http://127.0.0.1:${sinkPort}/cb` } : {}) }),
+          body: JSON.stringify({ to: [NUMBER], text: `${text} #[<id>]`, ...(system !== 'bare' ? { callbackUrl: `http://127.0.0.1:${sinkPort}/cb` } : {}) }),
         };
   const instance = autocannon({ ...options, connections: CONNECTIONS, amount: n, timeout: 60, idReplacement: true }) as unknown as autocannon.Instance & Promise<autocannon.Result>;
   void instance.on('response', (_client, statusCode) => {
@@ -305,7 +312,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), `smsgw-peer-${system}-`));
   let started: Started | undefined;
   try {
-    started = system === 'kannel' ? await startKannel(dir, sim.port) : await startGateway(dir, sim.port);
+    started = system === 'kannel' ? await startKannel(dir, sim.port) : await startGateway(dir, sim.port, system === 'before' ? BEFORE : undefined);
     const cpuBefore = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
     const sampler = sampleRss(started.pids);
     const heap = sampleHeap(started.metricsUrl);
@@ -378,10 +385,11 @@ const tables: string[] = [];
 const TARGETS: Record<string, number> = { ASCII: 2.5, '3-part UCS-2 Chinese': 2 };
 for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
   const segments = countSegments(variant.text).count;
-  const runs: Record<System, Run[]> = { kannel: [], gateway: [] };
+  const runs: Record<System, Run[]> = { kannel: [], gateway: [], before: [] };
   const bare: number[] = [];
   for (let r = 0; r < REPEATS; r++) {
-    const order: System[] = r % 2 === 0 ? ['kannel', 'gateway'] : ['gateway', 'kannel'];
+    const systems: System[] = BEFORE !== undefined ? ['kannel', 'gateway', 'before'] : ['kannel', 'gateway'];
+    const order = r % 2 === 0 ? systems : [...systems].reverse();
     process.stderr.write(`[${variant.name}] round ${r + 1}/${REPEATS}: bare uWS… `);
     bare.push(await bareUws(variant.text));
     for (const system of order) {
@@ -415,6 +423,18 @@ for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
     vs('submit_sm at the SMSC', 'count', (x) => x.submits),
     vs('refused or failed requests', 'count', (x) => x.non2xx),
   ];
+  if (BEFORE !== undefined) {
+    const prior = (metric: string, unit: string, f: (x: Run) => number): Row => ({ metric: `${metric} (vs the previous build)`, value: med('gateway', f), unit, baseline: med('before', f), baselineName: 'previous build' });
+    rows.push(
+      prior('msgs/s at the SMSC', 'msg/s', (x) => x.smscPerSecond),
+      prior('msgs/s with callbacks', 'msg/s', (x) => x.callbacksPerSecond),
+      prior('HTTP accepted/s', 'msg/s', (x) => x.acceptedPerSecond),
+      prior('CPU per message', 'µs', (x) => x.cpuUsPerMessage),
+      prior('peak RSS', 'MiB', (x) => x.peakRssMiB),
+      prior('peak V8 heap used', 'MiB', (x) => x.peakHeapUsedMiB),
+      prior('callbacks received', 'count', (x) => x.callbacks),
+    );
+  }
   tables.push(table(`${variant.name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, receipts ${DLR_DELAY_MS} ms after the resp, median of ${REPEATS} (gateway vs Kannel)`, rows));
   (summary['variants'] as Record<string, unknown>)[variant.name] = {
     segments,
@@ -453,12 +473,13 @@ process.stdout.write(`\n${tables.join('\n\n')}\n\n`);
 // What bench/results-doc.ts writes into bench/RESULTS.md (the doc is regenerated from this JSON, never by hand).
 summary['doc'] = {
   title: 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
-  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''} npm run bench:peer`,
+  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''} npm run bench:peer`,
   about: [
     `Same SMSC simulator (own process, receipts ${DLR_DELAY_MS} ms after the resp), same load (autocannon, ${CONNECTIONS} keep-alive connections, own process), same callback sink (own process).`,
     `Kannel: bearerbox + smsbox, 1 transceiver bind, max-pending-submits ${WINDOW}, spool store, DLR mask 3 with a dlr-url per message. Gateway: compiled, embedded queue, --role all, 1 bind × window ${WINDOW}, a callbackUrl per message.`,
     'Receipts: Kannel asks for one on the first part of a message and calls its dlr-url once per message; the gateway records a receipt for every part and POSTs its callback once every part is final (stricter).',
     'Peak RSS is VmHWM summed over the system\'s processes; anonymous (heap) and file-backed (mapped LMDB pages) peaks are sampled every 200 ms.',
+    ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}, built separately and run as a third system in every round with the same configuration, so its rows are same-run ratios of what the changes since then bought.`] : []),
   ],
   tables,
 };

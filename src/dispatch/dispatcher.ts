@@ -43,6 +43,8 @@ export type SegmentResult =
 /** What dispatch needs from the receipt store. */
 export interface DispatchStore {
   getSegment(messageId: string, index: number, segment: number): SegmentRecord | undefined;
+  /** Every part recorded for a recipient, part 1 first; empty when none is. */
+  getSegments(messageId: string, index: number): readonly SegmentRecord[];
   markQueued(messageId: string, indices: readonly number[]): void;
   recordSegments(results: readonly SegmentResult[]): Promise<void>;
   finalizeRecipients(messageId: string, items: readonly { index: number; state: FinalState; error: string }[]): Promise<void>;
@@ -382,7 +384,11 @@ export class Dispatcher {
       // Parts already recorded (a redelivery): stay with the account that holds them, whose plan
       // they follow — the part count may differ between protocols (a 150-character ASCII text is
       // one SMPP part and two CMPP parts), and the store keeps one count per recipient.
-      if (account && store.getSegment(m.id, r.i, 1) !== undefined) {
+      // The recipient's parts as recorded, read once (a 3-part recipient read its row four times
+      // here, a decode each); read again only after waiting for a slot, when other submits of
+      // this job may have been recorded meanwhile.
+      let recorded = store.getSegments(m.id, r.i);
+      if (account && recorded[0] !== undefined) {
         const most = Math.max(segmentsFor('smpp', undefined).length, segmentsFor('cmpp', undefined).length, segmentsFor('cmpp-gb18030', undefined).length);
         account = samePartsAccount(store, m.id, r.i, most, route.accounts, (a) => router.isAccountUp(a)) ?? account;
       }
@@ -397,7 +403,7 @@ export class Dispatcher {
       const count = template.length;
       const optedOut = run.blocked?.(r.to) ?? false;
       for (let s = 1; s <= count; s++) {
-        const existing = store.getSegment(m.id, r.i, s);
+        const existing = recorded[s - 1];
         if (existing && (existing.opId !== undefined || isFinal(existing.state))) {
           metrics.dispatchSegments.inc({ outcome: 'already-recorded' });
           continue;
@@ -428,7 +434,9 @@ export class Dispatcher {
         // The slot is held from submit until the result is committed: at any
         // moment at most maxInflightSegments segments are "sent but not
         // durably recorded", which bounds the duplicates a crash can cause.
-        await this.slots.acquire(job.tenant);
+        const slot = this.slots.acquire(job.tenant);
+        await slot;
+        if (slot !== undefined) recorded = store.getSegments(m.id, r.i);
         submits.push(
           account.transport
             .submit({

@@ -522,6 +522,16 @@ export class ReceiptStore {
   }
 
   /**
+   * Every part recorded for a recipient, part 1 first (`getSegment` of each,
+   * in one read): empty when nothing is recorded yet or there is no such
+   * recipient. The dispatcher checks all parts of a recipient with it.
+   */
+  getSegments(messageId: string, index: number): SegmentRecord[] {
+    const g = this.recipients.get([messageId, index])?.g;
+    return g === undefined ? [] : g.map((s) => decodeSegment(s));
+  }
+
+  /**
    * accepted → queued for these recipients (a dispatcher holds their job).
    * Fire and forget: the state is informative only, so a failure is logged
    * rather than returned; it never moves a state backwards.
