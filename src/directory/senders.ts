@@ -137,7 +137,7 @@ export function resolveSenderOwnership(claims: readonly SenderClaim[], bootstrap
   }
   const collisions: SenderCollision[] = [...lost.values()].map((l) => ({
     code: l.code, owner: owners.get(l.code) as string, ownerKind: kinds.get(l.code) as 'unit' | 'bootstrap', losers: l.losers,
-    ...(l.account !== undefined ? { account: l.account, onAir: l.onAir as string } : {}),
+    ...(l.account !== undefined ? { account: l.account, onAir: l.onAir } : {}),
   }));
   return { owners, kinds, collisions, losers };
 }
