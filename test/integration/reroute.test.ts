@@ -160,7 +160,7 @@ t.test('with the NATS queue', async (t) => {
   t.equal(events.filter((e) => e.index === failedIndex).length, 1, 'the rerouted recipient: one event, at its second attempt\'s end');
 });
 
-t.test('a restart between the attempts: the second attempt goes out after the restart', async (t) => {
+async function restartBetweenAttempts(t: Test, queue: Record<string, unknown> | undefined): Promise<void> {
   const a = await startSimulator(t, { dlrDelayMs: 5 });
   // cu-b's SMSC is not there before the restart: the second attempt waits.
   const probe = await startSimulator(t, {});
@@ -175,7 +175,7 @@ t.test('a restart between the attempts: the second attempt goes out after the re
         dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, simulator: { enabled: false },
         dispatch: { expirySweepMs: 200 }, smpp: { accounts: accounts(a.port, bPort) as never }, routing: routing(true) as never,
       },
-      {},
+      (queue ? { queue } : {}) as never,
     ),
   });
   const start = async (): Promise<{ gw: Gateway; call: (path: string, body?: unknown) => Promise<any> }> => {
@@ -222,6 +222,15 @@ t.test('a restart between the attempts: the second attempt goes out after the re
   t.match(done.items[0].attempts, [{ state: 'undeliverable', account: 'cm-a' }, { state: 'delivered', account: 'cu-b' }]);
   t.equal(a.stats().submits, 1, 'the first carrier saw one attempt');
   t.equal(b.stats().uniqueSegments, 1, 'the second carrier delivered once');
+}
+
+t.test('a restart between the attempts (embedded queue): the second attempt goes out after the restart', (t) => restartBetweenAttempts(t, undefined));
+
+t.test('a restart between the attempts (NATS queue)', async (t) => {
+  if (!requireNatsServer(t)) return;
+  const server = await startNatsServer({ jetstream: true });
+  t.teardown(() => server.destroy());
+  await restartBetweenAttempts(t, { kind: 'nats', nats: { servers: [server.url] } });
 });
 
 t.test('each attempt its own parts, planned for its account\'s protocol: CMPP (2 parts) fails, SMPP (1 part) delivers', async (t) => {
