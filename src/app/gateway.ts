@@ -49,6 +49,7 @@ import { HttpDoor } from '../http/door.js';
 import { DOC_ROUTES, OPS_ROUTES, type Readiness } from '../http/ops.js';
 import { bind } from '../http/route.js';
 import { buildOpenApi } from '../http/openapi.js';
+import { jsonBounds } from '../http/body.js';
 import { Directory } from '../directory/directory.js';
 import { PDA_ADMIN_ROUTES, PDA_ROUTES, PdaChannel, pdaAdminRealm } from '../pda/index.js';
 import type { ReceiptReplication } from '../queue/nats/receipt-replication.js';
@@ -394,7 +395,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     const door: HttpDoor = new HttpDoor({
       tls: config.server.tls,
       realms: { sending: (h) => keys.authenticate(h), admin: (h) => adminRing.authenticate(h), ...(pdaAdmin ? { pdaAdmin } : {}) },
-      limits: { body: config.server.maxBodyBytes, import: config.directory.maxImportBytes },
+      limits: { body: config.server.maxBodyBytes, import: config.directory.maxImportBytes, json: jsonBounds(config.server.json) },
       assertWritable: () => storage.assertWritable(),
       metrics,
       logger,

@@ -9,6 +9,7 @@
  * Values are parsed as JSON when they parse (numbers, booleans, arrays), else
  * taken as strings. Short aliases exist for the common ones (see ENV_ALIASES).
  */
+import { jsonBounds } from '../http/body.js';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -231,6 +232,12 @@ export function validateConfig(raw: unknown): ResolvedConfig {
   for (const entry of TargetPolicy.invalidEntries(config.callbacks.allow)) {
     conflicts.push({ field: '/callbacks/allow', message: `${entry} is neither a host name nor an address / CIDR range` });
   }
+  // A request the caps allow must fit the JSON bounds: `to` holds up to maxRecipientsPerRequest numbers, a batch maxBatchItems items.
+  const json = jsonBounds(config.server.json);
+  if (json.maxMembers < Math.max(config.server.maxRecipientsPerRequest, config.server.maxBatchItems)) {
+    conflicts.push({ field: '/server/json/maxMembers', message: `must be ≥ server.maxRecipientsPerRequest and server.maxBatchItems (${Math.max(config.server.maxRecipientsPerRequest, config.server.maxBatchItems)})` });
+  }
+  if (json.maxValues < json.maxMembers) conflicts.push({ field: '/server/json/maxValues', message: 'must be ≥ server.json.maxMembers' });
   if (config.callbacks.maxBackoffMs < config.callbacks.backoffMs) conflicts.push({ field: '/callbacks/maxBackoffMs', message: 'must be ≥ callbacks.backoffMs' });
   if (conflicts.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `invalid configuration: ${conflicts.map((p) => `${p.field}: ${p.message}`).join('; ')}`, { details: conflicts });

@@ -461,6 +461,12 @@ export const ConfigSchema = Type.Object({
     maxBodyBytes: Type.Integer({ minimum: 1024 }),
     maxRecipientsPerRequest: Type.Integer({ minimum: 1 }),
     maxBatchItems: Type.Integer({ minimum: 1, maximum: 10000 }),
+    /** Shape bounds of JSON bodies (within maxBodyBytes); past one: 422 JSON_TOO_LARGE. Defaults in src/http/body.ts. */
+    json: Type.Optional(Type.Object({
+      maxStringLength: Type.Optional(Type.Integer({ minimum: 1 })),
+      maxMembers: Type.Optional(Type.Integer({ minimum: 1 })),
+      maxValues: Type.Optional(Type.Integer({ minimum: 1 })),
+    }, strict)),
     /** Requests waiting for durability at once; past it: 503 OVERLOADED. */
     maxInflightRequests: Type.Integer({ minimum: 1 }),
     /** Idempotency keys remembered this long. */

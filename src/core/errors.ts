@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   BAD_PATH: { status: 400, text: 'the path has a malformed percent-escape' },
   VALIDATION: { status: 422, text: 'a field has the wrong form' },
   BODY_TOO_LARGE: { status: 413, text: 'the request body is larger than the limit' },
+  JSON_TOO_LARGE: { status: 422, text: 'the JSON body has a string, an array or object, or a count of values over its bound' },
   TOO_MANY_RECIPIENTS: { status: 413, text: 'more recipients than one request may carry' },
   TOO_MANY_PARTS: { status: 422, text: 'the text needs more SMS parts than one message may have' },
   TEXT_INVALID: { status: 422, text: 'the text contains a lone surrogate or a control character' },

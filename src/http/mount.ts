@@ -28,7 +28,7 @@ import type { Principal } from '../core/send.js';
 import { validated } from '../ingest/schemas.js';
 import type { Actor } from '../directory/types.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { checkCsvContentType, checkJsonContentType, parseBoundedJson } from './body.js';
+import { checkCsvContentType, checkJsonContentType, parseBoundedJson, type JsonBounds } from './body.js';
 import { pathParamNames, routeLabel, uwsPattern, type BodyLimit, type HttpRoute, type MountedTable, type Realm, type Reply } from './route.js';
 
 export const MAX_IDEMPOTENCY_KEY = 200;
@@ -44,7 +44,7 @@ export interface Door {
   accepting(): boolean;
   /** Throws STORAGE_FULL while the data directory cannot take writes: write routes answer 503 with Retry-After. */
   readonly assertWritable?: () => void;
-  readonly limits: { readonly body: number; readonly import: number };
+  readonly limits: { readonly body: number; readonly import: number; readonly json?: JsonBounds };
   readonly metrics: Metrics;
   readonly logger: Logger;
 }
@@ -130,7 +130,7 @@ function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, d
         let json: unknown;
         let raw: Buffer | undefined;
         if (spec?.kind === 'json') {
-          json = parseBoundedJson(await (body as Promise<Buffer>), spec.emptyAs);
+          json = parseBoundedJson(await (body as Promise<Buffer>), spec.emptyAs, door.limits.json);
           if (spec.check !== false) json = validated(spec.schema, json);
         } else if (spec?.kind === 'csv') {
           raw = await (body);

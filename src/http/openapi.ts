@@ -53,6 +53,7 @@ function derivedErrors(r: RouteEntry<never>): Record<string, string[]> {
       add('415', 'UNSUPPORTED_MEDIA_TYPE');
     }
     if (r.body?.kind === 'json' || r.headers?.some((h) => h.name === 'Idempotency-Key')) add('422', 'VALIDATION');
+    if (r.body?.kind === 'json') add('422', 'JSON_TOO_LARGE');
     if (r.write) {
       add('503', 'NOT_READY');
       add('503', 'STORAGE_FULL');
