@@ -28,6 +28,7 @@
  */
 import type { CmppAccountConfig } from '../config/schema.js';
 import type { Logger } from '../telemetry/logger.js';
+import { sameSecret } from '../core/constant-time.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { KIND_KEEPALIVE, KIND_LOGIN, KIND_LOGOUT, KIND_SUBMIT, LinkCore, type LinkMeters, type LinkWords } from '../transport/link-core.js';
 import type { LinkEvents } from '../transport/pool.js';
@@ -228,7 +229,7 @@ export class CmppLink<T> extends LinkCore<T, CmppConnection> {
     if (status === 0) {
       if (this.authSent !== undefined) {
         const expected = authenticatorIsmg(this.version, 0, this.authSent, this.cfg.sharedSecret);
-        if (!Buffer.from(expected).equals(Buffer.from(ismg))) {
+        if (!sameSecret(expected, ismg)) {
           // ISMGs differ (Status width, zeros): a mismatch is worth knowing, not worth refusing the link.
           this.log.warn('AuthenticatorISMG does not match MD5(Status + AuthenticatorSource + secret); link kept');
         }

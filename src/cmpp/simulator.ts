@@ -39,6 +39,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { encodeUcs2 } from '../core/gsm7.js';
+import { sameSecret } from '../core/constant-time.js';
 import { moText } from './account.js';
 import { TokenBucket } from '../core/token-bucket.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -274,7 +275,7 @@ export class CmppSimulator {
         const ts = String(pdu.timestamp).padStart(10, '0');
         let status = 0;
         if (pdu.sourceAddr !== this.options.spId) status = 2;
-        else if (!Buffer.from(authenticatorSource(pdu.sourceAddr, this.options.sharedSecret, ts)).equals(Buffer.from(pdu.authenticatorSource))) status = 3;
+        else if (!sameSecret(authenticatorSource(pdu.sourceAddr, this.options.sharedSecret, ts), pdu.authenticatorSource)) status = 3;
         else if (pdu.version !== VERSION_BYTE[v]) status = 4;
         s.conn.write(encodePdu({ command: 'connect_resp', sequenceId: pdu.sequenceId, status, authenticatorIsmg: authenticatorIsmg(v, status, pdu.authenticatorSource, this.options.sharedSecret), version: VERSION_BYTE[v] }, v));
         if (status === 0) {

@@ -50,7 +50,7 @@ export class CallbackSecrets implements SigningSecrets {
   /** A new current secret; the old current one stays valid as `previous` (rotation). */
   async rotate(tenant: string, secret: string): Promise<void> {
     const old = this.db.get(tenant) ?? this.fromConfig[tenant];
-    const previous = old !== undefined && old.current !== secret ? old.current : old?.previous;
+    const previous = old !== undefined && old.current !== secret ? old.current : old?.previous; // not a secret check (rotation: is the new secret the current one)
     await this.db.put(tenant, { current: secret, ...(previous !== undefined ? { previous } : {}), updatedAt: this.now() });
   }
 

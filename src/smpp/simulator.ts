@@ -53,6 +53,7 @@
  */
 import type { SimulatorConfig } from '../config/schema.js';
 import { RingBuffer } from '../core/ring.js';
+import { sameSecret } from '../core/constant-time.js';
 import { TokenBucket } from '../core/token-bucket.js';
 import type { Logger } from '../telemetry/logger.js';
 import {
@@ -509,7 +510,7 @@ export class SmscSimulator {
     let status: number = STATUS.ESME_ROK;
     if (ss.mode !== 'none') status = STATUS.ESME_RALYBND;
     else if (pdu.system_id !== this.cfg.systemId) status = STATUS.ESME_RBINDFAIL;
-    else if (pdu.password !== this.cfg.password) status = STATUS.ESME_RINVPASWD;
+    else if (!sameSecret(pdu.password ?? '', this.cfg.password)) status = STATUS.ESME_RINVPASWD;
     ss.s.write(encodeBindResp(respCommand, pdu.sequence_number, status, 'SMSCSIM'));
     if (status === STATUS.ESME_RALYBND) return;
     if (status !== STATUS.ESME_ROK) {
