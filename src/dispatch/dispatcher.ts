@@ -359,9 +359,13 @@ export class Dispatcher {
     /** Recipients whose second attempt has no account of another carrier: their first result stands. */
     const noReroute: number[] = [];
     let textKept = false;
+    // Rows are looked at for a reroute only when some rule has it on, or for a reroute job: no
+    // extra read per recipient otherwise (a first job redelivered after every reroute rule was
+    // removed sends a waiting recipient's second attempt as a first one's would go).
+    const reroutes = job.reroute === 1 || router.rerouteOn;
     for (const r of m.recipients) {
       // A second attempt (reroute, src/core/reroute.ts): the rule's reroute accounts of another carrier.
-      const second = store.rerouteOf?.(m.id, r.i);
+      const second = reroutes ? store.rerouteOf?.(m.id, r.i) : undefined;
       if (second === undefined && job.reroute === 1) {
         // A reroute job on a host that has not seen the reroute yet (replication): later; already final: nothing to do.
         const row = store.getRecipient?.(m.id, r.i);

@@ -217,6 +217,11 @@ export class Router {
     return rule.reroute === undefined ? { operator, rule: rule.rule.name, accounts } : { operator, rule: rule.rule.name, accounts, reroute: rule.rule.name };
   }
 
+  /** Some rule in force has reroute on. */
+  get rerouteOn(): boolean {
+    return this.rerouteRules.size > 0;
+  }
+
   /**
    * Accounts for the second attempt of a recipient whose first attempt went
    * through `firstAccounts` under rule `ruleName` (the table in force now):
