@@ -60,19 +60,23 @@ const MEMORY = process.env['BENCH_MEMORY'] === '1';
 const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 /** Which side-by-side variants to run: `ascii`, `chinese` (comma-separated; `none` with BENCH_MEMORY=1 runs the memory check alone). */
 const ONLY = (process.env['BENCH_VARIANTS'] ?? 'ascii,chinese').split(',');
+const VARIANTS = [
+  { key: 'ascii', name: 'ASCII', text: ASCII_NOTICE },
+  { key: 'chinese', name: '3-part UCS-2 Chinese', text: CHINESE_3_PART },
+] as const;
+const VARIANTS_KEYS: readonly string[] = VARIANTS.map((v) => v.key);
 /**
  * A previous build of the gateway (the path of its dist/cli/main.js, run with this checkout's
  * node_modules): run as a third system in every round, so what a change bought is a same-run ratio.
  */
 const BEFORE = process.env['BENCH_BEFORE_MAIN'];
+/** No side-by-side variant asked for: only the memory check runs. */
+const MEMORY_ONLY = MEMORY && !VARIANTS_KEYS.some((k) => ONLY.includes(k));
 const KEY = 'bench-key-0123456789';
 const NUMBER = '13800138006';
 const ROOT = join(import.meta.dirname, '..');
 
-const VARIANTS = [
-  { key: 'ascii', name: 'ASCII', text: ASCII_NOTICE },
-  { key: 'chinese', name: '3-part UCS-2 Chinese', text: CHINESE_3_PART },
-] as const;
+
 
 /** `before`: the previous build of the gateway (BENCH_BEFORE_MAIN), same configuration. */
 type System = 'kannel' | 'gateway' | 'before';
@@ -472,7 +476,7 @@ if (MEMORY) {
 process.stdout.write(`\n${tables.join('\n\n')}\n\n`);
 // What bench/results-doc.ts writes into bench/RESULTS.md (the doc is regenerated from this JSON, never by hand).
 summary['doc'] = {
-  title: 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
+  title: MEMORY_ONLY ? 'bench:peer, memory in the backlog — the gateway alone at N and 10 × N (issue 20)' : 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
   command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''} npm run bench:peer`,
   about: [
     `Same SMSC simulator (own process, receipts ${DLR_DELAY_MS} ms after the resp), same load (autocannon, ${CONNECTIONS} keep-alive connections, own process), same callback sink (own process).`,
@@ -483,5 +487,6 @@ summary['doc'] = {
   ],
   tables,
 };
-const file = writeSummary('peer', summary);
+// The memory check alone has its own name (and its own section of RESULTS.md: `results-doc.ts peer-memory`).
+const file = writeSummary(MEMORY_ONLY ? 'peer-memory' : 'peer', summary);
 process.stdout.write(`JSON summary: ${file}\n${JSON.stringify(Object.fromEntries(Object.entries(summary['variants'] as Record<string, { medians: unknown }>).map(([k, v]) => [k, v.medians])))}\n`);

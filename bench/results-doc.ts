@@ -30,7 +30,8 @@ const file =
   join(
     outDir,
     readdirSync(outDir)
-      .filter((f) => f.startsWith(`${name}-`) && f.endsWith('.json'))
+      // `<name>-<timestamp>.json` only: `peer` must not pick `peer-memory-….json`.
+      .filter((f) => f.startsWith(`${name}-`) && /^\d/.test(f.slice(name.length + 1)) && f.endsWith('.json'))
       .sort()
       .at(-1) ?? '',
   );
