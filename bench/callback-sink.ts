@@ -2,8 +2,9 @@
  * A callback receiver for benchmarks, in its own process so that it costs
  * neither the gateway nor Kannel: a bare uWebSockets.js server that answers
  * every request (any method, any path) with 200 and counts it. IPC:
- *   { cmd: 'stats' } → { count, lastAt, distinct } (wall ms of the last request, 0 if none;
- *                      distinct: different "id" values among JSON POST bodies, so a repeat shows)
+ *   { cmd: 'stats' } → { count, lastAt, distinct, events, distinctEvents } (wall ms of the last request, 0 if none;
+ *                      distinct: different "id" values among JSON POST bodies, so a repeat shows;
+ *                      events: "final" status events in JSON-array bodies, distinctEvents: different (messageId, index) among them)
  *   { cmd: 'reset' } → clears both
  *   { cmd: 'stop' }  → exits
  * It reads whole bodies (a POST is counted once its body has arrived), so a
@@ -18,6 +19,10 @@ let lastAt = 0;
 /** Ids seen in POST bodies (bounded by the benchmark's N). */
 let ids = new Set<string>();
 const ID = /"id":"([^"]{1,64})"/;
+/** Status events (statusCallback): final events received, and distinct (messageId, index) among them. */
+let events = 0;
+let eventKeys = new Set<string>();
+const FINAL_EVENT = /"messageId":"([^"]{1,64})"(?:,"reference":"[^"]*")?,"index":(\d+),"to":"[^"]*","event":"final"/g;
 const app = uws.App().any('/*', (res, req) => {
   if (req.getMethod().toLowerCase() === 'get') {
     // Kannel's dlr-url calls are GETs with no body.
@@ -35,8 +40,15 @@ const app = uws.App().any('/*', (res, req) => {
     // Copy: uWS reuses the chunk's memory after this callback.
     body += Buffer.from(chunk).toString();
     if (!isLast || aborted) return;
-    const m = ID.exec(body);
-    if (m) ids.add(m[1]!);
+    if (body.startsWith('[')) {
+      for (const e of body.matchAll(FINAL_EVENT)) {
+        events++;
+        eventKeys.add(`${e[1]}#${e[2]}`);
+      }
+    } else {
+      const m = ID.exec(body);
+      if (m) ids.add(m[1]!);
+    }
     count++;
     lastAt = wallNow();
     res.cork(() => {
@@ -49,11 +61,13 @@ app.listen('127.0.0.1', 0, (socket) => {
   process.send?.({ port: uws.us_socket_local_port(socket) });
 });
 process.on('message', (m: { cmd: string; id: number }) => {
-  if (m.cmd === 'stats') process.send?.({ id: m.id, count, lastAt, distinct: ids.size });
+  if (m.cmd === 'stats') process.send?.({ id: m.id, count, lastAt, distinct: ids.size, events, distinctEvents: eventKeys.size });
   else if (m.cmd === 'reset') {
     count = 0;
     lastAt = 0;
     ids = new Set();
+    events = 0;
+    eventKeys = new Set();
     process.send?.({ id: m.id });
   } else if (m.cmd === 'stop') process.exit(0);
 });

@@ -20,6 +20,13 @@
  * Medians over BENCH_REPEATS rounds (baseline and callbacks interleaved).
  *
  *   BENCH_N=20000 BENCH_REPEATS=1 npm run bench:callbacks
+ *
+ * BENCH_MODE=events: the same with per-recipient status events instead
+ * (`statusCallback: { url: sink, events: ["final"] }`, batched JSON arrays):
+ * events delivered/s (N ÷ first request → the sink's N-th final event) vs
+ * recipients completed/s, and count = distinct (message, recipient) = N.
+ *
+ *   BENCH_MODE=events BENCH_N=20000 BENCH_REPEATS=1 npm run bench:callbacks
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,6 +43,7 @@ const CONNECTIONS = envInt('BENCH_CONNECTIONS', 64);
 const DLR_DELAY_MS = Number(process.env['BENCH_DLR_DELAY_MS'] ?? 50);
 const KEY = 'bench-key-0123456789';
 const ROOT = join(import.meta.dirname, '..');
+const EVENTS = process.env['BENCH_MODE'] === 'events';
 const TEXT = 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.';
 
 
@@ -67,6 +75,8 @@ async function startGateway(dir: string, simPort: number): Promise<{ url: string
 
 interface Run {
   accepted: number;
+  /** POSTs the sink received (events mode: batches). */
+  posts: number;
   completedPerSecond: number;
   callbacksPerSecond: number;
   callbacks: number;
@@ -90,7 +100,7 @@ async function run(withCallbacks: boolean): Promise<Run> {
       url: `${gw.url}/v1/messages`,
       method: 'POST',
       headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ to: ['13800138006'], text: `${TEXT} #[<id>]`, ...(withCallbacks ? { callbackUrl: `http://127.0.0.1:${sink.port}/cb` } : {}) }),
+      body: JSON.stringify({ to: ['13800138006'], text: `${TEXT} #[<id>]`, ...(withCallbacks ? (EVENTS ? { statusCallback: { url: `http://127.0.0.1:${sink.port}/ev`, events: ['final'] } } : { callbackUrl: `http://127.0.0.1:${sink.port}/cb` }) : {}) }),
       connections: CONNECTIONS, amount: N, timeout: 60, idReplacement: true,
     }) as unknown as autocannon.Instance & Promise<autocannon.Result>;
     const result = await instance;
@@ -102,10 +112,11 @@ async function run(withCallbacks: boolean): Promise<Run> {
     let seen = -1;
     for (;;) {
       const { stats } = await sim.ask<{ stats: { dlrsAcked: number } }>('stats');
-      const s = withCallbacks ? await sink.stats() : { count: 0, lastAt: 0, distinct: 0 };
-      const done = stats.dlrsAcked >= accepted && (!withCallbacks || s.count >= accepted);
+      const s = withCallbacks ? await sink.stats() : { count: 0, lastAt: 0, distinct: 0, events: 0, distinctEvents: 0 };
+      const got = EVENTS ? s.events : s.count;
+      const done = stats.dlrsAcked >= accepted && (!withCallbacks || got >= accepted);
       if (done || Date.now() > deadline) break;
-      const progress = stats.dlrsAcked + s.count;
+      const progress = stats.dlrsAcked + got;
       if (progress !== seen) {
         seen = progress;
         lastProgress = Date.now();
@@ -114,9 +125,11 @@ async function run(withCallbacks: boolean): Promise<Run> {
     }
     const cpu = cpuSeconds(gw.pid) - cpuBefore;
     const { last } = await sim.ask<{ last: { dlrAckAt: number } }>('last');
-    const s = await sink.stats();
+    const raw = await sink.stats();
+    const s = EVENTS ? { ...raw, count: raw.events, distinct: raw.distinctEvents } : raw;
     return {
       accepted,
+      posts: raw.count,
       completedPerSecond: (accepted * 1000) / (last.dlrAckAt - startedAt),
       callbacksPerSecond: withCallbacks && s.count >= accepted ? (accepted * 1000) / (s.lastAt - startedAt) : 0,
       callbacks: s.count,
@@ -144,7 +157,15 @@ const completed = m(cb, (r) => r.completedPerSecond);
 const delivered = m(cb, (r) => r.callbacksPerSecond);
 const ratio = m(cb, (r) => (r.completedPerSecond > 0 ? r.callbacksPerSecond / r.completedPerSecond : 0));
 const allArrived = cb.every((r) => r.callbacks === r.accepted && r.distinct === r.accepted && r.accepted === N);
-const rows: Row[] = [
+const rows: Row[] = EVENTS ? [
+  { metric: 'recipients completed/s (with status events)', value: completed, unit: 'rcpt/s', baseline: completedBase, baselineName: 'no statusCallback' },
+  { metric: 'final status events delivered/s', value: delivered, unit: 'event/s', baseline: completed, baselineName: 'completed/s', target: 0.9 },
+  { metric: 'last complete → its event', value: m(cb, (r) => r.lagMs), unit: 'ms' },
+  { metric: 'events per POST', value: m(cb, (r) => (r.posts > 0 ? r.callbacks / r.posts : 0)), unit: 'events' },
+  { metric: 'gateway CPU per message (with status events)', value: m(cb, (r) => r.cpuUsPerMessage), unit: 'µs', baseline: m(base, (r) => r.cpuUsPerMessage), baselineName: 'no statusCallback' },
+  { metric: 'final events received (all runs)', value: cb.reduce((a, r) => a + r.callbacks, 0), unit: 'events', baseline: N * REPEATS, baselineName: 'N', target: 1 },
+  { metric: 'distinct recipients with a final event (all runs)', value: cb.reduce((a, r) => a + r.distinct, 0), unit: 'rcpts', baseline: N * REPEATS, baselineName: 'N', target: 1 },
+] : [
   { metric: 'messages completed/s (with callbacks)', value: completed, unit: 'msg/s', baseline: completedBase, baselineName: 'no callbackUrl' },
   { metric: 'completion callbacks delivered/s', value: delivered, unit: 'POST/s', baseline: completed, baselineName: 'completed/s', target: 0.9 },
   { metric: 'last complete → its callback', value: m(cb, (r) => r.lagMs), unit: 'ms' },
@@ -152,6 +173,6 @@ const rows: Row[] = [
   { metric: 'callbacks received (all runs)', value: cb.reduce((a, r) => a + r.callbacks, 0), unit: 'POST', baseline: N * REPEATS, baselineName: 'N', target: 1 },
   { metric: 'distinct message ids called back (all runs)', value: cb.reduce((a, r) => a + r.distinct, 0), unit: 'ids', baseline: N * REPEATS, baselineName: 'N', target: 1 },
 ];
-console.log(table(`bench:callbacks — N=${N}, ${REPEATS} round(s), receipts after ${DLR_DELAY_MS} ms, ${CONNECTIONS} HTTP connections (shared machine: quote the ratios)`, rows));
-console.log(writeSummary('callbacks', { n: N, repeats: REPEATS, dlrDelayMs: DLR_DELAY_MS, completedPerSecondBaseline: completedBase, completedPerSecond: completed, callbacksPerSecond: delivered, ratio, target: 0.9, met: ratio >= 0.9 && allArrived, allArrived, runs: { baseline: base, callbacks: cb } }));
+console.log(table(`bench:callbacks${EVENTS ? ' (BENCH_MODE=events)' : ''} — N=${N}, ${REPEATS} round(s), receipts after ${DLR_DELAY_MS} ms, ${CONNECTIONS} HTTP connections (shared machine: quote the ratios)`, rows));
+console.log(writeSummary(EVENTS ? 'callbacks-events' : 'callbacks', { mode: EVENTS ? 'events' : 'completion', n: N, repeats: REPEATS, dlrDelayMs: DLR_DELAY_MS, completedPerSecondBaseline: completedBase, completedPerSecond: completed, callbacksPerSecond: delivered, ratio, target: 0.9, met: ratio >= 0.9 && allArrived, allArrived, runs: { baseline: base, callbacks: cb } }));
 if (!allArrived) process.exitCode = 1;

@@ -49,6 +49,9 @@ export interface SinkStats {
   readonly count: number;
   readonly lastAt: number;
   readonly distinct: number;
+  /** "final" status events received (JSON-array bodies), and distinct (messageId, index) among them. */
+  readonly events: number;
+  readonly distinctEvents: number;
 }
 
 export interface Sink extends SimChild {
