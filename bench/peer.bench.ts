@@ -210,8 +210,8 @@ async function startGateway(dir: string, simPort: number, main = join(ROOT, 'dis
       ],
     },
   };
-  // Loopback targets are refused unless allowed.
-  config['callbacks'] = { allow: ['127.0.0.1/32'] };
+  // Loopback targets are refused unless allowed; callbacks are signed, so the tenant needs a secret.
+  config['callbacks'] = { allow: ['127.0.0.1/32'], secrets: { bench: { current: 'bench-callback-secret-0123456789' } } };
   writeFileSync(configFile, JSON.stringify(config));
   const gw = spawn(process.execPath, [...GATEWAY_NODE_ARGS, main, 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
   const url = `http://127.0.0.1:${port}`;

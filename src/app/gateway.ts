@@ -354,6 +354,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const wake = dispatcher;
   const sends = createSendService({
     config, store, queue, metrics, logger, principalOf,
+    canSign: (tenant) => webhooks.canSign(tenant),
     directory: directoryRules,
     templates: officeStores.templateRenderer,
     schedule: officeStores.scheduleSink,

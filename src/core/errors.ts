@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   BAD_JSON: { status: 400, text: 'the request body is not valid JSON' },
   BAD_PATH: { status: 400, text: 'the path has a malformed percent-escape' },
   VALIDATION: { status: 422, text: 'a field has the wrong form' },
+  CALLBACK_SECRET_REQUIRED: { status: 422, text: 'callbacks are signed: the tenant has no signing secret yet' },
   BODY_TOO_LARGE: { status: 413, text: 'the request body is larger than the limit' },
   JSON_TOO_LARGE: { status: 422, text: 'the JSON body has a string, an array or object, or a count of values over its bound' },
   TOO_MANY_RECIPIENTS: { status: 413, text: 'more recipients than one request may carry' },

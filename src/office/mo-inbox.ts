@@ -222,10 +222,16 @@ export class MoInbox {
     return this.subs.get(tenant);
   }
 
-  /** Refuses (VALIDATION, 422) a URL with user information (user:password@) or no host. */
+  /**
+   * Refuses (VALIDATION, 422) a URL with user information (user:password@) or no host,
+   * and (CALLBACK_SECRET_REQUIRED, 422) a tenant without a signing secret: nothing leaves unsigned.
+   */
   async subscribe(tenant: string, callbackUrl: string): Promise<void> {
     const why = checkCallbackUrl(callbackUrl);
     if (why !== undefined) throw new GatewayError('VALIDATION', `callbackUrl ${why}`, { details: [{ field: '/callbackUrl', message: `callbackUrl ${why}` }] });
+    if (this.deps.webhooks.canSign && !this.deps.webhooks.canSign(tenant)) {
+      throw new GatewayError('CALLBACK_SECRET_REQUIRED', `tenant ${tenant} has no callback signing secret: set one before subscribing`, { details: [{ field: '/callbackUrl', message: 'the tenant has no signing secret' }] });
+    }
     await this.subs.put(tenant, { callbackUrl, updatedAt: this.now() });
   }
 

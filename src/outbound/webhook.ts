@@ -26,7 +26,7 @@ import { Agent, buildConnector, request } from 'undici';
 import { canonicalHost, parseIp, TargetPolicy } from '../core/ip-range.js';
 
 /** What a tenant may read about a failed delivery. */
-export type DeliveryError = 'refused target' | 'timeout' | 'connection failed' | `HTTP ${number}`;
+export type DeliveryError = 'refused target' | 'timeout' | 'connection failed' | 'no signing secret' | `HTTP ${number}`;
 
 export const SIGNATURE_HEADER = 'x-smsgw-signature';
 export const TIMESTAMP_HEADER = 'x-smsgw-timestamp';
@@ -52,7 +52,7 @@ export function checkCallbackUrl(raw: string): string | undefined {
 
 /** Where the signing secret of a tenant comes from (config bootstrap tenants, the admin API for units). */
 export interface SigningSecrets {
-  /** The current secret of a tenant; undefined: callbacks to it go unsigned (X-Smsgw-Timestamp only). */
+  /** The current secret of a tenant; undefined: nothing is sent to it ("no signing secret"). */
   currentSecret(tenant: string): string | undefined;
 }
 
@@ -140,8 +140,10 @@ export class Webhooks {
     if (checkCallbackUrl(url) !== undefined) return 'refused target';
     const timestamp = String(Math.floor(this.now() / 1000));
     const headers: Record<string, string> = { 'content-type': 'application/json', [TIMESTAMP_HEADER]: timestamp, 'user-agent': 'smsgw-callbacks' };
+    // Nothing leaves unsigned: without a secret (removed after the message was accepted) the POST is not made.
     const secret = this.o.secrets.currentSecret(tenant);
-    if (secret !== undefined) headers[SIGNATURE_HEADER] = signBody(secret, timestamp, body);
+    if (secret === undefined) return 'no signing secret';
+    headers[SIGNATURE_HEADER] = signBody(secret, timestamp, body);
     // The whole-request deadline, cleared when the request ends. Not AbortSignal.timeout: its timer
     // and WeakRef live for the full timeout after every request, so at 1,000 callbacks/s and a
     // 10 s timeout ~10,000 of them were live at once (seen in a heap snapshot under bench:peer).
@@ -157,6 +159,11 @@ export class Webhooks {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Whether callbacks to `tenant` can be signed (a secret is set): callbackUrl, statusCallback and MO subscriptions need it. */
+  canSign(tenant: string): boolean {
+    return this.o.secrets.currentSecret(tenant) !== undefined;
   }
 
   async close(): Promise<void> {

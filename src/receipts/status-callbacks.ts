@@ -47,6 +47,8 @@ import type { CallbackState, ReceiptStore } from './store.js';
 export interface WebhookPoster {
   /** `timeoutMs`: this request's bound instead of the client's. */
   post(tenant: string, url: string, body: string, timeoutMs?: number): Promise<DeliveryError | undefined>;
+  /** Whether the tenant has a signing secret (absent: not checked; the real client never sends unsigned either way). */
+  canSign?(tenant: string): boolean;
 }
 
 export interface StatusCallbackOptions {
@@ -89,7 +91,7 @@ const MAX_HELD_FACTOR = 4;
 /** Lease margin beyond the POST timeout. */
 const LEASE_MARGIN_MS = 30_000;
 /** The tenant-visible reasons (rows written by older versions may hold other text: not shown). */
-const VISIBLE_ERROR = /^(refused target|timeout|connection failed|HTTP [1-5][0-9]{2})$/;
+const VISIBLE_ERROR = /^(refused target|timeout|connection failed|no signing secret|HTTP [1-5][0-9]{2})$/;
 
 export class StatusCallbacks {
   private readonly callbacks: Database<CallbackState, string>;

@@ -41,6 +41,8 @@ export interface SendWiring {
   readonly schedule?: ScheduleSink;
   /** Called after each durable write (a dispatcher in this process). */
   readonly onAccepted?: () => void;
+  /** Whether a tenant's callbacks can be signed (callbackUrl / statusCallback are refused otherwise). */
+  readonly canSign?: (tenant: string) => boolean;
   readonly now?: () => number;
 }
 
@@ -83,6 +85,7 @@ export function createSendService(w: SendWiring): SendService {
     // Without the directory the grant stage (withoutDirectory) has refused a people send already.
     people: dir ? (p, ids, prefix) => dir.rules.resolvePeople(p, ids, prefix) : () => [], principalOf: w.principalOf,
     ...(w.onAccepted ? { onAccepted: w.onAccepted } : {}),
+    ...(w.canSign ? { canSign: w.canSign } : {}),
     ...(w.now ? { now: w.now } : {}),
   });
 }

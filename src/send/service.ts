@@ -118,6 +118,8 @@ export interface SendServiceDeps {
   readonly quota: QuotaStage;
   /** The principal of a tenant (a bootstrap key's tenant or a directory unit), for services that send as one. */
   readonly principalOf: (tenant: string) => Principal | undefined;
+  /** Whether the tenant's callbacks can be signed; absent: not checked (no webhook client wired). */
+  readonly canSign?: (tenant: string) => boolean;
   /** Called after a write became durable (e.g. to wake a dispatcher in the same process). */
   readonly onAccepted?: () => void;
   readonly now?: () => number;
@@ -347,6 +349,12 @@ export class SendService implements Sends {
   private async prepare(principal: Principal, item: SendItem, now: number): Promise<Prepared> {
     let command = item.command;
     const prefix = item.prefix ?? '';
+    if ((command.callbackUrl !== undefined || command.statusCallback !== undefined) && this.deps.canSign && !this.deps.canSign(principal.tenant)) {
+      // Nothing leaves unsigned (docs/CALLBACKS.md): refused until the tenant has a signing secret.
+      throw new GatewayError('CALLBACK_SECRET_REQUIRED', `tenant ${principal.tenant} has no callback signing secret: set one (callbacks.secrets, or PATCH /v1/admin/units/{id} callbackSecret) before using callbacks`, {
+        details: [{ field: `${prefix}/${command.callbackUrl !== undefined ? 'callbackUrl' : 'statusCallback'}`, message: 'the tenant has no signing secret' }],
+      });
+    }
     const tier = this.config.tierByName.get(command.tier);
     if (!tier) {
       throw new GatewayError('VALIDATION', `unknown tier ${command.tier}`, {

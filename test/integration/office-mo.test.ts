@@ -91,6 +91,11 @@ t.test('unmatched MO is forwarded to the unit\'s callback URL, retried, and push
   t.equal(userinfo.status, 422, 'user information in the URL is refused at the door');
   t.match(userinfo.json.error, { code: 'VALIDATION', details: [{ field: '/callbackUrl' }] });
   t.notMatch(JSON.stringify(userinfo.json), /pw/, 'and the password is not echoed');
+  // Nothing leaves unsigned: without a secret the subscription is refused.
+  const unsigned = await call('PUT', '/v1/mo/subscription', { callbackUrl: url });
+  t.equal(unsigned.status, 422, 'no signing secret yet: refused');
+  t.match(unsigned.json.error, { code: 'CALLBACK_SECRET_REQUIRED', details: [{ field: '/callbackUrl' }] });
+  t.equal((await call('GET', '/v1/mo/subscription')).status, 404, 'and nothing was stored');
   // The unit's signing secret, set through the admin API (rotation keeps the old one as previous).
   const secret = 'mo-secret-0123456789abcdef0123456789';
   await admin.must('PATCH', '/v1/admin/units/office', { callbackSecret: 'first-secret-0123456789abcdef012345' });
@@ -189,7 +194,8 @@ t.test('the MO stream follows its key: revoked, expired, unit disabled or delete
 });
 
 t.test('MO forwards follow the callback target rules: loopback refused without callbacks.allow, nothing sent', async (t) => {
-  const { gw, call } = await officeFixture(t, 1, { config: { office: { mo: { callbackAttempts: 2 } } } });
+  const { gw, call, admin } = await officeFixture(t, 1, { config: { office: { mo: { callbackAttempts: 2 } } } });
+  await admin.must('PATCH', '/v1/admin/units/office', { callbackSecret: 'mo-secret-0123456789abcdef0123456789' });
   let hits = 0;
   const server = createServer((_req, res) => {
     hits++;

@@ -10,6 +10,9 @@ import type { AddressInfo } from 'node:net';
 import { startTestGateway, numberAt } from '../support/gateway.js';
 import { eventually } from '../support/office.js';
 
+/** Every callback is signed: the tenant needs a secret (CALLBACK_SECRET_REQUIRED otherwise, tested below). */
+const SECRETS = { dev: { current: 'test-callback-secret-0123456789ab' } };
+
 async function endpoint(t: Test, status: () => number): Promise<{ url: string; bodies: any[] }> {
   const bodies: any[] = [];
   const server = createServer((req, res) => {
@@ -26,7 +29,7 @@ async function endpoint(t: Test, status: () => number): Promise<{ url: string; b
 }
 
 t.test('one POST when every recipient is final, with the summary', async (t) => {
-  const gw = await startTestGateway(t, { config: { callbacks: { allow: ['127.0.0.1/32'] } } });
+  const gw = await startTestGateway(t, { config: { callbacks: { secrets: SECRETS, allow: ['127.0.0.1/32'] } } });
   const ep = await endpoint(t, () => 204);
   // 0005 suffix: the simulator answers with an undeliverable receipt.
   const r = await gw.send({ to: [numberAt(1), numberAt(2), '13800000005'], text: 'with callback', reference: 'oa-123', callbackUrl: ep.url });
@@ -43,7 +46,7 @@ t.test('one POST when every recipient is final, with the summary', async (t) => 
 });
 
 t.test('a failing endpoint: bounded retries, then failed and visible', async (t) => {
-  const gw = await startTestGateway(t, { config: { callbacks: { attempts: 3, timeoutMs: 1000, backoffMs: 50, allow: ['127.0.0.1/32'] } } });
+  const gw = await startTestGateway(t, { config: { callbacks: { secrets: SECRETS, attempts: 3, timeoutMs: 1000, backoffMs: 50, allow: ['127.0.0.1/32'] } } });
   const ep = await endpoint(t, () => 500);
   const r = await gw.send({ to: [numberAt(4)], text: 'x', callbackUrl: ep.url });
   await gw.waitComplete(r.json.id);
@@ -72,7 +75,7 @@ t.test('a callback still waiting when the gateway stops is made after the restar
   let up = false;
   const ep = await endpoint(t, () => (up ? 204 : 503));
   const base = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' } } });
-  const config = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, simulator: { enabled: false }, smpp: { accounts: [{ ...simulatorAccount(base, simPort), reconnectInitialMs: 20 }] as never }, dispatch: { expirySweepMs: 200 }, callbacks: { allow: ['127.0.0.1/32'], backoffMs: 100 } } });
+  const config = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, simulator: { enabled: false }, smpp: { accounts: [{ ...simulatorAccount(base, simPort), reconnectInitialMs: 20 }] as never }, dispatch: { expirySweepMs: 200 }, callbacks: { secrets: SECRETS, allow: ['127.0.0.1/32'], backoffMs: 100 } } });
   const first = await startGateway(config, { logger: pino({ level: 'silent' }) });
   const res = await fetch(`http://127.0.0.1:${first.port}/v1/messages`, { method: 'POST', headers: { authorization: 'Bearer dev-key-change-me', 'content-type': 'application/json' }, body: JSON.stringify({ to: [numberAt(7)], text: 'x', callbackUrl: ep.url }) });
   const id = ((await res.json()) as { id: string }).id;
@@ -92,7 +95,7 @@ t.test('a callback still waiting when the gateway stops is made after the restar
 });
 
 t.test('without callbacks.allow a loopback callback is refused: nothing sent, "refused target"', async (t) => {
-  const gw = await startTestGateway(t, { config: { callbacks: { attempts: 2, backoffMs: 20 } } });
+  const gw = await startTestGateway(t, { config: { callbacks: { secrets: SECRETS, attempts: 2, backoffMs: 20 } } });
   const ep = await endpoint(t, () => 204);
   const port = new URL(ep.url).port;
   const ids: string[] = [];
@@ -113,7 +116,7 @@ t.test('without callbacks.allow a loopback callback is refused: nothing sent, "r
 });
 
 t.test('a redirect is not followed: the callback fails with "HTTP 302"', async (t) => {
-  const gw = await startTestGateway(t, { config: { callbacks: { attempts: 1, allow: ['127.0.0.1/32'] } } });
+  const gw = await startTestGateway(t, { config: { callbacks: { secrets: SECRETS, attempts: 1, allow: ['127.0.0.1/32'] } } });
   const inner = await endpoint(t, () => 204);
   const redirect = createServer((_req, res) => res.writeHead(302, { location: inner.url }).end());
   await new Promise<void>((r) => redirect.listen(0, '127.0.0.1', r));
@@ -128,7 +131,7 @@ t.test('a redirect is not followed: the callback fails with "HTTP 302"', async (
 });
 
 t.test('user information in callbackUrl is refused at the door (422), single and batch', async (t) => {
-  const gw = await startTestGateway(t, { config: { callbacks: { allow: ['127.0.0.1/32'] } } });
+  const gw = await startTestGateway(t, { config: { callbacks: { secrets: SECRETS, allow: ['127.0.0.1/32'] } } });
   const r = await gw.send({ to: [numberAt(10)], text: 'x', callbackUrl: 'https://admin:hunter2@hooks.example/cb' });
   t.equal(r.status, 422);
   t.match(r.json.error, { code: 'VALIDATION', details: [{ field: '/callbackUrl', message: /user information/ }] });
@@ -159,4 +162,22 @@ t.test('callbacks are signed with the tenant secret from config', async (t) => {
   t.equal(got[0]!.sig, createHmac('sha256', secret).update(`${got[0]!.ts}.${got[0]!.body}`).digest('hex'));
   t.ok(Math.abs(Number(got[0]!.ts) - Date.now() / 1000) < 300, 'a fresh timestamp in seconds');
   t.match(JSON.parse(got[0]!.body), { id: r.json.id, status: 'complete' });
+});
+
+t.test('nothing leaves unsigned: callbackUrl and statusCallback need a signing secret (422 CALLBACK_SECRET_REQUIRED), single and batch', async (t) => {
+  const gw = await startTestGateway(t, { config: { callbacks: { allow: ['127.0.0.1/32'] } } });
+  const ep = await endpoint(t, () => 204);
+  const single = await gw.send({ to: [numberAt(13)], text: 'x', callbackUrl: ep.url });
+  t.equal(single.status, 422);
+  t.match(single.json.error, { code: 'CALLBACK_SECRET_REQUIRED', details: [{ field: '/callbackUrl' }] });
+  const events = await gw.send({ to: [numberAt(14)], text: 'x', statusCallback: { url: ep.url } });
+  t.equal(events.status, 422);
+  t.match(events.json.error, { code: 'CALLBACK_SECRET_REQUIRED', details: [{ field: '/statusCallback' }] });
+  const b = await gw.request('POST', '/v1/messages/batch', { messages: [{ to: [numberAt(15)], text: 'x' }, { to: [numberAt(16)], text: 'x', callbackUrl: ep.url }] });
+  t.equal(b.status, 207);
+  t.equal(b.json.results[0].httpStatus, 202, 'a send without a callback is not affected');
+  t.match(b.json.results[1], { httpStatus: 422, error: { code: 'CALLBACK_SECRET_REQUIRED', details: [{ field: '/messages/1/callbackUrl' }] } });
+  await gw.waitComplete(b.json.results[0].id);
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(ep.bodies.length, 0, 'nothing was sent');
 });

@@ -69,9 +69,12 @@ t.test('callbacks.allow opens loopback; the body is signed with the tenant secre
   t.equal(first.headers['x-smsgw-signature'], signBody('s3cret-oa', '1765000000', body));
   t.match(first.headers['x-smsgw-signature'], /^[0-9a-f]{64}$/);
   now += 1000;
-  t.equal(await w.post('other', `http://127.0.0.1:${s.port}/cb`, body), undefined);
+  t.equal(await w.post('oa', `http://127.0.0.1:${s.port}/cb`, body), undefined);
   t.equal(s.got[3]!.headers['x-smsgw-timestamp'], '1765000001');
-  t.notOk('x-smsgw-signature' in s.got[3]!.headers, 'a tenant without a secret gets no signature header');
+  t.ok(w.canSign('oa'));
+  t.notOk(w.canSign('other'));
+  t.equal(await w.post('other', `http://127.0.0.1:${s.port}/cb`, body), 'no signing secret', 'nothing leaves unsigned: a tenant without a secret gets no POST');
+  t.equal(s.got.length, 4, 'the sink saw no unsigned request');
 });
 
 t.test('a host name: resolved once, every address checked, the checked one connected to', async (t) => {
