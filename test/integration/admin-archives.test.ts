@@ -31,6 +31,8 @@ t.test("a deleted unit's archive: global admins only, never a new unit", async (
   const messageId = sent.json.id as string;
   t.ok(await gw.simulator.injectMo({ source: phone(9), destination: OFFICE_SENDER, text: '一条无人认领的回复' }));
   await eventually(async () => ((await call('GET', '/v1/mo')).json.items.length === 1 ? true : undefined), 'the MO in the inbox');
+  // Callbacks are signed: the unit needs a secret before it may subscribe.
+  await admin.must('PATCH', '/v1/admin/units/office', { callbackSecret: 'archive-secret-0123456789abcdef0123' });
   t.equal((await call('PUT', '/v1/mo/subscription', { callbackUrl: 'http://127.0.0.1:9/mo' })).status, 200);
 
   // ---- the unit is deleted (its person removed and key revoked first)
