@@ -369,14 +369,16 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     // else as to the platform's code (same unit whichever account carried the message).
     const a = accounts[i];
     const rw = a !== undefined && 'accessCode' in a && typeof a.accessCode === 'object' ? a.accessCode : undefined;
-    const form = a !== undefined && rw !== undefined ? airFormOf({ name: a.name, accessCode: rw }) : undefined;
+    const ac = a !== undefined && 'accessCode' in a && typeof a.accessCode === 'string' ? a.accessCode : undefined;
+    const form = a !== undefined ? airFormOf({ name: a.name, accessCode: rw ?? ac }) : undefined;
     // Stored, re-assembled and routed (src/office/mo-inbox.ts) before the deliver_sm_resp.
     // While storage is full the SMSC is told to retry later (ESME_RX_T_APPN): it keeps the MO.
     pool.onMobileOriginated(async (mo) => {
       storage.assertWritable();
-      if (rw === undefined || form === undefined) return office.receive(mo);
-      const owned = canonicalDestination(mo.destination, directory.store.senderOwnership().owners, form);
-      await office.receive({ ...mo, destination: owned ?? toCanonical(rw, mo.destination) });
+      if (form === undefined) return office.receive(mo);
+      // CMPP: the account gives Dest_Id as it arrived (onAir); SMPP: destination is as it arrived.
+      const owned = canonicalDestination(mo.onAir ?? mo.destination, directory.store.senderOwnership().owners, form);
+      await office.receive({ ...mo, destination: owned ?? (rw !== undefined ? toCanonical(rw, mo.destination) : mo.destination) });
     });
     pool.start();
   });

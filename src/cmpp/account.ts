@@ -235,6 +235,8 @@ export class CmppAccount extends SubmitPool {
       source: fromTerminalId(pdu.srcTerminalId),
       // Src_Id was access code + the unit's sender: the unit is found by what follows the access code.
       destination: pdu.destId.startsWith(this.settings.accessCode) && pdu.destId.length > this.settings.accessCode.length ? pdu.destId.slice(this.settings.accessCode.length) : pdu.destId,
+      // …and as it arrived: the gateway routes by it and this account (src/directory/senders.ts canonicalDestination).
+      onAir: pdu.destId,
       text: moText(content, pdu.msgFmt),
       receivedAt: now,
       ...(part !== undefined && part.total > 1 ? { part } : {}),

@@ -72,6 +72,8 @@ export interface MobileOriginated {
   readonly source: string;
   /** The address it was sent to (sender code + extension). */
   readonly destination: string;
+  /** The address exactly as it arrived, when the account already rewrote `destination` (CMPP: Dest_Id with the access code). */
+  readonly onAir?: string;
   /** This part's text (UDH removed) when `part` is set. */
   readonly text: string;
   readonly receivedAt: number;

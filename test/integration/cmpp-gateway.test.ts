@@ -239,6 +239,6 @@ t.test('CmppAccount: Result 8 backs off and retries; ACTIVE_TEST sent after sile
   t.equal(a.boundCount, 1, 'still connected after ACTIVE_TEST');
   sim.sendMo('13900139000', '106570012', 'CX 2026-0001');
   await until(() => mos.length === 1, { timeoutMs: 5000, message: () => 'no MO' });
-  t.match(mos[0], { source: '8613900139000', destination: '12', text: 'CX 2026-0001' }, 'destination without the access code');
+  t.match(mos[0], { source: '8613900139000', destination: '12', onAir: '106570012', text: 'CX 2026-0001' }, 'destination without the access code, and as it arrived');
   await a.close();
 });

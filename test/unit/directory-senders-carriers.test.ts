@@ -50,6 +50,15 @@ t.test('the same extension under two carriers\' prefixes does not collide; MO go
   t.equal(canonicalDestination('99999', o.owners, unicom), undefined);
 });
 
+t.test('CMPP: an MO is routed by its Dest_Id as it arrived, so a raw code under the access code reaches its owner', async (t) => {
+  // The account strips its access code 10658 from Dest_Id; 1065800177 arrives, and "00177" would match nobody (or the wrong unit).
+  const o = resolveSenderOwnership([claim('1065800177', 'raw', 1), claim('001', 'short', 2)], [], '10690000', [cmpp]);
+  t.same(o.collisions, [], '001 is written 10658001: no collision');
+  t.equal(ownerOfDestination(canonicalDestination('1065800177', o.owners, cmpp) ?? '', o.owners)?.tenant, 'raw');
+  t.equal(ownerOfDestination(canonicalDestination('1065800199', o.owners, cmpp) ?? '', o.owners)?.tenant, 'short', 'written 10658001 + 99: short\'s code + 99');
+  t.equal(canonicalDestination('1065800199', o.owners, cmpp), '00199');
+});
+
 // ---- properties against a brute-force model
 const codeArb = fc.constantFrom('11', '1065811', '10690001', '1069000111', '1065500111', '1065500', '10655001', '1069000');
 const formArb = fc.constantFrom<AirForm[]>([], [unicom], [cmpp], [unicom, cmpp]);
