@@ -12,6 +12,8 @@ export interface QuotaLimit {
   readonly unit: string;
   readonly daily: number | null;
   readonly perMinute: number | null;
+  /** SMS parts per day (recipients × parts); null or absent: none at this level. */
+  readonly dailyParts?: number | null;
 }
 
 export interface EffectiveGrants {
@@ -52,8 +54,9 @@ export function effectiveGrants(chain: readonly Unit[]): EffectiveGrants {
     direct &&= u.grants.direct;
     workflow &&= workflowGrant(u.grants);
     police &&= u.grants.police;
-    if (u.grants.dailyQuota !== null || u.grants.perMinuteQuota !== null) {
-      quotas.push({ unit: u.id, daily: u.grants.dailyQuota, perMinute: u.grants.perMinuteQuota });
+    const dailyParts = u.grants.dailyPartsQuota ?? null;
+    if (u.grants.dailyQuota !== null || u.grants.perMinuteQuota !== null || dailyParts !== null) {
+      quotas.push({ unit: u.id, daily: u.grants.dailyQuota, perMinute: u.grants.perMinuteQuota, dailyParts });
     }
     if (u.disabled && disabledBy === undefined) disabledBy = u.id;
   }

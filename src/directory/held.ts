@@ -47,7 +47,7 @@ export interface HeldRecord {
  * Admission again at release (the send service's readmit): grants, content
  * rules, quota. Throws the refusal; resolves with the quota reservation.
  */
-export type Readmit = (tenant: string, held: { readonly shape: SendShape; readonly body: string; readonly recipients: number }) => Promise<Reservation | undefined>;
+export type Readmit = (tenant: string, held: { readonly shape: SendShape; readonly body: string; readonly recipients: number; readonly segments?: number }) => Promise<Reservation | undefined>;
 
 export interface HeldSummary {
   readonly id: string;
@@ -142,7 +142,7 @@ export class HeldMessages {
     const summary = summarize(rec);
     // Held before the shape was kept: numbers count as the caller's (the strictest grant), the channel auto.
     const shape: SendShape = rec.shape ?? { tier: rec.tier, channel: 'auto', ...(rec.group !== undefined ? { group: rec.group } : { origin: 'caller' as const }) };
-    const reservation = await readmit(rec.tenant, { shape, body: rec.body ?? summary.text, recipients: rec.recipients });
+    const reservation = await readmit(rec.tenant, { shape, body: rec.body ?? summary.text, recipients: rec.recipients, ...(rec.segments !== undefined ? { segments: rec.segments } : {}) });
     try {
       await this.deps.queue.publish(rec.jobs);
     } catch (e) {

@@ -230,11 +230,11 @@ export class SendPolicy {
   }
 
   /** Charge the unit chain's quotas (nothing for a bootstrap key). */
-  async reserve(admission: Admission, recipients: number): Promise<Reservation> {
+  async reserve(admission: Admission, recipients: number, parts = recipients): Promise<Reservation> {
     try {
-      return await this.deps.quotas.reserve(admission.quotas, recipients);
+      return await this.deps.quotas.reserve(admission.quotas, recipients, parts);
     } catch (e) {
-      if (e instanceof GatewayError && e.code === 'QUOTA_EXCEEDED') this.refused(e.details?.[0]?.field === '/quota/daily' ? 'quota-daily' : 'quota-minute');
+      if (e instanceof GatewayError && e.code === 'QUOTA_EXCEEDED') this.refused(e.details?.[0]?.field === '/quota/perMinute' ? 'quota-minute' : 'quota-daily');
       throw e;
     } finally {
       this.deps.metrics.quotaMinuteWindows.set(this.deps.quotas.minuteWindows);

@@ -35,7 +35,12 @@ export interface Reservation {
   release(): Promise<void>;
 }
 
-/** [unit, day, host]; [unit, day] in data written before counters were per host. */
+/**
+ * [unit, day, host]; [unit, day] in data written before counters were per host.
+ * Parts are counted beside recipients under the day `YYYY-MM-DD#parts`
+ * (sorts after the day itself, so neither range reads the other's rows, and
+ * the day sweep removes both).
+ */
 type QuotaKey = [string, string, string] | [string, string];
 
 export interface QuotaUsage {
@@ -43,7 +48,12 @@ export interface QuotaUsage {
   readonly day: string;
   readonly daily: number;
   readonly perMinute: number;
+  /** SMS parts charged today (recipients × parts per recipient). */
+  readonly dailyParts: number;
 }
+
+/** The ledger's day key of the parts counters of `day`. */
+const partsDay = (day: string): string => `${day}#parts`;
 
 const NOTHING: Reservation = { release: () => Promise.resolve() };
 
@@ -98,11 +108,16 @@ export class QuotaLedger {
     const now = this.now();
     const day = this.dayOf(now);
     const m = this.minutes.get(unit);
-    return { unit, day, daily: this.usedOn(unit, day), perMinute: m !== undefined && m[0] === Math.floor(now / 60_000) ? m[1] : 0 };
+    return { unit, day, daily: this.usedOn(unit, day), perMinute: m !== undefined && m[0] === Math.floor(now / 60_000) ? m[1] : 0, dailyParts: this.usedOn(unit, partsDay(day)) };
   }
 
-  /** Charge `n` recipients to every limit, or throw QUOTA_EXCEEDED naming the first limit that would be passed. */
-  async reserve(limits: readonly QuotaLimit[], n: number): Promise<Reservation> {
+  /**
+   * Charge `n` recipients and `parts` SMS parts (default: one each) to every
+   * limit, or throw QUOTA_EXCEEDED naming the first limit that would be
+   * passed. Parts have a daily limit (`dailyParts`), checked and charged in
+   * the same transaction as the recipients'.
+   */
+  async reserve(limits: readonly QuotaLimit[], n: number, parts = n): Promise<Reservation> {
     if (limits.length === 0 || n <= 0) return NOTHING;
     const now = this.now();
     const minute = Math.floor(now / 60_000);
@@ -126,11 +141,13 @@ export class QuotaLedger {
     };
 
     const dailyLimits = limits.filter((l) => l.daily !== null);
-    if (dailyLimits.length === 0) return once(() => {
+    const partsLimits = limits.filter((l) => (l.dailyParts ?? null) !== null);
+    if (dailyLimits.length === 0 && partsLimits.length === 0) return once(() => {
       giveBackMinute();
       return Promise.resolve();
     });
     const day = this.dayOf(now);
+    const pday = partsDay(day);
     try {
       await this.env.childTransaction(() => {
         for (const l of dailyLimits) {
@@ -141,7 +158,16 @@ export class QuotaLedger {
             });
           }
         }
+        for (const l of partsLimits) {
+          const used = this.usedOn(l.unit, pday);
+          if (used + parts > (l.dailyParts as number)) {
+            throw new GatewayError('QUOTA_EXCEEDED', `unit ${l.unit}: daily quota of ${l.dailyParts} SMS parts would be exceeded`, {
+              details: [{ field: '/quota/dailyParts', message: `unit ${l.unit}: ${used} of ${l.dailyParts} parts used on ${day}; this message needs ${parts} (recipients × parts)` }],
+            });
+          }
+        }
         for (const l of dailyLimits) this.charge(l.unit, day, n);
+        for (const l of partsLimits) this.charge(l.unit, pday, parts);
       });
     } catch (e) {
       giveBackMinute();
@@ -151,6 +177,7 @@ export class QuotaLedger {
       giveBackMinute();
       await this.env.childTransaction(() => {
         for (const l of dailyLimits) this.charge(l.unit, day, -n);
+        for (const l of partsLimits) this.charge(l.unit, pday, -parts);
       });
     });
   }

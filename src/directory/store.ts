@@ -1109,12 +1109,13 @@ export class DirectoryStore {
     g.groups.forEach((x, i) => {
       if (x !== '*' && this.groups.get(x) === undefined) problems.push({ field: `/grants/groups/${i}`, message: `no group ${x}` });
     });
-    for (const [field, v] of [['dailyQuota', g.dailyQuota], ['perMinuteQuota', g.perMinuteQuota]] as const) {
+    for (const [field, v] of [['dailyQuota', g.dailyQuota], ['perMinuteQuota', g.perMinuteQuota], ['dailyPartsQuota', g.dailyPartsQuota ?? null]] as const) {
       if (v !== null && (!Number.isInteger(v) || v < 0)) problems.push({ field: `/grants/${field}`, message: 'a non-negative integer or null' });
     }
     if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
     return {
       tiers: [...new Set(g.tiers)], groups: [...new Set(g.groups)], direct: g.direct, ...(g.workflow !== undefined ? { workflow: g.workflow } : {}), police: g.police, dailyQuota: g.dailyQuota, perMinuteQuota: g.perMinuteQuota,
+      ...(g.dailyPartsQuota !== undefined && g.dailyPartsQuota !== null ? { dailyPartsQuota: g.dailyPartsQuota } : {}),
     };
   }
 

@@ -65,6 +65,12 @@ export interface Grants {
   readonly dailyQuota: number | null;
   /** Recipients per minute (per gateway process); null = no limit at this level. */
   readonly perMinuteQuota: number | null;
+  /**
+   * SMS parts per day (recipients × parts per recipient, the 202's
+   * `totalSegments`), for this unit and its sub-units together, counted
+   * beside the recipients; null or absent = no limit at this level.
+   */
+  readonly dailyPartsQuota?: number | null;
 }
 
 export const NO_GRANTS: Grants = { tiers: [], groups: [], direct: false, police: false, dailyQuota: null, perMinuteQuota: null };

@@ -58,6 +58,7 @@ export const GrantsSchema = Type.Object({
   police: Type.Optional(Type.Boolean({ description: 'may send messages classified police' })),
   dailyQuota: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: 'recipients per day for this unit and its sub-units together; null: none at this level' }))),
   perMinuteQuota: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: 'recipients per minute (per gateway process)' }))),
+  dailyPartsQuota: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: 'SMS parts per day (recipients × parts per recipient: the 202 totalSegments) for this unit and its sub-units together, counted beside dailyQuota; null: none at this level' }))),
 }, { additionalProperties: false });
 
 export const UnitCreateSchema = Type.Object({

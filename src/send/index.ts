@@ -75,7 +75,7 @@ export function createSendService(w: SendWiring): SendService {
     w.schedule ? schedule(w.schedule) : withoutSchedule,
   ];
   const quota: QuotaStage = dir
-    ? (admission, recipients) => (admission === undefined ? Promise.resolve(undefined) : dir.rules.reserve(admission, recipients))
+    ? (admission, recipients, parts) => (admission === undefined ? Promise.resolve(undefined) : dir.rules.reserve(admission, recipients, parts))
     : () => Promise.resolve(undefined);
   // A held message released by an admin: the grants, then these, then the quota (SendService.readmit).
   const release: Stage[] = dir ? [contentRulesAtRelease(dir.rules)] : [];

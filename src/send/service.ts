@@ -95,7 +95,7 @@ export function sendOrThrow(r: SendResult | undefined): SendAccepted & { readonl
 }
 
 /** Charges quotas for a send that will be written (no-op without the directory). */
-export type QuotaStage = (admission: DoorAdmission | undefined, recipients: number) => Promise<Reservation | undefined>;
+export type QuotaStage = (admission: DoorAdmission | undefined, recipients: number, parts: number) => Promise<Reservation | undefined>;
 
 export interface SendServiceDeps {
   readonly config: ResolvedConfig;
@@ -209,7 +209,7 @@ export class SendService implements Sends {
    * (FORBIDDEN, CONTENT_REJECTED, QUOTA_EXCEEDED…); resolves with the
    * reservation to give back if the release then fails to publish.
    */
-  async readmit(tenant: string, held: { readonly shape: SendShape; readonly body: string; readonly recipients: number }): Promise<Reservation | undefined> {
+  async readmit(tenant: string, held: { readonly shape: SendShape; readonly body: string; readonly recipients: number; readonly segments?: number }): Promise<Reservation | undefined> {
     const principal = this.deps.principalOf(tenant);
     if (!principal) throw new GatewayError('FORBIDDEN', `tenant ${tenant} is neither an API key's tenant nor a directory unit`);
     const shape = held.shape;
@@ -223,7 +223,7 @@ export class SendService implements Sends {
     const d = draftOf(principal, command, '', this.now(), tier);
     for (const stage of this.deps.grants) stage(d);
     await runStages(this.deps.release, d);
-    return this.deps.quota(d.admission, held.recipients);
+    return this.deps.quota(d.admission, held.recipients, held.recipients * (held.segments ?? 1));
   }
 
   /** Sends as a tenant (a service's own sends). Unknown tenant: every item FORBIDDEN. */
@@ -290,7 +290,7 @@ export class SendService implements Sends {
     // Quotas are charged last, for what will really be written, and given back if the write fails.
     // A held message is charged when it is released (readmit): what waits for review costs nothing yet.
     const reserved = await Promise.all(toWrite.map((w) =>
-      (w.prepared.held ? Promise.resolve(undefined) : this.deps.quota(w.prepared.admission, w.prepared.record.recipients)).then(
+      (w.prepared.held ? Promise.resolve(undefined) : this.deps.quota(w.prepared.admission, w.prepared.record.recipients, w.prepared.record.recipients * w.prepared.record.segments)).then(
         (res) => res,
         (e: unknown) => {
           const refused: SendResult = { ok: false, error: asGatewayError(e) };

@@ -36,7 +36,8 @@ export interface DoorRules {
   screen(text: string, prefix: string): string | undefined;
   checkDirectPolice(numbers: readonly string[], prefix: string, indexOf: (k: number) => number): void;
   countGroup(group: string, shape: SendShape, prefix: string): Promise<number>;
-  reserve(admission: DoorAdmission, recipients: number): Promise<Reservation>;
+  /** Charge `recipients` and `parts` (recipients × parts per recipient) to the unit chain's quotas. */
+  reserve(admission: DoorAdmission, recipients: number, parts: number): Promise<Reservation>;
   /** People by id → their mobiles (a unit: its subtree; a bootstrap key: only with every group granted); VALIDATION naming `/people/<k>` alike for unknown and foreign ids. */
   resolvePeople(principal: Principal, ids: readonly string[], prefix: string): readonly string[];
 }

@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import { startTestGateway, numberAt } from '../support/gateway.js';
-import { receivedTexts, eventually } from '../support/office.js';
+import { receivedTexts, eventually, officeFixture, phone } from '../support/office.js';
 
 const MAX = 50;
 
@@ -89,4 +89,23 @@ t.test('caps and text rules at the HTTP door', async (t) => {
   await eventually(() => (receivedTexts(gw.simulator).get('8613800000019') ?? [])[0], 'the control message');
   const got = receivedTexts(gw.simulator);
   t.same([...refusedTo].filter((n) => got.has(n)), [], 'nothing refused reached the SMSC');
+});
+
+t.test('quotas count parts beside recipients: dailyPartsQuota refuses what would pass it (403 /quota/dailyParts)', async (t) => {
+  const { gw, admin, call } = await officeFixture(t, 2);
+  await admin.must('PATCH', '/v1/admin/units/office', { grants: { dailyQuota: 100, dailyPartsQuota: 5 } });
+  // The signature 【市政府办公厅】 (7) + 130 CJK characters = 137: 3 UCS-2 parts, × 1 recipient.
+  const long = '通'.repeat(130);
+  const first = await call('POST', '/v1/messages', { people: ['p0'], text: long });
+  t.match(first, { status: 202, json: { segments: 3, totalSegments: 3 } });
+  // 2 recipients × 1 part = 2: 3 + 2 = 5 fits exactly.
+  t.equal((await call('POST', '/v1/messages', { people: ['p0', 'p1'], text: '短' })).status, 202);
+  const over = await call('POST', '/v1/messages', { people: ['p1'], text: '再一条' });
+  t.equal(over.status, 403, JSON.stringify(over.json));
+  t.match(over.json.error, { code: 'QUOTA_EXCEEDED', details: [{ field: '/quota/dailyParts', message: /5 of 5 parts used/ }] });
+  t.match((await admin.must('GET', '/v1/admin/units/office')).usage, { daily: 3, dailyParts: 5 }, 'usage shows both');
+  t.equal((await admin.call('PATCH', '/v1/admin/units/office', { grants: { dailyPartsQuota: -1 } })).status, 422, 'a negative quota is refused');
+  await eventually(() => (receivedTexts(gw.simulator).get(phone(1)) ?? []).length > 0 || undefined, 'the granted message');
+  await new Promise((r) => setTimeout(r, 300));
+  t.notOk((receivedTexts(gw.simulator).get(phone(1)) ?? []).some((x) => x.includes('再一条')), 'the refused one never reached the SMSC');
 });
