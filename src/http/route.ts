@@ -10,7 +10,7 @@
  * A table is static (no deps): handlers get the part's deps in their
  * context, so the API document is built without starting anything.
  */
-import type { TSchema } from '@sinclair/typebox';
+import type { Static, TSchema } from '@sinclair/typebox';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Principal } from '../core/send.js';
 import type { Actor } from '../directory/types.js';
@@ -118,6 +118,16 @@ export type RouteEntry<D = never> = HttpRoute<D> | UpgradeRoute<D>;
 /** What an upgrade handler may ask of the mount. */
 export interface UpgradeDoor {
   authenticate(realm: 'sending', header: string): Principal;
+}
+
+/**
+ * The JSON body of a route whose table entry names `schema` (and leaves
+ * `check` on): the mount has validated it already, so this only gives it the
+ * schema's type. The schema in the table is the one check; a handler never
+ * validates its body again.
+ */
+export function validBody<S extends TSchema>(_schema: S, json: unknown): Static<S> {
+  return json;
 }
 
 /** One HTTP route, typed by its realm and body schema; erased to HttpRoute<D> for the table. */

@@ -27,9 +27,8 @@ import type { ResolvedConfig } from '../config/load.js';
 import { asGatewayError, parseRfc3339 } from '../ingest/intake.js';
 import { requestFingerprint } from '../send/index.js';
 import type { Principal } from '../core/send.js';
-import { validated } from '../ingest/schemas.js';
 import { loadUws } from '../ingest/uws.js';
-import { route, upgrade, type RouteEntry, type UpgradeDoor } from '../http/route.js';
+import { route, upgrade, validBody, type RouteEntry, type UpgradeDoor } from '../http/route.js';
 import type { DirectoryStore } from '../directory/store.js';
 import { effectiveSignature, signText } from '../directory/grants.js';
 import type { Meetings, Meeting } from './meetings.js';
@@ -112,8 +111,6 @@ export interface OfficeRouteDeps {
   readonly logger: Logger;
 }
 
-const checked = validated;
-
 function time(v: string | undefined, field: string): number | undefined {
   if (v === undefined) return undefined;
   const t = parseRfc3339(v);
@@ -142,9 +139,9 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'Save a template (validated: every placeholder a declared parameter, filters fit their types)',
     body: { kind: 'json', name: 'TemplateBody', schema: TemplateBodySchema },
     responses: { '200': 'updated', '201': 'created', '422': 'TEMPLATE_INVALID' },
-    handle: async ({ deps, principal, params, body }) => {
+    handle: async ({ deps, principal, params, json }) => {
     const name = templateName(params[0]);
-    const input = checked(TemplateBodySchema, await body());
+    const input = validBody(TemplateBodySchema, json);
     const r = await deps.templates.put(principal.tenant, name, input);
     return { status: r.created ? 201 : 200, body: templateView(r.template) };
     },
@@ -184,8 +181,8 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'Render with params: the text as sent (signature included), its encoding and SMS parts',
     body: { kind: 'json', name: 'TemplatePreview', schema: PreviewSchema },
     responses: { '200': '{ text, encoding, segments, characters, signature? }', '404': 'NOT_FOUND', '422': 'TEMPLATE_PARAMS (details name each parameter)' },
-    handle: async ({ deps, principal, params, body }) => {
-    const input = checked(PreviewSchema, await body());
+    handle: ({ deps, principal, params, json }) => {
+    const input = validBody(PreviewSchema, json);
     const text = deps.templates.render(principal.tenant, templateName(params[0]), input.params ?? {});
     const chain = principal.unit !== undefined ? deps.directory.unitChain(principal.unit) : undefined;
     const signature = chain ? effectiveSignature(chain) : undefined;
@@ -202,9 +199,9 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     body: { kind: 'json', name: 'Meeting', schema: MeetingSchema },
     headers: [IDEMPOTENCY_HEADER],
     responses: { '201': 'the meeting with its notice message ids', '200': 'a repeat of the Idempotency-Key: the first meeting', '409': 'IDEMPOTENCY_CONFLICT: the Idempotency-Key was used with a different body', '403': 'FORBIDDEN: a group or numbers not granted', '404': 'NOT_FOUND: a group', '413': 'TOO_MANY_RECIPIENTS' },
-    handle: async ({ deps, principal, body, idempotencyKey }) => {
-    const raw = await body();
-    const m = checked(MeetingSchema, raw);
+    handle: async ({ deps, principal, json, idempotencyKey }) => {
+    const raw = json;
+    const m = validBody(MeetingSchema, raw);
     const at = time(m.time, '/time') as number;
     const replyBy = time(m.replyBy, '/replyBy');
     const remindAt = time(m.remindAt, '/remindAt');
@@ -250,8 +247,8 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'Change title, time, place or note: the change notice goes to everyone invited',
     body: { kind: 'json', name: 'MeetingPatch', schema: MeetingPatchSchema },
     responses: { '200': 'the meeting', '404': 'NOT_FOUND', '409': 'NOT_CANCELLABLE: the meeting was cancelled' },
-    handle: async ({ deps, principal, params, body }) => {
-    const p = checked(MeetingPatchSchema, await body());
+    handle: async ({ deps, principal, params, json }) => {
+    const p = validBody(MeetingPatchSchema, json);
     const t = time(p.time, '/time');
     const m = await deps.meetings.change(principal.tenant, params[0] ?? '', {
       ...(p.title !== undefined ? { title: p.title } : {}),
@@ -267,8 +264,8 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'Cancel: the cancel notice to everyone invited, or nothing at all if the notice was still scheduled (an empty body is {})',
     body: { kind: 'json', name: 'MeetingCancel', schema: CancelSchema, emptyAs: {} },
     responses: { '200': 'the meeting', '404': 'NOT_FOUND', '409': 'NOT_CANCELLABLE: already cancelled' },
-    handle: async ({ deps, principal, params, body }) => {
-    const c = checked(CancelSchema, await body()); // an empty body is {} (emptyAs)
+    handle: async ({ deps, principal, params, json }) => {
+    const c = validBody(CancelSchema, json); // an empty body is {} (emptyAs)
     const m = await deps.meetings.cancel(principal.tenant, params[0] ?? '', c.note);
     return { status: 200, body: meetingView(m) };
     },
@@ -280,8 +277,8 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'A stage change of a case (business registration, approvals): one SMS per stage, in order, exactly once',
     body: { kind: 'json', name: 'WorkflowEvent', schema: WorkflowEventSchema },
     responses: { '202': '{ system, caseId, status: applied | buffered | duplicate | stale, stage, messageId? }' },
-    handle: async ({ deps, principal, body }) => {
-    const e = checked(WorkflowEventSchema, await body());
+    handle: async ({ deps, principal, json }) => {
+    const e = validBody(WorkflowEventSchema, json);
     const problems: FieldProblem[] = [];
     const occurredAt = time(e.occurredAt, '/occurredAt');
     const readyAt = time(e.readyAt, '/readyAt');
@@ -336,8 +333,8 @@ export const OFFICE_ROUTES: readonly RouteEntry<OfficeRouteDeps>[] = [
     summary: 'Set the callback URL MO messages no handler took are POSTed to (retried, bounded)',
     body: { kind: 'json', name: 'MoSubscription', schema: SubscriptionSchema },
     responses: { '200': '{ callbackUrl }' },
-    handle: async ({ deps, principal, body }) => {
-    const s = checked(SubscriptionSchema, await body());
+    handle: async ({ deps, principal, json }) => {
+    const s = validBody(SubscriptionSchema, json);
     await deps.inbox.subscribe(principal.tenant, s.callbackUrl);
     return { status: 200, body: { callbackUrl: s.callbackUrl } };
     },
