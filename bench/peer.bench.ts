@@ -35,6 +35,7 @@
  *   BENCH_N=5000 BENCH_VARIANTS=none BENCH_MEMORY=1 npm run bench:peer      (memory check alone)
  *   BENCH_VARIANTS=chinese BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench:peer
  *   BENCH_BEFORE_MAIN=/tmp/prev/dist/cli/main.js BENCH_BEFORE_LABEL=<commit> npm run bench:peer   (previous build as a third system)
+ *   BENCH_KEEP_DATA=1 …   (keep each run's data directory, e.g. to look at the LMDB file afterwards)
  *
  * Kannel missing: the bench says so and exits 0 without figures
  * (install with `apt-get install -y kannel`).
@@ -359,7 +360,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
     await started?.stop();
     await sink.stop();
     await sim.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env['BENCH_KEEP_DATA'] === '1') process.stderr.write(`kept ${dir}\n`); else rmSync(dir, { recursive: true, force: true });
   }
 }
 
