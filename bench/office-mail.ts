@@ -114,6 +114,8 @@ async function gatewayMain(people: number): Promise<void> {
       server: { host: '127.0.0.1', port: await freePort() },
       simulator: { enabled: false },
       admin: { keys: [{ key: ADMIN_KEY, name: 'bench' }] },
+      // A key of its own: start refuses the development key beside an SMPP account.
+      auth: { apiKeys: [{ key: 'bench-key-0123456789', tenant: 'dev', tiers: ['*'], sender: '10690001' }] },
       smpp: {
         accounts: [{ name: 'sim', host: '127.0.0.1', port: sim.port, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: 4, window: 64, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] }],
       },

@@ -81,6 +81,8 @@ async function meetingRun(): Promise<Run> {
         server: { host: '127.0.0.1', port: 0 },
         simulator: { enabled: false },
         admin: { keys: [{ key: ADMIN, name: 'bench' }] },
+        // A key of its own: start refuses the development key beside an SMPP account.
+        auth: { apiKeys: [{ key: 'bench-key-0123456789', tenant: 'dev', tiers: ['*'], sender: '10690001' }] },
         smpp: { accounts: [{ ...simulatorAccount(base, simPort), binds: 4, window: 128 }] as never },
       },
     });

@@ -36,6 +36,7 @@ import { envInt, median, table, wallNow, writeSummary, type Row } from './lib/re
 import { startSimChild } from './lib/sim-child.js';
 import { startNatsServer, type NatsServerHandle } from '../test/support/nats-server.js';
 import { deploymentConfig, simulatorAccountConfig, startGatewayProcess, type GatewayProcess } from '../test/support/gateway-process.js';
+import { TEST_KEY } from '../test/support/keys.js';
 import { NatsQueue } from '../src/queue/nats/queue.js';
 import { JobBatcher } from '../src/send/job-batcher.js';
 import { encodeJob, workSubject, type JobMessage } from '../src/core/job.js';
@@ -50,7 +51,7 @@ const DRAIN_N = envInt('BENCH_DRAIN_N', 100_000);
 const QUEUE_INFLIGHT = envInt('BENCH_QUEUE_INFLIGHT', 1024);
 const DRAIN_PER_MESSAGE = 500;
 const RECIPIENTS = [1, 10, 100] as const;
-const KEY = 'dev-key-change-me';
+const KEY = TEST_KEY;
 const TEXT = 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.';
 
 /** Distinct valid numbers whose last digit (6) avoids the simulator's steered suffixes. */

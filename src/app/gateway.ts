@@ -15,7 +15,8 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { open } from 'lmdb';
 import type { Logger } from 'pino';
-import type { ResolvedConfig } from '../config/load.js';
+import { checkDevKey, type ResolvedConfig } from '../config/load.js';
+import { RetentionSweeper } from '../storage/retention.js';
 import { isCmppAccount, type AccountConfig, type CmppAccountConfig, type SmppAccountConfig } from '../config/schema.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { ReceiptStore } from '../receipts/store.js';
@@ -184,6 +185,7 @@ function replicaGate(store: ReceiptStore, replication: ReceiptReplication, catch
 }
 
 export async function startGateway(config: ResolvedConfig, options: GatewayOptions): Promise<Gateway> {
+  checkDevKey(config);
   const role = options.role ?? 'all';
   const logger = options.logger;
   const metrics = options.metrics ?? createMetrics();
@@ -463,6 +465,18 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     directory.sweep(config).catch((e: unknown) => logger.error({ err: e }, 'directory sweep failed'));
   }, 10 * 60_000);
   directorySweeps.unref();
+  // Retention: final messages after retention.messages, audit entries after retention.audit (bounded sweeps).
+  const retention = new RetentionSweeper({
+    receipts: store,
+    audit: directory.store,
+    limits: {
+      messagesMs: config.retentionMs.messages, auditMs: config.retentionMs.audit, batchRows: config.retention.batchRows,
+      maxRowsPerSweep: config.retention.maxRowsPerSweep, scanMessages: config.retention.scanMessages,
+    },
+    metrics,
+    logger: logger.child({ part: 'retention' }),
+  });
+  retention.start(config.retention.sweepMs);
 
   let stopped: Promise<void> | undefined;
   return {
@@ -482,6 +496,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       stopped ??= (async () => {
         clearInterval(sweeps);
         clearInterval(directorySweeps);
+        await retention.stop();
         frontDoor?.drain();
         monitor?.drain();
         await mail?.stop();

@@ -7,7 +7,7 @@
  *   smsgw status ID [--url URL] [--key KEY] [--wait]
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { loadConfig, type ResolvedConfig } from '../config/load.js';
+import { DEV_API_KEY, loadConfig, type ResolvedConfig } from '../config/load.js';
 import { createLogger } from '../telemetry/logger.js';
 import { GatewayError } from '../core/errors.js';
 import { startGateway, type GatewayRole } from '../app/gateway.js';
@@ -21,7 +21,7 @@ import { withRouteTable } from '../http/route-docs.js';
 import { registerPdaCommands } from '../pda/cli.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080';
-const DEV_KEY = 'dev-key-change-me';
+const DEV_KEY = DEV_API_KEY;
 
 function int(value: string): number {
   const n = Number(value);

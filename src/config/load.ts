@@ -35,12 +35,26 @@ export const ENV_ALIASES: Readonly<Record<string, string>> = {
   SMSGW_QUEUE: 'queue.kind',
 };
 
+/**
+ * The well-known development API key of config/default.json. Accepted only
+ * while the built-in simulator is the only SMSC (`checkDevKey`, at start);
+ * while it is configured the default listen address is loopback.
+ */
+export const DEV_API_KEY = 'dev-key-change-me';
+
+/** The shortest audit retention accepted: 180 days, the legal minimum for logs (retention.audit). */
+export const MIN_RETENTION_MS = 180 * 86_400_000;
+
 export interface ResolvedConfig extends Config {
+  /** server.host resolved: the configured one, else 127.0.0.1 with the development key, else 0.0.0.0. */
+  readonly server: Config['server'] & { readonly host: string };
   /** Tiers with parsed validity, highest priority first. */
   readonly tierList: readonly Tier[];
   readonly tierByName: ReadonlyMap<string, Tier>;
   readonly idempotencyTtlMs: number;
   readonly maxValidityMs: number;
+  /** retention.messages and retention.audit in ms. */
+  readonly retentionMs: { readonly messages: number; readonly audit: number };
   /** Tiers whose messages reach numbers on the block list (tiers[].ignoreOptOut). */
   readonly optOutExemptTiers: ReadonlySet<string>;
 }
@@ -239,18 +253,53 @@ export function validateConfig(raw: unknown): ResolvedConfig {
   }
   if (json.maxValues < json.maxMembers) conflicts.push({ field: '/server/json/maxValues', message: 'must be ≥ server.json.maxMembers' });
   if (config.callbacks.maxBackoffMs < config.callbacks.backoffMs) conflicts.push({ field: '/callbacks/maxBackoffMs', message: 'must be ≥ callbacks.backoffMs' });
+  const idempotencyTtlMs = parseIsoDuration(config.server.idempotencyTtl) ?? 86_400_000;
+  const retentionMessagesMs = parseIsoDuration(config.retention.messages) ?? MIN_RETENTION_MS;
+  const retentionAuditMs = parseIsoDuration(config.retention.audit) ?? MIN_RETENTION_MS;
+  if (retentionAuditMs < MIN_RETENTION_MS) {
+    conflicts.push({ field: '/retention/audit', message: `must be at least P180D: audit logs are kept 180 days at least (the legal minimum); got ${config.retention.audit}` });
+  }
+  // A key's answer must not outlive its message, and a reuse after a purge must be a new window (invariant 7).
+  if (retentionMessagesMs <= idempotencyTtlMs) {
+    conflicts.push({ field: '/retention/messages', message: `must be longer than server.idempotencyTtl (${config.server.idempotencyTtl})` });
+  }
   if (conflicts.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `invalid configuration: ${conflicts.map((p) => `${p.field}: ${p.message}`).join('; ')}`, { details: conflicts });
   }
+  const devKey = config.auth.apiKeys.some((k) => k.key === DEV_API_KEY);
   const resolved: ResolvedConfig = {
     ...config,
+    server: { ...config.server, host: config.server.host ?? (devKey ? '127.0.0.1' : '0.0.0.0') },
     tierList,
     tierByName: new Map(tierList.map((t) => [t.name, t])),
-    idempotencyTtlMs: parseIsoDuration(config.server.idempotencyTtl) ?? 86_400_000,
+    idempotencyTtlMs,
+    retentionMs: { messages: retentionMessagesMs, audit: retentionAuditMs },
     maxValidityMs: parseIsoDuration(config.sender.maxValidity) ?? 3 * 86_400_000,
     optOutExemptTiers: exempt,
   };
   return deepFreeze(resolved);
+}
+
+/**
+ * Start refuses the development key (auth.apiKeys has DEV_API_KEY, public in
+ * this repository) unless the built-in simulator is the only SMSC: with any
+ * account in smpp.accounts, real messages could go out under a key everyone
+ * knows. Throws CONFIG_INVALID naming the setting.
+ */
+export function checkDevKey(config: Config): void {
+  if (config.smpp.accounts.length === 0) return;
+  const problems: FieldProblem[] = [];
+  config.auth.apiKeys.forEach((k, i) => {
+    if (k.key === DEV_API_KEY) {
+      problems.push({
+        field: `/auth/apiKeys/${i}/key`,
+        message: `the development key ${DEV_API_KEY} is accepted only while the built-in simulator is the only SMSC (smpp.accounts is empty): set auth.apiKeys to keys of your own`,
+      });
+    }
+  });
+  if (problems.length > 0) {
+    throw new GatewayError('CONFIG_INVALID', `refusing to start: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`, { details: problems });
+  }
 }
 
 function describe(message: string, schema: TSchema): string {

@@ -456,7 +456,11 @@ export const ConfigSchema = Type.Object({
     ]),
   }, strict),
   server: Type.Object({
-    host: Type.String(),
+    /**
+     * Listen address. Unset: 127.0.0.1 while the development key is configured
+     * (auth.apiKeys has DEV_API_KEY), else 0.0.0.0.
+     */
+    host: Type.Optional(Type.String({ minLength: 1 })),
     port: Type.Integer({ minimum: 0, maximum: 65535 }),
     maxBodyBytes: Type.Integer({ minimum: 1024 }),
     maxRecipientsPerRequest: Type.Integer({ minimum: 1 }),
@@ -553,6 +557,21 @@ export const ConfigSchema = Type.Object({
   routing: RoutingSchema,
   simulator: SimulatorSchema,
   pda: PdaSchema,
+  /** How long rows are kept (docs/DEPLOY.md, "Retention"); src/storage/retention.ts. */
+  retention: Type.Object({
+    /** Final messages with their recipients, receipt index, callback and idempotency rows: removed this long after acceptance. */
+    messages: IsoDuration,
+    /** Audit entries: removed this long after they were recorded; at least P180D (the legal minimum for logs). */
+    audit: IsoDuration,
+    /** How often a sweep runs. */
+    sweepMs: Type.Integer({ minimum: 1000 }),
+    /** Rows removed in one write operation at most. */
+    batchRows: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    /** Rows removed in one sweep at most (the rest waits for the next). */
+    maxRowsPerSweep: Type.Integer({ minimum: 1 }),
+    /** Message rows one sweep examines at most (it goes round all of them, a page a sweep). */
+    scanMessages: Type.Integer({ minimum: 1 }),
+  }, strict),
   admin: Type.Object({ keys: Type.Array(AdminKeySchema) }, strict),
   content: ContentSchema,
   directory: DirectorySchema,

@@ -629,6 +629,30 @@ export class DirectoryStore {
     return more ? { items, next: String(last) } : { items };
   }
 
+  /**
+   * Retention: remove audit entries recorded before `before` (oldest first,
+   * sequence order is time order; never the newest) with their per-target index rows, at most
+   * `limit` entries in one transaction. Returns how many; call again while it
+   * returns `limit`.
+   */
+  async purgeAudit(before: number, limit: number): Promise<number> {
+    const old: Array<{ seq: number; e: StoredAudit }> = [];
+    // The newest entry stays, however old: the next entry's sequence number follows it.
+    const newest = [...this.audit.getKeys({ reverse: true, limit: 1 })][0];
+    for (const { key, value } of this.audit.getRange({ limit: Math.max(1, limit) })) {
+      if (value.at >= before || key === newest) break;
+      old.push({ seq: key, e: value });
+    }
+    if (old.length === 0) return 0;
+    await this.env.transaction(() => {
+      for (const { seq, e } of old) {
+        this.audit.removeSync(seq);
+        this.auditTarget.removeSync([e.targetType, e.targetId, seq]);
+      }
+    });
+    return old.length;
+  }
+
   // ================================================================= writes
 
   /** Record an admin action that is not itself a directory change (held messages released, …). */

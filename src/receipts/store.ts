@@ -264,6 +264,17 @@ interface SweptEarly {
   readonly sample: string[];
 }
 
+/** Rows one retention step removed, by kind; `skipped`: old messages left because a recipient is not final. */
+export interface PurgeCounts {
+  messages: number;
+  recipients: number;
+  /** receipts.opids rows (operator id → segment). */
+  receiptIndex: number;
+  callbacks: number;
+  idempotency: number;
+  skipped: number;
+}
+
 export class ReceiptStore {
   private readonly env: RootDatabase;
   private readonly metrics: Metrics;
@@ -312,6 +323,8 @@ export class ReceiptStore {
   /** The commit promise of the latest plain puts (see `plain`). */
   private plainCommit: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
+  /** Where the next retention step starts in receipts.messages (undefined: the beginning). */
+  private purgeCursor: string | undefined;
 
   private constructor(opts: ReceiptStoreOptions) {
     this.env = opts.env;
@@ -965,6 +978,120 @@ export class ReceiptStore {
       }
       return removed;
     });
+  }
+
+  // --------------------------------------------------------------- retention
+
+  /**
+   * One bounded step of the retention purge (storage/retention.ts): examines
+   * at most `scan` message rows from where the last step stopped (wrapping
+   * round), and removes the messages created at or before `before` that are
+   * final — no expiry entry left and every recipient row final — with their
+   * recipient rows, their operator-id index rows (where they still point at
+   * this message), their callback row and their idempotency answer (where it
+   * is still this message's). At most `batchRows` rows per operation (the
+   * commit queue may share a transaction with other work), at most `maxRows`
+   * in all; the message row goes last, so a purge cut short (a crash, the
+   * budget) is finished by a later step. A message with a recipient not
+   * final is never touched (`skipped`).
+   */
+  async purgeFinalMessages(before: number, limits: { scan: number; batchRows: number; maxRows: number }): Promise<PurgeCounts> {
+    const counts: PurgeCounts = { messages: 0, recipients: 0, receiptIndex: 0, callbacks: 0, idempotency: 0, skipped: 0 };
+    const batch = Math.max(1, limits.batchRows);
+    let budget = Math.max(1, limits.maxRows);
+    const candidates: string[] = [];
+    let scanned = 0;
+    let last: string | undefined;
+    for (const { key, value } of this.messages.getRange({ ...(this.purgeCursor !== undefined ? { start: this.purgeCursor } : {}), limit: Math.max(1, limits.scan) })) {
+      scanned++;
+      last = key;
+      if (value.a > before || this.expiry.doesExist([value.x, key])) continue;
+      candidates.push(key);
+    }
+    // The next step starts after the last row seen (a short page: from the beginning again), or at
+    // the message the budget ran out on.
+    this.purgeCursor = scanned < limits.scan || last === undefined ? undefined : `${last}\u0000`;
+    for (const id of candidates) {
+      if (budget <= 0) {
+        this.purgeCursor = id;
+        break;
+      }
+      // Every remaining row final before anything is removed (finals never change back).
+      let allFinal = true;
+      for (const { value } of this.recipients.getRange({ start: [id, 0], end: [id, Number.MAX_SAFE_INTEGER] })) {
+        if (!isFinal(value.s)) {
+          allFinal = false;
+          break;
+        }
+      }
+      if (!allFinal) {
+        counts.skipped++;
+        continue;
+      }
+      let done = false;
+      while (!done && budget > 0) {
+        const step = await this.queue.enqueue(Math.min(batch, budget), (_fx, w) => {
+          const out = { recipients: 0, receiptIndex: 0, message: false, callbacks: 0, idempotency: 0, blocked: false };
+          const rows = [...this.recipients.getRange({ start: [id, 0], end: [id, Number.MAX_SAFE_INTEGER], limit: Math.min(batch, budget) })];
+          if (rows.some(({ value }) => !isFinal(value.s))) {
+            out.blocked = true;
+            return out;
+          }
+          for (const { key, value } of rows) {
+            value.g.forEach((seg, k) => {
+              if (seg.c === undefined || seg.o === undefined) return;
+              const opKey: OpKey = [seg.c, canonicalOperatorId(seg.o)];
+              const ref = this.opids.get(opKey);
+              // Operator ids are reused by SMSCs in time: only the entry that still points here.
+              if (ref !== undefined && ref[0] === id && ref[1] === key[1] && ref[2] === k + 1) {
+                w.remove(this.opids, opKey);
+                out.receiptIndex++;
+              }
+            });
+            w.remove(this.recipients, key);
+            out.recipients++;
+          }
+          if (rows.length > 0) return out;
+          // No recipient row left: the message row, its callback row and its idempotency answer.
+          const msg = this.messages.get(id);
+          if (msg === undefined) return out;
+          if (this.callbacks.get(id) !== undefined) {
+            w.remove(this.callbacks, id);
+            out.callbacks++;
+          }
+          if (msg.i !== undefined) {
+            const e = this.idempotency.get([msg.t, msg.i]);
+            const answerId = (e?.v as { response?: { id?: unknown } } | undefined)?.response?.id;
+            if (e !== undefined && answerId === id) {
+              w.remove(this.idempotency, [msg.t, msg.i]);
+              w.remove(this.idempotencyExpiry, [e.x, msg.t, msg.i]);
+              out.idempotency++;
+            }
+          }
+          w.remove(this.messages, id);
+          out.message = true;
+          return out;
+        });
+        if (step.blocked) {
+          counts.skipped++;
+          break;
+        }
+        counts.recipients += step.recipients;
+        counts.receiptIndex += step.receiptIndex;
+        counts.callbacks += step.callbacks;
+        counts.idempotency += step.idempotency;
+        budget -= Math.max(1, step.recipients);
+        if (step.message) {
+          counts.messages++;
+          done = true;
+        } else if (step.recipients === 0) done = true; // gone meanwhile
+      }
+      if (!done && budget <= 0) {
+        this.purgeCursor = id;
+        break;
+      }
+    }
+    return counts;
   }
 
   // ------------------------------------------------------------------ status

@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SmscSimulator } from '../../src/smpp/simulator.js';
-import { numberAt, DEV_KEY } from '../support/gateway.js';
+import { numberAt, TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 import { freePort } from '../support/nats-server.js';
 import { seededRandom } from '../support/seeded-random.js';
 
@@ -45,6 +45,8 @@ t.test('kill -9 at random points, 20 rounds: every accepted recipient ends in on
       dataDir: join(dir, 'data'),
       log: { level: 'error' },
       server: { host: '127.0.0.1', port },
+      // Its own key: start refuses the development key beside an SMPP account.
+      auth: { apiKeys: TEST_API_KEYS },
       simulator: { enabled: false },
       dispatch: { maxInflightSegments: MAX_INFLIGHT_SEGMENTS, expirySweepMs: 1000 },
       smpp: {
@@ -97,7 +99,7 @@ t.test('kill -9 at random points, 20 rounds: every accepted recipient ends in on
     try {
       const res = await fetch(`${url}/v1/messages`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${DEV_KEY}`, 'content-type': 'application/json', 'idempotency-key': `kill-${i}` },
+        headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json', 'idempotency-key': `kill-${i}` },
         body: JSON.stringify({ to: [to], text: `kill test message ${i}` }),
       });
       if (res.status !== 202) {
@@ -161,7 +163,7 @@ t.test('kill -9 at random points, 20 rounds: every accepted recipient ends in on
   const deadline = Date.now() + 120_000;
   while (open.size > 0 && Date.now() < deadline) {
     for (const id of [...open].slice(0, 500)) {
-      const res = await fetch(`${url}/v1/messages/${id}`, { headers: { authorization: `Bearer ${DEV_KEY}` } });
+      const res = await fetch(`${url}/v1/messages/${id}`, { headers: { authorization: `Bearer ${TEST_KEY}` } });
       const body = (await res.json()) as { status: string; summary: Record<string, number>; items: { state: string }[] };
       if (res.status === 200 && body.status === 'complete') {
         open.delete(id);

@@ -4,7 +4,7 @@
  * GBK files), delegated admins.
  */
 import t from 'tap';
-import { startTestGateway } from '../support/gateway.js';
+import { startTestGateway, TEST_KEY } from '../support/gateway.js';
 import { adminClient, ADMIN_CONFIG, ADMIN_KEY, mobileAt } from '../support/directory.js';
 
 const SCOPED_KEY = 'police-admin-key-0123456789';
@@ -21,7 +21,7 @@ t.test('admin API', async (t) => {
     const none = await fetch(`${gw.url}/v1/admin/units`);
     t.equal(none.status, 401);
     t.equal((await none.json() as any).error.code, 'UNAUTHORIZED');
-    t.equal((await adminClient(gw, 'dev-key-change-me').call('GET', '/v1/admin/units')).status, 401, 'a sending key is not an admin key');
+    t.equal((await adminClient(gw, TEST_KEY).call('GET', '/v1/admin/units')).status, 401, 'a sending key is not an admin key');
     t.equal((await admin.call('GET', '/v1/admin/nothing-here')).status, 404);
     t.equal((await admin.call('PATCH', '/v1/admin/audit', {})).status, 405);
     const bad = await admin.call('POST', '/v1/admin/units', '{not json', { 'content-type': 'application/json' });

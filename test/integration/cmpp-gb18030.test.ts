@@ -17,8 +17,8 @@ import { CmppSimulator } from '../../src/cmpp/simulator.js';
 import { countSegments } from '../../src/core/segment.js';
 import { responseBody } from '../support/http.js';
 import { until } from '../support/wait.js';
+import { TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 
-const DEV_KEY = 'dev-key-change-me';
 const logger = pino({ level: 'silent' });
 
 async function gatewayWith(t: Test, gb18030: boolean) {
@@ -31,6 +31,7 @@ async function gatewayWith(t: Test, gb18030: boolean) {
       dataDir,
       log: { level: 'silent' },
       server: { host: '127.0.0.1', port: 0 },
+      auth: { apiKeys: TEST_API_KEYS },
       simulator: { enabled: false },
       smpp: {
         accounts: [{
@@ -50,7 +51,7 @@ async function gatewayWith(t: Test, gb18030: boolean) {
   const request = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
     const res = await fetch(url + path, {
       method,
-      headers: { authorization: `Bearer ${DEV_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
     return { status: res.status, json: await responseBody(res) };

@@ -18,8 +18,8 @@ import { DELIVER_STORAGE_FULL_RESULT } from '../../src/cmpp/link.js';
 import { CmppSimulator } from '../../src/cmpp/simulator.js';
 import { responseBody } from '../support/http.js';
 import { until } from '../support/wait.js';
+import { TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 
-const DEV_KEY = 'dev-key-change-me';
 const logger = pino({ level: 'silent' });
 
 t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, applied once after the probe clears it', async (t) => {
@@ -33,6 +33,7 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
       dataDir,
       log: { level: 'silent' },
       server: { host: '127.0.0.1', port: 0 },
+      auth: { apiKeys: TEST_API_KEYS },
       simulator: { enabled: false },
       storage: { probeIntervalMs: 600_000 }, // only the test's probe clears the state
       smpp: {
@@ -53,7 +54,7 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
   const request = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
     const res = await fetch(url + path, {
       method,
-      headers: { authorization: `Bearer ${DEV_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
     return { status: res.status, json: await responseBody(res) };

@@ -5,7 +5,7 @@
  * and hold for review), quotas and grants at the door.
  */
 import t, { type Test } from 'tap';
-import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { startTestGateway, TEST_KEY, type TestGateway } from '../support/gateway.js';
 import { adminClient, ADMIN_CONFIG, mobileAt, type AdminClient } from '../support/directory.js';
 import { encodeJob, workSubject, type Job } from '../../src/core/job.js';
 
@@ -129,7 +129,7 @@ t.test('grants and quotas at the door: 403 naming what is missing', async (t) =>
   t.equal((await admin.sendAs(key, { to: [mobileAt(1)], text: 'the parent has no quota' })).status, 202);
   const usage = await admin.must('GET', '/v1/admin/units/section');
   t.equal(usage.usage.daily, 3);
-  const none = await admin.sendAs('dev-key-change-me', { group: 'g1', text: 'bootstrap key' });
+  const none = await admin.sendAs(TEST_KEY, { group: 'g1', text: 'bootstrap key' });
   t.match(none, { status: 403, json: { error: { details: [{ field: '/group' }] } } }, 'a bootstrap key has no groups unless config grants them');
   const empty = await admin.must('POST', '/v1/admin/groups', { id: 'empty', name: 'Empty', unit: 'city' });
   t.ok(empty);

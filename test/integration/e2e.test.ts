@@ -3,7 +3,7 @@
  * loopback: uWebSockets.js, LMDB in a temp dir, the simulator on a free port.
  */
 import t from 'tap';
-import { startTestGateway, numberAt, DEV_KEY } from '../support/gateway.js';
+import { startTestGateway, numberAt, TEST_KEY } from '../support/gateway.js';
 
 const LONG_CHINESE =
   '关于召开全市防汛工作紧急会议的通知：各区、各部门：为切实做好今年汛期防汛抗洪工作，经市政府研究，定于明日上午九时在市政府三号会议室召开全市防汛工作紧急会议。' +
@@ -99,7 +99,7 @@ t.test('Idempotency-Key: a repeat returns the first answer and sends nothing aga
 
 t.test('auth: missing, malformed and unknown keys get 401; an ungranted tier gets 403', async (t) => {
   const gw = await startTestGateway(t, {
-    config: { auth: { apiKeys: [{ key: DEV_KEY, tenant: 'dev', tiers: ['*'] }, { key: 'routine-only-key', tenant: 'bureau', tiers: ['routine'] }] } },
+    config: { auth: { apiKeys: [{ key: TEST_KEY, tenant: 'dev', tiers: ['*'] }, { key: 'routine-only-key', tenant: 'bureau', tiers: ['routine'] }] } },
   });
   const body = { to: ['13800138000'], text: 'x' };
   const none = await fetch(`${gw.url}/v1/messages`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });

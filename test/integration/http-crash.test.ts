@@ -4,7 +4,7 @@
  * 500 INTERNAL while the gateway keeps serving.
  */
 import t from 'tap';
-import { startTestGateway } from '../support/gateway.js';
+import { startTestGateway, TEST_KEY } from '../support/gateway.js';
 import { ADMIN_CONFIG, ADMIN_KEY } from '../support/directory.js';
 
 const PDA_ADMIN = 'p'.repeat(32);
@@ -38,7 +38,7 @@ t.test('a malformed percent-escape in any path parameter is 400 BAD_PATH, with o
     for (const bad of BAD) {
       const url = path.replace('{}', bad);
       const hasBody = method !== 'GET' && method !== 'DELETE';
-      for (const key of [undefined, 'dev-key-change-me', ADMIN_KEY, PDA_ADMIN]) {
+      for (const key of [undefined, TEST_KEY, ADMIN_KEY, PDA_ADMIN]) {
         const res = await fetch(gw.url + url, {
           method,
           headers: { ...(key !== undefined ? { authorization: `Bearer ${key}` } : {}), ...(hasBody ? { 'content-type': 'application/json' } : {}) },

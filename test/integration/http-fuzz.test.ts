@@ -9,7 +9,7 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { startTestGateway, DEV_KEY } from '../support/gateway.js';
+import { startTestGateway, TEST_KEY } from '../support/gateway.js';
 import { ADMIN_CONFIG, ADMIN_KEY } from '../support/directory.js';
 import { allRoutes } from '../../src/http/openapi.js';
 import { allowed } from '../../src/http/mount.js';
@@ -22,7 +22,7 @@ const RUNS = Number(process.env['SMSGW_FUZZ_RUNS'] ?? 4);
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
 const keyOf = (r: RouteEntry<never>): string | undefined =>
-  r.realm === 'sending' ? DEV_KEY : r.realm === 'admin' ? ADMIN_KEY : r.realm === 'pdaAdmin' ? PDA_ADMIN : undefined;
+  r.realm === 'sending' ? TEST_KEY : r.realm === 'admin' ? ADMIN_KEY : r.realm === 'pdaAdmin' ? PDA_ADMIN : undefined;
 
 const concrete = (path: string, value = 'fz1'): string => path.replace(/\{\w+\}/g, value);
 

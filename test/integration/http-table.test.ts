@@ -5,12 +5,12 @@
  */
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { startTestGateway, DEV_KEY } from '../support/gateway.js';
+import { startTestGateway, TEST_KEY } from '../support/gateway.js';
 import { MAX_JSON_DEPTH } from '../../src/http/body.js';
 
 t.test('the route table on a running gateway', async (t) => {
   const gw = await startTestGateway(t);
-  const auth = { authorization: `Bearer ${DEV_KEY}` };
+  const auth = { authorization: `Bearer ${TEST_KEY}` };
 
   t.test('the served document is docs/openapi.json', async (t) => {
     const served = (await (await fetch(`${gw.url}/openapi.json`)).json());

@@ -8,6 +8,7 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
+import { TEST_KEY } from '../support/gateway.js';
 import { officeFixture, phone, eventually, receivedTexts, OFFICE_SENDER, SIGNATURE } from '../support/office.js';
 
 const LONG = '关于明天上午的防汛会议，我单位由分管副局长带队参加，另有两名科室负责同志随行，请安排座位并告知停车位置。谢谢！'.repeat(2);
@@ -186,7 +187,7 @@ t.test('the MO stream follows its key: revoked, expired, unit disabled or delete
   t.same(await within(expired.closed, 'expired'), { code: 4401, reason: 'KEY_EXPIRED' });
 
   // A bootstrap key (config) stays open through all of it.
-  const boot = await open('dev-key-change-me');
+  const boot = await open(TEST_KEY);
   const live = await open(second);
   t.equal(live.ws.readyState, WebSocket.OPEN);
   boot.ws.close();

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { startTestGateway, numberAt, DEV_KEY } from '../support/gateway.js';
+import { startTestGateway, numberAt, TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 import { startSimulator } from '../support/nats-deployment.js';
 import { simulatorAccountConfig } from '../support/gateway-process.js';
 import { requireNatsServer, startNatsServer } from '../support/nats-server.js';
@@ -172,7 +172,7 @@ async function restartBetweenAttempts(t: Test, queue: Record<string, unknown> | 
     env: {},
     overrides: deepMerge(
       {
-        dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, simulator: { enabled: false },
+        dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, auth: { apiKeys: TEST_API_KEYS }, simulator: { enabled: false },
         dispatch: { expirySweepMs: 200 }, smpp: { accounts: accounts(a.port, bPort) as never }, routing: routing(true) as never,
       },
       (queue ? { queue } : {}) as never,
@@ -183,7 +183,7 @@ async function restartBetweenAttempts(t: Test, queue: Record<string, unknown> | 
     const call = async (path: string, body?: unknown): Promise<any> => {
       const res = await fetch(`http://127.0.0.1:${gw.port}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
-        headers: { authorization: `Bearer ${DEV_KEY}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
       return responseBody(res);

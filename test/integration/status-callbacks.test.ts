@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startTestGateway, numberAt } from '../support/gateway.js';
+import { startTestGateway, numberAt, TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 import { eventually } from '../support/office.js';
 
 /** Every callback is signed: the tenant needs a secret (CALLBACK_SECRET_REQUIRED otherwise, tested below). */
@@ -75,9 +75,9 @@ t.test('a callback still waiting when the gateway stops is made after the restar
   let up = false;
   const ep = await endpoint(t, () => (up ? 204 : 503));
   const base = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' } } });
-  const config = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, simulator: { enabled: false }, smpp: { accounts: [{ ...simulatorAccount(base, simPort), reconnectInitialMs: 20 }] as never }, dispatch: { expirySweepMs: 200 }, callbacks: { secrets: SECRETS, allow: ['127.0.0.1/32'], backoffMs: 100 } } });
+  const config = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, auth: { apiKeys: TEST_API_KEYS }, simulator: { enabled: false }, smpp: { accounts: [{ ...simulatorAccount(base, simPort), reconnectInitialMs: 20 }] as never }, dispatch: { expirySweepMs: 200 }, callbacks: { secrets: SECRETS, allow: ['127.0.0.1/32'], backoffMs: 100 } } });
   const first = await startGateway(config, { logger: pino({ level: 'silent' }) });
-  const res = await fetch(`http://127.0.0.1:${first.port}/v1/messages`, { method: 'POST', headers: { authorization: 'Bearer dev-key-change-me', 'content-type': 'application/json' }, body: JSON.stringify({ to: [numberAt(7)], text: 'x', callbackUrl: ep.url }) });
+  const res = await fetch(`http://127.0.0.1:${first.port}/v1/messages`, { method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ to: [numberAt(7)], text: 'x', callbackUrl: ep.url }) });
   const id = ((await res.json()) as { id: string }).id;
   await eventually(() => (ep.bodies.length >= 1 ? true : undefined), 'the first (refused) attempt');
   await first.stop();
@@ -86,7 +86,7 @@ t.test('a callback still waiting when the gateway stops is made after the restar
   const second = await startGateway(config, { logger: pino({ level: 'silent' }) });
   t.teardown(() => second.stop());
   const st = await eventually(async () => {
-    const s = (await (await fetch(`http://127.0.0.1:${second.port}/v1/messages/${id}`, { headers: { authorization: 'Bearer dev-key-change-me' } })).json()) as { callback: { state: string } };
+    const s = (await (await fetch(`http://127.0.0.1:${second.port}/v1/messages/${id}`, { headers: { authorization: `Bearer ${TEST_KEY}` } })).json()) as { callback: { state: string } };
     return s.callback.state === 'done' ? s : undefined;
   }, 'the callback after the restart', 30_000);
   t.equal(st.callback.state, 'done');

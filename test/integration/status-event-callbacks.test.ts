@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startTestGateway, numberAt } from '../support/gateway.js';
+import { startTestGateway, numberAt, TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 import { eventually } from '../support/office.js';
 
 const SECRET = 'status-event-secret-0123456789abcdef';
@@ -143,14 +143,14 @@ t.test('events waiting when the gateway stops are sent after the restart, each f
   const ep = await sink(t, () => (up ? 204 : 503));
   const base = loadConfig({ env: {}, overrides: { dataDir, log: { level: 'silent' } } });
   const config = loadConfig({ env: {}, overrides: {
-    dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, simulator: { enabled: false },
+    dataDir, log: { level: 'silent' }, server: { host: '127.0.0.1', port: 0 }, auth: { apiKeys: TEST_API_KEYS }, simulator: { enabled: false },
     smpp: { accounts: [{ ...simulatorAccount(base, simPort), reconnectInitialMs: 20 }] as never }, dispatch: { expirySweepMs: 200 },
     callbacks: { allow: ['127.0.0.1/32'], backoffMs: 100, maxBackoffMs: 200, attempts: 50, secrets: { dev: { current: SECRET } }, events: { maxBatch: 7, lingerMs: 10 } },
   } });
   const first = await startGateway(config, { logger: pino({ level: 'silent' }) });
   const expected = new Map<string, number>();
   for (let m = 0; m < 10; m++) {
-    const res = await fetch(`http://127.0.0.1:${first.port}/v1/messages`, { method: 'POST', headers: { authorization: 'Bearer dev-key-change-me', 'content-type': 'application/json' }, body: JSON.stringify({ to: [numberAt(500 + 2 * m), numberAt(501 + 2 * m)], text: 'x', statusCallback: { url: ep.url, events: ['submitted', 'final'] } }) });
+    const res = await fetch(`http://127.0.0.1:${first.port}/v1/messages`, { method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ to: [numberAt(500 + 2 * m), numberAt(501 + 2 * m)], text: 'x', statusCallback: { url: ep.url, events: ['submitted', 'final'] } }) });
     t.equal(res.status, 202);
     expected.set(((await res.json()) as { id: string }).id, 2);
   }

@@ -6,13 +6,13 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { startTestGateway, DEV_KEY } from '../support/gateway.js';
+import { startTestGateway, TEST_KEY } from '../support/gateway.js';
 import { selfSignedCertificate } from '../support/tls.js';
 
 function httpsJson(port: number, method: string, path: string, ca: Buffer | undefined, body?: unknown): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, method, path, servername: 'localhost', ...(ca ? { ca } : {}), headers: { authorization: `Bearer ${DEV_KEY}`, 'content-type': 'application/json' } },
+      { host: '127.0.0.1', port, method, path, servername: 'localhost', ...(ca ? { ca } : {}), headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from './nats-server.js';
 import { responseBody } from './http.js';
 import { killOnExit } from './children.js';
+import { TEST_API_KEYS, TEST_KEY } from './keys.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
 
@@ -305,7 +306,9 @@ export async function startGatewayProcess(t: Teardown | undefined, opts: Gateway
   const port = http ? await freePort() : undefined;
   const server = { ...((opts.config['server'] as Record<string, unknown> | undefined) ?? {}), host: '127.0.0.1', port: port ?? 0 };
   const configFile = join(dir, 'config.json');
-  writeFileSync(configFile, `${JSON.stringify({ ...opts.config, server }, null, 2)}\n`);
+  // The test key unless the test names its own (the development key is refused beside an SMPP account).
+  const auth = opts.config['auth'] ?? { apiKeys: TEST_API_KEYS };
+  writeFileSync(configFile, `${JSON.stringify({ ...opts.config, server, auth }, null, 2)}\n`);
   const child = new GatewayChild(opts.name ?? opts.role, opts.role, configFile, dir, port, opts);
   if (t) t.teardown(() => child.destroy());
   try {
@@ -383,11 +386,11 @@ export function sharedDataDir(t: Teardown): string {
   return dir;
 }
 
-/** HTTP helper against a process's URL with the dev key. */
+/** HTTP helper against a process's URL with the test key. */
 export async function api(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
   const res = await fetch(url + path, {
     method,
-    headers: { authorization: 'Bearer dev-key-change-me', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+    headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     signal: AbortSignal.timeout(60_000),
   });

@@ -14,8 +14,9 @@ import { startGateway, simulatorAccount, type Gateway } from '../../src/app/gate
 import { SmscSimulator, type SmscSimulatorOptions } from '../../src/smpp/simulator.js';
 import type { SmppAccountConfig } from '../../src/config/schema.js';
 import { responseBody } from './http.js';
+import { TEST_API_KEYS, TEST_KEY } from './keys.js';
 
-export const DEV_KEY = 'dev-key-change-me';
+export { DEV_KEY, TEST_API_KEYS, TEST_KEY } from './keys.js';
 
 export interface TestGateway {
   readonly gateway: Gateway;
@@ -49,6 +50,7 @@ export async function startTestGateway(t: Test, options: TestGatewayOptions = {}
         dataDir,
         log: { level: 'silent' },
         server: { host: '127.0.0.1', port: 0 },
+        auth: { apiKeys: TEST_API_KEYS as never },
         simulator: { enabled: false },
         smpp: { accounts: [account] as unknown as never },
         dispatch: { expirySweepMs: 200 },
@@ -67,7 +69,7 @@ export async function startTestGateway(t: Test, options: TestGatewayOptions = {}
   const request: TestGateway['request'] = async (method, path, body, headers = {}) => {
     const res = await fetch(url + path, {
       method,
-      headers: { authorization: `Bearer ${DEV_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
       ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     });
     const json = await responseBody(res);

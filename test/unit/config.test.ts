@@ -93,3 +93,37 @@ t.test('receipt id formats: defaults, and a receipt base other than same needs i
   refused(t, () => loadConfig({ env: noEnv, overrides: { smpp: { accounts: [{ ...account, idFormat: 'octal' }] as never } } }), /smpp\/accounts\/0/, 'unknown idFormat');
   refused(t, () => loadConfig({ env: noEnv, overrides: { simulator: { idFormat: 'octal' } } }), /simulator\/idFormat/, 'unknown simulator idFormat');
 });
+
+t.test('safe defaults: the development key listens on loopback unless server.host is set, and start refuses it beside any SMSC account', async (t) => {
+  const { checkDevKey, DEV_API_KEY } = await import('../../src/config/load.js');
+  const { startGateway } = await import('../../src/app/gateway.js');
+  const own = [{ key: 'a-key-of-our-own-0123', tenant: 'bureau', tiers: ['*'] }];
+  const account = { name: 'cm', host: '10.0.0.9', port: 2775, systemId: 'sys', password: 'pw', binds: 1, window: 10, tps: 0, responseTimeoutMs: 1000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 1000, throttleBackoffMs: 100, operators: ['*'] };
+  // Listen address: explicit wins; else loopback with the development key, all interfaces without it.
+  t.equal(loadConfig({ env: noEnv }).server.host, '127.0.0.1', 'defaults (development key): loopback');
+  t.equal(loadConfig({ env: { SMSGW_HOST: '0.0.0.0' } }).server.host, '0.0.0.0', 'SMSGW_HOST set: kept');
+  t.equal(loadConfig({ env: noEnv, overrides: { server: { host: '::' } } }).server.host, '::', 'server.host set: kept');
+  t.equal(loadConfig({ env: noEnv, overrides: { auth: { apiKeys: own } } }).server.host, '0.0.0.0', 'own keys: all interfaces');
+  t.equal(loadConfig({ env: noEnv, overrides: { auth: { apiKeys: [...own, { key: DEV_API_KEY, tenant: 'dev', tiers: ['*'] }] } } }).server.host, '127.0.0.1', 'the development key among others: loopback');
+
+  // The built-in simulator only (no account): accepted.
+  checkDevKey(loadConfig({ env: noEnv }));
+  checkDevKey(loadConfig({ env: noEnv, overrides: { simulator: { enabled: false } } }));
+  // Any account (SMPP or CMPP, loopback or not): refused, naming the setting.
+  for (const a of [account, { ...account, host: '127.0.0.1' }, { name: 'cm3', protocol: 'cmpp3', host: '10.0.0.9', port: 7890, spId: '901234', sharedSecret: 'pw', serviceId: 'MGOV', accessCode: '1065700', links: 1, window: 16, tps: 0, responseTimeoutMs: 5000, reconnectInitialMs: 20, reconnectMaxMs: 500, operators: ['*'] }]) {
+    const c = loadConfig({ env: noEnv, overrides: { smpp: { accounts: [a] } } });
+    refused(t, () => checkDevKey(c), /^\/auth\/apiKeys\/0\/key$/, `development key beside account ${a.name} at ${a.host}`);
+    try {
+      checkDevKey(c);
+    } catch (e) {
+      t.match((e as Error).message, /dev-key-change-me.*smpp\.accounts.*auth\.apiKeys/, 'the message names the key and the settings');
+    }
+    checkDevKey(loadConfig({ env: noEnv, overrides: { smpp: { accounts: [a] }, auth: { apiKeys: own } } }));
+  }
+  // Start itself refuses, before it opens anything.
+  const dir = mkdtempSync(join(tmpdir(), 'smsgw-devkey-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const bad = loadConfig({ env: noEnv, overrides: { dataDir: join(dir, 'data'), log: { level: 'silent' }, smpp: { accounts: [account] } } });
+  const pino = (await import('pino')).default;
+  await t.rejects(startGateway(bad, { logger: pino({ level: 'silent' }) }), { code: 'CONFIG_INVALID', details: [{ field: '/auth/apiKeys/0/key' }] });
+});
