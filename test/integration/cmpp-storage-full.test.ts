@@ -23,8 +23,8 @@ import { TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 const logger = pino({ level: 'silent' });
 
 t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, applied once after the probe clears it', async (t) => {
-  // The report comes 1.5 s after the SUBMIT_RESP: time to turn storage full once the submit is recorded.
-  const sim = new CmppSimulator({ version: 3, spId: '901234', sharedSecret: 'pw', dlrDelayMs: 1500, dlrRetryMs: 100, dlrMaxAttempts: 1000 });
+  // The report comes 4 s after the SUBMIT_RESP: time to turn storage full once the submit is recorded (a loaded machine is slow).
+  const sim = new CmppSimulator({ version: 3, spId: '901234', sharedSecret: 'pw', dlrDelayMs: 4000, dlrRetryMs: 100, dlrMaxAttempts: 1000 });
   const { port } = await sim.start();
   const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-cmpp-full-'));
   const config = loadConfig({
@@ -80,7 +80,7 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
   t.equal(gateway.storage.full, true);
   sim.sendMo('13800138000', '1065700106900015', 'MO while full');
 
-  await until('report and MO refused and re-sent at least twice each', () => sim.stats().deliverRetries >= 4 && sim.stats().reportsSent >= 2 && sim.stats().moSent >= 2, 15_000);
+  await until('report and MO refused and re-sent at least twice each', () => sim.stats().deliverRetries >= 4 && sim.stats().reportsSent >= 2 && sim.stats().moSent >= 2, 20_000);
   const refused = sim.deliverResults();
   t.equal(refused.get(0) ?? 0, 0, 'no DELIVER_RESP Result 0 while full');
   t.ok((refused.get(DELIVER_STORAGE_FULL_RESULT) ?? 0) >= 4, `every answer is Result ${DELIVER_STORAGE_FULL_RESULT}: ${JSON.stringify([...refused])}`);
