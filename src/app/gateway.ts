@@ -245,6 +245,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const pdaHandoff = pdaHandoffOn(config);
   const pdaRoute = pda ?? (pdaHandoff ? new QueuePdaHandoff({ queue, prefix: config.queue.prefix }) : undefined);
   const directory = Directory.open({ env, config, queue, receipts: store, metrics, logger, ...(pdaRoute ? { pda: pdaRoute } : {}), ...(changeLog ? { changeLog } : {}) });
+  callbackSecrets.useDirectory((tenant) => directory.store.getCallbackSecret(tenant));
   // Sender codes claimed twice (rows from before ownership was checked, or a replication race): reported, never a refusal to start.
   const senderCollisions = directory.senderCollisionReport(logger);
   // Final states as events on <prefix>.status.<tenant> for other services (NATS only; every role,

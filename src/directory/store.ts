@@ -21,6 +21,7 @@
  *   dir.auditTarget    [type, id, seq]       → 1
  *   dir.meta           'version'             → number
  *   dir.tombstones     unitId                → Tombstone      (a deleted unit's id: never reused)
+ *   dir.callbackSecrets unitId               → { current, previous?, updatedAt }  (callback signing secrets; never in the audit log)
  *
  * Why members are stored "packed" (channel letter + mobile, e.g.
  * `s8613800138000`) in the membership rows instead of only the person id:
@@ -48,7 +49,7 @@ import { effectiveSender } from './grants.js';
 import { claimedCode, ownedSender, resolveSenderOwnership, type AirForm, type BootstrapSender, type SenderClaim, type SenderOwnership } from './senders.js';
 import { RowLog, type ChangeLog } from '../replication/change-log.js';
 
-export const DIRECTORY_DBS = 19;
+export const DIRECTORY_DBS = 20;
 
 /** Most items one list call returns. */
 export const MAX_LIST = 1000;
@@ -206,6 +207,13 @@ export interface DirectoryStoreOptions {
   readonly changeLog?: ChangeLog;
 }
 
+/** A unit's callback signing secrets: the current one signs, `previous` stays valid during a rotation. */
+export interface StoredCallbackSecret {
+  readonly current: string;
+  readonly previous?: string;
+  readonly updatedAt: number;
+}
+
 /** The routing rules stored by the admin API; `rules: null`: cleared (the configuration's apply). */
 export interface StoredRoutingTable {
   readonly version: number;
@@ -266,6 +274,7 @@ export class DirectoryStore {
   private readonly blocks: Database<StoredBlock, [string, string]>;
   private readonly routing: Database<StoredRoutingTable, string>;
   private readonly tombstones: Database<Tombstone, string>;
+  private readonly callbackSecrets: Database<StoredCallbackSecret, string>;
   private readonly audit: Database<StoredAudit, number>;
   private readonly auditTarget: Database<1, [string, string, number]>;
   private readonly meta: Database<number, string>;
@@ -298,12 +307,13 @@ export class DirectoryStore {
     this.blocks = db('dir.blocks');
     this.routing = db('dir.routing');
     this.tombstones = db('dir.tombstones');
+    this.callbackSecrets = db('dir.callbackSecrets');
     this.audit = db('dir.audit');
     this.auditTarget = db('dir.auditTarget');
     this.meta = db('dir.meta');
     const replicated = [
       this.units, this.unitChildren, this.keys, this.keyDigests, this.people, this.peopleMobile, this.peopleEmail, this.peopleUnit,
-      this.roles, this.groups, this.groupParents, this.members, this.memberOf, this.blocks, this.routing, this.tombstones,
+      this.roles, this.groups, this.groupParents, this.members, this.memberOf, this.blocks, this.routing, this.tombstones, this.callbackSecrets,
     ] as unknown as Array<Database<unknown, Key>>;
     // dir.meta 'version': other hosts bump theirs when they apply these rows, so their caches reload.
     this.rows = opts.changeLog ? new RowLog(opts.changeLog, replicated, ['dir.meta', 'version']) : undefined;
@@ -659,6 +669,49 @@ export class DirectoryStore {
   recordAudit(actor: Actor, action: string, targetType: string, targetId: string, fields: { before?: unknown; after?: unknown; detail?: unknown }): Promise<void> {
     return this.change(actor, (tx) => {
       tx.audit(action, targetType, targetId, fields.before, fields.after, fields.detail);
+    });
+  }
+
+  /** A unit's callback signing secrets (set through the admin API; replicated like every directory row). */
+  getCallbackSecret(unit: string): StoredCallbackSecret | undefined {
+    return this.callbackSecrets.get(unit);
+  }
+
+  /**
+   * Set, rotate or remove a unit's callback signing secret, or end a rotation
+   * (`dropPrevious`). One change: the row (replicated to the other hosts) and
+   * an audit entry that says what happened — `unit.callbackSecret` with
+   * before/after `{ set, previous }` and the operation — never the secret.
+   * `fallback`: the secret the tenant has from config, which a first admin
+   * secret keeps valid as `previous`.
+   */
+  setCallbackSecret(actor: Actor, id: string, change: { secret?: string | null; dropPrevious?: boolean }, fallback?: { current: string }): Promise<void> {
+    return this.change(actor, (tx) => {
+      if (this.units.get(id) === undefined) throw notFound('unit', id);
+      this.assertVisible(actor, id, 'unit', id);
+      this.assertScope(actor, id, true);
+      const before = this.callbackSecrets.get(id);
+      let next: StoredCallbackSecret | undefined = before;
+      const ops: string[] = [];
+      const now = this.now();
+      if (change.secret === null) {
+        if (next !== undefined) ops.push('remove');
+        next = undefined;
+      } else if (change.secret !== undefined) {
+        const old = next ?? fallback;
+        const previous = old !== undefined && old.current !== change.secret ? old.current : next?.previous;
+        ops.push(before === undefined ? 'set' : 'rotate');
+        next = { current: change.secret, ...(previous !== undefined ? { previous } : {}), updatedAt: now };
+      }
+      if (change.dropPrevious === true && next?.previous !== undefined) {
+        next = { current: next.current, updatedAt: now };
+        ops.push('endRotation');
+      }
+      if (ops.length === 0) return;
+      if (next === undefined) this.callbackSecrets.removeSync(id);
+      else this.callbackSecrets.putSync(id, next);
+      const view = (s: StoredCallbackSecret | undefined): { set: boolean; previous: boolean } => ({ set: s !== undefined, previous: s?.previous !== undefined });
+      tx.audit('unit.callbackSecret', 'unit', id, view(before), view(next), { ops });
     });
   }
 

@@ -242,13 +242,16 @@ function unitView(deps: AdminDeps, unit: Unit): Record<string, unknown> {
 }
 
 /** The callback-secret fields of a unit patch (kept apart from the directory's own fields). */
-async function applyCallbackSecret(deps: AdminDeps, unit: string, b: { callbackSecret?: string | null; callbackSecretPrevious?: null }): Promise<void> {
+async function applyCallbackSecret(deps: AdminDeps, actor: Actor, unit: string, b: { callbackSecret?: string | null; callbackSecretPrevious?: null }): Promise<void> {
   if (b.callbackSecret === undefined && b.callbackSecretPrevious === undefined) return;
   const secrets = deps.callbackSecrets;
   if (!secrets) throw new GatewayError('VALIDATION', 'callback secrets are not kept by this process', { details: [{ field: '/callbackSecret', message: 'not available here' }] });
-  if (b.callbackSecret === null) await secrets.remove(unit);
-  else if (b.callbackSecret !== undefined) await secrets.rotate(unit, b.callbackSecret);
-  if (b.callbackSecretPrevious === null) await secrets.dropPrevious(unit);
+  // Kept by the directory: replicated to the other hosts, audited without the secret.
+  const fallback = secrets.configSecret(unit);
+  await deps.directory.setCallbackSecret(actor, unit, {
+    ...(b.callbackSecret !== undefined ? { secret: b.callbackSecret } : {}),
+    ...(b.callbackSecretPrevious === null ? { dropPrevious: true } : {}),
+  }, fallback);
 }
 
 /** True when the actor may see rows of `unit`: a global admin always, a delegated one inside its subtree. */
@@ -324,7 +327,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     handle: async (ctx) => {
       const { callbackSecret, callbackSecretPrevious, ...b } = check(UnitPatchSchema, ctx.json);
       const unit = await ctx.deps.directory.updateUnit(ctx.actor, p(ctx, 0), b);
-      await applyCallbackSecret(ctx.deps, unit.id, { ...(callbackSecret !== undefined ? { callbackSecret } : {}), ...(callbackSecretPrevious !== undefined ? { callbackSecretPrevious } : {}) });
+      await applyCallbackSecret(ctx.deps, ctx.actor, unit.id, { ...(callbackSecret !== undefined ? { callbackSecret } : {}), ...(callbackSecretPrevious !== undefined ? { callbackSecretPrevious } : {}) });
       return { body: unitView(ctx.deps, unit) };
     },
   },

@@ -1,13 +1,15 @@
 /**
  * Signing secrets of callbacks, per tenant: bootstrap tenants from config
  * (`callbacks.secrets`), units through the admin API (PATCH /v1/admin/units/{id}
- * with `callbackSecret`). Two secrets may be valid during a change: setting a
- * new one keeps the old as `previous` until it is dropped; the gateway signs
- * with the current one, receivers accept either (docs/CALLBACKS.md).
+ * with `callbackSecret`), which the directory keeps (`dir.callbackSecrets`,
+ * DirectoryStore.setCallbackSecret: replicated to every host like the other
+ * directory rows, and audited without the secret). Two secrets may be valid
+ * during a change: setting a new one keeps the old as `previous` until it is
+ * dropped; the gateway signs with the current one, receivers accept either
+ * (docs/CALLBACKS.md).
  *
- * On disk (the gateway's LMDB environment; per host, not replicated):
- *
- *   callbacks.secrets   tenant → { current, previous?, updatedAt }
+ * Read order: the directory's row, then `callbacks.secrets` (rows an earlier
+ * version kept per host, read-only now), then the config.
  *
  * A secret set through the admin API wins over the config one for the same
  * tenant. Secrets are never logged and never returned by the API after they
@@ -31,42 +33,40 @@ export interface SecretView {
 }
 
 export class CallbackSecrets implements SigningSecrets {
-  private readonly db: Database<StoredSecret, string>;
+  /** Rows of an earlier version (per host, not replicated): read only. */
+  private readonly legacy: Database<StoredSecret, string>;
+  private units: (tenant: string) => StoredSecret | undefined = () => undefined;
 
-  constructor(env: RootDatabase, private readonly fromConfig: Readonly<Record<string, { readonly current: string; readonly previous?: string }>>, private readonly now: () => number = Date.now) {
-    this.db = env.openDB<StoredSecret, string>({ name: 'callbacks.secrets', encoding: 'msgpack' });
+  constructor(env: RootDatabase, private readonly fromConfig: Readonly<Record<string, { readonly current: string; readonly previous?: string }>>) {
+    this.legacy = env.openDB<StoredSecret, string>({ name: 'callbacks.secrets', encoding: 'msgpack' });
+  }
+
+  /** The directory's secrets (wired once the directory is open). */
+  useDirectory(lookup: (tenant: string) => StoredSecret | undefined): void {
+    this.units = lookup;
+  }
+
+  /** The config's secret of a bootstrap tenant (kept valid as `previous` when a first admin secret is set). */
+  configSecret(tenant: string): { readonly current: string } | undefined {
+    return this.fromConfig[tenant];
+  }
+
+  private admin(tenant: string): StoredSecret | undefined {
+    return this.units(tenant) ?? this.legacy.get(tenant);
   }
 
   currentSecret(tenant: string): string | undefined {
-    return this.db.get(tenant)?.current ?? this.fromConfig[tenant]?.current;
+    return this.admin(tenant)?.current ?? this.fromConfig[tenant]?.current;
   }
 
   /** Every secret a receiver should accept now (current first). */
   validSecrets(tenant: string): string[] {
-    const s = this.db.get(tenant) ?? this.fromConfig[tenant];
+    const s = this.admin(tenant) ?? this.fromConfig[tenant];
     return s === undefined ? [] : [s.current, ...(s.previous !== undefined ? [s.previous] : [])];
   }
 
-  /** A new current secret; the old current one stays valid as `previous` (rotation). */
-  async rotate(tenant: string, secret: string): Promise<void> {
-    const old = this.db.get(tenant) ?? this.fromConfig[tenant];
-    const previous = old !== undefined && old.current !== secret ? old.current : old?.previous; // not a secret check (rotation: is the new secret the current one)
-    await this.db.put(tenant, { current: secret, ...(previous !== undefined ? { previous } : {}), updatedAt: this.now() });
-  }
-
-  /** The change is over: only the current secret is valid. */
-  async dropPrevious(tenant: string): Promise<void> {
-    const s = this.db.get(tenant);
-    if (s !== undefined && s.previous !== undefined) await this.db.put(tenant, { current: s.current, updatedAt: this.now() });
-  }
-
-  /** No secret from the admin API any more (the config one, if any, applies again). */
-  async remove(tenant: string): Promise<void> {
-    await this.db.remove(tenant);
-  }
-
   view(tenant: string): SecretView {
-    const s = this.db.get(tenant);
+    const s = this.admin(tenant);
     if (s !== undefined) return { set: true, previous: s.previous !== undefined, source: 'admin', updatedAt: s.updatedAt };
     const c = this.fromConfig[tenant];
     return c !== undefined ? { set: true, previous: c.previous !== undefined, source: 'config' } : { set: false, previous: false };

@@ -126,3 +126,37 @@ t.test('a daily quota is one limit across hosts: each host counts its own, the o
   await until('A\'s second share on B', () => quotasB.usage('water').daily === 10, 10_000);
   tt.equal(b.directory.version(), versionBefore, 'quota counters do not reload the directory caches');
 });
+
+t.test("a unit's callback signing secret set on one host signs on the other; audited without the secret", async (tt) => {
+  const nats = await startReplicationNats(tt);
+  if (!nats) return;
+  const { CallbackSecrets } = await import('../../src/outbound/secrets.js');
+  const a = await startHost(tt, 'host-a', nats);
+  const b = await startHost(tt, 'host-b', nats);
+  const secretsOnB = new CallbackSecrets(b.env, {});
+  secretsOnB.useDirectory((tenant) => b.directory.getCallbackSecret(tenant));
+  await a.directory.createUnit(ROOT, { id: 'city', name: '市政府办公厅', sender: '10690002', grants: grants({ tiers: ['routine'] }) });
+  await a.directory.createUnit(ROOT, { id: 'city-water', name: '市水务局', parent: 'city' });
+  const first = 'first-secret-0123456789abcdef0123456789';
+  const second = 'second-secret-0123456789abcdef012345678';
+  await a.directory.setCallbackSecret(ROOT, 'city-water', { secret: first });
+  await until('the secret on B', () => secretsOnB.currentSecret('city-water') === first, 10_000);
+  tt.same(secretsOnB.validSecrets('city-water'), [first]);
+  // Rotated on B: A signs with the new one and still accepts the old as previous.
+  await b.directory.setCallbackSecret(ROOT, 'city-water', { secret: second });
+  await until('the rotation on A', () => a.directory.getCallbackSecret('city-water')?.current === second, 10_000);
+  tt.equal(a.directory.getCallbackSecret('city-water')?.previous, first, 'the old secret stays valid during the change');
+  await a.directory.setCallbackSecret(ROOT, 'city-water', { dropPrevious: true });
+  await until('the end of the rotation on B', () => secretsOnB.validSecrets('city-water').length === 1, 10_000);
+  tt.same(secretsOnB.validSecrets('city-water'), [second]);
+  await b.directory.setCallbackSecret(ROOT, 'city-water', { secret: null });
+  await until('the removal on A', () => a.directory.getCallbackSecret('city-water') === undefined, 10_000);
+  // Audited where the admin acted, without the secret.
+  const onA = a.directory.queryAudit({ action: 'unit.callbackSecret', limit: 10 }).items;
+  const onB = b.directory.queryAudit({ action: 'unit.callbackSecret', limit: 10 }).items;
+  tt.same(onA.map((e) => (e.detail as { ops: string[] }).ops), [['endRotation'], ['set']], 'A: set, end of rotation (newest first)');
+  tt.same(onB.map((e) => (e.detail as { ops: string[] }).ops), [['remove'], ['rotate']], 'B: rotate, remove');
+  tt.match(onB[1], { targetType: 'unit', targetId: 'city-water', before: { set: true, previous: false }, after: { set: true, previous: true } });
+  const all = JSON.stringify([...onA, ...onB, ...a.directory.queryAudit({ limit: 100 }).items, ...b.directory.queryAudit({ limit: 100 }).items]);
+  tt.notMatch(all, /secret-0123/, 'no secret in any audit entry');
+});

@@ -104,6 +104,11 @@ t.test('unmatched MO is forwarded to the unit\'s callback URL, retried, and push
   t.match(unit.callbackSecret, { set: true, previous: true, source: 'admin' });
   t.notMatch(JSON.stringify(unit), /secret-0123/, 'secrets are never shown');
   t.match((await admin.must('PATCH', '/v1/admin/units/office', { callbackSecretPrevious: null })).callbackSecret, { set: true, previous: false });
+  // Audited: what happened to the secret, never the secret.
+  const audit = await admin.must('GET', '/v1/admin/audit?action=unit.callbackSecret&targetType=unit&targetId=office');
+  t.same(audit.items.map((e: { detail: { ops: string[] } }) => e.detail.ops), [['endRotation'], ['rotate'], ['set']], 'set, rotated, rotation ended (newest first)');
+  t.match(audit.items[1], { action: 'unit.callbackSecret', before: { set: true, previous: false }, after: { set: true, previous: true } });
+  t.notMatch(JSON.stringify(audit), /secret-0123/, 'the audit log never holds the secret');
   t.equal((await call('PUT', '/v1/mo/subscription', { callbackUrl: url })).status, 200);
   t.match((await call('GET', '/v1/mo/subscription')).json, { callbackUrl: url });
 
