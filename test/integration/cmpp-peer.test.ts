@@ -110,8 +110,7 @@ t.test('bad frames from the ISMG: a truncated DELIVER is answered Result 1, unkn
   const broken = Buffer.alloc(12);
   broken.writeUInt32BE(3, 0);
   peer.send(0, broken);
-  await until('a second connection', () => peer.sockets.length === 2 && a.boundCount === 1, 5000);
-  t.pass('reconnected after a broken stream');
+  await t.resolves(until('a second connection', () => peer.sockets.length === 2 && a.boundCount === 1, 5000), 'reconnected after a broken stream');
 });
 
 t.test('the ISMG terminates: TERMINATE_RESP, then a fresh connection', async (t) => {
@@ -124,6 +123,5 @@ t.test('the ISMG terminates: TERMINATE_RESP, then a fresh connection', async (t)
   t.ok(await a.waitBound(1, 5000));
   peer.send(0, encodePdu({ command: 'terminate', sequenceId: 9 }, 3));
   await until('terminate_resp', () => lastOf(peer, 0, 'terminate_resp')?.sequenceId === 9, 5000);
-  await until('reconnected', () => peer.sockets.length === 2 && a.boundCount === 1, 5000);
-  t.pass('reconnected');
+  await t.resolves(until('reconnected', () => peer.sockets.length === 2 && a.boundCount === 1, 5000), 'reconnected');
 });

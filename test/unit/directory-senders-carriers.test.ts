@@ -64,7 +64,7 @@ const codeArb = fc.constantFrom('11', '1065811', '10690001', '1069000111', '1065
 const formArb = fc.constantFrom<AirForm[]>([], [unicom], [cmpp], [unicom, cmpp]);
 
 t.test('property: on every account each on-air form has one owner; every claim owns its code or lost; order does not matter', async (t) => {
-  fc.assert(fc.property(fc.uniqueArray(fc.record({ code: codeArb, owner: fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f'), createdAt: fc.integer({ min: 0, max: 4 }) }), { selector: (c) => c.owner, maxLength: 6 }), formArb, fc.integer(), (raw, forms, seed) => {
+  t.doesNotThrow(() => fc.assert(fc.property(fc.uniqueArray(fc.record({ code: codeArb, owner: fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f'), createdAt: fc.integer({ min: 0, max: 4 }) }), { selector: (c) => c.owner, maxLength: 6 }), formArb, fc.integer(), (raw, forms, seed) => {
     const claims = raw.map((c) => claim(c.code, c.owner, c.createdAt));
     const o = resolveSenderOwnership(claims, [], '10690000', forms);
     for (const f of forms) {
@@ -84,12 +84,11 @@ t.test('property: on every account each on-air form has one owner; every claim o
     const shuffled = [...claims].sort((x, y) => ((x.owner.charCodeAt(0) * 31 + seed) % 7) - ((y.owner.charCodeAt(0) * 31 + seed) % 7));
     const again = resolveSenderOwnership(shuffled, [], '10690000', forms);
     return JSON.stringify([...again.owners].sort()) === JSON.stringify([...o.owners].sort()) && JSON.stringify([...again.losers].sort()) === JSON.stringify([...o.losers].sort());
-  }), { numRuns: 500, seed: 17 });
-  t.pass('500 runs: one owner per on-air form per account, losers own nothing, the oldest always owns, order-independent');
+  }), { numRuns: 500, seed: 17 }), '500 runs: one owner per on-air form per account, losers own nothing, the oldest always owns, order-independent');
 });
 
 t.test('property: an MO through an account reaches the owner of the code whose on-air form is the longest prefix of its destination', async (t) => {
-  fc.assert(fc.property(fc.uniqueArray(fc.record({ code: codeArb, owner: fc.constantFrom('a', 'b', 'c', 'd'), createdAt: fc.integer({ min: 0, max: 4 }) }), { selector: (c) => c.owner, maxLength: 4 }), fc.constantFrom(unicom, cmpp), codeArb, fc.stringMatching(/^[0-9]{0,3}$/), (raw, form, base, suffix) => {
+  t.doesNotThrow(() => fc.assert(fc.property(fc.uniqueArray(fc.record({ code: codeArb, owner: fc.constantFrom('a', 'b', 'c', 'd'), createdAt: fc.integer({ min: 0, max: 4 }) }), { selector: (c) => c.owner, maxLength: 4 }), fc.constantFrom(unicom, cmpp), codeArb, fc.stringMatching(/^[0-9]{0,3}$/), (raw, form, base, suffix) => {
     const o = resolveSenderOwnership(raw.map((c) => claim(c.code, c.owner, c.createdAt)), [], '10690000', [form]);
     const destination = form.air(base) + suffix;
     // Model: brute force over owned codes.
@@ -101,6 +100,5 @@ t.test('property: an MO through an account reaches the owner of the code whose o
     const got = canonicalDestination(destination, o.owners, form);
     if (best === undefined) return got === undefined;
     return got === best.code + destination.slice(best.len) && o.owners.get(best.code) !== undefined;
-  }), { numRuns: 1000, seed: 17 });
-  t.pass('1,000 runs: canonicalDestination equals the brute-force model');
+  }), { numRuns: 1000, seed: 17 }), '1,000 runs: canonicalDestination equals the brute-force model');
 });

@@ -111,8 +111,7 @@ t.test('one example of every frame type round-trips', async (t) => {
 });
 
 t.test('property: every valid frame round-trips (decode ∘ encode = id)', async (t) => {
-  fc.assert(fc.property(anyFrame, roundTrips), { seed: SEED, numRuns: 3000 });
-  t.pass('3000 frames');
+  t.doesNotThrow(() => fc.assert(fc.property(anyFrame, roundTrips), { seed: SEED, numRuns: 3000 }), '3000 frames');
 });
 
 t.test('property: arbitrary bytes never make the decoder throw; what decodes is canonical', async (t) => {

@@ -110,7 +110,7 @@ t.test('the send service: text rules then the parts cap, as the models say; refu
   const run = fc.tuple(fc.constantFrom('a', ' ', '中'), fc.integer({ min: 1, max: 400 })).map(([c, n]) => c.repeat(n));
   const sprinkle = fc.constantFrom('\u200b', '\u202e', '\u2066', '\ufeff', '\t', '\u0000', '\u001b', '\ud800', '\udfff');
   const body = fc.array(fc.oneof({ weight: 5, arbitrary: run }, { weight: 1, arbitrary: sprinkle }), { minLength: 1, maxLength: 8 }).map((a) => a.join(''));
-  await fc.assert(fc.asyncProperty(body, fc.integer({ min: 1, max: 12 }), async (s, maxSegments) => {
+  await t.resolves(fc.assert(fc.asyncProperty(body, fc.integer({ min: 1, max: 12 }), async (s, maxSegments) => {
     const { sends, rows, published } = service(maxSegments);
     const [r] = await sends.send(principal, [{ command: { recipients: { kind: 'numbers', numbers: ['8613900000001', '8613900000002'], origin: 'caller' }, tier: 'routine', channel: 'auto', content: { kind: 'text', text: s } } }]);
     const m = model(s);
@@ -125,8 +125,7 @@ t.test('the send service: text rules then the parts cap, as the models say; refu
     if (r?.ok !== true || r.body.segments !== parts || r.body.totalSegments !== 2 * parts) return false;
     const job = decodeJob((published[0] as QueueMessage).data);
     return published.length === 1 && job.messages[0]?.text === cleaned;
-  }), { numRuns: 400, seed: 1206 });
-  t.pass('property held');
+  }), { numRuns: 400, seed: 1206 }), 'property held');
 });
 
 t.test('the default cap is 10 parts: 10 UCS-2 parts go, 11 do not', async (t) => {
