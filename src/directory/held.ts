@@ -70,6 +70,9 @@ export interface HeldReceipts {
 /** Recipients finalised per store call when a parked message is rejected. */
 const REJECT_CHUNK = 5_000;
 
+/** Held rows read at most per list call (a delegated admin's page skips other subtrees' rows). */
+export const MAX_HELD_SCAN = 10_000;
+
 /**
  * A message whose jobs were parked (held for review, or scheduled) ends
  * without being sent: every recipient `rejected` with `error`. A group
@@ -118,13 +121,36 @@ export class HeldMessages {
     return this.db.get(id);
   }
 
-  list(q: { cursor?: string; limit: number }): Page<HeldSummary> {
+  /**
+   * A page of held messages in id order. `keep` (a delegated admin's subtree)
+   * is applied while paging, so a page is full unless the store is exhausted
+   * or `maxScan` rows were read in this call (then `next` resumes after the
+   * last row read, so foreign rows are not read again). `next` is set only
+   * when a further kept row exists or the scan stopped at its bound.
+   */
+  list(q: { cursor?: string; limit: number; keep?: (rec: HeldRecord) => boolean; maxScan?: number }): Page<HeldSummary> {
     const limit = Math.max(1, Math.min(1000, Math.floor(q.limit)));
+    const maxScan = Math.max(limit + 1, q.maxScan ?? MAX_HELD_SCAN);
     const items: HeldSummary[] = [];
     const start = q.cursor === undefined ? '' : `${q.cursor}\u0000`;
-    for (const { value } of this.db.getRange({ start, limit })) items.push(summarize(value));
-    const last = items[items.length - 1];
-    return items.length >= limit && last !== undefined ? { items, next: last.id } : { items };
+    let scanned = 0;
+    let lastRead: string | undefined;
+    for (const { key, value } of this.db.getRange({ start })) {
+      if (scanned >= maxScan) {
+        // Bound reached: resume after the last row read (every row read since the last item was foreign).
+        return lastRead !== undefined ? { items, next: lastRead } : { items };
+      }
+      scanned++;
+      if (q.keep !== undefined && !q.keep(value)) {
+        lastRead = key;
+        continue;
+      }
+      // A kept row past a full page: there is more; resume after the last row read before it.
+      if (items.length >= limit) return { items, next: lastRead };
+      items.push(summarize(value));
+      lastRead = key;
+    }
+    return { items };
   }
 
   /**

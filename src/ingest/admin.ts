@@ -557,9 +557,11 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   {
     method: 'get', path: '/v1/admin/held', summary: 'Messages held for review (sensitive word, content.onMatch hold), with their text', query: ['cursor', 'limit'], ok: 200,
     handle: (ctx) => {
-      const page = ctx.deps.held.list({ limit: limitOf(ctx.query), ...defined({ cursor: opt(ctx.query, 'cursor') }) });
-      const items = ctx.actor.unit !== undefined ? page.items.filter((h) => ctx.deps.directory.isWithin(h.tenant, ctx.actor.unit as string)) : page.items;
-      return { body: { items, ...(page.next !== undefined ? { next: page.next } : {}) } };
+      const unit = ctx.actor.unit;
+      // A delegated admin's subtree is applied while paging: its pages are full, nothing foreign shows.
+      const keep = unit !== undefined ? (h: { tenant: string }): boolean => ctx.deps.directory.isWithin(h.tenant, unit) : undefined;
+      const page = ctx.deps.held.list({ limit: limitOf(ctx.query), ...defined({ cursor: opt(ctx.query, 'cursor'), keep }) });
+      return { body: { items: page.items, ...(page.next !== undefined ? { next: page.next } : {}) } };
     },
   },
   {

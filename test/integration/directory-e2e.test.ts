@@ -6,7 +6,8 @@
  */
 import t, { type Test } from 'tap';
 import { startTestGateway, TEST_KEY, type TestGateway } from '../support/gateway.js';
-import { adminClient, ADMIN_CONFIG, mobileAt, type AdminClient } from '../support/directory.js';
+import fc from 'fast-check';
+import { adminClient, ADMIN_CONFIG, ADMIN_KEY, mobileAt, type AdminClient } from '../support/directory.js';
 import { encodeJob, workSubject, type Job } from '../../src/core/job.js';
 
 const ALL = { tiers: ['*'], groups: ['*'], direct: true, police: true, dailyQuota: null, perMinuteQuota: null };
@@ -172,6 +173,63 @@ t.test('sensitive words: held for review, then released or rejected', async (t) 
   t.equal((await admin.call('POST', `/v1/admin/held/${a.json.id}/release`)).status, 404);
   const audit = await admin.must('GET', '/v1/admin/audit?targetType=message');
   t.same(audit.items.map((e: any) => e.action).sort(), ['held.reject', 'held.release']);
+});
+
+t.test('held messages: a delegated admin pages only its subtree, every page full (fast-check against a reference model of paging)', async (t) => {
+  const keys = { a: 'held-admin-a-key-0123456789abcd', a1: 'held-admin-a1-key-0123456789abc', b: 'held-admin-b-key-0123456789abcd' };
+  const gw = await startTestGateway(t, {
+    config: {
+      admin: { keys: [{ key: ADMIN_KEY, name: 'root-admin' }, { key: keys.a, name: 'h-a', unit: 'a' }, { key: keys.a1, name: 'h-a1', unit: 'a1' }, { key: keys.b, name: 'h-b', unit: 'b' }] },
+      content: { words: ['罢工'], wordListFile: '', onMatch: 'hold', ignoreChars: '' },
+    },
+  });
+  const admin = adminClient(gw);
+  // city ─┬─ a ── a1
+  //       └─ b
+  const parent: Record<string, string | undefined> = { city: undefined, a: 'city', a1: 'a', b: 'city' };
+  const within = (u: string, root: string): boolean => {
+    for (let x: string | undefined = u; x !== undefined; x = parent[x]) if (x === root) return true;
+    return false;
+  };
+  await admin.must('POST', '/v1/admin/units', { id: 'city', name: 'city', sender: '10690002', grants: ALL });
+  await admin.must('POST', '/v1/admin/units', { id: 'a', name: 'a', parent: 'city', extension: '1', grants: ALL });
+  await admin.must('POST', '/v1/admin/units', { id: 'a1', name: 'a1', parent: 'a', extension: '1', grants: ALL });
+  await admin.must('POST', '/v1/admin/units', { id: 'b', name: 'b', parent: 'city', extension: '2', grants: ALL });
+  const unitKey: Record<string, string> = {};
+  for (const u of Object.keys(parent)) unitKey[u] = (await admin.must('POST', `/v1/admin/units/${u}/keys`, { label: 'h' })).key as string;
+  // Mixed owners, with runs of one subtree longer than any page size tried (foreign runs between and at the end).
+  const owners = ['b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'a', 'a1', 'city', 'b', 'a', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'a1', 'a1', 'a', 'city', 'city', 'b', 'a', 'a1', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b'];
+  const tenantOf = new Map<string, string>();
+  for (const [i, u] of owners.entries()) {
+    const r = await admin.sendAs(unitKey[u] as string, { to: [mobileAt(i)], text: `关于罢工的通知 ${i}` });
+    t.equal(r.json?.status, 'held', JSON.stringify(r.json));
+    tenantOf.set(r.json.id as string, u);
+  }
+  const all = [...tenantOf.keys()].sort();
+  const actors: Record<string, { key: string; unit?: string }> = { root: { key: ADMIN_KEY }, a: { key: keys.a, unit: 'a' }, a1: { key: keys.a1, unit: 'a1' }, b: { key: keys.b, unit: 'b' } };
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom(...Object.keys(actors)), fc.integer({ min: 1, max: 12 }), async (actorName, limit) => {
+      const actor = actors[actorName] as { key: string; unit?: string };
+      // The reference model: the ids in scope, in id order, cut into pages of `limit`; `next` on every page but the last.
+      const scoped = all.filter((id) => actor.unit === undefined || within(tenantOf.get(id) as string, actor.unit));
+      const expected: string[][] = [];
+      for (let i = 0; i < scoped.length; i += limit) expected.push(scoped.slice(i, i + limit));
+      if (expected.length === 0) expected.push([]);
+      const got: string[][] = [];
+      const as = adminClient(gw, actor.key);
+      let cursor: string | undefined;
+      for (let pages = 0; pages <= all.length + 1; pages++) {
+        const page = await as.must('GET', `/v1/admin/held?limit=${limit}${cursor !== undefined ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+        for (const h of page.items) if (actor.unit !== undefined && !within(h.tenant, actor.unit)) return false; // nothing foreign, ever
+        got.push(page.items.map((h: any) => h.id as string));
+        cursor = page.next;
+        if (cursor === undefined) break;
+      }
+      t.same(got, expected, `${actorName} limit ${limit}`);
+      return cursor === undefined && JSON.stringify(got) === JSON.stringify(expected);
+    }),
+    { numRuns: 30, seed: 17 },
+  );
 });
 
 t.test('quiet hours: a tier inside them waits and its validity starts at their end; emergency goes', async (t) => {
