@@ -347,6 +347,7 @@ export class Workflow implements MoHandler {
       if (!oldest.done) this.cxWindows.delete(oldest.value);
     }
     this.cxWindows.set(from, { start: now, count: 1 });
+    this.deps.metrics.caseQueryWindows.set(this.cxWindows.size);
     return true;
   }
 
@@ -358,7 +359,10 @@ export class Workflow implements MoHandler {
     const n = normalizeNumber(mo.source, { allowInternational: true });
     const from = n.ok ? n.number : mo.source;
     // At most CX_REPLIES_PER_WINDOW answers per number per window: a phone cannot make the gateway spam (or cost) by asking.
-    if (!this.cxAllowed(from)) return { route: this.name, state: 'handled', detail: 'case query not answered: too many from this number (rate limit)' };
+    if (!this.cxAllowed(from)) {
+      this.deps.metrics.caseQueryRefused.inc();
+      return { route: this.name, state: 'handled', detail: 'case query not answered: too many from this number (rate limit)' };
+    }
     let best: CaseRecord | undefined;
     if (caseId.length > 0) {
       // Only the receiving tenant's cases: a query sent to X's code never reads (or answers from) Y's.

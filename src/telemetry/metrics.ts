@@ -112,6 +112,8 @@ export interface Metrics {
   readonly moOpenParts: Gauge;
   readonly moPendingForwards: Gauge;
   readonly meetingReplies: Counter<'outcome'>;
+  readonly caseQueryWindows: Gauge;
+  readonly caseQueryRefused: Counter;
   // new-mail alerts
   readonly mailMessages: Counter<'outcome'>;
   readonly mailAlerts: Counter<'kind'>;
@@ -231,6 +233,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     moOpenParts: new Gauge({ name: 'smsgw_mo_open_parts', help: 'Parts of long MO messages waiting for the rest', registers: r }),
     moPendingForwards: new Gauge({ name: 'smsgw_mo_pending_forwards', help: 'MO messages waiting to be forwarded to a callback URL', registers: r }),
     meetingReplies: new Counter({ name: 'smsgw_meeting_replies_total', help: 'Meeting replies by outcome (counted, late)', labelNames: ['outcome'], registers: r }),
+    caseQueryWindows: new Gauge({ name: 'smsgw_case_query_windows', help: 'Numbers with a CX case-query reply window in memory (bound 10,000; beyond it the oldest is forgotten)', registers: r }),
+    caseQueryRefused: new Counter({ name: 'smsgw_case_query_refused_total', help: 'CX case queries not answered: over the per-number rate limit (5 answers per 10 minutes)', registers: r }),
     mailMessages: new Counter({ name: 'smsgw_mail_messages_total', help: 'Mails received over SMTP (and refusals), by outcome', labelNames: ['outcome'], registers: r }),
     mailAlerts: new Counter({ name: 'smsgw_mail_alerts_total', help: 'New-mail alerts per person, by kind (alert, digest, folded, duplicate, failed, dropped, retried)', labelNames: ['kind'], registers: r }),
     mailPendingDigests: new Gauge({ name: 'smsgw_mail_pending_digests', help: 'Digests of new-mail alerts waiting for their time', registers: r }),

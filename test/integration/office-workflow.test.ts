@@ -139,6 +139,10 @@ t.test('CX stays in its tenant: another code\'s cases are not read, the argument
   }, 'seven case queries handled', 30_000);
   t.equal(limited.filter((m) => /rate limit/.test(m.detail ?? '')).length, 2, 'the 6th and 7th are not answered');
   t.equal((receivedTexts(gw.simulator).get(asker) ?? []).length, 5);
+  // The window is measured: two numbers asked (the applicant at the city's code, the asker), two queries refused.
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  t.match(metrics, /^smsgw_case_query_windows 2$/m, 'one window per number that asked');
+  t.match(metrics, /^smsgw_case_query_refused_total 2$/m, 'the refused queries are counted');
 });
 
 t.test('workflow events are checked at the door', async (t) => {
