@@ -28,6 +28,7 @@ import type { Principal } from '../core/send.js';
 import { validated } from '../ingest/schemas.js';
 import type { Actor } from '../directory/types.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { checkQuery } from './query.js';
 import { checkCsvContentType, checkJsonContentType, parseBoundedJson, type JsonBounds } from './body.js';
 import { pathParamNames, routeLabel, uwsPattern, type BodyLimit, type HttpRoute, type MountedTable, type Realm, type Reply } from './route.js';
 
@@ -127,6 +128,7 @@ function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, d
         if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY) {
           throw new GatewayError('VALIDATION', 'Idempotency-Key is too long', { details: [{ field: 'Idempotency-Key', message: `at most ${MAX_IDEMPOTENCY_KEY} characters` }] });
         }
+        checkQuery(entry.query, query);
         let json: unknown;
         let raw: Buffer | undefined;
         if (spec?.kind === 'json') {

@@ -52,7 +52,7 @@ function derivedErrors(r: RouteEntry<never>): Record<string, string[]> {
       add('413', 'BODY_TOO_LARGE');
       add('415', 'UNSUPPORTED_MEDIA_TYPE');
     }
-    if (r.body?.kind === 'json' || r.headers?.some((h) => h.name === 'Idempotency-Key')) add('422', 'VALIDATION');
+    if (r.body?.kind === 'json' || r.headers?.some((h) => h.name === 'Idempotency-Key') || (r.query?.length ?? 0) > 0) add('422', 'VALIDATION');
     if (r.body?.kind === 'json') add('422', 'JSON_TOO_LARGE');
     if (r.write) {
       add('503', 'NOT_READY');

@@ -89,7 +89,7 @@ interface EntryCommon {
   readonly realm: Realm;
   readonly summary: string;
   readonly tags: readonly string[];
-  /** Documented query parameters (handlers check their values). */
+  /** Documented query parameters: the mount checks each value against its schema (src/http/query.ts, 422); a handler may check more. */
   readonly query?: readonly ParamDoc[];
   /** Documented request headers (e.g. Idempotency-Key). */
   readonly headers?: readonly ParamDoc[];
