@@ -368,7 +368,7 @@ export function queueConformance(t: Test, name: string, factory: QueueFactory): 
     t.test('restart redelivers everything not acked; stored msgIds are still duplicates', async (t) => {
       const sut = await open(t, { ackWaitMs: 1000 });
       if (sut.restart === undefined) {
-        t.pass(`${name} has no restart in this test setup`);
+        await t.skip(`${name} has no restart in this test setup`, () => {});
         return;
       }
       const published = await sut.queue.publish([msg('normal', 'r-a'), msg('normal', 'r-b'), msg('normal', 'r-c')]);
