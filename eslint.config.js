@@ -50,18 +50,6 @@ export default tseslint.config(
       // test doubles implement async interfaces with plain values. The rule
       // stays on for src and bench.
       '@typescript-eslint/require-await': 'off',
-      // Tests probe the gateway's JSON answers, which are untyped on purpose
-      // (the answer is what is under test; t.match / t.same check its shape at
-      // run time), so the HTTP helpers in test/support type a parsed body as
-      // `any`. The rules that keep `any` from leaking into typed code are off
-      // for test files only; src and bench have them all. Typing the test
-      // helpers' answers is a follow-up that would let these come back on.
-      '@typescript-eslint/no-explicit-any': 'off',
-      '@typescript-eslint/no-unsafe-member-access': 'off',
-      '@typescript-eslint/no-unsafe-assignment': 'off',
-      '@typescript-eslint/no-unsafe-argument': 'off',
-      '@typescript-eslint/no-unsafe-call': 'off',
-      '@typescript-eslint/no-unsafe-return': 'off',
     },
   },
 );

@@ -37,9 +37,9 @@ if (requireNatsServer(t)) {
     const ids: string[] = [];
     for (let m = 0; m < MESSAGES; m++) {
       const to = Array.from({ length: PER }, (_, j) => numberAt(m * PER + j));
-      const r = await api(url, 'POST', '/v1/messages', { to, text: `Duty roster ${m} published; check your shift.` });
+      const r = await api<{ id: string }>(url, 'POST', '/v1/messages', { to, text: `Duty roster ${m} published; check your shift.` });
       t.equal(r.status, 202, `message ${m} accepted`);
-      ids.push(r.json.id as string);
+      ids.push(r.json.id);
     }
 
     const first = await deployment.startDispatcher(sim, {

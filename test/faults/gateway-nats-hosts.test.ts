@@ -26,6 +26,7 @@ import { PdaClient } from '../../src/pda/client.js';
 import type { OutboxEntry, OutboxKey } from '../../src/replication/change-log.js';
 import { requireNatsServer } from '../support/nats-server.js';
 import { api, waitComplete } from '../support/gateway-process.js';
+import type { MessageStatus, SegmentView } from '../support/api-types.js';
 import { coverage, numberAt, resends, startKillingSimulator, startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
 
 /**
@@ -60,7 +61,7 @@ async function readOutbox<T>(dataDir: string, read: (outbox: Database<OutboxEntr
 /** Recipients shown delivered on a host, over all the messages. */
 async function deliveredOn(url: string, ids: readonly string[]): Promise<number> {
   let n = 0;
-  for (const id of ids) n += ((await api(url, 'GET', `/v1/messages/${id}?limit=1`)).json.summary?.delivered as number | undefined) ?? 0;
+  for (const id of ids) n += (await api<{ summary?: { delivered?: number } }>(url, 'GET', `/v1/messages/${id}?limit=1`)).json.summary?.delivered ?? 0;
   return n;
 }
 
@@ -77,9 +78,9 @@ if (requireNatsServer(t)) {
     const ids: string[] = [];
     for (let m = 0; m < MESSAGES; m++) {
       const to = Array.from({ length: PER }, (_, j) => numberAt(m * PER + j));
-      const r = await api(ingest.url, 'POST', '/v1/messages', { to, text: `Flood warning ${m}: move vehicles off the riverside road.` });
+      const r = await api<{ id: string }>(ingest.url, 'POST', '/v1/messages', { to, text: `Flood warning ${m}: move vehicles off the riverside road.` });
       t.equal(r.status, 202, `message ${m} accepted on A`);
-      ids.push(r.json.id as string);
+      ids.push(r.json.id);
     }
     for (const id of ids) {
       const s = await waitComplete(ingest.url, id, 60_000, 200);
@@ -87,8 +88,8 @@ if (requireNatsServer(t)) {
     }
     const cov = coverage(sim, Array.from({ length: MESSAGES * PER }, (_, i) => numberAt(i)));
     t.same(cov, { missing: 0, twice: 0, total: MESSAGES * PER }, 'every recipient submitted exactly once across the two dispatch hosts');
-    const page = await api(ingest.url, 'GET', `/v1/messages/${ids[0]}?limit=2`);
-    const seg = page.json.items[0].segments[0];
+    const page = await api<{ items: Array<{ segments: SegmentView[] }> }>(ingest.url, 'GET', `/v1/messages/${ids[0]}?limit=2`);
+    const seg = page.json.items[0]!.segments[0]!;
     t.equal(seg.state, 'delivered', 'A lists the segment\'s state recorded on another host');
     t.ok(typeof seg.operatorMessageId === 'string' && seg.operatorMessageId.length > 0, 'with its operator id');
     t.ok(typeof seg.submittedAt === 'string', 'and its submit time');
@@ -121,14 +122,14 @@ if (requireNatsServer(t)) {
     const ingest = await deployment.startIngest({ host: 'host-a' });
     await deployment.startDispatcher(sim, { name: 'dispatch-b', host: 'host-b' });
     await deployment.startDispatcher(sim, { name: 'dispatch-c', host: 'host-c' });
-    const admin = async (method: string, path: string, body: unknown): Promise<any> => {
-      const r = await api(ingest.url, method, path, body, { authorization: `Bearer ${ADMIN}` });
+    const admin = async <T = unknown>(method: string, path: string, body: unknown): Promise<T> => {
+      const r = await api<T>(ingest.url, method, path, body, { authorization: `Bearer ${ADMIN}` });
       if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
       return r.json;
     };
     const ALL = { tiers: ['*'], groups: ['*'], direct: true, police: false, dailyQuota: null, perMinuteQuota: null };
     await admin('POST', '/v1/admin/units', { id: 'flood', name: '市防汛办', sender: '10690003', signature: '【市防汛办】', grants: ALL });
-    const key = (await admin('POST', '/v1/admin/units/flood/keys', { label: 'hosts' })).key as string;
+    const key = (await admin<{ key: string }>('POST', '/v1/admin/units/flood/keys', { label: 'hosts' })).key;
     const PEOPLE = 400;
     const csv = ['id,name,mobile,unit', ...Array.from({ length: PEOPLE }, (_, i) => `f${i},队员${i},${numberAt(50_000 + i)},flood`)].join('\n');
     const imported = await fetch(`${ingest.url}/v1/admin/people/import`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'text/csv' }, body: csv });
@@ -136,11 +137,11 @@ if (requireNatsServer(t)) {
     await admin('POST', '/v1/admin/groups', { id: 'rescue', name: '抢险队', unit: 'flood', members: Array.from({ length: PEOPLE }, (_, i) => `f${i}`) });
     await admin('POST', '/v1/admin/blocks', { scope: 'flood', number: numberAt(50_007), reason: 'TD' });
 
-    const r = await api(ingest.url, 'POST', '/v1/messages', { group: 'rescue', text: '今晚有暴雨，抢险队员请于20:00前到岗。' }, { authorization: `Bearer ${key}` });
+    const r = await api<{ id: string }>(ingest.url, 'POST', '/v1/messages', { group: 'rescue', text: '今晚有暴雨，抢险队员请于20:00前到岗。' }, { authorization: `Bearer ${key}` });
     t.equal(r.status, 202, 'a group send with a key made on A');
-    let done: any;
+    let done!: MessageStatus;
     await until('the group send complete on A', async () => {
-      done = (await api(ingest.url, 'GET', `/v1/messages/${r.json.id}?limit=1`, undefined, { authorization: `Bearer ${key}` })).json;
+      done = (await api<MessageStatus>(ingest.url, 'GET', `/v1/messages/${r.json.id}?limit=1`, undefined, { authorization: `Bearer ${key}` })).json;
       return done.status === 'complete';
     }, 60_000, 200);
     t.equal(done.summary.delivered, PEOPLE - 1, 'every member but the blocked one delivered: the group was expanded on B or C from the replicated directory');
@@ -163,8 +164,8 @@ if (requireNatsServer(t)) {
     await deployment.startDispatcher(sim, { name: 'dispatch-b', host: 'host-b' });
     // Host P: devices connect to its ingest process (the PDA WebSocket); its dispatcher starts later.
     const pIngest = await deployment.startIngest({ name: 'ingest-p', host: 'host-p', overrides: { pda: pdaConfig } });
-    const admin = async (url: string, key: string, path: string, body: unknown): Promise<any> => {
-      const r = await api(url, 'POST', path, body, { authorization: `Bearer ${key}` });
+    const admin = async <T = unknown>(url: string, key: string, path: string, body: unknown): Promise<T> => {
+      const r = await api<T>(url, 'POST', path, body, { authorization: `Bearer ${key}` });
       if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.json)}`);
       return r.json;
     };
@@ -172,7 +173,7 @@ if (requireNatsServer(t)) {
       id: 'psb', name: '市公安局', sender: '10690110', signature: '【市公安局】',
       grants: { tiers: ['*'], groups: ['*'], direct: true, police: true, dailyQuota: null, perMinuteQuota: null },
     });
-    const key = (await admin(ingest.url, ADMIN, '/v1/admin/units/psb/keys', { label: 'command' })).key as string;
+    const key = (await admin<{ key: string }>(ingest.url, ADMIN, '/v1/admin/units/psb/keys', { label: 'command' })).key;
     const officers = ['cop-1', 'cop-2', 'cop-3'];
     for (const [i, id] of officers.entries()) await admin(ingest.url, ADMIN, '/v1/admin/people', { id, name: `警员${i}`, mobile: numberAt(70_000 + i), unit: 'psb', channel: 'pda' });
     await admin(ingest.url, ADMIN, '/v1/admin/groups', { id: 'night-shift', name: '夜班', unit: 'psb', members: officers });
@@ -181,19 +182,19 @@ if (requireNatsServer(t)) {
     const clients: PdaClient[] = [];
     t.teardown(() => Promise.all(clients.map((c) => c.close())));
     for (const id of officers) {
-      const device = await admin(pIngest.url, PDA_ADMIN, '/v1/admin/pda/devices', { deviceId: `pda-${id}`, personId: id, unit: '市公安局' });
+      const device = await admin<{ key: string }>(pIngest.url, PDA_ADMIN, '/v1/admin/pda/devices', { deviceId: `pda-${id}`, personId: id, unit: '市公安局' });
       const bodies: string[] = [];
       got.set(id, bodies);
-      const c = new PdaClient({ url: `${pIngest.url.replace('http', 'ws')}/v1/pda`, deviceId: `pda-${id}`, key: device.key as string, onMessage: (m) => bodies.push(m.body) });
+      const c = new PdaClient({ url: `${pIngest.url.replace('http', 'ws')}/v1/pda`, deviceId: `pda-${id}`, key: device.key, onMessage: (m) => bodies.push(m.body) });
       await c.connect();
       clients.push(c);
     }
     // The directory made on A has reached host B (its dispatcher expands the group).
     const ids: string[] = [];
     for (const text of ['今晚22:00人民广场集合', '集合地点改为东门']) {
-      const r = await api(ingest.url, 'POST', '/v1/messages', { group: 'night-shift', text, classification: 'police' }, { authorization: `Bearer ${key}` });
+      const r = await api<{ id: string }>(ingest.url, 'POST', '/v1/messages', { group: 'night-shift', text, classification: 'police' }, { authorization: `Bearer ${key}` });
       t.equal(r.status, 202, JSON.stringify(r.json));
-      ids.push(r.json.id as string);
+      ids.push(r.json.id);
     }
     await sleep(1_500);
     t.same([...got.values()].map((b) => b.length), [0, 0, 0], 'nothing reaches a PDA while no process with the channel dispatches');
@@ -209,9 +210,9 @@ if (requireNatsServer(t)) {
     await until('every officer got both', () => [...got.values()].every((b) => b.length >= 2), 30_000);
     for (const [id, bodies] of got) t.same(bodies.map((b) => b.replace(/^【市公安局】/, '').replace(/【市公安局】$/, '')).sort(), ['今晚22:00人民广场集合', '集合地点改为东门'].sort(), `${id}: each message once, through host B's hand-off to host P`);
     for (const id of ids) {
-      let done: any;
+      let done!: MessageStatus;
       await until(`message ${id} complete on A`, async () => {
-        done = (await api(ingest.url, 'GET', `/v1/messages/${id}?limit=1`, undefined, { authorization: `Bearer ${key}` })).json;
+        done = (await api<MessageStatus>(ingest.url, 'GET', `/v1/messages/${id}?limit=1`, undefined, { authorization: `Bearer ${key}` })).json;
         return done.status === 'complete';
       }, 30_000, 200);
       t.equal(done.summary.delivered, 3, 'delivered-to-device for every officer, seen on host A');
@@ -233,9 +234,9 @@ if (requireNatsServer(t)) {
     const ids: string[] = [];
     for (let m = 0; m < MESSAGES; m++) {
       const to = Array.from({ length: PER }, (_, j) => numberAt(m * PER + j));
-      const r = await api(ingest.url, 'POST', '/v1/messages', { to, text: `Road closure ${m}: use the east bridge.` });
+      const r = await api<{ id: string }>(ingest.url, 'POST', '/v1/messages', { to, text: `Road closure ${m}: use the east bridge.` });
       t.equal(r.status, 202);
-      ids.push(r.json.id as string);
+      ids.push(r.json.id);
     }
 
     const first = await deployment.startDispatcher(sim, {

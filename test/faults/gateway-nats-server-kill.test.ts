@@ -106,9 +106,9 @@ if (requireNatsServer(t)) {
     const ids: string[] = [];
     for (let m = 0; m < MESSAGES; m++) {
       const to = Array.from({ length: PER }, (_, j) => numberAt(m * PER + j));
-      const r = await api(url, 'POST', '/v1/messages', { to, text: `Shift notice ${m}: briefing at 07:30.` });
+      const r = await api<{ id: string }>(url, 'POST', '/v1/messages', { to, text: `Shift notice ${m}: briefing at 07:30.` });
       t.equal(r.status, 202, `message ${m} accepted`);
-      ids.push(r.json.id as string);
+      ids.push(r.json.id);
       all.push(...to);
     }
     // The dispatcher starts on the queued backlog, so its acks come in one short burst...

@@ -11,6 +11,11 @@ import { simulatorAccountConfig } from '../support/gateway-process.js';
 import { until } from '../support/wait.js';
 import { SmscSimulator } from '../../src/smpp/simulator.js';
 import { createLogger } from '../../src/telemetry/logger.js';
+import type { MessageStatus } from '../support/api-types.js';
+
+interface Readyz {
+  accounts: { account: string; up: boolean; reason?: string }[];
+}
 
 const logger = createLogger({ level: 'silent' });
 const BURST = 4000;
@@ -59,7 +64,7 @@ t.test('kill the preferred account\'s SMSC mid-burst: its recipients fail over, 
   };
   const downBefore = await downCount();
   const to = Array.from({ length: BURST }, (_, i) => numberAt(i));
-  const r = await gw.send({ to, text: 'failover burst' });
+  const r = await gw.send<{ id: string }>({ to, text: 'failover burst' });
   t.equal(r.status, 202);
   await until('cm-a mid-burst', () => a.stats().submits >= 800, 30_000, 5);
   const aSeenAtKill = a.stats().submits;
@@ -69,7 +74,7 @@ t.test('kill the preferred account\'s SMSC mid-burst: its recipients fail over, 
 
   // Every recipient ends up either delivered, or accepted by cm-a before it died (its receipt died with it).
   const store = gw.gateway.store;
-  const id = r.json.id as string;
+  const id = r.json.id;
   const settled = (): { delivered: number; acceptedByDeadA: number; other: number } => {
     let delivered = 0;
     let acceptedByDeadA = 0;
@@ -87,7 +92,7 @@ t.test('kill the preferred account\'s SMSC mid-burst: its recipients fail over, 
   t.equal(end.delivered + end.acceptedByDeadA, BURST, `none lost (${end.delivered} delivered, ${end.acceptedByDeadA} accepted by cm-a without a receipt)`);
   // Those are recorded `submitted` with cm-a's id: they expire after validity + receiptGraceMs unless cm-a sends the receipt later.
   t.ok(end.acceptedByDeadA < aSeenAtKill, 'only recipients cm-a accepted before it died wait for its receipt');
-  const summary = (await gw.request('GET', `/v1/messages/${id}?limit=1`)).json.summary;
+  const summary = (await gw.request<MessageStatus>('GET', `/v1/messages/${id}?limit=1`)).json.summary;
   t.equal(summary.failed + summary.expired + summary.rejected, 0, 'nothing failed, expired or rejected');
 
   // Duplicates: a number sent through both accounts is one the SMSC may have accepted just before it died.
@@ -98,8 +103,8 @@ t.test('kill the preferred account\'s SMSC mid-burst: its recipients fail over, 
   t.ok(both <= A_BINDS * A_WINDOW, `sent through both accounts: ${both} ≤ cm-a's in-flight window ${A_BINDS * A_WINDOW}`);
   t.equal(b.stats().duplicates, 0, 'cm-b got each recipient once');
   t.ok(b.stats().uniqueSegments >= BURST - aSeenAtKill - A_BINDS * A_WINDOW, `cm-b carried the rest (${b.stats().uniqueSegments})`);
-  const ready = await gw.request('GET', '/readyz');
-  t.match(ready.json.accounts.find((x: any) => x.account === 'cm-a'), { up: false, reason: 'unbound' });
+  const ready = await gw.request<Readyz>('GET', '/readyz');
+  t.match(ready.json.accounts.find((x) => x.account === 'cm-a'), { up: false, reason: 'unbound' });
   t.equal(await downCount(), downBefore + 1, 'counted down once');
   const metrics = await fetch(`${gw.url}/metrics`).then((x) => x.text());
   t.match(metrics, /smsgw_route_failovers_total\{rule="prefer-a",account="cm-b"\} [1-9]/);
@@ -108,7 +113,7 @@ t.test('kill the preferred account\'s SMSC mid-burst: its recipients fail over, 
   a2 = await sim(aPort, 50_000_000);
   await until('cm-a up again', () => router.isAccountUp('cm-a'), 15_000, 20);
   const bBefore = b.stats().submits;
-  const again = await gw.send({ to: Array.from({ length: 200 }, (_, i) => numberAt(BURST + i)), text: 'after the return' });
+  const again = await gw.send<{ id: string }>({ to: Array.from({ length: 200 }, (_, i) => numberAt(BURST + i)), text: 'after the return' });
   const done = await gw.waitComplete(again.json.id, 60_000);
   t.equal(done.summary.delivered, 200);
   t.equal(a2.stats().uniqueSegments, 200, 'traffic is back on cm-a');

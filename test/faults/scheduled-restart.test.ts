@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SmscSimulator } from '../../src/smpp/simulator.js';
 import { numberAt } from '../support/gateway.js';
+import type { MessageStatus } from '../support/api-types.js';
 import { api, simulatorAccountConfig, startGatewayProcess, waitComplete } from '../support/gateway-process.js';
 
 t.test('scheduled messages across kill -9 and restart are sent once', async (t) => {
@@ -42,17 +43,17 @@ t.test('scheduled messages across kill -9 and restart are sent once', async (t) 
   const secondAt = new Date(Date.now() + 15_000).toISOString();
   const ids: string[] = [];
   for (let i = 0; i < N; i++) {
-    const r = await api(url, 'POST', '/v1/messages', { to: [numberAt(i)], text: `sched ${i}`, scheduleAt: i % 2 === 0 ? firstAt : secondAt }, { 'idempotency-key': `sched-${i}` });
+    const r = await api<{ id: string }>(url, 'POST', '/v1/messages', { to: [numberAt(i)], text: `sched ${i}`, scheduleAt: i % 2 === 0 ? firstAt : secondAt }, { 'idempotency-key': `sched-${i}` });
     t.equal(r.status, 202, JSON.stringify(r.json), { diagnostic: false });
-    ids.push(r.json.id as string);
+    ids.push(r.json.id);
   }
-  const cancelled = await api(url, 'POST', '/v1/messages', { to: [numberAt(9999)], text: 'cancel me', scheduleAt: firstAt });
+  const cancelled = await api<{ id: string }>(url, 'POST', '/v1/messages', { to: [numberAt(9999)], text: 'cancel me', scheduleAt: firstAt });
   t.equal((await api(url, 'DELETE', `/v1/messages/${cancelled.json.id}`)).status, 200);
   t.equal(sim.recentSubmits().length, 0, 'nothing sent early');
 
   await gw.kill('SIGKILL');
   await gw.restart();
-  const status = await api(url, 'GET', `/v1/messages/${ids[0]}`);
+  const status = await api<MessageStatus>(url, 'GET', `/v1/messages/${ids[0]}`);
   t.ok(Date.now() < Date.parse(firstAt), 'the restart finished before the first wave was due (else the next check says nothing)');
   t.equal(status.json.status, 'scheduled', 'still scheduled after the restart');
   // Kill again just as the second wave comes due. The SMSC is silent meanwhile (it takes no submit_sm):

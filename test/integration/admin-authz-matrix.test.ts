@@ -79,6 +79,19 @@ type Spec =
   | { kind: 'list'; global?: boolean; filters?: string[] }
   | { kind: 'target'; global?: boolean; upsert?: boolean; untargeted?: boolean; req: (owner: Owner) => Promise<Req> };
 
+/** What the matrix reads of an answer's JSON body (any route's). */
+interface Answer {
+  id?: string;
+  status?: string;
+  items?: unknown[];
+  error?: { code?: string; message?: string };
+}
+/** What set-up reads of a created row: its id, and for a unit's API key the key itself. */
+interface Created {
+  id: string;
+  key: string;
+}
+
 t.test('admin authorization matrix', async (t) => {
   const gw = await startTestGateway(t, {
     config: {
@@ -87,7 +100,7 @@ t.test('admin authorization matrix', async (t) => {
     },
   });
   // actor: an actor's name (a key of KEYS) or a raw key.
-  const call = async (actor: string, req: Req): Promise<{ status: number; json: any; text: string }> => {
+  const call = async (actor: string, req: Req): Promise<{ status: number; json: Answer | undefined; text: string }> => {
     const bearer = actor in KEYS ? KEYS[actor as ActorName] : actor;
     const res = await fetch(gw.url + req.path, {
       method: req.method,
@@ -95,18 +108,18 @@ t.test('admin authorization matrix', async (t) => {
       ...(req.body !== undefined ? { body: JSON.stringify(req.body) } : req.csv !== undefined ? { body: req.csv } : {}),
     });
     const text = await res.text();
-    let json: any;
+    let json: Answer | undefined;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(text) as Answer;
     } catch {
       json = undefined;
     }
     return { status: res.status, json, text };
   };
-  const must = async (method: string, path: string, body?: unknown, as: string = 'root'): Promise<any> => {
+  const must = async (method: string, path: string, body?: unknown, as: string = 'root'): Promise<Created> => {
     const r = await call(as, { method, path, ...(body !== undefined ? { body } : {}) });
     if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.text}`);
-    return r.json;
+    return r.json as Created;
   };
   const GRANTS = { tiers: ['*'], groups: ['*'], direct: true };
   const inHours = (h: number): string => new Date(Date.now() + h * 3600_000).toISOString();
@@ -125,14 +138,14 @@ t.test('admin authorization matrix', async (t) => {
     await must('POST', '/v1/admin/blocks', { scope: u, number: blocked(u) });
     const held = await call(key.key, { method: 'POST', path: '/v1/messages', body: { to: [number(u)], text: heldText(u) } });
     if (held.json?.status !== 'held') throw new Error(`held message of ${u}: ${held.text}`);
-    heldIds[u] = held.json.id;
+    heldIds[u] = held.json.id as string;
     // The deleted sub-unit and what it left.
     await must('POST', '/v1/admin/units', { id: gone(u), name: gone(u), parent: u, extension: `9${idx(u)}`, grants: GRANTS });
     const g = await must('POST', `/v1/admin/units/${gone(u)}/keys`, {});
-    const as = (method: string, path: string, body: unknown): Promise<any> => must(method, path, body, g.key);
-    const message = (await as('POST', '/v1/messages', { to: [goneNumber(u)], text: 'archived' })).id as string;
+    const as = (method: string, path: string, body: unknown): Promise<Created> => must(method, path, body, g.key);
+    const message = (await as('POST', '/v1/messages', { to: [goneNumber(u)], text: 'archived' })).id;
     await as('PUT', '/v1/templates/zzt', { body: 'archived template' });
-    const meeting = (await as('POST', '/v1/meetings', { title: 'archived', time: inHours(48), place: 'x', attendees: { numbers: [goneNumber(u)] }, replyBy: inHours(24) })).id as string;
+    const meeting = (await as('POST', '/v1/meetings', { title: 'archived', time: inHours(48), place: 'x', attendees: { numbers: [goneNumber(u)] }, replyBy: inHours(24) })).id;
     await as('POST', '/v1/workflow-events', { system: 'zz', caseId: 'C1', seq: 1, stage: 'received', applicant: { mobile: goneNumber(u) } });
     await must('DELETE', `/v1/admin/keys/${g.id}`);
     await must('DELETE', `/v1/admin/units/${gone(u)}`);
@@ -164,7 +177,7 @@ t.test('admin authorization matrix', async (t) => {
     return id;
   };
   const throwawayHeld = async (owner: UnitId): Promise<string> => {
-    const key = (await must('POST', `/v1/admin/units/${owner}/keys`, {})).key as string;
+    const key = (await must('POST', `/v1/admin/units/${owner}/keys`, {})).key;
     const r = await call(key, { method: 'POST', path: '/v1/messages', body: { to: [number(owner)], text: `throwaway ${HOLD_WORD}` } });
     if (r.json?.status !== 'held') throw new Error(`throwaway held: ${r.text}`);
     return r.json.id as string;
@@ -240,7 +253,7 @@ t.test('admin authorization matrix', async (t) => {
   const leaks = (actor: ActorName, text: string, named = ''): string[] => UNITS.filter((u) => !visible(actor, u)).flatMap(markers).filter((m) => !named.includes(m) && text.includes(m));
   /** Archives are global-only: no delegated admin's answer shows anything of a deleted unit. */
   const archiveLeaks = (actor: ActorName, text: string): string[] => (actor === 'root' ? [] : UNITS.flatMap((u) => [`86${goneNumber(u)}`, archived[u].message, archived[u].meeting]).filter((m) => text.includes(m)));
-  const describe = (r: { status: number; json: any }): string => `${r.status} ${r.json?.error?.code ?? ''}`.trim();
+  const describe = (r: { status: number; json: Answer | undefined }): string => `${r.status} ${r.json?.error?.code ?? ''}`.trim();
 
   for (const r of routes) {
     const key = `${r.method} ${r.path}`;

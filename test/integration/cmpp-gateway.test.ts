@@ -17,8 +17,15 @@ import type { CmppAccountConfig } from '../../src/config/schema.js';
 import type { DeliveryReceipt, MobileOriginated, SubmitOutcome } from '../../src/core/ports.js';
 import { buildSegments } from '../../src/core/segment.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
+import type { MessageStatus } from '../support/api-types.js';
 import { responseBody } from '../support/http.js';
 import { until as waitUntil } from '../support/wait.js';
+
+/** An inbox entry of GET /v1/mo, as read here. */
+interface MoItem {
+  readonly text: string;
+  readonly from: string;
+}
 
 /** Bounded wait with a message built when it fails. */
 async function until(check: () => boolean | Promise<boolean>, o: { timeoutMs: number; message: () => string }): Promise<void> {
@@ -51,22 +58,22 @@ async function cmppGateway(t: Test, version: 'cmpp2' | 'cmpp3' = 'cmpp3') {
     rmSync(dataDir, { recursive: true, force: true });
   });
   const url = `http://127.0.0.1:${gateway.port}`;
-  const request = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+  const request = async <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
     const res = await fetch(url + path, {
       method,
       headers: { authorization: `Bearer ${DEV_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    return { status: res.status, json: await responseBody(res) };
+    return { status: res.status, json: (await responseBody(res)) as T };
   };
-  const waitComplete = async (id: string): Promise<any> => {
-    let last: any;
+  const waitComplete = async (id: string): Promise<MessageStatus> => {
+    let last: MessageStatus | undefined;
     await until(async () => {
-      const r = await request('GET', `/v1/messages/${id}?limit=1000`);
+      const r = await request<MessageStatus>('GET', `/v1/messages/${id}?limit=1000`);
       last = r.json;
       return r.status === 200 && last.status === 'complete';
     }, { timeoutMs: 30_000, message: () => `message ${id} not complete: ${JSON.stringify(last?.summary)}` });
-    return last;
+    return last!;
   };
   const sim = gateway.cmppSimulator;
   if (sim === undefined) throw new Error('no CMPP simulator started');
@@ -77,16 +84,16 @@ t.test('CMPP 3.0 end to end: ASCII and UCS-2 parts as CMPP plans them, receipts 
   const { sim, request, waitComplete } = await cmppGateway(t);
   const ascii150 = 'A'.repeat(150); // one SMPP part (GSM 160), two CMPP parts (ASCII 140 / 134)
   const chinese = '各位同事：请于明日上午九点到三楼会议室参加防汛工作会议，请准时出席，收到请回复1确认，不能参加请回复2并说明原因。会议材料已发至各部门邮箱，请提前阅读并准备好本部门的汛情报告。谢谢！'; // > 70 units
-  const sent = await request('POST', '/v1/messages', { to: ['13800138006', '13900139016'], text: ascii150 });
+  const sent = await request<{ id: string }>('POST', '/v1/messages', { to: ['13800138006', '13900139016'], text: ascii150 });
   t.equal(sent.status, 202);
   const done = await waitComplete(sent.json.id);
   t.equal(done.summary.delivered, 2);
-  for (const r of done.items) t.equal(r.segments.length, 2, 'each recipient shows the two CMPP parts as sent');
+  for (const r of done.items) t.equal(r.segments!.length, 2, 'each recipient shows the two CMPP parts as sent');
   t.ok(chinese.length > 70);
-  const zh = await request('POST', '/v1/messages', { to: ['13800138026'], text: chinese });
+  const zh = await request<{ id: string }>('POST', '/v1/messages', { to: ['13800138026'], text: chinese });
   const zhDone = await waitComplete(zh.json.id);
   t.equal(zhDone.summary.delivered, 1);
-  t.equal(zhDone.items[0].segments.length, buildSegments(chinese, 'ucs2', 0, 'cmpp').length);
+  t.equal(zhDone.items[0]!.segments!.length, buildSegments(chinese, 'ucs2', 0, 'cmpp').length);
 
   const submits = sim.recentSubmits();
   const asciiParts = submits.filter((s) => s.destTerminalIds[0] === '13800138006');
@@ -118,11 +125,11 @@ t.test('CMPP simulator behaviours by suffix end in the right final states', asyn
     ['13800130008', 'delivered', undefined],
     ['13800130011', 'rejected', /CMPP_BAD_DEST_TERMINAL_ID/],
   ];
-  const sent = await request('POST', '/v1/messages', { to: cases.map((c) => c[0]), text: 'suffix test' });
+  const sent = await request<{ id: string }>('POST', '/v1/messages', { to: cases.map((c) => c[0]), text: 'suffix test' });
   t.equal(sent.status, 202);
   const done = await waitComplete(sent.json.id);
   for (const [number, state, error] of cases) {
-    const r = done.items.find((x: any) => x.to === `86${number}`);
+    const r = done.items.find((x) => x.to === `86${number}`);
     t.equal(r?.state, state, `${number}: ${state}`);
     if (error) t.match(JSON.stringify(r), error);
   }
@@ -133,15 +140,15 @@ t.test('MO over CMPP: a long UCS-2 MO in UDH parts is re-assembled into the inbo
   const text = '收到，我明天上午准时参加会议。另外请问会议材料是否需要提前打印？如需要请告知份数，我会安排办公室同事提前准备好。会后是否还需要提交书面的汛情报告？谢谢。';
   t.ok(text.length > 70);
   sim.sendMo('13800138000', '1065700106900015', text); // access code + the dev unit's sender + the phone's own digit
-  let items: any[] = [];
+  let items: MoItem[] = [];
   await until(async () => {
-    const r = await request('GET', '/v1/mo?state=unmatched');
+    const r = await request<{ items?: MoItem[] } | undefined>('GET', '/v1/mo?state=unmatched');
     items = r.json?.items ?? [];
     return items.length > 0;
   }, { timeoutMs: 15_000, message: () => 'no MO in the inbox' });
   t.equal(items.length, 1, 'one message, not two parts');
-  t.equal(items[0].text, text);
-  t.equal(items[0].from, '8613800138000');
+  t.equal(items[0]!.text, text);
+  t.equal(items[0]!.from, '8613800138000');
   await until(() => sim.stats().moAcked === 2, { timeoutMs: 5000, message: () => JSON.stringify(sim.stats()) });
 });
 

@@ -18,6 +18,7 @@ import { countSegments } from '../../src/core/segment.js';
 import { responseBody } from '../support/http.js';
 import { until } from '../support/wait.js';
 import { TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
+import type { MessageStatus } from '../support/api-types.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -48,22 +49,22 @@ async function gatewayWith(t: Test, gb18030: boolean) {
     rmSync(dataDir, { recursive: true, force: true });
   });
   const url = `http://127.0.0.1:${gateway.port}`;
-  const request = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+  const request = async <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
     const res = await fetch(url + path, {
       method,
       headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    return { status: res.status, json: await responseBody(res) };
+    return { status: res.status, json: (await responseBody(res)) as T };
   };
-  const complete = async (id: string): Promise<any> => {
-    let last: any;
+  const complete = async (id: string): Promise<MessageStatus> => {
+    let last: MessageStatus | undefined;
     await until(`message ${id} complete`, async () => {
-      const r = await request('GET', `/v1/messages/${id}?limit=100`);
+      const r = await request<MessageStatus>('GET', `/v1/messages/${id}?limit=100`);
       last = r.json;
       return r.status === 200 && last.status === 'complete';
     }, 30_000);
-    return last;
+    return last as MessageStatus;
   };
   return { sim, request, complete };
 }
@@ -75,11 +76,11 @@ t.test('gb18030 account: Msg_Fmt 15 parts, never a split character, the simulato
   const { sim, request, complete } = await gatewayWith(t, true);
   const expected = countSegments(TEXT, 'cmpp-gb18030').count;
   t.ok(expected < countSegments(TEXT, 'cmpp').count, `GB18030 needs fewer parts (${expected}) than UCS-2 (${countSegments(TEXT, 'cmpp').count})`);
-  const sent = await request('POST', '/v1/messages', { to: ['13800138016'], text: TEXT });
+  const sent = await request<{ id: string }>('POST', '/v1/messages', { to: ['13800138016'], text: TEXT });
   t.equal(sent.status, 202);
   const done = await complete(sent.json.id);
   t.equal(done.summary.delivered, 1);
-  t.equal(done.items[0].segments.length, expected, 'the status API shows the GB18030 parts as sent');
+  t.equal(done.items[0]!.segments!.length, expected, 'the status API shows the GB18030 parts as sent');
   const parts = sim.recentSubmits().filter((p) => p.destTerminalIds[0] === '13800138016');
   t.equal(parts.length, expected);
   const strict = new TextDecoder('gb18030', { fatal: true });
@@ -95,10 +96,10 @@ t.test('gb18030 account: Msg_Fmt 15 parts, never a split character, the simulato
 
 t.test('without the flag the same account sends UCS-2 (Msg_Fmt 8), and the text also arrives intact', async (t) => {
   const { sim, request, complete } = await gatewayWith(t, false);
-  const sent = await request('POST', '/v1/messages', { to: ['13800138026'], text: TEXT });
+  const sent = await request<{ id: string }>('POST', '/v1/messages', { to: ['13800138026'], text: TEXT });
   t.equal(sent.status, 202);
   const done = await complete(sent.json.id);
-  t.equal(done.items[0].segments.length, countSegments(TEXT, 'cmpp').count);
+  t.equal(done.items[0]!.segments!.length, countSegments(TEXT, 'cmpp').count);
   const parts = sim.recentSubmits().filter((p) => p.destTerminalIds[0] === '13800138026');
   t.ok(parts.length > 0 && parts.every((p) => p.msgFmt === 8), 'Msg_Fmt 8');
   t.same(sim.receivedTexts('13800138026'), [TEXT]);

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.js';
 import { startGateway } from '../../src/app/gateway.js';
+import type { MessageStatus } from '../support/api-types.js';
 import { responseBody } from '../support/http.js';
 import { until } from '../support/wait.js';
 
@@ -50,13 +51,13 @@ t.test('/metrics: link state, window, Results, flow control, back-offs, delivers
   if (sim === undefined) throw new Error('no CMPP simulator');
   const url = `http://127.0.0.1:${gateway.port}`;
   const scrape = async (): Promise<Map<string, number>> => samples(await (await fetch(`${url}/metrics`)).text());
-  const request = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+  const request = async <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
     const res = await fetch(url + path, {
       method,
       headers: { authorization: `Bearer ${DEV_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    return { status: res.status, json: await responseBody(res) };
+    return { status: res.status, json: (await responseBody(res)) as T };
   };
   const links = [0, 1, 2, 3];
 
@@ -66,9 +67,9 @@ t.test('/metrics: link state, window, Results, flow control, back-offs, delivers
     return links.every((l) => m.get(`smsgw_cmpp_link_up{account="sim",link="${l}"}`) === 1);
   }, 10_000);
 
-  const sent = await request('POST', '/v1/messages', { to: ['13800138016', '13800130008'], text: 'metrics' });
+  const sent = await request<{ id: string }>('POST', '/v1/messages', { to: ['13800138016', '13800130008'], text: 'metrics' });
   t.equal(sent.status, 202);
-  await until('both delivered', async () => (await request('GET', `/v1/messages/${sent.json.id}`)).json?.summary?.delivered === 2, 20_000);
+  await until('both delivered', async () => (await request<MessageStatus>('GET', `/v1/messages/${sent.json.id}`)).json?.summary?.delivered === 2, 20_000);
   sim.sendMo('13800138000', '1065700106900015', 'MO for the metrics');
   await until('MO acknowledged', () => sim.stats().moAcked === 1, 10_000);
   // The OK count is added once a pool sweep (250 ms); window gauges are set by the link sweep.

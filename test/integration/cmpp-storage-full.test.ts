@@ -18,6 +18,7 @@ import { DELIVER_STORAGE_FULL_RESULT } from '../../src/cmpp/link.js';
 import { CmppSimulator } from '../../src/cmpp/simulator.js';
 import { responseBody } from '../support/http.js';
 import { until } from '../support/wait.js';
+import type { MessageStatus, RecipientView } from '../support/api-types.js';
 import { TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 
 const logger = pino({ level: 'silent' });
@@ -51,13 +52,13 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
     rmSync(dataDir, { recursive: true, force: true });
   });
   const url = `http://127.0.0.1:${gateway.port}`;
-  const request = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+  const request = async <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
     const res = await fetch(url + path, {
       method,
       headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    return { status: res.status, json: await responseBody(res) };
+    return { status: res.status, json: (await responseBody(res)) as T };
   };
   const metric = async (name: string, labels: string): Promise<number> => {
     const text = await gateway.metrics.registry.getSingleMetricAsString(name);
@@ -65,12 +66,12 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
     return line === undefined ? 0 : Number(line.split(' ').pop());
   };
 
-  const sent = await request('POST', '/v1/messages', { to: ['13800138016'], text: 'storage full receipt' });
+  const sent = await request<{ id: string }>('POST', '/v1/messages', { to: ['13800138016'], text: 'storage full receipt' });
   t.equal(sent.status, 202);
-  const id = sent.json.id as string;
-  let item: any;
+  const id = sent.json.id;
+  let item: RecipientView | undefined;
   await until('the submit is recorded', async () => {
-    item = (await request('GET', `/v1/messages/${id}`)).json?.items?.[0];
+    item = (await request<MessageStatus>('GET', `/v1/messages/${id}`)).json?.items?.[0];
     return item?.state === 'submitted';
   }, 10_000);
   t.equal(sim.stats().reportsSent, 0, 'the report is not out yet (the storage state must come first)');
@@ -87,8 +88,8 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
   t.same([...refused.keys()], [DELIVER_STORAGE_FULL_RESULT], 'and no other Result');
   t.equal(sim.stats().reportsAcked, 0);
   t.equal(sim.stats().moAcked, 0);
-  t.equal((await request('GET', `/v1/messages/${id}`)).json.items[0].state, 'submitted', 'the receipt is not applied while full');
-  t.equal(((await request('GET', '/v1/mo?state=unmatched')).json?.items ?? []).length, 0, 'the MO is not stored while full');
+  t.equal((await request<MessageStatus>('GET', `/v1/messages/${id}`)).json.items[0]!.state, 'submitted', 'the receipt is not applied while full');
+  t.equal(((await request<{ items?: unknown[] }>('GET', '/v1/mo?state=unmatched')).json?.items ?? []).length, 0, 'the MO is not stored while full');
   t.equal(await metric('smsgw_dlr_outcome_total', 'account="cm",outcome="applied"'), 0);
   t.ok(await metric('smsgw_cmpp_deliver_total', 'account="cm",kind="report",result="8"') >= 2, 'smsgw_cmpp_deliver_total counts the refused reports by Result 8');
   t.ok(await metric('smsgw_cmpp_deliver_total', 'account="cm",kind="mo",result="8"') >= 2, 'and the refused MO');
@@ -96,11 +97,11 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
   // The probe write commits: storage is writable again; the next re-sends are applied and acknowledged.
   t.equal(await gateway.storage.probe(), true);
   await until('report and MO acknowledged', () => sim.stats().reportsAcked === 1 && sim.stats().moAcked === 1, 15_000);
-  const done = (await request('GET', `/v1/messages/${id}`)).json;
-  t.equal(done.items[0].state, 'delivered', 'the re-sent report is applied');
-  const mo = (await request('GET', '/v1/mo?state=unmatched')).json.items;
+  const done = (await request<MessageStatus>('GET', `/v1/messages/${id}`)).json;
+  t.equal(done.items[0]!.state, 'delivered', 'the re-sent report is applied');
+  const mo = (await request<{ items: Array<{ text: string }> }>('GET', '/v1/mo?state=unmatched')).json.items;
   t.equal(mo.length, 1, 'the re-sent MO is stored once');
-  t.equal(mo[0].text, 'MO while full');
+  t.equal(mo[0]!.text, 'MO while full');
   // Nothing more arrives: each was acknowledged once, and applied once.
   await new Promise((r) => setTimeout(r, 400));
   t.equal(sim.stats().reportsAcked, 1);
@@ -108,5 +109,5 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
   t.equal(sim.deliverResults().get(0), 2, 'exactly two Result 0 answers: one report, one MO');
   t.equal(await metric('smsgw_dlr_outcome_total', 'account="cm",outcome="applied"'), 1, 'the receipt applied once');
   t.equal(await metric('smsgw_dlr_outcome_total', 'account="cm",outcome="duplicate"'), 0, 'no duplicate');
-  t.equal(((await request('GET', '/v1/mo?state=unmatched')).json?.items ?? []).length, 1);
+  t.equal(((await request<{ items?: unknown[] }>('GET', '/v1/mo?state=unmatched')).json?.items ?? []).length, 1);
 });

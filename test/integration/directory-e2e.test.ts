@@ -9,6 +9,31 @@ import { startTestGateway, TEST_KEY, type TestGateway } from '../support/gateway
 import fc from 'fast-check';
 import { adminClient, ADMIN_CONFIG, ADMIN_KEY, mobileAt, type AdminClient } from '../support/directory.js';
 import { encodeJob, workSubject, type Job } from '../../src/core/job.js';
+import type { RecipientView } from '../support/api-types.js';
+
+/** POST /v1/messages accepted (or held): what these tests read of it. */
+interface Accepted {
+  id: string;
+  status: string;
+}
+/** A refusal whose details name each field. */
+interface Refusal {
+  error: { code: string; details: unknown[] };
+}
+/** POST /v1/admin/units/{id}/keys */
+interface UnitKey {
+  key: string;
+}
+/** A page of an admin list. */
+interface Page<T> {
+  items: T[];
+  next?: string;
+}
+/** GET /v1/admin/held: one held message. */
+interface HeldRow {
+  id: string;
+  tenant: string;
+}
 
 const ALL = { tiers: ['*'], groups: ['*'], direct: true, police: true, dailyQuota: null, perMinuteQuota: null };
 
@@ -18,7 +43,7 @@ async function cityWithPeople(t: Test, n: number, config: Record<string, unknown
   await admin.must('POST', '/v1/admin/units', { id: 'city', name: '市政府办公厅', sender: '10690002', signature: '【市政府办公厅】', grants: ALL });
   const csv = ['id,name,mobile,unit,roles', ...Array.from({ length: n }, (_, i) => `p${i},人员${i},${mobileAt(i)},city,${i < 20 ? 'chief' : ''}`)].join('\n');
   if (n > 0) await admin.must('POST', '/v1/admin/people/import', csv);
-  const key = (await admin.must('POST', '/v1/admin/units/city/keys', { label: 'test' })).key as string;
+  const key = (await admin.must<UnitKey>('POST', '/v1/admin/units/city/keys', { label: 'test' })).key;
   return { gw, admin, key };
 }
 
@@ -31,13 +56,13 @@ t.test('a group send reaches every member once, signed, and the status API lists
   await admin.must('POST', '/v1/admin/groups/import', rows.join('\n'));
   const text = ('关于召开全市防汛工作紧急会议的通知：' + '请各单位主要负责同志明日上午九时准时参加。'.repeat(3)).slice(0, 65);
   t.ok(text.length <= 70 && text.length + '【市政府办公厅】'.length > 70, 'one part alone, two with the signature');
-  const r = await admin.sendAs(key, { group: 'all-staff', text });
+  const r = await admin.sendAs<Accepted>(key, { group: 'all-staff', text });
   t.equal(r.status, 202, JSON.stringify(r.json));
   t.match(r.json, { recipients: 300, segments: 2, totalSegments: 600, encoding: 'ucs2', status: 'accepted' }, 'the 202 counts members and the signed text\'s parts');
   const done = await admin.waitCompleteAs(key, r.json.id, 60_000);
   t.equal(done.recipients, 300);
   t.equal(done.summary.delivered, 300, 'every member delivered');
-  const listed = new Set<string>(done.items.map((i: any) => i.to));
+  const listed = new Set<string>(done.items.map((i) => i.to));
   let cursor = done.next;
   for (let pages = 0; cursor !== undefined && pages < 5; pages++) {
     const page = await admin.statusAs(key, r.json.id, `cursor=${cursor}&limit=1000`);
@@ -58,15 +83,15 @@ t.test('block list and channel preferences are honoured at fan-out', async (t) =
   await admin.must('PUT', '/v1/admin/people/p3', { name: 'PDA only', mobile: mobileAt(3), unit: 'city', channel: 'pda' });
   await admin.must('POST', '/v1/admin/blocks', { scope: 'city', number: mobileAt(5), reason: '退订' });
   await admin.must('POST', '/v1/admin/groups', { id: 'ten', name: 'Ten', unit: 'city', members: Array.from({ length: 10 }, (_, i) => `p${i}`) });
-  const r = await admin.sendAs(key, { group: 'ten', text: 'Notice' });
+  const r = await admin.sendAs<Accepted>(key, { group: 'ten', text: 'Notice' });
   t.equal(r.status, 202);
   const done = await admin.waitCompleteAs(key, r.json.id);
   t.match(done.summary, { delivered: 8, rejected: 1, failed: 1 });
-  const byTo = new Map(done.items.map((i: any) => [i.to, i]));
+  const byTo = new Map(done.items.map((i): [string, RecipientView] => [i.to, i]));
   t.match(byTo.get(`86${mobileAt(5)}`), { state: 'rejected', error: /opted out/ });
   t.match(byTo.get(`86${mobileAt(3)}`), { state: 'failed', error: /PDA channel is not enabled/ });
   t.equal(gw.simulator.stats().submitsByDestination.get(`86${mobileAt(5)}`), undefined, 'nothing sent to the blocked number');
-  const direct = await admin.sendAs(key, { to: [mobileAt(5), mobileAt(6)], text: 'Direct' });
+  const direct = await admin.sendAs<Accepted>(key, { to: [mobileAt(5), mobileAt(6)], text: 'Direct' });
   const d = await admin.waitCompleteAs(key, direct.json.id);
   t.match(d.summary, { delivered: 1, rejected: 1 }, 'the block list applies to numbers sent directly too');
 });
@@ -76,20 +101,20 @@ t.test('police messages never reach SMPP', async (t) => {
   await admin.must('PUT', '/v1/admin/people/p1', { name: 'Officer', mobile: mobileAt(1), unit: 'city', channel: 'pda' });
   await admin.must('POST', '/v1/admin/groups', { id: 'duty', name: 'Duty', unit: 'city', members: ['p0', 'p1'] });
   const before = gw.simulator.stats().submits;
-  const toSmsOnly = await admin.sendAs(key, { to: [mobileAt(0)], text: '出警', classification: 'police' });
+  const toSmsOnly = await admin.sendAs<Refusal>(key, { to: [mobileAt(0)], text: '出警', classification: 'police' });
   t.equal(toSmsOnly.status, 422);
   t.equal(toSmsOnly.json.error.code, 'CHANNEL_REFUSED');
   t.match(toSmsOnly.json.error.details[0], { field: '/to/0', message: /no PDA recipient/ });
   t.notMatch(JSON.stringify(toSmsOnly.json), /p0/, 'the refusal names the index, not the person');
-  const unknown = await admin.sendAs(key, { to: ['13500135000'], text: '出警', classification: 'police' });
+  const unknown = await admin.sendAs<Refusal>(key, { to: ['13500135000'], text: '出警', classification: 'police' });
   t.same(unknown.json.error.details, toSmsOnly.json.error.details, 'an unknown number and an SMS-only person answer alike');
-  const toGroup = await admin.sendAs(key, { group: 'duty', text: '出警', classification: 'police' });
+  const toGroup = await admin.sendAs<Refusal>(key, { group: 'duty', text: '出警', classification: 'police' });
   t.equal(toGroup.status, 422);
   t.match(toGroup.json.error.details[0], { field: '/group', message: /1 member\(s\) with preference sms/ });
   t.notMatch(JSON.stringify(toGroup.json), /p0/, 'no member named');
-  const forced = await admin.sendAs(key, { to: [mobileAt(1)], text: '出警', classification: 'police', channel: 'sms' });
+  const forced = await admin.sendAs<Refusal>(key, { to: [mobileAt(1)], text: '出警', classification: 'police', channel: 'sms' });
   t.match(forced.json.error, { code: 'CHANNEL_REFUSED', details: [{ field: '/channel' }] });
-  const pdaPerson = await admin.sendAs(key, { to: [mobileAt(1)], text: '出警', classification: 'police' });
+  const pdaPerson = await admin.sendAs<Refusal>(key, { to: [mobileAt(1)], text: '出警', classification: 'police' });
   t.match(pdaPerson.json.error, { code: 'CHANNEL_REFUSED', details: [{ field: '/classification', message: /PDA channel is not enabled/ }] }, 'a PDA person is fine, but this gateway has no PDA channel');
 
   // Past the door (a job put on the queue by hand): the dispatcher refuses it too.
@@ -108,7 +133,7 @@ t.test('grants and quotas at the door: 403 naming what is missing', async (t) =>
   await admin.must('POST', '/v1/admin/groups', { id: 'g1', name: 'G1', unit: 'city', members: ['p0'] });
   await admin.must('POST', '/v1/admin/groups', { id: 'g2', name: 'G2', unit: 'city', members: ['p1'] });
   await admin.must('POST', '/v1/admin/units', { id: 'section', name: '科室', parent: 'city', grants: { tiers: ['routine'], groups: ['g1'], direct: true, dailyQuota: 3 } });
-  const sectionKey = (await admin.must('POST', '/v1/admin/units/section/keys', {})).key as string;
+  const sectionKey = (await admin.must<UnitKey>('POST', '/v1/admin/units/section/keys', {})).key;
   const tier = await admin.sendAs(sectionKey, { to: [mobileAt(0)], text: 'x', tier: 'emergency' });
   t.match(tier, { status: 403, json: { error: { code: 'FORBIDDEN', details: [{ field: '/tier' }] } } });
   const group = await admin.sendAs(sectionKey, { group: 'g2', text: 'x' });
@@ -128,7 +153,7 @@ t.test('grants and quotas at the door: 403 naming what is missing', async (t) =>
   const over = await admin.sendAs(sectionKey, { to: [mobileAt(1)], text: 'three' });
   t.match(over, { status: 403, json: { error: { code: 'QUOTA_EXCEEDED', details: [{ field: '/quota/daily', message: /unit section: 3 of 3/ }] } } });
   t.equal((await admin.sendAs(key, { to: [mobileAt(1)], text: 'the parent has no quota' })).status, 202);
-  const usage = await admin.must('GET', '/v1/admin/units/section');
+  const usage = await admin.must<{ usage: { daily: number } }>('GET', '/v1/admin/units/section');
   t.equal(usage.usage.daily, 3);
   const none = await admin.sendAs(TEST_KEY, { group: 'g1', text: 'bootstrap key' });
   t.match(none, { status: 403, json: { error: { details: [{ field: '/group' }] } } }, 'a bootstrap key has no groups unless config grants them');
@@ -141,12 +166,12 @@ t.test('grants and quotas at the door: 403 naming what is missing', async (t) =>
 
 t.test('sensitive words: rejected at the door', async (t) => {
   const { gw, admin, key } = await cityWithPeople(t, 1, { content: { words: ['赌博', 'casino'], wordListFile: '', onMatch: 'reject', ignoreChars: ' *' } });
-  const r = await admin.sendAs(key, { to: [mobileAt(0)], text: '欢迎来 赌*博 网站' });
+  const r = await admin.sendAs<Refusal>(key, { to: [mobileAt(0)], text: '欢迎来 赌*博 网站' });
   t.equal(r.status, 422);
   t.match(r.json.error, { code: 'CONTENT_REJECTED', details: [{ field: '/text', message: /赌博/ }] });
   t.equal((await admin.sendAs(key, { to: [mobileAt(0)], text: 'Visit the CASINO' })).status, 422, 'case-insensitive');
   t.equal(gw.simulator.stats().submits, 0, 'nothing of the refused texts was sent');
-  const ok = await admin.sendAs(key, { to: [mobileAt(0)], text: '明天开会' });
+  const ok = await admin.sendAs<Accepted>(key, { to: [mobileAt(0)], text: '明天开会' });
   t.equal(ok.status, 202);
   t.equal((await admin.waitCompleteAs(key, ok.json.id)).summary.delivered, 1);
 });
@@ -154,13 +179,13 @@ t.test('sensitive words: rejected at the door', async (t) => {
 t.test('sensitive words: held for review, then released or rejected', async (t) => {
   const { gw, admin, key } = await cityWithPeople(t, 3, { content: { words: ['罢工'], wordListFile: '', onMatch: 'hold', ignoreChars: '' } });
   await admin.must('POST', '/v1/admin/groups', { id: 'all', name: 'All', unit: 'city', members: ['p0', 'p1', 'p2'] });
-  const a = await admin.sendAs(key, { to: [mobileAt(0)], text: '关于罢工的通知 A' });
+  const a = await admin.sendAs<Accepted>(key, { to: [mobileAt(0)], text: '关于罢工的通知 A' });
   t.match(a, { status: 202, json: { status: 'held', recipients: 1 } });
-  const b = await admin.sendAs(key, { group: 'all', text: '关于罢工的通知 B' });
+  const b = await admin.sendAs<Accepted>(key, { group: 'all', text: '关于罢工的通知 B' });
   t.match(b, { status: 202, json: { status: 'held', recipients: 3 } });
-  const held = await admin.must('GET', '/v1/admin/held');
-  t.same(held.items.map((h: any) => h.id).sort(), [a.json.id, b.json.id].sort());
-  t.match(held.items.find((h: any) => h.id === b.json.id), { word: '罢工', text: '【市政府办公厅】关于罢工的通知 B', group: 'all', tenant: 'city' });
+  const held = await admin.must<Page<HeldRow>>('GET', '/v1/admin/held');
+  t.same(held.items.map((h) => h.id).sort(), [a.json.id, b.json.id].sort());
+  t.match(held.items.find((h) => h.id === b.json.id), { word: '罢工', text: '【市政府办公厅】关于罢工的通知 B', group: 'all', tenant: 'city' });
   t.equal(gw.simulator.stats().submits, 0, 'nothing sent while held');
 
   await admin.must('POST', `/v1/admin/held/${a.json.id}/release`);
@@ -168,11 +193,11 @@ t.test('sensitive words: held for review, then released or rejected', async (t) 
   await admin.must('POST', `/v1/admin/held/${b.json.id}/reject`, { reason: 'wording' });
   const rejected = await admin.waitCompleteAs(key, b.json.id);
   t.match(rejected.summary, { rejected: 3 });
-  t.match(rejected.items[0].error, /rejected on review by root-admin: wording/);
-  t.same((await admin.must('GET', '/v1/admin/held')).items, []);
+  t.match(rejected.items[0]!.error, /rejected on review by root-admin: wording/);
+  t.same((await admin.must<Page<HeldRow>>('GET', '/v1/admin/held')).items, []);
   t.equal((await admin.call('POST', `/v1/admin/held/${a.json.id}/release`)).status, 404);
-  const audit = await admin.must('GET', '/v1/admin/audit?targetType=message');
-  t.same(audit.items.map((e: any) => e.action).sort(), ['held.reject', 'held.release']);
+  const audit = await admin.must<Page<{ action: string }>>('GET', '/v1/admin/audit?targetType=message');
+  t.same(audit.items.map((e) => e.action).sort(), ['held.reject', 'held.release']);
 });
 
 t.test('held messages: a delegated admin pages only its subtree, every page full (fast-check against a reference model of paging)', async (t) => {
@@ -196,14 +221,14 @@ t.test('held messages: a delegated admin pages only its subtree, every page full
   await admin.must('POST', '/v1/admin/units', { id: 'a1', name: 'a1', parent: 'a', extension: '1', grants: ALL });
   await admin.must('POST', '/v1/admin/units', { id: 'b', name: 'b', parent: 'city', extension: '2', grants: ALL });
   const unitKey: Record<string, string> = {};
-  for (const u of Object.keys(parent)) unitKey[u] = (await admin.must('POST', `/v1/admin/units/${u}/keys`, { label: 'h' })).key as string;
+  for (const u of Object.keys(parent)) unitKey[u] = (await admin.must<UnitKey>('POST', `/v1/admin/units/${u}/keys`, { label: 'h' })).key;
   // Mixed owners, with runs of one subtree longer than any page size tried (foreign runs between and at the end).
   const owners = ['b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'a', 'a1', 'city', 'b', 'a', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'a1', 'a1', 'a', 'city', 'city', 'b', 'a', 'a1', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b', 'b'];
   const tenantOf = new Map<string, string>();
   for (const [i, u] of owners.entries()) {
-    const r = await admin.sendAs(unitKey[u] as string, { to: [mobileAt(i)], text: `关于罢工的通知 ${i}` });
+    const r = await admin.sendAs<Accepted>(unitKey[u] as string, { to: [mobileAt(i)], text: `关于罢工的通知 ${i}` });
     t.equal(r.json?.status, 'held', JSON.stringify(r.json));
-    tenantOf.set(r.json.id as string, u);
+    tenantOf.set(r.json.id, u);
   }
   const all = [...tenantOf.keys()].sort();
   const actors: Record<string, { key: string; unit?: string }> = { root: { key: ADMIN_KEY }, a: { key: keys.a, unit: 'a' }, a1: { key: keys.a1, unit: 'a1' }, b: { key: keys.b, unit: 'b' } };
@@ -219,9 +244,9 @@ t.test('held messages: a delegated admin pages only its subtree, every page full
       const as = adminClient(gw, actor.key);
       let cursor: string | undefined;
       for (let pages = 0; pages <= all.length + 1; pages++) {
-        const page = await as.must('GET', `/v1/admin/held?limit=${limit}${cursor !== undefined ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+        const page = await as.must<Page<HeldRow>>('GET', `/v1/admin/held?limit=${limit}${cursor !== undefined ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
         for (const h of page.items) if (actor.unit !== undefined && !within(h.tenant, actor.unit)) return false; // nothing foreign, ever
-        got.push(page.items.map((h: any) => h.id as string));
+        got.push(page.items.map((h) => h.id));
         cursor = page.next;
         if (cursor === undefined) break;
       }
@@ -244,12 +269,12 @@ t.test('quiet hours: a tier inside them waits and its validity starts at their e
     { name: 'bulk', priority: 20, defaultValidity: 'PT1H', quietHours: { start, end } },
   ];
   const { gw, admin, key } = await cityWithPeople(t, 2, { tiers });
-  const bulk = await admin.sendAs(key, { to: [mobileAt(0)], text: 'Bulk notice', tier: 'bulk' });
+  const bulk = await admin.sendAs<Accepted>(key, { to: [mobileAt(0)], text: 'Bulk notice', tier: 'bulk' });
   t.equal(bulk.status, 202);
   const status = await admin.statusAs(key, bulk.json.id);
   const quietEnd = Date.now() + 3 * 60_000;
-  t.ok(Date.parse(status.json.expiresAt) >= quietEnd - 120_000 + 3_600_000, 'validity counted from the end of the quiet hours');
-  const urgent = await admin.sendAs(key, { to: [mobileAt(1)], text: 'Urgent', tier: 'emergency' });
+  t.ok(Date.parse(status.json.expiresAt!) >= quietEnd - 120_000 + 3_600_000, 'validity counted from the end of the quiet hours');
+  const urgent = await admin.sendAs<Accepted>(key, { to: [mobileAt(1)], text: 'Urgent', tier: 'emergency' });
   t.equal((await admin.waitCompleteAs(key, urgent.json.id)).summary.delivered, 1, 'a tier without quiet hours is sent');
   const still = await admin.statusAs(key, bulk.json.id);
   t.equal(still.json.status, 'in-progress', 'the quiet tier waits in its queue');
@@ -260,12 +285,12 @@ t.test('emergency warnings reach people who opted out (tiers[].ignoreOptOut); ro
   const { gw, admin, key } = await cityWithPeople(t, 6);
   await admin.must('POST', '/v1/admin/blocks', { scope: 'city', number: mobileAt(2), reason: 'TD' });
   await admin.must('POST', '/v1/admin/groups', { id: 'six', name: 'Six', unit: 'city', members: Array.from({ length: 6 }, (_, i) => `p${i}`) });
-  const routine = await admin.sendAs(key, { group: 'six', text: '例行通知' });
+  const routine = await admin.sendAs<Accepted>(key, { group: 'six', text: '例行通知' });
   t.match((await admin.waitCompleteAs(key, routine.json.id)).summary, { delivered: 5, rejected: 1 });
-  const warning = await admin.sendAs(key, { group: 'six', text: '台风橙色预警：请留在室内。', tier: 'emergency' });
+  const warning = await admin.sendAs<Accepted>(key, { group: 'six', text: '台风橙色预警：请留在室内。', tier: 'emergency' });
   t.equal(warning.status, 202, JSON.stringify(warning.json));
   t.match((await admin.waitCompleteAs(key, warning.json.id)).summary, { delivered: 6, rejected: 0 }, 'the blocked member gets the warning (fan-out)');
-  const direct = await admin.sendAs(key, { to: [mobileAt(2)], text: '台风橙色预警（直发）', tier: 'emergency' });
+  const direct = await admin.sendAs<Accepted>(key, { to: [mobileAt(2)], text: '台风橙色预警（直发）', tier: 'emergency' });
   t.match((await admin.waitCompleteAs(key, direct.json.id)).summary, { delivered: 1 }, 'and sent directly (dispatch)');
   t.equal(gw.simulator.stats().submitsByDestination.get(`86${mobileAt(2)}`), 2, 'two warnings, no routine message');
 });

@@ -89,7 +89,7 @@ t.test('members are routed by block list and preference; rows, count and recipie
   t.equal(new Set(sent).size, 106);
   t.notOk(sent.includes(`86${mobileAt(7)}`), 'a blocked number is in no job');
   t.ok(s.pauses() >= 1, 'row writing yields between chunks');
-  const routes = Object.fromEntries((await s.metrics.fanoutRecipients.get()).values.map((v) => [v.labels['route'], v.value]));
+  const routes = Object.fromEntries((await s.metrics.fanoutRecipients.get()).values.map((v) => [v.labels['route'], v.value])) as Record<string, number>;
   t.same(routes, { sms: 106, blocked: 2, 'no-pda': 12 }, 'counted by route');
 });
 

@@ -4,6 +4,16 @@
  */
 import t from 'tap';
 import { startTestGateway, numberAt, TEST_KEY } from '../support/gateway.js';
+import type { ErrorBody, RecipientView, SegmentView } from '../support/api-types.js';
+
+/** One page of a message's recipients. */
+interface Page { readonly items: readonly unknown[]; readonly next?: number }
+interface Accepted { readonly id: string; readonly recipients: number; readonly [field: string]: unknown }
+/** A recipient read after completion: its segments are listed. */
+type Delivered = RecipientView & { readonly segments: readonly [SegmentView, ...SegmentView[]] };
+interface Refusal { readonly error: { readonly code: string; readonly details: readonly [{ readonly field: string }, ...{ readonly field: string }[]] } }
+/** POST /v1/messages/batch with four items, the first and third valid. */
+interface BatchReply { readonly accepted: number; readonly rejected: number; readonly results: readonly [{ readonly id: string }, unknown, { readonly id: string }, unknown] }
 
 const LONG_CHINESE =
   '关于召开全市防汛工作紧急会议的通知：各区、各部门：为切实做好今年汛期防汛抗洪工作，经市政府研究，定于明日上午九时在市政府三号会议室召开全市防汛工作紧急会议。' +
@@ -11,12 +21,12 @@ const LONG_CHINESE =
 
 t.test('a single message reaches delivered, with its operator id in the status API', async (t) => {
   const gw = await startTestGateway(t);
-  const r = await gw.send({ to: ['13800138000'], text: 'Meeting at 9:00 in room 3' });
+  const r = await gw.send<Accepted>({ to: ['13800138000'], text: 'Meeting at 9:00 in room 3' });
   t.equal(r.status, 202);
   t.match(r.json, { recipients: 1, segments: 1, totalSegments: 1, encoding: 'gsm7', tier: 'routine', status: 'accepted' });
   const done = await gw.waitComplete(r.json.id);
   t.equal(done.summary.delivered, 1);
-  const item = done.items[0];
+  const item = done.items[0] as Delivered;
   t.equal(item.to, '8613800138000', 'stored normalised');
   t.equal(item.state, 'delivered');
   t.equal(item.segments.length, 1);
@@ -32,14 +42,14 @@ t.test('a single message reaches delivered, with its operator id in the status A
 t.test('a long Chinese message goes as UCS-2 parts with a concatenation UDH; delivered only when every part is', async (t) => {
   const gw = await startTestGateway(t);
   t.ok(LONG_CHINESE.length > 134 && LONG_CHINESE.length <= 201, `three parts (${LONG_CHINESE.length} chars)`);
-  const r = await gw.send({ to: ['+86 139 0013 9000'], text: LONG_CHINESE });
+  const r = await gw.send<Accepted>({ to: ['+86 139 0013 9000'], text: LONG_CHINESE });
   t.equal(r.status, 202);
   t.match(r.json, { segments: 3, encoding: 'ucs2' });
   const done = await gw.waitComplete(r.json.id);
-  const item = done.items[0];
+  const item = done.items[0] as Delivered;
   t.equal(item.state, 'delivered');
   t.equal(item.segments.length, 3);
-  t.ok(item.segments.every((s: any) => s.state === 'delivered' && s.operatorMessageId), 'each part has its own receipt');
+  t.ok(item.segments.every((s) => s.state === 'delivered' && s.operatorMessageId), 'each part has its own receipt');
   const parts = gw.simulator.recentSubmits().filter((s) => s.destinationAddr === '8613900139000');
   t.equal(parts.length, 3);
   const refs = new Set<number>();
@@ -58,7 +68,7 @@ t.test('a long Chinese message goes as UCS-2 parts with a concatenation UDH; del
 t.test('one message to 10,000 recipients: every recipient delivered, each submitted once', async (t) => {
   const gw = await startTestGateway(t);
   const to = Array.from({ length: 10_000 }, (_, i) => numberAt(i));
-  const r = await gw.send({ to, text: 'Flood warning: move to higher ground. Shelter list at the district office.', tier: 'emergency' });
+  const r = await gw.send<Accepted>({ to, text: 'Flood warning: move to higher ground. Shelter list at the district office.', tier: 'emergency' });
   t.equal(r.status, 202);
   t.equal(r.json.recipients, 10_000);
   const done = await gw.waitComplete(r.json.id, 120_000);
@@ -70,7 +80,7 @@ t.test('one message to 10,000 recipients: every recipient delivered, each submit
   let cursor: number | undefined = 0;
   let seen = 0;
   for (let pages = 0; cursor !== undefined && pages < 20; pages++) {
-    const page = await gw.request('GET', `/v1/messages/${r.json.id}?cursor=${cursor}&limit=1000`);
+    const page: { json: Page } = await gw.request<Page>('GET', `/v1/messages/${r.json.id}?cursor=${cursor}&limit=1000`);
     seen += page.json.items.length;
     cursor = page.json.next;
   }
@@ -80,20 +90,20 @@ t.test('one message to 10,000 recipients: every recipient delivered, each submit
 t.test('Idempotency-Key: a repeat returns the first answer and sends nothing again', async (t) => {
   const gw = await startTestGateway(t);
   const body = { to: ['13700137000'], text: 'Idempotent hello' };
-  const [a, b] = await Promise.all([gw.send(body, { 'idempotency-key': 'k-1' }), gw.send(body, { 'idempotency-key': 'k-1' })]);
+  const [a, b] = await Promise.all([gw.send<Accepted>(body, { 'idempotency-key': 'k-1' }), gw.send<Accepted>(body, { 'idempotency-key': 'k-1' })]);
   t.equal(a.status, 202);
   t.equal(b.status, 202);
   t.equal(a.json.id, b.json.id, 'concurrent twins share one message');
   await gw.waitComplete(a.json.id);
-  const c = await gw.send(body, { 'idempotency-key': 'k-1' });
+  const c = await gw.send<Accepted>(body, { 'idempotency-key': 'k-1' });
   t.equal(c.status, 202);
   t.equal(c.json.id, a.json.id);
   t.equal(c.headers.get('idempotent-replayed'), 'true');
-  const conflict = await gw.send({ ...body, text: 'Different' }, { 'idempotency-key': 'k-1' });
+  const conflict = await gw.send<ErrorBody>({ ...body, text: 'Different' }, { 'idempotency-key': 'k-1' });
   t.equal(conflict.status, 409);
   t.equal(conflict.json.error.code, 'IDEMPOTENCY_CONFLICT');
   t.equal(gw.simulator.stats().submitsByDestination.get('8613700137000'), 1, 'sent once');
-  const other = await gw.send(body, { 'idempotency-key': 'k-2' });
+  const other = await gw.send<Accepted>(body, { 'idempotency-key': 'k-2' });
   t.not(other.json.id, a.json.id, 'another key is another message');
 });
 
@@ -104,15 +114,15 @@ t.test('auth: missing, malformed and unknown keys get 401; an ungranted tier get
   const body = { to: ['13800138000'], text: 'x' };
   const none = await fetch(`${gw.url}/v1/messages`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
   t.equal(none.status, 401);
-  t.equal(((await none.json()) as any).error.code, 'UNAUTHORIZED');
+  t.equal(((await none.json()) as ErrorBody).error.code, 'UNAUTHORIZED');
   t.equal((await gw.send(body, { authorization: 'Basic abc' })).status, 401);
   t.equal((await gw.send(body, { authorization: 'Bearer nope-nope-nope' })).status, 401);
-  const forbidden = await gw.send({ ...body, tier: 'emergency' }, { authorization: 'Bearer routine-only-key' });
+  const forbidden = await gw.send<Refusal>({ ...body, tier: 'emergency' }, { authorization: 'Bearer routine-only-key' });
   t.equal(forbidden.status, 403);
   t.equal(forbidden.json.error.details[0].field, '/tier');
   t.equal((await gw.send({ ...body, tier: 'routine' }, { authorization: 'Bearer routine-only-key' })).status, 202);
   // Tenants see only their own messages.
-  const mine = await gw.send(body);
+  const mine = await gw.send<Accepted>(body);
   const theirs = await gw.request('GET', `/v1/messages/${mine.json.id}`, undefined, { authorization: 'Bearer routine-only-key' });
   t.equal(theirs.status, 404);
 });
@@ -136,10 +146,10 @@ t.test('every bad-input class gets its status and a JSON error naming the field;
     { name: 'wrong content type', body: 'to=1', headers: { 'content-type': 'text/plain' }, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
   ];
   for (const c of cases) {
-    const r = await gw.send(c.body, c.headers);
+    const r = await gw.send<{ error: { code: string; details?: readonly { field: string }[] } }>(c.body, c.headers);
     t.equal(r.status, c.status, `${c.name}: status`);
     t.equal(r.json?.error?.code, c.code, `${c.name}: code`);
-    if (c.field) t.ok(r.json.error.details?.some((d: any) => d.field === c.field), `${c.name}: names ${c.field}`);
+    if (c.field) t.ok(r.json.error.details?.some((d) => d.field === c.field), `${c.name}: names ${c.field}`);
     const ok = await gw.send({ to: ['13800138000'], text: `still serving after ${c.name}` });
     t.equal(ok.status, 202, `still serving after ${c.name}`);
   }
@@ -151,7 +161,7 @@ t.test('every bad-input class gets its status and a JSON error naming the field;
 
 t.test('batch: per-item results, valid items accepted beside invalid ones', async (t) => {
   const gw = await startTestGateway(t);
-  const r = await gw.request('POST', '/v1/messages/batch', {
+  const r = await gw.request<BatchReply>('POST', '/v1/messages/batch', {
     messages: [
       { to: ['13800138001'], text: 'first' },
       { to: ['not-a-number'], text: 'second' },
@@ -174,23 +184,23 @@ t.test('batch: per-item results, valid items accepted beside invalid ones', asyn
 
 t.test('receipt outcomes: undeliverable, expired, rejected, and a DLR that arrives before its submit_sm_resp', async (t) => {
   const gw = await startTestGateway(t);
-  const r = await gw.send({ to: ['13800000005', '13800000003', '13800000011', '13800000007', '13800000058', '13800000014'], text: 'outcomes' });
+  const r = await gw.send<Accepted>({ to: ['13800000005', '13800000003', '13800000011', '13800000007', '13800000058', '13800000014'], text: 'outcomes' });
   t.equal(r.status, 202);
   const done = await gw.waitComplete(r.json.id);
-  const byNumber = new Map<string, any>(done.items.map((i: any) => [i.to, i]));
-  t.equal(byNumber.get('8613800000005').state, 'undeliverable');
-  t.equal(byNumber.get('8613800000003').state, 'expired');
-  t.equal(byNumber.get('8613800000011').state, 'rejected');
-  t.match(byNumber.get('8613800000011').segments[0].error, /RINVDSTADR/);
-  t.equal(byNumber.get('8613800000007').state, 'delivered', 'early DLR matched');
-  t.equal(byNumber.get('8613800000058').state, 'delivered', 'throttled then retried');
-  t.equal(byNumber.get('8613800000014').state, 'delivered', 'queue-full then retried');
+  const byNumber = new Map<string, Delivered>(done.items.map((i) => [i.to, i as Delivered]));
+  t.equal(byNumber.get('8613800000005')!.state, 'undeliverable');
+  t.equal(byNumber.get('8613800000003')!.state, 'expired');
+  t.equal(byNumber.get('8613800000011')!.state, 'rejected');
+  t.match(byNumber.get('8613800000011')!.segments[0].error, /RINVDSTADR/);
+  t.equal(byNumber.get('8613800000007')!.state, 'delivered', 'early DLR matched');
+  t.equal(byNumber.get('8613800000058')!.state, 'delivered', 'throttled then retried');
+  t.equal(byNumber.get('8613800000014')!.state, 'delivered', 'queue-full then retried');
 });
 
 t.test('a throttling SMSC (0x58 above its TPS): everything still delivered, throttles counted', async (t) => {
   const gw = await startTestGateway(t, { simulator: { tps: 300 } });
   const to = Array.from({ length: 1500 }, (_, i) => numberAt(i, '139'));
-  const r = await gw.send({ to, text: 'throttled burst' });
+  const r = await gw.send<Accepted>({ to, text: 'throttled burst' });
   const done = await gw.waitComplete(r.json.id, 60_000);
   t.equal(done.summary.delivered, 1500);
   t.ok(gw.simulator.stats().throttled > 0, `the SMSC throttled (${gw.simulator.stats().throttled})`);
@@ -203,7 +213,7 @@ t.test('the SMSC drops the connection mid-window: everything delivered, duplicat
   const binds = 2;
   const gw = await startTestGateway(t, { simulator: { disconnectEvery: 700 }, account: { window, binds } });
   const to = Array.from({ length: 4000 }, (_, i) => numberAt(i, '137'));
-  const r = await gw.send({ to, text: 'drop test' });
+  const r = await gw.send<Accepted>({ to, text: 'drop test' });
   const done = await gw.waitComplete(r.json.id, 90_000);
   t.equal(done.summary.delivered, 4000, 'all delivered');
   const s = gw.simulator.stats();
@@ -225,6 +235,6 @@ t.test('operational endpoints: health, readiness, metrics, OpenAPI', async (t) =
   for (const name of ['smsgw_smpp_window_occupancy', 'smsgw_smpp_submit_latency_seconds', 'smsgw_smpp_throttled_total', 'smsgw_dlr_latency_seconds', 'smsgw_queue_depth']) {
     t.ok(exported.has(name), `${name} exported`);
   }
-  const api = (await (await fetch(`${gw.url}/openapi.json`)).json()) as any;
+  const api = (await (await fetch(`${gw.url}/openapi.json`)).json()) as { openapi: string };
   t.equal(api.openapi, '3.1.0');
 });

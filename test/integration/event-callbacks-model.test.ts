@@ -45,19 +45,26 @@ const scenario = fc.record({
   giveUp: fc.boolean(),
 });
 
+/** One status event of a POSTed batch, as read here. */
+interface PostedEvent {
+  readonly messageId: string;
+  readonly index: number;
+  readonly event: string;
+}
+
 t.test('status events: ordered per recipient, each once, batched per destination (fast-check against a model)', async (t) => {
   let run = 0;
   await t.resolves(fc.assert(fc.asyncProperty(scenario, async (s) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-evmodel-'));
     const env = open({ path: dir, maxDbs: 32 });
     const store = ReceiptStore.open({ env, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), earlyReceiptTtlMs: 60_000, receiptGraceMs: 5_000 });
-    const posts: Array<{ url: string; events: any[]; ok: boolean }> = [];
+    const posts: Array<{ url: string; events: PostedEvent[]; ok: boolean }> = [];
     // The n-th POST of a batch head fails when failures[n-1] says so; later ones succeed (so the outbox drains).
     const tries = new Map<string, number>();
     let call = 0;
     const webhooks = {
       async post(_tenant: string, url: string, body: string): Promise<DeliveryError | undefined> {
-        const events = JSON.parse(body) as any[];
+        const events = JSON.parse(body) as PostedEvent[];
         const head = `${events[0]?.messageId}#${events[0]?.index}#${events[0]?.event}`;
         const n = (tries.get(head) ?? 0) + 1;
         tries.set(head, n);

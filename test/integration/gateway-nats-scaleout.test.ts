@@ -31,9 +31,9 @@ if (requireNatsServer(t)) {
     const ids: string[] = [];
     for (let m = 0; m < MESSAGES; m++) {
       const to = Array.from({ length: PER_MESSAGE }, (_, i) => numberAt(m * PER_MESSAGE + i));
-      const r = await api(url, 'POST', '/v1/messages', { to, text: `Backlog notice ${m}: the office closes at 17:00 today.` });
+      const r = await api<{ id: string }>(url, 'POST', '/v1/messages', { to, text: `Backlog notice ${m}: the office closes at 17:00 today.` });
       t.equal(r.status, 202, `message ${m} accepted`);
-      ids.push(r.json.id as string);
+      ids.push(r.json.id);
     }
 
     const dispatchers = await Promise.all(sims.map((sim, i) => deployment.startDispatcher(sim, { name: `dispatch-${i}` })));

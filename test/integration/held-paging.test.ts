@@ -82,7 +82,7 @@ t.test('held list: scope applied while paging (fast-check against a model)', asy
   const held = new HeldMessages(env, { queue: {} as WorkQueue, receipts: {} as HeldReceipts, directory: {} as DirectoryStore, metrics });
   const db = env.openDB<HeldRecord, string>({ name: 'dir.held', encoding: 'msgpack' });
   await db.clearAsync();
-  const owners = [...Array(30).fill('other'), 'mine', 'mine', 'mine', ...Array(30).fill('other'), 'mine', ...Array(30).fill('other')] as string[];
+  const owners = [...Array<string>(30).fill('other'), 'mine', 'mine', 'mine', ...Array<string>(30).fill('other'), 'mine', ...Array<string>(30).fill('other')];
   for (const [i, tenant] of owners.entries()) held.hold({ id: `Z${String(i).padStart(3, '0')}`, tenant, tier: 'normal', heldAt: 0, expiresAt: 1, word: 'w', recipients: 1, jobs: [] });
   await db.committed;
   const p1 = held.list({ limit: 2, keep: (r) => r.tenant === 'mine' });

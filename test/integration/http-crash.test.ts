@@ -6,6 +6,7 @@
 import t from 'tap';
 import { startTestGateway, TEST_KEY } from '../support/gateway.js';
 import { ADMIN_CONFIG, ADMIN_KEY } from '../support/directory.js';
+import type { ErrorBody } from '../support/api-types.js';
 
 const PDA_ADMIN = 'p'.repeat(32);
 
@@ -53,7 +54,7 @@ t.test('a malformed percent-escape in any path parameter is 400 BAD_PATH, with o
   const health = await fetch(`${gw.url}/healthz`);
   t.equal(health.status, 200, 'still serving');
   // A well-formed escape is decoded: a template named "a b" is not a valid name (422), not a path error.
-  const spaced = await gw.request('GET', '/v1/templates/a%20b');
+  const spaced = await gw.request<ErrorBody>('GET', '/v1/templates/a%20b');
   t.equal(spaced.status, 422);
   t.equal(spaced.json.error.code, 'VALIDATION');
 });
@@ -74,7 +75,7 @@ t.test('a handler that throws answers 500 INTERNAL and the gateway keeps serving
   meetings.list = () => {
     throw new RangeError('office boom');
   };
-  const m = await gw.request('GET', '/v1/meetings');
+  const m = await gw.request<ErrorBody>('GET', '/v1/meetings');
   t.equal(m.status, 500);
   t.equal(m.json.error.code, 'INTERNAL');
 

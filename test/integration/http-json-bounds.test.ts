@@ -8,6 +8,7 @@
  */
 import t from 'tap';
 import { startTestGateway } from '../support/gateway.js';
+import type { ErrorBody } from '../support/api-types.js';
 import { loadConfig } from '../../src/config/load.js';
 import { GatewayError } from '../../src/core/errors.js';
 
@@ -28,7 +29,7 @@ t.test('JSON bounds on a running gateway', async (t) => {
     ];
     for (const [method, path, body, bound] of cases) {
       t.ok(Buffer.byteLength(body) <= 4096, 'within the byte limit');
-      const r = await gw.request(method, path, body);
+      const r = await gw.request<ErrorBody>(method, path, body);
       t.equal(r.status, 422, `${method} ${path} ${bound}`);
       t.equal(r.json.error.code, 'JSON_TOO_LARGE');
       t.match(r.json.error.details, [{ field: '/', message: `server.json.${bound}` }]);
@@ -37,7 +38,7 @@ t.test('JSON bounds on a running gateway', async (t) => {
 
   t.test('over the byte limit stays 413 BODY_TOO_LARGE, whatever the shape', async (t) => {
     for (const body of [JSON.stringify({ to: numbers(1), text: 'x'.repeat(5000) }), `[${'0,'.repeat(3000)}0]`]) {
-      const r = await gw.request('POST', '/v1/messages', body);
+      const r = await gw.request<ErrorBody>('POST', '/v1/messages', body);
       t.equal(r.status, 413);
       t.equal(r.json.error.code, 'BODY_TOO_LARGE');
     }
@@ -47,7 +48,7 @@ t.test('JSON bounds on a running gateway', async (t) => {
     const ok = await gw.request('POST', '/v1/messages', { to: numbers(10), text: 'z'.repeat(150) });
     t.equal(ok.status, 202, JSON.stringify(ok.json));
     // 12 members are within the bound; the recipient cap (10) then answers, as before.
-    const cap = await gw.request('POST', '/v1/messages', { to: numbers(12), text: 'x' });
+    const cap = await gw.request<ErrorBody>('POST', '/v1/messages', { to: numbers(12), text: 'x' });
     t.equal(cap.status, 413);
     t.equal(cap.json.error.code, 'TOO_MANY_RECIPIENTS');
   });

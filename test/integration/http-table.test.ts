@@ -7,6 +7,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { startTestGateway, TEST_KEY } from '../support/gateway.js';
 import { MAX_JSON_DEPTH } from '../../src/http/body.js';
+import type { ErrorBody } from '../support/api-types.js';
 
 t.test('the route table on a running gateway', async (t) => {
   const gw = await startTestGateway(t);
@@ -64,13 +65,13 @@ t.test('the route table on a running gateway', async (t) => {
       ['/v1/messages', `{"to":["13800138000"],"text":"x","params":${deep(MAX_JSON_DEPTH + 1)}}`],
       ['/v1/meetings', deep(5000)],
     ] as const) {
-      const r = await gw.request('POST', path, text);
+      const r = await gw.request<ErrorBody>('POST', path, text);
       t.equal(r.status, 422, `${path}`);
       t.equal(r.json.error.code, 'VALIDATION');
       t.match(r.json.error.message, String(MAX_JSON_DEPTH));
     }
     // At the bound it parses (and fails or passes on its schema, not on depth).
-    const atBound = await gw.request('POST', '/v1/workflow-events', event(`{"a":${deep(MAX_JSON_DEPTH - 3)}}`));
+    const atBound = await gw.request<Partial<ErrorBody> | undefined>('POST', '/v1/workflow-events', event(`{"a":${deep(MAX_JSON_DEPTH - 3)}}`));
     t.not(atBound.json?.error?.message ?? '', /deeper/);
   });
 

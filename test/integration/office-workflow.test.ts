@@ -8,6 +8,13 @@ import { officeFixture, receivedTexts, eventually, OFFICE_SENDER, CITY_SENDER, S
 const APPLICANT = '13912345676';
 const APPLICANT_86 = `86${APPLICANT}`;
 
+/** POST /v1/workflow-events */
+interface EventReply { readonly status: string }
+/** GET /v1/cases/{system}/{caseId} */
+interface CaseView { readonly timeline: ReadonlyArray<{ readonly outcome: string; readonly order: number }> }
+/** A refusal with its details. */
+interface Refusal { readonly error: { readonly code: string; readonly message: string; readonly details: unknown } }
+
 const stageText = (caseId: string, stage: string): string => SIGNATURE + ({
   received: `您的市场监管业务（受理号${caseId}）已受理。`,
   bring: `您的业务（受理号${caseId}）请携带：营业执照副本、法人身份证，到窗口办理。`,
@@ -43,7 +50,7 @@ t.test('shuffled and duplicated events: each stage sent exactly once, in order',
   }
   const statuses = new Map<string, number>();
   for (const e of all) {
-    const r = await call('POST', '/v1/workflow-events', e);
+    const r = await call<EventReply>('POST', '/v1/workflow-events', e);
     t.equal(r.status, 202, JSON.stringify(r.json));
     statuses.set(r.json.status, (statuses.get(r.json.status) ?? 0) + 1);
   }
@@ -59,14 +66,14 @@ t.test('shuffled and duplicated events: each stage sent exactly once, in order',
   for (const c of cases) {
     const mine = got.filter((x) => x.includes(c));
     t.same(mine, stages.map((s) => stageText(c, s)), `${c}: each stage once, in order`);
-    const view = await call('GET', `/v1/cases/${encodeURIComponent('市场监管')}/${c}`);
+    const view = await call<CaseView>('GET', `/v1/cases/${encodeURIComponent('市场监管')}/${c}`);
     t.equal(view.status, 200, JSON.stringify(view.json));
     t.match(view.json, { stage: 'done', stageName: '已办结', ordering: 'seq' });
-    const sent = (view.json.timeline as { outcome: string; order: number }[]).filter((x) => x.outcome === 'sent').map((x) => x.order);
+    const sent = view.json.timeline.filter((x) => x.outcome === 'sent').map((x) => x.order);
     t.same(sent, [1, 2, 3, 4], `${c}: timeline lists the four sends in order`);
   }
   // A late repeat of an applied event is a duplicate: recorded, not sent.
-  const again = await call('POST', '/v1/workflow-events', event('GS2026-0001', 2, 'bring'));
+  const again = await call<EventReply>('POST', '/v1/workflow-events', event('GS2026-0001', 2, 'bring'));
   t.equal(again.json.status, 'duplicate');
   await new Promise((r) => setTimeout(r, 300));
   t.equal((receivedTexts(gw.simulator).get(APPLICANT_86) ?? []).length, cases.length * stages.length);
@@ -92,18 +99,18 @@ t.test('events ordered by time wait out the re-ordering window', async (t) => {
   t.same(receivedTexts(gw.simulator).get(APPLICANT_86), want, 'in time order, once each');
   t.same(got.slice(0, 3), want);
   // An event older than the applied ones, never seen before, is stale: recorded, not sent.
-  const stale = await call('POST', '/v1/workflow-events', ev(5, 'missing'));
+  const stale = await call<EventReply>('POST', '/v1/workflow-events', ev(5, 'missing'));
   t.equal(stale.json.status, 'stale');
   await new Promise((r) => setTimeout(r, 700));
   t.equal(receivedTexts(gw.simulator).get(APPLICANT_86)?.length, 3, 'the stale event sent nothing');
-  const view = await call('GET', `/v1/cases/${encodeURIComponent('市场监管')}/T-9`);
-  t.same((view.json.timeline as { outcome: string }[]).map((e) => e.outcome).sort(), ['duplicate', 'sent', 'sent', 'sent', 'stale'].sort());
+  const view = await call<CaseView>('GET', `/v1/cases/${encodeURIComponent('市场监管')}/T-9`);
+  t.same(view.json.timeline.map((e) => e.outcome).sort(), ['duplicate', 'sent', 'sent', 'sent', 'stale'].sort());
 });
 
 t.test('CX <caseId> by SMS returns the latest stage; a stranger learns nothing', async (t) => {
   const { gw, call } = await officeFixture(t, 0, { config: { office: { workflow: { reorderMs: 0 } } } });
   for (const [k, s] of ['received', 'missing'].entries()) {
-    const r = await call('POST', '/v1/workflow-events', event('Q-1', k + 1, s));
+    const r = await call<EventReply>('POST', '/v1/workflow-events', event('Q-1', k + 1, s));
     t.equal(r.json.status, 'applied');
   }
   t.ok(await gw.simulator.injectMo({ source: APPLICANT_86, destination: OFFICE_SENDER, text: 'cx Q-1' }));
@@ -113,13 +120,13 @@ t.test('CX <caseId> by SMS returns the latest stage; a stranger learns nothing',
   t.ok(await gw.simulator.injectMo({ source: stranger, destination: OFFICE_SENDER, text: 'CX Q-1' }));
   const no = await eventually(() => (receivedTexts(gw.simulator).get(stranger) ?? [])[0], 'the stranger\'s answer');
   t.equal(no, `${SIGNATURE}未查到受理号Q-1的办理信息，请核对后重试。`);
-  const handled = await call('GET', '/v1/mo?state=handled');
-  t.equal((handled.json.items as { route: string }[]).filter((m) => m.route === 'case-query').length, 2);
+  const handled = await call<{ items: Array<{ route: string }> }>('GET', '/v1/mo?state=handled');
+  t.equal(handled.json.items.filter((m) => m.route === 'case-query').length, 2);
 });
 
 t.test('CX stays in its tenant: another code\'s cases are not read, the argument is bounded, replies are rate-limited per number', async (t) => {
   const { gw, call } = await officeFixture(t, 0, { config: { office: { workflow: { reorderMs: 0 } } } });
-  t.equal((await call('POST', '/v1/workflow-events', event('Q-7', 1, 'received'))).json.status, 'applied');
+  t.equal((await call<EventReply>('POST', '/v1/workflow-events', event('Q-7', 1, 'received'))).json.status, 'applied');
   // The office's case, asked at the city's code: the city has no such case, and the answer comes from the city's code.
   t.ok(await gw.simulator.injectMo({ source: APPLICANT_86, destination: CITY_SENDER, text: 'CX Q-7' }));
   const other = await eventually(() => gw.simulator.recentSubmits().find((r) => r.destinationAddr === APPLICANT_86 && r.text.includes('未查到受理号Q-7')), 'the answer at the city code', 30_000);
@@ -133,8 +140,8 @@ t.test('CX stays in its tenant: another code\'s cases are not read, the argument
   // Rate limit: 5 answers per number per window; the rest are recorded, not answered.
   for (let i = 0; i < 6; i++) t.ok(await gw.simulator.injectMo({ source: asker, destination: OFFICE_SENDER, text: `CX X-${i}` }));
   const limited = await eventually(async () => {
-    const r = await call('GET', '/v1/mo?state=handled&limit=100');
-    const items = (r.json.items as { from: string; detail?: string }[]).filter((m) => m.from === asker);
+    const r = await call<{ items: Array<{ from: string; detail?: string }> }>('GET', '/v1/mo?state=handled&limit=100');
+    const items = r.json.items.filter((m) => m.from === asker);
     return items.length === 7 ? items : undefined;
   }, 'seven case queries handled', 30_000);
   t.equal(limited.filter((m) => /rate limit/.test(m.detail ?? '')).length, 2, 'the 6th and 7th are not answered');
@@ -147,10 +154,10 @@ t.test('CX stays in its tenant: another code\'s cases are not read, the argument
 
 t.test('workflow events are checked at the door', async (t) => {
   const { call } = await officeFixture(t, 0);
-  const noOrder = await call('POST', '/v1/workflow-events', { system: 's', caseId: 'c', stage: 'received', applicant: { mobile: APPLICANT } });
+  const noOrder = await call<Refusal>('POST', '/v1/workflow-events', { system: 's', caseId: 'c', stage: 'received', applicant: { mobile: APPLICANT } });
   t.equal(noOrder.status, 422);
   t.match(noOrder.json.error.details, [{ field: '/seq' }]);
-  const badPhone = await call('POST', '/v1/workflow-events', { system: 's', caseId: 'c', stage: 'received', seq: 1, applicant: { mobile: '123' } });
+  const badPhone = await call<Refusal>('POST', '/v1/workflow-events', { system: 's', caseId: 'c', stage: 'received', seq: 1, applicant: { mobile: '123' } });
   t.equal(badPhone.status, 422);
   t.match(badPhone.json.error.details, [{ field: '/applicant/mobiles/0' }]);
   const unknownField = await call('POST', '/v1/workflow-events', { system: 's', caseId: 'c', stage: 'received', seq: 1, applicant: { mobile: APPLICANT }, colour: 'red' });
@@ -158,21 +165,21 @@ t.test('workflow events are checked at the door', async (t) => {
   const none = await call('GET', '/v1/cases/s/none');
   t.equal(none.status, 404);
   // A stage without a text is recorded, not sent.
-  const quiet = await call('POST', '/v1/workflow-events', { system: 's', caseId: 'c2', stage: 'internal-review', seq: 1, applicant: { mobile: APPLICANT } });
+  const quiet = await call<EventReply>('POST', '/v1/workflow-events', { system: 's', caseId: 'c2', stage: 'internal-review', seq: 1, applicant: { mobile: APPLICANT } });
   t.equal(quiet.json.status, 'applied');
-  const view = await call('GET', '/v1/cases/s/c2');
+  const view = await call<CaseView>('GET', '/v1/cases/s/c2');
   t.match(view.json.timeline, [{ stage: 'internal-review', outcome: 'recorded' }]);
 });
 
 /** A key of a new unit under `city` with these grants. */
-async function unitKey(admin: { must(m: string, p: string, b?: unknown): Promise<any> }, id: string, grants: Record<string, unknown>, parent = 'city'): Promise<string> {
+async function unitKey(admin: { must<T = unknown>(m: string, p: string, b?: unknown): Promise<T> }, id: string, grants: Record<string, unknown>, parent = 'city'): Promise<string> {
   await admin.must('POST', '/v1/admin/units', { id, name: id, parent, grants: { tiers: ['*'], groups: ['*'], police: false, dailyQuota: null, perMinuteQuota: null, ...grants } });
-  return (await admin.must('POST', `/v1/admin/units/${id}/keys`, { label: id })).key as string;
+  return (await admin.must<{ key: string }>('POST', `/v1/admin/units/${id}/keys`, { label: id })).key;
 }
 
 t.test('workflow events send to caller-supplied numbers: refused without the workflow grant, nothing reaches the SMSC', async (t) => {
   const { gw, admin, call } = await officeFixture(t, 0, { config: { office: { workflow: { reorderMs: 0 } } } });
-  const as = (key: string) => (method: string, path: string, body?: unknown) => gw.request(method, path, body, { authorization: `Bearer ${key}` });
+  const as = (key: string) => <T = unknown>(method: string, path: string, body?: unknown) => gw.request<T>(method, path, body, { authorization: `Bearer ${key}` });
   const chosen = ['13900000001', '13900000002', '13900000003', '13900000004', '13900000005'];
   // A unit granted only groups, with its own workflow template carrying any text it likes.
   const groupsOnly = as(await unitKey(admin, 'groups-only', { direct: false }));
@@ -181,7 +188,7 @@ t.test('workflow events send to caller-supplied numbers: refused without the wor
   t.equal(direct.status, 403, 'no direct grant');
   let k = 0;
   for (const mobile of chosen) {
-    const r = await groupsOnly('POST', '/v1/workflow-events', { system: 's', caseId: `c${k++}`, seq: 1, stage: 'received', applicant: { mobile } });
+    const r = await groupsOnly<Refusal>('POST', '/v1/workflow-events', { system: 's', caseId: `c${k++}`, seq: 1, stage: 'received', applicant: { mobile } });
     t.equal(r.status, 403, JSON.stringify(r.json));
     t.equal(r.json.error.code, 'FORBIDDEN');
     t.match(r.json.error.details, [{ field: '/applicant', message: /grant workflow/ }]);
@@ -191,13 +198,13 @@ t.test('workflow events send to caller-supplied numbers: refused without the wor
   // A parent that withholds workflow: its sub-unit's own direct does not give it back.
   await unitKey(admin, 'no-wf', { direct: true, workflow: false });
   const child = as(await unitKey(admin, 'no-wf-child', { direct: true }, 'no-wf'));
-  const viaChild = await child('POST', '/v1/workflow-events', { system: 's', caseId: 'c9', seq: 1, stage: 'received', applicant: { mobile: chosen[0] } });
+  const viaChild = await child<Refusal>('POST', '/v1/workflow-events', { system: 's', caseId: 'c9', seq: 1, stage: 'received', applicant: { mobile: chosen[0] } });
   t.equal(viaChild.status, 403);
   t.match(viaChild.json.error.message, /not granted by parent unit no-wf/);
   // workflow without direct: workflow events go out, POST /v1/messages to numbers does not.
   const wfOnly = as(await unitKey(admin, 'wf-only', { direct: false, workflow: true }));
   t.equal((await wfOnly('POST', '/v1/messages', { to: [APPLICANT], text: 'x' })).status, 403);
-  const ok = await wfOnly('POST', '/v1/workflow-events', event('W-1', 1, 'received'));
+  const ok = await wfOnly<EventReply>('POST', '/v1/workflow-events', event('W-1', 1, 'received'));
   t.equal(ok.status, 202, JSON.stringify(ok.json));
   t.equal(ok.json.status, 'applied');
   // The allowed send arrived (control); none of the refused ones did.
@@ -211,12 +218,12 @@ t.test('workflow events send to caller-supplied numbers: refused without the wor
 t.test('a buffered workflow event is admitted again when applied: grant withdrawn meanwhile, nothing is sent', async (t) => {
   const { gw, admin, call } = await officeFixture(t, 0, { config: { office: { workflow: { reorderMs: 300 } } } });
   // seq 2 waits for seq 1 (which never comes); the grant is withdrawn before the wait ends.
-  const r = await call('POST', '/v1/workflow-events', event('B-1', 2, 'bring'));
+  const r = await call<EventReply>('POST', '/v1/workflow-events', event('B-1', 2, 'bring'));
   t.equal(r.json.status, 'buffered');
   await admin.must('PATCH', '/v1/admin/units/office', { grants: { direct: false } });
   const view = await eventually(async () => {
-    const v = await call('GET', `/v1/cases/${encodeURIComponent('市场监管')}/B-1`);
-    return (v.json.timeline as { outcome: string }[] | undefined)?.length ? v.json : undefined;
+    const v = await call<Partial<CaseView>>('GET', `/v1/cases/${encodeURIComponent('市场监管')}/B-1`);
+    return v.json.timeline?.length ? v.json : undefined;
   }, 'the buffered event applied');
   t.match(view.timeline, [{ order: 2, outcome: 'failed', error: /FORBIDDEN.*grant workflow/ }]);
   const later = await call('POST', '/v1/workflow-events', event('B-2', 1, 'received'));

@@ -273,52 +273,77 @@ t.test('protocol violations close the session with a reason', async (t) => {
   r.ws.close();
 });
 
+/** A device as the PDA admin API shows it. */
+interface DeviceView {
+  readonly id: string;
+  readonly personId: string;
+  readonly unit: string;
+  readonly state: string;
+  readonly stateReason?: string;
+  readonly connected: boolean;
+  readonly keyVersion: number;
+}
+/** Register, state change and rotation: the device, and the key when one is shown. */
+interface DeviceAnswer {
+  readonly key: string;
+  readonly device: DeviceView;
+}
+/** GET /v1/admin/pda/devices. */
+interface DeviceList {
+  readonly items: readonly DeviceView[];
+  readonly next?: string;
+}
+/** A refusal whose details name the fields. */
+interface Refusal {
+  readonly error: { readonly code: string; readonly details: readonly { readonly field: string }[] };
+}
+
 t.test('admin API: its own key, register (key shown once), list, get, state, rotate, assignment', async (t) => {
   const s = await server(t);
-  const call = async (method: string, path: string, body?: unknown, key = ADMIN): Promise<{ status: number; json: any }> => {
+  const call = async <T = unknown>(method: string, path: string, body?: unknown, key = ADMIN): Promise<{ status: number; json: T }> => {
     const res = await fetch(s.httpUrl + path, {
       method,
       headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    return { status: res.status, json: await res.json() };
+    return { status: res.status, json: (await res.json()) as T };
   };
   t.equal((await call('GET', '/v1/admin/pda/devices', undefined, 'wrong-key-0123456789')).status, 401, 'wrong admin key');
   t.equal((await call('POST', '/v1/admin/pda/devices', { deviceId: 'x', personId: 'p', unit: 'u' }, 'dev-key-change-me')).status, 401, 'a tenant API key is not an admin key');
-  const created = await call('POST', '/v1/admin/pda/devices', { deviceId: 'pda-a1', personId: 'p-1', unit: '特警', keyTtl: 'P30D' });
+  const created = await call<DeviceAnswer>('POST', '/v1/admin/pda/devices', { deviceId: 'pda-a1', personId: 'p-1', unit: '特警', keyTtl: 'P30D' });
   t.equal(created.status, 201);
   t.equal(created.json.key.length, 43, 'the key, once');
   t.equal(created.json.device.state, 'active');
   t.equal(created.json.device.connected, false);
   t.notOk('key' in created.json.device);
-  t.equal((await call('POST', '/v1/admin/pda/devices', { deviceId: 'pda-a1', personId: 'p-1', unit: '特警' })).json.error.code, 'PDA_DEVICE_EXISTS');
+  t.equal((await call<Refusal>('POST', '/v1/admin/pda/devices', { deviceId: 'pda-a1', personId: 'p-1', unit: '特警' })).json.error.code, 'PDA_DEVICE_EXISTS');
   t.equal((await call('POST', '/v1/admin/pda/devices', { deviceId: 'bad id', personId: 'p-1', unit: 'u' })).status, 422);
-  t.equal((await call('POST', '/v1/admin/pda/devices', { deviceId: 'pda-a2', personId: 'p-1', unit: 'u', extra: 1 })).json.error.details[0].field, '/extra');
+  t.equal((await call<Refusal>('POST', '/v1/admin/pda/devices', { deviceId: 'pda-a2', personId: 'p-1', unit: 'u', extra: 1 })).json.error.details[0]!.field, '/extra');
   await call('POST', '/v1/admin/pda/devices', { deviceId: 'pda-a2', personId: 'p-2', unit: '特警' });
   await call('POST', '/v1/admin/pda/devices', { deviceId: 'pda-a3', personId: 'p-3', unit: '巡警' });
-  const page1 = await call('GET', '/v1/admin/pda/devices?limit=2');
-  t.same(page1.json.items.map((d: any) => d.id), ['pda-a1', 'pda-a2']);
+  const page1 = await call<DeviceList>('GET', '/v1/admin/pda/devices?limit=2');
+  t.same(page1.json.items.map((d) => d.id), ['pda-a1', 'pda-a2']);
   t.equal(page1.json.next, 'pda-a2');
-  const page2 = await call('GET', `/v1/admin/pda/devices?limit=2&cursor=${page1.json.next}`);
-  t.same(page2.json.items.map((d: any) => d.id), ['pda-a3']);
-  t.same((await call('GET', `/v1/admin/pda/devices?unit=${encodeURIComponent('特警')}`)).json.items.map((d: any) => d.id), ['pda-a1', 'pda-a2']);
-  t.same((await call('GET', '/v1/admin/pda/devices?person=p-3')).json.items.map((d: any) => d.id), ['pda-a3']);
-  t.equal((await call('GET', '/v1/admin/pda/devices/pda-a3')).json.unit, '巡警');
+  const page2 = await call<DeviceList>('GET', `/v1/admin/pda/devices?limit=2&cursor=${page1.json.next}`);
+  t.same(page2.json.items.map((d) => d.id), ['pda-a3']);
+  t.same((await call<DeviceList>('GET', `/v1/admin/pda/devices?unit=${encodeURIComponent('特警')}`)).json.items.map((d) => d.id), ['pda-a1', 'pda-a2']);
+  t.same((await call<DeviceList>('GET', '/v1/admin/pda/devices?person=p-3')).json.items.map((d) => d.id), ['pda-a3']);
+  t.equal((await call<DeviceView>('GET', '/v1/admin/pda/devices/pda-a3')).json.unit, '巡警');
   t.equal((await call('GET', '/v1/admin/pda/devices/nope')).status, 404);
   const c = new PdaClient({ url: s.url, deviceId: 'pda-a1', key: created.json.key });
   await c.connect();
-  t.equal((await call('GET', '/v1/admin/pda/devices/pda-a1')).json.connected, true);
-  const lost = await call('POST', '/v1/admin/pda/devices/pda-a1/state', { state: 'lost', reason: 'left in a taxi' });
+  t.equal((await call<DeviceView>('GET', '/v1/admin/pda/devices/pda-a1')).json.connected, true);
+  const lost = await call<DeviceAnswer>('POST', '/v1/admin/pda/devices/pda-a1/state', { state: 'lost', reason: 'left in a taxi' });
   t.equal(lost.json.device.state, 'lost');
   t.equal(lost.json.device.stateReason, 'left in a taxi');
   t.equal((await c.closed).reason, CLOSE_REASON.DEVICE_LOST, 'disconnected at once');
-  const found = await call('POST', '/v1/admin/pda/devices/pda-a1/state', { state: 'active' });
+  const found = await call<DeviceAnswer>('POST', '/v1/admin/pda/devices/pda-a1/state', { state: 'active' });
   t.equal(found.json.key.length, 43, 'reactivation shows the new key');
-  const rotated = await call('POST', '/v1/admin/pda/devices/pda-a1/key');
+  const rotated = await call<DeviceAnswer>('POST', '/v1/admin/pda/devices/pda-a1/key');
   t.equal(rotated.status, 200);
   t.equal(rotated.json.device.keyVersion, 3);
   t.equal((await call('POST', '/v1/admin/pda/devices/pda-a1/state', { state: 'gone' })).status, 422);
-  t.equal((await call('POST', '/v1/admin/pda/devices/pda-a1/assignment', { personId: 'p-9', unit: '刑警' })).json.personId, 'p-9');
-  t.equal((await call('POST', '/v1/admin/pda/devices/pda-a1/state', { state: 'revoked' })).json.device.state, 'revoked');
-  t.equal((await call('POST', '/v1/admin/pda/devices/pda-a1/key')).json.error.code, 'PDA_DEVICE_STATE');
+  t.equal((await call<DeviceView>('POST', '/v1/admin/pda/devices/pda-a1/assignment', { personId: 'p-9', unit: '刑警' })).json.personId, 'p-9');
+  t.equal((await call<DeviceAnswer>('POST', '/v1/admin/pda/devices/pda-a1/state', { state: 'revoked' })).json.device.state, 'revoked');
+  t.equal((await call<Refusal>('POST', '/v1/admin/pda/devices/pda-a1/key')).json.error.code, 'PDA_DEVICE_STATE');
 });

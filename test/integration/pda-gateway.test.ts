@@ -40,13 +40,13 @@ async function setup(t: Test): Promise<Setup> {
     id: 'psb', name: '市公安局', sender: '10690110', signature: '【市公安局】',
     grants: { tiers: ['*'], groups: ['*'], direct: true, police: true, dailyQuota: null, perMinuteQuota: null },
   });
-  const { key } = await admin.must('POST', '/v1/admin/units/psb/keys', { label: 'command-centre' });
+  const { key } = await admin.must<{ key: string }>('POST', '/v1/admin/units/psb/keys', { label: 'command-centre' });
   return { gw, admin, key };
 }
 
 /** The control SMS: once it is complete, everything sent before it has been dispatched. */
 async function onlyControlReachedSmsc(t: Test, s: Setup): Promise<void> {
-  const control = await s.gw.send({ to: [numberAt(900)], text: 'control' });
+  const control = await s.gw.send<{ id: string }>({ to: [numberAt(900)], text: 'control' });
   t.equal(control.status, 202);
   await s.gw.waitComplete(control.json.id);
   const stats = s.gw.simulator.stats();
@@ -57,7 +57,7 @@ async function onlyControlReachedSmsc(t: Test, s: Setup): Promise<void> {
 t.test('a police message to a person with an SMS-only preference is refused; nothing reaches the SMSC', async (t) => {
   const s = await setup(t);
   await s.admin.must('POST', '/v1/admin/people', { id: 'clerk', name: '文员', mobile: numberAt(1), unit: 'psb', channel: 'sms' });
-  const direct = await s.admin.sendAs(s.key, { to: [numberAt(1)], text: '紧急集合', classification: 'police' });
+  const direct = await s.admin.sendAs<{ error: { details?: Array<{ field?: string }> } }>(s.key, { to: [numberAt(1)], text: '紧急集合', classification: 'police' });
   t.equal(direct.status, 422, JSON.stringify(direct.json));
   t.match(direct.json.error.details?.[0]?.field, /\/to\/0/);
   const stranger = await s.admin.sendAs(s.key, { to: [numberAt(2)], text: '紧急集合', classification: 'police' });
@@ -92,7 +92,7 @@ t.test('a police message to officers with PDAs reaches their devices, is deliver
     clients.push(c);
   }
   t.teardown(() => Promise.all(clients.map((c) => c.close())));
-  const r = await s.admin.sendAs(s.key, { group: 'night-shift', text: '今晚22:00人民广场集合', classification: 'police' });
+  const r = await s.admin.sendAs<{ id: string }>(s.key, { group: 'night-shift', text: '今晚22:00人民广场集合', classification: 'police' });
   t.equal(r.status, 202, JSON.stringify(r.json));
   const deadline = Date.now() + 30_000;
   while ([...got.values()].some((b) => b.length === 0) && Date.now() < deadline) await sleep(20);

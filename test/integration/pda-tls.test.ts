@@ -15,16 +15,17 @@ import type { MessageFrame } from '../../src/pda/codec.js';
 import { ADMIN_CONFIG, ADMIN_KEY } from '../support/directory.js';
 import { numberAt, startTestGateway } from '../support/gateway.js';
 import { selfSignedCertificate } from '../support/tls.js';
+import type { MessageStatus } from '../support/api-types.js';
 
 const PDA_ADMIN = 'pda-admin-key-0123456789';
 
-interface Reply {
+interface Reply<T = unknown> {
   readonly status: number;
-  readonly json: any;
+  readonly json: T;
 }
 
 /** One JSON request over HTTPS, trusting only `ca`. */
-function https(port: number, ca: Buffer, key: string, method: string, path: string, body?: unknown): Promise<Reply> {
+function https<T = unknown>(port: number, ca: Buffer, key: string, method: string, path: string, body?: unknown): Promise<Reply<T>> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -42,7 +43,7 @@ function https(port: number, ca: Buffer, key: string, method: string, path: stri
           } catch {
             // not JSON: keep the text
           }
-          resolve({ status: res.statusCode ?? 0, json });
+          resolve({ status: res.statusCode ?? 0, json: json as T });
         });
       },
     );
@@ -58,8 +59,8 @@ t.test('hello, authentication, message, ack and ping over wss://; the ack is del
     config: { ...ADMIN_CONFIG, server: { tls: { keyFile, certFile } }, pda: { enabled: true, keySecret: 't'.repeat(40), adminKey: PDA_ADMIN } },
   });
   const port = gw.gateway.port;
-  const must = async (key: string, method: string, path: string, body?: unknown): Promise<any> => {
-    const r = await https(port, ca, key, method, path, body);
+  const must = async <T = unknown>(key: string, method: string, path: string, body?: unknown): Promise<T> => {
+    const r = await https<T>(port, ca, key, method, path, body);
     if (r.status < 200 || r.status > 299) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.json)}`);
     return r.json;
   };
@@ -69,11 +70,11 @@ t.test('hello, authentication, message, ack and ping over wss://; the ack is del
     id: 'psb', name: '市公安局', sender: '10690110', signature: '【市公安局】',
     grants: { tiers: ['*'], groups: ['*'], direct: true, police: true, dailyQuota: null, perMinuteQuota: null },
   });
-  const { key: unitKey } = await must(ADMIN_KEY, 'POST', '/v1/admin/units/psb/keys', { label: 'command-centre' });
+  const { key: unitKey } = await must<{ key: string }>(ADMIN_KEY, 'POST', '/v1/admin/units/psb/keys', { label: 'command-centre' });
   await must(ADMIN_KEY, 'POST', '/v1/admin/people', { id: 'cop-1', name: '警员', mobile: numberAt(1), unit: 'psb', channel: 'pda' });
-  const device = await https(port, ca, PDA_ADMIN, 'POST', '/v1/admin/pda/devices', { deviceId: 'pda-tls-1', personId: 'cop-1', unit: '市公安局' });
+  const device = await https<{ key: string }>(port, ca, PDA_ADMIN, 'POST', '/v1/admin/pda/devices', { deviceId: 'pda-tls-1', personId: 'cop-1', unit: '市公安局' });
   t.equal(device.status, 201, 'device provisioned over HTTPS');
-  const deviceKey = device.json.key as string;
+  const deviceKey = device.json.key;
 
   const url = `wss://127.0.0.1:${port}/v1/pda`;
 
@@ -97,16 +98,16 @@ t.test('hello, authentication, message, ack and ping over wss://; the ack is del
   t.ok(Number.isFinite(await client.ping()), 'ping/pong round trip over TLS');
 
   // A police message over HTTPS → the device's outbox → MESSAGE over TLS → ACK over TLS.
-  const sent = await https(port, ca, unitKey, 'POST', '/v1/messages', { to: [numberAt(1)], text: '今晚22:00人民广场集合', classification: 'police' });
+  const sent = await https<{ id: string }>(port, ca, unitKey, 'POST', '/v1/messages', { to: [numberAt(1)], text: '今晚22:00人民广场集合', classification: 'police' });
   t.equal(sent.status, 202, JSON.stringify(sent.json));
   const deadline = Date.now() + 30_000;
   while (got.length === 0 && Date.now() < deadline) await sleep(20);
   t.equal(got.length, 1, 'the message arrived over TLS');
   t.match(got[0], { type: 'message', seq: 1, classification: 'police', body: /今晚22:00人民广场集合/ });
 
-  let status: Reply | undefined;
+  let status: Reply<MessageStatus> | undefined;
   while (Date.now() < deadline) {
-    status = await https(port, ca, unitKey, 'GET', `/v1/messages/${sent.json.id as string}`);
+    status = await https<MessageStatus>(port, ca, unitKey, 'GET', `/v1/messages/${sent.json.id}`);
     if (status.json.status === 'complete') break;
     await sleep(50);
   }

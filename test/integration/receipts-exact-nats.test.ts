@@ -11,6 +11,7 @@
  */
 import t from 'tap';
 import { api } from '../support/gateway-process.js';
+import type { MessageStatus } from '../support/api-types.js';
 import { startNatsDeployment, startSimulator, until } from '../support/nats-deployment.js';
 import { requireNatsServer } from '../support/nats-server.js';
 import { ReceiptLedger } from '../support/receipt-check.js';
@@ -30,7 +31,7 @@ if (requireNatsServer(t)) {
     const rows: Row[] = [];
     await until('every message complete', async () => {
       for (const id of ids) {
-        const r = await api(ingest.url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1`);
+        const r = await api<MessageStatus>(ingest.url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1`);
         if (r.json.status !== 'complete') return false;
       }
       return true;
@@ -56,7 +57,7 @@ if (requireNatsServer(t)) {
     await until('every receipt acknowledged', () => sim.stats().dlrsAcked >= total, 120_000, 250).catch((e: unknown) => t.fail(`${String(e)}: ${JSON.stringify({ ...sim.stats(), submitsByDestination: undefined })}`));
     const complete = (url: string) => async (): Promise<boolean> => {
       for (const id of ids) {
-        const r = await api(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1`);
+        const r = await api<MessageStatus>(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1`);
         if (r.json.status !== 'complete') return false;
       }
       return true;

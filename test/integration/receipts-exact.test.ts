@@ -47,7 +47,7 @@ async function run(t: Test, s: Scenario): Promise<void> {
       numbers.push(numberOf(i));
       messages.push({ to: [numberOf(i)], text });
     }
-    const r = await gw.request('POST', '/v1/messages/batch', { messages });
+    const r = await gw.request<{ results: { id: string }[] }>('POST', '/v1/messages/batch', { messages });
     if (r.status !== 200 && r.status !== 202 && r.status !== 207) throw new Error(`batch: ${r.status} ${JSON.stringify(r.json).slice(0, 300)}`);
     for (const item of r.json.results) ids.push(item.id);
   }

@@ -23,10 +23,16 @@ import { SmscSimulator, type SmscSimulatorOptions } from '../../src/smpp/simulat
 import { deepMerge, loadConfig } from '../../src/config/load.js';
 import { startGateway, type Gateway } from '../../src/app/gateway.js';
 import { responseBody } from '../support/http.js';
+import type { AttemptView, RecipientView, SegmentView } from '../support/api-types.js';
 
 /** Last four digits 0005: the first simulator answers UNDELIV. */
 const FAILS = '13800000005';
 const FAILS_TOO = '13900010005';
+
+/** A rerouted recipient: its two attempts (never a third), and the current attempt's segments. */
+type Rerouted = RecipientView & { readonly attempts: readonly [AttemptView, AttemptView]; readonly segments: readonly SegmentView[] };
+/** The status of a message to the one rerouted recipient. */
+interface OneRecipientStatus { readonly status: string; readonly items: readonly [Rerouted] }
 
 function routing(reroute: boolean): Record<string, unknown> {
   return {
@@ -75,17 +81,17 @@ const RECEIPT_TIMING: Array<[string, Partial<SmscSimulatorOptions>]> = [
 for (const [name, timing] of RECEIPT_TIMING) {
   t.test(`${name}: UNDELIV on the first carrier, delivered by the second; both attempts shown; final once`, async (t) => {
     const { a, b, gw, finals } = await twoCarriers(t, { a: timing, b: timing });
-    const r = await gw.send({ to: [FAILS, numberAt(1)], text: `reroute ${name}` });
+    const r = await gw.send<{ id: string }>({ to: [FAILS, numberAt(1)], text: `reroute ${name}` });
     t.equal(r.status, 202);
     const done = await gw.waitComplete(r.json.id);
     t.equal(done.summary.delivered, 2, 'both delivered');
-    const failed = done.items.find((i: any) => i.to === `86${FAILS}`);
+    const failed = done.items.find((i) => i.to === `86${FAILS}`) as Rerouted;
     t.equal(failed.state, 'delivered', 'the final state is the last attempt\'s');
     t.equal(failed.attempts.length, 2);
     t.match(failed.attempts[0], { attempt: 1, state: 'undeliverable', account: 'cm-a', segments: [{ state: 'undeliverable' }] });
     t.match(failed.attempts[1], { attempt: 2, state: 'delivered', account: 'cu-b', segments: [{ state: 'delivered' }] });
-    t.same(failed.segments.map((s: any) => s.state), ['delivered'], 'segments: the current attempt');
-    const plain = done.items.find((i: any) => i.to === `86${numberAt(1)}`);
+    t.same(failed.segments.map((s) => s.state), ['delivered'], 'segments: the current attempt');
+    const plain = done.items.find((i) => i.to === `86${numberAt(1)}`)!;
     t.equal(plain.attempts, undefined, 'a recipient delivered at once shows no attempts');
     t.equal(a.stats().uniqueSegments, 2, 'cm-a carried both first attempts');
     t.equal(b.stats().uniqueSegments, 1, 'cu-b carried the second attempt only');
@@ -100,10 +106,10 @@ for (const [name, timing] of RECEIPT_TIMING) {
 
 t.test('both carriers fail: the final state is the second attempt\'s, and there is never a third', async (t) => {
   const { a, b, gw, finals } = await twoCarriers(t, { b: { receiptSuffixes: true } });
-  const r = await gw.send({ to: [FAILS, FAILS_TOO], text: 'both fail' });
+  const r = await gw.send<{ id: string }>({ to: [FAILS, FAILS_TOO], text: 'both fail' });
   const done = await gw.waitComplete(r.json.id);
   t.equal(done.summary.undeliverable, 2);
-  for (const item of done.items) {
+  for (const item of done.items as readonly Rerouted[]) {
     t.equal(item.attempts.length, 2);
     t.match(item.attempts, [{ state: 'undeliverable', account: 'cm-a' }, { state: 'undeliverable', account: 'cu-b' }]);
   }
@@ -118,10 +124,10 @@ t.test('both carriers fail: the final state is the second attempt\'s, and there 
 
 t.test('reroute off (the default): UNDELIV is final at once, one attempt, nothing through the other carrier', async (t) => {
   const { a, b, gw } = await twoCarriers(t, { reroute: false });
-  const r = await gw.send({ to: [FAILS], text: 'no reroute' });
+  const r = await gw.send<{ id: string }>({ to: [FAILS], text: 'no reroute' });
   const done = await gw.waitComplete(r.json.id);
   t.equal(done.summary.undeliverable, 1);
-  t.equal(done.items[0].attempts, undefined);
+  t.equal(done.items[0]!.attempts, undefined);
   await new Promise((res) => setTimeout(res, 300));
   t.equal(a.stats().submits, 1);
   t.equal(b.stats().submits, 0);
@@ -132,10 +138,10 @@ t.test('with the NATS queue', async (t) => {
   const server = await startNatsServer({ jetstream: true });
   t.teardown(() => server.destroy());
   const { b, gw, finals } = await twoCarriers(t, { queue: { kind: 'nats', nats: { servers: [server.url] } } });
-  const r = await gw.send({ to: [FAILS, numberAt(2)], text: 'reroute over nats' });
+  const r = await gw.send<{ id: string }>({ to: [FAILS, numberAt(2)], text: 'reroute over nats' });
   const done = await gw.waitComplete(r.json.id);
   t.equal(done.summary.delivered, 2);
-  t.match(done.items.find((i: any) => i.to === `86${FAILS}`).attempts, [{ state: 'undeliverable', account: 'cm-a' }, { state: 'delivered', account: 'cu-b' }]);
+  t.match(done.items.find((i) => i.to === `86${FAILS}`)!.attempts, [{ state: 'undeliverable', account: 'cm-a' }, { state: 'delivered', account: 'cu-b' }]);
   t.equal(b.stats().uniqueSegments, 1);
   // Listeners run just after the commit the status read may already see.
   await until('finals announced', () => finals.filter((f) => f[0] === r.json.id).length >= 2, 5000);
@@ -155,7 +161,7 @@ t.test('with the NATS queue', async (t) => {
     }
     return events.length >= 2;
   }, 10_000);
-  const failedIndex = done.items.find((i: any) => i.to === `86${FAILS}`).index;
+  const failedIndex = done.items.find((i) => i.to === `86${FAILS}`)!.index;
   t.same(events.map((e) => [e.index, e.state]).sort(), [[0, 'delivered'], [1, 'delivered']], 'one status event per recipient');
   t.equal(events.filter((e) => e.index === failedIndex).length, 1, 'the rerouted recipient: one event, at its second attempt\'s end');
 });
@@ -178,15 +184,15 @@ async function restartBetweenAttempts(t: Test, queue: Record<string, unknown> | 
       (queue ? { queue } : {}) as never,
     ),
   });
-  const start = async (): Promise<{ gw: Gateway; call: (path: string, body?: unknown) => Promise<any> }> => {
+  const start = async (): Promise<{ gw: Gateway; call: <T = unknown>(path: string, body?: unknown) => Promise<T> }> => {
     const gw = await startGateway(config, { logger: pino({ level: 'silent' }) });
-    const call = async (path: string, body?: unknown): Promise<any> => {
+    const call = async <T = unknown>(path: string, body?: unknown): Promise<T> => {
       const res = await fetch(`http://127.0.0.1:${gw.port}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
         headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
-      return responseBody(res);
+      return responseBody(res) as Promise<T>;
     };
     return { gw, call };
   };
@@ -195,13 +201,13 @@ async function restartBetweenAttempts(t: Test, queue: Record<string, unknown> | 
   t.teardown(async () => {
     if (!stopped) await first.gw.stop();
   });
-  const sent = await first.call('/v1/messages', { to: [FAILS], text: 'across a restart' });
-  const id = sent.id as string;
+  const sent = await first.call<{ id: string }>('/v1/messages', { to: [FAILS], text: 'across a restart' });
+  const id = sent.id;
   await until('first attempt failed, second pending', async () => {
-    const s = await first.call(`/v1/messages/${id}`);
+    const s = await first.call<OneRecipientStatus>(`/v1/messages/${id}`);
     return s.items?.[0]?.attempts?.length === 2 && s.items[0].state === 'queued';
   }, 10_000);
-  const pending = await first.call(`/v1/messages/${id}`);
+  const pending = await first.call<OneRecipientStatus>(`/v1/messages/${id}`);
   t.equal(pending.status, 'in-progress', 'not final while the second attempt is pending');
   t.match(pending.items[0].attempts, [{ state: 'undeliverable', account: 'cm-a' }, { attempt: 2, state: 'queued' }]);
   t.equal(pending.items[0].attempts[1].endedAt, undefined);
@@ -213,9 +219,9 @@ async function restartBetweenAttempts(t: Test, queue: Record<string, unknown> | 
   t.teardown(() => b.stop());
   const second = await start();
   t.teardown(() => second.gw.stop());
-  let done: any;
+  let done!: OneRecipientStatus;
   await until('complete after the restart', async () => {
-    done = await second.call(`/v1/messages/${id}`);
+    done = await second.call<OneRecipientStatus>(`/v1/messages/${id}`);
     return done.status === 'complete';
   }, 20_000);
   t.equal(done.items[0].state, 'delivered');
@@ -251,10 +257,10 @@ t.test('each attempt its own parts, planned for its account\'s protocol: CMPP (2
   await until('accounts bound', () => (gw.gateway.router?.accounts() ?? []).every((x) => x.bound > 0), 10_000);
   // 150 ASCII characters: one SMPP part (GSM 03.38, 160), two CMPP parts (ASCII, 140 octets).
   const text = 'Reroute parts check: '.padEnd(150, 'x');
-  const r = await gw.send({ to: [FAILS], text });
+  const r = await gw.send<{ id: string }>({ to: [FAILS], text });
   t.equal(r.status, 202);
   const done = await gw.waitComplete(r.json.id);
-  const item = done.items[0];
+  const item = done.items[0] as Rerouted;
   t.equal(item.state, 'delivered');
   t.match(item.attempts, [{ attempt: 1, state: 'undeliverable', account: 'cm-cmpp' }, { attempt: 2, state: 'delivered', account: 'cu-b' }]);
   t.equal(item.attempts[0].segments.length, 2, 'the CMPP attempt: two parts');
@@ -265,7 +271,7 @@ t.test('each attempt its own parts, planned for its account\'s protocol: CMPP (2
 
 t.test('the completion callback is POSTed once, when the second attempt has ended', async (t) => {
   const { createServer } = await import('node:http');
-  const bodies: any[] = [];
+  const bodies: unknown[] = [];
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -279,13 +285,13 @@ t.test('the completion callback is POSTed once, when the second attempt has ende
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/done`;
   // First carrier: receipts before the resp; second: its receipt 400 ms later, so the gap is visible.
   const { gw } = await twoCarriers(t, { a: { dlrBeforeResp: true }, b: { dlrDelayMs: 400 }, config: { callbacks: { allow: ['127.0.0.1/32'] } } });
-  const r = await gw.send({ to: [FAILS, numberAt(3)], text: 'reroute with callback', callbackUrl: url });
+  const r = await gw.send<{ id: string }>({ to: [FAILS, numberAt(3)], text: 'reroute with callback', callbackUrl: url });
   t.equal(r.status, 202);
   await until('second attempt under way', async () => {
-    const s = await gw.request('GET', `/v1/messages/${r.json.id}`);
-    return s.json.items?.find((i: any) => i.to === `86${FAILS}`)?.attempts?.length === 2;
+    const s = await gw.request<{ items?: Array<{ to: string; attempts?: unknown[] }> }>('GET', `/v1/messages/${r.json.id}`);
+    return s.json.items?.find((i) => i.to === `86${FAILS}`)?.attempts?.length === 2;
   }, 10_000, 10);
-  const during = await gw.request('GET', `/v1/messages/${r.json.id}`);
+  const during = await gw.request<{ status: string }>('GET', `/v1/messages/${r.json.id}`);
   if (during.json.status !== 'complete') t.equal(bodies.length, 0, 'no callback while the second attempt is open');
   await gw.waitComplete(r.json.id);
   await until('the callback', () => bodies.length >= 1, 10_000);

@@ -14,6 +14,16 @@ import { ADMIN_CONFIG, adminClient } from '../support/directory.js';
 import { until } from '../support/wait.js';
 import type { SmscSimulator } from '../../src/smpp/simulator.js';
 
+/** POST /v1/messages: what these tests read of an accepted message. */
+interface Sent {
+  id: string;
+  segments: number;
+}
+/** GET /readyz: each account's state and share. */
+interface Readyz {
+  accounts: { account: string; up: boolean; reason?: string; bound?: number; routed?: number; share?: number }[];
+}
+
 async function twoAccounts(t: Test, routing: Record<string, unknown>, extra: { bPort?: number } = {}) {
   const a = await startSimulator(t, { dlrDelayMs: 5 });
   const b = await startSimulator(t, { dlrDelayMs: 5 });
@@ -43,12 +53,12 @@ function seen(sim: SmscSimulator): number {
 
 t.test('without rules: the derived per-operator table routes as before (cm-a for cmcc, nothing for cucc)', async (t) => {
   const { a, b, gw } = await twoAccounts(t, { rules: [] });
-  const r = await gw.send({ to: [numberAt(1), numberAt(2, '130')], text: 'derived table' });
+  const r = await gw.send<Sent>({ to: [numberAt(1), numberAt(2, '130')], text: 'derived table' });
   t.equal(r.status, 202);
   const done = await gw.waitComplete(r.json.id);
   t.equal(done.summary.delivered, 1);
   t.equal(done.summary.failed, 1, 'the Unicom number has no account (cm-b has no operators)');
-  t.match(done.items.find((i: any) => i.state === 'failed').segments[0].error, /no route/);
+  t.match(done.items.find((i) => i.state === 'failed')!.segments![0]!.error, /no route/);
   t.equal(seen(a), 1);
   t.equal(seen(b), 0);
 });
@@ -60,18 +70,18 @@ t.test('round-robin shares recipients equally; emergency goes through its dedica
       { name: 'share', match: { operators: ['cmcc'] }, accounts: ['cm-a', 'cm-b'], policy: 'round-robin' },
     ],
   });
-  const r = await gw.send({ to: Array.from({ length: 200 }, (_, i) => numberAt(i)), text: 'shared load' });
+  const r = await gw.send<Sent>({ to: Array.from({ length: 200 }, (_, i) => numberAt(i)), text: 'shared load' });
   t.equal((await gw.waitComplete(r.json.id)).summary.delivered, 200);
   t.equal(seen(a), 100, 'half through cm-a');
   t.equal(seen(b), 100, 'half through cm-b');
 
-  const e = await gw.send({ to: Array.from({ length: 20 }, (_, i) => numberAt(1000 + i)), text: 'flood warning', tier: 'emergency' });
+  const e = await gw.send<Sent>({ to: Array.from({ length: 20 }, (_, i) => numberAt(1000 + i)), text: 'flood warning', tier: 'emergency' });
   t.equal((await gw.waitComplete(e.json.id)).summary.delivered, 20);
   t.equal(seen(a), 100, 'emergency never on cm-a');
   t.equal(seen(b), 120);
 
-  const ready = await gw.request('GET', '/readyz');
-  const accounts = ready.json.accounts as any[];
+  const ready = await gw.request<Readyz>('GET', '/readyz');
+  const accounts = ready.json.accounts;
   t.match(accounts.find((x) => x.account === 'cm-a'), { up: true, routed: 100 });
   t.match(accounts.find((x) => x.account === 'cm-b'), { up: true, routed: 120, share: Math.round((120 / 220) * 1000) / 1000 });
   gw.gateway.router?.tick(); // flush the hot-path counts into the metrics now
@@ -88,25 +98,25 @@ t.test('a rule change through the admin API applies without a restart, is audite
   t.match(bad.json, { error: { code: 'VALIDATION' } });
   t.ok(JSON.stringify(bad.json).includes('/rules/0/accounts/0'), 'names the field');
 
-  const put = await admin.must('PUT', '/v1/admin/routing', { rules: [{ name: 'all-b', match: { operators: ['cmcc'] }, accounts: ['cm-b', 'cm-a'], policy: 'failover' }] });
+  const put = await admin.must<{ version: number }>('PUT', '/v1/admin/routing', { rules: [{ name: 'all-b', match: { operators: ['cmcc'] }, accounts: ['cm-b', 'cm-a'], policy: 'failover' }] });
   t.equal(put.version, 1);
   await until('router applied version 1', () => gw.gateway.router?.rules().version === 1, 5000);
-  const r = await gw.send({ to: Array.from({ length: 10 }, (_, i) => numberAt(i)), text: 'after the change' });
+  const r = await gw.send<Sent>({ to: Array.from({ length: 10 }, (_, i) => numberAt(i)), text: 'after the change' });
   t.equal((await gw.waitComplete(r.json.id)).summary.delivered, 10);
   t.equal(seen(b), 10, 'the new rule sends through cm-b');
   t.equal(seen(a), 0);
 
-  const view = await admin.must('GET', '/v1/admin/routing');
+  const view = await admin.must<{ accounts: unknown[] }>('GET', '/v1/admin/routing');
   t.match(view, { stored: { version: 1 }, inForce: { version: 1, rules: [{ name: 'all-b' }] } });
   t.ok(view.accounts.length === 2);
-  const audit = await admin.must('GET', '/v1/admin/audit?action=routing');
+  const audit = await admin.must<{ items: unknown[] }>('GET', '/v1/admin/audit?action=routing');
   t.equal(audit.items.length, 1);
   t.match(audit.items[0], { actor: 'root-admin', action: 'routing.update', after: { version: 1 } });
 
   // null: back to the configuration's rules (none: the derived table → cm-a).
   await admin.must('PUT', '/v1/admin/routing', { rules: null });
   await until('router applied version 2', () => gw.gateway.router?.rules().version === 2, 5000);
-  const r2 = await gw.send({ to: [numberAt(50)], text: 'back to config' });
+  const r2 = await gw.send<Sent>({ to: [numberAt(50)], text: 'back to config' });
   await gw.waitComplete(r2.json.id);
   t.equal(seen(a), 1);
 });
@@ -120,12 +130,12 @@ t.test('failover: an account whose SMSC is not there goes down and its recipient
     rules: [{ name: 'prefer-b', match: {}, accounts: ['cm-b', 'cm-a'], policy: 'failover' }],
   }, { bPort: deadPort });
   await until('cm-b down', () => gw.gateway.router?.isAccountUp('cm-b') === false, 5000);
-  const r = await gw.send({ to: Array.from({ length: 50 }, (_, i) => numberAt(i)), text: 'failover' });
+  const r = await gw.send<Sent>({ to: Array.from({ length: 50 }, (_, i) => numberAt(i)), text: 'failover' });
   const done = await gw.waitComplete(r.json.id);
   t.equal(done.summary.delivered, 50, 'every recipient delivered through cm-a');
   t.equal(seen(a), 50);
-  const ready = await gw.request('GET', '/readyz');
-  t.match(ready.json.accounts.find((x: any) => x.account === 'cm-b'), { up: false, reason: 'unbound', bound: 0 });
+  const ready = await gw.request<Readyz>('GET', '/readyz');
+  t.match(ready.json.accounts.find((x) => x.account === 'cm-b'), { up: false, reason: 'unbound', bound: 0 });
 });
 
 t.test('signature position per account: front as signed, moved to the end for an account that wants it, same parts', async (t) => {
@@ -144,7 +154,7 @@ t.test('signature position per account: front as signed, moved to the end for an
   });
   await until('both bound', () => (gw.gateway.router?.accounts() ?? []).every((x) => x.bound > 0), 10_000);
   const long = '【市防汛办】' + '请各单位做好防汛准备，加强值班，及时上报险情。'.repeat(4);
-  const r = await gw.send({ to: [numberAt(1), numberAt(2)], text: long });
+  const r = await gw.send<Sent>({ to: [numberAt(1), numberAt(2)], text: long });
   t.equal(r.json.segments, 2);
   t.equal((await gw.waitComplete(r.json.id)).summary.delivered, 2);
   const join = (sim: SmscSimulator): string => sim.recentSubmits().map((s) => s.text).join('');
@@ -170,14 +180,14 @@ t.test('an account with its own access code: the source goes out with that code,
   });
   await until('both bound', () => (gw.gateway.router?.accounts() ?? []).every((x) => x.bound > 0), 10_000);
   // The dev key's sender is 10690001 (config/default.json).
-  const r = await gw.send({ to: [numberAt(7)], text: 'via the other code' });
+  const r = await gw.send<Sent>({ to: [numberAt(7)], text: 'via the other code' });
   t.equal((await gw.waitComplete(r.json.id)).summary.delivered, 1);
   t.equal(b.recentSubmits()[0]?.sourceAddr, '10655001', 'cm-b sends its own access code + the extension');
   t.ok(await b.injectMo({ source: `86${numberAt(7)}`, destination: '1065500199', text: 'reply through cm-b' }));
   const mo = await (async () => {
     for (let i = 0; i < 100; i++) {
-      const list = await gw.request('GET', '/v1/mo?limit=10');
-      const hit = (list.json.items ?? []).find((m: any) => m.text === 'reply through cm-b');
+      const list = await gw.request<{ items?: { text: string }[] }>('GET', '/v1/mo?limit=10');
+      const hit = (list.json.items ?? []).find((m) => m.text === 'reply through cm-b');
       if (hit) return hit;
       await new Promise((res) => setTimeout(res, 50));
     }

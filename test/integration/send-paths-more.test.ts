@@ -13,6 +13,7 @@ import nodemailer from 'nodemailer';
 import { officeFixture, phone, receivedTexts, eventually, ALL_GRANTS } from '../support/office.js';
 import { startTestGateway } from '../support/gateway.js';
 import { ADMIN_CONFIG, adminClient, mobileAt } from '../support/directory.js';
+import type { ErrorBody } from '../support/api-types.js';
 
 const MEETING_AT = '2030-01-15T09:30:00+08:00';
 const inHours = (h: number): string => new Date(Date.now() + h * 3_600_000).toISOString();
@@ -22,7 +23,7 @@ const textsOf = (gw: { simulator: Parameters<typeof receivedTexts>[0] }, n: stri
 
 t.test('meetings: the reminder and the cancellation skip invitees named by number once direct is withdrawn; people still get theirs', async (t) => {
   const { gw, admin, call } = await officeFixture(t, 1);
-  const m = await call('POST', '/v1/meetings', {
+  const m = await call<{ id: string }>('POST', '/v1/meetings', {
     title: '防汛会', time: MEETING_AT, place: '会议室', attendees: { people: ['p0'], numbers: [NUMBER] },
     replyBy: inHours(2), remindAt: new Date(Date.now() + 2_500).toISOString(),
   });
@@ -32,7 +33,7 @@ t.test('meetings: the reminder and the cancellation skip invitees named by numbe
   // Reminder (a scheduled task): the person gets it, the number does not.
   await eventually(() => textsOf(gw, phone(0)).some((x) => x.includes('会议提醒')) || undefined, 'the reminder to the person');
   // Cancellation: refused for the number (403 names it), sent to the person.
-  const cancelled = await call('POST', `/v1/meetings/${m.json.id}/cancel`, {});
+  const cancelled = await call<ErrorBody>('POST', `/v1/meetings/${m.json.id}/cancel`, {});
   t.equal(cancelled.status, 403, JSON.stringify(cancelled.json));
   t.equal(cancelled.json.error.code, 'FORBIDDEN');
   await eventually(() => textsOf(gw, phone(0)).some((x) => x.includes('会议取消')) || undefined, 'the cancellation to the person');
@@ -50,11 +51,11 @@ t.test('auto-replies: CX answers and the TD confirmation need their tier; refuse
   t.ok(await gw.simulator.injectMo({ source: phone(1), destination: '1069000211', text: 'TD' }));
   // Both MOs are in the inbox (each handled or failed), the replies refused.
   await eventually(async () => {
-    const mo = await call('GET', '/v1/mo?limit=10');
-    return (mo.json.items as { text: string; detail?: string }[]).find((x) => x.text === 'CX Q-1' && /not granted/.test(x.detail ?? '')) || undefined;
+    const mo = await call<{ items: { text: string; detail?: string }[] }>('GET', '/v1/mo?limit=10');
+    return mo.json.items.find((x) => x.text === 'CX Q-1' && /not granted/.test(x.detail ?? '')) || undefined;
   }, 'the CX query recorded, its answer refused');
   // The TD is not listed in the inbox (opt-outs are handled, not kept): wait for the number's block instead.
-  await eventually(async () => ((await admin.call('GET', '/v1/admin/blocks')).json?.items as { number: string }[] | undefined)?.some((b) => b.number === phone(1)) || undefined, 'the TD block');
+  await eventually(async () => (await admin.call<{ items?: { number: string }[] }>('GET', '/v1/admin/blocks')).json?.items?.some((b) => b.number === phone(1)) || undefined, 'the TD block');
   // Control: a routine send (granted) to a third person arrives after them.
   t.equal((await call('POST', '/v1/messages', { people: ['p2'], text: '对照' })).status, 202);
   await eventually(() => textsOf(gw, phone(2)).length > 0 || undefined, 'the control message');

@@ -43,8 +43,8 @@ t.test('sender codes per carrier account: collisions through a rewrite refused, 
   const inbox = async (tenant: string, text: string): Promise<unknown> => {
     let hit: unknown;
     await until(`${text} in ${tenant}'s inbox`, async () => {
-      const r = await admin.call('GET', `/v1/admin/mo?tenant=${tenant}&limit=100`);
-      hit = (r.json.items as { text: string }[]).find((m) => m.text === text);
+      const r = await admin.call<{ items: { text: string }[] }>('GET', `/v1/admin/mo?tenant=${tenant}&limit=100`);
+      hit = r.json.items.find((m) => m.text === text);
       return hit !== undefined;
     }, 15_000);
     return hit;

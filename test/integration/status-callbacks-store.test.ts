@@ -50,10 +50,10 @@ const finals = (id: string, n: number): SegmentResult[] =>
   Array.from({ length: n }, (_, index) => ({ kind: 'final', messageId: id, index, segment: 1, segments: 1, state: 'failed', error: 'test', at: T0 + 1000 }) as const);
 
 /** Records POSTs; answers with `answer(id, attempt)`. */
-function poster(answer: (id: string, attempt: number) => DeliveryError | undefined = () => undefined): WebhookPoster & { posts: Map<string, number>; ok: Map<string, number>; bodies: Map<string, any>; maxInflight: number } {
+function poster(answer: (id: string, attempt: number) => DeliveryError | undefined = () => undefined): WebhookPoster & { posts: Map<string, number>; ok: Map<string, number>; bodies: Map<string, unknown>; maxInflight: number } {
   const posts = new Map<string, number>();
   const ok = new Map<string, number>();
-  const bodies = new Map<string, any>();
+  const bodies = new Map<string, unknown>();
   let inflight = 0;
   const p = {
     posts, ok, bodies, maxInflight: 0,

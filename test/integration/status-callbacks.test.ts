@@ -9,12 +9,16 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startTestGateway, numberAt, TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 import { eventually } from '../support/office.js';
+import type { ErrorBody, MessageStatus } from '../support/api-types.js';
+
+/** POST /v1/messages/batch: here always two items, the first one accepted. */
+interface BatchReply { readonly results: readonly [{ readonly httpStatus: number; readonly id: string }, unknown] }
 
 /** Every callback is signed: the tenant needs a secret (CALLBACK_SECRET_REQUIRED otherwise, tested below). */
 const SECRETS = { dev: { current: 'test-callback-secret-0123456789ab' } };
 
-async function endpoint(t: Test, status: () => number): Promise<{ url: string; bodies: any[] }> {
-  const bodies: any[] = [];
+async function endpoint(t: Test, status: () => number): Promise<{ url: string; bodies: unknown[] }> {
+  const bodies: unknown[] = [];
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -32,26 +36,26 @@ t.test('one POST when every recipient is final, with the summary', async (t) => 
   const gw = await startTestGateway(t, { config: { callbacks: { secrets: SECRETS, allow: ['127.0.0.1/32'] } } });
   const ep = await endpoint(t, () => 204);
   // 0005 suffix: the simulator answers with an undeliverable receipt.
-  const r = await gw.send({ to: [numberAt(1), numberAt(2), '13800000005'], text: 'with callback', reference: 'oa-123', callbackUrl: ep.url });
+  const r = await gw.send<{ id: string }>({ to: [numberAt(1), numberAt(2), '13800000005'], text: 'with callback', reference: 'oa-123', callbackUrl: ep.url });
   t.equal(r.status, 202, JSON.stringify(r.json));
   await gw.waitComplete(r.json.id);
   await eventually(() => (ep.bodies.length === 1 ? true : undefined), 'the callback');
   t.match(ep.bodies[0], { id: r.json.id, reference: 'oa-123', status: 'complete', recipients: 3, summary: { delivered: 2, undeliverable: 1 } });
   await new Promise((res) => setTimeout(res, 600));
   t.equal(ep.bodies.length, 1, 'called once');
-  const st = await gw.request('GET', `/v1/messages/${r.json.id}`);
+  const st = await gw.request<MessageStatus>('GET', `/v1/messages/${r.json.id}`);
   t.same(st.json.callback, { state: 'done' });
-  const plain = await gw.send({ to: [numberAt(3)], text: 'no callback' });
-  t.notOk('callback' in (await gw.request('GET', `/v1/messages/${plain.json.id}`)).json);
+  const plain = await gw.send<{ id: string }>({ to: [numberAt(3)], text: 'no callback' });
+  t.notOk('callback' in (await gw.request<MessageStatus>('GET', `/v1/messages/${plain.json.id}`)).json);
 });
 
 t.test('a failing endpoint: bounded retries, then failed and visible', async (t) => {
   const gw = await startTestGateway(t, { config: { callbacks: { secrets: SECRETS, attempts: 3, timeoutMs: 1000, backoffMs: 50, allow: ['127.0.0.1/32'] } } });
   const ep = await endpoint(t, () => 500);
-  const r = await gw.send({ to: [numberAt(4)], text: 'x', callbackUrl: ep.url });
+  const r = await gw.send<{ id: string }>({ to: [numberAt(4)], text: 'x', callbackUrl: ep.url });
   await gw.waitComplete(r.json.id);
   const st = await eventually(async () => {
-    const s = await gw.request('GET', `/v1/messages/${r.json.id}`);
+    const s = await gw.request<MessageStatus>('GET', `/v1/messages/${r.json.id}`);
     return s.json.callback?.state === 'failed' ? s.json : undefined;
   }, 'the failed state', 20_000);
   t.same(st.callback, { state: 'failed', attempts: 3, lastError: 'HTTP 500' });
@@ -101,13 +105,13 @@ t.test('without callbacks.allow a loopback callback is refused: nothing sent, "r
   const ids: string[] = [];
   // Loopback, its decimal form, its IPv6-mapped form, and link-local metadata.
   for (const url of [ep.url, `http://2130706433:${port}/done`, `http://[::ffff:127.0.0.1]:${port}/done`, 'http://169.254.169.254/latest/meta-data/']) {
-    const r = await gw.send({ to: [numberAt(8)], text: 'x', callbackUrl: url });
+    const r = await gw.send<{ id: string }>({ to: [numberAt(8)], text: 'x', callbackUrl: url });
     t.equal(r.status, 202);
     ids.push(r.json.id);
   }
   for (const id of ids) {
     const st = await eventually(async () => {
-      const s = await gw.request('GET', `/v1/messages/${id}`);
+      const s = await gw.request<MessageStatus>('GET', `/v1/messages/${id}`);
       return s.json.callback?.state === 'failed' ? s.json : undefined;
     }, 'the refused state', 20_000);
     t.same(st.callback, { state: 'failed', attempts: 2, lastError: 'refused target' });
@@ -121,9 +125,9 @@ t.test('a redirect is not followed: the callback fails with "HTTP 302"', async (
   const redirect = createServer((_req, res) => res.writeHead(302, { location: inner.url }).end());
   await new Promise<void>((r) => redirect.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => redirect.close(() => r())));
-  const r = await gw.send({ to: [numberAt(9)], text: 'x', callbackUrl: `http://127.0.0.1:${(redirect.address() as AddressInfo).port}/r` });
+  const r = await gw.send<{ id: string }>({ to: [numberAt(9)], text: 'x', callbackUrl: `http://127.0.0.1:${(redirect.address() as AddressInfo).port}/r` });
   const st = await eventually(async () => {
-    const s = await gw.request('GET', `/v1/messages/${r.json.id}`);
+    const s = await gw.request<MessageStatus>('GET', `/v1/messages/${r.json.id}`);
     return s.json.callback?.state === 'failed' ? s.json : undefined;
   }, 'the failed state', 20_000);
   t.same(st.callback, { state: 'failed', attempts: 1, lastError: 'HTTP 302' });
@@ -132,11 +136,11 @@ t.test('a redirect is not followed: the callback fails with "HTTP 302"', async (
 
 t.test('user information in callbackUrl is refused at the door (422), single and batch', async (t) => {
   const gw = await startTestGateway(t, { config: { callbacks: { secrets: SECRETS, allow: ['127.0.0.1/32'] } } });
-  const r = await gw.send({ to: [numberAt(10)], text: 'x', callbackUrl: 'https://admin:hunter2@hooks.example/cb' });
+  const r = await gw.send<ErrorBody>({ to: [numberAt(10)], text: 'x', callbackUrl: 'https://admin:hunter2@hooks.example/cb' });
   t.equal(r.status, 422);
   t.match(r.json.error, { code: 'VALIDATION', details: [{ field: '/callbackUrl', message: /user information/ }] });
   t.notMatch(JSON.stringify(r.json), /hunter2/);
-  const b = await gw.request('POST', '/v1/messages/batch', { messages: [{ to: [numberAt(11)], text: 'x' }, { to: [numberAt(12)], text: 'x', callbackUrl: 'http://u@hooks.example/' }] });
+  const b = await gw.request<BatchReply>('POST', '/v1/messages/batch', { messages: [{ to: [numberAt(11)], text: 'x' }, { to: [numberAt(12)], text: 'x', callbackUrl: 'http://u@hooks.example/' }] });
   t.equal(b.status, 207);
   t.equal(b.json.results[0].httpStatus, 202);
   t.match(b.json.results[1], { httpStatus: 422, error: { code: 'VALIDATION', details: [{ field: /callbackUrl$/ }] } });
@@ -156,7 +160,7 @@ t.test('callbacks are signed with the tenant secret from config', async (t) => {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const r = await gw.send({ to: [numberAt(13)], text: 'signed', callbackUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cb` });
+  const r = await gw.send<{ id: string }>({ to: [numberAt(13)], text: 'signed', callbackUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cb` });
   await eventually(() => (got.length === 1 ? true : undefined), 'the callback');
   const { createHmac } = await import('node:crypto');
   t.equal(got[0]!.sig, createHmac('sha256', secret).update(`${got[0]!.ts}.${got[0]!.body}`).digest('hex'));
@@ -167,13 +171,13 @@ t.test('callbacks are signed with the tenant secret from config', async (t) => {
 t.test('nothing leaves unsigned: callbackUrl and statusCallback need a signing secret (422 CALLBACK_SECRET_REQUIRED), single and batch', async (t) => {
   const gw = await startTestGateway(t, { config: { callbacks: { allow: ['127.0.0.1/32'] } } });
   const ep = await endpoint(t, () => 204);
-  const single = await gw.send({ to: [numberAt(13)], text: 'x', callbackUrl: ep.url });
+  const single = await gw.send<ErrorBody>({ to: [numberAt(13)], text: 'x', callbackUrl: ep.url });
   t.equal(single.status, 422);
   t.match(single.json.error, { code: 'CALLBACK_SECRET_REQUIRED', details: [{ field: '/callbackUrl' }] });
-  const events = await gw.send({ to: [numberAt(14)], text: 'x', statusCallback: { url: ep.url } });
+  const events = await gw.send<ErrorBody>({ to: [numberAt(14)], text: 'x', statusCallback: { url: ep.url } });
   t.equal(events.status, 422);
   t.match(events.json.error, { code: 'CALLBACK_SECRET_REQUIRED', details: [{ field: '/statusCallback' }] });
-  const b = await gw.request('POST', '/v1/messages/batch', { messages: [{ to: [numberAt(15)], text: 'x' }, { to: [numberAt(16)], text: 'x', callbackUrl: ep.url }] });
+  const b = await gw.request<BatchReply>('POST', '/v1/messages/batch', { messages: [{ to: [numberAt(15)], text: 'x' }, { to: [numberAt(16)], text: 'x', callbackUrl: ep.url }] });
   t.equal(b.status, 207);
   t.equal(b.json.results[0].httpStatus, 202, 'a send without a callback is not affected');
   t.match(b.json.results[1], { httpStatus: 422, error: { code: 'CALLBACK_SECRET_REQUIRED', details: [{ field: '/messages/1/callbackUrl' }] } });

@@ -11,12 +11,16 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startTestGateway, numberAt, TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
 import { eventually } from '../support/office.js';
+import type { ErrorBody } from '../support/api-types.js';
 
 const SECRET = 'status-event-secret-0123456789abcdef';
 
-interface Post { status: number; events: any[]; signed: boolean }
+interface StatusEvent { readonly messageId: string; readonly index: number; readonly event: string; readonly to: string; readonly [field: string]: unknown }
+interface Post { status: number; events: StatusEvent[]; signed: boolean }
+interface BatchResult { readonly httpStatus: number; readonly id: string; readonly body?: { readonly id: string } }
+interface WithEvents { readonly statusCallback: { readonly events: readonly string[]; readonly failed: number; readonly lastError?: string } }
 
-async function sink(t: Test, status: () => number): Promise<{ url: string; posts: Post[]; accepted: () => any[] }> {
+async function sink(t: Test, status: () => number): Promise<{ url: string; posts: Post[]; accepted: () => StatusEvent[] }> {
   const posts: Post[] = [];
   const server = createServer((req, res) => {
     let body = '';
@@ -26,7 +30,7 @@ async function sink(t: Test, status: () => number): Promise<{ url: string; posts
       const sig = String(req.headers['x-smsgw-signature'] ?? '');
       const signed = sig === createHmac('sha256', SECRET).update(`${ts}.${body}`).digest('hex');
       const s = status();
-      posts.push({ status: s, events: JSON.parse(body), signed });
+      posts.push({ status: s, events: JSON.parse(body) as StatusEvent[], signed });
       res.writeHead(s).end();
     });
   });
@@ -40,7 +44,7 @@ async function sink(t: Test, status: () => number): Promise<{ url: string; posts
 }
 
 /** Every recipient: exactly one final event, and (messages in `submitted`) exactly one submitted event before it. */
-function checkOrder(t: Test, events: any[], expected: Map<string, number>, submitted: ReadonlySet<string>): void {
+function checkOrder(t: Test, events: readonly StatusEvent[], expected: Map<string, number>, submitted: ReadonlySet<string>): void {
   const seen = new Map<string, string[]>();
   for (const e of events) {
     const k = `${e.messageId}#${e.index}`;
@@ -70,16 +74,16 @@ t.test('receipts at 0 ms and before the resp: every final event exactly once, in
   const expected = new Map<string, number>();
   for (let m = 0; m < 20; m++) {
     const to = [numberAt(100 + m * 3), numberAt(101 + m * 3), m % 4 === 0 ? '13800000005' : numberAt(102 + m * 3)];
-    const r = await gw.send({ to, text: `events ${m}`, reference: `ref-${m}`, statusCallback: { url: ep.url, events: ['submitted', 'final'] } });
+    const r = await gw.send<{ id: string }>({ to, text: `events ${m}`, reference: `ref-${m}`, statusCallback: { url: ep.url, events: ['submitted', 'final'] } });
     t.equal(r.status, 202, JSON.stringify(r.json));
     expected.set(r.json.id, 3);
   }
-  const b = await gw.request('POST', '/v1/messages/batch', { messages: [
+  const b = await gw.request<{ results: BatchResult[] }>('POST', '/v1/messages/batch', { messages: [
     { to: [numberAt(300), numberAt(301)], text: 'batch a', statusCallback: { url: ep.url } },
     { to: [numberAt(302)], text: 'batch b', statusCallback: { url: ep.url, events: ['final'] } },
   ] });
   t.equal(b.status, 207);
-  for (const [i, res] of (b.json.results as any[]).entries()) {
+  for (const [i, res] of b.json.results.entries()) {
     t.equal(res.httpStatus, 202);
     expected.set(res.body?.id ?? res.id, i === 0 ? 2 : 1);
   }
@@ -98,7 +102,7 @@ t.test('receipts at 0 ms and before the resp: every final event exactly once, in
   const batchOnlyFinal = events.filter((e) => expected.get(e.messageId) === 1);
   t.ok(batchOnlyFinal.every((e) => e.event === 'final'), 'events: ["final"] gives only final events');
   const first = [...expected.keys()][0]!;
-  const st = await gw.request('GET', `/v1/messages/${first}`);
+  const st = await gw.request<WithEvents>('GET', `/v1/messages/${first}`);
   t.same(st.json.statusCallback, { events: ['submitted', 'final'], failed: 0 });
 });
 
@@ -108,19 +112,19 @@ t.test('targets are checked: loopback without callbacks.allow is refused, nothin
   const port = new URL(ep.url).port;
   const ids: string[] = [];
   for (const url of [ep.url, `http://2130706433:${port}/e`, `http://[::ffff:127.0.0.1]:${port}/e`]) {
-    const r = await gw.send({ to: [numberAt(400 + ids.length)], text: 'x', statusCallback: { url } });
+    const r = await gw.send<{ id: string }>({ to: [numberAt(400 + ids.length)], text: 'x', statusCallback: { url } });
     t.equal(r.status, 202);
     ids.push(r.json.id);
   }
   for (const id of ids) {
     const st = await eventually(async () => {
-      const s = await gw.request('GET', `/v1/messages/${id}`);
+      const s = await gw.request<WithEvents>('GET', `/v1/messages/${id}`);
       return s.json.statusCallback?.failed > 0 ? s.json : undefined;
     }, 'the given-up events', 20_000);
     t.same(st.statusCallback, { events: ['final'], failed: 1, lastError: 'refused target' });
   }
   t.equal(ep.posts.length, 0, 'the sink on loopback saw nothing');
-  const bad = await gw.send({ to: [numberAt(410)], text: 'x', statusCallback: { url: 'https://user:pw@hooks.example/e' } });
+  const bad = await gw.send<ErrorBody>({ to: [numberAt(410)], text: 'x', statusCallback: { url: 'https://user:pw@hooks.example/e' } });
   t.equal(bad.status, 422);
   t.match(bad.json.error, { code: 'VALIDATION', details: [{ field: '/statusCallback/url' }] });
 });

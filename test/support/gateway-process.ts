@@ -16,6 +16,7 @@
  * killed with SIGKILL when the test process exits, and on teardown when a
  * tap Test is passed in.
  */
+import type { MessageStatus } from './api-types.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -387,23 +388,23 @@ export function sharedDataDir(t: Teardown): string {
 }
 
 /** HTTP helper against a process's URL with the test key. */
-export async function api(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
+export async function api<T = unknown>(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: T }> {
   const res = await fetch(url + path, {
     method,
     headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     signal: AbortSignal.timeout(60_000),
   });
-  const json = await responseBody(res);
+  const json = (await responseBody(res)) as T;
   return { status: res.status, json };
 }
 
 /** Poll GET /v1/messages/{id} until complete; bounded in time and rounds (the summary scans every recipient: poll big messages slowly). */
-export async function waitComplete(url: string, id: string, timeoutMs: number, pollMs = 100): Promise<any> {
+export async function waitComplete(url: string, id: string, timeoutMs: number, pollMs = 100): Promise<MessageStatus> {
   const deadline = Date.now() + timeoutMs;
-  let last: any;
+  let last: MessageStatus | undefined;
   for (let i = 0; i < 100_000 && Date.now() < deadline; i++) {
-    const r = await api(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1`);
+    const r = await api<MessageStatus>(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1`);
     last = r.json;
     if (r.status === 200 && last.status === 'complete') return last;
     await sleep(pollMs);

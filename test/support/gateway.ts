@@ -4,6 +4,7 @@
  * port that the test can inspect and steer. Everything is torn down with the
  * test.
  */
+import type { MessageStatus } from './api-types.js';
 import type { Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,10 +24,10 @@ export interface TestGateway {
   readonly simulator: SmscSimulator;
   readonly url: string;
   readonly dataDir: string;
-  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any; headers: Headers }>;
-  send(body: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any; headers: Headers }>;
+  request<T = unknown>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; json: T; headers: Headers }>;
+  send<T = unknown>(body: unknown, headers?: Record<string, string>): Promise<{ status: number; json: T; headers: Headers }>;
   /** Poll GET /v1/messages/{id} until every recipient is final (bounded). */
-  waitComplete(id: string, timeoutMs?: number): Promise<any>;
+  waitComplete(id: string, timeoutMs?: number): Promise<MessageStatus>;
 }
 
 export interface TestGatewayOptions {
@@ -66,13 +67,13 @@ export async function startTestGateway(t: Test, options: TestGatewayOptions = {}
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const request: TestGateway['request'] = async (method, path, body, headers = {}) => {
+  const request = async <T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: T; headers: Headers }> => {
     const res = await fetch(url + path, {
       method,
       headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
       ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     });
-    const json = await responseBody(res);
+    const json = (await responseBody(res)) as T;
     return { status: res.status, json, headers: res.headers };
   };
 
@@ -82,12 +83,12 @@ export async function startTestGateway(t: Test, options: TestGatewayOptions = {}
     url,
     dataDir,
     request,
-    send: (body, headers) => request('POST', '/v1/messages', body, headers),
+    send: <T = unknown>(body: unknown, headers?: Record<string, string>) => request<T>('POST', '/v1/messages', body, headers),
     async waitComplete(id, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
-      let last: any;
+      let last: MessageStatus | undefined;
       while (Date.now() < deadline) {
-        const r = await request('GET', `/v1/messages/${id}?limit=1000`);
+        const r = await request<MessageStatus>('GET', `/v1/messages/${id}?limit=1000`);
         last = r.json;
         if (r.status === 200 && last.status === 'complete') return last;
         await new Promise((res) => setTimeout(res, 50));

@@ -220,8 +220,8 @@ export async function burstWithFault(url: string, o: BurstOptions): Promise<Burs
     started++;
     const to = Array.from({ length: o.perRequest }, (_, j) => numberAt(k * o.perRequest + j));
     try {
-      const r = await api(url, 'POST', '/v1/messages', { to, text: o.text(k) });
-      if (r.status === 202) accepted.set(r.json.id as string, to);
+      const r = await api<{ id: string; code?: string }>(url, 'POST', '/v1/messages', { to, text: o.text(k) });
+      if (r.status === 202) accepted.set(r.json.id, to);
       else refuse(String(r.json?.code ?? r.status));
     } catch (e) {
       refuse(`transport: ${String(e)}`);

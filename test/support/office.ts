@@ -21,7 +21,7 @@ export interface OfficeFixture {
   /** API key of unit `office` (sub-unit of `city`, extension 11). */
   readonly key: string;
   /** Calls the gateway with the office key. */
-  readonly call: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; json: any }>;
+  readonly call: <T = unknown>(method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; json: T }>;
 }
 
 /** A gateway with unit city (sender 10690002, signature) → office (extension 11) and `people` people p0… in office. */
@@ -38,7 +38,7 @@ export async function officeFixture(t: Test, people: number, options: TestGatewa
     const csv = ['id,name,mobile,unit', ...Array.from({ length: people }, (_, i) => `p${i},人员${i},${mobileAt(i)},office`)].join('\n');
     await admin.must('POST', '/v1/admin/people/import', csv);
   }
-  const key = (await admin.must('POST', '/v1/admin/units/office/keys', { label: 'office-test' })).key as string;
+  const key = (await admin.must<{ key: string }>('POST', '/v1/admin/units/office/keys', { label: 'office-test' })).key;
   const call: OfficeFixture['call'] = (method, path, body, headers = {}) => gw.request(method, path, body, { authorization: `Bearer ${key}`, ...headers });
   return { gw, admin, key, call };
 }

@@ -3,6 +3,7 @@
  * receipts tests (issue 12): messages of 1,000 recipients each, read back in
  * pages of 1,000 (bounded).
  */
+import type { MessageStatus, RecipientView } from './api-types.js';
 import { api } from './gateway-process.js';
 import { numberOf } from './receipt-check.js';
 
@@ -15,13 +16,16 @@ export interface Row {
   readonly state: string | undefined;
 }
 
+/** One page of GET /v1/messages/{id}, as read here. */
+type Page = { readonly items?: readonly RecipientView[]; readonly next?: string | number };
+
 /** Every recipient of `id`, in pages of 1000 (bounded). */
 export async function recipients(url: string, id: string): Promise<Row[]> {
   const out: Row[] = [];
   let cursor: number | undefined = 0;
   for (let i = 0; i < 100 && cursor !== undefined; i++) {
-    const r = await api(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1000&cursor=${cursor}`);
-    for (const item of r.json.items ?? []) out.push({ to: String(item.to), state: item.state as string | undefined });
+    const r: { status: number; json: Page } = await api<Page>(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1000&cursor=${cursor}`);
+    for (const item of r.json.items ?? []) out.push({ to: String(item.to), state: item.state });
     cursor = typeof r.json.next === 'number' ? r.json.next : r.json.next !== undefined ? Number(r.json.next) : undefined;
   }
   return out;
@@ -32,9 +36,9 @@ export async function send(url: string, messages: number, text: string): Promise
   const ids: string[] = [];
   for (let m = 0; m < messages; m++) {
     const to = Array.from({ length: PER_MESSAGE }, (_, i) => numberOf(m * PER_MESSAGE + i));
-    const r = await api(url, 'POST', '/v1/messages', { to, text: `${text} ${m}` });
+    const r = await api<{ id: string }>(url, 'POST', '/v1/messages', { to, text: `${text} ${m}` });
     if (r.status !== 202) throw new Error(`message ${m}: ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
-    ids.push(r.json.id as string);
+    ids.push(r.json.id);
   }
   return ids;
 }
@@ -43,7 +47,7 @@ export async function send(url: string, messages: number, text: string): Promise
 export function allComplete(url: string, ids: readonly string[]): () => Promise<boolean> {
   return async () => {
     for (const id of ids) {
-      const r = await api(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1`);
+      const r = await api<MessageStatus>(url, 'GET', `/v1/messages/${encodeURIComponent(id)}?limit=1`);
       if (r.json.status !== 'complete') return false;
     }
     return true;
