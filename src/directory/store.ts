@@ -40,6 +40,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { normalizeNumber } from '../core/phone.js';
+import { sameSecret } from '../core/constant-time.js';
 import {
   CHANNEL_PREFERENCES, EMAIL_RE, ID_RE, MAX_EMAIL_CHARS, MAX_GROUP_REFS, MAX_ROLES, MAX_UNIT_DEPTH, NO_GRANTS, PERSON_ID_RE, ROLE_RE,
   type Actor, type ApiKeyInfo, type AuditEntry, type BlockEntry, type ChannelPreference, type Grants, type Group,
@@ -699,7 +700,7 @@ export class DirectoryStore {
         next = undefined;
       } else if (change.secret !== undefined) {
         const old = next ?? fallback;
-        const previous = old !== undefined && old.current !== change.secret ? old.current : next?.previous;
+        const previous = old !== undefined && !sameSecret(old.current, change.secret) ? old.current : next?.previous;
         ops.push(before === undefined ? 'set' : 'rotate');
         next = { current: change.secret, ...(previous !== undefined ? { previous } : {}), updatedAt: now };
       }

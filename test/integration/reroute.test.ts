@@ -284,7 +284,7 @@ t.test('the completion callback is POSTed once, when the second attempt has ende
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/done`;
   // First carrier: receipts before the resp; second: its receipt 400 ms later, so the gap is visible.
-  const { gw } = await twoCarriers(t, { a: { dlrBeforeResp: true }, b: { dlrDelayMs: 400 }, config: { callbacks: { allow: ['127.0.0.1/32'] } } });
+  const { gw } = await twoCarriers(t, { a: { dlrBeforeResp: true }, b: { dlrDelayMs: 400 }, config: { callbacks: { secrets: { dev: { current: 'test-callback-secret-0123456789ab' } }, allow: ['127.0.0.1/32'] } } });
   const r = await gw.send<{ id: string }>({ to: [FAILS, numberAt(3)], text: 'reroute with callback', callbackUrl: url });
   t.equal(r.status, 202);
   await until('second attempt under way', async () => {

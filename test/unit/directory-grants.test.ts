@@ -21,7 +21,7 @@ t.test('effective grants are the intersection along the chain; * defers to the p
   t.same([...(g.groups ?? [])].sort(), ['chiefs', 'duty']);
   t.equal(g.direct, false);
   t.equal(g.police, true);
-  t.same(g.quotas, [{ unit: 'police-bureau', daily: null, perMinute: 50 }, { unit: 'city', daily: 1000, perMinute: null }], 'every level with a quota, self first');
+  t.same(g.quotas, [{ unit: 'police-bureau', daily: null, perMinute: 50, dailyParts: null }, { unit: 'city', daily: 1000, perMinute: null, dailyParts: null }], 'every level with a quota, self first');
   t.equal(effectiveGrants([unit('root', { tiers: ['*'], groups: ['*'] })]).tiers, null, '* at the root: everything');
   t.equal(narrowedBy([section, bureau, root], (x) => x.tiers, 'leadership'), 'city', 'names the unit nearest the root that left it out');
   t.equal(flagOffAt([section, bureau, root], (x) => x.direct), 'section');
