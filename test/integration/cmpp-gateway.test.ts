@@ -5,21 +5,15 @@
  * DELIVER_RESP after the durable write, ACTIVE_TEST, TERMINATE on close).
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
-import { startGateway } from '../../src/app/gateway.js';
 import { CmppAccount } from '../../src/cmpp/account.js';
 import { CmppSimulator } from '../../src/cmpp/simulator.js';
 import type { CmppAccountConfig } from '../../src/config/schema.js';
 import type { DeliveryReceipt, MobileOriginated, SubmitOutcome } from '../../src/core/ports.js';
 import { buildSegments } from '../../src/core/segment.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
-import type { MessageStatus } from '../support/api-types.js';
-import { responseBody } from '../support/http.js';
 import { until as waitUntil } from '../support/wait.js';
+import { startConfiguredGateway } from '../support/configured-gateway.js';
 
 /** An inbox entry of GET /v1/mo, as read here. */
 interface MoItem {
@@ -40,41 +34,15 @@ const DEV_KEY = 'dev-key-change-me';
 const logger = pino({ level: 'silent' });
 
 async function cmppGateway(t: Test, version: 'cmpp2' | 'cmpp3' = 'cmpp3') {
-  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-cmpp-'));
-  const config = loadConfig({
-    env: {},
+  const { gateway, request, waitComplete } = await startConfiguredGateway(t, {
+    key: DEV_KEY,
+    prefix: 'smsgw-cmpp-',
     overrides: {
-      dataDir,
-      log: { level: 'silent' },
-      server: { host: '127.0.0.1', port: 0 },
       simulator: { enabled: true, protocol: version, port: 0, dlrDelayMs: 10 },
       smpp: { accounts: [] },
       dispatch: { expirySweepMs: 200 },
     },
   });
-  const gateway = await startGateway(config, { logger });
-  t.teardown(async () => {
-    await gateway.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  const url = `http://127.0.0.1:${gateway.port}`;
-  const request = async <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
-    const res = await fetch(url + path, {
-      method,
-      headers: { authorization: `Bearer ${DEV_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, json: (await responseBody(res)) as T };
-  };
-  const waitComplete = async (id: string): Promise<MessageStatus> => {
-    let last: MessageStatus | undefined;
-    await until(async () => {
-      const r = await request<MessageStatus>('GET', `/v1/messages/${id}?limit=1000`);
-      last = r.json;
-      return r.status === 200 && last.status === 'complete';
-    }, { timeoutMs: 30_000, message: () => `message ${id} not complete: ${JSON.stringify(last?.summary)}` });
-    return last!;
-  };
   const sim = gateway.cmppSimulator;
   if (sim === undefined) throw new Error('no CMPP simulator started');
   return { gateway, sim, request, waitComplete };

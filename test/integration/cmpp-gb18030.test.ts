@@ -7,31 +7,19 @@
  * the flag sends the same text as UCS-2, in more parts.
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
-import { startGateway } from '../../src/app/gateway.js';
 import { CmppSimulator } from '../../src/cmpp/simulator.js';
 import { countSegments } from '../../src/core/segment.js';
-import { responseBody } from '../support/http.js';
-import { until } from '../support/wait.js';
 import { TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
-import type { MessageStatus } from '../support/api-types.js';
-
-const logger = pino({ level: 'silent' });
+import { startConfiguredGateway } from '../support/configured-gateway.js';
 
 async function gatewayWith(t: Test, gb18030: boolean) {
   const sim = new CmppSimulator({ version: 3, spId: '901234', sharedSecret: 'pw', dlrDelayMs: 5 });
   const { port } = await sim.start();
-  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-cmpp-gb-'));
-  const config = loadConfig({
-    env: {},
+  const { request, waitComplete: complete } = await startConfiguredGateway(t, {
+    key: TEST_KEY,
+    prefix: 'smsgw-cmpp-gb-',
+    afterStop: () => sim.stop(),
     overrides: {
-      dataDir,
-      log: { level: 'silent' },
-      server: { host: '127.0.0.1', port: 0 },
       auth: { apiKeys: TEST_API_KEYS },
       simulator: { enabled: false },
       smpp: {
@@ -42,30 +30,6 @@ async function gatewayWith(t: Test, gb18030: boolean) {
       },
     },
   });
-  const gateway = await startGateway(config, { logger });
-  t.teardown(async () => {
-    await gateway.stop();
-    await sim.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  const url = `http://127.0.0.1:${gateway.port}`;
-  const request = async <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
-    const res = await fetch(url + path, {
-      method,
-      headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, json: (await responseBody(res)) as T };
-  };
-  const complete = async (id: string): Promise<MessageStatus> => {
-    let last: MessageStatus | undefined;
-    await until(`message ${id} complete`, async () => {
-      const r = await request<MessageStatus>('GET', `/v1/messages/${id}?limit=100`);
-      last = r.json;
-      return r.status === 200 && last.status === 'complete';
-    }, 30_000);
-    return last as MessageStatus;
-  };
   return { sim, request, complete };
 }
 

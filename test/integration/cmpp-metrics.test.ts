@@ -7,15 +7,9 @@
  * series is written for the CMPP account.
  */
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
-import { startGateway } from '../../src/app/gateway.js';
 import type { MessageStatus } from '../support/api-types.js';
-import { responseBody } from '../support/http.js';
 import { until } from '../support/wait.js';
+import { startConfiguredGateway } from '../support/configured-gateway.js';
 
 const DEV_KEY = 'dev-key-change-me';
 
@@ -31,34 +25,17 @@ function samples(text: string): Map<string, number> {
 }
 
 t.test('/metrics: link state, window, Results, flow control, back-offs, delivers and reconnects of a CMPP account, exactly', async (t) => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-cmpp-metrics-'));
-  const config = loadConfig({
-    env: {},
+  const { gateway, url, request } = await startConfiguredGateway(t, {
+    key: DEV_KEY,
+    prefix: 'smsgw-cmpp-metrics-',
     overrides: {
-      dataDir,
-      log: { level: 'silent' },
-      server: { host: '127.0.0.1', port: 0 },
       simulator: { enabled: true, protocol: 'cmpp3', port: 0, dlrDelayMs: 10, tps: 0 },
       smpp: { accounts: [] },
     },
   });
-  const gateway = await startGateway(config, { logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await gateway.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
   const sim = gateway.cmppSimulator;
   if (sim === undefined) throw new Error('no CMPP simulator');
-  const url = `http://127.0.0.1:${gateway.port}`;
   const scrape = async (): Promise<Map<string, number>> => samples(await (await fetch(`${url}/metrics`)).text());
-  const request = async <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
-    const res = await fetch(url + path, {
-      method,
-      headers: { authorization: `Bearer ${DEV_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, json: (await responseBody(res)) as T };
-  };
   const links = [0, 1, 2, 3];
 
   let m = await scrape();

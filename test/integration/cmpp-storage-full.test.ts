@@ -8,32 +8,22 @@
  * storage health, the way the receipt store reports one.
  */
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { loadConfig } from '../../src/config/load.js';
-import { startGateway } from '../../src/app/gateway.js';
 import { DELIVER_STORAGE_FULL_RESULT } from '../../src/cmpp/link.js';
 import { CmppSimulator } from '../../src/cmpp/simulator.js';
-import { responseBody } from '../support/http.js';
 import { until } from '../support/wait.js';
 import type { MessageStatus, RecipientView } from '../support/api-types.js';
 import { TEST_API_KEYS, TEST_KEY } from '../support/gateway.js';
-
-const logger = pino({ level: 'silent' });
+import { startConfiguredGateway } from '../support/configured-gateway.js';
 
 t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, applied once after the probe clears it', async (t) => {
   // The report comes 4 s after the SUBMIT_RESP: time to turn storage full once the submit is recorded (a loaded machine is slow).
   const sim = new CmppSimulator({ version: 3, spId: '901234', sharedSecret: 'pw', dlrDelayMs: 4000, dlrRetryMs: 100, dlrMaxAttempts: 1000 });
   const { port } = await sim.start();
-  const dataDir = mkdtempSync(join(tmpdir(), 'smsgw-cmpp-full-'));
-  const config = loadConfig({
-    env: {},
+  const { gateway, request } = await startConfiguredGateway(t, {
+    key: TEST_KEY,
+    prefix: 'smsgw-cmpp-full-',
+    afterStop: () => sim.stop(),
     overrides: {
-      dataDir,
-      log: { level: 'silent' },
-      server: { host: '127.0.0.1', port: 0 },
       auth: { apiKeys: TEST_API_KEYS },
       simulator: { enabled: false },
       storage: { probeIntervalMs: 600_000 }, // only the test's probe clears the state
@@ -45,21 +35,6 @@ t.test('storage full: reports and MO answered Result 8, re-sent by the ISMG, app
       },
     },
   });
-  const gateway = await startGateway(config, { logger });
-  t.teardown(async () => {
-    await gateway.stop();
-    await sim.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  const url = `http://127.0.0.1:${gateway.port}`;
-  const request = async <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
-    const res = await fetch(url + path, {
-      method,
-      headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, json: (await responseBody(res)) as T };
-  };
   const metric = async (name: string, labels: string): Promise<number> => {
     const text = await gateway.metrics.registry.getSingleMetricAsString(name);
     const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
