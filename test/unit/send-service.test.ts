@@ -12,39 +12,11 @@ import { createSendService, type DoorRules, type SendStore } from '../../src/sen
 import type { QueueMessage, WorkQueue } from '../../src/queue/port.js';
 import type { Principal, RecipientOrigin, SendCommand, SendShape } from '../../src/core/send.js';
 import { GatewayError } from '../../src/core/errors.js';
+import { sendFakes } from '../support/send-fakes.js';
 
 const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' } } });
 const principal: Principal = { tenant: 'unit-a', unit: 'unit-a', tiers: null, sender: '10690001' };
 
-function fakes() {
-  const rows: string[] = [];
-  const published: QueueMessage[] = [];
-  const store: SendStore = {
-    putMessage: (m) => void rows.push(m.id),
-    putPendingMessage: (m) => void rows.push(m.id),
-    putIdempotency: () => undefined,
-    getIdempotency: () => undefined,
-    getMessage: () => undefined,
-    flushed: async () => undefined,
-  };
-  const queue = {
-    kind: 'embedded',
-    lingerMs: 0,
-    async persistTogether(w) {
-      w.after();
-      await Promise.all([w.rowsDurable(), w.publish()]);
-    },
-    async publish(ms) {
-      published.push(...ms);
-      return ms.map((m, i) => ({ msgId: m.msgId, seq: i, duplicate: false }));
-    },
-    fetch: async () => [],
-    depth: async () => 0,
-    onDeadLetter: () => undefined,
-    close: async () => undefined,
-  } as WorkQueue;
-  return { rows, published, store, queue };
-}
 
 /** Rules that grant by origin as the reference table says, and record what they were asked. */
 function rules(grants: { direct: boolean; workflow: boolean }, asked: SendShape[]): DoorRules {
@@ -76,7 +48,7 @@ t.test('the grant asked for follows where the numbers came from; a refused send 
   for (const direct of [false, true]) {
     for (const workflow of [false, true]) {
       for (const origin of ['caller', 'workflow', 'directory', 'reply'] as const) {
-        const f = fakes();
+        const f = sendFakes();
         const asked: SendShape[] = [];
         const sends = createSendService({
           config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
@@ -96,7 +68,7 @@ t.test('the grant asked for follows where the numbers came from; a refused send 
 });
 
 t.test('a reply goes to the one number that wrote in, and only there', async (t) => {
-  const f = fakes();
+  const f = sendFakes();
   const sends = createSendService({
     config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
     principalOf: () => principal, directory: { rules: rules({ direct: false, workflow: false }, []), held: { hold: () => undefined } },
@@ -110,7 +82,7 @@ t.test('a reply goes to the one number that wrote in, and only there', async (t)
 });
 
 t.test('admission is what was wired: without the directory, templates or schedule, what only they do is refused', async (t) => {
-  const f = fakes();
+  const f = sendFakes();
   const sends = createSendService({
     config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
     principalOf: () => principal,
@@ -220,7 +192,7 @@ t.test('an Idempotency-Key reused after its TTL is a new message; a lost answer 
 });
 
 t.test('held messages: no quota at acceptance; readmit runs grants, content rules (reject list now), then the quota', async (t) => {
-  const f = fakes();
+  const f = sendFakes();
   let charged = 0;
   let rejectNow = false;
   const held: unknown[] = [];

@@ -18,9 +18,9 @@ import pino from 'pino';
 import { checkText } from '../../src/core/text.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
-import { createSendService, type SendStore } from '../../src/send/index.js';
+import { createSendService } from '../../src/send/index.js';
 import { decodeJob } from '../../src/core/job.js';
-import type { QueueMessage, WorkQueue } from '../../src/queue/port.js';
+import { sendFakes } from '../support/send-fakes.js';
 import type { Principal } from '../../src/core/send.js';
 
 const REMOVED = [0x200b, 0x200c, 0x200d, 0x200e, 0x200f, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069, 0x2060, 0xfeff];
@@ -78,22 +78,7 @@ const principal: Principal = { tenant: 't', tiers: null, sender: '10690001' };
 
 function service(maxSegments: number) {
   const config = loadConfig({ env: {}, overrides: { log: { level: 'silent' }, sender: { maxSegments } } });
-  const rows: string[] = [];
-  const published: QueueMessage[] = [];
-  const store: SendStore = {
-    putMessage: (m) => void rows.push(m.id),
-    putPendingMessage: (m) => void rows.push(m.id),
-    putIdempotency: () => undefined,
-    getIdempotency: () => undefined,
-    getMessage: () => undefined,
-    flushed: async () => undefined,
-  };
-  const queue = {
-    kind: 'embedded', lingerMs: 0,
-    async persistTogether(w) { w.after(); await Promise.all([w.rowsDurable(), w.publish()]); },
-    async publish(ms) { published.push(...ms); return ms.map((m, i) => ({ msgId: m.msgId, seq: i, duplicate: false })); },
-    fetch: async () => [], depth: async () => 0, onDeadLetter: () => undefined, close: async () => undefined,
-  } as WorkQueue;
+  const { rows, published, store, queue } = sendFakes();
   const sends = createSendService({ config: { ...config, queue: { ...config.queue, coalesce: false } }, store, queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), principalOf: () => principal });
   return { sends, rows, published };
 }
@@ -123,7 +108,7 @@ t.test('the send service: text rules then the parts cap, as the models say; refu
       return r?.ok === false && r.error.code === 'TOO_MANY_PARTS' && r.error.status === 422 && rows.length === 0 && published.length === 0;
     }
     if (r?.ok !== true || r.body.segments !== parts || r.body.totalSegments !== 2 * parts) return false;
-    const job = decodeJob((published[0] as QueueMessage).data);
+    const job = decodeJob(published[0]!.data);
     return published.length === 1 && job.messages[0]?.text === cleaned;
   }), { numRuns: 400, seed: 1206 }), 'property held');
 });
