@@ -20,10 +20,9 @@ export interface QueueUnderTest {
   readonly queue: WorkQueue;
   /**
    * Closes the current instance without acking anything (as a process exit
-   * would) and opens a new instance on the same storage and options. Omit it
-   * when the adapter cannot be restarted in a test.
+   * would) and opens a new instance on the same storage and options.
    */
-  readonly restart?: () => Promise<WorkQueue>;
+  readonly restart: () => Promise<WorkQueue>;
   /** Closes whichever instance is current (it may already be closed) and removes its storage. */
   readonly cleanup: () => Promise<void>;
 }
@@ -367,10 +366,6 @@ export function queueConformance(t: Test, name: string, factory: QueueFactory): 
 
     t.test('restart redelivers everything not acked; stored msgIds are still duplicates', async (t) => {
       const sut = await open(t, { ackWaitMs: 1000 });
-      if (sut.restart === undefined) {
-        await t.skip(`${name} has no restart in this test setup`, () => {});
-        return;
-      }
       const published = await sut.queue.publish([msg('normal', 'r-a'), msg('normal', 'r-b'), msg('normal', 'r-c')]);
       const before = await collect(sut.queue, 'normal', 2, 10_000, 2);
       t.same(ids(before), ['r-a', 'r-b']);
