@@ -11,8 +11,10 @@
  *
  *   receipts.callbacks      messageId → { state: waiting|failed, attempts, nextAt, completedAt?, lastError? }
  *                           written with the message row (store.putMessage), same transaction
- *   receipts.callbacks.due  [dueAt, messageId] → 0 | leaseOwner
- *                           exactly one key per message that is complete and not yet called back:
+ *   receipts.callbacks.due  [dueAt, messageId] → [0 | leaseOwner, origin]  (rows of older versions: 0 | leaseOwner)
+ *                           exactly one key per message that is complete and not yet called back;
+ *                           the value names the callback's origin, so the pump can pass over keys of
+ *                           a host that has its share without reading their messages:
  *
  *     complete ──mark──▶ [now, id] ──claim──▶ [now + lease, id] ──2xx──▶ (row and key removed)
  *                            ▲                       │ error, attempts left
@@ -77,8 +79,10 @@ export interface StatusCallbackOptions {
 }
 
 type DueKey = [number, string];
+/** 0 (due) or the leasing process, with the callback's origin; a bare number in rows of older versions (origin read from the message). */
+type DueValue = number | readonly [number, string];
 type Ready = { readonly lease: DueKey; readonly origin: string };
-type Outcome = { readonly row: CallbackState; readonly error: DeliveryError | undefined };
+type Outcome = { readonly row: CallbackState; readonly error: DeliveryError | undefined; readonly origin: string };
 
 /** Multi-recipient messages whose final recipients are counted in memory. */
 const MAX_COUNTED = 100_000;
@@ -88,6 +92,13 @@ const SWEEP_ROWS_PER_TICK = 2_000;
 const SWEEP_RECIPIENTS_PER_TICK = 200_000;
 /** Ids held (POST on the wire or outcome not yet committed) at most, as a multiple of concurrency. */
 const MAX_HELD_FACTOR = 4;
+/**
+ * Keys a pump not started by the timer passes over (their host has its share)
+ * before it stops; the timer's pump may pass over the whole `maxExamined`.
+ */
+const SKIP_BUDGET = 128;
+/** The timer sends the pump's cursor back to the head at most this often (unless a walk reached the end first). */
+const LAP_RESET_MS = 2_000;
 /** Lease margin beyond the POST timeout. */
 const LEASE_MARGIN_MS = 30_000;
 /** The tenant-visible reasons (rows written by older versions may hold other text: not shown). */
@@ -95,7 +106,7 @@ const VISIBLE_ERROR = /^(refused target|timeout|connection failed|no signing sec
 
 export class StatusCallbacks {
   private readonly callbacks: Database<CallbackState, string>;
-  private readonly due: Database<number, DueKey>;
+  private readonly due: Database<DueValue, DueKey>;
   /** messageId → recipients seen turning final since start (multi-recipient messages only; bounded). */
   private readonly counts = new Map<string, number>();
   /** Ids whose `mark` transaction is queued and not yet committed (so two finals mark once). */
@@ -113,7 +124,18 @@ export class StatusCallbacks {
   private wireUsed = 0;
   private readonly wirePerOrigin = new Map<string, number>();
   private cursor: DueKey | undefined;
+  /** When the cursor last went back to the head. */
+  private lapStartedAt = 0;
+  /**
+   * The last walk passed over keys of a host that had its share: until a walk
+   * passes none, a release starts a pump only once its host (or the whole
+   * sender) has room for a refill batch, so a backlog to one busy host is not
+   * walked again after every POST.
+   */
+  private blocked = false;
+  private readonly refill: number;
   private pumpScheduled = false;
+  private pumpFromTimer = false;
   private sweepAfter: string | undefined;
   private sweepDone = false;
   private nextSweepAt = 0;
@@ -138,7 +160,8 @@ export class StatusCallbacks {
     // with a large backlog leaves the other half to the rest.
     this.maxHeldPerOrigin = Math.max(MAX_HELD_FACTOR * o.perHost, Math.ceil(this.maxHeld / 2));
     this.callbacks = o.store.callbacks;
-    this.due = o.env.openDB<number, DueKey>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
+    this.refill = Math.max(1, Math.floor(this.maxHeldPerOrigin / 4));
+    this.due = o.env.openDB<DueValue, DueKey>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
     this.sent = o.metrics.statusCallbacks;
     this.waitingGauge = o.metrics.statusCallbacksWaiting;
     this.dueGauge = o.metrics.statusCallbacksDue;
@@ -166,10 +189,10 @@ export class StatusCallbacks {
     if (unsent.length > 0) {
       const now = this.now();
       await this.o.env.transaction(() => {
-        for (const { lease } of unsent) {
+        for (const { lease, origin } of unsent) {
           if (this.due.get(lease) === undefined) continue;
           this.due.removeSync(lease);
-          this.due.putSync([now, lease[1]], 0);
+          this.due.putSync([now, lease[1]], [0, origin]);
         }
       }).catch((e: unknown) => this.o.logger.error({ err: e, count: unsent.length }, 'returning unsent callbacks failed; they fall due after their lease'));
     }
@@ -186,9 +209,17 @@ export class StatusCallbacks {
     } catch (e) {
       this.o.logger.error({ err: e }, 'status callback sweep failed');
     }
-    // Retries and expired leases sort before the cursor: start from the head again.
+    // Keys passed over (their host had its share) and expired leases sort before the cursor: back to
+    // the head now and then. Not every tick: a long backlog to one slow host would otherwise keep the
+    // walk from ever reaching the keys of other hosts behind it.
+    const now = this.now();
+    if (now - this.lapStartedAt >= LAP_RESET_MS) this.restartLap(now);
+    this.schedulePump(true);
+  }
+
+  private restartLap(now: number): void {
     this.cursor = undefined;
-    this.schedulePump();
+    this.lapStartedAt = now;
   }
 
   // ------------------------------------------------------------ completion
@@ -243,11 +274,12 @@ export class StatusCallbacks {
     const leaseAt = at + this.o.timeoutMs + LEASE_MARGIN_MS;
     // Slots taken now (before the commit), so a pump meanwhile cannot give them away.
     const direct = new Map<string, string>();
+    const origins = new Map<string, string>();
     for (const [id] of batch) {
-      if (this.held.size >= this.maxHeld) break;
       const msg = this.o.store.getMessage(id);
       const origin = msg?.callbackUrl !== undefined ? originOf(msg.callbackUrl) : '';
-      if (this.held.has(id) || !this.canHold(origin)) continue;
+      origins.set(id, origin);
+      if (this.held.size >= this.maxHeld || this.held.has(id) || !this.canHold(origin)) continue;
       this.hold(id, origin);
       direct.set(id, origin);
     }
@@ -259,11 +291,12 @@ export class StatusCallbacks {
           const row = this.callbacks.get(id);
           if (row === undefined || row.state !== 'waiting' || row.completedAt !== undefined) continue; // done, or marked by another process
           this.callbacks.putSync(id, { ...row, completedAt, nextAt: completedAt });
+          const origin = origins.get(id) ?? '';
           if (direct.has(id)) {
-            this.due.putSync([leaseAt, id], this.owner);
-            leased.push({ lease: [leaseAt, id], origin: direct.get(id) ?? '' });
+            this.due.putSync([leaseAt, id], [this.owner, origin]);
+            leased.push({ lease: [leaseAt, id], origin });
           } else {
-            this.due.putSync([completedAt, id], 0);
+            this.due.putSync([completedAt, id], [0, origin]);
           }
         }
       });
@@ -278,7 +311,8 @@ export class StatusCallbacks {
     for (const id of direct.keys()) if (!won.has(id)) this.release(id);
     this.ready.push(...leased);
     this.drainReady();
-    this.schedulePump();
+    // What could not be held at once is due now; a pump takes it unless its host has its share.
+    if (leased.length < batch.length) this.requestPump();
   }
 
   /**
@@ -321,13 +355,26 @@ export class StatusCallbacks {
 
   // --------------------------------------------------------------- sending
 
-  private schedulePump(): void {
+  private schedulePump(fromTimer = false): void {
+    if (fromTimer) this.pumpFromTimer = true;
     if (this.pumpScheduled || this.closed) return;
     this.pumpScheduled = true;
     setImmediate(() => {
       this.pumpScheduled = false;
-      this.pump();
+      const timer = this.pumpFromTimer;
+      this.pumpFromTimer = false;
+      this.pump(timer);
     });
+  }
+
+  /** A pump for new due keys, unless the last walk found their hosts full (then releases and the timer start it). */
+  private requestPump(): void {
+    if (!this.blocked) this.schedulePump();
+  }
+
+  /** After a release: a pump, unless the last walk was blocked and neither this host nor the sender has room for a refill batch. */
+  private afterRelease(origin: string): void {
+    if (!this.blocked || (this.heldPerOrigin.get(origin) ?? 0) <= this.maxHeldPerOrigin - this.refill || this.held.size <= this.maxHeld - this.refill) this.schedulePump();
   }
 
   /**
@@ -335,16 +382,22 @@ export class StatusCallbacks {
    * once, not rescanned from its head each time) while there is room to hold
    * them, and claims them in one transaction; at the end of what is due the
    * cursor goes back to the start, where retries and expired leases sort.
+   * A key whose host has its share is passed over (the cursor moves on, so
+   * other hosts' keys behind a long backlog are reached): the origin is in
+   * the key's value, so passing over reads no message. A pump the timer did
+   * not start stops after SKIP_BUDGET such keys.
    */
-  private pump(): void {
+  private pump(fromTimer: boolean): void {
     if (this.closed || this.held.size >= this.maxHeld) return;
     const now = this.now();
     const picked: Array<{ key: DueKey; origin: string }> = [];
     let examined = 0;
+    let skipped = 0;
     const maxExamined = this.maxHeld + 1024;
+    const maxSkipped = fromTimer ? maxExamined : SKIP_BUDGET;
     let reachedEnd = true;
-    for (const key of this.due.getKeys({ ...(this.cursor ? { start: this.cursor } : {}), end: [now, '\uffff'] })) {
-      if (this.held.size >= this.maxHeld || examined++ >= maxExamined) {
+    for (const { key, value } of this.due.getRange({ ...(this.cursor ? { start: this.cursor } : {}), end: [now, '\uffff'] })) {
+      if (this.held.size >= this.maxHeld || examined++ >= maxExamined || skipped >= maxSkipped) {
         reachedEnd = false;
         break;
       }
@@ -352,14 +405,24 @@ export class StatusCallbacks {
       this.cursor = key;
       const id = key[1];
       if (this.held.has(id)) continue;
-      const msg = this.o.store.getMessage(id);
-      const origin = msg?.callbackUrl !== undefined ? originOf(msg.callbackUrl) : '';
-      if (!this.canHold(origin)) continue; // that host has its share: walk on, others go first
+      const origin = this.dueOrigin(id, value);
+      if (!this.canHold(origin)) {
+        skipped++; // that host has its share: walk on, others go first
+        continue;
+      }
       this.hold(id, origin);
       picked.push({ key, origin });
     }
-    if (reachedEnd) this.cursor = undefined;
+    this.blocked = skipped > 0;
+    if (reachedEnd) this.restartLap(now);
     if (picked.length > 0) this.track(this.claim(picked, now));
+  }
+
+  /** The origin a due key's value names, or (a row of an older version) its message's. */
+  private dueOrigin(id: string, value: DueValue): string {
+    if (typeof value !== 'number') return value[1];
+    const msg = this.o.store.getMessage(id);
+    return msg?.callbackUrl !== undefined ? originOf(msg.callbackUrl) : '';
   }
 
   /**
@@ -413,7 +476,7 @@ export class StatusCallbacks {
           if (this.due.get(key) === undefined) continue;
           this.due.removeSync(key);
           const lease: DueKey = [leaseAt, key[1]];
-          this.due.putSync(lease, this.owner);
+          this.due.putSync(lease, [this.owner, origin]);
           won.push({ lease, origin });
         }
       });
@@ -425,7 +488,8 @@ export class StatusCallbacks {
     for (const { key } of picked) if (!ids.has(key[1])) this.release(key[1]);
     this.ready.push(...won);
     this.drainReady();
-    this.schedulePump();
+    // Room may be left (the walk stopped at its budget, or another process won some keys).
+    this.requestPump();
   }
 
   private async call(r: Ready): Promise<void> {
@@ -455,14 +519,14 @@ export class StatusCallbacks {
       });
       const error = await this.o.webhooks.post(msg.tenant, msg.callbackUrl, body);
       offWire();
-      await this.finish(lease, { row, error });
+      await this.finish(lease, { row, error, origin });
     } catch (e) {
       // The lease key stays: the callback falls due again after the lease.
       this.o.logger.error({ err: e, messageId: id }, 'completion callback step failed; retried after its lease');
     } finally {
       offWire();
       this.release(id);
-      this.schedulePump();
+      this.afterRelease(origin);
     }
   }
 
@@ -507,7 +571,7 @@ export class StatusCallbacks {
     this.due.removeSync(lease);
     if (outcome === undefined) return 'dropped';
     const id = lease[1];
-    const { row, error } = outcome;
+    const { row, error, origin } = outcome;
     if (error === undefined) {
       this.callbacks.removeSync(id);
       return 'delivered';
@@ -520,7 +584,7 @@ export class StatusCallbacks {
     const base = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (attempts - 1));
     const nextAt = now + Math.round(base * (0.8 + 0.4 * this.random()));
     this.callbacks.putSync(id, { ...row, attempts, nextAt, lastError: error });
-    this.due.putSync([nextAt, id], 0);
+    this.due.putSync([nextAt, id], [0, origin]);
     return 'retry';
   }
 
@@ -543,10 +607,33 @@ function decrement(m: Map<string, number>, key: string): void {
   else m.set(key, n);
 }
 
+/** Origins of recent callback URLs by their authority part (scheme://host:port), so a URL is parsed once per host, not per message. */
+const ORIGINS = new Map<string, string>();
+/** Authorities ORIGINS keeps at most (cleared when full). */
+const MAX_ORIGINS = 1024;
+
 function originOf(url: string): string {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return '';
+  const start = url.indexOf('//');
+  let end = url.length;
+  if (start >= 0) {
+    for (let i = start + 2; i < url.length; i++) {
+      const c = url.charCodeAt(i);
+      if (c === 0x2f || c === 0x3f || c === 0x23 || c === 0x5c) { // / ? # \
+        end = i;
+        break;
+      }
+    }
   }
+  const authority = url.slice(0, end);
+  const known = ORIGINS.get(authority);
+  if (known !== undefined) return known;
+  let origin: string;
+  try {
+    origin = new URL(url).origin;
+  } catch {
+    origin = '';
+  }
+  if (ORIGINS.size >= MAX_ORIGINS) ORIGINS.clear();
+  ORIGINS.set(authority, origin);
+  return origin;
 }

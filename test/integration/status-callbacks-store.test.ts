@@ -158,3 +158,60 @@ t.test('a sender stopped mid-backlog: the next one sends the rest, none lost', a
   await eventually(() => (p.ok.size === 200 ? true : undefined), 'the rest after the restart');
   t.ok([...p.ok.values()].every((n) => n === 1), 'each once');
 });
+
+t.test('a long backlog to one slow host does not hold back the callbacks of another host behind it', async (t) => {
+  const { env, store } = setup(t);
+  const slow = 'slow.example';
+  // The other host's first attempts fail: their retries are due keys that sort after the whole backlog
+  // (a completion can be leased at once while its host has room; a retry has to be found by the walk).
+  const p = poster((id, attempt) => (id.startsWith('b') && attempt === 1 ? 'HTTP 503' : undefined));
+  let releaseSlow: () => void = () => undefined;
+  const slowGate = new Promise<void>((r) => { releaseSlow = r; });
+  // The slow host answers only once the test lets it: its backlog stays due while the other host's callbacks are made.
+  const gated: WebhookPoster = {
+    async post(tenant, url, body) {
+      if (url.includes(slow)) await slowGate;
+      return p.post(tenant, url, body);
+    },
+  };
+  sender(t, env, store, gated, { concurrency: 8, perHost: 4 }).start();
+  const slowIds = Array.from({ length: 3000 }, (_, i) => `a${String(i).padStart(5, '0')}`);
+  for (const id of slowIds) store.putMessage(message(id, 1, slow), numbers(1));
+  const fastIds = Array.from({ length: 40 }, (_, i) => `b${String(i).padStart(3, '0')}`);
+  for (const id of fastIds) store.putMessage(message(id, 1, 'fast.example'), numbers(1));
+  await store.flushed();
+  // The slow host's messages complete first, so every one of their due keys sorts before the fast host's.
+  for (let i = 0; i < slowIds.length; i += 500) await store.recordSegments(slowIds.slice(i, i + 500).flatMap((id) => finals(id, 1)));
+  await new Promise((r) => setTimeout(r, 50));
+  await store.recordSegments(fastIds.flatMap((id) => finals(id, 1)));
+  await eventually(() => (fastIds.every((id) => p.ok.get(id) === 1) ? true : undefined), 'every callback to the other host, retried', 10_000);
+  t.equal([...p.ok.keys()].filter((id) => id.startsWith('a')).length, 0, 'the slow host has answered none yet');
+  releaseSlow();
+  await eventually(() => (p.ok.size === slowIds.length + fastIds.length ? true : undefined), 'the slow host\'s backlog once it answers', 60_000);
+  t.ok(slowIds.every((id) => p.posts.get(id) === 1), 'each of the slow host\'s once');
+  t.ok(fastIds.every((id) => p.posts.get(id) === 2), 'each of the other host\'s twice (the failure, then the retry)');
+});
+
+t.test('due keys written by an older version (value without the origin) are still called back once', async (t) => {
+  const { env, store } = setup(t);
+  const ids = ['old-a', 'old-b', 'old-c'];
+  for (const id of ids) store.putMessage(message(id, 1, id === 'old-b' ? 'other.example' : 'hooks.example'), numbers(1));
+  await store.flushed();
+  await store.recordSegments(ids.flatMap((id) => finals(id, 1)));
+  // As an older version left them: the row marked complete and its due key holding 0 (no origin).
+  const due = env.openDB<number, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
+  await env.transaction(() => {
+    for (const id of ids) {
+      const row = store.callbacks.get(id)!;
+      store.callbacks.putSync(id, { ...row, completedAt: T0, nextAt: T0 });
+      due.putSync([T0, id], 0);
+    }
+  });
+  const p = poster();
+  sender(t, env, store, p).start();
+  await eventually(() => (p.ok.size === ids.length ? true : undefined), 'every old key called back');
+  await new Promise((r) => setTimeout(r, 200));
+  t.same([...p.posts.values()], [1, 1, 1], 'once each');
+  for (const id of ids) t.equal(store.callbackState(id)?.state, 'done', id);
+  t.equal(due.getCount(), 0, 'no key left');
+});
