@@ -118,8 +118,13 @@ export class StatusCallbacks {
   private readonly heldPerOrigin = new Map<string, number>();
   private readonly maxHeld: number;
   private readonly maxHeldPerOrigin: number;
-  /** Claimed leases waiting for room on the wire (bounded by `held`). */
-  private ready: Ready[] = [];
+  /**
+   * Claimed leases waiting for room on the wire (bounded by `held`), a FIFO
+   * per origin, so starting a POST looks at each origin once instead of at
+   * every waiting lease.
+   */
+  private readonly ready = new Map<string, Ready[]>();
+  private readyCount = 0;
   /** POSTs on the wire, in all and per origin. */
   private wireUsed = 0;
   private readonly wirePerOrigin = new Map<string, number>();
@@ -184,8 +189,9 @@ export class StatusCallbacks {
     this.timer = undefined;
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     // Leases claimed but not yet sent go back to due now (not after their lease) for whoever runs next.
-    const unsent = this.ready;
-    this.ready = [];
+    const unsent = [...this.ready.values()].flat();
+    this.ready.clear();
+    this.readyCount = 0;
     if (unsent.length > 0) {
       const now = this.now();
       await this.o.env.transaction(() => {
@@ -309,7 +315,7 @@ export class StatusCallbacks {
     }
     const won = new Set(leased.map((r) => r.lease[1]));
     for (const id of direct.keys()) if (!won.has(id)) this.release(id);
-    this.ready.push(...leased);
+    this.enqueueReady(leased);
     this.drainReady();
     // What could not be held at once is due now; a pump takes it unless its host has its share.
     if (leased.length < batch.length) this.requestPump();
@@ -448,21 +454,42 @@ export class StatusCallbacks {
     decrement(this.heldPerOrigin, origin);
   }
 
-  /** Starts POSTs for claimed leases while the wire has room (global and per origin). */
-  private drainReady(): void {
-    if (this.ready.length === 0 || this.closed) return;
-    const keep: Ready[] = [];
-    for (const r of this.ready) {
-      if (this.wireUsed < this.o.concurrency && (this.wirePerOrigin.get(r.origin) ?? 0) < this.o.perHost) {
-        this.wireUsed++;
-        this.wirePerOrigin.set(r.origin, (this.wirePerOrigin.get(r.origin) ?? 0) + 1);
-        this.track(this.call(r));
-      } else {
-        keep.push(r);
-      }
+  private enqueueReady(leases: readonly Ready[]): void {
+    for (const r of leases) {
+      const q = this.ready.get(r.origin);
+      if (q === undefined) this.ready.set(r.origin, [r]);
+      else q.push(r);
     }
-    this.ready = keep;
+    this.readyCount += leases.length;
+  }
+
+  /**
+   * Starts POSTs for claimed leases while the wire has room (global and per
+   * origin). An origin that got a slot goes to the back of the order, so the
+   * origins take turns. The leases are taken off the queues before any POST
+   * starts (a POST that ends at once calls this again).
+   */
+  private drainReady(): void {
+    if (this.readyCount === 0 || this.closed) return;
+    const start: Ready[] = [];
+    for (const [origin, q] of [...this.ready]) {
+      if (this.wireUsed >= this.o.concurrency) break;
+      let taken = 0;
+      let onWire = this.wirePerOrigin.get(origin) ?? 0;
+      while (taken < q.length && this.wireUsed < this.o.concurrency && onWire < this.o.perHost) {
+        start.push(q[taken++] as Ready);
+        this.wireUsed++;
+        onWire++;
+      }
+      if (taken === 0) continue;
+      this.wirePerOrigin.set(origin, onWire);
+      this.readyCount -= taken;
+      q.splice(0, taken);
+      this.ready.delete(origin);
+      if (q.length > 0) this.ready.set(origin, q);
+    }
     this.inflightGauge.set(this.wireUsed);
+    for (const r of start) this.track(this.call(r));
   }
 
   /** Moves each key to its lease in one transaction (skipping keys another process moved first); the leases go to the wire. */
@@ -486,7 +513,7 @@ export class StatusCallbacks {
     }
     const ids = new Set(won.map((r) => r.lease[1]));
     for (const { key } of picked) if (!ids.has(key[1])) this.release(key[1]);
-    this.ready.push(...won);
+    this.enqueueReady(won);
     this.drainReady();
     // Room may be left (the walk stopped at its budget, or another process won some keys).
     this.requestPump();
