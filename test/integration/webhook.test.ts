@@ -136,3 +136,56 @@ t.test('the door refuses user information and non-http schemes', async (t) => {
   t.match(checkCallbackUrl('ftp://hooks.example/cb'), /http/);
   t.match(checkCallbackUrl('not a url'), /valid URL/);
 });
+
+t.test('the answer decides by its status alone: a large body, or one that stalls after a 2xx, is still delivered; a 5xx stays a failure', async (t) => {
+  const big = 'x'.repeat(200 * 1024);
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.url === '/big') res.writeHead(200, { 'content-length': String(big.length) }).end(big);
+      else if (req.url === '/stall-ok') {
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('partial'); // and never the rest
+      } else if (req.url === '/stall-503') {
+        res.writeHead(503, { 'content-length': '100' });
+        res.write('partial');
+      } else res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => r());
+  }));
+  const port = (server.address() as AddressInfo).port;
+  const w = client(t, { allow: ['127.0.0.1/32'], timeoutMs: 300 });
+  t.equal(await w.post('oa', `http://127.0.0.1:${port}/big`, '{}'), undefined, 'a 200 with a body over the read limit');
+  t.equal(await w.post('oa', `http://127.0.0.1:${port}/stall-ok`, '{}'), undefined, 'a 200 whose body stalls past the deadline');
+  t.equal(await w.post('oa', `http://127.0.0.1:${port}/stall-503`, '{}'), 'HTTP 503', 'a 503 whose body stalls');
+  // The pool is still usable afterwards.
+  const results = await Promise.all(Array.from({ length: 20 }, () => w.post('oa', `http://127.0.0.1:${port}/ok`, '{}')));
+  t.ok(results.every((r) => r === undefined), 'twenty more POSTs after those');
+});
+
+t.test('a deadline passed while every connection is busy: the queued POST is a timeout and is not sent late', async (t) => {
+  let hits = 0;
+  const server = createServer((req, res) => {
+    hits++;
+    req.resume();
+    if (req.url === '/slow') setTimeout(() => res.writeHead(204).end(), 600);
+    else res.writeHead(204).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => r());
+  }));
+  const port = (server.address() as AddressInfo).port;
+  const w = client(t, { allow: ['127.0.0.1/32'], timeoutMs: 1000, connectionsPerHost: 1 });
+  const slow = w.post('oa', `http://127.0.0.1:${port}/slow`, '{}');
+  const queued = w.post('oa', `http://127.0.0.1:${port}/queued`, '{}', 200);
+  t.equal(await queued, 'timeout', 'the queued POST timed out waiting for the connection');
+  t.equal(await slow, undefined);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(hits, 1, 'the timed-out POST never reached the server');
+});
