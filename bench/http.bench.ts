@@ -1,0 +1,209 @@
+/**
+ * bench:http — the HTTP intake alone: POST /v1/messages on the compiled
+ * gateway (dist/, embedded queue, --role all, an SMPP simulator and a
+ * callback sink in their own processes, a callbackUrl per message, as in
+ * bench:peer) against a bare uWebSockets.js 202 handler (bench/bare-uws.ts),
+ * the same load (autocannon, this process), in one run.
+ *
+ * Per round, in alternating order: bare uWS, the gateway, and (with
+ * BENCH_BEFORE_MAIN) a previous build as a third system. Each gateway run is
+ * a fresh process on a fresh data directory.
+ *
+ * What is measured, per run (N requests, one recipient each):
+ *   - accepted/s: 2xx answers ÷ (first request → last 2xx answer)
+ *   - CPU per request while loading: user + system time of the server process
+ *     from the first request to the last answer, ÷ 2xx answers (for the
+ *     gateway this includes the dispatch that runs alongside, as in production)
+ *   - CPU per message to the end: the gateway's time until the sink has every
+ *     callback (bounded wait), ÷ 2xx answers
+ *   - p99 latency (autocannon)
+ *
+ *   BENCH_N=10000 BENCH_REPEATS=3 npm run bench:http
+ *   BENCH_BEFORE_MAIN=/tmp/prev/dist/cli/main.js npm run bench:http    (a previous build as a third system)
+ *   BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' BENCH_REPEATS=1 npm run bench:http
+ *   BENCH_DISPATCH=0 …   (intake alone: the SMSC account points at a closed port, nothing is sent)
+ *   BENCH_NO_BUILD=1 …   (use dist/ as it is)
+ */
+import { execSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { cpuSeconds, startSink, stopChild, waitFor } from './lib/processes.js';
+import { envInt, freePort, median, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { startSimChild } from './lib/sim-child.js';
+import { ASCII_NOTICE } from './lib/texts.js';
+
+const N = envInt('BENCH_N', 10_000);
+const REPEATS = envInt('BENCH_REPEATS', 3);
+const CONNECTIONS = envInt('BENCH_CONNECTIONS', 100);
+const WINDOW = envInt('BENCH_WINDOW', 500);
+const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+const BEFORE = process.env['BENCH_BEFORE_MAIN'];
+/** BENCH_DISPATCH=0: the gateway's SMSC account points at a closed port, so nothing is dispatched and the CPU is the intake's alone. */
+const DISPATCH = process.env['BENCH_DISPATCH'] !== '0';
+const KEY = 'bench-key-0123456789';
+const NUMBER = '13800138006';
+const ROOT = join(import.meta.dirname, '..');
+
+type System = 'bare' | 'gateway' | 'before';
+
+interface Run {
+  acceptedPerSecond: number;
+  accepted: number;
+  non2xx: number;
+  cpuUsPerRequest: number;
+  /** Gateway only: CPU until every callback arrived, per message. */
+  cpuUsPerMessage?: number;
+  callbacks?: number;
+  p99Ms: number;
+}
+
+interface Server {
+  readonly url: string;
+  readonly pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+async function startBare(): Promise<Server> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bare-uws.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
+    child.once('exit', (c) => reject(new Error(`bare uws exited ${String(c)}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid, stop: () => stopChild(child) };
+}
+
+async function startGateway(dir: string, simPort: number, main: string): Promise<Server> {
+  const port = await freePort();
+  const configFile = join(dir, 'gateway.json');
+  writeFileSync(configFile, JSON.stringify({
+    dataDir: join(dir, 'data'),
+    log: { level: 'warn' },
+    server: { host: '127.0.0.1', port },
+    auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
+    simulator: { enabled: false },
+    smpp: {
+      accounts: [
+        { name: 'sim', host: '127.0.0.1', port: simPort, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: 1, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
+      ],
+    },
+    callbacks: { allow: ['127.0.0.1/32'], secrets: { bench: { current: 'bench-callback-secret-0123456789' } } },
+  }));
+  const gw = spawn(process.execPath, [...GATEWAY_NODE_ARGS, main, 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
+  return { url, pid: gw.pid, stop: () => stopChild(gw) };
+}
+
+async function load(server: Server, sinkPort: number): Promise<Omit<Run, 'callbacks' | 'cpuUsPerMessage'>> {
+  const cpu0 = cpuSeconds(server.pid);
+  const startedAt = wallNow();
+  let lastAccepted = startedAt;
+  const instance = autocannon({
+    url: `${server.url}/v1/messages`,
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ to: [NUMBER], text: `${ASCII_NOTICE} #[<id>]`, callbackUrl: `http://127.0.0.1:${sinkPort}/cb` }),
+    connections: CONNECTIONS,
+    amount: N,
+    timeout: 60,
+    idReplacement: true,
+  }) as unknown as autocannon.Instance & Promise<autocannon.Result>;
+  void instance.on('response', (_client, statusCode) => {
+    if (statusCode >= 200 && statusCode < 300) lastAccepted = wallNow();
+  });
+  const result = await instance;
+  const cpu1 = cpuSeconds(server.pid);
+  const accepted = result['2xx'];
+  return {
+    acceptedPerSecond: (accepted * 1000) / (lastAccepted - startedAt),
+    accepted,
+    non2xx: result.non2xx + result.errors + result.timeouts + (N - accepted - result.non2xx),
+    cpuUsPerRequest: ((cpu1 - cpu0) * 1e6) / accepted,
+    p99Ms: result.latency.p99,
+  };
+}
+
+async function run(system: System): Promise<Run> {
+  if (system === 'bare') {
+    const bare = await startBare();
+    try {
+      return await load(bare, 9);
+    } finally {
+      await bare.stop();
+    }
+  }
+  const sim = await startSimChild(4 * N, { dlrDelayMs: 50 });
+  const sink = await startSink();
+  const dir = mkdtempSync(join(tmpdir(), `smsgw-http-${system}-`));
+  let gw: Server | undefined;
+  try {
+    gw = await startGateway(dir, DISPATCH ? sim.port : await freePort(), system === 'before' ? (BEFORE as string) : join(ROOT, 'dist', 'cli', 'main.js'));
+    const cpu0 = cpuSeconds(gw.pid);
+    const l = await load(gw, sink.port);
+    const deadline = Date.now() + 300_000;
+    let s = await sink.stats();
+    while (DISPATCH && Date.now() < deadline && s.count < l.accepted) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await sink.stats();
+    }
+    const cpu1 = cpuSeconds(gw.pid);
+    return DISPATCH ? { ...l, callbacks: s.count, cpuUsPerMessage: ((cpu1 - cpu0) * 1e6) / l.accepted } : l;
+  } finally {
+    await gw?.stop();
+    await sink.stop();
+    await sim.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.env['BENCH_NO_BUILD'] !== '1') {
+  process.stderr.write('building dist/ (npm run build)…\n');
+  execSync('npm run --silent build', { stdio: 'inherit', cwd: ROOT });
+}
+
+const systems: System[] = BEFORE !== undefined ? ['bare', 'gateway', 'before'] : ['bare', 'gateway'];
+const runs: Record<System, Run[]> = { bare: [], gateway: [], before: [] };
+for (let r = 0; r < REPEATS; r++) {
+  const order = r % 2 === 0 ? systems : [...systems].reverse();
+  process.stderr.write(`round ${r + 1}/${REPEATS}: `);
+  for (const system of order) {
+    process.stderr.write(`${system}… `);
+    runs[system].push(await run(system));
+  }
+  process.stderr.write('done\n');
+}
+const med = (s: System, f: (x: Run) => number): number => median(runs[s].map(f));
+const rows: Row[] = [
+  { metric: 'gateway accepted/s vs bare uWS 202', value: med('gateway', (x) => x.acceptedPerSecond), unit: 'req/s', baseline: med('bare', (x) => x.acceptedPerSecond), baselineName: 'bare uWS', target: 0.5 },
+  { metric: 'CPU per request while loading', value: med('gateway', (x) => x.cpuUsPerRequest), unit: 'µs', baseline: med('bare', (x) => x.cpuUsPerRequest), baselineName: 'bare uWS' },
+  { metric: 'gateway CPU per message to the last callback', value: med('gateway', (x) => x.cpuUsPerMessage ?? NaN), unit: 'µs' },
+  { metric: 'gateway p99 latency', value: med('gateway', (x) => x.p99Ms), unit: 'ms', baseline: med('bare', (x) => x.p99Ms), baselineName: 'bare uWS' },
+  { metric: 'gateway refused or failed requests', value: med('gateway', (x) => x.non2xx), unit: 'count' },
+  { metric: 'gateway callbacks received', value: med('gateway', (x) => x.callbacks ?? NaN), unit: 'count' },
+];
+if (BEFORE !== undefined) {
+  const prior = (metric: string, unit: string, f: (x: Run) => number): Row => ({ metric: `${metric} (vs the previous build)`, value: med('gateway', f), unit, baseline: med('before', f), baselineName: 'previous build' });
+  rows.push(
+    { metric: 'previous build accepted/s vs bare uWS 202', value: med('before', (x) => x.acceptedPerSecond), unit: 'req/s', baseline: med('bare', (x) => x.acceptedPerSecond), baselineName: 'bare uWS' },
+    prior('accepted/s', 'req/s', (x) => x.acceptedPerSecond),
+    prior('CPU per request while loading', 'µs', (x) => x.cpuUsPerRequest),
+    prior('CPU per message to the last callback', 'µs', (x) => x.cpuUsPerMessage ?? NaN),
+  );
+}
+const title = `POST /v1/messages: N = ${N.toLocaleString('en-US')} ASCII, one recipient and a callbackUrl each, ${CONNECTIONS} connections, ${DISPATCH ? 'dispatch to the SMSC alongside' : 'intake alone (nothing dispatched)'}, median of ${REPEATS}`;
+process.stdout.write(`${table(title, rows)}\n\n`);
+const file = writeSummary('http', {
+  bench: 'http',
+  n: N,
+  repeats: REPEATS,
+  connections: CONNECTIONS,
+  dispatch: DISPATCH,
+  node: process.version,
+  at: new Date().toISOString(),
+  ...(BEFORE !== undefined ? { before: BEFORE } : {}),
+  runs,
+  medians: Object.fromEntries(rows.map((x) => [x.metric, { value: x.value, baseline: x.baseline, ratio: x.baseline ? x.value / x.baseline : undefined }])),
+});
+process.stdout.write(`${JSON.stringify({ file })}\n`);
