@@ -13,6 +13,13 @@
  *
  * Bounded: at most `maxPendingRecipients` recipients wait across all open
  * jobs; past that everything is flushed at once.
+ *
+ * With flushMs = 0 one immediate per turn flushes every open job. The send
+ * service arms it (`armTurn`) before it writes the turn's rows: the store's
+ * plain puts schedule their commit with an immediate too, and an immediate
+ * armed earlier runs first, so the jobs published by this flush land in the
+ * same LMDB transaction as the rows (one commit and one fsync per turn for
+ * the embedded queue, not two in a row).
  */
 import { encodeJob, workSubject, type Job, type JobMessage } from '../core/job.js';
 import type { QueueMessage, WorkQueue } from '../queue/port.js';
@@ -27,7 +34,7 @@ interface OpenJob {
   readonly messages: JobMessage[];
   recipients: number;
   readonly waiters: { resolve: () => void; reject: (e: unknown) => void }[];
-  timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  timer: NodeJS.Timeout | undefined;
 }
 
 export interface JobBatcherOptions {
@@ -43,6 +50,12 @@ export interface JobBatcherOptions {
 export class JobBatcher {
   private readonly open = new Map<string, OpenJob>();
   private pending = 0;
+  /** flushMs = 0: the immediate that flushes every open job at the end of this turn. */
+  private turn: NodeJS.Immediate | undefined;
+  private readonly flushTurn = (): void => {
+    this.turn = undefined;
+    this.flushAll();
+  };
 
   constructor(private readonly o: JobBatcherOptions) {}
 
@@ -62,8 +75,10 @@ export class JobBatcher {
     if (!job) {
       job = { subject, tier, tenant, group, createdAt, messages: [], recipients: 0, waiters: [], timer: undefined };
       this.open.set(subject, job);
-      const j = job;
-      job.timer = this.o.flushMs > 0 ? setTimeout(() => this.flush(j), this.o.flushMs) : setImmediate(() => this.flush(j));
+      if (this.o.flushMs > 0) {
+        const j = job;
+        job.timer = setTimeout(() => this.flush(j), this.o.flushMs);
+      } else this.armTurn();
     }
     job.messages.push(message);
     job.recipients += n;
@@ -75,17 +90,24 @@ export class JobBatcher {
     return done;
   }
 
+  /**
+   * flushMs = 0: make sure this turn's flush is scheduled, now (a no-op
+   * when it is, or with a linger). Called before the rows of the turn are
+   * written, so that the flush runs ahead of their commit (see above).
+   */
+  armTurn(): void {
+    if (this.o.flushMs === 0 && this.turn === undefined) this.turn = setImmediate(this.flushTurn);
+  }
+
   flushAll(): void {
+    if (this.open.size === 0) return;
     for (const job of [...this.open.values()]) this.flush(job);
   }
 
   private flush(job: OpenJob): void {
     if (this.open.get(job.subject) !== job) return; // already flushed
     this.open.delete(job.subject);
-    if (job.timer) {
-      clearTimeout(job.timer as NodeJS.Timeout);
-      clearImmediate(job.timer as NodeJS.Immediate);
-    }
+    if (job.timer) clearTimeout(job.timer);
     this.pending -= job.recipients;
     this.o.metrics.ingestCoalescePending.set(this.pending);
     const body: Job = { v: 1, id: this.o.newJobId(), tier: job.tier, tenant: job.tenant, group: job.group, createdAt: job.createdAt, messages: job.messages };

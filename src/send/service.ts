@@ -477,6 +477,8 @@ export class SendService implements Sends {
     const coalesced: Prepared[] = [];
     const keyed: Prepared[] = [];
     const prefix = this.config.queue.prefix;
+    // Before any row is written: this turn's coalesced jobs then commit with the rows (job-batcher.ts).
+    this.batcher?.armTurn();
     for (const p of batch) {
       const isKeyed = p.idempotencyKey !== undefined;
       // A keyed retry after a crash may find its rows written (and progressed): keep them.
