@@ -27,7 +27,7 @@ import { asGatewayError } from '../ingest/intake.js';
 import type { Principal } from '../core/send.js';
 import { validated } from '../ingest/schemas.js';
 import type { Actor } from '../directory/types.js';
-import type { Metrics } from '../telemetry/metrics.js';
+import { boundCounter, type BoundCounter, type Metrics } from '../telemetry/metrics.js';
 import { checkQuery } from './query.js';
 import { checkCsvContentType, checkJsonContentType, parseBoundedJson, type JsonBounds } from './body.js';
 import { pathParamNames, routeLabel, uwsPattern, type BodyLimit, type HttpRoute, type MountedTable, type Realm, type Reply } from './route.js';
@@ -56,10 +56,14 @@ export function mountTables(app: TemplatedApp, tables: readonly MountedTable[], 
   for (const table of tables) {
     for (const entry of table.routes) {
       if (entry.kind === 'upgrade') entry.attach(app, table.deps, { authenticate: (_realm, header) => authenticate(door, 'sending', header) as Principal });
-      else app[METHOD_FN[entry.method]](uwsPattern(entry.path), (res, req) => serve(res, req, entry, table.deps, door));
+      else {
+        const mounted = mount(entry, table.deps, door);
+        app[METHOD_FN[entry.method]](uwsPattern(entry.path), (res, req) => serve(res, req, mounted));
+      }
     }
   }
   const all = tables.flatMap((t) => t.routes);
+  const other = new StatusCounts(door, 'other');
   app.any('/*', (res, req) => {
     const ex = new Exchange(res);
     try {
@@ -70,8 +74,42 @@ export function mountTables(app: TemplatedApp, tables: readonly MountedTable[], 
     } catch (e) {
       internal(ex, e, 'other', door.logger);
     }
-    door.metrics.httpRequests.inc({ route: 'other', status: String(ex.status || 499) });
+    other.count(ex.status);
   });
+}
+
+/** smsgw_http_requests_total of one route label, a bound counter per status (src/telemetry/metrics.ts). */
+class StatusCounts {
+  private readonly byStatus = new Map<number, BoundCounter>();
+  constructor(private readonly door: Door, private readonly label: string) {}
+
+  /** One request answered with `status` (0: never answered, the client went away: 499). */
+  count(status: number): void {
+    const s = status || 499;
+    let c = this.byStatus.get(s);
+    if (c === undefined) {
+      c = boundCounter(this.door.metrics.httpRequests, { route: this.label, status: String(s) });
+      this.byStatus.set(s, c);
+    }
+    c.inc();
+  }
+}
+
+/** What every request of a route needs, worked out once when it is mounted. */
+interface Mounted {
+  readonly entry: HttpRoute<unknown>;
+  readonly deps: unknown;
+  readonly door: Door;
+  readonly label: string;
+  readonly paramCount: number;
+  /** The body limit in bytes (routes with a body). */
+  readonly limit: number;
+  readonly counts: StatusCounts;
+}
+
+function mount(entry: HttpRoute<unknown>, deps: unknown, door: Door): Mounted {
+  const label = routeLabel(entry);
+  return { entry, deps, door, label, paramCount: pathParamNames(entry.path).length, limit: limitOf(entry.body?.limit, door), counts: new StatusCounts(door, label) };
 }
 
 /** Methods of the routes whose pattern matches `url` (segment by segment; a {param} matches any non-empty segment). */
@@ -98,72 +136,84 @@ function limitOf(limit: BodyLimit | undefined, door: Door): number {
   return limit;
 }
 
-function serve(res: HttpResponse, req: HttpRequest, entry: HttpRoute<unknown>, deps: unknown, door: Door): void {
+function serve(res: HttpResponse, req: HttpRequest, m: Mounted): void {
   const ex = new Exchange(res);
-  const label = routeLabel(entry);
   try {
     // `req` is valid only now: read everything from it before any await.
     const authorization = req.getHeader('authorization');
     const contentType = req.getHeader('content-type');
     const idempotencyKey = req.getHeader('idempotency-key');
     const query = new URLSearchParams(req.getQuery() ?? '');
-    let params: string[] = [];
+    let params: string[] = NO_PARAMS;
     let early: GatewayError | undefined;
-    try {
-      params = pathParams(req, pathParamNames(entry.path).length);
-    } catch (e) {
-      early = asGatewayError(e); // BAD_PATH: answered before auth
-    }
-    const spec = entry.body;
-    const body = spec ? readBody(ex, req, limitOf(spec.limit, door)) : undefined;
-    body?.catch(() => undefined); // observed below; never an unhandled rejection
-    void (async () => {
+    if (m.paramCount > 0) {
       try {
-        if (early !== undefined) throw early;
-        const who = authenticate(door, entry.realm, authorization);
-        if (entry.write && !door.accepting()) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
-        if (entry.write) door.assertWritable?.();
-        if (spec?.kind === 'json') checkJsonContentType(contentType);
-        else if (spec?.kind === 'csv') checkCsvContentType(contentType);
-        if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY) {
-          throw new GatewayError('VALIDATION', 'Idempotency-Key is too long', { details: [{ field: 'Idempotency-Key', message: `at most ${MAX_IDEMPOTENCY_KEY} characters` }] });
-        }
-        checkQuery(entry.query, query);
-        let json: unknown;
-        let raw: Buffer | undefined;
-        if (spec?.kind === 'json') {
-          json = parseBoundedJson(await (body as Promise<Buffer>), spec.emptyAs, door.limits.json);
-          if (spec.check !== false) json = validated(spec.schema, json);
-        } else if (spec?.kind === 'csv') {
-          raw = await (body);
-        }
-        const reply = await entry.handle({
-          deps: deps,
-          who: who,
-          principal: who as Principal,
-          actor: who as Actor,
-          params,
-          query,
-          idempotencyKey,
-          contentType,
-          json,
-          body: () => Promise.resolve(json),
-          raw,
-        });
-        answer(ex, reply);
+        params = pathParams(req, m.paramCount);
       } catch (e) {
-        // Every early refusal (401/403, 503 draining or storage full, 415, …) waits for the body
-        // first: a reply sent while the client is still writing leaves unread bytes behind, the
-        // connection closes with them, and the client sees a reset instead of the error.
-        if (body) await body.catch(() => undefined);
-        fail(ex, e, label, door.logger);
+        early = asGatewayError(e); // BAD_PATH: answered before auth
       }
-      door.metrics.httpRequests.inc({ route: label, status: String(ex.status || 499) });
-    })();
+    }
+    // Never rejects: a refused body (BODY_TOO_LARGE) comes as its error.
+    const body = m.entry.body ? readBody(ex, req, m.limit) : undefined;
+    void respond(m, ex, early, authorization, contentType, idempotencyKey, query, params, body);
   } catch (e) {
-    internal(ex, e, label, door.logger);
-    door.metrics.httpRequests.inc({ route: label, status: String(ex.status || 499) });
+    internal(ex, e, m.label, m.door.logger);
+    m.counts.count(ex.status);
   }
+}
+
+/** Shared by the routes without path parameters (never written to). */
+const NO_PARAMS: string[] = [];
+
+async function respond(
+  m: Mounted, ex: Exchange, early: GatewayError | undefined, authorization: string, contentType: string, idempotencyKey: string,
+  query: URLSearchParams, params: string[], body: Promise<Buffer | GatewayError> | undefined,
+): Promise<void> {
+  const { entry, door } = m;
+  try {
+    if (early !== undefined) throw early;
+    const who = authenticate(door, entry.realm, authorization);
+    if (entry.write && !door.accepting()) throw new GatewayError('NOT_READY', 'the gateway is shutting down');
+    if (entry.write) door.assertWritable?.();
+    const spec = entry.body;
+    if (spec?.kind === 'json') checkJsonContentType(contentType);
+    else if (spec?.kind === 'csv') checkCsvContentType(contentType);
+    if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY) {
+      throw new GatewayError('VALIDATION', 'Idempotency-Key is too long', { details: [{ field: 'Idempotency-Key', message: `at most ${MAX_IDEMPOTENCY_KEY} characters` }] });
+    }
+    checkQuery(entry.query, query);
+    let json: unknown;
+    let raw: Buffer | undefined;
+    if (body !== undefined) {
+      const read = await body;
+      if (read instanceof GatewayError) throw read;
+      if (spec?.kind === 'json') {
+        json = parseBoundedJson(read, spec.emptyAs, door.limits.json);
+        if (spec.check !== false) json = validated(spec.schema, json);
+      } else raw = read;
+    }
+    const reply = await entry.handle({
+      deps: m.deps,
+      who: who,
+      principal: who as Principal,
+      actor: who as Actor,
+      params,
+      query,
+      idempotencyKey,
+      contentType,
+      json,
+      body: () => Promise.resolve(json),
+      raw,
+    });
+    answer(ex, reply);
+  } catch (e) {
+    // Every early refusal (401/403, 503 draining or storage full, 415, …) waits for the body
+    // first: a reply sent while the client is still writing leaves unread bytes behind, the
+    // connection closes with them, and the client sees a reset instead of the error.
+    if (body) await body;
+    fail(ex, e, m.label, door.logger);
+  }
+  m.counts.count(ex.status);
 }
 
 function answer(ex: Exchange, reply: Reply): void {

@@ -2,7 +2,7 @@
  * Bearer API keys → Principal. Keys are held as SHA-256 digests, so the
  * lookup's timing depends on the digest, not on how much of a key matched.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ApiKeyConfig } from '../config/schema.js';
 import type { Principal } from '../core/send.js';
 import { GatewayError } from '../core/errors.js';
@@ -43,5 +43,6 @@ export function principalOfKey(k: ApiKeyConfig, defaultSender: string): Principa
 }
 
 function digest(key: string): string {
-  return createHash('sha256').update(key).digest('base64');
+  // One-shot: no Hash object per request.
+  return hash('sha256', key, 'base64');
 }

@@ -31,6 +31,37 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   504: '504 Gateway Timeout',
 };
 
+/** What the corked write sends (set just before `cork`, which runs its callback at once). */
+const out: { res: HttpResponse | undefined; status: string; contentType: string; headers: Readonly<Record<string, string>> | undefined; body: string; close: boolean } = {
+  res: undefined, status: '', contentType: '', headers: undefined, body: '', close: false,
+};
+
+function writeOut(): void {
+  const res = out.res as HttpResponse;
+  res.writeStatus(out.status);
+  res.writeHeader('content-type', out.contentType);
+  if (out.close) res.writeHeader('connection', 'close');
+  const headers = out.headers;
+  if (headers) for (const k in headers) res.writeHeader(k, headers[k] as string);
+  res.end(out.body, out.close);
+}
+
+function corked(res: HttpResponse, status: number, contentType: string, headers: Readonly<Record<string, string>> | undefined, body: string, close: boolean): void {
+  out.res = res;
+  out.status = STATUS_TEXT[status] ?? `${status}`;
+  out.contentType = contentType;
+  out.headers = headers;
+  out.body = body;
+  out.close = close;
+  try {
+    res.cork(writeOut);
+  } finally {
+    out.res = undefined;
+    out.headers = undefined;
+    out.body = '';
+  }
+}
+
 /** Per-request state that outlives the synchronous handler. */
 export class Exchange {
   aborted = false;
@@ -46,12 +77,7 @@ export class Exchange {
     if (this.aborted || this.done) return;
     this.done = true;
     this.status = status;
-    this.res.cork(() => {
-      this.res.writeStatus(STATUS_TEXT[status] ?? `${status}`);
-      this.res.writeHeader('content-type', contentType);
-      if (headers) for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
-      this.res.end(body);
-    });
+    corked(this.res, status, contentType, headers, body, false);
   }
 
   /**
@@ -62,12 +88,7 @@ export class Exchange {
     if (this.aborted || this.done) return;
     this.done = true;
     this.status = status;
-    this.res.cork(() => {
-      this.res.writeStatus(STATUS_TEXT[status] ?? `${status}`);
-      this.res.writeHeader('content-type', 'application/json');
-      this.res.writeHeader('connection', 'close');
-      this.res.end(JSON.stringify(value), true);
-    });
+    corked(this.res, status, 'application/json', undefined, JSON.stringify(value), true);
   }
 
   json(status: number, value: unknown, headers?: Readonly<Record<string, string>>): void {
@@ -81,34 +102,73 @@ export class Exchange {
   }
 }
 
-/**
- * Read the whole body, at most `limit` bytes. Rejects with BODY_TOO_LARGE as
- * soon as the limit is passed (from content-length or while streaming), and
- * never resolves after an abort (the caller's promise chain is just dropped).
- */
-export function readBody(ex: Exchange, req: HttpRequest, limit: number): Promise<Buffer> {
-  const declared = req.getHeader('content-length');
-  return new Promise((resolve, reject) => {
-    if (declared !== '' && Number(declared) > limit) {
-      // Answer now; uWS discards the rest of the upload.
-      reject(new GatewayError('BODY_TOO_LARGE', `body is larger than ${limit} bytes`));
-      return;
+/** The state of one body being read; its chunks arrive through `onData`. */
+interface BodyReader {
+  readonly limit: number;
+  readonly resolve: (body: Buffer | GatewayError) => void;
+  /** The declared length's buffer, filled in place; or the chunks (no or a wrong content-length). */
+  whole: Buffer | undefined;
+  chunks: Buffer[] | undefined;
+  size: number;
+  over: boolean;
+}
+
+function onChunk(reader: BodyReader, chunk: ArrayBuffer, isLast: boolean): void {
+  if (reader.over) return;
+  const n = chunk.byteLength;
+  const size = reader.size + n;
+  if (size > reader.limit) {
+    reader.over = true;
+    reader.resolve(new GatewayError('BODY_TOO_LARGE', `body is larger than ${reader.limit} bytes`));
+    return;
+  }
+  // Copy (once): uWS reuses the memory behind `chunk` after this callback.
+  const whole = reader.whole;
+  if (whole !== undefined && size <= whole.length) whole.set(new Uint8Array(chunk), reader.size);
+  else {
+    if (whole !== undefined) {
+      // More than the declared length: keep what came as the first chunk.
+      reader.chunks = [whole.subarray(0, reader.size)];
+      reader.whole = undefined;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    ex.res.onData((chunk, isLast) => {
-      if (over) return;
-      size += chunk.byteLength;
-      if (size > limit) {
-        over = true;
-        reject(new GatewayError('BODY_TOO_LARGE', `body is larger than ${limit} bytes`));
-        return;
-      }
-      // Copy: uWS reuses the memory behind `chunk` after this callback.
-      chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
-      if (isLast) resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
-    });
+    (reader.chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
+  }
+  reader.size = size;
+  if (!isLast) return;
+  if (reader.whole !== undefined) reader.resolve(size === reader.whole.length ? reader.whole : reader.whole.subarray(0, size));
+  else {
+    const chunks = reader.chunks ?? [];
+    reader.resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+  }
+}
+
+/**
+ * Bodies declared at most this long get their buffer before the first byte
+ * comes; longer ones are gathered as they arrive (a client declaring a large
+ * body and sending nothing holds no memory for it).
+ */
+const PREALLOCATE_MAX = 64 * 1024;
+
+/**
+ * Read the whole body, at most `limit` bytes. Resolves with BODY_TOO_LARGE
+ * (never rejects) as soon as the limit is passed (from content-length or
+ * while streaming), and never resolves after an abort (the caller's promise
+ * chain is just dropped). With a (small) content-length, the bytes are
+ * copied once, into one buffer of that length.
+ */
+export function readBody(ex: Exchange, req: HttpRequest, limit: number): Promise<Buffer | GatewayError> {
+  const declared = req.getHeader('content-length');
+  const length = declared === '' ? NaN : Number(declared);
+  if (length > limit) {
+    // Answer now; uWS discards the rest of the upload.
+    return Promise.resolve(new GatewayError('BODY_TOO_LARGE', `body is larger than ${limit} bytes`));
+  }
+  return new Promise((resolve) => {
+    const reader: BodyReader = {
+      limit, resolve, size: 0, over: false, chunks: undefined,
+      whole: Number.isInteger(length) && length > 0 && length <= PREALLOCATE_MAX ? Buffer.allocUnsafe(length) : undefined,
+    };
+    ex.res.onData((chunk, isLast) => onChunk(reader, chunk, isLast));
   });
 }
 
