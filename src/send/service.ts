@@ -25,7 +25,7 @@ import type { Channel, SmsEncoding, StatusCallback, Tier } from '../core/message
 import { encodeJob, workSubject, type Job, type JobMessage, type JobRecipient } from '../core/job.js';
 import type { Principal, SendAccepted, SendCommand, SendShape } from '../core/send.js';
 import type { QueueMessage, WorkQueue } from '../queue/port.js';
-import type { Metrics } from '../telemetry/metrics.js';
+import { boundCounter, type BoundCounter, type Metrics } from '../telemetry/metrics.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { quietUntil } from '../directory/quiet-hours.js';
 import { idempotentMessageId, newMessageId } from './ids.js';
@@ -161,6 +161,8 @@ export class SendService implements Sends {
   private inflight = 0;
   /** Woken after each durable write; set once, by the wiring (a dispatcher in this process). */
   private accepted: (() => void) | undefined;
+  /** smsgw_accepted_messages_total / _recipients_total by tier, bound once per tier. */
+  private readonly acceptedByTier = new Map<string, { readonly messages: BoundCounter; readonly recipients: BoundCounter }>();
 
   constructor(private readonly deps: SendServiceDeps) {
     this.config = deps.config;
@@ -282,11 +284,15 @@ export class SendService implements Sends {
       let settle!: (r: SendResult | Promise<SendResult>) => void;
       const result = new Promise<SendResult>((resolve) => (settle = resolve));
       this.inflightKeys.set(k, { fingerprint: w.prepared.fingerprint, result });
-      void result.finally(() => this.inflightKeys.delete(k));
+      void result.finally(() => {
+        this.inflightKeys.delete(k);
+        this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
+      });
       claims.set(w.index, settle);
       return true;
     });
-    this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
+    // Keys in flight: counted when claimed and when released, not on every send.
+    if (claims.size > 0) this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
     // Quotas are charged last, for what will really be written, and given back if the write fails.
     // A held message is charged when it is released (readmit): what waits for review costs nothing yet.
     const reserved = await Promise.all(toWrite.map((w) =>
@@ -528,9 +534,19 @@ export class SendService implements Sends {
     });
     this.accepted?.();
     for (const p of batch) {
-      this.metrics.acceptedMessages.inc({ tier: p.record.tier });
-      this.metrics.acceptedRecipients.inc({ tier: p.record.tier }, p.record.recipients);
+      const counts = this.acceptedCounts(p.record.tier);
+      counts.messages.inc();
+      counts.recipients.inc(p.record.recipients);
     }
+  }
+
+  private acceptedCounts(tier: string): { readonly messages: BoundCounter; readonly recipients: BoundCounter } {
+    let c = this.acceptedByTier.get(tier);
+    if (c === undefined) {
+      c = { messages: boundCounter(this.metrics.acceptedMessages, { tier }), recipients: boundCounter(this.metrics.acceptedRecipients, { tier }) };
+      this.acceptedByTier.set(tier, c);
+    }
+    return c;
   }
 }
 
@@ -539,7 +555,10 @@ function draftOf(principal: Principal, command: SendCommand, prefix: string, now
     const numbers: string[] = [];
     const positions: number[] = [];
     const r = command.recipients;
-    if (r.kind === 'numbers') {
+    if (r.kind === 'numbers' && r.numbers.length === 1) {
+      numbers.push(r.numbers[0] as string);
+      positions.push(0);
+    } else if (r.kind === 'numbers') {
       const seen = new Set<string>();
       r.numbers.forEach((n, i) => {
         if (seen.has(n)) return;

@@ -80,3 +80,21 @@ t.test('a failed publish rejects every message in the job', async (t) => {
   const r = await Promise.allSettled([b.add('routine', 'oa', 'g', 0, msg('a', 1)), b.add('routine', 'oa', 'g', 0, msg('b', 1))]);
   t.same(r.map((x) => x.status), ['rejected', 'rejected']);
 });
+
+t.test('flushMs 0: armTurn schedules the turn\'s flush ahead of immediates set after it, so jobs join what those commit', async (t) => {
+  const q = fakeQueue();
+  const b = make(q, 0);
+  const order: string[] = [];
+  b.armTurn();
+  // Stands for the store's commit immediate, scheduled by the rows written after armTurn.
+  const committed = new Promise<void>((resolve) => setImmediate(() => {
+    order.push(`commit after ${q.published.length} publish(es)`);
+    resolve();
+  }));
+  const added = b.add('routine', 'oa', 'direct', 1, msg('a', 1));
+  await Promise.all([added, committed]);
+  t.same(order, ['commit after 1 publish(es)'], 'the job was published before the immediate armed after it');
+  b.armTurn();
+  await new Promise((r) => setImmediate(r));
+  t.equal(q.published.length, 1, 'an armed turn with nothing added publishes nothing');
+});
