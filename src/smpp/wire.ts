@@ -424,20 +424,43 @@ type TlvType = { read(buffer: Buffer, offset: number, length: number): unknown }
 type TlvFilter = { decode(this: Record<string, unknown>, value: unknown, skipUdh?: unknown): unknown };
 const TLVS_BY_ID = (smpp as unknown as { tlvsById: Record<number, { tag: string; type: TlvType; multiple?: boolean } | undefined> }).tlvsById;
 
-/** The mandatory fields of submit_sm and deliver_sm in wire order: C-octet string, integer octet, or short_message (length octet and bytes). */
-const MESSAGE_FIELDS: ReadonlyArray<readonly [string, 'c' | 'i' | 'm']> = [
-  ['service_type', 'c'], ['source_addr_ton', 'i'], ['source_addr_npi', 'i'], ['source_addr', 'c'],
-  ['dest_addr_ton', 'i'], ['dest_addr_npi', 'i'], ['destination_addr', 'c'], ['esm_class', 'i'],
-  ['protocol_id', 'i'], ['priority_flag', 'i'], ['schedule_delivery_time', 'c'], ['validity_period', 'c'],
-  ['registered_delivery', 'i'], ['replace_if_present_flag', 'i'], ['data_coding', 'i'], ['sm_default_msg_id', 'i'],
-  ['short_message', 'm'],
-];
-
 /** A C-octet string as the package reads it: up to the NUL (or the buffer's end), 7-bit. */
 function readCString(buf: Buffer, o: number): string {
   let end = o;
   while (end < buf.length && buf[end] !== 0) end++;
   return buf.toString('ascii', o, end);
+}
+
+/**
+ * The mandatory fields of a deliver_sm in wire order, into `pdu`, stopping
+ * where the PDU ends (as the package does: fields past the end are absent).
+ * Unrolled, so every PDU object gets its fields in the same order. Returns
+ * the offset after the last field read.
+ */
+function readMessageFields(buf: Buffer, end: number, pdu: Record<string, unknown>): number {
+  let o = HEADER;
+  const cstring = (name: string): boolean => {
+    if (o >= end) return false;
+    const v = readCString(buf, o);
+    pdu[name] = v;
+    o += v.length + 1;
+    return true;
+  };
+  const int = (name: string): boolean => {
+    if (o >= end) return false;
+    pdu[name] = buf.readUInt8(o);
+    o += 1;
+    return true;
+  };
+  if (!cstring('service_type') || !int('source_addr_ton') || !int('source_addr_npi') || !cstring('source_addr')) return o;
+  if (!int('dest_addr_ton') || !int('dest_addr_npi') || !cstring('destination_addr') || !int('esm_class')) return o;
+  if (!int('protocol_id') || !int('priority_flag') || !cstring('schedule_delivery_time') || !cstring('validity_period')) return o;
+  if (!int('registered_delivery') || !int('replace_if_present_flag') || !int('data_coding') || !int('sm_default_msg_id')) return o;
+  if (o >= end) return o;
+  const length = buf.readUInt8(o);
+  const sm = buf.slice(o + 1, o + 1 + length);
+  pdu['short_message'] = sm;
+  return o + sm.length + 1;
 }
 
 /**
@@ -464,22 +487,7 @@ export function decodeIncoming(buf: Buffer): IncomingPdu {
   let o = HEADER;
   if (commandId === COMMAND_ID.deliver_sm) {
     pdu['command'] = 'deliver_sm';
-    for (const [name, kind] of MESSAGE_FIELDS) {
-      if (o >= commandLength) break;
-      if (kind === 'c') {
-        const v = readCString(buf, o);
-        pdu[name] = v;
-        o += v.length + 1;
-      } else if (kind === 'i') {
-        pdu[name] = buf.readUInt8(o);
-        o += 1;
-      } else {
-        const length = buf.readUInt8(o);
-        const v = buf.slice(o + 1, o + 1 + length);
-        pdu[name] = v;
-        o += v.length + 1;
-      }
-    }
+    o = readMessageFields(buf, commandLength, pdu);
   } else {
     pdu['command'] = commandId === COMMAND_ID.submit_sm_resp ? 'submit_sm_resp' : 'deliver_sm_resp';
     if (o < commandLength) {
