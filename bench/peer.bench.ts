@@ -35,6 +35,7 @@
  *   BENCH_N=5000 BENCH_VARIANTS=none BENCH_MEMORY=1 npm run bench:peer      (memory check alone)
  *   BENCH_VARIANTS=chinese BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench:peer
  *   BENCH_BEFORE_MAIN=/tmp/prev/dist/cli/main.js BENCH_BEFORE_LABEL=<commit> npm run bench:peer   (previous build as a third system)
+ *   BENCH_BEFORE_MAIN=dist/cli/main.js BENCH_BEFORE_NODE_ARGS='--max-semi-space-size=64' …   (the same build under other Node flags)
  *   BENCH_KEEP_DATA=1 …   (keep each run's data directory, e.g. to look at the LMDB file afterwards)
  *
  * Kannel missing: the bench says so and exits 0 without figures
@@ -71,6 +72,8 @@ const VARIANTS_KEYS: readonly string[] = VARIANTS.map((v) => v.key);
  * node_modules): run as a third system in every round, so what a change bought is a same-run ratio.
  */
 const BEFORE = process.env['BENCH_BEFORE_MAIN'];
+/** Node flags of the `before` system instead of BENCH_GATEWAY_NODE_ARGS (an A/B of flags on one build). */
+const BEFORE_NODE_ARGS = process.env['BENCH_BEFORE_NODE_ARGS']?.split(' ').filter((a) => a !== '');
 /** No side-by-side variant asked for: only the memory check runs. */
 const MEMORY_ONLY = MEMORY && !VARIANTS_KEYS.some((k) => ONLY.includes(k));
 const KEY = 'bench-key-0123456789';
@@ -196,7 +199,7 @@ async function startKannel(dir: string, simPort: number): Promise<Started> {
   };
 }
 
-async function startGateway(dir: string, simPort: number, main = join(ROOT, 'dist', 'cli', 'main.js')): Promise<Started> {
+async function startGateway(dir: string, simPort: number, main = join(ROOT, 'dist', 'cli', 'main.js'), nodeArgs = GATEWAY_NODE_ARGS): Promise<Started> {
   const port = await freePort();
   const configFile = join(dir, 'gateway.json');
   const config: Record<string, unknown> = {
@@ -214,7 +217,7 @@ async function startGateway(dir: string, simPort: number, main = join(ROOT, 'dis
   // Loopback targets are refused unless allowed; callbacks are signed, so the tenant needs a secret.
   config['callbacks'] = { allow: ['127.0.0.1/32'], secrets: { bench: { current: 'bench-callback-secret-0123456789' } } };
   writeFileSync(configFile, JSON.stringify(config));
-  const gw = spawn(process.execPath, [...GATEWAY_NODE_ARGS, main, 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
+  const gw = spawn(process.execPath, [...nodeArgs, main, 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
   const url = `http://127.0.0.1:${port}`;
   await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
   return {
@@ -317,7 +320,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), `smsgw-peer-${system}-`));
   let started: Started | undefined;
   try {
-    started = system === 'kannel' ? await startKannel(dir, sim.port) : await startGateway(dir, sim.port, system === 'before' ? BEFORE : undefined);
+    started = system === 'kannel' ? await startKannel(dir, sim.port) : await startGateway(dir, sim.port, system === 'before' ? BEFORE : undefined, system === 'before' ? BEFORE_NODE_ARGS : undefined);
     const cpuBefore = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
     const sampler = sampleRss(started.pids);
     const heap = sampleHeap(started.metricsUrl);
@@ -478,13 +481,13 @@ process.stdout.write(`\n${tables.join('\n\n')}\n\n`);
 // What bench/results-doc.ts writes into bench/RESULTS.md (the doc is regenerated from this JSON, never by hand).
 summary['doc'] = {
   title: MEMORY_ONLY ? 'bench:peer, memory in the backlog — the gateway alone at N and 10 × N (issue 20)' : 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
-  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''} npm run bench:peer`,
+  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''}${BEFORE_NODE_ARGS !== undefined ? ` BENCH_BEFORE_NODE_ARGS='${BEFORE_NODE_ARGS.join(' ')}'` : ''} npm run bench:peer`,
   about: [
     `Same SMSC simulator (own process, receipts ${DLR_DELAY_MS} ms after the resp), same load (autocannon, ${CONNECTIONS} keep-alive connections, own process), same callback sink (own process).`,
     `Kannel: bearerbox + smsbox, 1 transceiver bind, max-pending-submits ${WINDOW}, spool store, DLR mask 3 with a dlr-url per message. Gateway: compiled, embedded queue, --role all, 1 bind × window ${WINDOW}, a callbackUrl per message.`,
     'Receipts: Kannel asks for one on the first part of a message and calls its dlr-url once per message; the gateway records a receipt for every part and POSTs its callback once every part is final (stricter).',
     'Peak RSS is VmHWM summed over the system\'s processes; anonymous (heap) and file-backed (mapped LMDB pages) peaks are sampled every 200 ms.',
-    ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}, built separately and run as a third system in every round with the same configuration, so its rows are same-run ratios of what the changes since then bought.`] : []),
+    ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}${BEFORE_NODE_ARGS !== undefined ? ` run with Node flags \`${BEFORE_NODE_ARGS.join(' ') || '(none)'}\`` : ''}, built separately and run as a third system in every round with the same configuration, so its rows are same-run ratios of what the changes since then bought.`] : []),
   ],
   tables,
 };
