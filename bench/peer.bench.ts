@@ -444,6 +444,22 @@ for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
     );
   }
   tables.push(table(`${variant.name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, receipts ${DLR_DELAY_MS} ms after the resp, median of ${REPEATS} (gateway vs Kannel)`, rows));
+  if (REPEATS > 1) {
+    // Every round, so the spread behind each median is visible (Kannel's own rate varies from round to round).
+    const fmt = (v: number): string => Math.round(v).toLocaleString('en-US');
+    const lines = [
+      `Rounds (${variant.name}; odd rounds Kannel first, even rounds the gateway first):`,
+      '',
+      `| round | gateway msgs/s at the SMSC | Kannel msgs/s at the SMSC | ratio | CPU per message, gateway / Kannel (µs) |${BEFORE !== undefined ? ' previous build msgs/s |' : ''}`,
+      `| --- | --- | --- | --- | --- |${BEFORE !== undefined ? ' --- |' : ''}`,
+      ...runs.gateway.map((g, i) => {
+        const k = runs.kannel[i]!;
+        const b = runs.before[i];
+        return `| ${i + 1} | ${fmt(g.smscPerSecond)} | ${fmt(k.smscPerSecond)} | ${(g.smscPerSecond / k.smscPerSecond).toFixed(2)}× | ${fmt(g.cpuUsPerMessage)} / ${fmt(k.cpuUsPerMessage)} |${b !== undefined ? ` ${fmt(b.smscPerSecond)} |` : ''}`;
+      }),
+    ];
+    tables.push(lines.join('\n'));
+  }
   (summary['variants'] as Record<string, unknown>)[variant.name] = {
     segments,
     runs,
