@@ -33,6 +33,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import type { Counter, Gauge } from 'prom-client';
 import type { Metrics } from '../telemetry/metrics.js';
+import { Background } from './background.js';
 import type { EventKey, LaneKey, StoredEvent, StoredEventFailure, StoredLane } from './records.js';
 import type { WebhookPoster } from './status-callbacks.js';
 import type { ReceiptStore } from './store.js';
@@ -89,10 +90,9 @@ export class EventCallbacks {
   private pumpScheduled = false;
   private wake: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
-  private timer: NodeJS.Timeout | undefined;
   private scanFrom: LaneKey | undefined;
   private closed = false;
-  private readonly pending = new Set<Promise<unknown>>();
+  private readonly background: Background;
   private readonly owner = process.pid;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -105,6 +105,7 @@ export class EventCallbacks {
   constructor(private readonly o: EventCallbackOptions) {
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
+    this.background = new Background(o.logger, 'status event step failed');
     this.events = o.store.events;
     this.failures = o.store.eventFailures;
     this.lanes = o.env.openDB<StoredLane, LaneKey>({ name: 'receipts.events.lanes', encoding: 'msgpack' });
@@ -117,19 +118,15 @@ export class EventCallbacks {
   }
 
   start(): void {
-    if (this.timer || this.closed) return;
-    this.timer = setInterval(() => this.tick(), this.o.tickMs ?? 500);
-    this.timer.unref();
-    this.tick();
+    if (this.closed) return;
+    this.background.start(() => this.tick(), this.o.tickMs ?? 500);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
     if (this.wake) clearTimeout(this.wake);
-    this.timer = undefined;
     this.wake = undefined;
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    await this.background.stop();
   }
 
   /** The scan over the lanes on disk (finds lanes not tracked: restart, other processes), gauges, then a pump. */
@@ -354,8 +351,7 @@ export class EventCallbacks {
   }
 
   private track(p: Promise<unknown>): void {
-    const tracked = p.catch((e: unknown) => this.o.logger.error({ err: e }, 'status event step failed')).finally(() => this.pending.delete(tracked));
-    this.pending.add(tracked);
+    this.background.track(p);
   }
 }
 

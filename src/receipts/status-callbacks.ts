@@ -43,6 +43,7 @@ import type { Counter, Gauge } from 'prom-client';
 import { FINAL_STATES, RECIPIENT_STATES, type RecipientState } from '../core/message.js';
 import type { DeliveryError } from '../outbound/webhook.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { Background } from './background.js';
 import type { CallbackState, ReceiptStore } from './store.js';
 
 /** What the callbacks need of the outbound client (tests pass a fake). */
@@ -144,9 +145,8 @@ export class StatusCallbacks {
   private sweepAfter: string | undefined;
   private sweepDone = false;
   private nextSweepAt = 0;
-  private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly pending = new Set<Promise<unknown>>();
+  private readonly background: Background;
   private readonly owner: number;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -159,6 +159,7 @@ export class StatusCallbacks {
   constructor(private readonly o: StatusCallbackOptions) {
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
+    this.background = new Background(o.logger, 'status callback step failed');
     this.owner = process.pid;
     this.maxHeld = MAX_HELD_FACTOR * o.concurrency;
     // One origin may hold half of it (or its own share of the wire × the factor, if more): a slow host
@@ -176,18 +177,14 @@ export class StatusCallbacks {
   }
 
   start(): void {
-    if (this.timer || this.closed) return;
-    this.timer = setInterval(() => this.tick(), this.o.tickMs ?? 250);
-    this.timer.unref();
-    this.tick();
+    if (this.closed) return;
+    this.background.start(() => this.tick(), this.o.tickMs ?? 250);
   }
 
   /** Stops taking new work and waits for the POSTs in flight and their writes. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    await this.background.stop();
     // Leases claimed but not yet sent go back to due now (not after their lease) for whoever runs next.
     const unsent = [...this.ready.values()].flat();
     this.ready.clear();
@@ -616,8 +613,7 @@ export class StatusCallbacks {
   }
 
   private track(p: Promise<unknown>): void {
-    const tracked = p.catch((e: unknown) => this.o.logger.error({ err: e }, 'status callback step failed')).finally(() => this.pending.delete(tracked));
-    this.pending.add(tracked);
+    this.background.track(p);
   }
 }
 
