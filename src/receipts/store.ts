@@ -36,7 +36,7 @@
  *   final state, announced once, is the second attempt's
  *   (test/unit/reroute.test.ts).
  */
-import type { Database, Key, RootDatabase } from 'lmdb';
+import { asBinary, type Database, type Key, type RootDatabase } from 'lmdb';
 import { canonicalOperatorId } from '../core/dlr.js';
 import { GatewayError } from '../core/errors.js';
 import {
@@ -119,6 +119,9 @@ export const MAX_PAGE = 1000;
  * A message's completion callback (POST to its callbackUrl once every
  * recipient is final): written with the message row, in the same transaction.
  */
+/** A message's callback row when it is accepted (its bytes are packed once: ReceiptStore.waitingCallback). */
+export const WAITING_CALLBACK: CallbackState = Object.freeze({ attempts: 0, nextAt: 0, state: 'waiting' });
+
 export interface CallbackState {
   readonly state: 'waiting' | 'failed';
   readonly attempts: number;
@@ -304,6 +307,12 @@ export class ReceiptStore {
   /** Messages some of whose status events were given up (status-events.ts writes them). */
   readonly eventFailures: Database<StoredEventFailure, string>;
   private readonly eventListeners: Array<(lanes: ReadonlyMap<string, readonly [string, number, number]>) => void> = [];
+  /**
+   * The callback row of a message just accepted, packed once: the same bytes
+   * a `put` of WAITING_CALLBACK writes (msgpack of a constant; a test
+   * compares them), without packing it again for every message.
+   */
+  private readonly waitingCallback: CallbackState;
   /** tenant\u0000url → destination key (bounded: cleared when full). */
   private readonly destinations = new Map<string, string>();
 
@@ -346,6 +355,7 @@ export class ReceiptStore {
     this.idempotency = db('receipts.idempotency');
     this.idempotencyExpiry = db('receipts.idempotency.expiry');
     this.callbacks = db('receipts.callbacks');
+    this.waitingCallback = asBinary(Buffer.from((this.callbacks as unknown as { encoder: { encode(v: unknown): Uint8Array } }).encoder.encode(WAITING_CALLBACK))) as unknown as CallbackState;
     this.reroutes = db('receipts.reroute');
     this.rerouteText = db('receipts.reroute.text');
     this.events = db('receipts.events');
@@ -397,7 +407,7 @@ export class ReceiptStore {
       this.plain(this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] }));
     }
     this.plain(this.expiry.put([msg.expiresAt, id], 0));
-    if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(id, { attempts: 0, nextAt: 0, state: 'waiting' }));
+    if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(id, this.waitingCallback));
     this.plainWrites++;
     this.logPlain({ k: 'm', id, msg: stored, nums: numbers });
   }
@@ -419,7 +429,7 @@ export class ReceiptStore {
     const stored = encodeMessage(msg);
     this.plain(this.messages.put(msg.id, stored));
     this.plain(this.expiry.put([msg.expiresAt, msg.id], 0));
-    if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(msg.id, { attempts: 0, nextAt: 0, state: 'waiting' }));
+    if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(msg.id, this.waitingCallback));
     this.plainWrites++;
     this.logPlain({ k: 'pm', id: msg.id, msg: stored });
   }

@@ -246,7 +246,10 @@ export const withoutSchedule: Stage = (d) => {
   if (d.command.scheduleAt !== undefined) throw invalid(`${d.prefix}/scheduleAt`, 'scheduled sending is not enabled on this gateway');
 };
 
-/** Run the stages in order. */
+/** Run the stages in order; only a stage that returns a promise is waited for (most are synchronous). */
 export async function runStages(stages: readonly Stage[], d: Draft): Promise<void> {
-  for (const stage of stages) await stage(d);
+  for (const stage of stages) {
+    const r = stage(d);
+    if (r !== undefined) await r;
+  }
 }

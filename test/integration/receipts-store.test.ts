@@ -337,3 +337,17 @@ t.test('a failure while writing aborts the whole batch: nothing half applied', a
   await queue.drain();
   await t.rejects(queue.enqueue(1, () => 1), { code: 'STORE_CLOSED' });
 });
+
+t.test('a message with a callbackUrl: its callback row is the bytes a put of the waiting state writes (packed once, not per message)', async (t) => {
+  const { env, store } = setup(t);
+  store.putMessage(message('m-cb', 1, { callbackUrl: 'https://example.org/cb' }), ['8613800138000']);
+  store.putMessage(message('m-cb2', 1, { callbackUrl: 'https://example.org/cb' }), ['8613800138001']);
+  await store.flushed();
+  const plain = env.openDB<unknown, string>({ name: 'receipts.callbacks.check', encoding: 'msgpack' });
+  await plain.put('x', { attempts: 0, nextAt: 0, state: 'waiting' });
+  const expected = Buffer.from(plain.getBinary('x') as Uint8Array).toString('hex');
+  for (const id of ['m-cb', 'm-cb2']) {
+    t.equal(Buffer.from(store.callbacks.getBinary(id) as Uint8Array).toString('hex'), expected, `${id}: same bytes`);
+    t.same(store.callbacks.get(id), { attempts: 0, nextAt: 0, state: 'waiting' }, `${id}: reads back`);
+  }
+});
