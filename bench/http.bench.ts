@@ -119,7 +119,8 @@ async function load(server: Server, sinkPort: number): Promise<Omit<Run, 'callba
   return {
     acceptedPerSecond: (accepted * 1000) / (lastAccepted - startedAt),
     accepted,
-    non2xx: result.non2xx + result.errors + result.timeouts + (N - accepted - result.non2xx),
+    // Every request not answered 2xx: refused, failed, timed out or never answered.
+    non2xx: Math.max(0, N - accepted),
     cpuUsPerRequest: ((cpu1 - cpu0) * 1e6) / accepted,
     p99Ms: result.latency.p99,
   };
