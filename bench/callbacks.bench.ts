@@ -28,20 +28,19 @@
  *
  *   BENCH_MODE=events BENCH_N=20000 BENCH_REPEATS=1 npm run bench:callbacks
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { cpuSeconds, startSink, stopChild, waitFor } from './lib/processes.js';
-import { envInt, freePort, median, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { cpuSeconds, startSink } from './lib/processes.js';
+import { BENCH_KEY as KEY, startGatewayChild } from './lib/gateway-child.js';
+import { envInt, median, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { startSimChild } from './lib/sim-child.js';
 
 const N = envInt('BENCH_N', 20_000);
 const REPEATS = envInt('BENCH_REPEATS', 1);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 64);
 const DLR_DELAY_MS = Number(process.env['BENCH_DLR_DELAY_MS'] ?? 50);
-const KEY = 'bench-key-0123456789';
 const ROOT = join(import.meta.dirname, '..');
 const EVENTS = process.env['BENCH_MODE'] === 'events';
 const TEXT = 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 to confirm.';
@@ -51,26 +50,8 @@ const TEXT = 'Duty notice: the 18:00 shift briefing moves to room 301. Reply 1 t
 
 
 async function startGateway(dir: string, simPort: number): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
-  const port = await freePort();
-  const configFile = join(dir, 'gateway.json');
-  writeFileSync(configFile, JSON.stringify({
-    dataDir: join(dir, 'data'),
-    log: { level: 'warn' },
-    server: { host: '127.0.0.1', port },
-    auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
-    simulator: { enabled: false },
-    smpp: {
-      accounts: [
-        { name: 'sim', host: '127.0.0.1', port: simPort, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: 1, window: 500, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
-      ],
-    },
-    // The sink is on loopback: allowed explicitly (refused by default).
-    callbacks: { allow: ['127.0.0.1/32'], secrets: { bench: { current: 'bench-callback-secret-0123456789' } } },
-  }));
-  const gw = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 60_000);
-  return { url, pid: gw.pid, stop: () => stopChild(gw) };
+  const gw = await startGatewayChild({ dir, simPort, main: join(ROOT, 'src', 'cli', 'main.ts'), window: 500, readyTimeoutMs: 60_000 });
+  return { url: gw.url, pid: gw.pid, stop: () => gw.stop() };
 }
 
 interface Run {

@@ -25,11 +25,12 @@
  *   BENCH_NO_BUILD=1 …   (use dist/ as it is)
  */
 import { execSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { cpuSeconds, startSink, stopChild, waitFor } from './lib/processes.js';
+import { cpuSeconds, startSink, stopChild } from './lib/processes.js';
+import { BENCH_KEY as KEY, startGatewayChild } from './lib/gateway-child.js';
 import { envInt, freePort, median, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { startSimChild } from './lib/sim-child.js';
 import { ASCII_NOTICE } from './lib/texts.js';
@@ -42,7 +43,6 @@ const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split('
 const BEFORE = process.env['BENCH_BEFORE_MAIN'];
 /** BENCH_DISPATCH=0: the gateway's SMSC account points at a closed port, so nothing is dispatched and the CPU is the intake's alone. */
 const DISPATCH = process.env['BENCH_DISPATCH'] !== '0';
-const KEY = 'bench-key-0123456789';
 const NUMBER = '13800138006';
 const ROOT = join(import.meta.dirname, '..');
 
@@ -75,25 +75,8 @@ async function startBare(): Promise<Server> {
 }
 
 async function startGateway(dir: string, simPort: number, main: string): Promise<Server> {
-  const port = await freePort();
-  const configFile = join(dir, 'gateway.json');
-  writeFileSync(configFile, JSON.stringify({
-    dataDir: join(dir, 'data'),
-    log: { level: 'warn' },
-    server: { host: '127.0.0.1', port },
-    auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
-    simulator: { enabled: false },
-    smpp: {
-      accounts: [
-        { name: 'sim', host: '127.0.0.1', port: simPort, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: 1, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
-      ],
-    },
-    callbacks: { allow: ['127.0.0.1/32'], secrets: { bench: { current: 'bench-callback-secret-0123456789' } } },
-  }));
-  const gw = spawn(process.execPath, [...GATEWAY_NODE_ARGS, main, 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
-  return { url, pid: gw.pid, stop: () => stopChild(gw) };
+  const gw = await startGatewayChild({ dir, simPort, main, nodeArgs: GATEWAY_NODE_ARGS, window: WINDOW });
+  return { url: gw.url, pid: gw.pid, stop: () => gw.stop() };
 }
 
 async function load(server: Server, sinkPort: number): Promise<Omit<Run, 'callbacks' | 'cpuUsPerMessage'>> {

@@ -48,6 +48,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { countSegments } from '../src/core/segment.js';
 import { cpuSeconds, startSink, stopChild, waitFor } from './lib/processes.js';
+import { BENCH_KEY as KEY, startGatewayChild } from './lib/gateway-child.js';
 import { envInt, freePort, median, peakRssMiB, sampleRss, table, wallNow, writeSummary, type Row } from './lib/report.js';
 import { startSimChild } from './lib/sim-child.js';
 import { ASCII_NOTICE, CHINESE_3_PART } from './lib/texts.js';
@@ -76,7 +77,6 @@ const BEFORE = process.env['BENCH_BEFORE_MAIN'];
 const BEFORE_NODE_ARGS = process.env['BENCH_BEFORE_NODE_ARGS']?.split(' ').filter((a) => a !== '');
 /** No side-by-side variant asked for: only the memory check runs. */
 const MEMORY_ONLY = MEMORY && !VARIANTS_KEYS.some((k) => ONLY.includes(k));
-const KEY = 'bench-key-0123456789';
 const NUMBER = '13800138006';
 const ROOT = join(import.meta.dirname, '..');
 
@@ -200,32 +200,8 @@ async function startKannel(dir: string, simPort: number): Promise<Started> {
 }
 
 async function startGateway(dir: string, simPort: number, main = join(ROOT, 'dist', 'cli', 'main.js'), nodeArgs = GATEWAY_NODE_ARGS): Promise<Started> {
-  const port = await freePort();
-  const configFile = join(dir, 'gateway.json');
-  const config: Record<string, unknown> = {
-    dataDir: join(dir, 'data'),
-    log: { level: 'warn' },
-    server: { host: '127.0.0.1', port },
-    auth: { apiKeys: [{ key: KEY, tenant: 'bench', tiers: ['*'] }] },
-    simulator: { enabled: false },
-    smpp: {
-      accounts: [
-        { name: 'sim', host: '127.0.0.1', port: simPort, systemId: 'smsgw', password: 'secret', systemType: '', tls: false, binds: 1, window: WINDOW, tps: 0, responseTimeoutMs: 10000, enquireLinkMs: 30000, reconnectInitialMs: 100, reconnectMaxMs: 2000, throttleBackoffMs: 50, operators: ['*'] },
-      ],
-    },
-  };
-  // Loopback targets are refused unless allowed; callbacks are signed, so the tenant needs a secret.
-  config['callbacks'] = { allow: ['127.0.0.1/32'], secrets: { bench: { current: 'bench-callback-secret-0123456789' } } };
-  writeFileSync(configFile, JSON.stringify(config));
-  const gw = spawn(process.execPath, [...nodeArgs, main, 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, 30_000);
-  return {
-    url,
-    metricsUrl: `${url}/metrics`,
-    pids: () => [gw.pid],
-    stop: () => stopChild(gw),
-  };
+  const gw = await startGatewayChild({ dir, simPort, main, nodeArgs, window: WINDOW });
+  return { url: gw.url, metricsUrl: gw.metricsUrl, pids: () => [gw.pid], stop: () => gw.stop() };
 }
 
 
