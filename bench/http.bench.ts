@@ -178,7 +178,22 @@ if (BEFORE !== undefined) {
 }
 const title = `POST /v1/messages: N = ${N.toLocaleString('en-US')} ASCII, one recipient and a callbackUrl each, ${CONNECTIONS} connections, ${DISPATCH ? 'dispatch to the SMSC alongside' : 'intake alone (nothing dispatched)'}, median of ${REPEATS}`;
 process.stdout.write(`${table(title, rows)}\n\n`);
-const file = writeSummary('http', {
+// bench/results-doc.ts writes this into bench/RESULTS.md (`http`, or `http-intake` for the intake alone).
+const docName = DISPATCH ? 'http' : 'http-intake';
+const doc = {
+  title: DISPATCH ? 'bench:http — POST /v1/messages against a bare uWS 202 handler, dispatch alongside (issue 20)' : 'bench:http, intake alone — POST /v1/messages against a bare uWS 202 handler, nothing dispatched (issue 20)',
+  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${DISPATCH ? '' : ' BENCH_DISPATCH=0'}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''} npm run bench:http`,
+  about: [
+    `The compiled gateway (embedded queue, --role all, an SMPP simulator and a callback sink in their own processes, a callbackUrl per message) and bench/bare-uws.ts under the same autocannon load (${CONNECTIONS} keep-alive connections), in alternating order each round.`,
+    DISPATCH
+      ? 'Dispatch runs alongside, as in production: the gateway\'s CPU per request includes the submits, receipts and callbacks of what it accepted while loading.'
+      : 'The SMSC account points at a closed port, so nothing is dispatched: the gateway\'s CPU per request is the intake\'s alone (202 once the rows and the job are committed).',
+    ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}, run as a third system in every round.`] : []),
+  ],
+  tables: [table(title, rows)],
+};
+const file = writeSummary(docName, {
+  doc,
   bench: 'http',
   n: N,
   repeats: REPEATS,
