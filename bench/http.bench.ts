@@ -162,10 +162,15 @@ const med = (s: System, f: (x: Run) => number): number => median(runs[s].map(f))
 const rows: Row[] = [
   { metric: 'gateway accepted/s vs bare uWS 202', value: med('gateway', (x) => x.acceptedPerSecond), unit: 'req/s', baseline: med('bare', (x) => x.acceptedPerSecond), baselineName: 'bare uWS', target: 0.5 },
   { metric: 'CPU per request while loading', value: med('gateway', (x) => x.cpuUsPerRequest), unit: 'µs', baseline: med('bare', (x) => x.cpuUsPerRequest), baselineName: 'bare uWS' },
-  { metric: 'gateway CPU per message to the last callback', value: med('gateway', (x) => x.cpuUsPerMessage ?? NaN), unit: 'µs' },
   { metric: 'gateway p99 latency', value: med('gateway', (x) => x.p99Ms), unit: 'ms', baseline: med('bare', (x) => x.p99Ms), baselineName: 'bare uWS' },
   { metric: 'gateway refused or failed requests', value: med('gateway', (x) => x.non2xx), unit: 'count' },
-  { metric: 'gateway callbacks received', value: med('gateway', (x) => x.callbacks ?? NaN), unit: 'count' },
+  // Nothing is dispatched in the intake-alone mode: no callbacks to wait for.
+  ...(DISPATCH
+    ? [
+        { metric: 'gateway CPU per message to the last callback', value: med('gateway', (x) => x.cpuUsPerMessage ?? NaN), unit: 'µs' },
+        { metric: 'gateway callbacks received', value: med('gateway', (x) => x.callbacks ?? NaN), unit: 'count' },
+      ]
+    : []),
 ];
 if (BEFORE !== undefined) {
   const prior = (metric: string, unit: string, f: (x: Run) => number): Row => ({ metric: `${metric} (vs the previous build)`, value: med('gateway', f), unit, baseline: med('before', f), baselineName: 'previous build' });
@@ -173,7 +178,7 @@ if (BEFORE !== undefined) {
     { metric: 'previous build accepted/s vs bare uWS 202', value: med('before', (x) => x.acceptedPerSecond), unit: 'req/s', baseline: med('bare', (x) => x.acceptedPerSecond), baselineName: 'bare uWS' },
     prior('accepted/s', 'req/s', (x) => x.acceptedPerSecond),
     prior('CPU per request while loading', 'µs', (x) => x.cpuUsPerRequest),
-    prior('CPU per message to the last callback', 'µs', (x) => x.cpuUsPerMessage ?? NaN),
+    ...(DISPATCH ? [prior('CPU per message to the last callback', 'µs', (x) => x.cpuUsPerMessage ?? NaN)] : []),
   );
 }
 const title = `POST /v1/messages: N = ${N.toLocaleString('en-US')} ASCII, one recipient and a callbackUrl each, ${CONNECTIONS} connections, ${DISPATCH ? 'dispatch to the SMSC alongside' : 'intake alone (nothing dispatched)'}, median of ${REPEATS}`;
