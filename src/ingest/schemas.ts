@@ -7,6 +7,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
 import { STATUS_EVENTS } from '../core/message.js';
 import { checkCallbackUrl } from '../outbound/webhook.js';
+import { StringMemo } from '../core/memo.js';
 
 export const IsoDurationString = Type.String({
   pattern: '^P(?!$)(\\d+D)?(T(?=\\d)(\\d+H)?(\\d+M)?(\\d+(\\.\\d+)?S)?)?$',
@@ -113,21 +114,14 @@ export function validated<T extends TSchema>(schema: T, value: unknown): Static<
 }
 
 /**
- * Callback URLs that passed checkCallbackUrl (a pure function of the
- * string): a tenant sends the same callback URL again and again, and this
- * saves a WHATWG URL parse per request. Bounded: cleared when full.
+ * checkCallbackUrl's answer per URL (a pure function of the string): a
+ * tenant sends the same callback URL again and again, and this saves a
+ * WHATWG URL parse per request.
  */
-const goodUrls = new Set<string>();
-const GOOD_URLS_MAX = 256;
+const CALLBACK_URL_CHECKS = new StringMemo('callback_url_checks', 256, checkCallbackUrl);
 
 function callbackUrlProblem(url: string): string | undefined {
-  if (goodUrls.has(url)) return undefined;
-  const why = checkCallbackUrl(url);
-  if (why === undefined) {
-    if (goodUrls.size >= GOOD_URLS_MAX) goodUrls.clear();
-    goodUrls.add(url);
-  }
-  return why;
+  return CALLBACK_URL_CHECKS.get(url);
 }
 
 /** A callbackUrl (or statusCallback.url) of the right form but with user information (user:password@) or no host is refused here too (422). */

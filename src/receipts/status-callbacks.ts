@@ -41,6 +41,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import type { Counter, Gauge } from 'prom-client';
 import { FINAL_STATES, RECIPIENT_STATES, type RecipientState } from '../core/message.js';
+import { StringMemo } from '../core/memo.js';
 import type { DeliveryError } from '../outbound/webhook.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Background } from './background.js';
@@ -630,10 +631,14 @@ function decrement(m: Map<string, number>, key: string): void {
   else m.set(key, n);
 }
 
-/** Origins of recent callback URLs by their authority part (scheme://host:port), so a URL is parsed once per host, not per message. */
-const ORIGINS = new Map<string, string>();
-/** Authorities ORIGINS keeps at most (cleared when full). */
-const MAX_ORIGINS = 1024;
+/** Origins of callback URLs by their authority part (scheme://host:port): a URL is parsed once per host, not per message. */
+const ORIGINS = new StringMemo('callback_origins', 1024, (authority) => {
+  try {
+    return new URL(authority).origin;
+  } catch {
+    return '';
+  }
+});
 
 function originOf(url: string): string {
   const start = url.indexOf('//');
@@ -647,16 +652,5 @@ function originOf(url: string): string {
       }
     }
   }
-  const authority = url.slice(0, end);
-  const known = ORIGINS.get(authority);
-  if (known !== undefined) return known;
-  let origin: string;
-  try {
-    origin = new URL(url).origin;
-  } catch {
-    origin = '';
-  }
-  if (ORIGINS.size >= MAX_ORIGINS) ORIGINS.clear();
-  ORIGINS.set(authority, origin);
-  return origin;
+  return ORIGINS.get(url.slice(0, end));
 }

@@ -11,6 +11,7 @@
  * not smsgw_process_process_….
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { memos } from '../core/memo.js';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -72,6 +73,8 @@ export interface Metrics {
   readonly fanoutSeconds: Histogram;
   readonly quotaMinuteWindows: Gauge;
   readonly groupCountCache: Gauge;
+  /** Entries of the bounded memos of the hot path (src/core/memo.ts), read when scraped. */
+  readonly memoEntries: Gauge<'memo'>;
   // pda channel
   readonly pdaSessions: Gauge<'state'>;
   readonly pdaHandshakes: Counter<'outcome'>;
@@ -239,6 +242,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     fanoutSeconds: new Histogram({ name: 'smsgw_fanout_expansion_seconds', help: 'Expanding one group message and publishing its recipient jobs', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: r }),
     quotaMinuteWindows: new Gauge({ name: 'smsgw_quota_minute_windows', help: 'Units with a per-minute quota window in this process', registers: r }),
     groupCountCache: new Gauge({ name: 'smsgw_directory_count_cache_entries', help: 'Group member counts cached for the 202 (invalidated by any directory change)', registers: r }),
+    memoEntries: new Gauge({
+      name: 'smsgw_memo_entries',
+      help: 'Entries of a bounded memo of the hot path (callback URL checks, callback origins); each is cleared when full',
+      labelNames: ['memo'],
+      registers: r,
+      collect() {
+        for (const [name, m] of memos()) this.set({ memo: name }, m.size);
+      },
+    }),
     pdaSessions: new Gauge({ name: 'smsgw_pda_sessions', help: 'PDA WebSocket sessions by state (handshake, ready)', labelNames: ['state'], registers: r }),
     pdaHandshakes: new Counter({ name: 'smsgw_pda_handshakes_total', help: 'PDA handshakes by outcome (ok, auth-failed, device-revoked, ...)', labelNames: ['outcome'], registers: r }),
     pdaSessionsClosed: new Counter({ name: 'smsgw_pda_sessions_closed_total', help: 'PDA sessions closed, by reason', labelNames: ['reason'], registers: r }),
