@@ -106,3 +106,19 @@ export function installCrashPolicy(options: CrashPolicyOptions): CrashPolicy {
     },
   };
 }
+
+/**
+ * A write past the file size limit (`ulimit -f`, a quota) raises SIGXFSZ.
+ * Node ignores it, so the write fails with EFBIG and the storage state
+ * handles it (503, not ready, a probe write until it clears:
+ * src/storage/health.ts). But a listener another library adds for it turns
+ * it back into a kill: signal-exit (loaded by test runners and process
+ * wrappers; under `tap` every child process has it) re-raises a signal it
+ * catches when it holds the only listener. A listener of our own keeps the
+ * signal harmless whatever else listens; test/faults/storage-full.test.ts
+ * runs the gateway exactly that way.
+ */
+export function keepFileSizeSignalHarmless(proc: { on(event: 'SIGXFSZ', listener: () => void): unknown } = process): void {
+  proc.on('SIGXFSZ', () => undefined);
+}
+

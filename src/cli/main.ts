@@ -11,7 +11,7 @@ import { DEV_API_KEY, loadConfig, type ResolvedConfig } from '../config/load.js'
 import { createLogger } from '../telemetry/logger.js';
 import { GatewayError } from '../core/errors.js';
 import { startGateway, type GatewayRole } from '../app/gateway.js';
-import { installCrashPolicy } from '../app/crash-policy.js';
+import { installCrashPolicy, keepFileSizeSignalHarmless } from '../app/crash-policy.js';
 import { runSimulator } from '../smpp/simulator-main.js';
 import { CmppSimulator } from '../cmpp/simulator.js';
 import { SIMULATOR_SP_ID } from '../app/gateway.js';
@@ -61,6 +61,8 @@ export function buildProgram(): Command {
     .action(async (opts: { config?: string; port?: number; role: GatewayRole }) => {
       const config = configFrom(opts);
       const logger = createLogger({ level: config.log.level });
+      // Before the store opens: a write past the file size limit must fail (EFBIG), never kill the process.
+      keepFileSizeSignalHarmless();
       const gateway = await startGateway(config, { logger, role: opts.role });
       // One stop, whoever asks first (a signal or the crash policy).
       let stopped: Promise<void> | undefined;
