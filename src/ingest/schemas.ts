@@ -120,17 +120,13 @@ export function validated<T extends TSchema>(schema: T, value: unknown): Static<
  */
 const CALLBACK_URL_CHECKS = new StringMemo('callback_url_checks', 256, checkCallbackUrl);
 
-function callbackUrlProblem(url: string): string | undefined {
-  return CALLBACK_URL_CHECKS.get(url);
-}
-
 /** A callbackUrl (or statusCallback.url) of the right form but with user information (user:password@) or no host is refused here too (422). */
 function withCallbackUrl<T extends { callbackUrl?: string; statusCallback?: { url: string } }>(c: Checked<T>, prefix = ''): Checked<T> {
   const url = c.value?.callbackUrl;
-  const why = url !== undefined ? callbackUrlProblem(url) : undefined;
+  const why = url !== undefined ? CALLBACK_URL_CHECKS.get(url) : undefined;
   if (why !== undefined) return { problems: [{ field: `${prefix}/callbackUrl`, message: `callbackUrl ${why}` }] };
   const events = c.value?.statusCallback?.url;
-  const whyEvents = events !== undefined ? callbackUrlProblem(events) : undefined;
+  const whyEvents = events !== undefined ? CALLBACK_URL_CHECKS.get(events) : undefined;
   return whyEvents === undefined ? c : { problems: [{ field: `${prefix}/statusCallback/url`, message: `statusCallback.url ${whyEvents}` }] };
 }
 

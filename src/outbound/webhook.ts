@@ -23,10 +23,10 @@
 import { createHmac } from 'node:crypto';
 import { lookup as dnsLookup } from 'node:dns';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
+import { canonicalHost, parseIp, TargetPolicy } from '../core/ip-range.js';
 
 type DispatchHandler = Dispatcher.DispatchHandler;
 type DispatchController = Dispatcher.DispatchController;
-import { canonicalHost, parseIp, TargetPolicy } from '../core/ip-range.js';
 
 /** What a tenant may read about a failed delivery. */
 export type DeliveryError = 'refused target' | 'timeout' | 'connection failed' | 'no signing secret' | `HTTP ${number}`;
@@ -179,7 +179,7 @@ export class Webhooks {
       };
       const byStatus = (): DeliveryError | undefined => (status >= 200 && status < 300 ? undefined : `HTTP ${status}`);
       const timer = setTimeout(() => {
-        controller?.abort(new DOMException('the callback took longer than its timeout', 'TimeoutError'));
+        controller?.abort(timeoutError());
         // Without an answer it is a timeout; with one, the status decides (the body is only dropped).
         settle(status === 0 ? 'timeout' : byStatus());
       }, timeoutMs);
@@ -187,7 +187,7 @@ export class Webhooks {
         onRequestStart(c) {
           controller = c;
           // Timed out while waiting for a connection: do not send it now.
-          if (settled) c.abort(new DOMException('the callback took longer than its timeout', 'TimeoutError'));
+          if (settled) c.abort(timeoutError());
         },
         onResponseStart(_c, statusCode) {
           status = statusCode;
@@ -215,6 +215,10 @@ export class Webhooks {
   async close(): Promise<void> {
     await this.agent.close().catch(() => this.agent.destroy());
   }
+}
+
+function timeoutError(): DOMException {
+  return new DOMException('the callback took longer than its timeout', 'TimeoutError');
 }
 
 function classify(e: unknown): DeliveryError {

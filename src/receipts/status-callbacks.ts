@@ -126,7 +126,6 @@ export class StatusCallbacks {
    * every waiting lease.
    */
   private readonly ready = new Map<string, Ready[]>();
-  private readyCount = 0;
   /** POSTs on the wire, in all and per origin. */
   private wireUsed = 0;
   private readonly wirePerOrigin = new Map<string, number>();
@@ -189,7 +188,6 @@ export class StatusCallbacks {
     // Leases claimed but not yet sent go back to due now (not after their lease) for whoever runs next.
     const unsent = [...this.ready.values()].flat();
     this.ready.clear();
-    this.readyCount = 0;
     if (unsent.length > 0) {
       const now = this.now();
       await this.o.env.transaction(() => {
@@ -280,8 +278,7 @@ export class StatusCallbacks {
     const direct = new Map<string, string>();
     const origins = new Map<string, string>();
     for (const [id] of batch) {
-      const msg = this.o.store.getMessage(id);
-      const origin = msg?.callbackUrl !== undefined ? originOf(msg.callbackUrl) : '';
+      const origin = this.messageOrigin(id);
       origins.set(id, origin);
       if (this.held.size >= this.maxHeld || this.held.has(id) || !this.canHold(origin)) continue;
       this.hold(id, origin);
@@ -424,9 +421,13 @@ export class StatusCallbacks {
 
   /** The origin a due key's value names, or (a row of an older version) its message's. */
   private dueOrigin(id: string, value: DueValue): string {
-    if (typeof value !== 'number') return value[1];
-    const msg = this.o.store.getMessage(id);
-    return msg?.callbackUrl !== undefined ? originOf(msg.callbackUrl) : '';
+    return typeof value !== 'number' ? value[1] : this.messageOrigin(id);
+  }
+
+  /** The origin of a message's callbackUrl ('' when the message or its URL is gone). */
+  private messageOrigin(id: string): string {
+    const url = this.o.store.getMessage(id)?.callbackUrl;
+    return url !== undefined ? originOf(url) : '';
   }
 
   /**
@@ -458,7 +459,6 @@ export class StatusCallbacks {
       if (q === undefined) this.ready.set(r.origin, [r]);
       else q.push(r);
     }
-    this.readyCount += leases.length;
   }
 
   /**
@@ -468,7 +468,8 @@ export class StatusCallbacks {
    * starts (a POST that ends at once calls this again).
    */
   private drainReady(): void {
-    if (this.readyCount === 0 || this.closed) return;
+    // An origin's queue leaves the map when it empties: no entries, nothing waits.
+    if (this.ready.size === 0 || this.closed) return;
     const start: Ready[] = [];
     for (const [origin, q] of [...this.ready]) {
       if (this.wireUsed >= this.o.concurrency) break;
@@ -481,7 +482,6 @@ export class StatusCallbacks {
       }
       if (taken === 0) continue;
       this.wirePerOrigin.set(origin, onWire);
-      this.readyCount -= taken;
       q.splice(0, taken);
       this.ready.delete(origin);
       if (q.length > 0) this.ready.set(origin, q);

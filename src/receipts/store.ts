@@ -119,9 +119,6 @@ export const MAX_PAGE = 1000;
  * A message's completion callback (POST to its callbackUrl once every
  * recipient is final): written with the message row, in the same transaction.
  */
-/** A message's callback row when it is accepted (its bytes are packed once: ReceiptStore.waitingCallback). */
-export const WAITING_CALLBACK: CallbackState = Object.freeze({ attempts: 0, nextAt: 0, state: 'waiting' });
-
 export interface CallbackState {
   readonly state: 'waiting' | 'failed';
   readonly attempts: number;
@@ -131,6 +128,9 @@ export interface CallbackState {
   readonly completedAt?: number;
   readonly lastError?: string;
 }
+
+/** A message's callback row when it is accepted (its bytes are packed once: ReceiptStore.waitingCallback). */
+export const WAITING_CALLBACK: CallbackState = Object.freeze({ attempts: 0, nextAt: 0, state: 'waiting' });
 
 /** A recipient whose second attempt's job is to be published (`pendingReroutes`). */
 export interface RerouteEntry {

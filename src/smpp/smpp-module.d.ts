@@ -85,6 +85,8 @@ declare module 'smpp' {
     gsmCoder: GsmCoder;
     commands: Record<string, CommandDef | undefined>;
     tlvs: Record<string, TlvDef | undefined>;
+    /** The same definitions by TLV id, each with its tag (the package sets it). */
+    tlvsById: Record<number, (TlvDef & { readonly tag: string }) | undefined>;
     /** Define (or redefine) a command, for every session in the process. */
     addCommand(command: string, def: CommandDef): void;
     addTLV(tag: string, def: TlvDef): void;

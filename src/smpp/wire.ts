@@ -422,7 +422,6 @@ export function decodePdu(buf: Buffer): IncomingPdu {
 
 type TlvType = { read(buffer: Buffer, offset: number, length: number): unknown };
 type TlvFilter = { decode(this: Record<string, unknown>, value: unknown, skipUdh?: unknown): unknown };
-const TLVS_BY_ID = (smpp as unknown as { tlvsById: Record<number, { tag: string; type: TlvType; multiple?: boolean } | undefined> }).tlvsById;
 
 /** A C-octet string as the package reads it: up to the NUL (or the buffer's end), 7-bit. */
 function readCString(buf: Buffer, o: number): string {
@@ -502,14 +501,14 @@ export function decodeIncoming(buf: Buffer): IncomingPdu {
     const id = buf.readUInt16BE(o);
     const length = buf.readUInt16BE(o + 2);
     o += 4;
-    const tlv = TLVS_BY_ID[id];
+    const tlv = smpp.tlvsById[id];
     if (tlv === undefined) {
       pdu[id] = buf.slice(o, o + length);
       o += length;
       continue;
     }
     const tag = tlvMap?.[tlv.tag] ?? tlv.tag;
-    const value = tlv.type.read(buf, o, length);
+    const value = (tlv.type as TlvType).read(buf, o, length);
     if (tlv.multiple === true) {
       const list = (pdu[tag] as unknown[] | undefined) ?? [];
       list.push(value);

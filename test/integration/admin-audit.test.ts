@@ -5,18 +5,10 @@
 import t from 'tap';
 import { startTestGateway } from '../support/gateway.js';
 import { adminClient, ADMIN_CONFIG, mobileAt } from '../support/directory.js';
+import type { AuditEntry as StoredAuditEntry } from '../../src/directory/types.js';
 
-interface AuditEntry {
-  readonly seq: number;
-  readonly at: string;
-  readonly actor: string;
-  readonly action: string;
-  readonly targetType: string;
-  readonly targetId: string;
-  readonly before?: unknown;
-  readonly after?: unknown;
-  readonly detail?: unknown;
-}
+/** An audit entry as the API answers it: the stored entry with `at` as an ISO timestamp. */
+type AuditEntry = Omit<StoredAuditEntry, 'at'> & { readonly at: string };
 interface AuditPage {
   readonly items: AuditEntry[];
   readonly next?: string;
