@@ -208,6 +208,28 @@ interface Work {
   dirty: boolean;
 }
 
+/** A recipient row changed in a batch, not yet written. */
+interface StagedRow {
+  readonly messageId: string;
+  readonly index: number;
+  readonly row: StoredRecipient;
+}
+
+function rowKey(messageId: string, index: number): string {
+  return `${index}\u0000${messageId}`;
+}
+
+/**
+ * A copy an operation may change without touching what an earlier operation of the batch staged
+ * (if it fails, that one's row must stay as it was). Rows are small: the parts of the current
+ * attempt, and earlier attempts only after a reroute.
+ */
+function copyRow(row: StoredRecipient): StoredRecipient {
+  const copy = { ...row, g: row.g.map((seg) => ({ ...seg })) };
+  if (row.p !== undefined) copy.p = row.p.map((a) => ({ ...a, g: a.g.map((seg) => ({ ...seg })) }));
+  return copy;
+}
+
 /** What a batch publishes after commit. `begin`/`discard` drop a failed operation's share. */
 class BatchEffects implements TxnEffects {
   readonly finals: Array<[string, number, FinalState]> = [];
@@ -232,9 +254,30 @@ class BatchEffects implements TxnEffects {
   duplicateReceipts = 0;
   orphanReceipts = 0;
   ignoredFinalResults = 0;
+  /**
+   * Recipient rows changed by the finished operations of this batch, written once each before the
+   * batch commits (a 3-part recipient's submit results and receipts often share a batch: one put
+   * instead of one per operation). Keyed by `rowKey`.
+   */
+  readonly rows = new Map<string, StagedRow>();
+  /** The rows the running operation changed: kept when it ends well, dropped with it by `discard`. */
+  readonly opRows = new Map<string, StagedRow>();
   private mark = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
+  /** Stage a changed row of the running operation. */
+  stage(messageId: string, index: number, row: StoredRecipient): void {
+    this.opRows.set(rowKey(messageId, index), { messageId, index, row });
+  }
+
+  /** The running operation ended well: its rows join the batch's. */
+  keepOperationRows(): void {
+    if (this.opRows.size === 0) return;
+    for (const [k, staged] of this.opRows) this.rows.set(k, staged);
+    this.opRows.clear();
+  }
+
   begin(): void {
+    this.keepOperationRows();
     this.mark = [
       this.finals.length, this.latencies.length, this.early.length, this.conflicts.length,
       this.duplicateReceipts, this.orphanReceipts, this.ignoredFinalResults, this.ops.length,
@@ -243,6 +286,7 @@ class BatchEffects implements TxnEffects {
   }
 
   discard(): void {
+    this.opRows.clear();
     const m = this.mark;
     this.finals.length = m[0]!;
     this.latencies.length = m[1]!;
@@ -368,7 +412,10 @@ export class ReceiptStore {
       maxPending: positive(opts.maxPendingWrites ?? 50_000, 'maxPendingWrites'),
       maxWaiting: positive(opts.maxWaitingWrites ?? 100_000, 'maxWaitingWrites'),
       newEffects: () => new BatchEffects(),
-      ...(log ? { beforeCommit: (fx: BatchEffects) => log.appendSync(fx.ops) } : {}),
+      beforeCommit: (fx: BatchEffects) => {
+        this.writeRows(fx);
+        if (log) log.appendSync(fx.ops);
+      },
       afterCommit: (fx) => {
         this.publish(fx);
         if (log && fx.ops.length > 0) log.notify();
@@ -464,7 +511,7 @@ export class ReceiptStore {
    * final. Resolves when committed.
    */
   completeExpansion(messageId: string, count: number, finals: readonly { index: number; state: FinalState }[]): Promise<void> {
-    return this.queue.enqueue(1 + finals.length, (fx, w) => {
+    return this.txn(1 + finals.length, (fx, w) => {
       this.runCompleteExpansion(messageId, count, finals, fx, w);
       if (this.log) fx.ops.push({ k: 'c', id: messageId, count, finals });
     });
@@ -562,9 +609,9 @@ export class ReceiptStore {
   markQueued(messageId: string, indices: readonly number[]): void {
     this.assertOpen();
     this.queue
-      .enqueue(indices.length, (fx, w) => {
+      .enqueue(indices.length, (fx) => {
         const now = this.now();
-        this.runMarkQueued(messageId, indices, now, w);
+        this.runMarkQueued(messageId, indices, now, fx);
         if (this.log) fx.ops.push({ k: 'q', id: messageId, idx: indices, at: now });
       })
       .catch((err: unknown) => {
@@ -591,7 +638,7 @@ export class ReceiptStore {
     const work = new Map<string, Work>();
     const consumedEarly = new Set<string>();
     for (const r of results) {
-      const wk = this.work(work, r.messageId, r.index);
+      const wk = this.work(work, r.messageId, r.index, fx);
       const earlier = wk.row.p;
       if (r.kind === 'submitted' && earlier !== undefined && earlier.some((a) => a.g.some((g) => g.c === r.account))) {
         // A late submit of an attempt a reroute took over from (its account is of the first attempt's carrier): not this attempt's.
@@ -667,7 +714,7 @@ export class ReceiptStore {
       return 'early';
     }
     const [messageId, index, segment] = ref;
-    const row = this.recipients.get([messageId, index]);
+    const row = this.rowOf(fx, messageId, index);
     const seg = row?.g[segment - 1];
     if (row?.p !== undefined && (seg === undefined || seg.c !== r.account)) {
       // A receipt (repeated) for an attempt a reroute took over from: the current attempt is another carrier's.
@@ -711,7 +758,7 @@ export class ReceiptStore {
     if (msg === undefined) throw new GatewayError('INTERNAL', `finalizeRecipients: no message ${messageId}`);
     const work = new Map<string, Work>();
     for (const item of items) {
-      const wk = this.work(work, messageId, item.index);
+      const wk = this.work(work, messageId, item.index, fx);
       if (isFinal(wk.row.s)) continue;
       if (wk.row.g.length === 0) wk.row.g = pendingSegments(msg.s);
       for (const seg of wk.row.g) {
@@ -734,7 +781,7 @@ export class ReceiptStore {
    * expiry entry.
    */
   keepForReroute(m: { readonly id: string; readonly text: string; readonly encoding: 'gsm7' | 'ucs2'; readonly sender: string; readonly classification?: string }): Promise<void> {
-    return this.queue.enqueue(1, (fx, w) => {
+    return this.txn(1, (fx, w) => {
       const text: StoredRerouteText = { x: m.text, n: m.encoding, f: m.sender };
       if (m.classification !== undefined) text.c = m.classification;
       this.runKeepText(m.id, text, w);
@@ -790,7 +837,7 @@ export class ReceiptStore {
   /** The relay published (or dropped) these entries' jobs. Resolves when committed. */
   clearReroutes(keys: readonly { readonly messageId: string; readonly index: number }[]): Promise<void> {
     if (keys.length === 0) return Promise.resolve();
-    return this.queue.enqueue(keys.length, (_fx, w) => {
+    return this.txn(keys.length, (_fx, w) => {
       for (const k of keys) w.remove(this.reroutes, [k.messageId, k.index]);
     });
   }
@@ -802,7 +849,7 @@ export class ReceiptStore {
    */
   endReroutes(messageId: string, indices: readonly number[]): Promise<void> {
     if (indices.length === 0) return Promise.resolve();
-    return this.queue.enqueue(indices.length, (fx, w) => {
+    return this.txn(indices.length, (fx, w) => {
       this.runEndReroutes(messageId, indices, fx, w);
       if (this.log) fx.ops.push({ k: 'rn', id: messageId, idx: indices });
     });
@@ -812,7 +859,7 @@ export class ReceiptStore {
     const now = this.now();
     const own = this.messages.get(messageId)?.h === undefined;
     for (const index of indices) {
-      const row = this.recipients.get([messageId, index]);
+      const row = this.rowOf(fx, messageId, index);
       const last = row?.p?.[row.p.length - 1];
       if (row === undefined || last === undefined || isFinal(row.s) || row.g.length > 0) continue;
       row.g = last.g;
@@ -847,7 +894,7 @@ export class ReceiptStore {
    */
   recordPdaStates(updates: readonly PdaStateUpdate[]): Promise<void> {
     if (updates.length === 0) return Promise.resolve();
-    return this.queue.enqueue(updates.length, (fx, w) => {
+    return this.txn(updates.length, (fx, w) => {
       this.runPdaStates(updates, fx, w);
       if (this.log) fx.ops.push({ k: 'p', updates });
     });
@@ -856,7 +903,7 @@ export class ReceiptStore {
   private runPdaStates(updates: readonly PdaStateUpdate[], fx: BatchEffects, w: WriteSet): void {
     const work = new Map<string, Work>();
     for (const u of updates) {
-      const wk = this.work(work, u.messageId, u.index);
+      const wk = this.work(work, u.messageId, u.index, fx);
       const row = wk.row;
       if (u.state === 'queued') {
         if (row.s === 'accepted') {
@@ -895,7 +942,7 @@ export class ReceiptStore {
    * recipients finalised.
    */
   expireDue(): Promise<number> {
-    return this.queue.enqueue(1, (fx, w) => {
+    return this.txn(1, (fx, w) => {
       const now = this.now();
       const cutoff = now - this.graceMs;
       let budget = this.expiryRows;
@@ -939,7 +986,7 @@ export class ReceiptStore {
    * logged once per sweep. Returns how many were dropped.
    */
   async sweepEarlyReceipts(): Promise<number> {
-    const swept = await this.queue.enqueue(1, (_fx, w): SweptEarly => {
+    const swept = await this.txn(1, (_fx, w): SweptEarly => {
       const cutoff = this.now() - this.earlyTtlMs;
       const byAccount = new Map<string, number>();
       const local = new Map<string, number>();
@@ -973,7 +1020,7 @@ export class ReceiptStore {
 
   /** Remove expired idempotency entries (at most `sweepRowsPerCall`). Returns how many. */
   sweepIdempotency(): Promise<number> {
-    return this.queue.enqueue(1, (_fx, w) => {
+    return this.txn(1, (_fx, w) => {
       const now = this.now();
       let removed = 0;
       for (const { key } of [...this.idempotencyExpiry.getRange({ end: [now], limit: this.sweepRows })]) {
@@ -1040,7 +1087,7 @@ export class ReceiptStore {
       }
       let done = false;
       while (!done && budget > 0) {
-        const step = await this.queue.enqueue(Math.min(batch, budget), (_fx, w) => {
+        const step = await this.txn(Math.min(batch, budget), (_fx, w) => {
           const out = { recipients: 0, receiptIndex: 0, message: false, callbacks: 0, idempotency: 0, blocked: false };
           const rows = [...this.recipients.getRange({ start: [id, 0], end: [id, Number.MAX_SAFE_INTEGER], limit: Math.min(batch, budget) })];
           if (rows.some(({ value }) => !isFinal(value.s))) {
@@ -1214,7 +1261,7 @@ export class ReceiptStore {
     const steps: Array<Promise<'applied' | 'skipped' | 'missing'>> = [];
     for (let i = 0; i < entry.ops.length; i++) {
       const op = entry.ops[i]!;
-      steps.push(this.queue.enqueue(opWeight(op), (fx, w) => {
+      steps.push(this.txn(opWeight(op), (fx, w) => {
         const at = log.positions.get('stream');
         if (at !== undefined && (at[0] > seq || (at[0] === seq && at[1] >= i))) return 'skipped';
         let outcome: 'applied' | 'missing' = 'applied';
@@ -1277,7 +1324,7 @@ export class ReceiptStore {
         return;
       }
       case 'q':
-        this.runMarkQueued(op.id, op.idx, op.at, w);
+        this.runMarkQueued(op.id, op.idx, op.at, fx);
         return;
       case 's':
         this.runSegments(op.results, fx, w);
@@ -1306,7 +1353,7 @@ export class ReceiptStore {
         const now = this.now();
         const work = new Map<string, Work>();
         for (const index of op.idx) {
-          const wk = this.work(work, op.id, index);
+          const wk = this.work(work, op.id, index, fx);
           if (isFinal(wk.row.s)) continue;
           expireRow(wk.row, msg.s, op.at);
           wk.dirty = true;
@@ -1365,19 +1412,19 @@ export class ReceiptStore {
     for (const f of finals) {
       fx.finals.push([messageId, f.index, f.state]);
       if (msg.v !== undefined && msg.h === undefined) {
-        const row = this.recipients.get([messageId, f.index]);
+        const row = this.rowOf(fx, messageId, f.index);
         if (row !== undefined) this.emitEvents(messageId, f.index, row, false, false, this.now(), fx, w);
       }
     }
   }
 
-  private runMarkQueued(messageId: string, indices: readonly number[], now: number, w: WriteSet): void {
+  private runMarkQueued(messageId: string, indices: readonly number[], now: number, fx: BatchEffects): void {
     for (const index of indices) {
-      const row = this.recipients.get([messageId, index]);
+      const row = this.rowOf(fx, messageId, index);
       if (row === undefined || row.s !== 'accepted') continue;
       row.s = 'queued';
       row.u = now;
-      w.put(this.recipients, [messageId, index], row);
+      fx.stage(messageId, index, row);
     }
   }
 
@@ -1406,11 +1453,47 @@ export class ReceiptStore {
   }
 
   /** The working copy of a recipient row for this operation (loaded once). */
-  private work(work: Map<string, Work>, messageId: string, index: number): Work {
-    const k = `${index}\u0000${messageId}`;
+  /**
+   * An operation that reads recipient rows other than through `rowOf` (ranges, replicated rows,
+   * sweeps): the rows staged by earlier operations of the batch are written first. The hot
+   * operations (queued marks, submit results, receipts, the dispatcher's finals) use the queue
+   * directly and read through `rowOf`.
+   */
+  private txn<T>(weight: number, run: (fx: BatchEffects, w: WriteSet) => T): Promise<T> {
+    return this.queue.enqueue(weight, (fx, w) => {
+      this.writeRows(fx);
+      return run(fx, w);
+    });
+  }
+
+  /** Write the batch's staged rows (inside its transaction). */
+  private writeRows(fx: BatchEffects): void {
+    fx.keepOperationRows();
+    if (fx.rows.size === 0) return;
+    for (const { messageId, index, row } of fx.rows.values()) this.recipients.putSync([messageId, index], row);
+    fx.rows.clear();
+  }
+
+  /**
+   * A recipient row as the running operation must see it: its own staged change, a copy of one an
+   * earlier operation of the batch staged, or the stored row.
+   */
+  private rowOf(fx: BatchEffects, messageId: string, index: number): StoredRecipient | undefined {
+    if (fx.rows.size > 0 || fx.opRows.size > 0) {
+      const k = rowKey(messageId, index);
+      const own = fx.opRows.get(k);
+      if (own !== undefined) return own.row;
+      const kept = fx.rows.get(k);
+      if (kept !== undefined) return copyRow(kept.row);
+    }
+    return this.recipients.get([messageId, index]);
+  }
+
+  private work(work: Map<string, Work>, messageId: string, index: number, fx: BatchEffects): Work {
+    const k = rowKey(messageId, index);
     let wk = work.get(k);
     if (wk === undefined) {
-      const row = Number.isInteger(index) && index >= 0 ? this.recipients.get([messageId, index]) : undefined;
+      const row = Number.isInteger(index) && index >= 0 ? this.rowOf(fx, messageId, index) : undefined;
       if (row === undefined) throw new GatewayError('INTERNAL', `no recipient ${index} of message ${messageId}`);
       wk = { messageId, index, row, dirty: false };
       work.set(k, wk);
@@ -1478,7 +1561,7 @@ export class ReceiptStore {
     const submittedBefore = everSubmitted(row);
     this.settleState(wk, now, fx, w);
     row.u = now;
-    w.put(this.recipients, [wk.messageId, wk.index], row);
+    fx.stage(wk.messageId, wk.index, row);
     if (row.s !== before) this.emitEvents(wk.messageId, wk.index, row, submittedBefore, isFinal(before), now, fx, w);
   }
 

@@ -250,6 +250,47 @@ t.test('an operation that fails validation rejects alone and writes nothing', as
   await t.rejects(store.recordSegments([submitted('m1', 0, 'x', 1, 2), submitted('m1', 1, 'y', 1, 2)]), { code: 'INTERNAL' }, 'segment count disagreeing with what is recorded');
 });
 
+t.test('one batch, one row: a failed operation between two receipts of the same recipient leaves no trace on it', async (t) => {
+  const { store, metrics } = setup(t);
+  store.putMessage(message('m1', 2, { segments: 3 }), numbers(2));
+  await store.flushed();
+  await store.recordSegments([submitted('m1', 0, 'p1', 1, 3), submitted('m1', 0, 'p2', 2, 3)]);
+  const stateBefore = store.getRecipient('m1', 0)?.state;
+  const before = await metricValue(metrics, 'smsgw_receipts_write_batch_size_count');
+  // One turn, one transaction: receipt for part 1; then a call that changes the same row (part 3
+  // submitted) before failing on a recipient that does not exist; then receipt for part 2.
+  const r1 = store.applyReceipt({ account: 'cmcc-1', messageId: 'p1', state: 'delivered', doneAt: T0 + 10 });
+  const bad = store.recordSegments([submitted('m1', 0, 'p3', 3, 3), submitted('m1', 7, 'nobody', 1, 3)]);
+  const r2 = store.applyReceipt({ account: 'cmcc-1', messageId: 'p2', state: 'delivered', doneAt: T0 + 20 });
+  t.equal(await r1, 'applied');
+  await t.rejects(bad, { code: 'INTERNAL' });
+  t.equal(await r2, 'applied');
+  t.equal((await metricValue(metrics, 'smsgw_receipts_write_batch_size_count')) - before, 1, 'one transaction');
+  const segs = store.getSegments('m1', 0);
+  t.same(segs.map((s) => s.state), ['delivered', 'delivered', 'pending'], 'both receipts kept; the failed call changed nothing');
+  t.equal(segs[2]?.opId, undefined, 'part 3 has no operator id');
+  t.equal(store.getRecipient('m1', 0)?.state, stateBefore, 'not final, as before the batch: part 3 was never submitted');
+  t.equal(await store.applyReceipt({ account: 'cmcc-1', messageId: 'p3', state: 'delivered', doneAt: T0 }), 'early', 'the failed call indexed no operator id');
+});
+
+t.test('one batch: a sweep that reads rows by range sees what earlier operations of the batch changed', async (t) => {
+  const { store, clock } = setup(t);
+  store.putMessage(message('m1', 1, { segments: 3, expiresAt: T0 + 1_000 }), numbers(1));
+  await store.flushed();
+  await store.recordSegments([submitted('m1', 0, 'q1', 1, 3), submitted('m1', 0, 'q2', 2, 3), submitted('m1', 0, 'q3', 3, 3)]);
+  clock.now = T0 + 60_000;
+  // Same turn: receipts for parts 1 and 2, the expiry sweep (a range read), then a receipt for part 3.
+  const r1 = store.applyReceipt({ account: 'cmcc-1', messageId: 'q1', state: 'delivered', doneAt: T0 + 10 });
+  const r2 = store.applyReceipt({ account: 'cmcc-1', messageId: 'q2', state: 'delivered', doneAt: T0 + 20 });
+  const swept = store.expireDue();
+  const r3 = store.applyReceipt({ account: 'cmcc-1', messageId: 'q3', state: 'delivered', doneAt: T0 + 30 });
+  t.same(await Promise.all([r1, r2]), ['applied', 'applied']);
+  await swept;
+  t.equal(await r3, 'duplicate', 'part 3 was final (expired) when its receipt came');
+  t.same(store.getSegments('m1', 0).map((s) => s.state), ['delivered', 'delivered', 'expired'], 'the sweep kept both receipts');
+  t.equal(store.getRecipient('m1', 0)?.state, 'expired');
+});
+
 t.test('group commit: operations of one turn share a transaction and run in order', async (t) => {
   const { store, metrics } = setup(t);
   store.putMessage(message('m1', 50), numbers(50));
