@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { cpuSeconds, startSink, stopChild } from './lib/processes.js';
 import { BENCH_KEY as KEY, startGatewayChild } from './lib/gateway-child.js';
-import { envInt, freePort, median, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { envInt, freePort, median, table, wallNow, writeSummary, type Row, machineNote } from './lib/report.js';
 import { startSimChild } from './lib/sim-child.js';
 import { ASCII_NOTICE } from './lib/texts.js';
 
@@ -189,6 +189,7 @@ const doc = {
   title: DISPATCH ? 'bench:http — POST /v1/messages against a bare uWS 202 handler, dispatch alongside (issue 20)' : 'bench:http, intake alone — POST /v1/messages against a bare uWS 202 handler, nothing dispatched (issue 20)',
   command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${DISPATCH ? '' : ' BENCH_DISPATCH=0'}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''} npm run bench:http`,
   about: [
+    machineNote(),
     `The compiled gateway (embedded queue, --role all, an SMPP simulator and a callback sink in their own processes, a callbackUrl per message) and bench/bare-uws.ts under the same autocannon load (${CONNECTIONS} keep-alive connections), in alternating order each round.`,
     DISPATCH
       ? 'Dispatch runs alongside, as in production: the gateway\'s CPU per request includes the submits, receipts and callbacks of what it accepted while loading.'

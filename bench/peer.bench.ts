@@ -49,7 +49,7 @@ import autocannon from 'autocannon';
 import { countSegments } from '../src/core/segment.js';
 import { cpuSeconds, startSink, stopChild, waitFor } from './lib/processes.js';
 import { BENCH_KEY as KEY, startGatewayChild } from './lib/gateway-child.js';
-import { envInt, freePort, median, peakRssMiB, sampleRss, table, wallNow, writeSummary, type Row } from './lib/report.js';
+import { envInt, freePort, median, peakRssMiB, sampleRss, table, wallNow, writeSummary, type Row, machineNote } from './lib/report.js';
 import { startSimChild } from './lib/sim-child.js';
 import { ASCII_NOTICE, CHINESE_3_PART } from './lib/texts.js';
 
@@ -475,6 +475,7 @@ summary['doc'] = {
   title: MEMORY_ONLY ? 'bench:peer, memory in the backlog — the gateway alone at N and 10 × N (issue 20)' : 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
   command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''}${BEFORE_NODE_ARGS !== undefined ? ` BENCH_BEFORE_NODE_ARGS='${BEFORE_NODE_ARGS.join(' ')}'` : ''} npm run bench:peer`,
   about: [
+    machineNote(),
     `Same SMSC simulator (own process, receipts ${DLR_DELAY_MS} ms after the resp), same load (autocannon, ${CONNECTIONS} keep-alive connections, own process), same callback sink (own process).`,
     `Kannel: bearerbox + smsbox, 1 transceiver bind, max-pending-submits ${WINDOW}, spool store, DLR mask 3 with a dlr-url per message. Gateway: compiled, embedded queue, --role all, 1 bind × window ${WINDOW}, a callbackUrl per message.`,
     'Receipts: Kannel asks for one on the first part of a message and calls its dlr-url once per message; the gateway records a receipt for every part and POSTs its callback once every part is final (stricter).',

@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { availableParallelism, loadavg } from 'node:os';
 
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -52,6 +53,17 @@ export function writeSummary(name: string, summary: unknown): string {
   const file = join(dir, `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`);
   return file;
+}
+
+const LOAD_AT_START = loadavg()[0] ?? 0;
+
+/**
+ * The machine a bench ran on, for its results: cores, and the 1-minute load average when the
+ * bench started and now. Ratios are only as good as the machine was quiet (other work shares the
+ * cores with the systems measured, and not equally).
+ */
+export function machineNote(): string {
+  return `Machine: ${availableParallelism()} cores; 1-minute load average ${LOAD_AT_START.toFixed(2)} when the bench started, ${(loadavg()[0] ?? 0).toFixed(2)} at its end (the bench's own processes included).`;
 }
 
 /** Peak resident set (VmHWM) of a process, in MiB. */
