@@ -218,6 +218,41 @@ if (requireNatsServer(t)) {
     t.equal((await jsm.streams.info(stream)).state.messages, 0, 'gone from the work stream');
   });
 
+  t.test('nats: a fetch that may wait leaves no pull request waiting on the server', async (t) => {
+    // nats-server before 2.10.14 (nats-io/nats-server#5305) loses a redelivery it picks while the
+    // only waiting pull request is expired and not yet swept, and hands the message out again as
+    // new (delivery count 1): a long poll that expired as an ackWait ran out brought a job back past
+    // maxDeliver. So the waiting is done on the client, with no-wait pulls that never expire.
+    const { queue, stream } = await openOwn(t, { maxDeliver: 3, ackWaitMs: 1000 });
+    const requests: unknown[] = [];
+    const watch = admin.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${stream}.>`, { callback: (_e, m) => void requests.push(m.json()) });
+    t.teardown(() => watch.unsubscribe());
+    await admin.flush();
+    const waiting = async (): Promise<number> => (await jsm.consumers.info(stream, consumerName('normal'))).num_waiting;
+
+    // an empty tier: the fetch waits, the server holds nothing for it
+    const first = queue.fetch('normal', 5, 3_000);
+    await sleep(300);
+    t.equal(await waiting(), 0, 'no request waiting on the server while the fetch waits');
+    // work published meanwhile (by another client) wakes it through the announcement
+    const other = await NatsQueue.connect({ servers: [server.url], stream, replicas: 1, options: conformanceOptions({ maxDeliver: 3, ackWaitMs: 1000 }), limits: TEST_LIMITS });
+    t.teardown(() => other.close({ graceMs: 0 }));
+    await other.publish([msg('normal', 'waited-for')]);
+    const got = await first;
+    t.same(got.map((d) => [d.msgId, d.deliveryCount]), [['waited-for', 1]], 'handed to the waiting fetch');
+    // unanswered: a redelivery after ackWait is found by a waiting fetch (nobody announces it)
+    const again = await queue.fetch('normal', 5, 5_000);
+    t.same(again.map((d) => [d.msgId, d.deliveryCount]), [['waited-for', 2]], 'the redelivery, counted');
+    t.equal(await waiting(), 0, 'still nothing waiting on the server');
+    await Promise.all(again.map((d) => d.ack()));
+    t.same(await queue.fetch('normal', 5, 300), [], 'acked: gone');
+
+    await admin.flush();
+    t.ok(requests.length >= 3, `pull requests seen (${requests.length})`);
+    const expiring = requests.filter((r) => typeof r !== 'object' || r === null || 'expires' in r || (r as { no_wait?: unknown }).no_wait !== true);
+    t.same(expiring, [], 'every pull request is no-wait, without expires');
+  });
+
   t.test('nats: MAX_DELIVERIES advisory is a backup for a consumer with a server-side max_deliver', async (t) => {
     const { queue, stream } = await openOwn(t, { maxDeliver: 5, ackWaitMs: 1000 });
     // an operator set a finite max_deliver: the server gives up on its own after 1 delivery

@@ -6,16 +6,25 @@
  * - `fetch(tier, max, 0)` must answer at once with what is there (the
  *   dispatcher polls its tiers with waitMs 0); the client's fetch() refuses
  *   `expires` below 1 s.
- * - `fetch(tier, max, waitMs)` must return as soon as the first messages are
- *   in, not hold them until `max` arrive or `expires` passes.
+ * - no pull request may wait on the server until it expires (see below).
  *
- * The request is `{ batch, no_wait: true [, expires] }`. nats-server (2.9
- * and later, checked on 2.9.10) answers it like this:
+ * Every request is `{ batch, no_wait: true }`, without `expires`. nats-server
+ * (2.9 and later, checked on 2.9.10) answers it with what is stored now, then
+ * status 408 (fewer than batch) or 404 (nothing); no status when exactly
+ * `batch` were sent. A fetch that may wait does its waiting on the client
+ * (queue.ts: it pulls again when work is announced, settled, or
+ * emptyTierRecheckMs pass).
  *
- *   no expires   what is stored now, then status 408 (fewer than batch) or
- *                404 (nothing); no status when exactly `batch` were sent
- *   expires      waits up to `expires` for the first message, then sends what
- *                is stored and 408; 408 with nothing when time is up
+ * Why no `expires`: nats-server before 2.10.14 (nats-io/nats-server#5305)
+ * loses a redelivery it picks while its only waiting requests are expired
+ * (not yet swept) or gone with their connection, and rewinds the consumer
+ * to deliver the last new message again as new, delivery count 1. A request
+ * with `expires` sits on the server until it expires, so a long poll of
+ * ours could be that expired request whenever an ackWait ran out at the
+ * same moment — and the job came back with its count reset, past
+ * maxDeliver (seen in test/integration/queue-nats.test.ts under load). A
+ * no-wait request without `expires` is answered at once, or waits only
+ * while the server has work it is about to deliver to it.
  *
  * Every pull of one connection answers to one inbox subscription
  * (`<inbox>.*`, made once), each pull to its own token under it:
@@ -41,16 +50,17 @@
  * several per job, most of them empty, since the dispatcher polls every
  * tier from the top); the shared inbox leaves one PUB per pull.
  *
- * The local timer (waitMs + grace) covers a server that never answers
- * (killed, disconnected). A message that arrives for a pull already settled
- * (timed out, cancelled, or past its batch) is handed to `onLate` (the queue
- * naks it so it is redelivered at once instead of after ackWait) — for as
- * long as the channel lives, not just for a linger period.
+ * The local timer (PULL_GRACE_MS) covers a server that never answers
+ * (killed, disconnected) and a request the server keeps because it cannot
+ * deliver yet (max_ack_pending reached). A message that arrives for a pull
+ * already settled (timed out, cancelled, or past its batch) is handed to
+ * `onLate` (the queue naks it so it is redelivered at once instead of after
+ * ackWait) — for as long as the channel lives, not just for a linger period.
  */
-import { createInbox, nanos, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { parseAckSubject } from './delivery.js';
 
-/** Extra wait for the server's closing status after `waitMs`, before giving up locally. */
+/** Wait for the server's answer to a no-wait pull before giving up locally. */
 export const PULL_GRACE_MS = 1_000;
 
 export interface PullOutcome {
@@ -106,15 +116,15 @@ export class PullChannel {
     });
   }
 
-  /** A pull of `batch` messages from durable `consumer` of `stream`. */
-  start(stream: string, consumer: string, batch: number, waitMs: number): PullRequest {
+  /** A no-wait pull of up to `batch` messages from durable `consumer` of `stream`. */
+  start(stream: string, consumer: string, batch: number): PullRequest {
     const token = String(++this.next);
     let resolveDone!: (o: PullOutcome) => void;
     const done = new Promise<PullOutcome>((r) => (resolveDone = r));
     const pull: OpenPull = { consumer, batch, collected: [], resolve: resolveDone, timer: undefined };
     this.open.set(token, pull);
-    const body: { batch: number; no_wait: true; expires?: number } = { batch, no_wait: true };
-    if (waitMs > 0) body.expires = nanos(waitMs);
+    // never `expires` (file comment)
+    const body = { batch, no_wait: true };
     try {
       this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`, JSON.stringify(body), { reply: this.prefix + token });
     } catch (e) {
@@ -122,7 +132,7 @@ export class PullChannel {
       this.settle(token, undefined, String(e));
       return { done, cancel: () => [] };
     }
-    pull.timer = setTimeout(() => this.settle(token, undefined, 'local timeout'), waitMs + PULL_GRACE_MS);
+    pull.timer = setTimeout(() => this.settle(token, undefined, 'local timeout'), PULL_GRACE_MS);
     return {
       done,
       cancel: () => {

@@ -14,12 +14,15 @@
  *           that rejects with QUEUE_UNAVAILABLE may or may not be, and a retry
  *           with the same msgId is safe (the stream de-duplicates it inside
  *           duplicateWindowMs). A full stream rejects with OVERLOADED.
- * fetch     a no-wait pull request (pull-request.ts): waitMs 0 answers at once.
+ * fetch     no-wait pull requests (pull-request.ts), never one that waits on
+ *           the server until it expires: waitMs 0 answers at once.
  *           A tier whose last pull found it drained answers a no-wait fetch
  *           with [] and no round trip until work is announced on it
  *           (`<prefix>.ready.<tier>`, sent by every publish once stored), this
  *           process settles one of its deliveries, or `emptyTierRecheckMs`
- *           pass (empty-tiers.ts).
+ *           pass (empty-tiers.ts). A fetch that may wait pulls once, then
+ *           again on each of those, until waitMs pass: work nobody announces
+ *           (a redelivery after ackWait) is found within emptyTierRecheckMs.
  * maxDeliver  the consumers have no server-side limit (see stream-setup.ts);
  *           the adapter enforces it. A delivery with deliveryCount =
  *           maxDeliver is the last one: if it is naked, or not answered
@@ -34,6 +37,15 @@
  *           finite max_deliver anyway (changed by an operator), the server's
  *           MAX_DELIVERIES advisory is handled as a third path: load the
  *           message by sequence, dead-letter it, delete it from the stream.
+ *           All of this trusts the server's delivery count. nats-server
+ *           before 2.10.14 (nats-io/nats-server#5305; Debian ships 2.9.10)
+ *           resets it: a redelivery picked while the consumer's only waiting
+ *           pull requests are expired or gone with their connection is lost,
+ *           and the last message delivered as new is delivered again with
+ *           count 1. Our own pulls never expire on the server (see fetch);
+ *           a request the server parks (max_ack_pending reached) of a
+ *           process that then dies, or another client's expiring pull, can
+ *           still cause it.
  * depth     consumer info: num_pending + num_ack_pending.
  * close     stops fetches (pending ones resolve []), lets deliveries in hand
  *           still ack, and drains the connection once they are settled or
@@ -172,6 +184,9 @@ function headerValue(s: string): string {
   return one.length > 500 ? `${one.slice(0, 497)}...` : one;
 }
 
+/** Rounds of one fetch whose messages were all dead-lettered before it answers []. */
+const MAX_DEAD_ROUNDS = 8;
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -255,6 +270,8 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   private connected = true;
   /** Fetches waiting out a disconnect; woken by reconnect or close. Bounded by the callers' fetches. */
   private readonly reconnectWaiters = new Set<() => void>();
+  /** Fetches waiting for work, by tier (configured tiers only); bounded by the callers' fetches. */
+  private readonly tierWaiters = new Map<string, Set<() => void>>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -340,12 +357,12 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
       for await (const s of this.nc.status()) {
         if (s.type === 'disconnect') {
           this.connected = false;
-          this.emptyTiers.forget();
+          this.forgetTiers();
           this.log.warn({ server: s.server }, 'NATS disconnected');
         } else if (s.type === 'reconnect') {
           this.connected = true;
           // announcements made while we were away were not seen
-          this.emptyTiers.forget();
+          this.forgetTiers();
           this.wakeReconnectWaiters();
           this.log.info({ server: s.server }, 'NATS reconnected');
           this.recheckLayout('reconnect');
@@ -377,7 +394,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   }
 
   private announce(tier: string): void {
-    this.emptyTiers.maybeWork(tier);
+    this.workMayBeThere(tier);
     try {
       this.nc.publish(this.readySubject(tier));
     } catch {
@@ -390,7 +407,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     const head = `${this.options.prefix}.ready.`;
     this.readySub = this.nc.subscribe(`${head}*`, {
       callback: (err, m) => {
-        if (!err) this.emptyTiers.maybeWork(m.subject.slice(head.length));
+        if (!err) this.workMayBeThere(m.subject.slice(head.length));
       },
     });
   }
@@ -451,22 +468,31 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     if (wait === 0 && this.emptyTiers.knownEmpty(tier)) return [];
     const deadline = Date.now() + wait;
     this.pruneAbandoned();
-    // Repeats only when everything received was dead-lettered instead of handed out.
-    for (let round = 0; round < 8; round++) {
+    // Every pull is a no-wait pull; the wait is spent here, never on the server (pull-request.ts).
+    let deadRounds = 0;
+    for (let round = 0; ; round++) {
       if (!this.connected) {
         // A pull sent now would be buffered and reach the server after the reconnect, when
         // nobody listens for its answer any more: the messages would wait out ackWait.
         await this.untilReconnected(deadline - Date.now());
         if (this.closing || !this.connected) return [];
       }
-      const left = wait === 0 ? 0 : Math.max(1, deadline - Date.now());
+      // A fetch asks the server at least once; after that, only when work may be there.
+      if (round > 0 && this.emptyTiers.knownEmpty(tier)) {
+        const left = deadline - Date.now();
+        if (left <= 0) return [];
+        await this.untilWorkMayBeThere(tier, Math.min(left, this.tuning.emptyTierRecheckMs));
+        if (this.closing) return [];
+        continue;
+      }
       const mark = this.emptyTiers.mark(tier);
-      const pull = this.pullChannel.start(this.stream, durable, batch, left);
+      const pull = this.pullChannel.start(this.stream, durable, batch);
       this.pulls.add(pull);
       const out = await pull.done;
       this.pulls.delete(pull);
-      // 404: nothing to deliver; 408: fewer than asked (no-wait) or time up: either way drained just now
-      if (out.status === 404 || out.status === 408) this.emptyTiers.drained(tier, mark);
+      // 404: nothing to deliver; 408: fewer than asked: either way drained just now
+      const drained = out.status === 404 || out.status === 408;
+      if (drained) this.emptyTiers.drained(tier, mark);
       if (this.closing) {
         for (const m of out.messages) this.giveBack(m);
         return [];
@@ -475,27 +501,76 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
         // no responders / consumer deleted: JetStream restarting, or the consumer is gone
         this.recheckLayout(`pull status ${out.status} ${out.description ?? ''}`);
       }
-      const deliveries: NatsDelivery[] = [];
-      const now = Date.now();
-      for (const m of out.messages) {
-        const info = parseAckSubject(m.reply ?? '');
-        if (!info) {
-          this.log.error({ subject: m.subject }, 'pull returned a message without a JetStream ack subject; ignored');
-          continue;
-        }
-        const d = new NatsDelivery(this, tier, m, info, now);
-        if (d.deliveryCount > this.options.maxDeliver) {
-          // the caller had maxDeliver deliveries; this extra one only came to the adapter
-          this.inBackground(this.deadLetter(d, this.maxDeliverReason(), this.options.maxDeliver), d);
-          continue;
-        }
-        this.outstanding.add(d);
-        if (d.deliveryCount === this.options.maxDeliver) this.armLastDeadline(d);
-        deliveries.push(d);
+      const deliveries = this.handOut(tier, out.messages);
+      if (deliveries.length > 0 || Date.now() >= deadline) return deliveries;
+      if (out.messages.length > 0) {
+        // everything received was dead-lettered instead of handed out: look again at once, a few times
+        if (++deadRounds >= MAX_DEAD_ROUNDS) return [];
+        continue;
       }
-      if (deliveries.length > 0 || out.messages.length === 0 || Date.now() >= deadline) return deliveries;
+      // no answer, or an error status: not known drained, but not worth a pull at once either
+      if (!drained) await this.untilWorkMayBeThere(tier, Math.min(deadline - Date.now(), this.tuning.emptyTierRecheckMs));
     }
-    return [];
+  }
+
+  /** Deliveries for the caller; those past maxDeliver are dead-lettered instead. */
+  private handOut(tier: string, messages: readonly Msg[]): NatsDelivery[] {
+    const deliveries: NatsDelivery[] = [];
+    const now = Date.now();
+    for (const m of messages) {
+      const info = parseAckSubject(m.reply ?? '');
+      if (!info) {
+        this.log.error({ subject: m.subject }, 'pull returned a message without a JetStream ack subject; ignored');
+        continue;
+      }
+      const d = new NatsDelivery(this, tier, m, info, now);
+      if (d.deliveryCount > this.options.maxDeliver) {
+        // the caller had maxDeliver deliveries; this extra one only came to the adapter
+        this.inBackground(this.deadLetter(d, this.maxDeliverReason(), this.options.maxDeliver), d);
+        continue;
+      }
+      this.outstanding.add(d);
+      if (d.deliveryCount === this.options.maxDeliver) this.armLastDeadline(d);
+      deliveries.push(d);
+    }
+    return deliveries;
+  }
+
+  /** Work may be on `tier` now: a pull is worth it, and fetches waiting for it look. */
+  private workMayBeThere(tier: string): void {
+    this.emptyTiers.maybeWork(tier);
+    const waiting = this.tierWaiters.get(tier);
+    if (waiting) for (const wake of [...waiting]) wake();
+  }
+
+  /** Nothing is known about any tier any more (disconnect, reconnect). */
+  private forgetTiers(): void {
+    this.emptyTiers.forget();
+    this.wakeTierWaiters();
+  }
+
+  private wakeTierWaiters(): void {
+    for (const waiting of this.tierWaiters.values()) for (const wake of [...waiting]) wake();
+  }
+
+  /** Until workMayBeThere(tier), forgetTiers(), close(), or `ms` pass. */
+  private untilWorkMayBeThere(tier: string, ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    let waiting = this.tierWaiters.get(tier);
+    if (!waiting) {
+      waiting = new Set();
+      this.tierWaiters.set(tier, waiting);
+    }
+    const set = waiting;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        set.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      set.add(done);
+    });
   }
 
   private untilReconnected(ms: number): Promise<void> {
@@ -521,7 +596,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     this.send(m.reply, nakPayload(0));
     const consumer = parseAckSubject(m.reply)?.consumer;
     const tier = consumer === undefined ? undefined : this.tierByConsumer.get(consumer);
-    if (tier !== undefined) this.emptyTiers.maybeWork(tier);
+    if (tier !== undefined) this.workMayBeThere(tier);
   }
 
   /**
@@ -576,7 +651,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   settled(d: NatsDelivery): void {
     this.outstanding.delete(d);
     // an ack frees a max_ack_pending slot, a nak puts work back: the tier may have work again
-    this.emptyTiers.maybeWork(d.tier);
+    this.workMayBeThere(d.tier);
     const t = this.lastDeadlines.get(d);
     if (t) {
       clearTimeout(t);
@@ -772,6 +847,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
       for (const p of this.pulls) for (const m of p.cancel()) this.giveBack(m);
       this.pulls.clear();
       this.wakeReconnectWaiters();
+      this.wakeTierWaiters();
       this.advisorySub?.unsubscribe();
       this.readySub?.unsubscribe();
       if (grace > 0) await Promise.allSettled([...this.deadLettering]);
