@@ -253,6 +253,47 @@ if (requireNatsServer(t)) {
     t.same(expiring, [], 'every pull request is no-wait, without expires');
   });
 
+  t.test('nats: a delivery the server counts from 1 again is counted on from what this process handed out', async (t) => {
+    // nats-server before 2.10.14 (nats-io/nats-server#5305): a redelivery picked while the only
+    // waiting pull request is gone with its connection is lost, and the last message delivered as
+    // new is delivered again with delivery count 1. Made to happen here: a pull request left by a
+    // client that closed, and a server-side ack_wait (2 s) shorter than the adapter's, so the server
+    // redelivers the last allowed delivery while this process still holds it.
+    const { queue, stream } = await openOwn(t, { maxDeliver: 2, ackWaitMs: 30_000 });
+    await jsm.consumers.update(stream, consumerName('normal'), { ack_wait: 2_000_000_000 });
+    const dead: DeadLetter[] = [];
+    queue.onDeadLetter((dl) => {
+      dead.push(dl);
+    });
+    await queue.publish([msg('normal', 'recounted')]);
+    const [first] = await queue.fetch('normal', 1, 5_000);
+    t.equal(first?.deliveryCount, 1);
+    first?.nak(0);
+    const [last] = await queue.fetch('normal', 1, 5_000);
+    t.equal(last?.deliveryCount, 2, 'the last allowed delivery, held unanswered');
+    const heldAt = Date.now();
+
+    const ghost = await connect({ servers: [server.url] });
+    ghost.subscribe('ghost.pull');
+    ghost.publish(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumerName('normal')}`, JSON.stringify({ batch: 1, expires: 60_000_000_000 }), { reply: 'ghost.pull' });
+    await ghost.flush();
+    await sleep(200); // the server has taken the request in while its client was there
+    await ghost.close();
+    // Nothing may look at the consumer until the server redelivers (2 s after `last`): a consumer
+    // info or a pull would sweep the dead request. Midway to the next redelivery (4 s), the depth
+    // (a consumer info, as the gateway's metrics do) brings the server to count the held message as
+    // undelivered again, and the next pull gets it with delivery count 1.
+    await sleep(Math.max(0, heldAt + 3_000 - Date.now()));
+    t.comment(`depth ${await queue.depth('normal')} (2: the server went back, 1: it did not)`);
+
+    const got: Array<[string, number]> = [];
+    for (let i = 0; i < 10 && dead.length === 0; i++) got.push(...(await queue.fetch('normal', 5, 1_000)).map((d): [string, number] => [d.msgId, d.deliveryCount]));
+    t.same(got, [], 'not handed out a third time');
+    t.same(dead.map((d) => [d.msgId, d.deliveryCount]), [['recounted', 2]], 'dead-lettered once, with the deliveries the caller saw');
+    t.equal((await jsm.streams.info(stream)).state.messages, 0, 'gone from the work stream');
+    t.equal((await jsm.streams.info(`${stream}_DEAD`)).state.messages, 1, 'stored in the dead stream');
+  });
+
   t.test('nats: MAX_DELIVERIES advisory is a backup for a consumer with a server-side max_deliver', async (t) => {
     const { queue, stream } = await openOwn(t, { maxDeliver: 5, ackWaitMs: 1000 });
     // an operator set a finite max_deliver: the server gives up on its own after 1 delivery

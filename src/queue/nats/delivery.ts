@@ -48,6 +48,20 @@ export function parseAckSubject(reply: string): AckInfo | undefined {
   return { stream, consumer, deliveryCount: dc, streamSeq: seq };
 }
 
+/**
+ * True for nats-server versions that can deliver a message again as new,
+ * delivery count 1, after losing a redelivery (before 2.10.14:
+ * nats-io/nats-server#5305; see the maxDeliver part of queue.ts). An
+ * unreadable version counts as affected.
+ */
+export function deliveryCountMayReset(version: string): boolean {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!m) return true;
+  const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (major !== 2) return major < 2;
+  return minor < 10 || (minor === 10 && patch < 14);
+}
+
 /** What a delivery needs from its queue. */
 export interface DeliveryHost {
   /** Send an ack-protocol payload and wait for the server's confirmation (bounded retries). */
@@ -100,6 +114,10 @@ export class NatsDelivery implements Delivery {
     this.deliveryCount = info.deliveryCount;
     this.reply = msg.reply ?? '';
     this.lastTouch = now;
+  }
+
+  get isAcked(): boolean {
+    return this.state === 'acked';
   }
 
   get isSettled(): boolean {

@@ -45,7 +45,12 @@
  *           count 1. Our own pulls never expire on the server (see fetch);
  *           a request the server parks (max_ack_pending reached) of a
  *           process that then dies, or another client's expiring pull, can
- *           still cause it.
+ *           still cause it. So the adapter also counts: a message it handed
+ *           out n times (`handedOut`, per work sequence and msgId, until acked
+ *           or dead-lettered) counts as delivery n+1 at least, whatever the
+ *           server says. That covers what this process saw; a message another
+ *           process had before is counted by the server alone (upgrade the
+ *           server: connect() warns).
  * depth     consumer info: num_pending + num_ack_pending.
  * close     stops fetches (pending ones resolve []), lets deliveries in hand
  *           still ack, and drains the connection once they are settled or
@@ -71,7 +76,7 @@ import { GatewayError } from '../../core/errors.js';
 import type { DeadLetter, Delivery, DurableWrite, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { createLogger, type Logger } from '../../telemetry/logger.js';
-import { NatsDelivery, parseAckSubject, nakPayload, TERM, type DeliveryHost } from './delivery.js';
+import { deliveryCountMayReset, NatsDelivery, parseAckSubject, nakPayload, TERM, type AckInfo, type DeliveryHost } from './delivery.js';
 import { PullChannel, type PullRequest } from './pull-request.js';
 import { EmptyTiers } from './empty-tiers.js';
 import {
@@ -110,6 +115,11 @@ export interface NatsQueueTuning {
   /** Work sequences remembered as dead-lettered, so two paths racing on one message report it once. */
   readonly recentDeadMemory: number;
   /**
+   * Work sequences handed out and not acked, remembered with how often this process handed each
+   * out, to correct a delivery count the server reset (file comment, maxDeliver); oldest forgotten first.
+   */
+  readonly handedOutMemory: number;
+  /**
    * A tier found drained is pulled again by a no-wait fetch after this long even without an
    * announcement: the bound on the extra wait for work nobody announces (delayed naks,
    * redeliveries after ackWait, announcements lost in a reconnect).
@@ -128,6 +138,7 @@ export const DEFAULT_TUNING: NatsQueueTuning = {
   closeGraceMs: 5_000,
   maxAdvisoryBacklog: 10_000,
   recentDeadMemory: 10_000,
+  handedOutMemory: 50_000,
   emptyTierRecheckMs: 100,
 };
 
@@ -248,6 +259,11 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   private readonly deadBySeq = new Map<number, Promise<void>>();
   /** Recently dead-lettered work sequences, oldest first (Set keeps insertion order). */
   private readonly recentDead = new Set<number>();
+  /**
+   * Per work sequence: its msgId and how often this process handed it out; dropped once acked or
+   * dead-lettered, oldest first past tuning.handedOutMemory (Map keeps insertion order).
+   */
+  private readonly handedOut = new Map<number, { readonly msgId: string; readonly count: number }>();
   /** Deadlines of last allowed deliveries (deliveryCount = maxDeliver). */
   private readonly lastDeadlines = new Map<NatsDelivery, NodeJS.Timeout>();
   private readonly window: PublishWindow;
@@ -320,6 +336,13 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
       await q.ensureLayout();
       q.listenForAdvisories();
       q.watchConnection();
+      const version = nc.info?.version ?? '';
+      if (deliveryCountMayReset(version)) {
+        log.warn(
+          { version },
+          'nats-server before 2.10.14 can deliver a message again with its delivery count reset to 1 (nats-io/nats-server#5305): maxDeliver then holds only for deliveries this process handed out; upgrade the server',
+        );
+      }
       log.info({ stream: config.stream, tiers: config.options.tiers, replicas: config.replicas }, 'NATS queue ready');
       return q;
     } catch (e) {
@@ -523,17 +546,42 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
         this.log.error({ subject: m.subject }, 'pull returned a message without a JetStream ack subject; ignored');
         continue;
       }
-      const d = new NatsDelivery(this, tier, m, info, now);
+      const d = new NatsDelivery(this, tier, m, this.countedOn(info, m), now);
       if (d.deliveryCount > this.options.maxDeliver) {
         // the caller had maxDeliver deliveries; this extra one only came to the adapter
         this.inBackground(this.deadLetter(d, this.maxDeliverReason(), this.options.maxDeliver), d);
         continue;
       }
       this.outstanding.add(d);
+      this.rememberHandout(d);
       if (d.deliveryCount === this.options.maxDeliver) this.armLastDeadline(d);
       deliveries.push(d);
     }
     return deliveries;
+  }
+
+  /**
+   * The delivery count to go by: the server's, or one more than this process has handed the
+   * message out if that is higher — the server's count went back (file comment, maxDeliver).
+   */
+  private countedOn(info: AckInfo, m: Msg): AckInfo {
+    const seen = this.handedOut.get(info.streamSeq);
+    if (!seen || seen.msgId !== (m.headers?.get('Nats-Msg-Id') ?? '') || seen.count < info.deliveryCount) return info;
+    const deliveryCount = seen.count + 1;
+    this.log.warn(
+      { seq: info.streamSeq, job: seen.msgId, serverCount: info.deliveryCount, deliveryCount },
+      'the server delivered a message again with a lower delivery count (nats-server before 2.10.14, or its consumer re-created); counting on from the deliveries this process handed out',
+    );
+    return { ...info, deliveryCount };
+  }
+
+  private rememberHandout(d: NatsDelivery): void {
+    this.handedOut.delete(d.seq); // to the newest end
+    this.handedOut.set(d.seq, { msgId: d.msgId, count: d.deliveryCount });
+    if (this.handedOut.size > this.tuning.handedOutMemory) {
+      const oldest = this.handedOut.keys().next();
+      if (!oldest.done) this.handedOut.delete(oldest.value);
+    }
   }
 
   /** Work may be on `tier` now: a pull is worth it, and fetches waiting for it look. */
@@ -650,6 +698,8 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
 
   settled(d: NatsDelivery): void {
     this.outstanding.delete(d);
+    // acked: gone from the work stream, never delivered again
+    if (d.isAcked) this.handedOut.delete(d.seq);
     // an ack frees a max_ack_pending slot, a nak puts work back: the tier may have work again
     this.workMayBeThere(d.tier);
     const t = this.lastDeadlines.get(d);
@@ -742,6 +792,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   }
 
   private rememberDead(seq: number): void {
+    this.handedOut.delete(seq);
     this.recentDead.add(seq);
     if (this.recentDead.size > this.tuning.recentDeadMemory) {
       const oldest = this.recentDead.values().next();
