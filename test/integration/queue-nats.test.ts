@@ -253,6 +253,24 @@ if (requireNatsServer(t)) {
     t.same(expiring, [], 'every pull request is no-wait, without expires');
   });
 
+  t.test('nats: what the server sends a parked pull after its fetch answered goes to the next fetch, counted once', async (t) => {
+    // A no-wait pull that finds work it may not deliver yet (max_ack_pending reached) stays on the
+    // server and is served when a slot frees, after the fetch that sent it has answered.
+    const { queue } = await openOwn(t, { maxAckPending: 2, ackWaitMs: 30_000 });
+    await queue.publish(['pk-0', 'pk-1', 'pk-2', 'pk-3'].map((id) => msg('normal', id)));
+    const first = await queue.fetch('normal', 10, 0);
+    t.same(first.map((d) => [d.msgId, d.deliveryCount]), [['pk-0', 1], ['pk-1', 1]], 'maxAckPending handed out');
+    await first[0]?.ack();
+    await sleep(300); // what the freed slot brings comes while no fetch is open
+    const second = await queue.fetch('normal', 10, 2_000);
+    t.same(second.map((d) => [d.msgId, d.deliveryCount]), [['pk-2', 1]], 'handed to the next fetch as a first delivery');
+    await Promise.all([...first.slice(1), ...second].map((d) => d.ack()));
+    const rest: Array<[string, number]> = [];
+    for (let i = 0; i < 10 && rest.length === 0; i++) rest.push(...(await queue.fetch('normal', 10, 1_000)).map((d): [string, number] => [d.msgId, d.deliveryCount]));
+    t.same(rest, [['pk-3', 1]], 'and the last one, also delivered once');
+    t.equal(await queue.depth('normal'), 1, 'nothing else in flight');
+  });
+
   t.test('nats: a delivery the server counts from 1 again is counted on from what this process handed out', async (t) => {
     // nats-server before 2.10.14 (nats-io/nats-server#5305): a redelivery picked while the only
     // waiting pull request is gone with its connection is lost, and the last message delivered as

@@ -23,8 +23,9 @@
  * ours could be that expired request whenever an ackWait ran out at the
  * same moment — and the job came back with its count reset, past
  * maxDeliver (seen in test/integration/queue-nats.test.ts under load). A
- * no-wait request without `expires` is answered at once, or waits only
- * while the server has work it is about to deliver to it.
+ * no-wait request without `expires` is answered at once, or waits while the
+ * server has work it may not deliver yet (parked, below); only such a parked
+ * request whose connection then goes away can still be the dead request.
  *
  * Every pull of one connection answers to one inbox subscription
  * (`<inbox>.*`, made once), each pull to its own token under it:
@@ -51,11 +52,13 @@
  * tier from the top); the shared inbox leaves one PUB per pull.
  *
  * The local timer (PULL_GRACE_MS) covers a server that never answers
- * (killed, disconnected) and a request the server keeps because it cannot
- * deliver yet (max_ack_pending reached). A message that arrives for a pull
- * already settled (timed out, cancelled, or past its batch) is handed to
- * `onLate` (the queue naks it so it is redelivered at once instead of after
- * ackWait) — for as long as the channel lives, not just for a linger period.
+ * (killed, disconnected) and a request the server parks because it cannot
+ * deliver yet (max_ack_pending reached): the server serves it once a slot
+ * frees, with no token to tell which request a message was for. A message
+ * that arrives for no open pull of its consumer (timed out, cancelled, or
+ * past its batch) is handed to `onLate` — for as long as the channel lives,
+ * not just for a linger period; the queue holds it for the next fetch of its
+ * tier a short while, then naks it.
  */
 import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { parseAckSubject } from './delivery.js';

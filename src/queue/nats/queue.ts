@@ -23,6 +23,10 @@
  *           pass (empty-tiers.ts). A fetch that may wait pulls once, then
  *           again on each of those, until waitMs pass: work nobody announces
  *           (a redelivery after ackWait) is found within emptyTierRecheckMs.
+ *           A pull the server parks (max_ack_pending reached) is served when
+ *           a slot frees, often after its fetch answered: what it brings is
+ *           held for the next fetch of the tier for up to lateHoldMs, then
+ *           given back (late()).
  * maxDeliver  the consumers have no server-side limit (see stream-setup.ts);
  *           the adapter enforces it. A delivery with deliveryCount =
  *           maxDeliver is the last one: if it is naked, or not answered
@@ -125,6 +129,12 @@ export interface NatsQueueTuning {
    * redeliveries after ackWait, announcements lost in a reconnect).
    */
   readonly emptyTierRecheckMs: number;
+  /**
+   * A delivery that came for no open pull (a request the server parked at max_ack_pending and
+   * served once a slot freed) is held this long for the next fetch of its tier, then given back
+   * (at most a quarter of ackWait).
+   */
+  readonly lateHoldMs: number;
 }
 
 export const DEFAULT_TUNING: NatsQueueTuning = {
@@ -140,6 +150,7 @@ export const DEFAULT_TUNING: NatsQueueTuning = {
   recentDeadMemory: 10_000,
   handedOutMemory: 50_000,
   emptyTierRecheckMs: 100,
+  lateHoldMs: 1_000,
 };
 
 export interface NatsQueueConfig {
@@ -288,6 +299,12 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   private readonly reconnectWaiters = new Set<() => void>();
   /** Fetches waiting for work, by tier (configured tiers only); bounded by the callers' fetches. */
   private readonly tierWaiters = new Map<string, Set<() => void>>();
+  /**
+   * Deliveries that came for no open pull, by tier, oldest first, held for the next fetch (see
+   * late()). Each is an unacked delivery, so at most maxAckPending per tier.
+   */
+  private readonly held = new Map<string, Array<{ readonly m: Msg; readonly at: number }>>();
+  private heldTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -304,7 +321,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   ) {
     this.lingerMs = lingerMs;
     this.window = new PublishWindow(tuning.maxPublishInflight);
-    this.pullChannel = new PullChannel(nc, (m) => this.giveBack(m));
+    this.pullChannel = new PullChannel(nc, (m) => this.late(m));
     this.emptyTiers = new EmptyTiers(new Set(options.tiers), tuning.emptyTierRecheckMs);
     this.deadStream = deadStreamName(stream);
     this.consumers = new Map(options.tiers.map((t) => [t, consumerName(t)]));
@@ -488,7 +505,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     const batch = Math.floor(max);
     const wait = Math.max(0, Math.floor(waitMs));
     this.followAnnouncements();
-    if (wait === 0 && this.emptyTiers.knownEmpty(tier)) return [];
+    if (wait === 0 && this.emptyTiers.knownEmpty(tier) && !this.held.get(tier)?.length) return [];
     const deadline = Date.now() + wait;
     this.pruneAbandoned();
     // Every pull is a no-wait pull; the wait is spent here, never on the server (pull-request.ts).
@@ -499,6 +516,13 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
         // nobody listens for its answer any more: the messages would wait out ackWait.
         await this.untilReconnected(deadline - Date.now());
         if (this.closing || !this.connected) return [];
+      }
+      const held = this.takeHeld(tier, batch);
+      if (held.length > 0) {
+        const deliveries = this.handOut(tier, held);
+        if (deliveries.length > 0) return deliveries;
+        if (++deadRounds >= MAX_DEAD_ROUNDS) return [];
+        continue;
       }
       // A fetch asks the server at least once; after that, only when work may be there.
       if (round > 0 && this.emptyTiers.knownEmpty(tier)) {
@@ -636,6 +660,59 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
 
   private wakeReconnectWaiters(): void {
     for (const wake of [...this.reconnectWaiters]) wake();
+  }
+
+  /**
+   * A message that arrived for no open pull. Usually a delivery to a request the server parked
+   * (no-wait, nothing deliverable while max_ack_pending was reached) and served when a slot
+   * freed, after the fetch that sent it had given up: held for the next fetch of its tier for
+   * up to lateHoldMs. Giving it back at once would count a delivery nobody saw, and the server
+   * would send it straight to the next parked request, as often as there are.
+   */
+  private late(m: Msg): void {
+    const consumer = parseAckSubject(m.reply ?? '')?.consumer;
+    const tier = consumer === undefined ? undefined : this.tierByConsumer.get(consumer);
+    const held = tier === undefined || this.closing ? undefined : this.held.get(tier) ?? [];
+    if (tier === undefined || held === undefined || held.length >= this.options.maxAckPending) {
+      this.giveBack(m);
+      return;
+    }
+    held.push({ m, at: Date.now() });
+    this.held.set(tier, held);
+    this.expireHeldLater();
+    this.workMayBeThere(tier);
+  }
+
+  private takeHeld(tier: string, max: number): Msg[] {
+    const held = this.held.get(tier);
+    return held && held.length > 0 ? held.splice(0, max).map((h) => h.m) : [];
+  }
+
+  private heldMs(): number {
+    return Math.max(1, Math.min(this.tuning.lateHoldMs, Math.floor(this.options.ackWaitMs / 4)));
+  }
+
+  /** Gives back what was held longer than heldMs(); one timer while anything is held. */
+  private expireHeldLater(): void {
+    if (this.heldTimer) return;
+    this.heldTimer = setTimeout(() => {
+      this.heldTimer = undefined;
+      const horizon = Date.now() - this.heldMs();
+      let left = 0;
+      for (const held of this.held.values()) {
+        const fresh = held.findIndex((h) => h.at > horizon);
+        for (const h of held.splice(0, fresh < 0 ? held.length : fresh)) this.giveBack(h.m);
+        left += held.length;
+      }
+      if (left > 0) this.expireHeldLater();
+    }, this.heldMs());
+    this.heldTimer.unref();
+  }
+
+  private giveBackHeld(): void {
+    for (const held of this.held.values()) for (const h of held.splice(0)) this.giveBack(h.m);
+    clearTimeout(this.heldTimer);
+    this.heldTimer = undefined;
   }
 
   /** A message that arrived for a pull nobody waits for any more: back to the stream now. */
@@ -897,6 +974,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
       this.closing = true;
       for (const p of this.pulls) for (const m of p.cancel()) this.giveBack(m);
       this.pulls.clear();
+      this.giveBackHeld();
       this.wakeReconnectWaiters();
       this.wakeTierWaiters();
       this.advisorySub?.unsubscribe();
