@@ -25,6 +25,8 @@ export async function openQueue(config: ResolvedConfig, options: QueueOptions, e
     logger,
     // Small messages linger to share one publish.
     lingerMs: config.queue.nats.flushMs,
+    // Idempotency-Key claims shared by every process live as long as the key.
+    keyTtlMs: config.idempotencyTtlMs,
   });
 }
 

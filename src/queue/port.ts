@@ -92,6 +92,23 @@ export interface DurableWrite {
   readonly after: () => void;
 }
 
+/** An Idempotency-Key's first request, as the send service is about to write it (WorkQueue.claimKey). */
+export interface KeyClaim {
+  readonly tenant: string;
+  readonly key: string;
+  /** The message id the request takes, its fingerprint ("the same request"), and when it was made (epoch ms). */
+  readonly id: string;
+  readonly fingerprint: string;
+  readonly at: number;
+  /** The key's TTL: a claim made this long before `at` has lapsed and is taken over. */
+  readonly ttlMs: number;
+}
+
+/** Won: this request is the key's first within its TTL. Otherwise the first one's id, fingerprint and time. */
+export type KeyClaimAnswer =
+  | { readonly won: true }
+  | { readonly won: false; readonly id: string; readonly fingerprint: string; readonly at: number };
+
 export interface WorkQueue {
   /** For reports (readiness, logs) only: behaviour differences live behind the methods below. */
   readonly kind: 'embedded' | 'nats';
@@ -108,6 +125,16 @@ export interface WorkQueue {
    * are flushed first, then the jobs published, then `after` written.
    */
   persistTogether(write: DurableWrite): Promise<void>;
+  /**
+   * Claim an Idempotency-Key for its TTL among every process that shares the
+   * queue, before anything of the request is written: of two processes (or
+   * hosts) claiming one key at once, one wins; the other learns the winner's
+   * id and fingerprint (and answers 409, or the first answer). Embedded (one
+   * process per data dir): always won, the send service's in-memory claims
+   * already order repeats. NATS: a claim stream (src/queue/nats/key-claims.ts).
+   * Rejects QUEUE_UNAVAILABLE when the claim cannot be confirmed.
+   */
+  claimKey(claim: KeyClaim): Promise<KeyClaimAnswer>;
   /** Resolves when every message is durable (or recognised as a duplicate). Order of results = order of input. */
   publish(messages: readonly QueueMessage[]): Promise<PublishResult[]>;
   /**

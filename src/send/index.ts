@@ -43,6 +43,8 @@ export interface SendWiring {
   readonly onAccepted?: () => void;
   /** Whether a tenant's callbacks can be signed (callbackUrl / statusCallback are refused otherwise). */
   readonly canSign?: (tenant: string) => boolean;
+  /** See SendServiceDeps.keyAnswerWaitMs. */
+  readonly keyAnswerWaitMs?: number;
   readonly now?: () => number;
 }
 
@@ -86,6 +88,7 @@ export function createSendService(w: SendWiring): SendService {
     people: dir ? (p, ids, prefix) => dir.rules.resolvePeople(p, ids, prefix) : () => [], principalOf: w.principalOf,
     ...(w.onAccepted ? { onAccepted: w.onAccepted } : {}),
     ...(w.canSign ? { canSign: w.canSign } : {}),
+    ...(w.keyAnswerWaitMs !== undefined ? { keyAnswerWaitMs: w.keyAnswerWaitMs } : {}),
     ...(w.now ? { now: w.now } : {}),
   });
 }

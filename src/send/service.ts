@@ -24,7 +24,7 @@ import { GatewayError, isStorageFailure } from '../core/errors.js';
 import type { Channel, SmsEncoding, StatusCallback, Tier } from '../core/message.js';
 import { encodeJob, workSubject, type Job, type JobMessage, type JobRecipient } from '../core/job.js';
 import type { Principal, SendAccepted, SendCommand, SendShape } from '../core/send.js';
-import type { QueueMessage, WorkQueue } from '../queue/port.js';
+import type { KeyClaimAnswer, QueueMessage, WorkQueue } from '../queue/port.js';
 import { boundCounter, type BoundCounter, type Metrics } from '../telemetry/metrics.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { quietUntil } from '../directory/quiet-hours.js';
@@ -32,6 +32,7 @@ import { idempotentMessageId, newMessageId } from './ids.js';
 import { JobBatcher } from './job-batcher.js';
 import { runStages, type DoorAdmission, type Draft, type GrantStage, type Parking, type Reservation, type Stage } from './stages.js';
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What the service needs from the receipt store. */
 export interface SendStore {
@@ -122,6 +123,8 @@ export interface SendServiceDeps {
   readonly canSign?: (tenant: string) => boolean;
   /** Called after a write became durable (e.g. to wake a dispatcher in the same process). */
   readonly onAccepted?: () => void;
+  /** How long a key's repeat waits for the first request's answer when another process holds the key (default KEY_ANSWER_WAIT_MS). */
+  readonly keyAnswerWaitMs?: number;
   readonly now?: () => number;
 }
 
@@ -305,8 +308,27 @@ export class SendService implements Sends {
           return null;
         },
       )));
-    toWrite = toWrite.filter((_, k) => reserved[k] !== null);
-    const reservations = reserved.filter((r): r is Reservation => r !== null && r !== undefined);
+    const reservationOf = new Map<number, Reservation>();
+    toWrite = toWrite.filter((w, k) => {
+      const r = reserved[k];
+      if (r !== null && r !== undefined) reservationOf.set(w.index, r);
+      return r !== null;
+    });
+    // Keys claimed among every process and host sharing the queue, before anything is written: a
+    // repeat sent to another process than the first gets 409 or the first answer, never a second write.
+    const across = await Promise.all(toWrite.map((w) => (w.prepared.idempotencyKey === undefined ? Promise.resolve(undefined) : this.claimAcross(principal.tenant, w.prepared))));
+    toWrite = toWrite.flatMap((w, k) => {
+      const c = across[k];
+      if (c === undefined) return [w];
+      if ('write' in c) return [{ index: w.index, prepared: c.write }];
+      results[w.index] = c.result;
+      claims.get(w.index)?.(c.result);
+      const r = reservationOf.get(w.index);
+      reservationOf.delete(w.index);
+      r?.release().catch((e: unknown) => this.log.error({ err: e }, 'could not give back quota of a repeated Idempotency-Key'));
+      return [];
+    });
+    const reservations = [...reservationOf.values()];
     if (toWrite.length > 0) {
       this.inflight++;
       this.metrics.ingestInflight.inc();
@@ -338,14 +360,47 @@ export class SendService implements Sends {
     const key = prepared.idempotencyKey as string;
     const pending = this.inflightKeys.get(inflightKey(tenant, key));
     const check = (stored: StoredIdempotency): SendResult =>
-      stored.fingerprint === prepared.fingerprint
-        ? { ok: true, replayed: true, body: stored.response }
-        : { ok: false, error: new GatewayError('IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used with a different request body') };
+      stored.fingerprint === prepared.fingerprint ? { ok: true, replayed: true, body: stored.response } : { ok: false, error: idempotencyConflict() };
     if (pending) {
       return pending.result.then((r) => (r.ok ? check({ fingerprint: pending.fingerprint, response: r.body }) : r));
     }
     const stored = this.store.getIdempotency(tenant, key) as StoredIdempotency | undefined;
     return stored ? Promise.resolve(check(stored)) : undefined;
+  }
+
+  /**
+   * The key claimed among every process sharing the queue (WorkQueue.claimKey).
+   * Won: write. Taken with another fingerprint: 409. Taken by the same
+   * request (another process or host has it, or this one had it before a
+   * crash): its answer reaches this store through the shared environment or
+   * replication, normally within milliseconds, and is replayed; when none
+   * comes within KEY_ANSWER_WAIT_MS (its process died before answering, its
+   * write failed, or its host is away) this is a retry of it, written under
+   * its id: rows only if absent, jobs de-duplicated by the queue. (The wait
+   * is wall-clock time: it waits for other processes, not for this one's clock.)
+   */
+  private async claimAcross(tenant: string, p: Prepared): Promise<{ write: Prepared } | { result: SendResult }> {
+    const key = p.idempotencyKey as string;
+    let answer: KeyClaimAnswer;
+    try {
+      answer = await this.queue.claimKey({ tenant, key, id: p.record.id, fingerprint: p.fingerprint, at: p.record.createdAt, ttlMs: this.config.idempotencyTtlMs });
+    } catch (e) {
+      return { result: { ok: false, error: asGatewayError(e) } };
+    }
+    if (answer.won) return { write: p };
+    if (answer.fingerprint !== p.fingerprint) return { result: { ok: false, error: idempotencyConflict() } };
+    const waitMs = this.deps.keyAnswerWaitMs ?? KEY_ANSWER_WAIT_MS;
+    const deadline = Date.now() + waitMs;
+    for (let round = 0; round <= waitMs / KEY_ANSWER_POLL_MS; round++) {
+      const stored = this.store.getIdempotency(tenant, key) as StoredIdempotency | undefined;
+      if (stored) {
+        return { result: stored.fingerprint === p.fingerprint ? { ok: true, replayed: true, body: stored.response } : { ok: false, error: idempotencyConflict() } };
+      }
+      if (Date.now() >= deadline) break;
+      await sleep(KEY_ANSWER_POLL_MS);
+    }
+    this.log.warn({ tenant, messageId: answer.id }, 'Idempotency-Key taken by the same request elsewhere, no answer here in time: written as its retry');
+    return { write: answer.id === p.record.id ? p : withId(p, answer.id) };
   }
 
   private draft(principal: Principal, command: SendCommand, prefix: string, now: number, tier: Tier): Draft {
@@ -623,12 +678,29 @@ export function keyedMessageId(store: Pick<SendStore, 'getMessage'>, tenant: str
     const existing = store.getMessage(id);
     if (w === window) fresh = existing === undefined ? id : newMessageId(now);
     if (existing === undefined || existing.tenant !== tenant || existing.createdAt + ttl <= now) continue;
-    if (existing.fingerprint !== fingerprint) {
-      throw new GatewayError('IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used with a different request body');
-    }
+    if (existing.fingerprint !== fingerprint) throw idempotencyConflict();
     return id;
   }
   return fresh;
+}
+
+/** A keyed send's first request, taken by another process, gives its answer within this (ms) before this one writes as its retry. */
+const KEY_ANSWER_WAIT_MS = 5_000;
+const KEY_ANSWER_POLL_MS = 10;
+
+function idempotencyConflict(): GatewayError {
+  return new GatewayError('IDEMPOTENCY_CONFLICT', 'Idempotency-Key was already used with a different request body');
+}
+
+/** The same prepared send under another message id (the one its key's claim holds). */
+function withId(p: Prepared, id: string): Prepared {
+  return {
+    ...p,
+    record: { ...p.record, id },
+    chunks: p.chunks.map((m) => ({ ...m, id })),
+    response: { ...p.response, id },
+    ...(p.expansion !== undefined ? { expansion: { ...p.expansion, id: `${id}.x`, messages: p.expansion.messages.map((m) => ({ ...m, id })) } } : {}),
+  };
 }
 
 function inflightKey(tenant: string, key: string): string {

@@ -29,7 +29,7 @@ if (requireNatsServer(t)) {
   const jsm = await jetstreamManager(admin);
 
   const dropStreams = async (m: JetStreamManager, stream: string): Promise<void> => {
-    for (const name of [stream, `${stream}_DEAD`]) await m.streams.delete(name).catch(() => false);
+    for (const name of [stream, `${stream}_DEAD`, `${stream}_KEYS`]) await m.streams.delete(name).catch(() => false);
   };
 
   let streams = 0;
@@ -78,6 +78,11 @@ if (requireNatsServer(t)) {
     const dead = await jsm.streams.info(`${stream}_DEAD`);
     t.equal(dead.config.retention, 'limits');
     t.same(dead.config.subjects, ['conf.dead.>']);
+    const keys = await jsm.streams.info(`${stream}_KEYS`);
+    t.equal(keys.config.retention, 'limits');
+    t.same(keys.config.subjects, ['conf.keys.>']);
+    t.equal(keys.config.max_msgs_per_subject, 1, 'one claim per key');
+    t.equal(keys.config.max_age, 86_400_000 * 1_000_000, 'claims kept for the Idempotency-Key TTL (default one day)');
     for (const tier of options.tiers) {
       const ci = await jsm.consumers.info(stream, consumerName(tier));
       t.equal(ci.config.filter_subject, `conf.work.${tier}.>`, `${tier} consumer filter`);
@@ -103,6 +108,28 @@ if (requireNatsServer(t)) {
       (e: unknown) => e,
     );
     t.ok(isGatewayError(err) && err.code === 'CONFIG_INVALID', 'CONFIG_INVALID for an incompatible existing stream');
+  });
+
+  t.test('nats: Idempotency-Key claims: one winner among concurrent claimers, the winner\'s id for the others, a lapsed claim taken over', async (t) => {
+    const { queue, stream, options } = await openOwn(t);
+    // A second connection on the same stream: another process.
+    const other = await NatsQueue.connect({ servers: [server.url], stream, replicas: 1, options, limits: TEST_LIMITS });
+    t.teardown(() => other.close({ graceMs: 0 }));
+    const ttlMs = 60_000;
+    const at = Date.now();
+    const claim = (q: NatsQueue, id: string, fingerprint: string, when = at): ReturnType<NatsQueue['claimKey']> => q.claimKey({ tenant: 't1', key: 'k-1', id, fingerprint, at: when, ttlMs });
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => claim(i % 2 === 0 ? queue : other, `id-${i}`, `fp-${i}`)));
+    const won = answers.flatMap((a, i) => (a.won ? [i] : []));
+    t.equal(won.length, 1, 'exactly one of ten concurrent claims wins');
+    const w = won[0]!;
+    for (const a of answers) if (!a.won) t.same(a, { won: false, id: `id-${w}`, fingerprint: `fp-${w}`, at }, 'the others learn the winner\'s claim');
+    t.same(await claim(other, 'id-late', 'fp-late'), { won: false, id: `id-${w}`, fingerprint: `fp-${w}`, at }, 'a later claim within the TTL loses too');
+    t.same(await other.claimKey({ tenant: 't2', key: 'k-1', id: 'x', fingerprint: 'f', at, ttlMs }), { won: true }, 'keys are per tenant');
+    t.same(await claim(queue, 'id-next', 'fp-next', at + ttlMs), { won: true }, 'a claim made a TTL or more after the first takes the key over');
+    t.same(await claim(other, 'id-after', 'fp-after', at + ttlMs + 1), { won: false, id: 'id-next', fingerprint: 'fp-next', at: at + ttlMs }, 'and holds it');
+    t.equal((await jsm.streams.info(`${stream}_KEYS`)).state.messages, 2, 'one claim per key is kept');
+    await queue.close({ graceMs: 0 });
+    await t.rejects(claim(queue, 'id-closed', 'fp'), { code: 'QUEUE_CLOSED' }, 'a closed queue claims nothing');
   });
 
   t.test('nats: unknown tiers and subjects are refused', async (t) => {

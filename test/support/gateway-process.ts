@@ -388,7 +388,7 @@ export function sharedDataDir(t: Teardown): string {
 }
 
 /** HTTP helper against a process's URL with the test key. */
-export async function api<T = unknown>(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: T }> {
+export async function api<T = unknown>(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: T; headers: Headers }> {
   const res = await fetch(url + path, {
     method,
     headers: { authorization: `Bearer ${TEST_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
@@ -396,7 +396,7 @@ export async function api<T = unknown>(url: string, method: string, path: string
     signal: AbortSignal.timeout(60_000),
   });
   const json = (await responseBody(res)) as T;
-  return { status: res.status, json };
+  return { status: res.status, json, headers: res.headers };
 }
 
 /** Poll GET /v1/messages/{id} until complete; bounded in time and rounds (the summary scans every recipient: poll big messages slowly). */

@@ -103,8 +103,8 @@ export interface NatsDeployment {
   readonly dataDir: string;
   /** The data dir of a host (processes started with `host`). */
   hostDataDir(host: string): string;
-  /** The config file content of one process: the deployment's, then `overrides`, with `account` as its SMPP account. */
-  config(p?: { account?: ConfigObject; overrides?: ConfigObject }): ConfigObject;
+  /** The config file content of one process: the deployment's, then `overrides`, with `account` as its SMPP account (and `host`'s data dir and replication). */
+  config(p?: { account?: ConfigObject; overrides?: ConfigObject; host?: string }): ConfigObject;
   /** An ingest process, ready when /readyz answers. */
   startIngest(p?: ProcessOptions): Promise<IngestProcess>;
   /**
@@ -113,6 +113,12 @@ export interface NatsDeployment {
    * binds than it had before the start.
    */
   startDispatcher(sim: SimulatorView, p?: DispatcherOptions): Promise<GatewayProcess>;
+  /**
+   * A process of role `all` (API and dispatch in one, as `smsgw start` runs by
+   * default) bound to `sim`: ready when /readyz answers and the simulator has
+   * counted its binds.
+   */
+  startAll(sim: SimulatorView, p?: DispatcherOptions): Promise<IngestProcess>;
 }
 
 export async function startNatsDeployment(t: Teardown, opts: NatsDeploymentOptions = {}): Promise<NatsDeployment> {
@@ -178,6 +184,19 @@ export async function startNatsDeployment(t: Teardown, opts: NatsDeploymentOptio
         config: config({ account, ...(p.overrides ? { overrides: p.overrides } : {}), ...(p.host !== undefined ? { host: p.host } : {}) }),
         ready: () => sim.stats().binds >= want,
       });
+    },
+    async startAll(sim, p = {}) {
+      const account = simulatorAccountConfig(sim.port, p.account);
+      const want = sim.stats().binds + (account['binds'] as number);
+      const proc = await startGatewayProcess(t, {
+        role: 'all',
+        ...(p.name ? { name: p.name } : {}),
+        config: config({ account, ...(p.overrides ? { overrides: p.overrides } : {}), ...(p.host !== undefined ? { host: p.host } : {}) }),
+        ready: () => sim.stats().binds >= want,
+      });
+      const url = proc.url;
+      if (url === undefined) throw new Error('a process of role all has a URL');
+      return Object.assign(proc, { url });
     },
   };
 }

@@ -38,6 +38,7 @@ export function sendFakes(): SendFakes {
       published.push(...ms);
       return ms.map((m, i) => ({ msgId: m.msgId, seq: i, duplicate: false }));
     },
+    claimKey: async () => ({ won: true }),
     fetch: async () => [],
     depth: async () => 0,
     onDeadLetter: () => undefined,

@@ -20,6 +20,7 @@ function fakeQueue(fail = false): WorkQueue & { published: QueueMessage[][] } {
       await w.publish();
       w.after();
     },
+    claimKey: async () => ({ won: true }),
     fetch: async () => [],
     depth: async () => 0,
     onDeadLetter: () => undefined,

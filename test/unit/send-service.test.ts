@@ -8,7 +8,8 @@ import t from 'tap';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/load.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
-import { createSendService, type DoorRules, type SendStore } from '../../src/send/index.js';
+import { commandFingerprint, createSendService, type DoorRules, type SendStore } from '../../src/send/index.js';
+import { decodeJob } from '../../src/core/job.js';
 import type { QueueMessage, WorkQueue } from '../../src/queue/port.js';
 import type { Principal, RecipientOrigin, SendCommand, SendShape } from '../../src/core/send.js';
 import { GatewayError } from '../../src/core/errors.js';
@@ -141,6 +142,7 @@ t.test('an Idempotency-Key reused after its TTL is a new message; a lost answer 
       lingerMs: 0,
       async persistTogether(w) { await w.rowsDurable(); await w.publish(); w.after(); },
       async publish(ms) { published.push(...ms); return ms.map((m, i) => ({ msgId: m.msgId, seq: i, duplicate: false })); },
+      claimKey: async () => ({ won: true as const }),
       fetch: async () => [], depth: async () => 0, onDeadLetter: () => undefined, close: async () => undefined,
     } as WorkQueue;
     const sends = createSendService({
@@ -232,4 +234,76 @@ t.test('held messages: no quota at acceptance; readmit runs grants, content rule
   rejectNow = false;
   await t.rejects(sends.readmit('unit-a', { shape: { ...shape, origin: 'workflow' }, body: '罢工通知', recipients: 2 }), { code: 'FORBIDDEN' });
   t.equal(charged, 0);
+});
+
+t.test('a key another process holds (WorkQueue.claimKey): 409 for another body, the first answer replayed, or after the wait a retry under its id', async (t) => {
+  const command: SendCommand = { ...numbers('caller', '8613900000001', '8613900000002'), idempotencyKey: 'held-elsewhere' };
+  const fingerprint = commandFingerprint(command);
+  const setup = (claim: WorkQueue['claimKey'], answerAfterMs?: number) => {
+    const f = sendFakes();
+    let charged = 0;
+    const claims: Parameters<WorkQueue['claimKey']>[0][] = [];
+    const firstAnswer = { id: 'I-FIRST', recipients: 2, segments: 1, totalSegments: 2, encoding: 'gsm7', tier: config.defaultTier, status: 'accepted' };
+    const since = Date.now();
+    // The first request's answer reaches this store (replication, or the shared environment) `answerAfterMs` after the claim.
+    const store: SendStore = {
+      ...f.store,
+      getIdempotency: () => (answerAfterMs !== undefined && Date.now() - since >= answerAfterMs ? { fingerprint, response: firstAnswer } : undefined),
+    };
+    const queue: WorkQueue = { ...f.queue, claimKey: (c) => (claims.push(c), claim(c)) };
+    const base = rules({ direct: true, workflow: false }, []);
+    const sends = createSendService({
+      config, store, queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), keyAnswerWaitMs: 300,
+      principalOf: () => principal,
+      directory: { rules: { ...base, reserve: async (_a, n) => ((charged += n), { release: async () => void (charged -= n) }) }, held: { hold: () => undefined } },
+    });
+    return { f, sends, claims, charged: () => charged, firstAnswer };
+  };
+
+  await t.test('won: written under its own id, the claim naming it', async (t) => {
+    const s = setup(async () => ({ won: true }));
+    const [r] = await s.sends.send(principal, [{ command }]);
+    t.match(r, { ok: true, replayed: false });
+    const id = r?.ok ? r.body.id : '';
+    t.match(s.claims, [{ tenant: 'unit-a', key: 'held-elsewhere', id, fingerprint, ttlMs: config.idempotencyTtlMs }]);
+    t.same(s.f.rows, [id]);
+    t.same(s.f.published.map((m) => m.msgId), [`${id}.0`]);
+    t.equal(s.charged(), 2);
+  });
+
+  await t.test('held for another body: 409, nothing written or published, the quota given back', async (t) => {
+    const s = setup(async (c) => ({ won: false, id: 'I-FIRST', fingerprint: 'another body', at: c.at }));
+    const [r] = await s.sends.send(principal, [{ command }]);
+    t.match(r, { ok: false, error: { code: 'IDEMPOTENCY_CONFLICT' } });
+    t.same([s.f.rows, s.f.published], [[], []]);
+    t.equal(s.charged(), 0);
+  });
+
+  await t.test('held for this body, its answer arriving meanwhile: the first answer, replayed, nothing written', async (t) => {
+    const s = setup(async (c) => ({ won: false, id: 'I-FIRST', fingerprint, at: c.at }), 60);
+    const [r] = await s.sends.send(principal, [{ command }]);
+    t.same(r, { ok: true, replayed: true, body: s.firstAnswer });
+    t.same([s.f.rows, s.f.published], [[], []]);
+    t.equal(s.charged(), 0);
+  });
+
+  await t.test('held for this body, no answer within the wait (its process died): a retry, under the held id', async (t) => {
+    const s = setup(async (c) => ({ won: false, id: 'I-FIRST', fingerprint, at: c.at }));
+    const started = Date.now();
+    const [r] = await s.sends.send(principal, [{ command }]);
+    t.ok(Date.now() - started >= 300, 'after the wait');
+    t.match(r, { ok: true, replayed: false, body: { id: 'I-FIRST', recipients: 2 } });
+    t.same(s.f.rows, ['I-FIRST'], 'the rows under the held id');
+    t.same(s.f.published.map((m) => m.msgId), ['I-FIRST.0'], 'its jobs under the held id (the queue drops them if the first published them)');
+    t.match(s.f.published.map((m) => decodeJob(m.data).messages[0]?.id), ['I-FIRST']);
+    t.equal(s.charged(), 2);
+  });
+
+  await t.test('the claim cannot be confirmed: QUEUE_UNAVAILABLE, nothing written, the quota given back', async (t) => {
+    const s = setup(() => Promise.reject(new GatewayError('QUEUE_UNAVAILABLE', 'no NATS')));
+    const [r] = await s.sends.send(principal, [{ command }]);
+    t.match(r, { ok: false, error: { code: 'QUEUE_UNAVAILABLE' } });
+    t.same([s.f.rows, s.f.published], [[], []]);
+    t.equal(s.charged(), 0);
+  });
 });

@@ -35,7 +35,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import { GatewayError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
-import type { DeadLetter, Delivery, DurableWrite, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
+import type { DeadLetter, Delivery, DurableWrite, KeyClaim, KeyClaimAnswer, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
 import { MinHeap } from './min-heap.js';
 import { envFlushed } from '../../storage/health.js';
 
@@ -193,6 +193,11 @@ export class EmbeddedQueue implements WorkQueue {
   async persistTogether(write: DurableWrite): Promise<void> {
     write.after();
     await Promise.all([write.rowsDurable(), write.publish()]);
+  }
+
+  /** One process per data dir: the send service's in-memory claims order a key's requests; nothing to share. */
+  claimKey(_claim: KeyClaim): Promise<KeyClaimAnswer> {
+    return Promise.resolve({ won: true });
   }
 
   private readonly tiers = new Map<string, TierState>();

@@ -4,8 +4,9 @@
  * Layout (stream-setup.ts): one workqueue stream `<stream>` on
  * `<prefix>.work.>`, one durable pull consumer `work-<tier>` per tier on
  * `<prefix>.work.<tier>.>`, and a limits stream `<stream>_DEAD` on
- * `<prefix>.dead.>` for dead letters. All created or updated at connect and
- * checked again after every reconnect.
+ * `<prefix>.dead.>` for dead letters, and a limits stream `<stream>_KEYS`
+ * on `<prefix>.keys.>` for Idempotency-Key claims (key-claims.ts). All
+ * created or updated at connect and checked again after every reconnect.
  *
  * publish   js.publish(subject, data, { msgID }) for every message at once
  *           (bounded by a window), each retried on transient failures
@@ -77,7 +78,8 @@ import {
 } from '@nats-io/jetstream';
 import { connectGateway } from './connection.js';
 import { GatewayError } from '../../core/errors.js';
-import type { DeadLetter, Delivery, DurableWrite, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
+import type { DeadLetter, Delivery, DurableWrite, KeyClaim, KeyClaimAnswer, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
+import { claimKey, keysStreamConfig } from './key-claims.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { createLogger, type Logger } from '../../telemetry/logger.js';
 import { deliveryCountMayReset, NatsDelivery, parseAckSubject, nakPayload, TERM, type AckInfo, type DeliveryHost } from './delivery.js';
@@ -166,6 +168,8 @@ export interface NatsQueueConfig {
   readonly name?: string;
   /** How long small jobs may wait to share one publish (default 0: one event turn). */
   readonly lingerMs?: number;
+  /** The Idempotency-Key TTL (`server.idempotencyTtl`): claims in `<stream>_KEYS` are kept this long. Default 1 day. */
+  readonly keyTtlMs?: number;
 }
 
 /** Dead-letter headers (the work message's own headers are not carried over). */
@@ -260,6 +264,13 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     await write.publish();
     write.after();
   }
+
+  /** Shared by every process and host on this stream (key-claims.ts). */
+  claimKey(claim: KeyClaim): Promise<KeyClaimAnswer> {
+    if (this.closing) return Promise.reject(new GatewayError('QUEUE_CLOSED'));
+    return claimKey(this.js, this.jsm, { stream: this.stream, prefix: this.options.prefix, timeoutMs: this.tuning.publishAttemptTimeoutMs }, claim);
+  }
+
   private readonly handlers: Array<(dl: DeadLetter) => void | Promise<void>> = [];
   private readonly pulls = new Set<PullRequest>();
   /** Deliveries handed out and not settled; bounded by maxAckPending per tier on the server. */
@@ -318,6 +329,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     private readonly log: Logger,
     private readonly metrics: Metrics | undefined,
     lingerMs: number,
+    private readonly keyTtlMs: number,
   ) {
     this.lingerMs = lingerMs;
     this.window = new PublishWindow(tuning.maxPublishInflight);
@@ -349,7 +361,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
     try {
       const jsm = await jetstreamManager(nc, { timeout: tuning.apiTimeoutMs });
       const js = jetstream(nc, { timeout: tuning.publishAttemptTimeoutMs });
-      const q = new NatsQueue(nc, jsm, js, config.stream, config.replicas, config.options, limits, tuning, log, config.metrics, config.lingerMs ?? 0);
+      const q = new NatsQueue(nc, jsm, js, config.stream, config.replicas, config.options, limits, tuning, log, config.metrics, config.lingerMs ?? 0, config.keyTtlMs ?? 86_400_000);
       await q.ensureLayout();
       q.listenForAdvisories();
       q.watchConnection();
@@ -377,6 +389,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   private async ensureLayout(): Promise<void> {
     await ensureStream(this.jsm, workStreamConfig(this.stream, this.replicas, this.options, this.limits));
     await ensureStream(this.jsm, deadStreamConfig(this.stream, this.replicas, this.options, this.limits));
+    await ensureStream(this.jsm, keysStreamConfig(this.stream, this.options.prefix, this.replicas, this.keyTtlMs, this.limits.maxMsgSize));
     for (const tier of this.options.tiers) {
       await ensureConsumer(this.jsm, this.stream, tierConsumerConfig(tier, this.options));
     }
