@@ -61,6 +61,7 @@ import { principalOfKey } from '../ingest/auth.js';
 import { unitPrincipal } from '../directory/policy.js';
 import { startMailAlerts, type MailAlerts } from '../office/mail/index.js';
 import { attachStorageHealth, type StorageHealth } from '../storage/health.js';
+import { assertLmdbFixed } from '../storage/lmdb-fix.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
 
@@ -191,6 +192,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const metrics = options.metrics ?? createMetrics();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
+  // lmdb as fixed by scripts/patch-lmdb.mjs, or a failed commit can be reported as committed.
+  assertLmdbFixed();
   // Named databases: receipts, queue (+1 per tier), directory, PDA channel, office services — with room to spare.
   const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false });
   // A failed commit (disk full, I/O error) is a state, not a crash: 503 at the door, not ready, SMSC told to retry.

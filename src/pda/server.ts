@@ -8,6 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
+import { assertLmdbFixed } from '../storage/lmdb-fix.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { PdaConfig } from '../config/schema.js';
 import { loadUws } from '../ingest/uws.js';
@@ -101,6 +102,7 @@ export async function startPdaServer(opts: PdaServerOptions): Promise<RunningPda
   let env = opts.env;
   if (!env) {
     mkdirSync(opts.dataDir, { recursive: true });
+    assertLmdbFixed();
     env = open({ path: join(opts.dataDir, 'pda.lmdb'), maxDbs: PDA_DBS + 2, compression: false });
   }
   const metrics = opts.metrics ?? createMetrics({ defaultMetrics: false });
