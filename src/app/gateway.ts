@@ -195,7 +195,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   // lmdb as fixed by scripts/patch-lmdb.mjs, or a failed commit can be reported as committed.
   assertLmdbFixed();
   // Named databases: receipts, queue (+1 per tier), directory, PDA channel, office services — with room to spare.
-  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false });
+  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false, mapSize: config.storage.mapSizeMiB * 2 ** 20 });
   // A failed commit (disk full, I/O error) is a state, not a crash: 503 at the door, not ready, SMSC told to retry.
   const storage = attachStorageHealth(env, { metrics, logger: logger.child({ part: 'storage' }), probeIntervalMs: config.storage.probeIntervalMs });
   const replicationConfig = config.queue.nats.replication;

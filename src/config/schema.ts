@@ -580,6 +580,12 @@ export const ConfigSchema = Type.Object({
   storage: Type.Object({
     /** While full, a probe write is tried this often; the state clears when it commits. */
     probeIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000 }),
+    /**
+     * Address space the LMDB environment maps (MiB; virtual, not memory or disk: the file grows
+     * with the data). Large enough that the map never has to grow: each growth maps the file
+     * again while the old mapping stays, and the pages resident in both count twice in RSS.
+     */
+    mapSizeMiB: Type.Integer({ minimum: 64, maximum: 16_777_216, default: 65_536 }),
   }, strict),
   /** Completion callbacks (a message's callbackUrl is POSTed once every recipient is final). */
   callbacks: Type.Object({
