@@ -60,7 +60,7 @@ import type { Principal } from '../core/send.js';
 import { principalOfKey } from '../ingest/auth.js';
 import { unitPrincipal } from '../directory/policy.js';
 import { startMailAlerts, type MailAlerts } from '../office/mail/index.js';
-import { attachStorageHealth, type StorageHealth } from '../storage/health.js';
+import { attachStorageHealth, statfsFreeBytes, type StorageHealth } from '../storage/health.js';
 import { assertLmdbFixed } from '../storage/lmdb-fix.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
@@ -197,7 +197,16 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   // Named databases: receipts, queue (+1 per tier), directory, PDA channel, office services — with room to spare.
   const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false, mapSize: config.storage.mapSizeMiB * 2 ** 20 });
   // A failed commit (disk full, I/O error) is a state, not a crash: 503 at the door, not ready, SMSC told to retry.
-  const storage = attachStorageHealth(env, { metrics, logger: logger.child({ part: 'storage' }), probeIntervalMs: config.storage.probeIntervalMs });
+  const storage = attachStorageHealth(env, {
+    metrics,
+    logger: logger.child({ part: 'storage' }),
+    probeIntervalMs: config.storage.probeIntervalMs,
+    minFreeBytes: config.storage.minFreeMiB * 2 ** 20,
+    freeSpaceCheckMs: config.storage.freeSpaceCheckMs,
+    freeBytes: () => statfsFreeBytes(dataDir),
+  });
+  // Not ready from the start when the floor is not free (the timer reads it from now on).
+  await storage.checkFreeSpace();
   const replicationConfig = config.queue.nats.replication;
   const hostId = replicationConfig.enabled ? replicationConfig.host || hostname().split('.')[0]!.replace(/[^A-Za-z0-9_-]/g, '-') : undefined;
   checkReplicaHost(env, hostId);

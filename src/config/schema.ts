@@ -586,6 +586,14 @@ export const ConfigSchema = Type.Object({
      * again while the old mapping stays, and the pages resident in both count twice in RSS.
      */
     mapSizeMiB: Type.Integer({ minimum: 64, maximum: 16_777_216, default: 65_536 }),
+    /**
+     * Free space kept on the data directory's file system (MiB; 0: off). Below it the storage
+     * state is full before any write can fail there: a page write that fails outright (ENOSPC)
+     * is the one failure lmdb's native code does not survive cleanly (docs/DEPLOY.md).
+     */
+    minFreeMiB: Type.Integer({ minimum: 0, maximum: 1_048_576, default: 256 }),
+    /** How often the free space is read (a statfs). */
+    freeSpaceCheckMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 1_000 }),
   }, strict),
   /** Completion callbacks (a message's callbackUrl is POSTed once every recipient is final). */
   callbacks: Type.Object({

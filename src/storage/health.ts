@@ -28,10 +28,18 @@
  * promises that no caller holds (its shared-structure saves, `commitError`)
  * are recognised by `absorb` for the process crash policy.
  *
+ * Free space is watched too (`minFreeBytes`, read with statfs every
+ * `freeSpaceCheckMs`): below the floor the state is full before a write
+ * can fail for want of room, and the probe clears it only once the floor is
+ * free again. lmdb's native code does not survive a page write that fails
+ * outright (ENOSPC) cleanly (docs/DEPLOY.md), so the floor, not the failed
+ * commit, is what a real disk should meet first.
+ *
  * One StorageHealth per LMDB root environment (`storageHealth(env)`): every
  * store that holds the environment reaches the same state without a new
  * dependency.
  */
+import { statfs } from 'node:fs/promises';
 import type { Database, RootDatabase } from 'lmdb';
 import { GatewayError, isStorageFailure, STORAGE_RETRY_AFTER_S } from '../core/errors.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -46,7 +54,23 @@ export interface StorageHealthOptions {
   readonly logger?: Logger;
   readonly probeIntervalMs?: number;
   readonly now?: () => number;
+  /** Free space to keep (bytes; 0 or absent: not watched). Needs `freeBytes`. */
+  readonly minFreeBytes?: number;
+  /** How often `freeBytes` is read. Default 1 s. */
+  readonly freeSpaceCheckMs?: number;
+  /** Free bytes on the data's file system (`statfsFreeBytes(dataDir)`). */
+  readonly freeBytes?: () => Promise<number>;
 }
+
+export const DEFAULT_FREE_SPACE_CHECK_MS = 1_000;
+
+/** Bytes an unprivileged process may still write on the file system holding `path`. */
+export async function statfsFreeBytes(path: string): Promise<number> {
+  const s = await statfs(path);
+  return s.bavail * s.bsize;
+}
+
+const MIB = 2 ** 20;
 
 export interface StorageView {
   readonly full: boolean;
@@ -99,12 +123,19 @@ export class StorageHealth implements StorageView {
   private now: () => number;
   /** Failed commits seen (also in the metric). */
   failures = 0;
+  private minFreeBytes = 0;
+  private freeSpaceCheckMs = DEFAULT_FREE_SPACE_CHECK_MS;
+  private freeBytes: (() => Promise<number>) | undefined;
+  private freeTimer: NodeJS.Timeout | undefined;
+  /** Reading free space failed last time (logged once per run of failures). */
+  private freeReadFailing = false;
 
   constructor(private readonly env: RootDatabase, options: StorageHealthOptions) {
     this.metrics = options.metrics;
     this.logger = options.logger;
     this.probeIntervalMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
     this.now = options.now ?? Date.now;
+    this.configureFreeSpace(options);
     // lmdb calls aftercommit listeners with a txnId after a commit, without one after a failed commit.
     env.on('aftercommit', (e: { txnId?: number }) => {
       if (e?.txnId === undefined) this.commitFailed('a commit failed');
@@ -116,7 +147,51 @@ export class StorageHealth implements StorageView {
     if (options.logger) this.logger = options.logger;
     if (options.probeIntervalMs !== undefined) this.probeIntervalMs = options.probeIntervalMs;
     if (options.now) this.now = options.now;
+    this.configureFreeSpace(options);
     this.metrics?.storageFull.set(this.state ? 1 : 0);
+  }
+
+  private configureFreeSpace(options: StorageHealthOptions): void {
+    if (options.minFreeBytes !== undefined) this.minFreeBytes = options.minFreeBytes;
+    if (options.freeSpaceCheckMs !== undefined) this.freeSpaceCheckMs = options.freeSpaceCheckMs;
+    if (options.freeBytes !== undefined) this.freeBytes = options.freeBytes;
+    if (this.freeTimer) clearInterval(this.freeTimer);
+    this.freeTimer = undefined;
+    if (this.minFreeBytes > 0 && this.freeBytes !== undefined && !this.closed) {
+      this.freeTimer = setInterval(() => void this.checkFreeSpace(), this.freeSpaceCheckMs);
+      this.freeTimer.unref();
+    }
+  }
+
+  /**
+   * Read the free space now (the timer does this every freeSpaceCheckMs): below the floor the
+   * state becomes full. Resolves true when there is room (or nothing is watched).
+   */
+  async checkFreeSpace(): Promise<boolean> {
+    const room = await this.roomLeft();
+    if (room === undefined || room.ok) return true;
+    if (this.state === undefined && !this.closed) {
+      this.cause = room.cause;
+      this.commitFailed('free space below storage.minFreeMiB', false);
+    }
+    return false;
+  }
+
+  /** Free space against the floor; undefined when not watched or unreadable (then it does not decide). */
+  private async roomLeft(): Promise<{ ok: boolean; cause: string } | undefined> {
+    const read = this.freeBytes;
+    if (this.minFreeBytes <= 0 || read === undefined) return undefined;
+    try {
+      const free = await read();
+      this.metrics?.storageFreeBytes.set(free);
+      if (this.freeReadFailing) this.logger?.info('free space readable again');
+      this.freeReadFailing = false;
+      return { ok: free >= this.minFreeBytes, cause: `${(free / MIB).toFixed(1)} MiB free, ${(this.minFreeBytes / MIB).toFixed(0)} MiB kept` };
+    } catch (e) {
+      if (!this.freeReadFailing) this.logger?.error({ err: e }, 'cannot read the free space of the data directory; the storage state follows failed commits only until it can');
+      this.freeReadFailing = true;
+      return undefined;
+    }
   }
 
   get full(): boolean {
@@ -179,6 +254,8 @@ export class StorageHealth implements StorageView {
     this.closed = true;
     if (this.probeTimer) clearTimeout(this.probeTimer);
     this.probeTimer = undefined;
+    if (this.freeTimer) clearInterval(this.freeTimer);
+    this.freeTimer = undefined;
   }
 
   /** Run one probe now (tests; the timer does this while full). Resolves true when the state cleared. */
@@ -187,6 +264,12 @@ export class StorageHealth implements StorageView {
     if (this.probing || this.closed) return false;
     this.probing = true;
     try {
+      // Not while the floor is not free: the probe's own write could be the one that fails for want of room.
+      const room = await this.roomLeft();
+      if (room !== undefined && !room.ok) {
+        this.cause = room.cause;
+        return false;
+      }
       this.probeDb ??= this.env.openDB<Buffer, string>({ name: 'storage.probe', encoding: 'binary' });
       await this.probeDb.put('probe', Buffer.alloc(PROBE_BYTES, 0x5a));
       await this.probeDb.remove('probe');
@@ -200,9 +283,12 @@ export class StorageHealth implements StorageView {
     }
   }
 
-  private commitFailed(reason: string): void {
-    this.failures++;
-    this.metrics?.storageWriteFailures.inc();
+  /** `failedWrite` false: the state is entered before any write failed (the free-space floor). */
+  private commitFailed(reason: string, failedWrite = true): void {
+    if (failedWrite) {
+      this.failures++;
+      this.metrics?.storageWriteFailures.inc();
+    }
     if (this.closed) return;
     if (this.state !== undefined) return;
     this.state = { reason, since: this.now() };

@@ -125,6 +125,7 @@ export interface Metrics {
   // storage (src/storage/health.ts)
   readonly storageFull: Gauge;
   readonly storageWriteFailures: Counter;
+  readonly storageFreeBytes: Gauge;
   // retention (src/storage/retention.ts)
   readonly retentionPurgedRows: Counter<'kind'>;
   readonly retentionSweepSeconds: Histogram;
@@ -265,6 +266,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     pdaStatusRelayFailures: new Counter({ name: 'smsgw_pda_status_relay_failures_total', help: 'Failed attempts to hand PDA status updates to the receipt store (retried)', registers: r }),
     storageFull: new Gauge({ name: 'smsgw_storage_full', help: '1 while the data directory refuses writes (a commit failed; cleared by a probe write)', registers: r }),
     storageWriteFailures: new Counter({ name: 'smsgw_storage_write_failures_total', help: 'LMDB commits that failed (disk full, map full, I/O error)', registers: r }),
+    storageFreeBytes: new Gauge({ name: 'smsgw_storage_free_bytes', help: 'Free bytes on the data directory\'s file system (for an unprivileged process; read every storage.freeSpaceCheckMs)', registers: r }),
     retentionPurgedRows: new Counter({ name: 'smsgw_retention_purged_rows_total', help: 'Rows removed by the retention sweep, by kind (message, recipient, receipt_index, callback, idempotency, audit)', labelNames: ['kind'], registers: r }),
     retentionSweepSeconds: new Histogram({ name: 'smsgw_retention_sweep_seconds', help: 'Duration of one retention sweep (bounded: retention.maxRowsPerSweep)', buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60], registers: r }),
     retentionSkippedMessages: new Counter({ name: 'smsgw_retention_skipped_messages_total', help: 'Messages past retention.messages left in place because a recipient is not final (each time a sweep meets one)', registers: r }),

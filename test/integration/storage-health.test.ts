@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { GatewayError, isStorageFailure } from '../../src/core/errors.js';
 import { asGatewayError } from '../../src/ingest/intake.js';
-import { attachStorageHealth, storageHealth, trackWrite } from '../../src/storage/health.js';
+import { attachStorageHealth, statfsFreeBytes, storageHealth, trackWrite } from '../../src/storage/health.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 
 function commitFailed(cause: Error): Error {
@@ -85,4 +85,89 @@ t.test('a failure flips the state; it is sticky until the probe commits; metrics
   t.equal(health.failed(new Error('a bug'), 'test'), false);
   t.equal(health.full, false);
   health.close();
+});
+
+t.test('free-space floor: below it the state is full before any write fails; the probe clears it only once the floor is free', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'smsgw-health-'));
+  const env = open({ path: join(dir, 'g.lmdb'), maxDbs: 8, compression: false });
+  t.teardown(async () => {
+    await env.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const MiB = 2 ** 20;
+  let free = 1024 * MiB;
+  let reads = 0;
+  const metrics = createMetrics({ defaultMetrics: false });
+  const health = attachStorageHealth(env, {
+    metrics, probeIntervalMs: 60_000, minFreeBytes: 256 * MiB, freeSpaceCheckMs: 600_000,
+    freeBytes: () => {
+      reads++;
+      return Promise.resolve(free);
+    },
+  });
+  t.teardown(() => health.close());
+  t.equal(await health.checkFreeSpace(), true, 'room');
+  t.equal(health.full, false);
+  t.match(await metrics.registry.getSingleMetricAsString('smsgw_storage_free_bytes'), new RegExp(`smsgw_storage_free_bytes ${1024 * MiB}`));
+
+  free = 100 * MiB;
+  t.equal(await health.checkFreeSpace(), false, 'below the floor');
+  t.equal(health.full, true, 'full before any write failed');
+  t.match(health.reason, /free space below storage\.minFreeMiB: 100\.0 MiB free, 256 MiB kept/);
+  t.equal((t.throws(() => health.assertWritable()) as GatewayError).code, 'STORAGE_FULL');
+  t.equal(health.readiness().ok, false);
+  t.match(await metrics.registry.getSingleMetricAsString('smsgw_storage_write_failures_total'), /smsgw_storage_write_failures_total 0/, 'no write failed');
+
+  // The probe does not write while the floor is not free, and does not clear the state.
+  const probeDb = env.openDB<Buffer, string>({ name: 'storage.probe', encoding: 'binary' });
+  const readsBefore = reads;
+  t.equal(await health.probe(), false, 'the probe waits for the floor');
+  t.ok(reads > readsBefore, 'the probe read the free space');
+  t.equal(health.full, true);
+  t.equal(probeDb.getCount(), 0, 'nothing written by the probe');
+  t.match(health.reason, /100\.0 MiB free/);
+
+  free = 300 * MiB;
+  t.equal(await health.probe(), true, 'the floor is free again: the probe commits');
+  t.equal(health.full, false);
+
+  // A failed read decides nothing (logged once); the state follows failed commits meanwhile.
+  const logged: string[] = [];
+  health.configure({ logger: { error: (_o: unknown, m: string) => logged.push(m), info: (m: string) => logged.push(m), warn: () => undefined } as never });
+  health.configure({ freeBytes: () => Promise.reject(new Error('EIO')) });
+  t.equal(await health.checkFreeSpace(), true);
+  t.equal(await health.checkFreeSpace(), true);
+  t.equal(health.full, false);
+  t.equal(logged.filter((m) => /cannot read the free space/.test(m)).length, 1, 'logged once per run of failures');
+});
+
+t.test('free-space floor: the timer reads it on its own; off with minFreeBytes 0', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'smsgw-health-'));
+  const env = open({ path: join(dir, 'g.lmdb'), maxDbs: 8, compression: false });
+  t.teardown(async () => {
+    await env.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  let free = 10;
+  const health = attachStorageHealth(env, { probeIntervalMs: 100, minFreeBytes: 1000, freeSpaceCheckMs: 100, freeBytes: () => Promise.resolve(free) });
+  t.teardown(() => health.close());
+  const until = async (cond: () => boolean): Promise<boolean> => {
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && !cond()) await new Promise((r) => setTimeout(r, 20));
+    return cond();
+  };
+  t.ok(await until(() => health.full), 'full within a few checks');
+  free = 5000;
+  t.ok(await until(() => !health.full), 'cleared by the probe timer once there is room');
+  health.configure({ minFreeBytes: 0 });
+  free = 0;
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(health.full, false, 'not watched when the floor is 0');
+  t.equal(await health.checkFreeSpace(), true);
+});
+
+t.test('statfsFreeBytes reads the data directory\'s file system', async (t) => {
+  const free = await statfsFreeBytes(tmpdir());
+  t.ok(Number.isFinite(free) && free > 0, `${free} bytes free`);
+  await t.rejects(statfsFreeBytes(join(tmpdir(), 'no-such-dir-smsgw')), 'a missing path is an error (logged by the health, not a state)');
 });
