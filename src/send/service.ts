@@ -316,8 +316,11 @@ export class SendService implements Sends {
     });
     // Keys claimed among every process and host sharing the queue, before anything is written: a
     // repeat sent to another process than the first gets 409 or the first answer, never a second write.
-    const across = await Promise.all(toWrite.map((w) => (w.prepared.idempotencyKey === undefined ? Promise.resolve(undefined) : this.claimAcross(principal.tenant, w.prepared))));
-    toWrite = toWrite.flatMap((w, k) => {
+    // (Requests without a key, the common case, skip the await: no extra turn on the hot path.)
+    const across = toWrite.some((w) => w.prepared.idempotencyKey !== undefined)
+      ? await Promise.all(toWrite.map((w) => (w.prepared.idempotencyKey === undefined ? Promise.resolve(undefined) : this.claimAcross(principal.tenant, w.prepared))))
+      : [];
+    if (across.length > 0) toWrite = toWrite.flatMap((w, k) => {
       const c = across[k];
       if (c === undefined) return [w];
       if ('write' in c) return [{ index: w.index, prepared: c.write }];
