@@ -5,11 +5,11 @@
  * (sticky) until the probe write commits, tracked writes never become
  * unhandled rejections, and the error classification is exact.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { open } from 'lmdb';
+import { open, type RootDatabase } from 'lmdb';
 import { GatewayError, isStorageFailure } from '../../src/core/errors.js';
 import { asGatewayError } from '../../src/ingest/intake.js';
 import { attachStorageHealth, statfsFreeBytes, storageHealth, trackWrite } from '../../src/storage/health.js';
@@ -37,13 +37,19 @@ t.test('isStorageFailure: lmdb commit failures and disk errnos, nothing else', a
   t.equal(asGatewayError(new Error('a bug')).code, 'INTERNAL');
 });
 
-t.test('a failure flips the state; it is sticky until the probe commits; metrics and readiness follow', async (t) => {
+/** An LMDB environment in a fresh directory, closed and removed when `t` ends. */
+function freshEnv(t: Test): RootDatabase {
   const dir = mkdtempSync(join(tmpdir(), 'smsgw-health-'));
   const env = open({ path: join(dir, 'g.lmdb'), maxDbs: 8, compression: false });
   t.teardown(async () => {
     await env.close();
     rmSync(dir, { recursive: true, force: true });
   });
+  return env;
+}
+
+t.test('a failure flips the state; it is sticky until the probe commits; metrics and readiness follow', async (t) => {
+  const env = freshEnv(t);
   const metrics = createMetrics({ defaultMetrics: false });
   const health = attachStorageHealth(env, { metrics, probeIntervalMs: 60_000 });
   t.equal(storageHealth(env), health, 'one state per environment');
@@ -88,12 +94,7 @@ t.test('a failure flips the state; it is sticky until the probe commits; metrics
 });
 
 t.test('free-space floor: below it the state is full before any write fails; the probe clears it only once the floor is free', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-health-'));
-  const env = open({ path: join(dir, 'g.lmdb'), maxDbs: 8, compression: false });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = freshEnv(t);
   const MiB = 2 ** 20;
   let free = 1024 * MiB;
   let reads = 0;
@@ -142,12 +143,7 @@ t.test('free-space floor: below it the state is full before any write fails; the
 });
 
 t.test('free-space floor: the timer reads it on its own; off with minFreeBytes 0', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-health-'));
-  const env = open({ path: join(dir, 'g.lmdb'), maxDbs: 8, compression: false });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = freshEnv(t);
   let free = 10;
   const health = attachStorageHealth(env, { probeIntervalMs: 100, minFreeBytes: 1000, freeSpaceCheckMs: 100, freeBytes: () => Promise.resolve(free) });
   t.teardown(() => health.close());
