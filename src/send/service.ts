@@ -362,13 +362,11 @@ export class SendService implements Sends {
   private replay(tenant: string, prepared: Prepared): Promise<SendResult> | undefined {
     const key = prepared.idempotencyKey as string;
     const pending = this.inflightKeys.get(inflightKey(tenant, key));
-    const check = (stored: StoredIdempotency): SendResult =>
-      stored.fingerprint === prepared.fingerprint ? { ok: true, replayed: true, body: stored.response } : { ok: false, error: idempotencyConflict() };
     if (pending) {
-      return pending.result.then((r) => (r.ok ? check({ fingerprint: pending.fingerprint, response: r.body }) : r));
+      return pending.result.then((r) => (r.ok ? answerTo(prepared, { fingerprint: pending.fingerprint, response: r.body }) : r));
     }
     const stored = this.store.getIdempotency(tenant, key) as StoredIdempotency | undefined;
-    return stored ? Promise.resolve(check(stored)) : undefined;
+    return stored ? Promise.resolve(answerTo(prepared, stored)) : undefined;
   }
 
   /**
@@ -396,9 +394,7 @@ export class SendService implements Sends {
     const deadline = Date.now() + waitMs;
     for (let round = 0; round <= waitMs / KEY_ANSWER_POLL_MS; round++) {
       const stored = this.store.getIdempotency(tenant, key) as StoredIdempotency | undefined;
-      if (stored) {
-        return { result: stored.fingerprint === p.fingerprint ? { ok: true, replayed: true, body: stored.response } : { ok: false, error: idempotencyConflict() } };
-      }
+      if (stored) return { result: answerTo(p, stored) };
       if (Date.now() >= deadline) break;
       await sleep(KEY_ANSWER_POLL_MS);
     }
@@ -685,6 +681,11 @@ export function keyedMessageId(store: Pick<SendStore, 'getMessage'>, tenant: str
     return id;
   }
   return fresh;
+}
+
+/** A repeat of a key whose first answer is `stored`: that answer for the same request, 409 for another. */
+function answerTo(p: Prepared, stored: StoredIdempotency): SendResult {
+  return stored.fingerprint === p.fingerprint ? { ok: true, replayed: true, body: stored.response } : { ok: false, error: idempotencyConflict() };
 }
 
 /** A keyed send's first request, taken by another process, gives its answer within this (ms) before this one writes as its retry. */
