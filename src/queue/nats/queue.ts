@@ -213,6 +213,24 @@ function headerValue(s: string): string {
 /** Rounds of one fetch whose messages were all dead-lettered before it answers []. */
 const MAX_DEAD_ROUNDS = 8;
 
+/** Until `wakeAll(waiters)` or `ms` pass (at once when `ms` ≤ 0). */
+function waitIn(waiters: Set<() => void>, ms: number): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      waiters.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    waiters.add(done);
+  });
+}
+
+function wakeAll(waiters: Set<() => void>): void {
+  for (const wake of [...waiters]) wake();
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -625,7 +643,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   private workMayBeThere(tier: string): void {
     this.emptyTiers.maybeWork(tier);
     const waiting = this.tierWaiters.get(tier);
-    if (waiting) for (const wake of [...waiting]) wake();
+    if (waiting) wakeAll(waiting);
   }
 
   /** Nothing is known about any tier any more (disconnect, reconnect). */
@@ -635,44 +653,25 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   }
 
   private wakeTierWaiters(): void {
-    for (const waiting of this.tierWaiters.values()) for (const wake of [...waiting]) wake();
+    for (const waiting of this.tierWaiters.values()) wakeAll(waiting);
   }
 
   /** Until workMayBeThere(tier), forgetTiers(), close(), or `ms` pass. */
   private untilWorkMayBeThere(tier: string, ms: number): Promise<void> {
-    if (ms <= 0) return Promise.resolve();
     let waiting = this.tierWaiters.get(tier);
     if (!waiting) {
       waiting = new Set();
       this.tierWaiters.set(tier, waiting);
     }
-    const set = waiting;
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        set.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      set.add(done);
-    });
+    return waitIn(waiting, ms);
   }
 
   private untilReconnected(ms: number): Promise<void> {
-    if (ms <= 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.reconnectWaiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.reconnectWaiters.add(done);
-    });
+    return waitIn(this.reconnectWaiters, ms);
   }
 
   private wakeReconnectWaiters(): void {
-    for (const wake of [...this.reconnectWaiters]) wake();
+    wakeAll(this.reconnectWaiters);
   }
 
   /**
