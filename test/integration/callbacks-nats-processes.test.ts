@@ -28,6 +28,8 @@ import type { MessageStatus } from '../support/api-types.js';
 const SECRET = 'test-callback-secret-0123456789ab';
 const ATTEMPTS = 3;
 const TIMEOUT_MS = 3_000;
+/** The callback settings every deployment of this file runs with. */
+const CALLBACKS = { secrets: { dev: { current: SECRET } }, allow: ['127.0.0.1/32'], attempts: ATTEMPTS, backoffMs: 100, maxBackoffMs: 400, timeoutMs: TIMEOUT_MS };
 /** status-callbacks.ts / event-callbacks.ts LEASE_MARGIN_MS. */
 const LEASE_MARGIN_MS = 30_000;
 
@@ -61,7 +63,7 @@ if (requireNatsServer(t)) {
     const deployment = await startNatsDeployment(t, {
       overrides: {
         queue: { coalesce: false },
-        callbacks: { secrets: { dev: { current: SECRET } }, allow: ['127.0.0.1/32'], attempts: ATTEMPTS, backoffMs: 100, maxBackoffMs: 400, timeoutMs: TIMEOUT_MS, events: { lingerMs: 50 } },
+        callbacks: { ...CALLBACKS, events: { lingerMs: 50 } },
       },
     });
     const sim = await startSimulator(t);
@@ -153,7 +155,7 @@ if (requireNatsServer(t)) {
       overrides: {
         queue: { coalesce: false, batchSize: 25 },
         dispatch: { fetchBatch: 1 },
-        callbacks: { secrets: { dev: { current: SECRET } }, allow: ['127.0.0.1/32'], attempts: ATTEMPTS, backoffMs: 100, maxBackoffMs: 400, timeoutMs: TIMEOUT_MS },
+        callbacks: CALLBACKS,
       },
     });
     // One simulator per process, standing for one account (ids kept apart): receipts come back to the
@@ -184,7 +186,7 @@ if (requireNatsServer(t)) {
     const deployment = await startNatsDeployment(t, {
       overrides: {
         queue: { coalesce: false },
-        callbacks: { secrets: { dev: { current: SECRET } }, allow: ['127.0.0.1/32'], attempts: ATTEMPTS, backoffMs: 100, maxBackoffMs: 400, timeoutMs: TIMEOUT_MS, events: { lingerMs: 50 } },
+        callbacks: { ...CALLBACKS, events: { lingerMs: 50 } },
       },
     });
     const sim = await startSimulator(t);
