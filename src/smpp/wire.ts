@@ -427,77 +427,181 @@ type TlvFilter = { decode(this: Record<string, unknown>, value: unknown, skipUdh
 function readCString(buf: Buffer, o: number): string {
   let end = o;
   while (end < buf.length && buf[end] !== 0) end++;
-  return buf.toString('ascii', o, end);
+  // Most receipt fields (service_type, the times) are empty: no call into the buffer's decoder for them.
+  return end === o ? '' : buf.toString('ascii', o, end);
 }
 
 /**
- * The mandatory fields of a deliver_sm in wire order, into `pdu`, stopping
- * where the PDU ends (as the package does: fields past the end are absent).
- * Unrolled, so every PDU object gets its fields in the same order. Returns
- * the offset after the last field read.
+ * A decoded deliver_sm: one object shape for every PDU (header, the
+ * mandatory fields in wire order, then the TLVs receipts and MO carry), so
+ * the fields are plain in-object stores and the readers of the PDU see one
+ * shape. A field the PDU does not reach, or a TLV it does not carry, is
+ * undefined, as it is absent from the package's PDU object; a TLV outside
+ * this list is added as the package adds it.
  */
-function readMessageFields(buf: Buffer, end: number, pdu: Record<string, unknown>): number {
+class DeliverSmPdu {
+  command_length: number;
+  command_id: number;
+  command_status: number;
+  sequence_number: number;
+  readonly command = 'deliver_sm' as const;
+  service_type: string | undefined = undefined;
+  source_addr_ton: number | undefined = undefined;
+  source_addr_npi: number | undefined = undefined;
+  source_addr: string | undefined = undefined;
+  dest_addr_ton: number | undefined = undefined;
+  dest_addr_npi: number | undefined = undefined;
+  destination_addr: string | undefined = undefined;
+  esm_class: number | undefined = undefined;
+  protocol_id: number | undefined = undefined;
+  priority_flag: number | undefined = undefined;
+  schedule_delivery_time: string | undefined = undefined;
+  validity_period: string | undefined = undefined;
+  registered_delivery: number | undefined = undefined;
+  replace_if_present_flag: number | undefined = undefined;
+  data_coding: number | undefined = undefined;
+  sm_default_msg_id: number | undefined = undefined;
+  short_message: Buffer | undefined = undefined;
+  receipted_message_id: string | undefined = undefined;
+  message_state: number | undefined = undefined;
+  network_error_code: Buffer | undefined = undefined;
+  message_payload: Buffer | undefined = undefined;
+  sar_msg_ref_num: number | undefined = undefined;
+  sar_total_segments: number | undefined = undefined;
+  sar_segment_seqnum: number | undefined = undefined;
+
+  constructor(length: number, id: number, status: number, seq: number) {
+    this.command_length = length;
+    this.command_id = id;
+    this.command_status = status;
+    this.sequence_number = seq;
+  }
+}
+
+/** A decoded submit_sm_resp / deliver_sm_resp: one shape, message_id undefined when the PDU has no body. */
+class MessageIdRespPdu {
+  command_length: number;
+  command_id: number;
+  command_status: number;
+  sequence_number: number;
+  command: 'submit_sm_resp' | 'deliver_sm_resp';
+  message_id: string | undefined = undefined;
+
+  constructor(length: number, id: number, status: number, seq: number, command: 'submit_sm_resp' | 'deliver_sm_resp') {
+    this.command_length = length;
+    this.command_id = id;
+    this.command_status = status;
+    this.sequence_number = seq;
+    this.command = command;
+  }
+}
+
+/**
+ * The mandatory fields of a deliver_sm in wire order, into `p`, stopping
+ * where the PDU ends (as the package does: fields past the end are absent).
+ * Straight-line, no closures. Returns the offset after the last field read.
+ */
+function readDeliverFields(buf: Buffer, end: number, p: DeliverSmPdu): number {
   let o = HEADER;
-  const cstring = (name: string): boolean => {
-    if (o >= end) return false;
-    const v = readCString(buf, o);
-    pdu[name] = v;
-    o += v.length + 1;
-    return true;
-  };
-  const int = (name: string): boolean => {
-    if (o >= end) return false;
-    pdu[name] = buf.readUInt8(o);
-    o += 1;
-    return true;
-  };
-  if (!cstring('service_type') || !int('source_addr_ton') || !int('source_addr_npi') || !cstring('source_addr')) return o;
-  if (!int('dest_addr_ton') || !int('dest_addr_npi') || !cstring('destination_addr') || !int('esm_class')) return o;
-  if (!int('protocol_id') || !int('priority_flag') || !cstring('schedule_delivery_time') || !cstring('validity_period')) return o;
-  if (!int('registered_delivery') || !int('replace_if_present_flag') || !int('data_coding') || !int('sm_default_msg_id')) return o;
+  let s: string;
+  if (o >= end) return o;
+  s = readCString(buf, o);
+  p.service_type = s;
+  o += s.length + 1;
+  if (o >= end) return o;
+  p.source_addr_ton = buf.readUInt8(o++);
+  if (o >= end) return o;
+  p.source_addr_npi = buf.readUInt8(o++);
+  if (o >= end) return o;
+  s = readCString(buf, o);
+  p.source_addr = s;
+  o += s.length + 1;
+  if (o >= end) return o;
+  p.dest_addr_ton = buf.readUInt8(o++);
+  if (o >= end) return o;
+  p.dest_addr_npi = buf.readUInt8(o++);
+  if (o >= end) return o;
+  s = readCString(buf, o);
+  p.destination_addr = s;
+  o += s.length + 1;
+  if (o >= end) return o;
+  p.esm_class = buf.readUInt8(o++);
+  if (o >= end) return o;
+  p.protocol_id = buf.readUInt8(o++);
+  if (o >= end) return o;
+  p.priority_flag = buf.readUInt8(o++);
+  if (o >= end) return o;
+  s = readCString(buf, o);
+  p.schedule_delivery_time = s;
+  o += s.length + 1;
+  if (o >= end) return o;
+  s = readCString(buf, o);
+  p.validity_period = s;
+  o += s.length + 1;
+  if (o >= end) return o;
+  p.registered_delivery = buf.readUInt8(o++);
+  if (o >= end) return o;
+  p.replace_if_present_flag = buf.readUInt8(o++);
+  if (o >= end) return o;
+  p.data_coding = buf.readUInt8(o++);
+  if (o >= end) return o;
+  p.sm_default_msg_id = buf.readUInt8(o++);
   if (o >= end) return o;
   const length = buf.readUInt8(o);
-  const sm = buf.slice(o + 1, o + 1 + length);
-  pdu['short_message'] = sm;
+  const sm = buf.subarray(o + 1, o + 1 + length);
+  p.short_message = sm;
   return o + sm.length + 1;
 }
+
+const TLV_MAP_DELIVER_SM = smpp.commands['deliver_sm']?.tlvMap;
+const TLV_MAP_SUBMIT_SM_RESP = smpp.commands['submit_sm_resp']?.tlvMap;
+const TLV_MAP_DELIVER_SM_RESP = smpp.commands['deliver_sm_resp']?.tlvMap;
 
 /**
  * The PDUs the gateway reads most — deliver_sm and the message_id answers —
  * decoded here (the package's decoder costs ~3% of the gateway's CPU under
  * bench:peer: a PDU object built field by field through lookups, then a
- * for-in filter pass); any other command goes to the package. The result is
- * the same object the package gives, field for field, including for short
- * and malformed PDUs and every TLV (read with the package's own TLV table
- * and filters): test/unit/smpp-decode.test.ts compares the two on generated
- * PDUs.
+ * for-in filter pass); any other command goes to the package. The result has
+ * the fields and values of the package's object, including for short and
+ * malformed PDUs and every TLV (read with the package's own TLV table and
+ * filters): test/unit/smpp-decode.test.ts compares the two on generated
+ * PDUs. It differs only in form: one object shape per command (fields not
+ * reached are undefined rather than absent, in a fixed order).
  */
 export function decodeIncoming(buf: Buffer): IncomingPdu {
   const commandId = buf.readUInt32BE(4);
   if (commandId !== COMMAND_ID.deliver_sm && commandId !== COMMAND_ID.submit_sm_resp && commandId !== COMMAND_ID.deliver_sm_resp) return decodePdu(buf);
   const commandLength = buf.readUInt32BE(0);
   if (commandLength > MAX_PDU_LENGTH) throw new Error(`PDU length was too large (${commandLength}, maximum is ${MAX_PDU_LENGTH}).`);
-  const pdu: Record<string, unknown> = {
-    command_length: commandLength,
-    command_id: commandId,
-    command_status: buf.readUInt32BE(8),
-    sequence_number: buf.readUInt32BE(12),
-  };
+  const status = buf.readUInt32BE(8);
+  const seq = buf.readUInt32BE(12);
+  let pdu: DeliverSmPdu | MessageIdRespPdu;
+  let tlvMap: Record<string, string> | undefined;
   let o = HEADER;
   if (commandId === COMMAND_ID.deliver_sm) {
-    pdu['command'] = 'deliver_sm';
-    o = readMessageFields(buf, commandLength, pdu);
+    const d = new DeliverSmPdu(commandLength, commandId, status, seq);
+    o = readDeliverFields(buf, commandLength, d);
+    pdu = d;
+    tlvMap = TLV_MAP_DELIVER_SM;
   } else {
-    pdu['command'] = commandId === COMMAND_ID.submit_sm_resp ? 'submit_sm_resp' : 'deliver_sm_resp';
+    const isSubmit = commandId === COMMAND_ID.submit_sm_resp;
+    const r = new MessageIdRespPdu(commandLength, commandId, status, seq, isSubmit ? 'submit_sm_resp' : 'deliver_sm_resp');
     if (o < commandLength) {
       const v = readCString(buf, o);
-      pdu['message_id'] = v;
+      r.message_id = v;
       o += v.length + 1;
     }
+    pdu = r;
+    tlvMap = isSubmit ? TLV_MAP_SUBMIT_SM_RESP : TLV_MAP_DELIVER_SM_RESP;
   }
-  const tlvMap = smpp.commands[pdu['command'] as string]?.tlvMap;
-  let tags: string[] | undefined;
-  while (o + 4 <= commandLength) {
+  if (o + 4 <= commandLength) readTlvs(buf, o, commandLength, pdu as unknown as Record<string | number, unknown>, tlvMap);
+  return pdu;
+}
+
+/** The TLVs from `o` to `end`, as the package reads them (its table, its types, its decode filters). */
+function readTlvs(buf: Buffer, o: number, end: number, pdu: Record<string | number, unknown>, tlvMap: Record<string, string> | undefined): void {
+  let filtered: string[] | undefined;
+  while (o + 4 <= end) {
     const id = buf.readUInt16BE(o);
     const length = buf.readUInt16BE(o + 2);
     o += 4;
@@ -516,15 +620,15 @@ export function decodeIncoming(buf: Buffer): IncomingPdu {
     } else {
       pdu[tag] = value;
     }
-    (tags ??= []).push(tag);
+    // Only TLVs with a decode filter need a second pass (receipts' TLVs have none).
+    if ((smpp.tlvs[tag] as { filter?: TlvFilter } | undefined)?.filter !== undefined) (filtered ??= []).push(tag);
     o += length;
   }
-  if (tags !== undefined) applyTlvFilters(pdu, tags);
-  return pdu as unknown as IncomingPdu;
+  if (filtered !== undefined) applyTlvFilters(pdu, filtered);
 }
 
 /** The package's decode filters of the TLVs that have one (its `_filter('decode')`; the fields of these commands have none). */
-function applyTlvFilters(pdu: Record<string, unknown>, tags: readonly string[]): void {
+function applyTlvFilters(pdu: Record<string | number, unknown>, tags: readonly string[]): void {
   for (const key of new Set(tags)) {
     const def = smpp.tlvs[key] as { filter?: TlvFilter; multiple?: boolean } | undefined;
     const filter = def?.filter;

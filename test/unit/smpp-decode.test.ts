@@ -71,11 +71,16 @@ const pdu: fc.Arbitrary<Buffer> = fc.tuple(
   return Buffer.from([...u32(16 + kept.length), ...u32(id), ...u32(status), ...u32(seq), ...kept]);
 });
 
-/** Own fields of a decoded PDU, Buffers as hex, in a comparable form. */
+/**
+ * Own fields of a decoded PDU, Buffers as hex, in a comparable form: the
+ * fields that have a value, by name (the hand decoder gives every PDU of a
+ * command one shape, fields it does not reach undefined, in a fixed order;
+ * the package adds them as it reads them).
+ */
 function plain(p: IncomingPdu): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(p)) {
-    if (typeof v === 'function') continue;
+  for (const [k, v] of Object.entries(p).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (typeof v === 'function' || v === undefined) continue;
     out[k] = Buffer.isBuffer(v) ? `hex:${v.toString('hex')}` : Array.isArray(v) ? v.map((x: unknown) => (Buffer.isBuffer(x) ? `hex:${x.toString('hex')}` : x)) : v;
   }
   return out;
