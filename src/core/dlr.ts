@@ -32,56 +32,236 @@ export interface DlrText {
   readonly text?: string;
 }
 
-// The key must start the string or follow white space, so `xid:` or a value
-// containing `id:` never matches.
-// A value runs to the next white space and may not itself look like `key:`
-// (so `id: sub:001`, an empty id, is no id rather than the id "sub").
-const ID_RE = /(?:^|\s)id:\s*([^\s:]+)(?=\s|$)/i;
-const SUB_RE = /(?:^|\s)sub:\s*([^\s:]+)(?=\s|$)/i;
-const DLVRD_RE = /(?:^|\s)dlvrd:\s*([^\s:]+)(?=\s|$)/i;
-const SUBMIT_DATE_RE = /(?:^|\s)submit[ _]?date:\s*(\d{10,12})(?!\d)/i;
-const DONE_DATE_RE = /(?:^|\s)done[ _]?date:\s*(\d{10,12})(?!\d)/i;
-const STAT_RE = /(?:^|\s)stat:\s*([A-Za-z_]+)(?=\s|$)/i;
-const ERR_RE = /(?:^|\s)err:\s*([^\s:]+)(?=\s|$)/i;
-const TEXT_RE = /(?:^|\s)text:/i;
-
 /** Longest DLR text we look at; SMPP short_message is at most 254 octets, message_payload can be longer. */
 const MAX_DLR_TEXT = 2048;
 
 /**
+ * What one scan of a receipt text found: values as strings where callers
+ * need them, the rest as offsets (no string is made for a field nobody
+ * reads). One reusable object (`scanDlrText` fills it), so a receipt costs
+ * no parse object. Offsets are -1 when absent.
+ */
+export class DlrScan {
+  /** Operator message id as written; undefined when the text has no id (not a receipt). */
+  id: string | undefined = undefined;
+  subStart = -1;
+  subEnd = -1;
+  dlvrdStart = -1;
+  dlvrdEnd = -1;
+  /** Epoch ms, when present and valid; undefined otherwise. */
+  submitDate: number | undefined = undefined;
+  doneDate: number | undefined = undefined;
+  /** The `stat:` word upper-cased. */
+  stat: string | undefined = undefined;
+  err: string | undefined = undefined;
+  /** Start of the free text after `text:` (to the end of the scanned input), -1 when there is no `text:`. */
+  textStart = -1;
+  /** End of what was scanned (the input cut at MAX_DLR_TEXT). */
+  end = 0;
+}
+
+/**
+ * White space as a JavaScript RegExp `\s` matches it (the rules below were
+ * written as regular expressions: test/unit/dlr.test.ts compares the two).
+ */
+function isSpace(c: number): boolean {
+  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+  if (c < 0xa0) return false;
+  return c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
+
+/** Does `s` at `i` (before `end`) spell `word` (lower-case ASCII) in any ASCII case? */
+function keyAt(s: string, i: number, end: number, word: string): boolean {
+  if (i + word.length > end) return false;
+  for (let k = 0; k < word.length; k++) {
+    const c = s.charCodeAt(i + k);
+    const w = word.charCodeAt(k);
+    // ASCII letters match either case (a RegExp's `i` flag without `u`: no other character folds onto ASCII).
+    if (c !== w && !(w >= 0x61 && w <= 0x7a && c === w - 0x20)) return false;
+  }
+  return true;
+}
+
+/** After `submit`/`done`: an optional ' ' or '_', then `date:`; the offset after the colon, or -1. */
+function dateKeyEnd(s: string, i: number, end: number): number {
+  const c = i < end ? s.charCodeAt(i) : -1;
+  if (c === 0x20 || c === 0x5f) {
+    if (keyAt(s, i + 1, end, 'date:')) return i + 6;
+  }
+  return keyAt(s, i, end, 'date:') ? i + 5 : -1;
+}
+
+function skipSpace(s: string, i: number, end: number): number {
+  while (i < end && isSpace(s.charCodeAt(i))) i++;
+  return i;
+}
+
+/** A value: a run of characters other than white space and `:`, followed by white space or the end; its end, or -1. */
+function wordEnd(s: string, i: number, end: number): number {
+  const from = i;
+  while (i < end) {
+    const c = s.charCodeAt(i);
+    if (c === 0x3a) return -1; // `id: sub:…`, `id:a:b`: no value
+    if (isSpace(c)) break;
+    i++;
+  }
+  return i > from ? i : -1;
+}
+
+/** A `stat:` word: ASCII letters and `_`, followed by white space or the end; its end, or -1. */
+function statEnd(s: string, i: number, end: number): number {
+  const from = i;
+  while (i < end) {
+    const c = s.charCodeAt(i);
+    const l = c | 0x20;
+    if (!((l >= 0x61 && l <= 0x7a) || c === 0x5f)) break;
+    i++;
+  }
+  return i > from && (i === end || isSpace(s.charCodeAt(i))) ? i : -1;
+}
+
+/** A date: a run of 10 to 12 digits (the whole run); its end, or -1. */
+function digitsEnd(s: string, i: number, end: number): number {
+  const from = i;
+  while (i < end) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) break;
+    i++;
+  }
+  const n = i - from;
+  return n >= 10 && n <= 12 ? i : -1;
+}
+
+/**
+ * Scan the Appendix B receipt text into `out` (reset first). The rules, per
+ * key (any ASCII case): a key counts where it starts the text or follows
+ * white space, and only before the first such `text:` (the free text after
+ * it may contain anything, keys too); the first occurrence with a valid value
+ * wins; the value follows any white space after the colon. `id`, `sub`,
+ * `dlvrd`, `err`: a run without white space or `:`, ending at white space or
+ * the end (so `id: sub:001`, an empty id, is no id rather than the id "sub");
+ * `stat`: letters and `_`, likewise; `submit date` / `done date` (also
+ * `submit_date`, `submitdate`): a run of 10 to 12 digits. Only the first
+ * MAX_DLR_TEXT characters are looked at. Returns false when there is no id
+ * (not a receipt).
+ */
+export function scanDlrText(input: string, utcOffsetMinutes: number, out: DlrScan): boolean {
+  const n = input.length > MAX_DLR_TEXT ? MAX_DLR_TEXT : input.length;
+  out.id = undefined;
+  out.subStart = out.subEnd = out.dlvrdStart = out.dlvrdEnd = out.textStart = -1;
+  out.submitDate = out.doneDate = undefined;
+  out.stat = out.err = undefined;
+  out.end = n;
+  // The head ends where the first `text:` key begins (at the white space before it).
+  let end = n;
+  for (let k = 0; k + 5 <= n; k++) {
+    if (k > 0 && !isSpace(input.charCodeAt(k - 1))) continue;
+    if ((input.charCodeAt(k) | 0x20) === 0x74 && keyAt(input, k, n, 'text:')) {
+      out.textStart = k + 5;
+      end = k === 0 ? 0 : k - 1;
+      break;
+    }
+  }
+  let idDone = false;
+  let subDone = false;
+  let dlvrdDone = false;
+  let submitDone = false;
+  let doneDone = false;
+  let statDone = false;
+  let errDone = false;
+  for (let k = 0; k < end; k++) {
+    if (k > 0 && !isSpace(input.charCodeAt(k - 1))) continue;
+    const c = input.charCodeAt(k) | 0x20;
+    if (c === 0x69) {
+      // id:
+      if (!idDone && keyAt(input, k, end, 'id:')) {
+        const v = skipSpace(input, k + 3, end);
+        const e = wordEnd(input, v, end);
+        if (e >= 0) {
+          out.id = input.slice(v, e);
+          idDone = true;
+        }
+      }
+    } else if (c === 0x73) {
+      // sub: / submit date: / stat:
+      if (!subDone && keyAt(input, k, end, 'sub:')) {
+        const v = skipSpace(input, k + 4, end);
+        const e = wordEnd(input, v, end);
+        if (e >= 0) {
+          out.subStart = v;
+          out.subEnd = e;
+          subDone = true;
+        }
+      } else if (!submitDone && keyAt(input, k, end, 'submit')) {
+        const d = dateKeyEnd(input, k + 6, end);
+        if (d >= 0) {
+          const v = skipSpace(input, d, end);
+          const e = digitsEnd(input, v, end);
+          if (e >= 0) {
+            out.submitDate = parseDateAt(input, v, e - v, utcOffsetMinutes);
+            submitDone = true;
+          }
+        }
+      } else if (!statDone && keyAt(input, k, end, 'stat:')) {
+        const v = skipSpace(input, k + 5, end);
+        const e = statEnd(input, v, end);
+        if (e >= 0) {
+          out.stat = input.slice(v, e).toUpperCase();
+          statDone = true;
+        }
+      }
+    } else if (c === 0x64) {
+      // dlvrd: / done date:
+      if (!dlvrdDone && keyAt(input, k, end, 'dlvrd:')) {
+        const v = skipSpace(input, k + 6, end);
+        const e = wordEnd(input, v, end);
+        if (e >= 0) {
+          out.dlvrdStart = v;
+          out.dlvrdEnd = e;
+          dlvrdDone = true;
+        }
+      } else if (!doneDone && keyAt(input, k, end, 'done')) {
+        const d = dateKeyEnd(input, k + 4, end);
+        if (d >= 0) {
+          const v = skipSpace(input, d, end);
+          const e = digitsEnd(input, v, end);
+          if (e >= 0) {
+            out.doneDate = parseDateAt(input, v, e - v, utcOffsetMinutes);
+            doneDone = true;
+          }
+        }
+      }
+    } else if (c === 0x65) {
+      // err:
+      if (!errDone && keyAt(input, k, end, 'err:')) {
+        const v = skipSpace(input, k + 4, end);
+        const e = wordEnd(input, v, end);
+        if (e >= 0) {
+          out.err = input.slice(v, e);
+          errDone = true;
+        }
+      }
+    }
+  }
+  return out.id !== undefined;
+}
+
+/**
  * Parse the Appendix B receipt text. Returns undefined when there is no `id:`
- * (not a receipt). Missing or malformed fields are simply absent.
+ * (not a receipt). Missing or malformed fields are simply absent. The rules
+ * are scanDlrText's.
  */
 export function parseDlrText(input: string, utcOffsetMinutes = 0): DlrText | undefined {
-  let head = input.length > MAX_DLR_TEXT ? input.slice(0, MAX_DLR_TEXT) : input;
-  let text: string | undefined;
-  const t = TEXT_RE.exec(head);
-  if (t) {
-    text = head.slice(t.index + t[0].length);
-    head = head.slice(0, t.index);
-  }
-  const id = ID_RE.exec(head)?.[1];
-  if (id === undefined || id.length === 0) return undefined;
-  const out: { -readonly [K in keyof DlrText]: DlrText[K] } = { id };
-  const sub = SUB_RE.exec(head)?.[1];
-  if (sub !== undefined) out.sub = sub;
-  const dlvrd = DLVRD_RE.exec(head)?.[1];
-  if (dlvrd !== undefined) out.dlvrd = dlvrd;
-  const sd = SUBMIT_DATE_RE.exec(head)?.[1];
-  if (sd !== undefined) {
-    const ms = parseDlrDate(sd, utcOffsetMinutes);
-    if (ms !== undefined) out.submitDate = ms;
-  }
-  const dd = DONE_DATE_RE.exec(head)?.[1];
-  if (dd !== undefined) {
-    const ms = parseDlrDate(dd, utcOffsetMinutes);
-    if (ms !== undefined) out.doneDate = ms;
-  }
-  const stat = STAT_RE.exec(head)?.[1];
-  if (stat !== undefined) out.stat = stat.toUpperCase();
-  const err = ERR_RE.exec(head)?.[1];
-  if (err !== undefined) out.err = err;
-  if (text !== undefined) out.text = text;
+  const s = new DlrScan();
+  if (!scanDlrText(input, utcOffsetMinutes, s)) return undefined;
+  const out: { -readonly [K in keyof DlrText]: DlrText[K] } = { id: s.id as string };
+  if (s.subStart >= 0) out.sub = input.slice(s.subStart, s.subEnd);
+  if (s.dlvrdStart >= 0) out.dlvrd = input.slice(s.dlvrdStart, s.dlvrdEnd);
+  if (s.submitDate !== undefined) out.submitDate = s.submitDate;
+  if (s.doneDate !== undefined) out.doneDate = s.doneDate;
+  if (s.stat !== undefined) out.stat = s.stat;
+  if (s.err !== undefined) out.err = s.err;
+  if (s.textStart >= 0) out.text = input.slice(s.textStart, s.end);
   return out;
 }
 
@@ -92,18 +272,26 @@ export function parseDlrText(input: string, utcOffsetMinutes = 0): DlrText | und
  * Returns undefined for anything that is not a valid calendar time.
  */
 export function parseDlrDate(s: string, utcOffsetMinutes = 0): number | undefined {
-  if (s.length !== 10 && s.length !== 12) return undefined;
-  // Receipts arrive at submit rates: digits by char code, no slices or regexes.
-  const d = (i: number): number => {
-    const c = s.charCodeAt(i) - 48;
-    return c >= 0 && c <= 9 ? c : NaN;
-  };
-  const yy = d(0) * 10 + d(1);
-  const mo = d(2) * 10 + d(3);
-  const dd = d(4) * 10 + d(5);
-  const hh = d(6) * 10 + d(7);
-  const mi = d(8) * 10 + d(9);
-  const ss = s.length === 12 ? d(10) * 10 + d(11) : 0;
+  return parseDateAt(s, 0, s.length, utcOffsetMinutes);
+}
+
+/** Two digits of `s` at `i` as a number; NaN when either is not a digit. */
+function two(s: string, i: number): number {
+  const a = s.charCodeAt(i) - 48;
+  const b = s.charCodeAt(i + 1) - 48;
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : NaN;
+}
+
+/** parseDlrDate of the `length` characters of `s` from `at`, without slicing them out. */
+function parseDateAt(s: string, at: number, length: number, utcOffsetMinutes: number): number | undefined {
+  if (length !== 10 && length !== 12) return undefined;
+  // Receipts arrive at submit rates: digits by char code, no slices, closures or regexes.
+  const yy = two(s, at);
+  const mo = two(s, at + 2);
+  const dd = two(s, at + 4);
+  const hh = two(s, at + 6);
+  const mi = two(s, at + 8);
+  const ss = length === 12 ? two(s, at + 10) : 0;
   // NaN fails every comparison below, so a non-digit anywhere is caught here.
   if (!(mo >= 1 && mo <= 12 && dd >= 1 && hh <= 23 && mi <= 59 && ss <= 59 && yy >= 0)) return undefined;
   const year = 2000 + yy;

@@ -18,10 +18,10 @@
  * (alphanumeric) otherwise. Destinations carry the country code: TON 1 / NPI 1.
  */
 import type { SmppAccountConfig } from '../config/schema.js';
-import { messageStateToState, parseDlrText, receiptOperatorId, statToState, type IdBase, type ReceiptIdBase, type ReceiptState } from '../core/dlr.js';
+import { DlrScan, messageStateToState, receiptOperatorId, scanDlrText, statToState, type IdBase, type ReceiptIdBase, type ReceiptState } from '../core/dlr.js';
 import { partFromUdh, type MoPart } from '../core/mo.js';
 import type { DeliveryReceipt, MobileOriginated, SubmitRequest } from '../core/ports.js';
-import { SubmitPool, type Inbound, type PoolProtocol, type SubmitPoolOptions, type SubmitPoolStats } from '../transport/pool.js';
+import { SubmitPool, type Inbound, type InboundAnswer, type PoolProtocol, type SubmitPoolOptions, type SubmitPoolStats } from '../transport/pool.js';
 import { Bind, type InboundMessagePdu } from './bind.js';
 import { ESM_DELIVERY_RECEIPT, ESM_UDHI, STATUS, encodeMessagePdu, isThrottleStatus, messageText, receiptText, statusName, userData } from './wire.js';
 
@@ -47,6 +47,12 @@ export interface BindPoolStats extends SubmitPoolStats {
 }
 
 const HEX_LETTER = /[a-fA-F]/;
+
+/** deliver_sm_resp status for how the pool handled the inbound message (deliverInbound's mapping, one promise less). */
+const deliverStatus = (answer: InboundAnswer): number => (answer === 'ok' ? STATUS.ESME_ROK : STATUS.ESME_RX_T_APPN);
+
+/** toReceipt's scan of the receipt text, reused (toReceipt is synchronous). */
+const RECEIPT_SCAN = new DlrScan();
 
 const RE_DIGITS = /^[0-9]+$/;
 
@@ -153,7 +159,7 @@ export class BindPool extends SubmitPool {
   }
 
   private onDeliver(pdu: InboundMessagePdu): Promise<number> {
-    return this.deliverInbound(this.inbound(pdu)).then((done) => (done ? STATUS.ESME_ROK : STATUS.ESME_RX_T_APPN));
+    return this.answerInbound(this.inbound(pdu)).then(deliverStatus);
   }
 
   private inbound(pdu: InboundMessagePdu): Inbound {
@@ -182,24 +188,27 @@ export class BindPool extends SubmitPool {
   }
 
   private toReceipt(pdu: InboundMessagePdu, now: number): DeliveryReceipt | undefined {
-    const text = receiptText(userData(pdu), pdu.data_coding ?? 0);
-    const parsed = text.length > 0 ? parseDlrText(text, this.dlrOffset) : undefined;
+    const ud = userData(pdu);
+    // The text's fields land in one reused scan object (this runs synchronously, start to end).
+    const scan = RECEIPT_SCAN;
+    const parsed = ud.length > 0 && scanDlrText(receiptText(ud, pdu.data_coding ?? 0), this.dlrOffset, scan);
     const tlvId = pdu.receipted_message_id?.trim();
     const fromTlv = tlvId !== undefined && tlvId.length > 0;
-    const written = fromTlv ? tlvId : parsed?.id;
+    const written = fromTlv ? tlvId : parsed ? scan.id : undefined;
     if (written === undefined) return undefined;
     // The one key this receipt is matched under, in the account's base (no second reading anywhere).
     const messageId = receiptOperatorId(written, fromTlv ? this.tlvIdBase : this.textIdBase, this.idBase);
     if (messageId.length === 0) return undefined;
     let state: ReceiptState | undefined = pdu.message_state !== undefined ? messageStateToState(pdu.message_state) : undefined;
-    if (state === undefined && parsed?.stat !== undefined) state = statToState(parsed.stat);
+    if (state === undefined && parsed && scan.stat !== undefined) state = statToState(scan.stat);
     if (state === undefined) return undefined;
-    let error = parsed?.err;
+    let error = parsed ? scan.err : undefined;
     if (error === undefined && pdu.network_error_code !== undefined && pdu.network_error_code.length > 0) {
       error = `network:${pdu.network_error_code.toString('hex')}`;
     }
+    const doneAt = (parsed ? scan.doneDate : undefined) ?? now;
     return error === undefined
-      ? { account: this.account, messageId, state, doneAt: parsed?.doneDate ?? now }
-      : { account: this.account, messageId, state, error, doneAt: parsed?.doneDate ?? now };
+      ? { account: this.account, messageId, state, doneAt }
+      : { account: this.account, messageId, state, error, doneAt };
   }
 }

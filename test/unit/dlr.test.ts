@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import {
   canonicalOperatorId,
   messageStateToState,
@@ -6,7 +7,70 @@ import {
   parseDlrDate,
   parseDlrText,
   statToState,
+  DlrScan,
+  scanDlrText,
 } from '../../src/core/dlr.js';
+
+/**
+ * The receipt text parser as it was first written, with regular expressions
+ * (one per key): the reference the hand-written scanner must agree with.
+ */
+function parseDlrTextByRegex(input: string, utcOffsetMinutes = 0): Record<string, unknown> | undefined {
+  const ID_RE = /(?:^|\s)id:\s*([^\s:]+)(?=\s|$)/i;
+  const SUB_RE = /(?:^|\s)sub:\s*([^\s:]+)(?=\s|$)/i;
+  const DLVRD_RE = /(?:^|\s)dlvrd:\s*([^\s:]+)(?=\s|$)/i;
+  const SUBMIT_DATE_RE = /(?:^|\s)submit[ _]?date:\s*(\d{10,12})(?!\d)/i;
+  const DONE_DATE_RE = /(?:^|\s)done[ _]?date:\s*(\d{10,12})(?!\d)/i;
+  const STAT_RE = /(?:^|\s)stat:\s*([A-Za-z_]+)(?=\s|$)/i;
+  const ERR_RE = /(?:^|\s)err:\s*([^\s:]+)(?=\s|$)/i;
+  const TEXT_RE = /(?:^|\s)text:/i;
+  let head = input.length > 2048 ? input.slice(0, 2048) : input;
+  let text: string | undefined;
+  const m = TEXT_RE.exec(head);
+  if (m) {
+    text = head.slice(m.index + m[0].length);
+    head = head.slice(0, m.index);
+  }
+  const id = ID_RE.exec(head)?.[1];
+  if (id === undefined || id.length === 0) return undefined;
+  const out: Record<string, unknown> = { id };
+  const sub = SUB_RE.exec(head)?.[1];
+  if (sub !== undefined) out['sub'] = sub;
+  const dlvrd = DLVRD_RE.exec(head)?.[1];
+  if (dlvrd !== undefined) out['dlvrd'] = dlvrd;
+  const sd = SUBMIT_DATE_RE.exec(head)?.[1];
+  if (sd !== undefined) {
+    const ms = parseDlrDate(sd, utcOffsetMinutes);
+    if (ms !== undefined) out['submitDate'] = ms;
+  }
+  const dd = DONE_DATE_RE.exec(head)?.[1];
+  if (dd !== undefined) {
+    const ms = parseDlrDate(dd, utcOffsetMinutes);
+    if (ms !== undefined) out['doneDate'] = ms;
+  }
+  const stat = STAT_RE.exec(head)?.[1];
+  if (stat !== undefined) out['stat'] = stat.toUpperCase();
+  const err = ERR_RE.exec(head)?.[1];
+  if (err !== undefined) out['err'] = err;
+  if (text !== undefined) out['text'] = text;
+  return out;
+}
+
+/** Receipt-like texts: keys in any case and spelling, values right and wrong, every kind of white space, junk. */
+const space = fc.constantFrom(' ', ' ', ' ', '  ', '\t', '\n', '\r\n', '\u00a0', '\u3000', '\u2028', '\ufeff', '\u180e', '\u200b', '');
+const key = fc.constantFrom(
+  'id:', 'ID:', 'Id:', 'iD:', 'sub:', 'SUB:', 'dlvrd:', 'Dlvrd:', 'submit date:', 'Submit Date:', 'submit_date:', 'submitdate:', 'SUBMIT  date:',
+  'done date:', 'Done Date:', 'done_date:', 'donedate:', 'done-date:', 'stat:', 'Stat:', 'STAT:', 'err:', 'Err:', 'text:', 'Text:', 'TEXT:',
+  'xid:', 'id', 'idd:', 'sta:', 'stat', 'date:', 'submit', ':', 'ſtat:', 'ıd:', 'K',
+);
+const value = fc.oneof(
+  fc.stringMatching(/^[0-9]{8,14}$/),
+  fc.stringMatching(/^[0-9a-fA-F]{1,12}$/),
+  fc.constantFrom('DELIVRD', 'undeliv', 'Rejectd', 'EXPIRED', 'ACCEPTD', 'UN_KNOWN', 'DEL1VRD', 'x', '0x0b', '000', 'a:b', ':', '', '会议', '2502300000', '2402291200', '251122183059', '25112218300', '2511221830', '\u0131', '_'),
+  fc.string({ maxLength: 6 }),
+  fc.string({ unit: 'binary', maxLength: 4 }),
+);
+const receiptLike = fc.array(fc.tuple(space, key, space, value), { maxLength: 12 }).map((parts) => parts.map((p) => p.join('')).join(''));
 
 t.test('the Appendix B text', async (t) => {
   const r = parseDlrText('id:0123456789 sub:001 dlvrd:001 submit date:2511221830 done date:2511221831 stat:DELIVRD err:000 text:Hello world');
@@ -159,4 +223,25 @@ t.test('operator message ids: one key, the same wherever it is computed', async 
       }
     }
   }
+});
+
+t.test('the scanner agrees with the regular expressions it replaced, on generated receipt texts (malformed ones too)', async (t) => {
+  const appendixB = fc.record({
+    id: fc.stringMatching(/^[0-9a-f]{1,20}$/), d1: fc.stringMatching(/^[0-9]{10,12}$/), d2: fc.stringMatching(/^[0-9]{10,12}$/),
+    stat: fc.constantFrom('DELIVRD', 'UNDELIV', 'EXPIRED', 'REJECTD', 'deleted', 'ACCEPTD'), err: fc.stringMatching(/^[0-9]{3}$/), text: fc.string({ maxLength: 20 }),
+  }).map((f) => `id:${f.id} sub:001 dlvrd:001 submit date:${f.d1} done date:${f.d2} stat:${f.stat} err:${f.err} text:${f.text}`);
+  const input = fc.oneof(receiptLike, appendixB, fc.string({ maxLength: 40 }), fc.tuple(receiptLike, fc.nat({ max: 2100 })).map(([s, n]) => 'x'.repeat(n) + ' ' + s));
+  const scratch = new DlrScan();
+  t.doesNotThrow(() => fc.assert(fc.property(input, fc.constantFrom(0, 480, -300), (text, offset) => {
+    const want = JSON.stringify(parseDlrTextByRegex(text, offset));
+    const got = JSON.stringify(parseDlrText(text, offset));
+    if (got !== want) throw new Error(`differs on ${JSON.stringify(text)}:\n scanner ${got}\n regex   ${want}`);
+    // The reusable scan object gives the same fields, whatever the text scanned before it.
+    const found = scanDlrText(text, offset, scratch);
+    const parsed = parseDlrText(text, offset);
+    if (found !== (parsed !== undefined)) throw new Error('scanDlrText and parseDlrText disagree on being a receipt');
+    if (parsed !== undefined && (scratch.id !== parsed.id || scratch.stat !== parsed.stat || scratch.err !== parsed.err || scratch.doneDate !== parsed.doneDate || scratch.submitDate !== parsed.submitDate)) {
+      throw new Error(`scan object differs on ${JSON.stringify(text)}`);
+    }
+  }), { numRuns: 20_000 }));
 });
