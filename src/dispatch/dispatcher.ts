@@ -32,7 +32,7 @@ import { maskNumber } from '../core/phone.js';
 import { operatorOf } from '../core/route.js';
 import { GatewayError } from '../core/errors.js';
 import type { Delivery, WorkQueue, DeadLetter } from '../queue/port.js';
-import type { Metrics } from '../telemetry/metrics.js';
+import { boundCounter, boundHistogram, type BoundCounter, type BoundHistogram, type Metrics } from '../telemetry/metrics.js';
 import type { Router } from './router.js';
 import { Slots } from './slots.js';
 
@@ -150,8 +150,20 @@ export class Dispatcher {
   private readonly now: () => number;
   private readonly priority: Map<string, number>;
   private readonly log: Logger;
+  /** Per-segment metrics, bound once (a labelled inc/observe hashes its labels on every call). */
+  private readonly segmentsBy: Readonly<Record<'accepted' | 'rejected' | 'expired' | 'unavailable' | 'already-recorded', BoundCounter>>;
+  private readonly acceptToSubmit: BoundHistogram;
 
   constructor(private readonly deps: DispatcherDeps) {
+    const segments = deps.metrics.dispatchSegments;
+    this.segmentsBy = {
+      accepted: boundCounter(segments, { outcome: 'accepted' }),
+      rejected: boundCounter(segments, { outcome: 'rejected' }),
+      expired: boundCounter(segments, { outcome: 'expired' }),
+      unavailable: boundCounter(segments, { outcome: 'unavailable' }),
+      'already-recorded': boundCounter(segments, { outcome: 'already-recorded' }),
+    };
+    this.acceptToSubmit = boundHistogram(deps.metrics.acceptToSubmitSeconds, {});
     this.slots = new Slots(deps.options.maxInflightSegments);
     this.now = deps.now ?? Date.now;
     this.priority = new Map(deps.tiers.map((t) => [t.name, t.priority]));
@@ -373,7 +385,7 @@ export class Dispatcher {
         continue;
       }
       if (second?.final === true) {
-        metrics.dispatchSegments.inc({ outcome: 'already-recorded' });
+        this.segmentsBy['already-recorded'].inc();
         continue;
       }
       const route = second === undefined
@@ -409,7 +421,7 @@ export class Dispatcher {
       for (let s = 1; s <= count; s++) {
         const existing = recorded[s - 1];
         if (existing && (existing.opId !== undefined || isFinal(existing.state))) {
-          metrics.dispatchSegments.inc({ outcome: 'already-recorded' });
+          this.segmentsBy['already-recorded'].inc();
           continue;
         }
         const now = this.now();
@@ -484,12 +496,11 @@ export class Dispatcher {
   }
 
   private toResult(job: Job, m: JobMessage, index: number, segment: number, segments: number, outcome: SubmitOutcome, reroute?: string): SegmentResult | undefined {
-    const { metrics } = this.deps;
     const at = this.now();
-    metrics.dispatchSegments.inc({ outcome: outcome.kind });
+    this.segmentsBy[outcome.kind].inc();
     switch (outcome.kind) {
       case 'accepted':
-        metrics.acceptToSubmitSeconds.observe((at - job.createdAt) / 1000);
+        this.acceptToSubmit.observe((at - job.createdAt) / 1000);
         return reroute === undefined
           ? { kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at }
           : { kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at, reroute };

@@ -179,6 +179,102 @@ export function boundCounter<T extends string>(counter: Counter<T>, labels: Part
   };
 }
 
+/** A histogram for fixed label values, for hot paths: see `boundHistogram`. */
+export interface BoundHistogram {
+  observe(value: number): void;
+}
+
+interface BoundObservations {
+  readonly labels: Record<string, string | number>;
+  /** Observations per bucket of the histogram's upper bounds (the last: above them all). */
+  readonly buckets: number[];
+  sum: number;
+  count: number;
+}
+
+/** prom-client's per-label-set record of a histogram (lib/histogram.js createBaseValues). */
+interface HistogramEntry {
+  labels: Record<string, string | number>;
+  bucketValues: Record<string, number>;
+  sum: number;
+  count: number;
+}
+
+const boundObservations = new WeakMap<object, BoundObservations[]>();
+
+function sameLabels(a: Record<string, string | number>, b: Record<string, string | number>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (String(a[k]) !== String(b[k])) return false;
+  return true;
+}
+
+/**
+ * A histogram's child for fixed label values, cheap to observe: prom-client
+ * hashes the label object (and allocates a closure and a pair) on every
+ * `observe`, children of `labels()` too. Here observations add up in plain
+ * per-bucket numbers and are merged into the histogram's record of that
+ * label set when it is read (its `collect`, called before every
+ * exposition): /metrics shows the same buckets, sum and count.
+ */
+export function boundHistogram<T extends string>(histogram: Histogram<T>, labels: Partial<Record<T, string | number>>): BoundHistogram {
+  const h = histogram as unknown as { upperBounds?: readonly number[]; hashMap?: Record<string, HistogramEntry>; collect?: (this: unknown) => void | Promise<void> };
+  const bounds = h.upperBounds;
+  if (!Array.isArray(bounds) || typeof h.hashMap !== 'object') {
+    // Not the prom-client this was written against: the ordinary path.
+    return { observe: (v) => histogram.observe(labels, v) };
+  }
+  let list = boundObservations.get(histogram);
+  if (list === undefined) {
+    const own: BoundObservations[] = [];
+    list = own;
+    boundObservations.set(histogram, own);
+    const previous = h.collect;
+    h.collect = function (this: unknown) {
+      for (const b of own) {
+        if (b.count === 0) continue;
+        let entry: HistogramEntry | undefined;
+        for (const e of Object.values(h.hashMap ?? {})) {
+          if (sameLabels(e.labels, b.labels)) {
+            entry = e;
+            break;
+          }
+        }
+        if (entry === undefined) {
+          histogram.zero(b.labels as Partial<Record<T, string | number>>);
+          for (const e of Object.values(h.hashMap ?? {})) if (sameLabels(e.labels, b.labels)) entry = e;
+        }
+        if (entry === undefined) continue;
+        entry.sum += b.sum;
+        entry.count += b.count;
+        for (let i = 0; i < bounds.length; i++) {
+          const n = b.buckets[i] as number;
+          if (n === 0) continue;
+          const key = String(bounds[i]);
+          entry.bucketValues[key] = (entry.bucketValues[key] ?? 0) + n;
+          b.buckets[i] = 0;
+        }
+        b.sum = 0;
+        b.count = 0;
+      }
+      return previous?.call(this);
+    };
+  }
+  const obs: BoundObservations = { labels: { ...labels } as Record<string, string | number>, buckets: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 };
+  list.push(obs);
+  return {
+    observe(value) {
+      // As prom-client: a value that is not a finite number is refused.
+      if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
+      let i = 0;
+      while (i < bounds.length && value > (bounds[i] as number)) i++;
+      obs.buckets[i] = (obs.buckets[i] as number) + 1;
+      obs.sum += value;
+      obs.count++;
+    },
+  };
+}
+
 /** The metric of the catalogue named `name` in `registry` (parts that hold only the registry); throws if it is not catalogued. */
 export function catalogued<T>(registry: Registry, name: string): T {
   const m = registry.getSingleMetric(name);

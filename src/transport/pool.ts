@@ -52,7 +52,7 @@ import type { DeliveryReceipt, MobileOriginated, SegmentProfile, SmsTransport, S
 import { RingBuffer } from '../core/ring.js';
 import { TokenBucket } from '../core/token-bucket.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { Metrics } from '../telemetry/metrics.js';
+import { boundHistogram, type Metrics } from '../telemetry/metrics.js';
 
 /** A link's state; SMPP calls `binding`/`bound` what CMPP calls connect sent / connected. */
 export type LinkState = 'idle' | 'connecting' | 'binding' | 'bound' | 'unbinding' | 'disconnected' | 'closed';
@@ -201,20 +201,23 @@ interface PoolMeters {
 function poolMeters(metrics: Metrics, family: 'smpp' | 'cmpp', account: string): PoolMeters {
   const label = { account };
   if (family === 'cmpp') {
+    // Bound once: an observe with labels hashes them on every call (one per accepted submit).
+    const cmppLatency = boundHistogram(metrics.cmppSubmitLatencySeconds, label);
     const flow = metrics.cmppFlowControl.labels(account);
     const backoffs = metrics.cmppFlowControlBackoffs.labels(account);
     return {
       pending: (n) => metrics.cmppPendingQueue.set(label, n),
-      latency: (s) => metrics.cmppSubmitLatencySeconds.observe(label, s),
+      latency: (s) => cmppLatency.observe(s),
       // A 3.0 Result is 4 octets: unnamed ones above a byte share one series (bounded label values).
       response: (result, n = 1) => metrics.cmppSubmitResponses.inc({ account, result: /^CMPP_RESULT_\d{4,}$/.test(result) ? 'CMPP_RESULT_OTHER' : result }, n),
       throttled: () => flow.inc(),
       backoff: () => backoffs.inc(),
     };
   }
+  const latency = boundHistogram(metrics.submitLatencySeconds, label);
   return {
     pending: (n) => metrics.bindPendingQueue.set(label, n),
-    latency: (s) => metrics.submitLatencySeconds.observe(label, s),
+    latency: (s) => latency.observe(s),
     response: (status, n = 1) => metrics.submitResponses.inc({ account, status }, n),
     throttled: (status) => metrics.throttled.inc({ account, status }),
     backoff: () => undefined,
