@@ -62,6 +62,7 @@ import {
 } from '../replication/change-log.js';
 import { envFlushed, trackWrite } from '../storage/health.js';
 import { CommitQueue, type TxnEffects, type WriteSet } from './commit-queue.js';
+import { CALLBACK_ROW, MESSAGE_ROW, openRowDatabase, RECIPIENT_ROW, type RowShape } from './row-codec.js';
 import { callbackView } from './status-callbacks.js';
 import {
   decodeMessage,
@@ -388,17 +389,18 @@ export class ReceiptStore {
     this.graceMs = opts.receiptGraceMs;
     this.expiryRows = positive(opts.expiryRowsPerCall ?? 20_000, 'expiryRowsPerCall');
     this.sweepRows = positive(opts.sweepRowsPerCall ?? 10_000, 'sweepRowsPerCall');
-    const db = <V, K extends Key>(name: string): Database<V, K> =>
-      this.env.openDB<V, K>({ name, encoding: 'msgpack' });
-    this.messages = db('receipts.messages');
-    this.recipients = db('receipts.recipients');
+    const db = <V, K extends Key>(name: string, shape?: RowShape<V>): Database<V, K> =>
+      shape !== undefined ? openRowDatabase<V, K>(this.env, name, shape) : this.env.openDB<V, K>({ name, encoding: 'msgpack' });
+    // The rows read and rewritten per message are positional (row-codec.ts); the rest keep lmdb-js's msgpack records.
+    this.messages = db('receipts.messages', MESSAGE_ROW);
+    this.recipients = db('receipts.recipients', RECIPIENT_ROW);
     this.expiry = db('receipts.expiry');
     this.opids = db('receipts.opids');
     this.early = db('receipts.early');
     this.earlyAge = db('receipts.early.age');
     this.idempotency = db('receipts.idempotency');
     this.idempotencyExpiry = db('receipts.idempotency.expiry');
-    this.callbacks = db('receipts.callbacks');
+    this.callbacks = db('receipts.callbacks', CALLBACK_ROW);
     this.waitingCallback = asBinary(Buffer.from((this.callbacks as unknown as { encoder: { encode(v: unknown): Uint8Array } }).encoder.encode(WAITING_CALLBACK))) as unknown as CallbackState;
     this.reroutes = db('receipts.reroute');
     this.rerouteText = db('receipts.reroute.text');

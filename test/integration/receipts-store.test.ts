@@ -13,7 +13,8 @@ import { open, type RootDatabase } from 'lmdb';
 import { GatewayError } from '../../src/core/errors.js';
 import type { FinalState } from '../../src/core/message.js';
 import { CommitQueue, type TxnEffects } from '../../src/receipts/commit-queue.js';
-import { ReceiptStore, type ReceiptStoreOptions } from '../../src/receipts/store.js';
+import { ReceiptStore, type CallbackState, type ReceiptStoreOptions } from '../../src/receipts/store.js';
+import { CALLBACK_ROW, openRowDatabase } from '../../src/receipts/row-codec.js';
 import type { MessageRecord, SegmentResult } from '../../src/receipts/types.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
@@ -384,7 +385,8 @@ t.test('a message with a callbackUrl: its callback row is the bytes a put of the
   store.putMessage(message('m-cb', 1, { callbackUrl: 'https://example.org/cb' }), ['8613800138000']);
   store.putMessage(message('m-cb2', 1, { callbackUrl: 'https://example.org/cb' }), ['8613800138001']);
   await store.flushed();
-  const plain = env.openDB<unknown, string>({ name: 'receipts.callbacks.check', encoding: 'msgpack' });
+  // A put of the waiting state through the callback rows' encoding (positional, row-codec.ts).
+  const plain = openRowDatabase<CallbackState, string>(env, 'receipts.callbacks.check', CALLBACK_ROW);
   await plain.put('x', { attempts: 0, nextAt: 0, state: 'waiting' });
   const expected = Buffer.from(plain.getBinary('x') as Uint8Array).toString('hex');
   for (const id of ['m-cb', 'm-cb2']) {

@@ -24,6 +24,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { GatewayError } from '../../src/core/errors.js';
 import { keyedMessageId } from '../../src/send/service.js';
 import type { MessageRecord } from '../../src/receipts/types.js';
+import { openRowDatabase, RECIPIENT_ROW } from '../../src/receipts/row-codec.js';
 
 const DAY = 86_400_000;
 const T0 = 1_700_000_000_000;
@@ -175,7 +176,7 @@ t.test('metrics: rows purged by kind, sweep duration, skipped messages', async (
   // STUCK: as if a replicated row never got its finals (no expiry entry, recipients accepted).
   const expiry = h.env.openDB<number, [number, string]>({ name: 'receipts.expiry', encoding: 'msgpack' });
   t.equal(expiry.get([T0 + 1_000, 'STUCK']), undefined, 'its expiry entry is gone after the expiry sweep');
-  const recipients = h.env.openDB<{ s: string }, [string, number]>({ name: 'receipts.recipients', encoding: 'msgpack' });
+  const recipients = openRowDatabase<{ s: string }, [string, number]>(h.env, 'receipts.recipients', RECIPIENT_ROW);
   await recipients.put(['STUCK', 1], { ...(recipients.get(['STUCK', 1]) as object), s: 'submitted' });
   const sweeper = new RetentionSweeper({
     receipts: h.store, limits: { messagesMs: RETENTION, auditMs: RETENTION, batchRows: 2, maxRowsPerSweep: 100, scanMessages: 100 },
