@@ -56,17 +56,26 @@ const RECEIPT_SCAN = new DlrScan();
 
 const RE_DIGITS = /^[0-9]+$/;
 
+/** '00'…'99'. */
+const TWO_DIGITS: readonly string[] = Array.from({ length: 100 }, (_, n) => (n < 10 ? `0${n}` : String(n)));
+/** The last relativeValidity answer: the parts of a message, and messages of a job, share a deadline, so most calls repeat the previous second. */
+let lastValiditySeconds = -1;
+let lastValidity = '';
+
 /** SMPP relative time (`YYMMDDhhmmss000R`) for a duration; days cap at 99. */
 export function relativeValidity(ms: number): string {
   let s = Math.max(60, Math.ceil(ms / 1000)); // a minute at least: some SMSCs refuse shorter
+  if (s === lastValiditySeconds) return lastValidity;
+  const seconds = s;
   const days = Math.min(99, Math.floor(s / 86_400));
   if (days === 99) s = 99 * 86_400 + 86_399;
   s -= days * 86_400;
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   const sec = s % 60;
-  const two = (n: number): string => (n < 10 ? `0${n}` : String(n));
-  return `0000${two(days)}${two(h)}${two(m)}${two(sec)}000R`;
+  lastValidity = `0000${TWO_DIGITS[days] as string}${TWO_DIGITS[h] as string}${TWO_DIGITS[m] as string}${TWO_DIGITS[sec] as string}000R`;
+  lastValiditySeconds = seconds;
+  return lastValidity;
 }
 
 function encodeSubmitSm(req: SubmitRequest, now: number): Buffer {

@@ -296,19 +296,18 @@ export function encodeMessagePdu(commandId: 0x04 | 0x05, seq: number, f: Message
   if (!(sm instanceof Uint8Array)) throw invalid('short_message', 'not bytes');
   if (sm.length > MAX_SHORT_MESSAGE) throw invalid('short_message', `${sm.length} octets, more than ${MAX_SHORT_MESSAGE}`);
   if (typeof f.data_coding !== 'number') throw invalid('data_coding', 'must be explicit');
-  const ints = [
-    octet(f.source_addr_ton, 'source_addr_ton'),
-    octet(f.source_addr_npi, 'source_addr_npi'),
-    octet(f.dest_addr_ton, 'dest_addr_ton'),
-    octet(f.dest_addr_npi, 'dest_addr_npi'),
-    octet(f.esm_class, 'esm_class'),
-    octet(f.protocol_id, 'protocol_id'),
-    octet(f.priority_flag, 'priority_flag'),
-    octet(f.registered_delivery, 'registered_delivery'),
-    octet(f.replace_if_present_flag, 'replace_if_present_flag'),
-    octet(f.data_coding, 'data_coding'),
-    octet(f.sm_default_msg_id, 'sm_default_msg_id'),
-  ] as const;
+  // Checked before anything is written (locals, not an array: this runs once per submit_sm).
+  const sourceTon = octet(f.source_addr_ton, 'source_addr_ton');
+  const sourceNpi = octet(f.source_addr_npi, 'source_addr_npi');
+  const destTon = octet(f.dest_addr_ton, 'dest_addr_ton');
+  const destNpi = octet(f.dest_addr_npi, 'dest_addr_npi');
+  const esmClass = octet(f.esm_class, 'esm_class');
+  const protocolId = octet(f.protocol_id, 'protocol_id');
+  const priorityFlag = octet(f.priority_flag, 'priority_flag');
+  const registeredDelivery = octet(f.registered_delivery, 'registered_delivery');
+  const replaceIfPresent = octet(f.replace_if_present_flag, 'replace_if_present_flag');
+  const dataCoding = octet(f.data_coding, 'data_coding');
+  const smDefaultMsgId = octet(f.sm_default_msg_id, 'sm_default_msg_id');
   let size = HEADER + 11 + 1 + sm.length;
   size += cstringSize(f.service_type, 6, 'service_type');
   size += cstringSize(f.source_addr, 21, 'source_addr');
@@ -325,21 +324,21 @@ export function encodeMessagePdu(commandId: 0x04 | 0x05, seq: number, f: Message
   writeHeader(buf, commandId, 0, seq);
   let o = HEADER;
   o = writeCString(buf, o, f.service_type);
-  buf[o++] = ints[0];
-  buf[o++] = ints[1];
+  buf[o++] = sourceTon;
+  buf[o++] = sourceNpi;
   o = writeCString(buf, o, f.source_addr);
-  buf[o++] = ints[2];
-  buf[o++] = ints[3];
+  buf[o++] = destTon;
+  buf[o++] = destNpi;
   o = writeCString(buf, o, f.destination_addr);
-  buf[o++] = ints[4];
-  buf[o++] = ints[5];
-  buf[o++] = ints[6];
+  buf[o++] = esmClass;
+  buf[o++] = protocolId;
+  buf[o++] = priorityFlag;
   o = writeCString(buf, o, f.schedule_delivery_time);
   o = writeCString(buf, o, f.validity_period);
-  buf[o++] = ints[7];
-  buf[o++] = ints[8];
-  buf[o++] = ints[9];
-  buf[o++] = ints[10];
+  buf[o++] = registeredDelivery;
+  buf[o++] = replaceIfPresent;
+  buf[o++] = dataCoding;
+  buf[o++] = smDefaultMsgId;
   buf[o++] = sm.length;
   buf.set(sm, o);
   o += sm.length;

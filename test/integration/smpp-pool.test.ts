@@ -4,6 +4,7 @@
  * bounds and close().
  */
 import t, { type Test } from 'tap';
+import fc from 'fast-check';
 import type { SmppAccountConfig } from '../../src/config/schema.js';
 import { canonicalOperatorId } from '../../src/core/dlr.js';
 import type { DeliveryReceipt, MobileOriginated, SubmitOutcome, SubmitRequest } from '../../src/core/ports.js';
@@ -221,6 +222,20 @@ t.test('validity period as SMPP relative time', async (t) => {
   t.equal(relativeValidity(3 * 86_400_000 + 61_000), '000003000101000R');
   t.equal(relativeValidity(30_000), '000000000100000R', 'at least a minute');
   t.equal(relativeValidity(200 * 86_400_000), '000099235959000R', 'capped at 99 days');
+  // Any sequence of durations (repeats included: the last answer is kept) gives the written-out form.
+  const reference = (ms: number): string => {
+    let s = Math.max(60, Math.ceil(ms / 1000));
+    const days = Math.min(99, Math.floor(s / 86_400));
+    if (days === 99) s = 99 * 86_400 + 86_399;
+    s -= days * 86_400;
+    const p = (n: number): string => String(n).padStart(2, '0');
+    return `0000${p(days)}${p(Math.floor(s / 3600))}${p(Math.floor((s % 3600) / 60))}${p(s % 60)}000R`;
+  };
+  t.doesNotThrow(() => fc.assert(fc.property(fc.array(fc.oneof(fc.integer({ min: -5_000, max: 100 * 86_400_000 }), fc.constantFrom(59_001, 60_000, 60_001, 86_399_999, 86_400_000)), { maxLength: 20 }), (list) => {
+    for (const ms of [...list, ...list.slice().reverse()]) {
+      if (relativeValidity(ms) !== reference(ms)) throw new Error(`relativeValidity(${ms}) = ${relativeValidity(ms)}, not ${reference(ms)}`);
+    }
+  }), { numRuns: 500 }));
 });
 
 t.test('no response: timeouts, retried on another bind, bounded', async (t) => {
