@@ -33,6 +33,14 @@
  * counts cannot: finals from before a restart or committed by another
  * process, and messages beyond the count bound.
  *
+ * The message is read once per callback, when it is seen complete: what
+ * the POST needs (tenant, URL, reference, recipients, the summary — fixed
+ * once every recipient is final; for one recipient, the final state that
+ * completed it) is carried through the mark to the POST when the mark
+ * leases at once, so nothing is read between the mark and the outcome.
+ * Leases found by the walk (retries, expired leases, keys of another
+ * process or of an older version) read the message and row before the POST.
+ *
  * Sending is bounded by `concurrency` POSTs in flight and `perHost` per
  * origin; the backlog waits in `receipts.callbacks.due` (scanned in key
  * order from a cursor), never in memory.
@@ -40,12 +48,13 @@
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import type { Counter, Gauge } from 'prom-client';
-import { FINAL_STATES, RECIPIENT_STATES, type RecipientState } from '../core/message.js';
+import { FINAL_STATES, RECIPIENT_STATES, type FinalState, type RecipientState } from '../core/message.js';
 import { StringMemo } from '../core/memo.js';
 import type { DeliveryError } from '../outbound/webhook.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Background } from './background.js';
 import type { CallbackState, ReceiptStore } from './store.js';
+import type { MessageRecord } from './types.js';
 
 /** What the callbacks need of the outbound client (tests pass a fake). */
 export interface WebhookPoster {
@@ -83,7 +92,23 @@ export interface StatusCallbackOptions {
 type DueKey = [number, string];
 /** 0 (due) or the leasing process, with the callback's origin; a bare number in rows of older versions (origin read from the message). */
 type DueValue = number | readonly [number, string];
-type Ready = { readonly lease: DueKey; readonly origin: string };
+/**
+ * What a POST needs of its message, read once when the message was seen
+ * complete and carried through mark to the POST, so a callback leased at
+ * once reads no row between its mark and its outcome. Every recipient is
+ * final then and a final state never changes: the summary cannot change
+ * either (CallbackBody.summary is its JSON text).
+ */
+interface Carried {
+  readonly tenant: string;
+  readonly url: string;
+  readonly reference: string | undefined;
+  readonly recipients: number;
+  readonly summary: string;
+}
+/** A claimed lease; `carried` and `row` (the row as its mark wrote it) when leased by the mark itself, else read before the POST. */
+type Ready = { readonly lease: DueKey; readonly origin: string; readonly carried?: Carried; readonly row?: CallbackState };
+type Marked = { readonly id: string; readonly at: number; readonly carried: Carried | undefined };
 type Outcome = { readonly row: CallbackState; readonly error: DeliveryError | undefined; readonly origin: string };
 
 /** Multi-recipient messages whose final recipients are counted in memory. */
@@ -113,7 +138,7 @@ export class StatusCallbacks {
   private readonly counts = new Map<string, number>();
   /** Ids whose `mark` transaction is queued and not yet committed (so two finals mark once). */
   private readonly marking = new Set<string>();
-  private markQueue: Array<[string, number]> = [];
+  private markQueue: Marked[] = [];
   private finishQueue: Array<{ lease: DueKey; outcome: Outcome | undefined; resolve: () => void; reject: (e: unknown) => void }> = [];
   /** Held ids (picked or marked, until the outcome commits) → origin; see canHold. */
   private readonly held = new Map<string, string>();
@@ -173,7 +198,7 @@ export class StatusCallbacks {
     this.dueGauge = o.metrics.statusCallbacksDue;
     this.inflightGauge = o.metrics.statusCallbacksInflight;
     this.countedGauge = o.metrics.statusCallbacksCounted;
-    o.store.onFinal((messageId) => this.onFinal(messageId));
+    o.store.onFinal((messageId, _index, state) => this.onFinal(messageId, state));
   }
 
   start(): void {
@@ -192,7 +217,7 @@ export class StatusCallbacks {
       const now = this.now();
       await this.o.env.transaction(() => {
         for (const { lease, origin } of unsent) {
-          if (this.due.get(lease) === undefined) continue;
+          if (!this.due.doesExist(lease)) continue;
           this.due.removeSync(lease);
           this.due.putSync([now, lease[1]], [0, origin]);
         }
@@ -226,16 +251,26 @@ export class StatusCallbacks {
 
   // ------------------------------------------------------------ completion
 
-  private onFinal(messageId: string): void {
+  /**
+   * A recipient turned final. The message is read once, here; what its POST
+   * needs is carried to it. A one-recipient message is complete with this
+   * final, its summary that one state: the mark's transaction checks its row
+   * (so no row is read here, only whether there is one: messages without a
+   * callbackUrl have none).
+   */
+  private onFinal(messageId: string, state: FinalState): void {
     if (this.closed || this.marking.has(messageId)) return;
-    const row = this.callbacks.get(messageId);
-    if (row === undefined || row.state !== 'waiting' || row.completedAt !== undefined) return;
+    if (!this.callbacks.doesExist(messageId)) return;
     const msg = this.o.store.getMessage(messageId);
     if (!msg) return;
     if (msg.recipients <= 1) {
-      this.mark(messageId);
+      // No recipient yet (a fan-out still expanding): nothing carried, the POST reads what is there then.
+      const one = msg.recipients === 1 ? ONE_FINAL[state] : undefined;
+      this.mark(messageId, one !== undefined ? carriedOf(msg, one) : undefined);
       return;
     }
+    const row = this.callbacks.get(messageId);
+    if (row === undefined || row.state !== 'waiting' || row.completedAt !== undefined) return;
     const seen = this.counts.get(messageId);
     if (seen === undefined && this.counts.size >= MAX_COUNTED) return; // the sweep finds it
     const n = (seen ?? 0) + 1;
@@ -244,23 +279,17 @@ export class StatusCallbacks {
       return;
     }
     // Counted complete: confirm (a count seeded by the sweep may include a final announced after it read).
-    const final = this.finalCount(messageId);
-    if (final >= msg.recipients) this.mark(messageId);
+    const summary = this.o.store.summary(messageId);
+    const final = finalCount(summary);
+    if (final >= msg.recipients) this.mark(messageId, carriedOf(msg, summaryJson(summary)));
     else this.counts.set(messageId, final);
   }
 
-  private finalCount(id: string): number {
-    const s = this.o.store.summary(id);
-    let final = 0;
-    for (const st of FINAL_STATES) final += s[st];
-    return final;
-  }
-
   /** Queue `id` to be made due; one transaction per event-loop turn marks all of them. */
-  private mark(id: string): void {
+  private mark(id: string, carried: Carried | undefined): void {
     this.counts.delete(id);
     this.marking.add(id);
-    this.markQueue.push([id, this.now()]);
+    this.markQueue.push({ id, at: this.now(), carried });
     if (this.markQueue.length === 1) setImmediate(() => this.track(this.flushMarks()));
   }
 
@@ -275,27 +304,34 @@ export class StatusCallbacks {
     const at = this.now();
     const leaseAt = at + this.o.timeoutMs + LEASE_MARGIN_MS;
     // Slots taken now (before the commit), so a pump meanwhile cannot give them away.
-    const direct = new Map<string, string>();
-    const origins = new Map<string, string>();
-    for (const [id] of batch) {
-      const origin = this.messageOrigin(id);
-      origins.set(id, origin);
-      if (this.held.size >= this.maxHeld || this.held.has(id) || !this.canHold(origin)) continue;
-      this.hold(id, origin);
-      direct.set(id, origin);
+    const origins: string[] = [];
+    const direct: boolean[] = [];
+    for (const { id, carried } of batch) {
+      const origin = carried !== undefined ? originOf(carried.url) : this.messageOrigin(id);
+      origins.push(origin);
+      const now = !(this.held.size >= this.maxHeld || this.held.has(id) || !this.canHold(origin));
+      if (now) this.hold(id, origin);
+      direct.push(now);
     }
     const leased: Ready[] = [];
+    const won: boolean[] = [];
     try {
       await this.o.env.transaction(() => {
         leased.length = 0;
-        for (const [id, completedAt] of batch) {
+        won.length = 0;
+        for (let i = 0; i < batch.length; i++) {
+          const { id, at: completedAt, carried } = batch[i] as Marked;
+          won.push(false);
           const row = this.callbacks.get(id);
           if (row === undefined || row.state !== 'waiting' || row.completedAt !== undefined) continue; // done, or marked by another process
-          this.callbacks.putSync(id, { ...row, completedAt, nextAt: completedAt });
-          const origin = origins.get(id) ?? '';
-          if (direct.has(id)) {
-            this.due.putSync([leaseAt, id], [this.owner, origin]);
-            leased.push({ lease: [leaseAt, id], origin });
+          const marked: CallbackState = { ...row, completedAt, nextAt: completedAt };
+          this.callbacks.putSync(id, marked);
+          const origin = origins[i] as string;
+          if (direct[i] === true) {
+            const lease: DueKey = [leaseAt, id];
+            this.due.putSync(lease, [this.owner, origin]);
+            leased.push(carried !== undefined ? { lease, origin, carried, row: marked } : { lease, origin });
+            won[i] = true;
           } else {
             this.due.putSync([completedAt, id], [0, origin]);
           }
@@ -304,12 +340,12 @@ export class StatusCallbacks {
     } catch (e) {
       // Nothing is lost: the rows are still waiting and the sweep marks them.
       leased.length = 0;
+      won.length = 0;
       this.o.logger.error({ err: e, count: batch.length }, 'marking completion callbacks due failed; the sweep retries');
     } finally {
-      for (const [id] of batch) this.marking.delete(id);
+      for (const { id } of batch) this.marking.delete(id);
     }
-    const won = new Set(leased.map((r) => r.lease[1]));
-    for (const id of direct.keys()) if (!won.has(id)) this.release(id);
+    for (let i = 0; i < batch.length; i++) if (direct[i] === true && won[i] !== true) this.release((batch[i] as Marked).id);
     this.enqueueReady(leased);
     this.drainReady();
     // What could not be held at once is due now; a pump takes it unless its host has its share.
@@ -341,8 +377,9 @@ export class StatusCallbacks {
       const msg = this.o.store.getMessage(key);
       if (!msg) continue;
       read += msg.recipients;
-      const final = this.finalCount(key);
-      if (final >= msg.recipients) this.mark(key);
+      const summary = this.o.store.summary(key);
+      const final = finalCount(summary);
+      if (final >= msg.recipients) this.mark(key, msg.callbackUrl !== undefined ? carriedOf(msg, summaryJson(summary)) : undefined);
       else if (msg.recipients > 1 && (this.counts.has(key) || this.counts.size < MAX_COUNTED)) this.counts.set(key, Math.max(final, this.counts.get(key) ?? 0));
     }
     if (exhausted) {
@@ -498,7 +535,7 @@ export class StatusCallbacks {
       await this.o.env.transaction(() => {
         won.length = 0;
         for (const { key, origin } of picked) {
-          if (this.due.get(key) === undefined) continue;
+          if (!this.due.doesExist(key)) continue;
           this.due.removeSync(key);
           const lease: DueKey = [leaseAt, key[1]];
           this.due.putSync(lease, [this.owner, origin]);
@@ -517,42 +554,48 @@ export class StatusCallbacks {
     this.requestPump();
   }
 
+  /**
+   * One POST. A lease its mark made carries the message and its row (nothing
+   * read here); any other (a retry, a key found by the walk: after a restart,
+   * or marked by another process) reads them.
+   */
   private async call(r: Ready): Promise<void> {
     const { lease, origin } = r;
     const id = lease[1];
     let onWire = true;
-    const offWire = (): void => {
-      if (!onWire) return;
-      onWire = false;
-      this.wireUsed--;
-      decrement(this.wirePerOrigin, origin);
-      this.inflightGauge.set(this.wireUsed);
-      this.drainReady();
-    };
     try {
-      const msg = this.o.store.getMessage(id);
-      const row = this.callbacks.get(id);
-      if (!msg || !row || msg.callbackUrl === undefined || row.state !== 'waiting') {
-        offWire();
-        await this.finish(lease, undefined);
-        return;
+      let { carried, row } = r;
+      if (carried === undefined || row === undefined) {
+        const msg = this.o.store.getMessage(id);
+        row = this.callbacks.get(id);
+        if (!msg || !row || msg.callbackUrl === undefined || row.state !== 'waiting') {
+          onWire = false;
+          this.offWire(origin);
+          await this.finish(lease, undefined);
+          return;
+        }
+        carried = { tenant: msg.tenant, url: msg.callbackUrl, reference: msg.reference, recipients: msg.recipients, summary: summaryJson(this.o.store.summary(id)) };
       }
-      const summary = this.o.store.summary(id);
-      const body = JSON.stringify({
-        id, ...(msg.reference !== undefined ? { reference: msg.reference } : {}), status: 'complete', recipients: msg.recipients,
-        summary: Object.fromEntries(RECIPIENT_STATES.map((s: RecipientState) => [s, summary[s]])), completedAt: new Date(row.completedAt ?? this.now()).toISOString(),
-      });
-      const error = await this.o.webhooks.post(msg.tenant, msg.callbackUrl, body);
-      offWire();
+      const error = await this.o.webhooks.post(carried.tenant, carried.url, callbackBody(id, carried, row.completedAt ?? this.now()));
+      onWire = false;
+      this.offWire(origin);
       await this.finish(lease, { row, error, origin });
     } catch (e) {
       // The lease key stays: the callback falls due again after the lease.
       this.o.logger.error({ err: e, messageId: id }, 'completion callback step failed; retried after its lease');
     } finally {
-      offWire();
+      if (onWire) this.offWire(origin);
       this.release(id);
       this.afterRelease(origin);
     }
+  }
+
+  /** A POST left the wire: its slot goes to the next claimed lease. */
+  private offWire(origin: string): void {
+    this.wireUsed--;
+    decrement(this.wirePerOrigin, origin);
+    this.inflightGauge.set(this.wireUsed);
+    this.drainReady();
   }
 
   /**
@@ -592,7 +635,7 @@ export class StatusCallbacks {
 
   /** Inside the write transaction: one outcome, if this process still holds the lease. */
   private applyOutcome(lease: DueKey, outcome: Outcome | undefined, now: number): 'delivered' | 'retry' | 'failed' | 'dropped' | 'lost' {
-    if (this.due.get(lease) === undefined) return 'lost';
+    if (!this.due.doesExist(lease)) return 'lost';
     this.due.removeSync(lease);
     if (outcome === undefined) return 'dropped';
     const id = lease[1];
@@ -601,6 +644,8 @@ export class StatusCallbacks {
       this.callbacks.removeSync(id);
       return 'delivered';
     }
+    // The row as read (or as its mark wrote it) before the POST; gone since only with its message (retention purge).
+    if (!this.callbacks.doesExist(id)) return 'dropped';
     const attempts = row.attempts + 1;
     if (attempts >= this.o.attempts) {
       this.callbacks.putSync(id, { ...row, state: 'failed', attempts, nextAt: 0, lastError: error });
@@ -653,4 +698,52 @@ function originOf(url: string): string {
     }
   }
   return ORIGINS.get(url.slice(0, end));
+}
+
+/** Final recipients in a summary. */
+function finalCount(s: Readonly<Record<RecipientState, number>>): number {
+  let final = 0;
+  for (const st of FINAL_STATES) final += s[st];
+  return final;
+}
+
+/** A summary's JSON text, states in RECIPIENT_STATES order: what JSON.stringify of the object gives. */
+export function summaryJson(s: Readonly<Record<RecipientState, number>>): string {
+  let out = '{';
+  for (let i = 0; i < RECIPIENT_STATES.length; i++) {
+    const st = RECIPIENT_STATES[i] as RecipientState;
+    out += `${i === 0 ? '' : ','}"${st}":${JSON.stringify(s[st])}`;
+  }
+  return `${out}}`;
+}
+
+/** The summary of a one-recipient message by the final state that completed it (packed once). */
+const ONE_FINAL: Readonly<Partial<Record<string, string>>> = Object.fromEntries(
+  FINAL_STATES.map((f) => [f, summaryJson(Object.fromEntries(RECIPIENT_STATES.map((s) => [s, s === f ? 1 : 0])) as Record<RecipientState, number>)]),
+);
+
+function carriedOf(msg: MessageRecord, summary: string): Carried | undefined {
+  return msg.callbackUrl === undefined ? undefined : { tenant: msg.tenant, url: msg.callbackUrl, reference: msg.reference, recipients: msg.recipients, summary };
+}
+
+let isoAt = Number.NaN;
+let isoText = '';
+
+/** `new Date(at).toISOString()`, the last one kept (a turn's completions share their millisecond). */
+function isoOf(at: number): string {
+  if (at !== isoAt) {
+    isoText = new Date(at).toISOString();
+    isoAt = at;
+  }
+  return isoText;
+}
+
+/**
+ * The callback's JSON text, written out: the same text as
+ * JSON.stringify({ id, reference?, status: 'complete', recipients, summary, completedAt })
+ * (a test compares them), without building the object.
+ */
+export function callbackBody(id: string, c: Omit<Carried, 'tenant' | 'url'>, completedAt: number): string {
+  const ref = c.reference !== undefined ? `,"reference":${JSON.stringify(c.reference)}` : '';
+  return `{"id":${JSON.stringify(id)}${ref},"status":"complete","recipients":${JSON.stringify(c.recipients)},"summary":${c.summary},"completedAt":"${isoOf(completedAt)}"}`;
 }

@@ -215,3 +215,107 @@ t.test('due keys written by an older version (value without the origin) are stil
   for (const id of ids) t.equal(store.callbackState(id)?.state, 'done', id);
   t.equal(due.getCount(), 0, 'no key left');
 });
+
+/** Every final state a recipient can end in, and each recipient's results: a receipt after the submit, or the gateway's own final. */
+const FINALS = ['delivered', 'undeliverable', 'expired', 'rejected', 'failed'] as const;
+
+t.test('the summary a callback carries from its completion is the store\'s summary (one recipient: the final that completed it; several: read then)', async (t) => {
+  const { env, store } = setup(t);
+  const p = poster();
+  sender(t, env, store, p).start();
+  const ids: string[] = [];
+  // One-recipient messages ending in each final state, by receipt (2 parts) and by the gateway's own final.
+  for (const [k, state] of FINALS.entries()) {
+    for (const via of ['dlr', 'own']) {
+      const id = `one-${state}-${via}`;
+      store.putMessage({ ...message(id, 1), segments: 2, reference: `ref "${k}" 报告` }, numbers(1));
+      ids.push(id);
+    }
+  }
+  // Several recipients, mixed states.
+  store.putMessage(message('mixed', 5), numbers(5));
+  ids.push('mixed');
+  await store.flushed();
+  for (const [k, state] of FINALS.entries()) {
+    const dlr = `one-${state}-dlr`;
+    await store.recordSegments([1, 2].map((segment) => ({ kind: 'submitted', messageId: dlr, index: 0, segment, segments: 2, account: 'acc', opId: `op${k}-${segment}`, at: T0 + 100 }) as const));
+    for (const segment of [1, 2]) await store.applyReceipt({ account: 'acc', messageId: `op${k}-${segment}`, state: segment === 1 ? 'delivered' : state, doneAt: T0 + 200 });
+    const own = `one-${state}-own`;
+    await store.recordSegments([1, 2].map((segment) => ({ kind: 'final', messageId: own, index: 0, segment, segments: 2, state, error: 'test', at: T0 + 300 }) as const));
+  }
+  await store.recordSegments(FINALS.map((state, index) => ({ kind: 'final', messageId: 'mixed', index, segment: 1, segments: 1, state, error: 'test', at: T0 + 400 }) as const));
+  await eventually(() => (p.ok.size === ids.length ? true : undefined), 'every callback');
+  for (const id of ids) {
+    const msg = store.getMessage(id)!;
+    const body = p.bodies.get(id) as { id: string; reference?: string; recipients: number; summary: unknown; status: string; completedAt: string };
+    t.same(body.summary, store.summary(id), `${id}: the summary posted is the store's`);
+    t.equal(body.recipients, msg.recipients, id);
+    t.equal(body.reference, msg.reference, id);
+    t.equal(body.status, 'complete');
+    t.ok(Date.parse(body.completedAt) >= T0, id);
+  }
+  t.same((p.bodies.get('one-rejected-own') as { summary: unknown }).summary, { accepted: 0, queued: 0, submitted: 0, delivered: 0, undeliverable: 0, expired: 0, rejected: 1, failed: 0 });
+  t.ok([...p.posts.values()].every((n) => n === 1), 'each once');
+});
+
+t.test('a process that dies after marking, before its POST: the lease falls due and another process POSTs it once, with the same body', async (t) => {
+  const { env, store } = setup(t);
+  // The first process marks and leases at once (nothing read between), then dies at its POST: its lease key stays.
+  let reached = 0;
+  const dying: WebhookPoster = {
+    post() {
+      reached++;
+      throw new Error('process died');
+    },
+  };
+  const first = sender(t, env, store, dying);
+  first.start();
+  const ids = ['c1', 'c2', 'c3'];
+  for (const id of ids) store.putMessage({ ...message(id, id === 'c3' ? 3 : 1), reference: `r-${id}` }, numbers(id === 'c3' ? 3 : 1));
+  await store.flushed();
+  await store.recordSegments(ids.flatMap((id) => finals(id, id === 'c3' ? 3 : 1)));
+  await eventually(() => (reached === ids.length ? true : undefined), 'every POST reached');
+  await first.close();
+  const due = env.openDB<unknown, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
+  t.equal(due.getCount(), ids.length, 'the leases are left');
+  for (const id of ids) t.equal(store.callbackState(id)?.state, 'waiting', `${id} still waiting`);
+  // Another process, once the leases have run out (its clock past timeout + margin): reads the message and row itself.
+  const p = poster();
+  sender(t, env, store, p, { now: () => Date.now() + 120_000 }).start();
+  await eventually(() => (p.ok.size === ids.length ? true : undefined), 'every callback by the next process');
+  await new Promise((r) => setTimeout(r, 200));
+  t.same([...p.posts.values()], [1, 1, 1], 'once each');
+  t.equal(due.getCount(), 0, 'no key left');
+  t.match(p.bodies.get('c1'), { id: 'c1', reference: 'r-c1', status: 'complete', recipients: 1, summary: { failed: 1, delivered: 0 } });
+  t.match(p.bodies.get('c3'), { id: 'c3', reference: 'r-c3', recipients: 3, summary: { failed: 3 } });
+  for (const id of ids) t.equal(store.callbackState(id)?.state, 'done', id);
+});
+
+t.test('a message purged while its POST is on the wire: a failed answer leaves no callback row behind', async (t) => {
+  const { env, store } = setup(t);
+  let answer: (e: DeliveryError | undefined) => void = () => undefined;
+  let posted = 0;
+  const gated: WebhookPoster = {
+    post() {
+      posted++;
+      return new Promise((r) => { answer = r; });
+    },
+  };
+  sender(t, env, store, gated).start();
+  // Old and past its validity: once final and swept by the expiry sweep it is what the retention purge removes.
+  store.putMessage({ ...message('gone', 1), createdAt: T0 - 20_000, expiresAt: T0 - 10_000 }, numbers(1));
+  await store.flushed();
+  await store.recordSegments(finals('gone', 1));
+  await eventually(() => (posted === 1 ? true : undefined), 'the POST');
+  for (let k = 0; k < 10 && (await store.expireDue()) > 0; k++);
+  const purged = await store.purgeFinalMessages(T0, { scan: 100, batchRows: 100, maxRows: 100 });
+  t.equal(purged.messages, 1, 'the message is purged');
+  t.equal(purged.callbacks, 1, 'with its callback row');
+  answer('HTTP 503');
+  const due = env.openDB<unknown, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
+  await eventually(() => (due.getCount() === 0 ? true : undefined), 'the lease removed');
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(store.callbacks.get('gone'), undefined, 'no row written back for a purged message');
+  t.equal(due.getCount(), 0, 'no retry scheduled');
+  t.equal(posted, 1);
+});
