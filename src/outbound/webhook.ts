@@ -20,10 +20,11 @@
  * addresses exist or answer, and never the URL (which may carry secrets in
  * its query).
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { lookup as dnsLookup } from 'node:dns';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { canonicalHost, parseIp, TargetPolicy } from '../core/ip-range.js';
+import { StringMemo } from '../core/memo.js';
 
 type DispatchHandler = Dispatcher.DispatchHandler;
 type DispatchController = Dispatcher.DispatchController;
@@ -35,7 +36,7 @@ export const SIGNATURE_HEADER = 'x-smsgw-signature';
 export const TIMESTAMP_HEADER = 'x-smsgw-timestamp';
 
 /** Hex HMAC-SHA-256(secret, timestamp + "." + body): what X-Smsgw-Signature carries. */
-export function signBody(secret: string, timestamp: string, body: string): string {
+export function signBody(secret: string | KeyObject, timestamp: string, body: string): string {
   return createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
 }
 
@@ -52,6 +53,19 @@ export function checkCallbackUrl(raw: string): string | undefined {
   if (url.hostname === '') return 'has no host';
   return undefined;
 }
+
+/** Where a POST to a URL goes: undici's origin and path, or null when the URL is refused (checkCallbackUrl). */
+type Target = { readonly origin: string; readonly path: string } | null;
+
+/**
+ * Callback URLs parsed once each (a tenant posts to the same few again and
+ * again; one that differs per message costs what parsing it costs anyway).
+ */
+const TARGETS = new StringMemo<Target>('callback_targets', 1024, (url) => {
+  if (checkCallbackUrl(url) !== undefined) return null;
+  const u = new URL(url);
+  return { origin: u.origin, path: u.pathname + u.search };
+});
 
 /** Where the signing secret of a tenant comes from (config bootstrap tenants, the admin API for units). */
 export interface SigningSecrets {
@@ -76,6 +90,8 @@ export interface WebhooksOptions {
 }
 
 const REFUSED_CODE = 'SMSGW_TARGET_REFUSED';
+/** Signing keys kept (by secret; cleared when full). */
+const MAX_KEYS = 256;
 /** A callback's answer is read and dropped up to this size; a longer one closes its connection. */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
@@ -96,6 +112,11 @@ export class Webhooks {
   private readonly agent: Agent;
   private readonly resolve: Resolver;
   private readonly now: () => number;
+  /** secret → its HMAC key object (createHmac with a string key converts and imports it every time). */
+  private readonly keys = new Map<string, KeyObject>();
+  /** The last X-Smsgw-Timestamp (epoch seconds) and its text. */
+  private tsSecond = -1;
+  private tsText = '';
 
   constructor(private readonly o: WebhooksOptions) {
     this.policy = new TargetPolicy(o.allow);
@@ -141,21 +162,35 @@ export class Webhooks {
    * secret. Resolves undefined on any 2xx, else the tenant-visible reason;
    * never throws. Redirects are not followed (a 3xx is "HTTP 3xx").
    */
-  async post(tenant: string, url: string, body: string, timeoutMs = this.o.timeoutMs): Promise<DeliveryError | undefined> {
-    if (checkCallbackUrl(url) !== undefined) return 'refused target';
-    const timestamp = String(Math.floor(this.now() / 1000));
-    const headers: Record<string, string> = { 'content-type': 'application/json', [TIMESTAMP_HEADER]: timestamp, 'user-agent': 'smsgw-callbacks' };
+  post(tenant: string, url: string, body: string, timeoutMs = this.o.timeoutMs): Promise<DeliveryError | undefined> {
+    const target = TARGETS.get(url);
+    if (target === null) return Promise.resolve('refused target');
     // Nothing leaves unsigned: without a secret (removed after the message was accepted) the POST is not made.
     const secret = this.o.secrets.currentSecret(tenant);
-    if (secret === undefined) return 'no signing secret';
-    headers[SIGNATURE_HEADER] = signBody(secret, timestamp, body);
-    let target: URL;
-    try {
-      target = new URL(url);
-    } catch {
-      return 'connection failed';
-    }
+    if (secret === undefined) return Promise.resolve('no signing secret');
+    const timestamp = this.timestamp();
+    const headers = ['content-type', 'application/json', TIMESTAMP_HEADER, timestamp, 'user-agent', 'smsgw-callbacks', SIGNATURE_HEADER, signBody(this.key(secret), timestamp, body)];
     return this.send(target, headers, body, timeoutMs);
+  }
+
+  /** X-Smsgw-Timestamp: epoch seconds (the text made once per second). */
+  private timestamp(): string {
+    const second = Math.floor(this.now() / 1000);
+    if (second !== this.tsSecond) {
+      this.tsSecond = second;
+      this.tsText = String(second);
+    }
+    return this.tsText;
+  }
+
+  private key(secret: string): KeyObject {
+    let key = this.keys.get(secret);
+    if (key === undefined) {
+      if (this.keys.size >= MAX_KEYS) this.keys.clear();
+      key = createSecretKey(Buffer.from(secret, 'utf8'));
+      this.keys.set(secret, key);
+    }
+    return key;
   }
 
   /**
@@ -165,46 +200,14 @@ export class Webhooks {
    * and dropped (up to 64 KiB, then the connection is closed) so the
    * connection goes back to the pool. Resolves the outcome; never rejects.
    */
-  private send(target: URL, headers: Record<string, string>, body: string, timeoutMs: number): Promise<DeliveryError | undefined> {
-    return new Promise((resolve) => {
-      let status = 0;
-      let bytes = 0;
-      let settled = false;
-      let controller: DispatchController | undefined;
-      const settle = (outcome: DeliveryError | undefined): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(outcome);
-      };
-      const byStatus = (): DeliveryError | undefined => (status >= 200 && status < 300 ? undefined : `HTTP ${status}`);
-      const timer = setTimeout(() => {
-        controller?.abort(timeoutError());
-        // Without an answer it is a timeout; with one, the status decides (the body is only dropped).
-        settle(status === 0 ? 'timeout' : byStatus());
-      }, timeoutMs);
-      const handler: DispatchHandler = {
-        onRequestStart(c) {
-          controller = c;
-          // Timed out while waiting for a connection: do not send it now.
-          if (settled) c.abort(timeoutError());
-        },
-        onResponseStart(_c, statusCode) {
-          status = statusCode;
-        },
-        onResponseData(c, chunk) {
-          bytes += chunk.length;
-          if (bytes > MAX_ANSWER_BYTES) c.abort(new Error('callback answer too large'));
-        },
-        onResponseEnd() {
-          settle(byStatus());
-        },
-        onResponseError(_c, err) {
-          settle(status === 0 ? classify(err) : byStatus());
-        },
-      };
-      this.agent.dispatch({ origin: target.origin, path: target.pathname + target.search, method: 'POST', headers, body }, handler);
-    });
+  private send(target: NonNullable<Target>, headers: string[], body: string, timeoutMs: number): Promise<DeliveryError | undefined> {
+    const post = new Post(timeoutMs);
+    try {
+      this.agent.dispatch({ origin: target.origin, path: target.path, method: 'POST', headers, body }, post);
+    } catch (e) {
+      post.onResponseError(undefined, e instanceof Error ? e : new Error(String(e)));
+    }
+    return post.done;
   }
 
   /** Whether callbacks to `tenant` can be signed (a secret is set): callbackUrl, statusCallback and MO subscriptions need it. */
@@ -215,6 +218,72 @@ export class Webhooks {
   async close(): Promise<void> {
     await this.agent.close().catch(() => this.agent.destroy());
   }
+}
+
+/**
+ * One POST's handler and deadline: its state in fields and its steps as
+ * methods (no closures made per request). `done` resolves once: at the end
+ * of the answer, on an error, or at the deadline.
+ */
+class Post implements DispatchHandler {
+  readonly done: Promise<DeliveryError | undefined>;
+  private resolve!: (outcome: DeliveryError | undefined) => void;
+  private status = 0;
+  private bytes = 0;
+  private settled = false;
+  private controller: DispatchController | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(timeoutMs: number) {
+    this.done = new Promise((resolve) => {
+      this.resolve = resolve;
+    });
+    this.timer = setTimeout(onDeadline, timeoutMs, this);
+  }
+
+  /** The deadline passed: stop the request; without an answer it is a timeout, with one the status decides (the body is only dropped). */
+  expire(): void {
+    this.controller?.abort(timeoutError());
+    this.settle(this.status === 0 ? 'timeout' : this.byStatus());
+  }
+
+  private settle(outcome: DeliveryError | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.resolve(outcome);
+  }
+
+  private byStatus(): DeliveryError | undefined {
+    return this.status >= 200 && this.status < 300 ? undefined : `HTTP ${this.status}`;
+  }
+
+  onRequestStart(c: DispatchController): void {
+    this.controller = c;
+    // Timed out while waiting for a connection: do not send it now.
+    if (this.settled) c.abort(timeoutError());
+  }
+
+  onResponseStart(_c: DispatchController, statusCode: number): void {
+    this.status = statusCode;
+  }
+
+  onResponseData(c: DispatchController, chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (this.bytes > MAX_ANSWER_BYTES) c.abort(new Error('callback answer too large'));
+  }
+
+  onResponseEnd(): void {
+    this.settle(this.byStatus());
+  }
+
+  onResponseError(_c: DispatchController | undefined, err: Error): void {
+    this.settle(this.status === 0 ? classify(err) : this.byStatus());
+  }
+}
+
+function onDeadline(post: Post): void {
+  post.expire();
 }
 
 function timeoutError(): DOMException {
