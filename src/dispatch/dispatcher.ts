@@ -153,6 +153,7 @@ export class Dispatcher {
   /** Per-segment metrics, bound once (a labelled inc/observe hashes its labels on every call). */
   private readonly segmentsBy: Readonly<Record<'accepted' | 'rejected' | 'expired' | 'unavailable' | 'already-recorded', BoundCounter>>;
   private readonly acceptToSubmit: BoundHistogram;
+  private readonly releaseSlot = (): void => this.slots.release();
 
   constructor(private readonly deps: DispatcherDeps) {
     const segments = deps.metrics.dispatchSegments;
@@ -451,8 +452,10 @@ export class Dispatcher {
         // moment at most maxInflightSegments segments are "sent but not
         // durably recorded", which bounds the duplicates a crash can cause.
         const slot = this.slots.acquire(job.tenant);
-        await slot;
-        if (slot !== undefined) recorded = store.getSegments(m.id, r.i);
+        if (slot !== undefined) {
+          await slot;
+          recorded = store.getSegments(m.id, r.i);
+        }
         submits.push(
           account.transport
             .submit({
@@ -484,7 +487,7 @@ export class Dispatcher {
                 run.retry = true;
               },
             )
-            .finally(() => this.slots.release()),
+            .finally(this.releaseSlot),
         );
       }
     }
