@@ -227,6 +227,7 @@ function poolMeters(metrics: Metrics, family: 'smpp' | 'cmpp', account: string):
 const OK: Promise<InboundAnswer> = Promise.resolve('ok');
 const RETRY: Promise<InboundAnswer> = Promise.resolve('retry');
 const isOk = (a: InboundAnswer): boolean => a === 'ok';
+const answerOk = (): InboundAnswer => 'ok';
 
 export class SubmitPool implements SmsTransport {
   readonly account: string;
@@ -684,35 +685,33 @@ export class SubmitPool implements SmsTransport {
       this.counters.receipts++;
       const h = this.receiptHandler;
       if (h === undefined) return RETRY;
-      const receipt = inbound.receipt;
-      return this.settle(() => h(receipt));
+      return this.settle(h, inbound.receipt);
     }
     this.counters.mobileOriginated++;
     const h = this.moHandler;
     if (h === undefined) return RETRY;
-    const mo = inbound.mo;
-    return this.settle(() => h(mo));
+    return this.settle(h, inbound.mo);
   }
 
-  private settle(run: () => Promise<void>): Promise<InboundAnswer> {
+  /** The handler's promise as an answer (the two answer functions are made once, not per message). */
+  private settle<M>(handler: (message: M) => Promise<void>, message: M): Promise<InboundAnswer> {
     let p: Promise<void>;
     try {
-      p = run();
+      p = handler(message);
     } catch (err) {
       p = Promise.reject(err);
     }
-    return p.then(
-      (): InboundAnswer => 'ok',
-      (err: unknown): InboundAnswer => {
-        // Storage full is a state, not a fault: the carrier keeps the message and offers it again.
-        if (isStorageFailure(err)) return 'storage-full';
-        if (this.counters.handlerErrors++ % 100 === 0) {
-          this.log.warn({ err: err instanceof Error ? err.message : String(err), total: this.counters.handlerErrors }, 'receipt/MO handler failed; carrier told to retry (sampled)');
-        }
-        return 'retry';
-      },
-    );
+    return p.then(answerOk, this.answerFailed);
   }
+
+  private readonly answerFailed = (err: unknown): InboundAnswer => {
+    // Storage full is a state, not a fault: the carrier keeps the message and offers it again.
+    if (isStorageFailure(err)) return 'storage-full';
+    if (this.counters.handlerErrors++ % 100 === 0) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err), total: this.counters.handlerErrors }, 'receipt/MO handler failed; carrier told to retry (sampled)');
+    }
+    return 'retry';
+  };
 
   // ---------------------------------------------------------------- housekeeping
 
