@@ -49,7 +49,7 @@ import {
 import type { DeliveryReceipt } from '../core/ports.js';
 import { MAX_SEGMENTS } from '../core/segment.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { Metrics } from '../telemetry/metrics.js';
+import { boundHistogram, type BoundHistogram, type Metrics } from '../telemetry/metrics.js';
 import {
   newerVersion,
   versionKey,
@@ -263,6 +263,12 @@ class BatchEffects implements TxnEffects {
   readonly rows = new Map<string, StagedRow>();
   /** The rows the running operation changed: kept when it ends well, dropped with it by `discard`. */
   readonly opRows = new Map<string, StagedRow>();
+  /**
+   * Message rows read by this batch's operations for their fields fixed at creation (tenant,
+   * statusCallback, origin host): a 3-part recipient's receipts and submits, and the recipients
+   * of one message, read the row once per batch instead of once per change. Found rows only.
+   */
+  readonly messageRows = new Map<string, StoredMessage>();
   private mark = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
   /** Stage a changed row of the running operation. */
@@ -360,6 +366,7 @@ export class ReceiptStore {
   private readonly waitingCallback: CallbackState;
   /** tenant\u0000url → destination key (bounded: cleared when full). */
   private readonly destinations = new Map<string, string>();
+  private readonly dlrLatencyByAccount = new Map<string, BoundHistogram>();
 
   private readonly queue: CommitQueue<BatchEffects>;
   private readonly log: ChangeLog | undefined;
@@ -1581,7 +1588,7 @@ export class ReceiptStore {
           if (e !== undefined) row.e = e;
         }
         fx.finals.push([wk.messageId, wk.index, state]);
-        if (row.p !== undefined && this.messages.get(wk.messageId)?.h === undefined) fx.reroutes.push(state);
+        if (row.p !== undefined && this.createdMessage(fx, wk.messageId)?.h === undefined) fx.reroutes.push(state);
       }
     }
   }
@@ -1595,7 +1602,7 @@ export class ReceiptStore {
    * was accepted, from the change replicated back there).
    */
   private emitEvents(messageId: string, index: number, row: StoredRecipient, submittedBefore: boolean, finalBefore: boolean, at: number, fx: BatchEffects, w: WriteSet): void {
-    const msg = this.messages.get(messageId);
+    const msg = this.createdMessage(fx, messageId);
     if (msg === undefined || msg.v === undefined || msg.h !== undefined) return;
     const bits = msg.w ?? 0;
     const after = row.s;
@@ -1632,6 +1639,19 @@ export class ReceiptStore {
     else c[2]++;
   }
 
+  /**
+   * A message row for the fields it is created with and never changes (tenant, statusCallback,
+   * origin host `h`, expiry), read once per batch (`BatchEffects.messageRows`).
+   */
+  private createdMessage(fx: BatchEffects, messageId: string): StoredMessage | undefined {
+    let msg = fx.messageRows.get(messageId);
+    if (msg === undefined) {
+      msg = this.messages.get(messageId);
+      if (msg !== undefined) fx.messageRows.set(messageId, msg);
+    }
+    return msg;
+  }
+
   /** The reroute decision (attemptEnded); on `reroute`, the attempt is kept and, on the message's own host, its job queued to publish. */
   private startReroute(wk: Work, state: FinalState, now: number, fx: BatchEffects, w: WriteSet): boolean {
     const row = wk.row;
@@ -1654,6 +1674,16 @@ export class ReceiptStore {
     return true;
   }
 
+  /** smsgw_dlr_latency_seconds of one account, bound once (accounts are the configured binds: a small, fixed set). */
+  private dlrLatency(account: string): BoundHistogram {
+    let h = this.dlrLatencyByAccount.get(account);
+    if (h === undefined) {
+      h = boundHistogram(this.metrics.dlrLatencySeconds, { account });
+      this.dlrLatencyByAccount.set(account, h);
+    }
+    return h;
+  }
+
   /** After commit: metrics, anomaly counters, listeners. Never throws. */
   private publish(fx: BatchEffects): void {
     try {
@@ -1662,7 +1692,7 @@ export class ReceiptStore {
         for (const f of fx.finals) byState.set(f[2], (byState.get(f[2]) ?? 0) + 1);
         for (const [state, n] of byState) this.metrics.recipientsFinal.inc({ state }, n);
       }
-      for (const [account, seconds] of fx.latencies) this.metrics.dlrLatencySeconds.observe({ account }, seconds);
+      for (const [account, seconds] of fx.latencies) this.dlrLatency(account).observe(seconds);
       if (fx.early.length > 0) {
         const byAccount = new Map<string, number>();
         for (const a of fx.early) byAccount.set(a, (byAccount.get(a) ?? 0) + 1);
