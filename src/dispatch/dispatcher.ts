@@ -337,16 +337,20 @@ export class Dispatcher {
     // on the account's protocol: CMPP has no GSM 03.38); per recipient only the UDH
     // reference byte changes.
     const templates = new Map<string, Segment[]>();
+    // One recipient (the usual message of a coalesced job): its parts are built with its own
+    // UDH reference, and sent as built, instead of built with 0 and copied to set the reference.
+    const only = m.recipients.length === 1 ? m.recipients[0] : undefined;
+    const templateRef = only !== undefined ? segmentReference(m.id, only.i) : 0;
     const segmentsFor = (profile: SegmentProfile, position: SignaturePosition | undefined): Segment[] => {
       const key = position === 'end' ? `${profile}:end` : profile;
       let t = templates.get(key);
       if (t !== undefined) return t;
-      const front = templates.get(profile) ?? buildSegments(m.text, m.encoding, 0, profile);
+      const front = templates.get(profile) ?? buildSegments(m.text, m.encoding, templateRef, profile);
       templates.set(profile, front);
       if (position !== 'end') return front;
       // An account that wants the 【signature】 at the end: same characters moved, same part count.
       const moved = placeSignature(m.text, 'end');
-      t = moved === m.text ? front : buildSegments(moved, m.encoding, 0, profile);
+      t = moved === m.text ? front : buildSegments(moved, m.encoding, templateRef, profile);
       // Parts never split a surrogate pair, so a move can shift a boundary: then keep the counted (front) form.
       if (t.length !== front.length) t = front;
       templates.set(key, t);
@@ -447,7 +451,7 @@ export class Dispatcher {
           continue;
         }
         const seg = template[s - 1] as Segment;
-        const payload = count === 1 ? seg.payload : withReference(seg.payload, segmentReference(m.id, r.i));
+        const payload = count === 1 || r === only ? seg.payload : withReference(seg.payload, segmentReference(m.id, r.i));
         // The slot is held from submit until the result is committed: at any
         // moment at most maxInflightSegments segments are "sent but not
         // durably recorded", which bounds the duplicates a crash can cause.
