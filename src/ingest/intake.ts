@@ -41,7 +41,13 @@ export class Intake {
 
   /** One message (POST /v1/messages). */
   async accept(principal: Principal, request: SendRequest, idempotencyKey?: string): Promise<ItemResult> {
-    const [result] = await this.acceptMany(principal, [{ request, idempotencyKey }]);
+    let item: SendItem;
+    try {
+      item = sendItemOf(this.deps.config, request, idempotencyKey, '');
+    } catch (e) {
+      return { ok: false, error: asGatewayError(e) };
+    }
+    const [result] = await this.deps.sends.send(principal, [item]);
     if (!result) throw new GatewayError('INTERNAL', 'no result');
     return result;
   }
@@ -49,28 +55,37 @@ export class Intake {
   /** Several messages (POST /v1/messages/batch): each item on its own; all that pass are written together. */
   async acceptMany(principal: Principal, items: readonly AcceptItem[]): Promise<ItemResult[]> {
     const results = new Array<ItemResult>(items.length);
-    const sends: { index: number; item: SendItem }[] = [];
-    items.forEach((it, index) => {
-      const prefix = it.prefix ?? '';
+    const index: number[] = [];
+    const sends: SendItem[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i] as AcceptItem;
       try {
-        const command = commandOf(this.deps.config, it.request, it.idempotencyKey, prefix);
-        sends.push({ index, item: { command, prefix, ...(it.idempotencyKey !== undefined ? { fingerprint: requestFingerprint(it.request) } : {}) } });
+        sends.push(sendItemOf(this.deps.config, it.request, it.idempotencyKey, it.prefix ?? ''));
+        index.push(i);
       } catch (e) {
-        results[index] = { ok: false, error: asGatewayError(e) };
+        results[i] = { ok: false, error: asGatewayError(e) };
       }
-    });
+    }
     if (sends.length > 0) {
-      const sent = await this.deps.sends.send(principal, sends.map((s) => s.item));
-      sent.forEach((r, k) => void (results[(sends[k] as { index: number }).index] = r));
+      const sent = await this.deps.sends.send(principal, sends);
+      for (let k = 0; k < sent.length; k++) results[index[k] as number] = sent[k] as ItemResult;
     }
     return results;
   }
 }
 
+/** The send a request states, fingerprinted when it has an Idempotency-Key. */
+function sendItemOf(config: ResolvedConfig, request: SendRequest, idempotencyKey: string | undefined, prefix: string): SendItem {
+  const command = commandOf(config, request, idempotencyKey, prefix);
+  return idempotencyKey !== undefined ? { command, prefix, fingerprint: requestFingerprint(request) } : { command, prefix };
+}
+
 /** The command a request states; VALIDATION / BAD_NUMBER / TOO_MANY_RECIPIENTS naming the field. */
 export function commandOf(config: ResolvedConfig, req: SendRequest, idempotencyKey: string | undefined, prefix: string): SendCommand {
   const problems: FieldProblem[] = [];
-  const given = [req.to !== undefined ? 'to' : '', req.group !== undefined ? 'group' : '', req.people !== undefined ? 'people' : ''].filter((x) => x !== '');
+  const givenCount = (req.to !== undefined ? 1 : 0) + (req.group !== undefined ? 1 : 0) + (req.people !== undefined ? 1 : 0);
+  // The names given, listed only for the message that needs them (not built per request).
+  const given = givenCount > 1 ? [req.to !== undefined ? 'to' : '', req.group !== undefined ? 'group' : '', req.people !== undefined ? 'people' : ''].filter((x) => x !== '') : NO_NAMES;
   if (given.length > 1) problems.push({ field: `${prefix}/${given[1] ?? 'group'}`, message: `give one of \`to\`, \`group\`, \`people\`, not ${given.map((g) => `\`${g}\``).join(' and ')}` });
   if (req.template !== undefined && req.text !== undefined) problems.push({ field: `${prefix}/template`, message: 'give either `text` or `template` (with `params`), not both' });
   if (req.params !== undefined && req.template === undefined) problems.push({ field: `${prefix}/params`, message: '`params` go with `template`' });
@@ -80,7 +95,7 @@ export function commandOf(config: ResolvedConfig, req: SendRequest, idempotencyK
     if (scheduleAt === undefined) problems.push({ field: `${prefix}/scheduleAt`, message: 'must be an RFC 3339 time with an offset, e.g. 2026-11-23T09:00:00+08:00' });
   }
   if (req.text === undefined && req.template === undefined) problems.push({ field: `${prefix}/text`, message: 'text (or template) is required' });
-  if (given.length === 0) problems.push({ field: `${prefix}/to`, message: 'give `to` (a list of numbers), `group` or `people` (directory person ids)' });
+  if (givenCount === 0) problems.push({ field: `${prefix}/to`, message: 'give `to` (a list of numbers), `group` or `people` (directory person ids)' });
   if (problems.length > 0) throw new GatewayError('VALIDATION', problems[0]?.message, { details: problems });
 
   let recipients: Recipients;
@@ -125,20 +140,29 @@ export function commandOf(config: ResolvedConfig, req: SendRequest, idempotencyK
   const content: Content = req.template !== undefined
     ? { kind: 'template', name: req.template, params: req.params ?? {} }
     : { kind: 'text', text: req.text as string };
-  return {
+  // Optional fields assigned in the order the spreads used to add them, without a temporary object each.
+  const command: Mutable<SendCommand> = {
     recipients,
     tier: req.tier ?? config.defaultTier,
     channel: req.channel ?? 'auto',
     content,
-    ...(req.classification !== undefined ? { classification: req.classification } : {}),
-    ...(scheduleAt !== undefined ? { scheduleAt } : {}),
-    ...(validityMs !== undefined ? { validityMs } : {}),
-    ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
-    ...(req.reference !== undefined ? { reference: req.reference } : {}),
-    ...(req.callbackUrl !== undefined ? { callbackUrl: req.callbackUrl } : {}),
-    ...(req.statusCallback !== undefined ? { statusCallback: { url: req.statusCallback.url, events: STATUS_EVENTS.filter((e) => (req.statusCallback?.events ?? ['final']).includes(e)) } } : {}),
   };
+  if (req.classification !== undefined) command.classification = req.classification;
+  if (scheduleAt !== undefined) command.scheduleAt = scheduleAt;
+  if (validityMs !== undefined) command.validityMs = validityMs;
+  if (idempotencyKey !== undefined) command.idempotencyKey = idempotencyKey;
+  if (req.reference !== undefined) command.reference = req.reference;
+  if (req.callbackUrl !== undefined) command.callbackUrl = req.callbackUrl;
+  if (req.statusCallback !== undefined) {
+    const events = req.statusCallback.events ?? DEFAULT_EVENTS;
+    command.statusCallback = { url: req.statusCallback.url, events: STATUS_EVENTS.filter((e) => events.includes(e)) };
+  }
+  return command;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+const NO_NAMES: readonly string[] = [];
+const DEFAULT_EVENTS: readonly string[] = ['final'];
 
 /** Epoch ms of an RFC 3339 time with an explicit offset, or undefined. */
 export function parseRfc3339(v: string): number | undefined {

@@ -76,6 +76,8 @@ export interface ScheduledMessages {
 }
 
 const MAX_PAGE = 1000;
+/** The header of a replayed answer (shared: never written to). */
+const REPLAYED: Readonly<Record<string, string>> = Object.freeze({ 'idempotent-replayed': 'true' });
 const TAGS = ['messages'];
 const ref = (schema: string, description: string) => ({ description, schema });
 
@@ -99,7 +101,7 @@ export const MESSAGE_ROUTES: readonly HttpRoute<MessageRouteDeps>[] = [
         if (!checked.value) throw new GatewayError('VALIDATION', checked.problems[0]?.message, { details: checked.problems });
       const result = await deps.intake.accept(principal, checked.value, idempotencyKey === '' ? undefined : idempotencyKey);
       if (!result.ok) throw result.error;
-      return { status: 202, body: result.body, ...(result.replayed ? { headers: { 'idempotent-replayed': 'true' } } : {}) };
+      return result.replayed ? { status: 202, body: result.body, headers: REPLAYED } : { status: 202, body: result.body };
     },
   }),
   route<MessageRouteDeps, 'sending', { messages: unknown[] }>({

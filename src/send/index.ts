@@ -76,9 +76,10 @@ export function createSendService(w: SendWiring): SendService {
     ...(dir ? [policeNumbers(dir.rules), groupCount(dir.rules)] : []),
     w.schedule ? schedule(w.schedule) : withoutSchedule,
   ];
+  // Nothing to charge: answered at once (no promise on the send path).
   const quota: QuotaStage = dir
-    ? (admission, recipients, parts) => (admission === undefined ? Promise.resolve(undefined) : dir.rules.reserve(admission, recipients, parts))
-    : () => Promise.resolve(undefined);
+    ? (admission, recipients, parts) => (admission === undefined ? undefined : dir.rules.reserve(admission, recipients, parts))
+    : () => undefined;
   // A held message released by an admin: the grants, then these, then the quota (SendService.readmit).
   const release: Stage[] = dir ? [contentRulesAtRelease(dir.rules)] : [];
   return new SendService({

@@ -33,7 +33,9 @@ interface OpenJob {
   readonly createdAt: number;
   readonly messages: JobMessage[];
   recipients: number;
-  readonly waiters: { resolve: () => void; reject: (e: unknown) => void }[];
+  /** Resolves once the job is durable; every add() to the job gets this one promise. */
+  readonly durable: Promise<void>;
+  readonly settle: { resolve: () => void; reject: (e: unknown) => void };
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -73,7 +75,9 @@ export class JobBatcher {
       job = undefined;
     }
     if (!job) {
-      job = { subject, tier, tenant, group, createdAt, messages: [], recipients: 0, waiters: [], timer: undefined };
+      let settle!: OpenJob['settle'];
+      const durable = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+      job = { subject, tier, tenant, group, createdAt, messages: [], recipients: 0, durable, settle, timer: undefined };
       this.open.set(subject, job);
       if (this.o.flushMs > 0) {
         const j = job;
@@ -84,7 +88,7 @@ export class JobBatcher {
     job.recipients += n;
     this.pending += n;
     this.o.metrics.ingestCoalescePending.set(this.pending);
-    const done = new Promise<void>((resolve, reject) => (job).waiters.push({ resolve, reject }));
+    const done = job.durable;
     if (job.recipients >= this.o.maxRecipients) this.flush(job);
     else if (this.pending > this.o.maxPendingRecipients) this.flushAll();
     return done;
@@ -113,13 +117,6 @@ export class JobBatcher {
     const body: Job = { v: 1, id: this.o.newJobId(), tier: job.tier, tenant: job.tenant, group: job.group, createdAt: job.createdAt, messages: job.messages };
     const message: QueueMessage = { subject: job.subject, tier: job.tier, msgId: body.id, data: encodeJob(body) };
     this.o.metrics.coalescedJobSize.observe(job.recipients);
-    this.o.queue.publish([message]).then(
-      () => {
-        for (const w of job.waiters) w.resolve();
-      },
-      (e: unknown) => {
-        for (const w of job.waiters) w.reject(e);
-      },
-    );
+    this.o.queue.publish([message]).then(() => job.settle.resolve(), job.settle.reject);
   }
 }

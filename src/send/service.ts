@@ -27,10 +27,10 @@ import type { Principal, SendAccepted, SendCommand, SendShape } from '../core/se
 import type { KeyClaimAnswer, QueueMessage, WorkQueue } from '../queue/port.js';
 import { boundCounter, type BoundCounter, type Metrics } from '../telemetry/metrics.js';
 import type { ResolvedConfig } from '../config/load.js';
-import { quietUntil } from '../directory/quiet-hours.js';
+import { quietUntil, type QuietHours } from '../directory/quiet-hours.js';
 import { idempotentMessageId, newMessageId } from './ids.js';
 import { JobBatcher } from './job-batcher.js';
-import { runStages, type DoorAdmission, type Draft, type GrantStage, type Parking, type Reservation, type Stage } from './stages.js';
+import { runStages, runStagesNow, type DoorAdmission, type Draft, type GrantStage, type Parking, type Reservation, type Stage } from './stages.js';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -96,7 +96,7 @@ export function sendOrThrow(r: SendResult | undefined): SendAccepted & { readonl
 }
 
 /** Charges quotas for a send that will be written (no-op without the directory). */
-export type QuotaStage = (admission: DoorAdmission | undefined, recipients: number, parts: number) => Promise<Reservation | undefined>;
+export type QuotaStage = (admission: DoorAdmission | undefined, recipients: number, parts: number) => Reservation | undefined | Promise<Reservation | undefined>;
 
 export interface SendServiceDeps {
   readonly config: ResolvedConfig;
@@ -126,6 +126,19 @@ export interface SendServiceDeps {
   /** How long a key's repeat waits for the first request's answer when another process holds the key (default KEY_ANSWER_WAIT_MS). */
   readonly keyAnswerWaitMs?: number;
   readonly now?: () => number;
+}
+
+/** An Idempotency-Key whose first request is being written: its repeats wait for `result`. */
+interface InflightKey {
+  readonly fingerprint: string;
+  readonly result: Promise<SendResult>;
+}
+
+/** A key claimed by one send of a batch. */
+interface Claim {
+  readonly settle: (r: SendResult | Promise<SendResult>) => void;
+  readonly key: string;
+  readonly entry: InflightKey;
 }
 
 interface StoredIdempotency {
@@ -160,12 +173,14 @@ export class SendService implements Sends {
   private readonly log: Logger;
   private readonly batcher: JobBatcher | undefined;
   /** Idempotency keys whose first request is still being written. Bounded by maxInflightRequests. */
-  private readonly inflightKeys = new Map<string, { fingerprint: string; result: Promise<SendResult> }>();
+  private readonly inflightKeys = new Map<string, InflightKey>();
   private inflight = 0;
   /** Woken after each durable write; set once, by the wiring (a dispatcher in this process). */
   private accepted: (() => void) | undefined;
   /** smsgw_accepted_messages_total / _recipients_total by tier, bound once per tier. */
   private readonly acceptedByTier = new Map<string, { readonly messages: BoundCounter; readonly recipients: BoundCounter }>();
+  /** Each tier's quiet hours (config), by name: looked up per send. */
+  private readonly quietHours = new Map<string, QuietHours | undefined>();
 
   constructor(private readonly deps: SendServiceDeps) {
     this.config = deps.config;
@@ -175,6 +190,7 @@ export class SendService implements Sends {
     this.now = deps.now ?? Date.now;
     this.log = deps.logger;
     this.accepted = deps.onAccepted;
+    for (const t of deps.config.tiers) if (!this.quietHours.has(t.name)) this.quietHours.set(t.name, t.quietHours);
     const q = deps.config.queue;
     this.batcher = q.coalesce
       ? new JobBatcher({
@@ -247,115 +263,183 @@ export class SendService implements Sends {
    */
   async send(principal: Principal, items: readonly SendItem[]): Promise<SendResult[]> {
     if (this.inflight >= this.config.server.maxInflightRequests) throw new GatewayError('OVERLOADED');
-    const results = new Array<SendResult | undefined>(items.length);
-    const waits: Promise<void>[] = [];
-    let toWrite: { index: number; prepared: Prepared }[] = [];
+    const n = items.length;
+    const results = new Array<SendResult | undefined>(n);
     const now = this.now();
-    // Group sends count their members (asynchronously, in chunks); everything else prepares at once.
-    const prepared = await Promise.all(items.map((item) =>
-      this.prepare(principal, item, now).then(
-        (p): { ok: true; p: Prepared } => ({ ok: true, p }),
-        (e: unknown): { ok: false; e: unknown } => ({ ok: false, e }),
-      )));
-    prepared.forEach((r, index) => {
-      if (!r.ok) {
-        results[index] = { ok: false, error: asGatewayError(r.e) };
-        return;
+    // Admission: synchronous unless a stage waits (a group send counts its members); the sends
+    // that wait do so together. (Loops and lazily made arrays, not a promise per send: this is
+    // the per-request path of the HTTP door.)
+    const prepared = new Array<Prepared | undefined>(n);
+    let admitting: Promise<void>[] | undefined;
+    for (let i = 0; i < n; i++) {
+      try {
+        const p = this.prepare(principal, items[i] as SendItem, now);
+        if (p instanceof Promise) {
+          (admitting ??= []).push(p.then(
+            (x) => void (prepared[i] = x),
+            (e: unknown) => void (results[i] = { ok: false, error: asGatewayError(e) }),
+          ));
+        } else prepared[i] = p;
+      } catch (e) {
+        results[i] = { ok: false, error: asGatewayError(e) };
       }
-      if (r.p.idempotencyKey !== undefined) {
-        const replay = this.replay(principal.tenant, r.p);
-        if (replay) {
-          waits.push(replay.then((x) => void (results[index] = x)));
-          return;
-        }
-      }
-      toWrite.push({ index, prepared: r.p });
-    });
+    }
+    if (admitting !== undefined) await (admitting.length === 1 ? admitting[0] : Promise.all(admitting));
+    const tenant = principal.tenant;
+    let waits: Promise<void>[] | undefined;
     // Claim every idempotency key now, in the same synchronous step as its replay check and
     // before any await, so a concurrent repeat (or a repeat in this batch) waits for this answer.
-    const claims = new Map<number, (r: SendResult | Promise<SendResult>) => void>();
-    toWrite = toWrite.filter((w) => {
-      const key = w.prepared.idempotencyKey;
-      if (key === undefined) return true;
-      const k = inflightKey(principal.tenant, key);
-      const pending = this.inflightKeys.get(k);
-      if (pending) {
-        const replay = this.replay(principal.tenant, w.prepared) as Promise<SendResult>;
-        waits.push(replay.then((x) => void (results[w.index] = x)));
-        return false;
+    let claims: Map<number, Claim> | undefined;
+    // The sends to write: their indices in `items`, and what admission made of them.
+    let index: number[] = [];
+    let toWrite: Prepared[] = [];
+    for (let i = 0; i < n; i++) {
+      const p = prepared[i];
+      if (p === undefined) continue;
+      const key = p.idempotencyKey;
+      if (key !== undefined) {
+        const replay = this.replay(tenant, p);
+        if (replay) {
+          (waits ??= []).push(replay.then((x) => void (results[i] = x)));
+          continue;
+        }
+        (claims ??= new Map()).set(i, this.claim(tenant, key, p.fingerprint));
       }
-      let settle!: (r: SendResult | Promise<SendResult>) => void;
-      const result = new Promise<SendResult>((resolve) => (settle = resolve));
-      this.inflightKeys.set(k, { fingerprint: w.prepared.fingerprint, result });
-      void result.finally(() => {
-        this.inflightKeys.delete(k);
-        this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
-      });
-      claims.set(w.index, settle);
-      return true;
-    });
+      index.push(i);
+      toWrite.push(p);
+    }
     // Keys in flight: counted when claimed and when released, not on every send.
-    if (claims.size > 0) this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
+    if (claims !== undefined) this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
     // Quotas are charged last, for what will really be written, and given back if the write fails.
     // A held message is charged when it is released (readmit): what waits for review costs nothing yet.
-    const reserved = await Promise.all(toWrite.map((w) =>
-      (w.prepared.held ? Promise.resolve(undefined) : this.deps.quota(w.prepared.admission, w.prepared.record.recipients, w.prepared.record.recipients * w.prepared.record.segments)).then(
-        (res) => res,
-        (e: unknown) => {
-          const refused: SendResult = { ok: false, error: asGatewayError(e) };
-          results[w.index] = refused;
-          claims.get(w.index)?.(refused);
-          return null;
-        },
-      )));
-    const reservationOf = new Map<number, Reservation>();
-    toWrite = toWrite.filter((w, k) => {
+    // null: refused (its result is set).
+    const reserved = new Array<Reservation | undefined | null>(toWrite.length);
+    let charging: Promise<void>[] | undefined;
+    const refuse = (k: number, e: unknown): void => {
+      const refused: SendResult = { ok: false, error: asGatewayError(e) };
+      results[index[k] as number] = refused;
+      claims?.get(index[k] as number)?.settle(refused);
+      reserved[k] = null;
+    };
+    for (let k = 0; k < toWrite.length; k++) {
+      const p = toWrite[k] as Prepared;
+      if (p.held) continue;
+      try {
+        const q = this.deps.quota(p.admission, p.record.recipients, p.record.recipients * p.record.segments);
+        if (q instanceof Promise) (charging ??= []).push(q.then((r) => void (reserved[k] = r), (e: unknown) => refuse(k, e)));
+        else reserved[k] = q;
+      } catch (e) {
+        refuse(k, e);
+      }
+    }
+    if (charging !== undefined) await (charging.length === 1 ? charging[0] : Promise.all(charging));
+    let reservations: Reservation[] | undefined;
+    let keyed = false;
+    if (reserved.includes(null)) {
+      const keepIndex: number[] = [];
+      const keep: Prepared[] = [];
+      for (let k = 0; k < toWrite.length; k++) {
+        if (reserved[k] === null) continue;
+        keepIndex.push(index[k] as number);
+        keep.push(toWrite[k] as Prepared);
+      }
+      index = keepIndex;
+      toWrite = keep;
+    }
+    for (let k = 0; k < reserved.length; k++) {
       const r = reserved[k];
-      if (r !== null && r !== undefined) reservationOf.set(w.index, r);
-      return r !== null;
-    });
+      if (r !== null && r !== undefined) (reservations ??= []).push(r);
+    }
+    for (const p of toWrite) if (p.idempotencyKey !== undefined) keyed = true;
     // Keys claimed among every process and host sharing the queue, before anything is written: a
     // repeat sent to another process than the first gets 409 or the first answer, never a second write.
     // (Requests without a key, the common case, skip the await: no extra turn on the hot path.)
-    const across = toWrite.some((w) => w.prepared.idempotencyKey !== undefined)
-      ? await Promise.all(toWrite.map((w) => (w.prepared.idempotencyKey === undefined ? Promise.resolve(undefined) : this.claimAcross(principal.tenant, w.prepared))))
-      : [];
-    if (across.length > 0) toWrite = toWrite.flatMap((w, k) => {
-      const c = across[k];
-      if (c === undefined) return [w];
-      if ('write' in c) return [{ index: w.index, prepared: c.write }];
-      results[w.index] = c.result;
-      claims.get(w.index)?.(c.result);
-      const r = reservationOf.get(w.index);
-      reservationOf.delete(w.index);
-      r?.release().catch((e: unknown) => this.log.error({ err: e }, 'could not give back quota of a repeated Idempotency-Key'));
-      return [];
-    });
-    const reservations = [...reservationOf.values()];
+    if (keyed) {
+      const reservationOf = new Map<number, Reservation>();
+      reserved.forEach((r, k) => {
+        if (r !== null && r !== undefined) reservationOf.set(index[k] as number, r);
+      });
+      const across = await Promise.all(toWrite.map((p) => (p.idempotencyKey === undefined ? Promise.resolve(undefined) : this.claimAcross(tenant, p))));
+      const keepIndex: number[] = [];
+      const keep: Prepared[] = [];
+      across.forEach((c, k) => {
+        const i = index[k] as number;
+        if (c === undefined || 'write' in c) {
+          keepIndex.push(i);
+          keep.push(c === undefined ? toWrite[k] as Prepared : c.write);
+          return;
+        }
+        results[i] = c.result;
+        claims?.get(i)?.settle(c.result);
+        const r = reservationOf.get(i);
+        reservationOf.delete(i);
+        r?.release().catch((e: unknown) => this.log.error({ err: e }, 'could not give back quota of a repeated Idempotency-Key'));
+      });
+      index = keepIndex;
+      toWrite = keep;
+      reservations = reservationOf.size > 0 ? [...reservationOf.values()] : undefined;
+    }
     if (toWrite.length > 0) {
       this.inflight++;
       this.metrics.ingestInflight.inc();
-      const written = this.write(toWrite.map((w) => w.prepared));
-      if (reservations.length > 0) {
-        written.catch(() => Promise.all(reservations.map((r) => r.release()))).catch((e: unknown) => {
+      const written = this.write(toWrite);
+      if (claims !== undefined) {
+        for (let k = 0; k < toWrite.length; k++) {
+          const claim = claims.get(index[k] as number);
+          if (claim === undefined) continue;
+          const body = (toWrite[k] as Prepared).response;
+          claim.settle(written.then(
+            (): SendResult => ({ ok: true, replayed: false, body }),
+            (e: unknown): SendResult => ({ ok: false, error: asGatewayError(e) }),
+          ));
+        }
+      }
+      let failure: unknown;
+      let failed = false;
+      try {
+        await written;
+      } catch (e) {
+        failed = true;
+        failure = e;
+      } finally {
+        this.inflight--;
+        this.metrics.ingestInflight.dec();
+      }
+      if (failed && reservations !== undefined) {
+        const give = reservations;
+        void Promise.resolve().then(() => Promise.all(give.map((r) => r.release()))).catch((e: unknown) => {
           this.log.error({ err: e }, 'could not give back quota after a failed write');
         });
       }
-      for (const w of toWrite) {
-        const p = written.then(
-          (): SendResult => ({ ok: true, replayed: false, body: w.prepared.response }),
-          (e: unknown): SendResult => ({ ok: false, error: asGatewayError(e) }),
-        );
-        claims.get(w.index)?.(p);
-        waits.push(p.then((r) => void (results[w.index] = r)));
+      for (let k = 0; k < toWrite.length; k++) {
+        results[index[k] as number] = failed ? { ok: false, error: asGatewayError(failure) } : { ok: true, replayed: false, body: (toWrite[k] as Prepared).response };
+        // The key's answer is stored (written with the rows) or the write failed: its repeats
+        // from now on, even one sent as soon as this resolves, no longer wait for this request.
+        const claim = claims?.get(index[k] as number);
+        if (claim !== undefined) this.release(claim.key, claim.entry);
       }
-      void written.finally(() => {
-        this.inflight--;
-        this.metrics.ingestInflight.dec();
-      }).catch(() => undefined);
     }
-    await Promise.all(waits);
-    return results.map((r) => r ?? { ok: false, error: new GatewayError('INTERNAL', 'item not processed') });
+    if (waits !== undefined) await Promise.all(waits);
+    for (let i = 0; i < n; i++) if (results[i] === undefined) results[i] = { ok: false, error: new GatewayError('INTERNAL', 'item not processed') };
+    return results as SendResult[];
+  }
+
+  /** Claims a key for its first request: a repeat meanwhile waits for the answer given with `settle`. */
+  private claim(tenant: string, key: string, fingerprint: string): Claim {
+    const k = inflightKey(tenant, key);
+    let settle!: (r: SendResult | Promise<SendResult>) => void;
+    const result = new Promise<SendResult>((resolve) => (settle = resolve));
+    const entry = { fingerprint, result };
+    this.inflightKeys.set(k, entry);
+    void result.finally(() => this.release(k, entry));
+    return { settle, key: k, entry };
+  }
+
+  /** A claimed key answered: its repeats now find the stored answer (or write anew). */
+  private release(k: string, entry: InflightKey): void {
+    if (this.inflightKeys.get(k) !== entry) return;
+    this.inflightKeys.delete(k);
+    this.metrics.idempotencyCacheSize.set(this.inflightKeys.size);
   }
 
   /** A repeat of a known key: the first answer, or 409 when the request differs. */
@@ -406,7 +490,8 @@ export class SendService implements Sends {
     return draftOf(principal, command, prefix, now, tier);
   }
 
-  private async prepare(principal: Principal, item: SendItem, now: number): Promise<Prepared> {
+  /** A send through admission: at once, or a promise when a stage waits (a group's member count). */
+  private prepare(principal: Principal, item: SendItem, now: number): Prepared | Promise<Prepared> {
     let command = item.command;
     const prefix = item.prefix ?? '';
     if ((command.callbackUrl !== undefined || command.statusCallback !== undefined) && this.deps.canSign && !this.deps.canSign(principal.tenant)) {
@@ -448,21 +533,28 @@ export class SendService implements Sends {
       });
     }
     for (const stage of this.deps.grants) stage(d);
-    await runStages(this.deps.admission, d);
+    const admitted = runStagesNow(this.deps.admission, d);
+    return admitted === undefined ? this.prepared(principal, command, item.fingerprint, d, now, tier) : admitted.then(() => this.prepared(principal, command, item.fingerprint, d, now, tier));
+  }
+
+  /** What is written for a send that passed admission. */
+  private prepared(principal: Principal, command: SendCommand, itemFingerprint: string | undefined, d: Draft, now: number, tier: Tier): Prepared {
+    const r = command.recipients;
     const seg = d.segments;
     if (seg === undefined) throw new GatewayError('INTERNAL', 'admission wired without the parts stage');
     const sender = d.admission?.sender ?? principal.sender;
     const validityMs = command.validityMs ?? tier.defaultValidityMs;
     const key = command.idempotencyKey;
     // Only a keyed send is ever compared with an earlier one.
-    const fingerprint = key === undefined ? '' : item.fingerprint ?? commandFingerprint(command);
+    const fingerprint = key === undefined ? '' : itemFingerprint ?? commandFingerprint(command);
     const id = key !== undefined ? keyedMessageId(this.store, principal.tenant, key, fingerprint, now, this.config.idempotencyTtlMs) : newMessageId(now);
     // Quiet hours: a tier that must not be sent now waits; its validity starts when it may be sent.
-    const tierConfig = this.config.tiers.find((t) => t.name === tier.name);
     const startAt = d.scheduleAt ?? now;
-    const sendableAt = quietUntil(tierConfig?.quietHours, startAt, this.config.directory.utcOffsetMinutes) ?? startAt;
+    const quiet = this.quietHours.get(tier.name);
+    const sendableAt = quiet === undefined ? startAt : quietUntil(quiet, startAt, this.config.directory.utcOffsetMinutes) ?? startAt;
     const expiresAt = sendableAt + validityMs;
     const group = r.kind === 'group' ? r.group : 'direct';
+    // Optional fields assigned in the order the spreads used to add them (same objects, no temporaries).
     const record: MessageRecord = {
       id,
       tenant: principal.tenant,
@@ -474,19 +566,22 @@ export class SendService implements Sends {
       createdAt: now,
       expiresAt,
       group,
-      ...(command.reference !== undefined ? { reference: command.reference } : {}),
-      ...(key !== undefined ? { idempotencyKey: key, fingerprint } : {}),
-      ...(command.callbackUrl !== undefined ? { callbackUrl: command.callbackUrl } : {}),
-      ...(command.statusCallback !== undefined ? { statusCallback: command.statusCallback } : {}),
     };
+    if (command.reference !== undefined) record.reference = command.reference;
+    if (key !== undefined) {
+      record.idempotencyKey = key;
+      record.fingerprint = fingerprint;
+    }
+    if (command.callbackUrl !== undefined) record.callbackUrl = command.callbackUrl;
+    if (command.statusCallback !== undefined) record.statusCallback = command.statusCallback;
     const chunks: JobMessage[] = [];
     let expansion: Job | undefined;
-    const cls = command.classification !== undefined ? { classification: command.classification } : {};
+    const classification = command.classification;
     const text = d.text;
     if (r.kind === 'group') {
       expansion = {
         v: 1, id: `${id}.x`, tier: tier.name, tenant: principal.tenant, group, createdAt: now,
-        messages: [{ id, text, encoding: seg.encoding, sender, expiresAt, recipients: [], ...cls }],
+        messages: [jobMessage(id, text, seg.encoding, sender, expiresAt, [], classification)],
         expand: { group, channel: command.channel, ...(d.admission?.unit !== undefined ? { unit: d.admission.unit } : {}) },
       };
     } else {
@@ -495,7 +590,7 @@ export class SendService implements Sends {
         const rs: JobRecipient[] = [];
         const end = Math.min(d.numbers.length, start + batchSize);
         for (let i = start; i < end; i++) rs.push({ i, to: d.numbers[i] as string });
-        chunks.push({ id, text, encoding: seg.encoding, sender, expiresAt, recipients: rs, ...cls });
+        chunks.push(jobMessage(id, text, seg.encoding, sender, expiresAt, rs, classification));
       }
     }
     const response: SendAccepted = {
@@ -506,20 +601,14 @@ export class SendService implements Sends {
       encoding: seg.encoding,
       tier: tier.name,
       status: d.held !== undefined ? 'held' : d.scheduleAt !== undefined ? 'scheduled' : 'accepted',
-      ...(d.scheduleAt !== undefined ? { scheduledAt: new Date(d.scheduleAt).toISOString() } : {}),
     };
-    return {
-      record,
-      numbers: d.numbers,
-      chunks,
-      response,
-      fingerprint,
-      ...(expansion !== undefined ? { expansion } : {}),
-      held: d.held !== undefined,
-      ...(d.park !== undefined ? { park: d.park } : {}),
-      ...(d.admission !== undefined ? { admission: d.admission } : {}),
-      ...(key !== undefined ? { idempotencyKey: key } : {}),
-    };
+    if (d.scheduleAt !== undefined) (response as { scheduledAt?: string }).scheduledAt = new Date(d.scheduleAt).toISOString();
+    const prepared: Prepared = { record, numbers: d.numbers, chunks, response, fingerprint, held: d.held !== undefined };
+    if (expansion !== undefined) prepared.expansion = expansion;
+    if (d.park !== undefined) prepared.park = d.park;
+    if (d.admission !== undefined) prepared.admission = d.admission;
+    if (key !== undefined) prepared.idempotencyKey = key;
+    return prepared;
   }
 
   /**
@@ -577,12 +666,18 @@ export class SendService implements Sends {
     await this.queue.persistTogether({
       rowsDurable: () => this.store.flushed(),
       publish: () => {
-        const waits: Promise<void>[] = [];
-        if (direct.length > 0) waits.push(this.queue.publish(direct).then(() => undefined));
+        // Coalesced messages of one job share its promise: wait for each distinct one once.
+        let one: Promise<unknown> | undefined;
+        let more: Set<Promise<unknown>> | undefined;
+        const wait = (w: Promise<unknown>): void => {
+          if (one === undefined) one = w;
+          else if (w !== one) (more ??= new Set([one])).add(w);
+        };
+        if (direct.length > 0) wait(this.queue.publish(direct));
         for (const p of coalesced) {
-          for (const m of p.chunks) waits.push((this.batcher as JobBatcher).add(p.record.tier, p.record.tenant, p.record.group ?? 'direct', p.record.createdAt, m));
+          for (const m of p.chunks) wait((this.batcher as JobBatcher).add(p.record.tier, p.record.tenant, p.record.group ?? 'direct', p.record.createdAt, m));
         }
-        return Promise.all(waits).then(() => undefined);
+        return (more !== undefined ? Promise.all(more) : one ?? Promise.resolve()).then(noop);
       },
       after: putKeys,
     });
@@ -602,6 +697,13 @@ export class SendService implements Sends {
     }
     return c;
   }
+}
+
+/** A job's message (the keys in the order encodeJob has always written them). */
+function jobMessage(id: string, text: string, encoding: SmsEncoding, sender: string, expiresAt: number, recipients: JobRecipient[], classification: string | undefined): JobMessage {
+  return classification === undefined
+    ? { id, text, encoding, sender, expiresAt, recipients }
+    : { id, text, encoding, sender, expiresAt, recipients, classification };
 }
 
 /** One send as the stages see it: distinct numbers (with their positions in the command), the shape. */
@@ -706,6 +808,8 @@ function withId(p: Prepared, id: string): Prepared {
     ...(p.expansion !== undefined ? { expansion: { ...p.expansion, id: `${id}.x`, messages: p.expansion.messages.map((m) => ({ ...m, id })) } } : {}),
   };
 }
+
+const noop = (): void => undefined;
 
 function inflightKey(tenant: string, key: string): string {
   return `${tenant}\u0000${key}`;

@@ -253,3 +253,16 @@ export async function runStages(stages: readonly Stage[], d: Draft): Promise<voi
     if (r !== undefined) await r;
   }
 }
+
+/**
+ * Run the stages in order without a promise when none waits: undefined when
+ * every stage was synchronous, else a promise of the rest (from the first
+ * stage that waited).
+ */
+export function runStagesNow(stages: readonly Stage[], d: Draft, from = 0): Promise<void> | undefined {
+  for (let k = from; k < stages.length; k++) {
+    const r = (stages[k] as Stage)(d);
+    if (r !== undefined) return r.then(() => runStagesNow(stages, d, k + 1));
+  }
+  return undefined;
+}

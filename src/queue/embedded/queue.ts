@@ -190,9 +190,14 @@ export class EmbeddedQueue implements WorkQueue {
   readonly lingerMs = 0;
 
   /** Rows, `after` records and jobs: same event turn, same LMDB environment → one transaction. */
-  async persistTogether(write: DurableWrite): Promise<void> {
-    write.after();
-    await Promise.all([write.rowsDurable(), write.publish()]);
+  persistTogether(write: DurableWrite): Promise<void> {
+    // Not async (one promise less per send); a throw is still a rejection.
+    try {
+      write.after();
+      return Promise.all([write.rowsDurable(), write.publish()]).then(noop);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** One process per data dir: the send service's in-memory claims order a key's requests; nothing to share. */
