@@ -91,6 +91,36 @@ function dateKeyEnd(s: string, i: number, end: number): number {
   return keyAt(s, i, end, 'date:') ? i + 5 : -1;
 }
 
+/** The longest key before its colon (`submit_date`) is 11 characters: a longer word is no key. */
+const LONGEST_KEY = 11;
+
+/**
+ * Start of the word that ends at `c` (back to white space or the start of the
+ * text), looking back at most LONGEST_KEY + 1 characters (so a text of
+ * colons costs linear time): a longer word comes back longer than any key.
+ */
+function wordStart(s: string, c: number): number {
+  let w = c;
+  while (w > 0 && c - w <= LONGEST_KEY && !isSpace(s.charCodeAt(w - 1))) w--;
+  return w;
+}
+
+/** Is the word ending at `end` exactly `word` (any ASCII case), starting the text or after white space? */
+function wordIs(s: string, end: number, word: string): boolean {
+  const w = end - word.length;
+  return w >= 0 && (w === 0 || isSpace(s.charCodeAt(w - 1))) && keyAt(s, w, end, word);
+}
+
+/** A date value at `v`: when it is a run of 10 to 12 digits, parsed into `out` (valid or not, the key is taken). */
+function readDate(s: string, v: number, end: number, utcOffsetMinutes: number, out: DlrScan, submit: boolean): boolean {
+  const e = digitsEnd(s, v, end);
+  if (e < 0) return false;
+  const ms = parseDateAt(s, v, e - v, utcOffsetMinutes);
+  if (submit) out.submitDate = ms;
+  else out.doneDate = ms;
+  return true;
+}
+
 function skipSpace(s: string, i: number, end: number): number {
   while (i < end && isSpace(s.charCodeAt(i))) i++;
   return i;
@@ -152,13 +182,15 @@ export function scanDlrText(input: string, utcOffsetMinutes: number, out: DlrSca
   out.submitDate = out.doneDate = undefined;
   out.stat = out.err = undefined;
   out.end = n;
+  // Every key ends with a colon: the scan goes from colon to colon (indexOf), and reads the
+  // word before each one (back to white space or the start) to see which key, if any, it is.
   // The head ends where the first `text:` key begins (at the white space before it).
   let end = n;
-  for (let k = 0; k + 5 <= n; k++) {
-    if (k > 0 && !isSpace(input.charCodeAt(k - 1))) continue;
-    if ((input.charCodeAt(k) | 0x20) === 0x74 && keyAt(input, k, n, 'text:')) {
-      out.textStart = k + 5;
-      end = k === 0 ? 0 : k - 1;
+  for (let c = input.indexOf(':'); c >= 0 && c < n; c = input.indexOf(':', c + 1)) {
+    const w = wordStart(input, c);
+    if (c - w === 4 && keyAt(input, w, c, 'text')) {
+      out.textStart = c + 1;
+      end = w === 0 ? 0 : w - 1;
       break;
     }
   }
@@ -169,78 +201,73 @@ export function scanDlrText(input: string, utcOffsetMinutes: number, out: DlrSca
   let doneDone = false;
   let statDone = false;
   let errDone = false;
-  for (let k = 0; k < end; k++) {
-    if (k > 0 && !isSpace(input.charCodeAt(k - 1))) continue;
-    const c = input.charCodeAt(k) | 0x20;
-    if (c === 0x69) {
-      // id:
-      if (!idDone && keyAt(input, k, end, 'id:')) {
-        const v = skipSpace(input, k + 3, end);
-        const e = wordEnd(input, v, end);
-        if (e >= 0) {
-          out.id = input.slice(v, e);
-          idDone = true;
-        }
-      }
-    } else if (c === 0x73) {
-      // sub: / submit date: / stat:
-      if (!subDone && keyAt(input, k, end, 'sub:')) {
-        const v = skipSpace(input, k + 4, end);
-        const e = wordEnd(input, v, end);
-        if (e >= 0) {
-          out.subStart = v;
-          out.subEnd = e;
-          subDone = true;
-        }
-      } else if (!submitDone && keyAt(input, k, end, 'submit')) {
-        const d = dateKeyEnd(input, k + 6, end);
-        if (d >= 0) {
-          const v = skipSpace(input, d, end);
-          const e = digitsEnd(input, v, end);
+  for (let c = end > 0 ? input.indexOf(':') : -1; c >= 0 && c < end; c = input.indexOf(':', c + 1)) {
+    const w = wordStart(input, c);
+    const v = skipSpace(input, c + 1, end);
+    switch (c - w) {
+      case 2:
+        if (!idDone && keyAt(input, w, c, 'id')) {
+          const e = wordEnd(input, v, end);
           if (e >= 0) {
-            out.submitDate = parseDateAt(input, v, e - v, utcOffsetMinutes);
-            submitDone = true;
+            out.id = input.slice(v, e);
+            idDone = true;
           }
         }
-      } else if (!statDone && keyAt(input, k, end, 'stat:')) {
-        const v = skipSpace(input, k + 5, end);
-        const e = statEnd(input, v, end);
-        if (e >= 0) {
-          out.stat = input.slice(v, e).toUpperCase();
-          statDone = true;
-        }
-      }
-    } else if (c === 0x64) {
-      // dlvrd: / done date:
-      if (!dlvrdDone && keyAt(input, k, end, 'dlvrd:')) {
-        const v = skipSpace(input, k + 6, end);
-        const e = wordEnd(input, v, end);
-        if (e >= 0) {
-          out.dlvrdStart = v;
-          out.dlvrdEnd = e;
-          dlvrdDone = true;
-        }
-      } else if (!doneDone && keyAt(input, k, end, 'done')) {
-        const d = dateKeyEnd(input, k + 4, end);
-        if (d >= 0) {
-          const v = skipSpace(input, d, end);
-          const e = digitsEnd(input, v, end);
+        break;
+      case 3:
+        if (!subDone && keyAt(input, w, c, 'sub')) {
+          const e = wordEnd(input, v, end);
           if (e >= 0) {
-            out.doneDate = parseDateAt(input, v, e - v, utcOffsetMinutes);
-            doneDone = true;
+            out.subStart = v;
+            out.subEnd = e;
+            subDone = true;
+          }
+        } else if (!errDone && keyAt(input, w, c, 'err')) {
+          const e = wordEnd(input, v, end);
+          if (e >= 0) {
+            out.err = input.slice(v, e);
+            errDone = true;
           }
         }
-      }
-    } else if (c === 0x65) {
-      // err:
-      if (!errDone && keyAt(input, k, end, 'err:')) {
-        const v = skipSpace(input, k + 4, end);
-        const e = wordEnd(input, v, end);
-        if (e >= 0) {
-          out.err = input.slice(v, e);
-          errDone = true;
+        break;
+      case 4:
+        if (!statDone && keyAt(input, w, c, 'stat')) {
+          const e = statEnd(input, v, end);
+          if (e >= 0) {
+            out.stat = input.slice(v, e).toUpperCase();
+            statDone = true;
+          }
+        } else if (keyAt(input, w, c, 'date') && w >= 2 && input.charCodeAt(w - 1) === 0x20) {
+          // `submit date:` / `done date:`: the word before the space.
+          if (!submitDone && wordIs(input, w - 1, 'submit')) {
+            submitDone = readDate(input, v, end, utcOffsetMinutes, out, true);
+          } else if (!doneDone && wordIs(input, w - 1, 'done')) {
+            doneDone = readDate(input, v, end, utcOffsetMinutes, out, false);
+          }
         }
-      }
+        break;
+      case 5:
+        if (!dlvrdDone && keyAt(input, w, c, 'dlvrd')) {
+          const e = wordEnd(input, v, end);
+          if (e >= 0) {
+            out.dlvrdStart = v;
+            out.dlvrdEnd = e;
+            dlvrdDone = true;
+          }
+        }
+        break;
+      case 8: // donedate, done_date
+      case 9:
+        if (!doneDone && keyAt(input, w, w + 4, 'done') && dateKeyEnd(input, w + 4, c + 1) === c + 1) {
+          doneDone = readDate(input, v, end, utcOffsetMinutes, out, false);
+        }
+        break;
+      case 10: // submitdate, submit_date
+      case 11:
+        if (!submitDone && keyAt(input, w, w + 6, 'submit') && dateKeyEnd(input, w + 6, c + 1) === c + 1) {
+          submitDone = readDate(input, v, end, utcOffsetMinutes, out, true);
+        }
+        break;
     }
   }
   return out.id !== undefined;

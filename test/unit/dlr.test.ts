@@ -62,6 +62,7 @@ const key = fc.constantFrom(
   'id:', 'ID:', 'Id:', 'iD:', 'sub:', 'SUB:', 'dlvrd:', 'Dlvrd:', 'submit date:', 'Submit Date:', 'submit_date:', 'submitdate:', 'SUBMIT  date:',
   'done date:', 'Done Date:', 'done_date:', 'donedate:', 'done-date:', 'stat:', 'Stat:', 'STAT:', 'err:', 'Err:', 'text:', 'Text:', 'TEXT:',
   'xid:', 'id', 'idd:', 'sta:', 'stat', 'date:', 'submit', ':', 'ſtat:', 'ıd:', 'K',
+  'submit\tdate:', 'submit\u00a0date:', 'done\u3000date:', 'submit__date:', 'done  date:', 'xsubmit date:', 'done date date:', 'submit_Date:',
 );
 const value = fc.oneof(
   fc.stringMatching(/^[0-9]{8,14}$/),
