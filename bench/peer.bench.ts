@@ -20,6 +20,8 @@
  *   - msgs/s with callbacks: N ÷ (first request → the sink's N-th callback)
  *   - CPU per message: user + system time of the system's processes (gateway; bearerbox +
  *     smsbox) from ready to done, ÷ N
+ *   - CPU per message of the peers: the same for the load generator (this process), the
+ *     simulator and the sink, which share the two cores with the system measured
  *   - peak RSS (VmHWM) of those processes; p99 HTTP latency (autocannon)
  * What "receipts" means differs, and the bench says so: Kannel asks for a
  * receipt on the first part of a multipart message only, and calls its
@@ -36,6 +38,7 @@
  *   BENCH_VARIANTS=chinese BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench:peer
  *   BENCH_BEFORE_MAIN=/tmp/prev/dist/cli/main.js BENCH_BEFORE_LABEL=<commit> npm run bench:peer   (previous build as a third system)
  *   BENCH_BEFORE_MAIN=dist/cli/main.js BENCH_BEFORE_NODE_ARGS='--max-semi-space-size=64' …   (the same build under other Node flags)
+ *   BENCH_SIM_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/simprof' …   (node flags of the SMSC simulator's process, e.g. to profile it)
  *   BENCH_KEEP_DATA=1 …   (keep each run's data directory, e.g. to look at the LMDB file afterwards)
  *
  * Kannel missing: the bench says so and exits 0 without figures
@@ -92,6 +95,8 @@ interface Run {
   callbacks: number;
   submits: number;
   cpuUsPerMessage: number;
+  /** CPU per message of the peers the system shares the cores with: the load generator (this process), the SMSC simulator and the callback sink. */
+  peersCpuUsPerMessage: number;
   peakRssMiB: number;
   /** Peaks of anonymous (heap) and file-backed (mapped LMDB pages) resident memory, sampled. */
   peakAnonMiB: number;
@@ -289,6 +294,12 @@ function sampleHeap(url: string | undefined): { stop(): Promise<{ usedMiB: numbe
   };
 }
 
+/** CPU seconds so far of the load generator (this process: autocannon runs here), the simulator and the sink. */
+function peersCpuSeconds(simPid: number | undefined, sinkPid: number | undefined): number {
+  const own = process.cpuUsage();
+  return (own.user + own.system) / 1e6 + cpuSeconds(simPid) + cpuSeconds(sinkPid);
+}
+
 async function run(system: System, text: string, n: number): Promise<Run> {
   const segments = countSegments(text).count;
   const sim = await startSimChild(4 * n * segments, { dlrDelayMs: DLR_DELAY_MS });
@@ -298,6 +309,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
   try {
     started = system === 'kannel' ? await startKannel(dir, sim.port) : await startGateway(dir, sim.port, system === 'before' ? BEFORE : undefined, system === 'before' ? BEFORE_NODE_ARGS : undefined);
     const cpuBefore = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
+    const peersBefore = peersCpuSeconds(sim.pid, sink.pid);
     const sampler = sampleRss(started.pids);
     const heap = sampleHeap(started.metricsUrl);
     const l = await load(system, started.url, text, sink.port, n);
@@ -315,6 +327,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
       } else if (Date.now() - stableSince > 60_000) break; // nothing arrived for a minute: report what came
     }
     const cpuAfter = started.pids().reduce<number>((a, p) => a + cpuSeconds(p), 0);
+    const peersAfter = peersCpuSeconds(sim.pid, sink.pid);
     const rss = started.pids().reduce<number>((a, p) => a + peakRssMiB(p ?? 0), 0);
     const split = sampler.stop();
     const heapPeak = await heap.stop();
@@ -327,6 +340,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
       callbacks: s.count,
       submits: stats.submits,
       cpuUsPerMessage: ((cpuAfter - cpuBefore) * 1e6) / l.accepted,
+      peersCpuUsPerMessage: ((peersAfter - peersBefore) * 1e6) / l.accepted,
       peakRssMiB: rss,
       peakAnonMiB: split.anonMiB,
       peakFileMiB: split.fileMiB,
@@ -397,6 +411,7 @@ for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
     vs('HTTP accepted/s', 'msg/s', (x) => x.acceptedPerSecond),
     { metric: 'gateway HTTP accepted/s vs bare uWS 202', value: med('gateway', (x) => x.acceptedPerSecond), unit: 'msg/s', baseline: median(bare), baselineName: 'bare uWS 202', target: 0.5 },
     vs('CPU per message', 'µs', (x) => x.cpuUsPerMessage),
+    vs('CPU per message of the peers (load, simulator, sink)', 'µs', (x) => x.peersCpuUsPerMessage),
     vs('peak RSS', 'MiB', (x) => x.peakRssMiB),
     vs('peak anonymous RSS (heap)', 'MiB', (x) => x.peakAnonMiB),
     vs('peak file-backed RSS (mapped files)', 'MiB', (x) => x.peakFileMiB),

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 
 export interface SimChild {
   readonly port: number;
+  /** The child's process id (its CPU time is read from /proc). */
+  readonly pid: number | undefined;
   ask<T>(cmd: string): Promise<T>;
   stop(): Promise<void>;
 }
@@ -18,7 +20,7 @@ export interface SimChild {
  */
 export async function startSimChild(maxTracked: number, options: Record<string, unknown> = {}): Promise<SimChild> {
   const child = fork(join(import.meta.dirname, '..', 'sim-process.ts'), [JSON.stringify({ host: '127.0.0.1', port: 0, systemId: 'smsgw', password: 'secret', dlrDelayMs: 0, maxTracked, ...options })], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...(process.env['BENCH_SIM_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return ipcChild(child, 'simulator');
@@ -46,6 +48,7 @@ export async function ipcChild(child: ChildProcess, name: string): Promise<SimCh
   let id = 0;
   return {
     port,
+    pid: child.pid,
     ask<T>(cmd: string): Promise<T> {
       const want = ++id;
       return new Promise((resolve) => {
