@@ -303,9 +303,14 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       const pool: SubmitPool = isCmppAccount(account)
         ? new CmppAccount(account, { metrics, logger, maxPending })
         : new BindPool(account, { metrics, logger, maxPending });
-      pool.onReceipt(async (r) => {
-        storage.assertWritable();
-        await store.applyReceipt(r);
+      // Not an async function: one promise per receipt (the store's), not two.
+      pool.onReceipt((r) => {
+        try {
+          storage.assertWritable();
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        return store.applyReceipt(r);
       });
       pools.push(pool);
     }

@@ -95,9 +95,10 @@ export interface SmsTransport {
   /**
    * Receipts and MO messages are handed over here; the SMSC gets its
    * deliver_sm_resp only after the returned promise resolves (the receipt is
-   * durable), and ESME_RX_T_APPN (retry later) if it rejects.
+   * durable), and ESME_RX_T_APPN (retry later) if it rejects. The value
+   * the promise resolves to is not used.
    */
-  onReceipt(handler: (receipt: DeliveryReceipt) => Promise<void>): void;
+  onReceipt(handler: (receipt: DeliveryReceipt) => Promise<unknown>): void;
   onMobileOriginated(handler: (mo: MobileOriginated) => Promise<void>): void;
   /** Segments waiting for or holding a window slot (for back-pressure). */
   readonly pending: number;

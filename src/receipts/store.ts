@@ -49,7 +49,7 @@ import {
 import type { DeliveryReceipt } from '../core/ports.js';
 import { MAX_SEGMENTS } from '../core/segment.js';
 import type { Logger } from '../telemetry/logger.js';
-import { boundHistogram, type BoundHistogram, type Metrics } from '../telemetry/metrics.js';
+import { boundCounter, boundHistogram, type BoundCounter, type BoundHistogram, type Metrics } from '../telemetry/metrics.js';
 import {
   newerVersion,
   versionKey,
@@ -367,6 +367,7 @@ export class ReceiptStore {
   /** tenant\u0000url → destination key (bounded: cleared when full). */
   private readonly destinations = new Map<string, string>();
   private readonly dlrLatencyByAccount = new Map<string, BoundHistogram>();
+  private readonly dlrReceivedBy = new Map<string, BoundCounter>();
 
   private readonly queue: CommitQueue<BatchEffects>;
   private readonly log: ChangeLog | undefined;
@@ -677,7 +678,7 @@ export class ReceiptStore {
    * its deliver_sm_resp). Intermediate receipts change nothing.
    */
   applyReceipt(r: DeliveryReceipt): Promise<ReceiptOutcome> {
-    this.metrics.dlrReceived.inc({ account: r.account, state: r.state });
+    this.dlrReceived(r.account, r.state).inc();
     const state = r.state;
     if (state === 'enroute' || state === 'accepted') {
       this.metrics.dlrOutcome.inc({ account: r.account, outcome: 'intermediate' });
@@ -1539,10 +1540,10 @@ export class ReceiptStore {
     const key = canonicalOperatorId(r.opId);
     w.put(this.opids, [r.account, key], [r.messageId, r.index, r.segment]);
     // The early receipt waiting under this very key, if any: no other reading is tried.
-    const taken = `${r.account}\u0000${key}`;
-    if (consumedEarly.has(taken)) return;
     const e = this.early.get([r.account, key]);
     if (e === undefined) return;
+    const taken = `${r.account}\u0000${key}`;
+    if (consumedEarly.has(taken)) return;
     consumedEarly.add(taken);
     w.remove(this.early, [r.account, key]);
     w.remove(this.earlyAge, [e.r, r.account, key]);
@@ -1672,6 +1673,17 @@ export class ReceiptStore {
       fx.reroutes.push('started');
     }
     return true;
+  }
+
+  /** smsgw_dlr_received_total of one account and state, bound once (configured accounts × receipt states: a small, fixed set). */
+  private dlrReceived(account: string, state: DeliveryReceipt['state']): BoundCounter {
+    const k = `${state}\u0000${account}`;
+    let c = this.dlrReceivedBy.get(k);
+    if (c === undefined) {
+      c = boundCounter(this.metrics.dlrReceived, { account, state });
+      this.dlrReceivedBy.set(k, c);
+    }
+    return c;
   }
 
   /** smsgw_dlr_latency_seconds of one account, bound once (accounts are the configured binds: a small, fixed set). */

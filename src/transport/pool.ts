@@ -265,7 +265,7 @@ export class SubmitPool implements SmsTransport {
   private started = false;
   private closing = false;
   private closePromise: Promise<void> | undefined;
-  private receiptHandler: ((r: DeliveryReceipt) => Promise<void>) | undefined;
+  private receiptHandler: ((r: DeliveryReceipt) => Promise<unknown>) | undefined;
   private moHandler: ((mo: MobileOriginated) => Promise<void>) | undefined;
   private capacityWaiters: (() => void)[] = [];
   private boundWaiters: { count: number; wake: () => void }[] = [];
@@ -373,7 +373,7 @@ export class SubmitPool implements SmsTransport {
     });
   }
 
-  onReceipt(handler: (receipt: DeliveryReceipt) => Promise<void>): void {
+  onReceipt(handler: (receipt: DeliveryReceipt) => Promise<unknown>): void {
     this.receiptHandler = handler;
   }
 
@@ -694,8 +694,8 @@ export class SubmitPool implements SmsTransport {
   }
 
   /** The handler's promise as an answer (the two answer functions are made once, not per message). */
-  private settle<M>(handler: (message: M) => Promise<void>, message: M): Promise<InboundAnswer> {
-    let p: Promise<void>;
+  private settle<M>(handler: (message: M) => Promise<unknown>, message: M): Promise<InboundAnswer> {
+    let p: Promise<unknown>;
     try {
       p = handler(message);
     } catch (err) {
