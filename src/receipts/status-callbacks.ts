@@ -164,6 +164,16 @@ export class StatusCallbacks {
    * walked again after every POST.
    */
   private blocked = false;
+  /**
+   * Due keys may be waiting that a pump could take now. False after a walk
+   * from the head to the end of what is due that passed nothing over; true again
+   * when this process makes a key due now (a completion it could not lease
+   * at once). While false only the timer's pump walks: a release then does
+   * not open a cursor to find nothing (completions are leased by their mark,
+   * retries and expired leases fall due later, and keys made due by another
+   * process are found by the timer's pump, as before at worst).
+   */
+  private dueMaybe = true;
   private readonly refill: number;
   private pumpScheduled = false;
   private pumpFromTimer = false;
@@ -349,7 +359,10 @@ export class StatusCallbacks {
     this.enqueueReady(leased);
     this.drainReady();
     // What could not be held at once is due now; a pump takes it unless its host has its share.
-    if (leased.length < batch.length) this.requestPump();
+    if (leased.length < batch.length) {
+      this.dueMaybe = true;
+      this.requestPump();
+    }
   }
 
   /**
@@ -394,6 +407,7 @@ export class StatusCallbacks {
   // --------------------------------------------------------------- sending
 
   private schedulePump(fromTimer = false): void {
+    if (!fromTimer && !this.dueMaybe) return;
     if (fromTimer) this.pumpFromTimer = true;
     if (this.pumpScheduled || this.closed) return;
     this.pumpScheduled = true;
@@ -434,6 +448,7 @@ export class StatusCallbacks {
     const maxExamined = this.maxHeld + 1024;
     const maxSkipped = fromTimer ? maxExamined : SKIP_BUDGET;
     let reachedEnd = true;
+    const fromHead = this.cursor === undefined;
     for (const { key, value } of this.due.getRange({ ...(this.cursor ? { start: this.cursor } : {}), end: [now, '\uffff'] })) {
       if (this.held.size >= this.maxHeld || examined++ >= maxExamined || skipped >= maxSkipped) {
         reachedEnd = false;
@@ -452,7 +467,11 @@ export class StatusCallbacks {
       picked.push({ key, origin });
     }
     this.blocked = skipped > 0;
-    if (reachedEnd) this.restartLap(now);
+    if (reachedEnd) {
+      this.restartLap(now);
+      // Every key due now was seen (held, or picked now): until one is made due, releases need not walk.
+      if (fromHead && skipped === 0) this.dueMaybe = false;
+    }
     if (picked.length > 0) this.track(this.claim(picked, now));
   }
 
