@@ -32,9 +32,19 @@ export interface SecretView {
   readonly updatedAt?: number;
 }
 
+/** Tenants whose legacy row (or its absence) is kept in memory (cleared when full). */
+const MAX_LEGACY_ROWS = 4096;
+
 export class CallbackSecrets implements SigningSecrets {
   /** Rows of an earlier version (per host, not replicated): read only. */
   private readonly legacy: Database<StoredSecret, string>;
+  /**
+   * What `legacy` holds per tenant (null: nothing), read once: no version
+   * that shares the environment writes it any more (every process of a host
+   * runs one version, docs/DEPLOY.md), and it is read for every callback
+   * POST and every send with a callback of a tenant without a directory row.
+   */
+  private readonly legacyRows = new Map<string, StoredSecret | null>();
   private units: (tenant: string) => StoredSecret | undefined = () => undefined;
 
   constructor(env: RootDatabase, private readonly fromConfig: Readonly<Record<string, { readonly current: string; readonly previous?: string }>>) {
@@ -52,7 +62,17 @@ export class CallbackSecrets implements SigningSecrets {
   }
 
   private admin(tenant: string): StoredSecret | undefined {
-    return this.units(tenant) ?? this.legacy.get(tenant);
+    return this.units(tenant) ?? this.legacyRow(tenant);
+  }
+
+  private legacyRow(tenant: string): StoredSecret | undefined {
+    let row = this.legacyRows.get(tenant);
+    if (row === undefined) {
+      if (this.legacyRows.size >= MAX_LEGACY_ROWS) this.legacyRows.clear();
+      row = this.legacy.get(tenant) ?? null;
+      this.legacyRows.set(tenant, row);
+    }
+    return row ?? undefined;
   }
 
   currentSecret(tenant: string): string | undefined {
