@@ -84,6 +84,11 @@ function opt<T>(v: unknown): T | undefined {
   return v === null || v === undefined ? undefined : (v as T);
 }
 
+/** `out[key] = value` when the tuple has the field (nil and missing are absent). */
+function present<T extends object, K extends keyof T>(out: T, key: K, value: unknown): void {
+  if (value !== null && value !== undefined) out[key] = value as T[K];
+}
+
 // ------------------------------------------------------------------ segments
 
 /** [s, c, o, t, d, e] */
@@ -93,16 +98,11 @@ function segmentToWire(g: StoredSegment): unknown[] {
 
 function segmentFromWire(t: readonly unknown[]): StoredSegment {
   const out: StoredSegment = { s: t[0] as StoredSegment['s'] };
-  const c = opt<string>(t[1]);
-  if (c !== undefined) out.c = c;
-  const o = opt<string>(t[2]);
-  if (o !== undefined) out.o = o;
-  const at = opt<number>(t[3]);
-  if (at !== undefined) out.t = at;
-  const d = opt<number>(t[4]);
-  if (d !== undefined) out.d = d;
-  const e = opt<string>(t[5]);
-  if (e !== undefined) out.e = e;
+  present(out, 'c', t[1]);
+  present(out, 'o', t[2]);
+  present(out, 't', t[3]);
+  present(out, 'd', t[4]);
+  present(out, 'e', t[5]);
   return out;
 }
 
@@ -127,8 +127,7 @@ function attemptToWire(a: StoredAttempt): unknown[] {
 
 function attemptFromWire(t: readonly unknown[]): StoredAttempt {
   const out: StoredAttempt = { g: segmentsFromWire(t[0] as readonly unknown[]), s: t[1] as StoredAttempt['s'], u: t[3] as number };
-  const e = opt<string>(t[2]);
-  if (e !== undefined) out.e = e;
+  present(out, 'e', t[2]);
   return out;
 }
 
@@ -137,10 +136,8 @@ export const RECIPIENT_ROW: RowShape<StoredRecipient> = {
   toWire: (r) => trim([r.n, r.s, r.a, r.u, segmentsToWire(r.g), r.e, r.r, r.p === undefined ? undefined : r.p.map(attemptToWire)]),
   fromWire: (t) => {
     const out: StoredRecipient = { n: t[0] as string, s: t[1] as StoredRecipient['s'], a: t[2] as number, u: t[3] as number, g: segmentsFromWire(t[4] as readonly unknown[]) };
-    const e = opt<string>(t[5]);
-    if (e !== undefined) out.e = e;
-    const r = opt<string>(t[6]);
-    if (r !== undefined) out.r = r;
+    present(out, 'e', t[5]);
+    present(out, 'r', t[6]);
     const p = opt<readonly unknown[]>(t[7]);
     if (p !== undefined) out.p = p.map((a) => attemptFromWire(a as readonly unknown[]));
     return out;
@@ -157,22 +154,14 @@ export const MESSAGE_ROW: RowShape<StoredMessage> = {
       t: t[0] as string, r: t[1] as string, c: t[2] as StoredMessage['c'], n: t[3] as StoredMessage['n'],
       s: t[4] as number, k: t[5] as number, a: t[6] as number, x: t[7] as number,
     };
-    const g = opt<string>(t[8]);
-    if (g !== undefined) out.g = g;
-    const f = opt<string>(t[9]);
-    if (f !== undefined) out.f = f;
-    const i = opt<string>(t[10]);
-    if (i !== undefined) out.i = i;
-    const u = opt<string>(t[11]);
-    if (u !== undefined) out.u = u;
-    const p = opt<string>(t[12]);
-    if (p !== undefined) out.p = p;
-    const v = opt<string>(t[13]);
-    if (v !== undefined) out.v = v;
-    const w = opt<number>(t[14]);
-    if (w !== undefined) out.w = w;
-    const h = opt<string>(t[15]);
-    if (h !== undefined) out.h = h;
+    present(out, 'g', t[8]);
+    present(out, 'f', t[9]);
+    present(out, 'i', t[10]);
+    present(out, 'u', t[11]);
+    present(out, 'p', t[12]);
+    present(out, 'v', t[13]);
+    present(out, 'w', t[14]);
+    present(out, 'h', t[15]);
     return out;
   },
 };
@@ -184,10 +173,8 @@ export const CALLBACK_ROW: RowShape<CallbackState> = {
   toWire: (c) => trim([c.state, c.attempts, c.nextAt, c.completedAt, c.lastError]),
   fromWire: (t) => {
     const out: { -readonly [K in keyof CallbackState]: CallbackState[K] } = { state: t[0] as CallbackState['state'], attempts: t[1] as number, nextAt: t[2] as number };
-    const completedAt = opt<number>(t[3]);
-    if (completedAt !== undefined) out.completedAt = completedAt;
-    const lastError = opt<string>(t[4]);
-    if (lastError !== undefined) out.lastError = lastError;
+    present(out, 'completedAt', t[3]);
+    present(out, 'lastError', t[4]);
     return out;
   },
 };
