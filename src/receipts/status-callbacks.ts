@@ -45,7 +45,7 @@
  * origin; the backlog waits in `receipts.callbacks.due` (scanned in key
  * order from a cursor), never in memory.
  */
-import type { Database, RootDatabase } from 'lmdb';
+import { asBinary, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import type { Counter, Gauge } from 'prom-client';
 import { FINAL_STATES, RECIPIENT_STATES, type FinalState, type RecipientState } from '../core/message.js';
@@ -126,6 +126,8 @@ const MAX_HELD_FACTOR = 4;
 const SKIP_BUDGET = 128;
 /** The timer sends the pump's cursor back to the head at most this often (unless a walk reached the end first). */
 const LAP_RESET_MS = 2_000;
+/** Origins whose due values are kept packed (cleared when full). */
+const MAX_DUE_VALUES = 1024;
 /** Lease margin beyond the POST timeout. */
 const LEASE_MARGIN_MS = 30_000;
 /** The tenant-visible reasons (rows written by older versions may hold other text: not shown). */
@@ -154,6 +156,8 @@ export class StatusCallbacks {
   /** POSTs on the wire, in all and per origin. */
   private wireUsed = 0;
   private readonly wirePerOrigin = new Map<string, number>();
+  /** Due values by origin, packed: see dueValue. */
+  private readonly dueValues = new Map<string, readonly [DueValue, DueValue]>();
   private cursor: DueKey | undefined;
   /** When the cursor last went back to the head. */
   private lapStartedAt = 0;
@@ -229,7 +233,7 @@ export class StatusCallbacks {
         for (const { lease, origin } of unsent) {
           if (!this.due.doesExist(lease)) continue;
           this.due.removeSync(lease);
-          this.due.putSync([now, lease[1]], [0, origin]);
+          this.due.putSync([now, lease[1]], this.dueValue(origin, false));
         }
       }).catch((e: unknown) => this.o.logger.error({ err: e, count: unsent.length }, 'returning unsent callbacks failed; they fall due after their lease'));
     }
@@ -339,11 +343,11 @@ export class StatusCallbacks {
           const origin = origins[i] as string;
           if (direct[i] === true) {
             const lease: DueKey = [leaseAt, id];
-            this.due.putSync(lease, [this.owner, origin]);
+            this.due.putSync(lease, this.dueValue(origin, true));
             leased.push(carried !== undefined ? { lease, origin, carried, row: marked } : { lease, origin });
             won[i] = true;
           } else {
-            this.due.putSync([completedAt, id], [0, origin]);
+            this.due.putSync([completedAt, id], this.dueValue(origin, false));
           }
         }
       });
@@ -557,7 +561,7 @@ export class StatusCallbacks {
           if (!this.due.doesExist(key)) continue;
           this.due.removeSync(key);
           const lease: DueKey = [leaseAt, key[1]];
-          this.due.putSync(lease, [this.owner, origin]);
+          this.due.putSync(lease, this.dueValue(origin, true));
           won.push({ lease, origin });
         }
       });
@@ -673,8 +677,24 @@ export class StatusCallbacks {
     const base = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (attempts - 1));
     const nextAt = now + Math.round(base * (0.8 + 0.4 * this.random()));
     this.callbacks.putSync(id, { ...row, attempts, nextAt, lastError: error });
-    this.due.putSync([nextAt, id], [0, origin]);
+    this.due.putSync([nextAt, id], this.dueValue(origin, false));
     return 'retry';
+  }
+
+  /**
+   * A due key's value, [0, origin] or (leased) [owner, origin], packed once
+   * per origin: the bytes a put of the array packs (a test reads them back),
+   * without packing them for every key.
+   */
+  private dueValue(origin: string, leased: boolean): DueValue {
+    let v = this.dueValues.get(origin);
+    if (v === undefined) {
+      if (this.dueValues.size >= MAX_DUE_VALUES) this.dueValues.clear();
+      const { encoder } = this.due as unknown as { encoder: { encode(v: unknown): Uint8Array } };
+      v = [asBinary(Buffer.from(encoder.encode([0, origin]))) as unknown as DueValue, asBinary(Buffer.from(encoder.encode([this.owner, origin]))) as unknown as DueValue];
+      this.dueValues.set(origin, v);
+    }
+    return leased ? v[1] : v[0];
   }
 
   private track(p: Promise<unknown>): void {

@@ -153,6 +153,8 @@ t.test('a sender stopped mid-backlog: the next one sends the rest, none lost', a
   await eventually(() => (p.ok.size >= 5 ? true : undefined), 'a few callbacks');
   await first.close();
   const sentBefore = p.ok.size;
+  const left = env.openDB<unknown, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
+  t.ok([...left.getRange()].every(({ value }) => JSON.stringify(value) === JSON.stringify([0, 'https://hooks.example'])), 'what is left is due, with its origin');
   t.ok(sentBefore < 200, `stopped with a backlog (${sentBefore} sent)`);
   sender(t, env, store, p).start();
   await eventually(() => (p.ok.size === 200 ? true : undefined), 'the rest after the restart');
@@ -278,6 +280,7 @@ t.test('a process that dies after marking, before its POST: the lease falls due 
   await first.close();
   const due = env.openDB<unknown, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
   t.equal(due.getCount(), ids.length, 'the leases are left');
+  t.same([...due.getRange()].map(({ value }) => value), ids.map(() => [process.pid, 'https://hooks.example']), 'each names its leasing process and origin');
   for (const id of ids) t.equal(store.callbackState(id)?.state, 'waiting', `${id} still waiting`);
   // Another process, once the leases have run out (its clock past timeout + margin): reads the message and row itself.
   const p = poster();
