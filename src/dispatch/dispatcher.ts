@@ -23,7 +23,7 @@
  * submit_sm_resp: duplicates are bounded by what was in flight.
  */
 import type { Logger } from 'pino';
-import { decodeJob, jobRecipientCount, type Job, type JobMessage, type JobPdaItem } from '../core/job.js';
+import { decodeJob, jobRecipientCount, type Job, type JobMessage, type JobPdaItem, type JobRecipient } from '../core/job.js';
 import { isFinal, type FinalState, type SegmentRecord, type Tier } from '../core/message.js';
 import type { SegmentProfile, SubmitOutcome } from '../core/ports.js';
 import { buildSegments, segmentReference, type Segment } from '../core/segment.js';
@@ -33,7 +33,7 @@ import { operatorOf } from '../core/route.js';
 import { GatewayError } from '../core/errors.js';
 import type { Delivery, WorkQueue, DeadLetter } from '../queue/port.js';
 import { boundCounter, boundHistogram, type BoundCounter, type BoundHistogram, type Metrics } from '../telemetry/metrics.js';
-import type { Router } from './router.js';
+import type { RoutedAccount, Router } from './router.js';
 import { Slots } from './slots.js';
 
 export type SegmentResult =
@@ -323,7 +323,7 @@ export class Dispatcher {
   /** Queue every segment of one message for submission; resolves once all are handed over (not done). */
   private async runMessage(run: JobRun, m: JobMessage): Promise<void> {
     const { store, router, metrics } = this.deps;
-    const { job, priority, submits, writes } = run;
+    const { job, submits, writes } = run;
     if (m.classification === 'police') {
       // Invariant 3: never SMPP. The PDA channel takes it, or every recipient is refused.
       metrics.dispatchSegments.inc({ outcome: 'police-not-sms' }, m.recipients.length);
@@ -336,27 +336,12 @@ export class Dispatcher {
     // Encode once per message, segment profile and signature position (the parts depend
     // on the account's protocol: CMPP has no GSM 03.38); per recipient only the UDH
     // reference byte changes.
-    const templates = new Map<string, Segment[]>();
     // One recipient (the usual message of a coalesced job): its parts are built with its own
     // UDH reference, and sent as built, instead of built with 0 and copied to set the reference.
     const only = m.recipients.length === 1 ? m.recipients[0] : undefined;
-    const templateRef = only !== undefined ? segmentReference(m.id, only.i) : 0;
-    const segmentsFor = (profile: SegmentProfile, position: SignaturePosition | undefined): Segment[] => {
-      const key = position === 'end' ? `${profile}:end` : profile;
-      let t = templates.get(key);
-      if (t !== undefined) return t;
-      const front = templates.get(profile) ?? buildSegments(m.text, m.encoding, templateRef, profile);
-      templates.set(profile, front);
-      if (position !== 'end') return front;
-      // An account that wants the 【signature】 at the end: same characters moved, same part count.
-      const moved = placeSignature(m.text, 'end');
-      t = moved === m.text ? front : buildSegments(moved, m.encoding, templateRef, profile);
-      // Parts never split a surrogate pair, so a move can shift a boundary: then keep the counted (front) form.
-      if (t.length !== front.length) t = front;
-      templates.set(key, t);
-      return t;
-    };
-    const finals: SegmentResult[] = [];
+    const parts = new MessageParts(m, only !== undefined ? segmentReference(m.id, only.i) : 0);
+    // Created on first use: most messages have no final result here and no reroute.
+    let finals: SegmentResult[] | undefined;
     store.markQueued(m.id, m.recipients.map((r) => r.i));
     // Frequency cap: one charge per message for the recipients about to be sent (idempotent per message id).
     let overCap: ReadonlySet<string> | undefined;
@@ -374,7 +359,7 @@ export class Dispatcher {
     // Routing context once per message: the sender's unit chain and the tier.
     const routeMessage = { tier: job.tier, units: router.unitsOf(job.tenant) };
     /** Recipients whose second attempt has no account of another carrier: their first result stands. */
-    const noReroute: number[] = [];
+    let noReroute: number[] | undefined;
     let textKept = false;
     // Rows are looked at for a reroute only when some rule has it on, or for a reroute job: no
     // extra read per recipient otherwise (a first job redelivered after every reroute rule was
@@ -397,7 +382,7 @@ export class Dispatcher {
         ? router.route(r.to, routeMessage, this.now())
         : { operator: operatorOf(r.to), rule: second.rule, accounts: router.rerouteTargets(second.rule, r.to, second.firstAccounts) };
       if (second !== undefined && route.accounts.length === 0) {
-        noReroute.push(r.i);
+        (noReroute ??= []).push(r.i);
         continue;
       }
       let account = route.accounts[0];
@@ -410,7 +395,7 @@ export class Dispatcher {
       // this job may have been recorded meanwhile.
       let recorded = store.getSegments(m.id, r.i);
       if (account && recorded[0] !== undefined) {
-        const most = Math.max(segmentsFor('smpp', undefined).length, segmentsFor('cmpp', undefined).length, segmentsFor('cmpp-gb18030', undefined).length);
+        const most = Math.max(parts.get('smpp', undefined).length, parts.get('cmpp', undefined).length, parts.get('cmpp-gb18030', undefined).length);
         account = samePartsAccount(store, m.id, r.i, most, route.accounts, (a) => router.isAccountUp(a)) ?? account;
       }
       // Armed for reroute: the rule has it on and another carrier's account could take a second attempt.
@@ -420,7 +405,7 @@ export class Dispatcher {
         textKept = true;
         writes.push(store.keepForReroute(m));
       }
-      const template = segmentsFor(account?.transport.segmentProfile ?? 'smpp', account?.signaturePosition);
+      const template = parts.get(account?.transport.segmentProfile ?? 'smpp', account?.signaturePosition);
       const count = template.length;
       const optedOut = run.blocked?.(r.to) ?? false;
       for (let s = 1; s <= count; s++) {
@@ -431,22 +416,22 @@ export class Dispatcher {
         }
         const now = this.now();
         if (optedOut) {
-          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'rejected', error: OPTED_OUT_REASON, at: now });
+          (finals ??= []).push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'rejected', error: OPTED_OUT_REASON, at: now });
           metrics.dispatchSegments.inc({ outcome: 'opted-out' });
           continue;
         }
         if (overCap?.has(r.to) === true) {
-          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'rejected', error: FREQUENCY_CAP_REASON, at: now });
+          (finals ??= []).push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'rejected', error: FREQUENCY_CAP_REASON, at: now });
           metrics.dispatchSegments.inc({ outcome: 'frequency-cap' });
           continue;
         }
         if (now >= m.expiresAt) {
-          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'expired', error: 'validity period passed before submission', at: now });
+          (finals ??= []).push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'expired', error: 'validity period passed before submission', at: now });
           metrics.dispatchSegments.inc({ outcome: 'expired' });
           continue;
         }
         if (!account) {
-          finals.push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'failed', error: `no route: no account serves operator ${route.operator} for tier ${job.tier}`, at: now });
+          (finals ??= []).push({ kind: 'final', messageId: m.id, index: r.i, segment: s, segments: count, state: 'failed', error: `no route: no account serves operator ${route.operator} for tier ${job.tier}`, at: now });
           metrics.dispatchSegments.inc({ outcome: 'no-route' });
           continue;
         }
@@ -460,45 +445,55 @@ export class Dispatcher {
           await slot;
           recorded = store.getSegments(m.id, r.i);
         }
-        submits.push(
-          account.transport
-            .submit({
-              destination: r.to,
-              source: account.sourceFor ? account.sourceFor(m.sender) : m.sender,
-              payload,
-              dataCoding: seg.dataCoding,
-              esmClass: seg.esmClass,
-              registeredDelivery: true,
-              priority,
-              deadline: m.expiresAt,
-            })
-            .then(
-              (outcome) => {
-                router.observe(account.name, outcome);
-                const result = this.toResult(job, m, r.i, s, count, outcome, armed);
-                if (!result) {
-                  run.retry = true;
-                  return;
-                }
-                // One result per call: the store group-commits everything queued in this turn.
-                const w = store.recordSegments([result]);
-                writes.push(w);
-                return w;
-              },
-              (e: unknown) => {
-                // A transport bug must not lose the segment: retry the job later.
-                this.log.error({ err: e, to: maskNumber(r.to) }, 'submit threw; the job will be retried');
-                run.retry = true;
-              },
-            )
-            .finally(this.releaseSlot),
-        );
+        submits.push(this.submitSegment(run, m, r, account, s, count, armed, seg, payload));
       }
     }
-    if (finals.length > 0) writes.push(store.recordSegments(finals));
-    if (noReroute.length > 0 && store.endReroutes) {
+    if (finals !== undefined) writes.push(store.recordSegments(finals));
+    if (noReroute !== undefined && store.endReroutes) {
       metrics.dispatchSegments.inc({ outcome: 'no-reroute-account' }, noReroute.length);
       writes.push(store.endReroutes(m.id, noReroute));
+    }
+  }
+
+  /**
+   * Hand one segment to its account's transport (its slot is held) and record the result; the
+   * slot is released once the result is committed (or the submit failed). One async call per
+   * segment: no then/finally closures and no chained promises, and the caller's locals are not
+   * captured (runMessage's context is not kept alive by every segment in flight).
+   */
+  private async submitSegment(run: JobRun, m: JobMessage, r: JobRecipient, account: RoutedAccount, s: number, count: number, armed: string | undefined, seg: Segment, payload: Uint8Array): Promise<void> {
+    let outcome: SubmitOutcome;
+    try {
+      outcome = await account.transport.submit({
+        destination: r.to,
+        source: account.sourceFor ? account.sourceFor(m.sender) : m.sender,
+        payload,
+        dataCoding: seg.dataCoding,
+        esmClass: seg.esmClass,
+        registeredDelivery: true,
+        priority: run.priority,
+        deadline: m.expiresAt,
+      });
+    } catch (e) {
+      // A transport bug must not lose the segment: retry the job later.
+      this.log.error({ err: e, to: maskNumber(r.to) }, 'submit threw; the job will be retried');
+      run.retry = true;
+      this.slots.release();
+      return;
+    }
+    try {
+      this.deps.router.observe(account.name, outcome);
+      const result = this.toResult(run.job, m, r.i, s, count, outcome, armed);
+      if (!result) {
+        run.retry = true;
+        return;
+      }
+      // One result per call: the store group-commits everything queued in this turn.
+      const w = this.deps.store.recordSegments([result]);
+      run.writes.push(w);
+      await w;
+    } finally {
+      this.slots.release();
     }
   }
 
@@ -588,6 +583,48 @@ function samePartsAccount<A extends { readonly name: string }>(store: DispatchSt
     return c !== undefined && isUp(c.name) ? c : undefined;
   }
   return undefined;
+}
+
+/**
+ * A message's parts, encoded once per segment profile and signature position (the parts depend
+ * on the account's protocol: CMPP has no GSM 03.38); per recipient only the UDH reference byte
+ * changes. Built on first use.
+ */
+class MessageParts {
+  private smpp: Segment[] | undefined;
+  private cmpp: Segment[] | undefined;
+  private gb: Segment[] | undefined;
+  /** Signature at the end, by profile (rare). */
+  private end: Map<SegmentProfile, Segment[]> | undefined;
+
+  constructor(private readonly m: JobMessage, private readonly ref: number) {}
+
+  get(profile: SegmentProfile, position: SignaturePosition | undefined): Segment[] {
+    const front = this.front(profile);
+    if (position !== 'end') return front;
+    let t = this.end?.get(profile);
+    if (t !== undefined) return t;
+    // An account that wants the 【signature】 at the end: same characters moved, same part count.
+    const { m } = this;
+    const moved = placeSignature(m.text, 'end');
+    t = moved === m.text ? front : buildSegments(moved, m.encoding, this.ref, profile);
+    // Parts never split a surrogate pair, so a move can shift a boundary: then keep the counted (front) form.
+    if (t.length !== front.length) t = front;
+    (this.end ??= new Map()).set(profile, t);
+    return t;
+  }
+
+  private front(profile: SegmentProfile): Segment[] {
+    const { m } = this;
+    switch (profile) {
+      case 'smpp':
+        return (this.smpp ??= buildSegments(m.text, m.encoding, this.ref, profile));
+      case 'cmpp':
+        return (this.cmpp ??= buildSegments(m.text, m.encoding, this.ref, profile));
+      case 'cmpp-gb18030':
+        return (this.gb ??= buildSegments(m.text, m.encoding, this.ref, profile));
+    }
+  }
 }
 
 /** Copy a multi-part payload and set its UDH reference byte (05 00 03 [ref] count seq). */
