@@ -24,7 +24,7 @@ import { GatewayError, isStorageFailure } from '../core/errors.js';
 import type { Channel, SmsEncoding, StatusCallback, Tier } from '../core/message.js';
 import { encodeJob, workSubject, type Job, type JobMessage, type JobRecipient } from '../core/job.js';
 import type { Principal, SendAccepted, SendCommand, SendShape } from '../core/send.js';
-import type { KeyClaimAnswer, QueueMessage, WorkQueue } from '../queue/port.js';
+import type { DurableWrite, KeyClaimAnswer, QueueMessage, WorkQueue } from '../queue/port.js';
 import { boundCounter, type BoundCounter, type Metrics } from '../telemetry/metrics.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { quietUntil, type QuietHours } from '../directory/quiet-hours.js';
@@ -621,10 +621,7 @@ export class SendService implements Sends {
    */
   private async write(batch: readonly Prepared[]): Promise<void> {
     const now = this.now();
-    const ttl = this.config.idempotencyTtlMs;
-    const direct: QueueMessage[] = [];
-    const coalesced: Prepared[] = [];
-    const keyed: Prepared[] = [];
+    const w = new BatchWrite(this.store, this.queue, this.batcher, now + this.config.idempotencyTtlMs);
     const prefix = this.config.queue.prefix;
     // Before any row is written: this turn's coalesced jobs then commit with the rows (job-batcher.ts).
     this.batcher?.armTurn();
@@ -635,7 +632,7 @@ export class SendService implements Sends {
         if (p.expansion) this.store.putPendingMessage(p.record);
         else this.store.putMessage(p.record, p.numbers);
       }
-      if (isKeyed) keyed.push(p);
+      if (isKeyed) (w.keyed ??= []).push(p);
       // Parked messages and group sends never coalesce: a parked message's jobs are parked whole,
       // and an expansion job must keep its own deterministic id.
       if (isKeyed || !this.batcher || p.expansion || p.park) {
@@ -653,34 +650,11 @@ export class SendService implements Sends {
           // nothing new: the queue de-duplicates its deterministic job ids).
           const r = p.record;
           p.park({ id: r.id, tenant: r.tenant, tier: r.tier, expiresAt: r.expiresAt, recipients: r.recipients, jobs, ...(p.expansion ? { group: r.group } : {}) }, now);
-        } else direct.push(...jobs);
-      } else coalesced.push(p);
+        } else (w.direct ??= []).push(...jobs);
+      } else (w.coalesced ??= []).push(p);
     }
-    const putKeys = (): void => {
-      for (const p of keyed) {
-        const stored: StoredIdempotency = { fingerprint: p.fingerprint, response: p.response };
-        this.store.putIdempotency(p.record.tenant, p.idempotencyKey as string, stored, now + ttl);
-      }
-    };
     // Rows (written above, in this event turn), key records and jobs: durable together (the queue port orders them).
-    await this.queue.persistTogether({
-      rowsDurable: () => this.store.flushed(),
-      publish: () => {
-        // Coalesced messages of one job share its promise: wait for each distinct one once.
-        let one: Promise<unknown> | undefined;
-        let more: Set<Promise<unknown>> | undefined;
-        const wait = (w: Promise<unknown>): void => {
-          if (one === undefined) one = w;
-          else if (w !== one) (more ??= new Set([one])).add(w);
-        };
-        if (direct.length > 0) wait(this.queue.publish(direct));
-        for (const p of coalesced) {
-          for (const m of p.chunks) wait((this.batcher as JobBatcher).add(p.record.tier, p.record.tenant, p.record.group ?? 'direct', p.record.createdAt, m));
-        }
-        return (more !== undefined ? Promise.all(more) : one ?? Promise.resolve()).then(noop);
-      },
-      after: putKeys,
-    });
+    await this.queue.persistTogether(w);
     this.accepted?.();
     for (const p of batch) {
       const counts = this.acceptedCounts(p.record.tier);
@@ -696,6 +670,58 @@ export class SendService implements Sends {
       this.acceptedByTier.set(tier, c);
     }
     return c;
+  }
+}
+
+/**
+ * One write's rows, key records and jobs as the queue port takes them
+ * (WorkQueue.persistTogether): methods of one object, not an object and a
+ * closure each per send.
+ */
+class BatchWrite implements DurableWrite {
+  /** Jobs published as they are (keyed sends: ids derived from the message id). */
+  direct: QueueMessage[] | undefined;
+  /** Sends whose messages go through the JobBatcher. */
+  coalesced: Prepared[] | undefined;
+  /** Sends whose key answers are stored with (or after) the jobs. */
+  keyed: Prepared[] | undefined;
+
+  constructor(
+    private readonly store: SendStore,
+    private readonly queue: WorkQueue,
+    private readonly batcher: JobBatcher | undefined,
+    private readonly keysExpireAt: number,
+  ) {}
+
+  rowsDurable(): Promise<void> {
+    return this.store.flushed();
+  }
+
+  publish(): Promise<void> {
+    // Coalesced messages of one job share its promise: wait for each distinct one once.
+    let one: Promise<unknown> | undefined;
+    let more: Set<Promise<unknown>> | undefined;
+    if (this.direct !== undefined) one = this.queue.publish(this.direct);
+    if (this.coalesced !== undefined) {
+      const batcher = this.batcher as JobBatcher;
+      for (const p of this.coalesced) {
+        const r = p.record;
+        for (const m of p.chunks) {
+          const w = batcher.add(r.tier, r.tenant, r.group ?? 'direct', r.createdAt, m);
+          if (one === undefined) one = w;
+          else if (w !== one) (more ??= new Set([one])).add(w);
+        }
+      }
+    }
+    return (more !== undefined ? Promise.all(more) : one ?? Promise.resolve()).then(noop);
+  }
+
+  after(): void {
+    if (this.keyed === undefined) return;
+    for (const p of this.keyed) {
+      const stored: StoredIdempotency = { fingerprint: p.fingerprint, response: p.response };
+      this.store.putIdempotency(p.record.tenant, p.idempotencyKey as string, stored, this.keysExpireAt);
+    }
   }
 }
 
