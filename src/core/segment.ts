@@ -249,25 +249,38 @@ export function buildSegments(text: string, encoding: SmsEncoding, reference: nu
   }
   const dataCoding = DATA_CODING[encoding];
   const cuts = cutsOf(text, encoding);
-  const bytes = encoding === 'gsm7' ? encodeGsm7(text) : encodeUcs2(text);
-  if (cuts === null) return [{ index: 1, count: 1, payload: bytes, esmClass: 0, dataCoding }];
+  if (cuts === null) return [{ index: 1, count: 1, payload: encoding === 'gsm7' ? encodeGsm7(text) : encodeUcs2(text), esmClass: 0, dataCoding }];
 
-  // Unpacked septets are one octet each; UCS-2 code units two.
-  const octetsPerUnit = encoding === 'gsm7' ? 1 : 2;
+  // Each part is written straight into its payload: UCS-2 code units (two octets, big-endian)
+  // from the text itself; unpacked septets (one octet each) copied from the encoded text. No
+  // whole-text UCS-2 buffer and no subarray view per part.
+  const ucs2 = encoding === 'ucs2';
+  const septets = ucs2 ? undefined : encodeGsm7(text);
+  const octetsPerUnit = ucs2 ? 2 : 1;
   const count = cuts.length / 2;
   const ref = reference & 0xff;
   const segments: Segment[] = [];
   let from = 0;
   for (let k = 0; k < count; k++) {
-    const to = (cuts[2 * k + 1] as number) * octetsPerUnit;
-    const payload = new Uint8Array(UDH_LENGTH + to - from);
+    // Unit offsets: septets for gsm7, code units (= character indices) for ucs2.
+    const to = cuts[2 * k + 1] as number;
+    const payload = new Uint8Array(UDH_LENGTH + (to - from) * octetsPerUnit);
     payload[0] = 0x05; // UDH length
     payload[1] = 0x00; // IEI: concatenated short message, 8-bit reference
     payload[2] = 0x03; // IE length
     payload[3] = ref;
     payload[4] = count;
     payload[5] = k + 1;
-    payload.set(bytes.subarray(from, to), UDH_LENGTH);
+    let o = UDH_LENGTH;
+    if (septets === undefined) {
+      for (let i = from; i < to; i++) {
+        const unit = text.charCodeAt(i);
+        payload[o++] = unit >>> 8;
+        payload[o++] = unit & 0xff;
+      }
+    } else {
+      for (let i = from; i < to; i++) payload[o++] = septets[i] as number;
+    }
     segments.push({ index: k + 1, count, payload, esmClass: ESM_CLASS_UDHI, dataCoding });
     from = to;
   }
