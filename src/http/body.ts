@@ -49,8 +49,11 @@ export function jsonBounds(configured?: Partial<JsonBounds>): JsonBounds {
 
 /** The first bound a JSON text passes, or undefined: one linear pass over the bytes that stops at the first. */
 export function jsonOverBound(bytes: Uint8Array, bounds: JsonBounds, maxDepth = MAX_JSON_DEPTH): { bound: 'depth' | 'string' | 'members' | 'values'; limit: number } | undefined {
-  // commas[d]: commas seen in the container open at depth d (its members are one more).
-  const commas = new Array<number>(maxDepth + 2).fill(0);
+  // commas[d]: commas seen in the container open at depth d (its members are one more). Each
+  // container's count is zeroed when it opens, so only the top level's needs zeroing here:
+  // one array for every call (this runs to the end synchronously), not one per request.
+  const commas = maxDepth + 2 <= COMMAS.length ? COMMAS : new Float64Array(maxDepth + 2);
+  commas[0] = 0;
   let depth = 0;
   let values = 0;
   for (let i = 0; i < bytes.length; i++) {
@@ -86,6 +89,9 @@ export function jsonOverBound(bytes: Uint8Array, bounds: JsonBounds, maxDepth = 
   }
   return undefined;
 }
+
+/** The comma counts of jsonOverBound at the default depth bound (Float64: any count of a body fits). */
+const COMMAS = new Float64Array(MAX_JSON_DEPTH + 2);
 
 /** Bytes that end a number or literal: whitespace , : [ ] { } and the quote. */
 const DELIMITER: readonly boolean[] = Array.from({ length: 256 }, (_, b) => ' \t\r\n,:[]{}"'.includes(String.fromCharCode(b)));
