@@ -128,7 +128,7 @@ interface JobRun {
   readonly job: Job;
   readonly priority: number;
   readonly blocked: ((to: string) => boolean) | undefined;
-  /** One per segment handed to a transport; each resolves once its result is committed. */
+  /** One per segment handed to a transport; each resolves once its result is in `writes` (or there is none to write). */
   readonly submits: Promise<void>[];
   readonly writes: Promise<void>[];
   retry: boolean;
@@ -456,8 +456,9 @@ export class Dispatcher {
   }
 
   /**
-   * Hand one segment to its account's transport (its slot is held) and record the result; the
-   * slot is released once the result is committed (or the submit failed). One async call per
+   * Hand one segment to its account's transport (its slot is held) and queue its result's write
+   * (in run.writes); the slot is released once the write settles (or at once when there is nothing
+   * to write). One async call per
    * segment: no then/finally closures and no chained promises, and the caller's locals are not
    * captured (runMessage's context is not kept alive by every segment in flight).
    */
@@ -481,20 +482,25 @@ export class Dispatcher {
       this.slots.release();
       return;
     }
+    let w: Promise<void>;
     try {
       this.deps.router.observe(account.name, outcome);
       const result = this.toResult(run.job, m, r.i, s, count, outcome, armed);
       if (!result) {
         run.retry = true;
+        this.slots.release();
         return;
       }
       // One result per call: the store group-commits everything queued in this turn.
-      const w = this.deps.store.recordSegments([result]);
-      run.writes.push(w);
-      await w;
-    } finally {
+      w = this.deps.store.recordSegments([result]);
+    } catch (e) {
       this.slots.release();
+      throw e;
     }
+    // The job is acked only after its writes (runJob awaits them after the submits), so this
+    // segment is done once its write is in the list; the slot is held until the write settles.
+    run.writes.push(w);
+    w.then(this.releaseSlot, this.releaseSlot);
   }
 
   private toResult(job: Job, m: JobMessage, index: number, segment: number, segments: number, outcome: SubmitOutcome, reroute?: string): SegmentResult | undefined {
