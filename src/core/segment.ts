@@ -260,28 +260,31 @@ export function buildSegments(text: string, encoding: SmsEncoding, reference: nu
   const count = cuts.length / 2;
   const ref = reference & 0xff;
   const segments: Segment[] = [];
+  // All parts in one buffer, each payload a view of its own range: one ArrayBuffer (and one
+  // backing store for the GC to track) per message instead of one per part.
+  const all = new Uint8Array(count * UDH_LENGTH + (cuts[cuts.length - 1] as number) * octetsPerUnit);
   let from = 0;
+  let o = 0;
   for (let k = 0; k < count; k++) {
     // Unit offsets: septets for gsm7, code units (= character indices) for ucs2.
     const to = cuts[2 * k + 1] as number;
-    const payload = new Uint8Array(UDH_LENGTH + (to - from) * octetsPerUnit);
-    payload[0] = 0x05; // UDH length
-    payload[1] = 0x00; // IEI: concatenated short message, 8-bit reference
-    payload[2] = 0x03; // IE length
-    payload[3] = ref;
-    payload[4] = count;
-    payload[5] = k + 1;
-    let o = UDH_LENGTH;
+    const start = o;
+    all[o++] = 0x05; // UDH length
+    all[o++] = 0x00; // IEI: concatenated short message, 8-bit reference
+    all[o++] = 0x03; // IE length
+    all[o++] = ref;
+    all[o++] = count;
+    all[o++] = k + 1;
     if (septets === undefined) {
       for (let i = from; i < to; i++) {
         const unit = text.charCodeAt(i);
-        payload[o++] = unit >>> 8;
-        payload[o++] = unit & 0xff;
+        all[o++] = unit >>> 8;
+        all[o++] = unit & 0xff;
       }
     } else {
-      for (let i = from; i < to; i++) payload[o++] = septets[i] as number;
+      for (let i = from; i < to; i++) all[o++] = septets[i] as number;
     }
-    segments.push({ index: k + 1, count, payload, esmClass: ESM_CLASS_UDHI, dataCoding });
+    segments.push({ index: k + 1, count, payload: all.subarray(start, o), esmClass: ESM_CLASS_UDHI, dataCoding });
     from = to;
   }
   return segments;
