@@ -378,9 +378,13 @@ export class ReceiptStore {
   private readonly counters: ReceiptStoreStats = {
     duplicateReceipts: 0, orphanReceipts: 0, conflictingSubmits: 0, ignoredFinalResults: 0,
   };
-  /** Plain puts issued (ingest); with the queue's handovers, tells `flushed()` whether anything is new. */
-  private plainWrites = 0;
-  private flushGeneration = -1;
+  /**
+   * What the last `flushed()` promise covers: the plain writes' commit promise then (puts of one
+   * LMDB transaction share one) and the queue's handovers then. A call that finds both unchanged
+   * has nothing new to wait for and gets the same promise: the requests of one event turn share one.
+   */
+  private flushCommit: Promise<unknown> | undefined;
+  private flushHandovers = -1;
   private flushPromise: Promise<void> | undefined;
   /** The commit promise of the latest plain puts (see `plain`). */
   private plainCommit: Promise<unknown> = Promise.resolve();
@@ -465,7 +469,6 @@ export class ReceiptStore {
     }
     this.plain(this.expiry.put([msg.expiresAt, id], 0));
     if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(id, this.waitingCallback));
-    this.plainWrites++;
     this.logPlain({ k: 'm', id, msg: stored, nums: numbers });
   }
 
@@ -487,7 +490,6 @@ export class ReceiptStore {
     this.plain(this.messages.put(msg.id, stored));
     this.plain(this.expiry.put([msg.expiresAt, msg.id], 0));
     if (msg.callbackUrl !== undefined) this.plain(this.callbacks.put(msg.id, this.waitingCallback));
-    this.plainWrites++;
     this.logPlain({ k: 'pm', id: msg.id, msg: stored });
   }
 
@@ -510,7 +512,6 @@ export class ReceiptStore {
       const p = this.recipients.put([messageId, from + k], row);
       if (k === rows.length - 1) this.plain(p);
     }
-    this.plainWrites++;
     this.logPlain({ k: 'x', id: messageId, from, at, rows });
   }
 
@@ -533,7 +534,6 @@ export class ReceiptStore {
     checkIdempotencyKey(tenant, key);
     this.plain(this.idempotency.put([tenant, key], { v: value, x: expiresAt }));
     this.plain(this.idempotencyExpiry.put([expiresAt, tenant, key], 1));
-    this.plainWrites++;
     this.logPlain({ k: 'i', t: tenant, key, v: value, x: expiresAt });
   }
 
@@ -554,9 +554,9 @@ export class ReceiptStore {
    */
   flushed(): Promise<void> {
     this.queue.flush();
-    const generation = this.plainWrites + this.queue.handovers;
-    if (this.flushPromise !== undefined && generation === this.flushGeneration) return this.flushPromise;
-    this.flushGeneration = generation;
+    if (this.flushPromise !== undefined && this.flushCommit === this.plainCommit && this.flushHandovers === this.queue.handovers) return this.flushPromise;
+    this.flushCommit = this.plainCommit;
+    this.flushHandovers = this.queue.handovers;
     // Commits first: lmdb's `flushed` follows the latest transaction handed
     // over, which after these commits is ours or a later one.
     // A failed commit rejects its writes' promise but never resolves lmdb's
