@@ -325,12 +325,7 @@ export class Dispatcher {
     const { store, router, metrics } = this.deps;
     const { job, submits, writes } = run;
     if (m.classification === 'police') {
-      // Invariant 3: never SMPP. The PDA channel takes it, or every recipient is refused.
-      metrics.dispatchSegments.inc({ outcome: 'police-not-sms' }, m.recipients.length);
-      const fanout = this.deps.fanout;
-      writes.push(fanout
-        ? fanout.routePolice(job, m)
-        : store.finalizeRecipients(m.id, m.recipients.map((r) => ({ index: r.i, state: 'rejected' as const, error: 'police messages never go by SMS, and the PDA channel is not enabled' }))));
+      this.policeMessage(run, m);
       return;
     }
     // Encode once per message, segment profile and signature position (the parts depend
@@ -344,18 +339,8 @@ export class Dispatcher {
     let finals: SegmentResult[] | undefined;
     store.markQueued(m.id, m.recipients.map((r) => r.i));
     // Frequency cap: one charge per message for the recipients about to be sent (idempotent per message id).
-    let overCap: ReadonlySet<string> | undefined;
-    const frequency = this.deps.frequency;
-    if (frequency?.applies(job.tier) === true) {
-      const numbers: string[] = [];
-      for (const r of m.recipients) {
-        if (run.blocked?.(r.to) === true) continue;
-        const first = store.getSegment(m.id, r.i, 1);
-        if (first && (first.opId !== undefined || isFinal(first.state))) continue;
-        numbers.push(r.to);
-      }
-      overCap = await frequency.admit(job.tenant, job.tier, m.id, numbers);
-    }
+    const admitting = this.admitCap(run, m);
+    const overCap = admitting === undefined ? undefined : await admitting;
     // Routing context once per message: the sender's unit chain and the tier.
     const routeMessage = { tier: job.tier, units: router.unitsOf(job.tenant) };
     /** Recipients whose second attempt has no account of another carrier: their first result stands. */
@@ -396,7 +381,7 @@ export class Dispatcher {
       let recorded = store.getSegments(m.id, r.i);
       if (account && recorded[0] !== undefined) {
         const most = Math.max(parts.get('smpp', undefined).length, parts.get('cmpp', undefined).length, parts.get('cmpp-gb18030', undefined).length);
-        account = samePartsAccount(store, m.id, r.i, most, route.accounts, (a) => router.isAccountUp(a)) ?? account;
+        account = samePartsAccount(store, m.id, r.i, most, route.accounts, router) ?? account;
       }
       // Armed for reroute: the rule has it on and another carrier's account could take a second attempt.
       const armed = second === undefined && 'reroute' in route && route.reroute !== undefined && account !== undefined
@@ -453,6 +438,34 @@ export class Dispatcher {
       metrics.dispatchSegments.inc({ outcome: 'no-reroute-account' }, noReroute.length);
       writes.push(store.endReroutes(m.id, noReroute));
     }
+  }
+
+  /** Invariant 3: a police message never goes by SMPP. The PDA channel takes it, or every recipient is refused. */
+  private policeMessage(run: JobRun, m: JobMessage): void {
+    const { store, metrics, fanout } = this.deps;
+    metrics.dispatchSegments.inc({ outcome: 'police-not-sms' }, m.recipients.length);
+    run.writes.push(fanout
+      ? fanout.routePolice(run.job, m)
+      : store.finalizeRecipients(m.id, m.recipients.map((r) => ({ index: r.i, state: 'rejected' as const, error: 'police messages never go by SMS, and the PDA channel is not enabled' }))));
+  }
+
+  /**
+   * Frequency cap: one charge per message for the recipients about to be sent (idempotent per
+   * message id); the numbers over the cap. Undefined when no cap applies to the job's tier.
+   * (Apart from runMessage so that its locals do not widen runMessage's frame, kept across awaits.)
+   */
+  private admitCap(run: JobRun, m: JobMessage): Promise<ReadonlySet<string>> | undefined {
+    const { frequency, store } = this.deps;
+    const { job } = run;
+    if (frequency?.applies(job.tier) !== true) return undefined;
+    const numbers: string[] = [];
+    for (const r of m.recipients) {
+      if (run.blocked?.(r.to) === true) continue;
+      const first = store.getSegment(m.id, r.i, 1);
+      if (first && (first.opId !== undefined || isFinal(first.state))) continue;
+      numbers.push(r.to);
+    }
+    return frequency.admit(job.tenant, job.tier, m.id, numbers);
   }
 
   /**
@@ -581,12 +594,12 @@ export async function replicaReady(
  * phone joins parts by UDH reference; parts split across carriers may not
  * be joined).
  */
-function samePartsAccount<A extends { readonly name: string }>(store: DispatchStore, messageId: string, index: number, count: number, candidates: readonly A[], isUp: (account: string) => boolean): A | undefined {
+function samePartsAccount<A extends { readonly name: string }>(store: DispatchStore, messageId: string, index: number, count: number, candidates: readonly A[], router: Pick<Router, 'isAccountUp'>): A | undefined {
   for (let s = 1; s <= count; s++) {
     const name = store.getSegment(messageId, index, s)?.account;
     if (name === undefined) continue;
     const c = candidates.find((a) => a.name === name);
-    return c !== undefined && isUp(c.name) ? c : undefined;
+    return c !== undefined && router.isAccountUp(c.name) ? c : undefined;
   }
   return undefined;
 }
