@@ -1,6 +1,8 @@
 /**
  * Stored shapes of the receipt store's LMDB rows (msgpack values,
  * ordered-binary array keys) and their conversion to the public records.
+ * Message, recipient and callback rows are written as positional tuples
+ * of these shapes (row-codec.ts); the others as msgpack records.
  *
  * Field names are one letter because a 500k broadcast writes 500k recipient
  * rows and rewrites each of them two or three times; the public types in
