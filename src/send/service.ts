@@ -164,6 +164,28 @@ interface Prepared {
   fingerprint: string;
 }
 
+/**
+ * The sends of a batch still to write, narrowed: three parallel lists (each send's position in
+ * the request, the send, its quota reservation: null refused, undefined none) keep the entries
+ * for which `keep(k)` gives a send (which may replace the one at k).
+ */
+function narrow(
+  index: readonly number[],
+  toWrite: readonly Prepared[],
+  reserved: readonly (Reservation | undefined | null)[],
+  keep: (k: number) => Prepared | undefined,
+): { index: number[]; toWrite: Prepared[]; reserved: Array<Reservation | undefined | null> } {
+  const out = { index: [] as number[], toWrite: [] as Prepared[], reserved: [] as Array<Reservation | undefined | null> };
+  for (let k = 0; k < toWrite.length; k++) {
+    const p = keep(k);
+    if (p === undefined) continue;
+    out.index.push(index[k] as number);
+    out.toWrite.push(p);
+    out.reserved.push(reserved[k]);
+  }
+  return out;
+}
+
 export class SendService implements Sends {
   private readonly config: ResolvedConfig;
   private readonly store: SendStore;
@@ -313,72 +335,49 @@ export class SendService implements Sends {
     // Quotas are charged last, for what will really be written, and given back if the write fails.
     // A held message is charged when it is released (readmit): what waits for review costs nothing yet.
     // null: refused (its result is set).
-    const reserved = new Array<Reservation | undefined | null>(toWrite.length);
+    const charged = new Array<Reservation | undefined | null>(toWrite.length);
     let charging: Promise<void>[] | undefined;
     const refuse = (k: number, e: unknown): void => {
       const refused: SendResult = { ok: false, error: asGatewayError(e) };
       results[index[k] as number] = refused;
       claims?.get(index[k] as number)?.settle(refused);
-      reserved[k] = null;
+      charged[k] = null;
     };
     for (let k = 0; k < toWrite.length; k++) {
       const p = toWrite[k] as Prepared;
       if (p.held) continue;
       try {
         const q = this.deps.quota(p.admission, p.record.recipients, p.record.recipients * p.record.segments);
-        if (q instanceof Promise) (charging ??= []).push(q.then((r) => void (reserved[k] = r), (e: unknown) => refuse(k, e)));
-        else reserved[k] = q;
+        if (q instanceof Promise) (charging ??= []).push(q.then((r) => void (charged[k] = r), (e: unknown) => refuse(k, e)));
+        else charged[k] = q;
       } catch (e) {
         refuse(k, e);
       }
     }
     if (charging !== undefined) await (charging.length === 1 ? charging[0] : Promise.all(charging));
-    let reservations: Reservation[] | undefined;
+    // `index`, `toWrite` and `reserved` stay parallel: narrowed together (a reservation follows its send).
+    let reserved = charged;
+    if (reserved.includes(null)) ({ index, toWrite, reserved } = narrow(index, toWrite, reserved, (k) => (reserved[k] === null ? undefined : toWrite[k])));
     let keyed = false;
-    if (reserved.includes(null)) {
-      const keepIndex: number[] = [];
-      const keep: Prepared[] = [];
-      for (let k = 0; k < toWrite.length; k++) {
-        if (reserved[k] === null) continue;
-        keepIndex.push(index[k] as number);
-        keep.push(toWrite[k] as Prepared);
-      }
-      index = keepIndex;
-      toWrite = keep;
-    }
-    for (let k = 0; k < reserved.length; k++) {
-      const r = reserved[k];
-      if (r !== null && r !== undefined) (reservations ??= []).push(r);
-    }
     for (const p of toWrite) if (p.idempotencyKey !== undefined) keyed = true;
     // Keys claimed among every process and host sharing the queue, before anything is written: a
     // repeat sent to another process than the first gets 409 or the first answer, never a second write.
     // (Requests without a key, the common case, skip the await: no extra turn on the hot path.)
     if (keyed) {
-      const reservationOf = new Map<number, Reservation>();
-      reserved.forEach((r, k) => {
-        if (r !== null && r !== undefined) reservationOf.set(index[k] as number, r);
-      });
       const across = await Promise.all(toWrite.map((p) => (p.idempotencyKey === undefined ? Promise.resolve(undefined) : this.claimAcross(tenant, p))));
-      const keepIndex: number[] = [];
-      const keep: Prepared[] = [];
-      across.forEach((c, k) => {
+      ({ index, toWrite, reserved } = narrow(index, toWrite, reserved, (k) => {
+        const c = across[k];
+        if (c === undefined) return toWrite[k];
+        if ('write' in c) return c.write;
         const i = index[k] as number;
-        if (c === undefined || 'write' in c) {
-          keepIndex.push(i);
-          keep.push(c === undefined ? toWrite[k] as Prepared : c.write);
-          return;
-        }
         results[i] = c.result;
         claims?.get(i)?.settle(c.result);
-        const r = reservationOf.get(i);
-        reservationOf.delete(i);
-        r?.release().catch((e: unknown) => this.log.error({ err: e }, 'could not give back quota of a repeated Idempotency-Key'));
-      });
-      index = keepIndex;
-      toWrite = keep;
-      reservations = reservationOf.size > 0 ? [...reservationOf.values()] : undefined;
+        reserved[k]?.release().catch((e: unknown) => this.log.error({ err: e }, 'could not give back quota of a repeated Idempotency-Key'));
+        return undefined;
+      }));
     }
+    let reservations: Reservation[] | undefined;
+    for (const r of reserved) if (r !== null && r !== undefined) (reservations ??= []).push(r);
     if (toWrite.length > 0) {
       this.inflight++;
       this.metrics.ingestInflight.inc();

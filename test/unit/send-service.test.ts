@@ -306,4 +306,37 @@ t.test('a key another process holds (WorkQueue.claimKey): 409 for another body, 
     t.same([s.f.rows, s.f.published], [[], []]);
     t.equal(s.charged(), 0);
   });
+
+  await t.test('one batch: a send refused its quota, a key held elsewhere for another body, a key won: only the won send keeps its quota', async (t) => {
+    const f = sendFakes();
+    let charged = 0;
+    const base = rules({ direct: true, workflow: false }, []);
+    const queue: WorkQueue = { ...f.queue, claimKey: async (c) => (c.key === 'key-b' ? { won: false, id: 'I-B', fingerprint: 'another body', at: c.at } : { won: true }) };
+    const sends = createSendService({
+      config, store: f.store, queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), keyAnswerWaitMs: 300,
+      principalOf: () => principal,
+      directory: {
+        rules: {
+          ...base,
+          // One recipient: over quota. Two or three: charged until given back.
+          reserve: async (_a, n) => {
+            if (n === 1) throw new GatewayError('QUOTA_EXCEEDED', 'over quota');
+            charged += n;
+            return { release: async () => void (charged -= n) };
+          },
+        },
+        held: { hold: () => undefined },
+      },
+    });
+    const [a, b, c] = await sends.send(principal, [
+      { command: numbers('caller', '8613900000001') },
+      { command: { ...numbers('caller', '8613900000002', '8613900000003'), idempotencyKey: 'key-b' } },
+      { command: { ...numbers('caller', '8613900000004', '8613900000005', '8613900000006'), idempotencyKey: 'key-c' } },
+    ]);
+    t.match(a, { ok: false, error: { code: 'QUOTA_EXCEEDED' } });
+    t.match(b, { ok: false, error: { code: 'IDEMPOTENCY_CONFLICT' } });
+    t.match(c, { ok: true, replayed: false, body: { recipients: 3 } });
+    await new Promise((r) => setImmediate(r));
+    t.equal(charged, 3, 'the 409\'s quota given back, the written send\'s kept');
+  });
 });
