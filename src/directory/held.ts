@@ -24,6 +24,7 @@ import type { Actor } from './types.js';
 import { trackWrite } from '../storage/health.js';
 import type { SendShape } from '../core/send.js';
 import type { Reservation } from './quota.js';
+import { entryCount } from '../storage/entry-count.js';
 
 export interface HeldRecord {
   readonly id: string;
@@ -108,7 +109,7 @@ export class HeldMessages {
     private readonly deps: { queue: WorkQueue; receipts: HeldReceipts; directory: DirectoryStore; metrics: Metrics },
   ) {
     this.db = env.openDB<HeldRecord, string>({ name: 'dir.held', encoding: 'msgpack' });
-    deps.metrics.heldMessages.set(this.db.getCount());
+    deps.metrics.heldMessages.set(entryCount(this.db));
   }
 
   /** Park a message's jobs (plain put: commits with the rows written in the same turn). */

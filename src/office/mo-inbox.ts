@@ -30,6 +30,7 @@ import { checkCallbackUrl } from '../outbound/webhook.js';
 import { GatewayError } from '../core/errors.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { trackWrite } from '../storage/health.js';
+import { entryCount } from '../storage/entry-count.js';
 
 export type MoState = 'handled' | 'late' | 'forward-pending' | 'forwarded' | 'forward-failed' | 'unmatched';
 export const MO_STATES: readonly MoState[] = ['handled', 'late', 'forward-pending', 'forwarded', 'forward-failed', 'unmatched'];
@@ -136,8 +137,8 @@ export class MoInbox {
     this.now = deps.now ?? Date.now;
     this.log = deps.logger;
     for (const key of this.records.getKeys({ reverse: true, limit: 1 })) this.lastSeq = key;
-    this.openParts = this.parts.getCount();
-    this.pendingForwards = this.forwards.getCount();
+    this.openParts = entryCount(this.parts);
+    this.pendingForwards = entryCount(this.forwards);
     this.received = deps.metrics.moMessages;
     this.openPartsGauge = deps.metrics.moOpenParts;
     this.forwardGauge = deps.metrics.moPendingForwards;

@@ -32,6 +32,7 @@ import { rejectUnsent } from '../directory/held.js';
 import type { SendShape } from '../core/send.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { trackWrite } from '../storage/health.js';
+import { entryCount } from '../storage/entry-count.js';
 
 export type ScheduledEntry =
   | {
@@ -102,7 +103,7 @@ export class Schedule {
     this.log = deps.logger;
     this.pending = deps.metrics.scheduledPending;
     this.fired = deps.metrics.scheduledFired;
-    this.pending.set(this.ids.getCount());
+    this.pending.set(entryCount(this.ids));
   }
 
   /** Start polling for due entries. */

@@ -37,6 +37,7 @@ import { Background } from './background.js';
 import type { EventKey, LaneKey, StoredEvent, StoredEventFailure, StoredLane } from './records.js';
 import type { WebhookPoster } from './status-callbacks.js';
 import type { ReceiptStore } from './store.js';
+import { entryCount } from '../storage/entry-count.js';
 
 export interface EventCallbackOptions {
   readonly env: RootDatabase;
@@ -134,7 +135,7 @@ export class EventCallbacks {
     if (this.closed) return;
     try {
       this.scan();
-      this.waitingGauge.set(this.events.getCount());
+      this.waitingGauge.set(entryCount(this.events));
       this.trackedGauge.set(this.tracked.size);
     } catch (e) {
       this.o.logger.error({ err: e }, 'status event scan failed');

@@ -55,6 +55,7 @@ import type { Metrics } from '../telemetry/metrics.js';
 import { Background } from './background.js';
 import type { CallbackState, ReceiptStore } from './store.js';
 import type { MessageRecord } from './types.js';
+import { entryCount } from '../storage/entry-count.js';
 
 /** What the callbacks need of the outbound client (tests pass a fake). */
 export interface WebhookPoster {
@@ -244,8 +245,8 @@ export class StatusCallbacks {
     if (this.closed) return;
     try {
       this.sweep();
-      this.waitingGauge.set(this.callbacks.getCount());
-      this.dueGauge.set(this.due.getCount());
+      this.waitingGauge.set(entryCount(this.callbacks));
+      this.dueGauge.set(entryCount(this.due));
       this.countedGauge.set(this.counts.size);
     } catch (e) {
       this.o.logger.error({ err: e }, 'status callback sweep failed');

@@ -39,6 +39,7 @@ import type { DeliveryReceipt } from '../core/ports.js';
 import type { StoredMessage, StoredRerouteText } from '../receipts/records.js';
 import type { SegmentResult } from '../receipts/types.js';
 import { trackWrite } from '../storage/health.js';
+import { entryCount } from '../storage/entry-count.js';
 
 /** One expanded recipient row (fan-out), as `putExpandedRecipients` takes it. */
 export interface ExpandedRow {
@@ -224,9 +225,9 @@ export class ChangeLog {
     });
   }
 
-  /** Entries waiting to be published (counts the outbox: O(entries), for metrics and tests). */
+  /** Entries waiting to be published (the outbox's row count, for metrics and tests). */
   get waiting(): number {
-    return this.outbox.getCount();
+    return entryCount(this.outbox);
   }
 }
 

@@ -18,6 +18,7 @@
 import type { Database, RootDatabase } from 'lmdb';
 import type { PersonMailState } from '../../core/mail-alert.js';
 import { envFlushed } from '../../storage/health.js';
+import { entryCount } from '../../storage/entry-count.js';
 
 /** Named databases opened here (size the environment's maxDbs with it). */
 export const MAIL_DBS = 4;
@@ -44,7 +45,7 @@ export class MailAlertStore {
     this.due = db('office.mail.due');
     this.seen = db('office.mail.seen');
     this.seenAt = db('office.mail.seenAt');
-    this.pendingCount = this.due.getKeysCount();
+    this.pendingCount = entryCount(this.due);
   }
 
   /** Pending digests now. */

@@ -38,6 +38,7 @@ import type { Metrics } from '../../telemetry/metrics.js';
 import type { DeadLetter, Delivery, DurableWrite, KeyClaim, KeyClaimAnswer, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
 import { MinHeap } from './min-heap.js';
 import { envFlushed } from '../../storage/health.js';
+import { entryCount } from '../../storage/entry-count.js';
 
 export interface EmbeddedQueueConfig {
   /** The gateway's LMDB environment; the queue opens its named databases in it and never closes it. */
@@ -125,11 +126,6 @@ class TierState {
 }
 
 const noop = (): void => undefined;
-
-function entryCount(db: { getStats(): object }): number {
-  const stats = db.getStats() as { entryCount?: unknown };
-  return typeof stats.entryCount === 'number' ? stats.entryCount : 0;
-}
 
 function lastKey(db: Database<unknown, number>): number {
   for (const key of db.getKeys({ reverse: true, limit: 1 })) return typeof key === 'number' ? key : 0;
