@@ -51,7 +51,12 @@ export async function startGatewayChild(o: GatewayChildOptions): Promise<Gateway
   }));
   const viaTsx = o.main.endsWith('.ts') ? ['--import', 'tsx'] : [];
   const child = spawn(process.execPath, [...viaTsx, ...(o.nodeArgs ?? []), o.main, 'start', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env } });
+  // A gateway that dies mid-run says how (the run's figures are then void; the bench reports them as missing).
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (!stopping) process.stderr.write(`\nthe gateway (pid ${child.pid}) exited during the run: ${signal !== null ? `signal ${signal}` : `code ${code}`}\n`);
+  });
   const url = `http://127.0.0.1:${port}`;
   await waitFor('gateway', async () => (await fetch(`${url}/readyz`)).ok, o.readyTimeoutMs ?? 30_000);
-  return { url, metricsUrl: `${url}/metrics`, pid: child.pid, stop: () => stopChild(child) };
+  return { url, metricsUrl: `${url}/metrics`, pid: child.pid, stop: () => { stopping = true; return stopChild(child); } };
 }

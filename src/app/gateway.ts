@@ -62,6 +62,7 @@ import { unitPrincipal } from '../directory/policy.js';
 import { startMailAlerts, type MailAlerts } from '../office/mail/index.js';
 import { attachStorageHealth, statfsFreeBytes, type StorageHealth } from '../storage/health.js';
 import { assertLmdbFixed } from '../storage/lmdb-fix.js';
+import { MappedPages, releasePagesEvery } from '../storage/page-release.js';
 
 export type GatewayRole = 'all' | 'ingest' | 'dispatch';
 
@@ -207,6 +208,14 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   });
   // Not ready from the start when the floor is not free (the timer reads it from now on).
   await storage.checkFreeSpace();
+  // The data file's pages that reads mapped in, and the heap's free pages, given back now and then:
+  // RSS follows the work in hand, not the data kept or the largest flood seen.
+  const stopPageRelease = releasePagesEvery({
+    mapped: new MappedPages(join(dataDir, 'gateway.lmdb')),
+    intervalMs: config.storage.releasePagesMs,
+    metrics,
+    logger: logger.child({ part: 'storage' }),
+  });
   const replicationConfig = config.queue.nats.replication;
   const hostId = replicationConfig.enabled ? replicationConfig.host || hostname().split('.')[0]!.replace(/[^A-Za-z0-9_-]/g, '-') : undefined;
   checkReplicaHost(env, hostId);
@@ -540,6 +549,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         await statusEvents?.stop();
         monitor?.close();
         storage.close();
+        stopPageRelease();
         await env.close();
         await simulator?.stop();
         await cmppSimulator?.stop();

@@ -594,6 +594,14 @@ export const ConfigSchema = Type.Object({
     minFreeMiB: Type.Integer({ minimum: 0, maximum: 1_048_576, default: 256 }),
     /** How often the free space is read (a statfs). */
     freeSpaceCheckMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 1_000 }),
+    /**
+     * How often the process gives back pages it holds and does not need (ms; 0: never): the data
+     * file's mapped pages (LMDB reads through a map of the whole file and every page read stays
+     * resident, so RSS grew with the data kept; the pages stay in the page cache and a later read
+     * maps them again without a disk read) and the malloc heap's free pages (left between live
+     * blocks by a flood's large write transactions). src/storage/page-release.ts.
+     */
+    releasePagesMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 1_000 }),
   }, strict),
   /** Completion callbacks (a message's callbackUrl is POSTed once every recipient is final). */
   callbacks: Type.Object({
