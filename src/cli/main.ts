@@ -12,6 +12,7 @@ import { createLogger } from '../telemetry/logger.js';
 import { GatewayError } from '../core/errors.js';
 import { startGateway, type GatewayRole } from '../app/gateway.js';
 import { installCrashPolicy, keepFileSizeSignalHarmless } from '../app/crash-policy.js';
+import { applyRuntimeSettings } from '../app/runtime-settings.js';
 import { runSimulator } from '../smpp/simulator-main.js';
 import { CmppSimulator } from '../cmpp/simulator.js';
 import { SIMULATOR_SP_ID } from '../app/gateway.js';
@@ -61,6 +62,8 @@ export function buildProgram(): Command {
     .action(async (opts: { config?: string; port?: number; role: GatewayRole }) => {
       const config = configFrom(opts);
       const logger = createLogger({ level: config.log.level });
+      const runtimeFlags = applyRuntimeSettings(config);
+      if (runtimeFlags.length > 0) logger.debug({ flags: runtimeFlags }, 'runtime settings applied');
       // Before the store opens: a write past the file size limit must fail (EFBIG), never kill the process.
       keepFileSizeSignalHarmless();
       const gateway = await startGateway(config, { logger, role: opts.role });
