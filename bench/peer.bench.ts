@@ -106,6 +106,12 @@ interface Run {
   peakExternalMiB: number;
   p99HttpMs: number;
   non2xx: number;
+  /**
+   * Kannel only: the most receipts bearerbox held waiting (its status page, "DLR: N queued", sampled
+   * every 250 ms). Its internal DLR store is a list searched from the head for each receipt, so its
+   * CPU per receipt grows with this; NaN for the gateway.
+   */
+  peakDlrQueued: number;
 }
 
 // ------------------------------------------------------------------ processes
@@ -123,6 +129,8 @@ interface Started {
   /** The gateway's Prometheus endpoint (its process memory figures); Kannel has none. */
   readonly metricsUrl?: string;
   readonly pids: () => (number | undefined)[];
+  /** Kannel: receipts waiting in bearerbox's DLR store now. */
+  readonly dlrQueued?: () => Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -197,6 +205,11 @@ async function startKannel(dir: string, simPort: number): Promise<Started> {
   return {
     url: `http://127.0.0.1:${sendsms}`,
     pids: () => [bearerbox.pid, smsbox.pid],
+    async dlrQueued() {
+      const s = await (await fetch(`http://127.0.0.1:${admin}/status.txt?password=bench`)).text();
+      const m = /DLR: (\d+) queued/.exec(s);
+      return m ? Number(m[1]) : NaN;
+    },
     async stop() {
       await stopChild(smsbox);
       await stopChild(bearerbox);
@@ -312,6 +325,17 @@ async function run(system: System, text: string, n: number): Promise<Run> {
     const peersBefore = peersCpuSeconds(sim.pid, sink.pid);
     const sampler = sampleRss(started.pids);
     const heap = sampleHeap(started.metricsUrl);
+    let peakDlrQueued = NaN;
+    let dlrSampling = true;
+    const dlrSampler = (async () => {
+      const dlrQueued = started.dlrQueued;
+      if (dlrQueued === undefined) return;
+      peakDlrQueued = 0;
+      for (let i = 0; dlrSampling && i < 4 * 3_600; i++) {
+        peakDlrQueued = Math.max(peakDlrQueued, await dlrQueued().catch(() => 0));
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
     const l = await load(system, started.url, text, sink.port, n);
     // Done when the sink has one callback per accepted message (bounded wait).
     const deadline = Date.now() + 900_000;
@@ -331,6 +355,8 @@ async function run(system: System, text: string, n: number): Promise<Run> {
     const rss = started.pids().reduce<number>((a, p) => a + peakRssMiB(p ?? 0), 0);
     const split = sampler.stop();
     const heapPeak = await heap.stop();
+    dlrSampling = false;
+    await dlrSampler;
     const { last } = await sim.ask<{ last: { submitAt: number } }>('last');
     const { stats } = await sim.ask<{ stats: { submits: number } }>('stats');
     return {
@@ -348,6 +374,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
       peakExternalMiB: heapPeak.externalMiB,
       p99HttpMs: l.p99Ms,
       non2xx: l.non2xx + (n - l.accepted),
+      peakDlrQueued,
     };
   } finally {
     await started?.stop();
@@ -441,12 +468,12 @@ for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
     const lines = [
       `Rounds (${variant.name}; odd rounds Kannel first, even rounds the gateway first):`,
       '',
-      `| round | gateway msgs/s at the SMSC | Kannel msgs/s at the SMSC | ratio | CPU per message, gateway / Kannel (µs) |${BEFORE !== undefined ? ' previous build msgs/s |' : ''}`,
-      `| --- | --- | --- | --- | --- |${BEFORE !== undefined ? ' --- |' : ''}`,
+      `| round | gateway msgs/s at the SMSC | Kannel msgs/s at the SMSC | ratio | CPU per message, gateway / Kannel (µs) | Kannel's receipts waiting, peak |${BEFORE !== undefined ? ' previous build msgs/s |' : ''}`,
+      `| --- | --- | --- | --- | --- | --- |${BEFORE !== undefined ? ' --- |' : ''}`,
       ...runs.gateway.map((g, i) => {
         const k = runs.kannel[i]!;
         const b = runs.before[i];
-        return `| ${i + 1} | ${fmt(g.smscPerSecond)} | ${fmt(k.smscPerSecond)} | ${(g.smscPerSecond / k.smscPerSecond).toFixed(2)}× | ${fmt(g.cpuUsPerMessage)} / ${fmt(k.cpuUsPerMessage)} |${b !== undefined ? ` ${fmt(b.smscPerSecond)} |` : ''}`;
+        return `| ${i + 1} | ${fmt(g.smscPerSecond)} | ${fmt(k.smscPerSecond)} | ${(g.smscPerSecond / k.smscPerSecond).toFixed(2)}× | ${fmt(g.cpuUsPerMessage)} / ${fmt(k.cpuUsPerMessage)} | ${Number.isFinite(k.peakDlrQueued) ? fmt(k.peakDlrQueued) : 'n/a'} |${b !== undefined ? ` ${fmt(b.smscPerSecond)} |` : ''}`;
       }),
     ];
     tables.push(lines.join('\n'));

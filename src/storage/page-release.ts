@@ -16,7 +16,13 @@
  *   the pages stay in the page cache with their contents, and the next read
  *   of one maps it again (a minor fault, no disk read; the kernel maps its
  *   neighbours with it). Addresses stay the same and readers see the same
- *   bytes, so nothing LMDB or lmdb-js holds becomes invalid.
+ *   bytes, so nothing LMDB or lmdb-js holds becomes invalid. The ranges are
+ *   read from /proc/self/maps each time and stay the file's until the
+ *   environment closes: lmdb-js never unmaps a map of the file before then
+ *   (a map that grows leaves the old one in place for lingering readers),
+ *   and the gateway stops the timer before it closes the environment. So an
+ *   advised range can never have become someone else's memory, where
+ *   MADV_DONTNEED would zero it.
  *
  * - The malloc heap's free pages. A flood commits large LMDB write
  *   transactions (dirty pages, lmdb-js's write buffers, all malloc'd);
