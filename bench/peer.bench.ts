@@ -108,8 +108,8 @@ interface Run {
   non2xx: number;
   /**
    * Kannel only: the most receipts bearerbox held waiting (its status page, "DLR: N queued", sampled
-   * every 250 ms). Its internal DLR store is a list searched from the head for each receipt, so its
-   * CPU per receipt grows with this; NaN for the gateway.
+   * every 250 ms); NaN for the gateway. Printed per round beside Kannel's rate, which moves from
+   * round to round for reasons not known (bench/RESULTS.md).
    */
   peakDlrQueued: number;
 }
