@@ -10,44 +10,34 @@
  * Reads /proc/self/smaps: Linux only.
  */
 import t from 'tap';
-import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { pageReleaseUnavailable, trimHeap } from '../../src/storage/page-release.js';
+import { trimHeap } from '../../src/storage/page-release.js';
+import { pageReleaseSkip, residentOf } from '../support/resident.js';
 
 const MiB = 2 ** 20;
-const skip = process.platform !== 'linux' ? 'reads /proc/self/smaps' : pageReleaseUnavailable() ?? false;
+const skip = pageReleaseSkip;
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
-
-function heapResident(): number {
-  let inside = false;
-  let kib = 0;
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inside = line.endsWith(' [heap]');
-    else if (inside && line.startsWith('Rss:')) kib += Number(line.split(/\s+/)[1]);
-  }
-  return kib * 1024;
-}
 
 t.test('free blocks between live ones: the heap keeps them until trimmed', { skip }, async (t) => {
   collectGarbage();
   trimHeap();
-  const start = heapResident();
+  const start = residentOf('[heap]');
   // 40 MiB of 16 KiB blocks (under glibc's mmap threshold: they come from the heap), every block written.
   const blocks: (Buffer | undefined)[] = [];
   for (let i = 0; i < 2_560; i++) blocks.push(Buffer.allocUnsafeSlow(16 * 1024).fill(i & 0xff));
-  const grown = heapResident();
+  const grown = residentOf('[heap]');
   t.ok(grown - start > 30 * MiB, `the heap grew by ${((grown - start) / MiB).toFixed(1)} MiB`);
   // Free three blocks in four; the fourth keeps the heap's top (and the spans between) in use.
   for (let i = 0; i < blocks.length; i++) if (i % 4 !== 3) blocks[i] = undefined;
   collectGarbage();
   await new Promise((r) => setTimeout(r, 50));
   collectGarbage();
-  const freed = heapResident();
+  const freed = residentOf('[heap]');
   t.ok(freed > start + (grown - start) * 0.6, `${(freed / MiB).toFixed(1)} MiB still resident once freed (glibc keeps it)`);
   t.equal(trimHeap(), true, 'malloc_trim gave pages back');
-  const trimmed = heapResident();
+  const trimmed = residentOf('[heap]');
   t.ok(trimmed < freed - (grown - start) * 0.4, `${(trimmed / MiB).toFixed(1)} MiB after the trim (from ${(freed / MiB).toFixed(1)})`);
   let intact = 0;
   for (let i = 3; i < blocks.length; i += 4) if (blocks[i]!.every((b) => b === (i & 0xff))) intact++;

@@ -9,27 +9,17 @@
  */
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
-import { MappedPages, pageReleaseUnavailable } from '../../src/storage/page-release.js';
+import { MappedPages } from '../../src/storage/page-release.js';
+import { pageReleaseSkip, residentOf } from '../support/resident.js';
 import { numberAt, startTestGateway } from '../support/gateway.js';
 import { until } from '../support/wait.js';
 
 const MiB = 2 ** 20;
-const skip = process.platform !== 'linux' ? 'reads /proc/self/smaps' : pageReleaseUnavailable() ?? false;
-
-/** Resident bytes of the mappings whose line ends with `name` (a path or "[heap]"). */
-function residentOf(name: string): number {
-  let inside = false;
-  let kib = 0;
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inside = line.endsWith(` ${name}`);
-    else if (inside && line.startsWith('Rss:')) kib += Number(line.split(/\s+/)[1]);
-  }
-  return kib * 1024;
-}
+const skip = pageReleaseSkip;
 
 function freshEnv(t: Test): { file: string; env: ReturnType<typeof open> } {
   const dir = mkdtempSync(join(tmpdir(), 'smsgw-pages-'));
