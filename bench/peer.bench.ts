@@ -307,6 +307,28 @@ function sampleHeap(url: string | undefined): { stop(): Promise<{ usedMiB: numbe
   };
 }
 
+/** The most receipts Kannel held waiting, read from its status page every 250 ms (the shape of sampleHeap); NaN without a reader (the gateway). */
+function sampleDlrQueued(read: (() => Promise<number>) | undefined): { stop(): Promise<number> } {
+  if (read === undefined) return { stop: () => Promise.resolve(NaN) };
+  let peak = 0;
+  let busy: Promise<void> = Promise.resolve();
+  const sample = (): void => {
+    busy = read()
+      .then((n) => {
+        peak = Math.max(peak, n);
+      })
+      .catch(() => undefined);
+  };
+  const timer = setInterval(sample, 250);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await busy;
+      return peak;
+    },
+  };
+}
+
 /** CPU seconds so far of the load generator (this process: autocannon runs here), the simulator and the sink. */
 function peersCpuSeconds(simPid: number | undefined, sinkPid: number | undefined): number {
   const own = process.cpuUsage();
@@ -325,17 +347,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
     const peersBefore = peersCpuSeconds(sim.pid, sink.pid);
     const sampler = sampleRss(started.pids);
     const heap = sampleHeap(started.metricsUrl);
-    let peakDlrQueued = NaN;
-    let dlrSampling = true;
-    const dlrSampler = (async () => {
-      const dlrQueued = started.dlrQueued;
-      if (dlrQueued === undefined) return;
-      peakDlrQueued = 0;
-      for (let i = 0; dlrSampling && i < 4 * 3_600; i++) {
-        peakDlrQueued = Math.max(peakDlrQueued, await dlrQueued().catch(() => 0));
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    })();
+    const dlr = sampleDlrQueued(started.dlrQueued);
     const l = await load(system, started.url, text, sink.port, n);
     // Done when the sink has one callback per accepted message (bounded wait).
     const deadline = Date.now() + 900_000;
@@ -355,8 +367,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
     const rss = started.pids().reduce<number>((a, p) => a + peakRssMiB(p ?? 0), 0);
     const split = sampler.stop();
     const heapPeak = await heap.stop();
-    dlrSampling = false;
-    await dlrSampler;
+    const peakDlrQueued = await dlr.stop();
     const { last } = await sim.ask<{ last: { submitAt: number } }>('last');
     const { stats } = await sim.ask<{ stats: { submits: number } }>('stats');
     return {
