@@ -4,19 +4,11 @@
  * (`callbacks.secrets`, read only, read once per tenant), then the config.
  */
 import t from 'tap';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { open } from 'lmdb';
 import { CallbackSecrets, type StoredSecret } from '../../src/outbound/secrets.js';
+import { tempEnv } from '../support/temp-env.js';
 
 t.test('directory row, then the earlier version\'s row, then the config; the earlier rows read once per tenant', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-cbsecrets-'));
-  const env = open({ path: dir, maxDbs: 8 });
-  t.teardown(async () => {
-    await env.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const env = tempEnv(t);
   // As an earlier version left them.
   const legacy = env.openDB<StoredSecret, string>({ name: 'callbacks.secrets', encoding: 'msgpack' });
   await legacy.put('old', { current: 'legacy-old', previous: 'legacy-older', updatedAt: 1 });

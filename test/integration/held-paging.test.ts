@@ -7,27 +7,19 @@
  * call reads a bounded number of rows. (Through HTTP with delegated admin
  * keys: directory-e2e.test.ts.)
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import t from 'tap';
 import fc from 'fast-check';
-import { open } from 'lmdb';
 import { HeldMessages, type HeldRecord } from '../../src/directory/held.js';
 import type { DirectoryStore } from '../../src/directory/store.js';
 import type { HeldReceipts } from '../../src/directory/held.js';
 import type { WorkQueue } from '../../src/queue/port.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
+import { tempEnv } from '../support/temp-env.js';
 
 const TENANTS = ['mine', 'other'] as const;
 
 t.test('held list: scope applied while paging (fast-check against a model)', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-held-paging-'));
-  const env = open({ path: dir, maxDbs: 8 });
-  t.teardown(async () => {
-    await env.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const env = tempEnv(t);
   let run = 0;
   await fc.assert(
     fc.asyncProperty(

@@ -21,6 +21,7 @@ import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { outcomeCount, startReplicaHost, startReplicationNats, startReplication } from '../support/replication.js';
 import { until } from '../support/nats-deployment.js';
+import { tempEnv } from '../support/temp-env.js';
 
 function message(id: string, recipients: number, over: Partial<MessageRecord> = {}): MessageRecord {
   const now = Date.now();
@@ -143,12 +144,7 @@ t.test('a restarted applier resumes at its stored position and applies nothing t
 });
 
 t.test('a data dir replicates as one host: other ids and processes without replication are refused', async (tt) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-repl-host-'));
-  const env = open({ path: dir, maxDbs: 32 });
-  tt.teardown(async () => {
-    await env.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const env = tempEnv(tt);
   tt.doesNotThrow(() => checkReplicaHost(env, undefined), 'a data dir never replicated opens without replication');
   tt.doesNotThrow(() => checkReplicaHost(env, 'host-a'), 'the first host id is recorded');
   tt.doesNotThrow(() => checkReplicaHost(env, 'host-a'), 'the same host id again');

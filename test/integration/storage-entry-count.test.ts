@@ -7,19 +7,11 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { open } from 'lmdb';
 import { entryCount } from '../../src/storage/entry-count.js';
+import { tempEnv } from '../support/temp-env.js';
 
 t.test('property: the header count equals a walk', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-count-'));
-  const env = open({ path: join(dir, 'data.lmdb'), compression: false, maxDbs: 8 });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = tempEnv(t);
   const dbs = [
     env.openDB<string, string>({ name: 'strings' }),
     env.openDB<string, number>({ name: 'numbers' }),

@@ -9,28 +9,18 @@
  */
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { open } from 'lmdb';
 import { MappedPages } from '../../src/storage/page-release.js';
 import { pageReleaseSkip, residentOf } from '../support/resident.js';
+import { tempEnvAt, type TempEnv } from '../support/temp-env.js';
 import { numberAt, startTestGateway } from '../support/gateway.js';
 import { until } from '../support/wait.js';
 
 const MiB = 2 ** 20;
 const skip = pageReleaseSkip;
 
-function freshEnv(t: Test): { file: string; env: ReturnType<typeof open> } {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-pages-'));
-  const file = join(dir, 'data.lmdb');
-  const env = open({ path: file, mapSize: 4 * 2 ** 30, compression: false });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { file, env };
-}
+/** A fresh environment with a 4 GiB map (far more than the file), and its data file. */
+const freshEnv = (t: Test): TempEnv => tempEnvAt(t, { mapSize: 4 * 2 ** 30 });
 
 const valueOf = (i: number, size: number): string => `${i}:`.padEnd(size, String.fromCharCode(97 + (i % 26)));
 

@@ -3,14 +3,12 @@
  * building units, keys, people and groups through the admin API.
  */
 import type { MessageStatus } from './api-types.js';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { open, type RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import type { Test } from 'tap';
 import { DirectoryStore } from '../../src/directory/store.js';
 import { NO_GRANTS, type Actor, type Grants } from '../../src/directory/types.js';
 import type { TestGateway } from './gateway.js';
+import { tempEnv } from './temp-env.js';
 import { responseBody } from './http.js';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789';
@@ -81,16 +79,8 @@ export function adminClient(gw: TestGateway, key = ADMIN_KEY): AdminClient {
 export const ROOT: Actor = { name: 'root-admin' };
 export const TIERS = ['emergency', 'leadership', 'business', 'routine', 'bulk'];
 
-/** A fresh LMDB environment in a temp dir, closed and removed after the test. */
-export function tempEnv(t: Test): RootDatabase {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-dir-'));
-  const env = open({ path: join(dir, 'gateway.lmdb'), maxDbs: 96, compression: false });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return env;
-}
+/** A fresh LMDB environment for one test (test/support/temp-env.ts). */
+export { tempEnv };
 
 export function tempDirectory(t: Test, opts: { now?: () => number; maxGroupMembers?: number } = {}): { env: RootDatabase; store: DirectoryStore } {
   const env = tempEnv(t);
