@@ -40,6 +40,9 @@
  *   BENCH_BEFORE_MAIN=dist/cli/main.js BENCH_BEFORE_NODE_ARGS='--max-semi-space-size=64' …   (the same build under other Node flags)
  *   BENCH_SIM_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/simprof' …   (node flags of the SMSC simulator's process, e.g. to profile it)
  *   BENCH_KEEP_DATA=1 …   (keep each run's data directory, e.g. to look at the LMDB file afterwards)
+ *   BENCH_AB=1 BENCH_REPEATS=10 BENCH_BEFORE_MAIN=… npm run bench:peer   (A/B: the gateway and the previous build
+ *              only, no Kannel and no bare uWS, so more rounds fit; prints each round's ratio and their median;
+ *              JSON as peer-ab-*.json, which results-doc.ts does not take as a record run)
  *
  * Kannel missing: the bench says so and exits 0 without figures
  * (install with `apt-get install -y kannel`).
@@ -78,6 +81,12 @@ const VARIANTS_KEYS: readonly string[] = VARIANTS.map((v) => v.key);
 const BEFORE = process.env['BENCH_BEFORE_MAIN'];
 /** Node flags of the `before` system instead of BENCH_GATEWAY_NODE_ARGS (an A/B of flags on one build). */
 const BEFORE_NODE_ARGS = process.env['BENCH_BEFORE_NODE_ARGS']?.split(' ').filter((a) => a !== '');
+/**
+ * A/B of two builds (BENCH_AB=1, with BENCH_BEFORE_MAIN): only the gateway and the previous build run, in
+ * alternating order. This machine's speed moves ±13% within seconds (bench/RESULTS.md, session 12), so a
+ * change of a few percent needs many rounds; without Kannel (13 s and more a round) they fit.
+ */
+const AB = process.env['BENCH_AB'] === '1';
 /** No side-by-side variant asked for: only the memory check runs. */
 const MEMORY_ONLY = MEMORY && !VARIANTS_KEYS.some((k) => ONLY.includes(k));
 const NUMBER = '13800138006';
@@ -395,9 +404,53 @@ async function run(system: System, text: string, n: number): Promise<Run> {
   }
 }
 
+/**
+ * BENCH_AB: the previous build's rows and every round's ratio (gateway ÷ previous build, same round), with
+ * the median and range of those ratios: a round's two runs share the machine's state of the moment.
+ */
+function abTables(name: string, segments: number, runs: Record<System, Run[]>, med: (s: System, f: (x: Run) => number) => number): void {
+  const prior = (metric: string, unit: string, f: (x: Run) => number): Row => ({ metric, value: med('gateway', f), unit, baseline: med('before', f), baselineName: 'previous build' });
+  const rows: Row[] = [
+    prior('msgs/s at the SMSC', 'msg/s', (x) => x.smscPerSecond),
+    prior('msgs/s with callbacks', 'msg/s', (x) => x.callbacksPerSecond),
+    prior('HTTP accepted/s', 'msg/s', (x) => x.acceptedPerSecond),
+    prior('CPU per message', 'µs', (x) => x.cpuUsPerMessage),
+    prior('peak RSS', 'MiB', (x) => x.peakRssMiB),
+    prior('peak V8 heap used', 'MiB', (x) => x.peakHeapUsedMiB),
+    prior('callbacks received', 'count', (x) => x.callbacks),
+    prior('refused or failed requests', 'count', (x) => x.non2xx),
+  ];
+  tables.push(table(`A/B, ${name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, median of ${REPEATS} (gateway vs previous build)`, rows));
+  const fmt = (v: number): string => Math.round(v).toLocaleString('en-US');
+  const ratios = (f: (x: Run) => number): number[] => runs.gateway.map((g, i) => f(g) / f(runs.before[i]!));
+  const spread = (xs: number[]): string => `${median(xs).toFixed(3)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
+  tables.push([
+    `Rounds (A/B, ${name}; odd rounds the gateway first):`,
+    '',
+    '| round | gateway msgs/s at the SMSC | previous build | ratio | CPU per message, gateway / previous build (µs) | ratio |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...runs.gateway.map((g, i) => {
+      const b = runs.before[i]!;
+      return `| ${i + 1} | ${fmt(g.smscPerSecond)} | ${fmt(b.smscPerSecond)} | ${(g.smscPerSecond / b.smscPerSecond).toFixed(2)}× | ${fmt(g.cpuUsPerMessage)} / ${fmt(b.cpuUsPerMessage)} | ${(g.cpuUsPerMessage / b.cpuUsPerMessage).toFixed(2)}× |`;
+    }),
+    '',
+    `Per-round ratios, median (range): msgs/s at the SMSC ${spread(ratios((x) => x.smscPerSecond))}; CPU per message ${spread(ratios((x) => x.cpuUsPerMessage))}.`,
+  ].join('\n'));
+  (summary['variants'] as Record<string, unknown>)[name] = {
+    segments,
+    runs: { gateway: runs.gateway, before: runs.before },
+    medians: Object.fromEntries(rows.map((x) => [x.metric, { gateway: x.value, baseline: x.baseline, ratio: x.baseline ? x.value / x.baseline : undefined }])),
+    pairedRatios: { smscPerSecond: ratios((x) => x.smscPerSecond), cpuUsPerMessage: ratios((x) => x.cpuUsPerMessage) },
+  };
+}
+
 // ------------------------------------------------------------------ main
 
-if (!kannelInstalled()) {
+if (AB && (BEFORE === undefined || MEMORY)) {
+  process.stderr.write('BENCH_AB=1 compares two builds: set BENCH_BEFORE_MAIN to the previous build (and leave BENCH_MEMORY unset).\n');
+  process.exit(2);
+}
+if (!AB && !kannelInstalled()) {
   process.stdout.write('bench:peer skipped: Kannel is not installed (bearerbox and smsbox not found). Install it with `apt-get install -y kannel`.\n');
   process.exit(0);
 }
@@ -416,6 +469,7 @@ const summary: Record<string, unknown> = {
   node: process.version,
   at: new Date().toISOString(),
   variants: {},
+  ...(AB ? { ab: true, before: BEFORE } : {}),
 };
 const tables: string[] = [];
 const TARGETS: Record<string, number> = { ASCII: 2.5, '3-part UCS-2 Chinese': 2 };
@@ -424,10 +478,13 @@ for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
   const runs: Record<System, Run[]> = { kannel: [], gateway: [], before: [] };
   const bare: number[] = [];
   for (let r = 0; r < REPEATS; r++) {
-    const systems: System[] = BEFORE !== undefined ? ['kannel', 'gateway', 'before'] : ['kannel', 'gateway'];
+    const systems: System[] = AB ? ['gateway', 'before'] : BEFORE !== undefined ? ['kannel', 'gateway', 'before'] : ['kannel', 'gateway'];
     const order = r % 2 === 0 ? systems : [...systems].reverse();
-    process.stderr.write(`[${variant.name}] round ${r + 1}/${REPEATS}: bare uWS… `);
-    bare.push(await bareUws(variant.text));
+    process.stderr.write(`[${variant.name}] round ${r + 1}/${REPEATS}: `);
+    if (!AB) {
+      process.stderr.write('bare uWS… ');
+      bare.push(await bareUws(variant.text));
+    }
     for (const system of order) {
       process.stderr.write(`${system}… `);
       runs[system].push(await run(system, variant.text, N));
@@ -435,6 +492,10 @@ for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
     process.stderr.write('done\n');
   }
   const med = (s: System, f: (x: Run) => number): number => median(runs[s].map(f));
+  if (AB) {
+    abTables(variant.name, segments, runs, med);
+    continue;
+  }
   const vs = (metric: string, unit: string, f: (x: Run) => number, target?: number): Row => ({
     metric,
     value: med('gateway', f),
@@ -525,8 +586,8 @@ if (MEMORY) {
 process.stdout.write(`\n${tables.join('\n\n')}\n\n`);
 // What bench/results-doc.ts writes into bench/RESULTS.md (the doc is regenerated from this JSON, never by hand).
 summary['doc'] = {
-  title: MEMORY_ONLY ? 'bench:peer, memory in the backlog — the gateway alone at N and 10 × N (issue 20)' : 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
-  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''}${BEFORE_NODE_ARGS !== undefined ? ` BENCH_BEFORE_NODE_ARGS='${BEFORE_NODE_ARGS.join(' ')}'` : ''} npm run bench:peer`,
+  title: AB ? 'bench:peer, A/B — the gateway against a previous build, no Kannel (not a record run)' : MEMORY_ONLY ? 'bench:peer, memory in the backlog — the gateway alone at N and 10 × N (issue 20)' : 'bench:peer — the gateway against Kannel 1.4.5 (issue 20)',
+  command: `${AB ? 'BENCH_AB=1 ' : ''}BENCH_N=${N} BENCH_REPEATS=${REPEATS}${MEMORY ? ' BENCH_MEMORY=1' : ''}${process.env['BENCH_VARIANTS'] ? ` BENCH_VARIANTS=${process.env['BENCH_VARIANTS']}` : ''}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''}${BEFORE_NODE_ARGS !== undefined ? ` BENCH_BEFORE_NODE_ARGS='${BEFORE_NODE_ARGS.join(' ')}'` : ''} npm run bench:peer`,
   about: [
     machineNote(),
     `Same SMSC simulator (own process, receipts ${DLR_DELAY_MS} ms after the resp), same load (autocannon, ${CONNECTIONS} keep-alive connections, own process), same callback sink (own process).`,
@@ -538,5 +599,5 @@ summary['doc'] = {
   tables,
 };
 // The memory check alone has its own name (and its own section of RESULTS.md: `results-doc.ts peer-memory`).
-const file = writeSummary(MEMORY_ONLY ? 'peer-memory' : 'peer', summary);
+const file = writeSummary(AB ? 'peer-ab' : MEMORY_ONLY ? 'peer-memory' : 'peer', summary);
 process.stdout.write(`JSON summary: ${file}\n${JSON.stringify(Object.fromEntries(Object.entries(summary['variants'] as Record<string, { medians: unknown }>).map(([k, v]) => [k, v.medians])))}\n`);

@@ -35,7 +35,12 @@ const file =
       .sort()
       .at(-1) ?? '',
   );
-const summary = JSON.parse(readFileSync(file, 'utf8')) as { at?: string; node?: string; doc?: Doc };
+const summary = JSON.parse(readFileSync(file, 'utf8')) as { at?: string; node?: string; doc?: Doc; ab?: boolean };
+// An A/B of two builds (bench:peer BENCH_AB=1) has no Kannel in it: it goes only under its own name.
+if (summary.ab === true && name !== 'peer-ab') {
+  process.stderr.write(`${file} is an A/B of two builds (BENCH_AB=1), not a ${name} run: use \`results-doc.ts peer-ab\`\n`);
+  process.exit(1);
+}
 const doc = summary.doc;
 if (doc === undefined) {
   process.stderr.write(`${file} has no doc section: run the benchmark again with the current code\n`);
