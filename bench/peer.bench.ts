@@ -408,9 +408,12 @@ async function run(system: System, text: string, n: number): Promise<Run> {
  * BENCH_AB: the previous build's rows and every round's ratio (gateway ÷ previous build, same round), with
  * the median and range of those ratios: a round's two runs share the machine's state of the moment.
  */
-function abTables(name: string, segments: number, runs: Record<System, Run[]>, med: (s: System, f: (x: Run) => number) => number): void {
-  const prior = (metric: string, unit: string, f: (x: Run) => number): Row => ({ metric, value: med('gateway', f), unit, baseline: med('before', f), baselineName: 'previous build' });
-  const rows: Row[] = [
+type Median = (s: System, f: (x: Run) => number) => number;
+
+/** The gateway against the previous build (medians); `suffix` tells these rows from Kannel's in a shared table. */
+function previousBuildRows(med: Median, suffix: string): Row[] {
+  const prior = (metric: string, unit: string, f: (x: Run) => number): Row => ({ metric: `${metric}${suffix}`, value: med('gateway', f), unit, baseline: med('before', f), baselineName: 'previous build' });
+  return [
     prior('msgs/s at the SMSC', 'msg/s', (x) => x.smscPerSecond),
     prior('msgs/s with callbacks', 'msg/s', (x) => x.callbacksPerSecond),
     prior('HTTP accepted/s', 'msg/s', (x) => x.acceptedPerSecond),
@@ -420,6 +423,10 @@ function abTables(name: string, segments: number, runs: Record<System, Run[]>, m
     prior('callbacks received', 'count', (x) => x.callbacks),
     prior('refused or failed requests', 'count', (x) => x.non2xx),
   ];
+}
+
+function abTables(name: string, segments: number, runs: Record<System, Run[]>, med: Median): void {
+  const rows = previousBuildRows(med, '');
   tables.push(table(`A/B, ${name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, median of ${REPEATS} (gateway vs previous build)`, rows));
   const fmt = (v: number): string => Math.round(v).toLocaleString('en-US');
   const ratios = (f: (x: Run) => number): number[] => runs.gateway.map((g, i) => f(g) / f(runs.before[i]!));
@@ -521,18 +528,7 @@ for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
     vs('submit_sm at the SMSC', 'count', (x) => x.submits),
     vs('refused or failed requests', 'count', (x) => x.non2xx),
   ];
-  if (BEFORE !== undefined) {
-    const prior = (metric: string, unit: string, f: (x: Run) => number): Row => ({ metric: `${metric} (vs the previous build)`, value: med('gateway', f), unit, baseline: med('before', f), baselineName: 'previous build' });
-    rows.push(
-      prior('msgs/s at the SMSC', 'msg/s', (x) => x.smscPerSecond),
-      prior('msgs/s with callbacks', 'msg/s', (x) => x.callbacksPerSecond),
-      prior('HTTP accepted/s', 'msg/s', (x) => x.acceptedPerSecond),
-      prior('CPU per message', 'µs', (x) => x.cpuUsPerMessage),
-      prior('peak RSS', 'MiB', (x) => x.peakRssMiB),
-      prior('peak V8 heap used', 'MiB', (x) => x.peakHeapUsedMiB),
-      prior('callbacks received', 'count', (x) => x.callbacks),
-    );
-  }
+  if (BEFORE !== undefined) rows.push(...previousBuildRows(med, ' (vs the previous build)'));
   tables.push(table(`${variant.name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, receipts ${DLR_DELAY_MS} ms after the resp, median of ${REPEATS} (gateway vs Kannel)`, rows));
   if (REPEATS > 1) {
     // Every round, so the spread behind each median is visible (Kannel's own rate varies from round to round).
