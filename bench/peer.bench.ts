@@ -404,10 +404,7 @@ async function run(system: System, text: string, n: number): Promise<Run> {
   }
 }
 
-/**
- * BENCH_AB: the previous build's rows and every round's ratio (gateway ÷ previous build, same round), with
- * the median and range of those ratios: a round's two runs share the machine's state of the moment.
- */
+/** The median over a system's runs of one figure. */
 type Median = (s: System, f: (x: Run) => number) => number;
 
 /** The gateway against the previous build (medians); `suffix` tells these rows from Kannel's in a shared table. */
@@ -425,6 +422,10 @@ function previousBuildRows(med: Median, suffix: string): Row[] {
   ];
 }
 
+/**
+ * BENCH_AB: the previous build's rows and every round's ratio (gateway ÷ previous build, same round), with
+ * the median and range of those ratios: a round's two runs share the machine's state of the moment.
+ */
 function abTables(name: string, segments: number, runs: Record<System, Run[]>, med: Median): void {
   const rows = previousBuildRows(med, '');
   tables.push(table(`A/B, ${name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, median of ${REPEATS} (gateway vs previous build)`, rows));
@@ -587,8 +588,12 @@ summary['doc'] = {
   about: [
     machineNote(),
     `Same SMSC simulator (own process, receipts ${DLR_DELAY_MS} ms after the resp), same load (autocannon, ${CONNECTIONS} keep-alive connections, own process), same callback sink (own process).`,
-    `Kannel: bearerbox + smsbox, 1 transceiver bind, max-pending-submits ${WINDOW}, spool store, DLR mask 3 with a dlr-url per message. Gateway: compiled, embedded queue, --role all, 1 bind × window ${WINDOW}, a callbackUrl per message.`,
-    'Receipts: Kannel asks for one on the first part of a message and calls its dlr-url once per message; the gateway records a receipt for every part and POSTs its callback once every part is final (stricter).',
+    ...(AB
+      ? [`A/B: the gateway (compiled, embedded queue, --role all, 1 bind × window ${WINDOW}, a callbackUrl per message) and the previous build alone, in alternating order; no Kannel, no bare uWS.`]
+      : [
+          `Kannel: bearerbox + smsbox, 1 transceiver bind, max-pending-submits ${WINDOW}, spool store, DLR mask 3 with a dlr-url per message. Gateway: compiled, embedded queue, --role all, 1 bind × window ${WINDOW}, a callbackUrl per message.`,
+          'Receipts: Kannel asks for one on the first part of a message and calls its dlr-url once per message; the gateway records a receipt for every part and POSTs its callback once every part is final (stricter).',
+        ]),
     'Peak RSS is VmHWM summed over the system\'s processes; anonymous (heap) and file-backed (mapped LMDB pages) peaks are sampled every 200 ms.',
     ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}${BEFORE_NODE_ARGS !== undefined ? ` run with Node flags \`${BEFORE_NODE_ARGS.join(' ') || '(none)'}\`` : ''}, built separately and run as a third system in every round with the same configuration, so its rows are same-run ratios of what the changes since then bought.`] : []),
   ],
