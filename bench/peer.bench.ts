@@ -595,7 +595,7 @@ summary['doc'] = {
           'Receipts: Kannel asks for one on the first part of a message and calls its dlr-url once per message; the gateway records a receipt for every part and POSTs its callback once every part is final (stricter).',
         ]),
     'Peak RSS is VmHWM summed over the system\'s processes; anonymous (heap) and file-backed (mapped LMDB pages) peaks are sampled every 200 ms.',
-    ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}${BEFORE_NODE_ARGS !== undefined ? ` run with Node flags \`${BEFORE_NODE_ARGS.join(' ') || '(none)'}\`` : ''}, built separately and run as a third system in every round with the same configuration, so its rows are same-run ratios of what the changes since then bought.`] : []),
+    ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}${BEFORE_NODE_ARGS !== undefined ? ` run with Node flags \`${BEFORE_NODE_ARGS.join(' ') || '(none)'}\`` : ''}, built separately and run in every round too with the same configuration, so its rows are same-run ratios of what the changes since then bought.`] : []),
   ],
   tables,
 };
