@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { MailAlertStore } from '../../src/office/mail/store.js';
-import { tempEnv } from '../support/directory.js';
+import { tempEnv } from '../support/temp-env.js';
 
 const pending = (dueAt: number, count = 1) => ({ id: `d${dueAt}`, count, sender: 's', subject: 'x', dueAt, attempts: 0 });
 

@@ -4,22 +4,14 @@
  * swept, a full parts table keeps new parts alone (never dropped).
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { open } from 'lmdb';
 import { pino } from 'pino';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { MoInbox, MO_RETENTION_MS, type MoHandler } from '../../src/office/mo-inbox.js';
 import type { MobileOriginated } from '../../src/core/ports.js';
+import { tempEnv } from '../support/temp-env.js';
 
 function inbox(t: Test, opts: { maxOpenParts?: number; handlers?: MoHandler[] } = {}): { box: MoInbox; clock: { now: number } } {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-mo-'));
-  const env = open({ path: join(dir, 'db'), maxDbs: 16, compression: false });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = tempEnv(t);
   const clock = { now: Date.parse('2026-11-22T08:00:00Z') };
   const box = new MoInbox({
     env, senders: () => new Map([['10690002', 'city']]), handlers: opts.handlers ?? [],
@@ -66,12 +58,7 @@ t.test('MO to a code nobody owns is kept under no tenant', async (t) => {
 });
 
 t.test('two processes sharing one environment never overwrite each other\'s MO (same clock, same ids)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-mo2-'));
-  const env = open({ path: join(dir, 'db'), maxDbs: 16, compression: false });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = tempEnv(t);
   const fixed = Date.parse('2026-11-22T08:00:00Z');
   const make = (): MoInbox => new MoInbox({
     env, senders: () => new Map([['10690002', 'city']]), handlers: [],

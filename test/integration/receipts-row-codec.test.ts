@@ -8,16 +8,14 @@
  *    unchanged through the new encoding, alone and inside range reads;
  *  - the new rows carry no record definitions and are no larger than the old.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import fc from 'fast-check';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database } from 'lmdb';
 import { unpack } from 'msgpackr';
 import { FINAL_STATES, RECIPIENT_STATES } from '../../src/core/message.js';
 import type { StoredAttempt, StoredMessage, StoredRecipient, StoredSegment } from '../../src/receipts/records.js';
 import { CALLBACK_ROW, MESSAGE_ROW, openRowDatabase, RECIPIENT_ROW, type RowShape } from '../../src/receipts/row-codec.js';
+import { tempEnv } from '../support/temp-env.js';
 import type { CallbackState } from '../../src/receipts/store.js';
 
 const str = fc.string({ maxLength: 24 });
@@ -52,16 +50,6 @@ const callbackArb: fc.Arbitrary<CallbackState> = fc.record(
   { requiredKeys: ['state', 'attempts', 'nextAt'] },
 );
 
-function openEnv(t: Test): RootDatabase {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-rowcodec-'));
-  const env = open({ path: dir });
-  t.teardown(async () => {
-    await env.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return env;
-}
-
 interface Case<T> {
   readonly name: string;
   readonly shape: RowShape<T>;
@@ -75,7 +63,7 @@ const CASES: readonly Case<unknown>[] = [
 
 for (const c of CASES) {
   t.test(`${c.name} rows: new rows and rows of the previous format read back as written`, async (t) => {
-    const env = openEnv(t);
+    const env = tempEnv(t);
     const name = `rows.${c.name}`;
     const old: Database<unknown, number> = env.openDB({ name, encoding: 'msgpack' });
     const positional: Database<unknown, number> = openRowDatabase(env, name, c.shape);
@@ -102,7 +90,7 @@ for (const c of CASES) {
 }
 
 t.test('a 3-part recipient row: positional, no record definitions, no larger than the old encoding', async (t) => {
-  const env = openEnv(t);
+  const env = tempEnv(t);
   const old = env.openDB<StoredRecipient, number>({ name: 'rows.size', encoding: 'msgpack' });
   const positional = openRowDatabase<StoredRecipient, number>(env, 'rows.size2', RECIPIENT_ROW);
   const at = 1_765_000_000_000;

@@ -79,9 +79,6 @@ export function adminClient(gw: TestGateway, key = ADMIN_KEY): AdminClient {
 export const ROOT: Actor = { name: 'root-admin' };
 export const TIERS = ['emergency', 'leadership', 'business', 'routine', 'bulk'];
 
-/** A fresh LMDB environment for one test (test/support/temp-env.ts). */
-export { tempEnv };
-
 export function tempDirectory(t: Test, opts: { now?: () => number; maxGroupMembers?: number } = {}): { env: RootDatabase; store: DirectoryStore } {
   const env = tempEnv(t);
   const store = DirectoryStore.open({

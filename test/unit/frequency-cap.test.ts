@@ -6,7 +6,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { FrequencyCap, frequencyDecision } from '../../src/directory/frequency.js';
-import { tempEnv } from '../support/directory.js';
+import { tempEnv } from '../support/temp-env.js';
 
 t.test('frequencyDecision: a message already charged passes again; otherwise under the cap admits', async (t) => {
   t.equal(frequencyDecision(new Set(['a', 'b']), 'a', 2), 'again');

@@ -8,20 +8,12 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { open } from 'lmdb';
 import { QuotaLedger, type Reservation } from '../../src/directory/quota.js';
 import type { QuotaLimit } from '../../src/directory/grants.js';
+import { tempEnv } from '../support/temp-env.js';
 
 t.test('daily parts and recipients quotas against a model', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-quota-'));
-  const env = open({ path: join(dir, 'q.lmdb'), maxDbs: 8 });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = tempEnv(t);
   let run = 0;
   const op = fc.oneof(
     fc.record({ kind: fc.constant('send' as const), recipients: fc.integer({ min: 1, max: 6 }), parts: fc.integer({ min: 1, max: 10 }) }),
@@ -81,12 +73,7 @@ t.test('daily parts and recipients quotas against a model', async (t) => {
 });
 
 t.test('a parts refusal names /quota/dailyParts and takes nothing (recipients included)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'smsgw-quota-'));
-  const env = open({ path: join(dir, 'q.lmdb'), maxDbs: 8 });
-  t.teardown(async () => {
-    await env.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = tempEnv(t);
   const ledger = new QuotaLedger({ env, utcOffsetMinutes: 480 });
   const limits: QuotaLimit[] = [{ unit: 'u', daily: 100, perMinute: null, dailyParts: 10 }];
   await ledger.reserve(limits, 2, 8);
