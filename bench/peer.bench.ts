@@ -289,51 +289,54 @@ async function bareUws(text: string): Promise<number> {
 
 // ------------------------------------------------------------------ one run
 
-/** Peaks of the gateway's V8 heap used and external memory, from its /metrics every second (zeros without a URL). */
-function sampleHeap(url: string | undefined): { stop(): Promise<{ usedMiB: number; externalMiB: number }> } {
-  let used = 0;
-  let external = 0;
+/**
+ * The peak of each figure `read` gives, read every `everyMs` until stop() (and once more then, with
+ * `readAtStop`); a read that fails is skipped. A figure never read has no peak.
+ */
+function samplePeaks<K extends string>(read: () => Promise<Record<K, number>>, everyMs: number, readAtStop: boolean): { stop(): Promise<Partial<Record<K, number>>> } {
+  const peaks: Partial<Record<K, number>> = {};
   let busy: Promise<void> = Promise.resolve();
-  const gauge = (text: string, name: string): number => Number(new RegExp(`^smsgw_${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text)?.[1] ?? 0);
-  const read = (): void => {
-    if (url === undefined) return;
-    busy = fetch(url)
-      .then((r) => r.text())
-      .then((t) => {
-        used = Math.max(used, gauge(t, 'nodejs_heap_size_used_bytes'));
-        external = Math.max(external, gauge(t, 'nodejs_external_memory_bytes'));
+  const sample = (): void => {
+    busy = read()
+      .then((figures) => {
+        for (const k in figures) peaks[k] = Math.max(peaks[k] ?? 0, figures[k]);
       })
       .catch(() => undefined);
   };
-  const timer = setInterval(read, 1000);
+  const timer = setInterval(sample, everyMs);
   return {
     async stop() {
       clearInterval(timer);
-      read();
+      if (readAtStop) sample();
       await busy;
-      return { usedMiB: used / 2 ** 20, externalMiB: external / 2 ** 20 };
+      return peaks;
     },
   };
 }
 
-/** The most receipts Kannel held waiting, read from its status page every 250 ms (the shape of sampleHeap); NaN without a reader (the gateway). */
-function sampleDlrQueued(read: (() => Promise<number>) | undefined): { stop(): Promise<number> } {
-  if (read === undefined) return { stop: () => Promise.resolve(NaN) };
-  let peak = 0;
-  let busy: Promise<void> = Promise.resolve();
-  const sample = (): void => {
-    busy = read()
-      .then((n) => {
-        peak = Math.max(peak, n);
-      })
-      .catch(() => undefined);
-  };
-  const timer = setInterval(sample, 250);
+/** Peaks of the gateway's V8 heap used and external memory, from its /metrics every second (zeros without a URL). */
+function sampleHeap(url: string | undefined): { stop(): Promise<{ usedMiB: number; externalMiB: number }> } {
+  if (url === undefined) return { stop: () => Promise.resolve({ usedMiB: 0, externalMiB: 0 }) };
+  const gauge = (text: string, name: string): number => Number(new RegExp(`^smsgw_${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text)?.[1] ?? 0);
+  const sampler = samplePeaks(async () => {
+    const text = await (await fetch(url)).text();
+    return { used: gauge(text, 'nodejs_heap_size_used_bytes'), external: gauge(text, 'nodejs_external_memory_bytes') };
+  }, 1000, true);
   return {
     async stop() {
-      clearInterval(timer);
-      await busy;
-      return peak;
+      const peaks = await sampler.stop();
+      return { usedMiB: (peaks.used ?? 0) / 2 ** 20, externalMiB: (peaks.external ?? 0) / 2 ** 20 };
+    },
+  };
+}
+
+/** The most receipts Kannel held waiting, read from its status page every 250 ms; NaN without a reader (the gateway). */
+function sampleDlrQueued(read: (() => Promise<number>) | undefined): { stop(): Promise<number> } {
+  if (read === undefined) return { stop: () => Promise.resolve(NaN) };
+  const sampler = samplePeaks(async () => ({ queued: await read() }), 250, false);
+  return {
+    async stop() {
+      return (await sampler.stop()).queued ?? 0;
     },
   };
 }
@@ -404,6 +407,9 @@ async function run(system: System, text: string, n: number): Promise<Run> {
   }
 }
 
+/** A figure rounded, with thousands separators (the rounds tables). */
+const fmt = (v: number): string => Math.round(v).toLocaleString('en-US');
+
 /** The median over a system's runs of one figure. */
 type Median = (s: System, f: (x: Run) => number) => number;
 
@@ -429,7 +435,6 @@ function previousBuildRows(med: Median, suffix: string): Row[] {
 function abTables(name: string, segments: number, runs: Record<System, Run[]>, med: Median): void {
   const rows = previousBuildRows(med, '');
   tables.push(table(`A/B, ${name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, median of ${REPEATS} (gateway vs previous build)`, rows));
-  const fmt = (v: number): string => Math.round(v).toLocaleString('en-US');
   const ratios = (f: (x: Run) => number): number[] => runs.gateway.map((g, i) => f(g) / f(runs.before[i]!));
   const spread = (xs: number[]): string => `${median(xs).toFixed(3)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
   tables.push([
@@ -533,7 +538,6 @@ for (const variant of VARIANTS.filter((v) => ONLY.includes(v.key))) {
   tables.push(table(`${variant.name}: N = ${N.toLocaleString('en-US')} messages × ${segments} part(s), 1 bind × window ${WINDOW}, ${CONNECTIONS} connections, receipts ${DLR_DELAY_MS} ms after the resp, median of ${REPEATS} (gateway vs Kannel)`, rows));
   if (REPEATS > 1) {
     // Every round, so the spread behind each median is visible (Kannel's own rate varies from round to round).
-    const fmt = (v: number): string => Math.round(v).toLocaleString('en-US');
     const lines = [
       `Rounds (${variant.name}; odd rounds Kannel first, even rounds the gateway first):`,
       '',
