@@ -13,10 +13,9 @@ import t from 'tap';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { trimHeap } from '../../src/storage/page-release.js';
-import { pageReleaseSkip, residentOf } from '../support/resident.js';
+import { pageReleaseSkip as skip, residentOf } from '../support/resident.js';
 
 const MiB = 2 ** 20;
-const skip = pageReleaseSkip;
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
 

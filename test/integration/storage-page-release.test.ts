@@ -11,13 +11,12 @@ import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { MappedPages } from '../../src/storage/page-release.js';
-import { pageReleaseSkip, residentOf } from '../support/resident.js';
+import { pageReleaseSkip as skip, residentOf } from '../support/resident.js';
 import { tempEnvAt, type TempEnv } from '../support/temp-env.js';
 import { numberAt, startTestGateway } from '../support/gateway.js';
 import { until } from '../support/wait.js';
 
 const MiB = 2 ** 20;
-const skip = pageReleaseSkip;
 
 /** A fresh environment with a 4 GiB map (far more than the file), and its data file. */
 const freshEnv = (t: Test): TempEnv => tempEnvAt(t, { mapSize: 4 * 2 ** 30 });
