@@ -110,6 +110,10 @@ interface Carried {
 /** A claimed lease; `carried` and `row` (the row as its mark wrote it) when leased by the mark itself, else read before the POST. */
 type Ready = { readonly lease: DueKey; readonly origin: string; readonly carried?: Carried; readonly row?: CallbackState };
 type Marked = { readonly id: string; readonly at: number; readonly carried: Carried | undefined };
+/** A key this process made due (not leased at once), kept with what its POST needs: see `dueInMemory`. */
+type Remembered = { readonly key: DueKey; readonly carried: Carried; readonly row: CallbackState };
+/** Keys a pump picked to claim: from the walk, or (with what their POST needs) from memory. */
+type Picked = { readonly key: DueKey; readonly origin: string; readonly kept?: Remembered };
 type Outcome = { readonly row: CallbackState; readonly error: DeliveryError | undefined; readonly origin: string };
 
 /** Multi-recipient messages whose final recipients are counted in memory. */
@@ -129,6 +133,12 @@ const SKIP_BUDGET = 128;
 const LAP_RESET_MS = 2_000;
 /** Origins whose due values are kept packed (cleared when full). */
 const MAX_DUE_VALUES = 1024;
+/**
+ * Due keys this process remembers with what their POST needs (see
+ * `dueInMemory`), as a multiple of concurrency; beyond it they wait on disk
+ * only, and the walk finds them.
+ */
+const DUE_IN_MEMORY_FACTOR = 16;
 /** Lease margin beyond the POST timeout. */
 const LEASE_MARGIN_MS = 30_000;
 /** The tenant-visible reasons (rows written by older versions may hold other text: not shown). */
@@ -154,6 +164,21 @@ export class StatusCallbacks {
    * every waiting lease.
    */
   private readonly ready = new Map<string, Ready[]>();
+  /**
+   * Completions this process could not lease at once (their host had its
+   * share of `held`): their key is due on disk, as before, and kept here too,
+   * by origin in due order, with the message's fields and the row the mark
+   * wrote. A pump takes them from here first, so a burst's overflow is
+   * claimed without walking receipts.callbacks.due and POSTed without
+   * reading its message, row and summary again. The key on disk decides:
+   * the claim moves it only if it is still there (another process may have
+   * taken it). Bounded (DUE_IN_MEMORY_FACTOR × concurrency); what does not
+   * fit is found by the walk, like keys of another process or from before
+   * a restart.
+   */
+  private readonly dueInMemory = new Map<string, Map<string, Remembered>>();
+  private dueInMemoryCount = 0;
+  private readonly maxDueInMemory: number;
   /** POSTs on the wire, in all and per origin. */
   private wireUsed = 0;
   private readonly wirePerOrigin = new Map<string, number>();
@@ -195,6 +220,7 @@ export class StatusCallbacks {
   private readonly dueGauge: Gauge;
   private readonly inflightGauge: Gauge;
   private readonly countedGauge: Gauge;
+  private readonly dueInMemoryGauge: Gauge;
 
   constructor(private readonly o: StatusCallbackOptions) {
     this.now = o.now ?? Date.now;
@@ -202,6 +228,7 @@ export class StatusCallbacks {
     this.background = new Background(o.logger, 'status callback step failed');
     this.owner = process.pid;
     this.maxHeld = MAX_HELD_FACTOR * o.concurrency;
+    this.maxDueInMemory = DUE_IN_MEMORY_FACTOR * o.concurrency;
     // One origin may hold half of it (or its own share of the wire × the factor, if more): a slow host
     // with a large backlog leaves the other half to the rest.
     this.maxHeldPerOrigin = Math.max(MAX_HELD_FACTOR * o.perHost, Math.ceil(this.maxHeld / 2));
@@ -213,6 +240,7 @@ export class StatusCallbacks {
     this.dueGauge = o.metrics.statusCallbacksDue;
     this.inflightGauge = o.metrics.statusCallbacksInflight;
     this.countedGauge = o.metrics.statusCallbacksCounted;
+    this.dueInMemoryGauge = o.metrics.statusCallbacksDueInMemory;
     o.store.onFinal((messageId, _index, state) => this.onFinal(messageId, state));
   }
 
@@ -228,6 +256,9 @@ export class StatusCallbacks {
     // Leases claimed but not yet sent go back to due now (not after their lease) for whoever runs next.
     const unsent = [...this.ready.values()].flat();
     this.ready.clear();
+    // Remembered keys are due on disk already: whoever runs next finds them there.
+    this.dueInMemory.clear();
+    this.dueInMemoryCount = 0;
     if (unsent.length > 0) {
       const now = this.now();
       await this.o.env.transaction(() => {
@@ -248,6 +279,7 @@ export class StatusCallbacks {
       this.waitingGauge.set(entryCount(this.callbacks));
       this.dueGauge.set(entryCount(this.due));
       this.countedGauge.set(this.counts.size);
+      this.dueInMemoryGauge.set(this.dueInMemoryCount);
     } catch (e) {
       this.o.logger.error({ err: e }, 'status callback sweep failed');
     }
@@ -330,10 +362,13 @@ export class StatusCallbacks {
     }
     const leased: Ready[] = [];
     const won: boolean[] = [];
+    /** Keys made due now (not leased), with what their POST needs when it was carried. */
+    const dueNow: Array<{ readonly key: DueKey; readonly carried: Carried | undefined; readonly row: CallbackState }> = [];
     try {
       await this.o.env.transaction(() => {
         leased.length = 0;
         won.length = 0;
+        dueNow.length = 0;
         for (let i = 0; i < batch.length; i++) {
           const { id, at: completedAt, carried } = batch[i] as Marked;
           won.push(false);
@@ -348,7 +383,9 @@ export class StatusCallbacks {
             leased.push(carried !== undefined ? { lease, origin, carried, row: marked } : { lease, origin });
             won[i] = true;
           } else {
-            this.due.putSync([completedAt, id], this.dueValue(origin, false));
+            const key: DueKey = [completedAt, id];
+            this.due.putSync(key, this.dueValue(origin, false));
+            dueNow.push({ key, carried, row: marked });
           }
         }
       });
@@ -356,6 +393,7 @@ export class StatusCallbacks {
       // Nothing is lost: the rows are still waiting and the sweep marks them.
       leased.length = 0;
       won.length = 0;
+      dueNow.length = 0;
       this.o.logger.error({ err: e, count: batch.length }, 'marking completion callbacks due failed; the sweep retries');
     } finally {
       for (const { id } of batch) this.marking.delete(id);
@@ -363,9 +401,14 @@ export class StatusCallbacks {
     for (let i = 0; i < batch.length; i++) if (direct[i] === true && won[i] !== true) this.release((batch[i] as Marked).id);
     this.enqueueReady(leased);
     this.drainReady();
-    // What could not be held at once is due now; a pump takes it unless its host has its share.
+    // What could not be held at once is due now (and remembered, while there is room); a pump takes
+    // it unless its host has its share. What is not remembered only the walk finds.
     if (leased.length < batch.length) {
-      this.dueMaybe = true;
+      let onDiskOnly = dueNow.length === 0;
+      for (const { key, carried, row } of dueNow) {
+        if (carried === undefined || !this.remember({ key, carried, row })) onDiskOnly = true;
+      }
+      if (onDiskOnly) this.dueMaybe = true;
       this.requestPump();
     }
   }
@@ -412,7 +455,7 @@ export class StatusCallbacks {
   // --------------------------------------------------------------- sending
 
   private schedulePump(fromTimer = false): void {
-    if (!fromTimer && !this.dueMaybe) return;
+    if (!fromTimer && !this.dueMaybe && this.dueInMemoryCount === 0) return;
     if (fromTimer) this.pumpFromTimer = true;
     if (this.pumpScheduled || this.closed) return;
     this.pumpScheduled = true;
@@ -447,7 +490,14 @@ export class StatusCallbacks {
   private pump(fromTimer: boolean): void {
     if (this.closed || this.held.size >= this.maxHeld) return;
     const now = this.now();
-    const picked: Array<{ key: DueKey; origin: string }> = [];
+    const picked: Picked[] = [];
+    const waiting = this.takeRemembered(picked);
+    // Keys on disk only: due keys of others, retries, expired leases, overflow beyond the memory bound.
+    if (!fromTimer && !this.dueMaybe) {
+      this.blocked = waiting;
+      if (picked.length > 0) this.track(this.claim(picked, now));
+      return;
+    }
     let examined = 0;
     let skipped = 0;
     const maxExamined = this.maxHeld + 1024;
@@ -469,15 +519,75 @@ export class StatusCallbacks {
         continue;
       }
       this.hold(id, origin);
-      picked.push({ key, origin });
+      const kept = this.forget(origin, id);
+      picked.push(kept !== undefined && kept.key[0] === key[0] ? { key, origin, kept } : { key, origin });
     }
-    this.blocked = skipped > 0;
+    this.blocked = skipped > 0 || waiting;
     if (reachedEnd) {
       this.restartLap(now);
       // Every key due now was seen (held, or picked now): until one is made due, releases need not walk.
       if (fromHead && skipped === 0) this.dueMaybe = false;
     }
     if (picked.length > 0) this.track(this.claim(picked, now));
+  }
+
+  /** Keeps a key just made due with what its POST needs, if there is room; false when there is none. */
+  private remember(r: Remembered): boolean {
+    if (this.dueInMemoryCount >= this.maxDueInMemory) return false;
+    const origin = originOf(r.carried.url);
+    let q = this.dueInMemory.get(origin);
+    if (q === undefined) {
+      q = new Map();
+      this.dueInMemory.set(origin, q);
+    }
+    if (q.has(r.key[1])) return true;
+    q.set(r.key[1], r);
+    this.dueInMemoryCount++;
+    return true;
+  }
+
+  /** Drops a remembered key (picked by the walk, or taken); returns it. */
+  private forget(origin: string, id: string): Remembered | undefined {
+    const q = this.dueInMemory.get(origin);
+    const r = q?.get(id);
+    if (q === undefined || r === undefined) return undefined;
+    q.delete(id);
+    this.dueInMemoryCount--;
+    if (q.size === 0) this.dueInMemory.delete(origin);
+    return r;
+  }
+
+  /**
+   * Remembered keys, oldest first per origin, while there is room to hold
+   * them (origins take turns: one that gave keys goes to the back). True
+   * when some were left because their host has its share.
+   */
+  private takeRemembered(picked: Picked[]): boolean {
+    if (this.dueInMemoryCount === 0) return false;
+    let waiting = false;
+    for (const [origin, q] of [...this.dueInMemory]) {
+      if (this.held.size >= this.maxHeld) return true;
+      let took = false;
+      for (const [id, kept] of q) {
+        if (!this.canHold(origin)) {
+          waiting = true;
+          break;
+        }
+        q.delete(id);
+        this.dueInMemoryCount--;
+        if (this.held.has(id)) continue; // on its way already (a lease of the walk)
+        this.hold(id, origin);
+        picked.push({ key: kept.key, origin, kept });
+        took = true;
+      }
+      if (q.size === 0) this.dueInMemory.delete(origin);
+      else if (took) {
+        // To the back: the next pump offers the others first.
+        this.dueInMemory.delete(origin);
+        this.dueInMemory.set(origin, q);
+      }
+    }
+    return waiting;
   }
 
   /** The origin a due key's value names, or (a row of an older version) its message's. */
@@ -552,18 +662,19 @@ export class StatusCallbacks {
   }
 
   /** Moves each key to its lease in one transaction (skipping keys another process moved first); the leases go to the wire. */
-  private async claim(picked: Array<{ key: DueKey; origin: string }>, now: number): Promise<void> {
+  private async claim(picked: readonly Picked[], now: number): Promise<void> {
     const leaseAt = now + this.o.timeoutMs + LEASE_MARGIN_MS;
     const won: Ready[] = [];
     try {
       await this.o.env.transaction(() => {
         won.length = 0;
-        for (const { key, origin } of picked) {
+        for (const { key, origin, kept } of picked) {
           if (!this.due.doesExist(key)) continue;
           this.due.removeSync(key);
           const lease: DueKey = [leaseAt, key[1]];
           this.due.putSync(lease, this.dueValue(origin, true));
-          won.push({ lease, origin });
+          // A remembered key's message could have been purged since its mark: then the POST reads, finds nothing and drops the key.
+          won.push(kept !== undefined && this.callbacks.doesExist(key[1]) ? { lease, origin, carried: kept.carried, row: kept.row } : { lease, origin });
         }
       });
     } catch (e) {

@@ -95,6 +95,7 @@ export interface Metrics {
   readonly statusCallbacksDue: Gauge;
   readonly statusCallbacksInflight: Gauge;
   readonly statusCallbacksCounted: Gauge;
+  readonly statusCallbacksDueInMemory: Gauge;
   readonly statusEventCallbacks: Counter<'outcome'>;
   readonly statusEventPosts: Counter<'outcome'>;
   readonly statusEventCallbacksWaiting: Gauge;
@@ -377,6 +378,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     statusCallbacksDue: new Gauge({ name: 'smsgw_status_callbacks_due', help: 'Complete messages whose callback is due, leased or waiting for a retry (receipts.callbacks.due)', registers: r }),
     statusCallbacksInflight: new Gauge({ name: 'smsgw_status_callbacks_inflight', help: 'Completion callback POSTs in flight (bound: callbacks.concurrency)', registers: r }),
     statusCallbacksCounted: new Gauge({ name: 'smsgw_status_callbacks_counted', help: 'Multi-recipient messages whose final recipients are counted in memory (bound 100,000; beyond it the sweep finds them)', registers: r }),
+    statusCallbacksDueInMemory: new Gauge({ name: 'smsgw_status_callbacks_due_in_memory', help: 'Due completion callbacks this process made due and remembers with what their POST needs, so it claims them without walking receipts.callbacks.due or reading their message (bound 16 × callbacks.concurrency; beyond it they wait on disk only)', registers: r }),
     statusEventCallbacks: new Counter({ name: 'smsgw_status_event_callbacks_total', help: 'Per-recipient status events (statusCallback) leaving the outbox, by outcome (delivered, failed: given up after callbacks.attempts)', labelNames: ['outcome'], registers: r }),
     statusEventPosts: new Counter({ name: 'smsgw_status_event_posts_total', help: 'Status-event batch POSTs by outcome (delivered, retry, failed)', labelNames: ['outcome'], registers: r }),
     statusEventCallbacksWaiting: new Gauge({ name: 'smsgw_status_event_callbacks_waiting', help: 'Per-recipient status events written and not yet acknowledged or given up (receipts.events)', registers: r }),

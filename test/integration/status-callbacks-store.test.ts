@@ -322,3 +322,124 @@ t.test('a message purged while its POST is on the wire: a failed answer leaves n
   t.equal(due.getCount(), 0, 'no retry scheduled');
   t.equal(posted, 1);
 });
+
+/** Counts the store's message and summary reads (the POST path of a key not carried reads both). */
+function countReads(t: Test, store: ReceiptStore): { messages: number; summaries: number } {
+  const n = { messages: 0, summaries: 0 };
+  const getMessage = store.getMessage.bind(store);
+  const summary = store.summary.bind(store);
+  store.getMessage = (id) => {
+    n.messages++;
+    return getMessage(id);
+  };
+  store.summary = (id) => {
+    n.summaries++;
+    return summary(id);
+  };
+  t.teardown(() => {
+    store.getMessage = getMessage;
+    store.summary = summary;
+  });
+  return n;
+}
+
+t.test('completions beyond what can be held at once are remembered: POSTed once each, without reading their message again', async (t) => {
+  const { env, store } = setup(t);
+  // One origin, concurrency 8: 16 held at most (half of 4 × 8), 4 on the wire, 128 remembered at most.
+  const gate: Array<() => void> = [];
+  let open = false;
+  const p = poster();
+  const gated: WebhookPoster = {
+    post: (tenant, url, body) => (open ? p.post(tenant, url, body) : new Promise((r) => gate.push(() => r(p.post(tenant, url, body))))),
+  };
+  const cb = sender(t, env, store, gated);
+  cb.start();
+  const ids = Array.from({ length: 120 }, (_, i) => `b${String(i).padStart(3, '0')}`);
+  for (const id of ids) store.putMessage(message(id, 1), numbers(1));
+  await store.flushed();
+  const reads = countReads(t, store);
+  await store.recordSegments(ids.flatMap((id) => finals(id, 1)));
+  const inMemory = (): number => (cb as unknown as { dueInMemoryCount: number }).dueInMemoryCount;
+  await eventually(() => (gate.length === 4 && inMemory() === ids.length - 16 ? true : undefined), 'four on the wire, twelve more held, the rest remembered');
+  const due = env.openDB<unknown, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
+  t.equal(due.getCount(), ids.length, 'every completion has its key on disk');
+  open = true;
+  for (const go of gate.splice(0)) go();
+  await eventually(() => (p.ok.size === ids.length ? true : undefined), 'every callback');
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok([...p.posts.values()].every((n) => n === 1), 'each once');
+  t.equal(reads.messages, ids.length, 'each message read once, at its completion: none again for its POST');
+  t.equal(reads.summaries, 0, 'no summary read (one recipient: the final that completed it)');
+  t.equal(inMemory(), 0, 'nothing left remembered');
+  t.equal(due.getCount(), 0, 'no key left');
+  for (const id of ids) t.equal(store.callbackState(id)?.state, 'done', id);
+  t.match(p.bodies.get('b119'), { id: 'b119', status: 'complete', recipients: 1, summary: { failed: 1 } });
+});
+
+/** A poster that holds every POST until `open()`; then it answers like `p`. */
+function gatedPoster(p: WebhookPoster): WebhookPoster & { waiting: () => number; open: () => void } {
+  const gate: Array<() => void> = [];
+  let opened = false;
+  return {
+    post: (tenant, url, body) => (opened ? p.post(tenant, url, body) : new Promise((r) => gate.push(() => r(p.post(tenant, url, body))))),
+    waiting: () => gate.length,
+    open: () => {
+      opened = true;
+      for (const go of gate.splice(0)) go();
+    },
+  };
+}
+
+const remembered = (cb: StatusCallbacks): string[] => [...(cb as unknown as { dueInMemory: Map<string, Map<string, unknown>> }).dueInMemory.values()].flatMap((q) => [...q.keys()]);
+
+t.test('remembered keys: beyond the bound they wait on disk only; one whose callback row is gone (purged) is not POSTed', async (t) => {
+  const { env, store } = setup(t);
+  const p = poster();
+  const gated = gatedPoster(p);
+  const cb = sender(t, env, store, gated);
+  cb.start();
+  // 16 held, 128 remembered (16 × concurrency 8), 156 on disk only.
+  const ids = Array.from({ length: 300 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+  for (const id of ids) store.putMessage(message(id, 1), numbers(1));
+  await store.flushed();
+  await store.recordSegments(ids.flatMap((id) => finals(id, 1)));
+  await eventually(() => (gated.waiting() === 4 && remembered(cb).length === 128 ? true : undefined), 'the bound remembered');
+  const due = env.openDB<unknown, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
+  t.equal(due.getCount(), ids.length, 'every completion has its key on disk');
+  // Ten remembered ones lose their callback row, as the retention purge removes it with the message.
+  const purged = new Set(remembered(cb).slice(0, 10));
+  await env.transaction(() => {
+    for (const id of purged) store.callbacks.removeSync(id);
+  });
+  gated.open();
+  await eventually(() => (p.ok.size === ids.length - purged.size ? true : undefined), 'every callback whose row is there', 30_000);
+  await eventually(() => (due.getCount() === 0 ? true : undefined), 'no key left');
+  await new Promise((r) => setTimeout(r, 200));
+  for (const id of ids) t.equal(p.posts.get(id) ?? 0, purged.has(id) ? 0 : 1, id);
+  t.equal(remembered(cb).length, 0, 'nothing left remembered');
+});
+
+t.test('remembered keys another process takes first are POSTed once, by that process', async (t) => {
+  const { env, store } = setup(t);
+  const p = poster();
+  const gated = gatedPoster(p);
+  const first = sender(t, env, store, gated);
+  first.start();
+  const ids = Array.from({ length: 120 }, (_, i) => `o${String(i).padStart(3, '0')}`);
+  for (const id of ids) store.putMessage(message(id, 1), numbers(1));
+  await store.flushed();
+  await store.recordSegments(ids.flatMap((id) => finals(id, 1)));
+  await eventually(() => (gated.waiting() === 4 && remembered(first).length === 104 ? true : undefined), 'the rest remembered');
+  const keep = new Set(remembered(first));
+  // A second process of the host walks the due keys and takes every one it finds.
+  const p2 = poster();
+  const second = sender(t, env, store, p2, { concurrency: 256, perHost: 64 });
+  second.start();
+  await eventually(() => (p2.ok.size === keep.size ? true : undefined), 'the second process POSTs the remembered ones');
+  gated.open();
+  await eventually(() => (p.ok.size + p2.ok.size === ids.length ? true : undefined), 'every callback');
+  await new Promise((r) => setTimeout(r, 300));
+  for (const id of ids) t.equal((p.posts.get(id) ?? 0) + (p2.posts.get(id) ?? 0), 1, `${id} once`);
+  for (const id of keep) t.equal(p.posts.get(id) ?? 0, 0, `${id}: not by the process that remembered it`);
+  t.equal(remembered(first).length, 0, 'nothing left remembered');
+});
