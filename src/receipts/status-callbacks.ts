@@ -308,7 +308,7 @@ export class StatusCallbacks {
   private onFinal(messageId: string, state: FinalState): void {
     if (this.closed || this.marking.has(messageId)) return;
     if (!this.callbacks.doesExist(messageId)) return;
-    const msg = this.o.store.getMessage(messageId);
+    const msg = this.o.store.acceptedMessage(messageId);
     if (!msg) return;
     if (msg.recipients <= 1) {
       // No recipient yet (a fan-out still expanding): nothing carried, the POST reads what is there then.

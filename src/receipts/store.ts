@@ -152,6 +152,11 @@ export interface RerouteEntry {
   } | undefined;
 }
 
+/**
+ * Message rows of messages this process accepted (putMessage) kept in
+ * memory for the fields fixed at creation: see `ReceiptStore.accepted`.
+ */
+const MAX_ACCEPTED_IN_MEMORY = 16_384;
 /** Most listeners `onFinal` takes (callbacks, WS push, tests). */
 export const MAX_FINAL_LISTENERS = 8;
 
@@ -364,6 +369,16 @@ export class ReceiptStore {
    * compares them), without packing it again for every message.
    */
   private readonly waitingCallback: CallbackState;
+  /**
+   * The rows of the last MAX_ACCEPTED_IN_MEMORY messages this process
+   * accepted with putMessage (not group sends, whose recipient count is set
+   * by their expansion), as written: nothing rewrites such a row, so its
+   * receipts, submits and completion read their tenant, statusCallback,
+   * callbackUrl, reference and recipient count here instead of reading and
+   * decoding the row again (twice a recipient at least). Oldest dropped
+   * first; a message purged leaves it; a miss reads the row.
+   */
+  private readonly accepted = new Map<string, StoredMessage>();
   /** tenant\u0000url → destination key (bounded: cleared when full). */
   private readonly destinations = new Map<string, string>();
   private readonly dlrLatencyByAccount = new Map<string, BoundHistogram>();
@@ -420,6 +435,10 @@ export class ReceiptStore {
     this.eventFailures = db('receipts.events.failed');
     this.log = opts.changeLog;
     const log = this.log;
+    // Read when /metrics is scraped, not set per message.
+    const accepted = this.accepted;
+    const inMemory = this.metrics.receiptMessagesInMemory;
+    (inMemory as unknown as { collect: () => void }).collect = () => inMemory.set(accepted.size);
     this.queue = new CommitQueue<BatchEffects>({
       env: this.env,
       flushAt: positive(opts.flushAt ?? 2_000, 'flushAt'),
@@ -434,7 +453,10 @@ export class ReceiptStore {
         this.publish(fx);
         if (log && fx.ops.length > 0) log.notify();
       },
-      onBatch: (weight) => this.metrics.storeWriteBatch.observe(weight),
+      onBatch: (weight) => {
+        this.metrics.storeWriteBatch.observe(weight);
+        this.metrics.receiptMessagesInMemory.set(this.accepted.size);
+      },
     });
   }
 
@@ -463,6 +485,8 @@ export class ReceiptStore {
     const stored = encodeMessage(msg);
     this.plain(this.messages.put(msg.id, stored));
     const id = msg.id;
+    if (this.accepted.size >= MAX_ACCEPTED_IN_MEMORY && !this.accepted.has(id)) this.accepted.delete(this.accepted.keys().next().value as string);
+    this.accepted.set(id, stored);
     const at = msg.createdAt;
     for (let i = 0; i < numbers.length; i++) {
       this.plain(this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] }));
@@ -583,6 +607,18 @@ export class ReceiptStore {
 
   getMessage(id: string): MessageRecord | undefined {
     const s = this.messages.get(id);
+    return s === undefined ? undefined : decodeMessage(id, s);
+  }
+
+  /**
+   * A message for what it was accepted with (tenant, callbackUrl, reference,
+   * statusCallback, recipients), for one of its recipients that just turned
+   * final: from memory when this process accepted it recently, else read.
+   * Not for the status API (a row purged meanwhile by another process would
+   * still be found here): use getMessage.
+   */
+  acceptedMessage(id: string): MessageRecord | undefined {
+    const s = this.accepted.get(id) ?? this.messages.get(id);
     return s === undefined ? undefined : decodeMessage(id, s);
   }
 
@@ -1136,6 +1172,7 @@ export class ReceiptStore {
             }
           }
           w.remove(this.messages, id);
+          this.accepted.delete(id);
           out.message = true;
           return out;
         });
@@ -1647,7 +1684,7 @@ export class ReceiptStore {
   private createdMessage(fx: BatchEffects, messageId: string): StoredMessage | undefined {
     let msg = fx.messageRows.get(messageId);
     if (msg === undefined) {
-      msg = this.messages.get(messageId);
+      msg = this.accepted.get(messageId) ?? this.messages.get(messageId);
       if (msg !== undefined) fx.messageRows.set(messageId, msg);
     }
     return msg;

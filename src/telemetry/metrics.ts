@@ -65,6 +65,7 @@ export interface Metrics {
   readonly dlrEarlyResolved: Counter<'account' | 'outcome'>;
   readonly recipientsFinal: Counter<'state'>;
   readonly storeWriteBatch: Histogram;
+  readonly receiptMessagesInMemory: Gauge;
   // directory: grants, quotas, content rules, fan-out
   readonly directoryRefusals: Counter<'reason'>;
   readonly heldMessages: Gauge;
@@ -335,6 +336,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     dlrOutcome: new Counter({ name: 'smsgw_dlr_outcome_total', help: 'Receipts received here, by what became of each on arrival: applied, early (waits for its submit), duplicate (its id already had a final receipt), unknown (can never match), intermediate; they add up to smsgw_dlr_received_total', labelNames: ['account', 'outcome'], registers: r }),
     dlrEarlyResolved: new Counter({ name: 'smsgw_dlr_early_resolved_total', help: 'Early receipts (outcome early) that left waiting, by how: applied (their submit came), duplicate (it came already final), unknown (none came within the TTL); early minus these is what waits', labelNames: ['account', 'outcome'], registers: r }),
     recipientsFinal: new Counter({ name: 'smsgw_recipients_final_total', help: 'Recipients reaching a final state', labelNames: ['state'], registers: r }),
+    receiptMessagesInMemory: new Gauge({ name: 'smsgw_receipts_messages_in_memory', help: 'Message rows of messages this process accepted kept in memory for their receipts, submits and completion (bound 16,384, oldest dropped first; a miss reads the row)', registers: r }),
     storeWriteBatch: new Histogram({ name: 'smsgw_receipts_write_batch_size', help: 'Operations per receipt-store transaction', buckets: [1, 10, 100, 500, 1000, 5000, 20000], registers: r }),
     directoryRefusals: new Counter({ name: 'smsgw_directory_refusals_total', help: 'Sends refused by directory rules (tier, group, direct, workflow, police, disabled, quota-daily, quota-minute, content, channel)', labelNames: ['reason'], registers: r }),
     heldMessages: new Gauge({ name: 'smsgw_held_messages', help: 'Messages held for review (sensitive-word filter, onMatch hold)', registers: r }),
