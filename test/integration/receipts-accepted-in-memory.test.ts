@@ -7,21 +7,14 @@
  * to final for a message accepted here; gone with the purge; bounded.
  */
 import t, { type Test } from 'tap';
-import type { Database, RootDatabase } from 'lmdb';
-import { pino } from 'pino';
-import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
-import { ReceiptStore } from '../../src/receipts/store.js';
+import type { Database } from 'lmdb';
+import { createMetrics } from '../../src/telemetry/metrics.js';
+import type { ReceiptStore } from '../../src/receipts/store.js';
 import type { MessageRecord, SegmentResult } from '../../src/receipts/types.js';
-import { tempEnv } from '../support/temp-env.js';
+import { storeOn, tempReceiptStore } from '../support/receipt-store.js';
 
 const T0 = Date.now();
 const BOUND = 16_384;
-
-function store(t: Test, env: RootDatabase, metrics: Metrics = createMetrics({ defaultMetrics: false })): ReceiptStore {
-  const s = ReceiptStore.open({ env, metrics, logger: pino({ level: 'silent' }), earlyReceiptTtlMs: 60_000, receiptGraceMs: 5_000 });
-  t.teardown(() => s.close());
-  return s;
-}
 
 /** A message with every optional field the row keeps, or none of them. */
 function message(id: string, full: boolean, recipients = 1): MessageRecord {
@@ -67,9 +60,8 @@ function eventCounter(s: ReceiptStore): { n: number } {
 }
 
 t.test('acceptedMessage gives what getMessage gives, here and in another store on the environment', async (t) => {
-  const env = tempEnv(t);
-  const a = store(t, env);
-  const b = store(t, env);
+  const { store: a, temp } = tempReceiptStore(t);
+  const b = storeOn(temp);
   for (const [id, full] of [['full', true], ['bare', false]] as const) a.putMessage(message(id, full, 3), ['8613800000001', '8613800000002', '8613800000003']);
   await a.flushed();
   for (const id of ['full', 'bare']) {
@@ -80,9 +72,8 @@ t.test('acceptedMessage gives what getMessage gives, here and in another store o
 });
 
 t.test('submit to final of a message accepted here reads no message row and writes the same events as a store that reads it', async (t) => {
-  const env = tempEnv(t);
-  const a = store(t, env);
-  const b = store(t, env);
+  const { store: a, temp } = tempReceiptStore(t);
+  const b = storeOn(temp);
   a.putMessage(message('here', true, 2), ['8613800000001', '8613800000002']);
   a.putMessage(message('there', true, 2), ['8613800000003', '8613800000004']);
   await a.flushed();
@@ -104,9 +95,8 @@ t.test('submit to final of a message accepted here reads no message row and writ
 });
 
 t.test('a purged message leaves memory with its row', async (t) => {
-  const env = tempEnv(t);
   const metrics = createMetrics({ defaultMetrics: false });
-  const a = store(t, env, metrics);
+  const { store: a } = tempReceiptStore(t, { metrics });
   a.putMessage({ ...message('old', true), createdAt: T0 - 20_000, expiresAt: T0 - 10_000 }, ['8613800000001']);
   await a.flushed();
   await a.recordSegments([1, 2].map((segment) => ({ kind: 'final', messageId: 'old', index: 0, segment, segments: 2, state: 'failed', error: 'test', at: T0 }) as const));
@@ -119,9 +109,8 @@ t.test('a purged message leaves memory with its row', async (t) => {
 });
 
 t.test(`bounded: ${BOUND} messages kept at most, the oldest dropped first and read again`, async (t) => {
-  const env = tempEnv(t);
   const metrics = createMetrics({ defaultMetrics: false });
-  const a = store(t, env, metrics);
+  const { store: a } = tempReceiptStore(t, { metrics });
   const n = BOUND + 100;
   for (let i = 0; i < n; i++) a.putMessage(message(`m${i}`, i % 2 === 0), ['8613800000001']);
   await a.flushed();

@@ -7,18 +7,13 @@
  * ids decimal). Every row is checked afterwards.
  * Elapsed times are printed as comments; nothing asserts on them.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
-import { open } from 'lmdb';
 import { receiptOperatorId } from '../../src/core/dlr.js';
 import type { FinalState } from '../../src/core/message.js';
-import { ReceiptStore } from '../../src/receipts/store.js';
 import type { SegmentResult } from '../../src/receipts/types.js';
-import { createLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
+import { tempReceiptStore } from '../support/receipt-store.js';
 
 const N = 100_000;
 const BATCH = 1_000;
@@ -34,17 +29,8 @@ const receiptId = (i: number): string =>
   i % 2 === 0 ? receiptOperatorId(decId(i), 'decimal', 'hex') : receiptOperatorId(hexId(i).toLowerCase(), 'same', 'hex');
 
 t.test(`${N.toLocaleString('en')} recipients: ingest, submit, receipt, every row checked`, async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-receipts-bulk-'));
-  const env = open({ path: dir, maxDbs: 32 });
   const metrics = createMetrics({ defaultMetrics: false });
-  const store = ReceiptStore.open({
-    env, metrics, logger: createLogger({ level: 'silent' }), now: () => T0 + 5_000, earlyReceiptTtlMs: 60_000, receiptGraceMs: 5_000,
-  });
-  t.teardown(async () => {
-    await store.close();
-    await env.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const { store } = tempReceiptStore(t, { metrics, now: () => T0 + 5_000 });
   let finals = 0;
   store.onFinal(() => finals++);
   const receipt = (i: number) =>

@@ -6,31 +6,19 @@
  * retried to a final state, and nothing waits in memory beyond the bound.
  */
 import t, { type Test } from 'tap';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { open, type RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import { pino } from 'pino';
 import { createMetrics } from '../../src/telemetry/metrics.js';
-import { ReceiptStore } from '../../src/receipts/store.js';
+import type { ReceiptStore } from '../../src/receipts/store.js';
 import { StatusCallbacks, type StatusCallbackOptions, type WebhookPoster } from '../../src/receipts/status-callbacks.js';
 import type { MessageRecord, SegmentResult } from '../../src/receipts/types.js';
 import type { DeliveryError } from '../../src/outbound/webhook.js';
 import { eventually } from '../support/office.js';
+import { tempReceiptStore } from '../support/receipt-store.js';
 
 const T0 = Date.now();
 
-function setup(t: Test): { env: RootDatabase; store: ReceiptStore; dir: string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smsgw-cbstore-'));
-  const env = open({ path: dir, maxDbs: 32 });
-  const store = ReceiptStore.open({ env, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }), earlyReceiptTtlMs: 60_000, receiptGraceMs: 5_000 });
-  t.teardown(async () => {
-    await store.close();
-    await env.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return { env, store, dir };
-}
+const setup = (t: Test): { env: RootDatabase; store: ReceiptStore } => tempReceiptStore(t);
 
 function sender(t: Test, env: RootDatabase, store: ReceiptStore, webhooks: WebhookPoster, over: Partial<StatusCallbackOptions> = {}): StatusCallbacks {
   const cb = new StatusCallbacks({
