@@ -24,12 +24,12 @@
  *   BENCH_DISPATCH=0 …   (intake alone: the SMSC account points at a closed port, nothing is sent)
  *   BENCH_NO_BUILD=1 …   (use dist/ as it is)
  */
-import { execSync, spawn } from 'node:child_process';
+import { execSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { cpuSeconds, startSink, stopChild } from './lib/processes.js';
+import { cpuSeconds, startBareUws, startSink, type ServerChild } from './lib/processes.js';
 import { BENCH_KEY as KEY, startGatewayChild } from './lib/gateway-child.js';
 import { envInt, freePort, median, table, wallNow, writeSummary, type Row, machineNote } from './lib/report.js';
 import { startSimChild } from './lib/sim-child.js';
@@ -59,20 +59,7 @@ interface Run {
   p99Ms: number;
 }
 
-interface Server {
-  readonly url: string;
-  readonly pid: number | undefined;
-  stop(): Promise<void>;
-}
-
-async function startBare(): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bare-uws.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout?.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
-    child.once('exit', (c) => reject(new Error(`bare uws exited ${String(c)}`)));
-  });
-  return { url: `http://127.0.0.1:${port}`, pid: child.pid, stop: () => stopChild(child) };
-}
+type Server = ServerChild;
 
 async function startGateway(dir: string, simPort: number, main: string): Promise<Server> {
   const gw = await startGatewayChild({ dir, simPort, main, nodeArgs: GATEWAY_NODE_ARGS, window: WINDOW });
@@ -111,7 +98,7 @@ async function load(server: Server, sinkPort: number): Promise<Omit<Run, 'callba
 
 async function run(system: System): Promise<Run> {
   if (system === 'bare') {
-    const bare = await startBare();
+    const bare = await startBareUws();
     try {
       return await load(bare, 9);
     } finally {

@@ -53,7 +53,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { countSegments } from '../src/core/segment.js';
-import { cpuSeconds, startSink, stopChild, waitFor } from './lib/processes.js';
+import { cpuSeconds, startBareUws, startSink, stopChild, waitFor } from './lib/processes.js';
 import { BENCH_KEY as KEY, startGatewayChild } from './lib/gateway-child.js';
 import { envInt, freePort, median, peakRssMiB, sampleRss, table, wallNow, writeSummary, type Row, machineNote } from './lib/report.js';
 import { startSimChild } from './lib/sim-child.js';
@@ -275,15 +275,11 @@ async function load(system: System | 'bare', url: string, text: string, sinkPort
 }
 
 async function bareUws(text: string): Promise<number> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bare-uws.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout?.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
-    child.once('exit', (c) => reject(new Error(`bare uws exited ${String(c)}`)));
-  });
+  const bare = await startBareUws();
   try {
-    return (await load('bare', `http://127.0.0.1:${port}`, text, 0, N)).perSecond;
+    return (await load('bare', bare.url, text, 0, N)).perSecond;
   } finally {
-    await stopChild(child);
+    await bare.stop();
   }
 }
 

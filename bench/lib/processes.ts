@@ -1,9 +1,10 @@
 /**
  * Child-process plumbing shared by the benchmarks that run whole systems
  * (gateway, Kannel, callback sink): readiness polling, a bounded stop, the
- * CPU a process has used, and the callback sink as a child.
+ * CPU a process has used, and the callback sink and the bare uWS baseline as
+ * children.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ipcChild, type SimChild } from './sim-child.js';
@@ -63,4 +64,21 @@ export async function startSink(): Promise<Sink> {
   const child = fork(join(import.meta.dirname, '..', 'callback-sink.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ipc = await ipcChild(child, 'callback sink');
   return { ...ipc, stats: () => ipc.ask<SinkStats>('stats') };
+}
+
+/** A server in its own process: where it listens, its pid (for its CPU time) and how to stop it. */
+export interface ServerChild {
+  readonly url: string;
+  readonly pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+/** The baseline of accepted/s: bench/bare-uws.ts (a uWebSockets.js handler answering 202 with no work) in its own process. */
+export async function startBareUws(): Promise<ServerChild> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'bare-uws.ts'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
+    child.once('exit', (c) => reject(new Error(`bare uws exited ${String(c)}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid, stop: () => stopChild(child) };
 }
