@@ -22,7 +22,7 @@ export function storeOn(temp: TempEnv, options: StoreOptions = {}): ReceiptStore
   return store;
 }
 
-export function tempReceiptStore(t: Test, options: StoreOptions = {}): { env: RootDatabase; store: ReceiptStore; temp: TempEnv } {
+export function tempReceiptStore(t: Pick<Test, 'teardown'>, options: StoreOptions = {}): { env: RootDatabase; store: ReceiptStore; temp: TempEnv } {
   const temp = tempEnvAt(t);
   return { env: temp.env, store: storeOn(temp, options), temp };
 }

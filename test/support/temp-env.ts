@@ -18,7 +18,8 @@ export interface TempEnv {
 }
 
 /** The environment and its data file; `options` go to lmdb's open over maxDbs 96, no compression. */
-export function tempEnvAt(t: Test, options: RootDatabaseOptions = {}): TempEnv {
+/** `t`: a tap test, or anything else with a teardown list (a fast-check run). */
+export function tempEnvAt(t: Pick<Test, 'teardown'>, options: RootDatabaseOptions = {}): TempEnv {
   const dir = mkdtempSync(join(tmpdir(), 'smsgw-env-'));
   const file = join(dir, 'gateway.lmdb');
   const env = open({ maxDbs: 96, compression: false, ...options, path: file });
