@@ -337,39 +337,6 @@ function countReads(t: Test, store: ReceiptStore): { messages: number; summaries
   return n;
 }
 
-t.test('completions beyond what can be held at once are remembered: POSTed once each, without reading their message again', async (t) => {
-  const { env, store } = setup(t);
-  // One origin, concurrency 8: 16 held at most (half of 4 × 8), 4 on the wire, 128 remembered at most.
-  const gate: Array<() => void> = [];
-  let open = false;
-  const p = poster();
-  const gated: WebhookPoster = {
-    post: (tenant, url, body) => (open ? p.post(tenant, url, body) : new Promise((r) => gate.push(() => r(p.post(tenant, url, body))))),
-  };
-  const cb = sender(t, env, store, gated);
-  cb.start();
-  const ids = Array.from({ length: 120 }, (_, i) => `b${String(i).padStart(3, '0')}`);
-  for (const id of ids) store.putMessage(message(id, 1), numbers(1));
-  await store.flushed();
-  const reads = countReads(t, store);
-  await store.recordSegments(ids.flatMap((id) => finals(id, 1)));
-  const inMemory = (): number => (cb as unknown as { dueInMemoryCount: number }).dueInMemoryCount;
-  await eventually(() => (gate.length === 4 && inMemory() === ids.length - 16 ? true : undefined), 'four on the wire, twelve more held, the rest remembered');
-  const due = env.openDB<unknown, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
-  t.equal(due.getCount(), ids.length, 'every completion has its key on disk');
-  open = true;
-  for (const go of gate.splice(0)) go();
-  await eventually(() => (p.ok.size === ids.length ? true : undefined), 'every callback');
-  await new Promise((r) => setTimeout(r, 100));
-  t.ok([...p.posts.values()].every((n) => n === 1), 'each once');
-  t.equal(reads.messages, ids.length, 'each message looked up once, at its completion: none again for its POST');
-  t.equal(reads.summaries, 0, 'no summary read (one recipient: the final that completed it)');
-  t.equal(inMemory(), 0, 'nothing left remembered');
-  t.equal(due.getCount(), 0, 'no key left');
-  for (const id of ids) t.equal(store.callbackState(id)?.state, 'done', id);
-  t.match(p.bodies.get('b119'), { id: 'b119', status: 'complete', recipients: 1, summary: { failed: 1 } });
-});
-
 /** A poster that holds every POST until `open()`; then it answers like `p`. */
 function gatedPoster(p: WebhookPoster): WebhookPoster & { waiting: () => number; open: () => void } {
   const gate: Array<() => void> = [];
@@ -386,20 +353,49 @@ function gatedPoster(p: WebhookPoster): WebhookPoster & { waiting: () => number;
 
 const remembered = (cb: StatusCallbacks): string[] => [...(cb as unknown as { dueInMemory: Map<string, Map<string, unknown>> }).dueInMemory.values()].flatMap((q) => [...q.keys()]);
 
-t.test('remembered keys: beyond the bound they wait on disk only; one whose callback row is gone (purged) is not POSTed', async (t) => {
+/**
+ * `n` one-recipient messages to one origin completed at once, behind a gated poster, with one sender of
+ * concurrency 8: 16 held at most (half of 4 × 8), 4 of them on the wire, 128 remembered at most (16 × 8);
+ * resolves once the first four POSTs wait at the gate and the sender remembers `remember` keys. `before`
+ * runs after the messages are written, before they complete.
+ */
+async function completedBehindGate(t: Test, n: number, prefix: string, remember: number, before: (store: ReceiptStore) => void = () => undefined) {
   const { env, store } = setup(t);
   const p = poster();
   const gated = gatedPoster(p);
   const cb = sender(t, env, store, gated);
   cb.start();
-  // 16 held, 128 remembered (16 × concurrency 8), 156 on disk only.
-  const ids = Array.from({ length: 300 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+  const ids = Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(3, '0')}`);
   for (const id of ids) store.putMessage(message(id, 1), numbers(1));
   await store.flushed();
+  before(store);
   await store.recordSegments(ids.flatMap((id) => finals(id, 1)));
-  await eventually(() => (gated.waiting() === 4 && remembered(cb).length === 128 ? true : undefined), 'the bound remembered');
+  await eventually(() => (gated.waiting() === 4 && remembered(cb).length === remember ? true : undefined), `four on the wire, twelve more held, ${remember} remembered`);
   const due = env.openDB<unknown, [number, string]>({ name: 'receipts.callbacks.due', encoding: 'msgpack' });
   t.equal(due.getCount(), ids.length, 'every completion has its key on disk');
+  return { env, store, p, gated, cb, ids, due };
+}
+
+t.test('completions beyond what can be held at once are remembered: POSTed once each, without reading their message again', async (t) => {
+  let reads = { messages: 0, summaries: 0 };
+  const { store, p, gated, cb, ids, due } = await completedBehindGate(t, 120, 'b', 120 - 16, (s) => {
+    reads = countReads(t, s);
+  });
+  gated.open();
+  await eventually(() => (p.ok.size === ids.length ? true : undefined), 'every callback');
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok([...p.posts.values()].every((n) => n === 1), 'each once');
+  t.equal(reads.messages, ids.length, 'each message looked up once, at its completion: none again for its POST');
+  t.equal(reads.summaries, 0, 'no summary read (one recipient: the final that completed it)');
+  t.equal(remembered(cb).length, 0, 'nothing left remembered');
+  t.equal(due.getCount(), 0, 'no key left');
+  for (const id of ids) t.equal(store.callbackState(id)?.state, 'done', id);
+  t.match(p.bodies.get('b119'), { id: 'b119', status: 'complete', recipients: 1, summary: { failed: 1 } });
+});
+
+t.test('remembered keys: beyond the bound they wait on disk only; one whose callback row is gone (purged) is not POSTed', async (t) => {
+  // 16 held, 128 remembered, 156 on disk only.
+  const { env, store, p, gated, cb, ids, due } = await completedBehindGate(t, 300, 'k', 128);
   // Ten remembered ones lose their callback row, as the retention purge removes it with the message.
   const purged = new Set(remembered(cb).slice(0, 10));
   await env.transaction(() => {
@@ -414,16 +410,7 @@ t.test('remembered keys: beyond the bound they wait on disk only; one whose call
 });
 
 t.test('remembered keys another process takes first are POSTed once, by that process', async (t) => {
-  const { env, store } = setup(t);
-  const p = poster();
-  const gated = gatedPoster(p);
-  const first = sender(t, env, store, gated);
-  first.start();
-  const ids = Array.from({ length: 120 }, (_, i) => `o${String(i).padStart(3, '0')}`);
-  for (const id of ids) store.putMessage(message(id, 1), numbers(1));
-  await store.flushed();
-  await store.recordSegments(ids.flatMap((id) => finals(id, 1)));
-  await eventually(() => (gated.waiting() === 4 && remembered(first).length === 104 ? true : undefined), 'the rest remembered');
+  const { env, store, p, gated, cb: first, ids } = await completedBehindGate(t, 120, 'o', 104);
   const keep = new Set(remembered(first));
   // A second process of the host walks the due keys and takes every one it finds.
   const p2 = poster();
