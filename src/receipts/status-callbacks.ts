@@ -37,13 +37,16 @@
  * the POST needs (tenant, URL, reference, recipients, the summary — fixed
  * once every recipient is final; for one recipient, the final state that
  * completed it) is carried through the mark to the POST when the mark
- * leases at once, so nothing is read between the mark and the outcome.
- * Leases found by the walk (retries, expired leases, keys of another
- * process or of an older version) read the message and row before the POST.
+ * leases at once, or when the mark makes it due and remembers it (its
+ * host had its share of held POSTs; bounded, see `dueInMemory`), so
+ * nothing is read between the mark and the outcome. Leases found by the
+ * walk (retries, expired leases, keys of another process or of an older
+ * version, completions beyond that bound) read the message and row before
+ * the POST.
  *
  * Sending is bounded by `concurrency` POSTs in flight and `perHost` per
  * origin; the backlog waits in `receipts.callbacks.due` (scanned in key
- * order from a cursor), never in memory.
+ * order from a cursor); what memory keeps of it is bounded.
  */
 import { asBinary, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
