@@ -53,6 +53,7 @@ import type { Logger } from 'pino';
 import type { Counter, Gauge } from 'prom-client';
 import { FINAL_STATES, RECIPIENT_STATES, type FinalState, type RecipientState } from '../core/message.js';
 import { StringMemo } from '../core/memo.js';
+import { RingBuffer } from '../core/ring.js';
 import type { DeliveryError } from '../outbound/webhook.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Background } from './background.js';
@@ -166,7 +167,7 @@ export class StatusCallbacks {
    * per origin, so starting a POST looks at each origin once instead of at
    * every waiting lease.
    */
-  private readonly ready = new Map<string, Ready[]>();
+  private readonly ready = new Map<string, RingBuffer<Ready>>();
   /**
    * Completions this process could not lease at once (their host had its
    * share of `held`): their key is due on disk, as before, and kept here too,
@@ -257,7 +258,7 @@ export class StatusCallbacks {
     this.closed = true;
     await this.background.stop();
     // Leases claimed but not yet sent go back to due now (not after their lease) for whoever runs next.
-    const unsent = [...this.ready.values()].flat();
+    const unsent = [...this.ready.values()].flatMap((q) => [...q]);
     this.ready.clear();
     // Remembered keys are due on disk already: whoever runs next finds them there.
     this.dueInMemory.clear();
@@ -629,9 +630,14 @@ export class StatusCallbacks {
 
   private enqueueReady(leases: readonly Ready[]): void {
     for (const r of leases) {
-      const q = this.ready.get(r.origin);
-      if (q === undefined) this.ready.set(r.origin, [r]);
-      else q.push(r);
+      let q = this.ready.get(r.origin);
+      if (q === undefined) {
+        // Held bounds what waits here (a lease is held from its claim to its outcome).
+        q = new RingBuffer<Ready>(this.maxHeld);
+        this.ready.set(r.origin, q);
+      }
+      // Full only if held did not bound it (a bug): the lease stays on disk and falls due after it runs out.
+      if (!q.push(r)) this.o.logger.error({ messageId: r.lease[1], bound: this.maxHeld }, 'completion callback ready queue full; sent after its lease');
     }
   }
 
@@ -649,16 +655,16 @@ export class StatusCallbacks {
       if (this.wireUsed >= this.o.concurrency) break;
       let taken = 0;
       let onWire = this.wirePerOrigin.get(origin) ?? 0;
-      while (taken < q.length && this.wireUsed < this.o.concurrency && onWire < this.o.perHost) {
-        start.push(q[taken++] as Ready);
+      while (!q.isEmpty && this.wireUsed < this.o.concurrency && onWire < this.o.perHost) {
+        start.push(q.shift() as Ready);
+        taken++;
         this.wireUsed++;
         onWire++;
       }
       if (taken === 0) continue;
       this.wirePerOrigin.set(origin, onWire);
-      q.splice(0, taken);
       this.ready.delete(origin);
-      if (q.length > 0) this.ready.set(origin, q);
+      if (!q.isEmpty) this.ready.set(origin, q);
     }
     this.inflightGauge.set(this.wireUsed);
     for (const r of start) this.track(this.call(r));
