@@ -366,13 +366,15 @@ export class StatusCallbacks {
     }
     const leased: Ready[] = [];
     const won: boolean[] = [];
-    /** Keys made due now (not leased), with what their POST needs when it was carried. */
-    const dueNow: Array<{ readonly key: DueKey; readonly carried: Carried | undefined; readonly row: CallbackState }> = [];
+    /** Keys made due now (not leased) with what their POST needs; `uncarried`: some were made due without it. */
+    const dueNow: Remembered[] = [];
+    let uncarried = false;
     try {
       await this.o.env.transaction(() => {
         leased.length = 0;
         won.length = 0;
         dueNow.length = 0;
+        uncarried = false;
         for (let i = 0; i < batch.length; i++) {
           const { id, at: completedAt, carried } = batch[i] as Marked;
           won.push(false);
@@ -389,7 +391,8 @@ export class StatusCallbacks {
           } else {
             const key: DueKey = [completedAt, id];
             this.due.putSync(key, this.dueValue(origin, false));
-            dueNow.push({ key, carried, row: marked });
+            if (carried !== undefined) dueNow.push({ key, carried, row: marked });
+            else uncarried = true;
           }
         }
       });
@@ -408,10 +411,8 @@ export class StatusCallbacks {
     // What could not be held at once is due now (and remembered, while there is room); a pump takes
     // it unless its host has its share. What is not remembered only the walk finds.
     if (leased.length < batch.length) {
-      let onDiskOnly = dueNow.length === 0;
-      for (const { key, carried, row } of dueNow) {
-        if (carried === undefined || !this.remember({ key, carried, row })) onDiskOnly = true;
-      }
+      let onDiskOnly = uncarried || dueNow.length === 0;
+      for (const r of dueNow) if (!this.remember(r)) onDiskOnly = true;
       if (onDiskOnly) this.dueMaybe = true;
       this.requestPump();
     }

@@ -453,10 +453,7 @@ export class ReceiptStore {
         this.publish(fx);
         if (log && fx.ops.length > 0) log.notify();
       },
-      onBatch: (weight) => {
-        this.metrics.storeWriteBatch.observe(weight);
-        this.metrics.receiptMessagesInMemory.set(this.accepted.size);
-      },
+      onBatch: (weight) => this.metrics.storeWriteBatch.observe(weight),
     });
   }
 
