@@ -59,14 +59,12 @@ interface Run {
   p99Ms: number;
 }
 
-type Server = ServerChild;
-
-async function startGateway(dir: string, simPort: number, main: string): Promise<Server> {
+async function startGateway(dir: string, simPort: number, main: string): Promise<ServerChild> {
   const gw = await startGatewayChild({ dir, simPort, main, nodeArgs: GATEWAY_NODE_ARGS, window: WINDOW });
   return { url: gw.url, pid: gw.pid, stop: () => gw.stop() };
 }
 
-async function load(server: Server, sinkPort: number): Promise<Omit<Run, 'callbacks' | 'cpuUsPerMessage'>> {
+async function load(server: ServerChild, sinkPort: number): Promise<Omit<Run, 'callbacks' | 'cpuUsPerMessage'>> {
   const cpu0 = cpuSeconds(server.pid);
   const startedAt = wallNow();
   let lastAccepted = startedAt;
@@ -108,7 +106,7 @@ async function run(system: System): Promise<Run> {
   const sim = await startSimChild(4 * N, { dlrDelayMs: 50 });
   const sink = await startSink();
   const dir = mkdtempSync(join(tmpdir(), `smsgw-http-${system}-`));
-  let gw: Server | undefined;
+  let gw: ServerChild | undefined;
   try {
     gw = await startGateway(dir, DISPATCH ? sim.port : await freePort(), system === 'before' ? (BEFORE as string) : join(ROOT, 'dist', 'cli', 'main.js'));
     const cpu0 = cpuSeconds(gw.pid);

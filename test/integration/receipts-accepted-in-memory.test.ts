@@ -95,8 +95,7 @@ t.test('submit to final of a message accepted here reads no message row and writ
 });
 
 t.test('a purged message leaves memory with its row', async (t) => {
-  const metrics = createMetrics({ defaultMetrics: false });
-  const { store: a } = tempReceiptStore(t, { metrics });
+  const { store: a } = tempReceiptStore(t);
   a.putMessage({ ...message('old', true), createdAt: T0 - 20_000, expiresAt: T0 - 10_000 }, ['8613800000001']);
   await a.flushed();
   await a.recordSegments([1, 2].map((segment) => ({ kind: 'final', messageId: 'old', index: 0, segment, segments: 2, state: 'failed', error: 'test', at: T0 }) as const));
