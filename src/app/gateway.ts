@@ -39,6 +39,7 @@ import { CmppSimulator } from '../cmpp/simulator.js';
 import type { SubmitPool } from '../transport/pool.js';
 import { Dispatcher, type DispatchReplica } from '../dispatch/dispatcher.js';
 import { QueuePdaHandoff } from '../dispatch/pda-handoff.js';
+import { IntakeFirstGate } from '../dispatch/intake-first.js';
 import { RerouteRelay } from '../dispatch/reroute-relay.js';
 import { carrierOf } from '../core/reroute.js';
 import { PDA_HANDOFF_TIER } from '../core/job.js';
@@ -304,6 +305,10 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
 
   const pools: SubmitPool[] = [];
   let dispatcher: Dispatcher | undefined;
+  // Intake first: does accepted work wait for its commit, and when did the last such write end (the dispatcher's clock)?
+  // Set by the send service, which is made after the dispatcher (it wakes it).
+  let writesWaiting = (): boolean => false;
+  let lastWriteEnded = -Infinity;
   let router: Router | undefined;
   if (runDispatch) {
     for (const account of accounts) {
@@ -367,6 +372,16 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
       optOutExemptTiers: config.optOutExemptTiers,
       ...(directory.frequency.enabled ? { frequency: directory.frequency } : {}),
       quiet: directory.quietCheck(config),
+      intakeFirst: new IntakeFirstGate({
+        maxHoldMs: config.dispatch.intakeFirstMs,
+        yieldingTiers: config.intakeYieldingTiers,
+        writing: () => writesWaiting(),
+        lastWriteEndedAt: () => lastWriteEnded,
+        onHold: (holding, heldMs) => {
+          metrics.dispatchHeldForIntake.set(holding ? 1 : 0);
+          if (heldMs > 0) metrics.dispatchIntakeHoldSeconds.inc(heldMs / 1000);
+        },
+      }),
       ...(replication ? { replica: replicaGate(store, replication, replicationConfig.catchUpMs) } : {}),
       ...(pda && pdaHandoff ? { pdaLocal: pda } : {}),
     });
@@ -388,8 +403,9 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     templates: officeStores.templateRenderer,
     schedule: officeStores.scheduleSink,
     // Same process: poke the dispatcher so new work does not wait for its idle poll.
-    ...(wake ? { onAccepted: () => wake.wake() } : {}),
+    ...(wake ? { onAccepted: () => { lastWriteEnded = Date.now(); wake.wake(); } } : {}),
   });
+  writesWaiting = () => sends.inflightRequests > 0;
   const intake = new Intake({ config, sends });
   const office = new Office({ env, config, queue, receipts: store, directory, webhooks, metrics, logger: logger.child({ part: 'office' }), stores: officeStores, sends });
   pools.forEach((pool, i) => {

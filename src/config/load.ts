@@ -57,6 +57,13 @@ export interface ResolvedConfig extends Config {
   readonly retentionMs: { readonly messages: number; readonly audit: number };
   /** Tiers whose messages reach numbers on the block list (tiers[].ignoreOptOut). */
   readonly optOutExemptTiers: ReadonlySet<string>;
+  /** Tiers whose new jobs wait while accepted work waits for its commit (tiers[].yieldToIntake). */
+  readonly intakeYieldingTiers: ReadonlySet<string>;
+}
+
+/** Does the tier wait for the intake (dispatch.intakeFirstMs)? Absent flag: every tier but one named `emergency`. */
+export function yieldsToIntake(t: { name: string; yieldToIntake?: boolean | undefined }): boolean {
+  return t.yieldToIntake ?? t.name !== 'emergency';
 }
 
 /** Does the tier ignore the block list? Absent flag: only a tier named `emergency` does. */
@@ -276,6 +283,7 @@ export function validateConfig(raw: unknown): ResolvedConfig {
     retentionMs: { messages: retentionMessagesMs, audit: retentionAuditMs },
     maxValidityMs: parseIsoDuration(config.sender.maxValidity) ?? 3 * 86_400_000,
     optOutExemptTiers: exempt,
+    intakeYieldingTiers: new Set(config.tiers.filter(yieldsToIntake).map((t) => t.name)),
   };
   return deepFreeze(resolved);
 }

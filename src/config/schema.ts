@@ -40,6 +40,12 @@ export const TierSchema = Type.Object({
    * Absent: true for a tier named `emergency`, false for every other.
    */
   ignoreOptOut: Type.Optional(Type.Boolean()),
+  /**
+   * Intake first (dispatch.intakeFirstMs): while accepted work waits for its
+   * commit, new jobs of this tier wait too. Absent: false for a tier named
+   * `emergency`, true for every other (a warning is never held back).
+   */
+  yieldToIntake: Type.Optional(Type.Boolean()),
 }, strict);
 
 /** Keys of the admin API (/v1/admin/...), separate from sending keys. */
@@ -548,6 +554,12 @@ export const ConfigSchema = Type.Object({
     expirySweepMs: Type.Integer({ minimum: 100 }),
     /** Grace after validity for a final DLR to arrive before a submitted segment is expired. */
     receiptGraceMs: Type.Integer({ minimum: 0 }),
+    /**
+     * Intake first (src/dispatch/intake-first.ts): while accepted work waits for its commit, the
+     * dispatcher starts no new jobs of yielding tiers (tiers[].yieldToIntake) for at most this long,
+     * then fetches unheld for as long again; what is in flight goes on. 0: off.
+     */
+    intakeFirstMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 5000 }),
   }, strict),
   /**
    * Operator accounts, SMPP (the default) and CMPP (`protocol: cmpp2 | cmpp3`), in routing order.

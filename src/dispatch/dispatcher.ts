@@ -118,6 +118,8 @@ export interface DispatcherDeps {
   };
   /** Is the tier inside its quiet hours now (not fetched)? */
   quiet?: (tier: string, now: number) => boolean;
+  /** Intake first (src/dispatch/intake-first.ts): is the tier held back now while accepted work waits for its commit? */
+  intakeFirst?: { holds(tier: string, now: number): boolean };
   /** Replication between hosts: absent on one host. */
   replica?: DispatchReplica;
   /** This process's PDA channel, for PDA hand-off jobs from other hosts (tier PDA_HANDOFF_TIER). */
@@ -220,7 +222,8 @@ export class Dispatcher {
       }
       let fetched = false;
       for (const tier of tiers) {
-        if (this.deps.quiet?.(tier.name, this.now())) continue;
+        const now = this.now();
+        if (this.deps.quiet?.(tier.name, now) || this.deps.intakeFirst?.holds(tier.name, now) === true) continue;
         const deliveries = await queue.fetch(tier.name, Math.min(room, options.fetchBatch), 0);
         if (!this.running) {
           for (const d of deliveries) d.nak(0);

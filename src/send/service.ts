@@ -404,6 +404,8 @@ export class SendService implements Sends {
         this.inflight--;
         this.metrics.ingestInflight.dec();
       }
+      // After the count: a dispatcher holding back for the intake (dispatch.intakeFirstMs) sees this write done.
+      if (!failed) this.accepted?.();
       if (failed && reservations !== undefined) {
         const give = reservations;
         void Promise.resolve().then(() => Promise.all(give.map((r) => r.release()))).catch((e: unknown) => {
@@ -654,7 +656,6 @@ export class SendService implements Sends {
     }
     // Rows (written above, in this event turn), key records and jobs: durable together (the queue port orders them).
     await this.queue.persistTogether(w);
-    this.accepted?.();
     for (const p of batch) {
       const counts = this.acceptedCounts(p.record.tier);
       counts.messages.inc();

@@ -28,6 +28,8 @@ export interface Metrics {
   readonly queueDeadLetters: Counter<'tier'>;
   // dispatch
   readonly dispatchJobsInflight: Gauge;
+  readonly dispatchHeldForIntake: Gauge;
+  readonly dispatchIntakeHoldSeconds: Counter;
   readonly dispatchSegments: Counter<'outcome'>;
   readonly routeAccountUp: Gauge<'account'>;
   readonly routeRecipients: Counter<'rule' | 'account'>;
@@ -303,6 +305,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     queueDepth: new Gauge({ name: 'smsgw_queue_depth', help: 'Queue entries stored and not acked, by tier', labelNames: ['tier'], registers: r }),
     queueDeadLetters: new Counter({ name: 'smsgw_queue_dead_letters_total', help: 'Queue entries dead-lettered', labelNames: ['tier'], registers: r }),
     dispatchJobsInflight: new Gauge({ name: 'smsgw_dispatch_jobs_inflight', help: 'Jobs taken from the queue and not yet acked', registers: r }),
+    dispatchHeldForIntake: new Gauge({ name: 'smsgw_dispatch_held_for_intake', help: 'Intake first: 1 while the dispatcher starts no new jobs because accepted work waits for its commit (dispatch.intakeFirstMs)', registers: r }),
+    dispatchIntakeHoldSeconds: new Counter({ name: 'smsgw_dispatch_intake_hold_seconds_total', help: 'Intake first: time the dispatcher held new jobs back for the intake, summed over ended holds', registers: r }),
     dispatchSegments: new Counter({ name: 'smsgw_dispatch_segments_total', help: 'Segments by dispatch outcome', labelNames: ['outcome'], registers: r }),
     routeAccountUp: new Gauge({ name: 'smsgw_route_account_up', help: 'Routing health of an account: 1 up, 0 down (unbound or failing past the bound; docs/ARCHITECTURE.md routing)', labelNames: ['account'], registers: r }),
     routeRecipients: new Counter({ name: 'smsgw_route_recipients_total', help: 'Recipients routed, by rule and first-choice account (the share of each account)', labelNames: ['rule', 'account'], registers: r }),

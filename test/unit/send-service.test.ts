@@ -340,3 +340,22 @@ t.test('a key another process holds (WorkQueue.claimKey): 409 for another body, 
     t.equal(charged, 3, 'the 409\'s quota given back, the written send\'s kept');
   });
 });
+
+t.test('onAccepted comes after the write is no longer counted in flight (a dispatcher holding back for the intake sees it done)', async (t) => {
+  const f = sendFakes();
+  const seen: number[] = [];
+  const sends = createSendService({
+    config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
+    principalOf: () => principal, directory: { rules: rules({ direct: true, workflow: true }, []), held: { hold: () => undefined } },
+    onAccepted: () => seen.push(sends.inflightRequests),
+  });
+  const one = sends.send(principal, [{ command: numbers('caller', '8613900000001') }]);
+  const two = sends.send(principal, [{ command: numbers('caller', '8613900000002') }]);
+  const [a, b] = await Promise.all([one, two]);
+  t.equal(a?.[0]?.ok, true);
+  t.equal(b?.[0]?.ok, true);
+  t.same(seen, [1, 0], 'the first is told while the second is still in flight, the last with none');
+  const refused = sends.send(principal, [{ command: numbers('reply', '8613900000001', '8613900000002') }]);
+  t.equal((await refused)[0]?.ok, false);
+  t.equal(seen.length, 2, 'a refused send tells nothing');
+});
