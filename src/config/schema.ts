@@ -557,9 +557,12 @@ export const ConfigSchema = Type.Object({
     /**
      * Intake first (src/dispatch/intake-first.ts): while accepted work waits for its commit, the
      * dispatcher starts no new jobs of yielding tiers (tiers[].yieldToIntake) for at most this long,
-     * then fetches unheld for as long again; what is in flight goes on. 0: off.
+     * then fetches unheld for as long again; what is in flight goes on. 0 (the default): off. On, a burst is
+     * answered faster and reaches the SMSC sooner, but its completion callbacks come later, it costs more
+     * CPU per message, and under a sustained flood the queue's backlog (and the mapped pages) grows
+     * (docs/ARCHITECTURE.md, Intake first; bench/RESULTS.md).
      */
-    intakeFirstMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 5000 }),
+    intakeFirstMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 0 }),
   }, strict),
   /**
    * Operator accounts, SMPP (the default) and CMPP (`protocol: cmpp2 | cmpp3`), in routing order.

@@ -128,17 +128,18 @@ t.test('safe defaults: the development key listens on loopback unless server.hos
   await t.rejects(startGateway(bad, { logger: pino({ level: 'silent' }) }), { code: 'CONFIG_INVALID', details: [{ field: '/auth/apiKeys/0/key' }] });
 });
 
-t.test('intake first: on by default; every tier yields but emergency, unless a tier says otherwise', async (t) => {
+t.test('intake first: off by default; every tier yields but emergency, unless a tier says otherwise', async (t) => {
   const d = loadConfig({ env: {} });
-  t.equal(d.dispatch.intakeFirstMs, 5000);
+  t.equal(d.dispatch.intakeFirstMs, 0);
+  t.equal(loadConfig({ env: { SMSGW_DISPATCH__INTAKE_FIRST_MS: '5000' } }).dispatch.intakeFirstMs, 5000, 'set from the environment');
   t.same([...d.intakeYieldingTiers].sort(), d.tiers.map((x) => x.name).filter((n) => n !== 'emergency').sort());
   const tiers = [
     { name: 'emergency', priority: 100, defaultValidity: 'PT2H', yieldToIntake: true },
     { name: 'routine', priority: 40, defaultValidity: 'P1D', yieldToIntake: false },
     { name: 'bulk', priority: 20, defaultValidity: 'P2D' },
   ];
-  const c = loadConfig({ env: {}, overrides: { tiers, dispatch: { intakeFirstMs: 0 } } });
-  t.equal(c.dispatch.intakeFirstMs, 0, 'off');
+  const c = loadConfig({ env: {}, overrides: { tiers, dispatch: { intakeFirstMs: 2000 } } });
+  t.equal(c.dispatch.intakeFirstMs, 2000);
   t.same([...c.intakeYieldingTiers].sort(), ['bulk', 'emergency'], 'the flags decide; bulk by default');
   t.throws(() => loadConfig({ env: {}, overrides: { dispatch: { intakeFirstMs: -1 } } }), 'a negative hold is refused');
 });
