@@ -17,7 +17,8 @@
  * Tiers that do not yield (`tiers[].yieldToIntake`, false for `emergency` by
  * default) are never held.
  *
- * Pure: the clock is passed in, `busy` and the metrics sink are injected.
+ * Pure: the clock is passed in; whether a write is in flight, when the last
+ * one ended and the metrics sink are injected.
  */
 
 /** A hold goes on while the last write ended less than this long ago (the gaps between a flood's commits are far shorter). */

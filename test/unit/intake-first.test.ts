@@ -39,7 +39,7 @@ function run(maxHoldMs: number, steps: readonly { dt: number; busy: boolean; tie
     const last = events.at(-1);
     const startedHere = events.slice(before).some((e) => e.holding);
     checks.push({ at: now, tier, busy, lastEnded, held, startedHere, holdStart: last?.holding === true ? last.at : undefined });
-    if (gate.holding !== (events.length > 0 && (events.at(-1) as { holding: boolean }).holding)) throw new Error(`holding disagrees with the hold events at ${now}`);
+    if (gate.holding !== (last?.holding === true)) throw new Error(`holding disagrees with the hold events at ${now}`);
   }
   return { checks, events };
 }
