@@ -214,6 +214,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   const stopPageRelease = releasePagesEvery({
     mapped: new MappedPages(join(dataDir, 'gateway.lmdb')),
     intervalMs: config.storage.releasePagesMs,
+    aboveBytes: config.storage.releaseAboveMiB * 2 ** 20,
     metrics,
     logger: logger.child({ part: 'storage' }),
   });

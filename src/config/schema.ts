@@ -627,6 +627,13 @@ export const ConfigSchema = Type.Object({
      * blocks by a flood's large write transactions). src/storage/page-release.ts.
      */
     releasePagesMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 1_000 }),
+    /**
+     * Between those releases, the data file's mapped pages are given back as soon as the process's
+     * file-backed resident pages grew this much (MiB) since the last release (checked every 100 ms);
+     * 0: on the timer only. Keeps the peak flat under a flood that maps pages faster than the timer
+     * gives them back. Only with releasePagesMs > 0.
+     */
+    releaseAboveMiB: Type.Integer({ minimum: 0, maximum: 1_048_576, default: 16 }),
   }, strict),
   /** Completion callbacks (a message's callbackUrl is POSTed once every recipient is final). */
   callbacks: Type.Object({

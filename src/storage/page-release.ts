@@ -130,25 +130,62 @@ export class MappedPages {
   }
 }
 
+/**
+ * The process's resident pages that are file-backed or shared (the third
+ * field of /proc/self/statm), in bytes: the data file's mapped pages, the
+ * executable's and libraries' pages, shared memory. Undefined where there is
+ * no such file. One small read, cheap enough to poll.
+ */
+export function sharedResidentBytes(): number | undefined {
+  let statm: string;
+  try {
+    statm = readFileSync('/proc/self/statm', 'latin1');
+  } catch {
+    return undefined;
+  }
+  const first = statm.indexOf(' ');
+  const second = statm.indexOf(' ', first + 1);
+  const third = statm.indexOf(' ', second + 1);
+  const pages = Number(statm.slice(second + 1, third < 0 ? undefined : third));
+  return first > 0 && second > first && Number.isSafeInteger(pages) ? pages * PAGE : undefined;
+}
+
 /** malloc_trim(0): gives the free pages of every malloc arena back. Returns whether any were. */
 export function trimHeap(): boolean {
   const l = libc();
   return typeof l === 'string' ? false : l.mallocTrim(0) === 1;
 }
 
+/** How often the mapped pages are compared with `aboveBytes` (a read of /proc/self/statm). */
+export const PAGE_BUDGET_CHECK_MS = 100;
+
 export interface PageReleaseOptions {
   /** The data file's mappings. */
   readonly mapped: MappedPages;
   /** How often (ms); 0: never. */
   readonly intervalMs: number;
+  /**
+   * Between the timed releases, give the data file's pages back as soon as
+   * the process's file-backed resident pages have grown this much since the
+   * last release (checked every `checkMs`); 0 or absent: only on the timer.
+   * A flood that reads and writes the store fast maps many pages within one
+   * interval, so a timer alone lets the peak follow the rate (and the size
+   * of the tree those reads walk) rather than the work in hand.
+   */
+  readonly aboveBytes?: number;
+  /** Default PAGE_BUDGET_CHECK_MS. */
+  readonly checkMs?: number;
+  /** The file-backed resident bytes now (default `sharedResidentBytes`); tests pass their own. */
+  readonly sharedResident?: () => number | undefined;
   readonly metrics?: Metrics;
   readonly logger?: Logger;
 }
 
 /**
  * Gives back the data file's mapped pages and the heap's free pages every
- * `intervalMs` (an unref'd timer). A refusal is counted and logged (once
- * per run of failures), never thrown. Returns the function that stops it.
+ * `intervalMs`, and the mapped pages alone whenever they grew `aboveBytes`
+ * since the last release (unref'd timers). A refusal is counted and logged
+ * (once per run of failures), never thrown. Returns the function that stops it.
  */
 export function releasePagesEvery(o: PageReleaseOptions): () => void {
   if (o.intervalMs <= 0) return () => undefined;
@@ -158,12 +195,15 @@ export function releasePagesEvery(o: PageReleaseOptions): () => void {
     o.logger?.warn({ reason: unavailable }, 'pages are not given back here: the data file\'s map and the heap keep what they grew to (storage.releasePagesMs has no effect)');
     return () => undefined;
   }
+  const sharedResident = o.sharedResident ?? sharedResidentBytes;
   let failing = false;
-  const timer = setInterval(() => {
+  /** File-backed resident bytes right after the last release. */
+  let baseline = sharedResident();
+  const release = (heapToo: boolean): void => {
     const started = performance.now();
     try {
       o.mapped.release();
-      trimHeap();
+      if (heapToo) trimHeap();
       o.metrics?.storagePageReleases.inc({ result: 'ok' });
       failing = false;
     } catch (e) {
@@ -171,8 +211,24 @@ export function releasePagesEvery(o: PageReleaseOptions): () => void {
       if (!failing) o.logger?.warn({ err: e }, 'giving back the data file\'s mapped pages failed (tried again every storage.releasePagesMs)');
       failing = true;
     }
+    baseline = sharedResident();
     o.metrics?.storagePageReleaseSeconds.observe((performance.now() - started) / 1000);
-  }, o.intervalMs);
+  };
+  const timer = setInterval(() => release(true), o.intervalMs);
   timer.unref();
-  return () => clearInterval(timer);
+  const above = o.aboveBytes ?? 0;
+  let budget: NodeJS.Timeout | undefined;
+  if (above > 0 && baseline !== undefined) {
+    budget = setInterval(() => {
+      const now = sharedResident();
+      if (now === undefined || baseline === undefined || now - baseline < above) return;
+      o.metrics?.storagePageReleasesOverBudget.inc();
+      release(false);
+    }, o.checkMs ?? PAGE_BUDGET_CHECK_MS);
+    budget.unref();
+  }
+  return () => {
+    clearInterval(timer);
+    if (budget !== undefined) clearInterval(budget);
+  };
 }

@@ -133,6 +133,7 @@ export interface Metrics {
   // pages given back (src/storage/page-release.ts)
   readonly storagePageReleases: Counter<'result'>;
   readonly storagePageReleaseSeconds: Histogram;
+  readonly storagePageReleasesOverBudget: Counter;
   // retention (src/storage/retention.ts)
   readonly retentionPurgedRows: Counter<'kind'>;
   readonly retentionSweepSeconds: Histogram;
@@ -374,6 +375,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     storageWriteFailures: new Counter({ name: 'smsgw_storage_write_failures_total', help: 'LMDB commits that failed (disk full, map full, I/O error)', registers: r }),
     storageFreeBytes: new Gauge({ name: 'smsgw_storage_free_bytes', help: 'Free bytes on the data directory\'s file system (for an unprivileged process; read every storage.freeSpaceCheckMs)', registers: r }),
     storagePageReleases: new Counter({ name: 'smsgw_storage_page_releases_total', help: 'Times the process gave back the data file\'s mapped pages and the heap\'s free pages (storage.releasePagesMs), by result (ok; failed: the kernel refused; unavailable: no madvise/malloc_trim here, counted once)', labelNames: ['result'], registers: r }),
+    storagePageReleasesOverBudget: new Counter({ name: 'smsgw_storage_page_releases_over_budget_total', help: 'Releases of the data file\'s mapped pages started between the timed ones because the process\'s file-backed resident pages grew by storage.releaseAboveMiB since the last (also counted in smsgw_storage_page_releases_total)', registers: r }),
     storagePageReleaseSeconds: new Histogram({ name: 'smsgw_storage_page_release_seconds', help: 'Duration of one giving back of mapped and heap pages', buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1], registers: r }),
     retentionPurgedRows: new Counter({ name: 'smsgw_retention_purged_rows_total', help: 'Rows removed by the retention sweep, by kind (message, recipient, receipt_index, callback, idempotency, audit)', labelNames: ['kind'], registers: r }),
     retentionSweepSeconds: new Histogram({ name: 'smsgw_retention_sweep_seconds', help: 'Duration of one retention sweep (bounded: retention.maxRowsPerSweep)', buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60], registers: r }),

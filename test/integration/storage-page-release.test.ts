@@ -10,7 +10,8 @@
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { join } from 'node:path';
-import { MappedPages } from '../../src/storage/page-release.js';
+import { MappedPages, releasePagesEvery, sharedResidentBytes } from '../../src/storage/page-release.js';
+import { createMetrics } from '../../src/telemetry/metrics.js';
 import { pageReleaseSkip as skip, residentOf } from '../support/resident.js';
 import { tempEnvAt, type TempEnv } from '../support/temp-env.js';
 import { numberAt, startTestGateway } from '../support/gateway.js';
@@ -106,6 +107,73 @@ t.test('property: any mix of writes, deletes, reads and releases reads what a Ma
     return [...db.getKeys()].length === model.size;
   }), { numRuns: 60, seed: 2026_12_07 });
   t.pass('every read matched the model');
+});
+
+t.test('between the timed releases, pages are given back as soon as they grew by the budget (storage.releaseAboveMiB)', { skip }, async (t) => {
+  const { file, env } = freshEnv(t);
+  const db = env.openDB<string, number>({ name: 'rows' });
+  const ROWS = 40_000;
+  for (let from = 0; from < ROWS; from += 5_000) {
+    await db.transaction(() => {
+      for (let i = from; i < from + 5_000; i++) void db.put(i, valueOf(i, 1_000));
+    });
+  }
+  const mapped = new MappedPages(file);
+  mapped.release();
+  t.ok(sharedResidentBytes() !== undefined, '/proc/self/statm read');
+  const readAll = (): number => {
+    let n = 0;
+    for (const { key, value } of db.getRange()) if (value === valueOf(key, 1_000)) n++;
+    return n;
+  };
+  // Without a budget, a timer an hour away: what the reads mapped in stays.
+  const none = createMetrics({ defaultMetrics: false });
+  const stopNone = releasePagesEvery({ mapped, intervalMs: 3_600_000, metrics: none, checkMs: 10 });
+  t.equal(readAll(), ROWS);
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok(residentOf(file) > 30 * MiB, `no budget: ${(residentOf(file) / MiB).toFixed(1)} MiB of the file stay resident`);
+  stopNone();
+  mapped.release();
+
+  // A budget of 8 MiB, checked every 10 ms: the same reads leave little resident soon after.
+  const metrics = createMetrics({ defaultMetrics: false });
+  const stop = releasePagesEvery({ mapped, intervalMs: 3_600_000, aboveBytes: 8 * MiB, checkMs: 10, metrics });
+  t.teardown(stop);
+  t.equal(readAll(), ROWS, 'every row as written');
+  await until('the budget release', async () => residentOf(file) < 8 * MiB, 2_000);
+  t.ok(residentOf(file) < 8 * MiB, `${(residentOf(file) / MiB).toFixed(2)} MiB of the file resident after the budget release`);
+  t.ok(((await metrics.storagePageReleasesOverBudget.get()).values[0]?.value ?? 0) >= 1, 'counted as a release over budget');
+  t.equal((await none.storagePageReleasesOverBudget.get()).values[0]?.value ?? 0, 0, 'none counted without a budget');
+  // Reads in steps: the resident part never stays far above the budget for long.
+  for (let i = 0; i < ROWS; i += 3) if (db.get(i) !== valueOf(i, 1_000)) t.fail(`row ${i}`);
+  await until('released again', async () => residentOf(file) < 8 * MiB, 2_000);
+  t.pass('released again after more reads');
+});
+
+t.test('the budget trigger: a release when the file-backed pages grew by aboveBytes since the last one, and only then', { skip }, async (t) => {
+  let shared = 100 * MiB;
+  let releases = 0;
+  const mapped = { release: () => { releases++; shared = 100 * MiB; return 0; } } as unknown as MappedPages;
+  const stop = releasePagesEvery({ mapped, intervalMs: 3_600_000, aboveBytes: 16 * MiB, checkMs: 5, sharedResident: () => shared });
+  t.teardown(stop);
+  const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 30));
+  shared = 100 * MiB + 16 * MiB - 4096;
+  await tick();
+  t.equal(releases, 0, 'a page short of the budget: none');
+  shared = 100 * MiB + 16 * MiB;
+  await tick();
+  t.equal(releases, 1, 'at the budget: one release, which resets the baseline');
+  await tick();
+  t.equal(releases, 1, 'none again until the pages grow by the budget again');
+  shared = 90 * MiB;
+  await tick();
+  t.equal(releases, 1, 'fewer pages than the baseline: none');
+  stop();
+  const stopOff = releasePagesEvery({ mapped, intervalMs: 3_600_000, aboveBytes: 0, checkMs: 5, sharedResident: () => shared });
+  shared = 1_000 * MiB;
+  await tick();
+  stopOff();
+  t.equal(releases, 1, 'aboveBytes 0: on the timer only');
 });
 
 t.test('a gateway gives pages back on its timer while it sends', { skip }, async (t) => {
