@@ -20,6 +20,7 @@
  *
  *   BENCH_N=10000 BENCH_REPEATS=3 npm run bench:http
  *   BENCH_BEFORE_MAIN=/tmp/prev/dist/cli/main.js npm run bench:http    (a previous build as a third system)
+ *   BENCH_BEFORE_MAIN=dist/cli/main.js BENCH_BEFORE_NODE_ARGS='--import ./x.mjs' …   (the same build under other Node flags)
  *   BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' BENCH_REPEATS=1 npm run bench:http
  *   BENCH_DISPATCH=0 …   (intake alone: the SMSC account points at a closed port, nothing is sent)
  *   BENCH_NO_BUILD=1 …   (use dist/ as it is)
@@ -41,6 +42,8 @@ const CONNECTIONS = envInt('BENCH_CONNECTIONS', 100);
 const WINDOW = envInt('BENCH_WINDOW', 500);
 const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 const BEFORE = process.env['BENCH_BEFORE_MAIN'];
+/** Node flags of the `before` system instead of BENCH_GATEWAY_NODE_ARGS (an A/B of flags on one build). */
+const BEFORE_NODE_ARGS = process.env['BENCH_BEFORE_NODE_ARGS']?.split(' ').filter((a) => a !== '');
 /** BENCH_DISPATCH=0: the gateway's SMSC account points at a closed port, so nothing is dispatched and the CPU is the intake's alone. */
 const DISPATCH = process.env['BENCH_DISPATCH'] !== '0';
 const NUMBER = '13800138006';
@@ -59,8 +62,8 @@ interface Run {
   p99Ms: number;
 }
 
-async function startGateway(dir: string, simPort: number, main: string): Promise<ServerChild> {
-  const gw = await startGatewayChild({ dir, simPort, main, nodeArgs: GATEWAY_NODE_ARGS, window: WINDOW });
+async function startGateway(dir: string, simPort: number, main: string, nodeArgs: readonly string[]): Promise<ServerChild> {
+  const gw = await startGatewayChild({ dir, simPort, main, nodeArgs: [...nodeArgs], window: WINDOW });
   return { url: gw.url, pid: gw.pid, stop: () => gw.stop() };
 }
 
@@ -108,7 +111,7 @@ async function run(system: System): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), `smsgw-http-${system}-`));
   let gw: ServerChild | undefined;
   try {
-    gw = await startGateway(dir, DISPATCH ? sim.port : await freePort(), system === 'before' ? (BEFORE as string) : join(ROOT, 'dist', 'cli', 'main.js'));
+    gw = await startGateway(dir, DISPATCH ? sim.port : await freePort(), system === 'before' ? (BEFORE as string) : join(ROOT, 'dist', 'cli', 'main.js'), system === 'before' ? (BEFORE_NODE_ARGS ?? GATEWAY_NODE_ARGS) : GATEWAY_NODE_ARGS);
     const cpu0 = cpuSeconds(gw.pid);
     const l = await load(gw, sink.port);
     const deadline = Date.now() + 300_000;
@@ -172,14 +175,14 @@ process.stdout.write(`${table(title, rows)}\n\n`);
 const docName = DISPATCH ? 'http' : 'http-intake';
 const doc = {
   title: DISPATCH ? 'bench:http — POST /v1/messages against a bare uWS 202 handler, dispatch alongside (issue 20)' : 'bench:http, intake alone — POST /v1/messages against a bare uWS 202 handler, nothing dispatched (issue 20)',
-  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${DISPATCH ? '' : ' BENCH_DISPATCH=0'}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''} npm run bench:http`,
+  command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${DISPATCH ? '' : ' BENCH_DISPATCH=0'}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''}${BEFORE_NODE_ARGS !== undefined ? ` BENCH_BEFORE_NODE_ARGS='${BEFORE_NODE_ARGS.join(' ')}'` : ''} npm run bench:http`,
   about: [
     machineNote(),
     `The compiled gateway (embedded queue, --role all, an SMPP simulator and a callback sink in their own processes, a callbackUrl per message) and bench/bare-uws.ts under the same autocannon load (${CONNECTIONS} keep-alive connections), in alternating order each round.`,
     DISPATCH
       ? 'Dispatch runs alongside, as in production: the gateway\'s CPU per request includes the submits, receipts and callbacks of what it accepted while loading.'
       : 'The SMSC account points at a closed port, so nothing is dispatched: the gateway\'s CPU per request is the intake\'s alone (202 once the rows and the job are committed).',
-    ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}, run as a third system in every round.`] : []),
+    ...(BEFORE !== undefined ? [`"Previous build": the gateway at ${process.env['BENCH_BEFORE_LABEL'] ?? BEFORE}${BEFORE_NODE_ARGS !== undefined ? ` run with Node flags \`${BEFORE_NODE_ARGS.join(' ') || '(none)'}\`` : ''}, run as a third system in every round.`] : []),
   ],
   tables: [table(title, rows)],
 };

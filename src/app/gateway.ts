@@ -39,7 +39,7 @@ import { CmppSimulator } from '../cmpp/simulator.js';
 import type { SubmitPool } from '../transport/pool.js';
 import { Dispatcher, type DispatchReplica } from '../dispatch/dispatcher.js';
 import { QueuePdaHandoff } from '../dispatch/pda-handoff.js';
-import { IntakeFirstGate } from '../dispatch/intake-first.js';
+import { IntakeBacklog, IntakeFirstGate } from '../dispatch/intake-first.js';
 import { RerouteRelay } from '../dispatch/reroute-relay.js';
 import { carrierOf } from '../core/reroute.js';
 import { PDA_HANDOFF_TIER } from '../core/job.js';
@@ -310,6 +310,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   // Set by the send service, which is made after the dispatcher (it wakes it).
   let writesWaiting = (): boolean => false;
   let lastWriteEnded = -Infinity;
+  // Its backlog bound (dispatch.intakeFirstBacklog): recipients accepted here, not yet taken by the dispatcher.
+  const intakeBacklog = config.dispatch.intakeFirstMs > 0 ? new IntakeBacklog() : undefined;
   let router: Router | undefined;
   if (runDispatch) {
     for (const account of accounts) {
@@ -382,7 +384,9 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
           metrics.dispatchHeldForIntake.set(holding ? 1 : 0);
           if (heldMs > 0) metrics.dispatchIntakeHoldSeconds.inc(heldMs / 1000);
         },
+        ...(intakeBacklog ? { backlog: () => intakeBacklog.value, maxBacklog: config.dispatch.intakeFirstBacklog } : {}),
       }),
+      ...(intakeBacklog ? { onTaken: (n: number) => { intakeBacklog.taken(n); metrics.dispatchIntakeBacklog.set(intakeBacklog.value); } } : {}),
       ...(replication ? { replica: replicaGate(store, replication, replicationConfig.catchUpMs) } : {}),
       ...(pda && pdaHandoff ? { pdaLocal: pda } : {}),
     });
@@ -405,6 +409,13 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     schedule: officeStores.scheduleSink,
     // Same process: poke the dispatcher so new work does not wait for its idle poll.
     ...(wake ? { onAccepted: () => { lastWriteEnded = Date.now(); wake.wake(); } } : {}),
+    ...(wake && intakeBacklog ? {
+      onQueued: (n: number) => {
+        if (n >= 0) intakeBacklog.queued(n);
+        else intakeBacklog.withdrawn(-n);
+        metrics.dispatchIntakeBacklog.set(intakeBacklog.value);
+      },
+    } : {}),
   });
   writesWaiting = () => sends.inflightRequests > 0;
   const intake = new Intake({ config, sends });

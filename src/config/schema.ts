@@ -563,6 +563,12 @@ export const ConfigSchema = Type.Object({
      * (docs/ARCHITECTURE.md, Intake first; bench/RESULTS.md).
      */
     intakeFirstMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 0 }),
+    /**
+     * Intake first's second bound: no hold while this many recipients accepted by this process wait
+     * untaken by its dispatcher, so a sustained flood cannot grow the queue's backlog (and the pages
+     * of the store the dispatcher then reads) without bound. Only with intakeFirstMs > 0.
+     */
+    intakeFirstBacklog: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100_000 }),
   }, strict),
   /**
    * Operator accounts, SMPP (the default) and CMPP (`protocol: cmpp2 | cmpp3`), in routing order.

@@ -120,6 +120,8 @@ export interface DispatcherDeps {
   quiet?: (tier: string, now: number) => boolean;
   /** Intake first (src/dispatch/intake-first.ts): is the tier held back now while accepted work waits for its commit? */
   intakeFirst?: { holds(tier: string, now: number): boolean };
+  /** Told the recipients of each job taken (decoded), for intake first's backlog bound. */
+  onTaken?: (recipients: number) => void;
   /** Replication between hosts: absent on one host. */
   replica?: DispatchReplica;
   /** This process's PDA channel, for PDA hand-off jobs from other hosts (tier PDA_HANDOFF_TIER). */
@@ -295,6 +297,7 @@ export class Dispatcher {
       await delivery.term(`undecodable job: ${(e as Error).message}`);
       throw e;
     }
+    this.deps.onTaken?.(jobRecipientCount(job));
     if (this.deps.replica !== undefined && !(await replicaReady(this.deps.replica, job, delivery.deliveryCount))) {
       const now = this.now();
       if (now - this.lastReplicaWarning >= 10_000) {

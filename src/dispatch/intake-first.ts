@@ -17,6 +17,15 @@
  * Tiers that do not yield (`tiers[].yieldToIntake`, false for `emergency` by
  * default) are never held.
  *
+ * Bounded in what it leaves waiting too: no hold while the recipients
+ * accepted here and not yet taken by the dispatcher (`backlog`) number
+ * `maxBacklog` or more. The time bound alone does not bound the backlog under
+ * a sustained flood (in the open periods the door and the sends share the
+ * loop at one rate, so what a hold left waiting stays), and the store's pages
+ * the dispatcher then reads grow with it. At the bound the dispatcher takes
+ * work and the hold resumes once the backlog is under it again, so under a
+ * flood the backlog stays near the bound.
+ *
  * Pure: the clock is passed in; whether a write is in flight, when the last
  * one ended and the metrics sink are injected.
  */
@@ -37,6 +46,41 @@ export interface IntakeFirstOptions {
   readonly yieldingTiers: ReadonlySet<string>;
   /** Told when a hold starts and when it ends, with its length. */
   readonly onHold?: (holding: boolean, heldMs: number) => void;
+  /** Recipients accepted here and not yet taken by the dispatcher (see `IntakeBacklog`). */
+  readonly backlog?: () => number;
+  /** No hold while `backlog()` is at least this; absent: no bound on the backlog. */
+  readonly maxBacklog?: number;
+}
+
+/**
+ * Recipients accepted by this process's send service and not yet taken by
+ * its dispatcher: counted up as their write starts (before it can commit, so
+ * before the dispatcher can take them), back down if that write fails, and
+ * down when a job is taken (never below zero: jobs written before a restart,
+ * redelivered jobs, another process's jobs and group expansions are taken
+ * without having been counted here).
+ */
+export class IntakeBacklog {
+  private n = 0;
+
+  get value(): number {
+    return this.n;
+  }
+
+  /** A write that puts `recipients` on the queue starts. */
+  queued(recipients: number): void {
+    this.n += recipients;
+  }
+
+  /** That write failed: none of it was committed. */
+  withdrawn(recipients: number): void {
+    this.n = Math.max(0, this.n - recipients);
+  }
+
+  /** The dispatcher took a job of `recipients`. */
+  taken(recipients: number): void {
+    this.n = Math.max(0, this.n - recipients);
+  }
 }
 
 export class IntakeFirstGate {
@@ -55,6 +99,10 @@ export class IntakeFirstGate {
   holds(tier: string, now: number): boolean {
     if (this.o.maxHoldMs <= 0 || !this.o.yieldingTiers.has(tier)) return false;
     if (now < this.openUntil) return false;
+    if (this.o.maxBacklog !== undefined && this.o.backlog !== undefined && this.o.backlog() >= this.o.maxBacklog) {
+      this.end(now);
+      return false;
+    }
     if (this.holdingSince === undefined) {
       if (!this.o.writing()) return false;
       this.holdingSince = now;

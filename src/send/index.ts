@@ -41,6 +41,8 @@ export interface SendWiring {
   readonly schedule?: ScheduleSink;
   /** Called after each durable write (a dispatcher in this process). */
   readonly onAccepted?: () => void;
+  /** See SendServiceDeps.onQueued (intake first's backlog, a dispatcher in this process). */
+  readonly onQueued?: (recipients: number) => void;
   /** Whether a tenant's callbacks can be signed (callbackUrl / statusCallback are refused otherwise). */
   readonly canSign?: (tenant: string) => boolean;
   /** See SendServiceDeps.keyAnswerWaitMs. */
@@ -88,6 +90,7 @@ export function createSendService(w: SendWiring): SendService {
     // Without the directory the grant stage (withoutDirectory) has refused a people send already.
     people: dir ? (p, ids, prefix) => dir.rules.resolvePeople(p, ids, prefix) : () => [], principalOf: w.principalOf,
     ...(w.onAccepted ? { onAccepted: w.onAccepted } : {}),
+    ...(w.onQueued ? { onQueued: w.onQueued } : {}),
     ...(w.canSign ? { canSign: w.canSign } : {}),
     ...(w.keyAnswerWaitMs !== undefined ? { keyAnswerWaitMs: w.keyAnswerWaitMs } : {}),
     ...(w.now ? { now: w.now } : {}),

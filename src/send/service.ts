@@ -123,6 +123,12 @@ export interface SendServiceDeps {
   readonly canSign?: (tenant: string) => boolean;
   /** Called after a write became durable (e.g. to wake a dispatcher in the same process). */
   readonly onAccepted?: () => void;
+  /**
+   * Called as a write starts with the recipients it puts on the queue (not those held or
+   * scheduled, nor a group's, expanded later): before it can commit, so before a dispatcher can
+   * take them; called again with the count negated if the write fails (nothing of it committed).
+   */
+  readonly onQueued?: (recipients: number) => void;
   /** How long a key's repeat waits for the first request's answer when another process holds the key (default KEY_ANSWER_WAIT_MS). */
   readonly keyAnswerWaitMs?: number;
   readonly now?: () => number;
@@ -199,6 +205,7 @@ export class SendService implements Sends {
   private inflight = 0;
   /** Woken after each durable write; set once, by the wiring (a dispatcher in this process). */
   private accepted: (() => void) | undefined;
+  private readonly queued: ((recipients: number) => void) | undefined;
   /** smsgw_accepted_messages_total / _recipients_total by tier, bound once per tier. */
   private readonly acceptedByTier = new Map<string, { readonly messages: BoundCounter; readonly recipients: BoundCounter }>();
   /** Each tier's quiet hours (config), by name: looked up per send. */
@@ -212,6 +219,7 @@ export class SendService implements Sends {
     this.now = deps.now ?? Date.now;
     this.log = deps.logger;
     this.accepted = deps.onAccepted;
+    this.queued = deps.onQueued;
     for (const t of deps.config.tiers) if (!this.quietHours.has(t.name)) this.quietHours.set(t.name, t.quietHours);
     const q = deps.config.queue;
     this.batcher = q.coalesce
@@ -381,6 +389,14 @@ export class SendService implements Sends {
     if (toWrite.length > 0) {
       this.inflight++;
       this.metrics.ingestInflight.inc();
+      let queued = 0;
+      if (this.queued !== undefined) {
+        for (let k = 0; k < toWrite.length; k++) {
+          const p = toWrite[k] as Prepared;
+          if (p.park === undefined) queued += p.numbers.length;
+        }
+        this.queued(queued);
+      }
       const written = this.write(toWrite);
       if (claims !== undefined) {
         for (let k = 0; k < toWrite.length; k++) {
@@ -406,6 +422,7 @@ export class SendService implements Sends {
       }
       // After the count: a dispatcher holding back for the intake (dispatch.intakeFirstMs) sees this write done.
       if (!failed) this.accepted?.();
+      else if (this.queued !== undefined) this.queued(-queued);
       if (failed && reservations !== undefined) {
         const give = reservations;
         void Promise.resolve().then(() => Promise.all(give.map((r) => r.release()))).catch((e: unknown) => {

@@ -30,6 +30,7 @@ export interface Metrics {
   readonly dispatchJobsInflight: Gauge;
   readonly dispatchHeldForIntake: Gauge;
   readonly dispatchIntakeHoldSeconds: Counter;
+  readonly dispatchIntakeBacklog: Gauge;
   readonly dispatchSegments: Counter<'outcome'>;
   readonly routeAccountUp: Gauge<'account'>;
   readonly routeRecipients: Counter<'rule' | 'account'>;
@@ -307,6 +308,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     queueDeadLetters: new Counter({ name: 'smsgw_queue_dead_letters_total', help: 'Queue entries dead-lettered', labelNames: ['tier'], registers: r }),
     dispatchJobsInflight: new Gauge({ name: 'smsgw_dispatch_jobs_inflight', help: 'Jobs taken from the queue and not yet acked', registers: r }),
     dispatchHeldForIntake: new Gauge({ name: 'smsgw_dispatch_held_for_intake', help: 'Intake first: 1 while the dispatcher starts no new jobs because accepted work waits for its commit (dispatch.intakeFirstMs)', registers: r }),
+    dispatchIntakeBacklog: new Gauge({ name: 'smsgw_dispatch_intake_backlog', help: 'Intake first: recipients accepted by this process and not yet taken by its dispatcher; no hold at dispatch.intakeFirstBacklog or more (set only with dispatch.intakeFirstMs > 0)', registers: r }),
     dispatchIntakeHoldSeconds: new Counter({ name: 'smsgw_dispatch_intake_hold_seconds_total', help: 'Intake first: time the dispatcher held new jobs back for the intake, summed over ended holds', registers: r }),
     dispatchSegments: new Counter({ name: 'smsgw_dispatch_segments_total', help: 'Segments by dispatch outcome', labelNames: ['outcome'], registers: r }),
     routeAccountUp: new Gauge({ name: 'smsgw_route_account_up', help: 'Routing health of an account: 1 up, 0 down (unbound or failing past the bound; docs/ARCHITECTURE.md routing)', labelNames: ['account'], registers: r }),

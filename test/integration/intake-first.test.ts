@@ -7,7 +7,7 @@
  * The flood runs for a fixed time (bounded in count too) from this process over
  * loopback; the simulator notes the time of every submit_sm.
  */
-import t from 'tap';
+import t, { type Test as TapTest } from 'tap';
 import { numberAt, startTestGateway } from '../support/gateway.js';
 
 const FLOOD_MS = 2_500;
@@ -88,4 +88,61 @@ t.test('off (intakeFirstMs 0): nothing is ever held', async (t) => {
   await Promise.all(Array.from({ length: 32 }, worker));
   t.equal((await gw.gateway.metrics.dispatchIntakeHoldSeconds.get()).values[0]?.value ?? 0, 0, 'no hold');
   t.equal((await gw.gateway.metrics.dispatchHeldForIntake.get()).values[0]?.value ?? 0, 0);
+});
+
+/**
+ * A flood against a gate whose time bound outlasts it (60 s): the hold would last the whole
+ * flood. Returns how many routine messages were accepted during it and how many of them were
+ * still unsubmitted when it ended, and the largest backlog the gauge showed.
+ */
+async function floodLeftWaiting(t: TapTest, maxBacklog: number): Promise<{ accepted: number; leftWaiting: number; maxGauge: number }> {
+  const submitsAt = new Map<string, number>();
+  const gw = await startTestGateway(t, {
+    config: { dispatch: { intakeFirstMs: 60_000, intakeFirstBacklog: maxBacklog } },
+    simulator: { observeSubmit: (to) => { if (!submitsAt.has(to.slice(2))) submitsAt.set(to.slice(2), performance.now()); } },
+  });
+  for (let i = 0; i < 20; i++) t.equal((await gw.send({ to: [numberAt(900_000 + i)], text: 'warm-up' })).status, 202);
+  const gauge = async (): Promise<number> => (await gw.gateway.metrics.dispatchIntakeBacklog.get()).values[0]?.value ?? 0;
+  let maxGauge = 0;
+  const floodEnds = performance.now() + FLOOD_MS;
+  let sent = 0;
+  const routine: string[] = [];
+  const worker = async (): Promise<void> => {
+    while (performance.now() < floodEnds && sent < MAX_SENDS) {
+      const to = numberAt(sent++);
+      const r = await gw.send({ to: [to], text: 'routine notice' });
+      if (r.status !== 202) throw new Error(`routine send answered ${r.status}`);
+      routine.push(to);
+    }
+  };
+  const sample = async (): Promise<void> => {
+    while (performance.now() < floodEnds) {
+      maxGauge = Math.max(maxGauge, await gauge());
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  await Promise.all([...Array.from({ length: WORKERS }, worker), sample()]);
+  const floodEnded = performance.now();
+  const leftWaiting = routine.filter((to) => !((submitsAt.get(to) ?? Infinity) < floodEnded)).length;
+  // Everything is still submitted, exactly once counted by the first submit (bounded wait).
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline && routine.some((to) => !submitsAt.has(to))) await new Promise((r) => setTimeout(r, 50));
+  t.equal(routine.filter((to) => !submitsAt.has(to)).length, 0, 'every routine message submitted after the flood');
+  const deadlineGauge = Date.now() + 10_000;
+  while (Date.now() < deadlineGauge && (await gauge()) > 0) await new Promise((r) => setTimeout(r, 50));
+  t.equal(await gauge(), 0, 'the backlog gauge back to 0 once everything is taken');
+  return { accepted: routine.length, leftWaiting, maxGauge };
+}
+
+t.test('the backlog bound (dispatch.intakeFirstBacklog) ends a hold the time bound would let run', async (t) => {
+  const BOUND = 20;
+  // Past the bound, at most a few commits land (each at most one request per worker) before the woken dispatcher takes them.
+  const ceiling = BOUND + 3 * WORKERS;
+  const unbounded = await floodLeftWaiting(t, 10_000_000);
+  t.comment(`no backlog bound: ${unbounded.leftWaiting} of ${unbounded.accepted} left waiting at the flood's end, backlog up to ${unbounded.maxGauge}`);
+  t.ok(unbounded.maxGauge > ceiling, `the premise: without the bound, holds let the backlog pass ${ceiling} (${unbounded.maxGauge})`);
+  const bounded = await floodLeftWaiting(t, BOUND);
+  t.comment(`backlog bound ${BOUND}: ${bounded.leftWaiting} of ${bounded.accepted} left waiting, backlog up to ${bounded.maxGauge}`);
+  t.ok(bounded.maxGauge <= ceiling, `with the bound, the backlog stayed near it (${bounded.maxGauge} ≤ ${ceiling})`);
+  t.ok(bounded.accepted - bounded.leftWaiting >= 500, `${bounded.accepted - bounded.leftWaiting} routine messages submitted during the flood`);
 });

@@ -142,4 +142,15 @@ t.test('intake first: off by default; every tier yields but emergency, unless a 
   t.equal(c.dispatch.intakeFirstMs, 2000);
   t.same([...c.intakeYieldingTiers].sort(), ['bulk', 'emergency'], 'the flags decide; bulk by default');
   t.throws(() => loadConfig({ env: {}, overrides: { dispatch: { intakeFirstMs: -1 } } }), 'a negative hold is refused');
+  t.equal(d.dispatch.intakeFirstBacklog, 100_000, 'the backlog bound: 100,000 recipients by default');
+  t.equal(loadConfig({ env: { SMSGW_DISPATCH__INTAKE_FIRST_BACKLOG: '5000' } }).dispatch.intakeFirstBacklog, 5000, 'set from the environment');
+  t.throws(() => loadConfig({ env: {}, overrides: { dispatch: { intakeFirstBacklog: 0 } } }), 'a backlog bound of 0 is refused (0 would never hold: turn the gate off instead)');
+});
+
+t.test('storage: pages given back every second, and between times once 16 MiB more are mapped', async (t) => {
+  const d = loadConfig({ env: {} });
+  t.equal(d.storage.releasePagesMs, 1_000);
+  t.equal(d.storage.releaseAboveMiB, 16);
+  t.equal(loadConfig({ env: { SMSGW_STORAGE__RELEASE_ABOVE_MIB: '0' } }).storage.releaseAboveMiB, 0, 'set from the environment; 0: on the timer only');
+  t.throws(() => loadConfig({ env: {}, overrides: { storage: { releaseAboveMiB: -1 } } }), 'a negative budget is refused');
 });

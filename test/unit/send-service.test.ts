@@ -359,3 +359,29 @@ t.test('onAccepted comes after the write is no longer counted in flight (a dispa
   t.equal((await refused)[0]?.ok, false);
   t.equal(seen.length, 2, 'a refused send tells nothing');
 });
+
+t.test('onQueued counts the recipients a write puts on the queue before it can commit, and takes them back when it fails', async (t) => {
+  const f = sendFakes();
+  const events: { n: number; published: number }[] = [];
+  const sends = createSendService({
+    config, store: f.store, queue: f.queue, metrics: createMetrics({ defaultMetrics: false }), logger: pino({ level: 'silent' }),
+    principalOf: () => principal, directory: { rules: rules({ direct: true, workflow: true }, []), held: { hold: () => undefined } },
+    onAccepted: () => undefined,
+    onQueued: (n) => events.push({ n, published: f.published.length }),
+  });
+  const batch = await sends.send(principal, [
+    { command: numbers('caller', '8613900000003', '8613900000004', '8613900000005') },
+    { command: numbers('caller', '8613900000006') },
+    { command: numbers('reply', '8613900000007', '8613900000008') },
+  ]);
+  t.same(batch.map((r) => r.ok), [true, true, false]);
+  t.same(events, [{ n: 4, published: 0 }], 'one count for the write, before anything of it was published; the refused send not in it');
+  const persist = f.queue.persistTogether.bind(f.queue);
+  f.queue.persistTogether = async () => {
+    throw new GatewayError('STORAGE_FULL', 'disk full');
+  };
+  const failed = await sends.send(principal, [{ command: numbers('caller', '8613900000009', '8613900000010') }]);
+  t.equal(failed[0]?.ok, false);
+  t.same(events.slice(1), [{ n: 2, published: 1 }, { n: -2, published: 1 }], 'a failed write is counted, then taken back');
+  f.queue.persistTogether = persist;
+});
