@@ -559,7 +559,7 @@ export const ConfigSchema = Type.Object({
      * dispatcher starts no new jobs of yielding tiers (tiers[].yieldToIntake) for at most this long,
      * then fetches unheld for as long again; what is in flight goes on. 0 (the default): off. On, a burst is
      * answered faster and reaches the SMSC sooner, but its completion callbacks come later, it costs more
-     * CPU per message, and under a sustained flood the queue's backlog (and the mapped pages) grows
+     * CPU per message, and under a sustained flood the queue's backlog grows (up to intakeFirstBacklog)
      * (docs/ARCHITECTURE.md, Intake first; bench/RESULTS.md).
      */
     intakeFirstMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 0 }),
