@@ -9,6 +9,7 @@
  */
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
+import type { Database } from 'lmdb';
 import { join } from 'node:path';
 import { MappedPages, releasePagesEvery, sharedResidentBytes } from '../../src/storage/page-release.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
@@ -24,15 +25,22 @@ const freshEnv = (t: Test): TempEnv => tempEnvAt(t, { mapSize: 4 * 2 ** 30 });
 
 const valueOf = (i: number, size: number): string => `${i}:`.padEnd(size, String.fromCharCode(97 + (i % 26)));
 
-t.test('the data file\'s pages leave the RSS and every row reads back the same', { skip }, async (t) => {
+const ROWS = 40_000;
+
+/** A fresh environment whose database `rows` holds ROWS rows of 1,000 bytes (about 50 MiB of file). */
+async function filledEnv(t: Test): Promise<{ file: string; db: Database<string, number> }> {
   const { file, env } = freshEnv(t);
   const db = env.openDB<string, number>({ name: 'rows' });
-  const ROWS = 40_000;
   for (let from = 0; from < ROWS; from += 5_000) {
     await db.transaction(() => {
       for (let i = from; i < from + 5_000; i++) void db.put(i, valueOf(i, 1_000));
     });
   }
+  return { file, db };
+}
+
+t.test('the data file\'s pages leave the RSS and every row reads back the same', { skip }, async (t) => {
+  const { file, db } = await filledEnv(t);
   let read = 0;
   for (const { key, value } of db.getRange()) if (value === valueOf(key, 1_000)) read++;
   t.equal(read, ROWS, 'every row as written');
@@ -110,14 +118,7 @@ t.test('property: any mix of writes, deletes, reads and releases reads what a Ma
 });
 
 t.test('between the timed releases, pages are given back as soon as they grew by the budget (storage.releaseAboveMiB)', { skip }, async (t) => {
-  const { file, env } = freshEnv(t);
-  const db = env.openDB<string, number>({ name: 'rows' });
-  const ROWS = 40_000;
-  for (let from = 0; from < ROWS; from += 5_000) {
-    await db.transaction(() => {
-      for (let i = from; i < from + 5_000; i++) void db.put(i, valueOf(i, 1_000));
-    });
-  }
+  const { file, db } = await filledEnv(t);
   const mapped = new MappedPages(file);
   mapped.release();
   t.ok(sharedResidentBytes() !== undefined, '/proc/self/statm read');
