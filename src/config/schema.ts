@@ -639,7 +639,7 @@ export const ConfigSchema = Type.Object({
      * 0: on the timer only. Keeps the peak flat under a flood that maps pages faster than the timer
      * gives them back. Only with releasePagesMs > 0.
      */
-    releaseAboveMiB: Type.Integer({ minimum: 0, maximum: 1_048_576, default: 16 }),
+    releaseAboveMiB: Type.Integer({ minimum: 0, maximum: 1_048_576, default: 48 }),
   }, strict),
   /** Completion callbacks (a message's callbackUrl is POSTed once every recipient is final). */
   callbacks: Type.Object({

@@ -167,7 +167,8 @@ export interface PageReleaseOptions {
   /**
    * Between the timed releases, give the data file's pages back as soon as
    * the process's file-backed resident pages have grown this much since the
-   * last release (checked every `checkMs`); 0 or absent: only on the timer.
+   * last release (checked every `checkMs`); 0 or absent: only on the timer
+   * (the gateway's default is storage.releaseAboveMiB, 48 MiB).
    * A flood that reads and writes the store fast maps many pages within one
    * interval, so a timer alone lets the peak follow the rate (and the size
    * of the tree those reads walk) rather than the work in hand.

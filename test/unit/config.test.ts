@@ -147,10 +147,10 @@ t.test('intake first: off by default; every tier yields but emergency, unless a 
   t.throws(() => loadConfig({ env: {}, overrides: { dispatch: { intakeFirstBacklog: 0 } } }), 'a backlog bound of 0 is refused (0 would never hold: turn the gate off instead)');
 });
 
-t.test('storage: pages given back every second, and between times once 16 MiB more are mapped', async (t) => {
+t.test('storage: pages given back every second, and between times once 48 MiB more are mapped', async (t) => {
   const d = loadConfig({ env: {} });
   t.equal(d.storage.releasePagesMs, 1_000);
-  t.equal(d.storage.releaseAboveMiB, 16);
+  t.equal(d.storage.releaseAboveMiB, 48);
   t.equal(loadConfig({ env: { SMSGW_STORAGE__RELEASE_ABOVE_MIB: '0' } }).storage.releaseAboveMiB, 0, 'set from the environment; 0: on the timer only');
   t.throws(() => loadConfig({ env: {}, overrides: { storage: { releaseAboveMiB: -1 } } }), 'a negative budget is refused');
 });
