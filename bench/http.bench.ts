@@ -63,7 +63,7 @@ interface Run {
 }
 
 async function startGateway(dir: string, simPort: number, main: string, nodeArgs: readonly string[]): Promise<ServerChild> {
-  const gw = await startGatewayChild({ dir, simPort, main, nodeArgs: [...nodeArgs], window: WINDOW });
+  const gw = await startGatewayChild({ dir, simPort, main, nodeArgs, window: WINDOW });
   return { url: gw.url, pid: gw.pid, stop: () => gw.stop() };
 }
 

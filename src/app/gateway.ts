@@ -311,7 +311,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   let writesWaiting = (): boolean => false;
   let lastWriteEnded = -Infinity;
   // Its backlog bound (dispatch.intakeFirstBacklog): recipients accepted here, not yet taken by the dispatcher.
-  const intakeBacklog = config.dispatch.intakeFirstMs > 0 ? new IntakeBacklog() : undefined;
+  const intakeBacklog = config.dispatch.intakeFirstMs > 0 ? new IntakeBacklog((n) => metrics.dispatchIntakeBacklog.set(n)) : undefined;
   let router: Router | undefined;
   if (runDispatch) {
     for (const account of accounts) {
@@ -386,7 +386,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
         },
         ...(intakeBacklog ? { backlog: () => intakeBacklog.value, maxBacklog: config.dispatch.intakeFirstBacklog } : {}),
       }),
-      ...(intakeBacklog ? { onTaken: (n: number) => { intakeBacklog.taken(n); metrics.dispatchIntakeBacklog.set(intakeBacklog.value); } } : {}),
+      ...(intakeBacklog ? { onTaken: (n: number) => intakeBacklog.taken(n) } : {}),
       ...(replication ? { replica: replicaGate(store, replication, replicationConfig.catchUpMs) } : {}),
       ...(pda && pdaHandoff ? { pdaLocal: pda } : {}),
     });
@@ -409,13 +409,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     schedule: officeStores.scheduleSink,
     // Same process: poke the dispatcher so new work does not wait for its idle poll.
     ...(wake ? { onAccepted: () => { lastWriteEnded = Date.now(); wake.wake(); } } : {}),
-    ...(wake && intakeBacklog ? {
-      onQueued: (n: number) => {
-        if (n >= 0) intakeBacklog.queued(n);
-        else intakeBacklog.withdrawn(-n);
-        metrics.dispatchIntakeBacklog.set(intakeBacklog.value);
-      },
-    } : {}),
+    ...(wake && intakeBacklog ? { onQueued: (n: number) => (n >= 0 ? intakeBacklog.queued(n) : intakeBacklog.taken(-n)) } : {}),
   });
   writesWaiting = () => sends.inflightRequests > 0;
   const intake = new Intake({ config, sends });

@@ -55,13 +55,16 @@ export interface IntakeFirstOptions {
 /**
  * Recipients accepted by this process's send service and not yet taken by
  * its dispatcher: counted up as their write starts (before it can commit, so
- * before the dispatcher can take them), back down if that write fails, and
- * down when a job is taken (never below zero: jobs written before a restart,
- * redelivered jobs, another process's jobs and group expansions are taken
- * without having been counted here).
+ * before the dispatcher can take them), and down when a job is taken or that
+ * write fails (never below zero: jobs written before a restart, redelivered
+ * jobs, another process's jobs and group expansions are taken without having
+ * been counted here).
  */
 export class IntakeBacklog {
   private n = 0;
+
+  /** `onChange`: told the new value after every change (a gauge). */
+  constructor(private readonly onChange?: (value: number) => void) {}
 
   get value(): number {
     return this.n;
@@ -70,16 +73,13 @@ export class IntakeBacklog {
   /** A write that puts `recipients` on the queue starts. */
   queued(recipients: number): void {
     this.n += recipients;
+    this.onChange?.(this.n);
   }
 
-  /** That write failed: none of it was committed. */
-  withdrawn(recipients: number): void {
-    this.n = Math.max(0, this.n - recipients);
-  }
-
-  /** The dispatcher took a job of `recipients`. */
+  /** The dispatcher took a job of `recipients`, or a write of that many failed (none of it committed). */
   taken(recipients: number): void {
     this.n = Math.max(0, this.n - recipients);
+    this.onChange?.(this.n);
   }
 }
 

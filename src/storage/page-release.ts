@@ -197,9 +197,10 @@ export function releasePagesEvery(o: PageReleaseOptions): () => void {
     return () => undefined;
   }
   const sharedResident = o.sharedResident ?? sharedResidentBytes;
+  const above = o.aboveBytes ?? 0;
   let failing = false;
-  /** File-backed resident bytes right after the last release. */
-  let baseline = sharedResident();
+  /** File-backed resident bytes right after the last release (read only with a budget). */
+  let baseline = above > 0 ? sharedResident() : undefined;
   const release = (heapToo: boolean): void => {
     const started = performance.now();
     try {
@@ -212,12 +213,11 @@ export function releasePagesEvery(o: PageReleaseOptions): () => void {
       if (!failing) o.logger?.warn({ err: e }, 'giving back the data file\'s mapped pages failed (tried again every storage.releasePagesMs)');
       failing = true;
     }
-    baseline = sharedResident();
+    if (above > 0) baseline = sharedResident();
     o.metrics?.storagePageReleaseSeconds.observe((performance.now() - started) / 1000);
   };
   const timer = setInterval(() => release(true), o.intervalMs);
   timer.unref();
-  const above = o.aboveBytes ?? 0;
   let budget: NodeJS.Timeout | undefined;
   if (above > 0 && baseline !== undefined) {
     budget = setInterval(() => {

@@ -189,4 +189,10 @@ t.test('never holds while the backlog is at its bound; holds again once it is un
   t.equal(gate.holds('routine', 20), true, 'under it again: a new hold, without waiting out an open period');
   backlog.taken(1_000);
   t.equal(backlog.value, 0, 'taking more than was counted (redeliveries, jobs from before a restart) leaves 0, not a debt');
+  const told: number[] = [];
+  const gauged = new IntakeBacklog((n) => told.push(n));
+  gauged.queued(5);
+  gauged.taken(2);
+  gauged.taken(9);
+  t.same(told, [5, 3, 0], 'told the value after every change');
 });
