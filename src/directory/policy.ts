@@ -19,6 +19,7 @@
  * `police`, and have no quotas or signature.
  */
 import { GatewayError, type FieldProblem } from '../core/errors.js';
+import { setNewest } from '../core/bounded-map.js';
 import type { WordFilter } from '../core/word-filter.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Principal, SendShape } from '../core/send.js';
@@ -298,12 +299,7 @@ export class SendPolicy {
     }
     const summary: GroupSummary = { version, count: result.count, smsOnly, sample };
     if (this.deps.countCacheEntries > 0) {
-      if (this.counts.size >= this.deps.countCacheEntries) {
-        const oldest = this.counts.keys().next();
-        if (!oldest.done) this.counts.delete(oldest.value);
-      }
-      this.counts.delete(group);
-      this.counts.set(group, summary);
+      setNewest(this.counts, group, summary, this.deps.countCacheEntries);
       this.deps.metrics.groupCountCache.set(this.counts.size);
     }
     return summary;

@@ -11,6 +11,7 @@
 import type { Database, RootDatabase } from 'lmdb';
 import { RowLog, type ChangeLog } from '../replication/change-log.js';
 import { GatewayError } from '../core/errors.js';
+import { setBounded } from '../core/bounded-map.js';
 import { compileTemplate, renderTemplate, type CompiledTemplate, type ParamSpec } from '../core/template.js';
 
 export interface StoredTemplate {
@@ -122,8 +123,7 @@ export class TemplateStore {
         const compiled = compileTemplate(stored.body, stored.params);
         if (!compiled.ok) throw new GatewayError('TEMPLATE_INVALID', `stored template ${name} no longer compiles: ${compiled.problems[0]?.message ?? ''}`);
         c = compiled.template;
-        if (this.cache.size >= CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
-        this.cache.set(key, c);
+        setBounded(this.cache, key, c, CACHE_ENTRIES);
       }
       return c;
     }

@@ -30,6 +30,7 @@ import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import { GatewayError, type FieldProblem } from '../core/errors.js';
+import { setNewest } from '../core/bounded-map.js';
 import { parseKeyword } from '../core/mo.js';
 import { normalizeNumber } from '../core/phone.js';
 import { compileConfigText, renderText, type CompiledTemplate } from '../core/template.js';
@@ -341,12 +342,7 @@ export class Workflow implements MoHandler {
       w.count++;
       return true;
     }
-    this.cxWindows.delete(from);
-    if (this.cxWindows.size >= CX_MAX_NUMBERS) {
-      const oldest = this.cxWindows.keys().next();
-      if (!oldest.done) this.cxWindows.delete(oldest.value);
-    }
-    this.cxWindows.set(from, { start: now, count: 1 });
+    setNewest(this.cxWindows, from, { start: now, count: 1 }, CX_MAX_NUMBERS);
     this.deps.metrics.caseQueryWindows.set(this.cxWindows.size);
     return true;
   }

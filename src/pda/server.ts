@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
 import { assertLmdbFixed } from '../storage/lmdb-fix.js';
+import { setBounded } from '../core/bounded-map.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { PdaConfig } from '../config/schema.js';
 import { loadUws } from '../ingest/uws.js';
@@ -46,11 +47,7 @@ export class MemoryStatusSink implements PdaStatusSink {
     for (const u of updates) {
       this.updates.push(u);
       const k = `${u.messageId}#${u.index}`;
-      if (!this.latest.has(k) && this.latest.size >= this.maxRecipients) {
-        const oldest = this.latest.keys().next().value;
-        if (oldest !== undefined) this.latest.delete(oldest);
-      }
-      this.latest.set(k, u);
+      setBounded(this.latest, k, u, this.maxRecipients);
     }
     if (this.updates.length > this.maxUpdates) this.updates.splice(0, this.updates.length - this.maxUpdates);
   }

@@ -63,6 +63,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { GatewayError } from '../core/errors.js';
+import { setBounded } from '../core/bounded-map.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { DeviceState, PdaMessage, PdaStatusState, PdaStatusUpdate } from './types.js';
 import { envFlushed } from '../storage/health.js';
@@ -850,8 +851,7 @@ export class PdaStore {
     if (b === undefined) {
       b = this.bodies.get([e.m, e.x, e.k]);
       if (b === undefined) return undefined;
-      if (this.bodyCache.size >= BODY_CACHE) this.bodyCache.delete(this.bodyCache.keys().next().value as string);
-      this.bodyCache.set(ck, b);
+      setBounded(this.bodyCache, ck, b, BODY_CACHE);
     }
     return b;
   }

@@ -38,6 +38,7 @@
  */
 import { asBinary, type Database, type Key, type RootDatabase } from 'lmdb';
 import { canonicalOperatorId } from '../core/dlr.js';
+import { setBounded } from '../core/bounded-map.js';
 import { GatewayError } from '../core/errors.js';
 import {
   deriveRecipientState,
@@ -482,8 +483,7 @@ export class ReceiptStore {
     const stored = encodeMessage(msg);
     this.plain(this.messages.put(msg.id, stored));
     const id = msg.id;
-    if (this.accepted.size >= MAX_ACCEPTED_IN_MEMORY && !this.accepted.has(id)) this.accepted.delete(this.accepted.keys().next().value as string);
-    this.accepted.set(id, stored);
+    setBounded(this.accepted, id, stored, MAX_ACCEPTED_IN_MEMORY);
     const at = msg.createdAt;
     for (let i = 0; i < numbers.length; i++) {
       this.plain(this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] }));

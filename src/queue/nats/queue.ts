@@ -78,6 +78,7 @@ import {
 } from '@nats-io/jetstream';
 import { connectGateway } from './connection.js';
 import { GatewayError } from '../../core/errors.js';
+import { setNewest } from '../../core/bounded-map.js';
 import type { DeadLetter, Delivery, DurableWrite, KeyClaim, KeyClaimAnswer, PublishResult, QueueMessage, QueueOptions, WorkQueue } from '../port.js';
 import { claimKey, keysStreamConfig } from './key-claims.js';
 import type { Metrics } from '../../telemetry/metrics.js';
@@ -631,12 +632,7 @@ export class NatsQueue implements WorkQueue, DeliveryHost {
   }
 
   private rememberHandout(d: NatsDelivery): void {
-    this.handedOut.delete(d.seq); // to the newest end
-    this.handedOut.set(d.seq, { msgId: d.msgId, count: d.deliveryCount });
-    if (this.handedOut.size > this.tuning.handedOutMemory) {
-      const oldest = this.handedOut.keys().next();
-      if (!oldest.done) this.handedOut.delete(oldest.value);
-    }
+    setNewest(this.handedOut, d.seq, { msgId: d.msgId, count: d.deliveryCount }, this.tuning.handedOutMemory);
   }
 
   /** Work may be on `tier` now: a pull is worth it, and fetches waiting for it look. */
