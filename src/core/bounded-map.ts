@@ -1,8 +1,9 @@
 /**
  * A Map kept to a fixed number of entries by evicting the oldest: the
- * in-memory caches that remember the last N of something (accepted message
- * rows, compiled templates, PDA message bodies) insert through here, so the
- * bound is written once.
+ * in-memory caches that remember the last N of something insert through
+ * here, so the bound is written once (setBounded: accepted message rows,
+ * compiled templates, PDA message bodies; setNewest: NATS deliveries handed
+ * out, case-query windows, group member counts).
  *
  * Order is insertion order (a Map's own): setting a key that is already
  * present replaces its value and keeps its place; a new key, with the map
