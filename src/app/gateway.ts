@@ -409,7 +409,7 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     schedule: officeStores.scheduleSink,
     // Same process: poke the dispatcher so new work does not wait for its idle poll.
     ...(wake ? { onAccepted: () => { lastWriteEnded = Date.now(); wake.wake(); } } : {}),
-    ...(wake && intakeBacklog ? { onQueued: (n: number) => (n >= 0 ? intakeBacklog.queued(n) : intakeBacklog.taken(-n)) } : {}),
+    ...(wake && intakeBacklog ? { onQueued: (n: number) => intakeBacklog.queued(n) } : {}),
   });
   writesWaiting = () => sends.inflightRequests > 0;
   const intake = new Intake({ config, sends });

@@ -70,16 +70,15 @@ export class IntakeBacklog {
     return this.n;
   }
 
-  /** A write that puts `recipients` on the queue starts. */
+  /** A write that puts `recipients` on the queue starts; negative: that write failed (none of it committed). */
   queued(recipients: number): void {
-    this.n += recipients;
+    this.n = Math.max(0, this.n + recipients);
     this.onChange?.(this.n);
   }
 
-  /** The dispatcher took a job of `recipients`, or a write of that many failed (none of it committed). */
+  /** The dispatcher took a job of `recipients`. */
   taken(recipients: number): void {
-    this.n = Math.max(0, this.n - recipients);
-    this.onChange?.(this.n);
+    this.queued(-recipients);
   }
 }
 

@@ -389,13 +389,13 @@ export class SendService implements Sends {
     if (toWrite.length > 0) {
       this.inflight++;
       this.metrics.ingestInflight.inc();
-      let queued = 0;
+      let recipientsQueued = 0;
       if (this.queued !== undefined) {
         for (let k = 0; k < toWrite.length; k++) {
           const p = toWrite[k] as Prepared;
-          if (p.park === undefined) queued += p.numbers.length;
+          if (p.park === undefined) recipientsQueued += p.numbers.length;
         }
-        this.queued(queued);
+        this.queued(recipientsQueued);
       }
       const written = this.write(toWrite);
       if (claims !== undefined) {
@@ -422,7 +422,7 @@ export class SendService implements Sends {
       }
       // After the count: a dispatcher holding back for the intake (dispatch.intakeFirstMs) sees this write done.
       if (!failed) this.accepted?.();
-      else if (this.queued !== undefined) this.queued(-queued);
+      else if (this.queued !== undefined) this.queued(-recipientsQueued);
       if (failed && reservations !== undefined) {
         const give = reservations;
         void Promise.resolve().then(() => Promise.all(give.map((r) => r.release()))).catch((e: unknown) => {

@@ -143,11 +143,8 @@ export function sharedResidentBytes(): number | undefined {
   } catch {
     return undefined;
   }
-  const first = statm.indexOf(' ');
-  const second = statm.indexOf(' ', first + 1);
-  const third = statm.indexOf(' ', second + 1);
-  const pages = Number(statm.slice(second + 1, third < 0 ? undefined : third));
-  return first > 0 && second > first && Number.isSafeInteger(pages) ? pages * PAGE : undefined;
+  const pages = Number(statm.split(' ')[2]);
+  return Number.isSafeInteger(pages) ? pages * PAGE : undefined;
 }
 
 /** malloc_trim(0): gives the free pages of every malloc arena back. Returns whether any were. */
