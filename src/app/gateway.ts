@@ -61,7 +61,7 @@ import type { Principal } from '../core/send.js';
 import { principalOfKey } from '../ingest/auth.js';
 import { unitPrincipal } from '../directory/policy.js';
 import { startMailAlerts, type MailAlerts } from '../office/mail/index.js';
-import { attachStorageHealth, statfsFreeBytes, type StorageHealth } from '../storage/health.js';
+import { attachStorageHealth, fileSizeRoomBytes, statfsFreeBytes, type StorageHealth } from '../storage/health.js';
 import { assertLmdbFixed } from '../storage/lmdb-fix.js';
 import { MappedPages, releasePagesEvery } from '../storage/page-release.js';
 
@@ -206,6 +206,8 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     minFreeBytes: config.storage.minFreeMiB * 2 ** 20,
     freeSpaceCheckMs: config.storage.freeSpaceCheckMs,
     freeBytes: () => statfsFreeBytes(dataDir),
+    // The data file's room under the process's file-size limit (ulimit -f) counts as free space when it is less.
+    fileRoomBytes: () => fileSizeRoomBytes(join(dataDir, 'gateway.lmdb')),
   });
   // Not ready from the start when the floor is not free (the timer reads it from now on).
   await storage.checkFreeSpace();

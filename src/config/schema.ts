@@ -618,12 +618,13 @@ export const ConfigSchema = Type.Object({
      */
     mapSizeMiB: Type.Integer({ minimum: 64, maximum: 16_777_216, default: 65_536 }),
     /**
-     * Free space kept on the data directory's file system (MiB; 0: off). Below it the storage
-     * state is full before any write can fail there: a page write that fails outright (ENOSPC)
-     * is the one failure lmdb's native code does not survive cleanly (docs/DEPLOY.md).
+     * Free space kept on the data directory's file system, and room kept for the data file under
+     * the process's file-size limit (`ulimit -f`) when there is one (MiB; 0: off). Below it the
+     * storage state is full before any write can fail there: a page write that fails outright
+     * (ENOSPC, EFBIG) is the one failure lmdb's native code does not survive cleanly (docs/DEPLOY.md).
      */
     minFreeMiB: Type.Integer({ minimum: 0, maximum: 1_048_576, default: 256 }),
-    /** How often the free space is read (a statfs). */
+    /** How often the free space (a statfs) and the file-size limit (/proc/self/limits) are read. */
     freeSpaceCheckMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 1_000 }),
     /**
      * How often the process gives back pages it holds and does not need (ms; 0: never): the data

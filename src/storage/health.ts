@@ -33,13 +33,16 @@
  * can fail for want of room, and the probe clears it only once the floor is
  * free again. lmdb's native code does not survive a page write that fails
  * outright (ENOSPC) cleanly (docs/DEPLOY.md), so the floor, not the failed
- * commit, is what a real disk should meet first.
+ * commit, is what a real disk should meet first. The same floor is kept under
+ * the process's file-size limit (RLIMIT_FSIZE, `ulimit -f`, systemd
+ * `LimitFSIZE`; `fileRoomBytes`): a write past it fails outright too (EFBIG),
+ * so the data file's room under the limit counts as free space when it is less.
  *
  * One StorageHealth per LMDB root environment (`storageHealth(env)`): every
  * store that holds the environment reaches the same state without a new
  * dependency.
  */
-import { statfs } from 'node:fs/promises';
+import { readFile, stat, statfs } from 'node:fs/promises';
 import type { Database, RootDatabase } from 'lmdb';
 import { GatewayError, isStorageFailure, STORAGE_RETRY_AFTER_S } from '../core/errors.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -60,6 +63,8 @@ export interface StorageHealthOptions {
   readonly freeSpaceCheckMs?: number;
   /** Free bytes on the data's file system (`statfsFreeBytes(dataDir)`). */
   readonly freeBytes?: () => Promise<number>;
+  /** Bytes the data file may still grow under the process's file-size limit, undefined without one (`fileSizeRoomBytes(file)`). */
+  readonly fileRoomBytes?: () => Promise<number | undefined>;
 }
 
 export const DEFAULT_FREE_SPACE_CHECK_MS = 1_000;
@@ -68,6 +73,42 @@ export const DEFAULT_FREE_SPACE_CHECK_MS = 1_000;
 export async function statfsFreeBytes(path: string): Promise<number> {
   const s = await statfs(path);
   return s.bavail * s.bsize;
+}
+
+/**
+ * The soft file-size limit (RLIMIT_FSIZE) in bytes from the text of
+ * /proc/<pid>/limits ("Max file size  <soft>  <hard>  bytes"); undefined when
+ * it is unlimited or the line is missing or unreadable.
+ */
+export function parseFileSizeLimit(limits: string): number | undefined {
+  const m = /^Max file size\s+(\S+)\s+\S+\s+bytes\s*$/m.exec(limits);
+  if (m === null || m[1] === 'unlimited' || !/^\d+$/.test(m[1] as string)) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * Bytes `file` may still grow before a write to it fails for the process's
+ * file-size limit (EFBIG); undefined without a limit, or where
+ * /proc/self/limits does not exist (not Linux). A missing file has all of it.
+ */
+export async function fileSizeRoomBytes(file: string, limitsPath = '/proc/self/limits'): Promise<number | undefined> {
+  let limits: string;
+  try {
+    limits = await readFile(limitsPath, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  const limit = parseFileSizeLimit(limits);
+  if (limit === undefined) return undefined;
+  let size = 0;
+  try {
+    size = (await stat(file)).size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  return Math.max(0, limit - size);
 }
 
 const MIB = 2 ** 20;
@@ -126,6 +167,7 @@ export class StorageHealth implements StorageView {
   private minFreeBytes = 0;
   private freeSpaceCheckMs = DEFAULT_FREE_SPACE_CHECK_MS;
   private freeBytes: (() => Promise<number>) | undefined;
+  private fileRoomBytes: (() => Promise<number | undefined>) | undefined;
   private freeTimer: NodeJS.Timeout | undefined;
   /** Reading free space failed last time (logged once per run of failures). */
   private freeReadFailing = false;
@@ -155,9 +197,10 @@ export class StorageHealth implements StorageView {
     if (options.minFreeBytes !== undefined) this.minFreeBytes = options.minFreeBytes;
     if (options.freeSpaceCheckMs !== undefined) this.freeSpaceCheckMs = options.freeSpaceCheckMs;
     if (options.freeBytes !== undefined) this.freeBytes = options.freeBytes;
+    if (options.fileRoomBytes !== undefined) this.fileRoomBytes = options.fileRoomBytes;
     if (this.freeTimer) clearInterval(this.freeTimer);
     this.freeTimer = undefined;
-    if (this.minFreeBytes > 0 && this.freeBytes !== undefined && !this.closed) {
+    if (this.minFreeBytes > 0 && (this.freeBytes !== undefined || this.fileRoomBytes !== undefined) && !this.closed) {
       this.freeTimer = setInterval(() => void this.checkFreeSpace(), this.freeSpaceCheckMs);
       this.freeTimer.unref();
     }
@@ -172,21 +215,31 @@ export class StorageHealth implements StorageView {
     if (room === undefined || room.ok) return true;
     if (this.state === undefined && !this.closed) {
       this.cause = room.cause;
-      this.commitFailed('free space below storage.minFreeMiB', false);
+      this.commitFailed(room.underLimit ? 'room under the file-size limit below storage.minFreeMiB' : 'free space below storage.minFreeMiB', false);
     }
     return false;
   }
 
-  /** Free space against the floor; undefined when not watched or unreadable (then it does not decide). */
-  private async roomLeft(): Promise<{ ok: boolean; cause: string } | undefined> {
-    const read = this.freeBytes;
-    if (this.minFreeBytes <= 0 || read === undefined) return undefined;
+  /**
+   * Room against the floor: the free space, or the data file's room under the file-size limit
+   * when that is less. Undefined when not watched or unreadable (then it does not decide).
+   */
+  private async roomLeft(): Promise<{ ok: boolean; cause: string; underLimit: boolean } | undefined> {
+    const readFree = this.freeBytes;
+    const readLimit = this.fileRoomBytes;
+    if (this.minFreeBytes <= 0 || (readFree === undefined && readLimit === undefined)) return undefined;
     try {
-      const free = await read();
-      this.metrics?.storageFreeBytes.set(free);
+      const free = readFree !== undefined ? await readFree() : undefined;
+      const underLimit = readLimit !== undefined ? await readLimit() : undefined;
+      if (free !== undefined) this.metrics?.storageFreeBytes.set(free);
       if (this.freeReadFailing) this.logger?.info('free space readable again');
       this.freeReadFailing = false;
-      return { ok: free >= this.minFreeBytes, cause: `${(free / MIB).toFixed(1)} MiB free, ${(this.minFreeBytes / MIB).toFixed(0)} MiB kept` };
+      const kept = `${(this.minFreeBytes / MIB).toFixed(0)} MiB kept`;
+      if (underLimit !== undefined && (free === undefined || underLimit < free)) {
+        return { ok: underLimit >= this.minFreeBytes, underLimit: true, cause: `${(underLimit / MIB).toFixed(1)} MiB left for the data file under the file-size limit (ulimit -f), ${kept}` };
+      }
+      if (free === undefined) return undefined;
+      return { ok: free >= this.minFreeBytes, underLimit: false, cause: `${(free / MIB).toFixed(1)} MiB free, ${kept}` };
     } catch (e) {
       if (!this.freeReadFailing) this.logger?.error({ err: e }, 'cannot read the free space of the data directory; the storage state follows failed commits only until it can');
       this.freeReadFailing = true;

@@ -18,8 +18,14 @@
  *     refused with ESME_RX_T_APPN while full were offered again by the
  *     SMSC); every request refused while full succeeds when retried with its
  *     Idempotency-Key.
+ *
+ * That run sets the floor to 0 (storage.minFreeMiB) so that commits really
+ * fail. With the floor on (the default), the data file's room under the limit
+ * counts as free space: the second test starts a gateway under a limit below
+ * the floor and checks it is full before any write failed, and ready once the
+ * limit is raised.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,7 +45,8 @@ const MAX_REQUESTS = 20_000;
 
 const hasPrlimit = spawnSync('prlimit', ['--version']).status === 0;
 
-t.test('disk full under ulimit -f: 503 STORAGE_FULL, not ready, no crash; recovers without a restart; nothing acknowledged lost', { skip: hasPrlimit ? false : 'prlimit (util-linux) is not installed' }, async (t) => {
+/** The gateway as a child under `ulimit -S -f limitKiB`, with its output kept (the last 400 lines). */
+async function startLimited(t: Test, limitKiB: number, storage: Record<string, number>): Promise<{ url: string; child: ChildProcess; alive: () => boolean; tail: () => string }> {
   const dir = mkdtempSync(join(tmpdir(), 'smsgw-full-'));
   const port = await freePort();
   const simPort = await freePort();
@@ -50,10 +57,10 @@ t.test('disk full under ulimit -f: 503 STORAGE_FULL, not ready, no crash; recove
     server: { host: '127.0.0.1', port },
     simulator: { enabled: true, port: simPort, dlrDelayMs: 20 },
     dispatch: { expirySweepMs: 1000 },
-    storage: { probeIntervalMs: 500 },
+    storage,
   }));
   const lines: string[] = [];
-  const child: ChildProcess = spawn('bash', ['-c', `ulimit -S -f ${LIMIT_KIB}; exec "$0" --import tsx "$1" start --config "$2"`, process.execPath, join(ROOT, 'src', 'cli', 'main.ts'), configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  const child: ChildProcess = spawn('bash', ['-c', `ulimit -S -f ${limitKiB}; exec "$0" --import tsx "$1" start --config "$2"`, process.execPath, join(ROOT, 'src', 'cli', 'main.ts'), configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
   killOnExit(child);
   const keep = (b: Buffer): void => {
     for (const l of b.toString('utf8').split('\n')) if (l !== '') lines.push(l);
@@ -68,21 +75,30 @@ t.test('disk full under ulimit -f: 503 STORAGE_FULL, not ready, no crash; recove
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  const url = `http://127.0.0.1:${port}`;
   const alive = (): boolean => child.exitCode === null && child.signalCode === null;
   const tail = (): string => lines.slice(-30).join('\n');
+  return { url: `http://127.0.0.1:${port}`, child, alive, tail };
+}
 
-  // Start-up compiles TypeScript (tsx): slow on a loaded machine.
+/** Until the gateway answers /readyz at all (200 or 503): start-up compiles TypeScript (tsx), slow on a loaded machine. */
+async function untilAnswering(g: { url: string; alive: () => boolean; tail: () => string }, wantReady: boolean): Promise<void> {
   for (let deadline = Date.now() + 120_000; ; ) {
-    if (!alive()) t.fail(`gateway exited at start: ${tail()}`);
+    if (!g.alive()) throw new Error(`gateway exited at start: ${g.tail()}`);
     try {
-      if ((await fetch(`${url}/readyz`)).ok) break;
+      const r = await fetch(`${g.url}/readyz`);
+      if (r.ok || !wantReady) return;
     } catch {
       /* starting */
     }
-    if (Date.now() > deadline) throw new Error(`gateway not ready: ${tail()}`);
+    if (Date.now() > deadline) throw new Error(`gateway not answering: ${g.tail()}`);
     await sleep(50);
   }
+}
+
+t.test('disk full under ulimit -f: 503 STORAGE_FULL, not ready, no crash; recovers without a restart; nothing acknowledged lost', { skip: hasPrlimit ? false : 'prlimit (util-linux) is not installed' }, async (t) => {
+  // The floor off: the commits themselves must fail here (the second test has the floor on).
+  const { url, child, alive, tail } = await startLimited(t, LIMIT_KIB, { probeIntervalMs: 500, minFreeMiB: 0 });
+  await untilAnswering({ url, alive, tail }, true);
 
   const send = async (key: string, n: number): Promise<{ status: number; body: Record<string, unknown>; retryAfter: string | null }> => {
     const to = Array.from({ length: RECIPIENTS }, (_, i) => numberAt(n * RECIPIENTS + i));
@@ -188,4 +204,36 @@ t.test('disk full under ulimit -f: 503 STORAGE_FULL, not ready, no crash; recove
   }
   t.equal(pending.size, 0, `every one of ${ids.length} accepted messages has all ${RECIPIENTS} recipients delivered (missing ${[...pending].slice(0, 5).join(', ')})`);
   t.ok(alive(), 'the gateway ran through it all');
+});
+
+t.test('a file-size limit below the floor (storage.minFreeMiB): full before any write fails, ready once the limit is raised', { skip: hasPrlimit ? false : 'prlimit (util-linux) is not installed' }, async (t) => {
+  // 64 MiB under the limit, the default floor of 256 MiB kept: the data file's room decides, not the disk's free space.
+  const g = await startLimited(t, 64 * 1024, { probeIntervalMs: 500, freeSpaceCheckMs: 200 });
+  await untilAnswering(g, false);
+  const ready = await fetch(`${g.url}/readyz`);
+  const body = (await ready.json()) as Record<string, unknown>;
+  t.equal(ready.status, 503, 'not ready from the start');
+  t.equal(body['storage'], 'full');
+  t.match(String(body['storageReason']), /room under the file-size limit below storage\.minFreeMiB: [\d.]+ MiB left for the data file under the file-size limit \(ulimit -f\), 256 MiB kept/);
+  const send = (n: number): Promise<Response> => fetch(`${g.url}/v1/messages`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${DEV_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ to: [numberAt(n)], text: `limit ${n}` }),
+  });
+  const refused = await send(1);
+  t.equal(refused.status, 503);
+  t.equal(((await refused.json()) as { error: { code: string } }).error.code, 'STORAGE_FULL');
+  t.equal(refused.headers.get('retry-after'), '30');
+  t.match(await (await fetch(`${g.url}/metrics`)).text(), /smsgw_storage_write_failures_total 0/, 'no write failed: the floor came first');
+
+  const raised = spawnSync('prlimit', [`--pid=${g.child.pid as number}`, '--fsize=unlimited:unlimited']);
+  t.equal(raised.status, 0, `prlimit raised the limit (${raised.stderr?.toString()})`);
+  for (let deadline = Date.now() + 30_000; ; ) {
+    if (await fetch(`${g.url}/readyz`).then((r) => r.ok, () => false)) break;
+    if (Date.now() > deadline || !g.alive()) throw new Error(`not ready after the limit was raised (alive: ${g.alive()}): ${g.tail()}`);
+    await sleep(100);
+  }
+  const sent = await send(2);
+  t.equal(sent.status, 202, 'accepted once the limit is raised');
+  t.ok(g.alive(), 'the same process throughout');
 });

@@ -6,13 +6,13 @@
  * unhandled rejections, and the error classification is exact.
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
 import { GatewayError, isStorageFailure } from '../../src/core/errors.js';
 import { asGatewayError } from '../../src/ingest/intake.js';
-import { attachStorageHealth, statfsFreeBytes, storageHealth, trackWrite } from '../../src/storage/health.js';
+import { attachStorageHealth, fileSizeRoomBytes, statfsFreeBytes, storageHealth, trackWrite } from '../../src/storage/health.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 
 function commitFailed(cause: Error): Error {
@@ -166,4 +166,53 @@ t.test('statfsFreeBytes reads the data directory\'s file system', async (t) => {
   const free = await statfsFreeBytes(tmpdir());
   t.ok(Number.isFinite(free) && free > 0, `${free} bytes free`);
   await t.rejects(statfsFreeBytes(join(tmpdir(), 'no-such-dir-smsgw')), 'a missing path is an error (logged by the health, not a state)');
+});
+
+t.test('the file-size limit: the data file\'s room under it counts as free space when it is less', async (t) => {
+  const env = freshEnv(t);
+  const MiB = 2 ** 20;
+  let free = 10_000 * MiB;
+  let underLimit: number | undefined;
+  const metrics = createMetrics({ defaultMetrics: false });
+  const health = attachStorageHealth(env, {
+    metrics, probeIntervalMs: 60_000, minFreeBytes: 256 * MiB, freeSpaceCheckMs: 600_000,
+    freeBytes: () => Promise.resolve(free),
+    fileRoomBytes: () => Promise.resolve(underLimit),
+  });
+  t.teardown(() => health.close());
+  t.equal(await health.checkFreeSpace(), true, 'no limit: the disk decides');
+  underLimit = 1_000 * MiB;
+  t.equal(await health.checkFreeSpace(), true, 'a limit with room above the floor');
+  underLimit = 200 * MiB;
+  t.equal(await health.checkFreeSpace(), false, 'room under the limit below the floor');
+  t.equal(health.full, true);
+  t.match(health.reason, /room under the file-size limit below storage\.minFreeMiB: 200\.0 MiB left for the data file under the file-size limit \(ulimit -f\), 256 MiB kept/);
+  t.match(await metrics.registry.getSingleMetricAsString('smsgw_storage_write_failures_total'), /smsgw_storage_write_failures_total 0/, 'no write failed');
+  t.equal(await health.probe(), false, 'the probe waits for room under the limit');
+  underLimit = 300 * MiB;
+  free = 100 * MiB;
+  t.equal(await health.probe(), false, 'the disk is now the smaller room, and below the floor');
+  t.match(health.reason, /100\.0 MiB free, 256 MiB kept/);
+  free = 10_000 * MiB;
+  t.equal(await health.probe(), true, 'both above the floor: cleared');
+  t.equal(health.full, false);
+});
+
+t.test('fileSizeRoomBytes: the limit from /proc/<pid>/limits less the file\'s size', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'smsgw-limits-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const limits = join(dir, 'limits');
+  const data = join(dir, 'data');
+  const line = (soft: string): string => `Limit                     Soft Limit           Hard Limit           Units     \nMax cpu time              unlimited            unlimited            seconds   \nMax file size             ${soft.padEnd(20)} unlimited            bytes     \nMax core file size        0                    unlimited            bytes     \n`;
+  writeFileSync(limits, line('unlimited'));
+  t.equal(await fileSizeRoomBytes(data, limits), undefined, 'unlimited: no room to watch');
+  writeFileSync(limits, line('1048576'));
+  t.equal(await fileSizeRoomBytes(data, limits), 1_048_576, 'a missing data file has the whole limit');
+  writeFileSync(data, Buffer.alloc(4096));
+  t.equal(await fileSizeRoomBytes(data, limits), 1_048_576 - 4096);
+  writeFileSync(limits, line('1000'));
+  t.equal(await fileSizeRoomBytes(data, limits), 0, 'a file already past the limit has none (never negative)');
+  t.equal(await fileSizeRoomBytes(data, join(dir, 'no-such-limits')), undefined, 'no /proc (not Linux): not watched');
+  const own = await fileSizeRoomBytes(data);
+  t.ok(own === undefined || own >= 0, `this process: ${String(own)}`);
 });
