@@ -236,7 +236,7 @@ export class StorageHealth implements StorageView {
       this.freeReadFailing = false;
       const kept = `${(this.minFreeBytes / MIB).toFixed(0)} MiB kept`;
       if (underLimit !== undefined && (free === undefined || underLimit < free)) {
-        return { ok: underLimit >= this.minFreeBytes, underLimit: true, cause: `${(underLimit / MIB).toFixed(1)} MiB left for the data file under the file-size limit (ulimit -f), ${kept}` };
+        return { ok: underLimit >= this.minFreeBytes, underLimit: true, cause: `${(underLimit / MIB).toFixed(1)} MiB left for the data file (ulimit -f), ${kept}` };
       }
       if (free === undefined) return undefined;
       return { ok: free >= this.minFreeBytes, underLimit: false, cause: `${(free / MIB).toFixed(1)} MiB free, ${kept}` };

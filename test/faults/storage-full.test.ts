@@ -214,7 +214,7 @@ t.test('a file-size limit below the floor (storage.minFreeMiB): full before any 
   const body = (await ready.json()) as Record<string, unknown>;
   t.equal(ready.status, 503, 'not ready from the start');
   t.equal(body['storage'], 'full');
-  t.match(String(body['storageReason']), /room under the file-size limit below storage\.minFreeMiB: [\d.]+ MiB left for the data file under the file-size limit \(ulimit -f\), 256 MiB kept/);
+  t.match(String(body['storageReason']), /room under the file-size limit below storage\.minFreeMiB: [\d.]+ MiB left for the data file \(ulimit -f\), 256 MiB kept/);
   const send = (n: number): Promise<Response> => fetch(`${g.url}/v1/messages`, {
     method: 'POST',
     headers: { authorization: `Bearer ${DEV_KEY}`, 'content-type': 'application/json' },

@@ -186,7 +186,7 @@ t.test('the file-size limit: the data file\'s room under it counts as free space
   underLimit = 200 * MiB;
   t.equal(await health.checkFreeSpace(), false, 'room under the limit below the floor');
   t.equal(health.full, true);
-  t.match(health.reason, /room under the file-size limit below storage\.minFreeMiB: 200\.0 MiB left for the data file under the file-size limit \(ulimit -f\), 256 MiB kept/);
+  t.match(health.reason, /room under the file-size limit below storage\.minFreeMiB: 200\.0 MiB left for the data file \(ulimit -f\), 256 MiB kept/);
   t.match(await metrics.registry.getSingleMetricAsString('smsgw_storage_write_failures_total'), /smsgw_storage_write_failures_total 0/, 'no write failed');
   t.equal(await health.probe(), false, 'the probe waits for room under the limit');
   underLimit = 300 * MiB;
