@@ -197,7 +197,9 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
   // lmdb as fixed by scripts/patch-lmdb.mjs, or a failed commit can be reported as committed.
   assertLmdbFixed();
   // Named databases: receipts, queue (+1 per tier), directory, PDA channel, office services — with room to spare.
-  const env = open({ path: join(dataDir, 'gateway.lmdb'), maxDbs: 128, compression: false, mapSize: config.storage.mapSizeMiB * 2 ** 20 });
+  // The data file: opened, watched for room under the file-size limit, its mapped pages given back.
+  const dataFile = join(dataDir, 'gateway.lmdb');
+  const env = open({ path: dataFile, maxDbs: 128, compression: false, mapSize: config.storage.mapSizeMiB * 2 ** 20 });
   // A failed commit (disk full, I/O error) is a state, not a crash: 503 at the door, not ready, SMSC told to retry.
   const storage = attachStorageHealth(env, {
     metrics,
@@ -207,14 +209,14 @@ export async function startGateway(config: ResolvedConfig, options: GatewayOptio
     freeSpaceCheckMs: config.storage.freeSpaceCheckMs,
     freeBytes: () => statfsFreeBytes(dataDir),
     // The data file's room under the process's file-size limit (ulimit -f) counts as free space when it is less.
-    fileRoomBytes: () => fileSizeRoomBytes(join(dataDir, 'gateway.lmdb')),
+    fileRoomBytes: () => fileSizeRoomBytes(dataFile),
   });
   // Not ready from the start when the floor is not free (the timer reads it from now on).
   await storage.checkFreeSpace();
   // The data file's pages that reads mapped in, and the heap's free pages, given back now and then:
   // RSS follows the work in hand, not the data kept or the largest flood seen.
   const stopPageRelease = releasePagesEvery({
-    mapped: new MappedPages(join(dataDir, 'gateway.lmdb')),
+    mapped: new MappedPages(dataFile),
     intervalMs: config.storage.releasePagesMs,
     aboveBytes: config.storage.releaseAboveMiB * 2 ** 20,
     metrics,
