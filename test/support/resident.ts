@@ -6,15 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { pageReleaseUnavailable } from '../../src/storage/page-release.js';
 
-/** Resident bytes of the mappings whose line ends with `name` (a file's path, or "[heap]"). */
+/** Resident bytes of the mappings named `name` (a file's path, or "[heap]"). */
 export function residentOf(name: string): number {
-  let inside = false;
-  let kib = 0;
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inside = line.endsWith(` ${name}`);
-    else if (inside && line.startsWith('Rss:')) kib += Number(line.split(/\s+/)[1]);
-  }
-  return kib * 1024;
+  let bytes = 0;
+  for (const m of residentByMapping().values()) if (m.name === name) bytes += m.rss;
+  return bytes;
 }
 
 /** Resident bytes of every mapping of this process, by its start address. */
