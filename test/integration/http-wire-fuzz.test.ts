@@ -97,16 +97,14 @@ t.test('raw bytes at the door: never a 5xx, never a stopped process', async (t) 
   const port = Number(new URL(gw.url).port);
   const samples = fc.sample(raw, { numRuns: RUNS, seed: Number(process.env['SMSGW_WIRE_FUZZ_SEED'] ?? 20261207) });
   const statuses = new Map<number, number>();
-  let fiveHundreds = 0;
+  /** The requests answered with a 5xx: the status and the request's first 200 bytes. */
+  const fiveHundreds: string[] = [];
   for (let i = 0; i < samples.length; i += BATCH) {
     const answers = await Promise.all(samples.slice(i, i + BATCH).map((b) => exchange(port, b)));
     answers.forEach((codes, k) => {
       for (const c of codes) {
         statuses.set(c, (statuses.get(c) ?? 0) + 1);
-        if (c >= 500) {
-          fiveHundreds++;
-          t.fail(`answered ${c} to ${JSON.stringify((samples[i + k] as Buffer).toString('latin1').slice(0, 200))}`);
-        }
+        if (c >= 500) fiveHundreds.push(`${c} to ${JSON.stringify((samples[i + k] as Buffer).toString('latin1').slice(0, 200))}`);
       }
     });
     const alive = await fetch(`${gw.url}/healthz`);
@@ -115,7 +113,7 @@ t.test('raw bytes at the door: never a 5xx, never a stopped process', async (t) 
       break;
     }
   }
-  t.equal(fiveHundreds, 0, `no 5xx among ${samples.length} raw requests (statuses ${JSON.stringify([...statuses].sort((a, b) => a[0] - b[0]))})`);
+  t.same(fiveHundreds, [], `no 5xx among ${samples.length} raw requests (statuses ${JSON.stringify([...statuses].sort((a, b) => a[0] - b[0]))})`);
   const sent = await gw.send({ to: [numberAt(7)], text: 'after the fuzz' });
   t.equal(sent.status, 202, 'a send is still accepted');
 });
