@@ -721,6 +721,10 @@ export class DirectoryStore {
       checkId(input.id, '/id', ID_RE);
       if (this.units.get(input.id) !== undefined) throw new GatewayError('ALREADY_EXISTS', `unit ${input.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
       const grave = this.tombstones.get(input.id);
+      // A delegated admin learns of a deleted unit only if it lay in its subtree: another's answers like a live id (no date).
+      if (grave !== undefined && actor.unit !== undefined && !(grave.parent !== undefined && this.isWithin(grave.parent, actor.unit))) {
+        throw new GatewayError('ALREADY_EXISTS', `unit ${input.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
+      }
       if (grave !== undefined) throw new GatewayError('ALREADY_EXISTS', `unit id ${input.id} belonged to a deleted unit (${new Date(grave.deletedAt).toISOString()}); ids are never reused`, { details: [{ field: '/id', message: 'used by a deleted unit' }] });
       if (this.reserved.has(input.id)) throw new GatewayError('ALREADY_EXISTS', `${input.id} is the tenant of a bootstrap API key (auth.apiKeys)`, { details: [{ field: '/id', message: 'reserved by auth.apiKeys' }] });
       if (input.parent !== undefined) {
@@ -776,12 +780,13 @@ export class DirectoryStore {
           if (actor.unit !== undefined) throw new GatewayError('FORBIDDEN', 'a delegated admin may not make a root unit', { details: [{ field: '/parent', message: 'required' }] });
           delete next.parent;
         } else {
+          // Scope first: a parent outside and one that does not exist answer alike (403), nothing about its depth.
+          this.assertScope(actor, patch.parent, false);
           const chain = this.unitChain(patch.parent);
           if (chain === undefined) throw invalid('/parent', `no unit ${patch.parent}`);
           if (chain.some((u) => u.id === id)) throw invalid('/parent', `unit ${patch.parent} is below ${id}; a unit cannot move under itself`);
           const depthBelow = this.depthBelow(id);
           if (chain.length + depthBelow > MAX_UNIT_DEPTH) throw invalid('/parent', `units nest at most ${MAX_UNIT_DEPTH} deep`);
-          this.assertScope(actor, patch.parent, false);
           next.parent = patch.parent;
         }
         if (before.parent !== undefined) this.unitChildren.removeSync([before.parent, id]);
@@ -888,7 +893,7 @@ export class DirectoryStore {
       const before = this.getPerson(person.id);
       if (mode === 'create' && before) throw new GatewayError('ALREADY_EXISTS', `person ${person.id} exists`, { details: [{ field: '/id', message: 'taken' }] });
       if (mode === 'update' && !before) throw notFound('person', person.id);
-      if (before) this.assertScope(actor, before.unit, false);
+      if (before) this.assertHeldInside(actor, before.unit, `person ${person.id}`);
       this.assertScope(actor, person.unit, false);
       const taken = this.peopleMobile.get(person.mobile);
       if (taken !== undefined && taken !== person.id) {
@@ -1075,7 +1080,7 @@ export class DirectoryStore {
             person = before.email !== undefined ? { ...rest, email: before.email } : rest;
           }
           if (before && input.mailAlerts === undefined) person = { ...person, mailAlerts: before.mailAlerts };
-          if (before) this.assertScope(actor, before.unit, false, at);
+          if (before) this.assertHeldInside(actor, before.unit, input.id === undefined ? 'the person with this number' : `person ${id}`, at);
           this.assertScope(actor, person.unit, false, at);
           const taken = byMobile.get(person.mobile) ?? this.peopleMobile.get(person.mobile);
           if (taken !== undefined && taken !== id) throw new GatewayError('ALREADY_EXISTS', 'number taken', { details: [{ field: `${at}/mobile`, message: `number already belongs to ${this.personRef(actor, taken)}` }] });
@@ -1168,6 +1173,19 @@ export class DirectoryStore {
         details: [{ field: `${at}/unit`, message: `${unit} is outside ${actor.unit}${strict ? "'s sub-units" : "'s subtree"}` }],
       });
     }
+  }
+
+  /**
+   * An existing record (a person or group named by id or number) that a
+   * delegated admin would overwrite: refused like assertScope (403) when it
+   * is held outside the subtree, but without naming the unit that holds it —
+   * the id is taken (one namespace), where it lives is not the admin's to see.
+   */
+  private assertHeldInside(actor: Actor, unit: string, what: string, at = ''): void {
+    if (actor.unit === undefined || this.isWithin(unit, actor.unit)) return;
+    throw new GatewayError('FORBIDDEN', `admin key ${actor.name} may only manage the subtree of unit ${actor.unit}`, {
+      details: [{ field: `${at}/unit`, message: `${what} is held outside ${actor.unit}'s subtree` }],
+    });
   }
 
   private checkBlockScope(actor: Actor, scope: string): void {
@@ -1377,7 +1395,7 @@ export class DirectoryStore {
 
   private writeGroup(actor: Actor, before: Group | undefined, input: GroupInput, at: string, _tx: ChangeContext): { group: Group; detail?: unknown } {
     // Scope first: a delegated admin learns nothing about units, groups or people outside its subtree.
-    if (before) this.assertScope(actor, before.unit, false, at);
+    if (before) this.assertHeldInside(actor, before.unit, `group ${input.id}`, at);
     this.assertScope(actor, input.unit, false, at);
     const problems: FieldProblem[] = [];
     if (!ID_RE.test(input.id)) problems.push({ field: `${at}/id`, message: 'letters, digits, _ - (at most 64), starting with a letter or digit' });
