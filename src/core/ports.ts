@@ -39,7 +39,16 @@ export interface SubmitRequest {
 
 export type SubmitOutcome =
   /** submit_sm_resp with ESME_ROK and a message id. */
-  | { readonly kind: 'accepted'; readonly account: string; readonly messageId: string }
+  | {
+      readonly kind: 'accepted';
+      readonly account: string;
+      readonly messageId: string;
+      /**
+       * Epoch ms the accepted submit went on the wire (its last attempt). No receipt of this
+       * submit can have arrived before it: the store tells a reused id's receipt from a re-send by it.
+       */
+      readonly sentAt?: number;
+    }
   /** submit_sm_resp with a permanent error status (not throttling). */
   | { readonly kind: 'rejected'; readonly account: string; readonly status: number; readonly reason: string }
   /** The deadline passed before the SMSC accepted it (throttled, no bind, timeouts). */

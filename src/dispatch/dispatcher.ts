@@ -528,9 +528,11 @@ export class Dispatcher {
     switch (outcome.kind) {
       case 'accepted':
         this.acceptToSubmit.observe((at - job.createdAt) / 1000);
-        return reroute === undefined
-          ? { kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at }
-          : { kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at, reroute };
+        return {
+          kind: 'submitted', messageId: m.id, index, segment, segments, account: outcome.account, opId: outcome.messageId, at,
+          ...(outcome.sentAt === undefined ? undefined : { sentAt: outcome.sentAt }),
+          ...(reroute === undefined ? undefined : { reroute }),
+        };
       case 'rejected':
         return { kind: 'final', messageId: m.id, index, segment, segments, state: 'rejected', error: outcome.reason, at };
       case 'expired':

@@ -101,6 +101,24 @@ export interface StoredEarly {
   o: string; // operator id as received
   e?: string;
   f?: 1; // received on another host (replicated): its outcome is counted there
+  /**
+   * Received while its key named a part already final (counted `duplicate`): an SMSC re-send, or
+   * the receipt of a newer submit that reuses the id (ids from 1 again after an SMSC restart),
+   * arriving before that submit's result is recorded. A submit recorded under the key takes the
+   * first kept receipt that arrived after the submit went on the wire (within REUSED_ID_WINDOW_MS
+   * of the result when the send time is unknown); never counted early / unknown.
+   */
+  a?: 1;
+  /** With `a`: receipts kept earlier under the same key, oldest first (this entry's own fields are the newest). */
+  m?: KeptReceipt[];
+}
+
+/** A receipt kept after its key's part was final (StoredEarly.a), older than the newest. */
+export interface KeptReceipt {
+  s: FinalState;
+  d: number;
+  r: number;
+  e?: string;
 }
 
 /** [messageId, recipient index, 1-based segment] */

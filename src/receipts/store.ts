@@ -77,6 +77,7 @@ import {
   type IdempotencyKey,
   type OpKey,
   type RecipientKey,
+  type KeptReceipt,
   type StoredEarly,
   type StoredEvent,
   type StoredEventFailure,
@@ -113,6 +114,20 @@ export const EXPIRED_REASON = 'validity period passed';
 
 /** Longest operator id accepted; SMPP allows 65 octets, and LMDB keys are limited to ~2 KB. */
 export const MAX_OPERATOR_ID_LENGTH = 128;
+/**
+ * An SMSC that numbers its ids from 1 reuses them (after a restart): a receipt whose key names a
+ * part already final may be the receipt of a newer submit with the same id whose submit_sm_resp is
+ * not recorded yet (receipts before, or 0 ms after, the resp). It is kept (StoredEarly.a, at most
+ * KEPT_PER_ID under a key) and the submit recorded under that key takes the first kept one that
+ * arrived after the submit went on the wire (its result's sentAt: the receipt of a submit cannot
+ * arrive before the submit was sent); those before are SMSC re-sends of the old part's receipt,
+ * dropped when the key is reused. A result without a send time (of an older version) takes the
+ * newest, if it arrived at most this long before the result (the resp comes within the response
+ * timeout).
+ */
+export const REUSED_ID_WINDOW_MS = 60_000;
+/** Receipts kept at most under one key for a reused id (the oldest goes first). */
+export const KEPT_PER_ID = 4;
 /** Longest tenant + Idempotency-Key accepted as a key. */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 512;
 /** Most recipients one `listRecipients` page returns. */
@@ -259,6 +274,8 @@ class BatchEffects implements TxnEffects {
   /** Events written per lane (`dest\u0000lane` → [dest, lane, count]), told to the sender after commit. */
   readonly laneCounts = new Map<string, [string, number, number]>();
   duplicateReceipts = 0;
+  /** Duplicates kept for a reused id (StoredEarly.a); compared before/after one receipt only. */
+  keptAfterFinal = 0;
   orphanReceipts = 0;
   ignoredFinalResults = 0;
   /**
@@ -725,10 +742,12 @@ export class ReceiptStore {
       return Promise.resolve('ignored');
     }
     return this.queue.enqueue(1, (fx, w): ReceiptOutcome => {
+      const kept = fx.keptAfterFinal;
       const outcome = this.runReceipt(r, fx, w, true);
       // Counted after commit (publish), so a failed batch counts nothing; 'ignored' here is an orphan: unknown.
       fx.outcomes.push([r.account, outcome === 'ignored' ? 'unknown' : outcome]);
-      if (this.log && (outcome === 'applied' || outcome === 'early')) fx.ops.push({ k: 'd', r });
+      // A duplicate kept for a reused id is logged too: a replica keeps it the same way.
+      if (this.log && (outcome === 'applied' || outcome === 'early' || fx.keptAfterFinal !== kept)) fx.ops.push({ k: 'd', r });
       return outcome;
     });
   }
@@ -744,10 +763,13 @@ export class ReceiptStore {
     const canonical = canonicalOperatorId(opId);
     const ref = this.opids.get([r.account, canonical]);
     if (ref === undefined) {
-      if (this.early.get([r.account, canonical]) !== undefined) {
+      const waiting = this.early.get([r.account, canonical]);
+      if (waiting !== undefined && waiting.a === undefined) {
         fx.duplicateReceipts++;
         return 'duplicate';
       }
+      // Receipts kept for a reused id whose old part has since gone (retention): this one waits as early.
+      if (waiting !== undefined) w.remove(this.earlyAge, [waiting.r, r.account, canonical]);
       const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId };
       if (r.error !== undefined && state !== 'delivered') e.e = r.error;
       if (!local) e.f = 1;
@@ -770,6 +792,25 @@ export class ReceiptStore {
     }
     if (isFinal(seg.s)) {
       fx.duplicateReceipts++;
+      // Its id may have been reused by a newer submit whose result is not recorded yet: keep it
+      // (not counted early) for that submit, unless an early receipt already waits under this key.
+      // Kept ones accumulate (bounded, oldest dropped): the submit that reuses the key takes the
+      // first that arrived after it went on the wire; those before are re-sends of the old part's.
+      const waiting = this.early.get([r.account, canonical]);
+      if (waiting === undefined || (waiting.a !== undefined && waiting.r <= now)) {
+        const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId, a: 1 };
+        if (r.error !== undefined && state !== 'delivered') e.e = r.error;
+        if (!local) e.f = 1;
+        if (waiting !== undefined) {
+          w.remove(this.earlyAge, [waiting.r, r.account, canonical]);
+          const older: KeptReceipt = { s: waiting.s, d: waiting.d, r: waiting.r };
+          if (waiting.e !== undefined) older.e = waiting.e;
+          e.m = [...(waiting.m ?? []), older].slice(-(KEPT_PER_ID - 1));
+        }
+        w.put(this.early, [r.account, canonical], e);
+        w.put(this.earlyAge, [now, r.account, canonical], 1);
+        fx.keptAfterFinal++;
+      }
       return 'duplicate';
     }
     finish(seg, state, state === 'delivered' ? undefined : r.error, r.doneAt);
@@ -1039,7 +1080,10 @@ export class ReceiptStore {
         const [receivedAt, account, canonical] = key;
         const e = this.early.get([account, canonical]);
         // The age entry of an early receipt that was replaced or applied is stale: only it goes.
-        if (e !== undefined && e.r === receivedAt) {
+        if (e !== undefined && e.r === receivedAt && e.a !== undefined) {
+          // Kept after a final (counted duplicate on arrival): no submit reused its id; not an unknown.
+          w.remove(this.early, [account, canonical]);
+        } else if (e !== undefined && e.r === receivedAt) {
           w.remove(this.early, [account, canonical]);
           if (e.f === undefined) local.set(account, (local.get(account) ?? 0) + 1);
           byAccount.set(account, (byAccount.get(account) ?? 0) + 1);
@@ -1581,6 +1625,22 @@ export class ReceiptStore {
     consumedEarly.add(taken);
     w.remove(this.early, [r.account, key]);
     w.remove(this.earlyAge, [e.r, r.account, key]);
+    if (e.a !== undefined) {
+      // Kept after its key's part was final (counted duplicate then): this submit's receipt is the
+      // first that arrived after it went on the wire (no receipt precedes its submit); without the
+      // send time (a result of an older version), the newest, if it arrived shortly before this
+      // result. The others are re-sends of the old part's receipt, dropped now that the id is reused.
+      if (isFinal(seg.s)) return;
+      const sentAt = r.sentAt;
+      const kept = sentAt !== undefined
+        ? (e.m ?? []).find((k) => k.r >= sentAt) ?? (e.r >= sentAt ? e : undefined)
+        : r.at - e.r <= REUSED_ID_WINDOW_MS ? e : undefined;
+      if (kept === undefined) return;
+      finish(seg, kept.s, kept.e, kept.d);
+      fx.latencies.push([r.account, latencySeconds(r.at, kept.d, this.now())]);
+      wk.dirty = true;
+      return;
+    }
     if (isFinal(seg.s)) {
       fx.duplicateReceipts++;
       if (e.f === undefined) fx.earlyResolved.push([r.account, 'duplicate']);

@@ -71,6 +71,8 @@ export type SegmentResult =
       readonly opId: string;
       /** Epoch ms of the submit_sm_resp. */
       readonly at: number;
+      /** Epoch ms the submit went on the wire, when the transport says (SubmitOutcome.sentAt). */
+      readonly sentAt?: number;
       /** The first attempt's routing rule has reroute on: its name (arms the recipient; src/core/reroute.ts). */
       readonly reroute?: string;
     }

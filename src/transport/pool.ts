@@ -567,7 +567,7 @@ export class SubmitPool implements SmsTransport {
         this.throttleStreak = false;
         this.meters.latency((now - sentAt) / 1000);
         this.accepted(messageId);
-        item.resolve({ kind: 'accepted', account: this.account, messageId });
+        item.resolve({ kind: 'accepted', account: this.account, messageId, sentAt });
         return;
       }
       this.meters.response(this.protocol.statusName(status));
