@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   FORBIDDEN: { status: 403, text: 'the API key may not do this' },
   NOT_FOUND: { status: 404, text: 'no such resource' },
   METHOD_NOT_ALLOWED: { status: 405, text: 'method not allowed on this path' },
+  UPGRADE_REQUIRED: { status: 426, text: 'this path takes only a WebSocket upgrade' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'the body must be application/json' },
   IDEMPOTENCY_CONFLICT: { status: 409, text: 'the same Idempotency-Key is in flight or was used for a different request' },
   NOT_READY: { status: 503, text: 'the gateway is not ready (starting or shutting down)' },

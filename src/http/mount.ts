@@ -17,7 +17,8 @@
  *   one count in smsgw_http_requests_total{route="METHOD /path/{param}", status}
  *
  * A path no route matches is 404 NOT_FOUND; a path some route matches with
- * another method is 405 METHOD_NOT_ALLOWED with `Allow`.
+ * another method is 405 METHOD_NOT_ALLOWED with `Allow`; a plain GET of a
+ * WebSocket path is 426 UPGRADE_REQUIRED with `Upgrade: websocket`.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from 'pino';
@@ -33,6 +34,18 @@ import { checkCsvContentType, checkJsonContentType, parseBoundedJson, type JsonB
 import { pathParamNames, routeLabel, uwsPattern, type BodyLimit, type HttpRoute, type MountedTable, type Realm, type Reply } from './route.js';
 
 export const MAX_IDEMPOTENCY_KEY = 200;
+
+/** Resolved by the next check phase; shared by every write route that waits in this turn (one timer a turn, not a request). */
+let inHand: Promise<void> | undefined;
+function afterInputInHand(): Promise<void> {
+  inHand ??= new Promise((resolve) => {
+    setImmediate(() => {
+      inHand = undefined;
+      resolve();
+    });
+  });
+  return inHand;
+}
 
 export interface Door {
   /** Authenticators by realm; a realm without one refuses every request (401). */
@@ -55,8 +68,18 @@ const METHOD_FN = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE
 export function mountTables(app: TemplatedApp, tables: readonly MountedTable[], door: Door): void {
   for (const table of tables) {
     for (const entry of table.routes) {
-      if (entry.kind === 'upgrade') entry.attach(app, table.deps, { authenticate: (_realm, header) => authenticate(door, 'sending', header) as Principal });
-      else {
+      if (entry.kind === 'upgrade') {
+        entry.attach(app, table.deps, { authenticate: (_realm, header) => authenticate(door, 'sending', header) as Principal });
+        // uWS passes a GET without an upgrade on to the next handler: answer it here, before
+        // a parameter route of the same shape (/v1/mo/{id} for /v1/mo/stream) can take it.
+        const counts = new StatusCounts(door, routeLabel(entry));
+        app.get(uwsPattern(entry.path), (res, req) => {
+          const ex = new Exchange(res);
+          ex.head = req.getMethod() === 'head';
+          ex.error(new GatewayError('UPGRADE_REQUIRED', `${entry.path} takes only a WebSocket upgrade`), { upgrade: 'websocket' });
+          counts.count(ex.status);
+        });
+      } else {
         const mounted = mount(entry, table.deps, door);
         app[METHOD_FN[entry.method]](uwsPattern(entry.path), (res, req) => serve(res, req, mounted));
       }
@@ -67,6 +90,7 @@ export function mountTables(app: TemplatedApp, tables: readonly MountedTable[], 
   app.any('/*', (res, req) => {
     const ex = new Exchange(res);
     try {
+      ex.head = req.getMethod() === 'head';
       const url = req.getUrl();
       const allow = allowed(all, url);
       if (allow.length > 0) ex.error(new GatewayError('METHOD_NOT_ALLOWED', `${req.getMethod().toUpperCase()} is not allowed on ${url.slice(0, 200)}`), { allow: allow.join(', ') });
@@ -191,6 +215,17 @@ async function respond(
         json = parseBoundedJson(read, spec.emptyAs, door.limits.json);
         if (spec.check !== false) json = validated(spec.schema, json);
       } else raw = read;
+    }
+    if (entry.write) {
+      // Let uWS finish the bytes in hand first (one macrotask): a request pipelined behind this
+      // one makes uWS close the connection (it refuses a request while an answer is pending),
+      // and the client then never learns the outcome. Do nothing for a client already gone: a
+      // send accepted here would go out, and the client, seeing no answer, would send it again.
+      await afterInputInHand();
+      if (ex.aborted) {
+        m.counts.count(0);
+        return;
+      }
     }
     const reply = await entry.handle({
       deps: m.deps,

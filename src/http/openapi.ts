@@ -16,7 +16,7 @@ import { ARCHIVE_ROUTES } from '../office/archive-routes.js';
 import { PDA_ROUTES } from '../pda/ws-route.js';
 import { PDA_ADMIN_ROUTES } from '../pda/admin-routes.js';
 import { DOC_ROUTES, OPS_ROUTES } from './ops.js';
-import { pathParamNames, routeLabel, type Realm, type RouteEntry } from './route.js';
+import { boundedParamSchema, pathParamNames, routeLabel, type Realm, type RouteEntry } from './route.js';
 
 /** Every table of every part, in the order the composition root mounts them. */
 export const API_TABLES: readonly (readonly RouteEntry<never>[])[] = [
@@ -46,6 +46,7 @@ function derivedErrors(r: RouteEntry<never>): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   const add = (status: string, code: string): void => void (out[status] ??= []).push(code);
   if (pathParamNames(r.path).length > 0) add('400', 'BAD_PATH');
+  if (r.kind === 'upgrade') add('426', 'UPGRADE_REQUIRED');
   if (r.kind === 'http') {
     if (r.body?.kind === 'json') add('400', 'BAD_JSON');
     if (r.body !== undefined) {
@@ -66,8 +67,8 @@ function derivedErrors(r: RouteEntry<never>): Record<string, string[]> {
 
 function operation(r: RouteEntry<never>, schemas: Record<string, unknown>): Record<string, unknown> {
   const parameters = [
-    ...pathParamNames(r.path).map((name) => ({ name, in: 'path', required: true, schema: r.paramSchemas?.[name] ?? { type: 'string' } })),
-    ...(r.query ?? []).map((q) => ({ name: q.name, in: 'query', required: q.required ?? false, schema: q.schema ?? { type: 'string' }, ...(q.description !== undefined ? { description: q.description } : {}) })),
+    ...pathParamNames(r.path).map((name) => ({ name, in: 'path', required: true, schema: boundedParamSchema(r.paramSchemas?.[name]) })),
+    ...(r.query ?? []).map((q) => ({ name: q.name, in: 'query', required: q.required ?? false, schema: boundedParamSchema(q.schema), ...(q.description !== undefined ? { description: q.description } : {}) })),
     ...(r.headers ?? []).map((h) => ({ name: h.name, in: 'header', required: h.required ?? false, schema: h.schema ?? { type: 'string' }, ...(h.description !== undefined ? { description: h.description } : {}) })),
   ];
   let requestBody: Record<string, unknown> | undefined;

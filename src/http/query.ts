@@ -5,9 +5,11 @@
  * is 422 VALIDATION naming the parameter, before the handler runs. Every
  * value of a repeated parameter is checked. Parameters the route does not
  * document are ignored (as before). A handler may check more (cursors).
+ * A string parameter without its own maxLength or enum is bounded at
+ * MAX_PARAM_CHARS (src/http/route.ts): cursors and ids reach the stores as keys.
  */
 import { GatewayError, type FieldProblem } from '../core/errors.js';
-import type { ParamDoc } from './route.js';
+import { boundedParamSchema, type ParamDoc } from './route.js';
 
 /** Why `value` does not fit `schema` (the JSON-schema subset the tables use), or undefined. */
 export function queryValueProblem(schema: Readonly<Record<string, unknown>>, value: string): string | undefined {
@@ -45,7 +47,7 @@ export function checkQuery(docs: readonly ParamDoc[] | undefined, query: URLSear
       continue;
     }
     for (const v of values) {
-      const why = queryValueProblem(d.schema ?? { type: 'string' }, v);
+      const why = queryValueProblem(boundedParamSchema(d.schema), v);
       if (why !== undefined) {
         problems.push({ field: d.name, message: why });
         break;

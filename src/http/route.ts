@@ -152,6 +152,23 @@ export function upgrade<D>(def: Omit<UpgradeRoute<D>, 'kind' | 'method'>): Upgra
   return { ...def, kind: 'upgrade', method: 'GET' };
 }
 
+/**
+ * Longest path parameter (percent-decoded) and longest value of a documented
+ * string query parameter without its own maxLength or enum, in characters.
+ * Every id, name and cursor of the API is far shorter (ids: 64, PDA person
+ * ids: 128, cursors: two ids); a longer value can name nothing, and would
+ * reach the stores as a key past LMDB's key size (an INTERNAL before this bound).
+ */
+export const MAX_PARAM_CHARS = 256;
+
+/** The schema a path or query parameter is checked against (and documented with): strings get MAX_PARAM_CHARS unless they bound themselves. */
+export function boundedParamSchema(schema: Readonly<Record<string, unknown>> | undefined): Readonly<Record<string, unknown>> {
+  const s = schema ?? { type: 'string' };
+  const type = s['type'];
+  if ((type === undefined || type === 'string') && s['maxLength'] === undefined && s['enum'] === undefined) return { ...s, maxLength: MAX_PARAM_CHARS };
+  return s;
+}
+
 /** The uWS pattern of an OpenAPI path: /v1/meetings/{id} → /v1/meetings/:id. */
 export function uwsPattern(path: string): string {
   return path.replace(/\{(\w+)\}/g, ':$1');

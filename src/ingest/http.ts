@@ -10,6 +10,7 @@
  */
 import type { HttpResponse, HttpRequest } from 'uWebSockets.js';
 import { GatewayError, STORAGE_RETRY_AFTER_S } from '../core/errors.js';
+import { MAX_PARAM_CHARS } from '../http/route.js';
 
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: '200 OK',
@@ -32,8 +33,8 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
 };
 
 /** What the corked write sends (set just before `cork`, which runs its callback at once). */
-const out: { res: HttpResponse | undefined; status: string; contentType: string; headers: Readonly<Record<string, string>> | undefined; body: string; close: boolean } = {
-  res: undefined, status: '', contentType: '', headers: undefined, body: '', close: false,
+const out: { res: HttpResponse | undefined; status: string; contentType: string; headers: Readonly<Record<string, string>> | undefined; body: string; close: boolean; head: boolean } = {
+  res: undefined, status: '', contentType: '', headers: undefined, body: '', close: false, head: false,
 };
 
 function writeOut(): void {
@@ -43,11 +44,14 @@ function writeOut(): void {
   if (out.close) res.writeHeader('connection', 'close');
   const headers = out.headers;
   if (headers) for (const k in headers) res.writeHeader(k, headers[k] as string);
-  res.end(out.body, out.close);
+  // The answer to a HEAD has no body: its bytes would be read as the next answer on the
+  // connection. (Not endWithoutBody: this uWS build then leaves the connection unusable.)
+  res.end(out.head ? '' : out.body, out.close);
 }
 
-function corked(res: HttpResponse, status: number, contentType: string, headers: Readonly<Record<string, string>> | undefined, body: string, close: boolean): void {
+function corked(res: HttpResponse, status: number, contentType: string, headers: Readonly<Record<string, string>> | undefined, body: string, close: boolean, head: boolean): void {
   out.res = res;
+  out.head = head;
   out.status = STATUS_TEXT[status] ?? `${status}`;
   out.contentType = contentType;
   out.headers = headers;
@@ -67,6 +71,8 @@ export class Exchange {
   aborted = false;
   done = false;
   status = 0;
+  /** The request is a HEAD: answers carry their headers only. */
+  head = false;
   constructor(readonly res: HttpResponse) {
     res.onAborted(() => {
       this.aborted = true;
@@ -77,7 +83,7 @@ export class Exchange {
     if (this.aborted || this.done) return;
     this.done = true;
     this.status = status;
-    corked(this.res, status, contentType, headers, body, false);
+    corked(this.res, status, contentType, headers, body, false, this.head);
   }
 
   /**
@@ -88,7 +94,7 @@ export class Exchange {
     if (this.aborted || this.done) return;
     this.done = true;
     this.status = status;
-    corked(this.res, status, 'application/json', undefined, JSON.stringify(value), true);
+    corked(this.res, status, 'application/json', undefined, JSON.stringify(value), true, this.head);
   }
 
   json(status: number, value: unknown, headers?: Readonly<Record<string, string>>): void {
@@ -184,17 +190,24 @@ export function parseJson(body: Buffer): unknown {
 /**
  * The path parameters of a route, percent-decoded. Read synchronously (from
  * `req`); a malformed escape (`%ZZ`, a cut UTF-8 sequence) is BAD_PATH, never
- * a URIError escaping the handler.
+ * a URIError escaping the handler; so is a parameter longer than
+ * MAX_PARAM_CHARS once decoded (it can name nothing, and the stores would
+ * refuse it as a key).
  */
 export function pathParams(req: HttpRequest, count: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < count; i++) {
     const raw = req.getParameter(i) ?? '';
+    let decoded: string;
     try {
-      out.push(decodeURIComponent(raw));
+      decoded = decodeURIComponent(raw);
     } catch {
       throw new GatewayError('BAD_PATH', `path segment ${i + 1} is not valid percent-encoded UTF-8`, { details: [{ field: `path/${i}`, message: 'malformed percent-escape' }] });
     }
+    if (decoded.length > MAX_PARAM_CHARS) {
+      throw new GatewayError('BAD_PATH', `path segment ${i + 1} is longer than ${MAX_PARAM_CHARS} characters`, { details: [{ field: `path/${i}`, message: `at most ${MAX_PARAM_CHARS} characters` }] });
+    }
+    out.push(decoded);
   }
   return out;
 }
