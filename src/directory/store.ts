@@ -751,7 +751,7 @@ export class DirectoryStore {
       };
       this.checkSender(unit);
       this.checkSenderRights(actor, input);
-      const guard = this.claimGuard(unit.id);
+      const guard = this.claimGuard(unit.id, actor);
       this.units.putSync(unit.id, strip(unit));
       if (unit.parent !== undefined) this.unitChildren.putSync([unit.parent, unit.id], 1);
       guard();
@@ -794,7 +794,7 @@ export class DirectoryStore {
       }
       this.checkSender(next);
       this.checkSenderRights(actor, patch);
-      const guard = this.claimGuard(id);
+      const guard = this.claimGuard(id, actor);
       this.units.putSync(id, strip(next));
       guard();
       tx.audit(patch.grants !== undefined && Object.keys(patch).length === 1 ? 'unit.grants' : 'unit.update', 'unit', id, before, next);
@@ -1256,12 +1256,32 @@ export class DirectoryStore {
    * write created — for the unit and every unit below it, whose codes
    * follow its own. Collisions stored before (older builds, replication)
    * are not this write's doing and do not block it.
+   *
+   * A delegated admin's write is refused too when it makes a code of its
+   * subtree extend a code owned outside it (a unit that is not an ancestor
+   * of the claimant, or a bootstrap key): an MO goes to the longest owned
+   * prefix of its destination (a phone may append digits), so such a code
+   * would take the other owner's MO to that code + digits. (Root lays out
+   * the numbering and is not held to this; overlaps already stored do not
+   * block a write.)
    */
-  private claimGuard(changed: string): () => void {
+  private claimGuard(changed: string, actor: Actor): () => void {
     const key = (code: string, a: string, b: string): string => `${code}\u0000${a}\u0000${b}`;
-    const before = new Set(this.computeOwnership().collisions.flatMap((c) => c.losers.map((l) => key(c.code, c.owner, l))));
+    const ownership = this.computeOwnership();
+    const before = new Set(ownership.collisions.flatMap((c) => c.losers.map((l) => key(c.code, c.owner, l))));
+    const scope = actor.unit;
+    const overlapsBefore = scope === undefined ? new Set<string>() : new Set(this.outsidePrefixes(ownership, changed, scope).map((o) => key(o.code, o.owner, o.prefix)));
     return () => {
-      for (const c of this.computeOwnership().collisions) {
+      const now = this.computeOwnership();
+      if (scope !== undefined) {
+        for (const o of this.outsidePrefixes(now, changed, scope)) {
+          if (overlapsBefore.has(key(o.code, o.owner, o.prefix))) continue;
+          const whom = now.kinds.get(o.prefix) === 'bootstrap' ? `bootstrap API key tenant ${o.prefixOwner} (auth.apiKeys)` : 'a unit outside this subtree';
+          const said = `sender code ${o.code} would take the replies to sender code ${o.prefix} of ${whom} that carry more digits`;
+          throw new GatewayError('SENDER_TAKEN', said, { details: [{ field: this.units.get(changed)?.sender !== undefined ? '/sender' : '/extension', message: said }] });
+        }
+      }
+      for (const c of now.collisions) {
         for (const l of c.losers) {
           if (before.has(key(c.code, c.owner, l))) continue;
           const other = c.ownerKind === 'unit' && this.isWithin(c.owner, changed) ? l : c.owner;
@@ -1277,6 +1297,27 @@ export class DirectoryStore {
         }
       }
     };
+  }
+
+  /**
+   * Codes owned by `changed` or a unit below it that extend a code owned
+   * neither by one of the claimant's ancestors nor inside `scope` (a
+   * delegated admin's subtree): [code, its owner, the outside prefix, that prefix's owner].
+   */
+  private outsidePrefixes(ownership: SenderOwnership, changed: string, scope: string): { code: string; owner: string; prefix: string; prefixOwner: string }[] {
+    const out: { code: string; owner: string; prefix: string; prefixOwner: string }[] = [];
+    for (const [code, owner] of ownership.owners) {
+      if (ownership.kinds.get(code) !== 'unit' || !this.isWithin(owner, changed)) continue;
+      for (let len = code.length - 1; len > 0; len--) {
+        const prefix = code.slice(0, len);
+        const prefixOwner = ownership.owners.get(prefix);
+        // The platform's default source is every unclaimed chain's code: extending it is the layout.
+        if (prefixOwner === undefined || prefix === this.defaultSender) continue;
+        const ok = ownership.kinds.get(prefix) === 'unit' && (this.isWithin(owner, prefixOwner) || this.isWithin(prefixOwner, scope));
+        if (!ok) out.push({ code, owner, prefix, prefixOwner });
+      }
+    }
+    return out;
   }
 
   /** Levels below `id` (0 for a leaf), bounded by MAX_UNIT_DEPTH. */

@@ -16,10 +16,11 @@ import { startTestGateway, TEST_KEY } from '../support/gateway.js';
 t.test('a plain GET on a WebSocket path is 426 UPGRADE_REQUIRED; the upgrade still works', async (t) => {
   const gw = await startTestGateway(t, { config: { ...ADMIN_CONFIG, pda: { enabled: true, keySecret: 'g'.repeat(40), adminKey: 'pda-admin-key-0123456789abcdef' } } });
   for (const path of ['/v1/mo/stream', '/v1/pda']) {
-    for (const auth of [{ authorization: `Bearer ${TEST_KEY}` }, {}]) {
+    const keys: Record<string, string>[] = [{ authorization: `Bearer ${TEST_KEY}` }, {}];
+    for (const auth of keys) {
       const res = await fetch(gw.url + path, { headers: auth });
       const body = (await res.json()) as ErrorBody;
-      t.equal(res.status, 426, `${path} ${auth.authorization ? 'with' : 'without'} a key`);
+      t.equal(res.status, 426, `${path} ${auth['authorization'] !== undefined ? 'with' : 'without'} a key`);
       t.equal(body.error.code, 'UPGRADE_REQUIRED');
       t.equal(res.headers.get('upgrade'), 'websocket');
     }
