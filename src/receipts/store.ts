@@ -265,6 +265,8 @@ class BatchEffects implements TxnEffects {
   readonly outcomes: Array<[string, 'applied' | 'early' | 'duplicate' | 'unknown']> = [];
   /** [account, outcome] of early receipts received here that left waiting (smsgw_dlr_early_resolved_total). */
   readonly earlyResolved: Array<[string, 'applied' | 'duplicate']> = [];
+  /** Receipts kept for a reused id, by what became of them (this host's only), told to the metrics after commit. */
+  readonly reusedIds: Array<[string, 'kept' | 'applied' | 'resend' | 'overflow']> = [];
   /** Reroute outcomes of messages accepted here (smsgw_reroutes_total). */
   readonly reroutes: RerouteOutcome[] = [];
   /** Status events written (committed with the batch; the sender is woken after commit). */
@@ -311,7 +313,7 @@ class BatchEffects implements TxnEffects {
     this.mark = [
       this.finals.length, this.latencies.length, this.early.length, this.conflicts.length,
       this.duplicateReceipts, this.orphanReceipts, this.ignoredFinalResults, this.ops.length,
-      this.outcomes.length, this.earlyResolved.length, this.reroutes.length, this.events,
+      this.outcomes.length, this.earlyResolved.length, this.reroutes.length, this.events, this.reusedIds.length,
     ];
   }
 
@@ -330,6 +332,7 @@ class BatchEffects implements TxnEffects {
     this.earlyResolved.length = m[9]!;
     this.reroutes.length = m[10]!;
     this.events = m[11]!;
+    this.reusedIds.length = m[12]!;
   }
 }
 
@@ -339,6 +342,8 @@ interface SweptEarly {
   /** Of those, received on this host (replicated ones count where they were received). */
   readonly local: Map<string, number>;
   readonly sample: string[];
+  /** Receipts kept for a reused id that no submit took (received on this host), by account. */
+  readonly reusedExpired: Map<string, number>;
 }
 
 /** Rows one retention step removed, by kind; `skipped`: old messages left because a recipient is not final. */
@@ -805,11 +810,14 @@ export class ReceiptStore {
           w.remove(this.earlyAge, [waiting.r, r.account, canonical]);
           const older: KeptReceipt = { s: waiting.s, d: waiting.d, r: waiting.r };
           if (waiting.e !== undefined) older.e = waiting.e;
-          e.m = [...(waiting.m ?? []), older].slice(-(KEPT_PER_ID - 1));
+          const all = [...(waiting.m ?? []), older];
+          e.m = all.slice(-(KEPT_PER_ID - 1));
+          if (waiting.f === undefined) for (let i = e.m.length; i < all.length; i++) fx.reusedIds.push([r.account, 'overflow']);
         }
         w.put(this.early, [r.account, canonical], e);
         w.put(this.earlyAge, [now, r.account, canonical], 1);
         fx.keptAfterFinal++;
+        if (local) fx.reusedIds.push([r.account, 'kept']);
       }
       return 'duplicate';
     }
@@ -1074,6 +1082,7 @@ export class ReceiptStore {
       const cutoff = this.now() - this.earlyTtlMs;
       const byAccount = new Map<string, number>();
       const local = new Map<string, number>();
+      const reusedExpired = new Map<string, number>();
       const sample: string[] = [];
       let count = 0;
       for (const { key } of [...this.earlyAge.getRange({ end: [cutoff], limit: this.sweepRows })]) {
@@ -1083,6 +1092,7 @@ export class ReceiptStore {
         if (e !== undefined && e.r === receivedAt && e.a !== undefined) {
           // Kept after a final (counted duplicate on arrival): no submit reused its id; not an unknown.
           w.remove(this.early, [account, canonical]);
+          if (e.f === undefined) reusedExpired.set(account, (reusedExpired.get(account) ?? 0) + (e.m?.length ?? 0) + 1);
         } else if (e !== undefined && e.r === receivedAt) {
           w.remove(this.early, [account, canonical]);
           if (e.f === undefined) local.set(account, (local.get(account) ?? 0) + 1);
@@ -1092,8 +1102,9 @@ export class ReceiptStore {
         }
         w.remove(this.earlyAge, key);
       }
-      return { count, byAccount, local, sample };
+      return { count, byAccount, local, sample, reusedExpired };
     });
+    for (const [account, n] of swept.reusedExpired) this.metrics.dlrReusedId.inc({ account, outcome: 'expired' }, n);
     if (swept.count > 0) {
       for (const [account, n] of swept.byAccount) this.metrics.dlrUnknown.inc({ account }, n);
       for (const [account, n] of swept.local) this.metrics.dlrEarlyResolved.inc({ account, outcome: 'unknown' }, n);
@@ -1635,6 +1646,11 @@ export class ReceiptStore {
       const kept = sentAt !== undefined
         ? (e.m ?? []).find((k) => k.r >= sentAt) ?? (e.r >= sentAt ? e : undefined)
         : r.at - e.r <= REUSED_ID_WINDOW_MS ? e : undefined;
+      // Counted where each was received (the entry's `f`: the newest's; older ones came to the same host's bind or not at all here).
+      if (e.f === undefined) {
+        const n = (e.m?.length ?? 0) + 1;
+        for (let i = 0; i < n; i++) fx.reusedIds.push([r.account, kept !== undefined && i === 0 ? 'applied' : 'resend']);
+      }
       if (kept === undefined) return;
       finish(seg, kept.s, kept.e, kept.d);
       fx.latencies.push([r.account, latencySeconds(r.at, kept.d, this.now())]);
@@ -1811,6 +1827,7 @@ export class ReceiptStore {
         for (const [outcome, n] of byOutcome) this.metrics.reroutes.inc({ outcome }, n);
       }
       if (fx.earlyResolved.length > 0) countByLabels(this.metrics.dlrEarlyResolved, fx.earlyResolved);
+      if (fx.reusedIds.length > 0) countByLabels(this.metrics.dlrReusedId, fx.reusedIds);
       this.counters.duplicateReceipts += fx.duplicateReceipts;
       this.counters.orphanReceipts += fx.orphanReceipts;
       this.counters.ignoredFinalResults += fx.ignoredFinalResults;

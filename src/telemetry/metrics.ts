@@ -66,6 +66,7 @@ export interface Metrics {
   readonly dlrEarly: Counter<'account'>;
   readonly dlrOutcome: Counter<'account' | 'outcome'>;
   readonly dlrEarlyResolved: Counter<'account' | 'outcome'>;
+  readonly dlrReusedId: Counter<'account' | 'outcome'>;
   readonly recipientsFinal: Counter<'state'>;
   readonly storeWriteBatch: Histogram;
   readonly receiptMessagesInMemory: Gauge;
@@ -342,6 +343,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     dlrEarly: new Counter({ name: 'smsgw_dlr_early_total', help: 'Receipts that arrived before their submit_sm_resp was recorded', labelNames: ['account'], registers: r }),
     dlrOutcome: new Counter({ name: 'smsgw_dlr_outcome_total', help: 'Receipts received here, by what became of each on arrival: applied, early (waits for its submit), duplicate (its id already had a final receipt), unknown (can never match), intermediate; they add up to smsgw_dlr_received_total', labelNames: ['account', 'outcome'], registers: r }),
     dlrEarlyResolved: new Counter({ name: 'smsgw_dlr_early_resolved_total', help: 'Early receipts (outcome early) that left waiting, by how: applied (their submit came), duplicate (it came already final), unknown (none came within the TTL); early minus these is what waits', labelNames: ['account', 'outcome'], registers: r }),
+    dlrReusedId: new Counter({ name: 'smsgw_dlr_reused_id_total', help: 'Receipts that named a part already final (counted duplicate), kept for a newer submit reusing the id (an SMSC numbering from 1 again after a restart), by outcome: kept, applied (a submit that went out before it arrived took it), resend (the id was reused by a submit sent after it arrived: a re-send of the old receipt, dropped), overflow (dropped for a newer one: at most 4 wait under one id), expired (no submit reused the id within the early-receipt TTL); kept minus the others is what waits', labelNames: ['account', 'outcome'], registers: r }),
     recipientsFinal: new Counter({ name: 'smsgw_recipients_final_total', help: 'Recipients reaching a final state', labelNames: ['state'], registers: r }),
     receiptMessagesInMemory: new Gauge({ name: 'smsgw_receipts_messages_in_memory', help: 'Message rows of messages this process accepted kept in memory for their receipts, submits and completion (bound 16,384, oldest dropped first; a miss reads the row)', registers: r }),
     storeWriteBatch: new Histogram({ name: 'smsgw_receipts_write_batch_size', help: 'Operations per receipt-store transaction', buckets: [1, 10, 100, 500, 1000, 5000, 20000], registers: r }),

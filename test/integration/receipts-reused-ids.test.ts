@@ -110,6 +110,8 @@ t.test('an old re-send kept after a final is not given to a submit that reuses t
   // Id 8 is never reused: its kept re-send is swept, not counted unknown.
   clock.now = T0 + TTL + 10_000;
   t.equal(await store.sweepEarlyReceipts(), 0, 'nothing counted as dropped unknown');
+  t.equal(await metric(metrics, 'smsgw_dlr_reused_id_total', { outcome: 'expired' }), 1, "id 8's kept re-send expired");
+  t.equal(await metric(metrics, 'smsgw_dlr_reused_id_total', { outcome: 'resend' }), 1, "id 7's, dropped when the id was reused");
   t.equal(await metric(metrics, 'smsgw_dlr_unknown_total', {}), 0);
   t.equal(await metric(metrics, 'smsgw_dlr_outcome_total', { outcome: 'duplicate' }), 2);
 });
@@ -135,7 +137,7 @@ const sentSubmit = (messageId: string, index: number, opId: string, sentAt: numb
   ({ kind: 'submitted', messageId, index, segment: 1, segments: 1, account: ACCOUNT, opId, at, sentAt });
 
 t.test('with the send time: re-sends that came before the submit went out are not its receipt; the first after it is', async (t) => {
-  const { store, clock } = setup(t);
+  const { store, clock, metrics } = setup(t);
   store.putMessage(message('old', 3), numbers(3, 0));
   store.putMessage(message('new', 3), numbers(3, 1000));
   await store.flushed();
@@ -165,6 +167,13 @@ t.test('with the send time: re-sends that came before the submit went out are no
   t.equal(await store.applyReceipt(dlr('3', 'delivered', sentAt + 50)), 'applied', 'its own receipt after the resp');
   t.equal(store.getRecipient('new', 2)?.state, 'delivered');
   for (let i = 0; i < 3; i++) t.equal(store.getRecipient('old', i)?.state, 'delivered', `old ${i} keeps its final state`);
+  // Accounted: 6 re-sends × 3 ids + 3 receipts of the new submits kept; ids 1 and 2 taken (each with 4 kept, one applied),
+  // id 3's four kept all re-sends; at most KEPT_PER_ID wait under each key, the older ones counted overflow.
+  const reused = async (outcome: string): Promise<number> => metric(metrics, 'smsgw_dlr_reused_id_total', { outcome });
+  t.equal(await reused('kept'), 21);
+  t.equal(await reused('applied'), 2);
+  t.equal(await reused('resend'), 3 * KEPT_PER_ID - 2);
+  t.equal(await reused('overflow'), 21 - 3 * KEPT_PER_ID, 'kept = applied + resend + overflow (none waits)');
 });
 
 t.test('at most KEPT_PER_ID receipts wait under one key: the oldest go first', async (t) => {

@@ -72,6 +72,9 @@ async function restartCase(t: Test, parts: 1 | 3, over: SmscSimulatorOptions): P
   const unknown = (m.find((x) => x.name === 'smsgw_dlr_outcome_total') as { values?: { value: number; labels: Record<string, unknown> }[] } | undefined)
     ?.values?.filter((v) => v.labels['outcome'] === 'unknown').reduce((a, v) => a + v.value, 0) ?? 0;
   t.equal(unknown, 0, 'no receipt unknown');
+  const reused = (m.find((x) => x.name === 'smsgw_dlr_reused_id_total') as { values?: { value: number; labels: Record<string, unknown> }[] } | undefined)
+    ?.values?.filter((v) => v.labels['outcome'] === 'applied').reduce((a, v) => a + v.value, 0) ?? 0;
+  t.ok(reused > 0, `receipts of reused ids were kept and applied (${reused})`);
 }
 
 t.test('SMSC restart, ids from 1 again, receipts before the resp, 3 parts', (t) => restartCase(t, 3, { dlrBeforeResp: true }));
