@@ -266,7 +266,7 @@ class BatchEffects implements TxnEffects {
   /** [account, outcome] of early receipts received here that left waiting (smsgw_dlr_early_resolved_total). */
   readonly earlyResolved: Array<[string, 'applied' | 'duplicate']> = [];
   /** Receipts kept for a reused id, by what became of them (this host's only), told to the metrics after commit. */
-  readonly reusedIds: Array<[string, 'kept' | 'applied' | 'resend' | 'overflow']> = [];
+  readonly reusedIds: Array<[string, 'kept' | 'applied' | 'resend' | 'overflow' | 'expired']> = [];
   /** Reroute outcomes of messages accepted here (smsgw_reroutes_total). */
   readonly reroutes: RerouteOutcome[] = [];
   /** Status events written (committed with the batch; the sender is woken after commit). */
@@ -774,7 +774,10 @@ export class ReceiptStore {
         return 'duplicate';
       }
       // Receipts kept for a reused id whose old part has since gone (retention): this one waits as early.
-      if (waiting !== undefined) w.remove(this.earlyAge, [waiting.r, r.account, canonical]);
+      if (waiting !== undefined) {
+        w.remove(this.earlyAge, [waiting.r, r.account, canonical]);
+        if (waiting.f === undefined) for (let i = 0; i <= (waiting.m?.length ?? 0); i++) fx.reusedIds.push([r.account, 'expired']);
+      }
       const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId };
       if (r.error !== undefined && state !== 'delivered') e.e = r.error;
       if (!local) e.f = 1;
@@ -1641,9 +1644,8 @@ export class ReceiptStore {
       // first that arrived after it went on the wire (no receipt precedes its submit); without the
       // send time (a result of an older version), the newest, if it arrived shortly before this
       // result. The others are re-sends of the old part's receipt, dropped now that the id is reused.
-      if (isFinal(seg.s)) return;
       const sentAt = r.sentAt;
-      const kept = sentAt !== undefined
+      const kept = isFinal(seg.s) ? undefined : sentAt !== undefined
         ? (e.m ?? []).find((k) => k.r >= sentAt) ?? (e.r >= sentAt ? e : undefined)
         : r.at - e.r <= REUSED_ID_WINDOW_MS ? e : undefined;
       // Counted where each was received (the entry's `f`: the newest's; older ones came to the same host's bind or not at all here).
