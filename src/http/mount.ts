@@ -73,9 +73,8 @@ export function mountTables(app: TemplatedApp, tables: readonly MountedTable[], 
         // uWS passes a GET without an upgrade on to the next handler: answer it here, before
         // a parameter route of the same shape (/v1/mo/{id} for /v1/mo/stream) can take it.
         const counts = new StatusCounts(door, routeLabel(entry));
-        app.get(uwsPattern(entry.path), (res, req) => {
+        app.get(uwsPattern(entry.path), (res) => {
           const ex = new Exchange(res);
-          ex.head = req.getMethod() === 'head';
           ex.error(new GatewayError('UPGRADE_REQUIRED', `${entry.path} takes only a WebSocket upgrade`), { upgrade: 'websocket' });
           counts.count(ex.status);
         });

@@ -21,6 +21,7 @@ t.test('a plain GET on a WebSocket path is 426 UPGRADE_REQUIRED; the upgrade sti
       const res = await fetch(gw.url + path, { headers: auth });
       const body = (await res.json()) as ErrorBody;
       t.equal(res.status, 426, `${path} ${auth['authorization'] !== undefined ? 'with' : 'without'} a key`);
+      t.equal(res.statusText, 'Upgrade Required');
       t.equal(body.error.code, 'UPGRADE_REQUIRED');
       t.equal(res.headers.get('upgrade'), 'websocket');
     }
