@@ -25,6 +25,7 @@ import { countSegments } from '../core/segment.js';
 import { PARAM_TYPES } from '../core/template.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { asGatewayError, parseRfc3339 } from '../ingest/intake.js';
+import { STATUS_TEXT } from '../ingest/http.js';
 import { requestFingerprint } from '../send/index.js';
 import type { Principal } from '../core/send.js';
 import { loadUws } from '../ingest/uws.js';
@@ -598,7 +599,10 @@ function attachMoStream(app: TemplatedApp, door: UpgradeDoor, live: LiveMoSubscr
       } catch (e) {
         const err = asGatewayError(e);
         res.cork(() => {
-          res.writeStatus(`${err.status} Unauthorized`).writeHeader('content-type', 'application/json').end(JSON.stringify(err.toJSON()), true);
+          res.writeStatus(STATUS_TEXT[err.status] ?? `${err.status}`).writeHeader('content-type', 'application/json');
+          // A 401 names its scheme, as every HTTP route's does (RFC 9110 §15.5.2).
+          if (err.status === 401) res.writeHeader('www-authenticate', 'Bearer');
+          res.end(JSON.stringify(err.toJSON()), true);
         });
         return;
       }

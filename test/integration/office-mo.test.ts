@@ -160,12 +160,14 @@ t.test('unmatched MO is forwarded to the unit\'s callback URL, retried, and push
 t.test('the MO stream refuses a request without a valid key', async (t) => {
   const { gw } = await officeFixture(t, 0);
   const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/mo/stream`, { headers: { authorization: 'Bearer nope-nope-nope' } });
-  const status = await new Promise<number>((resolve) => {
-    ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.once('open', () => resolve(101));
-    ws.once('error', () => resolve(-1));
+  const answer = await new Promise<{ status: number; text?: string; auth?: string }>((resolve) => {
+    ws.once('unexpected-response', (_req, res) => resolve({ status: res.statusCode ?? 0, text: res.statusMessage, auth: res.headers['www-authenticate'] }));
+    ws.once('open', () => resolve({ status: 101 }));
+    ws.once('error', () => resolve({ status: -1 }));
   });
-  t.equal(status, 401);
+  t.equal(answer.status, 401);
+  t.equal(answer.text, 'Unauthorized');
+  t.equal(answer.auth, 'Bearer', 'the 401 names its scheme, as the HTTP routes do');
 });
 
 t.test('the MO stream follows its key: revoked, expired, unit disabled or deleted → closed with a documented code', async (t) => {
