@@ -259,7 +259,7 @@ function answer(ex: Exchange, reply: Reply): void {
 function fail(ex: Exchange, e: unknown, label: string, logger: Logger): void {
   const err = asGatewayError(e);
   if (err.code === 'INTERNAL') logger.error({ err: err.cause ?? err, route: label }, 'request failed');
-  ex.error(err, err.status === 401 ? { 'www-authenticate': 'Bearer' } : undefined);
+  ex.error(err);
 }
 
 function internal(ex: Exchange, e: unknown, label: string, logger: Logger): void {

@@ -102,7 +102,9 @@ export class Exchange {
     this.send(status, JSON.stringify(value), 'application/json', headers);
   }
 
+  /** The error's JSON answer; a 401 names its scheme (RFC 9110 §15.5.2), wherever it is answered from. */
   error(e: GatewayError, headers?: Readonly<Record<string, string>>): void {
+    if (e.status === 401) headers = { 'www-authenticate': 'Bearer', ...headers };
     if (e.code === 'BODY_TOO_LARGE') this.sendAndClose(e.status, e.toJSON());
     else if (e.code === 'STORAGE_FULL') this.json(e.status, e.toJSON(), { 'retry-after': String(STORAGE_RETRY_AFTER_S), ...headers });
     else this.json(e.status, e.toJSON(), headers);

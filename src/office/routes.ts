@@ -25,7 +25,7 @@ import { countSegments } from '../core/segment.js';
 import { PARAM_TYPES } from '../core/template.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { asGatewayError, parseRfc3339 } from '../ingest/intake.js';
-import { STATUS_TEXT } from '../ingest/http.js';
+import { Exchange } from '../ingest/http.js';
 import { requestFingerprint } from '../send/index.js';
 import type { Principal } from '../core/send.js';
 import { loadUws } from '../ingest/uws.js';
@@ -597,13 +597,8 @@ function attachMoStream(app: TemplatedApp, door: UpgradeDoor, live: LiveMoSubscr
       try {
         principal = door.authenticate('sending', req.getHeader('authorization'));
       } catch (e) {
-        const err = asGatewayError(e);
-        res.cork(() => {
-          res.writeStatus(STATUS_TEXT[err.status] ?? `${err.status}`).writeHeader('content-type', 'application/json');
-          // A 401 names its scheme, as every HTTP route's does (RFC 9110 §15.5.2).
-          if (err.status === 401) res.writeHeader('www-authenticate', 'Bearer');
-          res.end(JSON.stringify(err.toJSON()), true);
-        });
+        // Answered as every route's refusal is (status line, JSON error, WWW-Authenticate on a 401).
+        new Exchange(res).error(asGatewayError(e));
         return;
       }
       res.upgrade<StreamData>({ tenant: principal.tenant, authorization: req.getHeader('authorization') }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
