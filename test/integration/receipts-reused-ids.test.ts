@@ -51,6 +51,17 @@ const submitted = (messageId: string, index: number, opId: string, at: number): 
   ({ kind: 'submitted', messageId, index, segment: 1, segments: 1, account: ACCOUNT, opId, at });
 const dlr = (messageId: string, state: DeliveryReceipt['state'], doneAt: number): DeliveryReceipt => ({ account: ACCOUNT, messageId, state, doneAt });
 
+/** One-recipient messages 'old' (submitted under `opId` and delivered) and 'new' (not yet submitted). */
+async function oldDelivered(tt: Test, opId: string): Promise<ReturnType<typeof setup>> {
+  const ctx = setup(tt);
+  ctx.store.putMessage(message('old', 1), numbers(1, 0));
+  ctx.store.putMessage(message('new', 1), numbers(1, 1000));
+  await ctx.store.flushed();
+  await ctx.store.recordSegments([submitted('old', 0, opId, T0 + 1_000)]);
+  tt.equal(await ctx.store.applyReceipt(dlr(opId, 'delivered', T0 + 2_000)), 'applied', 'the old part delivered');
+  return ctx;
+}
+
 async function metric(m: Metrics, name: string, labels: Record<string, string>): Promise<number> {
   let sum = 0;
   for (const metricJson of await m.registry.getMetricsAsJSON()) {
@@ -117,12 +128,7 @@ t.test('an old re-send kept after a final is not given to a submit that reuses t
 });
 
 t.test('without a send time (a result of an older version): the reused id gets the newest receipt kept under its key', async (t) => {
-  const { store, clock } = setup(t);
-  store.putMessage(message('old', 1), numbers(1, 0));
-  store.putMessage(message('new', 1), numbers(1, 1000));
-  await store.flushed();
-  await store.recordSegments([submitted('old', 0, '3', T0 + 1_000)]);
-  t.equal(await store.applyReceipt(dlr('3', 'delivered', T0 + 2_000)), 'applied');
+  const { store, clock } = await oldDelivered(t, '3');
   t.equal(await store.applyReceipt(dlr('3', 'delivered', T0 + 2_000)), 'duplicate', 'an SMSC re-send');
   // The SMSC restarts, id 3 is reused; its receipt comes before the resp is recorded.
   clock.now = T0 + 5_000;
@@ -177,12 +183,7 @@ t.test('with the send time: re-sends that came before the submit went out are no
 });
 
 t.test('at most KEPT_PER_ID receipts wait under one key: the oldest go first', async (t) => {
-  const { store, clock } = setup(t);
-  store.putMessage(message('old', 1), numbers(1, 0));
-  store.putMessage(message('new', 1), numbers(1, 1000));
-  await store.flushed();
-  await store.recordSegments([submitted('old', 0, '9', T0 + 1_000)]);
-  t.equal(await store.applyReceipt(dlr('9', 'delivered', T0 + 2_000)), 'applied');
+  const { store, clock } = await oldDelivered(t, '9');
   const sentAt = T0 + 5_000;
   // The new submit's own receipt first, then more re-sends than are kept: its receipt is pushed out.
   const states: DeliveryReceipt['state'][] = ['rejected', 'expired', 'failed', 'undeliverable', 'delivered', 'expired'];
