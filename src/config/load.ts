@@ -113,20 +113,28 @@ function parseEnvValue(raw: string): Json {
   }
 }
 
-/** Resolve `SERVER__MAX_BODY_BYTES` to `['server','maxBodyBytes']` by walking the schema. */
-function envPath(segments: readonly string[]): string[] | undefined {
-  let schema: TSchema | undefined = ConfigSchema;
+/** Resolve `SERVER__MAX_BODY_BYTES` to `['server','maxBodyBytes']` (and the setting's schema) by walking the schema. */
+function envPath(segments: readonly string[]): { path: string[]; schema: TSchema } | undefined {
+  let schema: TSchema = ConfigSchema;
   const path: string[] = [];
   for (const seg of segments) {
-    const props: Record<string, TSchema> | undefined = (schema as { properties?: Record<string, TSchema> } | undefined)?.properties;
+    const props: Record<string, TSchema> | undefined = (schema as { properties?: Record<string, TSchema> }).properties;
     if (!props) return undefined;
     const want = seg.replace(/_/g, '').toLowerCase();
     const key: string | undefined = Object.keys(props).find((k) => k.toLowerCase() === want);
     if (key === undefined) return undefined;
     path.push(key);
-    schema = props[key];
+    schema = props[key] as TSchema;
   }
-  return path;
+  return { path, schema };
+}
+
+/** Whether a setting takes a string only (its raw text is kept: a password or sender of digits stays a string). */
+function wantsString(schema: TSchema): boolean {
+  const s = schema as { type?: unknown; anyOf?: readonly TSchema[]; const?: unknown };
+  if (s.type === 'string') return true;
+  if (typeof s.const === 'string') return true;
+  return Array.isArray(s.anyOf) && s.anyOf.length > 0 && s.anyOf.every((x: TSchema) => wantsString(x));
 }
 
 function setPath(obj: JsonObject, path: readonly string[], value: Json): JsonObject {
@@ -148,14 +156,14 @@ export function envOverrides(env: NodeJS.ProcessEnv): { overrides: JsonObject; u
       continue;
     }
     const alias = ENV_ALIASES[name];
-    const path = alias ? alias.split('.') : envPath(name.slice('SMSGW_'.length).split('__'));
-    if (!path) {
+    const found = envPath(alias ? alias.split('.') : name.slice('SMSGW_'.length).split('__'));
+    if (!found) {
       unknown.push(name);
       continue;
     }
-    // Strings stay strings where the schema wants one (e.g. a password of digits).
-    const value = parseEnvValue(raw);
-    overrides = setPath(overrides, path, typeof value === 'number' && /(host|password|systemId|key|sender|source|dataDir)/i.test(path.at(-1) ?? '') ? raw : value);
+    // The schema decides: a string setting keeps the raw text (a password or sender of digits);
+    // any other is read as JSON (numbers, booleans, arrays), else kept as text for the schema to refuse.
+    overrides = setPath(overrides, found.path, wantsString(found.schema) ? raw : parseEnvValue(raw));
   }
   return { overrides, unknown };
 }

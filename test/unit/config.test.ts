@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, envOverrides } from '../../src/config/load.js';
 import { GatewayError } from '../../src/core/errors.js';
+import { ConfigSchema } from '../../src/config/schema.js';
+import type { TSchema } from '@sinclair/typebox';
 
 const noEnv = {};
 
@@ -38,6 +40,39 @@ t.test('SMSGW_* environment overrides by path and alias', async (t) => {
   t.equal(c.log.level, 'warn');
   t.equal(c.dataDir, '/tmp/x');
   t.equal(c.simulator.password, '12345', 'a digit-only password stays a string');
+});
+
+/** Every setting the environment can reach (objects all the way down; not inside arrays or records), with its schema. */
+function envLeaves(schema: TSchema, path: string[] = []): Array<{ path: string[]; schema: TSchema }> {
+  const props = (schema as { properties?: Record<string, TSchema> }).properties;
+  if (!props) return [{ path, schema }];
+  return Object.entries(props).flatMap(([k, s]) => envLeaves(s, [...path, k]));
+}
+const envName = (path: readonly string[]): string => `SMSGW_${path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('__')}`;
+const leafAt = (obj: unknown, path: readonly string[]): unknown => path.reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
+
+t.test('every numeric setting is a number from the environment, every string setting stays text (whatever its name)', async (t) => {
+  // Once, settings whose name held "host" or "key" (connectionsPerHost) kept their text and the gateway refused to start.
+  const leaves = envLeaves(ConfigSchema);
+  let numbers = 0;
+  let strings = 0;
+  for (const { path, schema } of leaves) {
+    const type = (schema as { type?: unknown }).type;
+    const name = envName(path);
+    const { overrides, unknown } = envOverrides({ [name]: '12345' });
+    t.same(unknown, [], `${name} is known`);
+    if (type === 'integer' || type === 'number') {
+      numbers++;
+      t.equal(leafAt(overrides, path), 12345, `${name}: a number`);
+    } else if (type === 'string') {
+      strings++;
+      t.equal(leafAt(overrides, path), '12345', `${name}: text`);
+    }
+  }
+  t.ok(numbers > 50 && strings > 10, `walked ${numbers} numeric and ${strings} string settings`);
+  const c = loadConfig({ env: { SMSGW_CALLBACKS__CONNECTIONS_PER_HOST: '128', SMSGW_SERVER__HOST: '127.0.0.2' } });
+  t.equal(c.callbacks.connectionsPerHost, 128);
+  t.equal(c.server.host, '127.0.0.2');
 });
 
 t.test('SMSGW_NATS_URL selects the NATS queue', async (t) => {
