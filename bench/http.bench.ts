@@ -6,8 +6,12 @@
  * the same load (autocannon, this process), in one run.
  *
  * Per round, in alternating order: bare uWS, the gateway, and (with
- * BENCH_BEFORE_MAIN) a previous build as a third system. Each gateway run is
- * a fresh process on a fresh data directory.
+ * BENCH_BEFORE_MAIN) a previous build as a third system; with three the order
+ * rotates, so each system runs first, second and last equally often
+ * (reversing alone left the gateway second in every round, and an A/A of one
+ * build, 4 rounds, had the second slot 20% behind: most likely the previous
+ * run's data still being written back). Each gateway run is a fresh process
+ * on a fresh data directory.
  *
  * What is measured, per run (N requests, one recipient each):
  *   - accepted/s: 2xx answers ÷ (first request → last 2xx answer)
@@ -138,7 +142,8 @@ if (process.env['BENCH_NO_BUILD'] !== '1') {
 const systems: System[] = BEFORE !== undefined ? ['bare', 'gateway', 'before'] : ['bare', 'gateway'];
 const runs: Record<System, Run[]> = { bare: [], gateway: [], before: [] };
 for (let r = 0; r < REPEATS; r++) {
-  const order = r % 2 === 0 ? systems : [...systems].reverse();
+  // Two systems alternate; three rotate (each position once every three rounds).
+  const order = systems.length === 3 ? [...systems.slice(r % 3), ...systems.slice(0, r % 3)] : r % 2 === 0 ? systems : [...systems].reverse();
   process.stderr.write(`round ${r + 1}/${REPEATS}: `);
   for (const system of order) {
     process.stderr.write(`${system}… `);
@@ -178,7 +183,7 @@ const doc = {
   command: `BENCH_N=${N} BENCH_REPEATS=${REPEATS}${DISPATCH ? '' : ' BENCH_DISPATCH=0'}${BEFORE !== undefined ? ' BENCH_BEFORE_MAIN=<previous build>/dist/cli/main.js' : ''}${BEFORE_NODE_ARGS !== undefined ? ` BENCH_BEFORE_NODE_ARGS='${BEFORE_NODE_ARGS.join(' ')}'` : ''} npm run bench:http`,
   about: [
     machineNote(),
-    `The compiled gateway (embedded queue, --role all, an SMPP simulator and a callback sink in their own processes, a callbackUrl per message) and bench/bare-uws.ts under the same autocannon load (${CONNECTIONS} keep-alive connections), in alternating order each round.`,
+    `The compiled gateway (embedded queue, --role all, an SMPP simulator and a callback sink in their own processes, a callbackUrl per message) and bench/bare-uws.ts under the same autocannon load (${CONNECTIONS} keep-alive connections), in alternating order each round${BEFORE !== undefined ? ' (with a previous build as a third system, the order rotates)' : ''}.`,
     DISPATCH
       ? 'Dispatch runs alongside, as in production: the gateway\'s CPU per request includes the submits, receipts and callbacks of what it accepted while loading.'
       : 'The SMSC account points at a closed port, so nothing is dispatched: the gateway\'s CPU per request is the intake\'s alone (202 once the rows and the job are committed).',
