@@ -38,7 +38,7 @@
  */
 import { asBinary, type Database, type Key, type RootDatabase } from 'lmdb';
 import { canonicalOperatorId } from '../core/dlr.js';
-import { setBounded } from '../core/bounded-map.js';
+import { RingBuffer } from '../core/ring.js';
 import { GatewayError } from '../core/errors.js';
 import {
   deriveRecipientState,
@@ -402,6 +402,8 @@ export class ReceiptStore {
    * first; a message purged leaves it; a miss reads the row.
    */
   private readonly accepted = new Map<string, StoredMessage>();
+  /** The ids in `accepted`, oldest first (finished ones stay until their turn: deleting from a Map is all they need). */
+  private readonly acceptedOrder = new RingBuffer<string>(MAX_ACCEPTED_IN_MEMORY);
   /** tenant\u0000url → destination key (bounded: cleared when full). */
   private readonly destinations = new Map<string, string>();
   private readonly dlrLatencyByAccount = new Map<string, BoundHistogram>();
@@ -505,7 +507,14 @@ export class ReceiptStore {
     const stored = encodeMessage(msg);
     this.plain(this.messages.put(msg.id, stored));
     const id = msg.id;
-    setBounded(this.accepted, id, stored, MAX_ACCEPTED_IN_MEMORY);
+    // The bound is a first-in first-out ring of ids: a new id takes the oldest one's place;
+    // one written again keeps its own (a purged id written again may leave early: it is read then).
+    const before = this.accepted.size;
+    this.accepted.set(id, stored);
+    if (this.accepted.size !== before) {
+      if (this.acceptedOrder.isFull) this.accepted.delete(this.acceptedOrder.shift() as string);
+      this.acceptedOrder.push(id);
+    }
     const at = msg.createdAt;
     for (let i = 0; i < numbers.length; i++) {
       this.plain(this.recipients.put([id, i], { n: numbers[i]!, s: 'accepted', a: at, u: at, g: [] }));

@@ -121,4 +121,10 @@ t.test(`bounded: ${BOUND} messages kept at most, the oldest dropped first and re
   reads.n = 0;
   t.same(a.acceptedMessage(`m${n - 1}`), message(`m${n - 1}`, (n - 1) % 2 === 0), 'the newest, from memory');
   t.equal(reads.n, 0);
+  // An id written again (allowed: it overwrites) takes a second place in the order; the bound still holds.
+  for (let i = 0; i < 300; i++) a.putMessage(message(`m${n - 1 - (i % 3)}`, i % 2 === 0), ['8613800000001']);
+  await a.flushed();
+  const after = (await metrics.registry.getSingleMetric('smsgw_receipts_messages_in_memory')?.get())?.values[0]?.value;
+  t.equal(after, BOUND, 'still the bound after ids written again');
+  t.same(a.acceptedMessage(`m${n - 1}`), a.getMessage(`m${n - 1}`), 'an id written again reads as its last write');
 });
