@@ -1,21 +1,22 @@
 /**
  * A Map kept to a fixed number of entries by evicting the oldest: the
  * in-memory caches that remember the last N of something insert through
- * here, so the bound is written once (setBounded: accepted message rows,
- * compiled templates, PDA message bodies; setNewest: NATS deliveries handed
- * out, case-query windows, group member counts).
+ * here, so the bound is written once (setBounded: compiled templates, PDA
+ * message bodies and states; setNewest: NATS deliveries handed out,
+ * case-query windows, group member counts). The receipt store's accepted
+ * rows, whose ids never repeat, keep a plain ring of ids instead.
  *
  * Order is insertion order (a Map's own): setting a key that is already
  * present replaces its value and keeps its place; a new key, with the map
  * at its bound, first removes the key inserted earliest.
  *
- * Finding that key is O(1). A Map's own oldest key (`keys().next()`) is not:
+ * Finding that key is O(1), amortized. A Map's own oldest key (`keys().next()`) is not:
  * V8 leaves a deleted entry's slot in place until the table is rebuilt, and
  * the iterator walks over every such slot from the front, so a map used
  * first-in first-out at its bound paid for about half its bound per insert
- * (4.5 µs at 16,384 entries, 15 µs at 65,536 on the bench machine). Each map
- * gets an insertion log beside it instead (a WeakMap, so it goes with the
- * map): keys with the sequence number of their insertion, read from the
+ * (about 5 µs at 16,384 entries and 16 µs at 65,536 on the bench machine,
+ * `npm run bench:maps`). Each map gets an insertion log beside it instead
+ * (a WeakMap, so it goes with the map): keys with the sequence number of their insertion, read from the
  * front; an entry whose key was set again later (setNewest) or deleted is
  * skipped. The log is rebuilt from the map's own order once it holds twice
  * the bound (read entries included), so it stays within a constant of the
