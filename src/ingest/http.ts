@@ -42,7 +42,7 @@ function writeOut(): void {
   const res = out.res as HttpResponse;
   res.writeStatus(out.status);
   res.writeHeader('content-type', out.contentType);
-  if (out.close) res.writeHeader('connection', 'close');
+  // No `connection: close` of our own when closing: uWS writes it for end(…, true), and a second made it "close, close".
   const headers = out.headers;
   if (headers) for (const k in headers) res.writeHeader(k, headers[k] as string);
   // The answer to a HEAD has no body: its bytes would be read as the next answer on the

@@ -41,6 +41,8 @@ t.test('JSON bounds on a running gateway', async (t) => {
       const r = await gw.request<ErrorBody>('POST', '/v1/messages', body);
       t.equal(r.status, 413);
       t.equal(r.json.error.code, 'BODY_TOO_LARGE');
+      // The rest of the body is not read, so the connection closes after the answer: one `connection: close`.
+      t.equal(r.headers.get('connection'), 'close', 'one connection: close (it read "close, close" once)');
     }
   });
 
