@@ -19,6 +19,8 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { loadUws } from '../ingest/uws.js';
+import { Exchange } from '../ingest/http.js';
+import { GatewayError } from '../core/errors.js';
 import { upgrade, type UpgradeRoute } from '../http/route.js';
 import { CLOSE_REASON, WS_CLOSE_BASE } from './codec.js';
 import type { PdaChannel } from './channel.js';
@@ -89,13 +91,13 @@ export function attachPdaRoutes(app: TemplatedApp, deps: PdaRouteDeps): PdaServe
     sendPingsAutomatically: true,
     upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
       // Refuse before the upgrade when full: a 503 costs less than a session.
+      // The answer is the error catalogue's, written as every route's is (Exchange), and the
+      // connection closes after it: the client asked for an upgrade, not for a keep-alive.
       if (channel.isClosing || channel.sessionCount >= c.maxSessions) {
-        res.cork(() => {
-          res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').end(
-            JSON.stringify({ error: { code: channel.isClosing ? 'PDA_CLOSED' : 'OVERLOADED', message: 'the PDA channel takes no more sessions now' } }),
-            true,
-          );
-        });
+        const e = channel.isClosing
+          ? new GatewayError('PDA_CLOSED', 'the PDA channel is closing: no new sessions')
+          : new GatewayError('OVERLOADED', `the PDA channel holds its ${c.maxSessions} sessions: no more now`);
+        new Exchange(res).sendAndClose(e.status, e.toJSON());
         return;
       }
       const offered = req.getHeader('sec-websocket-protocol');

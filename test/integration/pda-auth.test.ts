@@ -347,3 +347,44 @@ t.test('admin API: its own key, register (key shown once), list, get, state, rot
   t.equal((await call<DeviceAnswer>('POST', '/v1/admin/pda/devices/pda-a1/state', { state: 'revoked' })).json.device.state, 'revoked');
   t.equal((await call<Refusal>('POST', '/v1/admin/pda/devices/pda-a1/key')).json.error.code, 'PDA_DEVICE_STATE');
 });
+
+/** An upgrade the server refuses before it: the status, the error body and whether the connection closed after it. */
+function refusedUpgrade(url: string): Promise<{ status: number; body: { error?: { code?: string; message?: string } }; connection: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once('open', () => {
+      ws.terminate();
+      reject(new Error('the upgrade was taken'));
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { error?: { code?: string } }, connection: res.headers.connection }));
+    });
+    ws.once('error', () => undefined);
+  });
+}
+
+t.test('over pda.maxSessions, and once the channel closes, an upgrade is refused with the error catalogue\'s 503 and the connection closed', async (t) => {
+  const s = await server(t, { maxSessions: 1 });
+  const a = await Raw.open(s.url);
+  t.equal(s.channel.sessionCount, 1);
+  const full = await refusedUpgrade(s.url);
+  t.equal(full.status, 503);
+  t.equal(full.body.error?.code, 'OVERLOADED', 'OVERLOADED: the channel holds its sessions');
+  t.match(full.body.error?.message ?? '', /1 sessions/);
+  t.equal(full.connection, 'close', 'the refused upgrade does not keep its connection');
+  t.equal(s.channel.sessionCount, 1, 'the refusal made no session');
+  a.ws.close();
+  await a.closed;
+  for (let i = 0; i < 50 && s.channel.sessionCount > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  const b = await Raw.open(s.url);
+  t.pass('with the session gone, the next upgrade is taken');
+  b.ws.close();
+  await b.closed;
+  void s.channel.close();
+  const closing = await refusedUpgrade(s.url);
+  t.equal(closing.status, 503);
+  t.equal(closing.body.error?.code, 'PDA_CLOSED', 'PDA_CLOSED while the channel closes');
+});
