@@ -787,9 +787,7 @@ export class ReceiptStore {
         w.remove(this.earlyAge, [waiting.r, r.account, canonical]);
         if (waiting.f === undefined) for (let i = 0; i <= (waiting.m?.length ?? 0); i++) fx.reusedIds.push([r.account, 'expired']);
       }
-      const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId };
-      if (r.error !== undefined && state !== 'delivered') e.e = r.error;
-      if (!local) e.f = 1;
+      const e = earlyEntry(r, state, now, local);
       w.put(this.early, [r.account, canonical], e);
       w.put(this.earlyAge, [now, r.account, canonical], 1);
       fx.early.push(r.account);
@@ -815,9 +813,8 @@ export class ReceiptStore {
       // first that arrived after it went on the wire; those before are re-sends of the old part's.
       const waiting = this.early.get([r.account, canonical]);
       if (waiting === undefined || (waiting.a !== undefined && waiting.r <= now)) {
-        const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: opId, a: 1 };
-        if (r.error !== undefined && state !== 'delivered') e.e = r.error;
-        if (!local) e.f = 1;
+        const e = earlyEntry(r, state, now, local);
+        e.a = 1;
         if (waiting !== undefined) {
           w.remove(this.earlyAge, [waiting.r, r.account, canonical]);
           const older: KeptReceipt = { s: waiting.s, d: waiting.d, r: waiting.r };
@@ -1970,6 +1967,14 @@ function pendingSegments(n: number): StoredSegment[] {
   const out: StoredSegment[] = [];
   for (let i = 0; i < n; i++) out.push({ s: 'pending' });
   return out;
+}
+
+/** A receipt waiting under its key (receipts.early), as received at `now`: early, or (the caller sets `a`) kept for a reused id. */
+function earlyEntry(r: DeliveryReceipt, state: FinalState, now: number, local: boolean): StoredEarly {
+  const e: StoredEarly = { s: state, d: r.doneAt, r: now, o: r.messageId };
+  if (r.error !== undefined && state !== 'delivered') e.e = r.error;
+  if (!local) e.f = 1;
+  return e;
 }
 
 function finish(seg: StoredSegment, state: FinalState, error: string | undefined, at: number): void {
