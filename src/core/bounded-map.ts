@@ -50,21 +50,19 @@ function rebuilt<K>(map: Map<K, unknown>): InsertionLog<K> {
   return { keys, seqs, head: 0, next: keys.length, latest: new Map(keys.map((k, i) => [k, i])) };
 }
 
-/** Removes the map's oldest key (one); false when the map is empty. */
-function evictOldest<K>(map: Map<K, unknown>, log: InsertionLog<K>): boolean {
+/** Removes the map's oldest key (one, if any). */
+function evictOldest<K>(map: Map<K, unknown>, log: InsertionLog<K>): void {
   while (log.head < log.keys.length) {
     const key = log.keys[log.head] as K;
     const seq = log.seqs[log.head] as number;
     log.head++;
     if (log.latest.get(key) !== seq) continue; // set again later: that entry counts
     log.latest.delete(key);
-    if (map.delete(key)) return true; // else deleted by its owner since: look further
+    if (map.delete(key)) return; // else deleted by its owner since: look further
   }
   // Every logged key is gone; keys the owner set on the map directly remain: the map's own order.
   const oldest = map.keys().next();
-  if (oldest.done === true) return false;
-  map.delete(oldest.value);
-  return true;
+  if (oldest.done !== true) map.delete(oldest.value);
 }
 
 export function setBounded<K, V>(map: Map<K, V>, key: K, value: V, bound: number): void {
