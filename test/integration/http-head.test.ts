@@ -6,34 +6,9 @@
  * goes on answering.
  */
 import t from 'tap';
-import { connect } from 'node:net';
 import { startTestGateway } from '../support/gateway.js';
+import { rawExchange } from '../support/http.js';
 
-/** Write `payload` on a fresh connection; resolve with what the server sent until it went quiet or closed (bounded). */
-function exchange(port: number, payload: string, quietMs = 300): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let got = '';
-    let quiet: NodeJS.Timeout | undefined;
-    const done = (): void => {
-      clearTimeout(quiet);
-      socket.destroy();
-      resolve(got);
-    };
-    const cap = setTimeout(done, 3000);
-    socket.on('data', (d) => {
-      got += d.toString('latin1');
-      clearTimeout(quiet);
-      quiet = setTimeout(done, quietMs);
-    });
-    socket.on('error', reject);
-    socket.on('close', () => {
-      clearTimeout(cap);
-      done();
-    });
-    socket.on('connect', () => socket.write(payload));
-  });
-}
 
 t.test('HEAD answers carry no body, and the connection stays in step', async (t) => {
   const gw = await startTestGateway(t);
@@ -41,7 +16,7 @@ t.test('HEAD answers carry no body, and the connection stays in step', async (t)
   const head = (path: string): string => `HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
   const get = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
   for (const path of ['/healthz', '/v1/messages', '/v1/messages/abc', '/nope', '/v1/messages/%zz']) {
-    const got = await exchange(port, head(path) + get);
+    const got = await rawExchange(port, head(path) + get, { quietMs: 300 });
     const answers = got.split(/(?=HTTP\/1\.1 )/);
     t.equal(answers.length, 2, `HEAD ${path}, then GET: two answers`);
     t.match(answers[0], /^HTTP\/1\.1 40[45] /, `HEAD ${path}: 404 or 405`);

@@ -8,26 +8,9 @@
  * and a write whose client is gone does nothing (counted as 499).
  */
 import t from 'tap';
-import { connect } from 'node:net';
 import { startTestGateway, TEST_KEY } from '../support/gateway.js';
+import { rawExchange } from '../support/http.js';
 
-/** Write `payload` on a fresh connection; resolve with everything the server sent before it closed (bounded). */
-function exchange(port: number, payload: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let got = '';
-    const timer = setTimeout(() => socket.destroy(), 3000);
-    socket.on('data', (d) => {
-      got += d.toString('latin1');
-    });
-    socket.on('error', reject);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(got);
-    });
-    socket.on('connect', () => socket.write(payload));
-  });
-}
 
 const accepted = async (url: string): Promise<number> => {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -43,7 +26,7 @@ t.test('a send with a request pipelined behind it is not accepted when its answe
 
   const before = await accepted(gw.url);
   for (let i = 0; i < 5; i++) {
-    const got = await exchange(port, post + get);
+    const got = await rawExchange(port, post + get);
     t.notMatch(got, /HTTP\/1\.1 202/, 'no 202 reaches the client (uWS closed the connection)');
   }
   t.equal(await accepted(gw.url), before, 'nothing accepted: no SMS the client cannot know about');
@@ -54,6 +37,6 @@ t.test('a send with a request pipelined behind it is not accepted when its answe
   const alone = await gw.send({ to: ['13800138000'], text: 'alone' });
   t.equal(alone.status, 202);
   t.equal(await accepted(gw.url), before + 1);
-  const two = await exchange(port, get + get.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n'));
+  const two = await rawExchange(port, get + get.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n'));
   t.equal(two.match(/HTTP\/1\.1 200/g)?.length, 2, 'synchronous pipelining still works');
 });

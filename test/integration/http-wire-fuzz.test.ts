@@ -14,8 +14,8 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { connect } from 'node:net';
 import { numberAt, startTestGateway, TEST_KEY } from '../support/gateway.js';
+import { rawExchange } from '../support/http.js';
 
 const RUNS = Number(process.env['SMSGW_WIRE_FUZZ_RUNS'] ?? 300);
 const SOCKET_MS = 400;
@@ -25,24 +25,9 @@ const BATCH = 10;
  * Writes `bytes` and resolves with every status code the door answered before it closed the connection or
  * SOCKET_MS passed. (No half-close: the door closes a connection on the client's FIN, answers unsent.)
  */
-function exchange(port: number, bytes: Buffer): Promise<number[]> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const socket = connect({ host: '127.0.0.1', port });
-    const done = (): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      const text = Buffer.concat(chunks).toString('latin1');
-      resolve([...text.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1])));
-    };
-    const timer = setTimeout(done, SOCKET_MS);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', done);
-    socket.on('close', done);
-    socket.on('connect', () => {
-      socket.write(bytes);
-    });
-  });
+async function exchange(port: number, bytes: Buffer): Promise<number[]> {
+  const text = await rawExchange(port, bytes, { capMs: SOCKET_MS, tolerateErrors: true });
+  return [...text.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]));
 }
 
 const token = fc.oneof(
